@@ -1,0 +1,3 @@
+from mbxtui.cli import main
+
+raise SystemExit(main())

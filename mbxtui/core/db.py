@@ -1,0 +1,127 @@
+"""Opening the database: SQLite pragmas, owner-only files, schema migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from peewee import SqliteDatabase
+
+from mbxtui.core.errors import MbxError
+from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS
+from mbxtui.core.models import database
+from mbxtui.core.paths import ensure_private_dir
+
+BUSY_TIMEOUT_SECONDS = 30
+PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "synchronous": "normal",
+    "cache_size": -32000,
+    "temp_store": "memory",
+}
+
+
+class DatabaseError(MbxError):
+    pass
+
+
+def _create_owner_only(path: Path) -> None:
+    ensure_private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _statements(script: str) -> Iterator[str]:
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        raise ValueError("migration script ends inside a statement")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each in its own immediate transaction; return the version."""
+    conn.isolation_level = None
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > LATEST_VERSION:
+        raise DatabaseError(
+            f"the database is at schema version {version}, newer than this mbxtui understands "
+            f"({LATEST_VERSION}): upgrade mbxtui"
+        )
+    for number, script in MIGRATIONS:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current >= number:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _statements(script):
+                conn.execute(statement)
+            if number == 1:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('install_id', ?)", (uuid.uuid4().hex,))
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def world_readable_warning(path: Path) -> str | None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return f"warning: {path} can be read by other users; run: chmod 600 {path}"
+    return None
+
+
+def open_database(path: Path | str) -> SqliteDatabase:
+    """Open (creating and migrating when needed) the SQLite database at ``path`` and bind the models."""
+    path = Path(path).expanduser().resolve()
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a directory, not a database file")
+    try:
+        _create_owner_only(path)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the database {path}: {exc.strerror}") from None
+    db = SqliteDatabase(str(path), pragmas=PRAGMAS, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    try:
+        db.connect(reuse_if_open=True)
+        migrate(db.connection())
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise DatabaseError(f"cannot open {path} as an mbxtui database: {exc}") from None
+    database.initialize(db)
+    return db
+
+
+def raw_connection() -> sqlite3.Connection:
+    """The current thread's sqlite3 connection, for set-based SQL the ORM would make slow."""
+    return database.connection()
+
+
+def install_id() -> str:
+    row = database.execute_sql("SELECT value FROM meta WHERE key = 'install_id'").fetchone()
+    return row[0]
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """An immediate transaction: takes the write lock at the start, so two writers queue on the busy
+    timeout instead of failing with "database is locked" when both try to upgrade a read lock."""
+    with database.atomic(lock_type="IMMEDIATE"):
+        yield

@@ -1,0 +1,103 @@
+"""The closed vocabularies of the domain (DOMAIN.md, "Records")."""
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    GLOBAL_ADMIN = "global_admin"
+    SERVICE_ADMIN = "service_admin"
+    SYSTEM_ADMIN = "system_admin"
+    VIEWER = "viewer"
+
+
+class ProfileType(StrEnum):
+    IMAP_SMTP = "imap_smtp"
+    POP3_SMTP = "pop3_smtp"
+    EXCHANGE_ONLINE = "exchange_online"
+    EXCHANGE_SERVER = "exchange_server"
+
+
+EXCHANGE_TYPES = frozenset({ProfileType.EXCHANGE_ONLINE, ProfileType.EXCHANGE_SERVER})
+
+
+class TlsMode(StrEnum):
+    IMPLICIT = "implicit"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+class IncomingAuth(StrEnum):
+    MAILBOX = "mailbox"
+    PROFILE = "profile"
+    OAUTH2 = "oauth2"
+
+
+class OutgoingAuth(StrEnum):
+    MAILBOX = "mailbox"
+    PROFILE = "profile"
+    OAUTH2 = "oauth2"
+    NONE = "none"
+
+
+class IncomingMethod(StrEnum):
+    NONE = "none"
+    SERVER_SIDE_SYNC = "server_side_sync"
+    FORWARD_MAILBOX = "forward_mailbox"
+
+
+class OutgoingMethod(StrEnum):
+    NONE = "none"
+    SERVER_SIDE_SYNC = "server_side_sync"
+
+
+class ActMethod(StrEnum):
+    NONE = "none"
+    SERVER_SIDE_SYNC = "server_side_sync"
+
+
+class Approval(StrEnum):
+    EMPTY = "empty"
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class TestStatus(StrEnum):
+    __test__ = False  # not a pytest test class
+    NOT_RUN = "not_run"
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class AlertLevel(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFORMATION = "information"
+
+
+class Regarding(StrEnum):
+    USER = "user"
+    QUEUE = "queue"
+    FORWARD = "forward"
+
+
+class View(StrEnum):
+    """The mailbox views of R20."""
+
+    ACTIVE = "active"
+    ALL = "all"
+    MINE = "mine"
+    FORWARD = "forward"
+    PENDING = "pending"
+    FAILED = "failed"
+    DISABLED = "disabled"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+DIRECTIONS = ("incoming", "outgoing", "act")

@@ -1,0 +1,73 @@
+"""Schema migrations. Each step is frozen SQL applied once, in order; ``PRAGMA user_version`` holds
+the number of the last one applied. Never edit a released step: add a new one."""
+
+from __future__ import annotations
+
+SCHEMA_0001 = r"""
+CREATE TABLE "meta" ("key" VARCHAR(255) NOT NULL PRIMARY KEY, "value" TEXT NOT NULL);
+CREATE TABLE "user" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(255) NOT NULL, "email" VARCHAR(255) NOT NULL, "active" INTEGER NOT NULL, "created_on" DATETIME NOT NULL);
+CREATE UNIQUE INDEX "user_email" ON "user" ("email");
+CREATE INDEX "user_name" ON "user" ("name" COLLATE NOCASE);
+CREATE TABLE "operator" ("id" INTEGER NOT NULL PRIMARY KEY, "login" VARCHAR(255) NOT NULL, "role" VARCHAR(255) NOT NULL, "user_id" INTEGER, "active" INTEGER NOT NULL, "created_on" DATETIME NOT NULL, FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE SET NULL);
+CREATE UNIQUE INDEX "operator_login" ON "operator" ("login");
+CREATE TABLE "queue" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(255) NOT NULL, "email" VARCHAR(255) NOT NULL, "owner_id" INTEGER NOT NULL, "active" INTEGER NOT NULL, "created_on" DATETIME NOT NULL, FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE RESTRICT);
+CREATE UNIQUE INDEX "queue_email" ON "queue" ("email");
+CREATE INDEX "queue_owner_id" ON "queue" ("owner_id");
+CREATE TABLE "profile" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(255) NOT NULL, "type" VARCHAR(255) NOT NULL, "incoming_host" VARCHAR(255) NOT NULL, "incoming_port" INTEGER NOT NULL, "incoming_tls" VARCHAR(255) NOT NULL, "incoming_auth" VARCHAR(255) NOT NULL, "outgoing_host" VARCHAR(255) NOT NULL, "outgoing_port" INTEGER NOT NULL, "outgoing_tls" VARCHAR(255) NOT NULL, "outgoing_auth" VARCHAR(255) NOT NULL, "username" VARCHAR(255) NOT NULL, "password_set" INTEGER NOT NULL, "token_set" INTEGER NOT NULL, "ca_file" VARCHAR(255), "max_connections" INTEGER NOT NULL, "timeout_seconds" INTEGER NOT NULL, "verify_delivery" INTEGER NOT NULL, "process_email_from" DATETIME, "min_polling_minutes" INTEGER NOT NULL, "owner_id" INTEGER, "active" INTEGER NOT NULL, "created_on" DATETIME NOT NULL, "modified_on" DATETIME NOT NULL, "row_version" INTEGER NOT NULL, FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE SET NULL);
+CREATE UNIQUE INDEX "profile_name" ON "profile" ("name");
+CREATE TABLE "mailbox" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(255) NOT NULL, "email" VARCHAR(255) NOT NULL, "regarding" VARCHAR(255) NOT NULL, "user_id" INTEGER, "queue_id" INTEGER, "owner_id" INTEGER, "profile_id" INTEGER, "is_forward" INTEGER NOT NULL, "incoming_method" VARCHAR(255) NOT NULL, "outgoing_method" VARCHAR(255) NOT NULL, "act_method" VARCHAR(255) NOT NULL, "use_own_credentials" INTEGER NOT NULL, "username" VARCHAR(255) NOT NULL, "password_set" INTEGER NOT NULL, "token_set" INTEGER NOT NULL, "delete_after_processing" INTEGER NOT NULL, "process_email_after" DATETIME, "approval" VARCHAR(255) NOT NULL, "approved_by" VARCHAR(255), "approved_on" DATETIME, "incoming_status" VARCHAR(255) NOT NULL, "outgoing_status" VARCHAR(255) NOT NULL, "act_status" VARCHAR(255) NOT NULL, "overall_status" VARCHAR(255) NOT NULL, "incoming_enabled" INTEGER NOT NULL, "outgoing_enabled" INTEGER NOT NULL, "act_enabled" INTEGER NOT NULL, "test_scheduled" INTEGER NOT NULL, "test_last_attempted_by" VARCHAR(255), "test_last_attempted_on" DATETIME, "test_completed_on" DATETIME, "last_error_code" VARCHAR(255), "last_error_text" TEXT, "transient_failures" INTEGER NOT NULL, "postponed_until" DATETIME, "active" INTEGER NOT NULL, "created_on" DATETIME NOT NULL, "modified_on" DATETIME NOT NULL, "row_version" INTEGER NOT NULL, FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE RESTRICT, FOREIGN KEY ("queue_id") REFERENCES "queue" ("id") ON DELETE RESTRICT, FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE SET NULL, FOREIGN KEY ("profile_id") REFERENCES "profile" ("id") ON DELETE RESTRICT);
+CREATE UNIQUE INDEX "mailbox_email" ON "mailbox" ("email");
+CREATE UNIQUE INDEX "mailbox_user_id" ON "mailbox" ("user_id");
+CREATE UNIQUE INDEX "mailbox_queue_id" ON "mailbox" ("queue_id");
+CREATE INDEX "mailbox_name" ON "mailbox" ("name" COLLATE NOCASE);
+CREATE INDEX "mailbox_owner_id" ON "mailbox" ("owner_id");
+CREATE INDEX "mailbox_profile_id" ON "mailbox" ("profile_id");
+CREATE INDEX "mailbox_regarding" ON "mailbox" ("regarding");
+CREATE INDEX "mailbox_approval" ON "mailbox" ("approval");
+CREATE INDEX "mailbox_overall_status" ON "mailbox" ("overall_status");
+CREATE INDEX "mailbox_incoming_status" ON "mailbox" ("incoming_status");
+CREATE INDEX "mailbox_outgoing_status" ON "mailbox" ("outgoing_status");
+CREATE INDEX "mailbox_act_status" ON "mailbox" ("act_status");
+CREATE INDEX "mailbox_incoming_method" ON "mailbox" ("incoming_method");
+CREATE INDEX "mailbox_outgoing_method" ON "mailbox" ("outgoing_method");
+CREATE INDEX "mailbox_act_method" ON "mailbox" ("act_method");
+CREATE INDEX "mailbox_enabled" ON "mailbox" ("incoming_enabled", "outgoing_enabled", "act_enabled");
+CREATE INDEX "mailbox_test_completed_on" ON "mailbox" ("test_completed_on");
+CREATE INDEX "mailbox_active" ON "mailbox" ("active");
+CREATE INDEX "mailbox_is_forward" ON "mailbox" ("is_forward");
+CREATE INDEX "mailbox_postponed_until" ON "mailbox" ("postponed_until") WHERE "postponed_until" IS NOT NULL;
+CREATE VIRTUAL TABLE "mailbox_fts" USING fts5("name", "email", content='mailbox', content_rowid='id', tokenize='trigram');
+CREATE TRIGGER "mailbox_fts_insert" AFTER INSERT ON "mailbox" BEGIN
+  INSERT INTO "mailbox_fts" (rowid, "name", "email") VALUES (new."id", new."name", new."email");
+END;
+CREATE TRIGGER "mailbox_fts_delete" AFTER DELETE ON "mailbox" BEGIN
+  INSERT INTO "mailbox_fts" ("mailbox_fts", rowid, "name", "email") VALUES ('delete', old."id", old."name", old."email");
+END;
+CREATE TRIGGER "mailbox_fts_update" AFTER UPDATE OF "name", "email" ON "mailbox" BEGIN
+  INSERT INTO "mailbox_fts" ("mailbox_fts", rowid, "name", "email") VALUES ('delete', old."id", old."name", old."email");
+  INSERT INTO "mailbox_fts" (rowid, "name", "email") VALUES (new."id", new."name", new."email");
+END;
+CREATE TABLE "org_settings" ("id" INTEGER NOT NULL PRIMARY KEY, "default_profile_id" INTEGER, "default_incoming" VARCHAR(255) NOT NULL, "default_outgoing" VARCHAR(255) NOT NULL, "default_act" VARCHAR(255) NOT NULL, "require_approval_users" INTEGER NOT NULL, "require_approval_queues" INTEGER NOT NULL, "record_error_alerts" INTEGER NOT NULL, "record_warning_alerts" INTEGER NOT NULL, "record_information_alerts" INTEGER NOT NULL, "notify_owners_of_profile_alerts" INTEGER NOT NULL, "retry_attempts" INTEGER NOT NULL, "retry_interval_minutes" INTEGER NOT NULL, "row_version" INTEGER NOT NULL, FOREIGN KEY ("default_profile_id") REFERENCES "profile" ("id") ON DELETE SET NULL);
+INSERT INTO "org_settings" VALUES (1, NULL, 'server_side_sync', 'server_side_sync', 'none', 1, 1, 1, 1, 1, 0, 10, 5, 1);
+CREATE TABLE "alert" ("id" INTEGER NOT NULL PRIMARY KEY, "level" VARCHAR(255) NOT NULL, "code" VARCHAR(255) NOT NULL, "text" TEXT NOT NULL, "mailbox_id" INTEGER, "profile_id" INTEGER, "mailbox_owner_id" INTEGER, "profile_owner_id" INTEGER, "created_on" DATETIME NOT NULL, "dismissed" INTEGER NOT NULL, "dismissed_by" VARCHAR(255), "dismissed_on" DATETIME, FOREIGN KEY ("mailbox_id") REFERENCES "mailbox" ("id") ON DELETE CASCADE, FOREIGN KEY ("profile_id") REFERENCES "profile" ("id") ON DELETE CASCADE, FOREIGN KEY ("mailbox_owner_id") REFERENCES "user" ("id") ON DELETE SET NULL, FOREIGN KEY ("profile_owner_id") REFERENCES "user" ("id") ON DELETE SET NULL);
+CREATE INDEX "alert_dismissed_created_on" ON "alert" ("dismissed", "created_on");
+CREATE INDEX "alert_mailbox_id" ON "alert" ("mailbox_id");
+CREATE INDEX "alert_profile_id" ON "alert" ("profile_id");
+CREATE INDEX "alert_level" ON "alert" ("level");
+CREATE TABLE "audit_entry" ("id" INTEGER NOT NULL PRIMARY KEY, "at" DATETIME NOT NULL, "login" VARCHAR(255) NOT NULL, "by_login" VARCHAR(255), "action" VARCHAR(255) NOT NULL, "record_kind" VARCHAR(255) NOT NULL, "record_count" INTEGER NOT NULL, "summary" TEXT NOT NULL);
+CREATE INDEX "audit_entry_at" ON "audit_entry" ("at");
+CREATE TABLE "audit_record" ("id" INTEGER NOT NULL PRIMARY KEY, "entry_id" INTEGER NOT NULL, "record_kind" VARCHAR(255) NOT NULL, "record_id" INTEGER NOT NULL, "before" TEXT, "after" TEXT, FOREIGN KEY ("entry_id") REFERENCES "audit_entry" ("id") ON DELETE CASCADE);
+CREATE INDEX "audit_record_entry_id" ON "audit_record" ("entry_id");
+CREATE INDEX "audit_record_record" ON "audit_record" ("record_kind", "record_id");
+CREATE TABLE "test_batch" ("id" INTEGER NOT NULL PRIMARY KEY, "requested_by" VARCHAR(255) NOT NULL, "requested_on" DATETIME NOT NULL, "description" TEXT NOT NULL, "total" INTEGER NOT NULL);
+CREATE TABLE "test_job" ("id" INTEGER NOT NULL PRIMARY KEY, "batch_id" INTEGER NOT NULL, "mailbox_id" INTEGER NOT NULL, "requested_by" VARCHAR(255) NOT NULL, "state" VARCHAR(255) NOT NULL, "attempt" INTEGER NOT NULL, "not_before" DATETIME, "started_on" DATETIME, "finished_on" DATETIME, "worker" VARCHAR(255), "lease_until" DATETIME, "outcome" VARCHAR(255), "result" TEXT, FOREIGN KEY ("batch_id") REFERENCES "test_batch" ("id") ON DELETE CASCADE, FOREIGN KEY ("mailbox_id") REFERENCES "mailbox" ("id") ON DELETE CASCADE);
+CREATE INDEX "test_job_state_not_before" ON "test_job" ("state", "not_before");
+CREATE INDEX "test_job_mailbox_id" ON "test_job" ("mailbox_id");
+CREATE INDEX "test_job_batch_id_state" ON "test_job" ("batch_id", "state");
+"""
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, SCHEMA_0001),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]

@@ -1,0 +1,217 @@
+"""The schema, in one place. Column meanings follow DOMAIN.md "Records".
+
+Tables are created by the migrations in ``mbxtui.core.migrations`` (frozen SQL), not by
+``create_tables``, so that a database made by this version opens in later ones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    name = CharField()
+    email = CharField(unique=True)
+    active = BooleanField(default=True)
+    created_on = DateTimeField(default=utcnow)
+
+
+class Operator(BaseModel):
+    login = CharField(unique=True)
+    role = CharField()
+    user = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    active = BooleanField(default=True)
+    created_on = DateTimeField(default=utcnow)
+
+
+class Queue(BaseModel):
+    name = CharField()
+    email = CharField(unique=True)
+    owner = ForeignKeyField(User, backref="queues", on_delete="RESTRICT")
+    active = BooleanField(default=True)
+    created_on = DateTimeField(default=utcnow)
+
+
+class Profile(BaseModel):
+    name = CharField(unique=True)
+    type = CharField()
+    incoming_host = CharField()
+    incoming_port = IntegerField()
+    incoming_tls = CharField()
+    incoming_auth = CharField()
+    outgoing_host = CharField()
+    outgoing_port = IntegerField()
+    outgoing_tls = CharField()
+    outgoing_auth = CharField()
+    username = CharField(default="")
+    password_set = BooleanField(default=False)
+    token_set = BooleanField(default=False)
+    ca_file = CharField(null=True)
+    max_connections = IntegerField(default=10)
+    timeout_seconds = IntegerField(default=30)
+    verify_delivery = BooleanField(default=False)
+    process_email_from = DateTimeField(null=True)
+    min_polling_minutes = IntegerField(default=0)
+    owner = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    active = BooleanField(default=True)
+    created_on = DateTimeField(default=utcnow)
+    modified_on = DateTimeField(default=utcnow)
+    row_version = IntegerField(default=1)
+
+
+class Mailbox(BaseModel):
+    name = CharField(index=True)
+    email = CharField(unique=True)
+    regarding = CharField()  # user, queue or forward
+    user = ForeignKeyField(User, null=True, unique=True, on_delete="RESTRICT")
+    queue = ForeignKeyField(Queue, null=True, unique=True, on_delete="RESTRICT")
+    owner = ForeignKeyField(User, null=True, backref="owned_mailboxes", on_delete="SET NULL")
+    profile = ForeignKeyField(Profile, null=True, backref="mailboxes", on_delete="RESTRICT")
+    is_forward = BooleanField(default=False)
+    incoming_method = CharField(default="none")
+    outgoing_method = CharField(default="none")
+    act_method = CharField(default="none")
+    use_own_credentials = BooleanField(default=False)
+    username = CharField(default="")
+    password_set = BooleanField(default=False)
+    token_set = BooleanField(default=False)
+    delete_after_processing = BooleanField(default=False)
+    process_email_after = DateTimeField(null=True)
+    approval = CharField(default="empty")
+    approved_by = CharField(null=True)
+    approved_on = DateTimeField(null=True)
+    incoming_status = CharField(default="not_run")
+    outgoing_status = CharField(default="not_run")
+    act_status = CharField(default="not_run")
+    overall_status = CharField(default="not_run")
+    incoming_enabled = BooleanField(default=False)
+    outgoing_enabled = BooleanField(default=False)
+    act_enabled = BooleanField(default=False)
+    test_scheduled = BooleanField(default=False)
+    test_last_attempted_by = CharField(null=True)
+    test_last_attempted_on = DateTimeField(null=True)
+    test_completed_on = DateTimeField(null=True)
+    last_error_code = CharField(null=True)
+    last_error_text = TextField(null=True)
+    transient_failures = IntegerField(default=0)
+    postponed_until = DateTimeField(null=True)
+    active = BooleanField(default=True)
+    created_on = DateTimeField(default=utcnow)
+    modified_on = DateTimeField(default=utcnow)
+    row_version = IntegerField(default=1)
+
+
+class OrgSettings(BaseModel):
+    """The single organisation email settings record (id 1)."""
+
+    default_profile = ForeignKeyField(Profile, null=True, on_delete="SET NULL")
+    default_incoming = CharField(default="server_side_sync")
+    default_outgoing = CharField(default="server_side_sync")
+    default_act = CharField(default="none")
+    require_approval_users = BooleanField(default=True)
+    require_approval_queues = BooleanField(default=True)
+    record_error_alerts = BooleanField(default=True)
+    record_warning_alerts = BooleanField(default=True)
+    record_information_alerts = BooleanField(default=True)
+    notify_owners_of_profile_alerts = BooleanField(default=False)
+    retry_attempts = IntegerField(default=10)
+    retry_interval_minutes = IntegerField(default=5)
+    row_version = IntegerField(default=1)
+
+
+class Alert(BaseModel):
+    level = CharField()
+    code = CharField()
+    text = TextField()
+    mailbox = ForeignKeyField(Mailbox, null=True, backref="alerts", on_delete="CASCADE")
+    profile = ForeignKeyField(Profile, null=True, backref="alerts", on_delete="CASCADE")
+    mailbox_owner = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    profile_owner = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    created_on = DateTimeField(default=utcnow)
+    dismissed = BooleanField(default=False)
+    dismissed_by = CharField(null=True)
+    dismissed_on = DateTimeField(null=True)
+
+
+class AuditEntry(BaseModel):
+    at = DateTimeField(default=utcnow)
+    login = CharField()  # the operator the change was made as
+    by_login = CharField(null=True)  # the global admin who acted as ``login`` (--as), if any
+    action = CharField()
+    record_kind = CharField()
+    record_count = IntegerField(default=1)
+    summary = TextField()
+
+
+class AuditRecord(BaseModel):
+    """One record touched by an audit entry, with its values before and after (JSON, never a secret)."""
+
+    entry = ForeignKeyField(AuditEntry, backref="records", on_delete="CASCADE")
+    record_kind = CharField()
+    record_id = IntegerField()
+    before = TextField(null=True)
+    after = TextField(null=True)
+
+
+class TestBatch(BaseModel):
+    __test__ = False
+    requested_by = CharField()
+    requested_on = DateTimeField(default=utcnow)
+    description = TextField(default="")
+    total = IntegerField(default=0)
+
+
+class TestJob(BaseModel):
+    """One Test & Enable of one mailbox. ``state``: queued, running, done, cancelled."""
+
+    __test__ = False
+    batch = ForeignKeyField(TestBatch, backref="jobs", on_delete="CASCADE")
+    mailbox = ForeignKeyField(Mailbox, backref="jobs", on_delete="CASCADE")
+    requested_by = CharField()
+    state = CharField(default="queued")
+    attempt = IntegerField(default=1)
+    not_before = DateTimeField(null=True)
+    started_on = DateTimeField(null=True)
+    finished_on = DateTimeField(null=True)
+    worker = CharField(null=True)
+    lease_until = DateTimeField(null=True)
+    outcome = CharField(null=True)  # passed, failed, postponed, cancelled
+    result = TextField(null=True)  # JSON: the steps of each direction
+
+
+ALL_MODELS = [
+    User,
+    Operator,
+    Queue,
+    Profile,
+    Mailbox,
+    OrgSettings,
+    Alert,
+    AuditEntry,
+    AuditRecord,
+    TestBatch,
+    TestJob,
+]

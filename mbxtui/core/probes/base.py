@@ -1,0 +1,130 @@
+"""Types shared by the protocol probes: what to connect to, with which credentials, and what happened.
+
+A probe never raises for a server's behaviour: every outcome is a ``ProbeResult`` whose steps say
+what was done, how long each took and, on failure, which step failed, with a classified
+``Failure`` (error code, permanent or transient, and a sentence a person can act on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Step(StrEnum):
+    RESOLVE = "resolve"
+    CONNECT = "connect"
+    TLS = "tls"
+    GREETING = "greeting"
+    AUTHENTICATE = "authenticate"
+    OPEN_INBOX = "open_inbox"
+    SEND = "send"
+    VERIFY_DELIVERY = "verify_delivery"
+    CHECK = "check"  # rule checks made before any network step (R9, R10, R12)
+
+
+class ErrorCode(StrEnum):
+    MAILBOX_INACTIVE = "MAILBOX_INACTIVE"
+    NO_PROFILE = "NO_PROFILE"
+    PROFILE_INACTIVE = "PROFILE_INACTIVE"
+    NOT_APPROVED = "NOT_APPROVED"
+    NO_CREDENTIALS = "NO_CREDENTIALS"
+    HOST_NOT_FOUND = "HOST_NOT_FOUND"
+    CONNECTION_REFUSED = "CONNECTION_REFUSED"
+    CONNECTION_RESET = "CONNECTION_RESET"
+    TIMEOUT = "TIMEOUT"
+    TLS_CERTIFICATE = "TLS_CERTIFICATE"
+    TLS_HANDSHAKE = "TLS_HANDSHAKE"
+    STARTTLS_UNAVAILABLE = "STARTTLS_UNAVAILABLE"
+    AUTH_FAILED = "AUTH_FAILED"
+    AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"
+    ACCOUNT_DISABLED = "ACCOUNT_DISABLED"
+    INBOX_UNAVAILABLE = "INBOX_UNAVAILABLE"
+    RECIPIENT_REJECTED = "RECIPIENT_REJECTED"
+    SENDER_REJECTED = "SENDER_REJECTED"
+    MESSAGE_REJECTED = "MESSAGE_REJECTED"
+    SERVER_BUSY = "SERVER_BUSY"
+    SMTP_TEMPORARY = "SMTP_TEMPORARY"
+    PROTOCOL_ERROR = "PROTOCOL_ERROR"
+    ACT_UNSUPPORTED = "ACT_UNSUPPORTED"
+    NO_FORWARD_MAILBOX = "NO_FORWARD_MAILBOX"
+    DELIVERY_NOT_CONFIRMED = "DELIVERY_NOT_CONFIRMED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+# R14: everything not listed here is permanent.
+TRANSIENT_CODES = frozenset(
+    {
+        ErrorCode.CONNECTION_REFUSED,
+        ErrorCode.CONNECTION_RESET,
+        ErrorCode.TIMEOUT,
+        ErrorCode.SERVER_BUSY,
+        ErrorCode.SMTP_TEMPORARY,
+    }
+)
+
+
+def is_transient(code: ErrorCode) -> bool:
+    return code in TRANSIENT_CODES
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One server to reach: ``tls`` is ``implicit``, ``starttls`` or ``none``; ``timeout`` in
+    seconds bounds the whole probe; ``ca_file`` replaces the system CAs when set."""
+
+    host: str
+    port: int
+    tls: str
+    timeout: float = 30.0
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """``kind`` is ``password``, ``oauth2`` (``secret`` is the access token) or ``none``.
+
+    ``authorization_identity`` is set when profile credentials act for a mailbox: the probe logs
+    in as ``username`` (the profile's) on behalf of this identity (IMAP/SMTP ``AUTH PLAIN``
+    authzid; POP3 ``AUTH PLAIN`` too).
+    """
+
+    kind: str
+    username: str = ""
+    secret: str = field(default="", repr=False)
+    authorization_identity: str | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: Step
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    step: Step
+    code: ErrorCode
+    message: str
+
+    @property
+    def transient(self) -> bool:
+        return is_transient(self.code)
+
+
+@dataclass
+class ProbeResult:
+    protocol: str  # imap, pop3, smtp, rules
+    steps: list[StepResult] = field(default_factory=list)
+    failure: Failure | None = None
+    message_id: str | None = None  # the test message sent (SMTP) or found (IMAP verify)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.steps)

@@ -1,0 +1,146 @@
+"""Operators and roles: identity is the OS login name; the first to initialise is global_admin."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from mbxtui.core import validation
+from mbxtui.core.db import write_transaction
+from mbxtui.core.enums import Role
+from mbxtui.core.errors import Conflict, InvalidInput, NotFound, NotInitialised, PermissionDenied
+from mbxtui.core.models import Operator, User
+from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.services import audit
+
+
+def os_login() -> str:
+    return getpass.getuser()
+
+
+def _actor_for(operator: Operator, by_login: str | None = None) -> Actor:
+    return Actor(
+        login=operator.login,
+        role=Role(operator.role),
+        operator_id=operator.id,
+        user_id=operator.user_id,
+        by_login=by_login,
+    )
+
+
+def initialise(login: str | None = None) -> Actor:
+    """Make ``login`` (default: the OS login) the first operator, a global_admin."""
+    login = validation.text("login", login or os_login(), max_length=64)
+    with write_transaction():
+        if Operator.select().exists():
+            existing = Operator.get_or_none(Operator.login == login)
+            if existing is not None:
+                return _actor_for(existing)
+            raise Conflict("the database is already initialised; ask a global_admin to add you as an operator")
+        operator = Operator.create(login=login, role=Role.GLOBAL_ADMIN.value)
+        actor = _actor_for(operator)
+        audit.record(actor, "operator.init", "operator", f"initialised the database; {login} is global_admin",
+                     [(operator.id, None, {"login": login, "role": operator.role})])
+    return actor
+
+
+def current_actor(as_login: str | None = None, login: str | None = None) -> Actor:
+    """The operator for this OS login, or the one named by ``as_login`` when a global_admin acts as it."""
+    login = login or os_login()
+    if not Operator.select().exists():
+        raise NotInitialised("this database has no operators yet: run `mbxtui init` first")
+    operator = Operator.get_or_none((Operator.login == login) & (Operator.active == True))  # noqa: E712
+    if operator is None:
+        raise PermissionDenied(
+            f"{login} is not an operator of this database: ask a global_admin to run "
+            f"`mbxtui operator add {login} --role ROLE`"
+        )
+    actor = _actor_for(operator)
+    if as_login is None or as_login == login:
+        return actor
+    require(actor, Permission.ACT_AS)
+    target = Operator.get_or_none((Operator.login == as_login) & (Operator.active == True))  # noqa: E712
+    if target is None:
+        raise NotFound(f"--as: no active operator with login {as_login!r}")
+    return _actor_for(target, by_login=login)
+
+
+def _user_by_email(field: str, value: str | None) -> User | None:
+    if not value:
+        return None
+    address = validation.email(field, value)
+    user = User.get_or_none(User.email == address)
+    if user is None:
+        raise InvalidInput(field, f"no user with email {address}")
+    return user
+
+
+def add(actor: Actor, login: str, role: str, user_email: str | None = None) -> dict[str, Any]:
+    require(actor, Permission.MANAGE_OPERATORS)
+    login = validation.text("login", login, max_length=64)
+    role = validation.choice("role", role, Role)
+    user = _user_by_email("user", user_email)
+    with write_transaction():
+        if Operator.get_or_none(Operator.login == login) is not None:
+            raise Conflict(f"operator {login} already exists")
+        operator = Operator.create(login=login, role=role.value, user=user)
+        audit.record(actor, "operator.add", "operator", f"added operator {login} as {role.value}",
+                     [(operator.id, None, {"login": login, "role": role.value})])
+    return to_dict(operator)
+
+
+def set_role(actor: Actor, login: str, role: str) -> dict[str, Any]:
+    require(actor, Permission.MANAGE_OPERATORS)
+    role = validation.choice("role", role, Role)
+    with write_transaction():
+        operator = get(login)
+        if operator.role == Role.GLOBAL_ADMIN and role != Role.GLOBAL_ADMIN:
+            _refuse_removing_last_global_admin(operator)
+        before = operator.role
+        operator.role = role.value
+        operator.save()
+        audit.record(actor, "operator.role", "operator", f"{login}: role {before} -> {role.value}",
+                     [(operator.id, {"role": before}, {"role": role.value})])
+    return to_dict(operator)
+
+
+def remove(actor: Actor, login: str) -> None:
+    require(actor, Permission.MANAGE_OPERATORS)
+    with write_transaction():
+        operator = get(login)
+        if operator.role == Role.GLOBAL_ADMIN:
+            _refuse_removing_last_global_admin(operator)
+        operator.active = False
+        operator.save()
+        audit.record(actor, "operator.remove", "operator", f"removed operator {login}",
+                     [(operator.id, {"active": True}, {"active": False})])
+
+
+def _refuse_removing_last_global_admin(operator: Operator) -> None:
+    others = Operator.select().where(
+        (Operator.role == Role.GLOBAL_ADMIN.value) & (Operator.active == True) & (Operator.id != operator.id)  # noqa: E712
+    )
+    if not others.exists():
+        raise Conflict(f"{operator.login} is the last global_admin; make another operator global_admin first")
+
+
+def get(login: str) -> Operator:
+    operator = Operator.get_or_none((Operator.login == login) & (Operator.active == True))  # noqa: E712
+    if operator is None:
+        raise NotFound(f"no operator with login {login!r}")
+    return operator
+
+
+def to_dict(operator: Operator) -> dict[str, Any]:
+    return {
+        "login": operator.login,
+        "role": operator.role,
+        "user": operator.user.email if operator.user_id else None,
+        "active": operator.active,
+        "created_on": operator.created_on.isoformat(sep=" "),
+    }
+
+
+def list_operators(actor: Actor) -> list[dict[str, Any]]:
+    require(actor, Permission.READ)
+    return [to_dict(o) for o in Operator.select().where(Operator.active == True).order_by(Operator.login)]  # noqa: E712

@@ -1,0 +1,204 @@
+"""Email server profiles: how to reach a mail system, validated field by field."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from mbxtui.core import validation
+from mbxtui.core.db import write_transaction
+from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
+from mbxtui.core.errors import Conflict, InvalidInput, NotFound
+from mbxtui.core.models import Mailbox, Profile, User, utcnow
+from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.services import audit
+
+DEFAULT_PORTS = {
+    ("imap_smtp", "incoming", "implicit"): 993,
+    ("imap_smtp", "incoming", "starttls"): 143,
+    ("imap_smtp", "incoming", "none"): 143,
+    ("pop3_smtp", "incoming", "implicit"): 995,
+    ("pop3_smtp", "incoming", "starttls"): 110,
+    ("pop3_smtp", "incoming", "none"): 110,
+}
+
+EDITABLE = (
+    "name", "type", "incoming_host", "incoming_port", "incoming_tls", "incoming_auth",
+    "outgoing_host", "outgoing_port", "outgoing_tls", "outgoing_auth", "username", "ca_file",
+    "max_connections", "timeout_seconds", "verify_delivery", "owner", "process_email_from",
+    "min_polling_minutes", "active",
+)
+
+
+def _date(field: str, value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise InvalidInput(field, f"{value!r} is not a date (YYYY-MM-DD or YYYY-MM-DD HH:MM)") from None
+
+
+def _clean_field(key: str, value: Any) -> Any:
+    if key == "name":
+        return validation.text("name", value, max_length=100)
+    if key == "type":
+        return validation.choice("type", value, ProfileType).value
+    if key in ("incoming_host", "outgoing_host"):
+        return validation.host(key.replace("_", "-"), value)
+    if key in ("incoming_port", "outgoing_port"):
+        return validation.port(key.replace("_", "-"), value)
+    if key in ("incoming_tls", "outgoing_tls"):
+        return validation.choice(key.replace("_", "-"), value, TlsMode).value
+    if key == "incoming_auth":
+        return validation.choice("incoming-auth", value, IncomingAuth).value
+    if key == "outgoing_auth":
+        return validation.choice("outgoing-auth", value, OutgoingAuth).value
+    if key == "username":
+        return validation.text("username", value, max_length=254, required=False)
+    if key == "ca_file":
+        return validation.ca_file("ca-file", value)
+    if key == "max_connections":
+        return validation.integer("max-connections", value, 1, 300)
+    if key == "timeout_seconds":
+        return validation.integer("timeout", value, 1, 600, "seconds")
+    if key == "verify_delivery":
+        return validation.on_off("verify-delivery", value)
+    if key == "active":
+        return validation.on_off("active", value)
+    if key == "min_polling_minutes":
+        return validation.integer("min-polling-minutes", value, 0, 1440, "minutes")
+    if key == "process_email_from":
+        return _date("process-email-from", value)
+    if key == "owner":
+        if value in (None, ""):
+            return None
+        address = validation.email("owner", value)
+        user = User.get_or_none(User.email == address)
+        if user is None:
+            raise InvalidInput("owner", f"no user with email {address}")
+        return user.id
+    raise InvalidInput(key, "is not a profile field")
+
+
+def _check_consistency(values: dict[str, Any]) -> None:
+    uses_profile_credentials = "profile" in (values["incoming_auth"], values["outgoing_auth"])
+    if uses_profile_credentials and not values.get("username"):
+        raise InvalidInput("username", "is required when incoming or outgoing authentication is profile")
+    if values["verify_delivery"] and values["type"] == ProfileType.POP3_SMTP:
+        raise InvalidInput("verify-delivery", "needs an IMAP incoming server; this profile is pop3_smtp")
+
+
+def _values_of(profile: Profile) -> dict[str, Any]:
+    return {key: getattr(profile, "owner_id" if key == "owner" else key) for key in EDITABLE}
+
+
+def to_dict(profile: Profile, *, mailbox_count: int | None = None) -> dict[str, Any]:
+    data = {
+        "id": profile.id,
+        "name": profile.name,
+        "type": profile.type,
+        "incoming": {"host": profile.incoming_host, "port": profile.incoming_port,
+                     "tls": profile.incoming_tls, "auth": profile.incoming_auth},
+        "outgoing": {"host": profile.outgoing_host, "port": profile.outgoing_port,
+                     "tls": profile.outgoing_tls, "auth": profile.outgoing_auth},
+        "username": profile.username,
+        "password": "set" if profile.password_set else "not set",
+        "oauth2_token": "set" if profile.token_set else "not set",
+        "ca_file": profile.ca_file,
+        "max_connections": profile.max_connections,
+        "timeout_seconds": profile.timeout_seconds,
+        "verify_delivery": profile.verify_delivery,
+        "process_email_from": profile.process_email_from.isoformat(sep=" ") if profile.process_email_from else None,
+        "min_polling_minutes": profile.min_polling_minutes,
+        "owner": profile.owner.email if profile.owner_id else None,
+        "active": profile.active,
+        "row_version": profile.row_version,
+    }
+    if mailbox_count is not None:
+        data["mailboxes"] = mailbox_count
+    return data
+
+
+def _audit_view(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat(sep=" ") if isinstance(v, datetime) else v) for k, v in values.items()}
+
+
+def create(actor: Actor, **fields: Any) -> dict[str, Any]:
+    """Create a profile. Required: name, type, incoming/outgoing host, port, tls and auth."""
+    require(actor, Permission.CONFIGURE)
+    values: dict[str, Any] = {
+        "username": "", "ca_file": None, "max_connections": 10, "timeout_seconds": 30,
+        "verify_delivery": False, "owner": None, "process_email_from": None,
+        "min_polling_minutes": 0, "active": True,
+    }
+    for key in EDITABLE:
+        if fields.get(key) is not None:
+            values[key] = _clean_field(key, fields[key])
+        elif key not in values:
+            raise InvalidInput(key.replace("_", "-"), "is required")
+    unknown = set(fields) - set(EDITABLE)
+    if unknown:
+        raise InvalidInput(sorted(unknown)[0], "is not a profile field")
+    _check_consistency(values)
+    with write_transaction():
+        if Profile.get_or_none(Profile.name == values["name"]) is not None:
+            raise Conflict(f"a profile named {values['name']!r} already exists")
+        row = dict(values)
+        row["owner_id"] = row.pop("owner")
+        profile = Profile.create(**row)
+        audit.record(actor, "profile.create", "profile", f"created profile {profile.name}",
+                     [(profile.id, None, _audit_view(values))])
+    return to_dict(profile)
+
+
+def get(name: str) -> Profile:
+    profile = Profile.get_or_none(Profile.name == name)
+    if profile is None:
+        raise NotFound(f"no profile named {name!r}")
+    return profile
+
+
+def update(actor: Actor, name: str, expected_version: int | None = None, **fields: Any) -> dict[str, Any]:
+    """Change the given fields (``None`` leaves a field as it is)."""
+    require(actor, Permission.CONFIGURE)
+    changes = {key: _clean_field(key, value) for key, value in fields.items() if value is not None}
+    if not changes:
+        raise InvalidInput("profile", "nothing to change")
+    with write_transaction():
+        profile = get(name)
+        if expected_version is not None and profile.row_version != expected_version:
+            raise Conflict(f"profile {name!r} was changed by someone else since you opened it; reload and try again")
+        before = _values_of(profile)
+        after = {**before, **changes}
+        _check_consistency(after)
+        if "name" in changes and changes["name"] != profile.name:
+            if Profile.get_or_none(Profile.name == changes["name"]) is not None:
+                raise Conflict(f"a profile named {changes['name']!r} already exists")
+        changed = {k: v for k, v in changes.items() if before[k] != v}
+        if not changed:
+            return to_dict(profile)
+        for key, value in changed.items():
+            setattr(profile, "owner_id" if key == "owner" else key, value)
+        profile.modified_on = utcnow()
+        profile.row_version += 1
+        profile.save()
+        audit.record(actor, "profile.update", "profile", f"changed profile {profile.name}: " + ", ".join(sorted(changed)),
+                     [(profile.id, _audit_view({k: before[k] for k in changed}), _audit_view(changed))])
+    return to_dict(profile)
+
+
+def show(actor: Actor, name: str) -> dict[str, Any]:
+    require(actor, Permission.READ)
+    profile = get(name)
+    return to_dict(profile, mailbox_count=Mailbox.select().where(Mailbox.profile == profile).count())
+
+
+def list_profiles(actor: Actor) -> list[dict[str, Any]]:
+    require(actor, Permission.READ)
+    counts = dict(
+        Mailbox.select(Mailbox.profile, Mailbox.id.count()).group_by(Mailbox.profile).tuples()
+    )
+    return [to_dict(p, mailbox_count=counts.get(p.id, 0)) for p in Profile.select().order_by(Profile.name)]

@@ -1,0 +1,144 @@
+"""Users and queues, each with exactly one mailbox made when it is created (R1) and deactivated
+with it (R19)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mbxtui.core import validation
+from mbxtui.core.db import write_transaction
+from mbxtui.core.enums import Regarding
+from mbxtui.core.errors import Conflict, NotFound
+from mbxtui.core.models import Mailbox, Queue, User, database
+from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.services import audit, mailboxes
+from mbxtui.core.services import settings as settings_service
+
+
+def _user_by_email(email: str, field: str = "email") -> User:
+    address = validation.email(field, email)
+    user = User.get_or_none(User.email == address)
+    if user is None:
+        raise NotFound(f"no user with email {address}")
+    return user
+
+
+def _queue_by_email(email: str) -> Queue:
+    address = validation.email("email", email)
+    queue = Queue.get_or_none(Queue.email == address)
+    if queue is None:
+        raise NotFound(f"no queue with email {address}")
+    return queue
+
+
+def _create_mailbox(actor: Actor, values: dict[str, Any]) -> Mailbox:
+    mailboxes.ensure_email_free(values["email"])
+    mailbox = Mailbox.create(**values)
+    audit.record(actor, "mailbox.create", "mailbox", f"created the mailbox of {values['regarding']} {values['email']}",
+                 [(mailbox.id, None, {k: v for k, v in values.items() if k != "approved_on"})])
+    return mailbox
+
+
+def add_user(actor: Actor, name: str, email: str) -> dict[str, Any]:
+    require(actor, Permission.CONFIGURE)
+    name = validation.text("name", name)
+    address = validation.email("email", email)
+    with write_transaction():
+        if User.get_or_none(User.email == address) is not None:
+            raise Conflict(f"email: a user with email {address} already exists")
+        settings = settings_service.load()
+        user = User.create(name=name, email=address)
+        audit.record(actor, "user.add", "user", f"added user {address}", [(user.id, None, {"name": name, "email": address})])
+        mailbox = _create_mailbox(actor, mailboxes.new_mailbox_values(
+            settings, name=name, email=address, regarding=Regarding.USER, owner_id=user.id, user_id=user.id))
+    return user_dict(user, mailbox)
+
+
+def add_queue(actor: Actor, name: str, email: str, owner: str) -> dict[str, Any]:
+    require(actor, Permission.CONFIGURE)
+    name = validation.text("name", name)
+    address = validation.email("email", email)
+    owner_user = _user_by_email(owner, "owner")
+    with write_transaction():
+        if Queue.get_or_none(Queue.email == address) is not None:
+            raise Conflict(f"email: a queue with email {address} already exists")
+        settings = settings_service.load()
+        queue = Queue.create(name=name, email=address, owner=owner_user.id)
+        audit.record(actor, "queue.add", "queue", f"added queue {address}",
+                     [(queue.id, None, {"name": name, "email": address, "owner": owner_user.email})])
+        mailbox = _create_mailbox(actor, mailboxes.new_mailbox_values(
+            settings, name=name, email=address, regarding=Regarding.QUEUE, owner_id=owner_user.id,
+            queue_id=queue.id))
+    return queue_dict(queue, mailbox)
+
+
+def _set_active(actor: Actor, record: User | Queue, kind: str, active: bool) -> None:
+    record.active = active
+    record.save()
+    verb = "activated" if active else "deactivated"
+    audit.record(actor, f"{kind}.{'activate' if active else 'deactivate'}", kind, f"{verb} {kind} {record.email}",
+                 [(record.id, {"active": not active}, {"active": active})])
+    conn = database.connection()
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS selected_mailbox (id INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM temp.selected_mailbox")
+    conn.execute(f"INSERT INTO temp.selected_mailbox SELECT id FROM mailbox WHERE {kind}_id = ?", (record.id,))
+    if not active:
+        mailboxes.deactivate_selected(actor, f"deactivated the mailbox of {kind} {record.email} (R19)")
+
+
+def deactivate_user(actor: Actor, email: str) -> dict[str, Any]:
+    """R19: the user's mailbox is deactivated with it and can no longer be enabled."""
+    require(actor, Permission.CONFIGURE)
+    with write_transaction():
+        user = _user_by_email(email)
+        if user.active:
+            _set_active(actor, user, "user", False)
+    return user_dict(user, Mailbox.get_or_none(Mailbox.user == user))
+
+
+def activate_user(actor: Actor, email: str) -> dict[str, Any]:
+    """The user becomes active; its mailbox stays inactive until activated and tested again."""
+    require(actor, Permission.CONFIGURE)
+    with write_transaction():
+        user = _user_by_email(email)
+        if not user.active:
+            _set_active(actor, user, "user", True)
+    return user_dict(user, Mailbox.get_or_none(Mailbox.user == user))
+
+
+def deactivate_queue(actor: Actor, email: str) -> dict[str, Any]:
+    require(actor, Permission.CONFIGURE)
+    with write_transaction():
+        queue = _queue_by_email(email)
+        if queue.active:
+            _set_active(actor, queue, "queue", False)
+    return queue_dict(queue, Mailbox.get_or_none(Mailbox.queue == queue))
+
+
+def user_dict(user: User, mailbox: Mailbox | None) -> dict[str, Any]:
+    return {"name": user.name, "email": user.email, "active": user.active,
+            "mailbox": mailbox.email if mailbox else None}
+
+
+def queue_dict(queue: Queue, mailbox: Mailbox | None) -> dict[str, Any]:
+    return {"name": queue.name, "email": queue.email, "owner": queue.owner.email, "active": queue.active,
+            "mailbox": mailbox.email if mailbox else None}
+
+
+def list_users(actor: Actor, *, filter_text: str | None = None, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+    require(actor, Permission.READ)
+    query = (User.select(User, Mailbox.email.alias("mailbox_email"))
+             .join(Mailbox, on=(Mailbox.user == User.id), join_type="LEFT OUTER")
+             .order_by(User.name, User.id))
+    if filter_text:
+        like = f"%{filter_text}%"
+        query = query.where(User.name ** like | User.email ** like)
+    return [{"name": u.name, "email": u.email, "active": u.active, "mailbox": u.mailbox_email}
+            for u in query.limit(limit).offset(offset).objects()]
+
+
+def list_queues(actor: Actor, *, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+    require(actor, Permission.READ)
+    query = Queue.select().order_by(Queue.name, Queue.id).limit(limit).offset(offset)
+    boxes = {m.queue_id: m for m in Mailbox.select().where(Mailbox.queue.is_null(False))}
+    return [queue_dict(q, boxes.get(q.id)) for q in query]

@@ -1,0 +1,130 @@
+"""Validators for every field a person can type. Each returns the cleaned value or raises
+``InvalidInput`` naming the field and the problem."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import ssl
+import unicodedata
+from enum import StrEnum
+from typing import TypeVar
+
+import email_validator
+
+from mbxtui.core.errors import InvalidInput
+
+# Mail systems administered with this tool often live on internal names (corp.local, .test, .lan):
+# accept special-use domains instead of refusing them as undeliverable on the public Internet.
+email_validator.SPECIAL_USE_DOMAIN_NAMES = []
+
+MAX_NAME = 160
+MAX_EMAIL = 254
+MAX_HOST = 253
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _reject_control_characters(field: str, value: str) -> None:
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            raise InvalidInput(field, f"contains a control character (U+{ord(ch):04X})")
+
+
+def text(field: str, value: str | None, *, max_length: int = MAX_NAME, required: bool = True) -> str:
+    value = "" if value is None else str(value).strip()
+    if not value:
+        if required:
+            raise InvalidInput(field, "is required")
+        return ""
+    _reject_control_characters(field, value)
+    if len(value) > max_length:
+        raise InvalidInput(field, f"is {len(value)} characters long; the limit is {max_length}")
+    return value
+
+
+def email(field: str, value: str | None) -> str:
+    raw = text(field, value, max_length=MAX_EMAIL)
+    try:
+        result = email_validator.validate_email(
+            raw, check_deliverability=False, globally_deliverable=False, allow_smtputf8=True
+        )
+    except email_validator.EmailNotValidError as exc:
+        raise InvalidInput(field, f"{raw!r} is not a valid email address: {exc}") from None
+    return result.normalized.lower()
+
+
+def host(field: str, value: str | None) -> str:
+    raw = text(field, value, max_length=MAX_HOST).lower().rstrip(".")
+    try:
+        ipaddress.ip_address(raw.strip("[]"))
+        return raw.strip("[]")
+    except ValueError:
+        pass
+    try:
+        ascii_name = raw.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidInput(field, f"{raw!r} is not a valid host name") from None
+    labels = ascii_name.split(".")
+    if not all(_LABEL.match(label) for label in labels) or len(ascii_name) > MAX_HOST:
+        raise InvalidInput(
+            field, f"{raw!r} is not a valid host name (letters, digits, hyphens and dots; or an IP address)"
+        )
+    if labels[-1].isdigit():
+        raise InvalidInput(field, f"{raw!r} is neither a valid IP address nor a host name")
+    return raw
+
+
+def integer(field: str, value: object, low: int, high: int, unit: str = "") -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(field, f"{value!r} is not a whole number")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except (TypeError, ValueError):
+        raise InvalidInput(field, f"{value!r} is not a whole number") from None
+    if not low <= number <= high:
+        suffix = f" {unit}" if unit else ""
+        raise InvalidInput(field, f"{number}{suffix} is out of range {low}–{high}")
+    return number
+
+
+def port(field: str, value: object) -> int:
+    return integer(field, value, 1, 65535)
+
+
+def choice(field: str, value: object, enum: type[E]) -> E:
+    raw = str(value).strip().lower() if value is not None else ""
+    try:
+        return enum(raw)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum)
+        raise InvalidInput(field, f"{value!r} is not one of: {allowed}") from None
+
+
+def on_off(field: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raw = str(value).strip().lower()
+    if raw in ("on", "yes", "true", "1"):
+        return True
+    if raw in ("off", "no", "false", "0"):
+        return False
+    raise InvalidInput(field, f"{value!r} is not on or off")
+
+
+def ca_file(field: str, value: str | None) -> str | None:
+    raw = text(field, value, max_length=4096, required=False)
+    if not raw:
+        return None
+    path = os.path.abspath(os.path.expanduser(raw))
+    if not os.path.isfile(path):
+        raise InvalidInput(field, f"{raw} does not exist or is not a file")
+    if not os.access(path, os.R_OK):
+        raise InvalidInput(field, f"{raw} is not readable")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise InvalidInput(field, f"{raw} is not a PEM file of CA certificates ({exc.__class__.__name__})") from None
+    return path

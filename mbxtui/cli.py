@@ -400,9 +400,12 @@ def cmd_mailbox_list(ctx, args):
 
 
 def cmd_mailbox_show(ctx, args):
+    from mbxtui.core import jobs
     from mbxtui.core.services import mailboxes
 
-    emit(args, mailboxes.show(ctx.actor, args.email), print_record)
+    data = mailboxes.show(ctx.actor, args.email)
+    data["last_test"] = jobs.last_result(data["id"])
+    emit(args, data, print_record)
     return EXIT_OK
 
 
@@ -535,6 +538,75 @@ def cmd_audit_list(ctx, args):
     emit(args, rows, lambda r: print_table(r, [("at", "WHEN"), ("login", "OPERATOR"), ("by_login", "AS BY"),
                                                ("action", "ACTION"), ("record_count", "RECORDS"),
                                                ("summary", "SUMMARY")]))
+    return EXIT_OK
+
+
+def _runner(ctx, *, threads: int, on_tested=None):
+    from mbxtui.core.jobs import TestRunner
+
+    return TestRunner(ctx.store, threads=threads, on_tested=on_tested)
+
+
+def cmd_test_enable(ctx, args):
+    from mbxtui.core import jobs
+    from mbxtui.core.services import mailboxes
+
+    request = jobs.schedule(ctx.actor, _selection(args))
+    if not args.wait:
+        emit(args, request, lambda d: print(
+            f"Test & Enable queued for {d['queued']} mailbox(es) (batch {d['batch']}); "
+            "run `mbxtui worker` or open the console to run it"))
+        return EXIT_OK
+    batch = request["batch"]
+    show_progress = sys.stderr.isatty()
+
+    def report(_events):
+        if show_progress:
+            p = jobs.batch_progress(batch)
+            print(f"\rtested {p.done}/{p.total}: {p.passed} passed, {p.failed} failed, "
+                  f"{p.postponed} postponed, {p.remaining} remaining ", end="", file=sys.stderr, flush=True)
+
+    _runner(ctx, threads=args.threads, on_tested=report).run(until_idle=True)
+    if show_progress:
+        print(file=sys.stderr)
+    results = []
+    for row in jobs.batch_results(batch):
+        details = mailboxes.rows_by_ids(ctx.actor, [row["mailbox_id"]])[row["mailbox_id"]]
+        results.append({
+            "email": details["email"], "outcome": row["outcome"],
+            "incoming_status": details["incoming_status"], "outgoing_status": details["outgoing_status"],
+            "act_status": details["act_status"], "error_code": details["last_error_code"],
+            "error": details["last_error_text"], "next_retry": details["postponed_until"],
+            "directions": row["directions"],
+        })
+    progress = jobs.batch_progress(batch)
+    if args.json:
+        print_json({"batch": batch, "progress": progress.as_dict(), "results": results})
+    else:
+        print_table(results, [("email", "EMAIL"), ("outcome", "OUTCOME"), ("incoming_status", "IN"),
+                              ("outgoing_status", "OUT"), ("act_status", "ACT"), ("error_code", "ERROR"),
+                              ("error", "WHAT TO DO")],
+                    footer=f"{progress.passed} passed, {progress.failed} failed, {progress.postponed} postponed")
+    return EXIT_OK if progress.passed == progress.total else EXIT_TEST_FAILED
+
+
+def cmd_worker(ctx, args):
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def report(events):
+        for event in events:
+            codes = ", ".join(f"{d}: {c}" for d, c in event.failures.items())
+            print(f"{event.email}: {event.outcome}{' (' + codes + ')' if codes else ''}", flush=True)
+
+    summary = _runner(ctx, threads=args.threads, on_tested=report).run(
+        stop=stop, until_idle=args.once, poll_seconds=args.poll)
+    print(f"tested {summary.tested}: {summary.passed} passed, {summary.failed} failed, "
+          f"{summary.postponed} postponed", file=sys.stderr)
     return EXIT_OK
 
 
@@ -735,6 +807,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete-after-processing", action="store_true")
     p.add_argument("--owner", metavar="USER_EMAIL")
     _json(p)
+
+    p = command("test-enable", cmd_test_enable,
+                "Test & Enable mailboxes: connect to their servers and enable what passes")
+    _selection_args(p, profile=True)
+    p.add_argument("--wait", action="store_true", help="run the tests now and print each result "
+                   "(exit 0 if all passed, 3 if any failed)")
+    p.add_argument("--threads", type=int, default=32, help="tests run at once (each profile's bound still holds)")
+    _json(p)
+    p = command("worker", cmd_worker, "run queued Test & Enable jobs and due retries")
+    p.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    p.add_argument("--threads", type=int, default=32)
+    p.add_argument("--poll", type=float, default=5.0, metavar="SECONDS", help="how often to look for new jobs")
 
     p = command("import", cmd_import, "import users or queues from CSV (all rows or none)")
     p.add_argument("kind", choices=("users", "queues"))

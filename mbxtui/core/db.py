@@ -6,16 +6,21 @@ import os
 import sqlite3
 import stat
 import uuid
+from datetime import datetime
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import peewee
 from peewee import SqliteDatabase
 
 from mbxtui.core.errors import MbxError
 from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS
 from mbxtui.core.models import database
 from mbxtui.core.paths import ensure_private_dir
+
+# One text form for every datetime written through raw SQL, the same as peewee's.
+sqlite3.register_adapter(datetime, lambda value: value.isoformat(sep=" "))
 
 BUSY_TIMEOUT_SECONDS = 30
 PRAGMAS = {
@@ -102,9 +107,12 @@ def open_database(path: Path | str) -> SqliteDatabase:
     try:
         db.connect(reuse_if_open=True)
         migrate(db.connection())
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, peewee.DatabaseError) as exc:
         db.close()
         raise DatabaseError(f"cannot open {path} as an mbxtui database: {exc}") from None
+    except BaseException:
+        db.close()
+        raise
     database.initialize(db)
     return db
 

@@ -52,7 +52,8 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
-# R14: everything not listed here is permanent.
+# R14: everything not listed here is permanent. A test message not yet seen in the inbox may only
+# be slow to arrive, so it is retried like a busy server.
 TRANSIENT_CODES = frozenset(
     {
         ErrorCode.CONNECTION_REFUSED,
@@ -60,6 +61,7 @@ TRANSIENT_CODES = frozenset(
         ErrorCode.TIMEOUT,
         ErrorCode.SERVER_BUSY,
         ErrorCode.SMTP_TEMPORARY,
+        ErrorCode.DELIVERY_NOT_CONFIRMED,
     }
 )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from peewee import JOIN
+
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import AlertLevel
@@ -33,9 +35,9 @@ def raise_alert(level: AlertLevel, code: str, text: str, *, mailbox: Mailbox | N
 
 
 def _query(*, level: str | None, mailbox: str | None, profile: str | None, include_dismissed: bool):
-    query = Alert.select(Alert, Mailbox.email, Profile.name).join(
-        Mailbox, join_type="LEFT OUTER", on=(Alert.mailbox == Mailbox.id)).switch(Alert).join(
-        Profile, join_type="LEFT OUTER", on=(Alert.profile == Profile.id))
+    query = Alert.select(Alert, Mailbox.email.alias("mailbox_email"), Profile.name.alias("profile_name")).join(
+        Mailbox, join_type=JOIN.LEFT_OUTER, on=(Alert.mailbox == Mailbox.id)).switch(Alert).join(
+        Profile, join_type=JOIN.LEFT_OUTER, on=(Alert.profile == Profile.id))
     if level:
         query = query.where(Alert.level == validation.choice("level", level, AlertLevel).value)
     if mailbox:
@@ -57,8 +59,8 @@ def _query(*, level: str | None, mailbox: str | None, profile: str | None, inclu
 def to_dict(alert: Alert) -> dict[str, Any]:
     return {
         "id": alert.id, "level": alert.level, "code": alert.code, "text": alert.text,
-        "mailbox": alert.mailbox.email if alert.mailbox_id else None,
-        "profile": alert.profile.name if alert.profile_id else None,
+        "mailbox": getattr(alert, "mailbox_email", None),
+        "profile": getattr(alert, "profile_name", None),
         "created_on": alert.created_on.isoformat(sep=" "), "dismissed": alert.dismissed,
     }
 
@@ -67,7 +69,8 @@ def list_alerts(actor: Actor, *, level: str | None = None, mailbox: str | None =
                 include_dismissed: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     require(actor, Permission.READ)
     query = _query(level=level, mailbox=mailbox, profile=profile, include_dismissed=include_dismissed)
-    return [to_dict(a) for a in query.order_by(Alert.created_on.desc(), Alert.id.desc()).limit(limit).offset(offset)]
+    query = query.order_by(Alert.created_on.desc(), Alert.id.desc()).limit(limit).offset(offset)
+    return [to_dict(a) for a in query.objects()]
 
 
 def count_alerts(actor: Actor, *, level: str | None = None, mailbox: str | None = None,

@@ -3,6 +3,8 @@ everywhere else only as "set" / "not set" (R4)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 from mbxtui.core.db import install_id, write_transaction
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import Mailbox, Profile
@@ -15,9 +17,19 @@ TOKEN = "oauth2-token"
 MAX_SECRET = 4096
 
 
-def secret_key(kind: str, record_id: int, what: str) -> str:
+def secret_key(kind: str, record_id: int, what: str, install: str | None = None) -> str:
     """Keys carry the database's install id, so two databases on one keyring never share secrets."""
-    return f"{install_id()}/{kind}/{record_id}/{what}"
+    return f"{install or install_id()}/{kind}/{record_id}/{what}"
+
+
+def secret_lookup(store: SecretStore) -> Callable[[str, int, str], str | None]:
+    """A thread-safe reader of secrets for Test & Enable workers (reads the install id once, here)."""
+    install = install_id()
+
+    def lookup(kind: str, record_id: int, what: str) -> str | None:
+        return store.get(secret_key(kind, record_id, what, install))
+
+    return lookup
 
 
 def _clean_secret(field: str, value: str) -> str:

@@ -1,0 +1,173 @@
+"""What one Test & Enable of one mailbox does (R9–R13), without touching the database: the rule
+checks made before any network step, then the probes of each direction the mailbox uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mbxtui.core.enums import EXCHANGE_TYPES, ProfileType
+from mbxtui.core.probes import imap, pop3, smtp
+from mbxtui.core.probes.base import Credentials, Endpoint, ErrorCode, Failure, ProbeResult, Step, StepResult
+
+
+@dataclass(frozen=True)
+class ProfileSnapshot:
+    id: int
+    name: str
+    type: str
+    active: bool
+    incoming_host: str
+    incoming_port: int
+    incoming_tls: str
+    incoming_auth: str
+    outgoing_host: str
+    outgoing_port: int
+    outgoing_tls: str
+    outgoing_auth: str
+    username: str
+    ca_file: str | None
+    timeout_seconds: int
+    verify_delivery: bool
+    max_connections: int
+
+
+@dataclass(frozen=True)
+class MailboxSnapshot:
+    id: int
+    email: str
+    active: bool
+    regarding: str
+    incoming_method: str
+    outgoing_method: str
+    act_method: str
+    username: str
+    approved: bool  # approved, or approval not required for its kind
+    forward_mailbox_available: bool  # an enabled forward mailbox exists on its profile (R10)
+
+
+@dataclass
+class MailboxTestResult:
+    """A probe result per direction the mailbox uses (``incoming``, ``outgoing``, ``act``)."""
+
+    directions: dict[str, ProbeResult] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> dict[str, Failure]:
+        return {d: r.failure for d, r in self.directions.items() if r.failure is not None}
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def rule_failure(code: ErrorCode, message: str) -> ProbeResult:
+    return ProbeResult(protocol="rules", steps=[StepResult(Step.CHECK, False, 0.0, message)],
+                       failure=Failure(Step.CHECK, code, message))
+
+
+def rule_success(message: str) -> ProbeResult:
+    return ProbeResult(protocol="rules", steps=[StepResult(Step.CHECK, True, 0.0, message)])
+
+
+def directions_in_use(mailbox: MailboxSnapshot) -> list[str]:
+    return [d for d in ("incoming", "outgoing", "act") if getattr(mailbox, f"{d}_method") != "none"]
+
+
+def precheck(mailbox: MailboxSnapshot, profile: ProfileSnapshot | None) -> ProbeResult | None:
+    """R9: what must hold before anything is sent; a failure applies to every direction."""
+    if not mailbox.active:
+        return rule_failure(ErrorCode.MAILBOX_INACTIVE,
+                            f"the mailbox {mailbox.email} is inactive: activate it (and its user or queue) first")
+    if profile is None:
+        return rule_failure(ErrorCode.NO_PROFILE,
+                            f"the mailbox {mailbox.email} has no email server profile: set one, or apply the default email settings")
+    if not profile.active:
+        return rule_failure(ErrorCode.PROFILE_INACTIVE,
+                            f"the email server profile {profile.name!r} is inactive: activate it or choose another profile")
+    if not mailbox.approved:
+        return rule_failure(ErrorCode.NOT_APPROVED,
+                            f"the email address {mailbox.email} is not approved: a global_admin or service_admin must approve it")
+    return None
+
+
+SecretLookup = Callable[[str, int, str], "str | None"]  # (kind, record id, what) -> secret
+
+
+def credentials_for(direction: str, mailbox: MailboxSnapshot, profile: ProfileSnapshot,
+                    secret: SecretLookup) -> Credentials:
+    """R4: the mailbox's own credentials only when the profile authenticates with ``mailbox``."""
+    auth = profile.incoming_auth if direction == "incoming" else profile.outgoing_auth
+    login = mailbox.username or mailbox.email
+    if auth == "none":
+        return Credentials("none")
+    if auth == "mailbox":
+        return Credentials("password", login, secret("mailbox", mailbox.id, "password") or "")
+    if auth == "profile":
+        return Credentials("password", profile.username, secret("profile", profile.id, "password") or "",
+                           authorization_identity=login)
+    token = secret("mailbox", mailbox.id, "oauth2-token") or secret("profile", profile.id, "oauth2-token") or ""
+    return Credentials("oauth2", login, token)
+
+
+def endpoint(profile: ProfileSnapshot, direction: str) -> Endpoint:
+    side = "incoming" if direction in ("incoming", "act") else "outgoing"
+    return Endpoint(
+        host=getattr(profile, f"{side}_host"), port=getattr(profile, f"{side}_port"),
+        tls=getattr(profile, f"{side}_tls"), timeout=float(profile.timeout_seconds), ca_file=profile.ca_file,
+    )
+
+
+def incoming_probe(profile: ProfileSnapshot) -> Callable[..., ProbeResult]:
+    return pop3.probe if profile.type == ProfileType.POP3_SMTP else imap.probe
+
+
+def run_mailbox_test(mailbox: MailboxSnapshot, profile: ProfileSnapshot | None, secret: SecretLookup,
+                     *, verify_wait: float = 5.0) -> MailboxTestResult:
+    """Test every direction the mailbox uses, the way processing would connect. Opens at most one
+    connection at a time, so one mailbox test holds one slot of its profile's connection bound."""
+    result = MailboxTestResult()
+    used = directions_in_use(mailbox)
+    blocked = precheck(mailbox, profile)
+    if blocked is not None:
+        for direction in used or ["incoming"]:
+            result.directions[direction] = blocked
+        return result
+    assert profile is not None
+    if "act" in used and profile.type not in EXCHANGE_TYPES:
+        result.directions["act"] = rule_failure(
+            ErrorCode.ACT_UNSUPPORTED,
+            f"appointments, contacts and tasks are not supported by this profile type ({profile.type}): "
+            "set ACT to none, or use an Exchange profile")
+    sent_message_id = None
+    if "outgoing" in used:
+        outgoing = smtp.probe(endpoint(profile, "outgoing"), credentials_for("outgoing", mailbox, profile, secret),
+                              sender=mailbox.email, recipient=mailbox.email)
+        result.directions["outgoing"] = outgoing
+        sent_message_id = outgoing.message_id if outgoing.ok else None
+    if mailbox.incoming_method == "forward_mailbox":
+        result.directions["incoming"] = (
+            rule_success("an enabled forward mailbox on this profile receives for it")
+            if mailbox.forward_mailbox_available else
+            rule_failure(ErrorCode.NO_FORWARD_MAILBOX,
+                         f"no enabled forward mailbox exists on profile {profile.name!r}: create one "
+                         "(New Forward Mailbox) and Test & Enable it, or set incoming to server_side_sync"))
+    elif "incoming" in used or ("act" in used and profile.type in EXCHANGE_TYPES):
+        verify = sent_message_id if (profile.verify_delivery and profile.type != ProfileType.POP3_SMTP) else None
+        creds = credentials_for("incoming", mailbox, profile, secret)
+        probe = incoming_probe(profile)
+        incoming = (probe(endpoint(profile, "incoming"), creds, verify_message_id=verify, verify_wait=verify_wait)
+                    if probe is imap.probe else probe(endpoint(profile, "incoming"), creds))
+        delivery_failed = incoming.failure is not None and incoming.failure.code == ErrorCode.DELIVERY_NOT_CONFIRMED
+        if delivery_failed:
+            # The inbox opened; what failed is the message sent by the outgoing test.
+            result.directions["outgoing"] = ProbeResult(
+                protocol="smtp", steps=result.directions["outgoing"].steps + incoming.steps[-1:],
+                failure=incoming.failure, message_id=sent_message_id)
+            incoming = ProbeResult(protocol=incoming.protocol, steps=incoming.steps[:-1])
+        if "incoming" in used:
+            result.directions["incoming"] = incoming
+        if "act" in used:
+            # Exchange serves appointments, contacts and tasks over the same mailbox connection.
+            result.directions["act"] = incoming
+    return result

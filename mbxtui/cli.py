@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from mbxtui import __version__
+from mbxtui.core.display import cell as safe
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TEST_FAILED = 0, 1, 2, 3
 VIEWS = ("active", "all", "mine", "forward", "pending", "failed", "disabled")
@@ -32,18 +33,6 @@ class Parser(argparse.ArgumentParser):
 
 
 # --- output ------------------------------------------------------------------------------------
-
-_CONTROL = {i: f"\\x{i:02x}" for i in list(range(0x00, 0x20)) + list(range(0x7F, 0xA0)) if i not in (0x09,)}
-
-
-def safe(value: Any) -> str:
-    """Text for a terminal: control characters (escape sequences in data) are shown, not obeyed."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value).translate(_CONTROL)
-
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, default=str, ensure_ascii=False, indent=2))
@@ -101,6 +90,7 @@ class Context:
         from mbxtui.core import db, paths
 
         path = Path(self.args.db) if self.args.db else paths.default_database()
+        self.db_path = path
         database = db.open_database(path)
         warning = db.world_readable_warning(path)
         if warning:
@@ -344,6 +334,23 @@ def cmd_profile_set_password(ctx, args):
     credentials.set_profile_secret(ctx.actor, args.profile, secret, ctx.store, what)
     print(f"{what} of profile {safe(args.profile)} set")
     return EXIT_OK
+
+
+def cmd_profile_test(ctx, args):
+    from mbxtui.core.profile_test import test_profile
+
+    data = test_profile(ctx.actor, args.profile, ctx.store)
+    if args.json:
+        print_json(data)
+    else:
+        for direction, probe in data["directions"].items():
+            print(f"{direction} ({probe['protocol']}): {'passed' if probe['ok'] else 'FAILED'}")
+            for step in probe["steps"]:
+                print(f"  {'ok ' if step['ok'] else 'ERR'} {step['step']:<14} {step['seconds'] * 1000:7.1f} ms  "
+                      f"{safe(step['detail'])}")
+            if probe["failure"]:
+                print(f"  {probe['failure']['code']}: {safe(probe['failure']['message'])}")
+    return EXIT_OK if data["passed"] else EXIT_TEST_FAILED
 
 
 SETTINGS_FLAGS = {
@@ -594,20 +601,36 @@ def cmd_worker(ctx, args):
     import signal
     import threading
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
-
     def report(events):
         for event in events:
             codes = ", ".join(f"{d}: {c}" for d, c in event.failures.items())
             print(f"{event.email}: {event.outcome}{' (' + codes + ')' if codes else ''}", flush=True)
 
-    summary = _runner(ctx, threads=args.threads, on_tested=report).run(
-        stop=stop, until_idle=args.once, poll_seconds=args.poll)
+    runner = _runner(ctx, threads=args.threads, on_tested=report)
+    stop = threading.Event()
+
+    def request_stop(*_):
+        stop.set()
+        runner.wake()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, request_stop)
+    summary = runner.run(stop=stop, until_idle=args.once, poll_seconds=args.poll)
     print(f"tested {summary.tested}: {summary.passed} passed, {summary.failed} failed, "
           f"{summary.postponed} postponed", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_console(ctx, args):
+    from mbxtui.core import paths
+    from mbxtui.tui.app import MbxApp
+
+    actor = ctx.actor
+    data_dir = paths.ensure_private_dir(paths.data_dir())
+    app = MbxApp(actor, db_path=ctx.db_path, data_dir=data_dir, run_tests=not getattr(args, "no_tests", False),
+                 threads=getattr(args, "threads", 32))
+    app.run()
+    return app.return_code or EXIT_OK
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -668,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     command("init", cmd_init, "create the database and make your login its global_admin")
+    p = command("console", cmd_console, "open the console (the default when no command is given)")
+    p.add_argument("--no-tests", action="store_true", help="do not run queued Test & Enable jobs in this console")
+    p.add_argument("--threads", type=int, default=32, help="Test & Enable tests run at once")
     p = command("whoami", cmd_whoami, "the operator you act as")
     _json(p)
 
@@ -733,6 +759,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile", metavar="NAME")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.add_argument("--token", action="store_true", help="store an OAuth2 access token instead")
+
+    p = command("test", cmd_profile_test, "test the profile's own connection settings", profiles)
+    p.add_argument("profile", metavar="NAME")
+    _json(p)
 
     settings = group("settings", "organisation email settings")
     p = command("show", cmd_settings_show, "show the email settings", settings)
@@ -856,10 +886,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
-        if args.command is None:
-            parser.print_help()
-            return EXIT_OK
-        parser.error(f"{args.command}: give a subcommand")
+        if args.command is not None:
+            parser.error(f"{args.command}: give a subcommand")
+        args.handler = cmd_console
     ctx = Context(args)
     try:
         ctx.open_database()

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import threading
-import time
 import uuid
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -27,7 +26,7 @@ from mbxtui.core.services.mailboxes import (
     OVERALL_STATUS_SQL, SELECTED, Selection, approval_required, materialise,
 )
 from mbxtui.core.test_enable import (
-    MailboxSnapshot, MailboxTestResult, ProfileSnapshot, directions_in_use, rule_failure, run_mailbox_test,
+    MailboxSnapshot, MailboxTestResult, ProfileSnapshot, directions_in_use, profile_snapshot, rule_failure, run_mailbox_test,
 )
 
 
@@ -204,6 +203,11 @@ class TestRunner:
         self.on_tested = on_tested
         self.worker = _worker_identity()
         self._lookup = None
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """Look for queued jobs now instead of at the next poll (thread-safe)."""
+        self._wake.set()
 
     # -- claiming --
 
@@ -243,15 +247,7 @@ class TestRunner:
                     incoming_method=box.incoming_method, outgoing_method=box.outgoing_method,
                     act_method=box.act_method, username=box.username, approved=approved,
                     forward_mailbox_available=box.profile_id in forward_ready),
-                profile=None if profile is None else ProfileSnapshot(
-                    id=profile.id, name=profile.name, type=profile.type, active=profile.active,
-                    incoming_host=profile.incoming_host, incoming_port=profile.incoming_port,
-                    incoming_tls=profile.incoming_tls, incoming_auth=profile.incoming_auth,
-                    outgoing_host=profile.outgoing_host, outgoing_port=profile.outgoing_port,
-                    outgoing_tls=profile.outgoing_tls, outgoing_auth=profile.outgoing_auth,
-                    username=profile.username, ca_file=profile.ca_file,
-                    timeout_seconds=profile.timeout_seconds, verify_delivery=profile.verify_delivery,
-                    max_connections=profile.max_connections),
+                profile=None if profile is None else profile_snapshot(profile),
             ))
         return claimed
 
@@ -314,10 +310,8 @@ class TestRunner:
                     if not pending:
                         if until_idle:
                             break
-                        if stop is not None:
-                            stop.wait(poll_seconds)
-                        else:
-                            time.sleep(poll_seconds)
+                        self._wake.wait(poll_seconds)
+                        self._wake.clear()
             finally:
                 self._release(pending)
                 if in_flight:
@@ -415,7 +409,7 @@ class TestRunner:
         database.execute_sql(f"UPDATE mailbox SET overall_status = {OVERALL_STATUS_SQL} WHERE id = ?", [mailbox.id])
         database.execute_sql(
             "UPDATE test_job SET state = 'done', outcome = ?, finished_on = ?, lease_until = NULL, result = ? "
-            "WHERE id = ?", [outcome, now, json.dumps(result_as_dict(result)), item.job_id])
+            "WHERE id = ?", [outcome, now, json.dumps(result.as_dict()), item.job_id])
         if will_retry:
             database.execute_sql(
                 "INSERT INTO test_job (batch_id, mailbox_id, requested_by, state, attempt, not_before) "
@@ -459,21 +453,6 @@ def _alert_if_profile_failing(profile_id: int, now: datetime) -> None:
     raise_alert(AlertLevel.ERROR, "PROFILE_FAILING",
                 f"{failed} of {total} mailboxes of profile {profile.name!r} failed their test within the last hour: "
                 "check the profile's servers and settings", profile=profile)
-
-
-def result_as_dict(result: MailboxTestResult) -> dict[str, Any]:
-    return {
-        direction: {
-            "protocol": probe.protocol,
-            "ok": probe.ok,
-            "steps": [{"step": s.step.value, "ok": s.ok, "seconds": round(s.seconds, 4), "detail": s.detail}
-                      for s in probe.steps],
-            "failure": None if probe.failure is None else {
-                "step": probe.failure.step.value, "code": probe.failure.code.value,
-                "transient": probe.failure.transient, "message": probe.failure.message},
-        }
-        for direction, probe in result.directions.items()
-    }
 
 
 def batch_results(batch_id: int) -> list[dict[str, Any]]:

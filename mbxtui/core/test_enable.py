@@ -32,6 +32,11 @@ class ProfileSnapshot:
     max_connections: int
 
 
+def profile_snapshot(profile) -> ProfileSnapshot:
+    """The settings of a ``Profile`` row a test needs, frozen for a worker thread."""
+    return ProfileSnapshot(**{name: getattr(profile, name) for name in ProfileSnapshot.__dataclass_fields__})
+
+
 @dataclass(frozen=True)
 class MailboxSnapshot:
     id: int
@@ -59,6 +64,21 @@ class MailboxTestResult:
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    def as_dict(self) -> dict:
+        """The steps of each direction as plain JSON-ready values (kept with the job)."""
+        return {
+            direction: {
+                "protocol": probe.protocol,
+                "ok": probe.ok,
+                "steps": [{"step": s.step.value, "ok": s.ok, "seconds": round(s.seconds, 4), "detail": s.detail}
+                          for s in probe.steps],
+                "failure": None if probe.failure is None else {
+                    "step": probe.failure.step.value, "code": probe.failure.code.value,
+                    "transient": probe.failure.transient, "message": probe.failure.message},
+            }
+            for direction, probe in self.directions.items()
+        }
 
 
 def rule_failure(code: ErrorCode, message: str) -> ProbeResult:
@@ -167,7 +187,7 @@ def run_mailbox_test(mailbox: MailboxSnapshot, profile: ProfileSnapshot | None, 
             incoming = ProbeResult(protocol=incoming.protocol, steps=incoming.steps[:-1])
         if "incoming" in used:
             result.directions["incoming"] = incoming
-        if "act" in used:
+        if "act" in used and profile.type in EXCHANGE_TYPES:
             # Exchange serves appointments, contacts and tasks over the same mailbox connection.
             result.directions["act"] = incoming
     return result

@@ -1,0 +1,125 @@
+"""The POP3 probe (R10): connect, negotiate TLS as the profile says, log in and STAT the
+maildrop."""
+
+from __future__ import annotations
+
+import poplib
+import socket
+from collections.abc import Callable
+
+from mbxtui.core.probes.base import Credentials, Endpoint, ProbeResult, Step
+from mbxtui.core.probes.session import ProbeSession
+from mbxtui.core.probes.tls import describe_tls
+
+Capabilities = dict[str, list[str]]
+
+
+def probe(endpoint: Endpoint, credentials: Credentials, *, connection_only: bool = False) -> ProbeResult:
+    """Steps: resolve, connect, tls, greeting, authenticate, open_inbox (STAT).
+    ``endpoint.timeout`` bounds the whole probe. With ``connection_only`` and credentials ``none``
+    it stops after TLS."""
+    session = ProbeSession("pop3", endpoint, credentials, login_required=not connection_only)
+    return session.run(lambda: _converse(session))
+
+
+class _POP3OnSocket(poplib.POP3):
+    """A POP3 client over a socket the probe has already connected (and, for implicit TLS,
+    encrypted), so that resolving, connecting and the handshake are steps of their own."""
+
+    def __init__(self, sock: socket.socket, host: str, port: int) -> None:
+        self._connected_socket = sock
+        super().__init__(host, port, timeout=sock.gettimeout())
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return self._connected_socket
+
+
+def _converse(session: ProbeSession) -> None:
+    sock = session.open_connection()
+    with session.step(Step.GREETING) as note:
+        pop = _POP3OnSocket(sock, session.endpoint.host, session.endpoint.port)
+        note.detail = pop.getwelcome().decode("utf-8", "replace").removeprefix("+OK").strip()
+        capabilities = _capabilities(pop)
+    try:
+        if session.endpoint.tls == "starttls":
+            with session.step(Step.TLS) as note:
+                if capabilities is None or "STLS" not in capabilities:
+                    raise session.starttls_unavailable()
+                pop.stls(session.tls_context())
+                session.use_connection(pop.sock)
+                note.detail = describe_tls(pop.sock)
+                # RFC 2595: what the server said before TLS is not to be trusted after it.
+                capabilities = _capabilities(pop)
+        if session.credentials.kind == "none":
+            return
+        with session.step(Step.AUTHENTICATE) as note:
+            _log_in(pop, session, capabilities)
+            note.detail = f"as {session.context.who}"
+        with session.step(Step.OPEN_INBOX) as note:
+            count, _ = pop.stat()
+            note.detail = f"{count} messages"
+    finally:
+        _close(pop, session)
+
+
+def _capabilities(pop: poplib.POP3) -> Capabilities | None:
+    """The server's CAPA answer, or None for a server without CAPA (it is optional).
+
+    ``POP3.capa()`` reports a lost connection as a missing CAPA; the probe must tell them apart.
+    """
+    try:
+        _, lines, _ = pop._longcmd("CAPA")
+    except poplib.error_proto as exc:
+        if isinstance(exc.args[0], bytes):  # the server's -ERR, not a lost connection
+            return None
+        raise
+    capabilities: Capabilities = {}
+    for line in lines:
+        name, *arguments = line.decode("ascii", "replace").split() or [""]
+        capabilities[name.upper()] = [argument.upper() for argument in arguments]
+    return capabilities
+
+
+def _log_in(pop: poplib.POP3, session: ProbeSession, capabilities: Capabilities | None) -> None:
+    credentials = session.credentials
+    if credentials.kind == "oauth2":
+        _authenticate(pop, session, capabilities, "XOAUTH2", session.sasl_xoauth2)
+    elif (
+        credentials.authorization_identity
+        or not credentials.username.isascii()
+        or not credentials.secret.isascii()
+    ):
+        _authenticate(pop, session, capabilities, "PLAIN", session.sasl_plain)
+    else:
+        pop.user(credentials.username)
+        pop.pass_(credentials.secret)
+
+
+def _authenticate(
+    pop: poplib.POP3,
+    session: ProbeSession,
+    capabilities: Capabilities | None,
+    mechanism: str,
+    response: Callable[[], str],
+) -> None:
+    """``AUTH mechanism initial-response`` (RFC 5034)."""
+    if capabilities is not None:
+        offered = capabilities.get("SASL", [])
+        if mechanism not in offered:
+            raise session.auth_unavailable(" ".join(offered))
+    reply = pop._shortcmd(f"AUTH {mechanism} {response()}")
+    if not reply.startswith(b"+OK"):
+        # A "+" continuation: the server has more to say (XOAUTH2 sends its error this way). An
+        # empty answer ends the exchange and makes the server give its verdict, -ERR raising.
+        pop._shortcmd("")
+
+
+def _close(pop: poplib.POP3, session: ProbeSession) -> None:
+    """Say QUIT when there is time; closing is best effort, the session closes the socket anyway."""
+    try:
+        if session.deadline.passed:
+            pop.close()
+        else:
+            pop.quit()
+    except Exception:
+        pass

@@ -1,0 +1,289 @@
+"""One probe's run: its steps, timed and recorded in order; its deadline; its connection.
+
+The protocol modules describe the conversation; the session turns every way it can end into a
+``ProbeResult``: a step that raises is classified, the deadline turns anything after it into
+``TIMEOUT``, and the connection is closed whatever happens.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from mbxtui.core.probes.base import (
+    Credentials,
+    Endpoint,
+    ErrorCode,
+    Failure,
+    ProbeResult,
+    Step,
+    StepResult,
+)
+from mbxtui.core.probes.classify import (
+    ProbeContext,
+    classify,
+    internal_error,
+    starttls_unavailable_sentence,
+    timeout_failure,
+)
+from mbxtui.core.probes.tls import Deadline, describe_tls, ssl_context
+
+TLS_MODES = ("implicit", "starttls", "none")
+CREDENTIAL_KINDS = ("password", "oauth2", "none")
+_CONCEALED = "***"
+
+
+class StepFailed(Exception):
+    """Raised inside a step when the probe itself finds the step failed (a capability missing, the
+    test message not found), with the code and sentence to report."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Stopped(Exception):
+    """Ends the conversation after a failed step; the failure is already recorded."""
+
+
+@dataclass
+class StepNote:
+    """What a step found, for the step's record (the TLS version, the number of messages...)."""
+
+    detail: str = ""
+
+
+class ProbeSession:
+    """The state of one probe; ``login_required`` is false where authentication ``none`` is
+    allowed (SMTP)."""
+
+    def __init__(
+        self,
+        protocol: str,
+        endpoint: Endpoint,
+        credentials: Credentials,
+        *,
+        login_required: bool = True,
+    ) -> None:
+        self.endpoint = endpoint
+        self.credentials = credentials
+        self.result = ProbeResult(protocol)
+        self.context = ProbeContext(
+            protocol=protocol.upper(),
+            endpoint=endpoint,
+            login=credentials.username if credentials.kind != "none" else "",
+            acting_for=credentials.authorization_identity if credentials.kind != "none" else None,
+            secret_name="OAuth2 token" if credentials.kind == "oauth2" else "password",
+        )
+        self.deadline = Deadline(endpoint.timeout)
+        self.connection: socket.socket | None = None
+        self._login_required = login_required
+        self._concealed = [credentials.secret] if credentials.secret else []
+        self._current_step = Step.CHECK
+
+    def run(self, converse: Callable[[], None]) -> ProbeResult:
+        """Run ``converse`` (which opens the connection and takes the steps) and return the
+        result; never raises for anything a server or the network does."""
+        problem = self._check_settings()
+        if problem is not None:
+            self._record_failure(Step.CHECK, 0.0, problem[0], problem[1])
+            return self.result
+        with self.deadline:
+            try:
+                converse()
+            except _Stopped:
+                pass
+            except Exception as exc:  # raised between steps: a bug in the probe itself
+                failure = internal_error(exc, self._current_step, self.context)
+                self._record_failure(self._current_step, 0.0, failure.code, failure.message)
+            finally:
+                if self.connection is not None:
+                    self.connection.close()
+        return self.result
+
+    @contextlib.contextmanager
+    def step(self, step: Step) -> Iterator[StepNote]:
+        """Time one step and record it; if it raises, record the classified failure and end the
+        conversation."""
+        self._current_step = step
+        note = StepNote()
+        started = time.perf_counter()
+        if self.deadline.passed:
+            self._stop(step, started, timeout_failure(step, self.context))
+        self._bound_connection()
+        try:
+            yield note
+        except StepFailed as failed:
+            self._stop(step, started, Failure(step, failed.code, failed.message))
+        except Exception as exc:
+            if self.deadline.passed:
+                self._stop(step, started, timeout_failure(step, self.context))
+            self._stop(step, started, classify(exc, step, self.context))
+        self.result.steps.append(
+            StepResult(step, True, time.perf_counter() - started, self._conceal(note.detail))
+        )
+
+    def open_connection(self) -> socket.socket:
+        """Resolve, connect and, for implicit TLS, complete the TLS handshake: the steps every
+        protocol starts with. Returns the connected (and for implicit TLS, encrypted) socket."""
+        with self.step(Step.RESOLVE) as note:
+            addresses = self._resolve()
+            note.detail = ", ".join(dict.fromkeys(str(entry[4][0]) for entry in addresses))
+        with self.step(Step.CONNECT) as note:
+            sock = self._connect(addresses)
+            self.use_connection(sock)
+            self.deadline.guard(sock)
+            note.detail = str(sock.getpeername()[0])
+        if self.endpoint.tls == "implicit":
+            with self.step(Step.TLS) as note:
+                sock = self.tls_context().wrap_socket(sock, server_hostname=self.endpoint.host)
+                self.use_connection(sock)
+                note.detail = describe_tls(sock)
+        return sock
+
+    def use_connection(self, sock: socket.socket) -> None:
+        """Follow the socket a library now talks through (it changes when TLS starts)."""
+        self.connection = sock
+
+    def tls_context(self) -> ssl.SSLContext:
+        try:
+            return ssl_context(self.endpoint.ca_file)
+        except OSError as exc:  # ssl.SSLError is an OSError too
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+            raise StepFailed(
+                ErrorCode.TLS_CERTIFICATE,
+                f"cannot load the profile's CA file {self.endpoint.ca_file!r} ({reason}): check "
+                f"the path and that the file holds PEM certificates",
+            ) from exc
+
+    def starttls_unavailable(self) -> StepFailed:
+        return StepFailed(
+            ErrorCode.STARTTLS_UNAVAILABLE, starttls_unavailable_sentence(self.context)
+        )
+
+    def auth_unavailable(self, offered: str) -> StepFailed:
+        wanted = "XOAUTH2" if self.credentials.kind == "oauth2" else "PLAIN"
+        return StepFailed(
+            ErrorCode.AUTH_UNAVAILABLE,
+            f"the {self.context.protocol} server at {self.context.where} does not offer "
+            f"{wanted} authentication (it offers: {offered or 'nothing'}): check the profile's "
+            f"authentication and TLS settings, or enable {wanted} on the server",
+        )
+
+    def sasl_plain(self) -> str:
+        """The base64 ``AUTH PLAIN`` response, in UTF-8 so non-ASCII passwords work."""
+        credentials = self.credentials
+        identity = credentials.authorization_identity or ""
+        return self._concealed_base64(f"{identity}\0{credentials.username}\0{credentials.secret}")
+
+    def sasl_xoauth2(self) -> str:
+        credentials = self.credentials
+        return self._concealed_base64(
+            f"user={credentials.username}\x01auth=Bearer {credentials.secret}\x01\x01"
+        )
+
+    def _concealed_base64(self, text: str) -> str:
+        encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        self._concealed.append(encoded)
+        return encoded
+
+    def _check_settings(self) -> tuple[ErrorCode, str] | None:
+        endpoint, credentials = self.endpoint, self.credentials
+        if endpoint.tls not in TLS_MODES:
+            return (
+                ErrorCode.INTERNAL_ERROR,
+                f"the TLS mode {endpoint.tls!r} is not one of {', '.join(TLS_MODES)}: fix the "
+                f"profile",
+            )
+        if credentials.kind not in CREDENTIAL_KINDS:
+            return (
+                ErrorCode.INTERNAL_ERROR,
+                f"the authentication {credentials.kind!r} is not one of "
+                f"{', '.join(CREDENTIAL_KINDS)}: fix the profile",
+            )
+        if credentials.kind == "none":
+            if self._login_required:
+                return (
+                    ErrorCode.NO_CREDENTIALS,
+                    f"{self.context.protocol} needs a login, but the authentication is none: set "
+                    f"the mailbox's or the profile's credentials",
+                )
+            return None
+        if not credentials.username:
+            return (
+                ErrorCode.NO_CREDENTIALS,
+                "no user name is set: set the mailbox's or the profile's user name",
+            )
+        if not credentials.secret:
+            return (
+                ErrorCode.NO_CREDENTIALS,
+                f"no {self.context.secret_name} is set for {credentials.username!r}: set it for "
+                f"the mailbox or the profile",
+            )
+        return None
+
+    def _resolve(self) -> list[tuple]:
+        """``getaddrinfo`` cannot be interrupted, so it runs in its own thread and the probe stops
+        waiting for it at the deadline."""
+        host, port = self.endpoint.host, self.endpoint.port
+        outcome: dict[str, object] = {}
+
+        def look_up() -> None:
+            try:
+                outcome["addresses"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except Exception as exc:
+                outcome["error"] = exc
+
+        lookup = threading.Thread(target=look_up, name=f"resolve {host}", daemon=True)
+        lookup.start()
+        lookup.join(self.deadline.remaining())
+        if lookup.is_alive():
+            raise TimeoutError(f"looking up {host!r} took too long")
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome["addresses"]  # type: ignore[return-value]
+
+    def _connect(self, addresses: list[tuple]) -> socket.socket:
+        """Try each address in turn, as ``socket.create_connection`` does, within the deadline."""
+        last_error: OSError | None = None
+        for family, kind, protocol, _, address in addresses:
+            sock = socket.socket(family, kind, protocol)
+            sock.settimeout(self.deadline.socket_timeout())
+            try:
+                sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                last_error = exc
+                if self.deadline.passed:
+                    break
+                continue
+            return sock
+        assert last_error is not None, "getaddrinfo returns at least one address or raises"
+        raise last_error
+
+    def _bound_connection(self) -> None:
+        if self.connection is None:
+            return
+        # A library may have closed it after an error; the step then reports that error.
+        with contextlib.suppress(OSError):
+            self.connection.settimeout(self.deadline.socket_timeout())
+
+    def _stop(self, step: Step, started: float, failure: Failure) -> None:
+        self._record_failure(step, time.perf_counter() - started, failure.code, failure.message)
+        raise _Stopped
+
+    def _record_failure(self, step: Step, seconds: float, code: ErrorCode, message: str) -> None:
+        self.result.steps.append(StepResult(step, False, seconds))
+        self.result.failure = Failure(step, code, self._conceal(message))
+
+    def _conceal(self, text: str) -> str:
+        for secret in self._concealed:
+            text = text.replace(secret, _CONCEALED)
+        return text

@@ -1,0 +1,141 @@
+"""The SMTP probe (R11): connect, negotiate TLS as the profile says, log in (unless the profile
+sends without logging in) and send a test message to the mailbox's own address."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import uuid
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from mbxtui.core.probes.base import Credentials, Endpoint, ProbeResult, Step
+from mbxtui.core.probes.session import ProbeSession
+from mbxtui.core.probes.tls import describe_tls
+
+TEST_SUBJECT = "Your mailbox is now connected"
+TEST_BODY = (
+    "This message was sent by mbxtui to test that this mailbox can send email.\n"
+    "Nothing needs to be done: you may delete it.\n"
+)
+
+
+def probe(
+    endpoint: Endpoint,
+    credentials: Credentials,
+    *,
+    sender: str,
+    recipient: str,
+    subject: str = TEST_SUBJECT,
+    body: str = TEST_BODY,
+    send: bool = True,
+) -> ProbeResult:
+    """Steps: resolve, connect, tls, greeting (EHLO), authenticate, send. ``sender`` is the
+    envelope sender; the message's From and To are both ``recipient``. On success
+    ``result.message_id`` is the Message-ID of the message sent. ``endpoint.timeout`` bounds the
+    whole probe."""
+    session = ProbeSession("smtp", endpoint, credentials, login_required=False)
+    return session.run(lambda: _converse(session, sender, recipient, subject, body, send))
+
+
+def new_message_id() -> str:
+    return f"<mbxtui-test-{uuid.uuid4().hex}@mbxtui>"
+
+
+def build_test_message(recipient: str, subject: str, body: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = recipient
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=True)
+    message["Message-ID"] = new_message_id()
+    message.set_content(body)
+    return message
+
+
+class _SMTPOnSocket(smtplib.SMTP):
+    """An SMTP client over a socket the probe has already connected (and, for implicit TLS,
+    encrypted), so that resolving, connecting and the handshake are steps of their own."""
+
+    def __init__(self, sock: socket.socket, host: str) -> None:
+        self._connected_socket = sock
+        # An address literal, as smtplib falls back to, without its reverse DNS lookup.
+        address = sock.getsockname()[0]
+        literal = f"[IPv6:{address}]" if ":" in address else f"[{address}]"
+        super().__init__(local_hostname=literal, timeout=sock.gettimeout())
+        self._host = host  # the name STARTTLS checks the certificate against
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return self._connected_socket
+
+
+def _converse(session: ProbeSession, sender: str, recipient: str, subject: str, body: str, send: bool) -> None:
+    endpoint = session.endpoint
+    message = build_test_message(recipient, subject, body)
+    smtp = _SMTPOnSocket(session.open_connection(), endpoint.host)
+    try:
+        with session.step(Step.GREETING) as note:
+            code, reply = smtp.connect(endpoint.host, endpoint.port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, reply)
+            note.detail = reply.decode("utf-8", "replace")
+            _say_hello(smtp)
+        if endpoint.tls == "starttls":
+            with session.step(Step.TLS) as note:
+                if not smtp.has_extn("starttls"):
+                    raise session.starttls_unavailable()
+                smtp.starttls(context=session.tls_context())
+                session.use_connection(smtp.sock)
+                note.detail = describe_tls(smtp.sock)
+                _say_hello(smtp)  # RFC 3207: extensions offered before TLS no longer count
+        with session.step(Step.AUTHENTICATE) as note:
+            if session.credentials.kind == "none":
+                note.detail = "none: the profile sends without logging in"
+            else:
+                _log_in(smtp, session)
+                note.detail = f"as {session.context.who}"
+        if not send:
+            return
+        with session.step(Step.SEND) as note:
+            smtp.send_message(message, from_addr=sender, to_addrs=[recipient])
+            session.result.message_id = message["Message-ID"]
+            note.detail = f"{message['Message-ID']} to {recipient}"
+    finally:
+        _close(smtp, session)
+
+
+def _say_hello(smtp: smtplib.SMTP) -> None:
+    code, reply = smtp.ehlo()
+    if code != 250:
+        code, reply = smtp.helo()
+    if code != 250:
+        raise smtplib.SMTPHeloError(code, reply)
+
+
+def _log_in(smtp: smtplib.SMTP, session: ProbeSession) -> None:
+    """``AUTH PLAIN`` or ``AUTH XOAUTH2`` with an initial response built here: ``SMTP.login()``
+    encodes as ASCII and fails on non-ASCII passwords, and has no authorization identity."""
+    oauth2 = session.credentials.kind == "oauth2"
+    mechanism = "XOAUTH2" if oauth2 else "PLAIN"
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    if mechanism not in offered:
+        raise session.auth_unavailable(" ".join(offered))
+    response = session.sasl_xoauth2() if oauth2 else session.sasl_plain()
+    code, reply = smtp.docmd("AUTH", f"{mechanism} {response}")
+    if code == 334:
+        # XOAUTH2 sends its error as a challenge, answered with an empty line; a PLAIN server
+        # that ignored the initial response asks for it.
+        code, reply = smtp.docmd("" if oauth2 else response)
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+def _close(smtp: smtplib.SMTP, session: ProbeSession) -> None:
+    """Say QUIT when there is time; closing is best effort, the session closes the socket anyway."""
+    try:
+        if session.deadline.passed or smtp.sock is None:
+            smtp.close()
+        else:
+            smtp.quit()
+    except Exception:
+        pass

@@ -1,0 +1,94 @@
+"""The verifying TLS context every probe uses, and the deadline that bounds a whole probe.
+
+smtplib, poplib and imaplib do not verify certificates unless given a context, so every TLS
+connection a probe makes goes through ``ssl_context``.
+
+A socket timeout only bounds one read: a server sending one byte a second would keep a probe alive
+forever. ``Deadline`` bounds the whole probe instead: a watchdog timer shuts the connection down
+when the time is up, which ends whatever read or write is blocked on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+import time
+
+# A socket timeout of zero would make the socket non-blocking, which the mail libraries reject.
+_SHORTEST_SOCKET_TIMEOUT = 0.001
+
+
+def ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """A context that verifies the server's certificate and host name, against ``ca_file`` alone
+    when it is set, else against the system's CAs."""
+    context = (
+        ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    )
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def describe_tls(sock: ssl.SSLSocket) -> str:
+    cipher = sock.cipher()
+    return f"{sock.version()}, {cipher[0]}" if cipher else str(sock.version())
+
+
+class Deadline:
+    """The moment a probe must be over by, enforced by a watchdog once entered as a context."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._ends_at = time.perf_counter() + seconds
+        self._lock = threading.Lock()
+        self._expired = False
+        self._guarded: socket.socket | None = None
+        self._watchdog = threading.Timer(max(seconds, 0.0), self._expire)
+        self._watchdog.daemon = True
+
+    def __enter__(self) -> Deadline:
+        self._ends_at = time.perf_counter() + self.seconds
+        self._watchdog.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._watchdog.cancel()
+        with self._lock:
+            guarded, self._guarded = self._guarded, None
+        if guarded is not None:
+            guarded.close()
+
+    def remaining(self) -> float:
+        return max(self._ends_at - time.perf_counter(), 0.0)
+
+    @property
+    def passed(self) -> bool:
+        return self._expired or self.remaining() <= 0.0
+
+    def socket_timeout(self) -> float:
+        return max(min(self.remaining(), self.seconds), _SHORTEST_SOCKET_TIMEOUT)
+
+    def guard(self, sock: socket.socket) -> None:
+        """Let the watchdog cut ``sock``'s connection, including any TLS layer wrapped around it
+        later: wrapping detaches the original socket object, so the watchdog keeps a duplicate
+        descriptor, and shutting a connection down through any descriptor ends it for all."""
+        duplicate = sock.dup()
+        with self._lock:
+            previous, self._guarded = self._guarded, duplicate
+            if self._expired:
+                _cut(duplicate)
+        if previous is not None:
+            previous.close()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._expired = True
+            if self._guarded is not None:
+                _cut(self._guarded)
+
+
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # not connected any more: nothing left to cut
+        sock.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,45 @@
+"""Test connection of a profile itself: its incoming and outgoing servers, logged in with the
+profile's own credentials where it has them, otherwise up to TLS (no mailbox is touched and no
+message is sent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mbxtui.core.enums import ProfileType
+from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.probes import imap, pop3, smtp
+from mbxtui.core.probes.base import Credentials
+from mbxtui.core.secrets import SecretStore
+from mbxtui.core.services import credentials, profiles
+from mbxtui.core.test_enable import MailboxTestResult, endpoint, profile_snapshot
+
+
+def _profile_credentials(auth: str, profile, store: SecretStore | None) -> Credentials:
+    if store is None or auth not in ("profile", "oauth2"):
+        return Credentials("none")
+    what = credentials.PASSWORD if auth == "profile" else credentials.TOKEN
+    secret = credentials.profile_secret(store, profile.id, what)
+    if not secret:
+        return Credentials("none")
+    return Credentials("password" if auth == "profile" else "oauth2", profile.username, secret)
+
+
+def test_profile(actor: Actor, name: str, store: SecretStore | None) -> dict[str, Any]:
+    """Returns the steps of each side, as Test & Enable results are shown."""
+    require(actor, Permission.TEST)
+    row = profiles.get(name)
+    snapshot = profile_snapshot(row)
+    incoming_creds = _profile_credentials(row.incoming_auth, row, store)
+    outgoing_creds = _profile_credentials(row.outgoing_auth, row, store)
+    probe = pop3.probe if row.type == ProfileType.POP3_SMTP else imap.probe
+    result = MailboxTestResult()
+    result.directions["incoming"] = probe(endpoint(snapshot, "incoming"), incoming_creds,
+                                          connection_only=incoming_creds.kind == "none")
+    result.directions["outgoing"] = smtp.probe(endpoint(snapshot, "outgoing"), outgoing_creds,
+                                               sender=row.username or "postmaster", recipient=row.username or "postmaster",
+                                               send=False)
+    return {"profile": row.name, "passed": result.passed, "directions": result.as_dict()}
+
+
+test_profile.__test__ = False  # not a pytest test

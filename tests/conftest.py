@@ -1,0 +1,1 @@
+from tests.lab.fixture import mail_lab  # noqa: F401  (a session fixture)

@@ -1,0 +1,202 @@
+"""Small TCP servers in front of the real ones: the behaviours Dovecot cannot be configured into."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import weakref
+
+from .loop import LabLoop, relay_both_ways, server_port
+
+# An IMAP line that ends in a literal announces that many raw bytes follow: "{12}" or "{12+}".
+IMAP_LITERAL = re.compile(rb"\{(\d+)\+?\}\r?\n$")
+IMAP_CAPABILITY_LINE = re.compile(rb"^(\* OK \[CAPABILITY |\* CAPABILITY |\S+ OK \[CAPABILITY )",
+                                  re.IGNORECASE)
+IMAP_CREDENTIAL_COMMANDS = {b"LOGIN", b"AUTHENTICATE"}
+POP3_CREDENTIAL_COMMANDS = {b"USER", b"PASS", b"APOP", b"AUTH"}
+
+
+async def start_silent_listener(lab_loop: LabLoop) -> int:
+    """Accepts connections and never sends a byte; lab_loop.stop() closes them."""
+
+    async def stay_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+
+    return server_port(await lab_loop.serve(stay_silent))
+
+
+async def start_tls_front(lab_loop: LabLoop, server_context: ssl.SSLContext, upstream_port: int,
+                          upstream_context: ssl.SSLContext) -> int:
+    """Implicit TLS with server_context's certificate, relaying to a TLS upstream."""
+
+    async def relay_to_upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream = await lab_loop.connect(upstream_port, upstream_context)
+        await relay_both_ways((reader, writer), upstream)
+
+    return server_port(await lab_loop.serve(relay_to_upstream, server_context))
+
+
+class PlaintextOnlyFront:
+    """IMAP or POP3 in front of a Dovecot plaintext port that neither offers nor accepts
+    STARTTLS/STLS, counting the commands that carry credentials (IMAP LOGIN, AUTHENTICATE;
+    POP3 USER, PASS, APOP, AUTH) so a test can prove a client sent none."""
+
+    def __init__(self, lab_loop: LabLoop, protocol: str, upstream_port: int):
+        if protocol not in ("imap", "pop3"):
+            raise ValueError(f"protocol must be imap or pop3, not {protocol!r}")
+        self.lab_loop = lab_loop
+        self.protocol = protocol
+        self.upstream_port = upstream_port
+        self.login_attempts = 0
+
+    async def start(self) -> int:
+        return server_port(await self.lab_loop.serve(self._serve_client))
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            ) -> None:
+        upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
+        if self.protocol == "imap":
+            directions = [self._imap_from_client(reader, writer, upstream_writer),
+                          self._imap_from_server(upstream_reader, writer)]
+        else:
+            capa_requests = asyncio.Queue()
+            directions = [self._pop3_from_client(reader, writer, upstream_writer, capa_requests),
+                          self._pop3_from_server(upstream_reader, writer, capa_requests)]
+        tasks = [asyncio.create_task(direction) for direction in directions]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            upstream_writer.close()
+
+    async def _imap_from_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                upstream: asyncio.StreamWriter) -> None:
+        starts_command = True
+        while line := await reader.readline():
+            words = line.split(maxsplit=2)
+            command = words[1].upper() if starts_command and len(words) >= 2 else b""
+            if command == b"STARTTLS":
+                writer.write(words[0] + b" BAD STARTTLS is not available on this port\r\n")
+                await writer.drain()
+                continue
+            if command in IMAP_CREDENTIAL_COMMANDS:
+                self.login_attempts += 1
+            upstream.write(line)
+            starts_command = not await _relay_imap_literal(line, reader, upstream)
+            await upstream.drain()
+
+    async def _imap_from_server(self, upstream: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        while line := await upstream.readline():
+            if IMAP_CAPABILITY_LINE.match(line):
+                line = re.sub(rb" STARTTLS(?=[ \]\r\n])", b"", line, flags=re.IGNORECASE)
+            writer.write(line)
+            await _relay_imap_literal(line, upstream, writer)
+            await writer.drain()
+
+    async def _pop3_from_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                upstream: asyncio.StreamWriter, capa_requests: asyncio.Queue,
+                                ) -> None:
+        while line := await reader.readline():
+            words = line.split(maxsplit=1)
+            command = words[0].upper() if words else b""
+            if command == b"STLS":
+                writer.write(b"-ERR STLS is not available on this port\r\n")
+                await writer.drain()
+                continue
+            if command in POP3_CREDENTIAL_COMMANDS:
+                self.login_attempts += 1
+            if command == b"CAPA":
+                capa_requests.put_nowait(command)
+            upstream.write(line)
+            await upstream.drain()
+
+    async def _pop3_from_server(self, upstream: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter, capa_requests: asyncio.Queue,
+                                ) -> None:
+        in_capa_list = False
+        while line := await upstream.readline():
+            if in_capa_list:
+                if line.rstrip(b"\r\n") == b".":
+                    in_capa_list = False
+                elif line.rstrip(b"\r\n").upper() == b"STLS":
+                    continue
+            elif line.startswith(b"+OK") and not capa_requests.empty():
+                capa_requests.get_nowait()
+                in_capa_list = True
+            elif line.startswith(b"-ERR") and not capa_requests.empty():
+                capa_requests.get_nowait()
+            writer.write(line)
+            await writer.drain()
+
+
+async def _relay_imap_literal(line: bytes, source: asyncio.StreamReader,
+                              destination: asyncio.StreamWriter) -> bool:
+    """Copy the literal that line announces, if any; whether there was one."""
+    literal = IMAP_LITERAL.search(line)
+    if literal is None:
+        return False
+    destination.write(await source.readexactly(int(literal[1])))
+    return True
+
+
+class ConnectionCounter:
+    """A TCP relay in front of one lab port that counts its connections.
+
+    Connect to `port` instead of the lab port; bytes pass through unchanged (TLS included:
+    the certificates are valid for 127.0.0.1). A connection counts as open from accept until
+    either side closes it. Use as a context manager, or call close().
+    """
+
+    def __init__(self, lab_loop: LabLoop, upstream_port: int):
+        self._lab_loop = lab_loop
+        self._upstream_port = upstream_port
+        self._server: asyncio.base_events.Server | None = None
+        self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        self.port = 0
+        self.current = 0
+        self.total = 0
+        self.max_concurrent = 0
+
+    async def start(self) -> ConnectionCounter:
+        self._server = await self._lab_loop.serve(self._count_and_relay)
+        self.port = server_port(self._server)
+        return self
+
+    def close(self) -> None:
+        if self._server is not None and not self._lab_loop.loop.is_closed():
+            self._lab_loop.call(self._close())
+
+    def __enter__(self) -> ConnectionCounter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"ConnectionCounter(port={self.port}, current={self.current}, "
+                f"total={self.total}, max_concurrent={self.max_concurrent})")
+
+    async def _close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for transport in list(self._transports):
+            transport.abort()
+
+    async def _count_and_relay(self, reader: asyncio.StreamReader,
+                               writer: asyncio.StreamWriter) -> None:
+        self.current += 1
+        self.total += 1
+        self.max_concurrent = max(self.max_concurrent, self.current)
+        try:
+            self._transports.add(writer.transport)
+            upstream = await self._lab_loop.connect(self._upstream_port)
+            self._transports.add(upstream[1].transport)
+            await relay_both_ways((reader, writer), upstream)
+        finally:
+            self.current -= 1

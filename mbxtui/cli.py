@@ -278,6 +278,13 @@ def cmd_queue_deactivate(ctx, args):
     return EXIT_OK
 
 
+def cmd_queue_activate(ctx, args):
+    from mbxtui.core.services import users
+
+    emit(args, users.activate_queue(ctx.actor, args.email), print_record)
+    return EXIT_OK
+
+
 PROFILE_FIELDS = {
     "name": "name", "type": "type", "incoming_host": "incoming_host", "incoming_port": "incoming_port",
     "incoming_tls": "incoming_tls", "incoming_auth": "incoming_auth", "outgoing_host": "outgoing_host",
@@ -738,6 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
     _paging(p, 1000)
     _json(p)
     p = command("deactivate", cmd_queue_deactivate, "deactivate a queue and its mailbox", queues)
+    p.add_argument("email")
+    _json(p)
+    p = command("activate", cmd_queue_activate, "activate a queue (its mailbox stays inactive)", queues)
     p.add_argument("email")
     _json(p)
 

@@ -32,9 +32,15 @@ from mbxtui.core.test_enable import (
 
 def schedule_selected(actor: Actor, description: str) -> int:
     """Queue a test for every mailbox in temp.selected_mailbox that has none queued or running, and
-    mark them "test scheduled" (caller holds the transaction). Returns the batch id."""
+    mark them "test scheduled" (caller holds the transaction). Returns the batch id.
+
+    A retry waiting for its time is replaced by the new job: what is asked for now runs now."""
     now = utcnow()
     batch = TestBatch.create(requested_by=actor.login, requested_on=now, description=description)
+    database.execute_sql(
+        "UPDATE test_job SET state = 'cancelled', outcome = 'cancelled', finished_on = ? "
+        "WHERE state = 'queued' AND not_before IS NOT NULL AND mailbox_id IN (SELECT id FROM temp.selected_mailbox)",
+        [now])
     cursor = database.execute_sql(
         "INSERT INTO test_job (batch_id, mailbox_id, requested_by, state, attempt) "
         f"SELECT ?, id, ?, 'queued', 1 FROM mailbox WHERE {SELECTED} AND id NOT IN "

@@ -57,7 +57,19 @@ SORT_COLUMNS = {
     "created": "m.created_on",
 }
 
-FROM_SQL = 'FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id LEFT JOIN "user" o ON o.id = m.owner_id'
+JOINS_SQL = 'LEFT JOIN profile p ON p.id = m.profile_id LEFT JOIN "user" o ON o.id = m.owner_id'
+FROM_SQL = f"FROM mailbox m {JOINS_SQL}"
+
+# The index that yields a sort column's rows in display order (every index ends with the row id,
+# the tie-breaker).
+SORT_INDEXES = {
+    "name": "mailbox_name", "email": "mailbox_email", "regarding": "mailbox_regarding",
+    "incoming_method": "mailbox_incoming_method", "outgoing_method": "mailbox_outgoing_method",
+    "act_method": "mailbox_act_method", "approval": "mailbox_approval",
+    "incoming_status": "mailbox_incoming_status", "outgoing_status": "mailbox_outgoing_status",
+    "act_status": "mailbox_act_status", "status": "mailbox_overall_status",
+    "last_tested": "mailbox_test_completed_on",
+}
 
 
 # --- rules shared by every way a mailbox comes to be -------------------------------------------
@@ -103,19 +115,22 @@ def ensure_email_free(address: str, field_name: str = "email", *, except_id: int
 # --- reading -----------------------------------------------------------------------------------
 
 def view_condition(view: View | str, actor: Actor) -> tuple[str, list[Any]]:
+    # "+m.active": nearly every mailbox is active, so SQLite must find the rows through the other
+    # condition's index and check "active" on those few (0.4 s against 0.13 s for the 100,000
+    # pending mailboxes among 1,000,000); without the "+" it picks the active index.
     view = validation.choice("view", view, View)
     if view == View.ALL:
         return "1", []
     if view == View.ACTIVE:
         return "m.active = 1", []
     if view == View.MINE:
-        return "m.active = 1 AND m.owner_id = ?", [actor.user_id if actor.user_id is not None else -1]
+        return "+m.active = 1 AND m.owner_id = ?", [actor.user_id if actor.user_id is not None else -1]
     if view == View.FORWARD:
-        return "m.active = 1 AND m.is_forward = 1", []
+        return "+m.active = 1 AND m.is_forward = 1", []
     if view == View.PENDING:
-        return "m.active = 1 AND m.approval = 'pending'", []
+        return "+m.active = 1 AND m.approval = 'pending'", []
     if view == View.FAILED:
-        return "m.active = 1 AND m.overall_status = 'failure'", []
+        return "+m.active = 1 AND m.overall_status = 'failure'", []
     return "m.incoming_enabled = 0 AND m.outgoing_enabled = 0 AND m.act_enabled = 0", []
 
 
@@ -187,11 +202,27 @@ def list_mailboxes(actor: Actor, *, view: View | str = View.ACTIVE, filter_text:
     needs_join = "p." in ordering
     count_from = FROM_SQL if needs_join else "FROM mailbox m"
     total = database.execute_sql(f"SELECT count(*) {count_from} WHERE {where}", params).fetchone()[0]
+    source = _page_source(sort, total, offset + limit)
     cursor = database.execute_sql(
-        f"SELECT {ROW_COLUMNS} {FROM_SQL} WHERE {where} ORDER BY {ordering} LIMIT ? OFFSET ?",
+        f"SELECT {ROW_COLUMNS} FROM {source} {JOINS_SQL} WHERE {where} ORDER BY {ordering} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     )
     return Page(total=total, rows=[_row_dict(cursor, row) for row in cursor.fetchall()])
+
+
+def _page_source(sort: str | None, total: int, wanted: int) -> str:
+    """The table a page of ``total`` matching rows is read from, up to its ``wanted``-th row.
+
+    SQLite knows nothing of how common a value is, so it finds a view's rows through the view's
+    index and sorts all of them: 0.3 s for the 100,000 pending mailboxes among 1,000,000. When the
+    view holds a fair share of the table, walking the sort column's index and skipping the rows
+    outside the view reaches the page after about wanted * mailboxes / total rows (1 ms)."""
+    index = SORT_INDEXES.get((sort or "name").strip().lower())
+    if index is not None and total:
+        mailboxes = database.execute_sql("SELECT max(id) FROM mailbox").fetchone()[0] or 0
+        if wanted * mailboxes < total * total:
+            return f"mailbox m INDEXED BY {index}"
+    return "mailbox m"
 
 
 def ids_in_view(actor: Actor, *, view: View | str = View.ACTIVE, filter_text: str | None = None,
@@ -514,14 +545,12 @@ def _clean_edit(key: str, value: Any) -> Any:
 
 
 def _snapshot(mailbox: Mailbox) -> dict[str, Any]:
-    values = {key: getattr(mailbox, "profile_id" if key == "profile" else key) for key in EDITABLE}
-    if isinstance(values["process_email_after"], datetime):
-        values["process_email_after"] = values["process_email_after"].isoformat(sep=" ")
-    return values
+    return {key: getattr(mailbox, "profile_id" if key == "profile" else key) for key in EDITABLE}
 
 
-def edit(actor: Actor, email: str, *, expected_version: int | None = None, **fields: Any) -> dict[str, Any]:
-    """Change one mailbox. A new address resets approval and tests and disables it (R7)."""
+def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **fields: Any) -> dict[str, Any]:
+    """Change one mailbox (``email`` in ``fields`` is its new address). A new address resets approval
+    and tests and disables it (R7)."""
     require(actor, Permission.CONFIGURE)
     unknown = set(fields) - set(EDITABLE)
     if unknown:

@@ -81,9 +81,14 @@ def add(actor: Actor, login: str, role: str, user_email: str | None = None) -> d
     role = validation.choice("role", role, Role)
     user = _user_by_email("user", user_email)
     with write_transaction():
-        if Operator.get_or_none(Operator.login == login) is not None:
+        operator = Operator.get_or_none(Operator.login == login)
+        if operator is None:
+            operator = Operator.create(login=login, role=role.value, user=user)
+        elif operator.active:
             raise Conflict(f"operator {login} already exists")
-        operator = Operator.create(login=login, role=role.value, user=user)
+        else:  # removed earlier: the login is unique, so the same row comes back
+            operator.role, operator.user, operator.active = role.value, user, True
+            operator.save()
         audit.record(actor, "operator.add", "operator", f"added operator {login} as {role.value}",
                      [(operator.id, None, {"login": login, "role": role.value})])
     return to_dict(operator)
@@ -94,6 +99,8 @@ def set_role(actor: Actor, login: str, role: str) -> dict[str, Any]:
     role = validation.choice("role", role, Role)
     with write_transaction():
         operator = get(login)
+        if operator.role == role:
+            return to_dict(operator)
         if operator.role == Role.GLOBAL_ADMIN and role != Role.GLOBAL_ADMIN:
             _refuse_removing_last_global_admin(operator)
         before = operator.role

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from peewee import fn
+
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
@@ -161,8 +163,9 @@ def get(name: str) -> Profile:
     return profile
 
 
-def update(actor: Actor, name: str, expected_version: int | None = None, **fields: Any) -> dict[str, Any]:
-    """Change the given fields (``None`` leaves a field as it is)."""
+def update(actor: Actor, name: str, /, expected_version: int | None = None, **fields: Any) -> dict[str, Any]:
+    """Change the given fields of profile ``name`` (``None`` leaves a field as it is; ``name`` in
+    ``fields`` renames it)."""
     require(actor, Permission.CONFIGURE)
     changes = {key: _clean_field(key, value) for key, value in fields.items() if value is not None}
     if not changes:
@@ -199,6 +202,6 @@ def show(actor: Actor, name: str) -> dict[str, Any]:
 def list_profiles(actor: Actor) -> list[dict[str, Any]]:
     require(actor, Permission.READ)
     counts = dict(
-        Mailbox.select(Mailbox.profile, Mailbox.id.count()).group_by(Mailbox.profile).tuples()
+        Mailbox.select(Mailbox.profile, fn.COUNT(Mailbox.id)).group_by(Mailbox.profile).tuples()
     )
     return [to_dict(p, mailbox_count=counts.get(p.id, 0)) for p in Profile.select().order_by(Profile.name)]

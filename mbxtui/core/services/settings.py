@@ -90,10 +90,13 @@ def update(actor: Actor, expected_version: int | None = None, **changes: Any) ->
         before = to_dict(settings)
         for key, value in clean.items():
             setattr(settings, "default_profile_id" if key == "default_profile" else key, value)
+        after = to_dict(settings)
+        changed = {k: after[k] for k in after if after[k] != before[k]}
+        if not changed:
+            return before
         settings.row_version += 1
         settings.save()
-        after = to_dict(settings)
-        changed = {k: after[k] for k in after if after[k] != before[k] and k != "row_version"}
+        after["row_version"] = settings.row_version
         audit.record(actor, "settings.update", "settings",
                      "changed email settings: " + ", ".join(sorted(changed)),
                      [(1, {k: before[k] for k in changed}, changed)])

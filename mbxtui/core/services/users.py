@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from peewee import JOIN, fn
+
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import Regarding
@@ -78,11 +80,11 @@ def _set_active(actor: Actor, record: User | Queue, kind: str, active: bool) -> 
     verb = "activated" if active else "deactivated"
     audit.record(actor, f"{kind}.{'activate' if active else 'deactivate'}", kind, f"{verb} {kind} {record.email}",
                  [(record.id, {"active": not active}, {"active": active})])
-    conn = database.connection()
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS selected_mailbox (id INTEGER PRIMARY KEY)")
-    conn.execute("DELETE FROM temp.selected_mailbox")
-    conn.execute(f"INSERT INTO temp.selected_mailbox SELECT id FROM mailbox WHERE {kind}_id = ?", (record.id,))
     if not active:
+        conn = database.connection()
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS selected_mailbox (id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.selected_mailbox")
+        conn.execute(f"INSERT INTO temp.selected_mailbox SELECT id FROM mailbox WHERE {kind}_id = ?", (record.id,))
         mailboxes.deactivate_selected(actor, f"deactivated the mailbox of {kind} {record.email} (R19)")
 
 
@@ -104,6 +106,16 @@ def activate_user(actor: Actor, email: str) -> dict[str, Any]:
         if not user.active:
             _set_active(actor, user, "user", True)
     return user_dict(user, Mailbox.get_or_none(Mailbox.user == user))
+
+
+def activate_queue(actor: Actor, email: str) -> dict[str, Any]:
+    """The queue becomes active; its mailbox stays inactive until activated and tested again."""
+    require(actor, Permission.CONFIGURE)
+    with write_transaction():
+        queue = _queue_by_email(email)
+        if not queue.active:
+            _set_active(actor, queue, "queue", True)
+    return queue_dict(queue, Mailbox.get_or_none(Mailbox.queue == queue))
 
 
 def deactivate_queue(actor: Actor, email: str) -> dict[str, Any]:
@@ -128,11 +140,11 @@ def queue_dict(queue: Queue, mailbox: Mailbox | None) -> dict[str, Any]:
 def list_users(actor: Actor, *, filter_text: str | None = None, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
     require(actor, Permission.READ)
     query = (User.select(User, Mailbox.email.alias("mailbox_email"))
-             .join(Mailbox, on=(Mailbox.user == User.id), join_type="LEFT OUTER")
-             .order_by(User.name, User.id))
+             .join(Mailbox, on=(Mailbox.user == User.id), join_type=JOIN.LEFT_OUTER)
+             .order_by(User.name.collate("NOCASE"), User.id))
     if filter_text:
-        like = f"%{filter_text}%"
-        query = query.where(User.name ** like | User.email ** like)
+        needle = filter_text.lower()  # a plain substring: % and _ are not wildcards here
+        query = query.where((fn.instr(fn.lower(User.name), needle) > 0) | (fn.instr(User.email, needle) > 0))
     return [{"name": u.name, "email": u.email, "active": u.active, "mailbox": u.mailbox_email}
             for u in query.limit(limit).offset(offset).objects()]
 

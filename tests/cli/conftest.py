@@ -1,0 +1,140 @@
+"""The command line, run as a person or a script runs it: `python -m mbxtui --db PATH ...` in a
+subprocess, against a real SQLite file copied from a template made once per session.
+
+The template: the login running the tests is its global_admin; sam, syd and vic are service_admin,
+system_admin and viewer; profile "imap" is the default, profile "pop" another; users ann and bob; queue
+sales (owner ann).
+Secrets go to the encrypted file keyring in the test's data directory (no OS keyring is offered)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mbxtui.core import db
+from mbxtui.core.services import operators, profiles, settings, users
+from tests.core.support import IMAP_PROFILE, LOGINS
+
+REPO = Path(__file__).resolve().parents[2]
+OS_LOGIN = getpass.getuser()
+MASTER_PASSWORD = "master password of the test keyring"
+CLI_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Result:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+class Cli:
+    def __init__(self, db_path: Path, data_dir: Path):
+        self.db_path = db_path
+        self.data_dir = data_dir
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("MBXTUI_") and k not in ("PYTHON_KEYRING_BACKEND", "NO_COLOR")}
+        self.env.update({
+            "MBXTUI_DATA_DIR": str(data_dir),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+            "MBXTUI_MASTER_PASSWORD": MASTER_PASSWORD,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+        })
+
+    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            with_db: bool = True) -> Result:
+        command = [sys.executable, "-m", "mbxtui", *(["--db", str(self.db_path)] if with_db else []), *args]
+        completed = subprocess.run(command, input=input if input is not None else "", capture_output=True, text=True,
+                                   env={**self.env, **(env or {})}, cwd=self.data_dir.parent,
+                                   timeout=CLI_TIMEOUT_SECONDS)
+        return Result(tuple(args), completed.returncode, completed.stdout, completed.stderr)
+
+    def ok(self, *args: str, **kwargs) -> Result:
+        result = self.run(*args, **kwargs)
+        assert result.returncode == 0, f"{args} exited {result.returncode}: {result.stderr}"
+        return result
+
+    def json(self, *args: str, **kwargs) -> Any:
+        return self.ok(*args, "--json", **kwargs).json()
+
+    def fails(self, *args: str, code: int = 1, **kwargs) -> str:
+        """Run a command that must be refused; return its one line of stderr."""
+        result = self.run(*args, **kwargs)
+        assert result.returncode == code, f"{args} exited {result.returncode}, not {code}: {result.stderr}"
+        if code == 1:
+            assert result.stderr.count("\n") == 1 and result.stderr.startswith("mbxtui: "), result.stderr
+            assert result.stdout == ""
+        return result.stderr.strip()
+
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def scalar(self, sql: str, params: tuple = ()) -> Any:
+        return self.query(sql, params)[0][0]
+
+    def counts(self) -> dict[str, int]:
+        names = [r[0] for r in self.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%fts%'")]
+        return {name: self.scalar(f'SELECT count(*) FROM "{name}"') for name in names}
+
+    def dump(self) -> list[str]:
+        """Every row of every table, to compare before and after a refused command."""
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
+        try:
+            return sorted(conn.iterdump())
+        finally:
+            conn.close()
+
+
+def build_template(path: Path) -> None:
+    opened = db.open_database(path)
+    try:
+        me = operators.initialise(login=OS_LOGIN)
+        for role, login in (("service_admin", LOGINS["service"]), ("system_admin", LOGINS["system"]),
+                            ("viewer", LOGINS["viewer"])):
+            operators.add(me, login, role)
+        profiles.create(me, **IMAP_PROFILE)
+        profiles.create(me, **{**IMAP_PROFILE, "name": "pop", "type": "pop3_smtp", "incoming_port": 995})
+        settings.update(me, default_profile=IMAP_PROFILE["name"])
+        users.add_user(me, "Ann", "ann@corp.test")
+        users.add_user(me, "Bob", "bob@corp.test")
+        users.add_queue(me, "Sales", "sales@corp.test", "ann@corp.test")
+    finally:
+        opened.close()
+
+
+@pytest.fixture(scope="session")
+def cli_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    assert OS_LOGIN not in LOGINS.values(), f"the tests use the login {OS_LOGIN} for another operator"
+    path = tmp_path_factory.mktemp("cli-template") / "mbxtui.db"
+    build_template(path)
+    return path
+
+
+@pytest.fixture
+def cli(cli_template: Path, tmp_path: Path) -> Cli:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    path = data_dir / "mbxtui.db"
+    shutil.copyfile(cli_template, path)
+    os.chmod(path, 0o600)
+    return Cli(path, data_dir)

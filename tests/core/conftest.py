@@ -1,0 +1,79 @@
+"""Each core test gets its own real SQLite file, copied from a template made once per session: the
+schema, a global_admin (alice) and one operator of every other role (sam, syd, vic)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from mbxtui.core import db
+from mbxtui.core.permissions import Actor
+from mbxtui.core.services import operators, profiles, settings
+from tests.core.support import EXCHANGE_ONLINE_PROFILE, IMAP_PROFILE, LOGINS
+
+
+@dataclass(frozen=True)
+class Actors:
+    admin: Actor
+    service: Actor
+    system: Actor
+    viewer: Actor
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "mbxtui.db"
+    database = db.open_database(path)
+    admin = operators.initialise(login=LOGINS["admin"])
+    operators.add(admin, LOGINS["service"], "service_admin")
+    operators.add(admin, LOGINS["system"], "system_admin")
+    operators.add(admin, LOGINS["viewer"], "viewer")
+    database.close()  # the last connection to close folds the WAL back into the file
+    return path
+
+
+def open_copy(template: Path, directory: Path) -> tuple[Path, object]:
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / "mbxtui.db"
+    shutil.copyfile(template, path)
+    os.chmod(path, 0o600)
+    return path, db.open_database(path)
+
+
+@pytest.fixture
+def db_path(template_db: Path, tmp_path: Path) -> Iterator[Path]:
+    path, database = open_copy(template_db, tmp_path / "data")
+    yield path
+    database.close()
+
+
+@pytest.fixture
+def actors(db_path: Path) -> Actors:
+    return Actors(*(operators.current_actor(login=LOGINS[role]) for role in ("admin", "service", "system", "viewer")))
+
+
+@pytest.fixture
+def admin(actors: Actors) -> Actor:
+    return actors.admin
+
+
+@pytest.fixture
+def imap_profile(admin: Actor) -> dict:
+    return profiles.create(admin, **IMAP_PROFILE)
+
+
+@pytest.fixture
+def default_profile(admin: Actor, imap_profile: dict) -> dict:
+    """The IMAP profile, made the organisation's default for new mailboxes."""
+    settings.update(admin, default_profile=imap_profile["name"])
+    return imap_profile
+
+
+@pytest.fixture
+def exchange_online_profile(admin: Actor) -> dict:
+    return profiles.create(admin, **EXCHANGE_ONLINE_PROFILE)

@@ -1,0 +1,85 @@
+"""Shared pieces of the core and CLI tests: valid profile fields, the whole database as plain data
+(to prove that a refusal wrote nothing), and direct reads and writes of the tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mbxtui.core.models import database
+
+LOGINS = {"admin": "alice", "service": "sam", "system": "syd", "viewer": "vic"}
+
+IMAP_PROFILE: dict[str, Any] = {
+    "name": "imap",
+    "type": "imap_smtp",
+    "incoming_host": "imap.corp.test",
+    "incoming_port": 993,
+    "incoming_tls": "implicit",
+    "incoming_auth": "mailbox",
+    "outgoing_host": "smtp.corp.test",
+    "outgoing_port": 587,
+    "outgoing_tls": "starttls",
+    "outgoing_auth": "mailbox",
+}
+
+EXCHANGE_ONLINE_PROFILE: dict[str, Any] = {
+    **IMAP_PROFILE,
+    "name": "exo",
+    "type": "exchange_online",
+    "incoming_host": "outlook.office365.com",
+    "outgoing_host": "smtp.office365.com",
+}
+
+
+def profile_fields(**overrides: Any) -> dict[str, Any]:
+    return {**IMAP_PROFILE, **overrides}
+
+
+def tables() -> list[str]:
+    return [r[0] for r in database.execute_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+
+def snapshot() -> dict[str, list[tuple]]:
+    """Every row of every table, to compare before and after a refused change."""
+    return {name: sorted(database.execute_sql(f'SELECT * FROM "{name}"').fetchall(), key=repr) for name in tables()}
+
+
+def count(table: str, where: str = "1", params: tuple = ()) -> int:
+    return database.execute_sql(f'SELECT count(*) FROM "{table}" WHERE {where}', params).fetchone()[0]
+
+
+def mailbox(email: str) -> dict[str, Any]:
+    """The mailbox row as stored, with the profile's name."""
+    cursor = database.execute_sql(
+        "SELECT m.*, p.name AS profile_name FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id "
+        "WHERE m.email = ?", (email,))
+    row = cursor.fetchone()
+    assert row is not None, f"no mailbox {email}"
+    return dict(zip([d[0] for d in cursor.description], row))
+
+
+def audit_actions(since_id: int = 0) -> list[str]:
+    return [r[0] for r in database.execute_sql(
+        "SELECT action FROM audit_entry WHERE id > ? ORDER BY id", (since_id,))]
+
+
+def last_audit_id() -> int:
+    return database.execute_sql("SELECT coalesce(max(id), 0) FROM audit_entry").fetchone()[0]
+
+
+def set_test_results(email: str, **columns: Any) -> None:
+    """Write test outcomes directly, as Test & Enable would leave them."""
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    database.execute_sql(f"UPDATE mailbox SET {assignments} WHERE email = ?", (*columns.values(), email))
+
+
+def file_bytes(db_path: Path) -> bytes:
+    """The database file and its WAL, as they are on disk."""
+    data = b""
+    for suffix in ("", "-wal"):
+        path = Path(f"{db_path}{suffix}")
+        if path.exists():
+            data += path.read_bytes()
+    return data

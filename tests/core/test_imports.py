@@ -1,0 +1,154 @@
+"""CSV import of users and queues: every row or none, every bad row reported with its line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mbxtui.core.errors import InvalidRows, MbxError, PermissionDenied
+from mbxtui.core.models import AuditEntry
+from mbxtui.core.permissions import Actor
+from mbxtui.core.services import imports, users
+from tests.core.conftest import Actors
+from tests.core.support import count, mailbox, snapshot
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path):
+    def write(content: str | bytes, name: str = "import.csv") -> Path:
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+    return write
+
+
+def test_users_are_imported_each_with_one_mailbox_carrying_the_defaults(admin: Actor, default_profile, write_csv):
+    path = write_csv("name,email\nAnn Archer,Ann@Corp.test\n\n\"Bob, the builder\",bob@corp.test\nCat,cat@corp.test\n")
+    assert imports.import_csv(admin, "users", path) == {"imported": 3, "kind": "users"}
+    assert count("user") == 3 and count("mailbox") == 3
+    bob = mailbox("bob@corp.test")
+    assert bob["name"] == "Bob, the builder"
+    assert bob["profile_name"] == "imap" and bob["regarding"] == "user" and bob["approval"] == "pending"
+    assert (bob["incoming_method"], bob["outgoing_method"], bob["act_method"]) == (
+        "server_side_sync", "server_side_sync", "none")
+    assert bob["owner_id"] == bob["user_id"] is not None
+    assert mailbox("ann@corp.test")["name"] == "Ann Archer"
+    entry = AuditEntry.select().order_by(AuditEntry.id.desc()).get()
+    assert (entry.action, entry.record_count, entry.login) == ("user.import", 3, "alice")
+    assert entry.records.count() == 3
+
+
+def test_queues_are_imported_with_their_owners(admin: Actor, default_profile, write_csv):
+    users.add_user(admin, "Ann", "ann@corp.test")
+    path = write_csv("\ufeffName , EMAIL,Owner\nSales,sales@corp.test,ANN@corp.test\nHelp,help@corp.test,ann@corp.test\n")
+    assert imports.import_csv(admin, "queues", path)["imported"] == 2
+    sales = mailbox("sales@corp.test")
+    assert sales["regarding"] == "queue" and sales["queue_id"] is not None
+    assert sales["owner_id"] == mailbox("ann@corp.test")["user_id"]
+
+
+def test_every_bad_row_is_reported_with_its_line_and_nothing_is_imported(admin: Actor, write_csv):
+    users.add_user(admin, "Existing", "existing@corp.test")
+    path = write_csv(
+        "name,email\n"
+        "Good,good@corp.test\n"           # line 2
+        "Bad address,not-an-address\n"    # line 3
+        ",noname@corp.test\n"              # line 4
+        "Twice,twice@corp.test\n"         # line 5
+        "Again,TWICE@corp.test\n"         # line 6
+        "Old,existing@corp.test\n"        # line 7
+        "Too,many,fields\n"               # line 8
+        "Good too,good2@corp.test\n"      # line 9
+    )
+    before = snapshot()
+    with pytest.raises(InvalidRows) as refused:
+        imports.import_csv(admin, "users", path)
+    problems = dict(refused.value.problems)
+    assert sorted(problems) == [3, 4, 6, 7, 8]
+    assert problems[3].startswith("email: 'not-an-address' is not a valid email address")
+    assert problems[4] == "name: is required"
+    assert problems[6] == "email: twice@corp.test is also on line 5"
+    assert problems[7] == "email: a user with email existing@corp.test already exists"
+    assert problems[8] == "has 3 fields, expected 2"
+    message = str(refused.value)
+    assert message.startswith("import of import.csv refused, nothing imported: 5 bad row(s): line 3: ")
+    assert "line 8: has 3 fields" in message
+    assert snapshot() == before
+
+
+def test_a_queue_row_with_an_unknown_owner_is_reported(admin: Actor, write_csv):
+    path = write_csv("name,email,owner\nSales,sales@corp.test,ghost@corp.test\n")
+    with pytest.raises(InvalidRows, match="line 2: owner: no user with email ghost@corp.test"):
+        imports.import_csv(admin, "queues", path)
+    assert count("queue") == 0
+
+
+def test_an_address_already_used_by_a_mailbox_is_reported(admin: Actor, write_csv):
+    users.add_user(admin, "Ann", "ann@corp.test")
+    users.add_queue(admin, "Sales", "sales@corp.test", "ann@corp.test")
+    path = write_csv("name,email\nSales person,sales@corp.test\n")
+    with pytest.raises(InvalidRows, match="line 2: email: sales@corp.test is already the address of a mailbox"):
+        imports.import_csv(admin, "users", path)
+
+
+@pytest.mark.parametrize("header, problem", [
+    ("name", "missing column(s) email (expected: name,email)"),
+    ("name,email,owner", "unknown column(s) 'owner' (expected: name,email)"),
+    ("name,email,email", "a column appears twice"),
+    ("full name,mail", "missing column(s) name, email; unknown column(s) 'full name', 'mail'"),
+])
+def test_wrong_columns_refuse_the_file_at_line_one(admin: Actor, write_csv, header: str, problem: str):
+    path = write_csv(f"{header}\nAnn,ann@corp.test\n")
+    with pytest.raises(InvalidRows) as refused:
+        imports.import_csv(admin, "users", path)
+    [(line, text)] = refused.value.problems
+    assert line == 1 and problem in text
+    assert count("user") == 0
+
+
+def test_a_file_that_is_not_utf8_is_refused_with_the_line(admin: Actor, write_csv):
+    path = write_csv("name,email\nAnn,ann@corp.test\nJos\xe9,jose@corp.test\n".encode("latin-1"))
+    with pytest.raises(InvalidRows) as refused:
+        imports.import_csv(admin, "users", path)
+    assert refused.value.problems == [(3, "is not UTF-8 text (save the file as UTF-8 CSV)")]
+    assert count("user") == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "import.csv is empty: expected a header line name,email"),
+    ("name,email\n\n", "import.csv has a header but no rows"),
+])
+def test_an_empty_file_is_refused(admin: Actor, write_csv, content: str, message: str):
+    with pytest.raises(MbxError, match=message):
+        imports.import_csv(admin, "users", write_csv(content))
+
+
+def test_a_missing_file_is_refused(admin: Actor, tmp_path: Path):
+    with pytest.raises(MbxError, match="cannot read .*nowhere.csv: No such file or directory"):
+        imports.import_csv(admin, "users", tmp_path / "nowhere.csv")
+
+
+def test_an_unknown_kind_is_refused(admin: Actor, write_csv):
+    with pytest.raises(MbxError, match="kind: 'profiles' is not users or queues"):
+        imports.import_csv(admin, "profiles", write_csv("name,email\n"))
+
+
+def test_a_viewer_cannot_import(actors: Actors, write_csv):
+    with pytest.raises(PermissionDenied, match="vic is viewer"):
+        imports.import_csv(actors.viewer, "users", write_csv("name,email\nAnn,ann@corp.test\n"))
+    assert count("user") == 0
+
+
+def test_imports_continue_after_existing_records(admin: Actor, write_csv):
+    users.add_user(admin, "Ann", "ann@corp.test")
+    imports.import_csv(admin, "users", write_csv("name,email\nBob,bob@corp.test\n"))
+    imports.import_csv(admin, "users", write_csv("name,email\nCat,cat@corp.test\n", "second.csv"))
+    assert count("mailbox") == 3
+    owners = {r["email"]: r["mailbox"] for r in users.list_users(admin)}
+    assert owners == {"ann@corp.test": "ann@corp.test", "bob@corp.test": "bob@corp.test",
+                      "cat@corp.test": "cat@corp.test"}
+    assert count("mailbox", "user_id IS NULL OR email != (SELECT email FROM \"user\" u WHERE u.id = user_id)") == 0

@@ -152,11 +152,11 @@ def _has_terminal() -> bool:
 
 
 def _read_secret(args: argparse.Namespace, what: str) -> str:
-    from mbxtui.core.services.credentials import read_secret_line
+    from mbxtui.core.services.credentials import check_secret, read_secret_line
 
     if not args.password_stdin:
         raise UsageError(f"give the {what} on standard input with --password-stdin (never on the command line)")
-    return read_secret_line(sys.stdin)
+    return check_secret(what, read_secret_line(sys.stdin))
 
 
 def _selection(args: argparse.Namespace):
@@ -891,7 +891,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from mbxtui.core.errors import MbxError
-    from mbxtui.core.secrets import SecretsError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -906,7 +905,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"mbxtui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (MbxError, SecretsError) as exc:
+    except MbxError as exc:
         print(f"mbxtui: {safe(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

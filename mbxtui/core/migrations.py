@@ -66,8 +66,14 @@ CREATE INDEX "test_job_mailbox_id" ON "test_job" ("mailbox_id");
 CREATE INDEX "test_job_batch_id_state" ON "test_job" ("batch_id", "state");
 """
 
+# Sorting the grid by creation date walks an index like every other sort column.
+SCHEMA_0002 = r"""
+CREATE INDEX "mailbox_created_on" ON "mailbox" ("created_on");
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_0001),
+    (2, SCHEMA_0002),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

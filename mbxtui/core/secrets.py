@@ -43,6 +43,8 @@ from keyrings.cryptfile.cryptfile import CryptFileKeyring
 from keyrings.cryptfile.escape import escape as escape_for_ini
 from keyrings.cryptfile.file_base import encodebytes
 
+from mbxtui.core.errors import MbxError
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks, so only writers within one process are serialised
@@ -66,7 +68,7 @@ _FRIENDLY_BACKEND_NAMES = {
 _BACKEND_LOCK = threading.Lock()
 
 
-class SecretsError(Exception):
+class SecretsError(MbxError):
     """A secret could not be stored or read. The message names the problem, never a secret."""
 
 

@@ -130,10 +130,6 @@ SORTABLE_MAILBOX_COLUMNS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "sort_key, column",
-    [pytest.param(key, column, marks=pytest.mark.xfail(strict=True, reason="mailbox.created_on has no index"))
-     if column == "created_on" else (key, column) for key, column in SORTABLE_MAILBOX_COLUMNS],
-)
+@pytest.mark.parametrize("sort_key, column", SORTABLE_MAILBOX_COLUMNS)
 def test_every_sortable_mailbox_column_has_an_index(fresh: Path, sort_key: str, column: str):
     assert column in _indexed_leading_columns("mailbox"), f"sorting by {sort_key} scans the table"

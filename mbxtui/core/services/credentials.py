@@ -32,7 +32,7 @@ def secret_lookup(store: SecretStore) -> Callable[[str, int, str], str | None]:
     return lookup
 
 
-def _clean_secret(field: str, value: str) -> str:
+def check_secret(field: str, value: str) -> str:
     if value is None or value == "":
         raise InvalidInput(field, "is empty")
     if len(value) > MAX_SECRET:
@@ -48,7 +48,7 @@ def _flag(what: str) -> str:
 
 def set_profile_secret(actor: Actor, name: str, value: str, store: SecretStore, what: str = PASSWORD) -> None:
     require(actor, Permission.CONFIGURE)
-    value = _clean_secret(what, value)
+    value = check_secret(what, value)
     profile = profiles.get(name)
     store.set(secret_key("profile", profile.id, what), value)
     with write_transaction():
@@ -59,7 +59,7 @@ def set_profile_secret(actor: Actor, name: str, value: str, store: SecretStore, 
 
 def set_mailbox_secret(actor: Actor, email: str, value: str, store: SecretStore, what: str = PASSWORD) -> None:
     require(actor, Permission.CONFIGURE)
-    value = _clean_secret(what, value)
+    value = check_secret(what, value)
     mailbox = mailboxes.get(email)
     store.set(secret_key("mailbox", mailbox.id, what), value)
     with write_transaction():

@@ -68,7 +68,7 @@ SORT_INDEXES = {
     "act_method": "mailbox_act_method", "approval": "mailbox_approval",
     "incoming_status": "mailbox_incoming_status", "outgoing_status": "mailbox_outgoing_status",
     "act_status": "mailbox_act_status", "status": "mailbox_overall_status",
-    "last_tested": "mailbox_test_completed_on",
+    "last_tested": "mailbox_test_completed_on", "created": "mailbox_created_on",
 }
 
 

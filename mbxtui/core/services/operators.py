@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import os
+import pwd
 from typing import Any
 
 from mbxtui.core import validation
@@ -15,7 +17,12 @@ from mbxtui.core.services import audit
 
 
 def os_login() -> str:
-    return getpass.getuser()
+    """The login of the effective user id: unlike LOGNAME or USER, it cannot be set to another
+    operator's name from the environment."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (some containers)
+        return getpass.getuser()
 
 
 def _actor_for(operator: Operator, by_login: str | None = None) -> Actor:

@@ -53,6 +53,9 @@ def _clean(changes: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if key == "default_profile":
+            if str(value).strip().lower() in ("", "none"):
+                clean["default_profile"] = None
+                continue
             name = validation.text("default_profile", value)
             profile = Profile.get_or_none(Profile.name == name)
             if profile is None:

@@ -1,0 +1,207 @@
+"""Forms of the console: each field with its error shown beside it, secrets typed masked and never
+shown again, and no edit lost without asking. ``ForwardMailboxForm`` creates a forward mailbox (R17)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+
+from mbxtui.core.errors import InvalidInput, MbxError
+from mbxtui.core.permissions import Permission
+from mbxtui.core.secrets import SecretStore, SecretsError
+from mbxtui.core.services import mailboxes, profiles
+from mbxtui.tui.screens.base import BaseScreen
+from mbxtui.tui.widgets.confirm import ConfirmScreen
+
+NAVIGATION_KEYS = {"f2": "mailboxes", "f3": "profiles", "f4": "alerts", "f5": "failed", "f6": "settings",
+                   "f7": "people", "f8": "operators"}
+
+
+def options(values) -> list[tuple[str, str]]:
+    return [(str(value), str(value)) for value in values]
+
+
+def chosen(select: Select) -> Any:
+    """The value of a Select, ``None`` when nothing is chosen."""
+    return None if select.value is Select.NULL else select.value
+
+
+class FormScreen(BaseScreen):
+    """A form over one record. Subclasses compose fields with ``field`` and implement ``save``;
+    ``FIELD_ALIASES`` maps a service's field name (``InvalidInput.field``) to a widget id where
+    they differ. Secrets are masked inputs that start empty: typing one is a change.
+
+    Each field is one line (title, then a compact input, choice or checkbox) so that a whole record
+    fits at 80x24; its error appears on the line under it."""
+
+    DEFAULT_CSS = """
+    FormScreen #form { padding: 0 1; }
+    FormScreen .form-row { height: auto; }
+    FormScreen .row-label { width: 32; padding-right: 1; }
+    FormScreen .form-row:focus-within .row-label { text-style: bold reverse; }
+    FormScreen .form-row Input, FormScreen .form-row Select, FormScreen .form-row Checkbox { width: 1fr; }
+    FormScreen .form-row Input { background: $boost; }
+    FormScreen .field-error { padding-left: 32; }
+    FormScreen .note { margin-bottom: 1; }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save"),
+        Binding("escape", "leave", "Back"),
+        *[Binding(key, f"leave_to('{name}')", show=False) for key, name in NAVIGATION_KEYS.items()],
+    ]
+    PERMISSIONS = {"save": Permission.CONFIGURE}
+    FIELD_ALIASES: dict[str, str] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.initial: dict[str, Any] = {}
+
+    # -- composing --
+
+    def field(self, key: str, title: str, widget: Widget) -> Iterator[Widget]:
+        widget.id = key
+        widget.compact = True
+        yield Horizontal(Label(title, classes="row-label", markup=False), widget, classes="form-row")
+        yield Static("", id=f"error-{key}", classes="field-error hidden", markup=False)
+
+    def note(self, text: str) -> Static:
+        return Static(text, classes="note", markup=False)
+
+    def buttons(self, save_label: str = "Save") -> ComposeResult:
+        with Horizontal(classes="buttons"):
+            yield Button(f"{save_label} (ctrl+s)", variant="primary", id="save", compact=True,
+                         disabled=not self.may(self.PERMISSIONS["save"]))
+            yield Button("Back (esc)", id="back", compact=True)
+
+    def form(self) -> VerticalScroll:
+        return VerticalScroll(id="form")
+
+    def on_mount(self) -> None:
+        self.initial = self.values()
+        inputs = [w for w in self.query("#form Input, #form Select, #form Checkbox") if w.focusable]
+        if inputs:
+            inputs[0].focus()
+
+    # -- reading --
+
+    def values(self) -> dict[str, Any]:
+        """Every field's current value: text for inputs, the choice (or None) for selects, flags."""
+        values: dict[str, Any] = {}
+        for widget in self.query("#form Input, #form Select, #form Checkbox"):
+            values[widget.id] = chosen(widget) if isinstance(widget, Select) else widget.value
+        return values
+
+    def changed(self) -> dict[str, Any]:
+        current = self.values()
+        return {key: value for key, value in current.items() if value != self.initial.get(key)}
+
+    # -- errors beside their fields --
+
+    def clear_errors(self) -> None:
+        for error in self.query(".field-error"):
+            error.update("")
+            error.add_class("hidden")
+
+    def show_error(self, exc: InvalidInput) -> None:
+        key = self.FIELD_ALIASES.get(exc.field, exc.field.replace("-", "_"))
+        targets = self.query(f"#error-{key}")
+        if targets:
+            targets.first().update(exc.problem)
+            targets.first().remove_class("hidden")
+            widget = self.query(f"#{key}")
+            if widget:
+                widget.first().focus()
+        self.notify(str(exc), severity="error", title="Not saved", markup=False)
+
+    def store_for_secrets(self) -> SecretStore:
+        store = self.app.store
+        if store is None or store.needs_master_password:
+            raise SecretsError("the secrets store is locked: restart the console and enter the master password")
+        return store
+
+    def run_save(self, save) -> Any:
+        """Call ``save``; bad input is shown beside its field, other refusals as a notification."""
+        self.clear_errors()
+        try:
+            return save()
+        except InvalidInput as exc:
+            self.show_error(exc)
+        except (MbxError, SecretsError) as exc:
+            self.notify(str(exc), severity="error", title="Not saved", timeout=10, markup=False)
+        return None
+
+    # -- actions --
+
+    def action_save(self) -> None:
+        raise NotImplementedError
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        elif event.button.id == "back":
+            self.action_leave()
+
+    def confirm_discard(self, then) -> None:
+        if not self.changed():
+            then()
+            return
+        self.app.push_screen(ConfirmScreen("Unsaved changes", "Leave this form and lose your changes?",
+                                           confirm_label="Discard"), lambda discard: discard and then())
+
+    def action_leave(self) -> None:
+        self.confirm_discard(lambda: self.dismiss(False))
+
+    def action_leave_to(self, name: str) -> None:
+        from mbxtui.tui.screens import SCREENS
+
+        if SCREENS.get(name) is type(self):
+            return
+
+        def go() -> None:
+            self.dismiss(False)
+            self.app.action_go(name)
+
+        self.confirm_discard(go)
+
+
+class ForwardMailboxForm(FormScreen):
+    """New Forward Mailbox: dismisses with True once it is created."""
+
+    TITLE_TEXT = "New forward mailbox"
+    FIELD_ALIASES = {"delete-after-processing": "delete_after_processing"}
+
+    def compose(self) -> ComposeResult:
+        names = [p["name"] for p in profiles.list_profiles(self.actor) if p["active"]]
+        yield Static(f"mbxtui · {self.TITLE_TEXT}", id="title", markup=False)
+        with self.form():
+            yield self.note("A mailbox with no user or queue that receives email for others; it sends nothing.")
+            yield from self.field("name", "Name", Input(placeholder="Support inbox"))
+            yield from self.field("email", "Email address", Input(placeholder="forward@example.com"))
+            yield from self.field("profile", "Email server profile",
+                                  Select(options(names), prompt="(choose a profile)"))
+            yield from self.field("delete_after_processing", "Delete emails after processing", Checkbox())
+            yield from self.field("owner", "Owner", Input(placeholder="a user's email address (optional)"))
+            yield from self.buttons("Create")
+        yield Footer()
+
+    def action_save(self) -> None:
+        values = self.values()
+
+        def create():
+            if values["profile"] is None:
+                raise InvalidInput("profile", "is required: choose an active profile")
+            return mailboxes.create_forward_mailbox(
+                self.actor, name=values["name"], email=values["email"], profile=values["profile"],
+                delete_after_processing=values["delete_after_processing"], owner=values["owner"].strip() or None)
+
+        created = self.run_save(create)
+        if created:
+            self.notify(f"Created forward mailbox {created['email']}; approve and test it to enable it",
+                        title="Forward mailbox")
+            self.dismiss(True)

@@ -1,0 +1,39 @@
+"""Help: every key of the screen it was opened from, and the app's own keys."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 72; max-width: 95%; height: 90%; border: thick $primary;
+                                  background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape,q,f1,question_mark", "close", "Close")]
+
+    def __init__(self, screen: Screen):
+        super().__init__()
+        self.for_screen = screen
+
+    def compose(self) -> ComposeResult:
+        lines = [f"Keys of {getattr(self.for_screen, 'TITLE_TEXT', type(self.for_screen).__name__)}", ""]
+        seen = set()
+        for key, active in self.for_screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or (key, binding.action) in seen:
+                continue
+            seen.add((key, binding.action))
+            state = "" if active.enabled else "  (not allowed for your role)"
+            lines.append(f"  {self.app.get_key_display(binding):<14} {binding.description}{state}")
+        lines += ["", "Ctrl+P opens the command palette with the same actions."]
+        with VerticalScroll():
+            yield Static("\n".join(lines), markup=False)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

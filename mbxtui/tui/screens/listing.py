@@ -1,0 +1,231 @@
+"""What the list screens share (profiles, alerts, failed, people, operators): a title line, a table
+holding one page of rows, a filter box, paging keys and a status line."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Input, Static
+
+from mbxtui.core.display import cell
+from mbxtui.core.errors import MbxError
+from mbxtui.tui.screens.base import BaseScreen
+
+
+def texts(values: Iterable[Any]) -> list[Text]:
+    """Table cells that show data as it is: never read as markup, control characters escaped."""
+    return [Text(cell(value), no_wrap=True, overflow="ellipsis") for value in values]
+
+
+class ListScreen(BaseScreen):
+    """Subclasses give ``COLUMNS`` (title, width or None) and implement ``fetch``, ``key_of`` and
+    ``cells_of``; ``describe`` fills the line under the table for the row under the cursor."""
+
+    DEFAULT_CSS = """
+    ListScreen #table { height: 1fr; }
+    ListScreen #detail { height: auto; max-height: 5; padding: 0 1; background: $panel; }
+    """
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("n", "page(1)", "Next page", show=False),
+        Binding("p", "page(-1)", "Previous page", show=False),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+    PAGE_SIZE = 200
+    COLUMNS: tuple[tuple[str, int | None], ...] = ()
+    FILTER_PLACEHOLDER = ""
+    FILTER_AS_YOU_TYPE = True
+    SHOW_DETAIL = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.page_start = 0
+        self.total: int | None = None
+        self.filter_text = ""
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.shown_columns: tuple[tuple[str, int | None], ...] = ()
+
+    # -- what a subclass provides --
+
+    def fetch(self, offset: int, limit: int) -> tuple[int | None, list[dict[str, Any]]]:
+        """One page of rows and the total when it is known."""
+        raise NotImplementedError
+
+    def key_of(self, row: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def cells_of(self, row: dict[str, Any]) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def describe(self, row: dict[str, Any] | None) -> str:
+        return ""
+
+    def columns(self) -> tuple[tuple[str, int | None], ...]:
+        """The table's columns (title, width or None); ``COLUMNS`` unless the view changes them."""
+        return self.COLUMNS
+
+    def views_line(self) -> str | None:
+        """The line of views above the table (markup allowed: no data in it), or None."""
+        return None
+
+    def status_parts(self) -> list[str]:
+        return []
+
+    # -- composing and loading --
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title", markup=False)
+        yield Static(id="views", classes="hidden")
+        yield Input(placeholder=self.FILTER_PLACEHOLDER, id="filter", classes="hidden")
+        yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="detail", markup=False, classes="" if self.SHOW_DETAIL else "hidden")
+        yield Static(id="status", markup=False)
+        yield Footer()
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#table", DataTable)
+
+    def on_mount(self) -> None:
+        self.query_one("#title", Static).update(
+            f"mbxtui · {self.TITLE_TEXT} · {self.actor.login} ({self.actor.role.value})")
+        self.watch(self.app, "progress_text", lambda _: self.update_status(), init=False)
+        self.table.focus()
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the current page again, keeping the cursor on the same row when it is still there."""
+        views = self.views_line()
+        views_widget = self.query_one("#views", Static)
+        views_widget.set_class(views is None, "hidden")
+        if views is not None:
+            views_widget.update(views)
+        try:
+            total, rows = self.fetch(self.page_start, self.PAGE_SIZE)
+            if not rows and self.page_start:  # the last page emptied (rows dismissed, say): show the one before
+                self.page_start = max(0, self.page_start - self.PAGE_SIZE)
+                total, rows = self.fetch(self.page_start, self.PAGE_SIZE)
+        except MbxError as exc:
+            total, rows = 0, []
+            self.notify(str(exc), severity="error", markup=False)
+        table = self.table
+        keep = self.current_key()
+        if self.columns() == self.shown_columns:
+            table.clear()
+        else:
+            table.clear(columns=True)
+            self.shown_columns = self.columns()
+            for title, width in self.shown_columns:
+                table.add_column(title, width=width)
+        self.total = total
+        self.rows = {}
+        for row in rows:
+            key = self.key_of(row)
+            self.rows[key] = row
+            table.add_row(*texts(self.cells_of(row)), key=key)
+        if keep in self.rows:
+            table.move_cursor(row=table.get_row_index(keep))
+        self.update_detail()
+        self.update_status()
+
+    def current_key(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def current(self) -> dict[str, Any] | None:
+        key = self.current_key()
+        return self.rows.get(key) if key is not None else None
+
+    def update_detail(self) -> None:
+        if self.SHOW_DETAIL:
+            self.query_one("#detail", Static).update(self.describe(self.current()))
+
+    def update_status(self) -> None:
+        shown = len(self.rows)
+        if shown:
+            where = f"{self.page_start + 1:,}–{self.page_start + shown:,}"
+            of = f" of {self.total:,}" if self.total is not None else ""
+            parts = [f"{where}{of}"]
+        else:
+            parts = ["nothing to show"]
+        if self.filter_text:
+            parts[0] += f" matching {self.filter_text!r}"
+        if self.page_start or self.has_next_page():
+            parts.append("n/p next/previous page")
+        parts += self.status_parts()
+        if self.app.progress_text:
+            parts.append(self.app.progress_text)
+        self.query_one("#status", Static).update(" · ".join(parts))
+
+    # -- events --
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self.update_detail()
+
+    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter" and self.FILTER_AS_YOU_TYPE:
+            self.apply_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not self.FILTER_AS_YOU_TYPE:
+                self.apply_filter(event.value)
+            self.table.focus()
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self.page_start = 0
+        self.reload()
+
+    # -- actions --
+
+    def action_open(self) -> None:
+        """Enter on a row; subclasses that open something override it."""
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus:
+            if not box.value:
+                box.add_class("hidden")
+            self.table.focus()
+            return
+        stack = self.app.screen_stack
+        if len(stack) > 1 and isinstance(stack[-2], BaseScreen):
+            self.app.pop_screen()
+
+    def has_next_page(self) -> bool:
+        shown = len(self.rows)
+        if self.total is None:  # a full page says there may be more
+            return shown == self.PAGE_SIZE
+        return self.page_start + shown < self.total
+
+    def action_page(self, step: int) -> None:
+        before = self.page_start
+        if step > 0 and self.has_next_page():
+            self.page_start += self.PAGE_SIZE
+        elif step < 0 and self.page_start:
+            self.page_start = max(0, self.page_start - self.PAGE_SIZE)
+        else:
+            self.notify("This is the last page" if step > 0 else "This is the first page")
+            return
+        self.reload()
+        if self.page_start == before:  # the next page turned out to be empty
+            self.notify("This is the last page")
+            return
+        self.table.move_cursor(row=0)
+
+    def action_reload(self) -> None:
+        self.reload()

@@ -1,0 +1,287 @@
+"""The mailbox grid: views of R20, filter as you type, marks, and the bulk actions."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Input, Label, Select, Static
+
+from mbxtui.core import jobs
+from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, View
+from mbxtui.core.errors import MbxError
+from mbxtui.core.permissions import Permission
+from mbxtui.core.services import mailboxes, profiles
+from mbxtui.core.services.mailboxes import Selection
+from mbxtui.tui.screens.base import BaseScreen
+from mbxtui.tui.widgets.confirm import ConfirmScreen
+from mbxtui.tui.widgets.grid import MailboxGrid
+
+VIEW_TITLES = {
+    View.ACTIVE: "Active", View.ALL: "All", View.MINE: "My", View.FORWARD: "Forward",
+    View.PENDING: "Pending Approval", View.FAILED: "Test and Enable Failed", View.DISABLED: "Disabled",
+}
+VIEW_TABS = {View.PENDING: "Pending", View.FAILED: "Failed"}  # short labels so all seven fit in 80 columns
+VIEW_KEYS = list(VIEW_TITLES)
+
+
+class MailboxesScreen(BaseScreen):
+    TITLE_TEXT = "Mailboxes"
+    BINDINGS = [
+        *[Binding(str(i + 1), f"view('{view.value}')", VIEW_TITLES[view], show=False) for i, view in enumerate(VIEW_KEYS)],
+        Binding("slash", "filter", "Filter"),
+        Binding("enter", "open", "Open"),
+        Binding("A", "approve", "Approve"),
+        Binding("R", "reject", "Reject"),
+        Binding("t", "test", "Test & Enable"),
+        Binding("D", "apply_defaults", "Apply defaults"),
+        Binding("e", "bulk_edit", "Bulk edit"),
+        Binding("X", "deactivate", "Deactivate"),
+        Binding("N", "new_forward", "New forward mailbox"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+    PERMISSIONS = {
+        "approve": Permission.APPROVE, "reject": Permission.APPROVE, "test": Permission.TEST,
+        "apply_defaults": Permission.CONFIGURE, "bulk_edit": Permission.CONFIGURE,
+        "deactivate": Permission.CONFIGURE, "new_forward": Permission.CONFIGURE,
+    }
+
+    def __init__(self, view: str = View.ACTIVE.value):
+        super().__init__()
+        self.view = View(view)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield Static(id="views")
+        yield Input(placeholder="filter by name or address (esc to leave)", id="filter", classes="hidden")
+        yield MailboxGrid(self.actor, view=self.view.value, id="grid")
+        yield Static(id="status")
+        yield Footer()
+
+    @property
+    def grid(self) -> MailboxGrid:
+        return self.query_one(MailboxGrid)
+
+    def on_mount(self) -> None:
+        self.grid.focus()
+        self.watch(self.app, "progress_text", lambda _: self.update_status(), init=False)
+        self.update_header()
+        self.update_status()
+
+    def update_header(self) -> None:
+        self.query_one("#title", Static).update(
+            f"mbxtui · Mailboxes · {self.actor.login} ({self.actor.role.value})")
+        tabs = []
+        for index, view in enumerate(VIEW_KEYS):
+            label = f"{index + 1} {VIEW_TABS.get(view, VIEW_TITLES[view])}"
+            tabs.append(f"[reverse]{label}[/]" if view == self.view else label)
+        self.query_one("#views", Static).update("  ".join(tabs))
+
+    def update_status(self) -> None:
+        grid = self.grid
+        filter_text = self.query_one("#filter", Input).value.strip()
+        parts = [f"{grid.row_count:,} in {VIEW_TITLES[self.view]}"]
+        if filter_text:
+            parts[0] += f" matching {filter_text!r}"
+        parts.append(f"{len(grid.marked):,} selected")
+        if self.app.progress_text:
+            parts.append(self.app.progress_text)
+        self.query_one("#status", Static).update(" · ".join(parts))
+
+    # -- grid events --
+
+    def on_mailbox_grid_marks_changed(self, _message) -> None:
+        self.update_status()
+
+    def mailboxes_tested(self, events) -> None:
+        self.grid.refresh_rows([event.mailbox_id for event in events])
+
+    # -- views and filter --
+
+    def action_view(self, view: str) -> None:
+        self.view = View(view)
+        self.grid.set_query(view=self.view.value)
+        self.update_header()
+        self.update_status()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            try:
+                self.grid.set_query(filter_text=event.value)
+            except MbxError as exc:
+                self.notify(str(exc), severity="error")
+            self.update_status()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.grid.focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus:
+            if not box.value:
+                box.add_class("hidden")
+            self.grid.focus()
+
+    def action_reload(self) -> None:
+        self.grid.reload()
+        self.update_status()
+
+    # -- opening --
+
+    def action_open(self) -> None:
+        mailbox_id = self.grid.cursor_id
+        if mailbox_id is None:
+            return
+        from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
+
+        self.app.push_screen(MailboxDetailScreen(mailbox_id))
+
+    def action_new_forward(self) -> None:
+        from mbxtui.tui.screens.forms import ForwardMailboxForm
+
+        self.app.push_screen(ForwardMailboxForm(), lambda created: created and self.action_reload())
+
+    # -- bulk actions: one confirmation, then a thread worker --
+
+    def _targets(self) -> list[int]:
+        return self.grid.target_ids()
+
+    def _confirm_then(self, title: str, detail: str, run: Callable[[list[int]], Any]) -> None:
+        ids = self._targets()
+        if not ids:
+            self.notify("No mailbox under the cursor", severity="warning")
+            return
+        count = len(ids)
+        noun = "mailbox" if count == 1 else "mailboxes"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run_bulk(title, ids, run)
+
+        self.app.push_screen(ConfirmScreen(title, detail.format(count=f"{count:,}", noun=noun)), answered)
+
+    @work(thread=True, group="bulk", exit_on_error=False)
+    def _run_bulk(self, title: str, ids: list[int], run: Callable[[list[int]], Any]) -> None:
+        try:
+            outcome = run(ids)
+        except Exception as exc:  # refusals and surprises both end as a notification
+            self.app.call_from_thread(self.notify, str(exc), title=f"{title}: refused", severity="error",
+                                      timeout=10, markup=False)
+            return
+        self.app.call_from_thread(self._after_bulk, title, outcome)
+
+    def _after_bulk(self, title: str, outcome: Any) -> None:
+        message = outcome if isinstance(outcome, str) else ""
+        if isinstance(outcome, dict) and "batch" in outcome:
+            self.app.watch_batch(outcome["batch"])
+            message = f"{outcome['queued']:,} queued"
+        elif isinstance(outcome, dict) and outcome.get("test_batch"):
+            self.app.watch_batch(outcome["test_batch"])
+            message = f"{outcome['selected']:,} changed; Test & Enable queued"
+        elif hasattr(outcome, "changed"):
+            message = f"{outcome.changed:,} of {outcome.selected:,} changed"
+        self.grid.clear_marks()
+        self.grid.reload()
+        self.update_status()
+        self.notify(message, title=title)
+
+    def action_approve(self) -> None:
+        self._confirm_then("Approve email", "Approve the email address of {count} {noun}? Approval is recorded "
+                           f"as {self.actor.login}.", lambda ids: mailboxes.approve(self.actor, Selection.of_ids(ids)))
+
+    def action_reject(self) -> None:
+        self._confirm_then("Reject email", "Reject the email address of {count} {noun}? They are disabled until "
+                           "approved.", lambda ids: mailboxes.reject(self.actor, Selection.of_ids(ids)))
+
+    def action_test(self) -> None:
+        self._confirm_then("Test & Enable", "Test the connection of {count} {noun} in the background and enable "
+                           "each direction that passes?", lambda ids: jobs.schedule(self.actor, Selection.of_ids(ids)))
+
+    def action_apply_defaults(self) -> None:
+        self._confirm_then("Apply Default Email Settings", "Give {count} {noun} the organisation's default profile "
+                           "and methods, then Test & Enable them?",
+                           lambda ids: mailboxes.apply_defaults(self.actor, Selection.of_ids(ids)))
+
+    def action_deactivate(self) -> None:
+        self._confirm_then("Deactivate", "Deactivate {count} {noun}? They are disabled and their queued tests "
+                           "cancelled.", lambda ids: mailboxes.deactivate(self.actor, Selection.of_ids(ids)))
+
+    def action_bulk_edit(self) -> None:
+        ids = self._targets()
+        if not ids:
+            return
+
+        def chosen(changes: dict[str, str] | None) -> None:
+            if not changes:
+                return
+            described = ", ".join(f"{k} = {v}" for k, v in changes.items())
+            self._confirm_then("Bulk edit", "Set " + described + " on {count} {noun}? Changed directions must be "
+                               "tested again.", lambda ids: mailboxes.bulk_edit(self.actor, Selection.of_ids(ids), **changes))
+
+        self.app.push_screen(BulkEditScreen(len(ids)), chosen)
+
+
+LEAVE = "(leave as it is)"
+
+
+class BulkEditScreen(ModalScreen[dict | None]):
+    """Choose the profile and methods to set on the selected mailboxes (R3)."""
+
+    DEFAULT_CSS = """
+    BulkEditScreen { align: center middle; }
+    BulkEditScreen > Vertical { width: 64; max-width: 95%; height: auto; border: thick $primary;
+                                background: $surface; padding: 1 2; }
+    BulkEditScreen Label { margin-top: 1; }
+    BulkEditScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply")]
+
+    def __init__(self, count: int):
+        super().__init__()
+        self.count = count
+
+    def compose(self) -> ComposeResult:
+        names = [p["name"] for p in profiles.list_profiles(self.app.actor) if p["active"]]
+        with Vertical():
+            yield Static(f"Bulk edit of {self.count:,} mailbox(es)", markup=False)
+            yield Label("Profile")
+            yield Select([(n, n) for n in names], prompt=LEAVE, id="profile")
+            yield Label("Incoming")
+            yield Select([(m.value, m.value) for m in IncomingMethod], prompt=LEAVE, id="incoming")
+            yield Label("Outgoing")
+            yield Select([(m.value, m.value) for m in OutgoingMethod], prompt=LEAVE, id="outgoing")
+            yield Label("Appointments, contacts and tasks")
+            yield Select([(m.value, m.value) for m in ActMethod], prompt=LEAVE, id="act")
+            with Horizontal():
+                yield Button("Apply (ctrl+s)", variant="primary", id="apply")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "apply":
+            self.action_apply()
+        else:
+            self.action_cancel()
+
+    def action_apply(self) -> None:
+        changes = {}
+        for key in ("profile", "incoming", "outgoing", "act"):
+            value = self.query_one(f"#{key}", Select).value
+            if value is not Select.NULL:
+                changes[key] = value
+        if not changes:
+            self.notify("Choose a profile or a method to set", severity="warning")
+            return
+        self.dismiss(changes)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

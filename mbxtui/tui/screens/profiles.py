@@ -1,0 +1,461 @@
+"""Email server profiles: the list, one profile's detail (settings, its mailboxes and their
+statuses, its alerts, Test & Enable of all its mailboxes, Test connection), and the create and edit
+form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+from textual.worker import get_current_worker
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Checkbox, ContentSwitcher, DataTable, Footer, Input, Select, Static
+
+from mbxtui.core import jobs
+from mbxtui.core.display import cell, safe
+from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
+from mbxtui.core.errors import MbxError
+from mbxtui.core.permissions import Permission
+from mbxtui.core.profile_test import test_profile
+from mbxtui.core.secrets import SecretsError
+from mbxtui.core.services import alerts, credentials, profiles
+from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services.profile_mailboxes import ProfileMailboxes, mailboxes_of_profile
+from mbxtui.tui.screens.base import BaseScreen
+from mbxtui.tui.screens.forms import FormScreen, options
+from mbxtui.tui.screens.listing import ListScreen, texts
+from mbxtui.tui.widgets.confirm import ConfirmScreen
+
+
+def endpoint_text(side: dict[str, Any]) -> str:
+    return f"{safe(side['host'])}:{side['port']} {side['tls']}, {side['auth']} credentials"
+
+
+def settings_lines(profile: dict[str, Any]) -> list[str]:
+    rows = [
+        ("Name", safe(profile["name"])),
+        ("Type", profile["type"]),
+        ("Incoming server", endpoint_text(profile["incoming"])),
+        ("Outgoing server", endpoint_text(profile["outgoing"])),
+        ("Profile user name", cell(profile["username"])),
+        ("Profile password", profile["password"]),
+        ("OAuth2 token", profile["oauth2_token"]),
+        ("CA bundle", cell(profile["ca_file"]) if profile["ca_file"] else "system CAs"),
+        ("Max concurrent connections", str(profile["max_connections"])),
+        ("Connection timeout", f"{profile['timeout_seconds']} s"),
+        ("Verify delivery", cell(profile["verify_delivery"])),
+        ("Process email from", cell(profile["process_email_from"])),
+        ("Minimum polling interval", f"{profile['min_polling_minutes']} min"),
+        ("Owner (gets its alerts)", cell(profile["owner"])),
+        ("Active", cell(profile["active"])),
+    ]
+    width = max(len(title) for title, _ in rows)
+    return [f"{title:<{width}}  {value}" for title, value in rows]
+
+
+def probe_lines(directions: dict[str, Any]) -> list[str]:
+    """The steps of each side of a test, as the mailbox detail shows them."""
+    lines = []
+    for direction, probe in directions.items():
+        lines.append(f"  {direction} ({probe['protocol']}): {'passed' if probe['ok'] else 'FAILED'}")
+        for step in probe["steps"]:
+            mark = "ok " if step["ok"] else "ERR"
+            lines.append(f"    {mark} {step['step']:<16} {step['seconds'] * 1000:7.1f} ms  {safe(step['detail'])}")
+        if probe["failure"]:
+            failure = probe["failure"]
+            kind = "transient" if failure["transient"] else "permanent"
+            lines.append(f"    {failure['code']} ({kind}): {safe(failure['message'])}")
+    return lines
+
+
+class ProfileTestActions(BaseScreen):
+    """Test & Enable of every mailbox of a profile, asked once with the count (R8)."""
+
+    def confirm_test_mailboxes(self, name: str, count: int) -> None:
+        if not count:
+            self.notify(f"Profile {name} has no mailboxes", severity="warning", markup=False)
+            return
+        noun = "mailbox" if count == 1 else "mailboxes"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.schedule_profile_test(name)
+
+        self.app.push_screen(ConfirmScreen(
+            "Test & Enable Mailboxes",
+            f"Test all {count:,} {noun} of profile {name} in the background and enable each direction that "
+            f"passes? At most the profile's max concurrent connections are used at once."), answered)
+
+    @work(thread=True, group="schedule", exit_on_error=False)
+    def schedule_profile_test(self, name: str) -> None:
+        try:
+            request = jobs.schedule(self.actor, Selection.of_profile(name), f"Test & Enable Mailboxes of {name}")
+        except MbxError as exc:
+            self.app.call_from_thread(self.notify, str(exc), title="Test & Enable: refused", severity="error",
+                                      markup=False)
+            return
+        self.app.call_from_thread(self.test_scheduled, request)
+
+    def test_scheduled(self, request: dict[str, Any]) -> None:
+        self.app.watch_batch(request["batch"])
+        already = request["selected"] - request["queued"]
+        extra = f" ({already:,} already queued)" if already else ""
+        self.notify(f"{request['queued']:,} queued{extra}", title="Test & Enable Mailboxes")
+
+
+class ProfilesScreen(ListScreen, ProfileTestActions):
+    TITLE_TEXT = "Email server profiles"
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("a", "new", "New profile"),
+        Binding("e", "edit", "Edit"),
+        Binding("t", "test_mailboxes", "Test & Enable Mailboxes"),
+    ]
+    PERMISSIONS = {"new": Permission.CONFIGURE, "edit": Permission.CONFIGURE, "test_mailboxes": Permission.TEST}
+    COLUMNS = (("Name", 18), ("Type", 15), ("Mailboxes", 9), ("Max conn", 8), ("Active", 6),
+               ("Incoming host", 24), ("Outgoing host", 24))
+    SHOW_DETAIL = True
+
+    def fetch(self, offset: int, limit: int):
+        rows = profiles.list_profiles(self.actor)
+        return len(rows), rows[offset:offset + limit]
+
+    def key_of(self, row: dict[str, Any]) -> str:
+        return row["name"]
+
+    def cells_of(self, row: dict[str, Any]):
+        return (row["name"], row["type"], f"{row['mailboxes']:,}", row["max_connections"], row["active"],
+                f"{row['incoming']['host']}:{row['incoming']['port']}",
+                f"{row['outgoing']['host']}:{row['outgoing']['port']}")
+
+    def describe(self, row: dict[str, Any] | None) -> str:
+        if row is None:
+            return "No profiles yet: press a to create one."
+        return (f"in  {endpoint_text(row['incoming'])}\nout {endpoint_text(row['outgoing'])}\n"
+                f"password {row['password']} · owner {cell(row['owner'])}")
+
+    def action_open(self) -> None:
+        row = self.current()
+        if row is not None:
+            self.app.push_screen(ProfileDetailScreen(row["name"]))
+
+    def action_new(self) -> None:
+        self.app.push_screen(ProfileFormScreen(None), lambda saved: saved and self.reload())
+
+    def action_edit(self) -> None:
+        row = self.current()
+        if row is not None:
+            self.app.push_screen(ProfileFormScreen(row), lambda saved: saved and self.reload())
+
+    def action_test_mailboxes(self) -> None:
+        row = self.current()
+        if row is not None:
+            self.confirm_test_mailboxes(row["name"], row["mailboxes"])
+
+
+PANES = {"settings": "1 Settings", "mailboxes": "2 Mailboxes", "alerts": "3 Alerts"}
+
+
+class ProfileDetailScreen(ProfileTestActions):
+    TITLE_TEXT = "Email server profile"
+    DEFAULT_CSS = """
+    ProfileDetailScreen #summary { height: 1; padding: 0 1; }
+    ProfileDetailScreen ContentSwitcher { height: 1fr; }
+    ProfileDetailScreen #mailboxes { height: 1fr; }
+    ProfileDetailScreen VerticalScroll { padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        *[Binding(str(index + 1), f"pane('{pane}')", label.split(" ", 1)[1], show=False)
+          for index, (pane, label) in enumerate(PANES.items())],
+        Binding("enter", "open", "Open mailbox", show=False),
+        Binding("e", "edit", "Edit"),
+        Binding("t", "test_mailboxes", "Test & Enable Mailboxes"),
+        Binding("c", "test_connection", "Test connection"),
+        Binding("n", "page(1)", "Next page", show=False),
+        Binding("p", "page(-1)", "Previous page", show=False),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+    ]
+    PERMISSIONS = {"edit": Permission.CONFIGURE, "test_mailboxes": Permission.TEST,
+                   "test_connection": Permission.TEST}
+    PAGE_SIZE = 200
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.profile_name = name
+        self.profile: dict[str, Any] = {}
+        self.page: ProfileMailboxes | None = None
+        self.page_start = 0
+        self.pane = "settings"
+        self.connection_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title", markup=False)
+        yield Static(id="views")
+        yield Static("counting mailboxes…", id="summary", markup=False)
+        with ContentSwitcher(initial="settings"):
+            with VerticalScroll(id="settings"):
+                yield Static(id="settings-text", markup=False)
+                yield Static(id="connection", markup=False)
+            table: DataTable = DataTable(id="mailboxes", cursor_type="row", zebra_stripes=True)
+            for title, width in (("Email address", 28), ("Status", 8), ("Incoming", 8), ("Outgoing", 8),
+                                 ("ACT", 8), ("Approval", 8), ("Active", 6), ("Name", 20)):
+                table.add_column(title, width=width)
+            yield table
+            with VerticalScroll(id="alerts"):
+                yield Static(id="alerts-text", markup=False)
+        yield Static(id="status", markup=False)
+        yield Footer()
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#mailboxes", DataTable)
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "progress_text", lambda _: self.update_status(), init=False)
+        self.action_reload()
+        self.show_pane()
+
+    def action_reload(self) -> None:
+        try:
+            self.profile = profiles.show(self.actor, self.profile_name)
+        except MbxError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            self.app.pop_screen()
+            return
+        self.query_one("#title", Static).update(
+            f"mbxtui · Profile {safe(self.profile_name)} · {self.actor.login} ({self.actor.role.value})")
+        self.query_one("#settings-text", Static).update("\n".join(settings_lines(self.profile)))
+        self.query_one("#connection", Static).update(self.connection_text or
+                                                     "\nTest connection (c): not run in this session")
+        recent = alerts.list_alerts(self.actor, profile=self.profile_name, limit=50)
+        lines = [f"{a['created_on']}  {a['level']:<11} {a['code']:<22} {safe(a['mailbox'] or '')}\n"
+                 f"    {safe(a['text'])}" for a in recent]
+        self.query_one("#alerts-text", Static).update(
+            "\n".join(lines) if lines else "No alerts about this profile or its mailboxes.")
+        self.load_mailboxes()
+
+    @work(thread=True, group="profile-mailboxes", exclusive=True, exit_on_error=False)
+    def load_mailboxes(self) -> None:
+        try:
+            page = mailboxes_of_profile(self.actor, self.profile_name, limit=self.PAGE_SIZE, offset=self.page_start)
+        except MbxError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
+            return
+        if not get_current_worker().is_cancelled:  # a newer read was asked for meanwhile
+            self.app.call_from_thread(self.show_mailboxes, page)
+
+    def show_mailboxes(self, page: ProfileMailboxes) -> None:
+        self.page = page
+        counts = page.counts
+        self.query_one("#summary", Static).update(
+            f"{page.total:,} mailboxes ({page.active:,} active): {counts['success']:,} passed · "
+            f"{counts['failure']:,} failed · {counts['not_run']:,} not tested")
+        table = self.table
+        keep = table.cursor_row
+        table.clear()
+        for row in page.rows:
+            table.add_row(*texts((row["email"], row["overall_status"], row["incoming_status"],
+                                  row["outgoing_status"], row["act_status"], row["approval"], row["active"],
+                                  row["name"])), key=str(row["id"]))
+        if page.rows:
+            table.move_cursor(row=min(keep, len(page.rows) - 1))
+        self.update_status()
+
+    def update_status(self) -> None:
+        parts = []
+        if self.page is not None and self.page.rows:
+            first, last = self.page_start + 1, self.page_start + len(self.page.rows)
+            parts.append(f"mailboxes {first:,}–{last:,} of {self.page.total:,}")
+            if self.page.total > self.PAGE_SIZE:
+                parts.append("n/p next/previous page")
+        if self.app.progress_text:
+            parts.append(self.app.progress_text)
+        self.query_one("#status", Static).update(" · ".join(parts))
+
+    def show_pane(self) -> None:
+        self.query_one(ContentSwitcher).current = self.pane
+        self.query_one("#views", Static).update("  ".join(
+            f"[reverse]{label}[/]" if pane == self.pane else label for pane, label in PANES.items()))
+        self.query_one(f"#{self.pane}").focus()
+
+    def mailboxes_tested(self, events) -> None:
+        shown = {row["id"] for row in self.page.rows} if self.page is not None else set()
+        if any(event.mailbox_id in shown for event in events):
+            self.load_mailboxes()
+
+    # -- actions --
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_pane(self, pane: str) -> None:
+        self.pane = pane
+        self.show_pane()
+
+    def action_page(self, step: int) -> None:
+        total = self.page.total if self.page else 0
+        target = self.page_start + step * self.PAGE_SIZE
+        if target < 0 or target >= total:
+            self.notify("No more pages")
+            return
+        self.page_start = target
+        self.action_pane("mailboxes")
+        self.load_mailboxes()
+
+    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        if self.pane != "mailboxes" or not self.table.row_count:
+            return
+        from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
+
+        key = self.table.coordinate_to_cell_key(self.table.cursor_coordinate).row_key.value
+        self.app.push_screen(MailboxDetailScreen(int(key)))
+
+    def action_edit(self) -> None:
+        def saved(name: str | None) -> None:
+            if name:
+                self.profile_name = name  # it may have been renamed
+                self.action_reload()
+
+        self.app.push_screen(ProfileFormScreen(self.profile), saved)
+
+    def action_test_mailboxes(self) -> None:
+        count = self.page.total if self.page is not None else self.profile.get("mailboxes", 0)
+        self.confirm_test_mailboxes(self.profile_name, count)
+
+    def action_test_connection(self) -> None:
+        store = self.app.store
+        if store is not None and store.needs_master_password:
+            store = None
+        self.show_connection_text("Test connection: running…" + ("" if store else " (the secrets store is locked: "
+                                                                   "without the profile's credentials)"))
+        self.action_pane("settings")
+        self.run_connection_test(store)
+
+    @work(thread=True, group="profile-connection", exclusive=True, exit_on_error=False)
+    def run_connection_test(self, store) -> None:
+        try:
+            result = test_profile(self.actor, self.profile_name, store)
+        except (MbxError, SecretsError) as exc:
+            self.app.call_from_thread(self.connection_refused, str(exc))
+            return
+        self.app.call_from_thread(self.connection_tested, result)
+
+    def connection_refused(self, problem: str) -> None:
+        self.show_connection_text(f"Test connection: {problem}")
+        self.notify(problem, title="Test connection", severity="error", markup=False)
+
+    def connection_tested(self, result: dict[str, Any]) -> None:
+        verdict = "passed" if result["passed"] else "FAILED"
+        self.show_connection_text("\n".join([f"Test connection: {verdict}", *probe_lines(result["directions"])]))
+        self.notify(f"Profile {result['profile']}: {verdict}", title="Test connection",
+                    severity="information" if result["passed"] else "warning", markup=False)
+
+    def show_connection_text(self, text: str) -> None:
+        self.connection_text = "\n" + text
+        if self.is_mounted:
+            shown = self.query_one("#connection", Static)
+            shown.update(self.connection_text)
+            shown.scroll_visible()
+
+
+NEW_PROFILE: dict[str, Any] = {
+    "name": "", "type": ProfileType.IMAP_SMTP.value,
+    "incoming": {"host": "", "port": 993, "tls": TlsMode.IMPLICIT.value, "auth": IncomingAuth.MAILBOX.value},
+    "outgoing": {"host": "", "port": 587, "tls": TlsMode.STARTTLS.value, "auth": OutgoingAuth.MAILBOX.value},
+    "username": "", "password": "not set", "oauth2_token": "not set", "ca_file": None,
+    "max_connections": 10, "timeout_seconds": 30, "verify_delivery": False, "process_email_from": None,
+    "min_polling_minutes": 0, "owner": None, "active": True,
+}
+SECRET_INPUTS = {"password": credentials.PASSWORD, "oauth2_token": credentials.TOKEN}
+
+
+def text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+class ProfileFormScreen(FormScreen):
+    """Create a profile (``row`` None) or edit one; dismisses with the profile's name once saved.
+    Password and token are typed masked, written to the keyring only, and shown as set / not set."""
+
+    FIELD_ALIASES = {"timeout": "timeout_seconds"}
+
+    def __init__(self, row: dict[str, Any] | None):
+        super().__init__()
+        self.row = row
+        self.TITLE_TEXT = f"Edit profile {row['name']}" if row else "New email server profile"
+
+    def compose(self) -> ComposeResult:
+        row = self.row or NEW_PROFILE
+        yield Static(f"mbxtui · {safe(self.TITLE_TEXT)}  (ctrl+s save, esc back)", id="title", markup=False)
+        with self.form():
+            yield from self.field("name", "Name", Input(text(row["name"])))
+            yield from self.field("type", "Type", Select(options(ProfileType), value=row["type"], allow_blank=False))
+            for side, auth in (("incoming", IncomingAuth), ("outgoing", OutgoingAuth)):
+                values = row[side]
+                title = side.capitalize()
+                yield from self.field(f"{side}_host", f"{title} server", Input(text(values["host"]),
+                                                                                 placeholder="host name or IP address"))
+                yield from self.field(f"{side}_port", f"{title} port", Input(text(values["port"])))
+                yield from self.field(f"{side}_tls", f"{title} TLS mode",
+                                      Select(options(TlsMode), value=values["tls"], allow_blank=False))
+                yield from self.field(f"{side}_auth", f"{title} credentials",
+                                      Select(options(auth), value=values["auth"], allow_blank=False))
+            yield from self.field("username", "Profile user name", Input(
+                text(row["username"]), placeholder="needed for profile credentials"))
+            yield from self.field("password", f"Profile password ({row['password']})", Input(
+                password=True, placeholder="type to replace; empty keeps it"))
+            yield from self.field("oauth2_token", f"OAuth2 token ({row['oauth2_token']})", Input(
+                password=True, placeholder="type to replace; empty keeps it"))
+            yield from self.field("ca_file", "CA bundle file", Input(text(row["ca_file"]),
+                                                                     placeholder="empty: the system CAs"))
+            yield from self.field("max_connections", "Max concurrent connections", Input(
+                text(row["max_connections"]), placeholder="1–300"))
+            yield from self.field("timeout_seconds", "Connection timeout (seconds)",
+                                  Input(text(row["timeout_seconds"])))
+            yield from self.field("verify_delivery", "Verify delivery (IMAP)", Checkbox(value=row["verify_delivery"]))
+            yield from self.field("process_email_from", "Process email from", Input(
+                text(row["process_email_from"]), placeholder="YYYY-MM-DD (optional)"))
+            yield from self.field("min_polling_minutes", "Minimum polling (minutes)",
+                                  Input(text(row["min_polling_minutes"])))
+            yield from self.field("owner", "Owner (gets its alerts)", Input(
+                text(row["owner"]), placeholder="a user's email address (optional)"))
+            yield from self.field("active", "Active", Checkbox(value=row["active"]))
+            yield from self.buttons("Create" if self.row is None else "Save")
+        yield Footer()
+
+    def action_save(self) -> None:
+        changes = self.changed() if self.row else self.values()
+        typed = {what: changes.pop(key, "") for key, what in SECRET_INPUTS.items()}
+        secrets = {what: value for what, value in typed.items() if value}
+        if self.row is not None and not changes and not secrets:
+            self.notify("Nothing changed")
+            return
+
+        def save() -> str:
+            store = self.store_for_secrets() if secrets else None
+            if self.row is None:
+                name = profiles.create(self.actor, **changes)["name"]
+            elif changes:
+                name = profiles.update(self.actor, self.row["name"], expected_version=self.row["row_version"],
+                                       **changes)["name"]
+            else:
+                name = self.row["name"]
+            try:
+                for what, value in secrets.items():
+                    credentials.set_profile_secret(self.actor, name, value, store, what=what)
+            except (MbxError, SecretsError) as exc:
+                self.notify(f"Profile {name} saved, but not its secret: {exc}", severity="error", timeout=10,
+                            markup=False)
+            return name
+
+        name = self.run_save(save)
+        if name is None:
+            return
+        self.notify(f"Profile {name} {'created' if self.row is None else 'saved'}", markup=False)
+        self.dismiss(name)

@@ -1,0 +1,104 @@
+"""Organisation email settings: defaults for new mailboxes, approval requirements, which alert
+levels are recorded, owner notification and the retry policy for transient errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Checkbox, Footer, Input, Select, Static
+
+from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
+from mbxtui.core.errors import MbxError
+from mbxtui.core.permissions import Permission
+from mbxtui.core.services import profiles, settings
+from mbxtui.tui.screens.forms import FormScreen, options
+
+FLAGS = (
+    ("require_approval_users", "Only approved users"),
+    ("require_approval_queues", "Only approved queues"),
+    ("record_error_alerts", "Record error alerts"),
+    ("record_warning_alerts", "Record warning alerts"),
+    ("record_information_alerts", "Record information alerts"),
+    ("notify_owners_of_profile_alerts", "Tell owners of profile alerts"),
+)
+
+
+class SettingsScreen(FormScreen):
+    TITLE_TEXT = "Email settings"
+    BINDINGS = [Binding("ctrl+r", "reload", "Reload", show=False)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.record: dict[str, Any] = {}
+
+    def compose(self) -> ComposeResult:
+        self.record = settings.show(self.actor)
+        names = [p["name"] for p in profiles.list_profiles(self.actor)
+                 if p["active"] or p["name"] == self.record["default_profile"]]
+        read_only = "" if self.may(Permission.CONFIGURE) else "  (read-only for your role)"
+        yield Static(f"mbxtui · {self.TITLE_TEXT} · {self.actor.login} ({self.actor.role.value}){read_only}",
+                     id="title", markup=False)
+        with self.form():
+            yield self.note("Defaults apply to new mailboxes (Apply Default Email Settings, D on the mailbox grid, "
+                            "gives them to existing ones). Email is processed only for approved users and queues "
+                            "when those are ticked.")
+            yield from self.field("default_profile", "Default profile",
+                                  Select(options(names), prompt="(none)",
+                                         allow_blank=self.record["default_profile"] is None))
+            yield from self.field("default_incoming", "Default incoming method",
+                                  Select(options(IncomingMethod), allow_blank=False))
+            yield from self.field("default_outgoing", "Default outgoing method",
+                                  Select(options(OutgoingMethod), allow_blank=False))
+            yield from self.field("default_act", "Default ACT method", Select(options(ActMethod), allow_blank=False))
+            for key, title in FLAGS:
+                yield from self.field(key, title, Checkbox())
+            yield from self.field("retry_attempts", "Retries of transient failures", Input(placeholder="0–100"))
+            yield from self.field("retry_interval_minutes", "Minutes between retries", Input(placeholder="1–1440"))
+            yield from self.buttons()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.fill(self.record)
+        if not self.may(Permission.CONFIGURE):
+            for row in self.query(".form-row"):
+                row.disabled = True
+        super().on_mount()
+
+    def fill(self, values: dict[str, Any]) -> None:
+        for widget in self.query("#form Input, #form Select, #form Checkbox"):
+            value = values.get(widget.id)
+            if isinstance(widget, Input):
+                widget.value = "" if value is None else str(value)
+            elif isinstance(widget, Select):
+                if value is not None:
+                    widget.value = value
+            else:
+                widget.value = bool(value)
+        self.initial = self.values()
+
+    def action_reload(self) -> None:
+        def reload() -> None:
+            try:
+                self.record = settings.show(self.actor)
+            except MbxError as exc:
+                self.notify(str(exc), severity="error", markup=False)
+                return
+            self.clear_errors()
+            self.fill(self.record)
+
+        self.confirm_discard(reload)
+
+    def action_save(self) -> None:
+        changes = self.changed()
+        if not changes:
+            self.notify("Nothing changed")
+            return
+        saved = self.run_save(lambda: settings.update(self.actor, expected_version=self.record["row_version"],
+                                                      **changes))
+        if saved is None:
+            return
+        self.record = saved
+        self.fill(saved)
+        self.notify("Email settings saved: " + ", ".join(sorted(changes)), title="Settings", markup=False)

@@ -1,0 +1,1 @@
+"""Reusable pieces of the console: the mailbox grid, the confirmation dialog."""

@@ -3,6 +3,7 @@ a pool of worker threads, resumable after a crash (R8, R21)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -117,6 +118,33 @@ def _worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+# Runners of this process that are running now: their jobs are not to be taken over.
+_RUNNING_HERE: set[str] = set()
+
+
+class _ConnectionSlots:
+    """Connections open to each profile's servers by every runner of this process (R8)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._used: dict[int, int] = {}
+
+    def take(self, profile_id: int, bound: int) -> bool:
+        with self._lock:
+            used = self._used.get(profile_id, 0)
+            if used >= bound:
+                return False
+            self._used[profile_id] = used + 1
+            return True
+
+    def give_back(self, profile_id: int) -> None:
+        with self._lock:
+            self._used[profile_id] -= 1
+
+
+_SLOTS = _ConnectionSlots()
+
+
 def _process_gone(worker: str | None, me: str) -> bool:
     """True when ``worker`` names a process of this host that no longer runs."""
     if not worker:
@@ -126,7 +154,7 @@ def _process_gone(worker: str | None, me: str) -> bool:
         return False
     my_host, my_pid, my_token = me.split(":")
     if pid_text == my_pid:
-        return token != my_token  # an earlier run of a process that had our pid
+        return worker != me and worker not in _RUNNING_HERE  # else an earlier process that had our pid
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:
@@ -274,8 +302,11 @@ class TestRunner:
         return self._lookup(kind, record_id, what)
 
     def _test(self, item: _Claimed) -> MailboxTestResult:
+        # Both directions usually log in with the same secret: read it once per test (a keyring read
+        # takes milliseconds, and the encrypted file serves one read at a time).
+        secret = functools.cache(self._secret)
         try:
-            return run_mailbox_test(item.mailbox, item.profile, self._secret, verify_wait=self.verify_wait)
+            return run_mailbox_test(item.mailbox, item.profile, secret, verify_wait=self.verify_wait)
         except Exception as exc:  # a bug or an unreadable secret store must not stop the pool
             failure = rule_failure(ErrorCode.INTERNAL_ERROR, f"the test could not run: {exc.__class__.__name__}: {exc}")
             return MailboxTestResult({d: failure for d in (directions_in_use(item.mailbox) or ["incoming"])})
@@ -288,10 +319,16 @@ class TestRunner:
 
         if self.secrets is not None and self._lookup is None:
             self._lookup = secret_lookup(self.secrets)
+        _RUNNING_HERE.add(self.worker)
+        try:
+            return self._run(stop, until_idle, poll_seconds)
+        finally:
+            _RUNNING_HERE.discard(self.worker)
+
+    def _run(self, stop: threading.Event | None, until_idle: bool, poll_seconds: float) -> RunSummary:
         summary = RunSummary(requeued=recover(self.worker, self.clock()))
         pending: deque[_Claimed] = deque()
         in_flight: dict[Future, _Claimed] = {}
-        slots: dict[int, int] = {}
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mbxtui-test") as pool:
             try:
                 while True:
@@ -299,16 +336,19 @@ class TestRunner:
                     if not stopping and len(pending) < self.threads * 2:
                         pending.extend(self._claim(self.threads * 4 - len(pending)))
                     if not stopping:
-                        self._dispatch(pool, pending, in_flight, slots)
+                        self._dispatch(pool, pending, in_flight)
                     if in_flight:
                         done, _ = wait(list(in_flight), timeout=0.25, return_when=FIRST_COMPLETED)
                         finished = []
                         for future in done:
                             item = in_flight.pop(future)
                             if item.profile is not None:
-                                slots[item.profile.id] -= 1
+                                _SLOTS.give_back(item.profile.id)
                             finished.append((item, future.result()))
                         if finished:
+                            if not stopping:
+                                # Refill the freed slots first: the tests run while the results are written.
+                                self._dispatch(pool, pending, in_flight)
                             self._write(finished, summary)
                         continue
                     if stopping:
@@ -318,25 +358,26 @@ class TestRunner:
                             break
                         self._wake.wait(poll_seconds)
                         self._wake.clear()
+                    else:  # another runner of this process holds every slot these jobs need
+                        self._wake.wait(0.05)
             finally:
                 self._release(pending)
                 if in_flight:
                     finished = []
                     for future, item in in_flight.items():
                         finished.append((item, future.result()))
+                        if item.profile is not None:
+                            _SLOTS.give_back(item.profile.id)
                     self._write(finished, summary)
         return summary
 
-    def _dispatch(self, pool, pending: deque, in_flight: dict, slots: dict[int, int]) -> None:
+    def _dispatch(self, pool, pending: deque, in_flight: dict) -> None:
         waiting: deque[_Claimed] = deque()
         while pending and len(in_flight) < self.threads:
             item = pending.popleft()
-            if item.profile is not None:
-                used = slots.get(item.profile.id, 0)
-                if used >= item.profile.max_connections:
-                    waiting.append(item)
-                    continue
-                slots[item.profile.id] = used + 1
+            if item.profile is not None and not _SLOTS.take(item.profile.id, item.profile.max_connections):
+                waiting.append(item)
+                continue
             in_flight[pool.submit(self._test, item)] = item
         pending.extendleft(reversed(waiting))
 
@@ -347,9 +388,10 @@ class TestRunner:
         now = self.clock()
         settings = settings_service.load()
         failing_profiles: set[int] = set()
+        alert_profiles: dict[int, Profile | None] = {}
         with write_transaction():
             for item, result in finished:
-                event = self._write_one(item, result, now, settings)
+                event = self._write_one(item, result, now, settings, alert_profiles)
                 if event is None:
                     continue
                 events.append(event)
@@ -362,19 +404,28 @@ class TestRunner:
         if events and self.on_tested is not None:
             self.on_tested(events)
 
-    def _write_one(self, item: _Claimed, result: MailboxTestResult, now: datetime,
-                   settings: OrgSettings) -> MailboxTested | None:
-        job = database.execute_sql("SELECT state, worker FROM test_job WHERE id = ?", [item.job_id]).fetchone()
+    def _write_one(self, item: _Claimed, result: MailboxTestResult, now: datetime, settings: OrgSettings,
+                   alert_profiles: dict[int, Profile | None]) -> MailboxTested | None:
+        """``alert_profiles``: the profiles read so far in this transaction, for the alerts."""
+        # Plain SQL on this path: it runs once per mailbox tested, beside the busy probe threads, and
+        # building the same statements through peewee took most of its time.
+        job = database.execute_sql(
+            "SELECT j.state, j.worker, m.email, m.active, m.owner_id, m.profile_id, m.transient_failures, "
+            "m.row_version FROM test_job j JOIN mailbox m ON m.id = j.mailbox_id WHERE j.id = ?",
+            [item.job_id]).fetchone()
         if job is None or job[0] != "running" or job[1] != self.worker:
             return None  # cancelled (mailbox deactivated) or taken over after our lease ran out
-        mailbox = Mailbox.get_or_none(Mailbox.id == item.mailbox.id)
-        if mailbox is None:
-            return None
+        # The fields read below and by raise_alert.
+        mailbox = Mailbox(id=item.mailbox.id, email=job[2], active=bool(job[3]), owner=job[4], profile=job[5],
+                          transient_failures=job[6], row_version=job[7])
         if mailbox.row_version != item.row_version:
             # Edited while being tested: the result says nothing about the new settings; test again.
             database.execute_sql("UPDATE test_job SET state = 'queued', worker = NULL, lease_until = NULL "
                                  "WHERE id = ?", [item.job_id])
             return None
+        if mailbox.profile_id is not None and mailbox.profile_id not in alert_profiles:
+            alert_profiles[mailbox.profile_id] = Profile.get_or_none(Profile.id == mailbox.profile_id)
+        profile = alert_profiles.get(mailbox.profile_id)
         used = directions_in_use(item.mailbox) or list(result.directions)
         retries_left = settings.retry_attempts - mailbox.transient_failures
         any_transient = any(f.transient for f in result.failures.values())
@@ -401,7 +452,7 @@ class TestRunner:
                 values[f"{direction}_enabled"] = False
             if (failure.code, failure.message) not in alerted:  # one alert for a check failing every direction
                 alerted.add((failure.code, failure.message))
-                self._alert_failure(mailbox, direction, failure, will_retry and failure.transient,
+                self._alert_failure(mailbox, profile, direction, failure, will_retry and failure.transient,
                                     mailbox.transient_failures + 1, settings, now)
         outcome = "postponed" if will_retry else ("failed" if codes else "passed")
         values.update(
@@ -411,7 +462,8 @@ class TestRunner:
             transient_failures=(mailbox.transient_failures + 1) if will_retry else 0,
             postponed_until=(now + timedelta(minutes=settings.retry_interval_minutes)) if will_retry else None,
         )
-        Mailbox.update(values).where(Mailbox.id == mailbox.id).execute()
+        database.execute_sql(f"UPDATE mailbox SET {', '.join(f'{column} = ?' for column in values)} WHERE id = ?",
+                             [*values.values(), mailbox.id])
         database.execute_sql(f"UPDATE mailbox SET overall_status = {OVERALL_STATUS_SQL} WHERE id = ?", [mailbox.id])
         database.execute_sql(
             "UPDATE test_job SET state = 'done', outcome = ?, finished_on = ?, lease_until = NULL, result = ? "
@@ -425,22 +477,23 @@ class TestRunner:
             enabled = [d for d in used if values[f"{d}_enabled"]]
             raise_alert(AlertLevel.INFORMATION, "CONNECTED",
                         f"{mailbox.email} is connected: enabled for {', '.join(enabled) or 'nothing (no method set)'}",
-                        mailbox=mailbox)
+                        mailbox=mailbox, profile=profile)
         return MailboxTested(mailbox.id, mailbox.email, item.batch_id, outcome, codes)
 
     @staticmethod
-    def _alert_failure(mailbox: Mailbox, direction: str, failure: Failure, retrying: bool, attempt: int,
-                       settings: OrgSettings, now: datetime) -> None:
+    def _alert_failure(mailbox: Mailbox, profile: Profile | None, direction: str, failure: Failure, retrying: bool,
+                       attempt: int, settings: OrgSettings, now: datetime) -> None:
         if retrying:
             at = (now + timedelta(minutes=settings.retry_interval_minutes)).strftime("%H:%M")
             raise_alert(AlertLevel.WARNING, failure.code.value,
                         f"{direction} test of {mailbox.email} failed for now: {failure.message} "
-                        f"(retry {attempt} of {settings.retry_attempts} at {at} UTC)", mailbox=mailbox)
+                        f"(retry {attempt} of {settings.retry_attempts} at {at} UTC)", mailbox=mailbox,
+                        profile=profile)
             return
         after = f" (still failing after {attempt} attempts)" if failure.transient else ""
         raise_alert(AlertLevel.ERROR, failure.code.value,
                     f"{direction} test of {mailbox.email} failed: {failure.message}{after}; "
-                    f"{direction} is disabled", mailbox=mailbox)
+                    f"{direction} is disabled", mailbox=mailbox, profile=profile)
 
 
 def _alert_if_profile_failing(profile_id: int, now: datetime) -> None:

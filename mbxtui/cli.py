@@ -640,6 +640,12 @@ def cmd_console(ctx, args):
     return app.return_code or EXIT_OK
 
 
+def cmd_demo(ctx, args):
+    from mbxtui.demo import run_demo
+
+    return run_demo(reset=args.reset)
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 def _json(p):
@@ -698,6 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     command("init", cmd_init, "create the database and make your login its global_admin")
+    p = command("demo", cmd_demo, "open the console on a demo organisation with its own sandbox mail servers "
+                "(never your real database or keyring)")
+    p.add_argument("--reset", action="store_true", help="start the demo over from scratch")
+    p.set_defaults(needs_database=False)
     p = command("console", cmd_console, "open the console (the default when no command is given)")
     p.add_argument("--no-tests", action="store_true", help="do not run queued Test & Enable jobs in this console")
     p.add_argument("--threads", type=int, default=32, help="Test & Enable tests run at once")
@@ -900,7 +910,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.handler = cmd_console
     ctx = Context(args)
     try:
-        ctx.open_database()
+        if getattr(args, "needs_database", True):
+            ctx.open_database()
         return args.handler(ctx, args)
     except UsageError as exc:
         print(f"mbxtui: error: {exc}", file=sys.stderr)

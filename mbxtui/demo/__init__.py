@@ -1,0 +1,261 @@
+"""``mbxtui demo``: the console on a made-up organisation, Fernhill Logistics, whose Test & Enable
+really connects to mail servers: sandbox IMAP, POP3 and SMTP servers the demo runs on 127.0.0.1
+for as long as it runs.
+
+Everything lives in the demo's own directory (``$MBXTUI_DEMO_DIR``, else ``demo`` in mbxtui's
+data directory), never in the real database or keyring:
+
+* ``mbxtui-demo.db``: the demo database, made on the first start and reused after
+  (``--reset`` starts over);
+* ``secrets.cfg``: the encrypted-file keyring of the demo, whose master password is
+  ``DEMO_MASTER_PASSWORD`` ("demo");
+* ``demo-ca.pem`` and ``legacy-ca.pem``: the certificate authorities of the sandbox servers;
+* ``servers.log``: what the sandbox servers refused, and why.
+
+On the sandbox servers every mailbox's password is ``fernhill-demo`` (``MAILBOX_PASSWORD``); the
+profiles that use profile credentials log in as ``svc-mailsync@fernhill.example``. The demo's
+deliberate faults, and how to fix the fixable ones from the console:
+
+* Branch POP3: a few mailboxes have an out-of-date password (AUTH_FAILED; set the password to
+  ``fernhill-demo``) and one has none (NO_CREDENTIALS);
+* Legacy mail: its IMAP server does not offer STARTTLS (STARTTLS_UNAVAILABLE; set incoming TLS
+  to none) and its SMTP server's certificate comes from a CA the profile does not trust
+  (TLS_CERTIFICATE; set the profile's CA file to ``legacy-ca.pem``);
+* Warehouse server: its IMAP server is down (CONNECTION_REFUSED, retried) and its SMTP server
+  never answers (TIMEOUT, retried);
+* a few head office mailboxes synchronize appointments, contacts and tasks, which IMAP cannot
+  (ACT_UNSUPPORTED), and some addresses wait for approval (NOT_APPROVED when tested).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from peewee import SqliteDatabase
+
+from mbxtui.core import db, paths
+from mbxtui.core.errors import MbxError, NotFound, NotInitialised, PermissionDenied
+from mbxtui.core.permissions import SYSTEM, Actor
+from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SECRETS_FILE_NAME, SecretStore
+from mbxtui.core.services import operators, profiles
+from mbxtui.demo import seed
+from mbxtui.demo.certs import CA_FILE_NAME, LEGACY_CA_FILE_NAME, make_certificates
+from mbxtui.demo.mailsystem import MAILBOX_PASSWORD, MailSystem
+from mbxtui.demo.sandbox import HOST, Sandbox, SandboxPorts
+
+__all__ = [
+    "DATABASE_NAME", "DEMO_MASTER_PASSWORD", "MAILBOX_PASSWORD", "Demo", "demo_directory", "main_servers_only",
+    "open_demo_store", "prepare_demo", "run_demo",
+]
+
+DEMO_DIR_ENV = "MBXTUI_DEMO_DIR"
+DEMO_MASTER_PASSWORD = "demo"
+DATABASE_NAME = "mbxtui-demo.db"
+SERVERS_LOG_NAME = "servers.log"
+_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def demo_directory() -> Path:
+    override = os.environ.get(DEMO_DIR_ENV)
+    return Path(override).expanduser() if override else paths.data_dir() / "demo"
+
+
+@dataclass
+class Demo:
+    """A prepared demo: its database open, its sandbox servers running. :meth:`stop` ends both."""
+
+    directory: Path
+    db_path: Path
+    actor: Actor  # the operator running the demo (global_admin)
+    store: SecretStore  # the demo's keyring, unlocked
+    ports: SandboxPorts
+    sandbox: Sandbox
+    database: SqliteDatabase
+    created: bool  # True when the demo organisation was made by this start
+
+    def stop(self) -> None:
+        self.sandbox.stop()
+        self.database.close()
+
+
+def prepare_demo(directory: Path, reset: bool = False, db_path: Path | None = None) -> Demo:
+    """Start the sandbox servers, make the demo database (or reuse it; ``reset`` deletes it and
+    starts over) and point the demo profiles at the servers' ports. ``db_path`` defaults to
+    ``mbxtui-demo.db`` in ``directory``. Neither may be mbxtui's own: the demo removes what it
+    finds of an earlier demo there."""
+    directory = Path(directory).expanduser().resolve()
+    db_path = Path(db_path).expanduser().resolve() if db_path is not None else directory / DATABASE_NAME
+    if directory == paths.data_dir().expanduser().resolve():
+        raise MbxError(f"{directory} is mbxtui's own data directory: the demo needs a directory of its own")
+    if db_path == paths.default_database().expanduser().resolve():
+        raise MbxError(f"{db_path} is mbxtui's own database: the demo needs a database of its own")
+    paths.ensure_private_dir(directory)
+    fresh = reset or not db_path.exists()
+    if fresh:
+        _remove_demo_files(directory, db_path)
+    certificates = make_certificates(directory)
+    sandbox = Sandbox(certificates, MailSystem(), log_file=directory / SERVERS_LOG_NAME)
+    ports = sandbox.start()
+    try:
+        store = open_demo_store(directory)
+        login = operators.os_login()
+        if fresh:
+            _create_database(db_path, login, ports, certificates.ca_file, store)
+        database = db.open_database(db_path)
+        try:
+            actor = _demo_actor(db_path, login)
+            _point_profiles_at(ports, directory)
+        except BaseException:
+            database.close()
+            raise
+    except BaseException:
+        sandbox.stop()
+        raise
+    return Demo(directory, db_path, actor, store, ports, sandbox, database, created=fresh)
+
+
+def open_demo_store(directory: Path) -> SecretStore:
+    """The demo's encrypted-file keyring, unlocked with the demo master password, whatever keyring
+    or master password the environment names for the real one."""
+    with _environment({KEYRING_CHOICE_ENV: "file", MASTER_PASSWORD_ENV: None}):
+        store = SecretStore.open(directory)
+    store.unlock(DEMO_MASTER_PASSWORD)
+    return store
+
+
+def run_demo(reset: bool = False, db_path: Path | None = None) -> int:
+    """Prepare the demo and open the console on it; the servers stop when the console ends, however
+    it ends. Returns the exit status."""
+    from mbxtui.tui.app import MbxApp
+
+    directory = demo_directory()
+    first_start = reset or not (db_path or directory / DATABASE_NAME).exists()
+    doing = "making the demo organisation (a few seconds)" if first_start else "starting the demo"
+    print(f"mbxtui demo: {doing} in {directory} ...", file=sys.stderr, flush=True)
+    demo = prepare_demo(directory, reset=reset, db_path=db_path)
+    try:
+        app = MbxApp(demo.actor, db_path=demo.db_path, data_dir=demo.directory, store=demo.store)
+        _run_until_exit_or_signal(app)
+    finally:
+        demo.stop()
+    print(f"mbxtui demo: the demo's data stays in {directory}; `mbxtui demo --reset` starts over.",
+          file=sys.stderr)
+    return app.return_code or 0
+
+
+def main_servers_only(reset: bool = False, db_path: Path | None = None) -> int:
+    """Prepare the demo and keep its sandbox servers running without the console, until SIGINT,
+    SIGTERM or SIGHUP: for the command line, scripts and tests. Prints where everything is."""
+    directory = demo_directory()
+    demo = prepare_demo(directory, reset=reset, db_path=db_path)
+    stop_requested = threading.Event()
+    for signal_number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signal_number, lambda *_: stop_requested.set())
+    try:
+        print("mbxtui demo: the sandbox mail servers are running; ctrl+c stops them.")
+        for name, port in demo.ports.as_dict().items():
+            print(f"  {name:<16} {HOST}:{port}")
+        print("The command line works on the demo with:")
+        print(f"  export MBXTUI_DB={shlex.quote(str(demo.db_path))} "
+              f"MBXTUI_DATA_DIR={shlex.quote(str(demo.directory))} "
+              f"{KEYRING_CHOICE_ENV}=file {MASTER_PASSWORD_ENV}={DEMO_MASTER_PASSWORD}", flush=True)
+        stop_requested.wait()
+    finally:
+        demo.stop()
+    return 0
+
+
+def _run_until_exit_or_signal(app) -> None:
+    """Run the console; SIGTERM, SIGHUP and SIGINT close it the way ctrl+q does, so the terminal is
+    restored and the caller's clean-up runs."""
+    loop = asyncio.new_event_loop()
+    handled = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for signal_number in handled:
+                loop.add_signal_handler(signal_number, app.exit)
+        app.run(loop=loop)
+    finally:
+        for signal_number in handled:
+            loop.remove_signal_handler(signal_number)
+        loop.close()
+
+
+def _create_database(db_path: Path, login: str, ports: SandboxPorts, ca_file: Path, store: SecretStore) -> None:
+    """Seed a new database beside ``db_path`` and move it into place only once it is complete, so an
+    interrupted first start leaves nothing half made."""
+    seeding = db_path.with_name(f".{db_path.name}.seeding")
+    _remove_database(seeding)
+    database = db.open_database(seeding)
+    try:
+        seed.seed(login, ports, ca_file, store)
+        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        database.close()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{seeding}{suffix}").unlink(missing_ok=True)
+    os.replace(seeding, db_path)
+
+
+def _demo_actor(db_path: Path, login: str) -> Actor:
+    try:
+        return operators.current_actor(login=login)
+    except (NotInitialised, PermissionDenied):
+        raise MbxError(
+            f"{login} is not an operator of the demo database {db_path} (it was made for another "
+            "login): run `mbxtui demo --reset` to make a new one"
+        ) from None
+
+
+def _point_profiles_at(ports: SandboxPorts, directory: Path) -> None:
+    """The servers listen on new ports at every start: the demo profiles follow them, and follow
+    the demo's CA files should the demo directory have moved. Profiles the operator renamed are left
+    alone, and so is a CA file of the operator's choosing."""
+    for name, (incoming, outgoing) in seed.PROFILE_PORTS.items():
+        try:
+            profile = profiles.get(name)
+        except NotFound:
+            continue
+        changes = {"incoming_port": getattr(ports, incoming), "outgoing_port": getattr(ports, outgoing)}
+        if profile.ca_file and Path(profile.ca_file).name in (CA_FILE_NAME, LEGACY_CA_FILE_NAME):
+            changes["ca_file"] = str(directory / Path(profile.ca_file).name)
+        profiles.update(SYSTEM, name, **changes)
+
+
+def _remove_demo_files(directory: Path, db_path: Path) -> None:
+    """What belongs to a previous demo: its database, the secrets keyed to it, its certificates."""
+    _remove_database(db_path)
+    for name in (SECRETS_FILE_NAME, f"{SECRETS_FILE_NAME}.lock", CA_FILE_NAME, LEGACY_CA_FILE_NAME):
+        (directory / name).unlink(missing_ok=True)
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", *_SQLITE_COMPANIONS):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str | None]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,144 @@
+"""The mail system behind the sandbox servers: its accounts, their passwords and their inboxes,
+in memory.
+
+Every address of the demo domain is a mailbox (so mailboxes added in the console work too), and
+every mailbox's password is ``MAILBOX_PASSWORD``. One service account may act for any mailbox
+(profile credentials, ``AUTH PLAIN`` with an authorization identity), and one OAuth2 access token
+is accepted for any mailbox (``XOAUTH2``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from email import policy
+from email.message import Message as ParsedHeaders
+from email.parser import BytesHeaderParser
+from email.utils import formatdate, make_msgid
+
+DOMAIN = "fernhill.example"
+MAILBOX_PASSWORD = "fernhill-demo"
+SERVICE_LOGIN = f"svc-mailsync@{DOMAIN}"
+SERVICE_PASSWORD = "sync-service-demo"
+OAUTH2_TOKEN = "demo-oauth2-access-token"
+
+MAX_MESSAGES_PER_INBOX = 500  # the oldest go first beyond this
+MAX_PRELOADED_MESSAGES = 24
+
+_PRELOADED_SUBJECTS = (
+    "Weekly operations summary",
+    "Shift roster for next week",
+    "Re: Delivery schedule for the Leeds depot",
+    "Invoice 2024-0412",
+    "Fleet maintenance window",
+    "Minutes of Monday's planning meeting",
+    "Customer feedback digest",
+    "Reminder: timesheets due Friday",
+)
+
+
+@dataclass
+class StoredMessage:
+    uid: int
+    data: bytes
+    headers: ParsedHeaders = field(repr=False)
+
+    def header_contains(self, name: str, text: str) -> bool:
+        """IMAP SEARCH HEADER: a case-insensitive substring of any header of that name."""
+        wanted = text.lower()
+        return any(wanted in str(value).lower() for value in self.headers.get_all(name, []))
+
+
+@dataclass
+class Inbox:
+    uid_validity: int
+    messages: list[StoredMessage] = field(default_factory=list)
+    next_uid: int = 1
+
+
+class MailSystem:
+    """Thread-safe: the servers run on one event loop, but tests and tools may read from others."""
+
+    def __init__(self, domain: str = DOMAIN) -> None:
+        self.domain = domain.lower()
+        self._inboxes: dict[str, Inbox] = {}
+        self._lock = threading.Lock()
+        self._uid_validity = int(time.time())
+        self._parser = BytesHeaderParser(policy=policy.default)  # headers decoded, for SEARCH
+
+    # -- accounts --
+
+    def is_mailbox(self, address: str) -> bool:
+        local, at, domain = address.strip().lower().rpartition("@")
+        return bool(at and local and domain == self.domain) and address.lower() != SERVICE_LOGIN
+
+    def check_password(self, login: str, password: str) -> bool:
+        login = login.strip().lower()
+        if login == SERVICE_LOGIN:
+            return _same(password, SERVICE_PASSWORD)
+        return self.is_mailbox(login) and _same(password, MAILBOX_PASSWORD)
+
+    def check_token(self, address: str, token: str) -> bool:
+        return self.is_mailbox(address) and _same(token, OAUTH2_TOKEN)
+
+    def may_act_for(self, login: str, mailbox: str) -> bool:
+        """Whether ``login`` (already authenticated) may work in ``mailbox``."""
+        login, mailbox = login.strip().lower(), mailbox.strip().lower()
+        if login == mailbox:
+            return self.is_mailbox(mailbox)
+        return login == SERVICE_LOGIN and self.is_mailbox(mailbox)
+
+    # -- inboxes --
+
+    def deliver(self, address: str, data: bytes) -> None:
+        address = address.strip().lower()
+        headers = self._parser.parsebytes(data)
+        with self._lock:
+            inbox = self._inbox(address)
+            self._append(inbox, data, headers)
+
+    def messages(self, address: str) -> tuple[int, list[StoredMessage]]:
+        """The UID validity and the messages of ``address``'s inbox, oldest first."""
+        with self._lock:
+            inbox = self._inbox(address.strip().lower())
+            return inbox.uid_validity, list(inbox.messages)
+
+    def _inbox(self, address: str) -> Inbox:
+        inbox = self._inboxes.get(address)
+        if inbox is None:
+            inbox = self._inboxes[address] = Inbox(self._uid_validity)
+            for data in _preloaded_messages(address):
+                self._append(inbox, data, self._parser.parsebytes(data))
+        return inbox
+
+    @staticmethod
+    def _append(inbox: Inbox, data: bytes, headers: ParsedHeaders) -> None:
+        inbox.messages.append(StoredMessage(inbox.next_uid, data, headers))
+        inbox.next_uid += 1
+        del inbox.messages[:-MAX_MESSAGES_PER_INBOX]
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def _preloaded_messages(address: str) -> list[bytes]:
+    """A few ordinary messages, so inboxes are not all empty; the same ones on every start."""
+    count = zlib.crc32(address.encode("utf-8")) % (MAX_PRELOADED_MESSAGES + 1)
+    domain = address.rpartition("@")[2]
+    messages = []
+    for number in range(count):
+        subject = _PRELOADED_SUBJECTS[number % len(_PRELOADED_SUBJECTS)]
+        messages.append(
+            f"From: Fernhill Operations <operations@{domain}>\r\n"
+            f"To: {address}\r\n"
+            f"Subject: {subject}\r\n"
+            f"Date: {formatdate(localtime=False)}\r\n"
+            f"Message-ID: {make_msgid(domain=domain)}\r\n"
+            "\r\n"
+            f"{subject}.\r\n".encode("utf-8")
+        )
+    return messages

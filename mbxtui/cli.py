@@ -350,13 +350,9 @@ def cmd_profile_test(ctx, args):
     if args.json:
         print_json(data)
     else:
-        for direction, probe in data["directions"].items():
-            print(f"{direction} ({probe['protocol']}): {'passed' if probe['ok'] else 'FAILED'}")
-            for step in probe["steps"]:
-                print(f"  {'ok ' if step['ok'] else 'ERR'} {step['step']:<14} {step['seconds'] * 1000:7.1f} ms  "
-                      f"{safe(step['detail'])}")
-            if probe["failure"]:
-                print(f"  {probe['failure']['code']}: {safe(probe['failure']['message'])}")
+        from mbxtui.core.display import test_step_lines
+
+        print("\n".join(test_step_lines(data["directions"])))
     return EXIT_OK if data["passed"] else EXIT_TEST_FAILED
 
 

@@ -19,3 +19,19 @@ def cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return safe(value)
+
+
+def test_step_lines(directions: dict[str, Any]) -> list[str]:
+    """The steps of each direction of a test (as ``MailboxTestResult.as_dict`` stores them), one
+    line each, with the failure's code, class and sentence."""
+    lines = []
+    for direction, probe in directions.items():
+        lines.append(f"  {direction} ({probe['protocol']}): {'passed' if probe['ok'] else 'FAILED'}")
+        for step in probe["steps"]:
+            mark = "ok " if step["ok"] else "ERR"
+            lines.append(f"    {mark} {step['step']:<16} {step['seconds'] * 1000:7.1f} ms  {safe(step['detail'])}")
+        if probe["failure"]:
+            failure = probe["failure"]
+            kind = "transient" if failure["transient"] else "permanent"
+            lines.append(f"    {failure['code']} ({kind}): {safe(failure['message'])}")
+    return lines

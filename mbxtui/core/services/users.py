@@ -88,43 +88,35 @@ def _set_active(actor: Actor, record: User | Queue, kind: str, active: bool) -> 
         mailboxes.deactivate_selected(actor, f"deactivated the mailbox of {kind} {record.email} (R19)")
 
 
-def deactivate_user(actor: Actor, email: str) -> dict[str, Any]:
-    """R19: the user's mailbox is deactivated with it and can no longer be enabled."""
+def _change_state(actor: Actor, kind: str, email: str, active: bool) -> dict[str, Any]:
     require(actor, Permission.CONFIGURE)
     with write_transaction():
-        user = _user_by_email(email)
-        if user.active:
-            _set_active(actor, user, "user", False)
-    return user_dict(user, Mailbox.get_or_none(Mailbox.user == user))
+        record = _user_by_email(email) if kind == "user" else _queue_by_email(email)
+        if record.active != active:
+            _set_active(actor, record, kind, active)
+    if kind == "user":
+        return user_dict(record, Mailbox.get_or_none(Mailbox.user == record))
+    return queue_dict(record, Mailbox.get_or_none(Mailbox.queue == record))
+
+
+def deactivate_user(actor: Actor, email: str) -> dict[str, Any]:
+    """R19: the user's mailbox is deactivated with it and can no longer be enabled."""
+    return _change_state(actor, "user", email, False)
 
 
 def activate_user(actor: Actor, email: str) -> dict[str, Any]:
     """The user becomes active; its mailbox stays inactive until activated and tested again."""
-    require(actor, Permission.CONFIGURE)
-    with write_transaction():
-        user = _user_by_email(email)
-        if not user.active:
-            _set_active(actor, user, "user", True)
-    return user_dict(user, Mailbox.get_or_none(Mailbox.user == user))
+    return _change_state(actor, "user", email, True)
+
+
+def deactivate_queue(actor: Actor, email: str) -> dict[str, Any]:
+    """R19, for a queue."""
+    return _change_state(actor, "queue", email, False)
 
 
 def activate_queue(actor: Actor, email: str) -> dict[str, Any]:
     """The queue becomes active; its mailbox stays inactive until activated and tested again."""
-    require(actor, Permission.CONFIGURE)
-    with write_transaction():
-        queue = _queue_by_email(email)
-        if not queue.active:
-            _set_active(actor, queue, "queue", True)
-    return queue_dict(queue, Mailbox.get_or_none(Mailbox.queue == queue))
-
-
-def deactivate_queue(actor: Actor, email: str) -> dict[str, Any]:
-    require(actor, Permission.CONFIGURE)
-    with write_transaction():
-        queue = _queue_by_email(email)
-        if queue.active:
-            _set_active(actor, queue, "queue", False)
-    return queue_dict(queue, Mailbox.get_or_none(Mailbox.queue == queue))
+    return _change_state(actor, "queue", email, True)
 
 
 def user_dict(user: User, mailbox: Mailbox | None) -> dict[str, Any]:

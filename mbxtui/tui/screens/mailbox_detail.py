@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, Footer, Input, Select, Static
 
 from mbxtui.core import jobs
-from mbxtui.core.display import cell, safe
+from mbxtui.core.display import cell, safe, test_step_lines
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import alerts, audit, credentials, mailboxes, profiles
@@ -92,16 +92,7 @@ class MailboxDetailScreen(BaseScreen):
         if result is None:
             return "\nLast test: never tested"
         lines = ["", f"Last test: {result['outcome']} on {result['finished_on']} (attempt {result['attempt']})"]
-        for direction, probe in result["directions"].items():
-            state = "passed" if probe["ok"] else "FAILED"
-            lines.append(f"  {direction} ({probe['protocol']}): {state}")
-            for step in probe["steps"]:
-                mark = "ok " if step["ok"] else "ERR"
-                lines.append(f"    {mark} {step['step']:<16} {step['seconds'] * 1000:7.1f} ms  {safe(step['detail'])}")
-            if probe["failure"]:
-                failure = probe["failure"]
-                kind = "transient" if failure["transient"] else "permanent"
-                lines.append(f"    {failure['code']} ({kind}): {safe(failure['message'])}")
+        lines += test_step_lines(result["directions"])
         return "\n".join(lines)
 
     def mailboxes_tested(self, events) -> None:

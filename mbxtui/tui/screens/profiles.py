@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, ContentSwitcher, DataTable, Footer, Input, Select, Static
 
 from mbxtui.core import jobs
-from mbxtui.core.display import cell, safe
+from mbxtui.core.display import cell, safe, test_step_lines
 from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
@@ -53,21 +53,6 @@ def settings_lines(profile: dict[str, Any]) -> list[str]:
     ]
     width = max(len(title) for title, _ in rows)
     return [f"{title:<{width}}  {value}" for title, value in rows]
-
-
-def probe_lines(directions: dict[str, Any]) -> list[str]:
-    """The steps of each side of a test, as the mailbox detail shows them."""
-    lines = []
-    for direction, probe in directions.items():
-        lines.append(f"  {direction} ({probe['protocol']}): {'passed' if probe['ok'] else 'FAILED'}")
-        for step in probe["steps"]:
-            mark = "ok " if step["ok"] else "ERR"
-            lines.append(f"    {mark} {step['step']:<16} {step['seconds'] * 1000:7.1f} ms  {safe(step['detail'])}")
-        if probe["failure"]:
-            failure = probe["failure"]
-            kind = "transient" if failure["transient"] else "permanent"
-            lines.append(f"    {failure['code']} ({kind}): {safe(failure['message'])}")
-    return lines
 
 
 class ProfileTestActions(BaseScreen):
@@ -352,7 +337,7 @@ class ProfileDetailScreen(ProfileTestActions):
 
     def connection_tested(self, result: dict[str, Any]) -> None:
         verdict = "passed" if result["passed"] else "FAILED"
-        self.show_connection_text("\n".join([f"Test connection: {verdict}", *probe_lines(result["directions"])]))
+        self.show_connection_text("\n".join([f"Test connection: {verdict}", *test_step_lines(result["directions"])]))
         self.notify(f"Profile {result['profile']}: {verdict}", title="Test connection",
                     severity="information" if result["passed"] else "warning", markup=False)
 

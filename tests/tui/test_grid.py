@@ -399,12 +399,14 @@ def test_refresh_rows_shows_new_values_and_reload_drops_rows_that_left_the_view(
 
 # --- the fast id lists ----------------------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite sorts the matches", "the cached order is filtered"])
+@pytest.fixture(params=["sqlite sorts the matches", "the index order is filtered", "the head is read first"])
 def either_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with MailboxPages forced down one of its two ways of ordering a view."""
+    """Run a test with MailboxPages forced down each of its ways of ordering a view."""
     small = 10**9 if request.param.startswith("sqlite") else -1
     monkeypatch.setattr(mailbox_pages, "SMALL_RESULT_WITH_ORDER", small)
     monkeypatch.setattr(mailbox_pages, "SMALL_RESULT_WITHOUT_ORDER", small)
+    if request.param == "the head is read first":
+        monkeypatch.setattr(mailbox_pages, "HEAD", 7)
     return request.param
 
 
@@ -434,6 +436,48 @@ def test_ordered_ids_equal_the_services_view_query_for_every_sort(admin: Actor, 
                 query = GridQuery(view=view, filter_text=filter_text, sort=sort, descending=descending)
                 expected = reference(admin, view=view, filter_text=filter_text, sort=sort, descending=descending)
                 assert list(pages.ordered_ids(query)) == expected, query
+
+
+@pytest.mark.parametrize("sort", ["name", "profile", "enabled"])
+@pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
+def test_the_head_of_a_large_view_is_its_first_ids_and_the_rest_completes_it(
+        admin: Actor, monkeypatch: pytest.MonkeyPatch, sort: str, descending: bool):
+    monkeypatch.setattr(mailbox_pages, "SMALL_RESULT_WITHOUT_ORDER", 10)
+    monkeypatch.setattr(mailbox_pages, "HEAD", 25)
+    query = GridQuery(view="active", filter_text="corp", sort=sort, descending=descending)
+    expected = reference(admin, view="active", filter_text="corp", sort=sort, descending=descending)
+    ordered = MailboxPages(admin).start_ordered_ids(query)
+    assert ordered.read_rest is not None
+    assert list(ordered.head) == expected[:25] and ordered.total == len(expected)
+    assert list(ordered.read_rest(database.connection())) == expected
+
+
+def test_a_large_view_is_shown_from_its_head_while_the_rest_is_read(admin: Actor, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mailbox_pages, "SMALL_RESULT_WITHOUT_ORDER", 10)
+    monkeypatch.setattr(mailbox_pages, "SMALL_RESULT_WITH_ORDER", 10)
+    monkeypatch.setattr(mailbox_pages, "HEAD", 30)
+    expected = reference(admin, view="all", sort="email", descending=True)
+    app = GridApp(MailboxGrid(admin, view="all"))
+
+    async def scenario(pilot) -> None:
+        grid = app.grid
+        for _ in range(500):  # the first read completes by itself
+            if not grid.still_reading:
+                break
+            await pilot.pause(0.01)
+        assert not grid.still_reading
+        grid.set_query(sort="email", descending=True)  # a new order: read in two steps again
+        assert grid.row_count == len(expected) and grid.cursor_row == 0
+        first = mailboxes.rows_by_ids(admin, expected[:5])
+        for line, mailbox_id in zip(lines(grid)[1:6], expected[:5]):
+            assert first[mailbox_id]["email"] in line
+        await pilot.press("end")
+        assert grid.cursor_id == expected[-1] and not grid.still_reading
+        assert list(grid.mailbox_ids) == expected
+        await pilot.press("a")
+        assert grid.marked == set(expected)
+
+    drive(app, (120, 24), scenario)
 
 
 def test_a_cached_order_is_not_used_once_the_database_changed(admin: Actor, either_way: str):

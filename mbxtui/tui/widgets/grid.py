@@ -27,7 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services.mailbox_pages import GridQuery, GridRow, MailboxPages
+from mbxtui.core.services.mailbox_pages import BackgroundRead, GridQuery, GridRow, MailboxPages, OrderedIds
 from mbxtui.core.services.mailboxes import Selection
 
 
@@ -61,6 +61,7 @@ MARK_WIDTH = 2
 MARK = "✓ "
 PAGE_SIZE = 100
 CACHED_PAGES = 32
+REST_POLL_SECONDS = 0.02
 
 # Control characters (C0, DEL, C1), bidirectional overrides and line separators would move the
 # terminal's cursor or reorder the screen: show them as escapes instead.
@@ -105,6 +106,9 @@ class RowView(NamedTuple):
 
 def row_view(row: GridRow) -> RowView:
     """What each column shows for one mailbox."""
+    def method(value: str) -> Cell:
+        return METHOD_TEXT.get(value, visible(value)), "muted" if value == "none" else None
+
     def status(direction_method: str, value: str) -> Cell:
         return UNUSED if direction_method == "none" else STATUS_TEXT.get(value, (visible(value), None))
 
@@ -123,12 +127,9 @@ def row_view(row: GridRow) -> RowView:
         "email": (visible(row.email), None),
         "regarding": (visible(row.regarding), None),
         "profile": (visible(row.profile), None) if row.profile else UNUSED,
-        "incoming_method": (METHOD_TEXT.get(row.incoming_method, visible(row.incoming_method)),
-                            "muted" if row.incoming_method == "none" else None),
-        "outgoing_method": (METHOD_TEXT.get(row.outgoing_method, visible(row.outgoing_method)),
-                            "muted" if row.outgoing_method == "none" else None),
-        "act_method": (METHOD_TEXT.get(row.act_method, visible(row.act_method)),
-                       "muted" if row.act_method == "none" else None),
+        "incoming_method": method(row.incoming_method),
+        "outgoing_method": method(row.outgoing_method),
+        "act_method": method(row.act_method),
         "approval": (visible(row.approval), APPROVAL_STYLE.get(row.approval)),
         "incoming_status": status(row.incoming_method, row.incoming_status),
         "outgoing_status": status(row.outgoing_method, row.outgoing_status),
@@ -235,23 +236,27 @@ class MailboxGrid(ScrollView, can_focus=True):
         self.marked: set[int] = set()
         self._source = MailboxPages(actor)
         self.grid_query = GridQuery(view=view, filter_text=filter_text or "", sort=sort, descending=descending)
-        self._ids: array = self._source.ordered_ids(self.grid_query)
+        self._ids = array("q")  # the view's ids in display order, or the first of them while the rest is read
+        self._total = 0
+        self._rest: BackgroundRead | None = None
+        self._show(self._source.start_ordered_ids(self.grid_query))
         self._pages: OrderedDict[int, dict[int, RowView]] = OrderedDict()
-        self._layouts: dict[tuple[int, str], tuple[tuple[Column, int], ...]] = {}
+        self._layouts: dict[tuple[int, str, tuple[Column, ...]], tuple[tuple[Column, int], ...]] = {}
         self._anchor_id: int | None = None
         self._whole_view_marked = False
         self._announced_id: int | None = None
+        self._painting: tuple[Style, int, tuple[tuple[Column, int], ...]] | None = None
 
     # --- what the grid holds ---------------------------------------------------------------------
 
     @property
     def row_count(self) -> int:
-        return len(self._ids)
+        return self._total
 
     @property
     def cursor_id(self) -> int | None:
         """The mailbox under the cursor, or ``None`` when the view is empty."""
-        return self._ids[self.cursor_row] if self._ids else None
+        return self._id_at(self.cursor_row) if self._total else None
 
     @property
     def view(self) -> str:
@@ -270,14 +275,19 @@ class MailboxGrid(ScrollView, can_focus=True):
         return self.grid_query.descending
 
     @property
+    def still_reading(self) -> bool:
+        """True while the rest of a large view is read in the background (only its first rows are)."""
+        return self._rest is not None
+
+    @property
     def mailbox_ids(self) -> array:
         """Every mailbox id of the view, in display order (read it, do not change it)."""
-        return self._ids
+        return self._whole_order()
 
     def position_of(self, mailbox_id: int) -> int | None:
         """Where this mailbox is in the view, or ``None`` when it is not in it."""
         try:
-            return self._ids.index(mailbox_id)
+            return self._whole_order().index(mailbox_id)
         except ValueError:
             return None
 
@@ -306,10 +316,10 @@ class MailboxGrid(ScrollView, can_focus=True):
                    (("view", view), ("filter_text", filter_text), ("sort", sort), ("descending", descending))
                    if value is not None}
         query = replace(self.grid_query, **changes)
-        ids = self._source.ordered_ids(query)
+        ordered = self._source.start_ordered_ids(query)
         self.grid_query = query
         self._whole_view_marked = False
-        self._install(ids)
+        self._install(ordered)
 
     def reload(self) -> None:
         """Read the view again (rows may have joined or left it); marks outside it are dropped."""
@@ -320,7 +330,7 @@ class MailboxGrid(ScrollView, can_focus=True):
             self.marked.intersection_update(ids)
             if len(self.marked) != before:
                 self._marks_changed()
-        self._install(ids)
+        self._install(OrderedIds(len(ids), ids))
 
     def refresh_rows(self, ids: Iterable[int] | None = None) -> None:
         """Fetch these mailboxes' cells again (all of them when ``ids`` is None) and repaint.
@@ -343,17 +353,17 @@ class MailboxGrid(ScrollView, can_focus=True):
         else:
             self.set_query(sort=column, descending=False)
 
-    def _install(self, ids: array) -> None:
+    def _install(self, ordered: OrderedIds) -> None:
+        """Show a new id list, the cursor on the same mailbox when it is among the ids read (while
+        the rest of a large view is being read, the cursor goes to the top if it is not)."""
         keep_id = self.cursor_id
         screen_line = self.cursor_row - int(self.scroll_y)
-        self._ids = ids
+        self._show(ordered)
         self._pages.clear()
-        position = self.cursor_row
-        if keep_id is not None:
-            try:
-                position = ids.index(keep_id)
-            except ValueError:
-                pass
+        try:
+            position = self._ids.index(keep_id) if keep_id is not None else self.cursor_row
+        except ValueError:
+            position = self.cursor_row if self._rest is None else 0
         self._update_virtual_size()
         self.set_reactive(MailboxGrid.cursor_row, self.validate_cursor_row(position))
         if self._visible_rows > 0:
@@ -363,7 +373,44 @@ class MailboxGrid(ScrollView, can_focus=True):
         self._announce_cursor()
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(0, len(self._ids) + 1)  # + the header line
+        self.virtual_size = Size(0, self._total + 1)  # + the header line
+
+    def _show(self, ordered: OrderedIds) -> None:
+        if self._rest is not None:
+            self._rest.cancel()
+        self._ids = ordered.head
+        self._total = ordered.total
+        self._rest = None if ordered.read_rest is None else BackgroundRead(ordered)
+        if self._rest is not None and self.is_mounted:
+            self._poll_rest(self._rest)
+
+    def _poll_rest(self, rest: BackgroundRead) -> None:
+        if rest is not self._rest:
+            return  # replaced by another query
+        if rest.done():
+            self._whole_order()
+        else:
+            self.set_timer(REST_POLL_SECONDS, lambda: self._poll_rest(rest))
+
+    def _whole_order(self) -> array:
+        """Every id of the view, waiting for the background read of a large view if it still runs."""
+        if self._rest is not None:
+            rest, self._rest = self._rest, None
+            self._ids = rest.result()
+            if len(self._ids) != self._total:  # the database changed while it was read
+                self._total = len(self._ids)
+                self._update_virtual_size()
+                self.cursor_row = min(self.cursor_row, max(0, self._total - 1))
+                self.refresh()
+        return self._ids
+
+    def _id_at(self, position: int) -> int:
+        ids = self._ids if position < len(self._ids) else self._whole_order()
+        return ids[position]
+
+    def _ids_between(self, start: int, stop: int) -> array:
+        ids = self._ids if stop <= len(self._ids) else self._whole_order()
+        return ids[start:stop]
 
     # --- marks -----------------------------------------------------------------------------------
 
@@ -383,24 +430,21 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     def mark_range(self) -> None:
         """Mark every row from the anchor (the row last marked with ``toggle_mark``) to the cursor."""
-        if not self._ids:
+        if not self._total:
             return
-        anchor = self.cursor_row
-        if self._anchor_id is not None:
-            try:
-                anchor = self._ids.index(self._anchor_id)
-            except ValueError:
-                pass
-        self._anchor_id = self._ids[anchor]
+        anchor = self.position_of(self._anchor_id) if self._anchor_id is not None else None
+        if anchor is None:
+            anchor = self.cursor_row
+        self._anchor_id = self._id_at(anchor)
         low, high = sorted((anchor, self.cursor_row))
-        self._add_marks(self._ids[low:high + 1])
+        self._add_marks(self._ids_between(low, high + 1))
 
     def mark_all_in_view(self) -> None:
         """Mark every mailbox of the view and filter, not only those on screen."""
-        if not self._ids:
+        if not self._total:
             return
-        whole_view = not self.marked
-        self._add_marks(self._ids)
+        whole_view = not self.marked or self._whole_view_marked
+        self._add_marks(self._whole_order())
         self._whole_view_marked = whole_view
 
     def clear_marks(self) -> None:
@@ -447,20 +491,20 @@ class MailboxGrid(ScrollView, can_focus=True):
         self.cursor_row = 0
 
     def action_cursor_last(self) -> None:
-        self.cursor_row = len(self._ids) - 1
+        self.cursor_row = self._total - 1
 
     def action_toggle_mark(self) -> None:
         self.toggle_mark()
 
     def action_extend_marks(self, step: int) -> None:
         """Mark the row under the cursor, move, and mark the row arrived at."""
-        if not self._ids:
+        if not self._total:
             return
         start = self.cursor_row
         self.cursor_row = start + step
         low, high = sorted((start, self.cursor_row))
-        self._anchor_id = self._ids[start]
-        self._add_marks(self._ids[low:high + 1])
+        self._anchor_id = self._id_at(start)
+        self._add_marks(self._ids_between(low, high + 1))
 
     def action_mark_range(self) -> None:
         self.mark_range()
@@ -492,9 +536,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         return self.size.height - 1  # below the header
 
     def validate_cursor_row(self, row: int) -> int:
-        if not self._ids:
-            return 0
-        return max(0, min(row, len(self._ids) - 1))
+        return max(0, min(row, self._total - 1))
 
     def watch_cursor_row(self, old: int, new: int) -> None:
         self._refresh_position(old)
@@ -526,6 +568,12 @@ class MailboxGrid(ScrollView, can_focus=True):
     def on_mount(self) -> None:
         self._update_virtual_size()
         self._announce_cursor()
+        if self._rest is not None:
+            self._poll_rest(self._rest)
+
+    def on_unmount(self) -> None:
+        if self._rest is not None:
+            self._rest.cancel()
 
     def on_resize(self, event: events.Resize) -> None:
         self._update_virtual_size()
@@ -538,7 +586,7 @@ class MailboxGrid(ScrollView, can_focus=True):
                 self.cycle_sort(column.key)
             return
         position = int(self.scroll_y) + event.y - 1
-        if position < len(self._ids):
+        if position < self._total:
             self.cursor_row = position
 
     def _column_at(self, x: int) -> Column | None:
@@ -553,7 +601,7 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     def _layout(self, width: int) -> tuple[tuple[Column, int], ...]:
         """The columns that fit in ``width`` cells, in display order, with their widths."""
-        key = (width, self.grid_query.sort)
+        key = (width, self.grid_query.sort, tuple(self.columns))
         layout = self._layouts.get(key)
         if layout is not None:
             return layout
@@ -593,14 +641,25 @@ class MailboxGrid(ScrollView, can_focus=True):
     def _width(self) -> int:
         return self.scrollable_content_region.width  # without the scrollbar
 
-    def render_line(self, y: int) -> Strip:
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Worked out once per paint rather than per line: the base style costs more than a row.
         width = self._width
-        layout = self._layout(width)
+        self._painting = (self.rich_style, width, self._layout(width))
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._painting = None
+
+    def render_line(self, y: int) -> Strip:
+        if self._painting is not None:
+            base, width, layout = self._painting
+        else:
+            width = self._width
+            base, layout = self.rich_style, self._layout(width)
         if y == 0:
-            return self._header(layout, width)
+            return self._header(layout, width, base)
         position = int(self.scroll_y) + y - 1
-        base = self.rich_style
-        if position >= len(self._ids):
+        if position >= self._total:
             if position == 0:
                 text = "No mailboxes match the filter" if self.grid_query.filter_text.strip() else \
                     "No mailboxes in this view"
@@ -608,8 +667,16 @@ class MailboxGrid(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         return self._row(position, layout, width, base)
 
-    def _header(self, layout: tuple[tuple[Column, int], ...], width: int) -> Strip:
-        style = self.rich_style + self._style("header")
+    @staticmethod
+    def _line(segments: list[Segment], used: int, width: int, style: Style) -> Strip:
+        if used < width:
+            segments.append(Segment(" " * (width - used), style))
+        elif used > width:
+            return Strip(segments).crop(0, width)
+        return Strip(segments, width)
+
+    def _header(self, layout: tuple[tuple[Column, int], ...], width: int, base: Style) -> Strip:
+        style = base + self._style("header")
         sorted_style = style + self._style("sorted")
         arrow = " ▼" if self.grid_query.descending else " ▲"
         segments = [Segment(" " * MARK_WIDTH, style)]
@@ -618,16 +685,14 @@ class MailboxGrid(ScrollView, can_focus=True):
             if column.key == self.grid_query.sort:
                 title = fit(column.title, max(0, cell_width - len(arrow))).rstrip() + arrow
                 segments.append(Segment(fit(title, cell_width), sorted_style))
+                segments.append(Segment(" ", style))
             else:
-                segments.append(Segment(fit(column.title, cell_width), style))
-            segments.append(Segment(" ", style))
+                segments.append(Segment(fit(column.title, cell_width) + " ", style))
             used += cell_width + 1
-        if used < width:
-            segments.append(Segment(" " * (width - used), style))
-        return Strip(segments).crop(0, width)
+        return self._line(segments, used, width, style)
 
     def _row(self, position: int, layout: tuple[tuple[Column, int], ...], width: int, base: Style) -> Strip:
-        mailbox_id = self._ids[position]
+        mailbox_id = self._id_at(position)
         shown = self._row_view(position)
         marked = mailbox_id in self.marked
         is_cursor = position == self.cursor_row
@@ -639,30 +704,30 @@ class MailboxGrid(ScrollView, can_focus=True):
         if is_cursor:
             style += self._style("cursor")
         segments = [Segment(MARK if marked else " " * MARK_WIDTH, style)]
-        used = MARK_WIDTH
         if shown is None:
-            segments.append(Segment(fit("(this mailbox no longer exists)", width - used), style))
-            return Strip(segments).crop(0, width)
+            segments.append(Segment(fit("(this mailbox no longer exists)", width - MARK_WIDTH), style))
+            return Strip(segments, width)
+        used = MARK_WIDTH
         for column, cell_width in layout:
             text, style_name = shown.cells[column.key]
-            cell_style = style if style_name is None or is_cursor else style + self._style(style_name)
-            segments.append(Segment(fit(text, cell_width), cell_style))
-            segments.append(Segment(" ", style))
+            if style_name is None or is_cursor:
+                segments.append(Segment(fit(text, cell_width) + " ", style))
+            else:
+                segments.append(Segment(fit(text, cell_width), style + self._style(style_name)))
+                segments.append(Segment(" ", style))
             used += cell_width + 1
-        if used < width:
-            segments.append(Segment(" " * (width - used), style))
-        return Strip(segments).crop(0, width)
+        return self._line(segments, used, width, style)
 
     def _row_view(self, position: int) -> RowView | None:
         number = position // PAGE_SIZE
         page = self._pages.get(number)
         if page is None:
             start = number * PAGE_SIZE
-            rows = self._source.rows(self._ids[start:start + PAGE_SIZE])
+            rows = self._source.rows(self._ids_between(start, min(start + PAGE_SIZE, self._total)))
             page = {mailbox_id: row_view(row) for mailbox_id, row in rows.items()}
             self._pages[number] = page
             if len(self._pages) > CACHED_PAGES:
                 self._pages.popitem(last=False)
         else:
             self._pages.move_to_end(number)
-        return page.get(self._ids[position])
+        return page.get(self._id_at(position))

@@ -1,0 +1,360 @@
+"""Fast reads for the console's mailbox grid, which pages through views of up to millions of mailboxes.
+
+The grid needs two things: every mailbox id of a view in display order, built once per query, and
+the cells of the few rows on screen, fetched by id a page at a time. Both read through the plain
+sqlite3 connection (peewee's row wrapping costs five times as much at this size).
+
+The obvious query, the view's WHERE with ORDER BY, makes SQLite pick the index of the view's
+condition (``active = 1`` matches nearly every row) and then look up a million table rows and sort
+them: seconds. Instead, the order comes from scanning the sort column's index, which holds
+(value, id) and so never touches the table; that order is cached until the database changes. The
+view and the filter become sets of ids read from indexes alone (the full-text index for the
+filter), and the order is kept to the ids in those sets. When the sets are small, SQLite sorts
+just those rows, with the view's own condition from ``mailboxes.view_condition`` re-checked.
+``VIEW_IDS`` restates the views of R20 for indexes; the tests hold it to ``mailboxes.ids_in_view``.
+
+Reading a whole order into Python still costs a few hundred milliseconds at a million mailboxes,
+so a large view is read in two steps: its first ``HEAD`` ids at once, by walking the index only
+as far as needed, and the rest on a thread of its own (``BackgroundRead``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import json
+import sqlite3
+import threading
+from array import array
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Sequence
+
+from mbxtui.core import validation
+from mbxtui.core.enums import View
+from mbxtui.core.models import database
+from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.services.mailboxes import filter_condition, order_by, view_condition
+
+# The ids a view takes, read from one index (None: every mailbox), and whether the view leaves
+# inactive mailboxes out. Mirrors mailboxes.view_condition.
+VIEW_IDS: dict[View, tuple[str | None, bool]] = {
+    View.ALL: (None, False),
+    View.ACTIVE: (None, True),
+    View.MINE: ("SELECT id FROM mailbox WHERE owner_id = ?", True),
+    View.FORWARD: ("SELECT id FROM mailbox WHERE is_forward = 1", True),
+    View.PENDING: ("SELECT id FROM mailbox WHERE approval = 'pending'", True),
+    View.FAILED: ("SELECT id FROM mailbox WHERE overall_status = 'failure'", True),
+    View.DISABLED: (
+        "SELECT id FROM mailbox WHERE incoming_enabled = 0 AND outgoing_enabled = 0 AND act_enabled = 0", False),
+}
+INACTIVE_IDS = "SELECT id FROM mailbox WHERE active = 0"
+TRIGRAM = 3  # the full-text index answers substrings of at least this many characters
+
+# Below these sizes SQLite sorts the matching rows itself, which beats walking the whole order;
+# the bar is higher when the whole order would first have to be read.
+SMALL_RESULT_WITH_ORDER = 50_000
+SMALL_RESULT_WITHOUT_ORDER = 200_000
+HEAD = 1000  # ids read at once when the rest of a large view is read in the background
+
+GRID_COLUMNS = (
+    "m.id, m.name, m.email, m.regarding, p.name, m.incoming_method, m.outgoing_method, m.act_method, "
+    "m.approval, m.incoming_status, m.outgoing_status, m.act_status, m.overall_status, "
+    "m.incoming_enabled, m.outgoing_enabled, m.act_enabled, m.test_scheduled, m.test_completed_on, m.active"
+)
+PAGE_LIMIT = 500  # ids per query: well under SQLite's limit on bound parameters
+
+
+class GridRow(NamedTuple):
+    """One mailbox as the grid shows it."""
+
+    id: int
+    name: str
+    email: str
+    regarding: str
+    profile: str | None
+    incoming_method: str
+    outgoing_method: str
+    act_method: str
+    approval: str
+    incoming_status: str
+    outgoing_status: str
+    act_status: str
+    overall_status: str
+    incoming_enabled: int
+    outgoing_enabled: int
+    act_enabled: int
+    test_scheduled: int
+    test_completed_on: str | None
+    active: int
+
+
+@dataclass(frozen=True)
+class GridQuery:
+    """What the grid shows: a view of R20, a substring filter on name and address, a sort."""
+
+    view: str = View.ACTIVE.value
+    filter_text: str = ""
+    sort: str = "name"
+    descending: bool = False
+
+
+def _ids(conn: sqlite3.Connection, sql: str, params: Sequence[object] = ()) -> array:
+    # Rows are 1-tuples: chaining them flattens the cursor into the array without a Python loop.
+    return array("q", itertools.chain.from_iterable(conn.execute(sql, params)))
+
+
+@dataclass
+class OrderedIds:
+    """A view's ids in display order, read in one or two steps. ``head`` holds the first ids (all
+    of them when ``read_rest`` is None) and ``total`` is how many there are. ``read_rest(conn)``
+    reads the whole list: a few hundred milliseconds at a million mailboxes, which the console
+    spends on a thread of its own (``BackgroundRead``) while it already shows the head."""
+
+    total: int
+    head: array
+    read_rest: Callable[[sqlite3.Connection], array] | None = None
+
+
+class MailboxPages:
+    """Reads for one grid, on the connection of the thread that calls it."""
+
+    def __init__(self, actor: Actor):
+        require(actor, Permission.READ)
+        self.actor = actor
+        self._orders: dict[str, tuple[tuple[int, int, int], array]] = {}
+
+    # --- the ordered ids of a view ---------------------------------------------------------------
+
+    def ordered_ids(self, query: GridQuery) -> array:
+        """Every mailbox id of the view and filter, in display order."""
+        ordered = self.start_ordered_ids(query)
+        return ordered.head if ordered.read_rest is None else ordered.read_rest(database.connection())
+
+    def start_ordered_ids(self, query: GridQuery) -> OrderedIds:
+        """The ids of the view and filter in display order: all of them when that is quick, else
+        the first ``HEAD`` and how to read the rest."""
+        require(self.actor, Permission.READ)
+        view = validation.choice("view", query.view, View)
+        view_sql, view_params = view_condition(view, self.actor)
+        ordering = order_by(query.sort, query.descending)
+        sort = (query.sort or "name").strip().lower()
+        conn = database.connection()
+
+        include_sql, active_only = VIEW_IDS[view]
+        candidates = None if include_sql is None else _ids(conn, include_sql, self._view_params(view))
+        matches = self._filter_ids(conn, query.filter_text)
+        if matches is not None:
+            candidates = matches if candidates is None else _intersection(candidates, matches)
+
+        cached = self._cached_order(conn, sort)
+        small = SMALL_RESULT_WITH_ORDER if cached is not None else SMALL_RESULT_WITHOUT_ORDER
+        if candidates is not None and len(candidates) <= small:
+            ids = self._sorted_by_sqlite(conn, candidates, view_sql, view_params, ordering)
+            return OrderedIds(len(ids), ids)
+
+        inactive = set(_ids(conn, INACTIVE_IDS)) if active_only else set()
+        if candidates is not None:
+            wanted = set(candidates)
+            wanted.difference_update(inactive)
+            total = len(wanted)
+
+            def keep(order: Iterable[int]) -> Iterator[int]:
+                return filter(wanted.__contains__, order)
+        else:
+            total = conn.execute("SELECT count(*) FROM mailbox").fetchone()[0] - len(inactive)
+
+            def keep(order: Iterable[int]) -> Iterator[int]:
+                return itertools.filterfalse(inactive.__contains__, order) if inactive else iter(order)
+
+        def in_display_order(order: array) -> array:
+            ids = array("q", keep(order))
+            if query.descending:
+                ids.reverse()  # ORDER BY x DESC, id DESC is exactly the ascending order reversed
+            return ids
+
+        if cached is not None:
+            ids = in_display_order(cached)
+            return OrderedIds(len(ids), ids)
+        with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
+            head = array("q", itertools.islice(keep(walk), HEAD))
+        if len(head) < HEAD:
+            return OrderedIds(len(head), head)
+        fingerprint = self._fingerprint(conn)
+
+        def read_rest(reader: sqlite3.Connection) -> array:
+            order = self._read_order(reader, sort)
+            self._orders = {sort: (fingerprint, order)}
+            return in_display_order(order)
+
+        return OrderedIds(total, head, read_rest)
+
+    def forget_orders(self) -> None:
+        """Drop the cached sort orders (they are also dropped when the database changes)."""
+        self._orders.clear()
+
+    def _view_params(self, view: View) -> list[object]:
+        if view == View.MINE:
+            return [self.actor.user_id if self.actor.user_id is not None else -1]
+        return []
+
+    def _filter_ids(self, conn: sqlite3.Connection, filter_text: str | None) -> array | None:
+        text = (filter_text or "").strip()
+        if not text:
+            return None
+        filter_sql, filter_params = filter_condition(text)  # also validates the text
+        if len(text) >= TRIGRAM:
+            # The same match, read straight from the full-text index instead of row by row.
+            return _ids(conn, "SELECT rowid FROM mailbox_fts WHERE mailbox_fts MATCH ?",
+                        ['"' + text.replace('"', '""') + '"'])
+        # Too short for the trigram index: one pass over the table (cheaper than one per index).
+        return _ids(conn, f"SELECT m.id FROM mailbox m WHERE {filter_sql}", filter_params)
+
+    def _sorted_by_sqlite(self, conn: sqlite3.Connection, candidates: array, view_sql: str,
+                          view_params: list[object], ordering: str) -> array:
+        if not candidates:
+            return array("q")
+        # CROSS JOIN keeps the candidate list as the outer loop: one lookup per candidate.
+        sql = (f"SELECT m.id FROM json_each(?) j CROSS JOIN mailbox m ON m.id = j.value "
+               f"LEFT JOIN profile p ON p.id = m.profile_id WHERE {view_sql} ORDER BY {ordering}")
+        return _ids(conn, sql, [json.dumps(candidates.tolist()), *view_params])
+
+    # --- whole sort orders, from the indexes ---------------------------------------------------
+
+    def _fingerprint(self, conn: sqlite3.Connection) -> tuple[int, int, int]:
+        # data_version moves when another connection commits; total_changes counts this one's writes.
+        return id(conn), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
+
+    def _cached_order(self, conn: sqlite3.Connection, sort: str) -> array | None:
+        entry = self._orders.get(sort)
+        if entry is not None and entry[0] == self._fingerprint(conn):
+            return entry[1]
+        return None
+
+    def _read_order(self, conn: sqlite3.Connection, sort: str) -> array:
+        """Every mailbox id in ascending order of ``sort`` (ties by id)."""
+        if sort == "profile":
+            return self._order_by_profile(conn)
+        if sort == "enabled":
+            return self._order_by_enabled(conn)
+        return _ids(conn, f"SELECT m.id FROM mailbox m ORDER BY {order_by(sort, False)}")
+
+    def _walk_order(self, conn: sqlite3.Connection, sort: str, descending: bool) -> Generator[int, None, None]:
+        """Mailbox ids in display order, read lazily from the sort column's index."""
+        if sort == "enabled":
+            yield from self._walk_enabled(conn, descending)
+            return
+        if sort == "profile":
+            groups = [None, *(row[0] for row in conn.execute("SELECT id FROM profile ORDER BY name, id"))]
+            if descending:
+                groups.reverse()
+            direction = "DESC" if descending else "ASC"
+            statements = [(f"SELECT id FROM mailbox WHERE profile_id IS ? ORDER BY id {direction}", [group])
+                          for group in groups]
+        else:
+            statements = [(f"SELECT m.id FROM mailbox m ORDER BY {order_by(sort, descending)}", [])]
+        for sql, params in statements:
+            cursor = conn.execute(sql, params)
+            try:
+                yield from itertools.chain.from_iterable(cursor)
+            finally:
+                cursor.close()
+
+    @staticmethod
+    def _walk_enabled(conn: sqlite3.Connection, descending: bool) -> Generator[int, None, None]:
+        direction = "DESC" if descending else "ASC"
+        combinations = sorted(itertools.product((0, 1), repeat=3), key=sum, reverse=descending)
+        for total, group in itertools.groupby(combinations, key=sum):
+            cursors = [conn.execute(f"SELECT id FROM mailbox WHERE incoming_enabled = ? AND outgoing_enabled = ? "
+                                    f"AND act_enabled = ? ORDER BY id {direction}", combination)
+                       for combination in group]
+            try:
+                yield from heapq.merge(*(itertools.chain.from_iterable(c) for c in cursors), reverse=descending)
+            finally:
+                for cursor in cursors:
+                    cursor.close()
+
+    @staticmethod
+    def _order_by_profile(conn: sqlite3.Connection) -> array:
+        # The profile index holds (profile_id, id): one range per profile, in order of profile name,
+        # mailboxes without a profile first (as NULL sorts first in SQL).
+        order = _ids(conn, "SELECT id FROM mailbox WHERE profile_id IS NULL ORDER BY id")
+        for (profile_id,) in conn.execute("SELECT id FROM profile ORDER BY name, id"):
+            order.extend(_ids(conn, "SELECT id FROM mailbox WHERE profile_id = ? ORDER BY id", [profile_id]))
+        return order
+
+    @staticmethod
+    def _order_by_enabled(conn: sqlite3.Connection) -> array:
+        # The enabled index holds (incoming, outgoing, act, id), each flag 0 or 1; the sort key is
+        # their sum. Each combination is one id-ordered run; sorting the runs of one sum merges them.
+        runs: dict[int, array] = {}
+        for combination in itertools.product((0, 1), repeat=3):
+            run = _ids(conn, "SELECT id FROM mailbox WHERE incoming_enabled = ? AND outgoing_enabled = ? "
+                             "AND act_enabled = ? ORDER BY id", combination)
+            runs.setdefault(sum(combination), array("q")).extend(run)
+        order = array("q")
+        for total in sorted(runs):
+            order.extend(sorted(runs[total]))
+        return order
+
+    # --- rows ----------------------------------------------------------------------------------
+
+    def rows(self, ids: Iterable[int]) -> dict[int, GridRow]:
+        """The grid's cells for these mailboxes, by id (ids that no longer exist are left out)."""
+        require(self.actor, Permission.READ)
+        wanted = list(ids)
+        conn = database.connection()
+        found: dict[int, GridRow] = {}
+        for start in range(0, len(wanted), PAGE_LIMIT):
+            chunk = wanted[start:start + PAGE_LIMIT]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                    f"SELECT {GRID_COLUMNS} FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id "
+                    f"WHERE m.id IN ({marks})", chunk):
+                found[row[0]] = GridRow._make(row)
+        return found
+
+
+def _intersection(first: array, second: array) -> array:
+    small, large = (first, second) if len(first) <= len(second) else (second, first)
+    keep = set(small)
+    return array("q", filter(keep.__contains__, large))
+
+
+
+class BackgroundRead:
+    """``OrderedIds.read_rest`` running on a thread of its own, over a connection of its own."""
+
+    def __init__(self, ordered: OrderedIds):
+        assert ordered.read_rest is not None
+        self._read_rest = ordered.read_rest
+        self._future: Future[array] = Future()
+        self._cancelled = False
+        self._connection: sqlite3.Connection | None = None
+        self._database = database.obj  # this database, even if the proxy is pointed elsewhere meanwhile
+        threading.Thread(target=self._run, name="mailbox-order", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._connection = self._database.connection()
+            if self._cancelled:
+                raise sqlite3.OperationalError("interrupted")
+            self._future.set_result(self._read_rest(self._connection))
+        except BaseException as exc:  # handed to whoever asks for the result
+            self._future.set_exception(exc)
+        finally:
+            self._database.close()  # this thread's connection
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self) -> array:
+        """The whole list, waiting for it if need be."""
+        return self._future.result()
+
+    def cancel(self) -> None:
+        """Stop reading: the result is no longer wanted."""
+        self._cancelled = True
+        if self._connection is not None:
+            self._connection.interrupt()

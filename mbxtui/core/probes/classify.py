@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from imapclient.exceptions import LoginError
 
 from mbxtui.core.probes.base import Endpoint, ErrorCode, Failure, Step
+from mbxtui.core.probes.tls import TooMuchData
 
 _BUSY_MARKERS = (
     "[UNAVAILABLE]",
@@ -120,6 +121,13 @@ def _classify(exc: BaseException, step: Step, context: ProbeContext) -> tuple[Er
         return _imap_failure(exc, step, context)
     if isinstance(exc, OSError):
         return _connection_lost(step, context, _exception_text(exc))
+    if isinstance(exc, TooMuchData):
+        return (
+            ErrorCode.PROTOCOL_ERROR,
+            f"the {context.protocol} server at {context.where} {exc} during "
+            f"{_STEP_PHRASES[step]}, far more than any answer a probe reads: check that port "
+            f"{context.endpoint.port} is the server's {context.protocol} port, and the server's log",
+        )
     if isinstance(exc, ValueError):  # includes UnicodeError: a reply the library could not parse
         return _protocol_error(exc, step, context)
     failure = internal_error(exc, step, context)
@@ -269,6 +277,8 @@ def _inbox_unavailable(context: ProbeContext, said: str) -> tuple[ErrorCode, str
 def _imap_failure(
     exc: imaplib.IMAP4.error, step: Step, context: ProbeContext
 ) -> tuple[ErrorCode, str]:
+    if isinstance(exc, LoginError) and isinstance(exc.__context__, imaplib.IMAP4.abort):
+        exc = exc.__context__  # imapclient reports a connection lost during the login this way
     said = _server_text(exc)
     if isinstance(exc, imaplib.IMAP4.abort):
         if "unexpected" in said or "unterminated" in said:
@@ -306,6 +316,19 @@ def starttls_unavailable_sentence(context: ProbeContext) -> str:
         f"the {context.protocol} server at {context.where} does not offer STARTTLS, so nothing "
         f"was sent: enable STARTTLS on the server, use the implicit TLS port, or (only on a "
         f"trusted network) set the profile's TLS mode to none"
+    )
+
+
+def starttls_refused_sentence(context: ProbeContext, refusal: Exception) -> str:
+    if isinstance(refusal, smtplib.SMTPResponseException):
+        said = _reply_text(refusal)
+    else:
+        said = _exception_text(refusal)
+    return (
+        f"the {context.protocol} server at {context.where} offers STARTTLS but refused it "
+        f"(server said: {said}), so nothing was sent: check the server's TLS settings and "
+        f"log, use the implicit TLS port, or (only on a trusted network) set the profile's TLS "
+        f"mode to none"
     )
 
 
@@ -417,9 +440,17 @@ def _exception_text(exc: BaseException) -> str:
 
 
 def _text(value: object, limit: int = 200) -> str:
+    """What a server said, on one line and shortened; its control characters (a terminal escape
+    sequence, say) are shown as escapes, never passed on to a terminal."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    text = " ".join(text.split())
+    text = "".join(_visible(character) for character in " ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _visible(character: str) -> str:
+    if character.isprintable():
+        return character
+    return repr(character)[1:-1]
 
 
 def _has_marker(said: str, markers: tuple[str, ...]) -> bool:

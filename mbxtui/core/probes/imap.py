@@ -12,7 +12,7 @@ from imapclient import IMAPClient
 
 from mbxtui.core.probes.base import Credentials, Endpoint, ErrorCode, ProbeResult, Step
 from mbxtui.core.probes.session import ProbeSession, StepFailed
-from mbxtui.core.probes.tls import describe_tls
+from mbxtui.core.probes.tls import MOST_BYTES_RECEIVED, TooMuchData, describe_tls
 
 _POLL_INTERVAL = 0.2
 _GREETING_PREFIX = re.compile(r"^\*\s+OK\s+(\[[^\]]*\]\s*)?", re.IGNORECASE)
@@ -43,6 +43,13 @@ class _IMAP4OnSocket(imaplib.IMAP4):
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
         return self._connected_socket
 
+    def read(self, size: int) -> bytes:
+        # imaplib reads a literal ("{size}" then that many bytes) into a buffer of the announced
+        # size, allocated before a byte arrives.
+        if size > MOST_BYTES_RECEIVED:
+            raise TooMuchData(f"announced {size} bytes of data")
+        return super().read(size)
+
 
 class _IMAPClientOnSocket(IMAPClient):
     """An IMAPClient over a socket the probe has already connected (and, for implicit TLS,
@@ -71,7 +78,12 @@ def _converse(session: ProbeSession, verify_message_id: str | None, verify_wait:
             with session.step(Step.TLS) as note:
                 if not client.has_capability("STARTTLS"):
                     raise session.starttls_unavailable()
-                client.starttls(session.tls_context())
+                try:
+                    client.starttls(session.tls_context())
+                except imaplib.IMAP4.abort:
+                    raise
+                except imaplib.IMAP4.error as refused:  # NO or BAD: TLS never started
+                    raise session.starttls_refused(refused) from refused
                 session.use_connection(client.socket())
                 note.detail = describe_tls(client.socket())
         if session.credentials.kind == "none":
@@ -128,9 +140,10 @@ def _search_until_found(client: IMAPClient, message_id: str, wait: float) -> lis
 
 
 def _close(client: IMAPClient, session: ProbeSession) -> None:
-    """Log out when there is time; closing is best effort, the session closes the socket anyway."""
+    """Log out when the server still follows the conversation; closing is best effort, the
+    session closes the socket anyway."""
     try:
-        if session.deadline.passed:
+        if not session.may_say_goodbye:
             client.shutdown()
         else:
             client.logout()

@@ -45,7 +45,12 @@ def _converse(session: ProbeSession) -> None:
             with session.step(Step.TLS) as note:
                 if capabilities is None or "STLS" not in capabilities:
                     raise session.starttls_unavailable()
-                pop.stls(session.tls_context())
+                try:
+                    pop.stls(session.tls_context())
+                except poplib.error_proto as refused:
+                    if not isinstance(refused.args[0], bytes):  # not the server's -ERR
+                        raise
+                    raise session.starttls_refused(refused) from refused
                 session.use_connection(pop.sock)
                 note.detail = describe_tls(pop.sock)
                 # RFC 2595: what the server said before TLS is not to be trusted after it.
@@ -65,12 +70,14 @@ def _converse(session: ProbeSession) -> None:
 def _capabilities(pop: poplib.POP3) -> Capabilities | None:
     """The server's CAPA answer, or None for a server without CAPA (it is optional).
 
-    ``POP3.capa()`` reports a lost connection as a missing CAPA; the probe must tell them apart.
+    ``POP3.capa()`` reports a lost connection or a garbled answer as a missing CAPA; the probe must
+    tell them apart.
     """
     try:
         _, lines, _ = pop._longcmd("CAPA")
     except poplib.error_proto as exc:
-        if isinstance(exc.args[0], bytes):  # the server's -ERR, not a lost connection
+        said = exc.args[0]
+        if isinstance(said, bytes) and said.startswith(b"-ERR"):  # the server's own refusal
             return None
         raise
     capabilities: Capabilities = {}
@@ -115,9 +122,10 @@ def _authenticate(
 
 
 def _close(pop: poplib.POP3, session: ProbeSession) -> None:
-    """Say QUIT when there is time; closing is best effort, the session closes the socket anyway."""
+    """Say QUIT when the server still follows the conversation; closing is best effort, the
+    session closes the socket anyway."""
     try:
-        if session.deadline.passed:
+        if not session.may_say_goodbye:
             pop.close()
         else:
             pop.quit()

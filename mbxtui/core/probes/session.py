@@ -29,14 +29,27 @@ from mbxtui.core.probes.classify import (
     ProbeContext,
     classify,
     internal_error,
+    starttls_refused_sentence,
     starttls_unavailable_sentence,
     timeout_failure,
 )
-from mbxtui.core.probes.tls import Deadline, describe_tls, ssl_context
+from mbxtui.core.probes.tls import BoundedSocket, Deadline, describe_tls, ssl_context
 
 TLS_MODES = ("implicit", "starttls", "none")
 CREDENTIAL_KINDS = ("password", "oauth2", "none")
 _CONCEALED = "***"
+# After these the server no longer follows the conversation: a goodbye (LOGOUT, QUIT) would wait
+# for an answer that does not come, holding the probe until its deadline.
+_CONVERSATION_BROKEN = frozenset(
+    {
+        ErrorCode.TIMEOUT,
+        ErrorCode.PROTOCOL_ERROR,
+        ErrorCode.CONNECTION_RESET,
+        ErrorCode.TLS_HANDSHAKE,
+        ErrorCode.TLS_CERTIFICATE,
+        ErrorCode.INTERNAL_ERROR,
+    }
+)
 
 
 class StepFailed(Exception):
@@ -148,6 +161,15 @@ class ProbeSession:
                 note.detail = describe_tls(sock)
         return sock
 
+    @property
+    def may_say_goodbye(self) -> bool:
+        """Whether to end the conversation politely: there is time left, and nothing failed or
+        the server refused something in the protocol's own words."""
+        failure = self.result.failure
+        return not self.deadline.passed and (
+            failure is None or failure.code not in _CONVERSATION_BROKEN
+        )
+
     def use_connection(self, sock: socket.socket) -> None:
         """Follow the socket a library now talks through (it changes when TLS starts)."""
         self.connection = sock
@@ -166,6 +188,13 @@ class ProbeSession:
     def starttls_unavailable(self) -> StepFailed:
         return StepFailed(
             ErrorCode.STARTTLS_UNAVAILABLE, starttls_unavailable_sentence(self.context)
+        )
+
+    def starttls_refused(self, refusal: Exception) -> StepFailed:
+        """The server offered STARTTLS, then refused the command (``refusal`` is what the
+        library raised with its answer)."""
+        return StepFailed(
+            ErrorCode.STARTTLS_UNAVAILABLE, starttls_refused_sentence(self.context, refusal)
         )
 
     def auth_unavailable(self, offered: str) -> StepFailed:
@@ -254,7 +283,7 @@ class ProbeSession:
         """Try each address in turn, as ``socket.create_connection`` does, within the deadline."""
         last_error: OSError | None = None
         for family, kind, protocol, _, address in addresses:
-            sock = socket.socket(family, kind, protocol)
+            sock = BoundedSocket(family, kind, protocol)
             sock.settimeout(self.deadline.socket_timeout())
             try:
                 sock.connect(address)

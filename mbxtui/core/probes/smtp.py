@@ -84,7 +84,12 @@ def _converse(session: ProbeSession, sender: str, recipient: str, subject: str, 
             with session.step(Step.TLS) as note:
                 if not smtp.has_extn("starttls"):
                     raise session.starttls_unavailable()
-                smtp.starttls(context=session.tls_context())
+                try:
+                    smtp.starttls(context=session.tls_context())
+                except smtplib.SMTPResponseException as refused:
+                    if 400 <= refused.smtp_code < 500:
+                        raise  # "454 TLS not available due to temporary reason": retried later
+                    raise session.starttls_refused(refused) from refused
                 session.use_connection(smtp.sock)
                 note.detail = describe_tls(smtp.sock)
                 _say_hello(smtp)  # RFC 3207: extensions offered before TLS no longer count
@@ -106,7 +111,7 @@ def _converse(session: ProbeSession, sender: str, recipient: str, subject: str, 
 
 def _say_hello(smtp: smtplib.SMTP) -> None:
     code, reply = smtp.ehlo()
-    if code != 250:
+    if 500 <= code < 600:  # a server that knows only HELO (not one busy, or not speaking SMTP)
         code, reply = smtp.helo()
     if code != 250:
         raise smtplib.SMTPHeloError(code, reply)
@@ -131,9 +136,10 @@ def _log_in(smtp: smtplib.SMTP, session: ProbeSession) -> None:
 
 
 def _close(smtp: smtplib.SMTP, session: ProbeSession) -> None:
-    """Say QUIT when there is time; closing is best effort, the session closes the socket anyway."""
+    """Say QUIT when the server still follows the conversation; closing is best effort, the
+    session closes the socket anyway."""
     try:
-        if session.deadline.passed or smtp.sock is None:
+        if not session.may_say_goodbye or smtp.sock is None:
             smtp.close()
         else:
             smtp.quit()

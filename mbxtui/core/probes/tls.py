@@ -1,4 +1,5 @@
-"""The verifying TLS context every probe uses, and the deadline that bounds a whole probe.
+"""The verifying TLS context every probe uses, and the bounds on a probe's time and on what it
+reads.
 
 smtplib, poplib and imaplib do not verify certificates unless given a context, so every TLS
 connection a probe makes goes through ``ssl_context``.
@@ -6,6 +7,11 @@ connection a probe makes goes through ``ssl_context``.
 A socket timeout only bounds one read: a server sending one byte a second would keep a probe alive
 forever. ``Deadline`` bounds the whole probe instead: a watchdog timer shuts the connection down
 when the time is up, which ends whatever read or write is blocked on it.
+
+The mail libraries keep every line of an answer until it ends (poplib, smtplib) and every untagged
+response (imaplib): a server sending an endless answer would fill the memory until the deadline.
+The sockets a probe reads from (``BoundedSocket``, and the TLS sockets of ``ssl_context``) stop at
+``MOST_BYTES_RECEIVED`` instead.
 """
 
 from __future__ import annotations
@@ -18,6 +24,40 @@ import time
 
 # A socket timeout of zero would make the socket non-blocking, which the mail libraries reject.
 _SHORTEST_SOCKET_TIMEOUT = 0.001
+# What one connection may receive in all: a probe's conversation takes a few kilobytes.
+MOST_BYTES_RECEIVED = 1024 * 1024
+
+
+class TooMuchData(ValueError):
+    """The server sent, or announced, more than a probe ever reads."""
+
+
+class _BoundedReads:
+    """Counts the bytes a socket receives and raises ``TooMuchData`` past the bound."""
+
+    _received = 0
+
+    def recv_into(self, buffer, *args) -> int:
+        return self._count(super().recv_into(buffer, *args))
+
+    def recv(self, *args) -> bytes:
+        data = super().recv(*args)
+        self._count(len(data))
+        return data
+
+    def _count(self, received: int) -> int:
+        self._received += received
+        if self._received > MOST_BYTES_RECEIVED:
+            raise TooMuchData(f"sent more than {MOST_BYTES_RECEIVED // 1024} KiB")
+        return received
+
+
+class BoundedSocket(_BoundedReads, socket.socket):
+    pass
+
+
+class _BoundedSSLSocket(_BoundedReads, ssl.SSLSocket):
+    pass
 
 
 def ssl_context(ca_file: str | None) -> ssl.SSLContext:
@@ -28,6 +68,7 @@ def ssl_context(ca_file: str | None) -> ssl.SSLContext:
     )
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
+    context.sslsocket_class = _BoundedSSLSocket
     return context
 
 

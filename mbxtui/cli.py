@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from mbxtui import __version__
+from mbxtui.core.display import INVISIBLE
 from mbxtui.core.display import cell as safe
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TEST_FAILED = 0, 1, 2, 3
@@ -34,8 +35,13 @@ class Parser(argparse.ArgumentParser):
 
 # --- output ------------------------------------------------------------------------------------
 
+# json.dumps escapes only the C0 controls; the others are written as \u escapes too, so that no
+# terminal acts on them (they occur only inside strings, where the escape means the same).
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in INVISIBLE if code >= 0x7F}
+
+
 def print_json(data: Any) -> None:
-    print(json.dumps(data, default=str, ensure_ascii=False, indent=2))
+    print(json.dumps(data, default=str, ensure_ascii=False, indent=2).translate(_JSON_ESCAPES))
 
 
 def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], *, footer: str = "") -> None:
@@ -94,7 +100,7 @@ class Context:
         database = db.open_database(path)
         warning = db.world_readable_warning(path)
         if warning:
-            print(f"mbxtui: {warning}", file=sys.stderr)
+            print(f"mbxtui: {safe(warning)}", file=sys.stderr)
         return database
 
     @property
@@ -182,7 +188,7 @@ def cmd_init(ctx: Context, args) -> int:
     from mbxtui.core.services import operators
 
     actor = operators.initialise()
-    print(f"initialised {ctx.args.db or 'the default database'}; {actor.login} is {actor.role.value}")
+    print(f"initialised {safe(ctx.args.db or 'the default database')}; {actor.login} is {actor.role.value}")
     return EXIT_OK
 
 
@@ -896,6 +902,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import sqlite3
+
+    import peewee
+
     from mbxtui.core.errors import MbxError
 
     parser = build_parser()
@@ -914,6 +924,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except MbxError as exc:
         print(f"mbxtui: {safe(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (sqlite3.OperationalError, peewee.OperationalError) as exc:
+        busy = "locked" in str(exc) or "busy" in str(exc)
+        reason = ("another session held the database for longer than the busy timeout; nothing was changed, "
+                  "try again" if busy else f"database error: {exc}")
+        print(f"mbxtui: {safe(reason)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("mbxtui: interrupted", file=sys.stderr)

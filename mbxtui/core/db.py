@@ -68,6 +68,9 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"the database is at schema version {version}, newer than this mbxtui understands "
             f"({LATEST_VERSION}): upgrade mbxtui"
         )
+    if version == LATEST_VERSION:
+        # No write lock taken: opening must not queue behind (or time out on) a long bulk change.
+        return version
     for number, script in MIGRATIONS:
         conn.execute("BEGIN IMMEDIATE")
         try:

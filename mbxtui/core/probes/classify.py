@@ -13,7 +13,8 @@ import poplib
 import smtplib
 import socket
 import ssl
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from imapclient.exceptions import LoginError
 
@@ -65,6 +66,7 @@ class ProbeContext:
     login: str = ""
     acting_for: str | None = None
     secret_name: str = "password"
+    concealed: list[str] = field(default_factory=list)  # secrets (and their encodings) never to quote
 
     @property
     def where(self) -> str:
@@ -75,8 +77,17 @@ class ProbeContext:
         return f"{self.login} acting for {self.acting_for}" if self.acting_for else self.login
 
 
+# The secrets of the probe being classified, for ``_text``: a server's words are quoted by many
+# helpers, and each must blank a secret out before it squeezes or shortens the text.
+_classifying = threading.local()
+
+
 def classify(exc: BaseException, step: Step, context: ProbeContext) -> Failure:
-    code, message = _classify(exc, step, context)
+    _classifying.concealed = context.concealed
+    try:
+        code, message = _classify(exc, step, context)
+    finally:
+        _classifying.concealed = ()
     return Failure(step, code, message)
 
 
@@ -443,6 +454,8 @@ def _text(value: object, limit: int = 200) -> str:
     """What a server said, on one line and shortened; its control characters (a terminal escape
     sequence, say) are shown as escapes, never passed on to a terminal."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    for secret in getattr(_classifying, "concealed", ()):  # before any squeezing or cutting
+        text = text.replace(secret, "***")
     text = "".join(_visible(character) for character in " ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

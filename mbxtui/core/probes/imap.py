@@ -117,9 +117,13 @@ def _log_in(client: IMAPClient, session: ProbeSession) -> None:
     if f"AUTH={mechanism}".encode() not in capabilities:
         offered = [c.decode()[5:] for c in capabilities if c.startswith(b"AUTH=")]
         raise session.auth_unavailable(" ".join(offered))
+    # imapclient builds the SASL string itself; building the same one here registers its base64
+    # form with the session, so a server that quotes it back never gets it into a message.
     if credentials.kind == "oauth2":
+        session.sasl_xoauth2()
         client.oauth2_login(credentials.username, credentials.secret)
     else:
+        session.sasl_plain()
         # AUTHENTICATE PLAIN sends UTF-8, where LOGIN fails on non-ASCII passwords.
         client.plain_login(
             credentials.username,

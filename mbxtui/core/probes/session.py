@@ -88,17 +88,18 @@ class ProbeSession:
         self.endpoint = endpoint
         self.credentials = credentials
         self.result = ProbeResult(protocol)
+        self._concealed = [credentials.secret] if credentials.secret else []
         self.context = ProbeContext(
             protocol=protocol.upper(),
             endpoint=endpoint,
             login=credentials.username if credentials.kind != "none" else "",
             acting_for=credentials.authorization_identity if credentials.kind != "none" else None,
             secret_name="OAuth2 token" if credentials.kind == "oauth2" else "password",
+            concealed=self._concealed,
         )
         self.deadline = Deadline(endpoint.timeout)
         self.connection: socket.socket | None = None
         self._login_required = login_required
-        self._concealed = [credentials.secret] if credentials.secret else []
         self._current_step = Step.CHECK
 
     def run(self, converse: Callable[[], None]) -> ProbeResult:

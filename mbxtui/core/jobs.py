@@ -346,9 +346,6 @@ class TestRunner:
                                 _SLOTS.give_back(item.profile.id)
                             finished.append((item, future.result()))
                         if finished:
-                            if not stopping:
-                                # Refill the freed slots first: the tests run while the results are written.
-                                self._dispatch(pool, pending, in_flight)
                             self._write(finished, summary)
                         continue
                     if stopping:
@@ -477,7 +474,7 @@ class TestRunner:
             enabled = [d for d in used if values[f"{d}_enabled"]]
             raise_alert(AlertLevel.INFORMATION, "CONNECTED",
                         f"{mailbox.email} is connected: enabled for {', '.join(enabled) or 'nothing (no method set)'}",
-                        mailbox=mailbox, profile=profile)
+                        mailbox=mailbox, profile=profile, settings=settings)
         return MailboxTested(mailbox.id, mailbox.email, item.batch_id, outcome, codes)
 
     @staticmethod
@@ -488,12 +485,12 @@ class TestRunner:
             raise_alert(AlertLevel.WARNING, failure.code.value,
                         f"{direction} test of {mailbox.email} failed for now: {failure.message} "
                         f"(retry {attempt} of {settings.retry_attempts} at {at} UTC)", mailbox=mailbox,
-                        profile=profile)
+                        profile=profile, settings=settings)
             return
         after = f" (still failing after {attempt} attempts)" if failure.transient else ""
         raise_alert(AlertLevel.ERROR, failure.code.value,
                     f"{direction} test of {mailbox.email} failed: {failure.message}{after}; "
-                    f"{direction} is disabled", mailbox=mailbox, profile=profile)
+                    f"{direction} is disabled", mailbox=mailbox, profile=profile, settings=settings)
 
 
 def _alert_if_profile_failing(profile_id: int, now: datetime) -> None:

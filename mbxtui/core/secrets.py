@@ -41,7 +41,7 @@ from Crypto.Cipher import AES
 from keyring.backends import chainer, fail, null
 from keyrings.cryptfile.cryptfile import CryptFileKeyring
 from keyrings.cryptfile.escape import escape as escape_for_ini
-from keyrings.cryptfile.file_base import encodebytes
+from keyrings.cryptfile.file_base import decodebytes, encodebytes
 
 from mbxtui.core.errors import MbxError
 
@@ -113,6 +113,9 @@ class _EncryptedFileKeyring(CryptFileKeyring):
     run) can read it half written or lose an update. Here every change takes an exclusive lock on
     a companion ``.lock`` file and replaces the file atomically.
 
+    Upstream parses the whole file again for every read (12–15 ms with 1,000 passwords); since
+    every change replaces the file, the parsed file is kept until its inode, size or time change.
+
     The file format is unchanged: upstream ``CryptFileKeyring`` reads these files and the other
     way round.
     """
@@ -123,6 +126,35 @@ class _EncryptedFileKeyring(CryptFileKeyring):
         self._write_salt = os.urandom(16)
         self._derived_keys: dict[bytes, bytes] = {}
         self._derived_keys_password: str | None = None
+        self._parsed: configparser.RawConfigParser | None = None
+        self._parsed_stamp: tuple[int, int, int] | None = None
+
+    def _current_config(self) -> configparser.RawConfigParser:
+        try:
+            info = os.stat(self.file_path)
+            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if self._parsed is None or stamp != self._parsed_stamp:
+            config = configparser.RawConfigParser()
+            if stamp is not None:
+                config.read(self.file_path)
+            self._parsed, self._parsed_stamp = config, stamp
+        return self._parsed
+
+    def get_password(self, service, username):
+        """Upstream's read, on the kept parse of the file."""
+        config = self._current_config()
+        self._check_version(config)
+        assoc = self._generate_assoc(service, username)
+        try:
+            encrypted = decodebytes(config.get(escape_for_ini(service), escape_for_ini(username)).encode())
+        except (configparser.NoOptionError, configparser.NoSectionError):
+            return None
+        try:
+            return self.decrypt(encrypted, assoc).decode("utf-8")
+        except ValueError:  # entries written without associated data by old versions
+            return self.decrypt(encrypted).decode("utf-8")
 
     def is_initialised(self) -> bool:
         """Whether the file holds a master password reference (False: it is new or empty).

@@ -11,7 +11,7 @@ import pytest
 from peewee import IntegrityError
 
 from mbxtui.core import db
-from mbxtui.core.migrations import LATEST_VERSION
+from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS
 from mbxtui.core.models import Mailbox, User, database
 from mbxtui.core.services import mailboxes, operators, users
 
@@ -133,3 +133,36 @@ SORTABLE_MAILBOX_COLUMNS = [
 @pytest.mark.parametrize("sort_key, column", SORTABLE_MAILBOX_COLUMNS)
 def test_every_sortable_mailbox_column_has_an_index(fresh: Path, sort_key: str, column: str):
     assert column in _indexed_leading_columns("mailbox"), f"sorting by {sort_key} scans the table"
+
+
+def test_a_database_made_by_the_first_version_is_migrated_with_its_data(tmp_path: Path):
+    """A file at schema version 1, with a user and a mailbox in it, opens in this version: every
+    later step is applied and nothing is lost."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.isolation_level = None
+    version, script = MIGRATIONS[0]
+    conn.execute("BEGIN")
+    for statement in db._statements(script):
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('install_id', 'v1-install')")
+    conn.execute("INSERT INTO \"user\" (id, name, email, active, created_on) VALUES (1, 'Ann', 'ann@example.test', 1, '2026-01-01 00:00:00')")
+    conn.execute(
+        "INSERT INTO mailbox (id, name, email, regarding, user_id, owner_id, is_forward, incoming_method, "
+        "outgoing_method, act_method, use_own_credentials, username, password_set, token_set, "
+        "delete_after_processing, approval, incoming_status, outgoing_status, act_status, overall_status, "
+        "incoming_enabled, outgoing_enabled, act_enabled, test_scheduled, transient_failures, active, created_on, "
+        "modified_on, row_version) VALUES (1, 'Ann', 'ann@example.test', 'user', 1, 1, 0, 'server_side_sync', "
+        "'server_side_sync', 'none', 0, '', 0, 0, 0, 'pending', 'not_run', 'not_run', 'not_run', 'not_run', "
+        "0, 0, 0, 0, 0, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)")
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.execute("COMMIT")
+    conn.close()
+
+    opened = db.open_database(path)
+    assert opened.execute_sql("PRAGMA user_version").fetchone()[0] == LATEST_VERSION > 1
+    assert opened.execute_sql("SELECT email, approval FROM mailbox").fetchall() == [("ann@example.test", "pending")]
+    assert db.install_id() == "v1-install"
+    indexes = {r[0] for r in opened.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"mailbox_created_on", "mailbox_approval_active"} <= indexes
+    opened.close()

@@ -10,17 +10,18 @@ from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import AlertLevel
 from mbxtui.core.errors import NotFound
-from mbxtui.core.models import Alert, Mailbox, Profile, utcnow
+from mbxtui.core.models import Alert, Mailbox, OrgSettings, Profile, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
 from mbxtui.core.services import settings as settings_service
 
 
 def raise_alert(level: AlertLevel, code: str, text: str, *, mailbox: Mailbox | None = None,
-                profile: Profile | None = None) -> Alert | None:
+                profile: Profile | None = None, settings: OrgSettings | None = None) -> Alert | None:
     """Record an alert for the mailbox owner and the profile owner, if the organisation records
-    alerts of this level. Caller holds the transaction."""
-    settings = settings_service.load()
+    alerts of this level (``settings``: the organisation's, when the caller has read them).
+    Caller holds the transaction."""
+    settings = settings or settings_service.load()
     if not settings_service.records_level(settings, level):
         return None
     if profile is None and mailbox is not None and mailbox.profile_id:
@@ -47,6 +48,7 @@ def _query(*, level: str | None, mailbox: str | None, profile: str | None, inclu
             raise NotFound(f"no mailbox with email {address}")
         query = query.where(Alert.mailbox == box.id)
     if profile:
+        profile = validation.text("profile", profile)
         target = Profile.get_or_none(Profile.name == profile)
         if target is None:
             raise NotFound(f"no profile named {profile!r}")
@@ -68,6 +70,7 @@ def to_dict(alert: Alert) -> dict[str, Any]:
 def list_alerts(actor: Actor, *, level: str | None = None, mailbox: str | None = None, profile: str | None = None,
                 include_dismissed: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
     require(actor, Permission.READ)
+    limit, offset = validation.paging(limit, offset)
     query = _query(level=level, mailbox=mailbox, profile=profile, include_dismissed=include_dismissed)
     query = query.order_by(Alert.created_on.desc(), Alert.id.desc()).limit(limit).offset(offset)
     return [to_dict(a) for a in query.objects()]
@@ -81,6 +84,7 @@ def count_alerts(actor: Actor, *, level: str | None = None, mailbox: str | None 
 
 def dismiss(actor: Actor, alert_ids: list[int]) -> int:
     require(actor, Permission.DISMISS_ALERTS)
+    alert_ids = [validation.integer("id", alert_id, 1, 2**63 - 1) for alert_id in alert_ids]
     with write_transaction():
         count = Alert.update(dismissed=True, dismissed_by=actor.login, dismissed_on=utcnow()).where(
             Alert.id.in_(alert_ids) & (Alert.dismissed == False)).execute()  # noqa: E712

@@ -136,10 +136,9 @@ def view_condition(view: View | str, actor: Actor) -> tuple[str, list[Any]]:
 
 def filter_condition(text: str | None) -> tuple[str, list[Any]]:
     """Substring match on name and address: the trigram index for 3+ characters, LIKE below that."""
-    text = (text or "").strip()
+    text = validation.text("filter", text, max_length=200, required=False)
     if not text:
         return "1", []
-    validation.text("filter", text, max_length=200)
     if len(text) >= 3:
         return ("m.id IN (SELECT rowid FROM mailbox_fts WHERE mailbox_fts MATCH ?)",
                 ['"' + text.replace('"', '""') + '"'])
@@ -154,7 +153,7 @@ def where_for(actor: Actor, view: View | str = View.ACTIVE, filter_text: str | N
 
 
 def order_by(sort: str | None, descending: bool) -> str:
-    sort = (sort or "name").strip().lower()
+    sort = (validation.text("sort", sort, max_length=40, required=False) or "name").lower()
     if sort not in SORT_COLUMNS:
         raise InvalidInput("sort", f"{sort!r} is not a column; choose one of: {', '.join(SORT_COLUMNS)}")
     direction = "DESC" if descending else "ASC"
@@ -540,7 +539,7 @@ def _clean_edit(key: str, value: Any) -> Any:
         try:
             return value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
         except ValueError:
-            raise InvalidInput("process-email-after", f"{value!r} is not a date (YYYY-MM-DD)") from None
+            raise InvalidInput("process-email-after", f"{validation.shown(value)} is not a date (YYYY-MM-DD)") from None
     raise InvalidInput(key, "is not a mailbox field")
 
 

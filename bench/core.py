@@ -1,0 +1,372 @@
+"""Speed of the core at scale (issue 2), printed beside the targets.
+
+    .venv/bin/python bench/core.py [--mailboxes N] [--import-rows N] [--repeat N] [--cache-dir DIR]
+                                   [--rebuild] [--only import,list,approve]
+
+Figures, each as wall time and CPU time (the CPU time does not grow when the machine is busy):
+  * import of 100,000 users from CSV: the real CLI (`mbxtui import users FILE.csv`) in a
+    subprocess, and the service (`imports.import_csv`) in this process; each into a fresh database
+    with a default profile, median of --repeat runs;
+  * `mbxtui mailbox list --view pending --json --limit 100` on 1,000,000 mailboxes: subprocess wall
+    time, median of 5 after one warm-up run (the service call alone is shown beside it);
+  * approving the 100,000 mailboxes of the Pending Approval view: the service
+    (`mailboxes.approve`) and the CLI (`mbxtui mailbox approve --view pending`), each on a fresh
+    copy of the 1,000,000-mailbox database.
+
+The 1,000,000-mailbox database is built once by executemany into the real schema, in one
+transaction with the full-text triggers firing, and kept in --cache-dir (default $MBXTUI_BENCH_DIR,
+else mbxtui-bench in the temporary directory, where bench/make_mailboxes.py keeps its own); the
+build's phases are printed when it is built. It is not make_mailboxes' database because these
+figures need exactly 100,000 pending mailboxes, the OS login as the operator (the CLI acts as it)
+and the cost of the triggers, which make_mailboxes avoids by rebuilding the full-text index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from mbxtui.core import db
+from mbxtui.core.migrations import LATEST_VERSION
+from mbxtui.core.services import imports, mailboxes, operators, profiles, settings
+
+# Bump when the built data changes, so an old cached database is not reused.
+BUILDER_VERSION = 1
+# The same place as bench/make_mailboxes.py keeps its databases.
+DEFAULT_CACHE_DIR = Path(os.environ.get("MBXTUI_BENCH_DIR") or Path(tempfile.gettempdir()) / "mbxtui-bench")
+MBXTUI = Path(sys.executable).with_name("mbxtui")
+OPERATOR = operators.os_login()  # the CLI acts as the OS login: make it the global_admin
+
+FIRST_NAMES = ("Ada", "Bruno", "Chloé", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
+               "Kemal", "Lucía", "Mina", "Noah", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tariq",
+               "Uma", "Viktor", "Wen", "Xavier", "Yara", "Zoltan")
+LAST_NAMES = ("Almeida", "Berg", "Costa", "Dubois", "Eriksen", "Fischer", "García", "Haddad", "Ivanova",
+              "Jansen", "Kowalski", "Lindqvist", "Moreau", "Nakamura", "Okafor", "Petrov", "Quispe",
+              "Rossi", "Schmidt", "Tanaka", "Ueda", "Varga", "Weber", "Yilmaz", "Zhang")
+DEPARTMENTS = ("sales", "support", "finance", "ops", "legal", "hr", "it", "marketing")
+PROFILE_COUNT = 8
+STAGED_COLUMNS = ("name", "email", "user_id", "profile_id", "approval", "approved_by", "approved_on",
+                  "incoming_status", "outgoing_status", "overall_status", "test_completed_on",
+                  "last_error_code", "last_error_text", "active")
+
+
+@dataclass
+class Figure:
+    what: str
+    seconds: float
+    cpu_seconds: float  # of the process that did the work: the load of the machine does not change it
+    target: float | None
+    note: str = ""
+
+    def row(self) -> tuple[str, ...]:
+        target = "" if self.target is None else f"< {self.target:g} s"
+        verdict = "" if self.target is None else ("ok" if self.seconds < self.target else "MISSED")
+        return (self.what, f"{self.seconds:.3f} s", f"{self.cpu_seconds:.3f} s", target,
+                f"{verdict} {self.note}".strip())
+
+
+def print_table(title: str, figures: list[Figure]) -> None:
+    rows = [("figure", "wall", "CPU", "target", "")] + [f.row() for f in figures]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print(f"\n{title}")
+    for number, row in enumerate(rows):
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if number == 0:
+            print("  " + "  ".join("-" * width for width in widths))
+
+
+@functools.cache
+def ascii_lower(word: str) -> str:
+    return unicodedata.normalize("NFKD", word).encode("ascii", "ignore").decode().lower()
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+def remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def new_database(path: Path) -> None:
+    """A fresh database with its global_admin, PROFILE_COUNT profiles and the first as default."""
+    remove_database(path)
+    database = db.open_database(path)
+    try:
+        admin = operators.initialise(login=OPERATOR)
+        for number in range(1, PROFILE_COUNT + 1):
+            profiles.create(admin, name=f"site{number}", type="imap_smtp",
+                            incoming_host=f"imap.site{number}.example.test", incoming_port=993,
+                            incoming_tls="implicit", incoming_auth="mailbox",
+                            outgoing_host=f"smtp.site{number}.example.test", outgoing_port=587,
+                            outgoing_tls="starttls", outgoing_auth="mailbox", max_connections=32)
+        settings.update(admin, default_profile="site1")
+    finally:
+        database.close()
+
+
+def build_mailbox_database(path: Path, count: int) -> dict[str, float]:
+    """``count`` users, each with its mailbox, inserted by executemany in one transaction into the
+    real schema. Every 10th mailbox is pending approval (all active); of the others, 1 in 50
+    failed its test, 1 in 100 is inactive, the rest are approved and enabled. Returns phase times."""
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    new_database(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = wal")
+    conn.execute("PRAGMA synchronous = normal")
+    conn.execute("PRAGMA cache_size = -262144")
+    now = "2026-01-05 09:00:00"
+    phases["schema and profiles"] = time.perf_counter() - started
+
+    def person(number: int) -> tuple[str, str]:
+        first = FIRST_NAMES[number * 7 % len(FIRST_NAMES)]
+        last = LAST_NAMES[number * 13 % len(LAST_NAMES)]
+        department = DEPARTMENTS[number % len(DEPARTMENTS)]
+        return (f"{first} {last} {number}",
+                f"{ascii_lower(first)}.{ascii_lower(last)}.{number}@{department}.example.test")
+
+    conn.execute("BEGIN IMMEDIATE")
+    step = time.perf_counter()
+    first_user = conn.execute('SELECT coalesce(max(id), 0) + 1 FROM "user"').fetchone()[0]
+    conn.executemany('INSERT INTO "user" (id, name, email, active, created_on) VALUES (?, ?, ?, ?, ?)',
+                     ((first_user + n, *person(n), int(n % 10 == 0 or n % 100 != 1), now) for n in range(count)))
+    phases["users"] = time.perf_counter() - step
+
+    def mailbox(n: int) -> tuple:
+        name, email = person(n)
+        user_id = first_user + n
+        profile_id = 1 + n % PROFILE_COUNT
+        if n % 10 == 0:
+            return (name, email, user_id, profile_id, "pending", None, None,
+                    "not_run", "not_run", "not_run", None, None, None, 1)
+        if n % 100 == 1:
+            return (name, email, user_id, profile_id, "approved", OPERATOR, now,
+                    "not_run", "not_run", "not_run", None, None, None, 0)
+        if n % 50 == 3:
+            return (name, email, user_id, profile_id, "approved", OPERATOR, now,
+                    "failure", "success", "failure", now, "AUTH_FAILED",
+                    "the IMAP server refused the password", 1)
+        return (name, email, user_id, profile_id, "approved", OPERATOR, now,
+                "success", "success", "success", now, None, None, 1)
+
+    # Staged first, then moved by one INSERT ... SELECT: FTS5 flushes its pending terms at every
+    # statement that writes to it, so an executemany straight into mailbox is about 5x slower.
+    step = time.perf_counter()
+    conn.execute(f"CREATE TEMP TABLE staged_mailbox ({', '.join(STAGED_COLUMNS)})")
+    conn.executemany(f"INSERT INTO staged_mailbox VALUES ({', '.join('?' * len(STAGED_COLUMNS))})",
+                     (mailbox(n) for n in range(count)))
+    phases["mailboxes staged"] = time.perf_counter() - step
+    step = time.perf_counter()
+    conn.execute(
+        """INSERT INTO mailbox (name, email, regarding, user_id, owner_id, profile_id, is_forward,
+              incoming_method, outgoing_method, act_method, use_own_credentials, username, password_set,
+              token_set, delete_after_processing, approval, approved_by, approved_on, incoming_status,
+              outgoing_status, overall_status, act_status, incoming_enabled, outgoing_enabled, act_enabled,
+              test_scheduled, test_completed_on, last_error_code, last_error_text, transient_failures,
+              active, created_on, modified_on, row_version)
+           SELECT name, email, 'user', user_id, user_id, profile_id, 0, 'server_side_sync', 'server_side_sync',
+              'none', 0, '', 1, 0, 0, approval, approved_by, approved_on, incoming_status, outgoing_status,
+              overall_status, 'not_run', (incoming_status = 'success') * active,
+              (outgoing_status = 'success') * active, 0, 0, test_completed_on, last_error_code,
+              last_error_text, 0, active, ?, ?, 1
+           FROM temp.staged_mailbox ORDER BY rowid""", (now, now))
+    conn.execute("DROP TABLE temp.staged_mailbox")
+    phases["mailboxes inserted (FTS triggers fire)"] = time.perf_counter() - step
+    step = time.perf_counter()
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA optimize")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    phases["commit and checkpoint"] = time.perf_counter() - step
+    phases["total"] = time.perf_counter() - started
+    return phases
+
+
+def cached_mailbox_database(cache_dir: Path, count: int, rebuild: bool) -> Path:
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = cache_dir / f"mailboxes-{count}-schema{LATEST_VERSION}-build{BUILDER_VERSION}.db"
+    if path.exists() and not rebuild:
+        print(f"using the cached {count:,}-mailbox database {path}")
+        return path
+    print(f"building a {count:,}-mailbox database (cached as {path}) ...", flush=True)
+    partial = path.with_name(path.name + ".partial")
+    phases = build_mailbox_database(partial, count)
+    remove_database(path)
+    partial.rename(path)
+    size = path.stat().st_size / 1e6
+    print("  " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items())
+          + f"; {size:,.0f} MB")
+    return path
+
+
+def work_copy(source: Path, directory: Path) -> Path:
+    target = directory / "work.db"
+    remove_database(target)
+    shutil.copyfile(source, target)
+    os.chmod(target, 0o600)
+    os.sync()  # else writing the copy back to disk competes with what is measured next
+    return target
+
+
+# --- measurements ------------------------------------------------------------------------------
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_cli(database: Path, *arguments: str, data_dir: Path) -> tuple[float, float]:
+    """Wall and CPU time of one `mbxtui --db DATABASE ARGUMENTS...`; fails loudly if it does."""
+    env = {**os.environ, "MBXTUI_DATA_DIR": str(data_dir)}
+    cpu = children_cpu()
+    started = time.perf_counter()
+    completed = subprocess.run([str(MBXTUI), "--db", str(database), *arguments], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise SystemExit(f"`mbxtui {' '.join(arguments)}` exited {completed.returncode}: "
+                         f"{completed.stderr.decode(errors='replace').strip()}")
+    return elapsed, children_cpu() - cpu
+
+
+def timed(call) -> tuple[float, float]:
+    """Wall and CPU time of ``call()`` in this process."""
+    cpu = time.process_time()
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def median_figure(what: str, runs: list[tuple[float, float]], target: float | None, note: str = "") -> Figure:
+    """The run of median wall time, with its CPU time."""
+    ordered = sorted(runs)
+    seconds, cpu_seconds = ordered[len(ordered) // 2]
+    return Figure(what, seconds, cpu_seconds, target,
+                  note or (f"median of {len(runs)}" if len(runs) > 1 else ""))
+
+
+def write_users_csv(path: Path, rows: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as file:
+        file.write("name,email\n")
+        for number in range(rows):
+            first = FIRST_NAMES[number % len(FIRST_NAMES)]
+            last = LAST_NAMES[number * 7 % len(LAST_NAMES)]
+            file.write(f"{first} {last},{ascii_lower(first)}.{ascii_lower(last)}.{number}@import.example.test\n")
+
+
+def measure_import(work: Path, rows: int, repeat: int) -> list[Figure]:
+    csv_path = work / "users.csv"
+    write_users_csv(csv_path, rows)
+    template = work / "template.db"
+    new_database(template)
+    target = work / "import.db"
+
+    cli_times = []
+    for _ in range(repeat):
+        remove_database(target)
+        shutil.copyfile(template, target)
+        cli_times.append(run_cli(target, "import", "users", str(csv_path), data_dir=work))
+
+    service_times = []
+    for _ in range(repeat):
+        remove_database(target)
+        shutil.copyfile(template, target)
+        database = db.open_database(target)
+        try:
+            admin = operators.current_actor(login=OPERATOR)
+            service_times.append(timed(lambda: imports.import_csv(admin, "users", csv_path)))
+            imported = database.execute_sql("SELECT count(*) FROM mailbox").fetchone()[0]
+        finally:
+            database.close()
+        if imported != rows:
+            raise SystemExit(f"the import made {imported} mailboxes, expected {rows}")
+    return [median_figure(f"import {rows:,} users: CLI subprocess", cli_times, 10.0),
+            median_figure(f"import {rows:,} users: service", service_times, 10.0)]
+
+
+def measure_list(database_path: Path, work: Path, count: int) -> list[Figure]:
+    arguments = ("mailbox", "list", "--view", "pending", "--json", "--limit", "100")
+    run_cli(database_path, *arguments, data_dir=work)  # warm-up: the page cache, .pyc files
+    times = [run_cli(database_path, *arguments, data_dir=work) for _ in range(5)]
+    database = db.open_database(database_path)
+    try:
+        admin = operators.current_actor(login=OPERATOR)
+        service = [timed(lambda: mailboxes.list_mailboxes(admin, view="pending", limit=100)) for _ in range(5)]
+    finally:
+        database.close()
+    return [
+        median_figure(f"`mailbox list --view pending --json --limit 100`, {count:,} mailboxes: CLI", times, 0.5,
+                      f"median of 5, worst {max(times)[0]:.3f} s"),
+        median_figure("  the same page and total: service call alone", service, None),
+    ]
+
+
+def measure_approve(database_path: Path, work: Path, expected: int) -> list[Figure]:
+    copy = work_copy(database_path, work)
+    database = db.open_database(copy)
+    try:
+        admin = operators.current_actor(login=OPERATOR)
+        result = None
+
+        def approve():
+            nonlocal result
+            result = mailboxes.approve(admin, mailboxes.Selection.of_view("pending"))
+
+        service = timed(approve)
+    finally:
+        database.close()
+    if result.changed != expected:
+        raise SystemExit(f"approved {result.changed} mailboxes, expected {expected}")
+    copy = work_copy(database_path, work)
+    cli = run_cli(copy, "mailbox", "approve", "--view", "pending", data_dir=work)
+    return [Figure(f"approve the {expected:,} mailboxes of the pending view: service", *service, 3.0),
+            Figure(f"approve the {expected:,} mailboxes of the pending view: CLI subprocess", *cli, 3.0)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mailboxes", type=int, default=1_000_000, help="size of the big database")
+    parser.add_argument("--import-rows", type=int, default=100_000, help="users in the imported CSV")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each import (median shown)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
+                        help=f"where the big database is kept between runs (default {DEFAULT_CACHE_DIR})")
+    parser.add_argument("--rebuild", action="store_true", help="build the big database even if cached")
+    parser.add_argument("--only", default="import,list,approve",
+                        help="comma-separated subset of: import, list, approve")
+    arguments = parser.parse_args()
+    chosen = {part.strip() for part in arguments.only.split(",") if part.strip()}
+    unknown = chosen - {"import", "list", "approve"}
+    if unknown:
+        parser.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
+
+    print(f"mbxtui core benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+          f"SQLite {sqlite3.sqlite_version}, load average {os.getloadavg()[0]:.1f}")
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="mbxtui-bench-core-") as scratch:
+        work = Path(scratch)
+        if "import" in chosen:
+            figures += measure_import(work, arguments.import_rows, arguments.repeat)
+        if chosen & {"list", "approve"}:
+            big = cached_mailbox_database(arguments.cache_dir, arguments.mailboxes, arguments.rebuild)
+            pending = len(range(0, arguments.mailboxes, 10))
+            if "list" in chosen:
+                figures += measure_list(big, work, arguments.mailboxes)
+            if "approve" in chosen:
+                figures += measure_approve(big, work, pending)
+    print_table("results", figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -380,8 +380,8 @@ def test_refresh_rows_shows_new_values_and_reload_drops_rows_that_left_the_view(
         await pilot.press("space", "down", "space")
         database.execute_sql("UPDATE mailbox SET test_scheduled = 1 WHERE id = ?", [first])
         assert "scheduled" not in row_line(grid, first)
-        grid.refresh_rows([second])
-        assert "scheduled" not in row_line(grid, first) or grid.position_of(first) // 100 == 0
+        grid.refresh_rows([10**9])  # on no page held: nothing is read again
+        assert "scheduled" not in row_line(grid, first)
         grid.refresh_rows([first])
         assert "scheduled" in row_line(grid, first)
         mailboxes.approve(admin, Selection.of_ids([first]))

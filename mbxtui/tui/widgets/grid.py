@@ -323,13 +323,15 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     def reload(self) -> None:
         """Read the view again (rows may have joined or left it); marks outside it are dropped."""
-        ids = self._source.ordered_ids(self.grid_query)
         self._whole_view_marked = False
-        if self.marked:
-            before = len(self.marked)
-            self.marked.intersection_update(ids)
-            if len(self.marked) != before:
-                self._marks_changed()
+        if not self.marked:
+            self._install(self._source.start_ordered_ids(self.grid_query))
+            return
+        ids = self._source.ordered_ids(self.grid_query)
+        before = len(self.marked)
+        self.marked.intersection_update(ids)
+        if len(self.marked) != before:
+            self._marks_changed()
         self._install(OrderedIds(len(ids), ids))
 
     def refresh_rows(self, ids: Iterable[int] | None = None) -> None:
@@ -381,16 +383,23 @@ class MailboxGrid(ScrollView, can_focus=True):
         self._ids = ordered.head
         self._total = ordered.total
         self._rest = None if ordered.read_rest is None else BackgroundRead(ordered)
-        if self._rest is not None and self.is_mounted:
-            self._poll_rest(self._rest)
+        if self.is_mounted:
+            self._wait_for_rest()
 
-    def _poll_rest(self, rest: BackgroundRead) -> None:
-        if rest is not self._rest:
-            return  # replaced by another query
-        if rest.done():
-            self._whole_order()
-        else:
-            self.set_timer(REST_POLL_SECONDS, lambda: self._poll_rest(rest))
+    def _wait_for_rest(self) -> None:
+        """Take the whole list in once its background read is done (checked on a timer)."""
+        rest = self._rest
+        if rest is None:
+            return
+
+        def check() -> None:
+            if rest is self._rest:  # not replaced by another query meanwhile
+                if rest.done():
+                    self._whole_order()
+                else:
+                    self.set_timer(REST_POLL_SECONDS, check)
+
+        self.set_timer(REST_POLL_SECONDS, check)
 
     def _whole_order(self) -> array:
         """Every id of the view, waiting for the background read of a large view if it still runs."""
@@ -568,8 +577,7 @@ class MailboxGrid(ScrollView, can_focus=True):
     def on_mount(self) -> None:
         self._update_virtual_size()
         self._announce_cursor()
-        if self._rest is not None:
-            self._poll_rest(self._rest)
+        self._wait_for_rest()
 
     def on_unmount(self) -> None:
         if self._rest is not None:

@@ -1,0 +1,579 @@
+"""Benchmark of the console's mailbox grid at 100,000 and 1,000,000 mailboxes, beside Textual's
+built-in DataTable holding 100,000 rows (what a console would otherwise give).
+
+    python bench/grid.py [--sizes 100000,1000000] [--data-dir DIR] [--skip-datatable]
+
+Prints its figures; asserts nothing. The databases are built once by make_mailboxes.py and reused.
+Each measurement runs in its own process, so that start-up and peak memory are those of one grid:
+
+- start: process start to the first frame with grid rows painted (App.run_test, headless,
+  120x40), against the targets of issue 4; also the cost of the imports alone (``python -c``).
+- keys: key events are handed to the app's driver as a terminal would (``Pilot.press`` sleeps
+  between keys); "key to frame" runs from the event to the end of the frame that shows it, which
+  includes waiting for Textual's frame timer (up to 1/60 s: keys are sent at random moments);
+  "work" is the action plus a full repaint, run directly (paging and jumps repaint everything).
+- filter: one ``set_query`` per keystroke of a growing text, with the repaint.
+- sort: ``set_query`` by another column, the first time (order read from its index) and reversed.
+- mark all + approve: ``a`` in the Pending Approval view and in All, then ``mailboxes.approve``
+  with the marked ids (``Selection.of_ids``) and with the view itself (``target_selection``,
+  ``Selection.of_view``), each on a fresh copy of the database; then the grid's reload.
+- memory: peak resident set size of the process (``resource.getrusage``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import make_mailboxes  # noqa: E402  (beside this file)
+
+SIZE = (120, 40)
+KEY_ROUNDS = 40
+FILTER_TEXT = "ada.abbott.4"
+SORTS = ("email", "approval", "last_tested", "profile", "enabled")
+TARGETS = {
+    "start": "< 0.6 s", "keys": "< 16 ms median, < 50 ms worst", "filter": "< 100 ms median",
+    "sort": "< 300 ms", "approve": "< 3 s", "rss": "< 200 MB",
+}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class AnonymousMemory:
+    """The largest private (anonymous) resident memory seen at the sampling points. The peak RSS
+    also counts pages of the database file that SQLite maps into memory (mmap_size), which the
+    kernel can drop at any time."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+
+    def sample(self) -> None:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+
+
+async def until_read(grid, give_up_after: float = 60.0) -> float:
+    """Wait for the grid's background read of a large view; return how long it took."""
+    started = time.perf_counter()
+    while grid.still_reading and time.perf_counter() - started < give_up_after:
+        await asyncio.sleep(0.001)
+    return time.perf_counter() - started
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+# --- measuring inside a running app ---------------------------------------------------------------
+
+class FrameClock:
+    """Records the start and end of every frame the screen paints."""
+
+    def __init__(self, screen) -> None:
+        self.frames: list[tuple[float, float]] = []
+        paint = screen._compositor_refresh
+
+        def timed_paint() -> None:
+            started = time.perf_counter()
+            paint()
+            self.frames.append((started, time.perf_counter()))
+
+        screen._compositor_refresh = timed_paint
+
+    async def next_frame_after(self, count: int, deadline: float = 5.0) -> tuple[float, float] | None:
+        give_up = time.perf_counter() + deadline
+        while len(self.frames) <= count and time.perf_counter() < give_up:
+            await asyncio.sleep(0)
+        return self.frames[count] if len(self.frames) > count else None
+
+
+async def key_to_frame(app, clock: FrameClock, key: str, rng: random.Random) -> tuple[float, float]:
+    """Send one key as the terminal driver would; return (key to frame, frame paint) in seconds."""
+    from textual import events
+
+    await asyncio.sleep(rng.uniform(0, 0.02))  # a moment unrelated to the frame timer
+    count = len(clock.frames)
+    sent = time.perf_counter()
+    app._driver.send_message(events.Key(key, " " if key == "space" else None))
+    frame = await clock.next_frame_after(count)
+    if frame is None:
+        raise RuntimeError(f"no frame after {key!r}")
+    return frame[1] - sent, frame[1] - frame[0]
+
+
+def direct(widget, action: Callable[[], Any]) -> float:
+    """Run ``action`` and repaint ``widget`` at once, without the event loop: the work a key costs."""
+    screen = widget.screen
+    started = time.perf_counter()
+    action()
+    screen._dirty_widgets.add(widget)  # what the widget's Update message would do on the next idle
+    screen._on_timer_update()
+    return time.perf_counter() - started
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {"median_ms": ms(statistics.median(samples)), "worst_ms": ms(max(samples)), "n": len(samples)}
+
+
+# --- children -------------------------------------------------------------------------------------
+
+def child_start(db_path: str, spawned: float, widget: str) -> dict[str, Any]:
+    """Process start to painted grid (or DataTable); the parent passes its clock at spawn."""
+    before_textual = time.monotonic()
+    from textual.app import App
+    from textual.screen import Screen
+    from textual.widgets import DataTable
+
+    from mbxtui.core import db
+    from mbxtui.core.services import operators
+    from mbxtui.tui.widgets.grid import MailboxGrid
+    imported = time.monotonic()
+
+    frame_ends: list[float] = []
+    first_row_drawn: list[float] = []
+    paint = Screen._compositor_refresh
+
+    def timed_paint(screen) -> None:
+        paint(screen)
+        frame_ends.append(time.monotonic())
+
+    Screen._compositor_refresh = timed_paint
+    widget_class = MailboxGrid if widget == "grid" else DataTable
+    draw_line = widget_class.render_line
+
+    def render_line(self, y: int):
+        if not first_row_drawn and y >= 1 and self.row_count:
+            first_row_drawn.append(time.monotonic())
+        return draw_line(self, y)
+
+    widget_class.render_line = render_line
+
+    db.open_database(db_path)
+    actor = operators.current_actor(login=make_mailboxes.LOGIN)
+    if widget == "grid":
+        class Minimal(App):
+            def compose(self):
+                yield MailboxGrid(actor)
+    else:
+        rows = datatable_rows(actor)
+
+        class Minimal(App):
+            def compose(self):
+                yield DataTable(cursor_type="row")
+
+            def on_mount(self) -> None:
+                table = self.query_one(DataTable)
+                table.add_columns(*DATATABLE_COLUMNS)
+                table.add_rows(rows)
+
+    result: dict[str, Any] = {}
+
+    async def run() -> None:
+        app = Minimal()
+        async with app.run_test(size=SIZE) as pilot:
+            give_up = time.monotonic() + 600
+            while not (first_row_drawn and frame_ends and frame_ends[-1] >= first_row_drawn[0]):
+                if time.monotonic() > give_up:
+                    raise RuntimeError("no rows painted in 600 s")
+                await pilot.pause(0.001)
+            painted = next(end for end in frame_ends if end >= first_row_drawn[0])
+            shown = app.query_one(widget_class)
+            if widget == "grid":
+                await until_read(shown)
+            result.update({
+                "before_textual_s": round(before_textual - spawned, 3),
+                "imports_s": round(imported - before_textual, 3),
+                "start_to_painted_s": round(painted - spawned, 3),
+                "start_to_whole_view_read_s": round(time.monotonic() - spawned, 3),
+                "rows": shown.row_count,
+            })
+
+    asyncio.run(run())
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
+DATATABLE_COLUMNS = ("Name", "Email address", "Approval", "In", "Out", "Enabled", "Profile", "Last tested")
+
+
+def datatable_rows(actor) -> list[tuple]:
+    from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
+    from mbxtui.tui.widgets.grid import row_view
+
+    pages = MailboxPages(actor)
+    ids = pages.ordered_ids(GridQuery())
+    rows = []
+    for start in range(0, len(ids), 5000):
+        found = pages.rows(ids[start:start + 5000])
+        for mailbox_id in ids[start:start + 5000]:
+            cells = row_view(found[mailbox_id]).cells
+            rows.append(tuple(cells[key][0] for key in (
+                "name", "email", "approval", "incoming_status", "outgoing_status", "enabled", "profile",
+                "last_tested")))
+    return rows
+
+
+def child_grid(db_path: str) -> dict[str, Any]:
+    """Keys, filter, sort, mark all and approve on one grid."""
+    from textual.app import App
+
+    from mbxtui.core import db
+    from mbxtui.core.services import mailboxes, operators
+    from mbxtui.core.services.mailboxes import Selection
+    from mbxtui.tui.widgets.grid import MailboxGrid
+
+    db.open_database(db_path)
+    actor = operators.current_actor(login=make_mailboxes.LOGIN)
+    rng = random.Random(4)
+    result: dict[str, Any] = {}
+    memory = AnonymousMemory()
+
+    class Minimal(App):
+        def __init__(self, view: str) -> None:
+            super().__init__()
+            self.view = view
+
+        def compose(self):
+            yield MailboxGrid(actor, view=self.view)
+
+        def on_mount(self) -> None:
+            self.query_one(MailboxGrid).focus()
+
+    async def keys_filter_sort() -> None:
+        app = Minimal("active")
+        async with app.run_test(size=SIZE) as pilot:
+            grid = app.query_one(MailboxGrid)
+            await pilot.pause()
+            await until_read(grid)
+            memory.sample()
+            clock = FrameClock(app.screen)
+            result["rows"] = grid.row_count
+            plans = {
+                "cursor down": ["down"] * KEY_ROUNDS,
+                "cursor up": ["up"] * (KEY_ROUNDS // 2),
+                "page down": ["pagedown"] * KEY_ROUNDS,
+                "page up": ["pageup"] * (KEY_ROUNDS // 2),
+                "end / home": ["end", "home"] * (KEY_ROUNDS // 2),
+                "space (mark)": ["space", "space"] * (KEY_ROUNDS // 2),
+            }
+            keys: dict[str, Any] = {}
+            for label, sequence in plans.items():
+                walls, paints = [], []
+                for key in sequence:
+                    wall, paint = await key_to_frame(app, clock, key, rng)
+                    walls.append(wall)
+                    paints.append(paint)
+                keys[label] = {"key_to_frame": summary(walls), "paint": summary(paints)}
+            grid.cursor_row = grid.row_count // 2
+            work = {
+                "page down": [direct(grid, grid.action_page_down) for _ in range(KEY_ROUNDS)],
+                "end / home": [direct(grid, action) for _ in range(KEY_ROUNDS // 2)
+                               for action in (grid.action_cursor_last, grid.action_cursor_first)],
+            }
+            for label, samples in work.items():
+                keys[label]["work"] = summary(samples)
+            result["keys"] = keys
+
+            typed = []
+            for n in range(1, len(FILTER_TEXT) + 1):
+                typed.append(direct(grid, lambda n=n: grid.set_query(filter_text=FILTER_TEXT[:n])))
+                await until_read(grid)
+                memory.sample()
+            result["filter"] = {"per_keystroke_ms": [ms(t) for t in typed], **summary(typed),
+                                "text": FILTER_TEXT, "rows_left": grid.row_count}
+            result["filter_cleared_ms"] = ms(direct(grid, lambda: grid.set_query(filter_text="")))
+            await until_read(grid)
+
+            sorts = {}
+            for column in SORTS:
+                first = direct(grid, lambda c=column: grid.set_query(sort=c, descending=False))
+                whole = first + await until_read(grid)
+                memory.sample()
+                reverse = direct(grid, lambda: grid.set_query(descending=True))
+                sorts[column] = {"first_ms": ms(first), "whole_ms": ms(whole), "reversed_ms": ms(reverse)}
+                await until_read(grid)
+            sorts["name (back)"] = {"first_ms": ms(direct(grid, lambda: grid.set_query(sort="name", descending=False)))}
+            await until_read(grid)
+            result["sort"] = sorts
+            views = {}
+            for view in ("pending", "failed", "disabled", "all", "active"):
+                views[view] = ms(direct(grid, lambda v=view: grid.set_query(view=v)))
+                await until_read(grid)
+                memory.sample()
+            result["view switch"] = views
+            result["mark_all_active_ms"] = ms(direct(grid, grid.mark_all_in_view))
+            memory.sample()
+            result["clear_marks_ms"] = ms(direct(grid, grid.clear_marks))
+        result["peak_rss_mb_before_approve"] = round(peak_rss_mb(), 1)
+        result["peak_anonymous_mb_before_approve"] = round(memory.peak_mb, 1)
+
+    asyncio.run(keys_filter_sort())
+
+    async def mark_all_and_approve(view: str, how: str, scratch: Path) -> dict[str, Any]:
+        copy = scratch / "copy.db"
+        shutil.copyfile(db_path, copy)
+        copied = db.open_database(copy)
+        measured: dict[str, Any] = {}
+        try:
+            app = Minimal(view)
+            async with app.run_test(size=SIZE) as pilot:
+                grid = app.query_one(MailboxGrid)
+                await pilot.pause()
+                await until_read(grid)
+                measured["rows"] = grid.row_count
+                measured["mark_all_ms"] = ms(direct(grid, grid.mark_all_in_view))
+                started = time.perf_counter()
+                if how == "of_ids":
+                    outcome = mailboxes.approve(actor, Selection.of_ids(grid.target_ids()))
+                else:
+                    outcome = mailboxes.approve(actor, grid.target_selection())
+                measured["approve_ms"] = ms(time.perf_counter() - started)
+                measured["reload_ms"] = ms(direct(grid, lambda: (grid.clear_marks(), grid.reload())))
+                measured["total_ms"] = round(measured["mark_all_ms"] + measured["approve_ms"]
+                                             + measured["reload_ms"], 1)
+                measured["changed"] = outcome.changed
+                await until_read(grid)
+                memory.sample()
+        finally:
+            copied.close()
+            for leftover in scratch.iterdir():
+                leftover.unlink(missing_ok=True)
+        return measured
+
+    approvals = {}
+    with tempfile.TemporaryDirectory(prefix="mbxtui-bench-grid-") as scratch:
+        for view in ("pending", "all"):
+            for how in ("of_ids", "of_view"):
+                approvals[f"{view} / {how}"] = asyncio.run(mark_all_and_approve(view, how, Path(scratch)))
+    result["mark all + approve"] = approvals
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    result["peak_anonymous_mb"] = round(memory.peak_mb, 1)
+    return result
+
+
+def child_datatable(db_path: str) -> dict[str, Any]:
+    """The same keys, a sort and a filter keystroke on a DataTable holding every row."""
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from mbxtui.core import db
+    from mbxtui.core.services import operators
+
+    db.open_database(db_path)
+    actor = operators.current_actor(login=make_mailboxes.LOGIN)
+    rows = datatable_rows(actor)
+    rng = random.Random(4)
+    result: dict[str, Any] = {"rows": len(rows)}
+
+    class Minimal(App):
+        def compose(self):
+            yield DataTable(cursor_type="row")
+
+        def on_mount(self) -> None:
+            table = self.query_one(DataTable)
+            table.focus()
+            table.add_columns(*DATATABLE_COLUMNS)
+            table.add_rows(rows)
+
+    async def run() -> None:
+        app = Minimal()
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.query_one(DataTable)
+            await pilot.pause()
+            clock = FrameClock(app.screen)
+            keys = {}
+            for label, sequence in {"cursor down": ["down"] * KEY_ROUNDS, "page down": ["pagedown"] * KEY_ROUNDS,
+                                    "end / home": ["end", "home"] * (KEY_ROUNDS // 4)}.items():
+                walls, paints = [], []
+                for key in sequence:
+                    wall, paint = await key_to_frame(app, clock, key, rng)
+                    walls.append(wall)
+                    paints.append(paint)
+                keys[label] = {"key_to_frame": summary(walls), "paint": summary(paints)}
+            result["keys"] = keys
+            column = table.ordered_columns[1].key
+            result["sort"] = {"email": {
+                "first_ms": ms(direct(table, lambda: table.sort(column))),
+                "reversed_ms": ms(direct(table, lambda: table.sort(column, reverse=True)))}}
+
+            def refill(text: str) -> None:
+                table.clear()
+                table.add_rows([row for row in rows if text in row[0].lower() or text in row[1]])
+
+            typed = [direct(table, lambda n=n: refill(FILTER_TEXT[:n])) for n in range(1, len(FILTER_TEXT) + 1)]
+            result["filter"] = {"per_keystroke_ms": [ms(t) for t in typed], **summary(typed), "text": FILTER_TEXT,
+                                "rows_left": table.row_count}
+
+    asyncio.run(run())
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
+# --- the parent: run the children, print the figures ----------------------------------------------
+
+def run_child(*args: str, timeout: float = 1800) -> dict[str, Any]:
+    spawned = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", *args, "--spawned", repr(spawned)],
+        capture_output=True, text=True, timeout=timeout,
+        env={name: value for name, value in os.environ.items() if name != "NO_COLOR"},
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def import_cost(statement: str, rounds: int = 5) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", statement], check=True)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def fmt(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+    print(f"\n{title}")
+    widths = [max(len(fmt(cell)) for cell in column) for column in zip(header, *rows)]
+    for line in [header, ["-" * w for w in widths], *rows]:
+        print("  " + "  ".join(fmt(cell).ljust(width) for cell, width in zip(line, widths)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the mailbox grid (prints figures).")
+    parser.add_argument("--sizes", default="100000,1000000", help="mailbox counts, comma separated")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where the databases are kept")
+    parser.add_argument("--skip-datatable", action="store_true", help="leave out the DataTable reference")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.pop("NO_COLOR", None)
+
+    if args.child:
+        kind, db_path, *rest = args.child
+        if kind == "start":
+            outcome = child_start(db_path, args.spawned, rest[0])
+        elif kind == "grid":
+            outcome = child_grid(db_path)
+        else:
+            outcome = child_datatable(db_path)
+        print(json.dumps(outcome))
+        return 0
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    load = os.getloadavg()
+    print(f"mailbox grid benchmark: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, "
+          f"Python {sys.version.split()[0]}, terminal {SIZE[0]}x{SIZE[1]} headless")
+    paths = {size: make_mailboxes.ensure(size, args.data_dir) for size in sizes}
+    figures: dict[str, dict[str, Any]] = {}
+    for size in sizes:
+        print(f"measuring the grid at {size:,} mailboxes ...", file=sys.stderr)
+        starts = [run_child("start", str(paths[size]), "grid") for _ in range(3)]
+        figures[f"grid {size:,}"] = {"start": min(starts, key=lambda s: s["start_to_painted_s"]),
+                                     "starts": [s["start_to_painted_s"] for s in starts],
+                                     **run_child("grid", str(paths[size]))}
+    reference_size = min(sizes)
+    if not args.skip_datatable:
+        print(f"measuring DataTable at {reference_size:,} rows (slow) ...", file=sys.stderr)
+        figures[f"DataTable {reference_size:,}"] = {"start": run_child("start", str(paths[reference_size]), "table"),
+                                                   **run_child("datatable", str(paths[reference_size]))}
+    imports = {
+        "python -c pass": import_cost("pass"),
+        "import mbxtui.tui.widgets.grid": import_cost("import mbxtui.tui.widgets.grid"),
+        "import textual.app": import_cost("import textual.app"),
+    }
+    report(figures, imports)
+    return 0
+
+
+def report(figures: dict[str, dict[str, Any]], imports: dict[str, float]) -> None:
+    names = list(figures)
+    header = ["operation", *names, "target (1M)"]
+
+    def get(name: str, *path: str) -> Any:
+        value: Any = figures[name]
+        for key in path:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return value
+
+    def pair(name: str, *path: str) -> str | None:
+        found = get(name, *path)
+        return None if found is None else f"{found['median_ms']} / {found['worst_ms']}"
+
+    rows = [
+        ["mailboxes in the Active view", *[get(n, "start", "rows") for n in names], ""],
+        ["process start to painted grid, s (best of 3)", *[get(n, "start", "start_to_painted_s") for n in names],
+         TARGETS["start"]],
+        ["  of which before importing textual, s", *[get(n, "start", "before_textual_s") for n in names], ""],
+        ["  of which imports, s", *[get(n, "start", "imports_s") for n in names], ""],
+        ["  all three runs, s", *[get(n, "starts") for n in names], ""],
+        ["process start to whole view read, s", *[get(n, "start", "start_to_whole_view_read_s") for n in names], ""],
+    ]
+    for label in ("cursor down", "cursor up", "page down", "page up", "end / home", "space (mark)"):
+        rows.append([f"{label}: key to frame, ms median / worst", *[pair(n, "keys", label, "key_to_frame")
+                                                                    for n in names], TARGETS["keys"]])
+        rows.append([f"{label}: paint, ms median / worst", *[pair(n, "keys", label, "paint") for n in names], ""])
+        rows.append([f"{label}: work, ms median / worst", *[pair(n, "keys", label, "work") for n in names], ""])
+    rows.append(["filter keystroke, ms median / worst", *[pair(n, "filter") for n in names], TARGETS["filter"]])
+    rows.append(["  each keystroke, ms", *[get(n, "filter", "per_keystroke_ms") for n in names], ""])
+    for column in SORTS:
+        rows.append([f"sort by {column}, ms (shown / whole order read / reversed)",
+                     *[(f"{get(n, 'sort', column, 'first_ms')} / {get(n, 'sort', column, 'whole_ms')} / "
+                        f"{get(n, 'sort', column, 'reversed_ms')}") if get(n, "sort", column) else None
+                       for n in names], TARGETS["sort"]])
+    for view in ("pending", "failed", "disabled", "all", "active"):
+        rows.append([f"switch to view {view}, ms", *[get(n, "view switch", view) for n in names], ""])
+    rows.append(["mark all in the Active view / clear, ms",
+                 *[(f"{get(n, 'mark_all_active_ms')} / {get(n, 'clear_marks_ms')}" if get(n, "mark_all_active_ms")
+                    is not None else None) for n in names], ""])
+    for case in ("pending / of_ids", "pending / of_view", "all / of_ids", "all / of_view"):
+        rows.append([f"mark all + approve, {case}: rows", *[get(n, "mark all + approve", case, "rows")
+                                                            for n in names], ""])
+        rows.append(["  mark all / approve / reload, ms",
+                     *[(f"{get(n, 'mark all + approve', case, 'mark_all_ms')} / "
+                        f"{get(n, 'mark all + approve', case, 'approve_ms')} / "
+                        f"{get(n, 'mark all + approve', case, 'reload_ms')}")
+                       if get(n, "mark all + approve", case) else None for n in names], ""])
+        rows.append(["  total, s", *[(round(get(n, "mark all + approve", case, "total_ms") / 1000, 2)
+                                       if get(n, "mark all + approve", case) else None) for n in names],
+                     TARGETS["approve"]])
+    rows.append(["peak RSS, MB (start)", *[get(n, "start", "peak_rss_mb") for n in names], TARGETS["rss"]])
+    rows.append(["peak RSS, MB (keys, filter, sort)",
+                 *[get(n, "peak_rss_mb_before_approve") or get(n, "peak_rss_mb") for n in names], TARGETS["rss"]])
+    rows.append(["peak RSS, MB (after the approvals)", *[get(n, "peak_rss_mb") if get(n, "mark all + approve")
+                                                         else None for n in names], ""])
+    rows.append(["peak anonymous (private) RSS, MB, sampled: keys, filter, sort",
+                 *[get(n, "peak_anonymous_mb_before_approve") for n in names], TARGETS["rss"]])
+    rows.append(["  the same, with the approvals", *[get(n, "peak_anonymous_mb") for n in names], ""])
+    table("figures", header, rows)
+    table("import cost (python -c, median of 5)", ["statement", "s"],
+          [[statement, round(seconds, 3)] for statement, seconds in imports.items()])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

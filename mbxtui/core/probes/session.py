@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import socket
 import ssl
 import threading
@@ -261,8 +262,14 @@ class ProbeSession:
 
     def _resolve(self) -> list[tuple]:
         """``getaddrinfo`` cannot be interrupted, so it runs in its own thread and the probe stops
-        waiting for it at the deadline."""
+        waiting for it at the deadline. An IP address needs no lookup, nor the thread."""
         host, port = self.endpoint.host, self.endpoint.port
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
         outcome: dict[str, object] = {}
 
         def look_up() -> None:

@@ -22,7 +22,14 @@ class HelpScreen(ModalScreen[None]):
         self.for_screen = screen
 
     def compose(self) -> ComposeResult:
-        lines = [f"Keys of {getattr(self.for_screen, 'TITLE_TEXT', type(self.for_screen).__name__)}", ""]
+        # The screen's own actions first: the focused widget's keys (moving a cursor) would otherwise
+        # fill the first screenful.
+        groups: dict[str, list[str]] = {
+            f"Keys of {getattr(self.for_screen, 'TITLE_TEXT', type(self.for_screen).__name__)}": [],
+            "Where the cursor is": [],
+            "Everywhere": [],
+        }
+        screen_keys, widget_keys, app_keys = groups.values()
         seen = set()
         for key, active in self.for_screen.active_bindings.items():
             binding = active.binding
@@ -30,8 +37,18 @@ class HelpScreen(ModalScreen[None]):
                 continue
             seen.add((key, binding.action))
             state = "" if active.enabled else "  (not allowed for your role)"
-            lines.append(f"  {self.app.get_key_display(binding):<14} {binding.description}{state}")
-        lines += ["", "Ctrl+P opens the command palette with the same actions."]
+            line = f"  {self.app.get_key_display(binding):<14} {binding.description}{state}"
+            if active.node is self.app or binding.action.startswith(("app.", "screen.")):
+                app_keys.append(line)  # namespaced actions are Textual's own (focus, copy) on every screen
+            elif active.node is self.for_screen:
+                screen_keys.append(line)
+            else:
+                widget_keys.append(line)
+        lines = []
+        for heading, group in groups.items():
+            if group:
+                lines += [heading, *group, ""]
+        lines.append("Ctrl+P opens the command palette with the same actions.")
         with VerticalScroll():
             yield Static("\n".join(lines), markup=False)
 

@@ -34,6 +34,15 @@ FIELDS = [
 ]
 
 
+def changes_text(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """What an audit record changed, field by field ("approval: pending → approved"); nothing for a
+    record that was created (its summary says so)."""
+    if not before or not after:
+        return ""
+    return "; ".join(f"{key}: {cell(before.get(key))} → {cell(value)}"
+                     for key, value in after.items() if before.get(key) != value)
+
+
 class MailboxDetailScreen(BaseScreen):
     TITLE_TEXT = "Mailbox"
     BINDINGS = [
@@ -51,6 +60,7 @@ class MailboxDetailScreen(BaseScreen):
         self.row: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
+        yield Static(id="title", markup=False)
         with VerticalScroll(id="detail"):
             yield Static(id="fields", markup=False)
             yield Static(id="test", markup=False)
@@ -69,22 +79,25 @@ class MailboxDetailScreen(BaseScreen):
             self.app.pop_screen()
             return
         self.row = row = rows[self.mailbox_id]
+        self.query_one("#title", Static).update(
+            f"mbxtui · Mailbox {safe(row['name'])} <{safe(row['email'])}> · {self.actor.login} "
+            f"({self.actor.role.value})")
         width = max(len(title) for _, title in FIELDS)
-        lines = [f"Mailbox {safe(row['name'])} <{safe(row['email'])}>", ""]
-        lines += [f"{title:<{width}}  {cell(row.get(key))}" for key, title in FIELDS]
+        lines = [f"{title:<{width}}  {cell(row.get(key))}" for key, title in FIELDS]
         self.query_one("#fields", Static).update("\n".join(lines))
         self.query_one("#test", Static).update(self._test_text())
         recent = alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20)
         alert_lines = ["", "Alerts (newest first)"] + [
-            f"  {a['created_on']}  {a['level']:<11} {a['code']:<22} {safe(a['text'])}" for a in recent
-        ] or ["  none"]
+            f"  {a['created_on']}  {a['level']:<11} {a['code']:<22} {safe(a['text'])}" for a in recent]
         self.query_one("#alerts", Static).update("\n".join(alert_lines if recent else ["", "Alerts: none"]))
         history = audit.list_entries(self.actor, record_kind="mailbox", record_id=self.mailbox_id, limit=30)
-        history_lines = ["", "History"] + [
-            f"  {h['at']}  {h['login']}{' (as by ' + h['by_login'] + ')' if h['by_login'] else ''}: "
-            f"{safe(h['summary'])}" + (f"  {h.get('before')} → {h.get('after')}" if h.get("after") else "")
-            for h in history
-        ]
+        history_lines = ["", "History"]
+        for entry in history:
+            by = f" (as by {entry['by_login']})" if entry["by_login"] else ""
+            history_lines.append(f"  {entry['at']}  {entry['login']}{by}: {safe(entry['summary'])}")
+            changed = changes_text(entry.get("before"), entry.get("after"))
+            if changed:
+                history_lines.append(f"      {changed}")
         self.query_one("#history", Static).update("\n".join(history_lines))
 
     def _test_text(self) -> str:

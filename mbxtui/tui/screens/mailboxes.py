@@ -33,7 +33,9 @@ class MailboxesScreen(BaseScreen):
     TITLE_TEXT = "Mailboxes"
     BINDINGS = [
         *[Binding(str(i + 1), f"view('{view.value}')", VIEW_TITLES[view], show=False) for i, view in enumerate(VIEW_KEYS)],
-        Binding("slash", "filter", "Filter"),
+        # A priority binding acts as soon as the key arrives, before the keys typed after it are
+        # handed to the grid (where "a" marks everything, "s" sorts...).
+        Binding("slash", "filter", "Filter", priority=True),
         Binding("enter", "open", "Open"),
         Binding("A", "approve", "Approve"),
         Binding("R", "reject", "Reject"),
@@ -108,10 +110,15 @@ class MailboxesScreen(BaseScreen):
         self.update_header()
         self.update_status()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter" and self.query_one("#filter", Input).has_focus:
+            return False  # "/" is then text in the filter
+        return super().check_action(action, parameters)
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.remove_class("hidden")
-        box.focus()
+        self.set_focus(box)  # at once: focus() would wait until the keys already queued are handled
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
@@ -123,14 +130,14 @@ class MailboxesScreen(BaseScreen):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
-            self.grid.focus()
+            self.set_focus(self.grid)
 
     def key_escape(self) -> None:
         box = self.query_one("#filter", Input)
         if box.has_focus:
             if not box.value:
                 box.add_class("hidden")
-            self.grid.focus()
+            self.set_focus(self.grid)
 
     def action_reload(self) -> None:
         self.grid.reload()
@@ -239,10 +246,12 @@ class BulkEditScreen(ModalScreen[dict | None]):
 
     DEFAULT_CSS = """
     BulkEditScreen { align: center middle; }
-    BulkEditScreen > Vertical { width: 64; max-width: 95%; height: auto; border: thick $primary;
+    BulkEditScreen > Vertical { width: 64; max-width: 95%; height: auto; max-height: 100%; border: thick $primary;
                                 background: $surface; padding: 1 2; }
-    BulkEditScreen Label { margin-top: 1; }
-    BulkEditScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
+    BulkEditScreen .choice { margin-top: 1; }
+    BulkEditScreen Select { background: $boost; }
+    BulkEditScreen .actions { height: auto; align-horizontal: right; margin-top: 1; }
+    BulkEditScreen Button { margin-left: 2; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply")]
 
@@ -252,19 +261,20 @@ class BulkEditScreen(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         names = [p["name"] for p in profiles.list_profiles(self.app.actor) if p["active"]]
+        # Compact choices and buttons: the whole dialog fits at 80x24.
         with Vertical():
             yield Static(f"Bulk edit of {self.count:,} mailbox(es)", markup=False)
-            yield Label("Profile")
-            yield Select([(n, n) for n in names], prompt=LEAVE, id="profile")
-            yield Label("Incoming")
-            yield Select([(m.value, m.value) for m in IncomingMethod], prompt=LEAVE, id="incoming")
-            yield Label("Outgoing")
-            yield Select([(m.value, m.value) for m in OutgoingMethod], prompt=LEAVE, id="outgoing")
-            yield Label("Appointments, contacts and tasks")
-            yield Select([(m.value, m.value) for m in ActMethod], prompt=LEAVE, id="act")
-            with Horizontal():
-                yield Button("Apply (ctrl+s)", variant="primary", id="apply")
-                yield Button("Cancel (esc)", id="cancel")
+            yield Label("Profile", classes="choice")
+            yield Select([(n, n) for n in names], prompt=LEAVE, id="profile", compact=True)
+            yield Label("Incoming", classes="choice")
+            yield Select([(m.value, m.value) for m in IncomingMethod], prompt=LEAVE, id="incoming", compact=True)
+            yield Label("Outgoing", classes="choice")
+            yield Select([(m.value, m.value) for m in OutgoingMethod], prompt=LEAVE, id="outgoing", compact=True)
+            yield Label("Appointments, contacts and tasks", classes="choice")
+            yield Select([(m.value, m.value) for m in ActMethod], prompt=LEAVE, id="act", compact=True)
+            with Horizontal(classes="actions"):
+                yield Button("Apply (ctrl+s)", variant="primary", id="apply", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "apply":

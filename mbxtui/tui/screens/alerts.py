@@ -25,7 +25,7 @@ class AlertsScreen(ListScreen):
     BINDINGS = [
         *[Binding(str(index + 1), f"level({level!r})", title, show=False)
           for index, (level, title) in enumerate(LEVELS.items())],
-        Binding("slash", "filter", "Mailbox/profile"),
+        Binding("slash", "filter", "Mailbox/profile", priority=True),
         Binding("enter", "open", "Open"),
         Binding("d", "dismiss_one", "Dismiss"),
         Binding("D", "dismiss_shown", "Dismiss all shown"),

@@ -28,7 +28,7 @@ def failed_directions(row: dict[str, Any]) -> str:
 class FailedScreen(ListScreen):
     TITLE_TEXT = "Test and Enable Failed"
     BINDINGS = [
-        Binding("slash", "filter", "Filter"),
+        Binding("slash", "filter", "Filter", priority=True),
         Binding("enter", "open", "Open"),
         Binding("e", "edit", "Edit"),
         Binding("t", "retry", "Retry"),

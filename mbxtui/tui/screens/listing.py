@@ -190,10 +190,17 @@ class ListScreen(BaseScreen):
     def action_open(self) -> None:
         """Enter on a row; subclasses that open something override it."""
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # "/" is a priority binding so that the keys typed after it reach the filter, not the
+        # table's row actions; inside the filter it is plain text again.
+        if action == "filter" and self.query_one("#filter", Input).has_focus:
+            return False
+        return super().check_action(action, parameters)
+
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.remove_class("hidden")
-        box.focus()
+        self.set_focus(box)  # at once: focus() would wait until the keys already queued are handled
 
     def action_back(self) -> None:
         box = self.query_one("#filter", Input)

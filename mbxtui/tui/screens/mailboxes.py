@@ -36,14 +36,14 @@ class MailboxesScreen(BaseScreen):
         # A priority binding acts as soon as the key arrives, before the keys typed after it are
         # handed to the grid (where "a" marks everything, "s" sorts...).
         Binding("slash", "filter", "Filter", priority=True),
-        Binding("enter", "open", "Open"),
         Binding("A", "approve", "Approve"),
-        Binding("R", "reject", "Reject"),
         Binding("t", "test", "Test & Enable"),
+        Binding("R", "reject", "Reject"),
         Binding("D", "apply_defaults", "Apply defaults"),
         Binding("e", "bulk_edit", "Bulk edit"),
         Binding("X", "deactivate", "Deactivate"),
         Binding("N", "new_forward", "New forward mailbox"),
+        Binding("enter", "open", "Open", show=False),  # listed in help (F1) and the palette
         Binding("ctrl+r", "reload", "Reload", show=False),
     ]
     PERMISSIONS = {

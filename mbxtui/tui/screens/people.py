@@ -24,7 +24,7 @@ class PeopleScreen(ListScreen):
     BINDINGS = [
         Binding("1", "kind('user')", "Users", show=False),
         Binding("2", "kind('queue')", "Queues", show=False),
-        Binding("slash", "filter", "Filter"),
+        Binding("slash", "filter", "Filter", priority=True),
         Binding("enter", "open", "Open mailbox"),
         Binding("a", "add", "Add"),
         Binding("X", "deactivate", "Deactivate"),

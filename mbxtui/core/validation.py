@@ -27,14 +27,37 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 E = TypeVar("E", bound=StrEnum)
 
 
+# Zero-width joiners are format characters that Persian and Indic names and emoji sequences need.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``value`` quoted for a message: control characters escaped, cut short when long."""
+    try:
+        quoted = repr(value)
+    except ValueError:  # an integer of more digits than Python writes out
+        return "a number too long to show"
+    return quoted if len(quoted) <= limit else quoted[:limit - 1] + "…"
+
+
+def _string(field: str, value: object) -> str:
+    try:
+        return str(value)
+    except ValueError:  # an integer of more digits than Python writes out
+        raise InvalidInput(field, "is not text") from None
+
+
 def _reject_control_characters(field: str, value: str) -> None:
     for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+        category = unicodedata.category(ch)
+        if category == "Cs":  # what undecodable bytes become, e.g. a command-line argument that is not UTF-8
+            raise InvalidInput(field, f"is not valid text: it holds U+{ord(ch):04X}, a lone surrogate (not UTF-8?)")
+        if category in ("Cc", "Cf", "Zl", "Zp") and ch not in _JOINERS:
             raise InvalidInput(field, f"contains a control character (U+{ord(ch):04X})")
 
 
 def text(field: str, value: str | None, *, max_length: int = MAX_NAME, required: bool = True) -> str:
-    value = "" if value is None else str(value).strip()
+    value = "" if value is None else _string(field, value).strip()
     if not value:
         if required:
             raise InvalidInput(field, "is required")
@@ -79,12 +102,14 @@ def host(field: str, value: str | None) -> str:
 
 def integer(field: str, value: object, low: int, high: int, unit: str = "") -> int:
     if isinstance(value, bool):
-        raise InvalidInput(field, f"{value!r} is not a whole number")
+        raise InvalidInput(field, f"{shown(value)} is not a whole number")
     try:
         number = int(str(value).strip()) if not isinstance(value, int) else value
     except (TypeError, ValueError):
-        raise InvalidInput(field, f"{value!r} is not a whole number") from None
+        raise InvalidInput(field, f"{shown(value)} is not a whole number") from None
     if not low <= number <= high:
+        if abs(number) > 10**18:  # beyond what SQLite stores (and too long to print)
+            raise InvalidInput(field, f"is far out of range {low}–{high}")
         suffix = f" {unit}" if unit else ""
         raise InvalidInput(field, f"{number}{suffix} is out of range {low}–{high}")
     return number
@@ -94,24 +119,29 @@ def port(field: str, value: object) -> int:
     return integer(field, value, 1, 65535)
 
 
+def paging(limit: object, offset: object) -> tuple[int, int]:
+    """A page of a listing: at most 100,000 rows, from a non-negative offset."""
+    return integer("limit", limit, 0, 100_000), integer("offset", offset, 0, 10**12)
+
+
 def choice(field: str, value: object, enum: type[E]) -> E:
-    raw = str(value).strip().lower() if value is not None else ""
+    raw = _string(field, value).strip().lower() if value is not None else ""
     try:
         return enum(raw)
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
-        raise InvalidInput(field, f"{value!r} is not one of: {allowed}") from None
+        raise InvalidInput(field, f"{shown(value)} is not one of: {allowed}") from None
 
 
 def on_off(field: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
-    raw = str(value).strip().lower()
+    raw = _string(field, value).strip().lower()
     if raw in ("on", "yes", "true", "1"):
         return True
     if raw in ("off", "no", "false", "0"):
         return False
-    raise InvalidInput(field, f"{value!r} is not on or off")
+    raise InvalidInput(field, f"{shown(value)} is not on or off")
 
 
 def ca_file(field: str, value: str | None) -> str | None:

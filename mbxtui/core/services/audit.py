@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Sequence
 
+from mbxtui.core import validation
 from mbxtui.core.models import AuditEntry, AuditRecord, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 
@@ -79,6 +80,7 @@ def list_entries(
     actor: Actor, *, record_kind: str | None = None, record_id: int | None = None, limit: int = 100, offset: int = 0
 ) -> list[dict[str, Any]]:
     require(actor, Permission.READ)
+    limit, offset = validation.paging(limit, offset)
     query = AuditEntry.select().order_by(AuditEntry.id.desc())
     if record_kind and record_id is not None:
         ids = AuditRecord.select(AuditRecord.entry).where(

@@ -3,6 +3,7 @@ number; the good ones are inserted set-based with their mailboxes (R1)."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from pathlib import Path
@@ -30,10 +31,13 @@ def _read_rows(path: Path, kind: str) -> list[tuple[int, dict[str, str]]]:
         raw = path.read_bytes()
     except OSError as exc:
         raise MbxError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte or an unencodable character in the path
+        raise MbxError(f"cannot read {validation.shown(str(path))}: not a valid file name") from None
+    body = raw.removeprefix(codecs.BOM_UTF8)  # decoded apart: the error's offset is then one into ``body``
     try:
-        text = raw.decode("utf-8-sig")
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        line = body[: exc.start].count(b"\n") + 1
         raise InvalidRows(f"import of {path.name}", [(line, "is not UTF-8 text (save the file as UTF-8 CSV)")]) from None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -51,22 +55,25 @@ def _read_rows(path: Path, kind: str) -> list[tuple[int, dict[str, str]]]:
         if missing:
             problems.append(f"missing column(s) {', '.join(missing)}")
         if unknown:
-            problems.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
+            problems.append(f"unknown column(s) {', '.join(validation.shown(u) for u in unknown)}")
         if len(set(names)) != len(names):
             problems.append("a column appears twice")
         raise InvalidRows(f"import of {path.name}", [(1, "; ".join(problems) + f" (expected: {','.join(expected)})")])
     rows = []
+    line = reader.line_num + 1  # a row is reported at its first line: a quoted field may span several
     try:
         for values in reader:
-            line = reader.line_num
+            first, line = line, reader.line_num + 1
             if not any(v.strip() for v in values):
                 continue
             if len(values) != len(names):
-                rows.append((line, {"__error__": f"has {len(values)} fields, expected {len(names)}"}))
+                spans_lines = line - first > 1
+                hint = " (a quoted field runs over several lines: is a closing quote missing?)" if spans_lines else ""
+                rows.append((first, {"__error__": f"has {len(values)} fields, expected {len(names)}{hint}"}))
                 continue
-            rows.append((line, dict(zip(names, values))))
+            rows.append((first, dict(zip(names, values))))
     except csv.Error as exc:
-        raise InvalidRows(f"import of {path.name}", [(reader.line_num, f"unreadable CSV: {exc}")]) from None
+        raise InvalidRows(f"import of {path.name}", [(line, f"unreadable CSV: {exc}")]) from None
     return rows
 
 

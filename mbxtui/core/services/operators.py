@@ -66,6 +66,7 @@ def current_actor(as_login: str | None = None, login: str | None = None) -> Acto
     if as_login is None or as_login == login:
         return actor
     require(actor, Permission.ACT_AS)
+    as_login = validation.text("as", as_login, max_length=64)
     target = Operator.get_or_none((Operator.login == as_login) & (Operator.active == True))  # noqa: E712
     if target is None:
         raise NotFound(f"--as: no active operator with login {as_login!r}")
@@ -139,6 +140,7 @@ def _refuse_removing_last_global_admin(operator: Operator) -> None:
 
 
 def get(login: str) -> Operator:
+    login = validation.text("login", login, max_length=64)
     operator = Operator.get_or_none((Operator.login == login) & (Operator.active == True))  # noqa: E712
     if operator is None:
         raise NotFound(f"no operator with login {login!r}")

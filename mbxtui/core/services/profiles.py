@@ -40,7 +40,7 @@ def _date(field: str, value: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(str(value).strip())
     except ValueError:
-        raise InvalidInput(field, f"{value!r} is not a date (YYYY-MM-DD or YYYY-MM-DD HH:MM)") from None
+        raise InvalidInput(field, f"{validation.shown(value)} is not a date (YYYY-MM-DD or YYYY-MM-DD HH:MM)") from None
 
 
 def _clean_field(key: str, value: Any) -> Any:
@@ -157,6 +157,7 @@ def create(actor: Actor, **fields: Any) -> dict[str, Any]:
 
 
 def get(name: str) -> Profile:
+    name = validation.text("profile", name)
     profile = Profile.get_or_none(Profile.name == name)
     if profile is None:
         raise NotFound(f"no profile named {name!r}")

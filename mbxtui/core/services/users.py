@@ -131,6 +131,8 @@ def queue_dict(queue: Queue, mailbox: Mailbox | None) -> dict[str, Any]:
 
 def list_users(actor: Actor, *, filter_text: str | None = None, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
     require(actor, Permission.READ)
+    limit, offset = validation.paging(limit, offset)
+    filter_text = validation.text("filter", filter_text, max_length=200, required=False)
     query = (User.select(User, Mailbox.email.alias("mailbox_email"))
              .join(Mailbox, on=(Mailbox.user == User.id), join_type=JOIN.LEFT_OUTER)
              .order_by(User.name.collate("NOCASE"), User.id))
@@ -143,6 +145,7 @@ def list_users(actor: Actor, *, filter_text: str | None = None, limit: int = 100
 
 def list_queues(actor: Actor, *, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
     require(actor, Permission.READ)
+    limit, offset = validation.paging(limit, offset)
     query = Queue.select().order_by(Queue.name, Queue.id).limit(limit).offset(offset)
     boxes = {m.queue_id: m for m in Mailbox.select().where(Mailbox.queue.is_null(False))}
     return [queue_dict(q, boxes.get(q.id)) for q in query]

@@ -65,7 +65,7 @@ class AlertsScreen(ListScreen):
     def describe(self, row: dict[str, Any] | None) -> str:
         if row is None:
             return "No alerts to show."
-        return f"{row['level']} {row['code']} · {safe(self.about(row)) or 'the organisation'}\n{safe(row['text'])}"
+        return f"{row['level']} {safe(row['code'])} · {safe(self.about(row)) or 'the organisation'}\n{safe(row['text'])}"
 
     def views_line(self) -> str:
         tabs = []
@@ -107,7 +107,7 @@ class AlertsScreen(ListScreen):
         if row is None:
             return
         if self.call_service(alerts.dismiss, self.actor, [row["id"]]) is not None:
-            self.notify(f"Dismissed {row['code']}", markup=False)
+            self.notify(f"Dismissed {safe(row['code'])}", markup=False)
             self.reload()
 
     def action_dismiss_shown(self) -> None:

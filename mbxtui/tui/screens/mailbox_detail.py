@@ -88,7 +88,7 @@ class MailboxDetailScreen(BaseScreen):
         self.query_one("#test", Static).update(self._test_text())
         recent = alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20)
         alert_lines = ["", "Alerts (newest first)"] + [
-            f"  {a['created_on']}  {a['level']:<11} {a['code']:<22} {safe(a['text'])}" for a in recent]
+            f"  {a['created_on']}  {a['level']:<11} {safe(a['code']):<22} {safe(a['text'])}" for a in recent]
         self.query_one("#alerts", Static).update("\n".join(alert_lines if recent else ["", "Alerts: none"]))
         history = audit.list_entries(self.actor, record_kind="mailbox", record_id=self.mailbox_id, limit=30)
         history_lines = ["", "History"]

@@ -46,26 +46,27 @@ def _flag(what: str) -> str:
     return "password_set" if what == PASSWORD else "token_set"
 
 
+def _store(actor: Actor, model, record_id: int, label: str, value: str, store: SecretStore, what: str) -> None:
+    kind = model.__name__.lower()
+    store.set(secret_key(kind, record_id, what), value)
+    with write_transaction():
+        model.update({_flag(what): True}).where(model.id == record_id).execute()
+        audit.record(actor, f"{kind}.set_{what}", kind, f"set the {what} of {kind} {label}",
+                     [(record_id, None, {what: "set"})])
+
+
 def set_profile_secret(actor: Actor, name: str, value: str, store: SecretStore, what: str = PASSWORD) -> None:
     require(actor, Permission.CONFIGURE)
     value = check_secret(what, value)
     profile = profiles.get(name)
-    store.set(secret_key("profile", profile.id, what), value)
-    with write_transaction():
-        Profile.update({_flag(what): True}).where(Profile.id == profile.id).execute()
-        audit.record(actor, f"profile.set_{what}", "profile", f"set the {what} of profile {profile.name}",
-                     [(profile.id, None, {what: "set"})])
+    _store(actor, Profile, profile.id, profile.name, value, store, what)
 
 
 def set_mailbox_secret(actor: Actor, email: str, value: str, store: SecretStore, what: str = PASSWORD) -> None:
     require(actor, Permission.CONFIGURE)
     value = check_secret(what, value)
     mailbox = mailboxes.get(email)
-    store.set(secret_key("mailbox", mailbox.id, what), value)
-    with write_transaction():
-        Mailbox.update({_flag(what): True}).where(Mailbox.id == mailbox.id).execute()
-        audit.record(actor, f"mailbox.set_{what}", "mailbox", f"set the {what} of mailbox {mailbox.email}",
-                     [(mailbox.id, None, {what: "set"})])
+    _store(actor, Mailbox, mailbox.id, mailbox.email, value, store, what)
 
 
 def clear_mailbox_secret(actor: Actor, email: str, store: SecretStore, what: str = PASSWORD) -> None:

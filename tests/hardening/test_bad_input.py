@@ -989,11 +989,12 @@ def in_process(cli: Cli, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
             code = command_line.main(["--db", str(cli.db_path), *args])
         except SystemExit as exit_:  # argparse refusing a usage
             code = exit_.code
+        finally:
+            database.close()  # each run opens the database anew, as each process would
         out, err = capsys.readouterr()
         return code, out, err
 
-    yield run
-    database.close()
+    return run
 
 
 def check_command(run: Callable[[tuple[str, ...]], tuple[int, str, str]], cli: Cli, command: tuple[str, ...],

@@ -56,6 +56,16 @@ def _reject_control_characters(field: str, value: str) -> None:
             raise InvalidInput(field, f"contains a control character (U+{ord(ch):04X})")
 
 
+def lookup(field: str, value: object) -> str:
+    """A name to find a record by, exactly as given (a record stored with odd characters can still
+    be found); refused only when it cannot be text at all."""
+    key = "" if value is None else _string(field, value)
+    for ch in key:
+        if unicodedata.category(ch) == "Cs":
+            raise InvalidInput(field, f"is not valid text: it holds U+{ord(ch):04X}, a lone surrogate (not UTF-8?)")
+    return key
+
+
 def text(field: str, value: str | None, *, max_length: int = MAX_NAME, required: bool = True) -> str:
     value = "" if value is None else _string(field, value).strip()
     if not value:

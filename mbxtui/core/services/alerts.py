@@ -48,10 +48,10 @@ def _query(*, level: str | None, mailbox: str | None, profile: str | None, inclu
             raise NotFound(f"no mailbox with email {address}")
         query = query.where(Alert.mailbox == box.id)
     if profile:
-        profile = validation.text("profile", profile)
+        profile = validation.lookup("profile", profile)
         target = Profile.get_or_none(Profile.name == profile)
         if target is None:
-            raise NotFound(f"no profile named {profile!r}")
+            raise NotFound(f"no profile named {validation.shown(profile)}")
         query = query.where(Alert.profile == target.id)
     if not include_dismissed:
         query = query.where(Alert.dismissed == False)  # noqa: E712

@@ -66,10 +66,10 @@ def current_actor(as_login: str | None = None, login: str | None = None) -> Acto
     if as_login is None or as_login == login:
         return actor
     require(actor, Permission.ACT_AS)
-    as_login = validation.text("as", as_login, max_length=64)
+    as_login = validation.lookup("as", as_login)
     target = Operator.get_or_none((Operator.login == as_login) & (Operator.active == True))  # noqa: E712
     if target is None:
-        raise NotFound(f"--as: no active operator with login {as_login!r}")
+        raise NotFound(f"--as: no active operator with login {validation.shown(as_login)}")
     return _actor_for(target, by_login=login)
 
 
@@ -140,10 +140,10 @@ def _refuse_removing_last_global_admin(operator: Operator) -> None:
 
 
 def get(login: str) -> Operator:
-    login = validation.text("login", login, max_length=64)
+    login = validation.lookup("login", login)
     operator = Operator.get_or_none((Operator.login == login) & (Operator.active == True))  # noqa: E712
     if operator is None:
-        raise NotFound(f"no operator with login {login!r}")
+        raise NotFound(f"no operator with login {validation.shown(login)}")
     return operator
 
 

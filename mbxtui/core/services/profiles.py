@@ -157,10 +157,10 @@ def create(actor: Actor, **fields: Any) -> dict[str, Any]:
 
 
 def get(name: str) -> Profile:
-    name = validation.text("profile", name)
+    name = validation.lookup("profile", name)
     profile = Profile.get_or_none(Profile.name == name)
     if profile is None:
-        raise NotFound(f"no profile named {name!r}")
+        raise NotFound(f"no profile named {validation.shown(name)}")
     return profile
 
 

@@ -1231,8 +1231,6 @@ def test_an_escape_sequence_in_an_alert_code_is_shown_as_text_by_the_console(con
     console(scenario, alert_code="BAD\x1b[5m")
 
 
-@pytest.mark.xfail(strict=True, reason="a profile's alerts pane prints an alert's code as stored "
-                                       "(mbxtui/tui/screens/profiles.py, ProfileDetailScreen.action_reload)")
 def test_an_escape_sequence_in_an_alert_code_is_shown_as_text_in_a_profile(console):
     async def scenario(app, pilot, mailbox_id: int) -> None:
         await open_profile(app, pilot, "imap", "3")

@@ -216,7 +216,7 @@ class ProfileDetailScreen(ProfileTestActions):
         self.query_one("#connection", Static).update(self.connection_text or
                                                      "\nTest connection (c): not run in this session")
         recent = alerts.list_alerts(self.actor, profile=self.profile_name, limit=50)
-        lines = [f"{a['created_on']}  {a['level']:<11} {a['code']:<22} {safe(a['mailbox'] or '')}\n"
+        lines = [f"{a['created_on']}  {a['level']:<11} {safe(a['code']):<22} {safe(a['mailbox'] or '')}\n"
                  f"    {safe(a['text'])}" for a in recent]
         self.query_one("#alerts-text", Static).update(
             "\n".join(lines) if lines else "No alerts about this profile or its mailboxes.")

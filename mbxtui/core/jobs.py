@@ -421,7 +421,7 @@ class TestRunner:
                                  "WHERE id = ?", [item.job_id])
             return None
         if mailbox.profile_id is not None and mailbox.profile_id not in alert_profiles:
-            alert_profiles[mailbox.profile_id] = Profile.get_or_none(Profile.id == mailbox.profile_id)
+            alert_profiles[mailbox.profile_id] = Profile.find(mailbox.profile_id)
         profile = alert_profiles.get(mailbox.profile_id)
         used = directions_in_use(item.mailbox) or list(result.directions)
         retries_left = settings.retry_attempts - mailbox.transient_failures

@@ -6,6 +6,7 @@ Tables are created by the migrations in ``mbxtui.core.migrations`` (frozen SQL),
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 
 from peewee import (
@@ -30,6 +31,19 @@ class BaseModel(Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    @classmethod
+    def find(cls, record_id: int):
+        """The record with this id, or None, like ``get_or_none`` but on SQL built once per model
+        and database: on the paths that run per mailbox tested, building the query cost ten
+        times running it."""
+        row = cls.raw(_select_by_id_sql(cls, database.param), record_id)
+        return next(iter(row), None)
+
+
+@functools.cache
+def _select_by_id_sql(model: type[Model], param: str) -> str:
+    return model.select().where(model._meta.primary_key == 0).sql()[0]
 
 
 class User(BaseModel):

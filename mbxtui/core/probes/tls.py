@@ -5,7 +5,7 @@ smtplib, poplib and imaplib do not verify certificates unless given a context, s
 connection a probe makes goes through ``ssl_context``.
 
 A socket timeout only bounds one read: a server sending one byte a second would keep a probe alive
-forever. ``Deadline`` bounds the whole probe instead: a watchdog timer shuts the connection down
+forever. ``Deadline`` bounds the whole probe instead: a watchdog thread shuts the connection down
 when the time is up, which ends whatever read or write is blocked on it.
 
 The mail libraries keep every line of an answer until it ends (poplib, smtplib) and every untagged
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import heapq
+import itertools
 import os
 import socket
 import ssl
@@ -92,32 +94,74 @@ def describe_tls(sock: ssl.SSLSocket) -> str:
     return f"{sock.version()}, {cipher[0]}" if cipher else str(sock.version())
 
 
+class _Watchdog:
+    """One thread that expires every probe's ``Deadline`` on time. A timer thread per probe cost
+    a thread start and its context switches per connection, thousands of them in a large Test &
+    Enable run."""
+
+    def __init__(self) -> None:
+        self._wakeup = threading.Condition()
+        self._due: list[tuple[float, int, Deadline]] = []  # a heap of (ends_at, order, deadline)
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def watch(self, deadline: Deadline) -> None:
+        with self._wakeup:
+            if self._thread is None or self._pid != os.getpid():  # none yet, or a forked child
+                self._due.clear()
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="mbxtui-probe-watchdog", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._due, (deadline.ends_at, next(self._order), deadline))
+            if self._due[0][2] is deadline:
+                self._wakeup.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while self._due and self._due[0][2].finished:
+                    heapq.heappop(self._due)
+                if not self._due:
+                    self._wakeup.wait()
+                    continue
+                ends_at, _, deadline = self._due[0]
+                late = time.perf_counter() - ends_at
+                if late < 0:
+                    self._wakeup.wait(-late)
+                    continue
+                heapq.heappop(self._due)
+            deadline.expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
 class Deadline:
-    """The moment a probe must be over by, enforced by a watchdog once entered as a context."""
+    """The moment a probe must be over by, enforced by the watchdog once entered as a context."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._ends_at = time.perf_counter() + seconds
+        self.ends_at = time.perf_counter() + seconds
+        self.finished = False
         self._lock = threading.Lock()
         self._expired = False
         self._guarded: socket.socket | None = None
-        self._watchdog = threading.Timer(max(seconds, 0.0), self._expire)
-        self._watchdog.daemon = True
 
     def __enter__(self) -> Deadline:
-        self._ends_at = time.perf_counter() + self.seconds
-        self._watchdog.start()
+        self.ends_at = time.perf_counter() + max(self.seconds, 0.0)
+        _WATCHDOG.watch(self)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._watchdog.cancel()
+        self.finished = True
         with self._lock:
             guarded, self._guarded = self._guarded, None
         if guarded is not None:
             guarded.close()
 
     def remaining(self) -> float:
-        return max(self._ends_at - time.perf_counter(), 0.0)
+        return max(self.ends_at - time.perf_counter(), 0.0)
 
     @property
     def passed(self) -> bool:
@@ -138,8 +182,10 @@ class Deadline:
         if previous is not None:
             previous.close()
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
+            if self.finished:
+                return
             self._expired = True
             if self._guarded is not None:
                 _cut(self._guarded)

@@ -7,7 +7,7 @@ from typing import Any
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import ActMethod, AlertLevel, IncomingMethod, OutgoingMethod
-from mbxtui.core.errors import Conflict, InvalidInput
+from mbxtui.core.errors import Conflict, InvalidInput, NotInitialised
 from mbxtui.core.models import OrgSettings, Profile
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
@@ -21,7 +21,10 @@ SETTABLE = (
 
 
 def load() -> OrgSettings:
-    return OrgSettings.get_by_id(1)
+    settings = OrgSettings.find(1)
+    if settings is None:
+        raise NotInitialised("this database has no organisation settings: run `mbxtui init` first")
+    return settings
 
 
 def to_dict(settings: OrgSettings) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Sequence
 
 from mbxtui.core import validation
 from mbxtui.core.enums import View
+from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services.mailboxes import filter_condition, order_by, view_condition
@@ -156,12 +157,10 @@ class MailboxPages:
 
         inactive = set(_ids(conn, INACTIVE_IDS)) if active_only else set()
         if candidates is not None:
-            wanted = set(candidates)
+            wanted = IdSet(candidates)
             wanted.difference_update(inactive)
             total = len(wanted)
-
-            def keep(order: Iterable[int]) -> Iterator[int]:
-                return filter(wanted.__contains__, order)
+            keep = wanted.keep
         else:
             total = conn.execute("SELECT count(*) FROM mailbox").fetchone()[0] - len(inactive)
 

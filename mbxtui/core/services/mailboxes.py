@@ -289,8 +289,11 @@ class Selection:
         return cls(view=view or View.ACTIVE.value, filter_text=filter_text)
 
 
-def materialise(actor: Actor, selection: Selection) -> int:
-    """Fill temp.selected_mailbox with the selection (inside the caller's transaction)."""
+def materialise(actor: Actor, selection: Selection, only: tuple[str, Sequence[Any]] | None = None) -> int:
+    """Fill temp.selected_mailbox with the selection (inside the caller's transaction) and return
+    how many mailboxes it holds. ``only`` (a condition on mailbox and its parameters) keeps just
+    the mailboxes an action changes, so that a view of a million mailboxes of which a few
+    thousand change is not copied whole; the number returned still counts the whole selection."""
     conn = database.connection()
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS selected_mailbox (id INTEGER PRIMARY KEY)")
     conn.execute("DELETE FROM temp.selected_mailbox")
@@ -303,17 +306,25 @@ def materialise(actor: Actor, selection: Selection) -> int:
         missing = [a for a in addresses if a not in found]
         if missing:
             raise NotFound("no mailbox with email " + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
-    elif selection.profile is not None:
-        name = validation.text("profile", selection.profile)
-        profile = Profile.get_or_none(Profile.name == name)
-        if profile is None:
-            raise NotFound(f"no profile named {name!r}")
-        conn.execute("INSERT INTO temp.selected_mailbox (id) SELECT id FROM mailbox WHERE profile_id = ?", (profile.id,))
     elif selection.ids is not None:
         conn.executemany("INSERT OR IGNORE INTO temp.selected_mailbox (id) SELECT id FROM mailbox WHERE id = ?",
                          [(int(i),) for i in selection.ids])
     else:
-        where, params = where_for(actor, selection.view or View.ACTIVE, selection.filter_text)
+        if selection.profile is not None:
+            name = validation.text("profile", selection.profile)
+            profile = Profile.get_or_none(Profile.name == name)
+            if profile is None:
+                raise NotFound(f"no profile named {name!r}")
+            where, params = "m.profile_id = ?", [profile.id]
+        else:
+            where, params = where_for(actor, selection.view or View.ACTIVE, selection.filter_text)
+        if only is not None:
+            count = conn.execute(f"SELECT count(*) FROM mailbox m WHERE {where}", params).fetchone()[0]
+            if count == 0:
+                raise NotFound("no mailboxes selected")
+            conn.execute(f"INSERT INTO temp.selected_mailbox (id) SELECT m.id FROM mailbox m WHERE ({where}) "
+                         f"AND {only[0]}", [*params, *only[1]])
+            return count
         conn.execute(f"INSERT INTO temp.selected_mailbox (id) SELECT m.id FROM mailbox m WHERE {where}", params)
     count = conn.execute("SELECT count(*) FROM temp.selected_mailbox").fetchone()[0]
     if count == 0:
@@ -362,8 +373,8 @@ def reject(actor: Actor, selection: Selection) -> BulkResult:
 def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkResult:
     now = utcnow()
     with write_transaction():
-        selected = materialise(actor, selection)
         pending = "approval != ?"
+        selected = materialise(actor, selection, only=(pending, [state.value]))
         action = "approve" if state == Approval.APPROVED else "reject"
         changed = audit.record_selection(
             actor, f"mailbox.{action}", f"{state.value} the email address of {{count}} mailbox(es)",

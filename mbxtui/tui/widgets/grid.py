@@ -26,6 +26,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from mbxtui.core.idset import IdSet
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services.mailbox_pages import BackgroundRead, GridQuery, GridRow, MailboxPages, OrderedIds
 from mbxtui.core.services.mailboxes import Selection
@@ -233,7 +234,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         super().__init__(id=id, name=name, classes=classes)
         self.actor = actor
         self.columns: list[Column] = list(COLUMNS)
-        self.marked: set[int] = set()
+        self.marked = IdSet()
         self._source = MailboxPages(actor)
         self.grid_query = GridQuery(view=view, filter_text=filter_text or "", sort=sort, descending=descending)
         self._ids = array("q")  # the view's ids in display order, or the first of them while the rest is read

@@ -332,6 +332,7 @@ def child_grid(db_path: str) -> dict[str, Any]:
         copy = scratch / "copy.db"
         shutil.copyfile(db_path, copy)
         copied = db.open_database(copy)
+        checkpoints = db.BackgroundCheckpoints()  # as the console runs
         measured: dict[str, Any] = {}
         try:
             app = Minimal(view)
@@ -354,6 +355,7 @@ def child_grid(db_path: str) -> dict[str, Any]:
                 await until_read(grid)
                 memory.sample()
         finally:
+            checkpoints.stop()
             copied.close()
             for leftover in scratch.iterdir():
                 leftover.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from mbxtui.core import jobs
+from mbxtui.core.db import BackgroundCheckpoints
 from mbxtui.core.permissions import Actor, Permission, allowed
 from mbxtui.core.secrets import SecretStore, SecretsError
 from mbxtui.tui.messages import MailboxesTested, RunnerStopped
@@ -62,6 +63,7 @@ class MbxApp(App):
         self.watched_batches: set[int] = set()
         self._stop_runner = threading.Event()
         self._runner: jobs.TestRunner | None = None
+        self._checkpoints: BackgroundCheckpoints | None = None
         self.theme = default_theme()
 
     # -- start-up: the secret store, then the Test & Enable runner --
@@ -69,6 +71,7 @@ class MbxApp(App):
     def on_mount(self) -> None:
         from mbxtui.tui.screens.mailboxes import MailboxesScreen
 
+        self._checkpoints = BackgroundCheckpoints()
         self.push_screen(MailboxesScreen())
         if self.store is None:
             try:
@@ -134,6 +137,8 @@ class MbxApp(App):
     def on_unmount(self) -> None:
         self._stop_runner.set()
         self.wake_runner()
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
 
     # -- navigation --
 

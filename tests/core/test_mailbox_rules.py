@@ -248,6 +248,20 @@ def test_approving_a_view_approves_every_pending_mailbox_once(admin: Actor, org)
     assert mailboxes.approve(admin, emails("ann")).as_dict() == {"selected": 1, "changed": 0}
 
 
+def test_approving_a_mostly_approved_view_counts_the_view_and_audits_only_the_changes(admin: Actor, org):
+    mailboxes.approve(admin, emails("ann", "bob"))
+    in_view = count("mailbox", "active = 1")
+    result = mailboxes.approve(admin, Selection.of_view("active"))
+    assert result.as_dict() == {"selected": in_view, "changed": in_view - 2}
+    entry = AuditEntry.select().order_by(AuditEntry.id.desc()).get()
+    audited = {r.record_id for r in AuditRecord.select().where(AuditRecord.entry == entry.id)}
+    assert entry.record_count == len(audited) == in_view - 2
+    assert mailbox("ann@corp.test")["id"] not in audited
+    assert mailboxes.approve(admin, Selection.of_view("active")).as_dict() == {"selected": in_view, "changed": 0}
+    with pytest.raises(NotFound, match="no mailboxes selected"):
+        mailboxes.approve(admin, Selection.of_view("pending"))
+
+
 def test_approval_made_as_another_operator_records_both_logins(actors: Actors, org):
     as_sam = operators.current_actor(as_login="sam", login="alice")
     mailboxes.approve(as_sam, emails("bob"))

@@ -15,8 +15,9 @@ Each measurement runs in its own process, so that start-up and peak memory are t
 - filter: one ``set_query`` per keystroke of a growing text, with the repaint.
 - sort: ``set_query`` by another column, the first time (order read from its index) and reversed.
 - mark all + approve: ``a`` in the Pending Approval view and in All, then ``mailboxes.approve``
-  with the marked ids (``Selection.of_ids``) and with the view itself (``target_selection``,
-  ``Selection.of_view``), each on a fresh copy of the database; then the grid's reload.
+  with the view itself (``target_selection``, what the console sends after "mark all") and with
+  the marked ids (``Selection.of_ids``, what it sends when the marks are not a whole view, say
+  after unmarking one row), each on a fresh copy of the database; then the grid's reload.
 - memory: peak resident set size of the process (``resource.getrusage``).
 """
 

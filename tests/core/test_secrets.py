@@ -17,10 +17,13 @@ from pathlib import Path
 
 import keyring.errors
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from keyring.backend import KeyringBackend
 from keyring.backends import SecretService
 from keyring.util import platform_
 from keyrings.cryptfile.cryptfile import CryptFileKeyring
+from keyrings.cryptfile.escape import escape as upstream_escape
 
 from mbxtui.core.secrets import (
     SECRETS_FILE_NAME,
@@ -29,6 +32,7 @@ from mbxtui.core.secrets import (
     SecretsLocked,
     SecretStore,
     WrongMasterPassword,
+    escape_for_ini,
     mailbox_password_key,
     mailbox_token_key,
     profile_password_key,
@@ -506,3 +510,8 @@ def test_secret_service_round_trip(data_dir):
     data_dir.mkdir()
     (data_dir / SECRETS_FILE_NAME).touch()
     assert "are not used" in SecretStore.open(data_dir).warning
+
+
+@given(st.text(max_size=80))
+def test_section_and_option_names_are_escaped_exactly_as_keyrings_cryptfile_does(name):
+    assert escape_for_ini(name) == upstream_escape(name)

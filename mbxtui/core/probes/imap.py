@@ -4,6 +4,7 @@ and, after an outgoing test, look for the test message in it."""
 from __future__ import annotations
 
 import imaplib
+import logging
 import re
 import socket
 import time
@@ -63,6 +64,10 @@ class _IMAPClientOnSocket(IMAPClient):
             ssl=endpoint.tls == "implicit",
             timeout=sock.gettimeout(),
         )
+        # imapclient turns imaplib's debug output on and sends every line to a logger; at debug
+        # level off that still costs three logging calls for every line the server sends.
+        if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+            self._imap.debug = 0
 
     def _create_IMAP4(self) -> imaplib.IMAP4:
         return _IMAP4OnSocket(self._connected_socket, self.host, self.port)

@@ -7,6 +7,7 @@ immediate transaction: all of it happens, or none of it.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
@@ -266,11 +267,12 @@ def show(actor: Actor, email: str) -> dict[str, Any]:
 class Selection:
     """Which mailboxes a bulk action applies to: explicit ids or addresses, or a whole view + filter."""
 
-    ids: tuple[int, ...] | None = None
+    ids: Sequence[int] | None = None
     emails: tuple[str, ...] | None = None
     view: str | None = None
     filter_text: str | None = None
     profile: str | None = None
+    up_to_id: int | None = None  # with a view: leave out mailboxes created after it was read
 
     @classmethod
     def of_emails(cls, emails: Iterable[str]) -> "Selection":
@@ -278,15 +280,16 @@ class Selection:
 
     @classmethod
     def of_ids(cls, ids: Iterable[int]) -> "Selection":
-        return cls(ids=tuple(ids))
+        # An array: a million marked mailboxes take 8 MB instead of 36 MB as a tuple of ints.
+        return cls(ids=array("q", ids))
 
     @classmethod
     def of_profile(cls, name: str) -> "Selection":
         return cls(profile=name)
 
     @classmethod
-    def of_view(cls, view: str | None, filter_text: str | None = None) -> "Selection":
-        return cls(view=view or View.ACTIVE.value, filter_text=filter_text)
+    def of_view(cls, view: str | None, filter_text: str | None = None, up_to_id: int | None = None) -> "Selection":
+        return cls(view=view or View.ACTIVE.value, filter_text=filter_text, up_to_id=up_to_id)
 
 
 def materialise(actor: Actor, selection: Selection, only: tuple[str, Sequence[Any]] | None = None) -> int:
@@ -308,7 +311,7 @@ def materialise(actor: Actor, selection: Selection, only: tuple[str, Sequence[An
             raise NotFound("no mailbox with email " + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
     elif selection.ids is not None:
         conn.executemany("INSERT OR IGNORE INTO temp.selected_mailbox (id) SELECT id FROM mailbox WHERE id = ?",
-                         [(int(i),) for i in selection.ids])
+                         zip(selection.ids))
     else:
         if selection.profile is not None:
             name = validation.text("profile", selection.profile)
@@ -318,6 +321,8 @@ def materialise(actor: Actor, selection: Selection, only: tuple[str, Sequence[An
             where, params = "m.profile_id = ?", [profile.id]
         else:
             where, params = where_for(actor, selection.view or View.ACTIVE, selection.filter_text)
+            if selection.up_to_id is not None:
+                where, params = f"{where} AND m.id <= ?", [*params, selection.up_to_id]
         if only is not None:
             count = conn.execute(f"SELECT count(*) FROM mailbox m WHERE {where}", params).fetchone()[0]
             if count == 0:

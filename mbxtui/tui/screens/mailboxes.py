@@ -160,27 +160,24 @@ class MailboxesScreen(BaseScreen):
 
     # -- bulk actions: one confirmation, then a thread worker --
 
-    def _targets(self) -> list[int]:
-        return self.grid.target_ids()
-
-    def _confirm_then(self, title: str, detail: str, run: Callable[[list[int]], Any]) -> None:
-        ids = self._targets()
-        if not ids:
+    def _confirm_then(self, title: str, detail: str, run: Callable[[Selection], Any]) -> None:
+        count = self.grid.target_count()
+        if not count:
             self.notify("No mailbox under the cursor", severity="warning")
             return
-        count = len(ids)
+        selection = self.grid.target_selection()
         noun = "mailbox" if count == 1 else "mailboxes"
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._run_bulk(title, ids, run)
+                self._run_bulk(title, selection, run)
 
         self.app.push_screen(ConfirmScreen(title, detail.format(count=f"{count:,}", noun=noun)), answered)
 
     @work(thread=True, group="bulk", exit_on_error=False)
-    def _run_bulk(self, title: str, ids: list[int], run: Callable[[list[int]], Any]) -> None:
+    def _run_bulk(self, title: str, selection: Selection, run: Callable[[Selection], Any]) -> None:
         try:
-            outcome = run(ids)
+            outcome = run(selection)
         except Exception as exc:  # refusals and surprises both end as a notification
             self.app.call_from_thread(self.notify, str(exc), title=f"{title}: refused", severity="error",
                                       timeout=10, markup=False)
@@ -204,28 +201,28 @@ class MailboxesScreen(BaseScreen):
 
     def action_approve(self) -> None:
         self._confirm_then("Approve email", "Approve the email address of {count} {noun}? Approval is recorded "
-                           f"as {self.actor.login}.", lambda ids: mailboxes.approve(self.actor, Selection.of_ids(ids)))
+                           f"as {self.actor.login}.", lambda selection: mailboxes.approve(self.actor, selection))
 
     def action_reject(self) -> None:
         self._confirm_then("Reject email", "Reject the email address of {count} {noun}? They are disabled until "
-                           "approved.", lambda ids: mailboxes.reject(self.actor, Selection.of_ids(ids)))
+                           "approved.", lambda selection: mailboxes.reject(self.actor, selection))
 
     def action_test(self) -> None:
         self._confirm_then("Test & Enable", "Test the connection of {count} {noun} in the background and enable "
-                           "each direction that passes?", lambda ids: jobs.schedule(self.actor, Selection.of_ids(ids)))
+                           "each direction that passes?", lambda selection: jobs.schedule(self.actor, selection))
 
     def action_apply_defaults(self) -> None:
         self._confirm_then("Apply Default Email Settings", "Give {count} {noun} the organisation's default profile "
                            "and methods, then Test & Enable them?",
-                           lambda ids: mailboxes.apply_defaults(self.actor, Selection.of_ids(ids)))
+                           lambda selection: mailboxes.apply_defaults(self.actor, selection))
 
     def action_deactivate(self) -> None:
         self._confirm_then("Deactivate", "Deactivate {count} {noun}? They are disabled and their queued tests "
-                           "cancelled.", lambda ids: mailboxes.deactivate(self.actor, Selection.of_ids(ids)))
+                           "cancelled.", lambda selection: mailboxes.deactivate(self.actor, selection))
 
     def action_bulk_edit(self) -> None:
-        ids = self._targets()
-        if not ids:
+        count = self.grid.target_count()
+        if not count:
             return
 
         def chosen(changes: dict[str, str] | None) -> None:
@@ -233,9 +230,9 @@ class MailboxesScreen(BaseScreen):
                 return
             described = ", ".join(f"{k} = {v}" for k, v in changes.items())
             self._confirm_then("Bulk edit", "Set " + described + " on {count} {noun}? Changed directions must be "
-                               "tested again.", lambda ids: mailboxes.bulk_edit(self.actor, Selection.of_ids(ids), **changes))
+                               "tested again.", lambda selection: mailboxes.bulk_edit(self.actor, selection, **changes))
 
-        self.app.push_screen(BulkEditScreen(len(ids)), chosen)
+        self.app.push_screen(BulkEditScreen(count), chosen)
 
 
 LEAVE = "(leave as it is)"

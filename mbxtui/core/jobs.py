@@ -345,6 +345,11 @@ class TestRunner:
                             if item.profile is not None:
                                 _SLOTS.give_back(item.profile.id)
                             finished.append((item, future.result()))
+                        if not stopping:
+                            # The freed connections go back to work before the results are written:
+                            # each statement of the write waits for the interpreter lock behind
+                            # busy probe threads.
+                            self._dispatch(pool, pending, in_flight)
                         if finished:
                             self._write(finished, summary)
                         continue

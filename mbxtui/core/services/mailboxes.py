@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from mbxtui.core import validation
+from mbxtui.core import dialect, validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import (
     ActMethod, Approval, IncomingMethod, OutgoingMethod, ProfileType, Regarding, View,
@@ -22,7 +22,7 @@ from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
 from mbxtui.core.services import settings as settings_service
 
-SELECTED = "id IN (SELECT id FROM temp.selected_mailbox)"
+SELECTED = f"id IN (SELECT id FROM {dialect.SELECTION_TABLE})"
 
 # Overall status: failure if any direction failed; success when every direction in use passed.
 OVERALL_STATUS_SQL = """CASE
@@ -120,7 +120,7 @@ def view_condition(view: View | str, actor: Actor) -> tuple[str, list[Any]]:
     # pending mailboxes among 1,000,000); without the "+" it picks the active index.
     view = validation.choice("view", view, View)
     if view == View.ALL:
-        return "1", []
+        return "TRUE", []
     if view == View.ACTIVE:
         return "m.active = 1", []
     if view == View.MINE:
@@ -138,12 +138,8 @@ def filter_condition(text: str | None) -> tuple[str, list[Any]]:
     """Substring match on name and address: the trigram index for 3+ characters, LIKE below that."""
     text = validation.text("filter", text, max_length=200, required=False)
     if not text:
-        return "1", []
-    if len(text) >= 3:
-        return ("m.id IN (SELECT rowid FROM mailbox_fts WHERE mailbox_fts MATCH ?)",
-                ['"' + text.replace('"', '""') + '"'])
-    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return "(m.name LIKE ? ESCAPE '\\' OR m.email LIKE ? ESCAPE '\\')", [pattern, pattern]
+        return "TRUE", []
+    return dialect.current().substring_filter(text)
 
 
 def where_for(actor: Actor, view: View | str = View.ACTIVE, filter_text: str | None = None) -> tuple[str, list[Any]]:
@@ -157,7 +153,7 @@ def order_by(sort: str | None, descending: bool) -> str:
     if sort not in SORT_COLUMNS:
         raise InvalidInput("sort", f"{sort!r} is not a column; choose one of: {', '.join(SORT_COLUMNS)}")
     direction = "DESC" if descending else "ASC"
-    return f"{SORT_COLUMNS[sort]} {direction}, m.id {direction}"
+    return f"{SORT_COLUMNS[sort]} {direction}{dialect.current().nulls_first(descending)}, m.id {direction}"
 
 
 ROW_COLUMNS = (
@@ -220,7 +216,7 @@ def _page_source(sort: str | None, total: int, wanted: int) -> str:
     if index is not None and total:
         mailboxes = database.execute_sql("SELECT max(id) FROM mailbox").fetchone()[0] or 0
         if wanted * mailboxes < total * total:
-            return f"mailbox m INDEXED BY {index}"
+            return f"mailbox m {dialect.current().indexed_by(index)}"
     return "mailbox m"
 
 
@@ -290,16 +286,17 @@ class Selection:
 
 
 def materialise(actor: Actor, selection: Selection) -> int:
-    """Fill temp.selected_mailbox with the selection (inside the caller's transaction)."""
-    conn = database.connection()
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS selected_mailbox (id INTEGER PRIMARY KEY)")
-    conn.execute("DELETE FROM temp.selected_mailbox")
+    """Fill the selection table with the selection (inside the caller's transaction)."""
+    sql = dialect.current()
+    table = dialect.SELECTION_TABLE
+    database.execute_sql(sql.create_selection_table())
+    database.execute_sql(f"DELETE FROM {table}")
     if selection.emails is not None:
         addresses = [validation.email("email", e) for e in selection.emails]
-        conn.executemany("INSERT OR IGNORE INTO temp.selected_mailbox (id) SELECT id FROM mailbox WHERE email = ?",
-                         [(a,) for a in addresses])
-        found = {r[0] for r in conn.execute(
-            "SELECT m.email FROM mailbox m JOIN temp.selected_mailbox s ON s.id = m.id")}
+        database.cursor().executemany(sql.insert_ignore(f"{table} (id)", "SELECT id FROM mailbox WHERE email = ?"),
+                                      [(a,) for a in addresses])
+        found = {r[0] for r in database.execute_sql(
+            f"SELECT m.email FROM mailbox m JOIN {table} s ON s.id = m.id")}
         missing = [a for a in addresses if a not in found]
         if missing:
             raise NotFound("no mailbox with email " + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
@@ -308,14 +305,14 @@ def materialise(actor: Actor, selection: Selection) -> int:
         profile = Profile.get_or_none(Profile.name == name)
         if profile is None:
             raise NotFound(f"no profile named {name!r}")
-        conn.execute("INSERT INTO temp.selected_mailbox (id) SELECT id FROM mailbox WHERE profile_id = ?", (profile.id,))
+        database.execute_sql(f"INSERT INTO {table} (id) SELECT id FROM mailbox WHERE profile_id = ?", (profile.id,))
     elif selection.ids is not None:
-        conn.executemany("INSERT OR IGNORE INTO temp.selected_mailbox (id) SELECT id FROM mailbox WHERE id = ?",
-                         [(int(i),) for i in selection.ids])
+        database.cursor().executemany(sql.insert_ignore(f"{table} (id)", "SELECT id FROM mailbox WHERE id = ?"),
+                                      [(int(i),) for i in selection.ids])
     else:
         where, params = where_for(actor, selection.view or View.ACTIVE, selection.filter_text)
-        conn.execute(f"INSERT INTO temp.selected_mailbox (id) SELECT m.id FROM mailbox m WHERE {where}", params)
-    count = conn.execute("SELECT count(*) FROM temp.selected_mailbox").fetchone()[0]
+        database.execute_sql(f"INSERT INTO {table} (id) SELECT m.id FROM mailbox m WHERE {where}", params)
+    count = database.execute_sql(f"SELECT count(*) FROM {table}").fetchone()[0]
     if count == 0:
         raise NotFound("no mailboxes selected")
     return count
@@ -343,7 +340,7 @@ class BulkResult:
         return {"selected": self.selected, "changed": self.changed}
 
 
-def _touch(extra_where: str = "1") -> str:
+def _touch(extra_where: str = "TRUE") -> str:
     return f"modified_on = ?, row_version = row_version + 1 WHERE {SELECTED} AND {extra_where}"
 
 
@@ -414,9 +411,9 @@ def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | 
         SELECTED, [],
     )
     now = utcnow()
-    methods_where = "is_forward = 0" if forward_keeps_methods else "1"
+    methods_where = "is_forward = 0" if forward_keeps_methods else "TRUE"
     if profile is not None:
-        database.execute_sql(f"UPDATE mailbox SET {RESET_ALL_TESTS_SQL} WHERE {SELECTED} AND profile_id IS NOT ?",
+        database.execute_sql(f"UPDATE mailbox SET {RESET_ALL_TESTS_SQL} WHERE {SELECTED} AND (profile_id IS NULL OR profile_id != ?)",
                              [profile.id])
         database.execute_sql("UPDATE mailbox SET profile_id = ?, " + _touch(), [profile.id, now])
     for direction, value in (("incoming", incoming), ("outgoing", outgoing), ("act", act)):
@@ -484,7 +481,7 @@ def deactivate_selected(actor: Actor, summary: str) -> int:
         "test_scheduled = 0, postponed_until = NULL, " + _touch("active = 1"), [utcnow()])
     database.execute_sql(
         f"UPDATE test_job SET state = 'cancelled', outcome = 'cancelled', finished_on = ? "
-        f"WHERE state IN ('queued', 'running') AND mailbox_id IN (SELECT id FROM temp.selected_mailbox)", [utcnow()])
+        f"WHERE state IN ('queued', 'running') AND mailbox_id IN (SELECT id FROM {dialect.SELECTION_TABLE})", [utcnow()])
     return changed
 
 

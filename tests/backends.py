@@ -86,6 +86,29 @@ def query(location: Path | str, sql: str, params: Sequence[Any] = ()) -> list[An
         conn.close()
 
 
+def execute(location: Path | str, sql: str, params: Sequence[Any] = ()) -> None:
+    """Run one changing statement (``?`` placeholders) on a connection of its own, and commit."""
+    if not ON_POSTGRES:
+        conn = sqlite3.connect(location)
+        try:
+            conn.execute(sql, params)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    import psycopg2
+
+    from mbxtui.core.postgres import pyformat
+
+    conn = psycopg2.connect(str(location))
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(pyformat(sql), [int(v) if isinstance(v, bool) else v for v in params])
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def tables(location: Path | str) -> list[str]:
     """The tables of the schema (not the backend's own, nor SQLite's full-text index)."""
     if not ON_POSTGRES:

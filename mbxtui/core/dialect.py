@@ -163,7 +163,7 @@ class PostgresDialect(SqliteDialect):
     def reader(self, connection):
         from mbxtui.core.postgres import Reader
 
-        return Reader(connection)
+        return connection if isinstance(connection, Reader) else Reader(connection)
 
     def fingerprint(self, connection) -> object:
         return connection.fingerprint()

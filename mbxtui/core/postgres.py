@@ -89,6 +89,8 @@ def _flags_as_integers(params: Any) -> Any:
 
 class QmarkCursor(psycopg2.extensions.cursor):
     def execute(self, query: str, vars: Any = None) -> None:
+        if not vars:  # nothing to bind: every % is the statement's own
+            return super().execute(query)
         return super().execute(pyformat(query), _flags_as_integers(vars))
 
     def executemany(self, query: str, vars_list: Iterable[Sequence[Any]]) -> None:

@@ -65,7 +65,7 @@ def test_a_server_that_does_not_answer_is_one_clear_error():
     with pytest.raises(db.DatabaseError) as refused:
         db.open_database(url)
     message = str(refused.value)
-    assert message.startswith(f"cannot connect to postgresql://mbxtui:***@127.0.0.1:") and "refused" in message
+    assert message.startswith("cannot connect to postgresql://mbxtui:***@127.0.0.1:") and "refused" in message
     assert "\n" not in message and ":pw@" not in message
 
 

@@ -182,9 +182,10 @@ class MailboxPages:
         if len(head) < HEAD:
             return OrderedIds(len(head), head)
         fingerprint = self._fingerprint(conn)
+        backend = dialect.current()
 
         def read_rest(reader: sqlite3.Connection) -> array:
-            order = self._read_order(reader, sort)
+            order = self._read_order(backend.reader(reader), sort)
             self._orders = {sort: (fingerprint, order)}
             return in_display_order(order)
 

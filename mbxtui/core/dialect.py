@@ -15,7 +15,8 @@ dialect of the database the models are bound to:
 - ``substring_filter`` / ``substring_ids``: the name/address filter (an FTS5 trigram table on
   SQLite, pg_trgm indexes queried with ILIKE on PostgreSQL)
 - ``id_list_join``: join a JSON list of ids to the mailbox table
-- ``claim_lock``: keeps two workers off the same queued job
+- ``claim_lock``: keeps two workers off the same queued job (on PostgreSQL also without the
+  write lock, which claims may leave once workers run on several hosts)
 - ``reader``: the plain driver connection the grid reads through, with a change fingerprint
 - ``write_transaction``: a transaction that holds the write lock from its start, so writers
   queue one behind the other and a service's read-check-write (a row version, a free name)
@@ -36,7 +37,6 @@ from mbxtui.core.models import ALL_MODELS, database
 SELECTION_TABLE = "selected_mailbox"
 # pg_advisory_xact_lock key of the one write lock of a PostgreSQL database (SQLite has its own).
 WRITER_LOCK = 0x6D6278_00
-_SELECTION_COLUMNS = "(id INTEGER PRIMARY KEY)"
 
 
 def like_pattern(text: str) -> str:
@@ -64,7 +64,7 @@ class SqliteDialect:
         return f"datetime({timestamp}, '+' || ({seconds}) || ' seconds')"
 
     def create_selection_table(self) -> str:
-        return f"CREATE TEMP TABLE IF NOT EXISTS {SELECTION_TABLE} {_SELECTION_COLUMNS}"
+        return f"CREATE TEMP TABLE IF NOT EXISTS {SELECTION_TABLE} (id INTEGER PRIMARY KEY)"
 
     def indexed_by(self, index: str) -> str:
         return f"INDEXED BY {index}"
@@ -138,7 +138,7 @@ class PostgresDialect(SqliteDialect):
         return f"(CAST({timestamp} AS timestamp) + ({seconds}) * interval '1 second')"
 
     def create_selection_table(self) -> str:
-        return f"CREATE TEMP TABLE IF NOT EXISTS {SELECTION_TABLE} {_SELECTION_COLUMNS} ON COMMIT DELETE ROWS"
+        return f"CREATE TEMP TABLE IF NOT EXISTS {SELECTION_TABLE} (id BIGINT PRIMARY KEY) ON COMMIT DELETE ROWS"
 
     def indexed_by(self, index: str) -> str:
         return ""

@@ -126,6 +126,7 @@ def cli_template(databases: Databases, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture
 def cli(databases: Databases, cli_template: Path | str, tmp_path: Path) -> Iterator[Cli]:
     data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
     path = databases.copy(cli_template, data_dir)
     yield Cli(path, data_dir)
     databases.drop(path)

@@ -140,7 +140,8 @@ def start_postgres() -> PostgresServer:
         command = [str(bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port),
                    "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={socket_dir}",
                    "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                   "-c", "max_connections=300", "-c", "shared_buffers=64MB"]
+                   "-c", "max_connections=300", "-c", "shared_buffers=128MB",
+                   "-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h"]
         with log.open("ab") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
                                        cwd=cluster, **run_as)

@@ -534,7 +534,8 @@ def _clean_edit(key: str, value: Any) -> Any:
         if value in (None, ""):
             return None
         try:
-            return value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
+            moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
+            return validation.stored_moment(moment)
         except ValueError:
             raise InvalidInput("process-email-after", f"{validation.shown(value)} is not a date (YYYY-MM-DD)") from None
     raise InvalidInput(key, "is not a mailbox field")

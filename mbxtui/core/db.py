@@ -193,7 +193,8 @@ def open_database(path: Path | str) -> peewee.Database:
 
 
 def raw_connection() -> sqlite3.Connection:
-    """The current thread's sqlite3 connection, for set-based SQL the ORM would make slow."""
+    """The current thread's driver connection (sqlite3's; psycopg2's on PostgreSQL), for set-based
+    SQL the ORM would make slow."""
     return database.connection()
 
 

@@ -95,7 +95,7 @@ class Context:
     def open_database(self):
         from mbxtui.core import db, paths
 
-        path = Path(self.args.db) if self.args.db else paths.default_database()
+        path = paths.database_location(self.args.db) if self.args.db else paths.default_database()
         self.db_path = path
         database = db.open_database(path)
         warning = db.world_readable_warning(path)
@@ -691,7 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mbxtui", description="Console and command line for server-side email synchronization "
                     "mailboxes. With no command, opens the console.")
     parser.add_argument("--version", action="version", version=f"mbxtui {__version__}")
-    parser.add_argument("--db", metavar="PATH", help="the database file (default: $MBXTUI_DB or the user data dir)")
+    parser.add_argument("--db", metavar="PATH", help="the database file, or postgresql://USER@HOST:PORT/DBNAME "
+                        "(default: $MBXTUI_DB or the user data dir)")
     parser.add_argument("--as", dest="as_login", metavar="LOGIN", help="act as another operator (global_admin only)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
@@ -928,7 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (sqlite3.OperationalError, peewee.OperationalError) as exc:
         busy = "locked" in str(exc) or "busy" in str(exc)
         reason = ("another session held the database for longer than the busy timeout; nothing was changed, "
-                  "try again" if busy else f"database error: {exc}")
+                  "try again" if busy else "database error: " + " ".join(str(exc).split()))
         print(f"mbxtui: {safe(reason)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

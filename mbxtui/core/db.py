@@ -1,4 +1,5 @@
-"""Opening the database: SQLite pragmas, owner-only files, schema migrations."""
+"""Opening the database: a SQLite file (pragmas, owner-only files) or a PostgreSQL server
+(``postgresql://USER@HOST:PORT/DBNAME``), and the schema migrations of either."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from typing import Iterator
 import peewee
 from peewee import SqliteDatabase
 
+from mbxtui.core import dialect
 from mbxtui.core.errors import MbxError
-from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS
+from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS, POSTGRES_MIGRATIONS
 from mbxtui.core.models import database
-from mbxtui.core.paths import ensure_private_dir
+from mbxtui.core.paths import ensure_private_dir, is_server_url
 
 # One text form for every datetime written through raw SQL, the same as peewee's.
 sqlite3.register_adapter(datetime, lambda value: value.isoformat(sep=" "))
@@ -97,7 +99,71 @@ def migrate(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def world_readable_warning(path: Path) -> str | None:
+# pg_advisory_xact_lock keys: one process at a time migrates a database.
+POSTGRES_MIGRATION_LOCK = 0x6D6278_01
+
+
+def _postgres_version(db: peewee.Database) -> int:
+    if db.execute_sql("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+        return 0
+    row = db.execute_sql("SELECT version FROM schema_version").fetchone()
+    return row[0] if row else 0
+
+
+def migrate_postgres(db: peewee.Database) -> int:
+    """Apply pending migrations to a PostgreSQL database, each in its own transaction under an
+    advisory lock (two processes opening a new database do not both create it); return the version."""
+    version = _postgres_version(db)
+    if version > LATEST_VERSION:
+        raise DatabaseError(
+            f"the database is at schema version {version}, newer than this mbxtui understands "
+            f"({LATEST_VERSION}): upgrade mbxtui"
+        )
+    if version == LATEST_VERSION:
+        return version
+    for number, script in POSTGRES_MIGRATIONS:
+        with db.atomic():
+            db.execute_sql("SELECT pg_advisory_xact_lock(?)", [POSTGRES_MIGRATION_LOCK])
+            db.execute_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            if _postgres_version(db) >= number:
+                continue
+            db.execute_sql(script)
+            if number == 1:
+                db.execute_sql("INSERT INTO meta (key, value) VALUES ('install_id', ?)", [uuid.uuid4().hex])
+            db.execute_sql("DELETE FROM schema_version")
+            db.execute_sql("INSERT INTO schema_version (version) VALUES (?)", [number])
+    return _postgres_version(db)
+
+
+def _open_postgres(url: str) -> peewee.Database:
+    from mbxtui.core import postgres
+
+    shown = postgres.shown_url(postgres.check_url(url))
+    db = postgres.database_for(url)
+    try:
+        db.connect(reuse_if_open=True)
+    except peewee.DatabaseError as exc:
+        raise DatabaseError(f"cannot connect to {shown}: {_one_line(exc)}") from None
+    try:
+        migrate_postgres(db)
+    except peewee.DatabaseError as exc:
+        db.close()
+        raise DatabaseError(f"cannot open {shown} as an mbxtui database: {_one_line(exc)}") from None
+    except BaseException:
+        db.close()
+        raise
+    database.initialize(db)
+    return db
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def world_readable_warning(path: Path | str) -> str | None:
+    if is_server_url(path):
+        return None
+    path = Path(path)
     try:
         mode = path.stat().st_mode
     except OSError:
@@ -107,8 +173,11 @@ def world_readable_warning(path: Path) -> str | None:
     return None
 
 
-def open_database(path: Path | str) -> SqliteDatabase:
-    """Open (creating and migrating when needed) the SQLite database at ``path`` and bind the models."""
+def open_database(path: Path | str) -> peewee.Database:
+    """Open (creating and migrating when needed) the database and bind the models: a SQLite file
+    at ``path``, or the PostgreSQL database ``path`` names when it is a postgresql:// URL."""
+    if is_server_url(path):
+        return _open_postgres(str(path))
     path = Path(path).expanduser().resolve()
     if path.is_dir():
         raise DatabaseError(f"{path} is a directory, not a database file")
@@ -142,6 +211,9 @@ class BackgroundCheckpoints:
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if not isinstance(database.obj, SqliteDatabase):
+            return  # PostgreSQL checkpoints on its own
         database.pragma("wal_autocheckpoint", 0, permanent=True)
         self._thread = threading.Thread(target=self._run, name="mbxtui-checkpoints", daemon=True)
         self._thread.start()
@@ -159,6 +231,8 @@ class BackgroundCheckpoints:
 
     def stop(self) -> None:
         """Checkpoint once more and stop; connections opened afterwards checkpoint as usual."""
+        if self._thread is None:
+            return
         self._stop.set()
         self._thread.join(timeout=30)
         with contextlib.suppress(sqlite3.Error, peewee.DatabaseError):
@@ -167,7 +241,8 @@ class BackgroundCheckpoints:
 
 
 def raw_connection() -> sqlite3.Connection:
-    """The current thread's sqlite3 connection, for set-based SQL the ORM would make slow."""
+    """The current thread's driver connection (sqlite3's; psycopg2's on PostgreSQL), for set-based
+    SQL the ORM would make slow."""
     return database.connection()
 
 
@@ -178,7 +253,7 @@ def install_id() -> str:
 
 @contextmanager
 def write_transaction() -> Iterator[None]:
-    """An immediate transaction: takes the write lock at the start, so two writers queue on the busy
-    timeout instead of failing with "database is locked" when both try to upgrade a read lock."""
-    with database.atomic(lock_type="IMMEDIATE"):
+    """A transaction that holds the write lock from its start: writers queue one behind the other
+    (see ``dialect.write_transaction``)."""
+    with dialect.current().write_transaction(database):
         yield

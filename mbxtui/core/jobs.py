@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
+from mbxtui.core import dialect
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import AlertLevel, Approval
 from mbxtui.core.models import Alert, Mailbox, OrgSettings, Profile, TestBatch, TestJob, database, utcnow
@@ -24,7 +25,7 @@ from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.mailboxes import (
-    OVERALL_STATUS_SQL, SELECTED, UPDATE_SELECTED, Selection, approval_required, materialise,
+    OVERALL_STATUS_SQL, SELECTED, Selection, approval_required, materialise,
 )
 from mbxtui.core.test_enable import (
     MailboxSnapshot, MailboxTestResult, ProfileSnapshot, directions_in_use, profile_snapshot, rule_failure, run_mailbox_test,
@@ -32,7 +33,7 @@ from mbxtui.core.test_enable import (
 
 
 def schedule_selected(actor: Actor, description: str) -> int:
-    """Queue a test for every mailbox in temp.selected_mailbox that has none queued or running, and
+    """Queue a test for every mailbox in the selection table that has none queued or running, and
     mark them "test scheduled" (caller holds the transaction). Returns the batch id.
 
     A retry waiting for its time is replaced by the new job: what is asked for now runs now."""
@@ -40,7 +41,7 @@ def schedule_selected(actor: Actor, description: str) -> int:
     batch = TestBatch.create(requested_by=actor.login, requested_on=now, description=description)
     database.execute_sql(
         "UPDATE test_job SET state = 'cancelled', outcome = 'cancelled', finished_on = ? "
-        "WHERE state = 'queued' AND not_before IS NOT NULL AND mailbox_id IN (SELECT id FROM temp.selected_mailbox)",
+        f"WHERE state = 'queued' AND not_before IS NOT NULL AND mailbox_id IN (SELECT id FROM {dialect.SELECTION_TABLE})",
         [now])
     cursor = database.execute_sql(
         "INSERT INTO test_job (batch_id, mailbox_id, requested_by, state, attempt) "
@@ -50,7 +51,7 @@ def schedule_selected(actor: Actor, description: str) -> int:
     )
     TestBatch.update(total=cursor.rowcount).where(TestBatch.id == batch.id).execute()
     database.execute_sql(
-        f"{UPDATE_SELECTED} SET test_scheduled = 1, postponed_until = NULL WHERE {SELECTED}"
+        f"{dialect.current().bulk_update('mailbox')} SET test_scheduled = 1, postponed_until = NULL WHERE {SELECTED}"
     )
     return batch.id
 
@@ -247,13 +248,14 @@ class TestRunner:
 
     def _claim(self, limit: int) -> list[_Claimed]:
         now = self.clock()
+        sql = dialect.current()
+        lease = sql.plus_seconds("?", "SELECT coalesce(max(p.timeout_seconds), 30) * 4 + 60 FROM mailbox m "
+                                      "LEFT JOIN profile p ON p.id = m.profile_id WHERE m.id = test_job.mailbox_id")
         with write_transaction():
             rows = database.execute_sql(
-                "UPDATE test_job SET state = 'running', worker = ?, started_on = ?, "
-                "lease_until = datetime(?, '+' || (SELECT coalesce(max(p.timeout_seconds), 30) * 4 + 60 "
-                "  FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id WHERE m.id = test_job.mailbox_id) || ' seconds') "
+                f"UPDATE test_job SET state = 'running', worker = ?, started_on = ?, lease_until = {lease} "
                 "WHERE id IN (SELECT id FROM test_job WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?) "
-                "ORDER BY id LIMIT ?) RETURNING id, batch_id, mailbox_id, attempt, requested_by",
+                f"ORDER BY id LIMIT ?{sql.claim_lock()}) RETURNING id, batch_id, mailbox_id, attempt, requested_by",
                 [self.worker, now, now.isoformat(sep=" "), now, limit]).fetchall()
         if not rows:
             return []
@@ -502,7 +504,7 @@ def _alert_if_profile_failing(profile_id: int, now: datetime) -> None:
     """R16: more than half of a profile's mailboxes failed within an hour -> one error alert."""
     hour_ago = now - timedelta(hours=1)
     total, failed = database.execute_sql(
-        "SELECT count(*), sum(overall_status = 'failure' AND test_completed_on >= ?) FROM mailbox "
+        "SELECT count(*), count(CASE WHEN overall_status = 'failure' AND test_completed_on >= ? THEN 1 END) FROM mailbox "
         "WHERE profile_id = ? AND active = 1", [hour_ago, profile_id]).fetchone()
     if not total or (failed or 0) * 2 <= total:
         return

@@ -1,5 +1,6 @@
 """Where mbxtui keeps its files. Every path can be overridden by a flag or an environment variable:
-``MBXTUI_DATA_DIR`` (the data directory), ``MBXTUI_DB`` (the database file)."""
+``MBXTUI_DATA_DIR`` (the data directory), ``MBXTUI_DB`` (the database file, or a
+``postgresql://USER@HOST:PORT/DBNAME`` URL)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,22 @@ def data_dir() -> Path:
     return Path(override).expanduser() if override else Path(platformdirs.user_data_dir("mbxtui", appauthor=False))
 
 
-def default_database() -> Path:
+SERVER_SCHEMES = ("postgresql", "postgres")
+
+
+def is_server_url(location: object) -> bool:
+    """True when ``location`` names a database server (postgresql://...) rather than a SQLite file."""
+    return isinstance(location, str) and "://" in location and location.split(":", 1)[0].lower() in SERVER_SCHEMES
+
+
+def database_location(location: str | Path) -> Path | str:
+    """A SQLite file path, or a server URL kept as the text it is."""
+    return str(location) if is_server_url(location) else Path(location).expanduser()
+
+
+def default_database() -> Path | str:
     override = os.environ.get("MBXTUI_DB")
-    return Path(override).expanduser() if override else data_dir() / "mbxtui.db"
+    return database_location(override) if override else data_dir() / "mbxtui.db"
 
 
 def ensure_private_dir(path: Path) -> Path:

@@ -8,6 +8,7 @@ import os
 import re
 import ssl
 import unicodedata
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import TypeVar
 
@@ -58,11 +59,14 @@ def _reject_control_characters(field: str, value: str) -> None:
 
 def lookup(field: str, value: object) -> str:
     """A name to find a record by, exactly as given (a record stored with odd characters can still
-    be found); refused only when it cannot be text at all."""
+    be found); refused only when it cannot be text at all, or holds NUL, which no stored name holds
+    (names are checked for control characters on the way in, and PostgreSQL text cannot hold it)."""
     key = "" if value is None else _string(field, value)
     for ch in key:
         if unicodedata.category(ch) == "Cs":
             raise InvalidInput(field, f"is not valid text: it holds U+{ord(ch):04X}, a lone surrogate (not UTF-8?)")
+    if "\x00" in key:
+        raise InvalidInput(field, "is not valid text: it holds U+0000 (NUL)")
     return key
 
 
@@ -108,6 +112,14 @@ def host(field: str, value: str | None) -> str:
     if labels[-1].isdigit():
         raise InvalidInput(field, f"{raw!r} is neither a valid IP address nor a host name")
     return raw
+
+
+def stored_moment(value: datetime) -> datetime:
+    """A date and time as every timestamp is stored: UTC without a time zone (one with a time zone,
+    such as 2024-05-06T09:00+05:30, is turned into the same moment in UTC)."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def integer(field: str, value: object, low: int, high: int, unit: str = "") -> int:

@@ -96,7 +96,7 @@ def prepare_demo(directory: Path, reset: bool = False, db_path: Path | None = No
     db_path = Path(db_path).expanduser().resolve() if db_path is not None else directory / DATABASE_NAME
     if directory == paths.data_dir().expanduser().resolve():
         raise MbxError(f"{directory} is mbxtui's own data directory: the demo needs a directory of its own")
-    if db_path == paths.default_database().expanduser().resolve():
+    if db_path == Path(paths.default_database()).expanduser().resolve():
         raise MbxError(f"{db_path} is mbxtui's own database: the demo needs a database of its own")
     paths.ensure_private_dir(directory)
     fresh = reset or not db_path.exists()

@@ -55,7 +55,7 @@ class MbxApp(App):
                  threads: int = 32, store: SecretStore | None = None):
         super().__init__()
         self.actor = actor
-        self.db_path = Path(db_path)
+        self.db_path = db_path if isinstance(db_path, str) and "://" in db_path else Path(db_path)
         self.data_dir = data_dir
         self.store = store
         self.run_tests = run_tests

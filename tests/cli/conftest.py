@@ -1,5 +1,6 @@
 """The command line, run as a person or a script runs it: `python -m mbxtui --db PATH ...` in a
-subprocess, against a real SQLite file copied from a template made once per session.
+subprocess, against a real database (a SQLite file or a PostgreSQL database, see tests/backends.py)
+copied from a template made once per session.
 
 The template: the login running the tests is its global_admin; sam, syd and vic are service_admin,
 system_admin and viewer; profile "imap" is the default, profile "pop" another; users ann and bob; queue
@@ -11,18 +12,18 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shutil
-import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from mbxtui.core import db
 from mbxtui.core.services import operators, profiles, settings, users
+from tests import backends
+from tests.backends import Databases
 from tests.core.support import IMAP_PROFILE, LOGINS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ class Result:
 
 
 class Cli:
-    def __init__(self, db_path: Path, data_dir: Path):
+    def __init__(self, db_path: Path | str, data_dir: Path):
         self.db_path = db_path
         self.data_dir = data_dir
         self.env = {k: v for k, v in os.environ.items()
@@ -80,32 +81,24 @@ class Cli:
             assert result.stdout == ""
         return result.stderr.strip()
 
-    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+    def query(self, sql: str, params: tuple = ()) -> list[Any]:
+        return backends.query(self.db_path, sql, params)
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        backends.execute(self.db_path, sql, params)
 
     def scalar(self, sql: str, params: tuple = ()) -> Any:
         return self.query(sql, params)[0][0]
 
     def counts(self) -> dict[str, int]:
-        names = [r[0] for r in self.query(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%fts%'")]
-        return {name: self.scalar(f'SELECT count(*) FROM "{name}"') for name in names}
+        return {name: self.scalar(f'SELECT count(*) FROM "{name}"') for name in backends.tables(self.db_path)}
 
     def dump(self) -> list[str]:
         """Every row of every table, to compare before and after a refused command."""
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
-        try:
-            return sorted(conn.iterdump())
-        finally:
-            conn.close()
+        return backends.dump(self.db_path)
 
 
-def build_template(path: Path) -> None:
+def build_template(path: Path | str) -> None:
     opened = db.open_database(path)
     try:
         me = operators.initialise(login=OS_LOGIN)
@@ -123,18 +116,17 @@ def build_template(path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def cli_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cli_template(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Path | str:
     assert OS_LOGIN not in LOGINS.values(), f"the tests use the login {OS_LOGIN} for another operator"
-    path = tmp_path_factory.mktemp("cli-template") / "mbxtui.db"
+    path = databases.new(tmp_path_factory.mktemp("cli-template"), "cli_template")
     build_template(path)
     return path
 
 
 @pytest.fixture
-def cli(cli_template: Path, tmp_path: Path) -> Cli:
+def cli(databases: Databases, cli_template: Path | str, tmp_path: Path) -> Iterator[Cli]:
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
-    path = data_dir / "mbxtui.db"
-    shutil.copyfile(cli_template, path)
-    os.chmod(path, 0o600)
-    return Cli(path, data_dir)
+    path = databases.copy(cli_template, data_dir)
+    yield Cli(path, data_dir)
+    databases.drop(path)

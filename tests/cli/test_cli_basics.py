@@ -3,7 +3,6 @@ JSON that parses, text that cannot drive the terminal."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -52,10 +51,7 @@ def test_a_database_without_operators_asks_for_init(cli: Cli, tmp_path):
 
 
 def test_a_login_that_is_not_an_operator_is_told_whom_to_ask(cli: Cli):
-    conn = sqlite3.connect(cli.db_path)
-    conn.execute("UPDATE operator SET login = 'alice' WHERE login = ?", (OS_LOGIN,))
-    conn.commit()
-    conn.close()
+    cli.execute("UPDATE operator SET login = 'alice' WHERE login = ?", (OS_LOGIN,))
     stderr = cli.fails("mailbox", "list")
     assert stderr == (f"mbxtui: {OS_LOGIN} is not an operator of this database: ask a global_admin to run "
                       f"`mbxtui operator add {OS_LOGIN} --role ROLE`")
@@ -89,11 +85,8 @@ def test_every_listing_and_show_command_prints_json(cli: Cli):
 
 def test_terminal_escapes_in_stored_text_are_shown_not_obeyed(cli: Cli):
     evil = "Eve\x1b[2J\x1b]0;pwned\x07\x9b31m"
-    conn = sqlite3.connect(cli.db_path)
-    conn.execute("UPDATE mailbox SET name = ? WHERE email = 'bob@corp.test'", (evil,))
-    conn.execute("UPDATE user SET name = ? WHERE email = 'bob@corp.test'", (evil,))
-    conn.commit()
-    conn.close()
+    cli.execute("UPDATE mailbox SET name = ? WHERE email = 'bob@corp.test'", (evil,))
+    cli.execute('UPDATE "user" SET name = ? WHERE email = \'bob@corp.test\'', (evil,))
     shown = "Eve\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m"
     for args in (("mailbox", "list"), ("mailbox", "show", "bob@corp.test"), ("user", "list")):
         output = cli.ok(*args).stdout

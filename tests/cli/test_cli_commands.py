@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import trustme
@@ -11,10 +10,7 @@ from tests.cli.conftest import OS_LOGIN, Cli
 
 
 def execute(cli: Cli, sql: str, params: tuple = ()) -> None:
-    conn = sqlite3.connect(cli.db_path)
-    conn.execute(sql, params)
-    conn.commit()
-    conn.close()
+    cli.execute(sql, params)
 
 
 def test_user_and_queue_add_make_exactly_one_mailbox_each_with_the_defaults(cli: Cli):
@@ -138,7 +134,7 @@ def test_apply_defaults_schedules_the_test_unless_told_not_to(cli: Cli):
     applied = cli.json("mailbox", "apply-defaults", "ann@corp.test", "sales@corp.test")
     assert (applied["selected"], applied["changed"]) == (2, 2) and applied["test_batch"] is not None
     assert cli.json("mailbox", "apply-defaults", "bob@corp.test", "--no-test")["test_batch"] is None
-    rows = cli.query("SELECT m.email, p.name, m.test_scheduled, (SELECT group_concat(j.state) FROM test_job j "
+    rows = cli.query("SELECT m.email, p.name, m.test_scheduled, (SELECT min(j.state) FROM test_job j "
                      "WHERE j.mailbox_id = m.id) AS jobs FROM mailbox m JOIN profile p ON p.id = m.profile_id "
                      "ORDER BY m.email")
     assert [tuple(r) for r in rows] == [("ann@corp.test", "pop", 1, "queued"), ("bob@corp.test", "pop", 0, None),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 
 from tests.cli.conftest import OS_LOGIN, Cli
 
@@ -42,11 +41,8 @@ def test_a_system_admin_and_a_viewer_may_not_approve_or_reject(cli: Cli):
 
 
 def test_only_a_global_admin_may_act_as_another_operator(cli: Cli):
-    conn = sqlite3.connect(cli.db_path)
-    conn.execute("UPDATE operator SET role = 'service_admin' WHERE login = ?", (OS_LOGIN,))
-    conn.execute("UPDATE operator SET role = 'global_admin' WHERE login = 'sam'")
-    conn.commit()
-    conn.close()
+    cli.execute("UPDATE operator SET role = 'service_admin' WHERE login = ?", (OS_LOGIN,))
+    cli.execute("UPDATE operator SET role = 'global_admin' WHERE login = 'sam'")
     assert cli.fails("--as", "vic", "whoami") == (
         f"mbxtui: {OS_LOGIN} is service_admin and may not act as another operator: this needs the role global_admin")
     assert cli.json("whoami")["role"] == "service_admin"

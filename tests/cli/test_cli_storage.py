@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import os
-import shutil
+import socket
 import sqlite3
 import stat
 from pathlib import Path
 
+import pytest
+
 from mbxtui.core.migrations import LATEST_VERSION
+from tests.backends import ON_POSTGRES, query
 from tests.cli.conftest import OS_LOGIN, Cli
+
+sqlite_file = pytest.mark.sqlite_only("the SQLite file the command line makes and checks")
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@sqlite_file
 def test_by_default_the_database_is_made_owner_only_in_the_data_directory(cli: Cli, tmp_path: Path):
     data_dir = tmp_path / "fresh" / "mbxtui-data"
     result = cli.ok("init", with_db=False, env={"MBXTUI_DATA_DIR": str(data_dir)})
@@ -28,18 +34,45 @@ def test_by_default_the_database_is_made_owner_only_in_the_data_directory(cli: C
     conn.close()
 
 
-def test_mbxtui_db_names_the_database_and_db_overrides_it(cli: Cli, tmp_path: Path):
-    other = tmp_path / "other.db"
-    shutil.copyfile(cli.db_path, other)
+def test_mbxtui_db_names_the_database_and_db_overrides_it(cli: Cli, databases, cli_template, tmp_path: Path):
+    other = databases.copy(cli_template, tmp_path / "other")
     env = {"MBXTUI_DB": str(other)}
     cli.ok("user", "add", "--name", "Cat", "--email", "cat@corp.test", with_db=False, env=env)
     cli.ok("user", "add", "--name", "Dan", "--email", "dan@corp.test", env=env)
-    users_in = {path: {r[0] for r in sqlite3.connect(path).execute('SELECT email FROM "user"')}
-                for path in (other, cli.db_path)}
-    assert users_in[other] == {"ann@corp.test", "bob@corp.test", "cat@corp.test"}
-    assert users_in[cli.db_path] == {"ann@corp.test", "bob@corp.test", "dan@corp.test"}
+    users_in = {str(location): {r[0] for r in query(location, 'SELECT email FROM "user"')}
+                for location in (other, cli.db_path)}
+    assert users_in[str(other)] == {"ann@corp.test", "bob@corp.test", "cat@corp.test"}
+    assert users_in[str(cli.db_path)] == {"ann@corp.test", "bob@corp.test", "dan@corp.test"}
+    databases.drop(other)
 
 
+@pytest.mark.parametrize("url, problem", [
+    ("postgresql://db.example.test", "names no database: use postgresql://USER@HOST:PORT/DBNAME"),
+    ("postgresql://db.example.test:70000/mbxtui", "is not a PostgreSQL URL: Port out of range 0-65535"),
+])
+def test_a_bad_postgresql_url_is_one_line_naming_the_problem(cli: Cli, url: str, problem: str):
+    assert cli.fails("--db", url, "whoami", with_db=False) == f"mbxtui: db: {url} {problem}"
+
+
+def test_an_unreachable_postgresql_server_is_one_line_without_the_password(cli: Cli):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stderr = cli.fails("whoami", with_db=False, env={"MBXTUI_DB": f"postgresql://admin:pw@127.0.0.1:{port}/mbxtui"})
+    assert stderr.startswith(f"mbxtui: cannot connect to postgresql://admin:***@127.0.0.1:{port}/mbxtui: ")
+    assert "refused" in stderr and ":pw@" not in stderr
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="runs when the suite runs on PostgreSQL")
+def test_init_makes_a_new_postgresql_database_ready(cli: Cli, databases, tmp_path: Path):
+    url = databases.new(tmp_path)
+    assert cli.ok("--db", url, "init", with_db=False).stdout.strip() == f"initialised {url}; {OS_LOGIN} is global_admin"
+    assert cli.json("--db", url, "whoami", with_db=False)["role"] == "global_admin"
+    assert query(url, "SELECT version FROM schema_version")[0][0] == LATEST_VERSION
+    databases.drop(url)
+
+
+@sqlite_file
 def test_a_database_from_a_newer_mbxtui_is_refused(cli: Cli):
     conn = sqlite3.connect(cli.db_path)
     conn.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
@@ -49,12 +82,14 @@ def test_a_database_from_a_newer_mbxtui_is_refused(cli: Cli):
         f"({LATEST_VERSION}): upgrade mbxtui")
 
 
+@sqlite_file
 def test_a_file_that_is_not_a_database_is_refused(cli: Cli):
     cli.db_path.write_text("name,email\nAnn,ann@corp.test\n" * 20)
     assert cli.fails("mailbox", "list") == (
         f"mbxtui: cannot open {cli.db_path} as an mbxtui database: file is not a database")
 
 
+@sqlite_file
 def test_a_database_others_can_read_works_with_a_warning(cli: Cli):
     os.chmod(cli.db_path, 0o644)
     result = cli.ok("whoami")

@@ -1,10 +1,9 @@
-"""Each core test gets its own real SQLite file, copied from a template made once per session: the
-schema, a global_admin (alice) and one operator of every other role (sam, syd, vic)."""
+"""Each core test gets its own real database (a SQLite file, or a PostgreSQL database: see
+tests/backends.py), copied from a template made once per session: the schema, a global_admin
+(alice) and one operator of every other role (sam, syd, vic)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +13,7 @@ import pytest
 from mbxtui.core import db
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import operators, profiles, settings
+from tests.backends import Databases
 from tests.core.support import EXCHANGE_ONLINE_PROFILE, IMAP_PROFILE, LOGINS
 
 
@@ -26,8 +26,8 @@ class Actors:
 
 
 @pytest.fixture(scope="session")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "mbxtui.db"
+def template_db(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Path | str:
+    path = databases.new(tmp_path_factory.mktemp("template"), "core_template")
     database = db.open_database(path)
     admin = operators.initialise(login=LOGINS["admin"])
     operators.add(admin, LOGINS["service"], "service_admin")
@@ -37,19 +37,17 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def open_copy(template: Path, directory: Path) -> tuple[Path, object]:
-    directory.mkdir(mode=0o700, exist_ok=True)
-    path = directory / "mbxtui.db"
-    shutil.copyfile(template, path)
-    os.chmod(path, 0o600)
+def open_copy(databases: Databases, template: Path | str, directory: Path) -> tuple[Path | str, object]:
+    path = databases.copy(template, directory)
     return path, db.open_database(path)
 
 
 @pytest.fixture
-def db_path(template_db: Path, tmp_path: Path) -> Iterator[Path]:
-    path, database = open_copy(template_db, tmp_path / "data")
+def db_path(databases: Databases, template_db: Path | str, tmp_path: Path) -> Iterator[Path | str]:
+    path, database = open_copy(databases, template_db, tmp_path / "data")
     yield path
     database.close()
+    databases.drop(path)
 
 
 @pytest.fixture

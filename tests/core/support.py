@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mbxtui.core.models import database
+from tests.backends import ON_POSTGRES, dump
 
 LOGINS = {"admin": "alice", "service": "sam", "system": "syd", "viewer": "vic"}
 
@@ -37,8 +38,11 @@ def profile_fields(**overrides: Any) -> dict[str, Any]:
 
 
 def tables() -> list[str]:
-    return [r[0] for r in database.execute_sql(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    if ON_POSTGRES:
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+    return [r[0] for r in database.execute_sql(sql)]
 
 
 def snapshot() -> dict[str, list[tuple]]:
@@ -46,7 +50,7 @@ def snapshot() -> dict[str, list[tuple]]:
     return {name: sorted(database.execute_sql(f'SELECT * FROM "{name}"').fetchall(), key=repr) for name in tables()}
 
 
-def count(table: str, where: str = "1", params: tuple = ()) -> int:
+def count(table: str, where: str = "TRUE", params: tuple = ()) -> int:
     return database.execute_sql(f'SELECT count(*) FROM "{table}" WHERE {where}', params).fetchone()[0]
 
 
@@ -75,8 +79,11 @@ def set_test_results(email: str, **columns: Any) -> None:
     database.execute_sql(f"UPDATE mailbox SET {assignments} WHERE email = ?", (*columns.values(), email))
 
 
-def file_bytes(db_path: Path) -> bytes:
-    """The database file and its WAL, as they are on disk."""
+def file_bytes(db_path: Path | str) -> bytes:
+    """What the database holds: the SQLite file and its WAL as they are on disk, or on PostgreSQL
+    every row of every table."""
+    if ON_POSTGRES:
+        return "\n".join(dump(db_path)).encode()
     data = b""
     for suffix in ("", "-wal"):
         path = Path(f"{db_path}{suffix}")

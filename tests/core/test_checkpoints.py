@@ -3,6 +3,8 @@ WAL is copied back within a few seconds anyway."""
 
 import time
 
+import pytest
+
 from mbxtui.core.db import BackgroundCheckpoints
 from mbxtui.core.models import database
 
@@ -20,6 +22,7 @@ def write_rows(count: int) -> None:
                              "INSERT INTO filler SELECT hex(randomblob(500)) FROM n", [count])
 
 
+@pytest.mark.sqlite_only("SQLite's write-ahead log")
 def test_commits_leave_the_wal_to_the_checkpoint_thread(db_path):
     checkpoints = BackgroundCheckpoints(interval=0.2)
     try:

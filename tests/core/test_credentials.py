@@ -15,6 +15,7 @@ from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import SECRETS_FILE_NAME, SecretStore
 from mbxtui.core.services import audit, credentials, mailboxes, operators, profiles, users
+from tests.backends import ON_POSTGRES
 from tests.core.conftest import Actors, open_copy
 from tests.core.support import IMAP_PROFILE, file_bytes, snapshot
 
@@ -66,7 +67,8 @@ def test_a_mailbox_password_is_kept_in_the_keyring_and_shown_only_as_set(admin: 
     assert MAILBOX_SECRET not in everything_visible(admin)
     entry = audit.list_entries(admin, limit=1)[0]
     assert entry["action"] == "mailbox.set_password"
-    database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+    if not ON_POSTGRES:
+        database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
     on_disk = file_bytes(db_path)
     assert MAILBOX_SECRET.encode() not in on_disk
     assert MAILBOX_SECRET.encode() not in (keyring_dir / SECRETS_FILE_NAME).read_bytes()
@@ -116,10 +118,11 @@ def test_a_viewer_cannot_set_a_password(actors: Actors, ann, store):
     assert snapshot() == before
 
 
-def test_the_secrets_of_two_databases_never_meet(admin: Actor, ann, store, template_db: Path, tmp_path: Path):
+def test_the_secrets_of_two_databases_never_meet(admin: Actor, ann, store, databases, template_db: Path | str,
+                                                 tmp_path: Path):
     credentials.set_mailbox_secret(admin, "ann@corp.test", MAILBOX_SECRET, store)
     first_key = credentials.secret_key("mailbox", mailboxes.get("ann@corp.test").id, credentials.PASSWORD)
-    _, other = open_copy(template_db, tmp_path / "other")
+    location, other = open_copy(databases, template_db, tmp_path / "other")
     try:
         database.execute_sql("UPDATE meta SET value = 'another-install' WHERE key = 'install_id'")
         other_admin = operators.current_actor(login="alice")
@@ -129,6 +132,7 @@ def test_the_secrets_of_two_databases_never_meet(admin: Actor, ann, store, templ
         assert credentials.mailbox_secret(store, box.id) is None
     finally:
         other.close()
+        databases.drop(location)
 
 
 def test_read_secret_line_takes_one_line_without_its_break():

@@ -16,6 +16,11 @@ from mbxtui.core.models import Mailbox, User, database
 from mbxtui.core.services import mailboxes, operators, users
 
 
+# These open SQLite files of their own; tests/core/test_postgres_storage.py holds the same
+# checks for a PostgreSQL database.
+pytestmark = pytest.mark.sqlite_only("the SQLite file: pragmas, modes, WAL and old files")
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 

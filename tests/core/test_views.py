@@ -15,6 +15,7 @@ from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, Selection
+from tests.backends import ON_POSTGRES
 from tests.core.conftest import open_copy
 from tests.core.support import IMAP_PROFILE, LOGINS, profile_fields, set_test_results
 
@@ -57,11 +58,12 @@ def build_views_database(admin: Actor) -> None:
 
 
 @pytest.fixture(scope="module")
-def views_db(template_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    _, opened = open_copy(template_db, tmp_path_factory.mktemp("views"))
+def views_db(databases, template_db: Path | str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    location, opened = open_copy(databases, template_db, tmp_path_factory.mktemp("views"))
     build_views_database(operators.current_actor(login=LOGINS["admin"]))
     yield opened
     opened.close()
+    databases.drop(location)
 
 
 @pytest.fixture
@@ -189,6 +191,7 @@ def test_a_filter_combines_with_the_view(viewer: Actor):
                                                            "zoe@corp.test"]
 
 
+@pytest.mark.sqlite_only("the FTS5 trigram table")
 def test_three_characters_and_more_use_the_trigram_index(viewer: Actor):
     where, params = mailboxes.filter_condition("sales")
     assert "mailbox_fts MATCH" in where
@@ -196,6 +199,19 @@ def test_three_characters_and_more_use_the_trigram_index(viewer: Actor):
         f"EXPLAIN QUERY PLAN SELECT m.id FROM mailbox m WHERE {where}", params).fetchall())
     assert "mailbox_fts VIRTUAL TABLE" in plan
     assert "LIKE" in mailboxes.filter_condition("sa")[0]
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the pg_trgm indexes of PostgreSQL")
+def test_the_substring_filter_can_use_the_trigram_indexes(viewer: Actor):
+    where, params = mailboxes.filter_condition("sales")
+    assert "ILIKE" in where
+    assert listed(viewer, view="all", filter_text="SALES", sort="email") == listed(
+        viewer, view="all", filter_text="sales", sort="email") != []
+    with database.atomic():
+        database.execute_sql("SET LOCAL enable_seqscan = off")  # a handful of rows: force the choice
+        plan = " ".join(r[0] for r in database.execute_sql(
+            f"EXPLAIN SELECT m.id FROM mailbox m WHERE {where}", params).fetchall())
+    assert "mailbox_name_trigram" in plan and "mailbox_email_trigram" in plan, plan
 
 
 def test_pages_cover_the_view_without_gaps_or_overlaps(viewer: Actor):

@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import unicodedata
@@ -458,8 +457,8 @@ def expected_profile_value(key: str, value: Any) -> Any:
         "min_polling_minutes": lambda v: validation.integer("m", v, 0, 1440),
         "verify_delivery": lambda v: validation.on_off("v", v), "active": lambda v: validation.on_off("a", v),
         "owner": lambda v: validation.email("o", v) if v != "" else None,
-        "process_email_from": lambda v: (datetime.fromisoformat(str(v).strip()).isoformat(sep=" ")
-                                         if str(v).strip() else None),
+        "process_email_from": lambda v: (validation.stored_moment(datetime.fromisoformat(str(v).strip()))
+                                         .isoformat(sep=" ") if str(v).strip() else None),
     }
     return cleaners[key](value)
 
@@ -523,7 +522,8 @@ def expected_mailbox_value(key: str, value: Any) -> Any:
         "username": str.strip,
         "use_own_credentials": lambda v: validation.on_off("u", v),
         "delete_after_processing": lambda v: validation.on_off("d", v),
-        "process_email_after": lambda v: datetime.fromisoformat(str(v).strip()) if str(v).strip() else None,
+        "process_email_after": lambda v: (validation.stored_moment(datetime.fromisoformat(str(v).strip()))
+                                          if str(v).strip() else None),
     }
     return cleaners[key](value)
 
@@ -1037,16 +1037,15 @@ HOSTILE_NAME = "Eve " + TERMINAL_ATTACK + C1_ATTACK + " \u202egnp.exe"
 def hostile_records(cli: Cli) -> Cli:
     """Records holding escape sequences, put in with SQL (the services would refuse them): a mailbox
     name and last error, a user's name, a profile's name, an alert and an audit entry."""
-    with contextlib.closing(sqlite3.connect(cli.db_path)) as conn, conn:
-        conn.execute("UPDATE mailbox SET name = ?, last_error_code = ?, last_error_text = ? WHERE email = ?",
-                     (HOSTILE_NAME, "AUTH\x1b[5m", HOSTILE_NAME, "ann@corp.test"))
-        conn.execute("UPDATE user SET name = ? WHERE email = 'bob@corp.test'", (HOSTILE_NAME,))
-        conn.execute("UPDATE profile SET name = ? WHERE name = 'pop'", (HOSTILE_NAME,))
-        conn.execute("INSERT INTO alert (level, code, text, mailbox_id, created_on, dismissed) VALUES ('error', ?, "
-                     "?, (SELECT id FROM mailbox WHERE email = 'ann@corp.test'), '2024-05-06 09:00:00', 0)",
-                     ("CODE\x9b2J", HOSTILE_NAME))
-        conn.execute("INSERT INTO audit_entry (at, login, action, record_kind, record_count, summary) VALUES "
-                     "('2024-05-06 09:00:00', 'alice', 'mailbox.edit', 'mailbox', 0, ?)", (HOSTILE_NAME,))
+    cli.execute("UPDATE mailbox SET name = ?, last_error_code = ?, last_error_text = ? WHERE email = ?",
+                (HOSTILE_NAME, "AUTH\x1b[5m", HOSTILE_NAME, "ann@corp.test"))
+    cli.execute('UPDATE "user" SET name = ? WHERE email = \'bob@corp.test\'', (HOSTILE_NAME,))
+    cli.execute("UPDATE profile SET name = ? WHERE name = 'pop'", (HOSTILE_NAME,))
+    cli.execute("INSERT INTO alert (level, code, text, mailbox_id, created_on, dismissed) VALUES ('error', ?, "
+                "?, (SELECT id FROM mailbox WHERE email = 'ann@corp.test'), '2024-05-06 09:00:00', 0)",
+                ("CODE\x9b2J", HOSTILE_NAME))
+    cli.execute("INSERT INTO audit_entry (at, login, action, record_kind, record_count, summary) VALUES "
+                "('2024-05-06 09:00:00', 'alice', 'mailbox.edit', 'mailbox', 0, ?)", (HOSTILE_NAME,))
     return cli
 
 
@@ -1141,7 +1140,8 @@ def console(organisation, db_path: Path, tmp_path: Path, unlocked_store: SecretS
                 "('error', ?, ?, ?, (SELECT profile_id FROM mailbox WHERE id = ?), '2999-01-01 00:00:00', 0)",
                 [alert_code, HOSTILE_NAME, target, target])
             batch = database.execute_sql("INSERT INTO test_batch (requested_by, requested_on, description, total) "
-                                         "VALUES ('alice', '2024-05-06 09:00:00', 'Test & Enable', 1)").lastrowid
+                                         "VALUES ('alice', '2024-05-06 09:00:00', 'Test & Enable', 1) RETURNING id"
+                                         ).fetchone()[0]
             database.execute_sql(
                 "INSERT INTO test_job (batch_id, mailbox_id, requested_by, state, outcome, attempt, started_on, "
                 "finished_on, result) VALUES (?, ?, 'alice', 'done', 'failed', 1, '2024-05-06 09:00:00', "

@@ -28,7 +28,6 @@ import json
 import os
 import pkgutil
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from mbxtui.core.services.mailboxes import Selection
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen, MailboxEditScreen
 from mbxtui.tui.screens.profiles import ProfileDetailScreen, ProfileFormScreen
+from tests.backends import Databases, dump
 from tests.core.support import snapshot
 from tests.hardening.hostile import MOST_COMMANDS, Conversation, HostileServer
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
@@ -141,8 +141,11 @@ def files_under(directory: Path, *, except_names: Sequence[str] = ()) -> dict[st
             if path.is_file() and path.name not in except_names}
 
 
-def database_files(db_path: Path) -> dict[str, bytes]:
-    """The database file, its write-ahead log and its shared-memory index, as they are on disk."""
+def database_files(db_path: Path | str) -> dict[str, bytes]:
+    """The database file, its write-ahead log and its shared-memory index, as they are on disk (on
+    PostgreSQL: every row of every table)."""
+    if isinstance(db_path, str):
+        return {db_path: "\n".join(dump(db_path)).encode()}
     return {str(path): path.read_bytes()
             for path in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")) if path.exists()}
 
@@ -543,12 +546,15 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
         **out.printed,
         **console.shown,
         **database_files(org.db_path),
-        **files_under(org.db_path.parent),
+        **files_under(org.workdir),
         **files_under(org.secrets_dir, except_names=[SECRETS_FILE_NAME]),
     }
     for screenshot in sorted((REPO_ROOT / "screenshots").glob("*.svg")):
         sources.update(svg_sources(str(screenshot), screenshot.read_text(encoding="utf-8")))
-    assert any(name.endswith("-wal") for name in sources), "the WAL was not searched"
+    if isinstance(org.db_path, str):
+        assert org.db_path in sources, "the database was not searched"
+    else:
+        assert any(name.endswith("-wal") for name in sources), "the WAL was not searched"
 
     # The search can fail: a secret planted in a file of the data directory is found there.
     planted = org.secrets_dir / "planted.txt"
@@ -589,6 +595,7 @@ def cli_environment(data_dir: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.sqlite_only("the modes of the SQLite file, its WAL and shared-memory index")
 def test_the_data_directory_and_database_files_are_created_owner_only_under_a_permissive_umask(tmp_path: Path):
     data_dir = tmp_path / "home" / "mbxtui-data"
     env = cli_environment(data_dir)
@@ -628,10 +635,10 @@ def closed_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def roles_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def roles_template(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Path | str:
     """Operators of every role, two profiles (their servers refuse connections at once), users and
     queues active and not, a pending mailbox, an inactive one, alerts."""
-    path = tmp_path_factory.mktemp("roles") / "mbxtui.db"
+    path = databases.new(tmp_path_factory.mktemp("roles"), "roles_template")
     database = db.open_database(path)
     try:
         admin = operators.initialise(login=ROLE_LOGINS[Role.GLOBAL_ADMIN])
@@ -678,10 +685,9 @@ class RoleWorld:
 
 
 @pytest.fixture
-def role_world(roles_template: Path, tmp_path: Path, secret_store: SecretStore) -> Iterator[RoleWorld]:
-    path = tmp_path / "mbxtui.db"
-    shutil.copyfile(roles_template, path)
-    os.chmod(path, 0o600)
+def role_world(databases: Databases, roles_template: Path | str, tmp_path: Path,
+               secret_store: SecretStore) -> Iterator[RoleWorld]:
+    path = databases.copy(roles_template, tmp_path / "data")
     database = db.open_database(path)
     try:
         # Secret keys carry the install id: a new one keeps this copy's secrets its own.
@@ -693,6 +699,7 @@ def role_world(roles_template: Path, tmp_path: Path, secret_store: SecretStore) 
         yield RoleWorld(secret_store, csv_path, actors)
     finally:
         database.close()
+        databases.drop(path)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Test & Enable end to end: a real SQLite database per test, secrets in the encrypted-file keyring,
+"""Test & Enable end to end: a real database per test (SQLite or PostgreSQL, see tests/backends.py), secrets in the encrypted-file keyring,
 profiles pointing at the mail lab, and the job runner with a clock the test moves.
 
 The encrypted file costs about a second to unlock, so one store (and its data directory) serves the
@@ -8,9 +8,7 @@ tests never see each other's secrets.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore
 from mbxtui.core.services import credentials, imports, mailboxes, operators, profiles, users
 from mbxtui.core.services.mailboxes import Selection
+from tests.backends import Databases, dump, query
 from tests.lab import MailLab
 
 MASTER_PASSWORD = "integration master pässword"
@@ -74,10 +73,11 @@ class Org:
     """An organisation's database with its global admin, wired to the mail lab."""
 
     lab: MailLab
-    db_path: Path
+    db_path: Path | str
     admin: Actor
     store: SecretStore
     secrets_dir: Path
+    workdir: Path  # the test's own files
     clock: Clock = field(default_factory=Clock)
 
     # -- setting up --
@@ -119,7 +119,7 @@ class Org:
         """Users and mailboxes for many lab logins at once, approved, on ``profile`` (which should
         act for them with profile credentials: no per-mailbox secrets). ``methods`` (incoming,
         outgoing, act) go to mailboxes.bulk_edit."""
-        csv_path = self.db_path.with_name("users.csv")
+        csv_path = self.workdir / "users.csv"
         csv_path.write_text("name,email\n" + "".join(f"{login.split('@')[0]},{login}\n" for login in logins),
                             encoding="utf-8")
         imports.import_csv(self.admin, "users", csv_path)
@@ -187,26 +187,30 @@ class Org:
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 
-def job_states(db_path: Path) -> dict[str, int]:
+def job_states(db_path: Path | str) -> dict[str, int]:
     """Test jobs per state, read the way another process sees the database."""
-    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
-        return dict(conn.execute("SELECT state, count(*) FROM test_job GROUP BY state").fetchall())
+    return {row[0]: row[1] for row in query(db_path, "SELECT state, count(*) FROM test_job GROUP BY state")}
 
 
-def stored_bytes(db_path: Path) -> bytes:
-    """The database file and its write-ahead log, as they are on disk."""
+def stored_bytes(db_path: Path | str) -> bytes:
+    """What the database holds: the SQLite file and its write-ahead log as they are on disk, or on
+    PostgreSQL every row of every table."""
+    if isinstance(db_path, str):
+        return "\n".join(dump(db_path)).encode()
     return b"".join(path.read_bytes() for path in (db_path, Path(f"{db_path}-wal")) if path.exists())
 
 
 @pytest.fixture
-def org(mail_lab: MailLab, secret_store: SecretStore, secrets_dir: Path, tmp_path: Path) -> Iterator[Org]:
+def org(mail_lab: MailLab, secret_store: SecretStore, secrets_dir: Path, databases: Databases,
+        tmp_path: Path) -> Iterator[Org]:
     """A fresh database whose first operator (the OS login, as the command line sees it) is the
     global admin, with the user who owns the lab profiles."""
-    db_path = tmp_path / "mbxtui.db"
+    db_path = databases.new(tmp_path)
     database = db.open_database(db_path)
     try:
         admin = operators.initialise()
         users.add_user(admin, "Profile Owner", PROFILE_OWNER)
-        yield Org(mail_lab, db_path, admin, secret_store, secrets_dir)
+        yield Org(mail_lab, db_path, admin, secret_store, secrets_dir, tmp_path)
     finally:
         database.close()
+        databases.drop(db_path)

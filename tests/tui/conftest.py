@@ -1,4 +1,5 @@
-"""Fixtures of the console's flow, snapshot and terminal tests: a real SQLite database per test,
+"""Fixtures of the console's flow, snapshot and terminal tests: a real database per test (SQLite or
+PostgreSQL, see tests/backends.py),
 filled through the services with a small organisation whose every timestamp is fixed afterwards
 (so screens look the same on every run), the encrypted-file keyring unlocked once per session,
 and ``Console.run`` to drive ``MbxApp`` with Pilot."""
@@ -16,7 +17,7 @@ import pytest
 from rich.console import Console as TextConsole
 from textual.pilot import Pilot
 
-from mbxtui.core import db
+from mbxtui.core import db, dialect
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import AlertLevel
 from mbxtui.core.models import Mailbox, database
@@ -26,6 +27,7 @@ from mbxtui.core.services import mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, Selection
 from mbxtui.tui.app import MbxApp
+from tests.backends import Databases
 
 MASTER_PASSWORD = "console master pässword"
 NO_OS_KEYRING = "keyring.backends.fail.Keyring"
@@ -66,7 +68,7 @@ TIMEOUT_MAILBOX = "hana@corp.test"
 class Console:
     """An organisation's database and what the console needs to open on it."""
 
-    db_path: Path
+    db_path: Path | str
     data_dir: Path
     store: SecretStore
     actors: dict[str, Actor]  # by role: admin, service, system, viewer
@@ -122,15 +124,16 @@ def console_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def console(console_env: Path, unlocked_store: SecretStore) -> Iterator[Console]:
+def console(console_env: Path, unlocked_store: SecretStore, databases: Databases) -> Iterator[Console]:
     """The organisation of ``seed_organisation`` in a fresh database."""
-    db_path = console_env / "mbxtui.db"
+    db_path = databases.new(console_env)
     opened = db.open_database(db_path)
     try:
         actors = seed_organisation()
         yield Console(db_path, console_env, unlocked_store, actors)
     finally:
         opened.close()
+        databases.drop(db_path)
 
 
 def seed_organisation(admin_login: str = LOGINS["admin"]) -> dict[str, Actor]:
@@ -158,7 +161,7 @@ def seed_organisation(admin_login: str = LOGINS["admin"]) -> dict[str, Actor]:
                                      owner="ann@corp.test")
     profiles.update(admin, HEAD_OFFICE, owner="ann@corp.test")
     profiles.update(admin, BRANCH, owner="gus@corp.test")
-    database.execute_sql("UPDATE operator SET user_id = (SELECT id FROM user WHERE email = 'ann@corp.test') "
+    database.execute_sql("UPDATE operator SET user_id = (SELECT id FROM \"user\" WHERE email = 'ann@corp.test') "
                          "WHERE login = ?", [admin_login])
     mailboxes.bulk_edit(admin, Selection.of_emails([e for _, e, p in PEOPLE if p == BRANCH]), profile=BRANCH)
     mailboxes.approve(admin, Selection.of_emails(APPROVED))
@@ -206,7 +209,7 @@ def _record_test_results() -> None:
     with write_transaction():
         batch = database.execute_sql(
             "INSERT INTO test_batch (requested_by, requested_on, description, total) "
-            "VALUES ('syd', ?, 'Test & Enable', 1)", [FIXED_TIME]).lastrowid
+            "VALUES ('syd', ?, 'Test & Enable', 1) RETURNING id", [FIXED_TIME]).fetchone()[0]
         database.execute_sql(
             "INSERT INTO test_job (batch_id, mailbox_id, requested_by, state, outcome, attempt, started_on, "
             "finished_on, result) VALUES (?, ?, 'syd', 'done', 'failed', 1, ?, ?, ?)",
@@ -223,17 +226,18 @@ def _record_test_results() -> None:
 
 def _fix_timestamps() -> None:
     """Every date the screens show, set to fixed values: creation order is kept a minute apart."""
-    minute = "datetime(?, '+' || id || ' minutes')"
+    later = dialect.current().plus_seconds
+    minute = later("?", "id * 60")
     statements = [
-        f"UPDATE user SET created_on = {minute}",
+        f'UPDATE "user" SET created_on = {minute}',
         f"UPDATE queue SET created_on = {minute}",
         f"UPDATE operator SET created_on = {minute}",
         f"UPDATE profile SET created_on = {minute}, modified_on = {minute}",
         f"UPDATE mailbox SET created_on = {minute}, modified_on = {minute}",
-        "UPDATE mailbox SET approved_on = datetime(?, '+1 hours') WHERE approved_on IS NOT NULL",
-        "UPDATE mailbox SET test_completed_on = datetime(?, '+2 hours'), test_last_attempted_on = "
-        "datetime(?, '+2 hours') WHERE incoming_status != 'not_run' OR outgoing_status != 'not_run'",
-        f"UPDATE alert SET created_on = datetime(?, '+3 hours', '+' || id || ' minutes')",
+        f"UPDATE mailbox SET approved_on = {later('?', '3600')} WHERE approved_on IS NOT NULL",
+        f"UPDATE mailbox SET test_completed_on = {later('?', '7200')}, test_last_attempted_on = "
+        f"{later('?', '7200')} WHERE incoming_status != 'not_run' OR outgoing_status != 'not_run'",
+        f"UPDATE alert SET created_on = {later('?', '10800 + id * 60')}",
         f"UPDATE audit_entry SET at = {minute}",
     ]
     with write_transaction():

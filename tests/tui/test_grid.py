@@ -5,8 +5,6 @@ the fast id lists it reads, held to the services' own view queries."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
@@ -14,7 +12,7 @@ import pytest
 from rich.style import Style
 from textual.app import App, ComposeResult
 
-from mbxtui.core import db
+from mbxtui.core import db, dialect
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
@@ -22,6 +20,7 @@ from mbxtui.core.services import mailbox_pages, mailboxes, operators, profiles, 
 from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, Selection
 from mbxtui.tui.widgets.grid import MailboxGrid
+from tests.backends import Databases
 
 ADMIN = "alice"
 OWNER = "olga"  # a viewer who is also a user owning queues: "My Mailboxes" has rows
@@ -31,7 +30,7 @@ ESCAPED_NAME = "Mal\x1b[31mRED\x1b[0m\x07lory\u202eevil"
 VIEWS = ["all", "active", "mine", "forward", "pending", "failed", "disabled"]
 
 
-def build_grid_database(path: Path) -> None:
+def build_grid_database(path: Path | str) -> None:
     opened = db.open_database(path)
     admin = operators.initialise(login=ADMIN)
     profiles.create(admin, name="imap", type="imap_smtp", incoming_host="imap.corp.test", incoming_port=993,
@@ -61,13 +60,13 @@ def build_grid_database(path: Path) -> None:
     mailboxes.bulk_edit(admin, Selection.of_emails(emails[::7]), profile="pop")
     mailboxes.approve(admin, Selection.of_emails(emails[:150]))
     mailboxes.reject(admin, Selection.of_emails(emails[150:160]))
+    january, february = (dialect.current().plus_seconds(f"'{day}'", "id * 3600") for day in ("2024-01-01", "2024-02-01"))
     database.execute_sql(
         "UPDATE mailbox SET incoming_status = 'success', outgoing_status = 'success', incoming_enabled = 1, "
-        "outgoing_enabled = 1, test_completed_on = datetime('2024-01-01', '+' || id || ' hours') "
-        "WHERE approval = 'approved' AND id % 4 != 0")
+        f"outgoing_enabled = 1, test_completed_on = {january} WHERE approval = 'approved' AND id % 4 != 0")
     database.execute_sql(
-        "UPDATE mailbox SET incoming_status = 'failure', incoming_enabled = 0, "
-        "test_completed_on = datetime('2024-02-01', '+' || id || ' hours') WHERE approval = 'approved' AND id % 5 = 0")
+        f"UPDATE mailbox SET incoming_status = 'failure', incoming_enabled = 0, test_completed_on = {february} "
+        "WHERE approval = 'approved' AND id % 5 = 0")
     database.execute_sql(f"UPDATE mailbox SET overall_status = {OVERALL_STATUS_SQL}")
     for email in emails[200:215]:
         users.deactivate_user(admin, email)
@@ -75,20 +74,19 @@ def build_grid_database(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("grid-template") / "mbxtui.db"
+def template(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Path | str:
+    path = databases.new(tmp_path_factory.mktemp("grid-template"), "grid_template")
     build_grid_database(path)
     return path
 
 
 @pytest.fixture
-def admin(template: Path, tmp_path: Path) -> Iterator[Actor]:
-    path = tmp_path / "mbxtui.db"
-    shutil.copyfile(template, path)
-    os.chmod(path, 0o600)
+def admin(databases: Databases, template: Path | str, tmp_path: Path) -> Iterator[Actor]:
+    path = databases.copy(template, tmp_path / "data")
     opened = db.open_database(path)
     yield operators.current_actor(login=ADMIN)
     opened.close()
+    databases.drop(path)
 
 
 class GridApp(App):

@@ -32,6 +32,7 @@ from mbxtui.tui.screens.operators import OperatorsScreen
 from mbxtui.tui.screens.people import PeopleScreen
 from mbxtui.tui.screens.profiles import ProfileDetailScreen, ProfileFormScreen, ProfilesScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
+from tests.backends import Databases
 from tests.core.support import IMAP_PROFILE, set_test_results, snapshot
 
 MASTER_PASSWORD = "correct horse battery staple"
@@ -40,7 +41,7 @@ AUTH_SENTENCE = "The server refused the user name or password: correct the mailb
 
 @dataclass
 class World:
-    path: Path
+    path: Path | str
     data_dir: Path
     store: SecretStore
     admin: Actor
@@ -69,12 +70,14 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def world(tmp_path: Path, store: SecretStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(tmp_path: Path, store: SecretStore, monkeypatch: pytest.MonkeyPatch,
+          databases: Databases) -> Iterator[World]:
     """A database with operators of every role, a default profile on loopback, two users, a queue,
     a forward mailbox, alerts of each level and one mailbox whose test failed."""
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     monkeypatch.setenv("MBXTUI_DATA_DIR", str(tmp_path))
-    database = db.open_database(tmp_path / "mbxtui.db")
+    location = databases.new(tmp_path)
+    database = db.open_database(location)
     admin = operators.initialise(login="alice")
     operators.add(admin, "sam", "service_admin")
     operators.add(admin, "syd", "system_admin")
@@ -99,8 +102,9 @@ def world(tmp_path: Path, store: SecretStore, monkeypatch: pytest.MonkeyPatch) -
         raise_alert(AlertLevel.WARNING, "TIMEOUT", "outgoing test of ann@corp.test failed for now", mailbox=ann)
         raise_alert(AlertLevel.INFORMATION, "CONNECTED", "ann@corp.test is connected [bold]x[/]", mailbox=ann)
     roles = {login: operators.current_actor(login=login) for login in ("alice", "sam", "syd", "vic")}
-    yield World(tmp_path / "mbxtui.db", tmp_path, store, roles["alice"], roles["sam"], roles["syd"], roles["vic"])
+    yield World(location, tmp_path, store, roles["alice"], roles["sam"], roles["syd"], roles["vic"])
     database.close()
+    databases.drop(location)
 
 
 Scenario = Callable[[MbxApp, Pilot], Awaitable[None]]

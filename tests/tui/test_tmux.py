@@ -18,6 +18,7 @@ from mbxtui.core import db
 from mbxtui.core.models import Mailbox
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV
 from mbxtui.core.services import operators
+from tests.backends import Databases
 from tests.tui.conftest import NO_OS_KEYRING, seed_organisation
 
 SCREEN_TIMEOUT = 20.0
@@ -78,15 +79,16 @@ def mbxtui_command() -> str:
 
 
 @pytest.fixture
-def terminal_db(tmp_path: Path) -> Path:
+def terminal_db(databases: Databases, tmp_path: Path) -> Iterator[Path | str]:
     """The seeded organisation, whose global admin is the OS login the command will run as."""
-    path = tmp_path / "mbxtui.db"
+    path = databases.new(tmp_path)
     opened = db.open_database(path)
     try:
         seed_organisation(admin_login=operators.os_login())
     finally:
         opened.close()
-    return path
+    yield path
+    databases.drop(path)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Sequence
 
-from mbxtui.core import validation
+from mbxtui.core import dialect, validation
 from mbxtui.core.models import AuditEntry, AuditRecord, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 
@@ -63,7 +63,7 @@ def record_selection(
         at=utcnow(), login=actor.login, by_login=actor.by_login, action=action,
         record_kind="mailbox", record_count=0, summary=summary,
     )
-    before = "json_object(" + ", ".join(f"'{c}', \"{c}\"" for c in columns) + ")"
+    before = dialect.current().json_object(columns)
     cursor = database.execute_sql(
         f'INSERT INTO audit_record (entry_id, record_kind, record_id, before, after) '
         f'SELECT ?, \'mailbox\', id, {before}, ? FROM mailbox WHERE {where_sql}',

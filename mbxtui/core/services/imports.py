@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from mbxtui.core import validation
+from mbxtui.core import dialect, validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import Regarding
 from mbxtui.core.errors import InvalidInput, InvalidRows, MbxError
@@ -128,20 +128,19 @@ def import_csv(actor: Actor, kind: str, path: Path) -> dict[str, Any]:
 
 
 def _insert(actor: Actor, kind: str, table: str, rows: list[tuple[str, str, int | None]]) -> int:
-    conn = database.connection()
     now = utcnow()
-    first_new = conn.execute(f'SELECT coalesce(max(id), 0) + 1 FROM "{table}"').fetchone()[0]
+    first_new = database.execute_sql(f'SELECT coalesce(max(id), 0) + 1 FROM "{table}"').fetchone()[0]
     if kind == "users":
-        conn.executemany('INSERT INTO "user" (name, email, active, created_on) VALUES (?, ?, 1, ?)',
+        database.cursor().executemany('INSERT INTO "user" (name, email, active, created_on) VALUES (?, ?, 1, ?)',
                          [(n, e, now) for n, e, _ in rows])
     else:
-        conn.executemany("INSERT INTO queue (name, email, owner_id, active, created_on) VALUES (?, ?, ?, 1, ?)",
+        database.cursor().executemany("INSERT INTO queue (name, email, owner_id, active, created_on) VALUES (?, ?, ?, 1, ?)",
                          [(n, e, o, now) for n, e, o in rows])
     settings = settings_service.load()
     regarding = Regarding.USER if kind == "users" else Regarding.QUEUE
     template = mailboxes.new_mailbox_values(settings, name="", email="", regarding=regarding, owner_id=None)
     owner = "r.id" if kind == "users" else "r.owner_id"
-    conn.execute(
+    database.execute_sql(
         f"""INSERT INTO mailbox (name, email, regarding, {table}_id, owner_id, profile_id, is_forward,
               incoming_method, outgoing_method, act_method, use_own_credentials, username, password_set, token_set,
               delete_after_processing, approval, approved_by, approved_on, incoming_status, outgoing_status,
@@ -155,10 +154,10 @@ def _insert(actor: Actor, kind: str, table: str, rows: list[tuple[str, str, int 
          now, now, first_new),
     )
     entry = audit.record(actor, f"{table}.import", table, f"imported {len(rows)} {kind} with their mailboxes")
-    conn.execute(
+    database.execute_sql(
         f"""INSERT INTO audit_record (entry_id, record_kind, record_id, before, after)
-            SELECT ?, ?, id, NULL, json_object('name', name, 'email', email) FROM "{table}" WHERE id >= ?""",
+            SELECT ?, ?, id, NULL, {dialect.current().json_object(["name", "email"])} FROM "{table}" WHERE id >= ?""",
         (entry.id, table, first_new),
     )
-    conn.execute("UPDATE audit_entry SET record_count = ? WHERE id = ?", (len(rows), entry.id))
+    database.execute_sql("UPDATE audit_entry SET record_count = ? WHERE id = ?", (len(rows), entry.id))
     return len(rows)

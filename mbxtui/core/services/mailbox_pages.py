@@ -2,7 +2,8 @@
 
 The grid needs two things: every mailbox id of a view in display order, built once per query, and
 the cells of the few rows on screen, fetched by id a page at a time. Both read through the plain
-sqlite3 connection (peewee's row wrapping costs five times as much at this size).
+driver connection, sqlite3's or ``dialect.reader``'s over PostgreSQL's (peewee's row wrapping costs
+five times as much at this size).
 
 The obvious query, the view's WHERE with ORDER BY, makes SQLite pick the index of the view's
 condition (``active = 1`` matches nearly every row) and then look up a million table rows and sort
@@ -31,7 +32,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Sequence
 
-from mbxtui.core import validation
+from mbxtui.core import dialect, validation
 from mbxtui.core.enums import View
 from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
@@ -51,7 +52,6 @@ VIEW_IDS: dict[View, tuple[str | None, bool]] = {
         "SELECT id FROM mailbox WHERE incoming_enabled = 0 AND outgoing_enabled = 0 AND act_enabled = 0", False),
 }
 INACTIVE_IDS = "SELECT id FROM mailbox WHERE active = 0"
-TRIGRAM = 3  # the full-text index answers substrings of at least this many characters
 
 # Below these sizes SQLite sorts the matching rows itself, which beats walking the whole order;
 # the bar is higher when the whole order would first have to be read.
@@ -131,7 +131,7 @@ class MailboxPages:
     def ordered_ids(self, query: GridQuery) -> array:
         """Every mailbox id of the view and filter, in display order."""
         ordered = self.start_ordered_ids(query)
-        return ordered.head if ordered.read_rest is None else ordered.read_rest(database.connection())
+        return ordered.head if ordered.read_rest is None else ordered.read_rest(_reader())
 
     def start_ordered_ids(self, query: GridQuery) -> OrderedIds:
         """The ids of the view and filter in display order: all of them when that is quick, else
@@ -141,7 +141,7 @@ class MailboxPages:
         view_sql, view_params = view_condition(view, self.actor)
         ordering = order_by(query.sort, query.descending)
         sort = (query.sort or "name").strip().lower()
-        conn = database.connection()
+        conn = _reader()
 
         include_sql, active_only = VIEW_IDS[view]
         candidates = None if include_sql is None else _ids(conn, include_sql, self._view_params(view))
@@ -181,9 +181,10 @@ class MailboxPages:
         if len(head) < HEAD:
             return OrderedIds(len(head), head)
         fingerprint = self._fingerprint(conn)
+        backend = dialect.current()
 
         def read_rest(reader: sqlite3.Connection) -> array:
-            order = self._read_order(reader, sort)
+            order = self._read_order(backend.reader(reader), sort)
             self._orders = {sort: (fingerprint, order)}
             return in_display_order(order)
 
@@ -203,10 +204,10 @@ class MailboxPages:
         if not text:
             return None
         filter_sql, filter_params = filter_condition(text)  # also validates the text
-        if len(text) >= TRIGRAM:
-            # The same match, read straight from the full-text index instead of row by row.
-            return _ids(conn, "SELECT rowid FROM mailbox_fts WHERE mailbox_fts MATCH ?",
-                        ['"' + text.replace('"', '""') + '"'])
+        from_index = dialect.current().substring_ids(text)
+        if from_index is not None:
+            # The same match, read straight from the trigram index instead of row by row.
+            return _ids(conn, *from_index)
         # Too short for the trigram index: one pass over the table (cheaper than one per index).
         return _ids(conn, f"SELECT m.id FROM mailbox m WHERE {filter_sql}", filter_params)
 
@@ -214,16 +215,14 @@ class MailboxPages:
                           view_params: list[object], ordering: str) -> array:
         if not candidates:
             return array("q")
-        # CROSS JOIN keeps the candidate list as the outer loop: one lookup per candidate.
-        sql = (f"SELECT m.id FROM json_each(?) j CROSS JOIN mailbox m ON m.id = j.value "
+        sql = (f"SELECT m.id FROM {dialect.current().id_list_join()} "
                f"LEFT JOIN profile p ON p.id = m.profile_id WHERE {view_sql} ORDER BY {ordering}")
         return _ids(conn, sql, [json.dumps(candidates.tolist()), *view_params])
 
     # --- whole sort orders, from the indexes ---------------------------------------------------
 
-    def _fingerprint(self, conn: sqlite3.Connection) -> tuple[int, int, int]:
-        # data_version moves when another connection commits; total_changes counts this one's writes.
-        return id(conn), conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
+    def _fingerprint(self, conn: sqlite3.Connection) -> object:
+        return dialect.current().fingerprint(conn)
 
     def _cached_order(self, conn: sqlite3.Connection, sort: str) -> array | None:
         entry = self._orders.get(sort)
@@ -249,7 +248,9 @@ class MailboxPages:
             if descending:
                 groups.reverse()
             direction = "DESC" if descending else "ASC"
-            statements = [(f"SELECT id FROM mailbox WHERE profile_id IS ? ORDER BY id {direction}", [group])
+            statements = [(f"SELECT id FROM mailbox WHERE profile_id IS NULL ORDER BY id {direction}", [])
+                          if group is None else
+                          (f"SELECT id FROM mailbox WHERE profile_id = ? ORDER BY id {direction}", [group])
                           for group in groups]
         else:
             statements = [(f"SELECT m.id FROM mailbox m ORDER BY {order_by(sort, descending)}", [])]
@@ -303,7 +304,7 @@ class MailboxPages:
         """The grid's cells for these mailboxes, by id (ids that no longer exist are left out)."""
         require(self.actor, Permission.READ)
         wanted = list(ids)
-        conn = database.connection()
+        conn = _reader()
         found: dict[int, GridRow] = {}
         for start in range(0, len(wanted), PAGE_LIMIT):
             chunk = wanted[start:start + PAGE_LIMIT]
@@ -313,6 +314,12 @@ class MailboxPages:
                     f"WHERE m.id IN ({marks})", chunk):
                 found[row[0]] = GridRow._make(row)
         return found
+
+
+def _reader(db=None):
+    """The current thread's plain driver connection to ``db`` (the bound database by default)."""
+    db = db if db is not None else database.obj
+    return dialect.of(db).reader(db.connection())
 
 
 def _intersection(first: array, second: array) -> array:
@@ -336,7 +343,7 @@ class BackgroundRead:
 
     def _run(self) -> None:
         try:
-            self._connection = self._database.connection()
+            self._connection = _reader(self._database)
             if self._cancelled:
                 raise sqlite3.OperationalError("interrupted")
             self._future.set_result(self._read_rest(self._connection))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from mbxtui.core import validation
+from mbxtui.core import dialect, validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import (
     ActMethod, Approval, IncomingMethod, OutgoingMethod, ProfileType, Regarding, View,
@@ -23,11 +23,12 @@ from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
 from mbxtui.core.services import settings as settings_service
 
-SELECTED = "id IN (SELECT id FROM temp.selected_mailbox)"
-# Bulk changes run in one transaction that any error rolls back whole, so SQLite need not keep a
-# statement journal to undo a single statement (OR FAIL): for 150,000 mailboxes that journal is
-# 300 MB of old pages written to a temporary file, 0.35 s of a bulk approval.
-UPDATE_SELECTED = "UPDATE OR FAIL mailbox"
+SELECTED = f"id IN (SELECT id FROM {dialect.SELECTION_TABLE})"
+
+
+def _update_selected() -> str:
+    """The start of a set-based UPDATE of mailboxes (see ``dialect.bulk_update``)."""
+    return dialect.current().bulk_update("mailbox")
 
 # Overall status: failure if any direction failed; success when every direction in use passed.
 OVERALL_STATUS_SQL = """CASE
@@ -125,7 +126,7 @@ def view_condition(view: View | str, actor: Actor) -> tuple[str, list[Any]]:
     # pending mailboxes among 1,000,000); without the "+" it picks the active index.
     view = validation.choice("view", view, View)
     if view == View.ALL:
-        return "1", []
+        return "TRUE", []
     if view == View.ACTIVE:
         return "m.active = 1", []
     if view == View.MINE:
@@ -143,12 +144,8 @@ def filter_condition(text: str | None) -> tuple[str, list[Any]]:
     """Substring match on name and address: the trigram index for 3+ characters, LIKE below that."""
     text = validation.text("filter", text, max_length=200, required=False)
     if not text:
-        return "1", []
-    if len(text) >= 3:
-        return ("m.id IN (SELECT rowid FROM mailbox_fts WHERE mailbox_fts MATCH ?)",
-                ['"' + text.replace('"', '""') + '"'])
-    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return "(m.name LIKE ? ESCAPE '\\' OR m.email LIKE ? ESCAPE '\\')", [pattern, pattern]
+        return "TRUE", []
+    return dialect.current().substring_filter(text)
 
 
 def where_for(actor: Actor, view: View | str = View.ACTIVE, filter_text: str | None = None) -> tuple[str, list[Any]]:
@@ -162,7 +159,7 @@ def order_by(sort: str | None, descending: bool) -> str:
     if sort not in SORT_COLUMNS:
         raise InvalidInput("sort", f"{sort!r} is not a column; choose one of: {', '.join(SORT_COLUMNS)}")
     direction = "DESC" if descending else "ASC"
-    return f"{SORT_COLUMNS[sort]} {direction}, m.id {direction}"
+    return f"{SORT_COLUMNS[sort]} {direction}{dialect.current().nulls_first(descending)}, m.id {direction}"
 
 
 ROW_COLUMNS = (
@@ -225,7 +222,7 @@ def _page_source(sort: str | None, total: int, wanted: int) -> str:
     if index is not None and total:
         mailboxes = database.execute_sql("SELECT max(id) FROM mailbox").fetchone()[0] or 0
         if wanted * mailboxes < total * total:
-            return f"mailbox m INDEXED BY {index}"
+            return f"mailbox m {dialect.current().indexed_by(index)}"
     return "mailbox m"
 
 
@@ -297,25 +294,26 @@ class Selection:
 
 
 def materialise(actor: Actor, selection: Selection, only: tuple[str, Sequence[Any]] | None = None) -> int:
-    """Fill temp.selected_mailbox with the selection (inside the caller's transaction) and return
+    """Fill the selection table with the selection (inside the caller's transaction) and return
     how many mailboxes it holds. ``only`` (a condition on mailbox and its parameters) keeps just
     the mailboxes an action changes, so that a view of a million mailboxes of which a few
     thousand change is not copied whole; the number returned still counts the whole selection."""
-    conn = database.connection()
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS selected_mailbox (id INTEGER PRIMARY KEY)")
-    conn.execute("DELETE FROM temp.selected_mailbox")
+    sql = dialect.current()
+    table = dialect.SELECTION_TABLE
+    database.execute_sql(sql.create_selection_table())
+    database.execute_sql(f"DELETE FROM {table}")
     if selection.emails is not None:
         addresses = [validation.email("email", e) for e in selection.emails]
-        conn.executemany("INSERT OR IGNORE INTO temp.selected_mailbox (id) SELECT id FROM mailbox WHERE email = ?",
-                         [(a,) for a in addresses])
-        found = {r[0] for r in conn.execute(
-            "SELECT m.email FROM mailbox m JOIN temp.selected_mailbox s ON s.id = m.id")}
+        database.cursor().executemany(sql.insert_ignore(f"{table} (id)", "SELECT id FROM mailbox WHERE email = ?"),
+                                      [(a,) for a in addresses])
+        found = {r[0] for r in database.execute_sql(
+            f"SELECT m.email FROM mailbox m JOIN {table} s ON s.id = m.id")}
         missing = [a for a in addresses if a not in found]
         if missing:
             raise NotFound("no mailbox with email " + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
     elif selection.ids is not None:
-        conn.executemany("INSERT OR IGNORE INTO temp.selected_mailbox (id) SELECT id FROM mailbox WHERE id = ?",
-                         zip(selection.ids))
+        database.cursor().executemany(sql.insert_ignore(f"{table} (id)", "SELECT id FROM mailbox WHERE id = ?"),
+                                      zip(selection.ids))
     else:
         if selection.profile is not None:
             name = validation.text("profile", selection.profile)
@@ -328,14 +326,14 @@ def materialise(actor: Actor, selection: Selection, only: tuple[str, Sequence[An
             if selection.up_to_id is not None:
                 where, params = f"{where} AND m.id <= ?", [*params, selection.up_to_id]
         if only is not None:
-            count = conn.execute(f"SELECT count(*) FROM mailbox m WHERE {where}", params).fetchone()[0]
+            count = database.execute_sql(f"SELECT count(*) FROM mailbox m WHERE {where}", params).fetchone()[0]
             if count == 0:
                 raise NotFound("no mailboxes selected")
-            conn.execute(f"INSERT INTO temp.selected_mailbox (id) SELECT m.id FROM mailbox m WHERE ({where}) "
-                         f"AND {only[0]}", [*params, *only[1]])
+            database.execute_sql(f"INSERT INTO {table} (id) SELECT m.id FROM mailbox m WHERE ({where}) "
+                                 f"AND {only[0]}", [*params, *only[1]])
             return count
-        conn.execute(f"INSERT INTO temp.selected_mailbox (id) SELECT m.id FROM mailbox m WHERE {where}", params)
-    count = conn.execute("SELECT count(*) FROM temp.selected_mailbox").fetchone()[0]
+        database.execute_sql(f"INSERT INTO {table} (id) SELECT m.id FROM mailbox m WHERE {where}", params)
+    count = database.execute_sql(f"SELECT count(*) FROM {table}").fetchone()[0]
     if count == 0:
         raise NotFound("no mailboxes selected")
     return count
@@ -363,7 +361,7 @@ class BulkResult:
         return {"selected": self.selected, "changed": self.changed}
 
 
-def _touch(extra_where: str = "1") -> str:
+def _touch(extra_where: str = "TRUE") -> str:
     return f"modified_on = ?, row_version = row_version + 1 WHERE {SELECTED} AND {extra_where}"
 
 
@@ -393,7 +391,7 @@ def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkRe
         )
         disable = ", incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0" if state == Approval.REJECTED else ""
         database.execute_sql(
-            f"{UPDATE_SELECTED} SET approval = ?, approved_by = ?, approved_on = ?{disable}, " + _touch(pending),
+            f"{_update_selected()} SET approval = ?, approved_by = ?, approved_on = ?{disable}, " + _touch(pending),
             [state.value, actor.login, now, now, state.value],
         )
     return BulkResult(selected, changed)
@@ -434,19 +432,20 @@ def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | 
         SELECTED, [],
     )
     now = utcnow()
-    methods_where = "is_forward = 0" if forward_keeps_methods else "1"
+    methods_where = "is_forward = 0" if forward_keeps_methods else "TRUE"
     if profile is not None:
-        database.execute_sql(f"{UPDATE_SELECTED} SET {RESET_ALL_TESTS_SQL} WHERE {SELECTED} AND profile_id IS NOT ?",
+        database.execute_sql(f"{_update_selected()} SET {RESET_ALL_TESTS_SQL} WHERE {SELECTED} "
+                             f"AND (profile_id IS NULL OR profile_id != ?)",
                              [profile.id])
-        database.execute_sql(f"{UPDATE_SELECTED} SET profile_id = ?, " + _touch(), [profile.id, now])
+        database.execute_sql(f"{_update_selected()} SET profile_id = ?, " + _touch(), [profile.id, now])
     for direction, value in (("incoming", incoming), ("outgoing", outgoing), ("act", act)):
         if value is None:
             continue
         database.execute_sql(
-            f"{UPDATE_SELECTED} SET {direction}_status = 'not_run', {direction}_enabled = 0 "
+            f"{_update_selected()} SET {direction}_status = 'not_run', {direction}_enabled = 0 "
             f"WHERE {SELECTED} AND {methods_where} AND {direction}_method != ?", [value])
-        database.execute_sql(f"{UPDATE_SELECTED} SET {direction}_method = ?, " + _touch(methods_where), [value, now])
-    database.execute_sql(f"{UPDATE_SELECTED} SET overall_status = {OVERALL_STATUS_SQL} WHERE {SELECTED}")
+        database.execute_sql(f"{_update_selected()} SET {direction}_method = ?, " + _touch(methods_where), [value, now])
+    database.execute_sql(f"{_update_selected()} SET overall_status = {OVERALL_STATUS_SQL} WHERE {SELECTED}")
     return changed
 
 
@@ -500,11 +499,11 @@ def deactivate_selected(actor: Actor, summary: str) -> int:
     changed = audit.record_selection(actor, "mailbox.deactivate", summary, ["active"], {"active": False},
                                      f"{SELECTED} AND active = 1")
     database.execute_sql(
-        f"{UPDATE_SELECTED} SET active = 0, incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
+        f"{_update_selected()} SET active = 0, incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
         "test_scheduled = 0, postponed_until = NULL, " + _touch("active = 1"), [utcnow()])
     database.execute_sql(
         f"UPDATE test_job SET state = 'cancelled', outcome = 'cancelled', finished_on = ? "
-        f"WHERE state IN ('queued', 'running') AND mailbox_id IN (SELECT id FROM temp.selected_mailbox)", [utcnow()])
+        f"WHERE state IN ('queued', 'running') AND mailbox_id IN (SELECT id FROM {dialect.SELECTION_TABLE})", [utcnow()])
     return changed
 
 
@@ -526,7 +525,7 @@ def activate(actor: Actor, selection: Selection) -> BulkResult:
             [], "activate", "the user or queue of a mailbox is inactive: activate it first")
         changed = audit.record_selection(actor, "mailbox.activate", f"activated {selected} mailbox(es)",
                                          ["active"], {"active": True}, f"{SELECTED} AND active = 0")
-        database.execute_sql(f"{UPDATE_SELECTED} SET active = 1, " + _touch("active = 0"), [utcnow()])
+        database.execute_sql(f"{_update_selected()} SET active = 1, " + _touch("active = 0"), [utcnow()])
     return BulkResult(selected, changed)
 
 
@@ -557,7 +556,8 @@ def _clean_edit(key: str, value: Any) -> Any:
         if value in (None, ""):
             return None
         try:
-            return value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
+            moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
+            return validation.stored_moment(moment)
         except ValueError:
             raise InvalidInput("process-email-after", f"{validation.shown(value)} is not a date (YYYY-MM-DD)") from None
     raise InvalidInput(key, "is not a mailbox field")

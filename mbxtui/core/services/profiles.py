@@ -36,9 +36,9 @@ def _date(field: str, value: Any) -> datetime | None:
     if value in (None, ""):
         return None
     if isinstance(value, datetime):
-        return value
+        return validation.stored_moment(value)
     try:
-        return datetime.fromisoformat(str(value).strip())
+        return validation.stored_moment(datetime.fromisoformat(str(value).strip()))
     except ValueError:
         raise InvalidInput(field, f"{validation.shown(value)} is not a date (YYYY-MM-DD or YYYY-MM-DD HH:MM)") from None
 

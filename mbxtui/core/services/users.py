@@ -7,7 +7,7 @@ from typing import Any
 
 from peewee import JOIN, fn
 
-from mbxtui.core import validation
+from mbxtui.core import dialect, validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import Regarding
 from mbxtui.core.errors import Conflict, NotFound
@@ -81,10 +81,10 @@ def _set_active(actor: Actor, record: User | Queue, kind: str, active: bool) -> 
     audit.record(actor, f"{kind}.{'activate' if active else 'deactivate'}", kind, f"{verb} {kind} {record.email}",
                  [(record.id, {"active": not active}, {"active": active})])
     if not active:
-        conn = database.connection()
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS selected_mailbox (id INTEGER PRIMARY KEY)")
-        conn.execute("DELETE FROM temp.selected_mailbox")
-        conn.execute(f"INSERT INTO temp.selected_mailbox SELECT id FROM mailbox WHERE {kind}_id = ?", (record.id,))
+        database.execute_sql(dialect.current().create_selection_table())
+        database.execute_sql(f"DELETE FROM {dialect.SELECTION_TABLE}")
+        database.execute_sql(f"INSERT INTO {dialect.SELECTION_TABLE} SELECT id FROM mailbox WHERE {kind}_id = ?",
+                             (record.id,))
         mailboxes.deactivate_selected(actor, f"deactivated the mailbox of {kind} {record.email} (R19)")
 
 

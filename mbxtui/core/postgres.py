@@ -1,0 +1,134 @@
+"""The PostgreSQL connection, made to understand the SQL the services share with SQLite.
+
+Driver: psycopg2, peewee's default PostgreSQL driver. Its parameters are bound on the client, as
+sqlite3 binds them, so a statement means the same on both backends (psycopg 3 binds on the server,
+which must then guess the type of every bare ``?``).
+
+Each connection:
+- takes ``?`` placeholders (rewritten to ``%s`` outside quoted text, once per distinct statement);
+- sends Python booleans as 0 and 1: flags are INTEGER columns on both backends;
+- reads timestamps back as the text SQLite stores (``2026-01-31 12:00:00``), so raw SQL returns
+  the same values on both backends (the models parse that text into datetimes).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterable, Sequence
+from urllib.parse import unquote, urlsplit
+
+import peewee
+import psycopg2
+import psycopg2.extensions
+
+from mbxtui.core.errors import InvalidInput
+from mbxtui.core.paths import SERVER_SCHEMES
+
+CONNECT_TIMEOUT_SECONDS = 10
+_TIMESTAMP_OID = 1114  # timestamp without time zone
+TIMESTAMP_AS_TEXT = psycopg2.extensions.new_type((_TIMESTAMP_OID,), "TIMESTAMP_AS_TEXT", lambda value, cursor: value)
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def check_url(url: str) -> str:
+    """``url`` if it names a PostgreSQL database (user, host and port optional), else InvalidInput."""
+    shown = shown_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput("db", f"{shown} is not a PostgreSQL URL: {exc}") from None
+    if parts.scheme.lower() not in SERVER_SCHEMES:
+        raise InvalidInput("db", f"{shown}: the scheme must be postgresql://")
+    name = unquote(parts.path.lstrip("/"))
+    if not name or "/" in name:
+        raise InvalidInput("db", f"{shown} names no database: use postgresql://USER@HOST:PORT/DBNAME")
+    if port == 0:
+        raise InvalidInput("db", f"{shown}: port 0 is out of range 1-65535")
+    if parts.fragment:
+        raise InvalidInput("db", f"{shown}: a PostgreSQL URL has no #fragment")
+    return url
+
+
+@functools.lru_cache(maxsize=1024)
+def pyformat(sql: str) -> str:
+    """``sql`` with each ``?`` outside quoted text turned into ``%s`` and each ``%`` doubled; SQL
+    without such a ``?`` (peewee's own) is returned as it is."""
+    out: list[str] = []
+    quote = ""
+    found = False
+    for char in sql:
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "?":
+            out.append("%s")
+            found = True
+            continue
+        out.append("%%" if char == "%" else char)
+    return "".join(out) if found else sql
+
+
+def _flags_as_integers(params: Any) -> Any:
+    if params is None or isinstance(params, dict):
+        return params
+    if any(value is True or value is False for value in params):
+        return [int(value) if value is True or value is False else value for value in params]
+    return params
+
+
+class QmarkCursor(psycopg2.extensions.cursor):
+    def execute(self, query: str, vars: Any = None) -> None:
+        if not vars:  # nothing to bind: every % is the statement's own
+            return super().execute(query)
+        return super().execute(pyformat(query), _flags_as_integers(vars))
+
+    def executemany(self, query: str, vars_list: Iterable[Sequence[Any]]) -> None:
+        return super().executemany(pyformat(query), [_flags_as_integers(v) for v in vars_list])
+
+
+class MbxPostgresqlDatabase(peewee.PostgresqlDatabase):
+    dialect_name = "postgresql"
+
+    def _connect(self):
+        connection = super()._connect()
+        psycopg2.extensions.register_type(TIMESTAMP_AS_TEXT, connection)
+        return connection
+
+
+def database_for(url: str) -> MbxPostgresqlDatabase:
+    return MbxPostgresqlDatabase(
+        url, cursor_factory=QmarkCursor, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        options="-c datestyle=ISO -c timezone=UTC", application_name="mbxtui",
+    )
+
+
+class Reader:
+    """A plain driver connection as the grid reads through it (sqlite3's ``execute`` and
+    ``interrupt``), and a fingerprint that changes whenever any transaction commits a change."""
+
+    def __init__(self, connection):
+        self._connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()):
+        cursor = self._connection.cursor()
+        cursor.execute(sql, params)
+        return cursor
+
+    def interrupt(self) -> None:
+        self._connection.cancel()
+
+    def fingerprint(self) -> str:
+        # The snapshot names the transactions still running and the next one to start: a write
+        # changes it when it starts and again when it ends.
+        return self.execute("SELECT CAST(pg_current_snapshot() AS text)").fetchone()[0]

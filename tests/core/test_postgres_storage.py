@@ -1,0 +1,167 @@
+"""A PostgreSQL database: URLs, connection errors, the schema and its migrations under concurrency.
+
+The URL checks need no server and run on every backend; the rest runs when the suite runs on
+PostgreSQL (MBXTUI_TEST_BACKEND=postgresql)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+from peewee import IntegrityError
+
+from mbxtui.core import db, paths, postgres
+from mbxtui.core.errors import InvalidInput
+from mbxtui.core.migrations import LATEST_VERSION
+from mbxtui.core.models import Mailbox, User, database
+from mbxtui.core.services import mailboxes, operators, users
+from tests.backends import ON_POSTGRES, Databases, query
+
+on_postgres = pytest.mark.skipif(not ON_POSTGRES, reason="runs when the suite runs on PostgreSQL")
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("postgresql://db.example.test", "names no database"),
+    ("postgresql://db.example.test/", "names no database"),
+    ("postgresql://db.example.test/a/b", "names no database"),
+    ("postgresql://db.example.test:99999/mbxtui", "not a PostgreSQL URL: Port out of range"),
+    ("postgresql://db.example.test:port/mbxtui", "not a PostgreSQL URL"),
+    ("postgresql://db.example.test:0/mbxtui", "port 0 is out of range"),
+])
+def test_a_bad_url_is_refused_with_what_is_wrong(url: str, problem: str):
+    with pytest.raises(InvalidInput, match=problem) as refused:
+        db.open_database(url)
+    assert str(refused.value).startswith(f"db: {url}")
+
+
+def test_a_password_in_the_url_never_shows_in_a_message():
+    with pytest.raises(InvalidInput) as refused:
+        db.open_database("postgresql://admin:s3cret@db.example.test:99999/mbxtui")
+    assert "s3cret" not in str(refused.value) and "admin:***@" in str(refused.value)
+
+
+def test_urls_and_files_are_told_apart():
+    assert paths.is_server_url("postgresql://u@h/db") and paths.is_server_url("postgres://h/db")
+    assert not paths.is_server_url("postgresql.db") and not paths.is_server_url("/var/lib/postgresql/x.db")
+    assert paths.database_location("postgresql://u@h:5432/db") == "postgresql://u@h:5432/db"
+
+
+def test_placeholders_outside_quoted_text_become_driver_parameters():
+    assert postgres.pyformat("SELECT ? WHERE a LIKE '%?' AND \"q?\" = ?") == \
+        "SELECT %s WHERE a LIKE '%%?' AND \"q?\" = %s"
+    peewee_sql = 'SELECT "t1"."id" FROM "mailbox" AS "t1" WHERE ("t1"."email" = %s)'
+    assert postgres.pyformat(peewee_sql) == peewee_sql
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_server_that_does_not_answer_is_one_clear_error():
+    url = f"postgresql://mbxtui:pw@127.0.0.1:{_free_port()}/mbxtui"
+    with pytest.raises(db.DatabaseError) as refused:
+        db.open_database(url)
+    message = str(refused.value)
+    assert message.startswith("cannot connect to postgresql://mbxtui:***@127.0.0.1:") and "refused" in message
+    assert "\n" not in message and ":pw@" not in message
+
+
+@on_postgres
+def test_a_database_that_does_not_exist_is_one_clear_error(databases: Databases):
+    url = databases.server.url("no_such_database")
+    with pytest.raises(db.DatabaseError, match='cannot connect to .*: .*database "no_such_database" does not exist'):
+        db.open_database(url)
+
+
+@on_postgres
+def test_an_unknown_role_is_one_clear_error(databases: Databases, tmp_path):
+    url = databases.new(tmp_path).replace("postgres@", "nobody@")
+    with pytest.raises(db.DatabaseError, match='cannot connect to .*role "nobody" does not exist'):
+        db.open_database(url)
+
+
+@pytest.fixture
+def fresh(databases: Databases, tmp_path):
+    if not ON_POSTGRES:
+        pytest.skip("runs when the suite runs on PostgreSQL")
+    url = databases.new(tmp_path)
+    opened = db.open_database(url)
+    yield url
+    opened.close()
+    databases.drop(url)
+
+
+def test_a_new_database_is_at_the_latest_version_with_its_own_install_id(fresh: str):
+    assert query(fresh, "SELECT version FROM schema_version")[0][0] == LATEST_VERSION
+    assert len(db.install_id()) == 32
+    assert {row[0] for row in query(fresh, "SELECT extname FROM pg_extension")} >= {"pg_trgm"}
+    indexes = {row[0] for row in query(fresh, "SELECT indexname FROM pg_indexes WHERE tablename = 'mailbox'")}
+    assert {"mailbox_name", "mailbox_name_trigram", "mailbox_email_trigram", "mailbox_created_on",
+            "mailbox_approval_active", "mailbox_overall_status_active"} <= indexes
+
+
+def test_reopening_keeps_the_data_and_the_install_id(fresh: str):
+    users.add_user(operators.initialise(login="alice"), "Ann", "ann@corp.test")
+    first = db.install_id()
+    database.close()
+    db.open_database(fresh)
+    assert db.install_id() == first
+    assert Mailbox.get(Mailbox.email == "ann@corp.test").name == "Ann"
+
+
+def test_a_database_from_a_newer_version_is_refused_and_left_alone(fresh: str):
+    database.execute_sql("UPDATE schema_version SET version = ?", [LATEST_VERSION + 1])
+    database.close()
+    with pytest.raises(db.DatabaseError, match="newer than this mbxtui understands"):
+        db.open_database(fresh)
+    assert query(fresh, "SELECT version FROM schema_version")[0][0] == LATEST_VERSION + 1
+
+
+def test_foreign_keys_and_unique_mailboxes_are_enforced(fresh: str):
+    admin = operators.initialise(login="alice")
+    users.add_user(admin, "Ann", "ann@corp.test")
+    with pytest.raises(IntegrityError):
+        Mailbox.update(profile=999).where(Mailbox.email == "ann@corp.test").execute()
+    with pytest.raises(IntegrityError):
+        Mailbox.insert(name="Again", email="ann2@corp.test", regarding="user",
+                       user=User.get(User.email == "ann@corp.test").id).execute()
+
+
+def test_sorting_by_name_ignores_case_like_sqlite(fresh: str):
+    admin = operators.initialise(login="alice")
+    for name in ("bob", "Anna", "carl", "anne"):
+        users.add_user(admin, name, f"{name.lower()}@corp.test")
+    names = [row["name"] for row in mailboxes.list_mailboxes(admin, view="all", sort="name").rows]
+    assert names == ["Anna", "anne", "bob", "carl"]
+
+
+def test_two_processes_opening_a_new_database_at_once_make_one_schema(databases: Databases, tmp_path):
+    if not ON_POSTGRES:
+        pytest.skip("runs when the suite runs on PostgreSQL")
+    url = databases.new(tmp_path)
+    start = threading.Barrier(4)
+    versions: list[int] = []
+    errors: list[BaseException] = []
+
+    def open_and_migrate() -> None:
+        connection = postgres.database_for(url)
+        try:
+            start.wait(timeout=10)
+            versions.append(db.migrate_postgres(connection))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=open_and_migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and versions == [LATEST_VERSION] * 4
+    assert query(url, "SELECT count(*) FROM meta WHERE key = 'install_id'")[0][0] == 1
+    assert query(url, "SELECT count(*) FROM org_settings")[0][0] == 1
+    databases.drop(url)

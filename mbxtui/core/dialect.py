@@ -22,6 +22,11 @@ dialect of the database the models are bound to:
 - ``write_transaction``: a transaction that holds the write lock from its start, so writers
   queue one behind the other and a service's read-check-write (a row version, a free name)
   holds on both backends
+- ``read_snapshot``: a transaction whose reads all see one moment (copying an installation)
+- ``schema_tables`` / ``column_names``: the schema as the catalog holds it, without the backend's
+  own tables (SQLite's full-text index, PostgreSQL's ``schema_version``)
+- ``insert_rows``: many rows in few round trips; ``reset_ids``: the next generated id after rows
+  inserted with their own ids (PostgreSQL's identity sequences do not follow them)
 
 What PostgreSQL needs to understand the shared SQL lives in its schema (``migrations.py``: the
 ``nocase`` collation and ``instr``) and in its connection (``postgres.py``: ``?`` placeholders,
@@ -104,6 +109,24 @@ class SqliteDialect:
     def reader(self, connection):
         return connection  # sqlite3's own connection: execute(), interrupt(), and the fingerprint below
 
+    def read_snapshot(self, db) -> contextlib.AbstractContextManager:
+        return db.atomic()  # a deferred transaction reads one snapshot from its first read on
+
+    def schema_tables(self, reader) -> list[str]:
+        rows = reader.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                              "AND name NOT LIKE 'mailbox_fts%' ORDER BY name")
+        return [row[0] for row in rows]
+
+    def column_names(self, reader, table: str) -> list[str]:
+        return [row[1] for row in reader.execute(f'PRAGMA table_info("{table}")')]
+
+    def insert_rows(self, connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        names = ", ".join(f'"{c}"' for c in columns)
+        connection.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})', rows)
+
+    def reset_ids(self, table: str) -> str | None:
+        return None  # an INTEGER PRIMARY KEY takes the largest id + 1 by itself
+
     def fingerprint(self, connection) -> object:
         # data_version moves when another connection commits; total_changes counts this one's writes.
         return id(connection), connection.execute("PRAGMA data_version").fetchone()[0], connection.total_changes
@@ -177,6 +200,33 @@ class PostgresDialect(SqliteDialect):
 
     def fingerprint(self, connection) -> object:
         return connection.fingerprint()
+
+    @contextlib.contextmanager
+    def read_snapshot(self, db) -> Iterator[None]:
+        with db.atomic():
+            db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+    def schema_tables(self, reader) -> list[str]:
+        rows = reader.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                              "AND tablename <> 'schema_version' ORDER BY tablename")
+        return [row[0] for row in rows]
+
+    def column_names(self, reader, table: str) -> list[str]:
+        rows = reader.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                              "AND table_name = ? ORDER BY ordinal_position", [table])
+        return [row[0] for row in rows]
+
+    def insert_rows(self, connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        from psycopg2.extras import execute_values
+
+        names = ", ".join(f'"{c}"' for c in columns)
+        with connection.cursor() as cursor:
+            execute_values(cursor, f'INSERT INTO "{table}" ({names}) VALUES %s', rows, page_size=max(1, len(rows)))
+
+    def reset_ids(self, table: str) -> str | None:
+        return (f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), COALESCE(MAX(\"id\"), 0) + 1, false) "
+                f'FROM "{table}"')
 
 
 SQLITE = SqliteDialect()

@@ -1,12 +1,16 @@
-"""Consoles see each other's changes: a change committed on another connection (another console,
-a worker, the command line) shows in the grid within a bounded wait, with the cursor and marks
-kept, and the console's watcher is gone once it quits."""
+"""Consoles see each other's changes: a change committed on another connection or by another
+process (another console, a worker, the command line) shows in the grid within a bounded wait, with
+the cursor and marks kept, and the console's watcher is gone once it quits."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from textual.pilot import Pilot
 
@@ -15,6 +19,18 @@ from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.help import HelpScreen
 from mbxtui.tui.widgets.grid import MailboxGrid
 from tests.backends import execute
+from tests.tui.conftest import LOGINS
+
+REPO = Path(__file__).resolve().parents[2]
+# Another process approving a mailbox through the services, as another console or the CLI would.
+APPROVE_ELSEWHERE = """
+import sys
+from mbxtui.core import db
+from mbxtui.core.services import mailboxes, operators
+from mbxtui.core.services.mailboxes import Selection
+db.open_database(sys.argv[1])
+mailboxes.approve(operators.current_actor(login=sys.argv[2]), Selection.of_emails([sys.argv[3]]))
+"""
 
 DEADLINE_SECONDS = 10.0
 
@@ -94,5 +110,27 @@ def test_a_change_while_another_screen_is_in_front_shows_when_the_grid_comes_bac
         assert grid.mailbox_ids[0] != bob  # not reloaded under the screen in front
         await pilot.press("escape")
         await until(pilot, lambda: grid.mailbox_ids[0] == bob, "bob's mailbox sorted first")
+
+    console.run(scenario)
+
+
+def test_an_approval_by_another_process_leaves_the_pending_view(console):
+    jade = mailbox_id("jade@corp.test")
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        grid = grid_of(app)
+        await pilot.press("5")
+        total = grid.row_count
+        assert jade in grid.mailbox_ids
+
+        approved = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", APPROVE_ELSEWHERE, str(console.db_path), LOGINS["admin"],
+                             "jade@corp.test"],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert approved.returncode == 0, approved.stderr
+
+        await until(pilot, lambda: grid.row_count == total - 1, "jade's mailbox gone from Pending Approval")
+        assert jade not in grid.mailbox_ids
 
     console.run(scenario)

@@ -642,6 +642,21 @@ def cmd_console(ctx, args):
     return app.return_code or EXIT_OK
 
 
+def cmd_migrate(ctx, args):
+    from mbxtui.core import paths, transfer
+
+    summary = transfer.copy_installation(paths.database_location(args.source), paths.database_location(args.target))
+    note = transfer.secrets_note(summary)
+    if args.json:
+        print_json({**summary.as_dict(), "secrets": note})
+        return EXIT_OK
+    print(f"copied {summary.rows:,} rows from {safe(summary.source)} to {safe(summary.target)} "
+          f"(schema version {summary.schema_version}, install id {summary.install_id}); row counts verified")
+    print_table([{"table": t.name, "rows": f"{t.rows:,}"} for t in summary.tables], [("table", "TABLE"), ("rows", "ROWS")])
+    print(note)
+    return EXIT_OK
+
+
 def cmd_demo(ctx, args):
     from mbxtui.demo import run_demo
 
@@ -714,6 +729,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("console", cmd_console, "open the console (the default when no command is given)")
     p.add_argument("--no-tests", action="store_true", help="do not run queued Test & Enable jobs in this console")
     p.add_argument("--threads", type=int, default=32, help="Test & Enable tests run at once")
+    p = command("migrate", cmd_migrate, "copy a whole installation into a new, empty database "
+                "(e.g. SQLite to PostgreSQL); secrets stay in the keyring")
+    p.add_argument("--from", dest="source", required=True, metavar="DB",
+                   help="the installation: sqlite:///path/to/mbxtui.db (or a path) or postgresql://...")
+    p.add_argument("--to", dest="target", required=True, metavar="DB",
+                   help="the new database: postgresql://USER@HOST:PORT/DBNAME or sqlite:///path")
+    p.set_defaults(needs_database=False)
+    _json(p)
     p = command("whoami", cmd_whoami, "the operator you act as")
     _json(p)
 

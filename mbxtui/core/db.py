@@ -135,7 +135,7 @@ def migrate_postgres(db: peewee.Database) -> int:
     return _postgres_version(db)
 
 
-def _open_postgres(url: str) -> peewee.Database:
+def _connect_postgres(url: str, existing_only: bool) -> peewee.Database:
     from mbxtui.core import postgres
 
     shown = postgres.shown_url(postgres.check_url(url))
@@ -145,6 +145,8 @@ def _open_postgres(url: str) -> peewee.Database:
     except peewee.DatabaseError as exc:
         raise DatabaseError(f"cannot connect to {shown}: {_one_line(exc)}") from None
     try:
+        if existing_only:
+            _require_installation(db, shown)
         migrate_postgres(db)
     except peewee.DatabaseError as exc:
         db.close()
@@ -152,8 +154,25 @@ def _open_postgres(url: str) -> peewee.Database:
     except BaseException:
         db.close()
         raise
-    database.initialize(db)
     return db
+
+
+def schema_version(db: peewee.Database) -> int:
+    """The number of the last migration applied to ``db`` (0: none)."""
+    if isinstance(db, SqliteDatabase):
+        return db.execute_sql("PRAGMA user_version").fetchone()[0]
+    return _postgres_version(db)
+
+
+def _require_installation(db: peewee.Database, shown: str) -> None:
+    """DatabaseError unless ``db`` already holds an mbxtui installation (a schema and an install id)."""
+    try:
+        found = schema_version(db) >= 1 and db.execute_sql(
+            "SELECT value FROM meta WHERE key = 'install_id'").fetchone() is not None
+    except (sqlite3.DatabaseError, peewee.DatabaseError):
+        found = False
+    if not found:
+        raise DatabaseError(f"{shown} is not an mbxtui database (no mbxtui schema or install id in it)")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -176,11 +195,22 @@ def world_readable_warning(path: Path | str) -> str | None:
 def open_database(path: Path | str) -> peewee.Database:
     """Open (creating and migrating when needed) the database and bind the models: a SQLite file
     at ``path``, or the PostgreSQL database ``path`` names when it is a postgresql:// URL."""
+    db = connect_database(path)
+    database.initialize(db)
+    return db
+
+
+def connect_database(path: Path | str, *, existing_only: bool = False) -> peewee.Database:
+    """The database at ``path``, opened and migrated to the latest schema, without binding the
+    models to it. ``existing_only``: refuse (DatabaseError) what is not already an mbxtui
+    installation instead of creating one there."""
     if is_server_url(path):
-        return _open_postgres(str(path))
+        return _connect_postgres(str(path), existing_only)
     path = Path(path).expanduser().resolve()
     if path.is_dir():
         raise DatabaseError(f"{path} is a directory, not a database file")
+    if existing_only and not path.is_file():
+        raise DatabaseError(f"{path} does not exist")
     try:
         _create_owner_only(path)
     except OSError as exc:
@@ -188,6 +218,8 @@ def open_database(path: Path | str) -> peewee.Database:
     db = SqliteDatabase(str(path), pragmas=PRAGMAS, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
     try:
         db.connect(reuse_if_open=True)
+        if existing_only:
+            _require_installation(db, str(path))
         migrate(db.connection())
     except (sqlite3.DatabaseError, peewee.DatabaseError) as exc:
         db.close()
@@ -195,7 +227,6 @@ def open_database(path: Path | str) -> peewee.Database:
     except BaseException:
         db.close()
         raise
-    database.initialize(db)
     return db
 
 

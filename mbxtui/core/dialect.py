@@ -22,6 +22,13 @@ dialect of the database the models are bound to:
 - ``write_transaction``: a transaction that holds the write lock from its start, so writers
   queue one behind the other and a service's read-check-write (a row version, a free name)
   holds on both backends
+- ``read_snapshot``: a transaction whose reads all see one moment (copying an installation)
+- ``schema_tables`` / ``column_names``: the schema as the catalog holds it, without the backend's
+  own tables (SQLite's full-text index, PostgreSQL's ``schema_version``)
+- ``change_signal``: tells a console that another connection committed a change (``changes.py``):
+  ``PRAGMA data_version`` read about once a second on SQLite, LISTEN/NOTIFY on PostgreSQL
+- ``insert_rows``: many rows in few round trips; ``reset_ids``: the next generated id after rows
+  inserted with their own ids (PostgreSQL's identity sequences do not follow them)
 
 What PostgreSQL needs to understand the shared SQL lives in its schema (``migrations.py``: the
 ``nocase`` collation and ``instr``) and in its connection (``postgres.py``: ``?`` placeholders,
@@ -31,6 +38,9 @@ Python booleans sent as 0/1, timestamps read back as the same text SQLite stores
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import threading
+import time
 from typing import Any, Iterator, Sequence
 
 from mbxtui.core.models import ALL_MODELS, database
@@ -104,9 +114,65 @@ class SqliteDialect:
     def reader(self, connection):
         return connection  # sqlite3's own connection: execute(), interrupt(), and the fingerprint below
 
+    def read_snapshot(self, db) -> contextlib.AbstractContextManager:
+        return db.atomic()  # a deferred transaction reads one snapshot from its first read on
+
+    def schema_tables(self, reader) -> list[str]:
+        rows = reader.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                              "AND name NOT LIKE 'mailbox_fts%' ORDER BY name")
+        return [row[0] for row in rows]
+
+    def column_names(self, reader, table: str) -> list[str]:
+        return [row[1] for row in reader.execute(f'PRAGMA table_info("{table}")')]
+
+    def insert_rows(self, connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        names = ", ".join(f'"{c}"' for c in columns)
+        connection.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})', rows)
+
+    def reset_ids(self, table: str) -> str | None:
+        return None  # an INTEGER PRIMARY KEY takes the largest id + 1 by itself
+
+    def change_signal(self, db) -> DataVersionSignal:
+        return DataVersionSignal(db.database)
+
     def fingerprint(self, connection) -> object:
         # data_version moves when another connection commits; total_changes counts this one's writes.
         return id(connection), connection.execute("PRAGMA data_version").fetchone()[0], connection.total_changes
+
+
+class DataVersionSignal:
+    """Commits of other connections to a SQLite file, seen by reading ``PRAGMA data_version`` on a
+    connection of its own every ``interval`` seconds (a read of one page header, no lock held)."""
+
+    def __init__(self, path: str, interval: float = 1.0):
+        self.interval = interval
+        self._connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._version = self._read()
+        self._interrupted = threading.Event()
+
+    def _read(self) -> int:
+        return self._connection.execute("PRAGMA data_version").fetchone()[0]
+
+    def wait(self, timeout: float) -> bool:
+        """True as soon as another connection committed since the last call; False after
+        ``timeout`` seconds without one, or at once once interrupted."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if self._interrupted.wait(max(0.0, min(self.interval, remaining))):
+                return False
+            version = self._read()
+            if version != self._version:
+                self._version = version
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def _fts_phrase(text: str) -> str:
@@ -177,6 +243,38 @@ class PostgresDialect(SqliteDialect):
 
     def fingerprint(self, connection) -> object:
         return connection.fingerprint()
+
+    @contextlib.contextmanager
+    def read_snapshot(self, db) -> Iterator[None]:
+        with db.atomic():
+            db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+    def schema_tables(self, reader) -> list[str]:
+        rows = reader.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                              "AND tablename <> 'schema_version' ORDER BY tablename")
+        return [row[0] for row in rows]
+
+    def column_names(self, reader, table: str) -> list[str]:
+        rows = reader.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                              "AND table_name = ? ORDER BY ordinal_position", [table])
+        return [row[0] for row in rows]
+
+    def insert_rows(self, connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        from psycopg2.extras import execute_values
+
+        names = ", ".join(f'"{c}"' for c in columns)
+        with connection.cursor() as cursor:
+            execute_values(cursor, f'INSERT INTO "{table}" ({names}) VALUES %s', rows, page_size=max(1, len(rows)))
+
+    def change_signal(self, db):
+        from mbxtui.core.postgres import ChangeListener
+
+        return ChangeListener(db.database)
+
+    def reset_ids(self, table: str) -> str | None:
+        return (f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), COALESCE(MAX(\"id\"), 0) + 1, false) "
+                f'FROM "{table}"')
 
 
 SQLITE = SqliteDialect()

@@ -143,16 +143,36 @@ CREATE INDEX "test_job_batch_id_state" ON "test_job" ("batch_id", "state");
 POSTGRES_SCHEMA_0002 = SCHEMA_0002
 POSTGRES_SCHEMA_0003 = SCHEMA_0003
 
+# Consoles learn that another one changed what the grid shows. SQLite needs nothing in its schema
+# (PRAGMA data_version moves on every commit of another connection); PostgreSQL NOTIFYs the channel
+# ``mbxtui_mailbox`` once per statement that changes mailboxes or profiles (their names are in the
+# grid), delivered at commit and folded into one per transaction.
+SCHEMA_0005 = ""
+POSTGRES_SCHEMA_0005 = r"""
+CREATE FUNCTION "mbxtui_notify_mailbox_changed"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('mbxtui_mailbox', '');
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER "mailbox_changed" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "mailbox"
+  FOR EACH STATEMENT EXECUTE FUNCTION "mbxtui_notify_mailbox_changed"();
+CREATE TRIGGER "profile_changed" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "profile"
+  FOR EACH STATEMENT EXECUTE FUNCTION "mbxtui_notify_mailbox_changed"();
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_0001),
     (2, SCHEMA_0002),
     (3, SCHEMA_0003),
+    (5, SCHEMA_0005),
 ]
 
 POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (1, POSTGRES_SCHEMA_0001),
     (2, POSTGRES_SCHEMA_0002),
     (3, POSTGRES_SCHEMA_0003),
+    (5, POSTGRES_SCHEMA_0005),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

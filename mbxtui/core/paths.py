@@ -23,9 +23,17 @@ def is_server_url(location: object) -> bool:
     return isinstance(location, str) and "://" in location and location.split(":", 1)[0].lower() in SERVER_SCHEMES
 
 
+SQLITE_SCHEME = "sqlite://"
+
+
 def database_location(location: str | Path) -> Path | str:
-    """A SQLite file path, or a server URL kept as the text it is."""
-    return str(location) if is_server_url(location) else Path(location).expanduser()
+    """A SQLite file path (also given as ``sqlite:///absolute/path`` or ``sqlite://relative/path``),
+    or a server URL kept as the text it is."""
+    if is_server_url(location):
+        return str(location)
+    if isinstance(location, str) and location.lower().startswith(SQLITE_SCHEME):
+        location = location[len(SQLITE_SCHEME):]
+    return Path(location).expanduser()
 
 
 def default_database() -> Path | str:

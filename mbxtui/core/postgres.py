@@ -14,6 +14,8 @@ Each connection:
 from __future__ import annotations
 
 import functools
+import os
+import select
 from typing import Any, Iterable, Sequence
 from urllib.parse import unquote, urlsplit
 
@@ -132,3 +134,39 @@ class Reader:
         # The snapshot names the transactions still running and the next one to start: a write
         # changes it when it starts and again when it ends.
         return self.execute("SELECT CAST(pg_current_snapshot() AS text)").fetchone()[0]
+
+
+# The channel migration 5's triggers NOTIFY when mailboxes or profiles change.
+CHANGE_CHANNEL = "mbxtui_mailbox"
+
+
+class ChangeListener:
+    """A connection of its own that LISTENs for the change channel (see ``dialect.change_signal``)."""
+
+    def __init__(self, url: str):
+        self._connection = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                                            application_name="mbxtui changes")
+        self._connection.autocommit = True
+        with self._connection.cursor() as cursor:
+            cursor.execute(f"LISTEN {CHANGE_CHANNEL}")
+        self._wake_read, self._wake_write = os.pipe()
+
+    def wait(self, timeout: float) -> bool:
+        """True as soon as a change was committed since the last call; False after ``timeout``
+        seconds without one, or at once once interrupted."""
+        if not self._connection.notifies:
+            ready, _, _ = select.select([self._connection, self._wake_read], [], [], timeout)
+            if self._wake_read in ready or not ready:
+                return False
+            self._connection.poll()
+        changed = bool(self._connection.notifies)
+        self._connection.notifies.clear()
+        return changed
+
+    def interrupt(self) -> None:
+        os.write(self._wake_write, b"x")
+
+    def close(self) -> None:
+        self._connection.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)

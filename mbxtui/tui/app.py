@@ -13,10 +13,12 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from mbxtui.core import jobs
+from mbxtui.core.changes import DATABASE_ERRORS, ChangeWatcher
 from mbxtui.core.db import BackgroundCheckpoints
+from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, allowed
 from mbxtui.core.secrets import SecretStore, SecretsError
-from mbxtui.tui.messages import MailboxesTested, RunnerStopped
+from mbxtui.tui.messages import ChangesUnavailable, DataChanged, MailboxesTested, RunnerStopped
 
 SIXTEEN_COLOUR_TERMS = ("linux", "xterm", "vt100", "vt220", "screen", "tmux", "ansi")
 
@@ -64,6 +66,7 @@ class MbxApp(App):
         self._stop_runner = threading.Event()
         self._runner: jobs.TestRunner | None = None
         self._checkpoints: BackgroundCheckpoints | None = None
+        self._changes: ChangeWatcher | None = None
         self.theme = default_theme()
 
     # -- start-up: the secret store, then the Test & Enable runner --
@@ -73,6 +76,7 @@ class MbxApp(App):
 
         self._checkpoints = BackgroundCheckpoints()
         self.push_screen(MailboxesScreen())
+        self._watch_changes()
         if self.store is None:
             try:
                 self.store = SecretStore.open(self.data_dir)
@@ -86,6 +90,25 @@ class MbxApp(App):
             self.push_screen(UnlockScreen(self.store), lambda _unlocked: self.start_runner())
         else:
             self.start_runner()
+
+    def _watch_changes(self) -> None:
+        """Show what other consoles, workers and commands change (see ``core/changes.py``)."""
+        try:
+            self._changes = ChangeWatcher(
+                database.obj, lambda: self.post_message(DataChanged()),
+                on_error=lambda exc: self.post_message(ChangesUnavailable(" ".join(str(exc).split())))).start()
+        except DATABASE_ERRORS as exc:  # the console works without it; Ctrl+R still reloads
+            self.on_changes_unavailable(ChangesUnavailable(" ".join(str(exc).split())))
+
+    def on_data_changed(self, message: DataChanged) -> None:
+        for screen in self.screen_stack:
+            handler = getattr(screen, "data_changed", None)
+            if handler is not None:
+                handler()
+
+    def on_changes_unavailable(self, message: ChangesUnavailable) -> None:
+        self.notify(f"Changes made elsewhere are not shown until the database answers again (Ctrl+R reloads): "
+                    f"{message.error}", severity="warning", timeout=10)
 
     def start_runner(self) -> None:
         if not self.run_tests or not allowed(self.actor, Permission.TEST) or self._runner is not None:
@@ -137,6 +160,8 @@ class MbxApp(App):
     def on_unmount(self) -> None:
         self._stop_runner.set()
         self.wake_runner()
+        if self._changes is not None:
+            self._changes.stop()
         if self._checkpoints is not None:
             self._checkpoints.stop()
 

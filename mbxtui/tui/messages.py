@@ -26,3 +26,10 @@ class DataChanged(Message):
     """Something changed the mailboxes: screens showing them reload."""
 
     mailbox_ids: list[int] | None = None
+
+
+@dataclass
+class ChangesUnavailable(Message):
+    """The database's change signal was lost: other consoles' changes show after it is back."""
+
+    error: str = ""

@@ -55,6 +55,7 @@ class MailboxesScreen(BaseScreen):
     def __init__(self, view: str = View.ACTIVE.value):
         super().__init__()
         self.view = View(view)
+        self._changed_meanwhile = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -101,6 +102,19 @@ class MailboxesScreen(BaseScreen):
 
     def mailboxes_tested(self, events) -> None:
         self.grid.refresh_rows([event.mailbox_id for event in events])
+
+    def data_changed(self) -> None:
+        """Mailboxes changed elsewhere: read the view again, now if this screen is in front (a
+        dialog on top may be about to act on the marks), else when it comes back."""
+        if self.app.screen is self:
+            self.action_reload()
+        else:
+            self._changed_meanwhile = True
+
+    def on_screen_resume(self) -> None:
+        if self._changed_meanwhile:
+            self._changed_meanwhile = False
+            self.action_reload()
 
     # -- views and filter --
 

@@ -134,3 +134,29 @@ def test_an_approval_by_another_process_leaves_the_pending_view(console):
         assert jade not in grid.mailbox_ids
 
     console.run(scenario)
+
+
+def test_a_large_marked_view_shows_changed_cells_and_keeps_its_marks_until_ctrl_r(console, monkeypatch):
+    from mbxtui.tui.screens import mailboxes as mailboxes_screen
+
+    # A view "too large" to re-read under its marks: here, anything above one row.
+    monkeypatch.setattr(mailboxes_screen, "AUTO_RELOAD_MOST_MARKED_ROWS", 1)
+    bob = mailbox_id("bob@corp.test")
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        grid = grid_of(app)
+        await pilot.press("a")
+        marked, order = set(grid.marked), list(grid.mailbox_ids)
+        position = order.index(bob)
+
+        await asyncio.to_thread(execute, console.db_path,
+                                "UPDATE mailbox SET name = 'Aaron Elsewhere' WHERE id = ?", [bob])
+
+        await until(pilot, lambda: "Aaron Elsewhere" in shown_line(grid, position), "bob's new name in his row")
+        assert list(grid.mailbox_ids) == order and set(grid.marked) == marked  # not re-read under the marks
+        assert "changed elsewhere: ctrl+r reads it again" in str(app.screen.query_one("#status").render())
+        await pilot.press("ctrl+r")
+        assert grid.mailbox_ids[0] == bob and set(grid.marked) == marked
+        assert "changed elsewhere" not in str(app.screen.query_one("#status").render())
+
+    console.run(scenario)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from textual import work
@@ -25,6 +26,10 @@ VIEW_TITLES = {
     View.ACTIVE: "Active", View.ALL: "All", View.MINE: "My", View.FORWARD: "Forward",
     View.PENDING: "Pending Approval", View.FAILED: "Test and Enable Failed", View.DISABLED: "Disabled",
 }
+# Changes made elsewhere: the view is read again at most this often, and not at all while a view
+# larger than this has marks (see MailboxesScreen.data_changed).
+AUTO_RELOAD_SECONDS = 5.0
+AUTO_RELOAD_MOST_MARKED_ROWS = 100_000
 VIEW_TABS = {View.PENDING: "Pending", View.FAILED: "Failed"}  # short labels so all seven fit in 80 columns
 VIEW_KEYS = list(VIEW_TITLES)
 
@@ -56,6 +61,9 @@ class MailboxesScreen(BaseScreen):
         super().__init__()
         self.view = View(view)
         self._changed_meanwhile = False
+        self._changed_elsewhere = False  # while large marked views are not re-read automatically
+        self._last_auto_reload = 0.0
+        self._auto_reload_timer = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -91,6 +99,8 @@ class MailboxesScreen(BaseScreen):
         if filter_text:
             parts[0] += f" matching {filter_text!r}"
         parts.append(f"{len(grid.marked):,} selected")
+        if self._changed_elsewhere:
+            parts.append("changed elsewhere: ctrl+r reads it again")
         if self.app.progress_text:
             parts.append(self.app.progress_text)
         self.query_one("#status", Static).update(" · ".join(parts))
@@ -105,7 +115,29 @@ class MailboxesScreen(BaseScreen):
 
     def data_changed(self) -> None:
         """Mailboxes changed elsewhere: read the view again, now if this screen is in front (a
-        dialog on top may be about to act on the marks), else when it comes back."""
+        dialog on top may be about to act on the marks), else when it comes back.
+
+        The rows on screen are read again at once. The view itself is read again at most every
+        ``AUTO_RELOAD_SECONDS`` (a Test & Enable run commits every second, and at a million
+        mailboxes a reading takes half a second of work), and not at all while a large view has
+        marks: re-reading it would hold the keys for as long; the status line says so instead."""
+        if self.app.screen is not self:
+            self._changed_meanwhile = True
+            return
+        self.grid.refresh_rows()
+        if self.grid.marked and self.grid.row_count > AUTO_RELOAD_MOST_MARKED_ROWS:
+            self._changed_elsewhere = True
+            self.update_status()
+            return
+        wait = self._last_auto_reload + AUTO_RELOAD_SECONDS - time.monotonic()
+        if wait <= 0:
+            self._auto_reload()
+        elif self._auto_reload_timer is None:
+            self._auto_reload_timer = self.set_timer(wait, self._auto_reload)
+
+    def _auto_reload(self) -> None:
+        self._auto_reload_timer = None
+        self._last_auto_reload = time.monotonic()
         if self.app.screen is self:
             self.action_reload()
         else:
@@ -154,6 +186,7 @@ class MailboxesScreen(BaseScreen):
             self.set_focus(self.grid)
 
     def action_reload(self) -> None:
+        self._changed_elsewhere = False
         self.grid.reload()
         self.update_status()
 

@@ -557,10 +557,10 @@ def cmd_audit_list(ctx, args):
     return EXIT_OK
 
 
-def _runner(ctx, *, threads: int, on_tested=None):
+def _runner(ctx, *, threads: int, on_tested=None, **options):
     from mbxtui.core.jobs import TestRunner
 
-    return TestRunner(ctx.store, threads=threads, on_tested=on_tested)
+    return TestRunner(ctx.store, threads=threads, on_tested=on_tested, **options)
 
 
 def cmd_test_enable(ctx, args):
@@ -615,7 +615,9 @@ def cmd_worker(ctx, args):
             codes = ", ".join(f"{d}: {c}" for d, c in event.failures.items())
             print(f"{event.email}: {event.outcome}{' (' + codes + ')' if codes else ''}", flush=True)
 
-    runner = _runner(ctx, threads=args.threads, on_tested=report)
+    if args.lease <= 0:
+        raise UsageError("--lease: a number of seconds above 0")
+    runner = _runner(ctx, threads=args.threads, on_tested=report, lease_seconds=args.lease)
     stop = threading.Event()
 
     def request_stop(*_):
@@ -895,6 +897,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run what is due now, then exit")
     p.add_argument("--threads", type=int, default=32)
     p.add_argument("--poll", type=float, default=5.0, metavar="SECONDS", help="how often to look for new jobs")
+    p.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
+                   help="how long the jobs and connection slots of a worker that died stay held before "
+                   "other workers take them over (a live worker renews them)")
 
     p = command("import", cmd_import, "import users or queues from CSV (all rows or none)")
     p.add_argument("kind", choices=("users", "queues"))

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
 from mbxtui.core import dialect
+from mbxtui.core.connection_leases import ConnectionLeases
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import AlertLevel, Approval
 from mbxtui.core.models import Alert, Mailbox, OrgSettings, Profile, TestBatch, TestJob, database, utcnow
@@ -123,29 +125,6 @@ def _worker_identity() -> str:
 _RUNNING_HERE: set[str] = set()
 
 
-class _ConnectionSlots:
-    """Connections open to each profile's servers by every runner of this process (R8)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._used: dict[int, int] = {}
-
-    def take(self, profile_id: int, bound: int) -> bool:
-        with self._lock:
-            used = self._used.get(profile_id, 0)
-            if used >= bound:
-                return False
-            self._used[profile_id] = used + 1
-            return True
-
-    def give_back(self, profile_id: int) -> None:
-        with self._lock:
-            self._used[profile_id] -= 1
-
-
-_SLOTS = _ConnectionSlots()
-
-
 def _process_gone(worker: str | None, me: str) -> bool:
     """True when ``worker`` names a process of this host that no longer runs."""
     if not worker:
@@ -166,8 +145,9 @@ def _process_gone(worker: str | None, me: str) -> bool:
 
 
 def recover(me: str, now: datetime) -> int:
-    """R21: requeue jobs whose worker died (or whose lease ran out), and clear "test scheduled" on
-    mailboxes that have nothing queued or running. Returns the number of jobs requeued."""
+    """R21: requeue jobs whose worker died (or whose lease ran out), give back the connection slots
+    of workers of this host that died, and clear "test scheduled" on mailboxes that have nothing
+    queued or running. Returns the number of jobs requeued."""
     with write_transaction():
         stale = [
             job_id for job_id, worker, lease in database.execute_sql(
@@ -179,6 +159,10 @@ def recover(me: str, now: datetime) -> int:
             database.execute_sql(
                 f"UPDATE test_job SET state = 'queued', worker = NULL, lease_until = NULL, started_on = NULL "
                 f"WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+        gone = sorted({worker for (worker,) in database.execute_sql("SELECT DISTINCT worker FROM connection_lease")
+                       if _process_gone(worker, me)})
+        if gone:
+            database.execute_sql(f"DELETE FROM connection_lease WHERE worker IN ({','.join('?' * len(gone))})", gone)
         database.execute_sql(
             "UPDATE mailbox SET test_scheduled = 1 WHERE test_scheduled = 0 AND id IN "
             "(SELECT mailbox_id FROM test_job WHERE state = 'queued' AND attempt = 1)")
@@ -186,6 +170,14 @@ def recover(me: str, now: datetime) -> int:
             "UPDATE mailbox SET test_scheduled = 0 WHERE test_scheduled = 1 AND id NOT IN "
             "(SELECT mailbox_id FROM test_job WHERE state IN ('queued', 'running'))")
     return len(stale)
+
+
+def requeue_expired(now: datetime) -> int:
+    """Requeue the running jobs whose lease ran out (their worker died or stalled, on any host);
+    the caller holds the write transaction."""
+    return database.execute_sql(
+        "UPDATE test_job SET state = 'queued', worker = NULL, lease_until = NULL, started_on = NULL "
+        "WHERE state = 'running' AND lease_until < ?", [now.isoformat(sep=" ")]).rowcount
 
 
 @dataclass(frozen=True)
@@ -211,6 +203,11 @@ class _Claimed:
     profile: ProfileSnapshot | None
 
 
+DEFAULT_LEASE_SECONDS = 60.0
+# Asking for slots when tests wait for them, or giving back unused ones, at most this often.
+SLOT_SYNC_GAP = 0.2
+
+
 @dataclass
 class RunSummary:
     tested: int = 0
@@ -222,21 +219,30 @@ class RunSummary:
 
 class TestRunner:
     """Runs queued Test & Enable jobs on a pool of threads. Only the thread calling ``run`` touches
-    the database: it claims jobs, hands each mailbox test to a pool thread when the mailbox's profile
-    has a free connection slot (R8: never more than its max concurrent connections), and writes each
-    result with its alerts as it arrives."""
+    the database: it claims jobs, hands each mailbox test to a pool thread when the runner holds a
+    connection slot of the mailbox's profile (R8: never more than its max concurrent connections,
+    across every runner of every worker process; see connection_leases.py), and writes each result
+    with its alerts as it arrives.
+
+    ``lease_seconds``: how long the jobs and slots of a runner that stopped renewing them (its
+    process died) stay held before other workers take them over. A live runner renews them every
+    quarter of it, at most every second."""
 
     __test__ = False
 
     def __init__(self, secrets: SecretStore | None, *, threads: int = 32, verify_wait: float = 5.0,
-                 clock: Callable[[], datetime] = utcnow,
+                 clock: Callable[[], datetime] = utcnow, lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  on_tested: Callable[[list[MailboxTested]], None] | None = None):
         self.secrets = secrets
         self.threads = max(1, threads)
         self.verify_wait = verify_wait
         self.clock = clock
+        self.lease_seconds = lease_seconds
         self.on_tested = on_tested
         self.worker = _worker_identity()
+        self._leases = ConnectionLeases(self.worker)
+        self._blocked: set[int] = set()
+        self._synced_at = float("-inf")
         self._lookup = None
         self._wake = threading.Event()
 
@@ -248,15 +254,12 @@ class TestRunner:
 
     def _claim(self, limit: int) -> list[_Claimed]:
         now = self.clock()
-        sql = dialect.current()
-        lease = sql.plus_seconds("?", "SELECT coalesce(max(p.timeout_seconds), 30) * 4 + 60 FROM mailbox m "
-                                      "LEFT JOIN profile p ON p.id = m.profile_id WHERE m.id = test_job.mailbox_id")
         with write_transaction():
             rows = database.execute_sql(
-                f"UPDATE test_job SET state = 'running', worker = ?, started_on = ?, lease_until = {lease} "
+                "UPDATE test_job SET state = 'running', worker = ?, started_on = ?, lease_until = ? "
                 "WHERE id IN (SELECT id FROM test_job WHERE state = 'queued' AND (not_before IS NULL OR not_before <= ?) "
-                f"ORDER BY id LIMIT ?{sql.claim_lock()}) RETURNING id, batch_id, mailbox_id, attempt, requested_by",
-                [self.worker, now, now.isoformat(sep=" "), now, limit]).fetchall()
+                f"ORDER BY id LIMIT ?{dialect.current().claim_lock()}) RETURNING id, batch_id, mailbox_id, attempt, requested_by",
+                [self.worker, now, now + timedelta(seconds=self.lease_seconds), now.isoformat(sep=" "), limit]).fetchall()
         if not rows:
             return []
         return self._snapshots(rows)
@@ -339,13 +342,17 @@ class TestRunner:
                         pending.extend(self._claim(self.threads * 4 - len(pending)))
                     if not stopping:
                         self._dispatch(pool, pending, in_flight)
+                    if self._sync_due():
+                        summary.requeued += self._sync(pending)
+                        if not stopping:
+                            self._dispatch(pool, pending, in_flight)
                     if in_flight:
                         done, _ = wait(list(in_flight), timeout=0.25, return_when=FIRST_COMPLETED)
                         finished = []
                         for future in done:
                             item = in_flight.pop(future)
                             if item.profile is not None:
-                                _SLOTS.give_back(item.profile.id)
+                                self._leases.give_back(item.profile.id)
                             finished.append((item, future.result()))
                         if not stopping:
                             # The freed connections go back to work before the results are written:
@@ -360,9 +367,9 @@ class TestRunner:
                     if not pending:
                         if until_idle:
                             break
-                        self._wake.wait(poll_seconds)
+                        self._wake.wait(min(poll_seconds, self._renew_seconds))
                         self._wake.clear()
-                    else:  # another runner of this process holds every slot these jobs need
+                    else:  # other runners hold every slot these jobs need
                         self._wake.wait(0.05)
             finally:
                 self._release(pending)
@@ -371,19 +378,55 @@ class TestRunner:
                     for future, item in in_flight.items():
                         finished.append((item, future.result()))
                         if item.profile is not None:
-                            _SLOTS.give_back(item.profile.id)
+                            self._leases.give_back(item.profile.id)
                     self._write(finished, summary)
+                with write_transaction():
+                    self._leases.release_all()
         return summary
 
     def _dispatch(self, pool, pending: deque, in_flight: dict) -> None:
         waiting: deque[_Claimed] = deque()
+        blocked: set[int] = set()
+        # Not renewed for a whole lease (the database kept us waiting): our slots may be another's now.
+        leased = time.monotonic() - self._synced_at < self.lease_seconds
         while pending and len(in_flight) < self.threads:
             item = pending.popleft()
-            if item.profile is not None and not _SLOTS.take(item.profile.id, item.profile.max_connections):
+            if item.profile is not None and not (leased and self._leases.take(item.profile.id)):
+                blocked.add(item.profile.id)
                 waiting.append(item)
                 continue
             in_flight[pool.submit(self._test, item)] = item
         pending.extendleft(reversed(waiting))
+        self._blocked = blocked
+
+    # -- sharing connections and leases with other workers --
+
+    @property
+    def _renew_seconds(self) -> float:
+        return min(1.0, self.lease_seconds / 4)
+
+    def _sync_due(self) -> bool:
+        since = time.monotonic() - self._synced_at
+        return since >= self._renew_seconds or (since >= SLOT_SYNC_GAP and self._leases.needs_sync(self._blocked))
+
+    def _sync(self, pending: deque) -> int:
+        """One write transaction: renew the leases of this runner's jobs and connection slots, take
+        or give back slots for what waits, and requeue jobs whose lease ran out. Returns how many
+        jobs were requeued."""
+        wanted: dict[int, int] = {}
+        for item in pending:
+            if item.profile is not None:
+                wanted[item.profile.id] = wanted.get(item.profile.id, 0) + 1
+        for profile_id, busy in self._leases.busy.items():
+            wanted[profile_id] = min(self.threads, wanted.get(profile_id, 0) + busy)
+        now = self.clock()
+        with write_transaction():
+            database.execute_sql("UPDATE test_job SET lease_until = ? WHERE state = 'running' AND worker = ?",
+                                 [now + timedelta(seconds=self.lease_seconds), self.worker])
+            requeued = requeue_expired(now)
+            self._leases.sync({p: min(self.threads, n) for p, n in wanted.items()}, now, self.lease_seconds)
+        self._synced_at = time.monotonic()
+        return requeued
 
     # -- writing results (R14, R15, R16) --
 

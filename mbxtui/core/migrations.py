@@ -79,6 +79,12 @@ CREATE INDEX "mailbox_approval_active" ON "mailbox" ("approval", "active");
 CREATE INDEX "mailbox_overall_status_active" ON "mailbox" ("overall_status", "active");
 """
 
+# The connection slots each worker holds per profile, leased (see connection_leases.py).
+SCHEMA_0004 = r"""
+CREATE TABLE "connection_lease" ("profile_id" INTEGER NOT NULL, "worker" VARCHAR(255) NOT NULL, "slots" INTEGER NOT NULL, "wanted" INTEGER NOT NULL, "lease_until" DATETIME NOT NULL, PRIMARY KEY ("profile_id", "worker"), FOREIGN KEY ("profile_id") REFERENCES "profile" ("id") ON DELETE CASCADE);
+CREATE INDEX "connection_lease_worker" ON "connection_lease" ("worker");
+"""
+
 # PostgreSQL: the same tables, columns and indexes. Flags stay INTEGER 0/1 and ids are 64-bit, as in
 # SQLite. The FTS5 trigram table becomes pg_trgm indexes on name and email (queried with ILIKE);
 # "nocase" and instr() let the services' SQL say the same thing on both backends.
@@ -142,6 +148,10 @@ CREATE INDEX "test_job_batch_id_state" ON "test_job" ("batch_id", "state");
 # Plain CREATE INDEX: the same SQL on both backends.
 POSTGRES_SCHEMA_0002 = SCHEMA_0002
 POSTGRES_SCHEMA_0003 = SCHEMA_0003
+POSTGRES_SCHEMA_0004 = r"""
+CREATE TABLE "connection_lease" ("profile_id" BIGINT NOT NULL, "worker" VARCHAR(255) NOT NULL, "slots" INTEGER NOT NULL, "wanted" INTEGER NOT NULL, "lease_until" TIMESTAMP NOT NULL, PRIMARY KEY ("profile_id", "worker"), FOREIGN KEY ("profile_id") REFERENCES "profile" ("id") ON DELETE CASCADE);
+CREATE INDEX "connection_lease_worker" ON "connection_lease" ("worker");
+"""
 
 # Consoles learn that another one changed what the grid shows. SQLite needs nothing in its schema
 # (PRAGMA data_version moves on every commit of another connection); PostgreSQL NOTIFYs the channel
@@ -165,6 +175,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_0001),
     (2, SCHEMA_0002),
     (3, SCHEMA_0003),
+    (4, SCHEMA_0004),
     (5, SCHEMA_0005),
 ]
 
@@ -172,6 +183,7 @@ POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (1, POSTGRES_SCHEMA_0001),
     (2, POSTGRES_SCHEMA_0002),
     (3, POSTGRES_SCHEMA_0003),
+    (4, POSTGRES_SCHEMA_0004),
     (5, POSTGRES_SCHEMA_0005),
 ]
 

@@ -30,6 +30,9 @@ META_TABLE = "meta"
 SEEDED_TABLES = (META_TABLE, OrgSettings._meta.table_name)
 # Parents before children, so every foreign key finds its row.
 COPIED_TABLES = (META_TABLE, *(model._meta.table_name for model in ALL_MODELS))
+# The connection slots running workers lease: state of the processes running now, not of the
+# installation; the target starts with none.
+NOT_COPIED_TABLES = ("connection_lease",)
 
 
 DATABASE_ERRORS = (sqlite3.Error, psycopg2.Error, peewee.DatabaseError)
@@ -100,7 +103,7 @@ def _copy(source_db: peewee.Database, target_db: peewee.Database, source: str, t
                             "open both with the same mbxtui version first")
     source_dialect, target_dialect = dialect.of(source_db), dialect.of(target_db)
     reader = source_dialect.reader(source_db.connection())
-    unknown = sorted(set(source_dialect.schema_tables(reader)) - set(COPIED_TABLES))
+    unknown = sorted(set(source_dialect.schema_tables(reader)) - set(COPIED_TABLES) - set(NOT_COPIED_TABLES))
     if unknown:
         raise TransferError(f"{source} has tables this mbxtui does not know ({', '.join(unknown)}): "
                             "copy it with the mbxtui version that made them")

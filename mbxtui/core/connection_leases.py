@@ -1,0 +1,109 @@
+"""The connection bound of each profile (R8), held across every runner of every worker process on
+every host: a runner leases connection slots in the table ``connection_lease`` and opens a
+connection only on a slot it holds.
+
+A runner asks for slots in batches, not per mailbox: ``sync`` is one short write transaction that
+renews its leases, takes more slots when it has work waiting for them and the profile has them free,
+and gives back what it no longer uses. Writers queue on the database's write lock, so the sum of the
+slots of the rows never exceeds the profile's ``max_connections``. A runner that stops renewing (its
+process died) loses its rows when their lease ends, and its slots go to the others.
+
+Runners that want a profile's connections at the same time share them: each may hold its fair share
+(the bound over the number of runners that want some); one holding more lets the excess go as its
+tests finish, so a worker that starts late gets connections without waiting for the queue to empty.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from mbxtui.core.models import database
+
+
+class ConnectionLeases:
+    """The slots one runner holds, per profile id. ``take``/``give_back`` are in memory (the
+    runner's own thread); ``sync`` writes, inside the caller's write transaction."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.held: dict[int, int] = {}
+        self.busy: dict[int, int] = {}
+        # How many of its held slots the runner may use: below ``held`` while it gives slots back.
+        self.usable: dict[int, int] = {}
+
+    def take(self, profile_id: int) -> bool:
+        busy = self.busy.get(profile_id, 0)
+        if busy >= min(self.held.get(profile_id, 0), self.usable.get(profile_id, 0)):
+            return False
+        self.busy[profile_id] = busy + 1
+        return True
+
+    def give_back(self, profile_id: int) -> None:
+        self.busy[profile_id] -= 1
+
+    def needs_sync(self, blocked: set[int]) -> bool:
+        """``blocked``: profiles whose waiting tests found no usable slot. True when asking the
+        database could give this runner slots, or when it holds slots it does not use."""
+        for profile_id in blocked:
+            if profile_id not in self.usable or self.held.get(profile_id, 0) < self.usable[profile_id]:
+                return True
+        return any(held > self.busy.get(profile_id, 0)
+                   and (profile_id not in blocked or held > self.usable.get(profile_id, 0))
+                   for profile_id, held in self.held.items())
+
+    def sync(self, wanted: dict[int, int], now: datetime, lease_seconds: float) -> None:
+        """Renew this runner's leases until ``now + lease_seconds``, drop every expired lease, and
+        hold per profile what it may of ``wanted`` (connections it could use now: tests running and
+        waiting, within its threads). Profiles left out of ``wanted`` keep their busy slots only."""
+        until = now + timedelta(seconds=lease_seconds)
+        database.execute_sql("DELETE FROM connection_lease WHERE lease_until < ?", [now.isoformat(sep=" ")])
+        profile_ids = sorted(set(wanted) | {p for p, held in self.held.items() if held} |
+                             {p for p, busy in self.busy.items() if busy})
+        if not profile_ids:
+            return
+        marks = ",".join("?" * len(profile_ids))
+        bounds = dict(database.execute_sql(
+            f"SELECT id, max_connections FROM profile WHERE id IN ({marks})", profile_ids).fetchall())
+        others_held: dict[int, int] = {}
+        others_wanting: dict[int, int] = {}
+        mine: dict[int, int] = {}
+        for profile_id, worker, slots, wants in database.execute_sql(
+                f"SELECT profile_id, worker, slots, wanted FROM connection_lease WHERE profile_id IN ({marks})",
+                profile_ids).fetchall():
+            if worker == self.worker:
+                mine[profile_id] = slots
+                continue
+            others_held[profile_id] = others_held.get(profile_id, 0) + slots
+            if wants > 0:
+                others_wanting[profile_id] = others_wanting.get(profile_id, 0) + 1
+        for profile_id in profile_ids:
+            bound = max(0, bounds.get(profile_id, 0))
+            busy = self.busy.get(profile_id, 0)
+            want = max(wanted.get(profile_id, 0), busy)
+            held = mine.get(profile_id, 0)  # what the database says: nothing if our lease ran out
+            share = -(-bound // (1 + others_wanting.get(profile_id, 0)))
+            usable = min(want, share)
+            free = max(0, bound - others_held.get(profile_id, 0) - held)
+            if usable > held:
+                new = held + min(usable - held, free)
+            else:
+                new = min(held, max(usable, busy))
+            self.held[profile_id] = new
+            self.usable[profile_id] = usable
+            if new == 0 and want == 0:
+                database.execute_sql("DELETE FROM connection_lease WHERE profile_id = ? AND worker = ?",
+                                     [profile_id, self.worker])
+                self.held.pop(profile_id, None)
+                self.usable.pop(profile_id, None)
+                continue
+            database.execute_sql(
+                "INSERT INTO connection_lease (profile_id, worker, slots, wanted, lease_until) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (profile_id, worker) DO UPDATE SET slots = excluded.slots, wanted = excluded.wanted, "
+                "lease_until = excluded.lease_until",
+                [profile_id, self.worker, new, want, until])
+
+    def release_all(self) -> None:
+        """Give back every slot (the runner stops; nothing of it is running)."""
+        database.execute_sql("DELETE FROM connection_lease WHERE worker = ?", [self.worker])
+        self.held.clear()
+        self.usable.clear()

@@ -68,15 +68,19 @@ def _statements(script: str) -> Iterator[str]:
         raise ValueError("migration script ends inside a statement")
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply pending migrations, each in its own immediate transaction; return the version."""
-    conn.isolation_level = None
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+def _refuse_newer(version: int) -> None:
     if version > LATEST_VERSION:
         raise DatabaseError(
             f"the database is at schema version {version}, newer than this mbxtui understands "
             f"({LATEST_VERSION}): upgrade mbxtui"
         )
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each in its own immediate transaction; return the version."""
+    conn.isolation_level = None
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    _refuse_newer(version)
     if version == LATEST_VERSION:
         # No write lock taken: opening must not queue behind (or time out on) a long bulk change.
         return version
@@ -114,11 +118,7 @@ def migrate_postgres(db: peewee.Database) -> int:
     """Apply pending migrations to a PostgreSQL database, each in its own transaction under an
     advisory lock (two processes opening a new database do not both create it); return the version."""
     version = _postgres_version(db)
-    if version > LATEST_VERSION:
-        raise DatabaseError(
-            f"the database is at schema version {version}, newer than this mbxtui understands "
-            f"({LATEST_VERSION}): upgrade mbxtui"
-        )
+    _refuse_newer(version)
     if version == LATEST_VERSION:
         return version
     for number, script in POSTGRES_MIGRATIONS:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 
 def _consume(iterator: Iterator[object]) -> None:
@@ -59,7 +59,7 @@ class IdSet:
             self._count -= 1
 
     def update(self, ids: Iterable[int]) -> None:
-        ids = ids if isinstance(ids, collections.abc.Sequence) or hasattr(ids, "tobytes") else list(ids)
+        ids = ids if isinstance(ids, Sequence) else list(ids)  # arrays are Sequences too
         if not ids:
             return
         if min(ids) < 0:

@@ -27,7 +27,7 @@ from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.mailboxes import (
-    OVERALL_STATUS_SQL, SELECTED, Selection, approval_required, materialise,
+    OVERALL_STATUS_SQL, SELECTED, Selection, approval_required, materialise, update_selected,
 )
 from mbxtui.core.test_enable import (
     MailboxSnapshot, MailboxTestResult, ProfileSnapshot, directions_in_use, profile_snapshot, rule_failure, run_mailbox_test,
@@ -53,7 +53,7 @@ def schedule_selected(actor: Actor, description: str) -> int:
     )
     TestBatch.update(total=cursor.rowcount).where(TestBatch.id == batch.id).execute()
     database.execute_sql(
-        f"{dialect.current().bulk_update('mailbox')} SET test_scheduled = 1, postponed_until = NULL WHERE {SELECTED}"
+        f"{update_selected()} SET test_scheduled = 1, postponed_until = NULL WHERE {SELECTED}"
     )
     return batch.id
 

@@ -26,7 +26,7 @@ from mbxtui.core.services import settings as settings_service
 SELECTED = f"id IN (SELECT id FROM {dialect.SELECTION_TABLE})"
 
 
-def _update_selected() -> str:
+def update_selected() -> str:
     """The start of a set-based UPDATE of mailboxes (see ``dialect.bulk_update``)."""
     return dialect.current().bulk_update("mailbox")
 
@@ -391,7 +391,7 @@ def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkRe
         )
         disable = ", incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0" if state == Approval.REJECTED else ""
         database.execute_sql(
-            f"{_update_selected()} SET approval = ?, approved_by = ?, approved_on = ?{disable}, " + _touch(pending),
+            f"{update_selected()} SET approval = ?, approved_by = ?, approved_on = ?{disable}, " + _touch(pending),
             [state.value, actor.login, now, now, state.value],
         )
     return BulkResult(selected, changed)
@@ -434,18 +434,18 @@ def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | 
     now = utcnow()
     methods_where = "is_forward = 0" if forward_keeps_methods else "TRUE"
     if profile is not None:
-        database.execute_sql(f"{_update_selected()} SET {RESET_ALL_TESTS_SQL} WHERE {SELECTED} "
+        database.execute_sql(f"{update_selected()} SET {RESET_ALL_TESTS_SQL} WHERE {SELECTED} "
                              f"AND (profile_id IS NULL OR profile_id != ?)",
                              [profile.id])
-        database.execute_sql(f"{_update_selected()} SET profile_id = ?, " + _touch(), [profile.id, now])
+        database.execute_sql(f"{update_selected()} SET profile_id = ?, " + _touch(), [profile.id, now])
     for direction, value in (("incoming", incoming), ("outgoing", outgoing), ("act", act)):
         if value is None:
             continue
         database.execute_sql(
-            f"{_update_selected()} SET {direction}_status = 'not_run', {direction}_enabled = 0 "
+            f"{update_selected()} SET {direction}_status = 'not_run', {direction}_enabled = 0 "
             f"WHERE {SELECTED} AND {methods_where} AND {direction}_method != ?", [value])
-        database.execute_sql(f"{_update_selected()} SET {direction}_method = ?, " + _touch(methods_where), [value, now])
-    database.execute_sql(f"{_update_selected()} SET overall_status = {OVERALL_STATUS_SQL} WHERE {SELECTED}")
+        database.execute_sql(f"{update_selected()} SET {direction}_method = ?, " + _touch(methods_where), [value, now])
+    database.execute_sql(f"{update_selected()} SET overall_status = {OVERALL_STATUS_SQL} WHERE {SELECTED}")
     return changed
 
 
@@ -499,7 +499,7 @@ def deactivate_selected(actor: Actor, summary: str) -> int:
     changed = audit.record_selection(actor, "mailbox.deactivate", summary, ["active"], {"active": False},
                                      f"{SELECTED} AND active = 1")
     database.execute_sql(
-        f"{_update_selected()} SET active = 0, incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
+        f"{update_selected()} SET active = 0, incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
         "test_scheduled = 0, postponed_until = NULL, " + _touch("active = 1"), [utcnow()])
     database.execute_sql(
         f"UPDATE test_job SET state = 'cancelled', outcome = 'cancelled', finished_on = ? "
@@ -525,7 +525,7 @@ def activate(actor: Actor, selection: Selection) -> BulkResult:
             [], "activate", "the user or queue of a mailbox is inactive: activate it first")
         changed = audit.record_selection(actor, "mailbox.activate", f"activated {selected} mailbox(es)",
                                          ["active"], {"active": True}, f"{SELECTED} AND active = 0")
-        database.execute_sql(f"{_update_selected()} SET active = 1, " + _touch("active = 0"), [utcnow()])
+        database.execute_sql(f"{update_selected()} SET active = 1, " + _touch("active = 0"), [utcnow()])
     return BulkResult(selected, changed)
 
 

@@ -350,9 +350,9 @@ def cmd_profile_set_password(ctx, args):
 
 
 def cmd_profile_test(ctx, args):
-    from mbxtui.core.profile_test import test_profile
+    from mbxtui.core.profile_check import check_profile
 
-    data = test_profile(ctx.actor, args.profile, ctx.store)
+    data = check_profile(ctx.actor, args.profile, ctx.store)
     if args.json:
         print_json(data)
     else:
@@ -416,11 +416,12 @@ def cmd_mailbox_list(ctx, args):
 
 
 def cmd_mailbox_show(ctx, args):
-    from mbxtui.core import jobs
+    from mbxtui.core.jobs import queue as jobs
     from mbxtui.core.services import mailboxes
 
     data = mailboxes.show(ctx.actor, args.email)
-    data["last_test"] = jobs.last_result(data["id"])
+    last = jobs.last_result(data["id"])
+    data["last_test"] = None if last is None else last.as_dict()
     emit(args, data, print_record)
     return EXIT_OK
 
@@ -558,16 +559,16 @@ def cmd_audit_list(ctx, args):
 
 
 def _runner(ctx, *, threads: int, on_tested=None, **options):
-    from mbxtui.core.jobs import TestRunner
+    from mbxtui.core.jobs.runner import EnablementRunner
 
-    return TestRunner(ctx.store, threads=threads, on_tested=on_tested, **options)
+    return EnablementRunner(ctx.store, threads=threads, on_tested=on_tested, **options)
 
 
 def cmd_test_enable(ctx, args):
-    from mbxtui.core import jobs
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.jobs import queue as jobs
+    from mbxtui.core.services import enablement, mailboxes
 
-    request = jobs.schedule(ctx.actor, _selection(args))
+    request = enablement.schedule(ctx.actor, _selection(args)).as_dict()
     if not args.wait:
         emit(args, request, lambda d: print(
             f"Test & Enable queued for {d['queued']} mailbox(es) (batch {d['batch']}); "
@@ -587,13 +588,13 @@ def cmd_test_enable(ctx, args):
         print(file=sys.stderr)
     results = []
     for row in jobs.batch_results(batch):
-        details = mailboxes.rows_by_ids(ctx.actor, [row["mailbox_id"]])[row["mailbox_id"]]
+        details = mailboxes.rows_by_ids(ctx.actor, [row.mailbox_id])[row.mailbox_id]
         results.append({
-            "email": details["email"], "outcome": row["outcome"],
+            "email": details["email"], "outcome": row.outcome,
             "incoming_status": details["incoming_status"], "outgoing_status": details["outgoing_status"],
             "act_status": details["act_status"], "error_code": details["last_error_code"],
             "error": details["last_error_text"], "next_retry": details["postponed_until"],
-            "directions": row["directions"],
+            "directions": row.directions,
         })
     progress = jobs.batch_progress(batch)
     if args.json:

@@ -12,9 +12,10 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from mbxtui.core import jobs
 from mbxtui.core.changes import DATABASE_ERRORS, ChangeWatcher
 from mbxtui.core.db import BackgroundCheckpoints
+from mbxtui.core.jobs import queue as jobs
+from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, allowed
 from mbxtui.core.secrets import SecretStore, SecretsError
@@ -64,7 +65,7 @@ class MbxApp(App):
         self.threads = threads
         self.watched_batches: set[int] = set()
         self._stop_runner = threading.Event()
-        self._runner: jobs.TestRunner | None = None
+        self._runner: EnablementRunner | None = None
         self._checkpoints: BackgroundCheckpoints | None = None
         self._changes: ChangeWatcher | None = None
         self.theme = default_theme()
@@ -114,7 +115,7 @@ class MbxApp(App):
         if not self.run_tests or not allowed(self.actor, Permission.TEST) or self._runner is not None:
             return
         usable = self.store is not None and not self.store.needs_master_password
-        self._runner = jobs.TestRunner(self.store if usable else None, threads=self.threads,
+        self._runner = EnablementRunner(self.store if usable else None, threads=self.threads,
                                        on_tested=lambda events: self.post_message(MailboxesTested(events)))
         self.run_worker(self._run_tests, thread=True, group="test-runner", exit_on_error=False, name="Test & Enable")
 

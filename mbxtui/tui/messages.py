@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from textual.message import Message
 
-from mbxtui.core.jobs import MailboxTested
+from mbxtui.core.jobs.runner import MailboxTested
 
 
 @dataclass

@@ -18,6 +18,7 @@ from mbxtui.core.enums import (
     ActMethod, Approval, IncomingMethod, OutgoingMethod, ProfileType, Regarding, View,
 )
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound
+from mbxtui.core.jobs import queue as job_queue
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
@@ -478,8 +479,6 @@ def apply_defaults(actor: Actor, selection: Selection, *, schedule_test: bool = 
     profile = settings.default_profile
     if not profile.active:
         raise InvalidInput("default_profile", f"profile {profile.name!r} is inactive")
-    from mbxtui.core import jobs
-
     with write_transaction():
         selected = materialise(actor, selection)
         changed = _apply_settings(
@@ -487,7 +486,7 @@ def apply_defaults(actor: Actor, selection: Selection, *, schedule_test: bool = 
             profile, settings.default_incoming, settings.default_outgoing, settings.default_act,
             forward_keeps_methods=True,
         )
-        batch = jobs.schedule_selected(actor, "Apply Default Email Settings") if schedule_test else None
+        batch = job_queue.enqueue_selected(actor.login, "Apply Default Email Settings").batch_id if schedule_test else None
     return {"selected": selected, "changed": changed, "test_batch": batch}
 
 
@@ -501,9 +500,7 @@ def deactivate_selected(actor: Actor, summary: str) -> int:
     database.execute_sql(
         f"{update_selected()} SET active = 0, incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
         "test_scheduled = 0, postponed_until = NULL, " + _touch("active = 1"), [utcnow()])
-    database.execute_sql(
-        f"UPDATE test_job SET state = 'cancelled', outcome = 'cancelled', finished_on = ? "
-        f"WHERE state IN ('queued', 'running') AND mailbox_id IN (SELECT id FROM {dialect.SELECTION_TABLE})", [utcnow()])
+    job_queue.cancel_selected(utcnow())
     return changed
 
 

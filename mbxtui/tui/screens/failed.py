@@ -8,12 +8,12 @@ from typing import Any
 from textual import work
 from textual.binding import Binding
 
-from mbxtui.core import jobs
 from mbxtui.core.display import cell, safe
 from mbxtui.core.enums import DIRECTIONS, View
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import mailboxes
+from mbxtui.core.services import enablement, mailboxes
+from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.mailboxes import Selection
 from mbxtui.tui.screens.listing import ListScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
@@ -102,14 +102,14 @@ class FailedScreen(ListScreen):
     @work(thread=True, group="schedule", exit_on_error=False)
     def schedule_tests(self, selection: Selection) -> None:
         try:
-            request = jobs.schedule(self.actor, selection, "Retry of failed mailboxes")
+            request = enablement.schedule(self.actor, selection, "Retry of failed mailboxes")
         except MbxError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Test & Enable: refused", severity="error",
                                       markup=False)
             return
         self.app.call_from_thread(self.scheduled, request)
 
-    def scheduled(self, request: dict[str, Any]) -> None:
-        self.app.watch_batch(request["batch"])
+    def scheduled(self, request: Scheduled) -> None:
+        self.app.watch_batch(request.batch_id)
         self.reload()
-        self.notify(f"{request['queued']:,} queued", title="Test & Enable")
+        self.notify(f"{request.queued:,} queued", title="Test & Enable")

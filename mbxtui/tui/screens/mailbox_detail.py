@@ -9,11 +9,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, Footer, Input, Select, Static
 
-from mbxtui.core import jobs
 from mbxtui.core.display import cell, safe, test_step_lines
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
+from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import alerts, audit, credentials, mailboxes, profiles
+from mbxtui.core.services import alerts, audit, credentials, enablement, mailboxes, profiles
 from mbxtui.core.services.mailboxes import Selection
 from mbxtui.tui.screens.base import BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, options
@@ -104,8 +104,8 @@ class MailboxDetailScreen(BaseScreen):
         result = jobs.last_result(self.mailbox_id)
         if result is None:
             return "\nLast test: never tested"
-        lines = ["", f"Last test: {result['outcome']} on {result['finished_on']} (attempt {result['attempt']})"]
-        lines += test_step_lines(result["directions"])
+        lines = ["", f"Last test: {result.outcome} on {result.finished_on} (attempt {result.attempt})"]
+        lines += test_step_lines(result.directions)
         return "\n".join(lines)
 
     def mailboxes_tested(self, events) -> None:
@@ -121,9 +121,9 @@ class MailboxDetailScreen(BaseScreen):
     def action_test(self) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                request = self.call_service(jobs.schedule, self.actor, Selection.of_ids([self.mailbox_id]))
+                request = self.call_service(enablement.schedule, self.actor, Selection.of_ids([self.mailbox_id]))
                 if request:
-                    self.app.watch_batch(request["batch"])
+                    self.app.watch_batch(request.batch_id)
                     self.action_reload()
 
         self.app.push_screen(ConfirmScreen("Test & Enable", f"Test {self.row['email']} now and enable what passes?"),

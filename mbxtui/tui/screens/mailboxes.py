@@ -12,11 +12,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
-from mbxtui.core import jobs
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, View
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import mailboxes, profiles
+from mbxtui.core.services import enablement, mailboxes, profiles
+from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.mailboxes import Selection
 from mbxtui.tui.screens.base import BaseScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
@@ -233,9 +233,9 @@ class MailboxesScreen(BaseScreen):
 
     def _after_bulk(self, title: str, outcome: Any) -> None:
         message = outcome if isinstance(outcome, str) else ""
-        if isinstance(outcome, dict) and "batch" in outcome:
-            self.app.watch_batch(outcome["batch"])
-            message = f"{outcome['queued']:,} queued"
+        if isinstance(outcome, Scheduled):
+            self.app.watch_batch(outcome.batch_id)
+            message = f"{outcome.queued:,} queued"
         elif isinstance(outcome, dict) and outcome.get("test_batch"):
             self.app.watch_batch(outcome["test_batch"])
             message = f"{outcome['selected']:,} changed; Test & Enable queued"
@@ -256,7 +256,7 @@ class MailboxesScreen(BaseScreen):
 
     def action_test(self) -> None:
         self._confirm_then("Test & Enable", "Test the connection of {count} {noun} in the background and enable "
-                           "each direction that passes?", lambda selection: jobs.schedule(self.actor, selection))
+                           "each direction that passes?", lambda selection: enablement.schedule(self.actor, selection))
 
     def action_apply_defaults(self) -> None:
         self._confirm_then("Apply Default Email Settings", "Give {count} {noun} the organisation's default profile "

@@ -13,14 +13,14 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, ContentSwitcher, DataTable, Footer, Input, Select, Static
 
-from mbxtui.core import jobs
 from mbxtui.core.display import cell, safe, test_step_lines
 from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.profile_test import test_profile
+from mbxtui.core.profile_check import check_profile
 from mbxtui.core.secrets import SecretsError
-from mbxtui.core.services import alerts, credentials, profiles
+from mbxtui.core.services import alerts, credentials, enablement, profiles
+from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.mailboxes import Selection
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes, mailboxes_of_profile
 from mbxtui.tui.screens.base import BaseScreen
@@ -76,18 +76,18 @@ class ProfileTestActions(BaseScreen):
     @work(thread=True, group="schedule", exit_on_error=False)
     def schedule_profile_test(self, name: str) -> None:
         try:
-            request = jobs.schedule(self.actor, Selection.of_profile(name), f"Test & Enable Mailboxes of {name}")
+            request = enablement.schedule(self.actor, Selection.of_profile(name), f"Test & Enable Mailboxes of {name}")
         except MbxError as exc:
             self.app.call_from_thread(self.notify, str(exc), title="Test & Enable: refused", severity="error",
                                       markup=False)
             return
         self.app.call_from_thread(self.test_scheduled, request)
 
-    def test_scheduled(self, request: dict[str, Any]) -> None:
-        self.app.watch_batch(request["batch"])
-        already = request["selected"] - request["queued"]
+    def test_scheduled(self, request: Scheduled) -> None:
+        self.app.watch_batch(request.batch_id)
+        already = request.selected - request.queued
         extra = f" ({already:,} already queued)" if already else ""
-        self.notify(f"{request['queued']:,} queued{extra}", title="Test & Enable Mailboxes")
+        self.notify(f"{request.queued:,} queued{extra}", title="Test & Enable Mailboxes")
 
 
 class ProfilesScreen(ListScreen, ProfileTestActions):
@@ -325,7 +325,7 @@ class ProfileDetailScreen(ProfileTestActions):
     @work(thread=True, group="profile-connection", exclusive=True, exit_on_error=False)
     def run_connection_test(self, store) -> None:
         try:
-            result = test_profile(self.actor, self.profile_name, store)
+            result = check_profile(self.actor, self.profile_name, store)
         except (MbxError, SecretsError) as exc:
             self.app.call_from_thread(self.connection_refused, str(exc))
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from mbxtui.core.permissions import Actor
     from mbxtui.core.secrets import SecretStore
     from mbxtui.core.services.mailboxes import Selection
+
+log = logging.getLogger(__name__)
 
 
 class Context:
@@ -39,6 +42,7 @@ class Context:
         warning = db.world_readable_warning(path)
         if warning:
             print(f"mbxtui: {safe(warning)}", file=sys.stderr)
+            log.warning("%s", warning)
         return database
 
     @property
@@ -65,6 +69,7 @@ def open_secret_store() -> SecretStore:
     store = SecretStore.open(paths.ensure_private_dir(paths.data_dir()))
     if store.warning:
         print(f"mbxtui: warning: {store.warning}", file=sys.stderr)
+        log.warning("%s", store.warning)
     if not store.needs_master_password:
         return store
     password = os.environ.get(MASTER_PASSWORD_ENV)

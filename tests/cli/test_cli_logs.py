@@ -98,3 +98,15 @@ def test_without_a_log_file_nothing_is_logged_anywhere(capfd: pytest.CaptureFixt
         logging.getLogger(name).error("an error nobody asked to see")
         logging.getLogger(name).warning("a warning nobody asked to see")
     assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.sqlite_only("the modes of the SQLite file")
+def test_a_warning_printed_is_logged_too(cli: Cli, tmp_path: Path):
+    log = tmp_path / "mbxtui.log"
+    Path(cli.db_path).chmod(0o644)
+
+    done = cli.ok("--log-file", str(log), "whoami")
+
+    assert done.stderr == f"mbxtui: warning: {cli.db_path} can be read by other users; run: chmod 600 {cli.db_path}\n"
+    assert [line for line in records(log) if " WARNING mbxtui.cli.context " in line][0].endswith(
+        f"] warning: {cli.db_path} can be read by other users; run: chmod 600 {cli.db_path}")

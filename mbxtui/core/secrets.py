@@ -26,6 +26,7 @@ import configparser
 import contextlib
 import hmac
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -49,6 +50,8 @@ try:
     import fcntl
 except ImportError:  # Windows: no advisory locks, so only writers within one process are serialised
     fcntl = None
+
+log = logging.getLogger(__name__)
 
 SERVICE = "mbxtui"
 KEYRING_CHOICE_ENV = "MBXTUI_KEYRING"
@@ -477,6 +480,7 @@ def _usable_os_keyring() -> tuple[keyring.backend.KeyringBackend | None, str | N
     try:
         backend.get_password(SERVICE, "availability-check")
     except Exception as exc:
+        log.warning("%s is not usable", _describe_backend(backend), exc_info=True)
         return None, (
             f"{_describe_backend(backend)} is not usable ({type(exc).__name__}: {exc}), so "
             "secrets are kept in the encrypted file instead."

@@ -4,6 +4,7 @@ slots (R8), that checks each claimed mailbox and writes what ``outcome.decide`` 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections import deque
@@ -28,6 +29,8 @@ from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, approval_required
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class EnablementRunner:
         try:
             return check_mailbox(item.mailbox, item.profile, secret, verify_wait=self.verify_wait)
         except Exception as exc:  # a bug or an unreadable secret store must not stop the pool
+            log.exception("the test of mailbox %s could not run", item.mailbox.id)
             failure = rule_failure(ErrorCode.INTERNAL_ERROR, f"the test could not run: {exc.__class__.__name__}: {exc}")
             return MailboxCheckResult({d: failure for d in (directions_in_use(item.mailbox) or ["incoming"])})
 

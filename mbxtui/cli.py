@@ -146,6 +146,8 @@ def open_secret_store():
         else:
             password = getpass.getpass(prompt)
     store.unlock(password)
+    if store.notice:
+        print(f"mbxtui: {store.notice}", file=sys.stderr)
     return store
 
 

@@ -241,10 +241,12 @@ class Conversion:
 class EncryptedSecretFile:
     """The encrypted secrets file at ``path``, opened with a master password by :meth:`unlock`.
 
-    Speed: the file key is derived once per unlock and kept, so reads and writes afterwards take
-    milliseconds. keyrings.cryptfile parsed the whole file again for every read (12–15 ms with
-    1,000 passwords); since every change replaces the file, the parsed file is kept until its
-    inode, size or time change, and values are decrypted one at a time as they are asked for.
+    Speed (measured here with 1,000 entries, 2 cores at load 6): the file key is derived once per
+    unlock and kept (a derivation takes 0.4 s on an idle machine, 2 s at that load), so a read
+    then takes about 20 µs and a change 35 ms (it parses, writes and fsyncs the whole file).
+    keyrings.cryptfile parsed its whole file again for every read (12–15 ms with 1,000 passwords);
+    this format parses in 7 ms, and since every change replaces the file, the parsed file is kept
+    until its inode, size or time change; values are decrypted one at a time as they are read.
 
     Several processes (the console and command-line runs) may change the file at once: every
     change takes a lock on the companion ``.lock`` file (filelock), reads the file afresh, and

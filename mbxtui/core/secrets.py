@@ -42,6 +42,8 @@ SERVICE = "mbxtui"
 KEYRING_CHOICE_ENV = "MBXTUI_KEYRING"
 MASTER_PASSWORD_ENV = "MBXTUI_MASTER_PASSWORD"
 SECRETS_FILE_NAME = "secrets.cfg"
+# Where the conversion from keyrings.cryptfile's format keeps the old file
+SECRETS_BACKUP_NAME = f"{SECRETS_FILE_NAME}{secret_file.BACKUP_SUFFIX}"
 
 _FRIENDLY_BACKEND_NAMES = {
     "keyring.backends.SecretService.Keyring": "Secret Service",

@@ -38,6 +38,8 @@ from keyring.backends import chainer, fail, null
 from mbxtui.core import secret_file
 from mbxtui.core.errors import MbxError
 
+log = logging.getLogger(__name__)
+
 SERVICE = "mbxtui"
 KEYRING_CHOICE_ENV = "MBXTUI_KEYRING"
 MASTER_PASSWORD_ENV = "MBXTUI_MASTER_PASSWORD"
@@ -56,8 +58,6 @@ _FRIENDLY_BACKEND_NAMES = {
 # Serialises the calls to OS keyring backends in the process: keyring's backend selection is
 # global state.
 _BACKEND_LOCK = threading.Lock()
-
-_log = logging.getLogger(__name__)
 
 
 class SecretsError(MbxError):
@@ -245,7 +245,7 @@ class SecretStore:
                     f"kept as {_display_path(conversion.backup_path)} (owner-only, same master "
                     "password): delete it once you no longer need to go back to an earlier mbxtui."
                 )
-                _log.info("%s", self.notice)
+                log.info("%s", self.notice)
 
     def set(self, key: str, value: str) -> None:
         _check_key(key)
@@ -329,6 +329,7 @@ def _usable_os_keyring() -> tuple[keyring.backend.KeyringBackend | None, str | N
     try:
         backend.get_password(SERVICE, "availability-check")
     except Exception as exc:
+        log.warning("%s is not usable", _describe_backend(backend), exc_info=True)
         return None, (
             f"{_describe_backend(backend)} is not usable ({type(exc).__name__}: {exc}), so "
             "secrets are kept in the encrypted file instead."

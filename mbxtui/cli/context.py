@@ -89,6 +89,8 @@ def open_secret_store() -> SecretStore:
         else:
             password = getpass.getpass(prompt)
     store.unlock(password)
+    if store.notice:
+        print(f"mbxtui: {store.notice}", file=sys.stderr)
     return store
 
 

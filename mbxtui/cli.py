@@ -166,7 +166,7 @@ def _read_secret(args: argparse.Namespace, what: str) -> str:
 
 
 def _selection(args: argparse.Namespace):
-    from mbxtui.core.services.mailboxes import Selection
+    from mbxtui.core.services.selection import Selection
 
     emails = getattr(args, "emails", None) or []
     view = getattr(args, "view", None)
@@ -401,9 +401,9 @@ def _enabled_text(row: dict[str, Any]) -> str:
 
 
 def cmd_mailbox_list(ctx, args):
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import mailbox_views
 
-    page = mailboxes.list_mailboxes(ctx.actor, view=args.view, filter_text=args.filter, sort=args.sort,
+    page = mailbox_views.list_mailboxes(ctx.actor, view=args.view, filter_text=args.filter, sort=args.sort,
                                     descending=args.desc, limit=args.limit, offset=args.offset)
     if args.json:
         print_json({"total": page.total, "offset": args.offset, "rows": page.rows})
@@ -456,40 +456,40 @@ def _bulk(ctx, args, action: Callable, verb: str) -> int:
 
 
 def cmd_mailbox_approve(ctx, args):
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    return _bulk(ctx, args, mailboxes.approve, "approved")
+    return _bulk(ctx, args, bulk.approve, "approved")
 
 
 def cmd_mailbox_reject(ctx, args):
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    return _bulk(ctx, args, mailboxes.reject, "rejected")
+    return _bulk(ctx, args, bulk.reject, "rejected")
 
 
 def cmd_mailbox_deactivate(ctx, args):
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    return _bulk(ctx, args, mailboxes.deactivate, "deactivated")
+    return _bulk(ctx, args, bulk.deactivate, "deactivated")
 
 
 def cmd_mailbox_activate(ctx, args):
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    return _bulk(ctx, args, mailboxes.activate, "activated")
+    return _bulk(ctx, args, bulk.activate, "activated")
 
 
 def cmd_mailbox_bulk_edit(ctx, args):
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    return _bulk(ctx, args, lambda actor, sel: mailboxes.bulk_edit(
+    return _bulk(ctx, args, lambda actor, sel: bulk.bulk_edit(
         actor, sel, profile=args.profile, incoming=args.incoming, outgoing=args.outgoing, act=args.act), "changed")
 
 
 def cmd_mailbox_apply_defaults(ctx, args):
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    data = mailboxes.apply_defaults(ctx.actor, _selection(args), schedule_test=not args.no_test)
+    data = bulk.apply_defaults(ctx.actor, _selection(args), schedule_test=not args.no_test).as_dict()
 
     def render(d):
         print(f"applied the default email settings to {d['selected']} mailbox(es) ({d['changed']} recorded)")
@@ -565,7 +565,7 @@ def _runner(ctx, *, threads: int, on_tested=None, **options):
 
 def cmd_test_enable(ctx, args):
     from mbxtui.core import jobs
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import mailbox_views
 
     request = jobs.schedule(ctx.actor, _selection(args))
     if not args.wait:
@@ -587,7 +587,7 @@ def cmd_test_enable(ctx, args):
         print(file=sys.stderr)
     results = []
     for row in jobs.batch_results(batch):
-        details = mailboxes.rows_by_ids(ctx.actor, [row["mailbox_id"]])[row["mailbox_id"]]
+        details = mailbox_views.rows_by_ids(ctx.actor, [row["mailbox_id"]])[row["mailbox_id"]]
         results.append({
             "email": details["email"], "outcome": row["outcome"],
             "incoming_status": details["incoming_status"], "outgoing_status": details["outgoing_status"],

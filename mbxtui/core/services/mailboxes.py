@@ -5,8 +5,9 @@ Lists of mailboxes are in ``mailbox_views``, actions on many in ``bulk``."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
@@ -27,11 +28,23 @@ OVERALL_STATUS_SQL = """CASE
    AND (act_method = 'none' OR act_status = 'success') THEN 'success'
   ELSE 'not_run' END"""
 
-RESET_ALL_TESTS_SQL = (
-    "incoming_status = 'not_run', outgoing_status = 'not_run', act_status = 'not_run', "
-    "overall_status = 'not_run', incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
-    "last_error_code = NULL, last_error_text = NULL, transient_failures = 0, postponed_until = NULL"
-)
+OVERALL_STATUS_COLUMNS = ("incoming_status", "outgoing_status", "act_status",
+                          "incoming_method", "outgoing_method", "act_method")
+
+
+def overall_status_of(values: Mapping[str, str]) -> str:
+    """``OVERALL_STATUS_SQL`` with each column that ``values`` names replaced by its expression there
+    (the overall status of the values an UPDATE writes, in the same statement)."""
+    return re.sub(r"\b(" + "|".join(OVERALL_STATUS_COLUMNS) + r")\b",
+                  lambda match: f"({values.get(match.group(1), match.group(1))})", OVERALL_STATUS_SQL)
+
+
+# What a mailbox moved to another profile starts over with: every test, not run.
+RESET_ALL_TESTS = {
+    "incoming_status": "'not_run'", "outgoing_status": "'not_run'", "act_status": "'not_run'",
+    "overall_status": "'not_run'", "incoming_enabled": "0", "outgoing_enabled": "0", "act_enabled": "0",
+    "last_error_code": "NULL", "last_error_text": "NULL", "transient_failures": "0", "postponed_until": "NULL",
+}
 
 
 # --- rules shared by every way a mailbox comes to be -------------------------------------------

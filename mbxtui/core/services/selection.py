@@ -5,6 +5,7 @@ bulk statements name them with ``SELECTED``."""
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -71,32 +72,59 @@ def materialise(actor: Actor, selection: Selection, only: tuple[str, Sequence[An
         missing = [a for a in addresses if a not in found]
         if missing:
             raise NotFound("no mailbox with email " + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
-    elif selection.ids is not None:
-        database.cursor().executemany(sql.insert_ignore(f"{table} (id)", "SELECT id FROM mailbox WHERE id = ?"),
-                                      zip(selection.ids))
+        return _count(table)
+    if selection.ids is not None:
+        # The ids travel as one JSON list of [first, last] runs, joined to the table in one
+        # statement: a million ids in one row-by-row executemany took 2.6 s on SQLite (and a round
+        # trip each on PostgreSQL); marks of a whole view are mostly one run.
+        source, where, params = f"FROM {sql.id_ranges_join()}", "TRUE", [id_runs_json(selection.ids)]
+    elif selection.profile is not None:
+        name = validation.text("profile", selection.profile)
+        profile = Profile.get_or_none(Profile.name == name)
+        if profile is None:
+            raise NotFound(f"no profile named {name!r}")
+        source, where, params = "FROM mailbox m", "m.profile_id = ?", [profile.id]
     else:
-        if selection.profile is not None:
-            name = validation.text("profile", selection.profile)
-            profile = Profile.get_or_none(Profile.name == name)
-            if profile is None:
-                raise NotFound(f"no profile named {name!r}")
-            where, params = "m.profile_id = ?", [profile.id]
-        else:
-            where, params = where_for(actor, selection.view or View.ACTIVE, selection.filter_text)
-            if selection.up_to_id is not None:
-                where, params = f"{where} AND m.id <= ?", [*params, selection.up_to_id]
-        if only is not None:
-            count = database.execute_sql(f"SELECT count(*) FROM mailbox m WHERE {where}", params).fetchone()[0]
-            if count == 0:
-                raise NotFound("no mailboxes selected")
-            database.execute_sql(f"INSERT INTO {table} (id) SELECT m.id FROM mailbox m WHERE ({where}) "
-                                 f"AND {only[0]}", [*params, *only[1]])
-            return count
-        database.execute_sql(f"INSERT INTO {table} (id) SELECT m.id FROM mailbox m WHERE {where}", params)
+        source = "FROM mailbox m"
+        where, params = where_for(actor, selection.view or View.ACTIVE, selection.filter_text)
+        if selection.up_to_id is not None:
+            where, params = f"{where} AND m.id <= ?", [*params, selection.up_to_id]
+    if only is None:
+        database.execute_sql(f"INSERT INTO {table} (id) SELECT m.id {source} WHERE {where}", params)
+        return _count(table)
+    count = database.execute_sql(f"SELECT count(*) {source} WHERE {where}", params).fetchone()[0]
+    if count == 0:
+        raise NotFound("no mailboxes selected")
+    database.execute_sql(f"INSERT INTO {table} (id) SELECT m.id {source} WHERE ({where}) AND {only[0]}",
+                         [*params, *only[1]])
+    return count
+
+
+def _count(table: str) -> int:
     count = database.execute_sql(f"SELECT count(*) FROM {table}").fetchone()[0]
     if count == 0:
         raise NotFound("no mailboxes selected")
     return count
+
+
+def id_runs_json(ids: Iterable[int]) -> str:
+    """``ids`` as a JSON list of [first, last] runs of consecutive ids, ascending, each id once."""
+    ordered = ids if isinstance(ids, array) and _ascending(ids) else array("q", sorted(set(ids)))
+    if not ordered:
+        return "[]"
+    runs = []
+    first = last = ordered[0]
+    for record_id in itertools.islice(ordered, 1, None):
+        if record_id != last + 1:
+            runs.append(f"[{first},{last}]")
+            first = record_id
+        last = record_id
+    runs.append(f"[{first},{last}]")
+    return "[" + ",".join(runs) + "]"
+
+
+def _ascending(ids: array) -> bool:
+    return all(map(int.__lt__, ids, itertools.islice(ids, 1, None)))
 
 
 def _examples(where: str, params: Sequence[Any] = ()) -> tuple[int, str]:

@@ -20,7 +20,8 @@ the commit, the profile of where the time goes.
 The SQLite database comes from make_mailboxes.py and is copied (and synced) before each run. For
 PostgreSQL a private server is started as the test suite starts it (tests/lab/postgres.py: fsync
 off, so commits cost no disk flush), the SQLite database is copied into it once with
-``mbxtui.core.transfer`` and vacuumed, and each run gets its own ``CREATE DATABASE ... TEMPLATE``.
+``mbxtui.core.transfer`` and vacuumed, and each run gets its own ``CREATE DATABASE ... TEMPLATE``
+(``--pg-template URL`` reuses a database copied before, on a server kept running).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -115,32 +117,50 @@ class SqliteCopies:
 class PostgresCopies:
     name = "PostgreSQL"
 
-    def __init__(self, source: Path) -> None:
-        from mbxtui.core import transfer
-        from tests.lab.postgres import start_postgres
+    def __init__(self, source: Path, template_url: str | None = None) -> None:
+        """Copies of ``template_url`` (a database already holding the mailboxes, on a server
+        this benchmark may create databases on), else of ``source`` copied into a new private server."""
+        import psycopg2
 
-        self.server = start_postgres()
-        self.name = f"PostgreSQL {self.server.version}"
-        url = self.server.create_database(PG_TEMPLATE)
-        started = time.perf_counter()
-        transfer.copy_installation(source, url)
-        self.server.psql("VACUUM ANALYZE", database=PG_TEMPLATE)
-        print(f"  copied {source.name} into PostgreSQL and vacuumed it in {time.perf_counter() - started:.0f} s",
-              flush=True)
+        self.server = None
+        if template_url is None:
+            from mbxtui.core import transfer
+            from tests.lab.postgres import start_postgres
+
+            self.server = start_postgres()
+            template_url = self.server.create_database(PG_TEMPLATE)
+            started = time.perf_counter()
+            transfer.copy_installation(source, template_url)
+            self.server.psql("VACUUM ANALYZE", database=PG_TEMPLATE)
+            print(f"  copied {source.name} into PostgreSQL and vacuumed it in {time.perf_counter() - started:.0f} s",
+                  flush=True)
+        parts = urlsplit(template_url)
+        self.template = parts.path.lstrip("/")
+        self.url_of = lambda name: urlunsplit(parts._replace(path="/" + name))
+        self.admin = psycopg2.connect(self.url_of("postgres"))
+        self.admin.autocommit = True
+        with self.admin.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            self.name = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
         self.runs = 0
 
     @contextmanager
     def fresh(self) -> Iterator[str]:
         self.runs += 1
         name = f"bulk_run_{self.runs}"
-        url = self.server.create_database(name, template=PG_TEMPLATE)
+        with self.admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}" STRATEGY = FILE_COPY')
         try:
-            yield url
+            yield self.url_of(name)
         finally:
-            self.server.drop_database(name)
+            with self.admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
-        self.server.stop()
+        self.admin.close()
+        if self.server is not None:
+            self.server.stop()
 
 
 def run_one(location: str, action: str, view: str, way: str, statements: bool) -> dict[str, Any]:
@@ -175,6 +195,8 @@ def main() -> int:
     parser.add_argument("--ways", default="view,ids")
     parser.add_argument("--data-dir", type=Path, default=None, help="where make_mailboxes keeps its databases")
     parser.add_argument("--statements", action="store_true", help="print the time of each statement")
+    parser.add_argument("--pg-template", metavar="postgresql://...",
+                        help="a database already holding the mailboxes (from an earlier run) to copy for each run")
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"bulk actions benchmark: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, "
@@ -183,7 +205,8 @@ def main() -> int:
     rows = []
     for backend in args.backends.split(","):
         scratch = Path(tempfile.mkdtemp(prefix="mbxtui-bench-bulk-"))
-        copies = SqliteCopies(source, scratch) if backend == "sqlite" else PostgresCopies(source)
+        copies = (SqliteCopies(source, scratch) if backend == "sqlite"
+                  else PostgresCopies(source, args.pg_template))
         try:
             for view in args.views.split(","):
                 for way in args.ways.split(","):

@@ -22,8 +22,8 @@ from tests.core.support import last_audit_id, profile_fields, snapshot
 STATUSES = ("not_run", "success", "failure")
 METHODS = {"incoming_method": ("none", "server_side_sync", "forward_mailbox"),
            "outgoing_method": ("none", "server_side_sync"), "act_method": ("none", "server_side_sync")}
-COLUMNS = ("id", "email", "profile_id", "is_forward", "approval", "approved_by", "approved_on", "active", "incoming_method",
-           "outgoing_method", "act_method", "incoming_status", "outgoing_status", "act_status", "overall_status",
+COLUMNS = ("id", "email", "profile_id", "is_forward", "approval", "approved_by", "approved_on", "active",
+           "incoming_method", "outgoing_method", "act_method", "incoming_status", "outgoing_status", "act_status", "overall_status",
            "incoming_enabled", "outgoing_enabled", "act_enabled", "last_error_code", "last_error_text",
            "transient_failures", "postponed_until", "row_version")
 

@@ -131,11 +131,11 @@ def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | 
         method_changed = f"({methods_where} AND {direction}_method != {_literal(value)})"
         for column, reset in ((f"{direction}_status", "'not_run'"), (f"{direction}_enabled", "0")):
             assignments[column] = f"CASE WHEN {resets[direction]} OR {method_changed} THEN {reset} ELSE {column} END"
-        assignments[f"{direction}_method"] = f"CASE WHEN {methods_where} THEN {_literal(value)} ELSE {direction}_method END"
+        assignments[f"{direction}_method"] = (f"CASE WHEN {methods_where} THEN {_literal(value)} "
+                                              f"ELSE {direction}_method END")
     assignments["overall_status"] = overall_status_of(assignments)
-    database.execute_sql(
-        f"{update_selected()} SET " + ", ".join(f"{column} = {expression}" for column, expression in assignments.items())
-        + ", " + _touch(), [utcnow()])
+    columns = ", ".join(f"{column} = {expression}" for column, expression in assignments.items())
+    database.execute_sql(f"{update_selected()} SET {columns}, " + _touch(), [utcnow()])
     return changed
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from mbxtui.core.db import write_transaction
 from mbxtui.core.jobs import queue as job_queue
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services.mailboxes import Selection, materialise
+from mbxtui.core.services.selection import Selection, materialise
 
 
 @dataclass(frozen=True)

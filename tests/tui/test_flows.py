@@ -19,7 +19,7 @@ from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import credentials, mailboxes, profiles, users
 from mbxtui.core.services.mailboxes import Selection
 from mbxtui.tui.app import MbxApp, default_theme
-from mbxtui.tui.screens import SCREENS
+from mbxtui.tui.navigation import screens
 from mbxtui.tui.screens.help import HelpScreen
 from mbxtui.tui.screens.mailbox_detail import FIELDS, MailboxDetailScreen, MailboxEditScreen
 from mbxtui.tui.screens.mailboxes import BulkEditScreen, MailboxesScreen
@@ -32,6 +32,8 @@ from tests.tui.conftest import (
     AUTH_FAILED_MAILBOX, AUTH_FAILED_TEXT, BRANCH, HEAD_OFFICE, Console, notifications, offered, screen_text,
     settle,
 )
+
+SCREENS = screens()
 
 TEST_RUN_TIMEOUT = 30.0
 
@@ -239,7 +241,7 @@ def test_bulk_edit_chooses_the_profile_in_a_modal_then_confirms(console: Console
             await put_cursor_on(pilot, grid, email)
             await pilot.press("space")
         await pilot.press("e")
-        await pilot.pause()
+        await settle(app, pilot)  # the profiles to choose from arrive
         modal = app.screen
         assert isinstance(modal, BulkEditScreen)
         assert "Bulk edit of 2 mailbox(es)" in screen_text(app)

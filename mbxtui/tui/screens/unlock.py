@@ -19,7 +19,7 @@ class UnlockScreen(ModalScreen[bool]):
     UnlockScreen .error { color: $error; height: auto; }
     UnlockScreen Input { margin-top: 1; }
     """
-    BINDINGS = [Binding("escape", "skip", "Continue without secrets")]
+    BINDINGS = [Binding("escape", "skip", "Continue without secrets", id="unlock-skip")]
 
     def __init__(self, store: SecretStore):
         super().__init__()

@@ -35,6 +35,8 @@ def run_service(node: DOMNode, call: Callable[[], T], answer: Callable[[T], Mess
     def in_thread() -> None:
         if LOAD_DELAY_SECONDS:
             time.sleep(LOAD_DELAY_SECONDS)
+        if get_current_worker().is_cancelled:  # its screen was closed, or a newer call made, meanwhile
+            return
         try:
             result = call()
         except MbxError as exc:

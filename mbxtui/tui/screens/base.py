@@ -27,10 +27,14 @@ class BaseScreen(Screen):
     ``mailboxes_tested`` (Test & Enable results) and ``progress_changed`` (the status line's text)."""
 
     PERMISSIONS: dict[str, Permission] = {}
+    _actor: Actor | None = None
 
     @property
     def actor(self) -> Actor:
-        return self.app.actor
+        """The operator; kept once read, for the workers that still run after the screen is gone."""
+        if self._actor is None:
+            self._actor = self.app.actor
+        return self._actor
 
     def may(self, permission: Permission) -> bool:
         return allowed(self.actor, permission)

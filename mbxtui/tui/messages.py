@@ -4,7 +4,7 @@ and each service call run off the UI thread comes back as one of these (see ``tu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from textual.message import Message
 
@@ -108,34 +108,11 @@ class ProfileNamesLoaded(Message):
 
 
 @dataclass
-class MailboxFound(Message):
-    """The mailbox an alert or a user is about, to open it."""
-
-    mailbox_id: int
+class Unlocked(Message):
+    """The secrets store took the master password."""
 
 
 # -- actions done --
-
-@dataclass
-class BulkActionDone(Message):
-    """A bulk action on mailboxes finished; ``outcome`` is what its service returned."""
-
-    title: str
-    outcome: Any
-
-
-@dataclass
-class TestsScheduled(Message):
-    """Test & Enable was queued (``jobs.schedule``'s answer: batch, selected, queued)."""
-
-    title: str
-    request: dict[str, Any]
-
-
-@dataclass
-class ConnectionTested(Message):
-    result: dict[str, Any]
-
 
 @dataclass
 class Done(Message):
@@ -143,4 +120,4 @@ class Done(Message):
     the UI thread with the service's answer."""
 
     result: Any
-    then: Any
+    then: Callable[[Any], None]

@@ -552,13 +552,13 @@ def test_the_master_password_screen_unlocks_an_existing_secrets_file(console: Co
         box = unlock.query_one("#master", Input)
         assert box.password
         await pilot.press(*"the wrong one", "enter")
-        await pilot.pause()
+        await settle(app, pilot)  # the key derivation runs in a worker
         assert "Wrong master password" in str(unlock.query_one("#error", Static).render())
         assert app.screen is unlock and box.value == ""
         await pilot.press(*"the right one")
         assert "the right one" not in screen_text(app)
         await pilot.press("enter")
-        await pilot.pause()
+        await settle(app, pilot)
         assert isinstance(app.screen, MailboxesScreen)
         assert not app.store.needs_master_password
 
@@ -581,7 +581,7 @@ def test_the_master_password_is_chosen_twice_for_a_new_secrets_file(console: Con
         await pilot.press(*"agreed", "enter")
         assert "Enter the same master password again" in str(unlock.query_one("#error", Static).render())
         await pilot.press(*"agreed", "enter")
-        await pilot.pause()
+        await settle(app, pilot)
         assert isinstance(app.screen, MailboxesScreen)
 
     console.run(scenario, store=store)

@@ -15,7 +15,7 @@ from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import alerts, audit, credentials, mailboxes, profiles
 from mbxtui.core.services.mailboxes import BulkResult, Selection
-from mbxtui.tui.messages import MailboxDetailLoaded
+from mbxtui.tui.messages import MailboxDetailLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, options
 from mbxtui.tui.widgets.confirm import ConfirmScreen
@@ -86,6 +86,10 @@ class MailboxDetailScreen(BaseScreen):
                 audit.list_entries(self.actor, record_kind="mailbox", record_id=mailbox_id, limit=30))
 
         self.load(read, lambda loaded: loaded)
+
+    def service_failed(self, message: ServiceFailed) -> None:
+        if message.group == "load" and not self.row:
+            self.query_one("#fields", Static).update(f"Not loaded: {message.problem} (ctrl+r tries again)")
 
     def on_mailbox_detail_loaded(self, message: MailboxDetailLoaded) -> None:
         if message.row is None:

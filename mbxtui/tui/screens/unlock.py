@@ -63,6 +63,8 @@ class UnlockScreen(ModalScreen[bool]):
         run_service(self, lambda: self.store.unlock(value), lambda _none: Unlocked(), group="unlock")
 
     def on_unlocked(self, _message: Unlocked) -> None:
+        if self.store.notice:
+            self.app.notify(self.store.notice, title="Keyring", timeout=10)
         self.dismiss(True)
 
     def on_service_failed(self, message: ServiceFailed) -> None:

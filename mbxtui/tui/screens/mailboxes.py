@@ -304,7 +304,8 @@ class BulkEditScreen(ModalScreen[dict | None]):
     BulkEditScreen .actions { height: auto; align-horizontal: right; margin-top: 1; }
     BulkEditScreen Button { margin-left: 2; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="bulk-edit-cancel"), Binding("ctrl+s", "apply", "Apply", id="bulk-edit-apply")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="bulk-edit-cancel"),
+                Binding("ctrl+s", "apply", "Apply", id="bulk-edit-apply")]
 
     def __init__(self, count: int):
         super().__init__()

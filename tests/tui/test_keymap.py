@@ -102,3 +102,22 @@ def test_no_keymap_file_is_no_keymap_and_no_problem(config_dir: Path):
     assert (keymap.keys, keymap.problems) == ({}, [])
     write_keymap(config_dir, 'help = "f1, h"\ngrid.toggle_mark = "m"\n')
     assert read_keymap().keys == {"help": "f1,h", "grid.toggle_mark": "m"}
+
+
+def test_the_navigation_table_makes_the_function_keys_and_the_palette_entries(console: Console, config_dir: Path):
+    from mbxtui.tui.navigation import NAVIGATION
+
+    write_keymap(config_dir, 'go-alerts = "f9"\n')
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        assert set(SCREENS) == {destination.name for destination in NAVIGATION}
+        commands = {command.title: command.help for command in app.get_system_commands(app.screen)}
+        for destination in NAVIGATION:
+            key = "f9" if destination.name == "alerts" else destination.key
+            assert commands[destination.title] == f"{destination.palette} (key: {key})", commands
+        for destination in NAVIGATION:
+            await pilot.press("f9" if destination.name == "alerts" else destination.key)
+            await settle(app, pilot)
+            assert isinstance(app.screen, SCREENS[destination.name]), destination
+
+    console.run(scenario)

@@ -12,17 +12,17 @@ from mbxtui.core.errors import MbxError
 from mbxtui.core.models import database
 
 
-class ChangesUnavailable(MbxError):
+class ChangeSignalUnavailable(MbxError):
     """The database's change signal could not be opened; the message says why, on one line."""
 
 
 def watch_changes(on_change: Callable[[], None], *, on_error: Callable[[Exception], None]) -> ChangeWatcher:
     """Start watching the open database for changes made elsewhere (see ``core/changes.py``);
-    raises ``ChangesUnavailable`` when its signal cannot be opened."""
+    raises ``ChangeSignalUnavailable`` when its signal cannot be opened."""
     try:
         return ChangeWatcher(database.obj, on_change, on_error=on_error).start()
     except DATABASE_ERRORS as exc:
-        raise ChangesUnavailable(one_line(exc)) from None
+        raise ChangeSignalUnavailable(one_line(exc)) from None
 
 
 def start_checkpoints() -> BackgroundCheckpoints:

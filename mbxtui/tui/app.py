@@ -17,7 +17,7 @@ from mbxtui.core import jobs
 from mbxtui.core.jobs import MailboxTested
 from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
 from mbxtui.core.secrets import SecretStore, SecretsError
-from mbxtui.core.session import ChangesUnavailable as SignalUnavailable
+from mbxtui.core.session import ChangeSignalUnavailable
 from mbxtui.core.session import one_line, start_checkpoints, watch_changes
 from mbxtui.tui import navigation
 from mbxtui.tui.keymap import read_keymap
@@ -107,7 +107,7 @@ class MbxApp(App):
         try:
             self._changes = watch_changes(lambda: self.post_message(DataChanged()),
                                           on_error=lambda exc: self.post_message(ChangesUnavailable(one_line(exc))))
-        except SignalUnavailable as exc:  # the console works without it; Ctrl+R still reloads
+        except ChangeSignalUnavailable as exc:  # the console works without it; Ctrl+R still reloads
             self.on_changes_unavailable(ChangesUnavailable(str(exc)))
 
     def on_data_changed(self, message: DataChanged) -> None:

@@ -16,9 +16,10 @@ from mbxtui.core import db, dialect
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import mailbox_pages, mailboxes, operators, profiles, settings, users
+from mbxtui.core.services import bulk, mailbox_pages, mailbox_views, mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
-from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, Selection
+from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.widgets.grid import MailboxGrid
 from tests.backends import Databases
 
@@ -57,9 +58,9 @@ def build_grid_database(path: Path | str) -> None:
     users.add_user(admin, "Mallory", ESCAPED_EMAIL)
     # Names are validated on the way in; this one comes from elsewhere (an old import, raw SQL).
     database.execute_sql("UPDATE mailbox SET name = ? WHERE email = ?", [ESCAPED_NAME, ESCAPED_EMAIL])
-    mailboxes.bulk_edit(admin, Selection.of_emails(emails[::7]), profile="pop")
-    mailboxes.approve(admin, Selection.of_emails(emails[:150]))
-    mailboxes.reject(admin, Selection.of_emails(emails[150:160]))
+    bulk.bulk_edit(admin, Selection.of_emails(emails[::7]), profile="pop")
+    bulk.approve(admin, Selection.of_emails(emails[:150]))
+    bulk.reject(admin, Selection.of_emails(emails[150:160]))
     january, february = (dialect.current().plus_seconds(f"'{day}'", "id * 3600") for day in ("2024-01-01", "2024-02-01"))
     database.execute_sql(
         "UPDATE mailbox SET incoming_status = 'success', outgoing_status = 'success', incoming_enabled = 1, "
@@ -118,7 +119,7 @@ def drive(app: GridApp, size: tuple[int, int], scenario: Callable[..., Awaitable
 
 
 def reference(actor: Actor, **query) -> list[int]:
-    return mailboxes.ids_in_view(actor, **query)
+    return mailbox_views.ids_in_view(actor, **query)
 
 
 def lines(grid: MailboxGrid) -> list[str]:
@@ -382,7 +383,7 @@ def test_refresh_rows_shows_new_values_and_reload_drops_rows_that_left_the_view(
         assert "scheduled" not in row_line(grid, first)
         grid.refresh_rows([first])
         assert "scheduled" in row_line(grid, first)
-        mailboxes.approve(admin, Selection.of_ids([first]))
+        bulk.approve(admin, Selection.of_ids([first]))
         grid.refresh_rows()
         assert "approved" in row_line(grid, first)
         assert grid.row_count == len(reference(admin, view="pending")) + 1
@@ -428,7 +429,7 @@ def test_ordered_ids_equal_the_services_view_query_for_every_view_and_filter(adm
 @pytest.mark.parametrize("view", ["all", "active", "pending", "disabled"])
 def test_ordered_ids_equal_the_services_view_query_for_every_sort(admin: Actor, either_way: str, view: str):
     pages = MailboxPages(admin)
-    for sort in mailboxes.SORT_COLUMNS:
+    for sort in mailbox_views.SORT_COLUMNS:
         for descending in (False, True):
             for filter_text in ("", "corp"):
                 query = GridQuery(view=view, filter_text=filter_text, sort=sort, descending=descending)
@@ -466,7 +467,7 @@ def test_a_large_view_is_shown_from_its_head_while_the_rest_is_read(admin: Actor
         assert not grid.still_reading
         grid.set_query(sort="email", descending=True)  # a new order: read in two steps again
         assert grid.row_count == len(expected) and grid.cursor_row == 0
-        first = mailboxes.rows_by_ids(admin, expected[:5])
+        first = mailbox_views.rows_by_ids(admin, expected[:5])
         for line, mailbox_id in zip(lines(grid)[1:6], expected[:5]):
             assert first[mailbox_id]["email"] in line
         await pilot.press("end")
@@ -481,7 +482,7 @@ def test_a_large_view_is_shown_from_its_head_while_the_rest_is_read(admin: Actor
 def test_a_cached_order_is_not_used_once_the_database_changed(admin: Actor, either_way: str):
     pages = MailboxPages(admin)
     before = list(pages.ordered_ids(GridQuery(view="all", sort="approval")))
-    mailboxes.approve(admin, Selection.of_view("pending"))
+    bulk.approve(admin, Selection.of_view("pending"))
     after = list(pages.ordered_ids(GridQuery(view="all", sort="approval")))
     assert after == reference(admin, view="all", sort="approval") != before
     newcomer = users.add_user(admin, "Newcomer", "newcomer@corp.test")
@@ -495,4 +496,4 @@ def test_rows_are_read_by_id_and_a_viewer_may_read_them(admin: Actor):
     ids = reference(viewer, view="all")[:5]
     rows = MailboxPages(viewer).rows([*ids, 10**9])
     assert sorted(rows) == sorted(ids)
-    assert rows[ids[0]].email == mailboxes.rows_by_ids(viewer, [ids[0]])[ids[0]]["email"]
+    assert rows[ids[0]].email == mailbox_views.rows_by_ids(viewer, [ids[0]])[ids[0]]["email"]

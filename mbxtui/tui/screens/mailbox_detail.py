@@ -13,8 +13,9 @@ from mbxtui.core import jobs
 from mbxtui.core.display import cell, safe, test_step_lines
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import alerts, audit, credentials, mailboxes, profiles
-from mbxtui.core.services.mailboxes import BulkResult, Selection
+from mbxtui.core.services import alerts, audit, bulk, credentials, mailbox_views, mailboxes, profiles
+from mbxtui.core.services.bulk import BulkResult
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.messages import MailboxDetailLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, options
@@ -77,7 +78,7 @@ class MailboxDetailScreen(BaseScreen):
         mailbox_id = self.mailbox_id
 
         def read() -> MailboxDetailLoaded:
-            row = mailboxes.rows_by_ids(self.actor, [mailbox_id]).get(mailbox_id)
+            row = mailbox_views.rows_by_ids(self.actor, [mailbox_id]).get(mailbox_id)
             if row is None:
                 return MailboxDetailLoaded(mailbox_id, None)
             return MailboxDetailLoaded(
@@ -159,7 +160,7 @@ class MailboxDetailScreen(BaseScreen):
             self.notify("Approved")
             self.action_reload()
 
-        self.call(lambda: mailboxes.approve(self.actor, Selection.of_ids([self.mailbox_id])), approved,
+        self.call(lambda: bulk.approve(self.actor, Selection.of_ids([self.mailbox_id])), approved,
                   group="approve")
 
 

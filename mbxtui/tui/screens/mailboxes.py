@@ -15,8 +15,9 @@ from mbxtui.core import jobs
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, View
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import mailboxes, profiles
-from mbxtui.core.services.mailboxes import BulkResult, Selection
+from mbxtui.core.services import bulk, profiles
+from mbxtui.core.services.bulk import BulkResult, DefaultsApplied
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.messages import ProfileNamesLoaded
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.workers import run_service
@@ -239,25 +240,25 @@ class MailboxesScreen(BaseScreen):
     def changed(result: BulkResult) -> str:
         return f"{result.changed:,} of {result.selected:,} changed"
 
-    # jobs.schedule and mailboxes.apply_defaults answer with dicts (batch ids and counts).
     def queued(self, request: dict[str, Any]) -> str:
+        """``jobs.schedule`` answers with a dict (batch, selected, queued)."""
         self.app.watch_batch(request["batch"])
         return f"{request['queued']:,} queued"
 
-    def defaults_applied(self, outcome: dict[str, Any]) -> str:
-        if not outcome.get("test_batch"):
-            return ""
-        self.app.watch_batch(outcome["test_batch"])
-        return f"{outcome['selected']:,} changed; Test & Enable queued"
+    def defaults_applied(self, outcome: DefaultsApplied) -> str:
+        if not outcome.test_batch:
+            return self.changed(outcome)
+        self.app.watch_batch(outcome.test_batch)
+        return f"{outcome.selected:,} changed; Test & Enable queued"
 
     def action_approve(self) -> None:
         self._confirm_then("Approve email", "Approve the email address of {count} {noun}? Approval is recorded "
-                           f"as {self.actor.login}.", lambda selection: mailboxes.approve(self.actor, selection),
+                           f"as {self.actor.login}.", lambda selection: bulk.approve(self.actor, selection),
                            self.changed)
 
     def action_reject(self) -> None:
         self._confirm_then("Reject email", "Reject the email address of {count} {noun}? They are disabled until "
-                           "approved.", lambda selection: mailboxes.reject(self.actor, selection), self.changed)
+                           "approved.", lambda selection: bulk.reject(self.actor, selection), self.changed)
 
     def action_test(self) -> None:
         self._confirm_then("Test & Enable", "Test the connection of {count} {noun} in the background and enable "
@@ -267,11 +268,11 @@ class MailboxesScreen(BaseScreen):
     def action_apply_defaults(self) -> None:
         self._confirm_then("Apply Default Email Settings", "Give {count} {noun} the organisation's default profile "
                            "and methods, then Test & Enable them?",
-                           lambda selection: mailboxes.apply_defaults(self.actor, selection), self.defaults_applied)
+                           lambda selection: bulk.apply_defaults(self.actor, selection), self.defaults_applied)
 
     def action_deactivate(self) -> None:
         self._confirm_then("Deactivate", "Deactivate {count} {noun}? They are disabled and their queued tests "
-                           "cancelled.", lambda selection: mailboxes.deactivate(self.actor, selection), self.changed)
+                           "cancelled.", lambda selection: bulk.deactivate(self.actor, selection), self.changed)
 
     def action_bulk_edit(self) -> None:
         count = self.grid.target_count()
@@ -283,7 +284,7 @@ class MailboxesScreen(BaseScreen):
                 return
             described = ", ".join(f"{k} = {v}" for k, v in changes.items())
             self._confirm_then("Bulk edit", "Set " + described + " on {count} {noun}? Changed directions must be "
-                               "tested again.", lambda selection: mailboxes.bulk_edit(self.actor, selection, **changes),
+                               "tested again.", lambda selection: bulk.bulk_edit(self.actor, selection, **changes),
                                self.changed)
 
         self.app.push_screen(BulkEditScreen(count), chosen)

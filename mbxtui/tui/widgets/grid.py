@@ -29,7 +29,7 @@ from textual.strip import Strip
 from mbxtui.core.idset import IdSet
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services.mailbox_pages import BackgroundRead, GridQuery, GridRow, MailboxPages, OrderedIds
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services.selection import Selection
 
 
 class Column(NamedTuple):

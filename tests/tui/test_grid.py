@@ -5,6 +5,7 @@ the fast id lists it reads, held to the services' own view queries."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
@@ -109,9 +110,25 @@ class GridApp(App):
         self.mark_counts.append(message.count)
 
 
+async def settled(pilot, grid: MailboxGrid, timeout: float = 10.0) -> None:
+    """Wait until the grid's reads (the view's ids, the rows on screen) have all arrived and been drawn."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await pilot.pause()
+        if not grid.still_reading and not grid.reading_rows:
+            grid.render_lines(grid.region.reset_offset)  # asks for the rows on screen that are missing
+            await pilot.pause()
+            if not grid.reading_rows:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError("the grid's reads did not complete")
+        await asyncio.sleep(0.005)
+
+
 def drive(app: GridApp, size: tuple[int, int], scenario: Callable[..., Awaitable[None]]) -> None:
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
+            await settled(pilot, app.grid)
             await scenario(pilot)
 
     asyncio.run(main())
@@ -199,6 +216,7 @@ def test_mark_all_takes_every_row_of_the_view_and_filter_not_only_those_on_scree
         await pilot.press("escape")
         assert not grid.marked
         grid.set_query(filter_text="corp")
+        await settled(pilot, grid)
         await pilot.press("a")
         assert grid.marked == set(matching)
         assert grid.target_selection() == Selection.of_view("pending", "corp", up_to_id=max(matching))
@@ -239,6 +257,7 @@ def test_filter_shows_only_matching_mailboxes_and_keeps_the_cursor_on_its_mailbo
         grid.cursor_row = grid.position_of(target)
         for text in ("c", "ca", "car", "carol"):
             grid.set_query(filter_text=text)
+            await settled(pilot, grid)
             assert list(grid.mailbox_ids) == reference(admin, view="active", filter_text=text)
             assert grid.cursor_id == target
         await pilot.pause()
@@ -246,6 +265,7 @@ def test_filter_shows_only_matching_mailboxes_and_keeps_the_cursor_on_its_mailbo
         assert len(shown) == min(grid.row_count, 23) > 3
         assert all("Carol" in line for line in shown)
         grid.set_query(filter_text="no such mailbox")
+        await settled(pilot, grid)
         assert grid.row_count == 0 and grid.cursor_id is None and grid.target_ids() == []
         assert "No mailboxes match the filter" in lines(grid)[1]
         await pilot.press("down", "end", "space", "a", "v")
@@ -264,16 +284,20 @@ def test_sort_by_each_key_in_both_directions(admin: Actor):
         grid = app.grid
         assert "Name ▲" in lines(grid)[0]
         await pilot.press("S")
+        await settled(pilot, grid)
         assert (grid.sort, grid.descending) == ("name", True)
         assert list(grid.mailbox_ids) == reference(admin, view="active", sort="name", descending=True)
         assert "Name ▼" in lines(grid)[0]
         await pilot.press("s")
+        await settled(pilot, grid)
         assert (grid.sort, grid.descending) == ("email", False)
         assert list(grid.mailbox_ids) == reference(admin, view="active", sort="email")
         assert "Email address ▲" in lines(grid)[0]
         grid.cycle_sort("last_tested")
+        await settled(pilot, grid)
         assert list(grid.mailbox_ids) == reference(admin, view="active", sort="last_tested")
         grid.cycle_sort("last_tested")
+        await settled(pilot, grid)
         assert list(grid.mailbox_ids) == reference(admin, view="active", sort="last_tested", descending=True)
         header = lines(grid)[0]
         assert "Last tested ▼" in header  # shown although it has the lowest priority at 80 columns
@@ -379,14 +403,18 @@ def test_refresh_rows_shows_new_values_and_reload_drops_rows_that_left_the_view(
         database.execute_sql("UPDATE mailbox SET test_scheduled = 1 WHERE id = ?", [first])
         assert "scheduled" not in row_line(grid, first)
         grid.refresh_rows([10**9])  # on no page held: nothing is read again
+        await settled(pilot, grid)
         assert "scheduled" not in row_line(grid, first)
         grid.refresh_rows([first])
+        await settled(pilot, grid)
         assert "scheduled" in row_line(grid, first)
         mailboxes.approve(admin, Selection.of_ids([first]))
         grid.refresh_rows()
+        await settled(pilot, grid)
         assert "approved" in row_line(grid, first)
         assert grid.row_count == len(reference(admin, view="pending")) + 1
         grid.reload()
+        await settled(pilot, grid)
         assert list(grid.mailbox_ids) == reference(admin, view="pending")
         assert grid.marked == {second} and grid.cursor_id == second
         await pilot.pause()
@@ -465,6 +493,7 @@ def test_a_large_view_is_shown_from_its_head_while_the_rest_is_read(admin: Actor
             await pilot.pause(0.01)
         assert not grid.still_reading
         grid.set_query(sort="email", descending=True)  # a new order: read in two steps again
+        await settled(pilot, grid)
         assert grid.row_count == len(expected) and grid.cursor_row == 0
         first = mailboxes.rows_by_ids(admin, expected[:5])
         for line, mailbox_id in zip(lines(grid)[1:6], expected[:5]):

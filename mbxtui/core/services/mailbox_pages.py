@@ -16,7 +16,14 @@ just those rows, with the view's own condition from ``mailboxes.view_condition``
 
 Reading a whole order into Python still costs a few hundred milliseconds at a million mailboxes,
 so a large view is read in two steps: its first ``HEAD`` ids at once, by walking the index only
-as far as needed, and the rest on a thread of its own (``BackgroundRead``).
+as far as needed, and the rest afterwards (the console does both on a worker thread).
+
+A filter that many mailboxes match, or one too short for the trigram index (one or two
+characters: a scan of the whole table, 0.4-0.7 s at a million), is answered the same way: the
+sort column's index is walked in display order and each batch of ids is tested with the filter's
+own SQL, so the first rows are found in milliseconds when matches are common; the whole list,
+and so the count, comes with the rest. The walk has a time budget (``WALK_SECONDS``): a rare
+match ends it early with what was found so far, and the rest brings everything.
 """
 
 from __future__ import annotations
@@ -26,9 +33,8 @@ import heapq
 import itertools
 import json
 import sqlite3
-import threading
+import time
 from array import array
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Sequence
 
@@ -58,6 +64,11 @@ INACTIVE_IDS = "SELECT id FROM mailbox WHERE active = 0"
 SMALL_RESULT_WITH_ORDER = 50_000
 SMALL_RESULT_WITHOUT_ORDER = 200_000
 HEAD = 1000  # ids read at once when the rest of a large view is read in the background
+# A filter is "common" when the trigram index finds more than this many matches: walking the
+# order finds the first screen of them sooner than reading and intersecting them all.
+COMMON_FILTER_MATCHES = 20_000
+WALK_BATCH = 500  # ids tested against the filter per statement while walking the order
+WALK_SECONDS = 0.05  # how long the walk for a filter's first matches may take
 
 GRID_COLUMNS = (
     "m.id, m.name, m.email, m.regarding, p.name, m.incoming_method, m.outgoing_method, m.act_method, "
@@ -106,16 +117,28 @@ def _ids(conn: sqlite3.Connection, sql: str, params: Sequence[object] = ()) -> a
     return array("q", itertools.chain.from_iterable(conn.execute(sql, params)))
 
 
+def check_query(query: GridQuery, actor: Actor) -> None:
+    """Raise ``InvalidInput`` for an unknown view or sort or a bad filter, without reading."""
+    view_condition(query.view, actor)
+    order_by(query.sort, query.descending)
+    filter_condition(query.filter_text)
+
+
 @dataclass
 class OrderedIds:
     """A view's ids in display order, read in one or two steps. ``head`` holds the first ids (all
-    of them when ``read_rest`` is None) and ``total`` is how many there are. ``read_rest(conn)``
-    reads the whole list: a few hundred milliseconds at a million mailboxes, which the console
-    spends on a thread of its own (``BackgroundRead``) while it already shows the head."""
+    of them when ``read_rest`` is None) and ``total`` is how many there are, or None until the
+    rest is read (a filter's first matches). ``read_rest(conn)`` reads the whole list: a few
+    hundred milliseconds at a million mailboxes, which the console spends on a worker thread
+    while it already shows the head."""
 
-    total: int
+    total: int | None
     head: array
     read_rest: Callable[[sqlite3.Connection], array] | None = None
+
+    def whole(self, conn: sqlite3.Connection) -> array:
+        """Every id: the head when that is all, else the rest read on ``conn``."""
+        return self.head if self.read_rest is None else self.read_rest(conn)
 
 
 class MailboxPages:
@@ -130,18 +153,67 @@ class MailboxPages:
 
     def ordered_ids(self, query: GridQuery) -> array:
         """Every mailbox id of the view and filter, in display order."""
-        ordered = self.start_ordered_ids(query)
-        return ordered.head if ordered.read_rest is None else ordered.read_rest(_reader())
+        return self.start_ordered_ids(query).whole(reader())
 
-    def start_ordered_ids(self, query: GridQuery) -> OrderedIds:
+    def start_ordered_ids(self, query: GridQuery, conn: sqlite3.Connection | None = None) -> OrderedIds:
         """The ids of the view and filter in display order: all of them when that is quick, else
-        the first ``HEAD`` and how to read the rest."""
+        the first ``HEAD`` (or the first matches found within ``WALK_SECONDS``) and how to read
+        the rest. Reads on ``conn`` (the thread's own connection by default)."""
         require(self.actor, Permission.READ)
+        check_query(query, self.actor)
+        conn = conn if conn is not None else reader()
+        text = (query.filter_text or "").strip()
+        if text and self._is_common(conn, text):
+            head, exhausted = self._walk_matches(conn, query, text)
+            if exhausted:
+                return OrderedIds(len(head), head)
+            whole = GridQuery(query.view, text, query.sort, query.descending)
+            return OrderedIds(None, head, lambda reader: self._start_indexed(reader, whole, walk=False).whole(reader))
+        return self._start_indexed(conn, query)
+
+    def _is_common(self, conn: sqlite3.Connection, text: str) -> bool:
+        """Whether a filter matches so many mailboxes that walking the order beats the index."""
+        from_index = dialect.current().substring_ids(text)
+        if from_index is None or len(text) < 3:
+            return True  # no index below three characters: a scan of the table
+        sql, params = from_index
+        limited = conn.execute(f"SELECT count(*) FROM ({sql} LIMIT {COMMON_FILTER_MATCHES + 1}) AS matched", params)
+        return limited.fetchone()[0] > COMMON_FILTER_MATCHES
+
+    def _walk_matches(self, conn: sqlite3.Connection, query: GridQuery, text: str) -> tuple[array, bool]:
+        """The first ``HEAD`` ids of the view and filter in display order, found by walking the
+        sort order and testing ``WALK_BATCH`` ids per statement with the view's and the filter's
+        own SQL; also whether the walk reached the end of the order. It stops early, with what it
+        found, once ``WALK_SECONDS`` have passed."""
+        view_sql, view_params = view_condition(query.view, self.actor)
+        filter_sql, filter_params = filter_condition(text)
+        sort = (query.sort or "name").strip().lower()
+        deadline = time.monotonic() + WALK_SECONDS
+        found = array("q")
+        with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
+            while True:
+                batch = list(itertools.islice(walk, WALK_BATCH))
+                if not batch:
+                    return found, True
+                marks = ",".join("?" * len(batch))
+                matched = set(itertools.chain.from_iterable(conn.execute(
+                    f"SELECT m.id FROM mailbox m WHERE m.id IN ({marks}) AND ({view_sql}) AND ({filter_sql})",
+                    [*batch, *view_params, *filter_params])))
+                found.extend(mailbox_id for mailbox_id in batch if mailbox_id in matched)
+                if len(found) >= HEAD:
+                    del found[HEAD:]
+                    return found, False
+                if time.monotonic() >= deadline:
+                    return found, False
+
+    def _start_indexed(self, conn: sqlite3.Connection, query: GridQuery, walk: bool = True) -> OrderedIds:
+        """The ids from the view's and the filter's indexes, kept in the order of the sort
+        column's index (``walk``: the first ``HEAD`` by walking it, when the whole order is not
+        cached)."""
         view = validation.choice("view", query.view, View)
         view_sql, view_params = view_condition(view, self.actor)
         ordering = order_by(query.sort, query.descending)
         sort = (query.sort or "name").strip().lower()
-        conn = _reader()
 
         include_sql, active_only = VIEW_IDS[view]
         candidates = None if include_sql is None else _ids(conn, include_sql, self._view_params(view))
@@ -176,10 +248,6 @@ class MailboxPages:
         if cached is not None:
             ids = in_display_order(cached)
             return OrderedIds(len(ids), ids)
-        with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
-            head = array("q", itertools.islice(keep(walk), HEAD))
-        if len(head) < HEAD:
-            return OrderedIds(len(head), head)
         fingerprint = self._fingerprint(conn)
         backend = dialect.current()
 
@@ -188,7 +256,18 @@ class MailboxPages:
             self._orders = {sort: (fingerprint, order)}
             return in_display_order(order)
 
+        if not walk:
+            return OrderedIds(total, array("q"), read_rest)
+        with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
+            head = array("q", itertools.islice(keep(walk), HEAD))
+        if len(head) < HEAD:
+            return OrderedIds(len(head), head)
         return OrderedIds(total, head, read_rest)
+
+    def newest_id(self, conn: sqlite3.Connection | None = None) -> int:
+        """The largest mailbox id now (mailboxes created later have larger ones)."""
+        conn = conn if conn is not None else reader()
+        return conn.execute("SELECT max(id) FROM mailbox").fetchone()[0] or 0
 
     def forget_orders(self) -> None:
         """Drop the cached sort orders (they are also dropped when the database changes)."""
@@ -300,11 +379,11 @@ class MailboxPages:
 
     # --- rows ----------------------------------------------------------------------------------
 
-    def rows(self, ids: Iterable[int]) -> dict[int, GridRow]:
+    def rows(self, ids: Iterable[int], conn: sqlite3.Connection | None = None) -> dict[int, GridRow]:
         """The grid's cells for these mailboxes, by id (ids that no longer exist are left out)."""
         require(self.actor, Permission.READ)
         wanted = list(ids)
-        conn = _reader()
+        conn = conn if conn is not None else reader()
         found: dict[int, GridRow] = {}
         for start in range(0, len(wanted), PAGE_LIMIT):
             chunk = wanted[start:start + PAGE_LIMIT]
@@ -316,7 +395,7 @@ class MailboxPages:
         return found
 
 
-def _reader(db=None):
+def reader(db=None):  # noqa: ANN001, ANN201  (a peewee database; sqlite3's or dialect.reader's connection)
     """The current thread's plain driver connection to ``db`` (the bound database by default)."""
     db = db if db is not None else database.obj
     return dialect.of(db).reader(db.connection())
@@ -326,41 +405,3 @@ def _intersection(first: array, second: array) -> array:
     small, large = (first, second) if len(first) <= len(second) else (second, first)
     keep = set(small)
     return array("q", filter(keep.__contains__, large))
-
-
-
-class BackgroundRead:
-    """``OrderedIds.read_rest`` running on a thread of its own, over a connection of its own."""
-
-    def __init__(self, ordered: OrderedIds):
-        assert ordered.read_rest is not None
-        self._read_rest = ordered.read_rest
-        self._future: Future[array] = Future()
-        self._cancelled = False
-        self._connection: sqlite3.Connection | None = None
-        self._database = database.obj  # this database, even if the proxy is pointed elsewhere meanwhile
-        threading.Thread(target=self._run, name="mailbox-order", daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            self._connection = _reader(self._database)
-            if self._cancelled:
-                raise sqlite3.OperationalError("interrupted")
-            self._future.set_result(self._read_rest(self._connection))
-        except BaseException as exc:  # handed to whoever asks for the result
-            self._future.set_exception(exc)
-        finally:
-            self._database.close()  # this thread's connection
-
-    def done(self) -> bool:
-        return self._future.done()
-
-    def result(self) -> array:
-        """The whole list, waiting for it if need be."""
-        return self._future.result()
-
-    def cancel(self) -> None:
-        """Stop reading: the result is no longer wanted."""
-        self._cancelled = True
-        if self._connection is not None:
-            self._connection.interrupt()

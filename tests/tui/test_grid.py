@@ -5,11 +5,18 @@ the fast id lists it reads, held to the services' own view queries."""
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
 import time
 from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from rich.console import Console
+from rich.segment import Segments
 from rich.style import Style
 from textual.app import App, ComposeResult
 
@@ -18,9 +25,11 @@ from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import mailbox_pages, mailboxes, operators, profiles, settings, users
-from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
+from mbxtui.core.services.mailbox_pages import GridQuery, GridRow, MailboxPages
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, Selection
 from mbxtui.tui.widgets.grid import MailboxGrid
+from mbxtui.tui.widgets.grid_drawing import COLUMNS, layout, row_view
+from mbxtui.tui.widgets.grid_drawing import row_line as draw_row
 from tests.backends import Databases
 
 ADMIN = "alice"
@@ -525,3 +534,188 @@ def test_rows_are_read_by_id_and_a_viewer_may_read_them(admin: Actor):
     rows = MailboxPages(viewer).rows([*ids, 10**9])
     assert sorted(rows) == sorted(ids)
     assert rows[ids[0]].email == mailboxes.rows_by_ids(viewer, [ids[0]])[ids[0]]["email"]
+
+
+# --- reads off the UI thread ----------------------------------------------------------------------
+
+class Gate:
+    """Holds the real reads of one kind on their worker thread until ``open`` (the UI must not wait)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: type, name: str,
+                 holds: Callable[..., bool] = lambda *args, **kwargs: True) -> None:
+        self.opened = threading.Event()
+        self.held = 0
+        real = getattr(owner, name)
+
+        def gated(*args, **kwargs):
+            if holds(*args, **kwargs):
+                self.held += 1
+                assert threading.current_thread() is not threading.main_thread()
+                self.opened.wait(10)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, gated)
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+async def until(pilot, condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        await pilot.pause(0.01)
+
+
+def test_a_row_is_a_placeholder_while_its_page_is_read_and_its_cells_after(admin: Actor,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    expected = reference(admin, view="active")
+    gate = Gate(monkeypatch, MailboxPages, "rows")
+    app = GridApp(MailboxGrid(admin))
+
+    async def scenario(pilot) -> None:
+        grid = app.grid
+        await until(pilot, lambda: not grid.still_reading and gate.held, "the ids read and a page asked for")
+        assert grid.row_count == len(expected) and grid.cursor_id == expected[0]
+        shown = lines(grid)
+        assert all(line.strip() == "loading…" for line in shown[1:])  # the ids are known, the cells not yet
+        await pilot.press("down", "pagedown")  # keys answer while the rows are read
+        assert grid.cursor_id == expected[24]
+        gate.open()
+        await settled(pilot, grid)
+        rows = mailboxes.rows_by_ids(admin, expected[:80])
+        for line, mailbox_id in zip(lines(grid)[1:], expected[grid.scroll_y:]):
+            assert "loading" not in line and rows[mailbox_id]["email"] in line
+
+    async def main() -> None:  # not drive(): it waits for the reads this test holds
+        async with app.run_test(size=(100, 24)) as pilot:
+            await scenario(pilot)
+
+    asyncio.run(main())
+
+
+def test_an_older_slow_filter_never_replaces_a_newer_one(admin: Actor, monkeypatch: pytest.MonkeyPatch):
+    newer = reference(admin, view="active", filter_text="carol")
+    gate = Gate(monkeypatch, MailboxPages, "start_ordered_ids",
+                holds=lambda self, query, conn=None: query.filter_text == "zo")
+    app = GridApp(MailboxGrid(admin))
+
+    async def scenario(pilot) -> None:
+        grid = app.grid
+        grid.set_query(filter_text="zo")  # held on its worker
+        await until(pilot, lambda: gate.held == 1, "the older read started")
+        grid.set_query(filter_text="carol")
+        await until(pilot, lambda: list(grid.mailbox_ids) == newer, "the newer filter shown")
+        gate.open()
+        await pilot.pause(0.2)  # the older read ends now, and its answer arrives
+        await settled(pilot, grid)
+        assert list(grid.mailbox_ids) == newer and grid.filter_text == "carol"
+        assert all("Carol" in line for line in lines(grid)[1:len(newer) + 1])
+
+    drive(app, (100, 24), scenario)
+
+
+def test_the_head_of_a_large_view_is_shown_while_the_rest_is_read(admin: Actor, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mailbox_pages, "SMALL_RESULT_WITHOUT_ORDER", 10)
+    monkeypatch.setattr(mailbox_pages, "SMALL_RESULT_WITH_ORDER", 10)
+    monkeypatch.setattr(mailbox_pages, "HEAD", 30)
+    expected = reference(admin, view="all", sort="email")
+    gate = Gate(monkeypatch, mailbox_pages.OrderedIds, "whole")
+    app = GridApp(MailboxGrid(admin, view="all", sort="email"))
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 24)) as pilot:
+            grid = app.grid
+            await until(pilot, lambda: gate.held == 1 and grid.row_count, "the head shown")
+            assert grid.still_reading and list(grid.mailbox_ids) == expected[:30]
+            assert grid.row_count == len(expected) and grid.total_known
+            await pilot.press("end")  # beyond the head: a placeholder until the rest arrives
+            assert grid.cursor_row == len(expected) - 1 and grid.cursor_id is None
+            assert lines(grid)[-1].strip() == "loading…"
+            await pilot.press("a")  # marks the whole view, also what is not read yet
+            assert len(grid.marked) == len(expected) and expected[-1] in grid.marked
+            gate.open()
+            await settled(pilot, grid)
+            assert list(grid.mailbox_ids) == expected and grid.cursor_id == expected[-1]
+            assert grid.marked == set(expected)
+            assert grid.target_selection() == Selection.of_view("all", up_to_id=max(expected))
+
+    asyncio.run(main())
+
+
+# --- short and common filters ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["a", "O", "an", "_", "%", "é", "王", "zq", "ou"])
+def test_a_short_filter_shows_its_first_matches_then_the_count(admin: Actor, monkeypatch: pytest.MonkeyPatch,
+                                                              text: str):
+    monkeypatch.setattr(mailbox_pages, "HEAD", 5)
+    for view in ("active", "all", "pending"):
+        expected = reference(admin, view=view, filter_text=text)
+        ordered = MailboxPages(admin).start_ordered_ids(GridQuery(view=view, filter_text=text))
+        assert list(ordered.head) == expected[:5], (view, text)
+        if ordered.read_rest is None:
+            assert ordered.total == len(expected)
+        else:
+            assert ordered.total is None  # counted with the rest
+            assert list(ordered.whole(mailbox_pages.reader())) == expected
+
+
+def test_a_common_filter_walks_the_order_instead_of_reading_every_match(admin: Actor,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mailbox_pages, "HEAD", 5)
+    monkeypatch.setattr(mailbox_pages, "COMMON_FILTER_MATCHES", 20)
+    expected = reference(admin, view="active", filter_text="corp", sort="email", descending=True)
+    ordered = MailboxPages(admin).start_ordered_ids(GridQuery(filter_text="corp", sort="email", descending=True))
+    assert ordered.total is None and list(ordered.head) == expected[:5]
+    assert list(ordered.whole(mailbox_pages.reader())) == expected
+
+
+FILTER_CHARACTERS = "aAbcdeilnoOrtuz.@0123_%éÉ王 "
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=FILTER_CHARACTERS, min_size=1, max_size=2),
+       view=st.sampled_from(VIEWS), sort=st.sampled_from(sorted(mailboxes.SORT_COLUMNS)),
+       descending=st.booleans(), head=st.sampled_from([1, 7, 1000]))
+def test_short_filters_give_the_same_ids_as_the_services_view_query(admin: Actor, text: str, view: str, sort: str,
+                                                                    descending: bool, head: int):
+    owner = operators.current_actor(login=OWNER)
+    expected = reference(owner, view=view, filter_text=text, sort=sort, descending=descending)
+    saved = mailbox_pages.HEAD
+    mailbox_pages.HEAD = head
+    try:
+        ordered = MailboxPages(owner).start_ordered_ids(
+            GridQuery(view=view, filter_text=text, sort=sort, descending=descending))
+    finally:
+        mailbox_pages.HEAD = saved
+    assert list(ordered.head) == expected[:len(ordered.head)]
+    assert list(ordered.whole(mailbox_pages.reader())) == expected
+
+
+# --- text that is not safe for a terminal ---------------------------------------------------------
+
+def test_lone_surrogates_in_a_row_are_drawn_escaped():
+    row = GridRow(1, "Bad\ud800name", "x\udfff@corp.test", "user", "imap\udc80", "none", "none", "none",
+                  "approved", "not_run", "not_run", "not_run", "not_run", 0, 0, 0, 0, None, 1)
+    shown = row_view(row)
+    assert shown.cells["name"][0] == "Bad\\ud800name" and shown.cells["email"][0] == "x\\udfff@corp.test"
+    strip = draw_row(shown, marked=False, is_cursor=False, loading=False,
+                     layout_=layout(list(COLUMNS), 200, "name"), width=200, base=Style(), style_of=lambda name: Style())
+    console = Console(file=io.StringIO(), width=200, legacy_windows=False, force_terminal=True)
+    console.print(Segments(strip))  # would raise on a lone surrogate
+    assert "Bad\\ud800name" in strip.text and "imap\\udc80" in strip.text
+
+
+@pytest.mark.sqlite_only("SQLite keeps any bytes; PostgreSQL refuses text that is not UTF-8")
+def test_a_name_that_is_not_utf8_is_shown_escaped_in_the_grid(admin: Actor):
+    database.execute_sql("UPDATE mailbox SET name = CAST(X'4d616cff6c6f7279eda080' AS TEXT) WHERE email = ?",
+                         [ESCAPED_EMAIL])
+    app = GridApp(MailboxGrid(admin, filter_text="mallory@"))
+
+    async def scenario(pilot) -> None:
+        line = app.grid.render_line(1).text
+        assert "Mal\\udcffl" in line and "\\udced\\udca0\\udc80" in line
+        assert not any("\ud800" <= ch <= "\udfff" for ch in line)
+
+    drive(app, (240, 10), scenario)

@@ -385,14 +385,35 @@ class MailboxPages:
         wanted = list(ids)
         conn = conn if conn is not None else reader()
         found: dict[int, GridRow] = {}
-        for start in range(0, len(wanted), PAGE_LIMIT):
-            chunk = wanted[start:start + PAGE_LIMIT]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                    f"SELECT {GRID_COLUMNS} FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id "
-                    f"WHERE m.id IN ({marks})", chunk):
-                found[row[0]] = GridRow._make(row)
+        with _undecodable_as_surrogates(conn):
+            for start in range(0, len(wanted), PAGE_LIMIT):
+                chunk = wanted[start:start + PAGE_LIMIT]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                        f"SELECT {GRID_COLUMNS} FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id "
+                        f"WHERE m.id IN ({marks})", chunk):
+                    found[row[0]] = GridRow._make(row)
         return found
+
+
+@contextlib.contextmanager
+def _undecodable_as_surrogates(conn: object) -> Generator[None, None, None]:
+    """SQLite stores whatever bytes it is given (a file written by another program, say): text
+    that is not UTF-8 is read as lone surrogates, which ``display.safe`` shows escaped, instead of
+    failing the whole page. (PostgreSQL refuses such text on the way in.)"""
+    if not isinstance(conn, sqlite3.Connection):
+        yield
+        return
+    before = conn.text_factory
+    conn.text_factory = _decode_text
+    try:
+        yield
+    finally:
+        conn.text_factory = before
+
+
+def _decode_text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
 
 
 def reader(db=None):  # noqa: ANN001, ANN201  (a peewee database; sqlite3's or dialect.reader's connection)

@@ -16,7 +16,6 @@ Until the new ids arrive the grid keeps showing the previous ones.
 
 from __future__ import annotations
 
-import threading
 from array import array
 from dataclasses import replace
 from typing import ClassVar, Iterable
@@ -33,43 +32,17 @@ from textual.strip import Strip
 from textual.worker import get_current_worker
 
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import mailbox_pages
 from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages, check_query
 from mbxtui.core.services.mailboxes import Selection
 from mbxtui.tui.widgets.grid_drawing import (
-    COLUMNS, Column, Layout, RowView, column_at, header_line, layout, message_line, row_line, row_view,
+    COLUMNS, COMPONENT_CLASSES, DEFAULT_CSS, Column, Layout, RowView, column_at, header_line, layout, message_line,
+    row_line, row_view,
 )
 from mbxtui.tui.widgets.grid_marks import MarkSet
+from mbxtui.tui.widgets.grid_reads import Interruptible, OrderRead, RowsRead, read_order, read_rows
 from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE, RowCache
 
 __all__ = ["COLUMNS", "Column", "MailboxGrid", "RowView", "row_view"]
-
-
-class OrderRead(Message, bubble=False):
-    """A worker read the ids of query number ``generation``: the first of them (``complete``
-    False: the rest follows in another OrderRead), or all; or it failed with ``error``."""
-
-    def __init__(self, generation: int, ids: array, total: int | None, complete: bool, newest_id: int,
-                 error: str | None = None) -> None:
-        self.generation = generation
-        self.ids = ids
-        self.total = total
-        self.complete = complete
-        self.newest_id = newest_id  # the largest id of the view when complete, else of the table
-        self.error = error
-        super().__init__()
-
-
-class RowsRead(Message, bubble=False):
-    """A worker read the rows of ``asked`` (None: the read failed with ``error``)."""
-
-    def __init__(self, epoch: int, asked: list[int], rows: dict[int, RowView] | None,
-                 error: str | None = None) -> None:
-        self.epoch = epoch
-        self.asked = asked
-        self.rows = rows
-        self.error = error
-        super().__init__()
 
 
 class MailboxGrid(ScrollView, can_focus=True):
@@ -96,42 +69,8 @@ class MailboxGrid(ScrollView, can_focus=True):
         Binding("S", "reverse_sort", "Reverse sort", show=False, id="grid.reverse_sort"),
     ]
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "mailbox-grid--header", "mailbox-grid--sorted", "mailbox-grid--cursor", "mailbox-grid--marked",
-        "mailbox-grid--inactive", "mailbox-grid--success", "mailbox-grid--failure", "mailbox-grid--warning",
-        "mailbox-grid--muted",
-    }
-
-    DEFAULT_CSS = """
-    MailboxGrid {
-        height: 1fr;
-        overflow-x: hidden;
-        background: $surface;
-        color: $foreground;
-        & > .mailbox-grid--header { text-style: bold; background: $panel; }
-        & > .mailbox-grid--sorted { text-style: bold underline; color: $text-accent; background: $panel; }
-        & > .mailbox-grid--cursor {
-            background: $block-cursor-blurred-background;
-            color: $block-cursor-blurred-foreground;
-            text-style: $block-cursor-blurred-text-style;
-        }
-        &:focus > .mailbox-grid--cursor {
-            background: $block-cursor-background;
-            color: $block-cursor-foreground;
-            text-style: $block-cursor-text-style;
-        }
-        &:ansi > .mailbox-grid--cursor { text-style: underline; }
-        &:ansi:focus > .mailbox-grid--cursor { text-style: bold; }
-        &:nocolor > .mailbox-grid--cursor { text-style: underline; }
-        &:nocolor:focus > .mailbox-grid--cursor { text-style: reverse; }
-        & > .mailbox-grid--marked { color: $text-secondary; text-style: bold; }
-        & > .mailbox-grid--inactive { color: $text-muted; text-style: italic; }
-        & > .mailbox-grid--success { color: $text-success; }
-        & > .mailbox-grid--failure { color: $text-error; text-style: bold; }
-        & > .mailbox-grid--warning { color: $text-warning; }
-        & > .mailbox-grid--muted { color: $text-muted; }
-    }
-    """
+    COMPONENT_CLASSES: ClassVar[set[str]] = COMPONENT_CLASSES
+    DEFAULT_CSS = DEFAULT_CSS
 
     cursor_row: reactive[int] = reactive(0, repaint=False, init=False)
     """Position of the cursor in the view (0 is the first mailbox)."""
@@ -192,8 +131,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         self._rows = RowCache()
         self._pages_wanted: set[int] = set()
         self._rows_failed = False
-        self._interruptible: tuple[int, object] | None = None  # (generation, connection) of a long read
-        self._interrupt_lock = threading.Lock()
+        self._long_read = Interruptible()
         self._layouts: LRUCache[tuple[int, str, tuple[Column, ...]], Layout] = LRUCache(16)
         self._announced_id: int | None = None
         self._painting: tuple[Style, int, Layout] | None = None
@@ -333,35 +271,11 @@ class MailboxGrid(ScrollView, can_focus=True):
     @work(thread=True, exclusive=True, group="grid-order", exit_on_error=False)
     def _read_order(self, query: GridQuery, generation: int) -> None:
         worker = get_current_worker()
-        try:
-            conn = mailbox_pages.reader()
-            ordered = self._source.start_ordered_ids(query, conn)
-            complete = ordered.read_rest is None
-            newest = (max(ordered.head) if ordered.head else 0) if complete else self._source.newest_id(conn)
-            if worker.is_cancelled:
-                return
-            self.post_message(OrderRead(generation, ordered.head, ordered.total, complete, newest))
-            if complete:
-                return
-            with self._interrupt_lock:
-                self._interruptible = (generation, conn)
-            try:
-                ids = ordered.whole(conn)
-            finally:
-                with self._interrupt_lock:
-                    self._interruptible = None
-            if not worker.is_cancelled:
-                self.post_message(OrderRead(generation, ids, len(ids), True, max(ids) if ids else 0))
-        except Exception as exc:  # the grid shows the error; a cancelled read's error is no news
-            if not worker.is_cancelled:
-                self.post_message(OrderRead(generation, array("q"), 0, True, 0, error=str(exc)))
+        read_order(self._source, query, generation, self.post_message, lambda: worker.is_cancelled, self._long_read)
 
     def _interrupt_order_read(self) -> None:
         """Stop a long read of an older query (its result would be dropped anyway)."""
-        with self._interrupt_lock:
-            if self._interruptible is not None and self._interruptible[0] != self._generation:
-                self._interruptible[1].interrupt()
-                self._interruptible = None
+        self._long_read.interrupt_older_than(self._generation)
 
     def on_order_read(self, message: OrderRead) -> None:
         if message.generation != self._generation:
@@ -442,13 +356,7 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     @work(thread=True, group="grid-rows", exit_on_error=False)
     def _read_rows(self, epoch: int, asked: list[int]) -> None:
-        try:
-            rows = self._source.rows(asked, mailbox_pages.reader())
-            shown = {mailbox_id: row_view(row) for mailbox_id, row in rows.items()}
-        except Exception as exc:  # the rows stay placeholders; the grid says why
-            self.post_message(RowsRead(epoch, asked, None, error=str(exc)))
-            return
-        self.post_message(RowsRead(epoch, asked, shown))
+        self.post_message(read_rows(self._source, epoch, asked))
 
     def on_rows_read(self, message: RowsRead) -> None:
         if message.rows is None:

@@ -52,6 +52,44 @@ STATUS_TEXT = {"success": ("passed", "success"), "failure": ("failed", "failure"
 APPROVAL_STYLE = {"approved": None, "pending": "warning", "rejected": "failure", "empty": "muted"}
 UNUSED = ("—", "muted")
 
+# The styles the lines are drawn with (a row's cells name them by suffix: "muted", "cursor"...).
+COMPONENT_CLASSES: set[str] = {
+    "mailbox-grid--header", "mailbox-grid--sorted", "mailbox-grid--cursor", "mailbox-grid--marked",
+    "mailbox-grid--inactive", "mailbox-grid--success", "mailbox-grid--failure", "mailbox-grid--warning",
+    "mailbox-grid--muted",
+}
+
+DEFAULT_CSS = """
+MailboxGrid {
+    height: 1fr;
+    overflow-x: hidden;
+    background: $surface;
+    color: $foreground;
+    & > .mailbox-grid--header { text-style: bold; background: $panel; }
+    & > .mailbox-grid--sorted { text-style: bold underline; color: $text-accent; background: $panel; }
+    & > .mailbox-grid--cursor {
+        background: $block-cursor-blurred-background;
+        color: $block-cursor-blurred-foreground;
+        text-style: $block-cursor-blurred-text-style;
+    }
+    &:focus > .mailbox-grid--cursor {
+        background: $block-cursor-background;
+        color: $block-cursor-foreground;
+        text-style: $block-cursor-text-style;
+    }
+    &:ansi > .mailbox-grid--cursor { text-style: underline; }
+    &:ansi:focus > .mailbox-grid--cursor { text-style: bold; }
+    &:nocolor > .mailbox-grid--cursor { text-style: underline; }
+    &:nocolor:focus > .mailbox-grid--cursor { text-style: reverse; }
+    & > .mailbox-grid--marked { color: $text-secondary; text-style: bold; }
+    & > .mailbox-grid--inactive { color: $text-muted; text-style: italic; }
+    & > .mailbox-grid--success { color: $text-success; }
+    & > .mailbox-grid--failure { color: $text-error; text-style: bold; }
+    & > .mailbox-grid--warning { color: $text-warning; }
+    & > .mailbox-grid--muted { color: $text-muted; }
+}
+"""
+
 Layout = tuple[tuple[Column, int], ...]
 Cell = tuple[str, str | None]  # text, and the name of its style (a component class suffix)
 StyleOf = Callable[[str], Style]  # a style name ("muted", "cursor"...) to the widget's style

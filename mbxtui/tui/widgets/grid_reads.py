@@ -1,0 +1,99 @@
+"""What the grid's worker threads do: read a view's ids or a page of rows, and post the answer to
+the grid as a message (Toolong's log view reads its lines the same way). Nothing here touches
+the widget's state: the grid's message handlers do, on the UI thread."""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from typing import Callable
+
+from textual.message import Message
+
+from mbxtui.core.services import mailbox_pages
+from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
+from mbxtui.tui.widgets.grid_drawing import RowView, row_view
+
+
+class OrderRead(Message, bubble=False):
+    """A worker read the ids of query number ``generation``: the first of them (``complete``
+    False: the rest follows in another OrderRead), or all; or it failed with ``error``."""
+
+    def __init__(self, generation: int, ids: array, total: int | None, complete: bool, newest_id: int,
+                 error: str | None = None) -> None:
+        self.generation = generation
+        self.ids = ids
+        self.total = total
+        self.complete = complete
+        self.newest_id = newest_id  # the largest id of the view when complete, else of the table
+        self.error = error
+        super().__init__()
+
+
+class RowsRead(Message, bubble=False):
+    """A worker read the rows of ``asked`` (None: the read failed with ``error``)."""
+
+    def __init__(self, epoch: int, asked: list[int], rows: dict[int, RowView] | None,
+                 error: str | None = None) -> None:
+        self.epoch = epoch
+        self.asked = asked
+        self.rows = rows
+        self.error = error
+        super().__init__()
+
+
+class Interruptible:
+    """The connection of the one long read (the rest of a large view) that a newer query may stop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: tuple[int, object] | None = None
+
+    def start(self, generation: int, connection: object) -> None:
+        with self._lock:
+            self._running = (generation, connection)
+
+    def end(self) -> None:
+        with self._lock:
+            self._running = None
+
+    def interrupt_older_than(self, generation: int) -> None:
+        """Stop the read if it answers a query older than ``generation``."""
+        with self._lock:
+            if self._running is not None and self._running[0] < generation:
+                self._running[1].interrupt()
+                self._running = None
+
+
+def read_order(source: MailboxPages, query: GridQuery, generation: int, post: Callable[[Message], object],
+               cancelled: Callable[[], bool], long_read: Interruptible) -> None:
+    """On a worker thread: post the view's first ids, then (for a large view) all of them."""
+    try:
+        conn = mailbox_pages.reader()
+        ordered = source.start_ordered_ids(query, conn)
+        complete = ordered.read_rest is None
+        newest = (max(ordered.head) if ordered.head else 0) if complete else source.newest_id(conn)
+        if cancelled():
+            return
+        post(OrderRead(generation, ordered.head, ordered.total, complete, newest))
+        if complete:
+            return
+        long_read.start(generation, conn)
+        try:
+            ids = ordered.whole(conn)
+        finally:
+            long_read.end()
+        if not cancelled():
+            post(OrderRead(generation, ids, len(ids), True, max(ids) if ids else 0))
+    except Exception as exc:  # the grid shows the error; a cancelled read's error is no news
+        if not cancelled():
+            post(OrderRead(generation, array("q"), 0, True, 0, error=str(exc)))
+
+
+def read_rows(source: MailboxPages, epoch: int, asked: list[int]) -> RowsRead:
+    """On a worker thread: the rows of these mailboxes, ready to draw."""
+    try:
+        rows = source.rows(asked, mailbox_pages.reader())
+        return RowsRead(epoch, asked, {mailbox_id: row_view(row) for mailbox_id, row in rows.items()})
+    except Exception as exc:  # the rows stay placeholders; the grid says why
+        return RowsRead(epoch, asked, None, error=str(exc))

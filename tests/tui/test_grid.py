@@ -664,7 +664,7 @@ def test_a_short_filter_shows_its_first_matches_then_the_count(admin: Actor, mon
 def test_a_common_filter_walks_the_order_instead_of_reading_every_match(admin: Actor,
                                                                          monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(mailbox_pages, "HEAD", 5)
-    monkeypatch.setattr(mailbox_pages, "COMMON_FILTER_MATCHES", 20)
+    monkeypatch.setattr(mailbox_pages, "FIRST_SCREEN", 3)
     expected = reference(admin, view="active", filter_text="corp", sort="email", descending=True)
     ordered = MailboxPages(admin).start_ordered_ids(GridQuery(filter_text="corp", sort="email", descending=True))
     assert ordered.total is None and list(ordered.head) == expected[:5]

@@ -181,6 +181,11 @@ class MailboxGrid(ScrollView, can_focus=True):
         return self._reading_order or not self._complete
 
     @property
+    def query_shown(self) -> bool:
+        """True once the newest query's ids (or the first of them) are shown."""
+        return not self._reading_order
+
+    @property
     def reading_rows(self) -> bool:
         """True while rows on screen (or asked for) are being read."""
         return bool(self._pages_wanted) or self._rows.reading

@@ -5,6 +5,7 @@ the widget's state: the grid's message handlers do, on the UI thread."""
 from __future__ import annotations
 
 import threading
+import time
 from array import array
 from typing import Callable
 
@@ -13,6 +14,12 @@ from textual.message import Message
 from mbxtui.core.services import mailbox_pages
 from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
 from mbxtui.tui.widgets.grid_drawing import RowView, row_view
+
+
+# The rest of a large view is read this long after its head is shown: reading it holds the
+# interpreter lock for most of a second at a million mailboxes, which would slow the reads and the
+# painting of the first screen; and a keystroke typed meanwhile spares the read altogether.
+REST_AFTER_SECONDS = 0.05
 
 
 class OrderRead(Message, bubble=False):
@@ -77,6 +84,9 @@ def read_order(source: MailboxPages, query: GridQuery, generation: int, post: Ca
             return
         post(OrderRead(generation, ordered.head, ordered.total, complete, newest))
         if complete:
+            return
+        time.sleep(REST_AFTER_SECONDS)
+        if cancelled():
             return
         long_read.start(generation, conn)
         try:

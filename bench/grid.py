@@ -1,7 +1,7 @@
 """Benchmark of the console's mailbox grid at 100,000 and 1,000,000 mailboxes, beside Textual's
 built-in DataTable holding 100,000 rows (what a console would otherwise give).
 
-    python bench/grid.py [--sizes 100000,1000000] [--data-dir DIR] [--skip-datatable]
+    python bench/grid.py [--sizes 100000,1000000] [--data-dir DIR] [--skip-datatable] [--skip-approve]
                          [--backends sqlite,postgresql] [--postgres-url URL] [--latency-ms 20]
 
 Prints its figures; asserts nothing. The databases are built once by make_mailboxes.py and reused.
@@ -273,7 +273,7 @@ def datatable_rows(actor) -> list[tuple]:
     return rows
 
 
-def child_grid(db_path: str) -> dict[str, Any]:
+def child_grid(db_path: str, approve: bool = True) -> dict[str, Any]:
     """Keys, filter, sort, mark all and approve on one grid."""
     from textual.app import App
 
@@ -385,7 +385,7 @@ def child_grid(db_path: str) -> dict[str, Any]:
         result["cpu_s"] = round(time.process_time(), 2)
 
     asyncio.run(keys_filter_sort())
-    if "://" in db_path:
+    if "://" in db_path or not approve:
         return result  # the approvals copy the database file: SQLite only
 
     async def mark_all_and_approve(view: str, how: str, scratch: Path) -> dict[str, Any]:
@@ -533,6 +533,7 @@ def main() -> int:
     parser.add_argument("--postgres-url", help="a PostgreSQL database holding a copy of the (one) size's database")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="also measure PostgreSQL behind a proxy delaying every read this much")
+    parser.add_argument("--skip-approve", action="store_true", help="leave out mark all + approve (SQLite)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -543,7 +544,7 @@ def main() -> int:
         if kind == "start":
             outcome = child_start(db_path, args.spawned, rest[0])
         elif kind == "grid":
-            outcome = child_grid(db_path)
+            outcome = child_grid(db_path, approve=rest != ["skip-approve"])
         else:
             outcome = child_datatable(db_path)
         print(json.dumps(outcome))
@@ -576,7 +577,7 @@ def main() -> int:
                 figures[label] = {"start": min(starts, key=lambda s: s["start_to_painted_s"]),
                                   "starts": [s["start_to_painted_s"] for s in starts],
                                   "load": round(os.getloadavg()[0], 1),
-                                  **run_child("grid", location)}
+                                  **run_child("grid", location, *(["skip-approve"] if args.skip_approve else []))}
     finally:
         for step in reversed(cleanup):
             step()

@@ -45,7 +45,7 @@ from mbxtui.core.enums import View
 from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services.mailboxes import filter_condition, order_by, view_condition
+from mbxtui.core.services.mailboxes import filter_condition, order_by, view_condition, where_for
 
 # The ids a view takes, read from one index (None: every mailbox), and whether the view leaves
 # inactive mailboxes out. Mirrors mailboxes.view_condition.
@@ -72,6 +72,7 @@ WALK_BATCH = 500  # ids tested against the filter per statement while walking th
 WALK_SECONDS = 0.05
 WALK_SECONDS_INDEXED = 0.015
 FIRST_SCREEN = 100  # matches that fill a screen: with these the walk's head is shown
+NULLABLE_SORTS = {"profile", "last_tested"}  # sort columns that may hold NULL
 
 GRID_COLUMNS = (
     "m.id, m.name, m.email, m.regarding, p.name, m.incoming_method, m.outgoing_method, m.act_method, "
@@ -166,6 +167,8 @@ class MailboxPages:
         check_query(query, self.actor)
         conn = conn if conn is not None else reader()
         text = (query.filter_text or "").strip()
+        if dialect.current().name == "postgresql":
+            return self._start_on_server(conn, query, text)
         if text:
             indexed = dialect.current().substring_ids(text) is not None and len(text) >= 3
             head, exhausted = self._walk_matches(conn, query, text, WALK_SECONDS_INDEXED if indexed else WALK_SECONDS)
@@ -176,6 +179,34 @@ class MailboxPages:
                 return OrderedIds(None, head, lambda rest: self._start_indexed(rest, whole, walk=False).whole(rest))
             # A rare match: its index finds all of them sooner than the walk finds a screenful.
         return self._start_indexed(conn, query)
+
+    def _start_on_server(self, conn: sqlite3.Connection, query: GridQuery, text: str) -> OrderedIds:
+        """PostgreSQL sends a query's whole result at once, so walking an index from the client
+        would read all of it: the head is a query of its own, ``LIMIT HEAD``, which the planner
+        answers by walking the sort column's index while that pays. A filter's head is given
+        ``WALK_SECONDS`` (a rare short match means a scan of the table): past that it is left to
+        the rest, as on SQLite."""
+        where, params = where_for(self.actor, query.view, text or None)
+        ordering = order_by(query.sort, query.descending)
+        sort = (query.sort or "name").strip().lower()
+        if sort not in NULLABLE_SORTS:
+            # NULLS FIRST (SQLite's order) keeps PostgreSQL from walking an index built in its
+            # own order; a column without NULLs sorts the same either way.
+            ordering = ordering.replace(" NULLS FIRST", "").replace(" NULLS LAST", "")
+        join = "LEFT JOIN profile p ON p.id = m.profile_id " if "p." in ordering else ""
+        limit = f"SET LOCAL statement_timeout = {round(WALK_SECONDS * 1000)}; " if text else ""
+        sql = f"{limit}SELECT m.id FROM mailbox m {join}WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}"
+        from psycopg2.errors import QueryCanceled
+
+        try:
+            head = _ids(conn, sql, params)
+        except QueryCanceled:
+            head = None
+        if head is not None and len(head) <= HEAD:
+            return OrderedIds(len(head), head)
+        whole = GridQuery(query.view, text, query.sort, query.descending)
+        return OrderedIds(None, head[:HEAD] if head is not None else array("q"),
+                          lambda rest: self._start_indexed(rest, whole, walk=False).whole(rest))
 
     def _walk_matches(self, conn: sqlite3.Connection, query: GridQuery, text: str,
                       seconds: float) -> tuple[array, bool]:

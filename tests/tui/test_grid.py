@@ -30,7 +30,7 @@ from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, Selection
 from mbxtui.tui.widgets.grid import MailboxGrid
 from mbxtui.tui.widgets.grid_drawing import COLUMNS, layout, row_view
 from mbxtui.tui.widgets.grid_drawing import row_line as draw_row
-from tests.backends import Databases
+from tests.backends import ON_POSTGRES, Databases
 
 ADMIN = "alice"
 OWNER = "olga"  # a viewer who is also a user owning queues: "My Mailboxes" has rows
@@ -483,7 +483,8 @@ def test_the_head_of_a_large_view_is_its_first_ids_and_the_rest_completes_it(
     expected = reference(admin, view="active", filter_text="corp", sort=sort, descending=descending)
     ordered = MailboxPages(admin).start_ordered_ids(query)
     assert ordered.read_rest is not None
-    assert list(ordered.head) == expected[:25] and ordered.total == len(expected)
+    # PostgreSQL reads the head with a LIMIT query: the count comes with the rest.
+    assert list(ordered.head) == expected[:25] and ordered.total == (None if ON_POSTGRES else len(expected))
     assert list(ordered.read_rest(database.connection())) == expected
 
 
@@ -629,14 +630,18 @@ def test_the_head_of_a_large_view_is_shown_while_the_rest_is_read(admin: Actor, 
             grid = app.grid
             await until(pilot, lambda: gate.held == 1 and grid.row_count, "the head shown")
             assert grid.still_reading and list(grid.mailbox_ids) == expected[:30]
-            assert grid.row_count == len(expected) and grid.total_known
-            await pilot.press("end")  # beyond the head: a placeholder until the rest arrives
-            assert grid.cursor_row == len(expected) - 1 and grid.cursor_id is None
-            assert lines(grid)[-1].strip() == "loading…"
+            if ON_POSTGRES:  # the count comes with the rest
+                assert grid.row_count == 30 and not grid.total_known
+            else:
+                assert grid.row_count == len(expected) and grid.total_known
+                await pilot.press("end")  # beyond the head: a placeholder until the rest arrives
+                assert grid.cursor_row == len(expected) - 1 and grid.cursor_id is None
+                assert lines(grid)[-1].strip() == "loading…"
             await pilot.press("a")  # marks the whole view, also what is not read yet
-            assert len(grid.marked) == len(expected) and expected[-1] in grid.marked
+            assert len(grid.marked) == grid.row_count and expected[-1] in grid.marked
             gate.open()
             await settled(pilot, grid)
+            await pilot.press("end")
             assert list(grid.mailbox_ids) == expected and grid.cursor_id == expected[-1]
             assert grid.marked == set(expected)
             assert grid.target_selection() == Selection.of_view("all", up_to_id=max(expected))

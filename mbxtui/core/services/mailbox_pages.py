@@ -176,9 +176,19 @@ class MailboxPages:
                 return OrderedIds(len(head), head)
             if len(head) >= FIRST_SCREEN or not indexed:
                 whole = GridQuery(query.view, text, query.sort, query.descending)
-                return OrderedIds(None, head, lambda rest: self._start_indexed(rest, whole, walk=False).whole(rest))
+                return OrderedIds(None, head, self._rest_of(whole))
             # A rare match: its index finds all of them sooner than the walk finds a screenful.
         return self._start_indexed(conn, query)
+
+    def _rest_of(self, query: GridQuery) -> Callable[[sqlite3.Connection], array]:
+        """``read_rest`` for a head found by a walk or a LIMIT query: the whole list, from the indexes."""
+        backend = dialect.current()
+
+        def read_rest(conn: sqlite3.Connection) -> array:
+            reader_ = backend.reader(conn)
+            return self._start_indexed(reader_, query, walk=False).whole(reader_)
+
+        return read_rest
 
     def _start_on_server(self, conn: sqlite3.Connection, query: GridQuery, text: str) -> OrderedIds:
         """PostgreSQL sends a query's whole result at once, so walking an index from the client
@@ -206,7 +216,7 @@ class MailboxPages:
             return OrderedIds(len(head), head)
         whole = GridQuery(query.view, text, query.sort, query.descending)
         return OrderedIds(None, head[:HEAD] if head is not None else array("q"),
-                          lambda rest: self._start_indexed(rest, whole, walk=False).whole(rest))
+                          self._rest_of(whole))
 
     def _walk_matches(self, conn: sqlite3.Connection, query: GridQuery, text: str,
                       seconds: float) -> tuple[array, bool]:

@@ -20,7 +20,7 @@ from rich.segment import Segments
 from rich.style import Style
 from textual.app import App, ComposeResult
 
-from mbxtui.core import db, dialect
+from mbxtui.core import db, dialect, display
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
@@ -724,3 +724,12 @@ def test_a_name_that_is_not_utf8_is_shown_escaped_in_the_grid(admin: Actor):
         assert not any("\ud800" <= ch <= "\udfff" for ch in line)
 
     drive(app, (240, 10), scenario)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(text=st.text(st.characters(exclude_categories=()), max_size=30))
+def test_display_safe_leaves_nothing_a_terminal_would_act_on_or_fail_on(text: str):
+    shown = display.safe(text)
+    assert not any(ord(ch) in display.INVISIBLE for ch in shown)
+    shown.encode("utf-8")  # a lone surrogate would raise here
+    assert display.safe("a\ud800b\udfffc") == "a\\ud800b\\udfffc"

@@ -568,6 +568,12 @@ class MailboxGrid(ScrollView, can_focus=True):
             return super().render_lines(crop)
         finally:
             self._painting = None
+            # Read ahead: the pages half a page above and below the screen, so that paging on
+            # finds its rows already read more often than not.
+            top = int(self.scroll_y)
+            for position in (top - PAGE_SIZE // 2, top + self._visible_rows + PAGE_SIZE // 2):
+                if 0 <= position < len(self._ids):
+                    self._row_at(position)
 
     def render_line(self, y: int) -> Strip:
         if self._painting is not None:

@@ -258,7 +258,7 @@ DATATABLE_COLUMNS = ("Name", "Email address", "Approval", "In", "Out", "Enabled"
 
 def datatable_rows(actor) -> list[tuple]:
     from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
-    from mbxtui.tui.widgets.grid import row_view
+    from mbxtui.tui.widgets.grid_drawing import row_view
 
     pages = MailboxPages(actor)
     ids = pages.ordered_ids(GridQuery())

@@ -36,14 +36,11 @@ from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages, check_qu
 from mbxtui.core.services.mailboxes import Selection
 from mbxtui.tui.widgets.grid_drawing import (
     COLUMNS, COMPONENT_CLASSES, DEFAULT_CSS, Column, Layout, RowView, column_at, header_line, layout, message_line,
-    row_line, row_view,
+    row_line,
 )
 from mbxtui.tui.widgets.grid_marks import MarkSet
-from mbxtui.tui.widgets.grid_reads import Interruptible, OrderRead, RowsRead, read_order, read_rows
+from mbxtui.tui.widgets.grid_reads import Interruptible, OrderRead, ReadOrder, RowsRead, read_order, read_rows
 from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE, RowCache
-
-__all__ = ["COLUMNS", "Column", "MailboxGrid", "RowView", "row_view"]
-
 
 class MailboxGrid(ScrollView, can_focus=True):
     """Mailboxes of one view, filter and sort; a cursor row and a set of marked mailboxes.
@@ -271,12 +268,13 @@ class MailboxGrid(ScrollView, can_focus=True):
         self._reading_order = True
         self._interrupt_order_read()
         if mounting or self.is_mounted:  # else on_mount starts it
-            self._read_order(self.grid_query, self._generation)
+            self._read_order(self.grid_query, self._generation, self.cursor_id, self._rows.token())
 
     @work(thread=True, exclusive=True, group="grid-order", exit_on_error=False)
-    def _read_order(self, query: GridQuery, generation: int) -> None:
+    def _read_order(self, query: GridQuery, generation: int, keep_id: int | None, rows_token: int) -> None:
         worker = get_current_worker()
-        read_order(self._source, query, generation, self.post_message, lambda: worker.is_cancelled, self._long_read)
+        read_order(self._source, ReadOrder(query, generation, keep_id, rows_token), self.post_message,
+                   lambda: worker.is_cancelled, self._long_read)
 
     def _interrupt_order_read(self) -> None:
         """Stop a long read of an older query (its result would be dropped anyway)."""
@@ -309,6 +307,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         screen_line = self.cursor_row - int(self.scroll_y)
         self._ids, self._total, self._complete = message.ids, message.total, message.complete
         self._newest_id = message.newest_id
+        self._rows.store(message.rows_token, list(message.rows), message.rows)  # read with the ids
         self._reading_order = False
         self._never_read = False
         try:

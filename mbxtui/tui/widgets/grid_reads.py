@@ -7,13 +7,14 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from textual.message import Message
 
 from mbxtui.core.services import mailbox_pages
 from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
 from mbxtui.tui.widgets.grid_drawing import RowView, row_view
+from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE
 
 
 # The rest of a large view is read this long after its head is shown: reading it holds the
@@ -27,14 +28,26 @@ class OrderRead(Message, bubble=False):
     False: the rest follows in another OrderRead), or all; or it failed with ``error``."""
 
     def __init__(self, generation: int, ids: array, total: int | None, complete: bool, newest_id: int,
-                 error: str | None = None) -> None:
+                 error: str | None = None, rows: dict[int, RowView] | None = None, rows_token: int = 0) -> None:
         self.generation = generation
         self.ids = ids
         self.total = total
         self.complete = complete
         self.newest_id = newest_id  # the largest id of the view when complete, else of the table
         self.error = error
+        self.rows = rows or {}  # the rows around where the cursor will be, read with the ids
+        self.rows_token = rows_token  # the row cache's token from before they were read
         super().__init__()
+
+
+class ReadOrder(NamedTuple):
+    """What a worker reads the ids of: query number ``generation``, and the rows around
+    ``keep_id`` (the mailbox under the cursor, which stays under it) or else the first rows."""
+
+    query: GridQuery
+    generation: int
+    keep_id: int | None
+    rows_token: int
 
 
 class RowsRead(Message, bubble=False):
@@ -72,17 +85,28 @@ class Interruptible:
                 self._running = None
 
 
-def read_order(source: MailboxPages, query: GridQuery, generation: int, post: Callable[[Message], object],
+def read_order(source: MailboxPages, asked: ReadOrder, post: Callable[[Message], object],
                cancelled: Callable[[], bool], long_read: Interruptible) -> None:
-    """On a worker thread: post the view's first ids, then (for a large view) all of them."""
+    """On a worker thread: post the view's first ids with the rows the screen will show, then (for
+    a large view) all the ids. The rows come in the same message, so the new view is drawn once,
+    with its cells, instead of as placeholders first."""
+    generation = asked.generation
     try:
         conn = mailbox_pages.reader()
-        ordered = source.start_ordered_ids(query, conn)
+        ordered = source.start_ordered_ids(asked.query, conn)
         complete = ordered.read_rest is None
         newest = (max(ordered.head) if ordered.head else 0) if complete else source.newest_id(conn)
         if cancelled():
             return
-        post(OrderRead(generation, ordered.head, ordered.total, complete, newest))
+        head = ordered.head
+        try:
+            position = head.index(asked.keep_id) if asked.keep_id is not None else 0
+        except ValueError:
+            position = 0
+        around = head[max(0, position - PAGE_SIZE // 2):position + PAGE_SIZE // 2].tolist()
+        rows = {mailbox_id: row_view(row) for mailbox_id, row in source.rows(around, conn).items()}
+        rows.update((mailbox_id, GONE) for mailbox_id in around if mailbox_id not in rows)
+        post(OrderRead(generation, head, ordered.total, complete, newest, rows=rows, rows_token=asked.rows_token))
         if complete:
             return
         time.sleep(REST_AFTER_SECONDS)

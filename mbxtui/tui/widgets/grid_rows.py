@@ -53,11 +53,16 @@ class RowCache:
         """Note that ``ids`` are being read; returns the epoch to hand back to ``store``."""
         self._reading.update(ids)
         self._stale.difference_update(ids)
+        return self.token()
+
+    def token(self) -> int:
+        """An epoch for rows about to be read elsewhere (with a view's ids) and given to ``store``."""
         self._epoch += 1
         return self._epoch
 
     def store(self, epoch: int, asked: list[int], rows: dict[int, RowView]) -> None:
-        """Rows read for ``asked`` (an id missing from ``rows`` no longer exists)."""
+        """Rows read for ``asked`` (an id missing from ``rows`` no longer exists), read after
+        ``epoch`` was handed out: rows invalidated before that are fresh again."""
         self._reading.difference_update(asked)
         for mailbox_id in asked:
             self._rows.discard(mailbox_id)  # LRUCache.set keeps a value already held

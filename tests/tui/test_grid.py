@@ -735,3 +735,24 @@ def test_display_safe_leaves_nothing_a_terminal_would_act_on_or_fail_on(text: st
     assert not any(ord(ch) in display.INVISIBLE for ch in shown)
     shown.encode("utf-8")  # a lone surrogate would raise here
     assert display.safe("a\ud800b\udfffc") == "a\\ud800b\\udfffc"
+
+
+def test_mark_all_pressed_while_a_filter_is_read_marks_what_the_filter_finds(admin: Actor,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    matching = reference(admin, view="pending", filter_text="corp")
+    gate = Gate(monkeypatch, MailboxPages, "start_ordered_ids",
+                holds=lambda self, query, conn=None: query.filter_text == "corp")
+    app = GridApp(MailboxGrid(admin, view="pending"))
+
+    async def scenario(pilot) -> None:
+        grid = app.grid
+        grid.set_query(filter_text="corp")
+        await until(pilot, lambda: gate.held == 1, "the filter's read started")
+        await pilot.press("a")
+        assert not grid.marked  # the view shown is not the one asked for yet
+        gate.open()
+        await settled(pilot, grid)
+        assert grid.marked == set(matching)
+        assert grid.target_selection() == Selection.of_view("pending", "corp", up_to_id=max(matching))
+
+    drive(app, (80, 24), scenario)

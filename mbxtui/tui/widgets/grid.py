@@ -125,6 +125,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         self._never_read = True
         self._newest_id = 0
         self._prune_marks = False  # drop the marks outside the view once its ids are all read
+        self._mark_all_when_read = 0  # "mark all" came while this query's ids were being read
         self._rows = RowCache()
         self._pages_wanted: set[int] = set()
         self._rows_failed = False
@@ -289,6 +290,8 @@ class MailboxGrid(ScrollView, can_focus=True):
             return
         if self._reading_order:
             self._install(message)
+            if self._mark_all_when_read == message.generation:
+                self.mark_all_in_view()
         else:  # the rest of the view, after its first ids
             self._ids, self._total, self._complete = message.ids, message.total, True
             self._newest_id = message.newest_id
@@ -399,7 +402,10 @@ class MailboxGrid(ScrollView, can_focus=True):
     def mark_all_in_view(self) -> None:
         """Mark every mailbox of the view and filter, not only those on screen (also while the
         rest of a large view is still being read: they count as marked as they arrive)."""
-        if not self.row_count or self._reading_order:
+        if self._reading_order:  # a new view, filter or sort: marked once its ids arrive
+            self._mark_all_when_read = self._generation
+            return
+        if not self.row_count:
             return
         newest = self._newest_id if not self._complete else (max(self._ids) if self._ids else 0)
         self.marks.mark_whole_view(self._ids, complete=self._complete, total=self.row_count, up_to_id=newest)
@@ -447,9 +453,7 @@ class MailboxGrid(ScrollView, can_focus=True):
     def action_cursor_last(self) -> None:
         self.cursor_row = self.row_count - 1
 
-    def action_toggle_mark(self) -> None:
-        self.toggle_mark()
-
+    action_toggle_mark = toggle_mark
     def action_extend_marks(self, step: int) -> None:
         """Mark the row under the cursor, move, and mark the row arrived at."""
         if self.cursor_id is None:
@@ -460,14 +464,9 @@ class MailboxGrid(ScrollView, can_focus=True):
         self.marks.anchor_id = self._ids[start]
         self._add_marks(self._ids[low:high + 1])
 
-    def action_mark_range(self) -> None:
-        self.mark_range()
-
-    def action_mark_all_in_view(self) -> None:
-        self.mark_all_in_view()
-
-    def action_clear_marks(self) -> None:
-        self.clear_marks()
+    action_mark_range = mark_range
+    action_mark_all_in_view = mark_all_in_view
+    action_clear_marks = clear_marks
 
     def action_next_sort(self) -> None:
         keys = [column.key for column in self.columns]

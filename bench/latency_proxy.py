@@ -68,6 +68,8 @@ async def serve(target_port: int, delay: float, max_connections: int) -> None:
             return
         try:
             await asyncio.gather(_pipe(client_reader, server_writer, delay), _pipe(server_reader, client_writer, delay))
+        except asyncio.CancelledError:
+            pass  # the proxy is stopping
         finally:
             open_connections -= 1
             for writer in (client_writer, server_writer):

@@ -282,6 +282,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         self._long_read.interrupt_older_than(self._generation)
 
     def on_order_read(self, message: OrderRead) -> None:
+        self.call_after_refresh(message.painted.set)  # the rest may be read now
         if message.generation != self._generation:
             return  # an older query's answer
         if message.error is not None:

@@ -5,7 +5,6 @@ the widget's state: the grid's message handlers do, on the UI thread."""
 from __future__ import annotations
 
 import threading
-import time
 from array import array
 from typing import Callable, NamedTuple
 
@@ -17,10 +16,10 @@ from mbxtui.tui.widgets.grid_drawing import RowView, row_view
 from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE
 
 
-# The rest of a large view is read this long after its head is shown: reading it holds the
-# interpreter lock for most of a second at a million mailboxes, which would slow the reads and the
+# The rest of a large view is read once its head is painted (or after this long at most): reading
+# it holds the interpreter lock for most of a second at a million mailboxes, which would slow the
 # painting of the first screen; and a keystroke typed meanwhile spares the read altogether.
-REST_AFTER_SECONDS = 0.05
+REST_AFTER_SECONDS = 0.5
 
 
 class OrderRead(Message, bubble=False):
@@ -37,6 +36,7 @@ class OrderRead(Message, bubble=False):
         self.error = error
         self.rows = rows or {}  # the rows around where the cursor will be, read with the ids
         self.rows_token = rows_token  # the row cache's token from before they were read
+        self.painted = threading.Event()  # set by the grid once the frame showing them is painted
         super().__init__()
 
 
@@ -106,10 +106,11 @@ def read_order(source: MailboxPages, asked: ReadOrder, post: Callable[[Message],
         around = head[max(0, position - PAGE_SIZE // 2):position + PAGE_SIZE // 2].tolist()
         rows = {mailbox_id: row_view(row) for mailbox_id, row in source.rows(around, conn).items()}
         rows.update((mailbox_id, GONE) for mailbox_id in around if mailbox_id not in rows)
-        post(OrderRead(generation, head, ordered.total, complete, newest, rows=rows, rows_token=asked.rows_token))
+        first = OrderRead(generation, head, ordered.total, complete, newest, rows=rows, rows_token=asked.rows_token)
+        post(first)
         if complete:
             return
-        time.sleep(REST_AFTER_SECONDS)
+        first.painted.wait(REST_AFTER_SECONDS)
         if cancelled():
             return
         long_read.start(generation, conn)

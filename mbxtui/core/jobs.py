@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import socket
 import threading
@@ -32,6 +33,8 @@ from mbxtui.core.services.mailboxes import (
 from mbxtui.core.test_enable import (
     MailboxSnapshot, MailboxTestResult, ProfileSnapshot, directions_in_use, profile_snapshot, rule_failure, run_mailbox_test,
 )
+
+log = logging.getLogger(__name__)
 
 
 def schedule_selected(actor: Actor, description: str) -> int:
@@ -313,6 +316,7 @@ class TestRunner:
         try:
             return run_mailbox_test(item.mailbox, item.profile, secret, verify_wait=self.verify_wait)
         except Exception as exc:  # a bug or an unreadable secret store must not stop the pool
+            log.exception("the test of mailbox %s could not run", item.mailbox.id)
             failure = rule_failure(ErrorCode.INTERNAL_ERROR, f"the test could not run: {exc.__class__.__name__}: {exc}")
             return MailboxTestResult({d: failure for d in (directions_in_use(item.mailbox) or ["incoming"])})
 

@@ -45,7 +45,8 @@ from peewee import SqliteDatabase
 from mbxtui.core import db, paths
 from mbxtui.core.errors import MbxError, NotFound, NotInitialised, PermissionDenied
 from mbxtui.core.permissions import SYSTEM, Actor
-from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SECRETS_FILE_NAME, SecretStore
+from mbxtui.core.secrets import (KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SECRETS_BACKUP_NAME, SECRETS_FILE_NAME,
+                                 SecretStore)
 from mbxtui.core.services import operators, profiles
 from mbxtui.demo import seed
 from mbxtui.demo.certs import CA_FILE_NAME, LEGACY_CA_FILE_NAME, make_certificates
@@ -234,7 +235,8 @@ def _point_profiles_at(ports: SandboxPorts, directory: Path) -> None:
 def _remove_demo_files(directory: Path, db_path: Path) -> None:
     """What belongs to a previous demo: its database, the secrets keyed to it, its certificates."""
     _remove_database(db_path)
-    for name in (SECRETS_FILE_NAME, f"{SECRETS_FILE_NAME}.lock", CA_FILE_NAME, LEGACY_CA_FILE_NAME):
+    for name in (SECRETS_FILE_NAME, f"{SECRETS_FILE_NAME}.lock", SECRETS_BACKUP_NAME, CA_FILE_NAME,
+                 LEGACY_CA_FILE_NAME):
         (directory / name).unlink(missing_ok=True)
 
 

@@ -1,6 +1,7 @@
 """Secret storage against real keyring backends: the encrypted file, the Secret Service (under
 scripts/with-test-keyring), keyrings.cryptfile's plaintext file, and two small backends defined
-here: a plaintext file like keyrings.alt's and a keyring that refuses like a locked one."""
+here: a plaintext file like keyrings.alt's and a keyring that refuses like a locked one. The
+encrypted file's format and the conversion of older files: test_secret_file.py."""
 
 from __future__ import annotations
 
@@ -17,13 +18,9 @@ from pathlib import Path
 
 import keyring.errors
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from keyring.backend import KeyringBackend
 from keyring.backends import SecretService
 from keyring.util import platform_
-from keyrings.cryptfile.cryptfile import CryptFileKeyring
-from keyrings.cryptfile.escape import escape as upstream_escape
 
 from mbxtui.core.secrets import (
     SECRETS_FILE_NAME,
@@ -32,7 +29,6 @@ from mbxtui.core.secrets import (
     SecretsLocked,
     SecretStore,
     WrongMasterPassword,
-    escape_for_ini,
     mailbox_password_key,
     mailbox_token_key,
     profile_password_key,
@@ -242,16 +238,6 @@ def test_after_unlock_reads_and_writes_do_not_derive_keys_again(unlocked_file_st
         unlocked_file_store.set(mailbox_password_key(number), f"{SECRET}-{number}")
         assert unlocked_file_store.get(mailbox_password_key(number)) == f"{SECRET}-{number}"
     assert time.perf_counter() - started < 4.0
-
-
-def test_files_stay_readable_by_keyrings_cryptfile(unlocked_file_store, data_dir):
-    secrets_file = data_dir / SECRETS_FILE_NAME
-    unlocked_file_store.set(mailbox_password_key(1), SECRET)
-
-    upstream = CryptFileKeyring()
-    upstream.file_path = str(secrets_file)
-    upstream.keyring_key = MASTER
-    assert upstream.get_password(SERVICE, mailbox_password_key(1)) == SECRET
 
 
 def test_a_file_that_is_not_a_keyring_is_reported(no_os_keyring, data_dir):
@@ -510,8 +496,3 @@ def test_secret_service_round_trip(data_dir):
     data_dir.mkdir()
     (data_dir / SECRETS_FILE_NAME).touch()
     assert "are not used" in SecretStore.open(data_dir).warning
-
-
-@given(st.text(max_size=80))
-def test_section_and_option_names_are_escaped_exactly_as_keyrings_cryptfile_does(name):
-    assert escape_for_ini(name) == upstream_escape(name)

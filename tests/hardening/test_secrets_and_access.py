@@ -41,7 +41,7 @@ import pytest
 from textual.widgets import Input, Static
 
 import mbxtui.core.services
-from mbxtui import cli
+from mbxtui import __version__, cli, logs
 from mbxtui.core import db, jobs, profile_test
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import AlertLevel, Role
@@ -355,15 +355,20 @@ def add_mailbox(org: Org, email: str, profile: str, **edits: Any) -> Mailbox:
 
 @dataclass
 class Outputs:
-    """What every command printed, by command (stdout and stderr apart). Commands that take or use
-    a secret run as a separate process, as an operator runs them."""
+    """What every command printed, by command (stdout and stderr apart), and the log file every
+    command writes to (--log-file). Commands that take or use a secret run as a separate process,
+    as an operator runs them."""
 
     org: Org
+    log_file: Path
     printed: dict[str, bytes] = field(default_factory=dict)
+    runs: int = 0
 
     def run(self, *args: str, stdin: str = "", env: Mapping[str, str] | None = None,
             expect: int = 0) -> subprocess.CompletedProcess:
-        completed = subprocess.run(self.org.cli_command(*args), input=stdin.encode(), capture_output=True,
+        command = self.org.cli_command("--log-file", str(self.log_file), *args)
+        self.runs += 1
+        completed = subprocess.run(command, input=stdin.encode(), capture_output=True,
                                    env={**self.org.cli_env(), **(env or {})}, cwd=REPO_ROOT, timeout=CLI_TIMEOUT)
         name = "mbxtui " + " ".join(args)
         self.printed[f"{name} (stdout)"] = completed.stdout
@@ -376,9 +381,10 @@ class Outputs:
         """A command that opens no keyring, run by this process (the same code without the cost of
         starting an interpreter); what it prints is kept as for the others."""
         bound = database.obj
+        self.runs += 1
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = cli.main(["--db", str(self.org.db_path), *args])
+            code = cli.main(["--db", str(self.org.db_path), "--log-file", str(self.log_file), *args])
         if database.obj is not bound:  # the command opened the database anew: close that, rebind ours
             database.obj.close()
             database.initialize(bound)
@@ -488,7 +494,8 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
         Secret("lab master password", lab.master_password, runs=False),
         Secret("keyring master password", MASTER_PASSWORD, runs=False),
     ]
-    out = Outputs(org)
+    out = Outputs(org, org.workdir / "log" / "mbxtui.log")
+    out.log_file.parent.mkdir()
 
     # In through standard input, as an operator or a script gives them (one through the service, as
     # the console gives it). Each command that opens the encrypted keyring costs a key derivation:
@@ -521,7 +528,8 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
     assert b"AUTH_UNAVAILABLE" in out.run("profile", "test", "Lab oauth", expect=3).stdout
 
     console = Console()
-    drive_console(org, console)
+    with logs.log_file(out.log_file):
+        drive_console(org, console)
     assert credentials.mailbox_secret(org.store, org.row(ALICE).id) == CONSOLE_PASSWORD
     assert credentials.profile_secret(org.store, profiles.get("Lab oauth").id, credentials.TOKEN) == CONSOLE_TOKEN
 
@@ -542,7 +550,11 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
     assert {"mailbox.set_password", "profile.set_oauth2-token"} <= {entry["action"] for entry in history}
     out.run("alerts", "dismiss", "--all")
 
+    log = out.log_file.read_bytes()
+    assert log.count(f"mbxtui {__version__}: ".encode()) == out.runs, "a command did not write to the log"
+    assert f"{ALICE}: failed (incoming: AUTH_FAILED".encode() in log, "the worker's events are not in the log"
     sources = {
+        "the log file": log,
         **out.printed,
         **console.shown,
         **database_files(org.db_path),

@@ -81,10 +81,15 @@ def test_test_enable_without_wait_queues_at_once_and_worker_once_runs_the_queue(
     assert all(org.row(email).test_scheduled for email in (ALICE, BOB))
     assert all(org.row(email).overall_status == "not_run" for email in (ALICE, BOB)), "queued, not run"
 
-    done = org.cli("worker", "--once", "--threads", "4")
+    log = org.workdir / "worker.log"
+    done = org.cli("--log-file", str(log), "worker", "--once", "--threads", "4")
 
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.splitlines()) == [f"{ALICE}: passed", f"{BOB}: passed"]
+    assert done.stderr.endswith("tested 2: 2 passed, 0 failed, 0 postponed\n"), done.stderr
+    logged = [line.split("] ", 1)[1] for line in log.read_text(encoding="utf-8").splitlines()
+              if " INFO mbxtui.worker." in line]
+    assert sorted(logged) == [f"{ALICE}: passed", f"{BOB}: passed", "tested 2: 2 passed, 0 failed, 0 postponed"]
     for email in (ALICE, BOB):
         row = org.row(email)
         assert (row.overall_status, row.test_scheduled) == ("success", False)

@@ -58,6 +58,8 @@ class UnlockScreen(ModalScreen[bool]):
         except SecretsError as exc:
             error.update(str(exc))
             return
+        if self.store.notice:
+            self.app.notify(self.store.notice, title="Keyring", timeout=10)
         self.dismiss(True)
 
     def action_skip(self) -> None:

@@ -1,0 +1,128 @@
+"""Test & Enable: ``test-enable`` (queue the tests, or run them at once with --wait) and ``worker``
+(run queued tests and due retries). The worker reports through logging: one line per tested
+mailbox on stdout, the summary on stderr, both also in the log file when there is one."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from mbxtui import logs
+from mbxtui.cli.context import Context, selection
+from mbxtui.cli.options import Commands, UsageError, command, json_option, selection_options
+from mbxtui.cli.output import EXIT_OK, EXIT_TEST_FAILED, emit, print_json, print_table
+
+if TYPE_CHECKING:
+    from mbxtui.core.jobs import TestRunner
+
+tested_log = logging.getLogger("mbxtui.worker.tested")
+summary_log = logging.getLogger("mbxtui.worker.summary")
+
+RESULT_COLUMNS = [("email", "EMAIL"), ("outcome", "OUTCOME"), ("incoming_status", "IN"),
+                  ("outgoing_status", "OUT"), ("act_status", "ACT"), ("error_code", "ERROR"),
+                  ("error", "WHAT TO DO")]
+
+
+def log_tested(events: Sequence[Any]) -> None:
+    """One line per tested mailbox: its address, the outcome, and each failed direction's code."""
+    for event in events:
+        codes = ", ".join(f"{direction}: {code}" for direction, code in event.failures.items())
+        tested_log.info("%s: %s%s", event.email, event.outcome, f" ({codes})" if codes else "")
+
+
+def _runner(ctx: Context, *, threads: int, on_tested: Callable[[Sequence[Any]], None] | None = None,
+            **options: Any) -> TestRunner:
+    from mbxtui.core.jobs import TestRunner
+
+    return TestRunner(ctx.store, threads=threads, on_tested=on_tested, **options)
+
+
+def cmd_test_enable(ctx: Context, args: argparse.Namespace) -> int:
+    from mbxtui.core import jobs
+    from mbxtui.core.services import mailboxes
+
+    request = jobs.schedule(ctx.actor, selection(args))
+    if not args.wait:
+        emit(args, request, lambda d: print(
+            f"Test & Enable queued for {d['queued']} mailbox(es) (batch {d['batch']}); "
+            "run `mbxtui worker` or open the console to run it"))
+        return EXIT_OK
+    batch = request["batch"]
+    show_progress = sys.stderr.isatty()
+
+    def report(events: Sequence[Any]) -> None:
+        log_tested(events)
+        if show_progress:
+            p = jobs.batch_progress(batch)
+            print(f"\rtested {p.done}/{p.total}: {p.passed} passed, {p.failed} failed, "
+                  f"{p.postponed} postponed, {p.remaining} remaining ", end="", file=sys.stderr, flush=True)
+
+    _runner(ctx, threads=args.threads, on_tested=report).run(until_idle=True)
+    if show_progress:
+        print(file=sys.stderr)
+    results = []
+    for row in jobs.batch_results(batch):
+        details = mailboxes.rows_by_ids(ctx.actor, [row["mailbox_id"]])[row["mailbox_id"]]
+        results.append({
+            "email": details["email"], "outcome": row["outcome"],
+            "incoming_status": details["incoming_status"], "outgoing_status": details["outgoing_status"],
+            "act_status": details["act_status"], "error_code": details["last_error_code"],
+            "error": details["last_error_text"], "next_retry": details["postponed_until"],
+            "directions": row["directions"],
+        })
+    progress = jobs.batch_progress(batch)
+    if args.json:
+        print_json({"batch": batch, "progress": progress.as_dict(), "results": results})
+    else:
+        print_table(results, RESULT_COLUMNS,
+                    footer=f"{progress.passed} passed, {progress.failed} failed, {progress.postponed} postponed")
+    return EXIT_OK if progress.passed == progress.total else EXIT_TEST_FAILED
+
+
+def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
+    if args.lease <= 0:
+        raise UsageError("--lease: a number of seconds above 0")
+    runner = _runner(ctx, threads=args.threads, on_tested=log_tested, lease_seconds=args.lease)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        runner.wake()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, request_stop)
+    with logs.echo(tested_log, sys.stdout), logs.echo(summary_log, sys.stderr):
+        summary = runner.run(stop=stop, until_idle=args.once, poll_seconds=args.poll)
+        summary_log.info("tested %d: %d passed, %d failed, %d postponed",
+                         summary.tested, summary.passed, summary.failed, summary.postponed)
+    return EXIT_OK
+
+
+def register_test_enable(commands: Commands) -> None:
+    p = command(commands, "test-enable", cmd_test_enable,
+                "Test & Enable mailboxes: connect to their servers and enable what passes")
+    selection_options(p, profile=True)
+    p.add_argument("--wait", action="store_true", help="run the tests now and print each result "
+                   "(exit 0 if all passed, 3 if any failed)")
+    p.add_argument("--threads", type=int, default=32, help="tests run at once (each profile's bound still holds)")
+    json_option(p)
+
+
+def register_worker(commands: Commands) -> None:
+    p = command(commands, "worker", cmd_worker, "run queued Test & Enable jobs and due retries")
+    p.add_argument("--once", action="store_true", help="run what is due now, then exit")
+    p.add_argument("--threads", type=int, default=32)
+    p.add_argument("--poll", type=float, default=5.0, metavar="SECONDS", help="how often to look for new jobs")
+    p.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
+                   help="how long the jobs and connection slots of a worker that died stay held before "
+                   "other workers take them over (a live worker renews them)")
+
+
+def register(commands: Commands) -> None:
+    register_test_enable(commands)
+    register_worker(commands)

@@ -1,0 +1,40 @@
+"""Opening the console: ``console`` (also what ``mbxtui`` alone does) and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+
+from mbxtui.cli.context import Context
+from mbxtui.cli.options import Commands, command
+from mbxtui.cli.output import EXIT_OK
+
+
+def cmd_console(ctx: Context, args: argparse.Namespace) -> int:
+    from mbxtui.core import paths
+    from mbxtui.tui.app import MbxApp
+
+    actor = ctx.actor
+    data_dir = paths.ensure_private_dir(paths.data_dir())
+    app = MbxApp(actor, db_path=ctx.db_path, data_dir=data_dir, run_tests=not getattr(args, "no_tests", False),
+                 threads=getattr(args, "threads", 32))
+    app.run()
+    return app.return_code or EXIT_OK
+
+
+def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
+    from mbxtui.demo import run_demo
+
+    return run_demo(reset=args.reset)
+
+
+def register_demo(commands: Commands) -> None:
+    p = command(commands, "demo", cmd_demo, "open the console on a demo organisation with its own sandbox mail "
+                "servers (never your real database or keyring)")
+    p.add_argument("--reset", action="store_true", help="start the demo over from scratch")
+    p.set_defaults(needs_database=False)
+
+
+def register_console(commands: Commands) -> None:
+    p = command(commands, "console", cmd_console, "open the console (the default when no command is given)")
+    p.add_argument("--no-tests", action="store_true", help="do not run queued Test & Enable jobs in this console")
+    p.add_argument("--threads", type=int, default=32, help="Test & Enable tests run at once")

@@ -37,7 +37,7 @@ import json
 import sqlite3
 import time
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Sequence
 
 from mbxtui.core import dialect, validation
@@ -139,6 +139,8 @@ class OrderedIds:
     total: int | None
     head: array
     read_rest: Callable[[sqlite3.Connection], array] | None = None
+    rows: dict[int, GridRow] = field(default_factory=dict)  # rows of the head, when read with it
+    newest_id: int | None = None  # the largest mailbox id, when read with the head
 
     def whole(self, conn: sqlite3.Connection) -> array:
         """Every id: the head when that is all, else the rest read on ``conn``."""
@@ -203,20 +205,23 @@ class MailboxPages:
             # NULLS FIRST (SQLite's order) keeps PostgreSQL from walking an index built in its
             # own order; a column without NULLs sorts the same either way.
             ordering = ordering.replace(" NULLS FIRST", "").replace(" NULLS LAST", "")
-        join = "LEFT JOIN profile p ON p.id = m.profile_id " if "p." in ordering else ""
         limit = f"SET LOCAL statement_timeout = {round(WALK_SECONDS * 1000)}; " if text else ""
-        sql = f"{limit}SELECT m.id FROM mailbox m {join}WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}"
+        # The head's rows and the newest id come in the same round trip: the server may be far.
+        sql = (f"{limit}SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM mailbox m "
+               f"LEFT JOIN profile p ON p.id = m.profile_id WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}")
         from psycopg2.errors import QueryCanceled
 
         try:
-            head = _ids(conn, sql, params)
+            found = conn.execute(sql, params).fetchall()
         except QueryCanceled:
-            head = None
-        if head is not None and len(head) <= HEAD:
-            return OrderedIds(len(head), head)
+            found = None
+        rows = {row[0]: GridRow._make(row[:-1]) for row in found[:HEAD]} if found else {}
+        head = array("q", rows)
+        newest = found[0][-1] if found else None
+        if found is not None and len(found) <= HEAD:
+            return OrderedIds(len(head), head, rows=rows)
         whole = GridQuery(query.view, text, query.sort, query.descending)
-        return OrderedIds(None, head[:HEAD] if head is not None else array("q"),
-                          self._rest_of(whole))
+        return OrderedIds(None, head, self._rest_of(whole), rows=rows, newest_id=newest)
 
     def _walk_matches(self, conn: sqlite3.Connection, query: GridQuery, text: str,
                       seconds: float) -> tuple[array, bool]:

@@ -95,7 +95,10 @@ def read_order(source: MailboxPages, asked: ReadOrder, post: Callable[[Message],
         conn = mailbox_pages.reader()
         ordered = source.start_ordered_ids(asked.query, conn)
         complete = ordered.read_rest is None
-        newest = (max(ordered.head) if ordered.head else 0) if complete else source.newest_id(conn)
+        if complete:
+            newest = max(ordered.head) if ordered.head else 0
+        else:
+            newest = ordered.newest_id if ordered.newest_id is not None else source.newest_id(conn)
         if cancelled():
             return
         head = ordered.head
@@ -104,7 +107,10 @@ def read_order(source: MailboxPages, asked: ReadOrder, post: Callable[[Message],
         except ValueError:
             position = 0
         around = head[max(0, position - PAGE_SIZE // 2):position + PAGE_SIZE // 2].tolist()
-        rows = {mailbox_id: row_view(row) for mailbox_id, row in source.rows(around, conn).items()}
+        missing = [mailbox_id for mailbox_id in around if mailbox_id not in ordered.rows]
+        read = {**{mailbox_id: ordered.rows[mailbox_id] for mailbox_id in around if mailbox_id in ordered.rows},
+                **(source.rows(missing, conn) if missing else {})}
+        rows = {mailbox_id: row_view(row) for mailbox_id, row in read.items()}
         rows.update((mailbox_id, GONE) for mailbox_id in around if mailbox_id not in rows)
         first = OrderRead(generation, head, ordered.total, complete, newest, rows=rows, rows_token=asked.rows_token)
         post(first)

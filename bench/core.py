@@ -10,7 +10,7 @@ Figures, each as wall time and CPU time (the CPU time does not grow when the mac
   * `mbxtui mailbox list --view pending --json --limit 100` on 1,000,000 mailboxes: subprocess wall
     time, median of 5 after one warm-up run (the service call alone is shown beside it);
   * approving the 100,000 mailboxes of the Pending Approval view: the service
-    (`mailboxes.approve`) and the CLI (`mbxtui mailbox approve --view pending`), each on a fresh
+    (`bulk.approve`) and the CLI (`mbxtui mailbox approve --view pending`), each on a fresh
     copy of the 1,000,000-mailbox database.
 
 The 1,000,000-mailbox database is built once by executemany into the real schema, in one
@@ -39,7 +39,8 @@ from pathlib import Path
 
 from mbxtui.core import db
 from mbxtui.core.migrations import LATEST_VERSION
-from mbxtui.core.services import imports, mailboxes, operators, profiles, settings
+from mbxtui.core.services import bulk, imports, mailbox_views, operators, profiles, settings
+from mbxtui.core.services.selection import Selection
 
 # Bump when the built data changes, so an old cached database is not reused.
 BUILDER_VERSION = 1
@@ -302,7 +303,7 @@ def measure_list(database_path: Path, work: Path, count: int) -> list[Figure]:
     database = db.open_database(database_path)
     try:
         admin = operators.current_actor(login=OPERATOR)
-        service = [timed(lambda: mailboxes.list_mailboxes(admin, view="pending", limit=100)) for _ in range(5)]
+        service = [timed(lambda: mailbox_views.list_mailboxes(admin, view="pending", limit=100)) for _ in range(5)]
     finally:
         database.close()
     return [
@@ -321,7 +322,7 @@ def measure_approve(database_path: Path, work: Path, expected: int) -> list[Figu
 
         def approve():
             nonlocal result
-            result = mailboxes.approve(admin, mailboxes.Selection.of_view("pending"))
+            result = bulk.approve(admin, Selection.of_view("pending"))
 
         service = timed(approve)
     finally:

@@ -26,7 +26,7 @@ Each measurement runs in its own process, so that start-up and peak memory are t
   unfiltered view, which the trigram index cannot serve.
 - sort: ``set_query`` by another column, to the first frame showing the new order (order read
   from its index) and reversed.
-- mark all + approve: ``a`` in the Pending Approval view and in All, then ``mailboxes.approve``
+- mark all + approve: ``a`` in the Pending Approval view and in All, then ``bulk.approve``
   with the view itself (``target_selection``, what the console sends after "mark all") and with
   the marked ids (``Selection.of_ids``, what it sends when the marks are not a whole view, say
   after unmarking one row), each on a fresh copy of the database; then the grid's reload.
@@ -278,8 +278,8 @@ def child_grid(db_path: str, approve: bool = True) -> dict[str, Any]:
     from textual.app import App
 
     from mbxtui.core import db
-    from mbxtui.core.services import mailboxes, operators
-    from mbxtui.core.services.mailboxes import Selection
+    from mbxtui.core.services import bulk, operators
+    from mbxtui.core.services.selection import Selection
     from mbxtui.tui.widgets.grid import MailboxGrid
 
     db.open_database(db_path)
@@ -404,9 +404,9 @@ def child_grid(db_path: str, approve: bool = True) -> dict[str, Any]:
                 measured["mark_all_ms"] = ms(direct(grid, grid.mark_all_in_view))
                 started = time.perf_counter()
                 if how == "of_ids":
-                    outcome = mailboxes.approve(actor, Selection.of_ids(grid.marked))  # as when not a whole view
+                    outcome = bulk.approve(actor, Selection.of_ids(grid.marked))  # as when not a whole view
                 else:
-                    outcome = mailboxes.approve(actor, grid.target_selection())
+                    outcome = bulk.approve(actor, grid.target_selection())
                 measured["approve_ms"] = ms(time.perf_counter() - started)
                 measured["reload_ms"] = ms(direct(grid, lambda: (grid.clear_marks(), grid.reload())))
                 measured["total_ms"] = round(measured["mark_all_ms"] + measured["approve_ms"]

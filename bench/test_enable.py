@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))  # tests.lab lives beside the package, not in it
 from mbxtui.core import db, jobs  # noqa: E402
 from mbxtui.core.models import Alert, TestJob  # noqa: E402
 from mbxtui.core.secrets import SecretStore  # noqa: E402
-from mbxtui.core.services import credentials, imports, mailboxes, operators, profiles, settings  # noqa: E402
+from mbxtui.core.services import bulk, credentials, imports, operators, profiles, settings  # noqa: E402
+from mbxtui.core.services.selection import Selection  # noqa: E402
 from tests.lab import start_lab  # noqa: E402
 
 TARGET_RATE = 100.0
@@ -196,7 +197,7 @@ def run_mbxtui(lab: LabProcess, store: SecretStore, admin, threads: int, verify:
     profiles.update(admin, PROFILE, incoming_port=imap_port, outgoing_port=smtp_port, verify_delivery=verify)
     alerts_before = Alert.select().count()
     started, cpu = time.perf_counter(), time.process_time()
-    request = jobs.schedule(admin, mailboxes.Selection.of_profile(PROFILE))
+    request = jobs.schedule(admin, Selection.of_profile(PROFILE))
     summary = jobs.TestRunner(store, threads=threads).run(until_idle=True)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     connections = lab.counted()
@@ -243,7 +244,7 @@ def set_up(lab: LabProcess, work: Path, connections: int):
     users_csv.write_text("name,email\n" + "".join(f"Bench {login.split('@')[0]},{login}\n"
                                                   for login, _ in lab.accounts), encoding="utf-8")
     imports.import_csv(admin, "users", users_csv)
-    mailboxes.approve(admin, mailboxes.Selection.of_view("pending"))
+    bulk.approve(admin, Selection.of_view("pending"))
     store = SecretStore.open(work / "secrets")
     store.unlock(MASTER_PASSWORD)
     for login, password in lab.accounts:

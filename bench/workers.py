@@ -38,7 +38,8 @@ from bench.test_enable import LabProcess  # noqa: E402
 from mbxtui.core import db, jobs  # noqa: E402
 from mbxtui.core.models import Alert, database  # noqa: E402
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore  # noqa: E402
-from mbxtui.core.services import credentials, imports, mailboxes, operators, profiles, settings  # noqa: E402
+from mbxtui.core.services import bulk, credentials, imports, operators, profiles, settings  # noqa: E402
+from mbxtui.core.services.selection import Selection  # noqa: E402
 
 MASTER_PASSWORD = "bench master password"
 PROFILE = "lab"
@@ -78,7 +79,7 @@ def set_up(lab: LabProcess, location: str, data_dir: Path, connections: int):
     users_csv.write_text("name,email\n" + "".join(f"Bench {login.split('@')[0]},{login}\n"
                                                   for login, _ in lab.accounts), encoding="utf-8")
     imports.import_csv(admin, "users", users_csv)
-    mailboxes.approve(admin, mailboxes.Selection.of_view("pending"))
+    bulk.approve(admin, Selection.of_view("pending"))
     store = SecretStore.open(data_dir)
     store.unlock(MASTER_PASSWORD)
     for login, password in lab.accounts:
@@ -110,7 +111,7 @@ def run_workers(lab: LabProcess, admin, backend: str, location: str, data_dir: P
         load = os.getloadavg()[0]
         alerts_before = Alert.select().count()
         started = time.perf_counter()
-        batch = jobs.schedule(admin, mailboxes.Selection.of_profile(PROFILE))["batch"]
+        batch = jobs.schedule(admin, Selection.of_profile(PROFILE))["batch"]
         deadline = time.monotonic() + RUN_TIMEOUT
         while database.execute_sql(
                 "SELECT count(*) FROM test_job WHERE batch_id = ? AND state IN ('queued', 'running')",

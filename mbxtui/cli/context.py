@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from mbxtui.core.permissions import Actor
     from mbxtui.core.secrets import SecretStore
-    from mbxtui.core.services.mailboxes import Selection
+    from mbxtui.core.services.selection import Selection
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def read_secret(args: argparse.Namespace, what: str) -> str:
 
 def selection(args: argparse.Namespace) -> Selection:
     """The mailboxes a bulk command names: addresses, a view (with a filter), or a profile's."""
-    from mbxtui.core.services.mailboxes import Selection
+    from mbxtui.core.services.selection import Selection
 
     emails = getattr(args, "emails", None) or []
     view = getattr(args, "view", None)

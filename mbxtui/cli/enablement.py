@@ -44,7 +44,7 @@ def _runner(ctx: Context, *, threads: int, on_tested: Callable[[Sequence[Any]], 
 
 def cmd_test_enable(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core import jobs
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import mailbox_views
 
     request = jobs.schedule(ctx.actor, selection(args))
     if not args.wait:
@@ -67,7 +67,7 @@ def cmd_test_enable(ctx: Context, args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     results = []
     for row in jobs.batch_results(batch):
-        details = mailboxes.rows_by_ids(ctx.actor, [row["mailbox_id"]])[row["mailbox_id"]]
+        details = mailbox_views.rows_by_ids(ctx.actor, [row["mailbox_id"]])[row["mailbox_id"]]
         results.append({
             "email": details["email"], "outcome": row["outcome"],
             "incoming_status": details["incoming_status"], "outgoing_status": details["outgoing_status"],

@@ -15,7 +15,8 @@ from mbxtui.cli.output import EXIT_OK, emit, print_json, print_record, print_tab
 
 if TYPE_CHECKING:
     from mbxtui.core.permissions import Actor
-    from mbxtui.core.services.mailboxes import BulkResult, Selection
+    from mbxtui.core.services.bulk import BulkResult
+    from mbxtui.core.services.selection import Selection
 
 MAILBOX_COLUMNS = [
     ("name", "NAME"), ("email", "EMAIL"), ("regarding", "REGARDING"), ("profile", "PROFILE"),
@@ -31,9 +32,9 @@ def _enabled_text(row: dict[str, Any]) -> str:
 
 
 def cmd_mailbox_list(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import mailbox_views
 
-    page = mailboxes.list_mailboxes(ctx.actor, view=args.view, filter_text=args.filter, sort=args.sort,
+    page = mailbox_views.list_mailboxes(ctx.actor, view=args.view, filter_text=args.filter, sort=args.sort,
                                     descending=args.desc, limit=args.limit, offset=args.offset)
     if args.json:
         print_json({"total": page.total, "offset": args.offset, "rows": page.rows})
@@ -86,43 +87,43 @@ def _bulk(ctx: Context, args: argparse.Namespace, action: Callable[[Actor, Selec
 
 
 def cmd_mailbox_approve(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    return _bulk(ctx, args, mailboxes.approve, "approved")
+    return _bulk(ctx, args, bulk.approve, "approved")
 
 
 def cmd_mailbox_reject(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    return _bulk(ctx, args, mailboxes.reject, "rejected")
+    return _bulk(ctx, args, bulk.reject, "rejected")
 
 
 def cmd_mailbox_deactivate(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    return _bulk(ctx, args, mailboxes.deactivate, "deactivated")
+    return _bulk(ctx, args, bulk.deactivate, "deactivated")
 
 
 def cmd_mailbox_activate(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    return _bulk(ctx, args, mailboxes.activate, "activated")
+    return _bulk(ctx, args, bulk.activate, "activated")
 
 
 def cmd_mailbox_bulk_edit(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
     def bulk_edit(actor: Actor, chosen: Selection) -> BulkResult:
-        return mailboxes.bulk_edit(actor, chosen, profile=args.profile, incoming=args.incoming,
-                                   outgoing=args.outgoing, act=args.act)
+        return bulk.bulk_edit(actor, chosen, profile=args.profile, incoming=args.incoming,
+                              outgoing=args.outgoing, act=args.act)
 
     return _bulk(ctx, args, bulk_edit, "changed")
 
 
 def cmd_mailbox_apply_defaults(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core.services import mailboxes
+    from mbxtui.core.services import bulk
 
-    data = mailboxes.apply_defaults(ctx.actor, selection(args), schedule_test=not args.no_test)
+    data = bulk.apply_defaults(ctx.actor, selection(args), schedule_test=not args.no_test).as_dict()
 
     def render(d: dict[str, Any]) -> None:
         print(f"applied the default email settings to {d['selected']} mailbox(es) ({d['changed']} recorded)")

@@ -15,7 +15,8 @@ dialect of the database the models are bound to:
 - ``nulls_first``: NULL sorts first, as on SQLite
 - ``substring_filter`` / ``substring_ids``: the name/address filter (an FTS5 trigram table on
   SQLite, pg_trgm indexes queried with ILIKE on PostgreSQL)
-- ``id_list_join``: join a JSON list of ids to the mailbox table
+- ``id_list_join``: join a JSON list of ids to the mailbox table; ``id_ranges_join`` likewise a
+  JSON list of [first, last] runs of ids
 - ``claim_lock``: keeps two workers off the same queued job (on PostgreSQL also without the
   write lock, which claims may leave once workers run on several hosts)
 - ``reader``: the plain driver connection the grid reads through, with a change fingerprint
@@ -107,6 +108,10 @@ class SqliteDialect:
     def id_list_join(self) -> str:
         # CROSS JOIN keeps the list as the outer loop: one lookup per listed id.
         return "json_each(?) j CROSS JOIN mailbox m ON m.id = j.value"
+
+    def id_ranges_join(self) -> str:
+        return ("json_each(?) r CROSS JOIN mailbox m "
+                "ON m.id BETWEEN json_extract(r.value, '$[0]') AND json_extract(r.value, '$[1]')")
 
     def claim_lock(self) -> str:
         return ""  # a write transaction holds the whole database
@@ -232,6 +237,10 @@ class PostgresDialect(SqliteDialect):
 
     def id_list_join(self) -> str:
         return "json_array_elements_text(CAST(? AS json)) j JOIN mailbox m ON m.id = CAST(j.value AS bigint)"
+
+    def id_ranges_join(self) -> str:
+        return ("json_array_elements(CAST(? AS json)) r JOIN mailbox m "
+                "ON m.id BETWEEN CAST(r.value ->> 0 AS bigint) AND CAST(r.value ->> 1 AS bigint)")
 
     def claim_lock(self) -> str:
         return " FOR UPDATE SKIP LOCKED"

@@ -27,9 +27,8 @@ from mbxtui.core.probes.base import ErrorCode, Failure
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
-from mbxtui.core.services.mailboxes import (
-    OVERALL_STATUS_SQL, SELECTED, Selection, approval_required, materialise, update_selected,
-)
+from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, approval_required
+from mbxtui.core.services.selection import SELECTED, Selection, materialise, update_selected
 from mbxtui.core.test_enable import (
     MailboxSnapshot, MailboxTestResult, ProfileSnapshot, directions_in_use, profile_snapshot, rule_failure, run_mailbox_test,
 )

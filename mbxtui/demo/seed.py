@@ -20,8 +20,8 @@ from mbxtui.core import jobs
 from mbxtui.core.models import Alert, Operator
 from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import SecretStore
-from mbxtui.core.services import alerts, credentials, imports, mailboxes, operators, profiles, settings
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import alerts, bulk, credentials, imports, mailboxes, operators, profiles, settings
+from mbxtui.core.services.selection import Selection
 from mbxtui.demo.mailsystem import DOMAIN, MAILBOX_PASSWORD, OAUTH2_TOKEN, SERVICE_LOGIN, SERVICE_PASSWORD
 from mbxtui.demo.sandbox import HOST, SandboxPorts
 
@@ -218,16 +218,16 @@ def seed(login: str, ports: SandboxPorts, ca_file: Path, store: SecretStore) -> 
     _set_profile_owners(admin, organisation)
     for profile in (BRANCH, LEGACY, WAREHOUSE):
         queues_here = [organisation.queues[local] for _, local, on, _ in QUEUES if on == profile]
-        mailboxes.bulk_edit(admin, Selection.of_emails(organisation.groups[profile] + queues_here), profile=profile)
-    mailboxes.bulk_edit(admin, Selection.of_emails(organisation.groups[EXCHANGE]), act="server_side_sync")
+        bulk.bulk_edit(admin, Selection.of_emails(organisation.groups[profile] + queues_here), profile=profile)
+    bulk.bulk_edit(admin, Selection.of_emails(organisation.groups[EXCHANGE]), act="server_side_sync")
     for local in QUEUES_DELETING_AFTER_PROCESSING:
         mailboxes.edit(admin, organisation.queues[local], delete_after_processing=True)
 
     mailboxes.create_forward_mailbox(admin, name=FORWARD_MAILBOX[0], email=organisation.forward_mailbox,
                                      profile=HEAD_OFFICE, delete_after_processing=True,
                                      owner=organisation.users[ADMIN_USER])
-    mailboxes.bulk_edit(admin, Selection.of_emails(organisation.forwarded), incoming="forward_mailbox")
-    mailboxes.bulk_edit(admin, Selection.of_emails(organisation.act_on_imap), act="server_side_sync")
+    bulk.bulk_edit(admin, Selection.of_emails(organisation.forwarded), incoming="forward_mailbox")
+    bulk.bulk_edit(admin, Selection.of_emails(organisation.act_on_imap), act="server_side_sync")
     _set_branch_passwords(admin, organisation, store)
     admin = _add_operators(admin, login, organisation)
 
@@ -235,8 +235,8 @@ def seed(login: str, ports: SandboxPorts, ca_file: Path, store: SecretStore) -> 
     waiting = set(organisation.pending) | set(organisation.rejected) | {
         organisation.queues[local] for local in QUEUES_PENDING}
     to_approve = [a for a in _all_addresses(organisation) if a not in waiting]
-    mailboxes.approve(service_admin, Selection.of_emails(to_approve))
-    mailboxes.reject(service_admin, Selection.of_emails(organisation.rejected))
+    bulk.approve(service_admin, Selection.of_emails(to_approve))
+    bulk.reject(service_admin, Selection.of_emails(organisation.rejected))
 
     system_admin = operators.current_actor(login="sys") if login != "sys" else admin
     _first_test_run(system_admin, organisation, store)

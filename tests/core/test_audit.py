@@ -12,8 +12,8 @@ from mbxtui.core.enums import AlertLevel
 from mbxtui.core.errors import MbxError
 from mbxtui.core.models import AuditEntry, Mailbox, database
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import alerts, audit, imports, mailboxes, operators, profiles, settings, users
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import alerts, audit, bulk, imports, mailboxes, operators, profiles, settings, users
+from mbxtui.core.services.selection import Selection
 from tests.core.conftest import Actors
 from tests.core.support import IMAP_PROFILE, audit_actions, last_audit_id, snapshot
 
@@ -46,12 +46,12 @@ def test_every_change_writes_its_audit_entry(actors: Actors, tmp_path: Path):
         (lambda: mailboxes.create_forward_mailbox(admin, name="F", email="f@corp.test", profile="imap"),
          ["mailbox.create_forward"]),
         (lambda: mailboxes.edit(admin, "ann@corp.test", name="Ann A"), ["mailbox.edit"]),
-        (lambda: mailboxes.approve(admin, one("ann@corp.test")), ["mailbox.approve"]),
-        (lambda: mailboxes.reject(admin, one("bob@corp.test")), ["mailbox.reject"]),
-        (lambda: mailboxes.bulk_edit(admin, one("ann@corp.test"), act="server_side_sync"), ["mailbox.bulk_edit"]),
-        (lambda: mailboxes.apply_defaults(admin, one("ann@corp.test")), ["mailbox.apply_defaults"]),
-        (lambda: mailboxes.deactivate(admin, one("sales@corp.test")), ["mailbox.deactivate"]),
-        (lambda: mailboxes.activate(admin, one("sales@corp.test")), ["mailbox.activate"]),
+        (lambda: bulk.approve(admin, one("ann@corp.test")), ["mailbox.approve"]),
+        (lambda: bulk.reject(admin, one("bob@corp.test")), ["mailbox.reject"]),
+        (lambda: bulk.bulk_edit(admin, one("ann@corp.test"), act="server_side_sync"), ["mailbox.bulk_edit"]),
+        (lambda: bulk.apply_defaults(admin, one("ann@corp.test")), ["mailbox.apply_defaults"]),
+        (lambda: bulk.deactivate(admin, one("sales@corp.test")), ["mailbox.deactivate"]),
+        (lambda: bulk.activate(admin, one("sales@corp.test")), ["mailbox.activate"]),
         (lambda: users.deactivate_queue(admin, "sales@corp.test"), ["queue.deactivate", "mailbox.deactivate"]),
         (lambda: users.deactivate_user(admin, "bob@corp.test"), ["user.deactivate", "mailbox.deactivate"]),
         (lambda: users.activate_user(admin, "bob@corp.test"), ["user.activate"]),
@@ -112,8 +112,8 @@ BAD_CALLS = [
     ("mailbox date", lambda a: mailboxes.edit(a, "ann@corp.test", process_email_after="soon"), "process-email-after"),
     ("mailbox flag", lambda a: mailboxes.edit(a, "ann@corp.test", use_own_credentials="perhaps"),
      "use-own-credentials"),
-    ("bulk method", lambda a: mailboxes.bulk_edit(a, Selection.of_view("all"), outgoing="sometimes"), "outgoing"),
-    ("bulk profile", lambda a: mailboxes.bulk_edit(a, Selection.of_view("all"), profile="nope"), "profile"),
+    ("bulk method", lambda a: bulk.bulk_edit(a, Selection.of_view("all"), outgoing="sometimes"), "outgoing"),
+    ("bulk profile", lambda a: bulk.bulk_edit(a, Selection.of_view("all"), profile="nope"), "profile"),
     ("operator role", lambda a: operators.add(a, "olga", "boss"), "role"),
     ("forward email", lambda a: mailboxes.create_forward_mailbox(a, name="F", email="f", profile="imap"), "email"),
 ]
@@ -137,10 +137,10 @@ def test_a_failing_bulk_operation_changes_nothing(admin: Actor):
     mailboxes.create_forward_mailbox(admin, name="F", email="f@corp.test", profile="imap")
     before = snapshot()
     with pytest.raises(MbxError):
-        mailboxes.approve(admin, one("ann@corp.test", "ghost@corp.test"))
+        bulk.approve(admin, one("ann@corp.test", "ghost@corp.test"))
     with pytest.raises(MbxError):
-        mailboxes.bulk_edit(admin, Selection.of_view("all"), profile="imap", outgoing="server_side_sync")
+        bulk.bulk_edit(admin, Selection.of_view("all"), profile="imap", outgoing="server_side_sync")
     with pytest.raises(MbxError):
-        mailboxes.deactivate(admin, one("bob@corp.test", "nobody@corp.test"))
+        bulk.deactivate(admin, one("bob@corp.test", "nobody@corp.test"))
     assert snapshot() == before
     assert AuditEntry.select().count() == len(before["audit_entry"])

@@ -12,8 +12,8 @@ import pytest
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from mbxtui.core.models import AuditEntry, AuditRecord, TestJob
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import imports, mailboxes, operators, profiles, settings, users
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import bulk, imports, mailbox_views, mailboxes, operators, profiles, settings, users
+from mbxtui.core.services.selection import Selection
 from tests.core.conftest import Actors
 from tests.core.support import audit_actions, count, last_audit_id, mailbox, profile_fields, set_test_results, snapshot
 
@@ -62,8 +62,8 @@ def test_apply_defaults_changes_the_selected_mailboxes_and_schedules_their_test(
                      incoming_enabled=1, outgoing_enabled=1)
     untouched = mailbox("cat@corp.test")
     since = last_audit_id()
-    result = mailboxes.apply_defaults(admin, emails("ann", "bob"))
-    assert (result["selected"], result["changed"]) == (2, 2) and result["test_batch"] is not None
+    result = bulk.apply_defaults(admin, emails("ann", "bob"))
+    assert (result.selected, result.changed) == (2, 2) and result.test_batch is not None
     for email in ("ann@corp.test", "bob@corp.test"):
         box = mailbox(email)
         assert box["profile_name"] == "pop"
@@ -73,7 +73,7 @@ def test_apply_defaults_changes_the_selected_mailboxes_and_schedules_their_test(
         assert (box["incoming_enabled"], box["outgoing_enabled"]) == (0, 0)
     assert mailbox("cat@corp.test") == untouched
     jobs = [(j.mailbox.email, j.state, j.batch_id) for j in TestJob.select().order_by(TestJob.mailbox)]
-    assert jobs == [("ann@corp.test", "queued", result["test_batch"]), ("bob@corp.test", "queued", result["test_batch"])]
+    assert jobs == [("ann@corp.test", "queued", result.test_batch), ("bob@corp.test", "queued", result.test_batch)]
     assert audit_actions(since) == ["mailbox.apply_defaults"]
     entry = AuditEntry.select().order_by(AuditEntry.id.desc()).get()
     assert entry.record_count == 2
@@ -81,8 +81,8 @@ def test_apply_defaults_changes_the_selected_mailboxes_and_schedules_their_test(
 
 def test_apply_defaults_without_the_test(admin: Actor, org):
     settings.update(admin, default_profile="pop")
-    result = mailboxes.apply_defaults(admin, emails("ann"), schedule_test=False)
-    assert result["test_batch"] is None
+    result = bulk.apply_defaults(admin, emails("ann"), schedule_test=False)
+    assert result.test_batch is None
     assert mailbox("ann@corp.test")["profile_name"] == "pop"
     assert mailbox("ann@corp.test")["test_scheduled"] == 0
     assert count("test_job") == 0 and count("test_batch") == 0
@@ -90,14 +90,14 @@ def test_apply_defaults_without_the_test(admin: Actor, org):
 
 def test_apply_defaults_to_a_view(admin: Actor, org):
     settings.update(admin, default_profile="pop")
-    result = mailboxes.apply_defaults(admin, Selection.of_view("all", "corp.test"), schedule_test=False)
-    assert result["selected"] == 5
+    result = bulk.apply_defaults(admin, Selection.of_view("all", "corp.test"), schedule_test=False)
+    assert result.selected == 5
     assert count("mailbox", "profile_id = (SELECT id FROM profile WHERE name = 'pop')") == 5
 
 
 def test_apply_defaults_keeps_a_forward_mailboxs_own_methods(admin: Actor, org):
     settings.update(admin, default_profile="pop", default_act="server_side_sync")
-    mailboxes.apply_defaults(admin, emails("fwd"), schedule_test=False)
+    bulk.apply_defaults(admin, emails("fwd"), schedule_test=False)
     assert mailbox("fwd@corp.test")["profile_name"] == "pop"
     assert methods("fwd@corp.test") == ("server_side_sync", "none", "none")
 
@@ -106,7 +106,7 @@ def test_apply_defaults_without_a_default_profile_is_refused_clearly(admin: Acto
     users.add_user(admin, "Ann", "ann@corp.test")
     before = snapshot()
     with pytest.raises(InvalidInput) as refused:
-        mailboxes.apply_defaults(admin, emails("ann"))
+        bulk.apply_defaults(admin, emails("ann"))
     assert refused.value.field == "default_profile"
     assert "is not set" in str(refused.value) and "settings set --default-profile" in str(refused.value)
     assert snapshot() == before
@@ -116,14 +116,14 @@ def test_apply_defaults_with_an_unknown_mailbox_changes_nothing(admin: Actor, or
     settings.update(admin, default_profile="pop")
     before = snapshot()
     with pytest.raises(NotFound, match="no mailbox with email ghost@corp.test"):
-        mailboxes.apply_defaults(admin, emails("ann", "ghost"))
+        bulk.apply_defaults(admin, emails("ann", "ghost"))
     assert snapshot() == before
 
 
 def test_a_viewer_cannot_apply_defaults(actors: Actors, org):
     with pytest.raises(PermissionDenied, match="vic is viewer"):
-        mailboxes.apply_defaults(actors.viewer, emails("ann"))
-    assert mailboxes.apply_defaults(actors.system, emails("ann"))["selected"] == 1
+        bulk.apply_defaults(actors.viewer, emails("ann"))
+    assert bulk.apply_defaults(actors.system, emails("ann")).selected == 1
 
 
 # --- R3 ----------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def test_a_viewer_cannot_apply_defaults(actors: Actors, org):
 def test_bulk_edit_sets_profile_and_methods_on_the_selection_in_one_audited_step(admin: Actor, org):
     untouched = mailbox("cat@corp.test")
     since = last_audit_id()
-    result = mailboxes.bulk_edit(admin, emails("ann", "bob", "sales"), profile="pop", incoming="forward_mailbox",
+    result = bulk.bulk_edit(admin, emails("ann", "bob", "sales"), profile="pop", incoming="forward_mailbox",
                                  act="server_side_sync")
     assert result.as_dict() == {"selected": 3, "changed": 3}
     for email in ("ann@corp.test", "bob@corp.test", "sales@corp.test"):
@@ -149,7 +149,7 @@ def test_bulk_edit_sets_profile_and_methods_on_the_selection_in_one_audited_step
 def test_bulk_edit_of_a_method_resets_only_that_directions_test(admin: Actor, org):
     set_test_results("ann@corp.test", incoming_status="success", outgoing_status="success", overall_status="success",
                      incoming_enabled=1, outgoing_enabled=1)
-    mailboxes.bulk_edit(admin, emails("ann"), outgoing="none")
+    bulk.bulk_edit(admin, emails("ann"), outgoing="none")
     box = mailbox("ann@corp.test")
     assert (box["incoming_status"], box["incoming_enabled"]) == ("success", 1)
     assert (box["outgoing_status"], box["outgoing_enabled"]) == ("not_run", 0)
@@ -159,7 +159,7 @@ def test_bulk_edit_of_a_method_resets_only_that_directions_test(admin: Actor, or
 def test_bulk_edit_giving_a_forward_mailbox_outgoing_is_refused_and_changes_nothing(admin: Actor, org):
     before = snapshot()
     with pytest.raises(InvalidInput) as refused:
-        mailboxes.bulk_edit(admin, Selection.of_view("all"), profile="pop", outgoing="server_side_sync")
+        bulk.bulk_edit(admin, Selection.of_view("all"), profile="pop", outgoing="server_side_sync")
     assert refused.value.field == "outgoing"
     assert "fwd@corp.test" in str(refused.value) and "nothing was changed" in str(refused.value)
     assert snapshot() == before
@@ -168,7 +168,7 @@ def test_bulk_edit_giving_a_forward_mailbox_outgoing_is_refused_and_changes_noth
 def test_bulk_edit_serving_a_forward_mailbox_by_a_forward_mailbox_is_refused(admin: Actor, org):
     before = snapshot()
     with pytest.raises(InvalidInput, match="^incoming: a forward mailbox cannot itself be served"):
-        mailboxes.bulk_edit(admin, emails("ann", "fwd"), incoming="forward_mailbox")
+        bulk.bulk_edit(admin, emails("ann", "fwd"), incoming="forward_mailbox")
     assert snapshot() == before
 
 
@@ -182,7 +182,7 @@ def test_bulk_edit_serving_a_forward_mailbox_by_a_forward_mailbox_is_refused(adm
 def test_bad_bulk_edits_are_refused_naming_the_field(admin: Actor, org, changes: dict, message: str):
     before = snapshot()
     with pytest.raises(InvalidInput) as refused:
-        mailboxes.bulk_edit(admin, emails("ann", "bob"), **changes)
+        bulk.bulk_edit(admin, emails("ann", "bob"), **changes)
     assert str(refused.value) == message
     assert snapshot() == before
 
@@ -190,19 +190,19 @@ def test_bad_bulk_edits_are_refused_naming_the_field(admin: Actor, org, changes:
 def test_bulk_edit_to_an_inactive_profile_is_refused(admin: Actor, org):
     profiles.update(admin, "pop", active="off")
     with pytest.raises(InvalidInput, match="^profile: profile 'pop' is inactive"):
-        mailboxes.bulk_edit(admin, emails("ann"), profile="pop")
+        bulk.bulk_edit(admin, emails("ann"), profile="pop")
 
 
 def test_bulk_edit_with_one_unknown_address_changes_nothing(admin: Actor, org):
     before = snapshot()
     with pytest.raises(NotFound, match="no mailbox with email ghost@corp.test"):
-        mailboxes.bulk_edit(admin, emails("ann", "ghost", "bob"), profile="pop")
+        bulk.bulk_edit(admin, emails("ann", "ghost", "bob"), profile="pop")
     assert snapshot() == before
 
 
 def test_bulk_edit_of_an_empty_view_is_refused(admin: Actor, org):
     with pytest.raises(NotFound, match="no mailboxes selected"):
-        mailboxes.bulk_edit(admin, Selection.of_view("failed"), profile="pop")
+        bulk.bulk_edit(admin, Selection.of_view("failed"), profile="pop")
 
 
 # --- R5 ----------------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_bulk_edit_of_an_empty_view_is_refused(admin: Actor, org):
 @pytest.mark.parametrize("role", ["admin", "service"])
 def test_global_and_service_admins_approve_recording_who_and_when(actors: Actors, org, role: str):
     approver = getattr(actors, role)
-    result = mailboxes.approve(approver, emails("ann", "sales"))
+    result = bulk.approve(approver, emails("ann", "sales"))
     assert result.as_dict() == {"selected": 2, "changed": 2}
     for email in ("ann@corp.test", "sales@corp.test"):
         box = mailbox(email)
@@ -222,7 +222,7 @@ def test_global_and_service_admins_approve_recording_who_and_when(actors: Actors
 @pytest.mark.parametrize("role, login", [("system", "syd"), ("viewer", "vic")])
 def test_others_may_not_approve_or_reject_and_are_told_which_role_can(actors: Actors, org, role: str, login: str):
     before = snapshot()
-    for action in (mailboxes.approve, mailboxes.reject):
+    for action in (bulk.approve, bulk.reject):
         with pytest.raises(PermissionDenied) as refused:
             action(getattr(actors, role), emails("ann"))
         assert f"{login} is" in str(refused.value)
@@ -232,7 +232,7 @@ def test_others_may_not_approve_or_reject_and_are_told_which_role_can(actors: Ac
 
 def test_reject_records_who_and_when_and_disables(actors: Actors, org):
     set_test_results("ann@corp.test", incoming_enabled=1, outgoing_enabled=1)
-    mailboxes.reject(actors.service, emails("ann"))
+    bulk.reject(actors.service, emails("ann"))
     box = mailbox("ann@corp.test")
     assert (box["approval"], box["approved_by"]) == ("rejected", "sam")
     assert recent(box["approved_on"])
@@ -240,31 +240,31 @@ def test_reject_records_who_and_when_and_disables(actors: Actors, org):
 
 
 def test_approving_a_view_approves_every_pending_mailbox_once(admin: Actor, org):
-    mailboxes.approve(admin, emails("ann"))
+    bulk.approve(admin, emails("ann"))
     assert count("mailbox", "approval = 'pending'") == 4
-    result = mailboxes.approve(admin, Selection.of_view("pending"))
+    result = bulk.approve(admin, Selection.of_view("pending"))
     assert result.as_dict() == {"selected": 4, "changed": 4}
     assert count("mailbox", "approval = 'approved'") == 5
-    assert mailboxes.approve(admin, emails("ann")).as_dict() == {"selected": 1, "changed": 0}
+    assert bulk.approve(admin, emails("ann")).as_dict() == {"selected": 1, "changed": 0}
 
 
 def test_approving_a_mostly_approved_view_counts_the_view_and_audits_only_the_changes(admin: Actor, org):
-    mailboxes.approve(admin, emails("ann", "bob"))
+    bulk.approve(admin, emails("ann", "bob"))
     in_view = count("mailbox", "active = 1")
-    result = mailboxes.approve(admin, Selection.of_view("active"))
+    result = bulk.approve(admin, Selection.of_view("active"))
     assert result.as_dict() == {"selected": in_view, "changed": in_view - 2}
     entry = AuditEntry.select().order_by(AuditEntry.id.desc()).get()
     audited = {r.record_id for r in AuditRecord.select().where(AuditRecord.entry == entry.id)}
     assert entry.record_count == len(audited) == in_view - 2
     assert mailbox("ann@corp.test")["id"] not in audited
-    assert mailboxes.approve(admin, Selection.of_view("active")).as_dict() == {"selected": in_view, "changed": 0}
+    assert bulk.approve(admin, Selection.of_view("active")).as_dict() == {"selected": in_view, "changed": 0}
     with pytest.raises(NotFound, match="no mailboxes selected"):
-        mailboxes.approve(admin, Selection.of_view("pending"))
+        bulk.approve(admin, Selection.of_view("pending"))
 
 
 def test_approval_made_as_another_operator_records_both_logins(actors: Actors, org):
     as_sam = operators.current_actor(as_login="sam", login="alice")
-    mailboxes.approve(as_sam, emails("bob"))
+    bulk.approve(as_sam, emails("bob"))
     assert mailbox("bob@corp.test")["approved_by"] == "sam"
     entry = AuditEntry.select().order_by(AuditEntry.id.desc()).get()
     assert (entry.action, entry.login, entry.by_login) == ("mailbox.approve", "sam", "alice")
@@ -293,7 +293,7 @@ def test_other_profile_types_leave_new_mailboxes_pending(admin: Actor, org):
 # --- R7 ----------------------------------------------------------------------------------------
 
 def test_a_new_address_resets_approval_and_tests_and_disables(admin: Actor, org):
-    mailboxes.approve(admin, emails("ann"))
+    bulk.approve(admin, emails("ann"))
     set_test_results("ann@corp.test", incoming_status="success", outgoing_status="failure", act_status="success",
                      overall_status="failure", incoming_enabled=1, act_enabled=1, last_error_code="auth",
                      last_error_text="refused", transient_failures=2)
@@ -312,7 +312,7 @@ def test_a_new_address_resets_approval_and_tests_and_disables(admin: Actor, org)
 
 def test_a_new_address_is_not_pending_where_approval_is_not_required(admin: Actor, org):
     settings.update(admin, require_approval_users="off")
-    mailboxes.approve(admin, emails("ann", "sales"))
+    bulk.approve(admin, emails("ann", "sales"))
     mailboxes.edit(admin, "ann@corp.test", email="ann2@corp.test")
     mailboxes.edit(admin, "sales@corp.test", email="sales2@corp.test")
     assert mailbox("ann2@corp.test")["approval"] == "empty"
@@ -327,7 +327,7 @@ def test_a_new_address_on_exchange_online_is_approved_again(admin: Actor, org, e
 
 
 def test_other_edits_leave_approval_alone(admin: Actor, org):
-    mailboxes.approve(admin, emails("ann"))
+    bulk.approve(admin, emails("ann"))
     set_test_results("ann@corp.test", incoming_status="success", incoming_enabled=1)
     mailboxes.edit(admin, "ann@corp.test", name="Ann Archer", username="ann.archer")
     box = mailbox("ann@corp.test")
@@ -378,8 +378,8 @@ def test_a_forward_mailbox_has_no_user_or_queue_and_only_receives(admin: Actor, 
     assert methods("inbound@corp.test") == ("server_side_sync", "none", "none")
     assert box["delete_after_processing"] == 1
     assert box["approval"] == "pending"  # approved like any other mailbox
-    assert mailboxes.approve(admin, Selection.of_emails(["inbound@corp.test"])).changed == 1
-    forward_view = mailboxes.list_mailboxes(admin, view="forward")
+    assert bulk.approve(admin, Selection.of_emails(["inbound@corp.test"])).changed == 1
+    forward_view = mailbox_views.list_mailboxes(admin, view="forward")
     assert [r["email"] for r in forward_view.rows] == ["fwd@corp.test", "inbound@corp.test"]
 
 

@@ -15,7 +15,7 @@ from mbxtui.core import db, paths, postgres
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.migrations import LATEST_VERSION
 from mbxtui.core.models import Mailbox, User, database
-from mbxtui.core.services import mailboxes, operators, users
+from mbxtui.core.services import mailbox_views, operators, users
 from tests.backends import ON_POSTGRES, Databases, query
 
 on_postgres = pytest.mark.skipif(not ON_POSTGRES, reason="runs when the suite runs on PostgreSQL")
@@ -134,7 +134,7 @@ def test_sorting_by_name_ignores_case_like_sqlite(fresh: str):
     admin = operators.initialise(login="alice")
     for name in ("bob", "Anna", "carl", "anne"):
         users.add_user(admin, name, f"{name.lower()}@corp.test")
-    names = [row["name"] for row in mailboxes.list_mailboxes(admin, view="all", sort="name").rows]
+    names = [row["name"] for row in mailbox_views.list_mailboxes(admin, view="all", sort="name").rows]
     assert names == ["Anna", "anne", "bob", "carl"]
 
 

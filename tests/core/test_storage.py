@@ -13,7 +13,7 @@ from peewee import IntegrityError
 from mbxtui.core import db
 from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS
 from mbxtui.core.models import Mailbox, User, database
-from mbxtui.core.services import mailboxes, operators, users
+from mbxtui.core.services import mailbox_views, operators, users
 
 
 # These open SQLite files of their own; tests/core/test_postgres_storage.py holds the same
@@ -130,7 +130,7 @@ def _indexed_leading_columns(table: str) -> set[str]:
 
 SORTABLE_MAILBOX_COLUMNS = [
     (key, expression.removeprefix("m.").split()[0])
-    for key, expression in mailboxes.SORT_COLUMNS.items()
+    for key, expression in mailbox_views.SORT_COLUMNS.items()
     if expression.startswith("m.")
 ]
 

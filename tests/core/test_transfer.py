@@ -15,10 +15,11 @@ from mbxtui.core import db, jobs
 from mbxtui.core.enums import AlertLevel
 from mbxtui.core.models import Mailbox, database
 from mbxtui.core.secrets import SecretStore
-from mbxtui.core.services import (alerts, audit, credentials, mailboxes, operators, profiles, settings,
-                                  users)
+from mbxtui.core.services import (
+    alerts, audit, bulk, credentials, mailbox_views, mailboxes, operators, profiles, settings, users,
+)
 from mbxtui.core.services.alerts import raise_alert
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services.selection import Selection
 from mbxtui.core.transfer import COPIED_TABLES, TransferError, copy_installation, secrets_note
 from tests.backends import ON_POSTGRES, Databases, dump, execute, query, tables
 from tests.core.support import EXCHANGE_ONLINE_PROFILE, IMAP_PROFILE
@@ -49,8 +50,8 @@ def populate(location: Path | str, store: SecretStore) -> None:
         users.add_user(admin, f"Person {number:02}", f"p{number:02}@corp.test")
     users.add_queue(admin, "Support", "support@corp.test", "p00@corp.test")
     mailboxes.create_forward_mailbox(admin, name="Forward", email="fwd@corp.test", profile="imap")
-    mailboxes.approve(admin, Selection.of_emails([f"p{n:02}@corp.test" for n in range(0, PEOPLE, 2)]))
-    mailboxes.reject(admin, Selection.of_emails(["p01@corp.test"]))
+    bulk.approve(admin, Selection.of_emails([f"p{n:02}@corp.test" for n in range(0, PEOPLE, 2)]))
+    bulk.reject(admin, Selection.of_emails(["p01@corp.test"]))
     users.deactivate_user(admin, "p03@corp.test")
     credentials.set_mailbox_secret(admin, "p00@corp.test", MAILBOX_PASSWORD, store)
     with db.write_transaction():
@@ -78,8 +79,8 @@ def answers(actor_login: str = "alice") -> dict[str, Any]:
         "ann": mailboxes.show(admin, "p00@corp.test"),
     }
     for view in ("all", "active", "pending", "forward", "disabled"):
-        seen[f"view {view}"] = mailboxes.list_mailboxes(admin, view=view, sort="name", limit=1000)
-    seen["filter"] = mailboxes.list_mailboxes(admin, view="all", filter_text="son 1", limit=1000)
+        seen[f"view {view}"] = mailbox_views.list_mailboxes(admin, view=view, sort="name", limit=1000)
+    seen["filter"] = mailbox_views.list_mailboxes(admin, view="all", filter_text="son 1", limit=1000)
     return seen
 
 
@@ -154,7 +155,7 @@ def test_a_postgresql_installation_copies_back_into_sqlite(source, target, tmp_p
     try:
         assert answers() == before
         # The full-text index was filled by the copy's inserts.
-        assert [r["email"] for r in mailboxes.list_mailboxes(
+        assert [r["email"] for r in mailbox_views.list_mailboxes(
             operators.current_actor(login="alice"), view="all", filter_text="p1", limit=100).rows]
     finally:
         database.close()

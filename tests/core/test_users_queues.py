@@ -8,8 +8,8 @@ import pytest
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import TestJob
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import mailboxes, settings, users
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import bulk, settings, users
+from mbxtui.core.services.selection import Selection
 from tests.core.support import audit_actions, count, last_audit_id, mailbox, set_test_results, snapshot
 
 
@@ -141,7 +141,7 @@ def ann_and_bob_scheduled(admin: Actor, default_profile: dict) -> None:
     users.add_user(admin, "Bob", "bob@corp.test")
     for email in ("ann@corp.test", "bob@corp.test"):
         set_test_results(email, incoming_enabled=1, outgoing_enabled=1, incoming_status="success")
-    mailboxes.apply_defaults(admin, Selection.of_emails(["ann@corp.test", "bob@corp.test"]))
+    bulk.apply_defaults(admin, Selection.of_emails(["ann@corp.test", "bob@corp.test"]))
 
 
 def test_deactivating_a_user_deactivates_its_mailbox_and_cancels_its_queued_test(admin: Actor, ann_and_bob_scheduled):
@@ -162,11 +162,11 @@ def test_an_inactive_users_mailbox_cannot_be_activated(admin: Actor, ann_and_bob
     users.deactivate_user(admin, "ann@corp.test")
     before = snapshot()
     with pytest.raises(InvalidInput, match="the user or queue of a mailbox is inactive: activate it first"):
-        mailboxes.activate(admin, Selection.of_emails(["ann@corp.test"]))
+        bulk.activate(admin, Selection.of_emails(["ann@corp.test"]))
     assert snapshot() == before
     users.activate_user(admin, "ann@corp.test")
     assert mailbox("ann@corp.test")["active"] == 0  # the user came back; its mailbox waits to be activated
-    assert mailboxes.activate(admin, Selection.of_emails(["ann@corp.test"])).changed == 1
+    assert bulk.activate(admin, Selection.of_emails(["ann@corp.test"])).changed == 1
     ann = mailbox("ann@corp.test")
     assert ann["active"] == 1 and ann["incoming_enabled"] == 0
 
@@ -178,7 +178,7 @@ def test_deactivating_a_queue_deactivates_its_mailbox(admin: Actor, default_prof
     assert mailbox("sales@corp.test")["active"] == 0
     assert mailbox("ann@corp.test")["active"] == 1
     with pytest.raises(InvalidInput, match="activate it first"):
-        mailboxes.activate(admin, Selection.of_emails(["sales@corp.test"]))
+        bulk.activate(admin, Selection.of_emails(["sales@corp.test"]))
 
 
 def test_a_queue_can_be_activated_again_and_then_its_mailbox(admin: Actor, default_profile: dict):
@@ -189,7 +189,7 @@ def test_a_queue_can_be_activated_again_and_then_its_mailbox(admin: Actor, defau
     assert users.activate_queue(admin, "sales@corp.test")["active"] is True
     assert audit_actions(since) == ["queue.activate"]
     assert mailbox("sales@corp.test")["active"] == 0
-    assert mailboxes.activate(admin, Selection.of_emails(["sales@corp.test"])).changed == 1
+    assert bulk.activate(admin, Selection.of_emails(["sales@corp.test"])).changed == 1
 
 
 def test_deactivating_twice_writes_nothing_the_second_time(admin: Actor):

@@ -13,8 +13,9 @@ import pytest
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import mailboxes, operators, profiles, settings, users
-from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, Selection
+from mbxtui.core.services import bulk, mailbox_views, mailboxes, operators, profiles, settings, users
+from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
+from mbxtui.core.services.selection import Selection
 from tests.backends import ON_POSTGRES
 from tests.core.conftest import open_copy
 from tests.core.support import IMAP_PROFILE, LOGINS, profile_fields, set_test_results
@@ -33,10 +34,10 @@ def build_views_database(admin: Actor) -> None:
     users.add_queue(admin, "Sales", "sales@corp.test", "ann@corp.test")
     users.add_queue(admin, "support desk", "support@example.org", "bob@corp.test")
     mailboxes.create_forward_mailbox(admin, name="Forwarder", email="fwd@corp.test", profile="pop")
-    mailboxes.bulk_edit(admin, Selection.of_emails(["carol@corp.test", "dave@example.org"]), profile="pop",
+    bulk.bulk_edit(admin, Selection.of_emails(["carol@corp.test", "dave@example.org"]), profile="pop",
                         act="server_side_sync")
-    mailboxes.approve(admin, Selection.of_emails(["ann@corp.test", "bob@corp.test", "sales@corp.test"]))
-    mailboxes.reject(admin, Selection.of_emails(["dave@example.org"]))
+    bulk.approve(admin, Selection.of_emails(["ann@corp.test", "bob@corp.test", "sales@corp.test"]))
+    bulk.reject(admin, Selection.of_emails(["dave@example.org"]))
     set_test_results("ann@corp.test", incoming_status="success", outgoing_status="success",
                      incoming_enabled=1, outgoing_enabled=1, test_completed_on="2024-03-01 10:00:00")
     set_test_results("bob@corp.test", incoming_status="failure", outgoing_status="success",
@@ -119,7 +120,7 @@ def expected_order(rows: list[dict], sort: str, descending: bool) -> list[str]:
 
 
 def listed(actor: Actor, **kwargs) -> list[str]:
-    return [row["email"] for row in mailboxes.list_mailboxes(actor, limit=1000, **kwargs).rows]
+    return [row["email"] for row in mailbox_views.list_mailboxes(actor, limit=1000, **kwargs).rows]
 
 
 def test_the_views_database_has_something_in_every_view(viewer: Actor):
@@ -134,19 +135,19 @@ def test_the_views_database_has_something_in_every_view(viewer: Actor):
 def test_each_view_holds_exactly_its_mailboxes_and_counts_them(viewer: Actor, view: str):
     actor = operators.current_actor(login="olga")
     expected = sorted(m["email"] for m in stored_rows() if VIEW_RULES[view](m, actor.user_id))
-    page = mailboxes.list_mailboxes(actor, view=view, sort="email", limit=1000)
+    page = mailbox_views.list_mailboxes(actor, view=view, sort="email", limit=1000)
     assert [r["email"] for r in page.rows] == expected
     assert page.total == len(expected)
 
 
 def test_my_mailboxes_is_empty_for_an_operator_who_is_no_user(viewer: Actor):
-    assert mailboxes.list_mailboxes(viewer, view="mine").total == 0
+    assert mailbox_views.list_mailboxes(viewer, view="mine").total == 0
 
 
 def paged(actor: Actor, page_size: int, **kwargs) -> list[str]:
     emails: list[str] = []
     for offset in range(0, 100, page_size):
-        page = mailboxes.list_mailboxes(actor, limit=page_size, offset=offset, **kwargs)
+        page = mailbox_views.list_mailboxes(actor, limit=page_size, offset=offset, **kwargs)
         if not page.rows:
             return emails
         emails.extend(row["email"] for row in page.rows)
@@ -154,9 +155,9 @@ def paged(actor: Actor, page_size: int, **kwargs) -> list[str]:
 
 
 @pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
-@pytest.mark.parametrize("sort", list(mailboxes.SORT_COLUMNS))
+@pytest.mark.parametrize("sort", list(mailbox_views.SORT_COLUMNS))
 def test_every_column_sorts_both_ways(viewer: Actor, sort: str, descending: bool):
-    assert set(SORT_KEYS) == set(mailboxes.SORT_COLUMNS)
+    assert set(SORT_KEYS) == set(mailbox_views.SORT_COLUMNS)
     rows = stored_rows()
     expected = expected_order(rows, sort, descending)
     assert listed(viewer, view="all", sort=sort, descending=descending) == expected
@@ -164,8 +165,8 @@ def test_every_column_sorts_both_ways(viewer: Actor, sort: str, descending: bool
     assert paged(viewer, 2, view="all", sort=sort, descending=descending) == expected
     active = {m["email"] for m in rows if m["active"]}
     assert paged(viewer, 1, view="active", sort=sort, descending=descending) == [e for e in expected if e in active]
-    assert mailboxes.ids_in_view(viewer, view="all", sort=sort, descending=descending) == [
-        r["id"] for r in mailboxes.list_mailboxes(viewer, view="all", sort=sort, descending=descending,
+    assert mailbox_views.ids_in_view(viewer, view="all", sort=sort, descending=descending) == [
+        r["id"] for r in mailbox_views.list_mailboxes(viewer, view="all", sort=sort, descending=descending,
                                                   limit=1000).rows]
 
 
@@ -180,7 +181,7 @@ def test_filters_match_a_substring_of_name_or_address_case_insensitively(viewer:
     needle = text.strip().lower()
     expected = sorted(m["email"] for m in stored_rows() if needle in m["name"].lower() or needle in m["email"])
     assert listed(viewer, view="all", filter_text=text, sort="email") == expected
-    assert mailboxes.list_mailboxes(viewer, view="all", filter_text=text).total == len(expected)
+    assert mailbox_views.list_mailboxes(viewer, view="all", filter_text=text).total == len(expected)
 
 
 def test_a_filter_combines_with_the_view(viewer: Actor):
@@ -193,17 +194,17 @@ def test_a_filter_combines_with_the_view(viewer: Actor):
 
 @pytest.mark.sqlite_only("the FTS5 trigram table")
 def test_three_characters_and_more_use_the_trigram_index(viewer: Actor):
-    where, params = mailboxes.filter_condition("sales")
+    where, params = mailbox_views.filter_condition("sales")
     assert "mailbox_fts MATCH" in where
     plan = " ".join(str(r) for r in database.execute_sql(
         f"EXPLAIN QUERY PLAN SELECT m.id FROM mailbox m WHERE {where}", params).fetchall())
     assert "mailbox_fts VIRTUAL TABLE" in plan
-    assert "LIKE" in mailboxes.filter_condition("sa")[0]
+    assert "LIKE" in mailbox_views.filter_condition("sa")[0]
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="the pg_trgm indexes of PostgreSQL")
 def test_the_substring_filter_can_use_the_trigram_indexes(viewer: Actor):
-    where, params = mailboxes.filter_condition("sales")
+    where, params = mailbox_views.filter_condition("sales")
     assert "ILIKE" in where
     assert listed(viewer, view="all", filter_text="SALES", sort="email") == listed(
         viewer, view="all", filter_text="sales", sort="email") != []
@@ -218,11 +219,11 @@ def test_pages_cover_the_view_without_gaps_or_overlaps(viewer: Actor):
     everything = listed(viewer, view="all", sort="created", descending=True)
     pages = []
     for offset in range(0, len(everything) + 3, 3):
-        page = mailboxes.list_mailboxes(viewer, view="all", sort="created", descending=True, limit=3, offset=offset)
+        page = mailbox_views.list_mailboxes(viewer, view="all", sort="created", descending=True, limit=3, offset=offset)
         assert page.total == len(everything)
         pages.extend(r["email"] for r in page.rows)
     assert pages == everything
-    assert mailboxes.list_mailboxes(viewer, view="all", limit=0).rows == []
+    assert mailbox_views.list_mailboxes(viewer, view="all", limit=0).rows == []
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -235,7 +236,7 @@ def test_pages_cover_the_view_without_gaps_or_overlaps(viewer: Actor):
 ])
 def test_bad_view_arguments_are_refused_naming_them(viewer: Actor, kwargs: dict, message: str):
     with pytest.raises(InvalidInput) as refused:
-        mailboxes.list_mailboxes(viewer, **kwargs)
+        mailbox_views.list_mailboxes(viewer, **kwargs)
     assert str(refused.value).startswith(message)
 
 
@@ -243,7 +244,7 @@ def test_rows_show_secrets_only_as_set_or_not_set(viewer: Actor):
     row = mailboxes.show(viewer, "ann@corp.test")
     assert (row["password"], row["oauth2_token"]) == ("not set", "not set")
     assert "password_set" not in row and "token_set" not in row
-    assert mailboxes.rows_by_ids(viewer, [row["id"]]) == {row["id"]: row}
+    assert mailbox_views.rows_by_ids(viewer, [row["id"]]) == {row["id"]: row}
 
 
 def test_a_changed_address_is_found_by_its_new_text_only(admin: Actor):

@@ -22,7 +22,7 @@ from mbxtui.core.errors import MbxError
 from mbxtui.core.models import Alert, Mailbox, Operator, Profile, Queue, TestJob, User, utcnow
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SECRETS_FILE_NAME
 from mbxtui.core.services import credentials, operators, settings
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services.selection import Selection
 from mbxtui.demo import DATABASE_NAME, DEMO_MASTER_PASSWORD, Demo, demo_directory, prepare_demo, seed
 from mbxtui.demo.certs import CA_FILE_NAME, LEGACY_CA_FILE_NAME
 from mbxtui.demo.mailsystem import SERVICE_PASSWORD

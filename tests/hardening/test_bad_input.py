@@ -44,9 +44,9 @@ from mbxtui.core.errors import Conflict, InvalidInput, InvalidRows, MbxError, No
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore
-from mbxtui.core.services import alerts, audit, imports, mailboxes, operators, profiles, users
+from mbxtui.core.services import alerts, audit, bulk, imports, mailbox_views, mailboxes, operators, profiles, users
 from mbxtui.core.services import settings as org_settings
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services.selection import Selection
 from tests.cli.conftest import Cli, cli, cli_template  # noqa: F401  (fixtures)
 from tests.core.conftest import actors, admin, db_path, template_db  # noqa: F401  (fixtures)
 from tests.core.support import IMAP_PROFILE, file_bytes, snapshot
@@ -298,7 +298,7 @@ def test_bounded_numbers_stay_in_their_bounds(value: Any, low: int, span: int):
     lambda actor, v: validation.on_off("active", v), lambda actor, v: validation.port("port", v),
     lambda actor, v: validation.ca_file("ca-file", v),
     lambda actor, v: profiles.create(actor, **{**IMAP_PROFILE, "process_email_from": v}),
-    lambda actor, v: mailboxes.list_mailboxes(actor, sort=v),
+    lambda actor, v: mailbox_views.list_mailboxes(actor, sort=v),
 ], ids=["text", "email", "host", "choice", "on/off", "port", "ca file", "date", "sort"])
 def test_a_number_too_long_to_write_out_is_refused(admin: Actor, check: Callable[[Actor, Any], Any]):
     # Python refuses to turn an integer of more than 4,300 digits into text, or into its repr.
@@ -532,7 +532,7 @@ def expected_mailbox_value(key: str, value: Any) -> Any:
 @given(data=st.data())
 def test_a_mailbox_edit_with_a_hostile_field_is_refused_or_reads_back(organisation, data: st.DataObject):
     admin = organisation["admin"]
-    [row] = mailboxes.rows_by_ids(admin, [organisation["queue_mailbox"]]).values()  # every field may be set on it
+    [row] = mailbox_views.rows_by_ids(admin, [organisation["queue_mailbox"]]).values()  # every field may be set on it
     key = data.draw(st.sampled_from(sorted(MAILBOX_VALUES)), label="field")
     value = data.draw(MAILBOX_VALUES[key], label="value")
     field = MAILBOX_FIELD_NAMES.get(key, key.replace("_", "-"))
@@ -573,7 +573,7 @@ def test_a_bulk_edit_is_refused_whole_or_applied_to_every_mailbox(organisation, 
                                                                   outgoing, act):
     admin = organisation["admin"]
     result = refused_without_writing(
-        lambda: mailboxes.bulk_edit(admin, Selection.of_emails(addresses), profile=profile, incoming=incoming,
+        lambda: bulk.bulk_edit(admin, Selection.of_emails(addresses), profile=profile, incoming=incoming,
                                     outgoing=outgoing, act=act),
         {"email", "profile", "incoming", "outgoing", "act", "bulk edit"}, also=(NotFound,))
     if result is None:
@@ -649,13 +649,13 @@ LOOKUPS: dict[str, Callable[[Actor, Any], Any]] = {
     "queues paged": lambda actor, v: users.list_queues(actor, offset=v),
     "alerts paged": lambda actor, v: alerts.list_alerts(actor, limit=v),
     "audit paged": lambda actor, v: audit.list_entries(actor, offset=v),
-    "mailboxes filtered": lambda actor, v: mailboxes.list_mailboxes(actor, view="all", filter_text=v),
-    "mailboxes sorted": lambda actor, v: mailboxes.list_mailboxes(actor, sort=v),
-    "mailboxes of a view": lambda actor, v: mailboxes.ids_in_view(actor, view=v),
-    "mailboxes paged": lambda actor, v: mailboxes.list_mailboxes(actor, offset=v),
-    "approve by address": lambda actor, v: mailboxes.approve(actor, Selection.of_emails([v])),
-    "deactivate a view": lambda actor, v: mailboxes.deactivate(actor, Selection.of_view("all", v)),
-    "profile's mailboxes": lambda actor, v: mailboxes.approve(actor, Selection.of_profile(v)),
+    "mailboxes filtered": lambda actor, v: mailbox_views.list_mailboxes(actor, view="all", filter_text=v),
+    "mailboxes sorted": lambda actor, v: mailbox_views.list_mailboxes(actor, sort=v),
+    "mailboxes of a view": lambda actor, v: mailbox_views.ids_in_view(actor, view=v),
+    "mailboxes paged": lambda actor, v: mailbox_views.list_mailboxes(actor, offset=v),
+    "approve by address": lambda actor, v: bulk.approve(actor, Selection.of_emails([v])),
+    "deactivate a view": lambda actor, v: bulk.deactivate(actor, Selection.of_view("all", v)),
+    "profile's mailboxes": lambda actor, v: bulk.approve(actor, Selection.of_profile(v)),
 }
 LOOKUP_FIELDS = {"profile", "email", "login", "as", "mailbox", "level", "id", "filter", "limit", "offset", "sort",
                  "view", "role"}

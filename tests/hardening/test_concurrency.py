@@ -31,8 +31,8 @@ import pytest
 
 from mbxtui.core.errors import Conflict
 from mbxtui.core.models import Alert, AuditEntry, Mailbox, TestJob, database
-from mbxtui.core.services import mailboxes, profiles, settings
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import bulk, mailboxes, profiles, settings
+from mbxtui.core.services.selection import Selection
 from tests.backends import ON_POSTGRES
 from tests.hardening.conftest import (
     BIG_MAILBOXES, BIG_PROFILES, REPO_ROOT, query, scalar, write_lock_held, write_lock_holder,
@@ -100,13 +100,13 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
         return Selection.of_ids(ids[e] for e in rng.sample(emails, rng.randint(1, 4)))
 
     def approve():
-        mailboxes.approve(actor, some())
+        bulk.approve(actor, some())
 
     def reject():
-        mailboxes.reject(actor, Selection.of_ids([ids[rng.choice(emails)]]))
+        bulk.reject(actor, Selection.of_ids([ids[rng.choice(emails)]]))
 
     def bulk_edit():
-        mailboxes.bulk_edit(actor, some(), profile=rng.choice(spec["profiles"]))
+        bulk.bulk_edit(actor, some(), profile=rng.choice(spec["profiles"]))
 
     def edit():
         email = rng.choice(emails)
@@ -328,7 +328,7 @@ def test_two_consoles_and_a_script_on_the_same_mailboxes_lose_nothing_and_run_no
 
     # 2. Only testing, from all three at once: now every test message the lab received belongs to
     # exactly one recorded result, and every recorded result to exactly one message.
-    mailboxes.approve(org.admin, Selection.of_emails(logins))
+    bulk.approve(org.admin, Selection.of_emails(logins))
     assert not TestJob.select().where((TestJob.state == "queued") & TestJob.not_before.is_null()).exists()
     last_job = last_id(TestJob)
     received_before = set(received_message_ids(org, logins))

@@ -50,10 +50,10 @@ from mbxtui.core.models import Alert, Mailbox, database
 from mbxtui.core.permissions import GRANTS, Actor, Permission
 from mbxtui.core.secrets import SECRETS_FILE_NAME, SecretStore
 from mbxtui.core.services import (
-    alerts, credentials, imports, mailboxes, operators, profiles, settings, users,
+    alerts, bulk, credentials, imports, mailbox_views, mailboxes, operators, profiles, settings, users,
 )
 from mbxtui.core.services.alerts import raise_alert
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen, MailboxEditScreen
 from mbxtui.tui.screens.profiles import ProfileDetailScreen, ProfileFormScreen
@@ -349,7 +349,7 @@ def add_mailbox(org: Org, email: str, profile: str, **edits: Any) -> Mailbox:
     """A user and its approved mailbox on ``profile``, with no secret set."""
     users.add_user(org.admin, email.split("@")[0], email)
     mailboxes.edit(org.admin, email, profile=profile, **edits)
-    mailboxes.approve(org.admin, Selection.of_emails([email]))
+    bulk.approve(org.admin, Selection.of_emails([email]))
     return org.row(email)
 
 
@@ -666,7 +666,7 @@ def roles_template(databases: Databases, tmp_path_factory: pytest.TempPathFactor
         for name in ("ann", "bob", "cy", "dee", "eve"):
             users.add_user(admin, name.capitalize(), f"{name}@corp.test")
         users.deactivate_user(admin, "dee@corp.test")
-        mailboxes.deactivate(admin, Selection.of_emails(["eve@corp.test"]))
+        bulk.deactivate(admin, Selection.of_emails(["eve@corp.test"]))
         users.add_queue(admin, "Sales", "sales@corp.test", "ann@corp.test")
         users.add_queue(admin, "Old", "old@corp.test", "ann@corp.test")
         users.deactivate_queue(admin, "old@corp.test")
@@ -765,12 +765,12 @@ MUTATING_SERVICES = [
     MutatingService(credentials.set_mailbox_secret, (CONFIGURE,),
                     lambda f, a, w: f(a, "bob@corp.test", NEW_SECRET, w.store, credentials.TOKEN)),
     MutatingService(credentials.clear_mailbox_secret, (CONFIGURE,), lambda f, a, w: f(a, "ann@corp.test", w.store)),
-    MutatingService(mailboxes.approve, (APPROVE,), lambda f, a, w: f(a, Selection.of_emails(["ann@corp.test"]))),
-    MutatingService(mailboxes.reject, (APPROVE,), lambda f, a, w: f(a, Selection.of_emails(["ann@corp.test"]))),
-    MutatingService(mailboxes.bulk_edit, (CONFIGURE,), lambda f, a, w: f(a, BOB_ONLY, profile="second")),
-    MutatingService(mailboxes.apply_defaults, (CONFIGURE, TEST), lambda f, a, w: f(a, BOB_ONLY)),
-    MutatingService(mailboxes.deactivate, (CONFIGURE,), lambda f, a, w: f(a, BOB_ONLY)),
-    MutatingService(mailboxes.activate, (CONFIGURE,), lambda f, a, w: f(a, Selection.of_emails(["eve@corp.test"]))),
+    MutatingService(bulk.approve, (APPROVE,), lambda f, a, w: f(a, Selection.of_emails(["ann@corp.test"]))),
+    MutatingService(bulk.reject, (APPROVE,), lambda f, a, w: f(a, Selection.of_emails(["ann@corp.test"]))),
+    MutatingService(bulk.bulk_edit, (CONFIGURE,), lambda f, a, w: f(a, BOB_ONLY, profile="second")),
+    MutatingService(bulk.apply_defaults, (CONFIGURE, TEST), lambda f, a, w: f(a, BOB_ONLY)),
+    MutatingService(bulk.deactivate, (CONFIGURE,), lambda f, a, w: f(a, BOB_ONLY)),
+    MutatingService(bulk.activate, (CONFIGURE,), lambda f, a, w: f(a, Selection.of_emails(["eve@corp.test"]))),
     MutatingService(mailboxes.edit, (CONFIGURE,), lambda f, a, w: f(a, "bob@corp.test", name="Robert")),
     MutatingService(mailboxes.create_forward_mailbox, (CONFIGURE,),
                     lambda f, a, w: f(a, name="Forwarder", email="fwd@corp.test", profile="imap")),
@@ -786,17 +786,17 @@ MUTATING_SERVICES = [
 # Functions taking an actor first that change nothing, or write only for a caller that has checked
 # the actor's role (inside its transaction): each with why it needs no check of its own.
 READ_ONLY = {
-    "alerts.list_alerts", "alerts.count_alerts", "audit.list_entries", "mailboxes.list_mailboxes",
-    "mailboxes.ids_in_view", "mailboxes.rows_by_ids", "mailboxes.show", "mailboxes.where_for",
+    "alerts.list_alerts", "alerts.count_alerts", "audit.list_entries", "mailbox_views.list_mailboxes",
+    "mailbox_views.ids_in_view", "mailbox_views.rows_by_ids", "mailboxes.show", "mailbox_views.where_for",
     "operators.list_operators", "profiles.show", "profiles.list_profiles", "settings.show", "users.list_users",
     "users.list_queues", "profile_mailboxes.mailboxes_of_profile", "mailbox_pages.MailboxPages",
 }
 CALLED_BY_CHECKED_SERVICES = {
     "audit.record": "the audit entry of a change its caller was allowed to make",
     "audit.record_selection": "the audit entry of a set-based change its caller was allowed to make",
-    "mailboxes.materialise": "fills this connection's temporary selection table only",
-    "mailboxes.deactivate_selected": "the R19 step of users.deactivate_* and mailboxes.deactivate",
-    "jobs.schedule_selected": "the Test & Enable step of jobs.schedule and mailboxes.apply_defaults",
+    "selection.materialise": "fills this connection's temporary selection table only",
+    "bulk.deactivate_selected": "the R19 step of users.deactivate_* and bulk.deactivate",
+    "jobs.schedule_selected": "the Test & Enable step of jobs.schedule and bulk.apply_defaults",
 }
 MODULES_WITH_SERVICES = ("mbxtui.core.jobs", "mbxtui.core.profile_test")
 
@@ -832,7 +832,7 @@ def test_a_mutating_service_runs_only_for_the_roles_granted_it(role_world: RoleW
 
 def test_the_refusal_of_an_approval_names_exactly_the_roles_that_may_approve(role_world: RoleWorld):
     with pytest.raises(PermissionDenied) as refusal:
-        mailboxes.approve(role_world.actors[Role.SYSTEM_ADMIN], Selection.of_emails(["ann@corp.test"]))
+        bulk.approve(role_world.actors[Role.SYSTEM_ADMIN], Selection.of_emails(["ann@corp.test"]))
     assert str(refusal.value) == ("syd is system_admin and may not approve or reject email addresses: this needs "
                                   "the role global_admin or service_admin")
 
@@ -866,4 +866,4 @@ def test_every_service_taking_an_actor_is_in_the_role_table():
         f"services taking an actor that no test holds to the roles: {sorted(found - known)}; add each to "
         "MUTATING_SERVICES (or, if it changes nothing, to READ_ONLY)")
     assert not known - found, f"the table names services that no longer exist: {sorted(known - found)}"
-    assert {"mailboxes.approve", "jobs.schedule", "profile_test.test_profile"} <= tabled
+    assert {"bulk.approve", "jobs.schedule", "profile_test.test_profile"} <= tabled

@@ -23,8 +23,8 @@ from mbxtui.core.jobs import RunSummary, TestRunner
 from mbxtui.core.models import Alert, Mailbox, TestJob, User, utcnow
 from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore
-from mbxtui.core.services import credentials, imports, mailboxes, operators, profiles, users
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import bulk, credentials, imports, mailboxes, operators, profiles, users
+from mbxtui.core.services.selection import Selection
 from tests.backends import Databases, dump, query
 from tests.lab import MailLab
 
@@ -107,7 +107,7 @@ class Org:
         users.add_user(self.admin, email.split("@")[0], email)
         mailboxes.edit(self.admin, email, profile=profile, **edits)
         if approve:
-            mailboxes.approve(self.admin, Selection.of_emails([email]))
+            bulk.approve(self.admin, Selection.of_emails([email]))
         target = profiles.get(profile)
         if password is None and "mailbox" in (target.incoming_auth, target.outgoing_auth):
             password = self.lab.users.get(edits.get("username") or email)
@@ -118,14 +118,14 @@ class Org:
     def bulk_mailboxes(self, logins: list[str], profile: str, **methods: str) -> None:
         """Users and mailboxes for many lab logins at once, approved, on ``profile`` (which should
         act for them with profile credentials: no per-mailbox secrets). ``methods`` (incoming,
-        outgoing, act) go to mailboxes.bulk_edit."""
+        outgoing, act) go to bulk.bulk_edit."""
         csv_path = self.workdir / "users.csv"
         csv_path.write_text("name,email\n" + "".join(f"{login.split('@')[0]},{login}\n" for login in logins),
                             encoding="utf-8")
         imports.import_csv(self.admin, "users", csv_path)
         selection = Selection.of_emails(logins)
-        mailboxes.bulk_edit(self.admin, selection, profile=profile, **methods)
-        mailboxes.approve(self.admin, selection)
+        bulk.bulk_edit(self.admin, selection, profile=profile, **methods)
+        bulk.approve(self.admin, selection)
 
     # -- running --
 

@@ -13,8 +13,8 @@ import pytest
 from mbxtui.core import jobs
 from mbxtui.core.models import Alert, TestJob
 from mbxtui.core.probes.smtp import TEST_SUBJECT
-from mbxtui.core.services import credentials, mailboxes, profiles, settings
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import bulk, credentials, mailboxes, profiles, settings
+from mbxtui.core.services.selection import Selection
 from tests.integration.conftest import PROFILE_OWNER, Org
 from tests.lab import ConnectionCounter
 
@@ -371,7 +371,7 @@ def _profile_inactive(org: Org) -> None:
 
 def _mailbox_inactive(org: Org) -> None:
     org.mailbox(ALICE, "counted")
-    mailboxes.deactivate(org.admin, Selection.of_emails([ALICE]))
+    bulk.deactivate(org.admin, Selection.of_emails([ALICE]))
 
 
 @pytest.mark.parametrize("make_it_so, code", [
@@ -421,7 +421,7 @@ def test_forward_mailbox_rule_needs_an_enabled_forward_mailbox_on_the_profile(or
         assert not org.row(ALICE).incoming_enabled
 
         mailboxes.create_forward_mailbox(org.admin, name="Forward", email=BOB, profile="counted")
-        mailboxes.approve(org.admin, Selection.of_emails([BOB]))
+        bulk.approve(org.admin, Selection.of_emails([BOB]))
         credentials.set_mailbox_secret(org.admin, BOB, org.lab.users[BOB], org.store)
         org.test_enable(BOB)
         assert enabled(org, BOB)["incoming"], org.row(BOB).last_error_text

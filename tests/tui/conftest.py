@@ -23,9 +23,10 @@ from mbxtui.core.enums import AlertLevel
 from mbxtui.core.models import Mailbox, database
 from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore
-from mbxtui.core.services import mailboxes, operators, profiles, settings, users
+from mbxtui.core.services import bulk, mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.alerts import raise_alert
-from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, Selection
+from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.app import MbxApp
 from tests.backends import Databases
 
@@ -163,9 +164,9 @@ def seed_organisation(admin_login: str = LOGINS["admin"]) -> dict[str, Actor]:
     profiles.update(admin, BRANCH, owner="gus@corp.test")
     database.execute_sql("UPDATE operator SET user_id = (SELECT id FROM \"user\" WHERE email = 'ann@corp.test') "
                          "WHERE login = ?", [admin_login])
-    mailboxes.bulk_edit(admin, Selection.of_emails([e for _, e, p in PEOPLE if p == BRANCH]), profile=BRANCH)
-    mailboxes.approve(admin, Selection.of_emails(APPROVED))
-    mailboxes.reject(admin, Selection.of_emails(REJECTED))
+    bulk.bulk_edit(admin, Selection.of_emails([e for _, e, p in PEOPLE if p == BRANCH]), profile=BRANCH)
+    bulk.approve(admin, Selection.of_emails(APPROVED))
+    bulk.reject(admin, Selection.of_emails(REJECTED))
     _record_test_results()
     users.deactivate_user(admin, DEACTIVATED)
     _fix_timestamps()

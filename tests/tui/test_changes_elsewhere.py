@@ -14,7 +14,7 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from mbxtui.core.services import mailboxes
+from mbxtui.core.services import bulk, mailboxes
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.help import HelpScreen
 from mbxtui.tui.widgets.grid import MailboxGrid
@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 APPROVE_ELSEWHERE = """
 import sys
 from mbxtui.core import db
-from mbxtui.core.services import mailboxes, operators
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import bulk, mailboxes, operators
+from mbxtui.core.services.selection import Selection
 db.open_database(sys.argv[1])
-mailboxes.approve(operators.current_actor(login=sys.argv[2]), Selection.of_emails([sys.argv[3]]))
+bulk.approve(operators.current_actor(login=sys.argv[2]), Selection.of_emails([sys.argv[3]]))
 """
 
 DEADLINE_SECONDS = 10.0

@@ -16,8 +16,8 @@ from textual.widgets import Input, Static
 from mbxtui.core import jobs
 from mbxtui.core.models import Mailbox, TestJob
 from mbxtui.core.secrets import SecretStore
-from mbxtui.core.services import credentials, mailboxes, profiles, users
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import bulk, credentials, mailbox_views, mailboxes, profiles, users
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.app import MbxApp, default_theme
 from mbxtui.tui.screens import SCREENS
 from mbxtui.tui.screens.help import HelpScreen
@@ -45,7 +45,7 @@ def status_of(app: MbxApp) -> str:
 
 
 def emails_in(grid: MailboxGrid) -> list[str]:
-    rows = mailboxes.rows_by_ids(grid.actor, list(grid.mailbox_ids))
+    rows = mailbox_views.rows_by_ids(grid.actor, list(grid.mailbox_ids))
     return [rows[mailbox_id]["email"] for mailbox_id in grid.mailbox_ids]
 
 
@@ -322,7 +322,7 @@ def add_lab_mailboxes(console: Console, lab: MailLab) -> dict[str, str]:
         mailboxes.edit(admin, email, profile=SILENT_PROFILE if email == SILENT_MAILBOX else LAB_PROFILE)
         password = "wrong password" if email == "bob@example.test" else lab.users.get(email, "unused")
         credentials.set_mailbox_secret(admin, email, password, console.store)
-    mailboxes.approve(admin, Selection.of_emails(list(outcomes)))
+    bulk.approve(admin, Selection.of_emails(list(outcomes)))
     return outcomes
 
 

@@ -24,9 +24,10 @@ from mbxtui.core import db, dialect, display
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import mailbox_pages, mailboxes, operators, profiles, settings, users
+from mbxtui.core.services import bulk, mailbox_pages, mailbox_views, mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.mailbox_pages import GridQuery, GridRow, MailboxPages
-from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, Selection
+from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.widgets import grid as grid_module
 from mbxtui.tui.widgets.grid import MailboxGrid
 from mbxtui.tui.widgets.grid_drawing import COLUMNS, layout, row_view
@@ -68,9 +69,9 @@ def build_grid_database(path: Path | str) -> None:
     users.add_user(admin, "Mallory", ESCAPED_EMAIL)
     # Names are validated on the way in; this one comes from elsewhere (an old import, raw SQL).
     database.execute_sql("UPDATE mailbox SET name = ? WHERE email = ?", [ESCAPED_NAME, ESCAPED_EMAIL])
-    mailboxes.bulk_edit(admin, Selection.of_emails(emails[::7]), profile="pop")
-    mailboxes.approve(admin, Selection.of_emails(emails[:150]))
-    mailboxes.reject(admin, Selection.of_emails(emails[150:160]))
+    bulk.bulk_edit(admin, Selection.of_emails(emails[::7]), profile="pop")
+    bulk.approve(admin, Selection.of_emails(emails[:150]))
+    bulk.reject(admin, Selection.of_emails(emails[150:160]))
     january, february = (dialect.current().plus_seconds(f"'{day}'", "id * 3600") for day in ("2024-01-01", "2024-02-01"))
     database.execute_sql(
         "UPDATE mailbox SET incoming_status = 'success', outgoing_status = 'success', incoming_enabled = 1, "
@@ -145,7 +146,7 @@ def drive(app: GridApp, size: tuple[int, int], scenario: Callable[..., Awaitable
 
 
 def reference(actor: Actor, **query) -> list[int]:
-    return mailboxes.ids_in_view(actor, **query)
+    return mailbox_views.ids_in_view(actor, **query)
 
 
 def lines(grid: MailboxGrid) -> list[str]:
@@ -418,7 +419,7 @@ def test_refresh_rows_shows_new_values_and_reload_drops_rows_that_left_the_view(
         grid.refresh_rows([first])
         await settled(pilot, grid)
         assert "scheduled" in row_line(grid, first)
-        mailboxes.approve(admin, Selection.of_ids([first]))
+        bulk.approve(admin, Selection.of_ids([first]))
         grid.refresh_rows()
         await settled(pilot, grid)
         assert "approved" in row_line(grid, first)
@@ -466,7 +467,7 @@ def test_ordered_ids_equal_the_services_view_query_for_every_view_and_filter(adm
 @pytest.mark.parametrize("view", ["all", "active", "pending", "disabled"])
 def test_ordered_ids_equal_the_services_view_query_for_every_sort(admin: Actor, either_way: str, view: str):
     pages = MailboxPages(admin)
-    for sort in mailboxes.SORT_COLUMNS:
+    for sort in mailbox_views.SORT_COLUMNS:
         for descending in (False, True):
             for filter_text in ("", "corp"):
                 query = GridQuery(view=view, filter_text=filter_text, sort=sort, descending=descending)
@@ -506,7 +507,7 @@ def test_a_large_view_is_shown_from_its_head_while_the_rest_is_read(admin: Actor
         grid.set_query(sort="email", descending=True)  # a new order: read in two steps again
         await settled(pilot, grid)
         assert grid.row_count == len(expected) and grid.cursor_row == 0
-        first = mailboxes.rows_by_ids(admin, expected[:5])
+        first = mailbox_views.rows_by_ids(admin, expected[:5])
         for line, mailbox_id in zip(lines(grid)[1:6], expected[:5]):
             assert first[mailbox_id]["email"] in line
         await pilot.press("end")
@@ -521,7 +522,7 @@ def test_a_large_view_is_shown_from_its_head_while_the_rest_is_read(admin: Actor
 def test_a_cached_order_is_not_used_once_the_database_changed(admin: Actor, either_way: str):
     pages = MailboxPages(admin)
     before = list(pages.ordered_ids(GridQuery(view="all", sort="approval")))
-    mailboxes.approve(admin, Selection.of_view("pending"))
+    bulk.approve(admin, Selection.of_view("pending"))
     after = list(pages.ordered_ids(GridQuery(view="all", sort="approval")))
     assert after == reference(admin, view="all", sort="approval") != before
     newcomer = users.add_user(admin, "Newcomer", "newcomer@corp.test")
@@ -535,7 +536,7 @@ def test_rows_are_read_by_id_and_a_viewer_may_read_them(admin: Actor):
     ids = reference(viewer, view="all")[:5]
     rows = MailboxPages(viewer).rows([*ids, 10**9])
     assert sorted(rows) == sorted(ids)
-    assert rows[ids[0]].email == mailboxes.rows_by_ids(viewer, [ids[0]])[ids[0]]["email"]
+    assert rows[ids[0]].email == mailbox_views.rows_by_ids(viewer, [ids[0]])[ids[0]]["email"]
 
 
 # --- reads off the UI thread ----------------------------------------------------------------------
@@ -579,7 +580,7 @@ def test_a_row_is_a_placeholder_while_its_page_is_read_and_its_cells_after(admin
     async def scenario(pilot) -> None:
         grid = app.grid
         await until(pilot, lambda: not grid.still_reading and gate.held, "the ids read and a page asked for")
-        rows = mailboxes.rows_by_ids(admin, expected)
+        rows = mailbox_views.rows_by_ids(admin, expected)
         for line, mailbox_id in zip(lines(grid)[1:], expected):  # the first screen came with the ids
             assert rows[mailbox_id]["email"] in line
         await pilot.press("end", "up")  # keys answer while the rows are read
@@ -683,7 +684,7 @@ FILTER_CHARACTERS = "aAbcdeilnoOrtuz.@0123_%éÉ王 "
 
 @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(alphabet=FILTER_CHARACTERS, min_size=1, max_size=2),
-       view=st.sampled_from(VIEWS), sort=st.sampled_from(sorted(mailboxes.SORT_COLUMNS)),
+       view=st.sampled_from(VIEWS), sort=st.sampled_from(sorted(mailbox_views.SORT_COLUMNS)),
        descending=st.booleans(), head=st.sampled_from([1, 7, 1000]))
 def test_short_filters_give_the_same_ids_as_the_services_view_query(admin: Actor, text: str, view: str, sort: str,
                                                                     descending: bool, head: int):

@@ -11,8 +11,8 @@ them: seconds. Instead, the order comes from scanning the sort column's index, w
 (value, id) and so never touches the table; that order is cached until the database changes. The
 view and the filter become sets of ids read from indexes alone (the full-text index for the
 filter), and the order is kept to the ids in those sets. When the sets are small, SQLite sorts
-just those rows, with the view's own condition from ``mailboxes.view_condition`` re-checked.
-``VIEW_IDS`` restates the views of R20 for indexes; the tests hold it to ``mailboxes.ids_in_view``.
+just those rows, with the view's own condition from ``mailbox_views.view_condition`` re-checked.
+``VIEW_IDS`` restates the views of R20 for indexes; the tests hold it to ``mailbox_views.ids_in_view``.
 
 Reading a whole order into Python still costs a few hundred milliseconds at a million mailboxes,
 so a large view is read in two steps: its first ``HEAD`` ids at once, by walking the index only
@@ -45,10 +45,10 @@ from mbxtui.core.enums import View
 from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services.mailboxes import filter_condition, order_by, view_condition, where_for
+from mbxtui.core.services.mailbox_views import filter_condition, order_by, view_condition, where_for
 
 # The ids a view takes, read from one index (None: every mailbox), and whether the view leaves
-# inactive mailboxes out. Mirrors mailboxes.view_condition.
+# inactive mailboxes out. Mirrors mailbox_views.view_condition.
 VIEW_IDS: dict[View, tuple[str | None, bool]] = {
     View.ALL: (None, False),
     View.ACTIVE: (None, True),

@@ -1,34 +1,23 @@
-"""Mailboxes: creation with the organisation defaults (R1, R2, R6), the views of R20, edits (R7,
-R18), bulk edit (R3), Apply Default Email Settings (R2), approval (R5), deactivation (R19).
+"""One mailbox: what a new one carries (R1, R2, R6), what its overall status is, reading it by
+address, editing it (R7, R18) and creating a forward mailbox (R17).
 
-Bulk changes are set-based SQL over a selection materialised in a temporary table, inside one
-immediate transaction: all of it happens, or none of it.
-"""
+Lists of mailboxes are in ``mailbox_views``, actions on many in ``bulk``."""
 
 from __future__ import annotations
 
-from array import array
-from dataclasses import dataclass, field
+import re
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any, Mapping
 
-from mbxtui.core import dialect, validation
+from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
-from mbxtui.core.enums import (
-    ActMethod, Approval, IncomingMethod, OutgoingMethod, ProfileType, Regarding, View,
-)
+from mbxtui.core.enums import ActMethod, Approval, IncomingMethod, OutgoingMethod, ProfileType, Regarding
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
 from mbxtui.core.services import settings as settings_service
-
-SELECTED = f"id IN (SELECT id FROM {dialect.SELECTION_TABLE})"
-
-
-def update_selected() -> str:
-    """The start of a set-based UPDATE of mailboxes (see ``dialect.bulk_update``)."""
-    return dialect.current().bulk_update("mailbox")
+from mbxtui.core.services.mailbox_views import MailboxRow, rows_by_ids
 
 # Overall status: failure if any direction failed; success when every direction in use passed.
 OVERALL_STATUS_SQL = """CASE
@@ -39,42 +28,22 @@ OVERALL_STATUS_SQL = """CASE
    AND (act_method = 'none' OR act_status = 'success') THEN 'success'
   ELSE 'not_run' END"""
 
-RESET_ALL_TESTS_SQL = (
-    "incoming_status = 'not_run', outgoing_status = 'not_run', act_status = 'not_run', "
-    "overall_status = 'not_run', incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
-    "last_error_code = NULL, last_error_text = NULL, transient_failures = 0, postponed_until = NULL"
-)
+OVERALL_STATUS_COLUMNS = ("incoming_status", "outgoing_status", "act_status",
+                          "incoming_method", "outgoing_method", "act_method")
 
-SORT_COLUMNS = {
-    "name": "m.name COLLATE NOCASE",
-    "email": "m.email",
-    "regarding": "m.regarding",
-    "profile": "p.name",
-    "incoming_method": "m.incoming_method",
-    "outgoing_method": "m.outgoing_method",
-    "act_method": "m.act_method",
-    "approval": "m.approval",
-    "incoming_status": "m.incoming_status",
-    "outgoing_status": "m.outgoing_status",
-    "act_status": "m.act_status",
-    "status": "m.overall_status",
-    "enabled": "(m.incoming_enabled + m.outgoing_enabled + m.act_enabled)",
-    "last_tested": "m.test_completed_on",
-    "created": "m.created_on",
-}
 
-JOINS_SQL = 'LEFT JOIN profile p ON p.id = m.profile_id LEFT JOIN "user" o ON o.id = m.owner_id'
-FROM_SQL = f"FROM mailbox m {JOINS_SQL}"
+def overall_status_of(values: Mapping[str, str]) -> str:
+    """``OVERALL_STATUS_SQL`` with each column that ``values`` names replaced by its expression there
+    (the overall status of the values an UPDATE writes, in the same statement)."""
+    return re.sub(r"\b(" + "|".join(OVERALL_STATUS_COLUMNS) + r")\b",
+                  lambda match: f"({values.get(match.group(1), match.group(1))})", OVERALL_STATUS_SQL)
 
-# The index that yields a sort column's rows in display order (every index ends with the row id,
-# the tie-breaker).
-SORT_INDEXES = {
-    "name": "mailbox_name", "email": "mailbox_email", "regarding": "mailbox_regarding",
-    "incoming_method": "mailbox_incoming_method", "outgoing_method": "mailbox_outgoing_method",
-    "act_method": "mailbox_act_method", "approval": "mailbox_approval",
-    "incoming_status": "mailbox_incoming_status", "outgoing_status": "mailbox_outgoing_status",
-    "act_status": "mailbox_act_status", "status": "mailbox_overall_status",
-    "last_tested": "mailbox_test_completed_on", "created": "mailbox_created_on",
+
+# What a mailbox moved to another profile starts over with: every test, not run.
+RESET_ALL_TESTS = {
+    "incoming_status": "'not_run'", "outgoing_status": "'not_run'", "act_status": "'not_run'",
+    "overall_status": "'not_run'", "incoming_enabled": "0", "outgoing_enabled": "0", "act_enabled": "0",
+    "last_error_code": "NULL", "last_error_text": "NULL", "transient_failures": "0", "postponed_until": "NULL",
 }
 
 
@@ -118,135 +87,15 @@ def ensure_email_free(address: str, field_name: str = "email", *, except_id: int
         raise Conflict(f"{field_name}: {address} is already the address of mailbox {existing.name!r}")
 
 
-# --- reading -----------------------------------------------------------------------------------
-
-def view_condition(view: View | str, actor: Actor) -> tuple[str, list[Any]]:
-    # "+m.active": nearly every mailbox is active, so SQLite must find the rows through the other
-    # condition's index and check "active" on those few (0.4 s against 0.13 s for the 100,000
-    # pending mailboxes among 1,000,000); without the "+" it picks the active index.
-    view = validation.choice("view", view, View)
-    if view == View.ALL:
-        return "TRUE", []
-    if view == View.ACTIVE:
-        return "m.active = 1", []
-    if view == View.MINE:
-        return "+m.active = 1 AND m.owner_id = ?", [actor.user_id if actor.user_id is not None else -1]
-    if view == View.FORWARD:
-        return "+m.active = 1 AND m.is_forward = 1", []
-    if view == View.PENDING:
-        return "+m.active = 1 AND m.approval = 'pending'", []
-    if view == View.FAILED:
-        return "+m.active = 1 AND m.overall_status = 'failure'", []
-    return "m.incoming_enabled = 0 AND m.outgoing_enabled = 0 AND m.act_enabled = 0", []
-
-
-def filter_condition(text: str | None) -> tuple[str, list[Any]]:
-    """Substring match on name and address: the trigram index for 3+ characters, LIKE below that."""
-    text = validation.text("filter", text, max_length=200, required=False)
-    if not text:
-        return "TRUE", []
-    return dialect.current().substring_filter(text)
-
-
-def where_for(actor: Actor, view: View | str = View.ACTIVE, filter_text: str | None = None) -> tuple[str, list[Any]]:
-    view_sql, view_params = view_condition(view, actor)
-    filter_sql, filter_params = filter_condition(filter_text)
-    return f"({view_sql}) AND ({filter_sql})", view_params + filter_params
-
-
-def order_by(sort: str | None, descending: bool) -> str:
-    sort = (validation.text("sort", sort, max_length=40, required=False) or "name").lower()
-    if sort not in SORT_COLUMNS:
-        raise InvalidInput("sort", f"{sort!r} is not a column; choose one of: {', '.join(SORT_COLUMNS)}")
-    direction = "DESC" if descending else "ASC"
-    return f"{SORT_COLUMNS[sort]} {direction}{dialect.current().nulls_first(descending)}, m.id {direction}"
-
-
-ROW_COLUMNS = (
-    "m.id, m.name, m.email, m.regarding, m.is_forward, m.active, p.name AS profile, o.email AS owner, "
-    "m.incoming_method, m.outgoing_method, m.act_method, m.approval, m.approved_by, m.approved_on, "
-    "m.incoming_status, m.outgoing_status, m.act_status, m.overall_status, "
-    "m.incoming_enabled, m.outgoing_enabled, m.act_enabled, m.test_scheduled, "
-    "m.test_last_attempted_by, m.test_last_attempted_on, m.test_completed_on, m.last_error_code, "
-    "m.last_error_text, m.transient_failures, m.postponed_until, m.use_own_credentials, m.username, "
-    "m.password_set, m.token_set, m.delete_after_processing, m.process_email_after, m.row_version"
-)
-BOOLEAN_COLUMNS = {
-    "is_forward", "active", "incoming_enabled", "outgoing_enabled", "act_enabled", "test_scheduled",
-    "use_own_credentials", "password_set", "token_set", "delete_after_processing",
-}
-
-
-def _row_dict(cursor, row) -> dict[str, Any]:
-    data = {}
-    for (name, *_), value in zip(cursor.description, row):
-        data[name] = bool(value) if name in BOOLEAN_COLUMNS else value
-    data["password"] = "set" if data.pop("password_set") else "not set"
-    data["oauth2_token"] = "set" if data.pop("token_set") else "not set"
-    return data
-
-
-@dataclass
-class Page:
-    total: int
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-def list_mailboxes(actor: Actor, *, view: View | str = View.ACTIVE, filter_text: str | None = None,
-                   sort: str | None = None, descending: bool = False, limit: int = 100,
-                   offset: int = 0) -> Page:
-    require(actor, Permission.READ)
-    limit = validation.integer("limit", limit, 0, 100_000)
-    offset = validation.integer("offset", offset, 0, 10**12)
-    where, params = where_for(actor, view, filter_text)
-    ordering = order_by(sort, descending)
-    needs_join = "p." in ordering
-    count_from = FROM_SQL if needs_join else "FROM mailbox m"
-    total = database.execute_sql(f"SELECT count(*) {count_from} WHERE {where}", params).fetchone()[0]
-    source = _page_source(sort, total, offset + limit)
-    cursor = database.execute_sql(
-        f"SELECT {ROW_COLUMNS} FROM {source} {JOINS_SQL} WHERE {where} ORDER BY {ordering} LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    )
-    return Page(total=total, rows=[_row_dict(cursor, row) for row in cursor.fetchall()])
-
-
-def _page_source(sort: str | None, total: int, wanted: int) -> str:
-    """The table a page of ``total`` matching rows is read from, up to its ``wanted``-th row.
-
-    SQLite knows nothing of how common a value is, so it finds a view's rows through the view's
-    index and sorts all of them: 0.3 s for the 100,000 pending mailboxes among 1,000,000. When the
-    view holds a fair share of the table, walking the sort column's index and skipping the rows
-    outside the view reaches the page after about wanted * mailboxes / total rows (1 ms)."""
-    index = SORT_INDEXES.get((sort or "name").strip().lower())
-    if index is not None and total:
-        mailboxes = database.execute_sql("SELECT max(id) FROM mailbox").fetchone()[0] or 0
-        if wanted * mailboxes < total * total:
-            return f"mailbox m {dialect.current().indexed_by(index)}"
-    return "mailbox m"
-
-
-def ids_in_view(actor: Actor, *, view: View | str = View.ACTIVE, filter_text: str | None = None,
-                sort: str | None = None, descending: bool = False) -> list[int]:
-    """Every mailbox id of a view in display order (the console's grid pages through these)."""
-    require(actor, Permission.READ)
-    where, params = where_for(actor, view, filter_text)
-    ordering = order_by(sort, descending)
-    source = FROM_SQL if "p." in ordering else "FROM mailbox m"
-    return [r[0] for r in database.execute_sql(f"SELECT m.id {source} WHERE {where} ORDER BY {ordering}", params)]
-
-
-def rows_by_ids(actor: Actor, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    require(actor, Permission.READ)
-    result: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start:start + 500])
-        marks = ",".join("?" * len(chunk))
-        cursor = database.execute_sql(f"SELECT {ROW_COLUMNS} {FROM_SQL} WHERE m.id IN ({marks})", chunk)
-        for row in cursor.fetchall():
-            data = _row_dict(cursor, row)
-            result[data["id"]] = data
-    return result
+def profile_by_name(name: str) -> Profile:
+    """The active profile called ``name``, or a refusal naming the field."""
+    name = validation.text("profile", name)
+    profile = Profile.get_or_none(Profile.name == name)
+    if profile is None:
+        raise InvalidInput("profile", f"no profile named {name!r}")
+    if not profile.active:
+        raise InvalidInput("profile", f"profile {name!r} is inactive")
+    return profile
 
 
 def get(email: str) -> Mailbox:
@@ -257,279 +106,10 @@ def get(email: str) -> Mailbox:
     return mailbox
 
 
-def show(actor: Actor, email: str) -> dict[str, Any]:
+def show(actor: Actor, email: str) -> MailboxRow:
     require(actor, Permission.READ)
     return rows_by_ids(actor, [get(email).id]).popitem()[1]
 
-
-# --- selections --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Selection:
-    """Which mailboxes a bulk action applies to: explicit ids or addresses, or a whole view + filter."""
-
-    ids: Sequence[int] | None = None
-    emails: tuple[str, ...] | None = None
-    view: str | None = None
-    filter_text: str | None = None
-    profile: str | None = None
-    up_to_id: int | None = None  # with a view: leave out mailboxes created after it was read
-
-    @classmethod
-    def of_emails(cls, emails: Iterable[str]) -> "Selection":
-        return cls(emails=tuple(emails))
-
-    @classmethod
-    def of_ids(cls, ids: Iterable[int]) -> "Selection":
-        # An array: a million marked mailboxes take 8 MB instead of 36 MB as a tuple of ints.
-        return cls(ids=array("q", ids))
-
-    @classmethod
-    def of_profile(cls, name: str) -> "Selection":
-        return cls(profile=name)
-
-    @classmethod
-    def of_view(cls, view: str | None, filter_text: str | None = None, up_to_id: int | None = None) -> "Selection":
-        return cls(view=view or View.ACTIVE.value, filter_text=filter_text, up_to_id=up_to_id)
-
-
-def materialise(actor: Actor, selection: Selection, only: tuple[str, Sequence[Any]] | None = None) -> int:
-    """Fill the selection table with the selection (inside the caller's transaction) and return
-    how many mailboxes it holds. ``only`` (a condition on mailbox and its parameters) keeps just
-    the mailboxes an action changes, so that a view of a million mailboxes of which a few
-    thousand change is not copied whole; the number returned still counts the whole selection."""
-    sql = dialect.current()
-    table = dialect.SELECTION_TABLE
-    database.execute_sql(sql.create_selection_table())
-    database.execute_sql(f"DELETE FROM {table}")
-    if selection.emails is not None:
-        addresses = [validation.email("email", e) for e in selection.emails]
-        database.cursor().executemany(sql.insert_ignore(f"{table} (id)", "SELECT id FROM mailbox WHERE email = ?"),
-                                      [(a,) for a in addresses])
-        found = {r[0] for r in database.execute_sql(
-            f"SELECT m.email FROM mailbox m JOIN {table} s ON s.id = m.id")}
-        missing = [a for a in addresses if a not in found]
-        if missing:
-            raise NotFound("no mailbox with email " + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
-    elif selection.ids is not None:
-        database.cursor().executemany(sql.insert_ignore(f"{table} (id)", "SELECT id FROM mailbox WHERE id = ?"),
-                                      zip(selection.ids))
-    else:
-        if selection.profile is not None:
-            name = validation.text("profile", selection.profile)
-            profile = Profile.get_or_none(Profile.name == name)
-            if profile is None:
-                raise NotFound(f"no profile named {name!r}")
-            where, params = "m.profile_id = ?", [profile.id]
-        else:
-            where, params = where_for(actor, selection.view or View.ACTIVE, selection.filter_text)
-            if selection.up_to_id is not None:
-                where, params = f"{where} AND m.id <= ?", [*params, selection.up_to_id]
-        if only is not None:
-            count = database.execute_sql(f"SELECT count(*) FROM mailbox m WHERE {where}", params).fetchone()[0]
-            if count == 0:
-                raise NotFound("no mailboxes selected")
-            database.execute_sql(f"INSERT INTO {table} (id) SELECT m.id FROM mailbox m WHERE ({where}) "
-                                 f"AND {only[0]}", [*params, *only[1]])
-            return count
-        database.execute_sql(f"INSERT INTO {table} (id) SELECT m.id FROM mailbox m WHERE {where}", params)
-    count = database.execute_sql(f"SELECT count(*) FROM {table}").fetchone()[0]
-    if count == 0:
-        raise NotFound("no mailboxes selected")
-    return count
-
-
-def _examples(where: str, params: Sequence[Any] = ()) -> tuple[int, str]:
-    rows = database.execute_sql(f"SELECT email FROM mailbox WHERE {SELECTED} AND {where} LIMIT 3", params).fetchall()
-    count = database.execute_sql(f"SELECT count(*) FROM mailbox WHERE {SELECTED} AND {where}", params).fetchone()[0]
-    shown = ", ".join(r[0] for r in rows) + (" ..." if count > len(rows) else "")
-    return count, shown
-
-
-def _refuse_if_any(where: str, params: Sequence[Any], field_name: str, problem: str) -> None:
-    count, shown = _examples(where, params)
-    if count:
-        raise InvalidInput(field_name, f"{problem} ({count} selected mailbox(es): {shown}); nothing was changed")
-
-
-@dataclass(frozen=True)
-class BulkResult:
-    selected: int
-    changed: int
-
-    def as_dict(self) -> dict[str, int]:
-        return {"selected": self.selected, "changed": self.changed}
-
-
-def _touch(extra_where: str = "TRUE") -> str:
-    return f"modified_on = ?, row_version = row_version + 1 WHERE {SELECTED} AND {extra_where}"
-
-
-# --- approval (R5) -----------------------------------------------------------------------------
-
-def approve(actor: Actor, selection: Selection) -> BulkResult:
-    require(actor, Permission.APPROVE)
-    return _set_approval(actor, selection, Approval.APPROVED)
-
-
-def reject(actor: Actor, selection: Selection) -> BulkResult:
-    require(actor, Permission.APPROVE)
-    return _set_approval(actor, selection, Approval.REJECTED)
-
-
-def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkResult:
-    now = utcnow()
-    with write_transaction():
-        pending = "approval != ?"
-        selected = materialise(actor, selection, only=(pending, [state.value]))
-        action = "approve" if state == Approval.APPROVED else "reject"
-        changed = audit.record_selection(
-            actor, f"mailbox.{action}", f"{state.value} the email address of {{count}} mailbox(es)",
-            ["approval", "approved_by", "approved_on"],
-            {"approval": state.value, "approved_by": actor.login},
-            f"{SELECTED} AND {pending}", [state.value],
-        )
-        disable = ", incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0" if state == Approval.REJECTED else ""
-        database.execute_sql(
-            f"{update_selected()} SET approval = ?, approved_by = ?, approved_on = ?{disable}, " + _touch(pending),
-            [state.value, actor.login, now, now, state.value],
-        )
-    return BulkResult(selected, changed)
-
-
-# --- bulk edit (R3) and Apply Default Email Settings (R2) --------------------------------------
-
-def _profile_by_name(name: str) -> Profile:
-    name = validation.text("profile", name)
-    profile = Profile.get_or_none(Profile.name == name)
-    if profile is None:
-        raise InvalidInput("profile", f"no profile named {name!r}")
-    if not profile.active:
-        raise InvalidInput("profile", f"profile {name!r} is inactive")
-    return profile
-
-
-def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | None,
-                    incoming: str | None, outgoing: str | None, act: str | None,
-                    *, forward_keeps_methods: bool) -> int:
-    """Set profile and methods on the selection; a changed profile resets every test, a changed
-    method resets that direction's test (the last result no longer says anything)."""
-    if not forward_keeps_methods:
-        if outgoing is not None and outgoing != OutgoingMethod.NONE:
-            _refuse_if_any("is_forward = 1", [], "outgoing",
-                           "a forward mailbox only receives: its outgoing method must be none")
-        if incoming == IncomingMethod.FORWARD_MAILBOX:
-            _refuse_if_any("is_forward = 1", [], "incoming",
-                           "a forward mailbox cannot itself be served by a forward mailbox")
-    after: dict[str, Any] = {}
-    if profile is not None:
-        after["profile"] = profile.name
-    for key, value in (("incoming_method", incoming), ("outgoing_method", outgoing), ("act_method", act)):
-        if value is not None:
-            after[key] = value
-    changed = audit.record_selection(
-        actor, action, summary, ["profile_id", "incoming_method", "outgoing_method", "act_method"], after,
-        SELECTED, [],
-    )
-    now = utcnow()
-    methods_where = "is_forward = 0" if forward_keeps_methods else "TRUE"
-    if profile is not None:
-        database.execute_sql(f"{update_selected()} SET {RESET_ALL_TESTS_SQL} WHERE {SELECTED} "
-                             f"AND (profile_id IS NULL OR profile_id != ?)",
-                             [profile.id])
-        database.execute_sql(f"{update_selected()} SET profile_id = ?, " + _touch(), [profile.id, now])
-    for direction, value in (("incoming", incoming), ("outgoing", outgoing), ("act", act)):
-        if value is None:
-            continue
-        database.execute_sql(
-            f"{update_selected()} SET {direction}_status = 'not_run', {direction}_enabled = 0 "
-            f"WHERE {SELECTED} AND {methods_where} AND {direction}_method != ?", [value])
-        database.execute_sql(f"{update_selected()} SET {direction}_method = ?, " + _touch(methods_where), [value, now])
-    database.execute_sql(f"{update_selected()} SET overall_status = {OVERALL_STATUS_SQL} WHERE {SELECTED}")
-    return changed
-
-
-def bulk_edit(actor: Actor, selection: Selection, *, profile: str | None = None, incoming: str | None = None,
-              outgoing: str | None = None, act: str | None = None) -> BulkResult:
-    require(actor, Permission.CONFIGURE)
-    target = _profile_by_name(profile) if profile is not None else None
-    incoming = validation.choice("incoming", incoming, IncomingMethod).value if incoming is not None else None
-    outgoing = validation.choice("outgoing", outgoing, OutgoingMethod).value if outgoing is not None else None
-    act = validation.choice("act", act, ActMethod).value if act is not None else None
-    if target is None and incoming is None and outgoing is None and act is None:
-        raise InvalidInput("bulk edit", "nothing to change: give a profile or a method")
-    with write_transaction():
-        selected = materialise(actor, selection)
-        changed = _apply_settings(actor, "mailbox.bulk_edit", f"bulk edit of {selected} mailbox(es)", target,
-                                  incoming, outgoing, act, forward_keeps_methods=False)
-    return BulkResult(selected, changed)
-
-
-def apply_defaults(actor: Actor, selection: Selection, *, schedule_test: bool = True) -> dict[str, Any]:
-    """R2: give the selected mailboxes the organisation's default profile and methods, then
-    schedule Test & Enable for them (unless ``schedule_test`` is off). Forward mailboxes keep
-    their own methods."""
-    require(actor, Permission.CONFIGURE)
-    if schedule_test:
-        require(actor, Permission.TEST)
-    settings = settings_service.load()
-    if settings.default_profile_id is None:
-        raise InvalidInput("default_profile", "is not set: choose one with `mbxtui settings set --default-profile NAME`")
-    profile = settings.default_profile
-    if not profile.active:
-        raise InvalidInput("default_profile", f"profile {profile.name!r} is inactive")
-    from mbxtui.core import jobs
-
-    with write_transaction():
-        selected = materialise(actor, selection)
-        changed = _apply_settings(
-            actor, "mailbox.apply_defaults", f"applied default email settings to {selected} mailbox(es)",
-            profile, settings.default_incoming, settings.default_outgoing, settings.default_act,
-            forward_keeps_methods=True,
-        )
-        batch = jobs.schedule_selected(actor, "Apply Default Email Settings") if schedule_test else None
-    return {"selected": selected, "changed": changed, "test_batch": batch}
-
-
-# --- deactivation (R19) ------------------------------------------------------------------------
-
-def deactivate_selected(actor: Actor, summary: str) -> int:
-    """Deactivate the materialised selection: inactive mailboxes are enabled for nothing and their
-    queued tests are cancelled. Caller holds the transaction."""
-    changed = audit.record_selection(actor, "mailbox.deactivate", summary, ["active"], {"active": False},
-                                     f"{SELECTED} AND active = 1")
-    database.execute_sql(
-        f"{update_selected()} SET active = 0, incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
-        "test_scheduled = 0, postponed_until = NULL, " + _touch("active = 1"), [utcnow()])
-    database.execute_sql(
-        f"UPDATE test_job SET state = 'cancelled', outcome = 'cancelled', finished_on = ? "
-        f"WHERE state IN ('queued', 'running') AND mailbox_id IN (SELECT id FROM {dialect.SELECTION_TABLE})", [utcnow()])
-    return changed
-
-
-def deactivate(actor: Actor, selection: Selection) -> BulkResult:
-    require(actor, Permission.CONFIGURE)
-    with write_transaction():
-        selected = materialise(actor, selection)
-        changed = deactivate_selected(actor, f"deactivated {selected} mailbox(es)")
-    return BulkResult(selected, changed)
-
-
-def activate(actor: Actor, selection: Selection) -> BulkResult:
-    """Make mailboxes active again (still disabled until tested); refused while their user or queue is inactive."""
-    require(actor, Permission.CONFIGURE)
-    with write_transaction():
-        selected = materialise(actor, selection)
-        _refuse_if_any(
-            "(user_id IN (SELECT id FROM \"user\" WHERE active = 0) OR queue_id IN (SELECT id FROM queue WHERE active = 0))",
-            [], "activate", "the user or queue of a mailbox is inactive: activate it first")
-        changed = audit.record_selection(actor, "mailbox.activate", f"activated {selected} mailbox(es)",
-                                         ["active"], {"active": True}, f"{SELECTED} AND active = 0")
-        database.execute_sql(f"{update_selected()} SET active = 1, " + _touch("active = 0"), [utcnow()])
-    return BulkResult(selected, changed)
-
-
-# --- one mailbox -------------------------------------------------------------------------------
 
 EDITABLE = ("name", "email", "profile", "incoming_method", "outgoing_method", "act_method", "username",
             "use_own_credentials", "delete_after_processing", "process_email_after")
@@ -541,7 +121,7 @@ def _clean_edit(key: str, value: Any) -> Any:
     if key == "email":
         return validation.email("email", value)
     if key == "profile":
-        return _profile_by_name(value).id
+        return profile_by_name(value).id
     if key == "incoming_method":
         return validation.choice("incoming", value, IncomingMethod).value
     if key == "outgoing_method":
@@ -567,7 +147,7 @@ def _snapshot(mailbox: Mailbox) -> dict[str, Any]:
     return {key: getattr(mailbox, "profile_id" if key == "profile" else key) for key in EDITABLE}
 
 
-def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **fields: Any) -> dict[str, Any]:
+def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **fields: Any) -> MailboxRow:
     """Change one mailbox (``email`` in ``fields`` is its new address). A new address resets approval
     and tests and disables it (R7)."""
     require(actor, Permission.CONFIGURE)
@@ -620,14 +200,14 @@ def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **
 
 
 def create_forward_mailbox(actor: Actor, *, name: str, email: str, profile: str,
-                           delete_after_processing: bool = False, owner: str | None = None) -> dict[str, Any]:
+                           delete_after_processing: bool = False, owner: str | None = None) -> MailboxRow:
     """R17: a mailbox with no user or queue that receives for others; outgoing is none."""
     require(actor, Permission.CONFIGURE)
     from mbxtui.core.models import User
 
     name = validation.text("name", name)
     address = validation.email("email", email)
-    target = _profile_by_name(profile)
+    target = profile_by_name(profile)
     delete_after = validation.on_off("delete-after-processing", delete_after_processing)
     owner_id = None
     if owner:

@@ -10,7 +10,7 @@ from mbxtui.core import validation
 from mbxtui.core.enums import TestStatus
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services import mailboxes, profiles
+from mbxtui.core.services import mailbox_views, profiles
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ProfileMailboxes:
 
 
 def mailboxes_of_profile(actor: Actor, name: str, *, limit: int = 200, offset: int = 0) -> ProfileMailboxes:
-    """A page of the mailboxes using profile ``name`` (rows shaped as ``mailboxes.rows_by_ids``)."""
+    """A page of the mailboxes using profile ``name`` (rows shaped as ``mailbox_views.rows_by_ids``)."""
     require(actor, Permission.READ)
     limit = validation.integer("limit", limit, 0, 10_000)
     offset = validation.integer("offset", offset, 0, 10**12)
@@ -41,6 +41,6 @@ def mailboxes_of_profile(actor: Actor, name: str, *, limit: int = 200, offset: i
     ids = [row[0] for row in database.execute_sql(
         "SELECT id FROM mailbox WHERE profile_id = ? ORDER BY name COLLATE NOCASE, id LIMIT ? OFFSET ?",
         [profile.id, limit, offset]).fetchall()]
-    by_id = mailboxes.rows_by_ids(actor, ids)
+    by_id = mailbox_views.rows_by_ids(actor, ids)
     return ProfileMailboxes(profile=profile.name, total=sum(counts.values()), counts=counts, active=active,
                             rows=[by_id[i] for i in ids if i in by_id])

@@ -13,7 +13,7 @@ from mbxtui.core.enums import Regarding
 from mbxtui.core.errors import Conflict, NotFound
 from mbxtui.core.models import Mailbox, Queue, User, database
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services import audit, mailboxes
+from mbxtui.core.services import audit, bulk, mailboxes
 from mbxtui.core.services import settings as settings_service
 
 
@@ -85,7 +85,7 @@ def _set_active(actor: Actor, record: User | Queue, kind: str, active: bool) -> 
         database.execute_sql(f"DELETE FROM {dialect.SELECTION_TABLE}")
         database.execute_sql(f"INSERT INTO {dialect.SELECTION_TABLE} SELECT id FROM mailbox WHERE {kind}_id = ?",
                              (record.id,))
-        mailboxes.deactivate_selected(actor, f"deactivated the mailbox of {kind} {record.email} (R19)")
+        bulk.deactivate_selected(actor, f"deactivated the mailbox of {kind} {record.email} (R19)")
 
 
 def _change_state(actor: Actor, kind: str, email: str, active: bool) -> dict[str, Any]:

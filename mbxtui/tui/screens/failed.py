@@ -13,8 +13,8 @@ from mbxtui.core.display import cell, safe
 from mbxtui.core.enums import DIRECTIONS, View
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import mailboxes
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import mailbox_views
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.screens.listing import ListScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 
@@ -40,7 +40,7 @@ class FailedScreen(ListScreen):
     SHOW_DETAIL = True
 
     def fetch(self, offset: int, limit: int):
-        page = mailboxes.list_mailboxes(self.actor, view=View.FAILED, filter_text=self.filter_text or None,
+        page = mailbox_views.list_mailboxes(self.actor, view=View.FAILED, filter_text=self.filter_text or None,
                                         sort="email", limit=limit, offset=offset)
         return page.total, page.rows
 

@@ -13,8 +13,8 @@ from mbxtui.core import jobs
 from mbxtui.core.display import cell, safe, test_step_lines
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import alerts, audit, credentials, mailboxes, profiles
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import alerts, audit, bulk, credentials, mailbox_views, mailboxes, profiles
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.screens.base import BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, options
 from mbxtui.tui.widgets.confirm import ConfirmScreen
@@ -73,7 +73,7 @@ class MailboxDetailScreen(BaseScreen):
         self.query_one("#detail").focus()
 
     def action_reload(self) -> None:
-        rows = mailboxes.rows_by_ids(self.actor, [self.mailbox_id])
+        rows = mailbox_views.rows_by_ids(self.actor, [self.mailbox_id])
         if self.mailbox_id not in rows:
             self.notify("This mailbox no longer exists", severity="error")
             self.app.pop_screen()
@@ -130,7 +130,7 @@ class MailboxDetailScreen(BaseScreen):
                              answered)
 
     def action_approve(self) -> None:
-        if self.call_service(mailboxes.approve, self.actor, Selection.of_ids([self.mailbox_id])):
+        if self.call_service(bulk.approve, self.actor, Selection.of_ids([self.mailbox_id])):
             self.notify("Approved")
             self.action_reload()
 

@@ -16,8 +16,8 @@ from mbxtui.core import jobs
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, View
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import mailboxes, profiles
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services import bulk, profiles
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.screens.base import BaseScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 from mbxtui.tui.widgets.grid import MailboxGrid
@@ -240,9 +240,9 @@ class MailboxesScreen(BaseScreen):
         if isinstance(outcome, dict) and "batch" in outcome:
             self.app.watch_batch(outcome["batch"])
             message = f"{outcome['queued']:,} queued"
-        elif isinstance(outcome, dict) and outcome.get("test_batch"):
-            self.app.watch_batch(outcome["test_batch"])
-            message = f"{outcome['selected']:,} changed; Test & Enable queued"
+        elif isinstance(outcome, bulk.DefaultsApplied) and outcome.test_batch:
+            self.app.watch_batch(outcome.test_batch)
+            message = f"{outcome.selected:,} changed; Test & Enable queued"
         elif hasattr(outcome, "changed"):
             message = f"{outcome.changed:,} of {outcome.selected:,} changed"
         self.grid.clear_marks()
@@ -252,11 +252,11 @@ class MailboxesScreen(BaseScreen):
 
     def action_approve(self) -> None:
         self._confirm_then("Approve email", "Approve the email address of {count} {noun}? Approval is recorded "
-                           f"as {self.actor.login}.", lambda selection: mailboxes.approve(self.actor, selection))
+                           f"as {self.actor.login}.", lambda selection: bulk.approve(self.actor, selection))
 
     def action_reject(self) -> None:
         self._confirm_then("Reject email", "Reject the email address of {count} {noun}? They are disabled until "
-                           "approved.", lambda selection: mailboxes.reject(self.actor, selection))
+                           "approved.", lambda selection: bulk.reject(self.actor, selection))
 
     def action_test(self) -> None:
         self._confirm_then("Test & Enable", "Test the connection of {count} {noun} in the background and enable "
@@ -265,11 +265,11 @@ class MailboxesScreen(BaseScreen):
     def action_apply_defaults(self) -> None:
         self._confirm_then("Apply Default Email Settings", "Give {count} {noun} the organisation's default profile "
                            "and methods, then Test & Enable them?",
-                           lambda selection: mailboxes.apply_defaults(self.actor, selection))
+                           lambda selection: bulk.apply_defaults(self.actor, selection))
 
     def action_deactivate(self) -> None:
         self._confirm_then("Deactivate", "Deactivate {count} {noun}? They are disabled and their queued tests "
-                           "cancelled.", lambda selection: mailboxes.deactivate(self.actor, selection))
+                           "cancelled.", lambda selection: bulk.deactivate(self.actor, selection))
 
     def action_bulk_edit(self) -> None:
         count = self.grid.target_count()
@@ -281,7 +281,7 @@ class MailboxesScreen(BaseScreen):
                 return
             described = ", ".join(f"{k} = {v}" for k, v in changes.items())
             self._confirm_then("Bulk edit", "Set " + described + " on {count} {noun}? Changed directions must be "
-                               "tested again.", lambda selection: mailboxes.bulk_edit(self.actor, selection, **changes))
+                               "tested again.", lambda selection: bulk.bulk_edit(self.actor, selection, **changes))
 
         self.app.push_screen(BulkEditScreen(count), chosen)
 

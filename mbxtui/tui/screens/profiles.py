@@ -21,7 +21,7 @@ from mbxtui.core.permissions import Permission
 from mbxtui.core.profile_test import test_profile
 from mbxtui.core.secrets import SecretsError
 from mbxtui.core.services import alerts, credentials, profiles
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services.selection import Selection
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes, mailboxes_of_profile
 from mbxtui.tui.screens.base import BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, options

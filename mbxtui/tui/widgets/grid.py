@@ -33,7 +33,7 @@ from textual.worker import get_current_worker
 
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages, check_query
-from mbxtui.core.services.mailboxes import Selection
+from mbxtui.core.services.selection import Selection
 from mbxtui.tui.widgets.grid_drawing import (
     COLUMNS, COMPONENT_CLASSES, DEFAULT_CSS, Column, Layout, RowView, column_at, header_line, layout, message_line,
     row_line,

@@ -1,0 +1,220 @@
+"""Which mailboxes a view of R20 holds, filtered and sorted, and reading them: the SQL conditions
+(``view_condition``, ``filter_condition``, ``where_for``, ``order_by``) that the listing here, the
+console's grid (``mailbox_pages``) and the bulk selections (``selection``) share, and the rows as
+the command line and the console show them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence, TypedDict
+
+from mbxtui.core import dialect, validation
+from mbxtui.core.enums import View
+from mbxtui.core.errors import InvalidInput
+from mbxtui.core.models import database
+from mbxtui.core.permissions import Actor, Permission, require
+
+SORT_COLUMNS = {
+    "name": "m.name COLLATE NOCASE",
+    "email": "m.email",
+    "regarding": "m.regarding",
+    "profile": "p.name",
+    "incoming_method": "m.incoming_method",
+    "outgoing_method": "m.outgoing_method",
+    "act_method": "m.act_method",
+    "approval": "m.approval",
+    "incoming_status": "m.incoming_status",
+    "outgoing_status": "m.outgoing_status",
+    "act_status": "m.act_status",
+    "status": "m.overall_status",
+    "enabled": "(m.incoming_enabled + m.outgoing_enabled + m.act_enabled)",
+    "last_tested": "m.test_completed_on",
+    "created": "m.created_on",
+}
+
+JOINS_SQL = 'LEFT JOIN profile p ON p.id = m.profile_id LEFT JOIN "user" o ON o.id = m.owner_id'
+FROM_SQL = f"FROM mailbox m {JOINS_SQL}"
+
+# The index that yields a sort column's rows in display order (every index ends with the row id,
+# the tie-breaker).
+SORT_INDEXES = {
+    "name": "mailbox_name", "email": "mailbox_email", "regarding": "mailbox_regarding",
+    "incoming_method": "mailbox_incoming_method", "outgoing_method": "mailbox_outgoing_method",
+    "act_method": "mailbox_act_method", "approval": "mailbox_approval",
+    "incoming_status": "mailbox_incoming_status", "outgoing_status": "mailbox_outgoing_status",
+    "act_status": "mailbox_act_status", "status": "mailbox_overall_status",
+    "last_tested": "mailbox_test_completed_on", "created": "mailbox_created_on",
+}
+
+
+def view_condition(view: View | str, actor: Actor) -> tuple[str, list[Any]]:
+    # "+m.active": nearly every mailbox is active, so SQLite must find the rows through the other
+    # condition's index and check "active" on those few (0.4 s against 0.13 s for the 100,000
+    # pending mailboxes among 1,000,000); without the "+" it picks the active index.
+    view = validation.choice("view", view, View)
+    if view == View.ALL:
+        return "TRUE", []
+    if view == View.ACTIVE:
+        return "m.active = 1", []
+    if view == View.MINE:
+        return "+m.active = 1 AND m.owner_id = ?", [actor.user_id if actor.user_id is not None else -1]
+    if view == View.FORWARD:
+        return "+m.active = 1 AND m.is_forward = 1", []
+    if view == View.PENDING:
+        return "+m.active = 1 AND m.approval = 'pending'", []
+    if view == View.FAILED:
+        return "+m.active = 1 AND m.overall_status = 'failure'", []
+    return "m.incoming_enabled = 0 AND m.outgoing_enabled = 0 AND m.act_enabled = 0", []
+
+
+def filter_condition(text: str | None) -> tuple[str, list[Any]]:
+    """Substring match on name and address: the trigram index for 3+ characters, LIKE below that."""
+    text = validation.text("filter", text, max_length=200, required=False)
+    if not text:
+        return "TRUE", []
+    return dialect.current().substring_filter(text)
+
+
+def where_for(actor: Actor, view: View | str = View.ACTIVE, filter_text: str | None = None) -> tuple[str, list[Any]]:
+    view_sql, view_params = view_condition(view, actor)
+    filter_sql, filter_params = filter_condition(filter_text)
+    return f"({view_sql}) AND ({filter_sql})", view_params + filter_params
+
+
+def order_by(sort: str | None, descending: bool) -> str:
+    sort = (validation.text("sort", sort, max_length=40, required=False) or "name").lower()
+    if sort not in SORT_COLUMNS:
+        raise InvalidInput("sort", f"{sort!r} is not a column; choose one of: {', '.join(SORT_COLUMNS)}")
+    direction = "DESC" if descending else "ASC"
+    return f"{SORT_COLUMNS[sort]} {direction}{dialect.current().nulls_first(descending)}, m.id {direction}"
+
+
+ROW_COLUMNS = (
+    "m.id, m.name, m.email, m.regarding, m.is_forward, m.active, p.name AS profile, o.email AS owner, "
+    "m.incoming_method, m.outgoing_method, m.act_method, m.approval, m.approved_by, m.approved_on, "
+    "m.incoming_status, m.outgoing_status, m.act_status, m.overall_status, "
+    "m.incoming_enabled, m.outgoing_enabled, m.act_enabled, m.test_scheduled, "
+    "m.test_last_attempted_by, m.test_last_attempted_on, m.test_completed_on, m.last_error_code, "
+    "m.last_error_text, m.transient_failures, m.postponed_until, m.use_own_credentials, m.username, "
+    "m.password_set, m.token_set, m.delete_after_processing, m.process_email_after, m.row_version"
+)
+BOOLEAN_COLUMNS = {
+    "is_forward", "active", "incoming_enabled", "outgoing_enabled", "act_enabled", "test_scheduled",
+    "use_own_credentials", "password_set", "token_set", "delete_after_processing",
+}
+
+
+
+
+class MailboxRow(TypedDict):
+    """One mailbox as lists, ``mailboxes.show`` and the command line's JSON give it (times as the
+    database's text, "YYYY-MM-DD HH:MM:SS"; secrets only as "set" or "not set")."""
+
+    id: int
+    name: str
+    email: str
+    regarding: str
+    is_forward: bool
+    active: bool
+    profile: str | None
+    owner: str | None
+    incoming_method: str
+    outgoing_method: str
+    act_method: str
+    approval: str
+    approved_by: str | None
+    approved_on: str | None
+    incoming_status: str
+    outgoing_status: str
+    act_status: str
+    overall_status: str
+    incoming_enabled: bool
+    outgoing_enabled: bool
+    act_enabled: bool
+    test_scheduled: bool
+    test_last_attempted_by: str | None
+    test_last_attempted_on: str | None
+    test_completed_on: str | None
+    last_error_code: str | None
+    last_error_text: str | None
+    transient_failures: int
+    postponed_until: str | None
+    use_own_credentials: bool
+    username: str
+    delete_after_processing: bool
+    process_email_after: str | None
+    row_version: int
+    password: str
+    oauth2_token: str
+
+
+def _row_dict(cursor: Any, row: Sequence[Any]) -> MailboxRow:
+    data: dict[str, Any] = {}
+    for (name, *_), value in zip(cursor.description, row):
+        data[name] = bool(value) if name in BOOLEAN_COLUMNS else value
+    data["password"] = "set" if data.pop("password_set") else "not set"
+    data["oauth2_token"] = "set" if data.pop("token_set") else "not set"
+    return data  # type: ignore[return-value]  # the keys of ROW_COLUMNS
+
+
+@dataclass
+class Page:
+    total: int
+    rows: list[MailboxRow] = field(default_factory=list)
+
+
+def list_mailboxes(actor: Actor, *, view: View | str = View.ACTIVE, filter_text: str | None = None,
+                   sort: str | None = None, descending: bool = False, limit: int = 100,
+                   offset: int = 0) -> Page:
+    require(actor, Permission.READ)
+    limit = validation.integer("limit", limit, 0, 100_000)
+    offset = validation.integer("offset", offset, 0, 10**12)
+    where, params = where_for(actor, view, filter_text)
+    ordering = order_by(sort, descending)
+    needs_join = "p." in ordering
+    count_from = FROM_SQL if needs_join else "FROM mailbox m"
+    total = database.execute_sql(f"SELECT count(*) {count_from} WHERE {where}", params).fetchone()[0]
+    source = _page_source(sort, total, offset + limit)
+    cursor = database.execute_sql(
+        f"SELECT {ROW_COLUMNS} FROM {source} {JOINS_SQL} WHERE {where} ORDER BY {ordering} LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+    return Page(total=total, rows=[_row_dict(cursor, row) for row in cursor.fetchall()])
+
+
+def _page_source(sort: str | None, total: int, wanted: int) -> str:
+    """The table a page of ``total`` matching rows is read from, up to its ``wanted``-th row.
+
+    SQLite knows nothing of how common a value is, so it finds a view's rows through the view's
+    index and sorts all of them: 0.3 s for the 100,000 pending mailboxes among 1,000,000. When the
+    view holds a fair share of the table, walking the sort column's index and skipping the rows
+    outside the view reaches the page after about wanted * mailboxes / total rows (1 ms)."""
+    index = SORT_INDEXES.get((sort or "name").strip().lower())
+    if index is not None and total:
+        mailboxes = database.execute_sql("SELECT max(id) FROM mailbox").fetchone()[0] or 0
+        if wanted * mailboxes < total * total:
+            return f"mailbox m {dialect.current().indexed_by(index)}"
+    return "mailbox m"
+
+
+def ids_in_view(actor: Actor, *, view: View | str = View.ACTIVE, filter_text: str | None = None,
+                sort: str | None = None, descending: bool = False) -> list[int]:
+    """Every mailbox id of a view in display order (the console's grid pages through these)."""
+    require(actor, Permission.READ)
+    where, params = where_for(actor, view, filter_text)
+    ordering = order_by(sort, descending)
+    source = FROM_SQL if "p." in ordering else "FROM mailbox m"
+    return [r[0] for r in database.execute_sql(f"SELECT m.id {source} WHERE {where} ORDER BY {ordering}", params)]
+
+
+def rows_by_ids(actor: Actor, ids: Sequence[int]) -> dict[int, MailboxRow]:
+    require(actor, Permission.READ)
+    result: dict[int, MailboxRow] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        marks = ",".join("?" * len(chunk))
+        cursor = database.execute_sql(f"SELECT {ROW_COLUMNS} {FROM_SQL} WHERE m.id IN ({marks})", chunk)
+        for row in cursor.fetchall():
+            data = _row_dict(cursor, row)
+            result[data["id"]] = data
+    return result

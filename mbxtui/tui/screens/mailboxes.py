@@ -98,7 +98,8 @@ class MailboxesScreen(BaseScreen):
     def update_status(self) -> None:
         grid = self.grid
         filter_text = self.query_one("#filter", Input).value.strip()
-        parts = [f"{grid.row_count:,} in {VIEW_TITLES[self.view]}"]
+        counted = f"{grid.row_count:,}" if grid.total_known else f"{grid.row_count:,}+ (counting…)"
+        parts = [f"{counted} in {VIEW_TITLES[self.view]}"]
         if filter_text:
             parts[0] += f" matching {filter_text!r}"
         parts.append(f"{len(grid.marked):,} selected")
@@ -114,6 +115,9 @@ class MailboxesScreen(BaseScreen):
         self.update_status()
 
     def progress_changed(self, _text: str) -> None:
+        self.update_status()
+
+    def on_mailbox_grid_view_read(self, _message) -> None:
         self.update_status()
 
     def mailboxes_tested(self, events) -> None:

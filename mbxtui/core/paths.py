@@ -1,5 +1,6 @@
 """Where mbxtui keeps its files. Every path can be overridden by a flag or an environment variable:
-``MBXTUI_DATA_DIR`` (the data directory), ``MBXTUI_DB`` (the database file, or a
+``MBXTUI_DATA_DIR`` (the data directory), ``MBXTUI_CONFIG_DIR`` (the user's settings, such as the
+console's ``keymap.toml``), ``MBXTUI_DB`` (the database file, or a
 ``postgresql://USER@HOST:PORT/DBNAME`` URL)."""
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ import platformdirs
 def data_dir() -> Path:
     override = os.environ.get("MBXTUI_DATA_DIR")
     return Path(override).expanduser() if override else Path(platformdirs.user_data_dir("mbxtui", appauthor=False))
+
+
+def config_dir() -> Path:
+    override = os.environ.get("MBXTUI_CONFIG_DIR")
+    return Path(override).expanduser() if override else Path(platformdirs.user_config_dir("mbxtui", appauthor=False))
 
 
 SERVER_SCHEMES = ("postgresql", "postgres")

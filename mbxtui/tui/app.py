@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -9,19 +10,23 @@ from typing import Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.reactive import reactive
 from textual.screen import Screen
+from textual.signal import Signal
 
-from mbxtui.core.changes import DATABASE_ERRORS, ChangeWatcher
-from mbxtui.core.db import BackgroundCheckpoints
 from mbxtui.core.jobs import queue as jobs
-from mbxtui.core.jobs.runner import EnablementRunner
-from mbxtui.core.models import database
-from mbxtui.core.permissions import Actor, Permission, allowed
+from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
+from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
 from mbxtui.core.secrets import SecretStore, SecretsError
-from mbxtui.tui.messages import ChangesUnavailable, DataChanged, MailboxesTested, RunnerStopped
+from mbxtui.core.session import ChangeSignalUnavailable
+from mbxtui.core.session import one_line, start_checkpoints, watch_changes
+from mbxtui.tui import navigation
+from mbxtui.tui.keymap import read_keymap
+from mbxtui.tui.messages import (BatchProgressLoaded, ChangesUnavailable, DataChanged, MailboxesTested,
+                                 RunnerStopped, ServiceFailed)
+from mbxtui.tui.workers import run_service
 
 SIXTEEN_COLOUR_TERMS = ("linux", "xterm", "vt100", "vt220", "screen", "tmux", "ansi")
+log = logging.getLogger(__name__)
 
 
 def default_theme() -> str:
@@ -42,17 +47,9 @@ class MbxApp(App):
 
     BINDINGS = [
         Binding("f1,question_mark", "help", "Help", id="help"),
-        Binding("f2", "go('mailboxes')", "Mailboxes", id="go-mailboxes"),
-        Binding("f3", "go('profiles')", "Profiles", id="go-profiles"),
-        Binding("f4", "go('alerts')", "Alerts", id="go-alerts"),
-        Binding("f5", "go('failed')", "Failed", id="go-failed"),
-        Binding("f6", "go('settings')", "Settings", id="go-settings"),
-        Binding("f7", "go('people')", "Users/queues", id="go-people"),
-        Binding("f8", "go('operators')", "Operators", id="go-operators"),
+        *navigation.go_bindings(),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
     ]
-
-    progress_text: reactive[str] = reactive("")
 
     def __init__(self, actor: Actor, *, db_path: Path | str, data_dir: Path, run_tests: bool = True,
                  threads: int = 32, store: SecretStore | None = None):
@@ -64,18 +61,31 @@ class MbxApp(App):
         self.run_tests = run_tests
         self.threads = threads
         self.watched_batches: set[int] = set()
+        self.progress_text = ""
+        # App-wide events; screens subscribe to what they show (BaseScreen does it for them).
+        self.changed_elsewhere: Signal[None] = Signal(self, "changed-elsewhere")
+        self.mailboxes_tested: Signal[list[MailboxTested]] = Signal(self, "mailboxes-tested")
+        self.progress_changed: Signal[str] = Signal(self, "progress-changed")
+        self.runner_stopped: Signal[str] = Signal(self, "runner-stopped")
         self._stop_runner = threading.Event()
         self._runner: EnablementRunner | None = None
-        self._checkpoints: BackgroundCheckpoints | None = None
-        self._changes: ChangeWatcher | None = None
+        self._checkpoints = None
+        self._changes = None
         self.theme = default_theme()
+        self.keymap = read_keymap()
+        self.set_keymap(self.keymap.keys)
 
     # -- start-up: the secret store, then the Test & Enable runner --
 
     def on_mount(self) -> None:
         from mbxtui.tui.screens.mailboxes import MailboxesScreen
 
-        self._checkpoints = BackgroundCheckpoints()
+        for problem in self.keymap.problems:
+            log.error("keymap refused: %s", problem)
+            self.notify(f"{problem}. The default keys are in force.", title="Keymap not used", severity="error",
+                        timeout=20, markup=False)
+        self.runner_stopped.subscribe(self, self.show_runner_stopped)
+        self._checkpoints = start_checkpoints()
         self.push_screen(MailboxesScreen())
         self._watch_changes()
         if self.store is None:
@@ -95,21 +105,21 @@ class MbxApp(App):
     def _watch_changes(self) -> None:
         """Show what other consoles, workers and commands change (see ``core/changes.py``)."""
         try:
-            self._changes = ChangeWatcher(
-                database.obj, lambda: self.post_message(DataChanged()),
-                on_error=lambda exc: self.post_message(ChangesUnavailable(" ".join(str(exc).split())))).start()
-        except DATABASE_ERRORS as exc:  # the console works without it; Ctrl+R still reloads
-            self.on_changes_unavailable(ChangesUnavailable(" ".join(str(exc).split())))
+            self._changes = watch_changes(lambda: self.post_message(DataChanged()),
+                                          on_error=lambda exc: self.post_message(ChangesUnavailable(one_line(exc))))
+        except ChangeSignalUnavailable as exc:  # the console works without it; Ctrl+R still reloads
+            self.on_changes_unavailable(ChangesUnavailable(str(exc)))
 
     def on_data_changed(self, message: DataChanged) -> None:
-        for screen in self.screen_stack:
-            handler = getattr(screen, "data_changed", None)
-            if handler is not None:
-                handler()
+        self.changed_elsewhere.publish(None)
 
     def on_changes_unavailable(self, message: ChangesUnavailable) -> None:
         self.notify(f"Changes made elsewhere are not shown until the database answers again (Ctrl+R reloads): "
                     f"{message.error}", severity="warning", timeout=10)
+
+    def on_service_failed(self, message: ServiceFailed) -> None:
+        """The one place a worker's refused or failed service call is shown."""
+        self.notify(message.problem, title=message.title, severity="error", timeout=10, markup=False)
 
     def start_runner(self) -> None:
         if not self.run_tests or not allowed(self.actor, Permission.TEST) or self._runner is not None:
@@ -123,6 +133,7 @@ class MbxApp(App):
         try:
             self._runner.run(stop=self._stop_runner, until_idle=False, poll_seconds=2.0)
         except Exception as exc:  # shown to the operator; the console keeps working
+            log.exception("Test & Enable stopped")
             self.post_message(RunnerStopped(f"{exc.__class__.__name__}: {exc}"))
 
     def wake_runner(self) -> None:
@@ -136,27 +147,35 @@ class MbxApp(App):
 
     def on_mailboxes_tested(self, message: MailboxesTested) -> None:
         self._update_progress()
-        for screen in self.screen_stack:
-            handler = getattr(screen, "mailboxes_tested", None)
-            if handler is not None:
-                handler(message.events)
+        self.mailboxes_tested.publish(message.events)
 
     def on_runner_stopped(self, message: RunnerStopped) -> None:
         if message.error:
-            self.notify(f"Test & Enable stopped: {message.error}", severity="error", timeout=15)
+            self.runner_stopped.publish(message.error)
+
+    def show_runner_stopped(self, error: str) -> None:
+        self.notify(f"Test & Enable stopped: {error}", severity="error", timeout=15)
 
     def _update_progress(self) -> None:
+        batches = sorted(self.watched_batches)
+        if batches:
+            run_service(self, lambda: [jobs.batch_progress(batch) for batch in batches], BatchProgressLoaded,
+                        group="batch-progress", title="Test & Enable progress")
+
+    def on_batch_progress_loaded(self, message: BatchProgressLoaded) -> None:
         parts = []
-        for batch_id in sorted(self.watched_batches):
-            p = jobs.batch_progress(batch_id)
+        for p in message.progress:
+            if p.batch not in self.watched_batches:
+                continue
             if p.remaining == 0:
-                self.watched_batches.discard(batch_id)
+                self.watched_batches.discard(p.batch)
                 self.notify(f"{p.passed} passed, {p.failed} failed, {p.postponed} postponed for retry",
                             title="Test & Enable finished", severity="information" if not p.failed else "warning")
                 continue
             parts.append(f"Test & Enable: {p.done}/{p.total} done · {p.passed} passed · {p.failed} failed · "
                          f"{p.remaining} remaining")
         self.progress_text = "  ".join(parts)
+        self.progress_changed.publish(self.progress_text)
 
     def on_unmount(self) -> None:
         self._stop_runner.set()
@@ -169,15 +188,13 @@ class MbxApp(App):
     # -- navigation --
 
     def action_go(self, name: str) -> None:
-        from mbxtui.tui import screens
-
-        screen_class = screens.SCREENS.get(name)
-        if screen_class is None:
+        destination = navigation.BY_NAME.get(name)
+        if destination is None:
             return
-        permission = getattr(screen_class, "REQUIRES", None)
-        if permission is not None and not allowed(self.actor, permission):
-            self.notify(f"{screen_class.TITLE_TEXT} needs the role global_admin", severity="warning")
+        if destination.requires is not None and not allowed(self.actor, destination.requires):
+            self.notify(f"{destination.title} needs the role {roles_for(destination.requires)}", severity="warning")
             return
+        screen_class = navigation.screens()[name]
         if isinstance(self.screen, screen_class):
             return
         for index, screen in enumerate(self.screen_stack):
@@ -196,11 +213,15 @@ class MbxApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The palette offers the same actions as the keys of the current screen and the app."""
         seen = set()
+        palette = {d.binding_id: d.palette for d in navigation.NAVIGATION}
         for key, active in screen.active_bindings.items():
             binding = active.binding
             if not binding.description or binding.action in seen or not active.enabled:
                 continue
             seen.add(binding.action)
-            yield SystemCommand(binding.description, f"key: {binding.key_display or key}",
+            help_text = f"key: {binding.key_display or key}"
+            if binding.id in palette:
+                help_text = f"{palette[binding.id]} ({help_text})"
+            yield SystemCommand(binding.description, help_text,
                                 lambda node=active.node, action=binding.action: self.run_action(action, node))
         yield SystemCommand("Quit", "Leave the console", self.exit)

@@ -247,10 +247,23 @@ def _fix_timestamps() -> None:
 
 
 async def settle(app: MbxApp, pilot: Pilot) -> None:
-    """Let thread workers finish and their results reach the screen."""
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
+    """Let thread workers finish and their results reach the screen, and the loads those results
+    start (a screen just pushed starts its load once mounted) until none is left. The Test & Enable
+    runner, which runs as long as the console, is not waited for."""
+
+    def busy() -> list:
+        return [worker for worker in app.workers if worker.group != "test-runner" and not worker.is_finished]
+
+    for _ in range(100):
+        await pilot.pause()
+        running = busy()
+        if running:
+            await app.workers.wait_for_complete(running)
+            continue
+        await pilot.pause()
+        if not busy():
+            return
+    raise AssertionError(f"the console kept starting workers: {busy()}")
 
 
 def notifications(app: MbxApp) -> list[str]:

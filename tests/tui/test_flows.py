@@ -19,7 +19,7 @@ from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import bulk, credentials, mailbox_views, mailboxes, profiles, users
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.app import MbxApp, default_theme
-from mbxtui.tui.screens import SCREENS
+from mbxtui.tui.navigation import screens
 from mbxtui.tui.screens.help import HelpScreen
 from mbxtui.tui.screens.mailbox_detail import FIELDS, MailboxDetailScreen, MailboxEditScreen
 from mbxtui.tui.screens.mailboxes import BulkEditScreen, MailboxesScreen
@@ -32,6 +32,8 @@ from tests.tui.conftest import (
     AUTH_FAILED_MAILBOX, AUTH_FAILED_TEXT, BRANCH, HEAD_OFFICE, Console, notifications, offered, screen_text,
     settle,
 )
+
+SCREENS = screens()
 
 TEST_RUN_TIMEOUT = 30.0
 
@@ -239,7 +241,7 @@ def test_bulk_edit_chooses_the_profile_in_a_modal_then_confirms(console: Console
             await put_cursor_on(pilot, grid, email)
             await pilot.press("space")
         await pilot.press("e")
-        await pilot.pause()
+        await settle(app, pilot)  # the profiles to choose from arrive
         modal = app.screen
         assert isinstance(modal, BulkEditScreen)
         assert "Bulk edit of 2 mailbox(es)" in screen_text(app)
@@ -550,13 +552,13 @@ def test_the_master_password_screen_unlocks_an_existing_secrets_file(console: Co
         box = unlock.query_one("#master", Input)
         assert box.password
         await pilot.press(*"the wrong one", "enter")
-        await pilot.pause()
+        await settle(app, pilot)  # the key derivation runs in a worker
         assert "Wrong master password" in str(unlock.query_one("#error", Static).render())
         assert app.screen is unlock and box.value == ""
         await pilot.press(*"the right one")
         assert "the right one" not in screen_text(app)
         await pilot.press("enter")
-        await pilot.pause()
+        await settle(app, pilot)
         assert isinstance(app.screen, MailboxesScreen)
         assert not app.store.needs_master_password
 
@@ -579,7 +581,7 @@ def test_the_master_password_is_chosen_twice_for_a_new_secrets_file(console: Con
         await pilot.press(*"agreed", "enter")
         assert "Enter the same master password again" in str(unlock.query_one("#error", Static).render())
         await pilot.press(*"agreed", "enter")
-        await pilot.pause()
+        await settle(app, pilot)
         assert isinstance(app.screen, MailboxesScreen)
 
     console.run(scenario, store=store)

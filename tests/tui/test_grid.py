@@ -5,23 +5,34 @@ the fast id lists it reads, held to the services' own view queries."""
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
+import time
 from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from rich.console import Console
+from rich.segment import Segments
 from rich.style import Style
 from textual.app import App, ComposeResult
 
-from mbxtui.core import db, dialect
+from mbxtui.core import db, dialect, display
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import bulk, mailbox_pages, mailbox_views, mailboxes, operators, profiles, settings, users
-from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
+from mbxtui.core.services.mailbox_pages import GridQuery, GridRow, MailboxPages
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
 from mbxtui.core.services.selection import Selection
+from mbxtui.tui.widgets import grid as grid_module
 from mbxtui.tui.widgets.grid import MailboxGrid
-from tests.backends import Databases
+from mbxtui.tui.widgets.grid_drawing import COLUMNS, layout, row_view
+from mbxtui.tui.widgets.grid_drawing import row_line as draw_row
+from tests.backends import ON_POSTGRES, Databases
 
 ADMIN = "alice"
 OWNER = "olga"  # a viewer who is also a user owning queues: "My Mailboxes" has rows
@@ -110,9 +121,25 @@ class GridApp(App):
         self.mark_counts.append(message.count)
 
 
+async def settled(pilot, grid: MailboxGrid, timeout: float = 10.0) -> None:
+    """Wait until the grid's reads (the view's ids, the rows on screen) have all arrived and been drawn."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await pilot.pause()
+        if not grid.still_reading and not grid.reading_rows:
+            grid.render_lines(grid.region.reset_offset)  # asks for the rows on screen that are missing
+            await pilot.pause()
+            if not grid.reading_rows:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError("the grid's reads did not complete")
+        await asyncio.sleep(0.005)
+
+
 def drive(app: GridApp, size: tuple[int, int], scenario: Callable[..., Awaitable[None]]) -> None:
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
+            await settled(pilot, app.grid)
             await scenario(pilot)
 
     asyncio.run(main())
@@ -200,6 +227,7 @@ def test_mark_all_takes_every_row_of_the_view_and_filter_not_only_those_on_scree
         await pilot.press("escape")
         assert not grid.marked
         grid.set_query(filter_text="corp")
+        await settled(pilot, grid)
         await pilot.press("a")
         assert grid.marked == set(matching)
         assert grid.target_selection() == Selection.of_view("pending", "corp", up_to_id=max(matching))
@@ -240,6 +268,7 @@ def test_filter_shows_only_matching_mailboxes_and_keeps_the_cursor_on_its_mailbo
         grid.cursor_row = grid.position_of(target)
         for text in ("c", "ca", "car", "carol"):
             grid.set_query(filter_text=text)
+            await settled(pilot, grid)
             assert list(grid.mailbox_ids) == reference(admin, view="active", filter_text=text)
             assert grid.cursor_id == target
         await pilot.pause()
@@ -247,6 +276,7 @@ def test_filter_shows_only_matching_mailboxes_and_keeps_the_cursor_on_its_mailbo
         assert len(shown) == min(grid.row_count, 23) > 3
         assert all("Carol" in line for line in shown)
         grid.set_query(filter_text="no such mailbox")
+        await settled(pilot, grid)
         assert grid.row_count == 0 and grid.cursor_id is None and grid.target_ids() == []
         assert "No mailboxes match the filter" in lines(grid)[1]
         await pilot.press("down", "end", "space", "a", "v")
@@ -265,16 +295,20 @@ def test_sort_by_each_key_in_both_directions(admin: Actor):
         grid = app.grid
         assert "Name ▲" in lines(grid)[0]
         await pilot.press("S")
+        await settled(pilot, grid)
         assert (grid.sort, grid.descending) == ("name", True)
         assert list(grid.mailbox_ids) == reference(admin, view="active", sort="name", descending=True)
         assert "Name ▼" in lines(grid)[0]
         await pilot.press("s")
+        await settled(pilot, grid)
         assert (grid.sort, grid.descending) == ("email", False)
         assert list(grid.mailbox_ids) == reference(admin, view="active", sort="email")
         assert "Email address ▲" in lines(grid)[0]
         grid.cycle_sort("last_tested")
+        await settled(pilot, grid)
         assert list(grid.mailbox_ids) == reference(admin, view="active", sort="last_tested")
         grid.cycle_sort("last_tested")
+        await settled(pilot, grid)
         assert list(grid.mailbox_ids) == reference(admin, view="active", sort="last_tested", descending=True)
         header = lines(grid)[0]
         assert "Last tested ▼" in header  # shown although it has the lowest priority at 80 columns
@@ -380,14 +414,18 @@ def test_refresh_rows_shows_new_values_and_reload_drops_rows_that_left_the_view(
         database.execute_sql("UPDATE mailbox SET test_scheduled = 1 WHERE id = ?", [first])
         assert "scheduled" not in row_line(grid, first)
         grid.refresh_rows([10**9])  # on no page held: nothing is read again
+        await settled(pilot, grid)
         assert "scheduled" not in row_line(grid, first)
         grid.refresh_rows([first])
+        await settled(pilot, grid)
         assert "scheduled" in row_line(grid, first)
         bulk.approve(admin, Selection.of_ids([first]))
         grid.refresh_rows()
+        await settled(pilot, grid)
         assert "approved" in row_line(grid, first)
         assert grid.row_count == len(reference(admin, view="pending")) + 1
         grid.reload()
+        await settled(pilot, grid)
         assert list(grid.mailbox_ids) == reference(admin, view="pending")
         assert grid.marked == {second} and grid.cursor_id == second
         await pilot.pause()
@@ -447,7 +485,8 @@ def test_the_head_of_a_large_view_is_its_first_ids_and_the_rest_completes_it(
     expected = reference(admin, view="active", filter_text="corp", sort=sort, descending=descending)
     ordered = MailboxPages(admin).start_ordered_ids(query)
     assert ordered.read_rest is not None
-    assert list(ordered.head) == expected[:25] and ordered.total == len(expected)
+    # PostgreSQL reads the head with a LIMIT query: the count comes with the rest.
+    assert list(ordered.head) == expected[:25] and ordered.total == (None if ON_POSTGRES else len(expected))
     assert list(ordered.read_rest(database.connection())) == expected
 
 
@@ -466,6 +505,7 @@ def test_a_large_view_is_shown_from_its_head_while_the_rest_is_read(admin: Actor
             await pilot.pause(0.01)
         assert not grid.still_reading
         grid.set_query(sort="email", descending=True)  # a new order: read in two steps again
+        await settled(pilot, grid)
         assert grid.row_count == len(expected) and grid.cursor_row == 0
         first = mailbox_views.rows_by_ids(admin, expected[:5])
         for line, mailbox_id in zip(lines(grid)[1:6], expected[:5]):
@@ -497,3 +537,223 @@ def test_rows_are_read_by_id_and_a_viewer_may_read_them(admin: Actor):
     rows = MailboxPages(viewer).rows([*ids, 10**9])
     assert sorted(rows) == sorted(ids)
     assert rows[ids[0]].email == mailbox_views.rows_by_ids(viewer, [ids[0]])[ids[0]]["email"]
+
+
+# --- reads off the UI thread ----------------------------------------------------------------------
+
+class Gate:
+    """Holds the real reads of one kind on their worker thread until ``open`` (the UI must not wait)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: type, name: str,
+                 holds: Callable[..., bool] = lambda *args, **kwargs: True) -> None:
+        self.opened = threading.Event()
+        self.held = 0
+        real = getattr(owner, name)
+
+        def gated(*args, **kwargs):
+            if holds(*args, **kwargs):
+                self.held += 1
+                assert threading.current_thread() is not threading.main_thread()
+                self.opened.wait(10)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, gated)
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+async def until(pilot, condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        await pilot.pause(0.01)
+
+
+def test_a_row_is_a_placeholder_while_its_page_is_read_and_its_cells_after(admin: Actor,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    expected = reference(admin, view="active")
+    gate = Gate(monkeypatch, grid_module, "read_rows")  # the reads of pages, not those with the ids
+    app = GridApp(MailboxGrid(admin))
+
+    async def scenario(pilot) -> None:
+        grid = app.grid
+        await until(pilot, lambda: not grid.still_reading and gate.held, "the ids read and a page asked for")
+        rows = mailbox_views.rows_by_ids(admin, expected)
+        for line, mailbox_id in zip(lines(grid)[1:], expected):  # the first screen came with the ids
+            assert rows[mailbox_id]["email"] in line
+        await pilot.press("end", "up")  # keys answer while the rows are read
+        assert grid.cursor_id == expected[-2]
+        shown = lines(grid)
+        assert all(line.strip() == "loading…" for line in shown[1:])  # the ids are known, the cells not yet
+        gate.open()
+        await settled(pilot, grid)
+        for line, mailbox_id in zip(lines(grid)[1:], expected[int(grid.scroll_y):]):
+            assert "loading" not in line and rows[mailbox_id]["email"] in line
+
+    async def main() -> None:  # not drive(): it waits for the reads this test holds
+        async with app.run_test(size=(100, 24)) as pilot:
+            await scenario(pilot)
+
+    asyncio.run(main())
+
+
+def test_an_older_slow_filter_never_replaces_a_newer_one(admin: Actor, monkeypatch: pytest.MonkeyPatch):
+    newer = reference(admin, view="active", filter_text="carol")
+    gate = Gate(monkeypatch, MailboxPages, "start_ordered_ids",
+                holds=lambda self, query, conn=None: query.filter_text == "zo")
+    app = GridApp(MailboxGrid(admin))
+
+    async def scenario(pilot) -> None:
+        grid = app.grid
+        grid.set_query(filter_text="zo")  # held on its worker
+        await until(pilot, lambda: gate.held == 1, "the older read started")
+        grid.set_query(filter_text="carol")
+        await until(pilot, lambda: list(grid.mailbox_ids) == newer, "the newer filter shown")
+        gate.open()
+        await pilot.pause(0.2)  # the older read ends now, and its answer arrives
+        await settled(pilot, grid)
+        assert list(grid.mailbox_ids) == newer and grid.filter_text == "carol"
+        assert all("Carol" in line for line in lines(grid)[1:len(newer) + 1])
+
+    drive(app, (100, 24), scenario)
+
+
+def test_the_head_of_a_large_view_is_shown_while_the_rest_is_read(admin: Actor, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mailbox_pages, "SMALL_RESULT_WITHOUT_ORDER", 10)
+    monkeypatch.setattr(mailbox_pages, "SMALL_RESULT_WITH_ORDER", 10)
+    monkeypatch.setattr(mailbox_pages, "HEAD", 30)
+    expected = reference(admin, view="all", sort="email")
+    gate = Gate(monkeypatch, mailbox_pages.OrderedIds, "whole")
+    app = GridApp(MailboxGrid(admin, view="all", sort="email"))
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 24)) as pilot:
+            grid = app.grid
+            await until(pilot, lambda: gate.held == 1 and grid.row_count, "the head shown")
+            assert grid.still_reading and list(grid.mailbox_ids) == expected[:30]
+            if ON_POSTGRES:  # the count comes with the rest
+                assert grid.row_count == 30 and not grid.total_known
+            else:
+                assert grid.row_count == len(expected) and grid.total_known
+                await pilot.press("end")  # beyond the head: a placeholder until the rest arrives
+                assert grid.cursor_row == len(expected) - 1 and grid.cursor_id is None
+                assert lines(grid)[-1].strip() == "loading…"
+            await pilot.press("a")  # marks the whole view, also what is not read yet
+            assert len(grid.marked) == grid.row_count and expected[-1] in grid.marked
+            gate.open()
+            await settled(pilot, grid)
+            await pilot.press("end")
+            assert list(grid.mailbox_ids) == expected and grid.cursor_id == expected[-1]
+            assert grid.marked == set(expected)
+            assert grid.target_selection() == Selection.of_view("all", up_to_id=max(expected))
+
+    asyncio.run(main())
+
+
+# --- short and common filters ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["a", "O", "an", "_", "%", "é", "王", "zq", "ou"])
+def test_a_short_filter_shows_its_first_matches_then_the_count(admin: Actor, monkeypatch: pytest.MonkeyPatch,
+                                                              text: str):
+    monkeypatch.setattr(mailbox_pages, "HEAD", 5)
+    for view in ("active", "all", "pending"):
+        expected = reference(admin, view=view, filter_text=text)
+        ordered = MailboxPages(admin).start_ordered_ids(GridQuery(view=view, filter_text=text))
+        assert list(ordered.head) == expected[:5], (view, text)
+        if ordered.read_rest is None:
+            assert ordered.total == len(expected)
+        else:
+            assert ordered.total is None  # counted with the rest
+            assert list(ordered.whole(mailbox_pages.reader())) == expected
+
+
+def test_a_common_filter_walks_the_order_instead_of_reading_every_match(admin: Actor,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mailbox_pages, "HEAD", 5)
+    monkeypatch.setattr(mailbox_pages, "FIRST_SCREEN", 3)
+    expected = reference(admin, view="active", filter_text="corp", sort="email", descending=True)
+    ordered = MailboxPages(admin).start_ordered_ids(GridQuery(filter_text="corp", sort="email", descending=True))
+    assert ordered.total is None and list(ordered.head) == expected[:5]
+    assert list(ordered.whole(mailbox_pages.reader())) == expected
+
+
+FILTER_CHARACTERS = "aAbcdeilnoOrtuz.@0123_%éÉ王 "
+
+
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=FILTER_CHARACTERS, min_size=1, max_size=2),
+       view=st.sampled_from(VIEWS), sort=st.sampled_from(sorted(mailbox_views.SORT_COLUMNS)),
+       descending=st.booleans(), head=st.sampled_from([1, 7, 1000]))
+def test_short_filters_give_the_same_ids_as_the_services_view_query(admin: Actor, text: str, view: str, sort: str,
+                                                                    descending: bool, head: int):
+    owner = operators.current_actor(login=OWNER)
+    expected = reference(owner, view=view, filter_text=text, sort=sort, descending=descending)
+    saved = mailbox_pages.HEAD
+    mailbox_pages.HEAD = head
+    try:
+        ordered = MailboxPages(owner).start_ordered_ids(
+            GridQuery(view=view, filter_text=text, sort=sort, descending=descending))
+    finally:
+        mailbox_pages.HEAD = saved
+    assert list(ordered.head) == expected[:len(ordered.head)]
+    assert list(ordered.whole(mailbox_pages.reader())) == expected
+
+
+# --- text that is not safe for a terminal ---------------------------------------------------------
+
+def test_lone_surrogates_in_a_row_are_drawn_escaped():
+    row = GridRow(1, "Bad\ud800name", "x\udfff@corp.test", "user", "imap\udc80", "none", "none", "none",
+                  "approved", "not_run", "not_run", "not_run", "not_run", 0, 0, 0, 0, None, 1)
+    shown = row_view(row)
+    assert shown.cells["name"][0] == "Bad\\ud800name" and shown.cells["email"][0] == "x\\udfff@corp.test"
+    strip = draw_row(shown, marked=False, is_cursor=False, loading=False,
+                     layout_=layout(list(COLUMNS), 200, "name"), width=200, base=Style(), style_of=lambda name: Style())
+    console = Console(file=io.StringIO(), width=200, legacy_windows=False, force_terminal=True)
+    console.print(Segments(strip))  # would raise on a lone surrogate
+    assert "Bad\\ud800name" in strip.text and "imap\\udc80" in strip.text
+
+
+@pytest.mark.sqlite_only("SQLite keeps any bytes; PostgreSQL refuses text that is not UTF-8")
+def test_a_name_that_is_not_utf8_is_shown_escaped_in_the_grid(admin: Actor):
+    database.execute_sql("UPDATE mailbox SET name = CAST(X'4d616cff6c6f7279eda080' AS TEXT) WHERE email = ?",
+                         [ESCAPED_EMAIL])
+    app = GridApp(MailboxGrid(admin, filter_text="mallory@"))
+
+    async def scenario(pilot) -> None:
+        line = app.grid.render_line(1).text
+        assert "Mal\\udcffl" in line and "\\udced\\udca0\\udc80" in line
+        assert not any("\ud800" <= ch <= "\udfff" for ch in line)
+
+    drive(app, (240, 10), scenario)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(text=st.text(st.characters(exclude_categories=()), max_size=30))
+def test_display_safe_leaves_nothing_a_terminal_would_act_on_or_fail_on(text: str):
+    shown = display.safe(text)
+    assert not any(ord(ch) in display.INVISIBLE for ch in shown)
+    shown.encode("utf-8")  # a lone surrogate would raise here
+    assert display.safe("a\ud800b\udfffc") == "a\\ud800b\\udfffc"
+
+
+def test_mark_all_pressed_while_a_filter_is_read_marks_what_the_filter_finds(admin: Actor,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    matching = reference(admin, view="pending", filter_text="corp")
+    gate = Gate(monkeypatch, MailboxPages, "start_ordered_ids",
+                holds=lambda self, query, conn=None: query.filter_text == "corp")
+    app = GridApp(MailboxGrid(admin, view="pending"))
+
+    async def scenario(pilot) -> None:
+        grid = app.grid
+        grid.set_query(filter_text="corp")
+        await until(pilot, lambda: gate.held == 1, "the filter's read started")
+        await pilot.press("a")
+        assert not grid.marked  # the view shown is not the one asked for yet
+        gate.open()
+        await settled(pilot, grid)
+        assert grid.marked == set(matching)
+        assert grid.target_selection() == Selection.of_view("pending", "corp", up_to_id=max(matching))
+
+    drive(app, (80, 24), scenario)

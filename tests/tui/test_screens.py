@@ -23,7 +23,7 @@ from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import alerts, credentials, mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.tui.app import MbxApp
-from mbxtui.tui.screens import SCREENS
+from mbxtui.tui.navigation import screens
 from mbxtui.tui.screens.failed import FailedScreen
 from mbxtui.tui.screens.forms import ForwardMailboxForm
 from mbxtui.tui.screens.help import HelpScreen
@@ -34,6 +34,8 @@ from mbxtui.tui.screens.profiles import ProfileDetailScreen, ProfileFormScreen, 
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 from tests.backends import Databases
 from tests.core.support import IMAP_PROFILE, set_test_results, snapshot
+
+SCREENS = screens()
 
 MASTER_PASSWORD = "correct horse battery staple"
 AUTH_SENTENCE = "The server refused the user name or password: correct the mailbox's credentials."

@@ -14,7 +14,7 @@ from mbxtui.core.services import mailboxes
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 from mbxtui.tui.screens.profiles import ProfileDetailScreen
-from tests.tui.conftest import AUTH_FAILED_MAILBOX, HEAD_OFFICE, Console
+from tests.tui.conftest import AUTH_FAILED_MAILBOX, HEAD_OFFICE, Console, settle
 
 SIZES = {"80x24": (80, 24), "120x36": (120, 36)}
 
@@ -39,13 +39,14 @@ async def mailbox_detail(app: MbxApp, pilot: Pilot) -> None:
 
 async def edit_form(app: MbxApp, pilot: Pilot) -> None:
     await mailbox_detail(app, pilot)
+    await settle(app, pilot)
     await pilot.press("e")
 
 
 def go(name: str, *keys: str) -> Steps:
     async def steps(app: MbxApp, pilot: Pilot) -> None:
         app.action_go(name)
-        await app.workers.wait_for_complete()
+        await settle(app, pilot)
         await pilot.press(*keys)
 
     return steps
@@ -84,8 +85,7 @@ def test_screen(console: Console, snap_compare, screen: str, size: str):
         app = pilot.app
         await pilot.pause()
         await SCREENS[screen](app, pilot)
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle(app, pilot)  # never a "loading…" frame: every load has arrived
         for box in app.screen.query(Input):
             box.cursor_blink = False  # a blinking cursor would make the picture depend on timing
 

@@ -16,7 +16,16 @@ just those rows, with the view's own condition from ``mailbox_views.view_conditi
 
 Reading a whole order into Python still costs a few hundred milliseconds at a million mailboxes,
 so a large view is read in two steps: its first ``HEAD`` ids at once, by walking the index only
-as far as needed, and the rest on a thread of its own (``BackgroundRead``).
+as far as needed, and the rest afterwards (the console does both on a worker thread).
+
+A filter is answered the same way. Its first matches come from walking the sort column's index
+in display order and testing each batch of ids with the filter's own SQL: milliseconds when
+matches are common, where reading every match first costs seconds (one or two characters are
+too short for the trigram index: a scan of the whole table, 0.4-0.7 s at a million; "org" is in
+every address). The whole list, and so the count, comes with the rest. The walk has a time
+budget (``WALK_SECONDS``): when it finds less than a screenful, a filter of three characters or
+more goes through its index instead (a rare match is found fast there), and a shorter one shows
+what was found and leaves the rest to the full read.
 """
 
 from __future__ import annotations
@@ -26,10 +35,9 @@ import heapq
 import itertools
 import json
 import sqlite3
-import threading
+import time
 from array import array
-from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Sequence
 
 from mbxtui.core import dialect, validation
@@ -37,7 +45,7 @@ from mbxtui.core.enums import View
 from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services.mailbox_views import filter_condition, order_by, view_condition
+from mbxtui.core.services.mailbox_views import filter_condition, order_by, view_condition, where_for
 
 # The ids a view takes, read from one index (None: every mailbox), and whether the view leaves
 # inactive mailboxes out. Mirrors mailbox_views.view_condition.
@@ -58,6 +66,13 @@ INACTIVE_IDS = "SELECT id FROM mailbox WHERE active = 0"
 SMALL_RESULT_WITH_ORDER = 50_000
 SMALL_RESULT_WITHOUT_ORDER = 200_000
 HEAD = 1000  # ids read at once when the rest of a large view is read in the background
+WALK_BATCH = 500  # ids tested against the filter per statement while walking the order
+# How long the walk for a filter's first matches may take: a filter the trigram index can serve
+# gives up sooner, as a rare match is found faster through the index.
+WALK_SECONDS = 0.05
+WALK_SECONDS_INDEXED = 0.015
+FIRST_SCREEN = 100  # matches that fill a screen: with these the walk's head is shown
+NULLABLE_SORTS = {"profile", "last_tested"}  # sort columns that may hold NULL
 
 GRID_COLUMNS = (
     "m.id, m.name, m.email, m.regarding, p.name, m.incoming_method, m.outgoing_method, m.act_method, "
@@ -106,16 +121,30 @@ def _ids(conn: sqlite3.Connection, sql: str, params: Sequence[object] = ()) -> a
     return array("q", itertools.chain.from_iterable(conn.execute(sql, params)))
 
 
+def check_query(query: GridQuery, actor: Actor) -> None:
+    """Raise ``InvalidInput`` for an unknown view or sort or a bad filter, without reading."""
+    view_condition(query.view, actor)
+    order_by(query.sort, query.descending)
+    filter_condition(query.filter_text)
+
+
 @dataclass
 class OrderedIds:
     """A view's ids in display order, read in one or two steps. ``head`` holds the first ids (all
-    of them when ``read_rest`` is None) and ``total`` is how many there are. ``read_rest(conn)``
-    reads the whole list: a few hundred milliseconds at a million mailboxes, which the console
-    spends on a thread of its own (``BackgroundRead``) while it already shows the head."""
+    of them when ``read_rest`` is None) and ``total`` is how many there are, or None until the
+    rest is read (a filter's first matches). ``read_rest(conn)`` reads the whole list: a few
+    hundred milliseconds at a million mailboxes, which the console spends on a worker thread
+    while it already shows the head."""
 
-    total: int
+    total: int | None
     head: array
     read_rest: Callable[[sqlite3.Connection], array] | None = None
+    rows: dict[int, GridRow] = field(default_factory=dict)  # rows of the head, when read with it
+    newest_id: int | None = None  # the largest mailbox id, when read with the head
+
+    def whole(self, conn: sqlite3.Connection) -> array:
+        """Every id: the head when that is all, else the rest read on ``conn``."""
+        return self.head if self.read_rest is None else self.read_rest(conn)
 
 
 class MailboxPages:
@@ -130,18 +159,112 @@ class MailboxPages:
 
     def ordered_ids(self, query: GridQuery) -> array:
         """Every mailbox id of the view and filter, in display order."""
-        ordered = self.start_ordered_ids(query)
-        return ordered.head if ordered.read_rest is None else ordered.read_rest(_reader())
+        return self.start_ordered_ids(query).whole(reader())
 
-    def start_ordered_ids(self, query: GridQuery) -> OrderedIds:
+    def start_ordered_ids(self, query: GridQuery, conn: sqlite3.Connection | None = None) -> OrderedIds:
         """The ids of the view and filter in display order: all of them when that is quick, else
-        the first ``HEAD`` and how to read the rest."""
+        the first ``HEAD`` (or a filter's first matches) and how to read
+        the rest. Reads on ``conn`` (the thread's own connection by default)."""
         require(self.actor, Permission.READ)
+        check_query(query, self.actor)
+        conn = conn if conn is not None else reader()
+        text = (query.filter_text or "").strip()
+        if dialect.current().name == "postgresql":
+            return self._start_on_server(conn, query, text)
+        if text:
+            indexed = dialect.current().substring_ids(text) is not None and len(text) >= 3
+            head, exhausted = self._walk_matches(conn, query, text, WALK_SECONDS_INDEXED if indexed else WALK_SECONDS)
+            if exhausted:
+                return OrderedIds(len(head), head)
+            if len(head) >= FIRST_SCREEN or not indexed:
+                whole = GridQuery(query.view, text, query.sort, query.descending)
+                return OrderedIds(None, head, self._rest_of(whole))
+            # A rare match: its index finds all of them sooner than the walk finds a screenful.
+        return self._start_indexed(conn, query)
+
+    def _rest_of(self, query: GridQuery) -> Callable[[sqlite3.Connection], array]:
+        """``read_rest`` for a head found by a walk or a LIMIT query: the whole list, from the indexes."""
+        backend = dialect.current()
+
+        def read_rest(conn: sqlite3.Connection) -> array:
+            reader_ = backend.reader(conn)
+            return self._start_indexed(reader_, query, walk=False).whole(reader_)
+
+        return read_rest
+
+    def _start_on_server(self, conn: sqlite3.Connection, query: GridQuery, text: str) -> OrderedIds:
+        """PostgreSQL sends a query's whole result at once, so walking an index from the client
+        would read all of it: the head is a query of its own, ``LIMIT HEAD``, which the planner
+        answers by walking the sort column's index while that pays. A filter's head is given
+        ``WALK_SECONDS`` (a rare short match means a scan of the table): past that it is left to
+        the rest, as on SQLite."""
+        where, params = where_for(self.actor, query.view, text or None)
+        ordering = order_by(query.sort, query.descending)
+        sort = (query.sort or "name").strip().lower()
+        if sort not in NULLABLE_SORTS:
+            # NULLS FIRST (SQLite's order) keeps PostgreSQL from walking an index built in its
+            # own order; a column without NULLs sorts the same either way.
+            ordering = ordering.replace(" NULLS FIRST", "").replace(" NULLS LAST", "")
+        limit = f"SET LOCAL statement_timeout = {round(WALK_SECONDS * 1000)}; " if text else ""
+        # The head's rows and the newest id come in the same round trip: the server may be far.
+        sql = (f"{limit}SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM mailbox m "
+               f"LEFT JOIN profile p ON p.id = m.profile_id WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}")
+        from psycopg2.errors import QueryCanceled
+
+        try:
+            found = conn.execute(sql, params).fetchall()
+        except QueryCanceled:
+            found = None
+        rows = {row[0]: GridRow._make(row[:-1]) for row in found[:HEAD]} if found else {}
+        head = array("q", rows)
+        newest = found[0][-1] if found else None
+        if found is not None and len(found) <= HEAD:
+            return OrderedIds(len(head), head, rows=rows)
+        whole = GridQuery(query.view, text, query.sort, query.descending)
+        return OrderedIds(None, head, self._rest_of(whole), rows=rows, newest_id=newest)
+
+    def _walk_matches(self, conn: sqlite3.Connection, query: GridQuery, text: str,
+                      seconds: float) -> tuple[array, bool]:
+        """The first ``HEAD`` ids of the view and filter in display order, found by walking the
+        sort order and testing ``WALK_BATCH`` ids per statement with the view's and the filter's
+        own SQL; also whether the walk reached the end of the order. It stops early, with what it
+        found, once ``seconds`` have passed."""
+        view_sql, view_params = view_condition(query.view, self.actor)
+        filter_sql, filter_params = filter_condition(text)
+        if dialect.current().name == "sqlite" and text.isascii():
+            # The trigram index, asked about 500 rows, reads the whole list of the text's matches
+            # (0.7 s for "org" at a million): LIKE tests the rows themselves (2 ms). For ASCII text
+            # the two agree, except for a letter the index folds to ASCII (the Kelvin sign as "k"):
+            # such a row may be missing from the head, never from the whole list read after it.
+            pattern = dialect.like_pattern(text)
+            filter_sql, filter_params = "(m.name LIKE ? ESCAPE '\\' OR m.email LIKE ? ESCAPE '\\')", [pattern, pattern]
+        sort = (query.sort or "name").strip().lower()
+        deadline = time.monotonic() + seconds
+        found = array("q")
+        with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
+            while True:
+                batch = list(itertools.islice(walk, WALK_BATCH))
+                if not batch:
+                    return found, True
+                marks = ",".join("?" * len(batch))
+                matched = set(itertools.chain.from_iterable(conn.execute(
+                    f"SELECT m.id FROM mailbox m WHERE m.id IN ({marks}) AND ({view_sql}) AND ({filter_sql})",
+                    [*batch, *view_params, *filter_params])))
+                found.extend(mailbox_id for mailbox_id in batch if mailbox_id in matched)
+                if len(found) >= HEAD:
+                    del found[HEAD:]
+                    return found, False
+                if time.monotonic() >= deadline:
+                    return found, False
+
+    def _start_indexed(self, conn: sqlite3.Connection, query: GridQuery, walk: bool = True) -> OrderedIds:
+        """The ids from the view's and the filter's indexes, kept in the order of the sort
+        column's index (``walk``: the first ``HEAD`` by walking it, when the whole order is not
+        cached)."""
         view = validation.choice("view", query.view, View)
         view_sql, view_params = view_condition(view, self.actor)
         ordering = order_by(query.sort, query.descending)
         sort = (query.sort or "name").strip().lower()
-        conn = _reader()
 
         include_sql, active_only = VIEW_IDS[view]
         candidates = None if include_sql is None else _ids(conn, include_sql, self._view_params(view))
@@ -176,10 +299,6 @@ class MailboxPages:
         if cached is not None:
             ids = in_display_order(cached)
             return OrderedIds(len(ids), ids)
-        with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
-            head = array("q", itertools.islice(keep(walk), HEAD))
-        if len(head) < HEAD:
-            return OrderedIds(len(head), head)
         fingerprint = self._fingerprint(conn)
         backend = dialect.current()
 
@@ -188,7 +307,18 @@ class MailboxPages:
             self._orders = {sort: (fingerprint, order)}
             return in_display_order(order)
 
+        if not walk:
+            return OrderedIds(total, array("q"), read_rest)
+        with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
+            head = array("q", itertools.islice(keep(walk), HEAD))
+        if len(head) < HEAD:
+            return OrderedIds(len(head), head)
         return OrderedIds(total, head, read_rest)
+
+    def newest_id(self, conn: sqlite3.Connection | None = None) -> int:
+        """The largest mailbox id now (mailboxes created later have larger ones)."""
+        conn = conn if conn is not None else reader()
+        return conn.execute("SELECT max(id) FROM mailbox").fetchone()[0] or 0
 
     def forget_orders(self) -> None:
         """Drop the cached sort orders (they are also dropped when the database changes)."""
@@ -300,23 +430,44 @@ class MailboxPages:
 
     # --- rows ----------------------------------------------------------------------------------
 
-    def rows(self, ids: Iterable[int]) -> dict[int, GridRow]:
+    def rows(self, ids: Iterable[int], conn: sqlite3.Connection | None = None) -> dict[int, GridRow]:
         """The grid's cells for these mailboxes, by id (ids that no longer exist are left out)."""
         require(self.actor, Permission.READ)
         wanted = list(ids)
-        conn = _reader()
+        conn = conn if conn is not None else reader()
         found: dict[int, GridRow] = {}
-        for start in range(0, len(wanted), PAGE_LIMIT):
-            chunk = wanted[start:start + PAGE_LIMIT]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(
-                    f"SELECT {GRID_COLUMNS} FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id "
-                    f"WHERE m.id IN ({marks})", chunk):
-                found[row[0]] = GridRow._make(row)
+        with _undecodable_as_surrogates(conn):
+            for start in range(0, len(wanted), PAGE_LIMIT):
+                chunk = wanted[start:start + PAGE_LIMIT]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                        f"SELECT {GRID_COLUMNS} FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id "
+                        f"WHERE m.id IN ({marks})", chunk):
+                    found[row[0]] = GridRow._make(row)
         return found
 
 
-def _reader(db=None):
+@contextlib.contextmanager
+def _undecodable_as_surrogates(conn: object) -> Generator[None, None, None]:
+    """SQLite stores whatever bytes it is given (a file written by another program, say): text
+    that is not UTF-8 is read as lone surrogates, which ``display.safe`` shows escaped, instead of
+    failing the whole page. (PostgreSQL refuses such text on the way in.)"""
+    if not isinstance(conn, sqlite3.Connection):
+        yield
+        return
+    before = conn.text_factory
+    conn.text_factory = _decode_text
+    try:
+        yield
+    finally:
+        conn.text_factory = before
+
+
+def _decode_text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+def reader(db=None):  # noqa: ANN001, ANN201  (a peewee database; sqlite3's or dialect.reader's connection)
     """The current thread's plain driver connection to ``db`` (the bound database by default)."""
     db = db if db is not None else database.obj
     return dialect.of(db).reader(db.connection())
@@ -326,41 +477,3 @@ def _intersection(first: array, second: array) -> array:
     small, large = (first, second) if len(first) <= len(second) else (second, first)
     keep = set(small)
     return array("q", filter(keep.__contains__, large))
-
-
-
-class BackgroundRead:
-    """``OrderedIds.read_rest`` running on a thread of its own, over a connection of its own."""
-
-    def __init__(self, ordered: OrderedIds):
-        assert ordered.read_rest is not None
-        self._read_rest = ordered.read_rest
-        self._future: Future[array] = Future()
-        self._cancelled = False
-        self._connection: sqlite3.Connection | None = None
-        self._database = database.obj  # this database, even if the proxy is pointed elsewhere meanwhile
-        threading.Thread(target=self._run, name="mailbox-order", daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            self._connection = _reader(self._database)
-            if self._cancelled:
-                raise sqlite3.OperationalError("interrupted")
-            self._future.set_result(self._read_rest(self._connection))
-        except BaseException as exc:  # handed to whoever asks for the result
-            self._future.set_exception(exc)
-        finally:
-            self._database.close()  # this thread's connection
-
-    def done(self) -> bool:
-        return self._future.done()
-
-    def result(self) -> array:
-        """The whole list, waiting for it if need be."""
-        return self._future.result()
-
-    def cancel(self) -> None:
-        """Stop reading: the result is no longer wanted."""
-        self._cancelled = True
-        if self._connection is not None:
-            self._connection.interrupt()

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
 from textual.binding import Binding
 
 from mbxtui.core.display import safe
 from mbxtui.core.enums import AlertLevel
-from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import alerts, mailboxes
 from mbxtui.tui.screens.listing import ListScreen
@@ -23,12 +21,12 @@ LEVELS: dict[str | None, str] = {None: "All", AlertLevel.ERROR.value: "Errors",
 class AlertsScreen(ListScreen):
     TITLE_TEXT = "Alerts"
     BINDINGS = [
-        *[Binding(str(index + 1), f"level({level!r})", title, show=False)
+        *[Binding(str(index + 1), f"level({level!r})", title, show=False, id=f"alerts-level-{title.lower()}")
           for index, (level, title) in enumerate(LEVELS.items())],
-        Binding("slash", "filter", "Mailbox/profile", priority=True),
-        Binding("enter", "open", "Open"),
-        Binding("d", "dismiss_one", "Dismiss"),
-        Binding("D", "dismiss_shown", "Dismiss all shown"),
+        Binding("slash", "filter", "Mailbox/profile", priority=True, id="filter"),
+        Binding("enter", "open", "Open", id="open"),
+        Binding("d", "dismiss_one", "Dismiss", id="alerts-dismiss"),
+        Binding("D", "dismiss_shown", "Dismiss all shown", id="alerts-dismiss-shown"),
     ]
     PERMISSIONS = {"dismiss_one": Permission.DISMISS_ALERTS, "dismiss_shown": Permission.DISMISS_ALERTS}
     COLUMNS = (("Created (UTC)", 19), ("Level", 11), ("Code", 20), ("About", 26), ("Text", 80))
@@ -94,9 +92,8 @@ class AlertsScreen(ListScreen):
         if row["mailbox"]:
             from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 
-            box = self.call_service(mailboxes.get, row["mailbox"])
-            if box is not None:
-                self.app.push_screen(MailboxDetailScreen(box.id))
+            self.call(lambda: mailboxes.show(self.actor, row["mailbox"])["id"],
+                      lambda mailbox_id: self.app.push_screen(MailboxDetailScreen(mailbox_id)), group="open")
         elif row["profile"]:
             from mbxtui.tui.screens.profiles import ProfileDetailScreen
 
@@ -106,9 +103,12 @@ class AlertsScreen(ListScreen):
         row = self.current()
         if row is None:
             return
-        if self.call_service(alerts.dismiss, self.actor, [row["id"]]) is not None:
+
+        def dismissed(_count: int) -> None:
             self.notify(f"Dismissed {safe(row['code'])}", markup=False)
             self.reload()
+
+        self.call(lambda: alerts.dismiss(self.actor, [row["id"]]), dismissed, group="dismiss")
 
     def action_dismiss_shown(self) -> None:
         filters = self.filters()
@@ -129,14 +129,9 @@ class AlertsScreen(ListScreen):
             "Dismiss all shown", f"Dismiss {count:,} {noun} ({', '.join(shown)}), including those on other pages?"),
             answered)
 
-    @work(thread=True, group="dismiss", exit_on_error=False)
     def dismiss_matching(self, filters: dict[str, str | None]) -> None:
-        try:
-            count = alerts.dismiss_matching(self.actor, **filters)
-        except MbxError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="Dismiss: refused", severity="error", markup=False)
-            return
-        self.app.call_from_thread(self.dismissed, count)
+        self.call(lambda: alerts.dismiss_matching(self.actor, **filters), self.dismissed, group="dismiss",
+                  title="Dismiss: refused")
 
     def dismissed(self, count: int) -> None:
         self.page_start = 0

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
 from textual.binding import Binding
 
 from mbxtui.core.display import cell, safe
 from mbxtui.core.enums import DIRECTIONS, View
-from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import enablement, mailbox_views
 from mbxtui.core.services.enablement import Scheduled
@@ -28,11 +26,11 @@ def failed_directions(row: dict[str, Any]) -> str:
 class FailedScreen(ListScreen):
     TITLE_TEXT = "Test and Enable Failed"
     BINDINGS = [
-        Binding("slash", "filter", "Filter", priority=True),
-        Binding("enter", "open", "Open"),
-        Binding("e", "edit", "Edit"),
-        Binding("t", "retry", "Retry"),
-        Binding("T", "retry_all", "Retry all shown"),
+        Binding("slash", "filter", "Filter", priority=True, id="filter"),
+        Binding("enter", "open", "Open", id="open"),
+        Binding("e", "edit", "Edit", id="edit"),
+        Binding("t", "retry", "Retry", id="failed-retry"),
+        Binding("T", "retry_all", "Retry all shown", id="failed-retry-all"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "retry": Permission.TEST, "retry_all": Permission.TEST}
     COLUMNS = (("Email address", 28), ("Failed", 17), ("Error code", 20), ("Next retry", 19), ("Name", 24))
@@ -99,15 +97,9 @@ class FailedScreen(ListScreen):
 
         self.app.push_screen(ConfirmScreen("Test & Enable", detail), answered)
 
-    @work(thread=True, group="schedule", exit_on_error=False)
     def schedule_tests(self, selection: Selection) -> None:
-        try:
-            request = enablement.schedule(self.actor, selection, "Retry of failed mailboxes")
-        except MbxError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="Test & Enable: refused", severity="error",
-                                      markup=False)
-            return
-        self.app.call_from_thread(self.scheduled, request)
+        self.call(lambda: enablement.schedule(self.actor, selection, "Retry of failed mailboxes"), self.scheduled,
+                  group="schedule", title="Test & Enable: refused")
 
     def scheduled(self, request: Scheduled) -> None:
         self.app.watch_batch(request.batch_id)

@@ -3,7 +3,7 @@ shown again, and no edit lost without asking. ``ForwardMailboxForm`` creates a f
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,15 +11,16 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from mbxtui.core.errors import InvalidInput, MbxError
+from mbxtui.core.errors import InvalidInput
 from mbxtui.core.permissions import Permission
 from mbxtui.core.secrets import SecretStore, SecretsError
 from mbxtui.core.services import mailboxes, profiles
-from mbxtui.tui.screens.base import BaseScreen
+from mbxtui.tui import navigation
+from mbxtui.tui.messages import FormDataLoaded, ServiceFailed
+from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 
-NAVIGATION_KEYS = {"f2": "mailboxes", "f3": "profiles", "f4": "alerts", "f5": "failed", "f6": "settings",
-                   "f7": "people", "f8": "operators"}
+T = TypeVar("T")
 
 
 def options(values) -> list[tuple[str, str]]:
@@ -36,6 +37,11 @@ class FormScreen(BaseScreen):
     ``FIELD_ALIASES`` maps a service's field name (``InvalidInput.field``) to a widget id where
     they differ. Secrets are masked inputs that start empty: typing one is a change.
 
+    A form that needs data first (the profiles to choose from, the record) sets ``NEEDS_DATA`` and
+    implements ``read_data`` (called in a worker); until it arrives ``compose`` shows
+    ``loading()``, then the form is composed again with ``self.data`` set. Saving runs in a worker
+    too (``run_save``).
+
     Each field is one line (title, then a compact input, choice or checkbox) so that a whole record
     fits at 80x24; its error appears on the line under it."""
 
@@ -51,16 +57,28 @@ class FormScreen(BaseScreen):
     """
 
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save"),
-        Binding("escape", "leave", "Back"),
-        *[Binding(key, f"leave_to('{name}')", show=False) for key, name in NAVIGATION_KEYS.items()],
+        Binding("ctrl+s", "save", "Save", id="save"),
+        Binding("escape", "leave", "Back", id="back"),
+        *navigation.leave_bindings(),
     ]
     PERMISSIONS = {"save": Permission.CONFIGURE}
     FIELD_ALIASES: dict[str, str] = {}
+    NEEDS_DATA = False
 
     def __init__(self) -> None:
         super().__init__()
         self.initial: dict[str, Any] = {}
+        self.data: Any = None
+        self.saving = False
+
+    def read_data(self) -> Any:
+        """What the form needs before it is shown (called in a worker thread)."""
+        return None
+
+    def loading_placeholder(self, title: str) -> ComposeResult:
+        yield Static(title, id="title", markup=False)
+        yield Static(LOADING, id="loading", markup=False)
+        yield Footer()
 
     # -- composing --
 
@@ -83,6 +101,21 @@ class FormScreen(BaseScreen):
         return VerticalScroll(id="form")
 
     def on_mount(self) -> None:
+        if self.NEEDS_DATA and self.data is None:
+            self.load(self.read_data, FormDataLoaded, group="form")
+        else:
+            self.form_ready()
+
+    async def on_form_data_loaded(self, message: FormDataLoaded) -> None:
+        self.data = message.data
+        await self.recompose()
+        self.form_ready()
+        # Fields composed after the screen was styled miss its ":focus-within" rule (the focused
+        # row's title in reverse) until their styles are worked out again.
+        self.call_after_refresh(self.app.update_styles, self)
+
+    def form_ready(self) -> None:
+        """The fields are there: remember their values (to know what changed) and focus the first."""
         self.initial = self.values()
         inputs = [w for w in self.query("#form Input, #form Select, #form Checkbox") if w.focusable]
         if inputs:
@@ -125,16 +158,26 @@ class FormScreen(BaseScreen):
             raise SecretsError("the secrets store is locked: restart the console and enter the master password")
         return store
 
-    def run_save(self, save) -> Any:
-        """Call ``save``; bad input is shown beside its field, other refusals as a notification."""
+    def run_save(self, save: Callable[[], T], then: Callable[[T], None]) -> None:
+        """Call ``save`` in a worker, then ``then`` with its answer; bad input is shown beside its
+        field, other refusals as a notification."""
+        if self.saving:
+            return  # ctrl+s pressed again while the first save runs
         self.clear_errors()
-        try:
-            return save()
-        except InvalidInput as exc:
-            self.show_error(exc)
-        except (MbxError, SecretsError) as exc:
-            self.notify(str(exc), severity="error", title="Not saved", timeout=10, markup=False)
-        return None
+        self.saving = True
+
+        def saved(result: T) -> None:
+            self.saving = False
+            then(result)
+
+        self.call(save, saved, group="save", title="Not saved")
+
+    def service_failed(self, message: ServiceFailed) -> None:
+        if message.group == "save":
+            self.saving = False
+            if isinstance(message.error, InvalidInput):
+                message.stop()
+                self.show_error(message.error)
 
     # -- actions --
 
@@ -158,9 +201,7 @@ class FormScreen(BaseScreen):
         self.confirm_discard(lambda: self.dismiss(False))
 
     def action_leave_to(self, name: str) -> None:
-        from mbxtui.tui.screens import SCREENS
-
-        if SCREENS.get(name) is type(self):
+        if navigation.screens().get(name) is type(self):
             return
 
         def go() -> None:
@@ -175,9 +216,16 @@ class ForwardMailboxForm(FormScreen):
 
     TITLE_TEXT = "New forward mailbox"
     FIELD_ALIASES = {"delete-after-processing": "delete_after_processing"}
+    NEEDS_DATA = True
+
+    def read_data(self) -> list[str]:
+        return [p["name"] for p in profiles.list_profiles(self.actor) if p["active"]]
 
     def compose(self) -> ComposeResult:
-        names = [p["name"] for p in profiles.list_profiles(self.actor) if p["active"]]
+        if self.data is None:
+            yield from self.loading_placeholder(f"mbxtui · {self.TITLE_TEXT}")
+            return
+        names = self.data
         yield Static(f"mbxtui · {self.TITLE_TEXT}", id="title", markup=False)
         with self.form():
             yield self.note("A mailbox with no user or queue that receives email for others; it sends nothing.")
@@ -200,8 +248,9 @@ class ForwardMailboxForm(FormScreen):
                 self.actor, name=values["name"], email=values["email"], profile=values["profile"],
                 delete_after_processing=values["delete_after_processing"], owner=values["owner"].strip() or None)
 
-        created = self.run_save(create)
-        if created:
-            self.notify(f"Created forward mailbox {created['email']}; approve and test it to enable it",
+        def created(mailbox: dict[str, Any]) -> None:
+            self.notify(f"Created forward mailbox {mailbox['email']}; approve and test it to enable it",
                         title="Forward mailbox")
             self.dismiss(True)
+
+        self.run_save(create, created)

@@ -15,7 +15,7 @@ class HelpScreen(ModalScreen[None]):
     HelpScreen > VerticalScroll { width: 72; max-width: 95%; height: 90%; border: thick $primary;
                                   background: $surface; padding: 0 1; }
     """
-    BINDINGS = [Binding("escape,q,f1,question_mark", "close", "Close")]
+    BINDINGS = [Binding("escape,q,f1,question_mark", "close", "Close", id="close-help")]
 
     def __init__(self, screen: Screen):
         super().__init__()

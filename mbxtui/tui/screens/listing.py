@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
 from mbxtui.core.display import cell
-from mbxtui.core.errors import MbxError
-from mbxtui.tui.screens.base import BaseScreen
+from mbxtui.tui.messages import ListPageLoaded, ServiceFailed
+from mbxtui.tui.screens.base import LOADING, BaseScreen
 
 
 def texts(values: Iterable[Any]) -> list[Text]:
@@ -29,10 +29,10 @@ class ListScreen(BaseScreen):
     ListScreen #detail { height: auto; max-height: 5; padding: 0 1; background: $panel; }
     """
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("n", "page(1)", "Next page", show=False),
-        Binding("p", "page(-1)", "Previous page", show=False),
-        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("escape", "back", "Back", id="back"),
+        Binding("n", "page(1)", "Next page", show=False, id="next-page"),
+        Binding("p", "page(-1)", "Previous page", show=False, id="previous-page"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
     ]
     PAGE_SIZE = 200
     COLUMNS: tuple[tuple[str, int | None], ...] = ()
@@ -47,11 +47,13 @@ class ListScreen(BaseScreen):
         self.filter_text = ""
         self.rows: dict[str, dict[str, Any]] = {}
         self.shown_columns: tuple[tuple[str, int | None], ...] = ()
+        self.reading = True
+        self.turning_page = 0  # the step of the page turn being read, 0 for none
 
     # -- what a subclass provides --
 
     def fetch(self, offset: int, limit: int) -> tuple[int | None, list[dict[str, Any]]]:
-        """One page of rows and the total when it is known."""
+        """One page of rows and the total when it is known (called in a worker thread)."""
         raise NotImplementedError
 
     def key_of(self, row: dict[str, Any]) -> str:
@@ -92,25 +94,42 @@ class ListScreen(BaseScreen):
     def on_mount(self) -> None:
         self.query_one("#title", Static).update(
             f"mbxtui · {self.TITLE_TEXT} · {self.actor.login} ({self.actor.role.value})")
-        self.watch(self.app, "progress_text", lambda _: self.update_status(), init=False)
         self.table.focus()
         self.reload()
 
+    def progress_changed(self, _text: str) -> None:
+        self.update_status()
+
     def reload(self) -> None:
-        """Read the current page again, keeping the cursor on the same row when it is still there."""
+        """Read the current page again in a worker, keeping the cursor on the same row when it is
+        still there; the status line says "loading…" until it arrives."""
         views = self.views_line()
         views_widget = self.query_one("#views", Static)
         views_widget.set_class(views is None, "hidden")
         if views is not None:
             views_widget.update(views)
-        try:
-            total, rows = self.fetch(self.page_start, self.PAGE_SIZE)
-            if not rows and self.page_start:  # the last page emptied (rows dismissed, say): show the one before
-                self.page_start = max(0, self.page_start - self.PAGE_SIZE)
-                total, rows = self.fetch(self.page_start, self.PAGE_SIZE)
-        except MbxError as exc:
-            total, rows = 0, []
-            self.notify(str(exc), severity="error", markup=False)
+        self.reading = True
+        self.update_status()
+        if not self.rows:
+            self.update_detail()
+        start = self.page_start
+        self.load(lambda: self.read_page(start), lambda page: ListPageLoaded(*page), group="page")
+
+    def read_page(self, page_start: int) -> tuple[int, int | None, list[dict[str, Any]]]:
+        """The page at ``page_start``, or the one before when it emptied (rows dismissed, say)."""
+        total, rows = self.fetch(page_start, self.PAGE_SIZE)
+        if not rows and page_start:
+            page_start = max(0, page_start - self.PAGE_SIZE)
+            total, rows = self.fetch(page_start, self.PAGE_SIZE)
+        return page_start, total, rows
+
+    def on_list_page_loaded(self, message: ListPageLoaded) -> None:
+        self.reading = False
+        turned, self.turning_page = self.turning_page, 0
+        if turned and message.page_start != self.page_start:  # the next page turned out to be empty
+            turned = 0
+            self.notify("This is the last page")
+        self.page_start = message.page_start
         table = self.table
         keep = self.current_key()
         if self.columns() == self.shown_columns:
@@ -120,16 +139,23 @@ class ListScreen(BaseScreen):
             self.shown_columns = self.columns()
             for title, width in self.shown_columns:
                 table.add_column(title, width=width)
-        self.total = total
+        self.total = message.total
         self.rows = {}
-        for row in rows:
+        for row in message.rows:
             key = self.key_of(row)
             self.rows[key] = row
             table.add_row(*texts(self.cells_of(row)), key=key)
-        if keep in self.rows:
+        if turned:
+            table.move_cursor(row=0)
+        elif keep in self.rows:
             table.move_cursor(row=table.get_row_index(keep))
         self.update_detail()
         self.update_status()
+
+    def service_failed(self, message: ServiceFailed) -> None:
+        if message.group == "page":  # shown as an empty page, as the notification says why
+            self.turning_page = 0
+            self.on_list_page_loaded(ListPageLoaded(self.page_start, 0, []))
 
     def current_key(self) -> str | None:
         table = self.table
@@ -143,11 +169,14 @@ class ListScreen(BaseScreen):
 
     def update_detail(self) -> None:
         if self.SHOW_DETAIL:
-            self.query_one("#detail", Static).update(self.describe(self.current()))
+            shown = LOADING if self.reading and not self.rows else self.describe(self.current())
+            self.query_one("#detail", Static).update(shown)
 
     def update_status(self) -> None:
         shown = len(self.rows)
-        if shown:
+        if self.reading:
+            parts = [LOADING]
+        elif shown:
             where = f"{self.page_start + 1:,}–{self.page_start + shown:,}"
             of = f" of {self.total:,}" if self.total is not None else ""
             parts = [f"{where}{of}"]
@@ -220,7 +249,8 @@ class ListScreen(BaseScreen):
         return self.page_start + shown < self.total
 
     def action_page(self, step: int) -> None:
-        before = self.page_start
+        if self.reading:
+            return  # the page being read decides where the next one starts
         if step > 0 and self.has_next_page():
             self.page_start += self.PAGE_SIZE
         elif step < 0 and self.page_start:
@@ -228,11 +258,8 @@ class ListScreen(BaseScreen):
         else:
             self.notify("This is the last page" if step > 0 else "This is the first page")
             return
+        self.turning_page = 1 if step > 0 else -1
         self.reload()
-        if self.page_start == before:  # the next page turned out to be empty
-            self.notify("This is the last page")
-            return
-        self.table.move_cursor(row=0)
 
     def action_reload(self) -> None:
         self.reload()

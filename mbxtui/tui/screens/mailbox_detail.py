@@ -12,10 +12,14 @@ from textual.widgets import Checkbox, Footer, Input, Select, Static
 from mbxtui.core.display import cell, safe, test_step_lines
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
 from mbxtui.core.jobs import queue as jobs
+from mbxtui.core.jobs.queue import JobResult
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, profiles
+from mbxtui.core.services.bulk import BulkResult
+from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
-from mbxtui.tui.screens.base import BaseScreen
+from mbxtui.tui.messages import MailboxDetailLoaded, ServiceFailed
+from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, options
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 
@@ -46,11 +50,11 @@ def changes_text(before: dict[str, Any] | None, after: dict[str, Any] | None) ->
 class MailboxDetailScreen(BaseScreen):
     TITLE_TEXT = "Mailbox"
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("e", "edit", "Edit"),
-        Binding("t", "test", "Test & Enable"),
-        Binding("A", "approve", "Approve"),
-        Binding("ctrl+r", "reload", "Reload"),
+        Binding("escape", "back", "Back", id="back"),
+        Binding("e", "edit", "Edit", id="edit"),
+        Binding("t", "test", "Test & Enable", id="mailbox-test"),
+        Binding("A", "approve", "Approve", id="mailbox-approve"),
+        Binding("ctrl+r", "reload", "Reload", id="reload"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "test": Permission.TEST, "approve": Permission.APPROVE}
 
@@ -60,9 +64,9 @@ class MailboxDetailScreen(BaseScreen):
         self.row: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title", markup=False)
+        yield Static(f"mbxtui · Mailbox · {self.actor.login} ({self.actor.role.value})", id="title", markup=False)
         with VerticalScroll(id="detail"):
-            yield Static(id="fields", markup=False)
+            yield Static(LOADING, id="fields", markup=False)
             yield Static(id="test", markup=False)
             yield Static(id="alerts", markup=False)
             yield Static(id="history", markup=False)
@@ -73,24 +77,42 @@ class MailboxDetailScreen(BaseScreen):
         self.query_one("#detail").focus()
 
     def action_reload(self) -> None:
-        rows = mailbox_views.rows_by_ids(self.actor, [self.mailbox_id])
-        if self.mailbox_id not in rows:
+        mailbox_id = self.mailbox_id
+
+        def read() -> MailboxDetailLoaded:
+            row = mailbox_views.rows_by_ids(self.actor, [mailbox_id]).get(mailbox_id)
+            if row is None:
+                return MailboxDetailLoaded(mailbox_id, None)
+            return MailboxDetailLoaded(
+                mailbox_id, row, jobs.last_result(mailbox_id),
+                alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20),
+                audit.list_entries(self.actor, record_kind="mailbox", record_id=mailbox_id, limit=30))
+
+        self.load(read, lambda loaded: loaded)
+
+    def service_failed(self, message: ServiceFailed) -> None:
+        if message.group == "load" and not self.row:
+            self.query_one("#fields", Static).update(f"Not loaded: {message.problem} (ctrl+r tries again)")
+
+    def on_mailbox_detail_loaded(self, message: MailboxDetailLoaded) -> None:
+        if message.row is None:
             self.notify("This mailbox no longer exists", severity="error")
-            self.app.pop_screen()
+            if self.app.screen is self:
+                self.app.pop_screen()
             return
-        self.row = row = rows[self.mailbox_id]
+        self.row = row = message.row
         self.query_one("#title", Static).update(
             f"mbxtui · Mailbox {safe(row['name'])} <{safe(row['email'])}> · {self.actor.login} "
             f"({self.actor.role.value})")
         width = max(len(title) for _, title in FIELDS)
         lines = [f"{title:<{width}}  {cell(row.get(key))}" for key, title in FIELDS]
         self.query_one("#fields", Static).update("\n".join(lines))
-        self.query_one("#test", Static).update(self._test_text())
-        recent = alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20)
+        self.query_one("#test", Static).update(self._test_text(message.last_test))
+        recent = message.alerts
         alert_lines = ["", "Alerts (newest first)"] + [
             f"  {a['created_on']}  {a['level']:<11} {safe(a['code']):<22} {safe(a['text'])}" for a in recent]
         self.query_one("#alerts", Static).update("\n".join(alert_lines if recent else ["", "Alerts: none"]))
-        history = audit.list_entries(self.actor, record_kind="mailbox", record_id=self.mailbox_id, limit=30)
+        history = message.history
         history_lines = ["", "History"]
         for entry in history:
             by = f" (as by {entry['by_login']})" if entry["by_login"] else ""
@@ -100,8 +122,8 @@ class MailboxDetailScreen(BaseScreen):
                 history_lines.append(f"      {changed}")
         self.query_one("#history", Static).update("\n".join(history_lines))
 
-    def _test_text(self) -> str:
-        result = jobs.last_result(self.mailbox_id)
+    @staticmethod
+    def _test_text(result: JobResult | None) -> str:
         if result is None:
             return "\nLast test: never tested"
         lines = ["", f"Last test: {result.outcome} on {result.finished_on} (attempt {result.attempt})"]
@@ -116,23 +138,32 @@ class MailboxDetailScreen(BaseScreen):
         self.app.pop_screen()
 
     def action_edit(self) -> None:
-        self.app.push_screen(MailboxEditScreen(self.row), lambda saved: saved and self.action_reload())
+        if self.row:
+            self.app.push_screen(MailboxEditScreen(self.row), lambda saved: saved and self.action_reload())
 
     def action_test(self) -> None:
+        if not self.row:
+            return
+        selection = Selection.of_ids([self.mailbox_id])
+
+        def scheduled(request: Scheduled) -> None:
+            self.app.watch_batch(request.batch_id)
+            self.action_reload()
+
         def answered(yes: bool | None) -> None:
             if yes:
-                request = self.call_service(enablement.schedule, self.actor, Selection.of_ids([self.mailbox_id]))
-                if request:
-                    self.app.watch_batch(request.batch_id)
-                    self.action_reload()
+                self.call(lambda: enablement.schedule(self.actor, selection), scheduled, group="schedule")
 
         self.app.push_screen(ConfirmScreen("Test & Enable", f"Test {self.row['email']} now and enable what passes?"),
                              answered)
 
     def action_approve(self) -> None:
-        if self.call_service(bulk.approve, self.actor, Selection.of_ids([self.mailbox_id])):
+        def approved(_outcome: BulkResult) -> None:
             self.notify("Approved")
             self.action_reload()
+
+        self.call(lambda: bulk.approve(self.actor, Selection.of_ids([self.mailbox_id])), approved,
+                  group="approve")
 
 
 class MailboxEditScreen(FormScreen):
@@ -144,13 +175,22 @@ class MailboxEditScreen(FormScreen):
                      "delete-after-processing": "delete_after_processing",
                      "use-own-credentials": "use_own_credentials"}
 
+    NEEDS_DATA = True
+
     def __init__(self, row: dict[str, Any]):
         super().__init__()
         self.row = row
 
+    def read_data(self) -> list[str]:
+        return [p["name"] for p in profiles.list_profiles(self.actor)
+                if p["active"] or p["name"] == self.row["profile"]]
+
     def compose(self) -> ComposeResult:
         row = self.row
-        names = [p["name"] for p in profiles.list_profiles(self.actor) if p["active"] or p["name"] == row["profile"]]
+        if self.data is None:
+            yield from self.loading_placeholder(f"mbxtui · Edit mailbox {safe(row['email'])}")
+            return
+        names = self.data
         yield Static(f"mbxtui · Edit mailbox {safe(row['email'])}", id="title", markup=False)
         with self.form():
             yield self.note("A new address needs approval and a new test (R7); a new profile or method, a new test.")
@@ -180,7 +220,7 @@ class MailboxEditScreen(FormScreen):
             self.notify("Nothing changed")
             return
 
-        def save():
+        def save() -> bool:
             email = self.row["email"]
             if changes:
                 email = mailboxes.edit(self.actor, email, expected_version=self.row["row_version"], **changes)["email"]
@@ -188,6 +228,8 @@ class MailboxEditScreen(FormScreen):
                 credentials.set_mailbox_secret(self.actor, email, password, self.store_for_secrets())
             return True
 
-        if self.run_save(save):
+        def saved(_done: bool) -> None:
             self.notify("Saved")
             self.dismiss(True)
+
+        self.run_save(save, saved)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Callable, TypeVar
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -16,9 +15,12 @@ from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, View
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import bulk, enablement, profiles
+from mbxtui.core.services.bulk import BulkResult, DefaultsApplied
 from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
-from mbxtui.tui.screens.base import BaseScreen
+from mbxtui.tui.messages import ProfileNamesLoaded
+from mbxtui.tui.screens.base import LOADING, BaseScreen
+from mbxtui.tui.workers import run_service
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 from mbxtui.tui.widgets.grid import MailboxGrid
 
@@ -32,24 +34,26 @@ AUTO_RELOAD_SECONDS = 5.0
 AUTO_RELOAD_MOST_MARKED_ROWS = 100_000
 VIEW_TABS = {View.PENDING: "Pending", View.FAILED: "Failed"}  # short labels so all seven fit in 80 columns
 VIEW_KEYS = list(VIEW_TITLES)
+T = TypeVar("T")
 
 
 class MailboxesScreen(BaseScreen):
     TITLE_TEXT = "Mailboxes"
     BINDINGS = [
-        *[Binding(str(i + 1), f"view('{view.value}')", VIEW_TITLES[view], show=False) for i, view in enumerate(VIEW_KEYS)],
+        *[Binding(str(i + 1), f"view('{view.value}')", VIEW_TITLES[view], show=False, id=f"mailboxes-view-{view.value}")
+          for i, view in enumerate(VIEW_KEYS)],
         # A priority binding acts as soon as the key arrives, before the keys typed after it are
         # handed to the grid (where "a" marks everything, "s" sorts...).
-        Binding("slash", "filter", "Filter", priority=True),
-        Binding("A", "approve", "Approve"),
-        Binding("t", "test", "Test & Enable"),
-        Binding("R", "reject", "Reject"),
-        Binding("D", "apply_defaults", "Apply defaults"),
-        Binding("e", "bulk_edit", "Bulk edit"),
-        Binding("X", "deactivate", "Deactivate"),
-        Binding("N", "new_forward", "New forward mailbox"),
-        Binding("enter", "open", "Open", show=False),  # listed in help (F1) and the palette
-        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("slash", "filter", "Filter", priority=True, id="filter"),
+        Binding("A", "approve", "Approve", id="mailboxes-approve"),
+        Binding("t", "test", "Test & Enable", id="mailboxes-test"),
+        Binding("R", "reject", "Reject", id="mailboxes-reject"),
+        Binding("D", "apply_defaults", "Apply defaults", id="mailboxes-apply-defaults"),
+        Binding("e", "bulk_edit", "Bulk edit", id="mailboxes-bulk-edit"),
+        Binding("X", "deactivate", "Deactivate", id="mailboxes-deactivate"),
+        Binding("N", "new_forward", "New forward mailbox", id="mailboxes-new-forward"),
+        Binding("enter", "open", "Open", show=False, id="open"),  # listed in help (F1) and the palette
+        Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
     ]
     PERMISSIONS = {
         "approve": Permission.APPROVE, "reject": Permission.APPROVE, "test": Permission.TEST,
@@ -79,7 +83,6 @@ class MailboxesScreen(BaseScreen):
 
     def on_mount(self) -> None:
         self.grid.focus()
-        self.watch(self.app, "progress_text", lambda _: self.update_status(), init=False)
         self.update_header()
         self.update_status()
 
@@ -95,7 +98,8 @@ class MailboxesScreen(BaseScreen):
     def update_status(self) -> None:
         grid = self.grid
         filter_text = self.query_one("#filter", Input).value.strip()
-        parts = [f"{grid.row_count:,} in {VIEW_TITLES[self.view]}"]
+        counted = f"{grid.row_count:,}" if grid.total_known else f"{grid.row_count:,}+ (counting…)"
+        parts = [f"{counted} in {VIEW_TITLES[self.view]}"]
         if filter_text:
             parts[0] += f" matching {filter_text!r}"
         parts.append(f"{len(grid.marked):,} selected")
@@ -108,6 +112,12 @@ class MailboxesScreen(BaseScreen):
     # -- grid events --
 
     def on_mailbox_grid_marks_changed(self, _message) -> None:
+        self.update_status()
+
+    def progress_changed(self, _text: str) -> None:
+        self.update_status()
+
+    def on_mailbox_grid_view_read(self, _message) -> None:
         self.update_status()
 
     def mailboxes_tested(self, events) -> None:
@@ -207,7 +217,9 @@ class MailboxesScreen(BaseScreen):
 
     # -- bulk actions: one confirmation, then a thread worker --
 
-    def _confirm_then(self, title: str, detail: str, run: Callable[[Selection], Any]) -> None:
+    def _confirm_then(self, title: str, detail: str, run: Callable[[Selection], T],
+                      done: Callable[[T], str]) -> None:
+        """Ask once with the count; then ``run`` the selection in a worker and notify ``done(result)``."""
         count = self.grid.target_count()
         if not count:
             self.notify("No mailbox under the cursor", severity="warning")
@@ -215,57 +227,55 @@ class MailboxesScreen(BaseScreen):
         selection = self.grid.target_selection()
         noun = "mailbox" if count == 1 else "mailboxes"
 
+        def finished(result: T) -> None:
+            message = done(result)
+            self.grid.clear_marks()
+            self.grid.reload()
+            self.update_status()
+            self.notify(message, title=title)
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self._run_bulk(title, selection, run)
+                self.call(lambda: run(selection), finished, group="bulk", title=f"{title}: refused")
 
         self.app.push_screen(ConfirmScreen(title, detail.format(count=f"{count:,}", noun=noun)), answered)
 
-    @work(thread=True, group="bulk", exit_on_error=False)
-    def _run_bulk(self, title: str, selection: Selection, run: Callable[[Selection], Any]) -> None:
-        try:
-            outcome = run(selection)
-        except Exception as exc:  # refusals and surprises both end as a notification
-            self.app.call_from_thread(self.notify, str(exc), title=f"{title}: refused", severity="error",
-                                      timeout=10, markup=False)
-            return
-        self.app.call_from_thread(self._after_bulk, title, outcome)
+    @staticmethod
+    def changed(result: BulkResult) -> str:
+        return f"{result.changed:,} of {result.selected:,} changed"
 
-    def _after_bulk(self, title: str, outcome: Any) -> None:
-        message = outcome if isinstance(outcome, str) else ""
-        if isinstance(outcome, Scheduled):
-            self.app.watch_batch(outcome.batch_id)
-            message = f"{outcome.queued:,} queued"
-        elif isinstance(outcome, bulk.DefaultsApplied) and outcome.test_batch:
-            self.app.watch_batch(outcome.test_batch)
-            message = f"{outcome.selected:,} changed; Test & Enable queued"
-        elif hasattr(outcome, "changed"):
-            message = f"{outcome.changed:,} of {outcome.selected:,} changed"
-        self.grid.clear_marks()
-        self.grid.reload()
-        self.update_status()
-        self.notify(message, title=title)
+    def queued(self, request: Scheduled) -> str:
+        self.app.watch_batch(request.batch_id)
+        return f"{request.queued:,} queued"
+
+    def defaults_applied(self, outcome: DefaultsApplied) -> str:
+        if not outcome.test_batch:
+            return self.changed(outcome)
+        self.app.watch_batch(outcome.test_batch)
+        return f"{outcome.selected:,} changed; Test & Enable queued"
 
     def action_approve(self) -> None:
         self._confirm_then("Approve email", "Approve the email address of {count} {noun}? Approval is recorded "
-                           f"as {self.actor.login}.", lambda selection: bulk.approve(self.actor, selection))
+                           f"as {self.actor.login}.", lambda selection: bulk.approve(self.actor, selection),
+                           self.changed)
 
     def action_reject(self) -> None:
         self._confirm_then("Reject email", "Reject the email address of {count} {noun}? They are disabled until "
-                           "approved.", lambda selection: bulk.reject(self.actor, selection))
+                           "approved.", lambda selection: bulk.reject(self.actor, selection), self.changed)
 
     def action_test(self) -> None:
         self._confirm_then("Test & Enable", "Test the connection of {count} {noun} in the background and enable "
-                           "each direction that passes?", lambda selection: enablement.schedule(self.actor, selection))
+                           "each direction that passes?", lambda selection: enablement.schedule(self.actor, selection),
+                           self.queued)
 
     def action_apply_defaults(self) -> None:
         self._confirm_then("Apply Default Email Settings", "Give {count} {noun} the organisation's default profile "
                            "and methods, then Test & Enable them?",
-                           lambda selection: bulk.apply_defaults(self.actor, selection))
+                           lambda selection: bulk.apply_defaults(self.actor, selection), self.defaults_applied)
 
     def action_deactivate(self) -> None:
         self._confirm_then("Deactivate", "Deactivate {count} {noun}? They are disabled and their queued tests "
-                           "cancelled.", lambda selection: bulk.deactivate(self.actor, selection))
+                           "cancelled.", lambda selection: bulk.deactivate(self.actor, selection), self.changed)
 
     def action_bulk_edit(self) -> None:
         count = self.grid.target_count()
@@ -277,7 +287,8 @@ class MailboxesScreen(BaseScreen):
                 return
             described = ", ".join(f"{k} = {v}" for k, v in changes.items())
             self._confirm_then("Bulk edit", "Set " + described + " on {count} {noun}? Changed directions must be "
-                               "tested again.", lambda selection: bulk.bulk_edit(self.actor, selection, **changes))
+                               "tested again.", lambda selection: bulk.bulk_edit(self.actor, selection, **changes),
+                               self.changed)
 
         self.app.push_screen(BulkEditScreen(count), chosen)
 
@@ -297,19 +308,19 @@ class BulkEditScreen(ModalScreen[dict | None]):
     BulkEditScreen .actions { height: auto; align-horizontal: right; margin-top: 1; }
     BulkEditScreen Button { margin-left: 2; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "apply", "Apply")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="bulk-edit-cancel"),
+                Binding("ctrl+s", "apply", "Apply", id="bulk-edit-apply")]
 
     def __init__(self, count: int):
         super().__init__()
         self.count = count
 
     def compose(self) -> ComposeResult:
-        names = [p["name"] for p in profiles.list_profiles(self.app.actor) if p["active"]]
         # Compact choices and buttons: the whole dialog fits at 80x24.
         with Vertical():
             yield Static(f"Bulk edit of {self.count:,} mailbox(es)", markup=False)
             yield Label("Profile", classes="choice")
-            yield Select([(n, n) for n in names], prompt=LEAVE, id="profile", compact=True)
+            yield Select([], prompt=LOADING, id="profile", compact=True)
             yield Label("Incoming", classes="choice")
             yield Select([(m.value, m.value) for m in IncomingMethod], prompt=LEAVE, id="incoming", compact=True)
             yield Label("Outgoing", classes="choice")
@@ -319,6 +330,16 @@ class BulkEditScreen(ModalScreen[dict | None]):
             with Horizontal(classes="actions"):
                 yield Button("Apply (ctrl+s)", variant="primary", id="apply", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        actor = self.app.actor
+        run_service(self, lambda: [p["name"] for p in profiles.list_profiles(actor) if p["active"]],
+                    ProfileNamesLoaded, group="profiles", title="Profiles not loaded")
+
+    def on_profile_names_loaded(self, message: ProfileNamesLoaded) -> None:
+        choice = self.query_one("#profile", Select)
+        choice.set_options([(name, name) for name in message.names])
+        choice.prompt = LEAVE
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "apply":

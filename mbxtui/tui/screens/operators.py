@@ -10,7 +10,6 @@ from textual.widgets import Footer, Input, Select, Static
 
 from mbxtui.core.display import safe
 from mbxtui.core.enums import Role
-from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import operators
 from mbxtui.tui.screens.forms import FormScreen
@@ -27,11 +26,10 @@ ROLE_DUTIES = {
 
 class OperatorsScreen(ListScreen):
     TITLE_TEXT = "Operators"
-    REQUIRES = Permission.MANAGE_OPERATORS
     BINDINGS = [
-        Binding("a", "add", "Add"),
-        Binding("r", "change_role", "Change role"),
-        Binding("X", "remove", "Remove"),
+        Binding("a", "add", "Add", id="operators-add"),
+        Binding("r", "change_role", "Change role", id="operators-change-role"),
+        Binding("X", "remove", "Remove", id="operators-remove"),
     ]
     PERMISSIONS = {"add": Permission.MANAGE_OPERATORS, "change_role": Permission.MANAGE_OPERATORS,
                    "remove": Permission.MANAGE_OPERATORS}
@@ -67,16 +65,13 @@ class OperatorsScreen(ListScreen):
         if row is None:
             return
 
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                operators.remove(self.actor, row["login"])
-            except MbxError as exc:
-                self.notify(str(exc), title="Refused", severity="error", timeout=8, markup=False)
-                return
+        def removed(_result: object) -> None:
             self.notify(f"Removed operator {row['login']}", markup=False)
             self.reload()
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call(lambda: operators.remove(self.actor, row["login"]), removed, group="remove")
 
         self.app.push_screen(ConfirmScreen(
             "Remove operator", f"Remove 1 operator, {row['login']} ({row['role']})? They can no longer use this "
@@ -108,15 +103,17 @@ class OperatorForm(FormScreen):
 
     def action_save(self) -> None:
         values = self.values()
+
+        def saved(operator: dict[str, Any]) -> None:
+            self.notify(f"{operator['login']} is {operator['role']}", title="Operators", markup=False)
+            self.dismiss(True)
+
         if self.row is None:
-            saved = self.run_save(lambda: operators.add(self.actor, values["login"], values["role"],
-                                                        values["user"].strip() or None))
+            self.run_save(lambda: operators.add(self.actor, values["login"], values["role"],
+                                                values["user"].strip() or None), saved)
         elif values["role"] == self.row["role"]:
             self.notify("Nothing changed")
-            return
         else:
-            saved = self.run_save(lambda: operators.set_role(self.actor, self.row["login"], values["role"]))
-        if saved is not None:
-            self.notify(f"{saved['login']} is {saved['role']}", title="Operators", markup=False)
-            self.dismiss(True)
+            login = self.row["login"]
+            self.run_save(lambda: operators.set_role(self.actor, login, values["role"]), saved)
 

@@ -22,12 +22,12 @@ KINDS = {"user": "1 Users", "queue": "2 Queues"}
 class PeopleScreen(ListScreen):
     TITLE_TEXT = "Users and queues"
     BINDINGS = [
-        Binding("1", "kind('user')", "Users", show=False),
-        Binding("2", "kind('queue')", "Queues", show=False),
-        Binding("slash", "filter", "Filter", priority=True),
-        Binding("enter", "open", "Open mailbox"),
-        Binding("a", "add", "Add"),
-        Binding("X", "deactivate", "Deactivate"),
+        Binding("1", "kind('user')", "Users", show=False, id="people-users"),
+        Binding("2", "kind('queue')", "Queues", show=False, id="people-queues"),
+        Binding("slash", "filter", "Filter", priority=True, id="filter"),
+        Binding("enter", "open", "Open mailbox", id="open"),
+        Binding("a", "add", "Add", id="people-add"),
+        Binding("X", "deactivate", "Deactivate", id="people-deactivate"),
     ]
     PERMISSIONS = {"add": Permission.CONFIGURE, "deactivate": Permission.CONFIGURE}
     FILTER_PLACEHOLDER = "filter users by name or address (esc to leave)"
@@ -87,9 +87,8 @@ class PeopleScreen(ListScreen):
             return
         from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 
-        box = self.call_service(mailboxes.get, row["mailbox"])
-        if box is not None:
-            self.app.push_screen(MailboxDetailScreen(box.id))
+        self.call(lambda: mailboxes.show(self.actor, row["mailbox"])["id"],
+                  lambda mailbox_id: self.app.push_screen(MailboxDetailScreen(mailbox_id)), group="open")
 
     def action_add(self) -> None:
         def added(record: dict[str, Any] | None) -> None:
@@ -109,10 +108,15 @@ class PeopleScreen(ListScreen):
             return
         deactivate = users.deactivate_user if self.kind == "user" else users.deactivate_queue
 
+        kind = self.kind
+
+        def deactivated(_record: object) -> None:
+            self.notify(f"Deactivated {kind} {row['email']} and its mailbox", markup=False)
+            self.reload()
+
         def answered(yes: bool | None) -> None:
-            if yes and self.call_service(deactivate, self.actor, row["email"]) is not None:
-                self.notify(f"Deactivated {self.kind} {row['email']} and its mailbox", markup=False)
-                self.reload()
+            if yes:
+                self.call(lambda: deactivate(self.actor, row["email"]), deactivated, group="deactivate")
 
         mailbox = f"its mailbox {row['mailbox']}" if row["mailbox"] else "its mailbox"
         self.app.push_screen(ConfirmScreen(
@@ -143,9 +147,7 @@ class PersonForm(FormScreen):
     def action_save(self) -> None:
         values = self.values()
         if self.kind == "user":
-            record = self.run_save(lambda: users.add_user(self.actor, values["name"], values["email"]))
+            self.run_save(lambda: users.add_user(self.actor, values["name"], values["email"]), self.dismiss)
         else:
-            record = self.run_save(lambda: users.add_queue(self.actor, values["name"], values["email"],
-                                                           values["owner"]))
-        if record is not None:
-            self.dismiss(record)
+            self.run_save(lambda: users.add_queue(self.actor, values["name"], values["email"], values["owner"]),
+                          self.dismiss)

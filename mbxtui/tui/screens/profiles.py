@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import work
-from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -23,7 +21,8 @@ from mbxtui.core.services import alerts, credentials, enablement, profiles
 from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes, mailboxes_of_profile
-from mbxtui.tui.screens.base import BaseScreen
+from mbxtui.tui.messages import ProfileDetailLoaded, ProfileMailboxesLoaded, ServiceFailed
+from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, options
 from mbxtui.tui.screens.listing import ListScreen, texts
 from mbxtui.tui.widgets.confirm import ConfirmScreen
@@ -73,15 +72,9 @@ class ProfileTestActions(BaseScreen):
             f"Test all {count:,} {noun} of profile {name} in the background and enable each direction that "
             f"passes? At most the profile's max concurrent connections are used at once."), answered)
 
-    @work(thread=True, group="schedule", exit_on_error=False)
     def schedule_profile_test(self, name: str) -> None:
-        try:
-            request = enablement.schedule(self.actor, Selection.of_profile(name), f"Test & Enable Mailboxes of {name}")
-        except MbxError as exc:
-            self.app.call_from_thread(self.notify, str(exc), title="Test & Enable: refused", severity="error",
-                                      markup=False)
-            return
-        self.app.call_from_thread(self.test_scheduled, request)
+        self.call(lambda: enablement.schedule(self.actor, Selection.of_profile(name), f"Test & Enable Mailboxes of {name}"),
+                  self.test_scheduled, group="schedule", title="Test & Enable: refused")
 
     def test_scheduled(self, request: Scheduled) -> None:
         self.app.watch_batch(request.batch_id)
@@ -93,10 +86,10 @@ class ProfileTestActions(BaseScreen):
 class ProfilesScreen(ListScreen, ProfileTestActions):
     TITLE_TEXT = "Email server profiles"
     BINDINGS = [
-        Binding("enter", "open", "Open"),
-        Binding("a", "new", "New profile"),
-        Binding("e", "edit", "Edit"),
-        Binding("t", "test_mailboxes", "Test & Enable Mailboxes"),
+        Binding("enter", "open", "Open", id="open"),
+        Binding("a", "new", "New profile", id="profiles-new"),
+        Binding("e", "edit", "Edit", id="edit"),
+        Binding("t", "test_mailboxes", "Test & Enable Mailboxes", id="profiles-test-mailboxes"),
     ]
     PERMISSIONS = {"new": Permission.CONFIGURE, "edit": Permission.CONFIGURE, "test_mailboxes": Permission.TEST}
     COLUMNS = (("Name", 18), ("Type", 15), ("Mailboxes", 9), ("Max conn", 8), ("Active", 6),
@@ -152,16 +145,16 @@ class ProfileDetailScreen(ProfileTestActions):
     ProfileDetailScreen VerticalScroll { padding: 0 1; }
     """
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        *[Binding(str(index + 1), f"pane('{pane}')", label.split(" ", 1)[1], show=False)
+        Binding("escape", "back", "Back", id="back"),
+        *[Binding(str(index + 1), f"pane('{pane}')", label.split(" ", 1)[1], show=False, id=f"profile-pane-{pane}")
           for index, (pane, label) in enumerate(PANES.items())],
-        Binding("enter", "open", "Open mailbox", show=False),
-        Binding("e", "edit", "Edit"),
-        Binding("t", "test_mailboxes", "Test & Enable Mailboxes"),
-        Binding("c", "test_connection", "Test connection"),
-        Binding("n", "page(1)", "Next page", show=False),
-        Binding("p", "page(-1)", "Previous page", show=False),
-        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("enter", "open", "Open mailbox", show=False, id="open"),
+        Binding("e", "edit", "Edit", id="edit"),
+        Binding("t", "test_mailboxes", "Test & Enable Mailboxes", id="profiles-test-mailboxes"),
+        Binding("c", "test_connection", "Test connection", id="profiles-test-connection"),
+        Binding("n", "page(1)", "Next page", show=False, id="next-page"),
+        Binding("p", "page(-1)", "Previous page", show=False, id="previous-page"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "test_mailboxes": Permission.TEST,
                    "test_connection": Permission.TEST}
@@ -182,7 +175,7 @@ class ProfileDetailScreen(ProfileTestActions):
         yield Static("counting mailboxes…", id="summary", markup=False)
         with ContentSwitcher(initial="settings"):
             with VerticalScroll(id="settings"):
-                yield Static(id="settings-text", markup=False)
+                yield Static(LOADING, id="settings-text", markup=False)
                 yield Static(id="connection", markup=False)
             table: DataTable = DataTable(id="mailboxes", cursor_type="row", zebra_stripes=True)
             for title, width in (("Email address", 28), ("Status", 8), ("Incoming", 8), ("Outgoing", 8),
@@ -199,38 +192,51 @@ class ProfileDetailScreen(ProfileTestActions):
         return self.query_one("#mailboxes", DataTable)
 
     def on_mount(self) -> None:
-        self.watch(self.app, "progress_text", lambda _: self.update_status(), init=False)
+        self.query_one("#title", Static).update(
+            f"mbxtui · Profile {safe(self.profile_name)} · {self.actor.login} ({self.actor.role.value})")
         self.action_reload()
         self.show_pane()
 
+    def progress_changed(self, _text: str) -> None:
+        self.update_status()
+
     def action_reload(self) -> None:
-        try:
-            self.profile = profiles.show(self.actor, self.profile_name)
-        except MbxError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            self.app.pop_screen()
-            return
+        name, start = self.profile_name, self.page_start
+
+        def read() -> ProfileDetailLoaded:
+            return ProfileDetailLoaded(
+                profiles.show(self.actor, name), alerts.list_alerts(self.actor, profile=name, limit=50),
+                mailboxes_of_profile(self.actor, name, limit=self.PAGE_SIZE, offset=start))
+
+        self.load(read, lambda loaded: loaded, group="detail")
+
+    def service_failed(self, message: ServiceFailed) -> None:
+        if message.group == "detail" and self.app.screen is self:
+            self.app.pop_screen()  # the profile is gone (renamed or removed elsewhere)
+        elif message.group == "connection":
+            self.show_connection_text(f"Test connection: {message.problem}")
+
+    def on_profile_detail_loaded(self, message: ProfileDetailLoaded) -> None:
+        self.profile = message.profile
         self.query_one("#title", Static).update(
             f"mbxtui · Profile {safe(self.profile_name)} · {self.actor.login} ({self.actor.role.value})")
         self.query_one("#settings-text", Static).update("\n".join(settings_lines(self.profile)))
         self.query_one("#connection", Static).update(self.connection_text or
                                                      "\nTest connection (c): not run in this session")
-        recent = alerts.list_alerts(self.actor, profile=self.profile_name, limit=50)
+        recent = message.alerts
         lines = [f"{a['created_on']}  {a['level']:<11} {safe(a['code']):<22} {safe(a['mailbox'] or '')}\n"
                  f"    {safe(a['text'])}" for a in recent]
         self.query_one("#alerts-text", Static).update(
             "\n".join(lines) if lines else "No alerts about this profile or its mailboxes.")
-        self.load_mailboxes()
+        self.show_mailboxes(message.mailboxes)
 
-    @work(thread=True, group="profile-mailboxes", exclusive=True, exit_on_error=False)
     def load_mailboxes(self) -> None:
-        try:
-            page = mailboxes_of_profile(self.actor, self.profile_name, limit=self.PAGE_SIZE, offset=self.page_start)
-        except MbxError as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error", markup=False)
-            return
-        if not get_current_worker().is_cancelled:  # a newer read was asked for meanwhile
-            self.app.call_from_thread(self.show_mailboxes, page)
+        name, start = self.profile_name, self.page_start
+        self.load(lambda: mailboxes_of_profile(self.actor, name, limit=self.PAGE_SIZE, offset=start),
+                  ProfileMailboxesLoaded, group="profile-mailboxes")
+
+    def on_profile_mailboxes_loaded(self, message: ProfileMailboxesLoaded) -> None:
+        self.show_mailboxes(message.page)
 
     def show_mailboxes(self, page: ProfileMailboxes) -> None:
         self.page = page
@@ -322,18 +328,10 @@ class ProfileDetailScreen(ProfileTestActions):
         self.action_pane("settings")
         self.run_connection_test(store)
 
-    @work(thread=True, group="profile-connection", exclusive=True, exit_on_error=False)
     def run_connection_test(self, store) -> None:
-        try:
-            result = check_profile(self.actor, self.profile_name, store)
-        except (MbxError, SecretsError) as exc:
-            self.app.call_from_thread(self.connection_refused, str(exc))
-            return
-        self.app.call_from_thread(self.connection_tested, result)
-
-    def connection_refused(self, problem: str) -> None:
-        self.show_connection_text(f"Test connection: {problem}")
-        self.notify(problem, title="Test connection", severity="error", markup=False)
+        name = self.profile_name
+        self.call(lambda: check_profile(self.actor, name, store), self.connection_tested, group="connection",
+                  title="Test connection")
 
     def connection_tested(self, result: dict[str, Any]) -> None:
         verdict = "passed" if result["passed"] else "FAILED"
@@ -422,7 +420,7 @@ class ProfileFormScreen(FormScreen):
             self.notify("Nothing changed")
             return
 
-        def save() -> str:
+        def save() -> tuple[str, str | None]:
             store = self.store_for_secrets() if secrets else None
             if self.row is None:
                 name = profiles.create(self.actor, **changes)["name"]
@@ -435,12 +433,15 @@ class ProfileFormScreen(FormScreen):
                 for what, value in secrets.items():
                     credentials.set_profile_secret(self.actor, name, value, store, what=what)
             except (MbxError, SecretsError) as exc:
-                self.notify(f"Profile {name} saved, but not its secret: {exc}", severity="error", timeout=10,
-                            markup=False)
-            return name
+                return name, str(exc)
+            return name, None
 
-        name = self.run_save(save)
-        if name is None:
-            return
-        self.notify(f"Profile {name} {'created' if self.row is None else 'saved'}", markup=False)
-        self.dismiss(name)
+        def saved(answer: tuple[str, str | None]) -> None:
+            name, secret_problem = answer
+            if secret_problem is not None:
+                self.notify(f"Profile {name} saved, but not its secret: {secret_problem}", severity="error",
+                            timeout=10, markup=False)
+            self.notify(f"Profile {name} {'created' if self.row is None else 'saved'}", markup=False)
+            self.dismiss(name)
+
+        self.run_save(save, saved)

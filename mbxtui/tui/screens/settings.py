@@ -10,9 +10,9 @@ from textual.binding import Binding
 from textual.widgets import Checkbox, Footer, Input, Select, Static
 
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
-from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import profiles, settings
+from mbxtui.tui.messages import FormDataLoaded
 from mbxtui.tui.screens.forms import FormScreen, options
 
 FLAGS = (
@@ -27,19 +27,27 @@ FLAGS = (
 
 class SettingsScreen(FormScreen):
     TITLE_TEXT = "Email settings"
-    BINDINGS = [Binding("ctrl+r", "reload", "Reload", show=False)]
+    BINDINGS = [Binding("ctrl+r", "reload", "Reload", show=False, id="reload")]
+    NEEDS_DATA = True
 
     def __init__(self) -> None:
         super().__init__()
         self.record: dict[str, Any] = {}
 
-    def compose(self) -> ComposeResult:
-        self.record = settings.show(self.actor)
+    def read_data(self) -> tuple[dict[str, Any], list[str]]:
+        record = settings.show(self.actor)
         names = [p["name"] for p in profiles.list_profiles(self.actor)
-                 if p["active"] or p["name"] == self.record["default_profile"]]
+                 if p["active"] or p["name"] == record["default_profile"]]
+        return record, names
+
+    def compose(self) -> ComposeResult:
         read_only = "" if self.may(Permission.CONFIGURE) else "  (read-only for your role)"
-        yield Static(f"mbxtui · {self.TITLE_TEXT} · {self.actor.login} ({self.actor.role.value}){read_only}",
-                     id="title", markup=False)
+        title = f"mbxtui · {self.TITLE_TEXT} · {self.actor.login} ({self.actor.role.value}){read_only}"
+        if self.data is None:
+            yield from self.loading_placeholder(title)
+            return
+        self.record, names = self.data
+        yield Static(title, id="title", markup=False)
         with self.form():
             yield self.note("Defaults apply to new mailboxes (Apply Default Email Settings, D on the mailbox grid, "
                             "gives them to existing ones). Email is processed only for approved users and queues "
@@ -59,12 +67,12 @@ class SettingsScreen(FormScreen):
             yield from self.buttons()
         yield Footer()
 
-    def on_mount(self) -> None:
+    def form_ready(self) -> None:
         self.fill(self.record)
         if not self.may(Permission.CONFIGURE):
             for row in self.query(".form-row"):
                 row.disabled = True
-        super().on_mount()
+        super().form_ready()
 
     def fill(self, values: dict[str, Any]) -> None:
         for widget in self.query("#form Input, #form Select, #form Checkbox"):
@@ -79,26 +87,32 @@ class SettingsScreen(FormScreen):
         self.initial = self.values()
 
     def action_reload(self) -> None:
-        def reload() -> None:
-            try:
-                self.record = settings.show(self.actor)
-            except MbxError as exc:
-                self.notify(str(exc), severity="error", markup=False)
-                return
+        if self.data is None:
+            return  # the first reading is still on its way
+
+        def read_again() -> None:
+            self.load(lambda: settings.show(self.actor), FormDataLoaded, group="reload")
+
+        self.confirm_discard(read_again)
+
+    async def on_form_data_loaded(self, message: FormDataLoaded) -> None:
+        if isinstance(message.data, dict):  # read again (ctrl+r): the same fields, new values
+            message.stop()
+            message.prevent_default()
+            self.record = message.data
             self.clear_errors()
             self.fill(self.record)
-
-        self.confirm_discard(reload)
 
     def action_save(self) -> None:
         changes = self.changed()
         if not changes:
             self.notify("Nothing changed")
             return
-        saved = self.run_save(lambda: settings.update(self.actor, expected_version=self.record["row_version"],
-                                                      **changes))
-        if saved is None:
-            return
-        self.record = saved
-        self.fill(saved)
-        self.notify("Email settings saved: " + ", ".join(sorted(changes)), title="Settings", markup=False)
+
+        def saved(record: dict[str, Any]) -> None:
+            self.record = record
+            self.fill(record)
+            self.notify("Email settings saved: " + ", ".join(sorted(changes)), title="Settings", markup=False)
+
+        version = self.record["row_version"]
+        self.run_save(lambda: settings.update(self.actor, expected_version=version, **changes), saved)

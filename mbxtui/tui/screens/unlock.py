@@ -8,7 +8,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from mbxtui.core.secrets import SecretStore, SecretsError
+from mbxtui.core.secrets import SecretStore
+from mbxtui.tui.messages import ServiceFailed, Unlocked
+from mbxtui.tui.workers import run_service
 
 
 class UnlockScreen(ModalScreen[bool]):
@@ -19,12 +21,13 @@ class UnlockScreen(ModalScreen[bool]):
     UnlockScreen .error { color: $error; height: auto; }
     UnlockScreen Input { margin-top: 1; }
     """
-    BINDINGS = [Binding("escape", "skip", "Continue without secrets")]
+    BINDINGS = [Binding("escape", "skip", "Continue without secrets", id="unlock-skip")]
 
     def __init__(self, store: SecretStore):
         super().__init__()
         self.store = store
         self.first_entry: str | None = None
+        self.unlocking = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -53,14 +56,21 @@ class UnlockScreen(ModalScreen[bool]):
             self.first_entry = None
             error.update("The two entries differ; start again.")
             return
-        try:
-            self.store.unlock(value)
-        except SecretsError as exc:
-            error.update(str(exc))
+        if self.unlocking:
             return
+        self.unlocking = True
+        error.update("Unlocking…")  # the key derivation takes about a second: off the UI thread
+        run_service(self, lambda: self.store.unlock(value), lambda _none: Unlocked(), group="unlock")
+
+    def on_unlocked(self, _message: Unlocked) -> None:
         if self.store.notice:
             self.app.notify(self.store.notice, title="Keyring", timeout=10)
         self.dismiss(True)
+
+    def on_service_failed(self, message: ServiceFailed) -> None:
+        message.stop()  # shown here, under the input, not as a notification
+        self.unlocking = False
+        self.query_one("#error", Static).update(message.problem)
 
     def action_skip(self) -> None:
         self.dismiss(False)

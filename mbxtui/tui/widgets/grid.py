@@ -1,144 +1,46 @@
-"""The mailbox grid: a view of R20 as a table that stays fast at a million mailboxes.
+"""The mailbox grid: a view of R20 as a table that stays fast at a million mailboxes, and never
+waits on the database.
 
 It draws with Textual's line API: the scrollable height is the number of rows, and each visible
-line is drawn on demand from a page of 100 rows fetched by id. The ids of the whole view, in
-display order, are read once per query into an ``array`` (``MailboxPages.ordered_ids``); moving,
-paging and jumping only index into it. Marks are a set of mailbox ids, so they survive re-sorting
-and refiltering.
+line is drawn on demand (``grid_drawing``) from rows kept by id (``grid_rows``). The ids of the
+whole view, in display order, are read once per query into an ``array`` (``MailboxPages``);
+moving, paging and jumping only index into it. Marks are a set of mailbox ids (``grid_marks``),
+so they survive re-sorting and refiltering.
+
+Every read runs on a worker thread, as Toolong's log view does: drawing never waits. A row not
+read yet is drawn as a placeholder and its page is queued for a worker, whose message brings the
+rows and a repaint. A new view, filter or sort is read by an exclusive worker; each read carries
+the number of the query it answers, so a slow read of an older query never replaces a newer one.
+Until the new ids arrive the grid keeps showing the previous ones.
 """
 
 from __future__ import annotations
 
-import itertools
 from array import array
-from collections import OrderedDict
 from dataclasses import replace
-from typing import ClassVar, Iterable, NamedTuple
+from typing import ClassVar, Iterable
 
-from rich.cells import cell_len, set_cell_size
-from rich.segment import Segment
 from rich.style import Style
-from textual import events
+from textual import events, work
 from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.worker import get_current_worker
 
-from mbxtui.core.idset import IdSet
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services.mailbox_pages import BackgroundRead, GridQuery, GridRow, MailboxPages, OrderedIds
+from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages, check_query
 from mbxtui.core.services.selection import Selection
-
-
-class Column(NamedTuple):
-    """A grid column: ``key`` is also its sort key; lower ``priority`` is dropped later when narrow."""
-
-    key: str
-    title: str
-    width: int
-    priority: int
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("name", "Name", 14, 0),
-    Column("email", "Email address", 20, 0),
-    Column("regarding", "Regarding", 9, 6),
-    Column("profile", "Profile", 14, 4),
-    Column("incoming_method", "In method", 9, 7),
-    Column("outgoing_method", "Out method", 10, 7),
-    Column("act_method", "ACT method", 10, 8),
-    Column("approval", "Approval", 8, 1),
-    Column("incoming_status", "In", 7, 1),
-    Column("outgoing_status", "Out", 7, 1),
-    Column("act_status", "ACT", 7, 3),
-    Column("enabled", "Enabled", 10, 2),
-    Column("last_tested", "Last tested", 16, 5),
+from mbxtui.tui.widgets.grid_drawing import (
+    COLUMNS, COMPONENT_CLASSES, DEFAULT_CSS, Column, Layout, RowView, column_at, header_line, layout, message_line,
+    row_line,
 )
-# Columns that take the width left over, up to these widths.
-GROWING = {"name": 40, "email": 48}
-MARK_WIDTH = 2
-MARK = "✓ "
-PAGE_SIZE = 100
-CACHED_PAGES = 32
-REST_POLL_SECONDS = 0.02
-
-# Control characters (C0, DEL, C1), bidirectional overrides and line separators would move the
-# terminal's cursor or reorder the screen: show them as escapes instead.
-_INVISIBLE = itertools.chain(
-    range(0x00, 0x20), range(0x7F, 0xA0), (0x061C, 0x200E, 0x200F, 0x2028, 0x2029),
-    range(0x202A, 0x202F), range(0x2066, 0x206A),
-)
-VISIBLE_ESCAPES = {code: (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _INVISIBLE}
-
-METHOD_TEXT = {"none": "none", "server_side_sync": "sync", "forward_mailbox": "forward"}
-STATUS_TEXT = {"success": ("passed", "success"), "failure": ("failed", "failure"), "not_run": ("not run", "muted")}
-APPROVAL_STYLE = {"approved": None, "pending": "warning", "rejected": "failure", "empty": "muted"}
-UNUSED = ("—", "muted")
-
-
-def visible(text: str | None) -> str:
-    """``text`` safe to put on a terminal: control characters become visible escapes."""
-    return (text or "").translate(VISIBLE_ESCAPES)
-
-
-def fit(text: str, width: int) -> str:
-    """``text`` padded or cut (with an ellipsis) to exactly ``width`` cells."""
-    if width <= 0:
-        return ""
-    length = len(text) if text.isascii() else cell_len(text)
-    if length <= width:
-        return text + " " * (width - length)
-    if text.isascii():
-        return text[:width - 1] + "…"
-    return set_cell_size(text, width - 1) + "…"
-
-
-Cell = tuple[str, str | None]  # text, and the name of its style (a component class suffix)
-
-
-class RowView(NamedTuple):
-    """What the grid shows for one mailbox: a cell per column key."""
-
-    cells: dict[str, Cell]
-    active: bool
-
-
-def row_view(row: GridRow) -> RowView:
-    """What each column shows for one mailbox."""
-    def method(value: str) -> Cell:
-        return METHOD_TEXT.get(value, visible(value)), "muted" if value == "none" else None
-
-    def status(direction_method: str, value: str) -> Cell:
-        return UNUSED if direction_method == "none" else STATUS_TEXT.get(value, (visible(value), None))
-
-    enabled = " ".join(
-        label if flag else "-" * len(label)
-        for label, flag in (("in", row.incoming_enabled), ("out", row.outgoing_enabled), ("act", row.act_enabled)))
-    any_enabled = row.incoming_enabled or row.outgoing_enabled or row.act_enabled
-    if row.test_scheduled:
-        tested: Cell = ("scheduled", "warning")
-    elif row.test_completed_on:
-        tested = (visible(str(row.test_completed_on))[:16], None)
-    else:
-        tested = ("never", "muted")
-    return RowView({
-        "name": (visible(row.name), None),
-        "email": (visible(row.email), None),
-        "regarding": (visible(row.regarding), None),
-        "profile": (visible(row.profile), None) if row.profile else UNUSED,
-        "incoming_method": method(row.incoming_method),
-        "outgoing_method": method(row.outgoing_method),
-        "act_method": method(row.act_method),
-        "approval": (visible(row.approval), APPROVAL_STYLE.get(row.approval)),
-        "incoming_status": status(row.incoming_method, row.incoming_status),
-        "outgoing_status": status(row.outgoing_method, row.outgoing_status),
-        "act_status": status(row.act_method, row.act_status),
-        "enabled": (enabled, "success" if any_enabled else "muted"),
-        "last_tested": tested,
-    }, bool(row.active))
-
+from mbxtui.tui.widgets.grid_marks import MarkSet
+from mbxtui.tui.widgets.grid_reads import Interruptible, OrderRead, ReadOrder, RowsRead, read_order, read_rows
+from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE, RowCache
 
 class MailboxGrid(ScrollView, can_focus=True):
     """Mailboxes of one view, filter and sort; a cursor row and a set of marked mailboxes.
@@ -164,42 +66,8 @@ class MailboxGrid(ScrollView, can_focus=True):
         Binding("S", "reverse_sort", "Reverse sort", show=False, id="grid.reverse_sort"),
     ]
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "mailbox-grid--header", "mailbox-grid--sorted", "mailbox-grid--cursor", "mailbox-grid--marked",
-        "mailbox-grid--inactive", "mailbox-grid--success", "mailbox-grid--failure", "mailbox-grid--warning",
-        "mailbox-grid--muted",
-    }
-
-    DEFAULT_CSS = """
-    MailboxGrid {
-        height: 1fr;
-        overflow-x: hidden;
-        background: $surface;
-        color: $foreground;
-        & > .mailbox-grid--header { text-style: bold; background: $panel; }
-        & > .mailbox-grid--sorted { text-style: bold underline; color: $text-accent; background: $panel; }
-        & > .mailbox-grid--cursor {
-            background: $block-cursor-blurred-background;
-            color: $block-cursor-blurred-foreground;
-            text-style: $block-cursor-blurred-text-style;
-        }
-        &:focus > .mailbox-grid--cursor {
-            background: $block-cursor-background;
-            color: $block-cursor-foreground;
-            text-style: $block-cursor-text-style;
-        }
-        &:ansi > .mailbox-grid--cursor { text-style: underline; }
-        &:ansi:focus > .mailbox-grid--cursor { text-style: bold; }
-        &:nocolor > .mailbox-grid--cursor { text-style: underline; }
-        &:nocolor:focus > .mailbox-grid--cursor { text-style: reverse; }
-        & > .mailbox-grid--marked { color: $text-secondary; text-style: bold; }
-        & > .mailbox-grid--inactive { color: $text-muted; text-style: italic; }
-        & > .mailbox-grid--success { color: $text-success; }
-        & > .mailbox-grid--failure { color: $text-error; text-style: bold; }
-        & > .mailbox-grid--warning { color: $text-warning; }
-        & > .mailbox-grid--muted { color: $text-muted; }
-    }
-    """
+    COMPONENT_CLASSES: ClassVar[set[str]] = COMPONENT_CLASSES
+    DEFAULT_CSS = DEFAULT_CSS
 
     cursor_row: reactive[int] = reactive(0, repaint=False, init=False)
     """Position of the cursor in the view (0 is the first mailbox)."""
@@ -207,9 +75,20 @@ class MailboxGrid(ScrollView, can_focus=True):
     class CursorMoved(Message):
         """The cursor is on another mailbox (``None`` when the view is empty)."""
 
-        def __init__(self, grid: MailboxGrid, mailbox_id: int | None):
+        def __init__(self, grid: MailboxGrid, mailbox_id: int | None) -> None:
             self.grid = grid
             self.mailbox_id = mailbox_id
+            super().__init__()
+
+        @property
+        def control(self) -> MailboxGrid:
+            return self.grid
+
+    class ViewRead(Message):
+        """The view's ids (or their first part) arrived: ``row_count`` and ``total_known`` changed."""
+
+        def __init__(self, grid: MailboxGrid) -> None:
+            self.grid = grid
             super().__init__()
 
         @property
@@ -219,7 +98,7 @@ class MailboxGrid(ScrollView, can_focus=True):
     class MarksChanged(Message):
         """Mailboxes were marked or unmarked; ``count`` is how many are marked now."""
 
-        def __init__(self, grid: MailboxGrid, count: int):
+        def __init__(self, grid: MailboxGrid, count: int) -> None:
             self.grid = grid
             self.count = count
             super().__init__()
@@ -230,35 +109,53 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     def __init__(self, actor: Actor, *, view: str = "active", filter_text: str = "", sort: str = "name",
                  descending: bool = False, id: str | None = None, name: str | None = None,
-                 classes: str | None = None):
+                 classes: str | None = None) -> None:
         super().__init__(id=id, name=name, classes=classes)
         self.actor = actor
         self.columns: list[Column] = list(COLUMNS)
-        self.marked = IdSet()
+        self.marks = MarkSet()
         self._source = MailboxPages(actor)
         self.grid_query = GridQuery(view=view, filter_text=filter_text or "", sort=sort, descending=descending)
+        check_query(self.grid_query, actor)
+        self._generation = 0  # the number of the newest query; reads of older ones are dropped
         self._ids = array("q")  # the view's ids in display order, or the first of them while the rest is read
-        self._total = 0
-        self._rest: BackgroundRead | None = None
-        self._show(self._source.start_ordered_ids(self.grid_query))
-        self._pages: OrderedDict[int, dict[int, RowView]] = OrderedDict()
-        self._layouts: dict[tuple[int, str, tuple[Column, ...]], tuple[tuple[Column, int], ...]] = {}
-        self._anchor_id: int | None = None
-        self._whole_view_marked = False
-        self._marked_up_to = 0  # the newest mailbox when the whole view was marked
+        self._total: int | None = 0  # how many the view holds; None while they are counted
+        self._complete = True  # ``_ids`` holds the whole view
+        self._reading_order = False  # the newest query's ids have not arrived yet
+        self._never_read = True
+        self._newest_id = 0
+        self._prune_marks = False  # drop the marks outside the view once its ids are all read
+        self._mark_all_when_read = 0  # "mark all" came while this query's ids were being read
+        self._rows = RowCache()
+        self._pages_wanted: set[int] = set()
+        self._rows_failed = False
+        self._long_read = Interruptible()
+        self._layouts: LRUCache[tuple[int, str, tuple[Column, ...]], Layout] = LRUCache(16)
         self._announced_id: int | None = None
-        self._painting: tuple[Style, int, tuple[tuple[Column, int], ...]] | None = None
+        self._painting: tuple[Style, int, Layout] | None = None
 
     # --- what the grid holds ---------------------------------------------------------------------
 
     @property
+    def marked(self) -> MarkSet:
+        """The marked mailboxes (compare, count and iterate it like a set of ids)."""
+        return self.marks
+
+    @property
     def row_count(self) -> int:
-        return self._total
+        """How many mailboxes the view holds (those found so far while ``total_known`` is False)."""
+        return self._total if self._total is not None else len(self._ids)
+
+    @property
+    def total_known(self) -> bool:
+        """False while a filter's first matches are shown and the rest are still counted."""
+        return self._total is not None
 
     @property
     def cursor_id(self) -> int | None:
-        """The mailbox under the cursor, or ``None`` when the view is empty."""
-        return self._id_at(self.cursor_row) if self._total else None
+        """The mailbox under the cursor, or ``None`` when the view is empty (or that part of it
+        is still being read)."""
+        return self._ids[self.cursor_row] if self.cursor_row < len(self._ids) else None
 
     @property
     def view(self) -> str:
@@ -278,81 +175,84 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     @property
     def still_reading(self) -> bool:
-        """True while the rest of a large view is read in the background (only its first rows are)."""
-        return self._rest is not None
+        """True until the newest query's ids are all read."""
+        return self._reading_order or not self._complete
+
+    @property
+    def query_shown(self) -> bool:
+        """True once the newest query's ids (or the first of them) are shown."""
+        return not self._reading_order
+
+    @property
+    def reading_rows(self) -> bool:
+        """True while rows on screen (or asked for) are being read."""
+        return bool(self._pages_wanted) or self._rows.reading
 
     @property
     def mailbox_ids(self) -> array:
-        """Every mailbox id of the view, in display order (read it, do not change it)."""
-        return self._whole_order()
+        """The view's mailbox ids in display order, as far as they are read (all of them once
+        ``still_reading`` is False; read it, do not change it)."""
+        return self._ids
 
     def position_of(self, mailbox_id: int) -> int | None:
-        """Where this mailbox is in the view, or ``None`` when it is not in it."""
+        """Where this mailbox is in the view, or ``None`` when it is not in what is read of it."""
         try:
-            return self._whole_order().index(mailbox_id)
+            return self._ids.index(mailbox_id)
         except ValueError:
             return None
 
     def target_ids(self) -> list[int]:
         """The mailboxes a bulk action applies to: the marked ones, or else the one under the cursor."""
-        if self.marked:
-            return list(self.marked)
+        if self.marks:
+            return list(self.marks)
         return [] if self.cursor_id is None else [self.cursor_id]
 
     def target_count(self) -> int:
         """How many mailboxes ``target_ids`` holds, without listing them."""
-        return len(self.marked) if self.marked else int(self.cursor_id is not None)
+        return len(self.marks) if self.marks else int(self.cursor_id is not None)
 
     def target_selection(self) -> Selection:
         """``target_ids`` as a service selection. When everything in the view was marked with
         "mark all" (and nothing changed since), this is the view and filter themselves, which the
         services resolve in one statement instead of row by row. Mailboxes created since are left
         out; those that left the view since (approved by someone else, say) are left out too."""
-        if self._whole_view_marked:
+        if self.marks.whole_view:
             return Selection.of_view(self.grid_query.view, self.grid_query.filter_text or None,
-                                     up_to_id=self._marked_up_to)
-        return Selection.of_ids(self.marked or self.target_ids())
+                                     up_to_id=self.marks.up_to_id)
+        return Selection.of_ids(self.marks.ids if self.marks else self.target_ids())
 
     # --- changing what is shown ------------------------------------------------------------------
 
     def set_query(self, *, view: str | None = None, filter_text: str | None = None, sort: str | None = None,
                   descending: bool | None = None) -> None:
-        """Show another view, filter or sort; the cursor stays on its mailbox when that is still shown.
-        Raises ``InvalidInput`` (and changes nothing) for an unknown view or sort, or a bad filter."""
+        """Show another view, filter or sort (read on a worker; until it arrives the previous ids
+        stay); the cursor stays on its mailbox when that is still shown. Raises ``InvalidInput``
+        (and changes nothing) for an unknown view or sort, or a bad filter."""
         changes = {key: value for key, value in
                    (("view", view), ("filter_text", filter_text), ("sort", sort), ("descending", descending))
                    if value is not None}
         query = replace(self.grid_query, **changes)
-        ordered = self._source.start_ordered_ids(query)
+        check_query(query, self.actor)
         self.grid_query = query
-        self._whole_view_marked = False
-        self._install(ordered)
+        self.marks.view_changed()
+        self._start_order_read()
 
     def reload(self) -> None:
-        """Read the view again (rows may have joined or left it); marks outside it are dropped."""
-        self._whole_view_marked = False
-        if not self.marked:
-            self._install(self._source.start_ordered_ids(self.grid_query))
-            return
-        ids = self._source.ordered_ids(self.grid_query)
-        before = len(self.marked)
-        self.marked.intersection_update(ids)
-        if len(self.marked) != before:
-            self._marks_changed()
-        self._install(OrderedIds(len(ids), ids))
+        """Read the view again (rows may have joined or left it); marks outside it are dropped
+        once it is read."""
+        self.marks.view_changed()
+        self._rows.invalidate_all()
+        self._prune_marks = bool(self.marks)
+        self._start_order_read()
 
     def refresh_rows(self, ids: Iterable[int] | None = None) -> None:
-        """Fetch these mailboxes' cells again (all of them when ``ids`` is None) and repaint.
-        The order and membership of the view stay as they are until ``reload``."""
+        """Read these mailboxes' cells again (all of them when ``ids`` is None) and repaint; they
+        are drawn as they were until the new values arrive. The order and membership of the
+        view stay as they are until ``reload``."""
         if ids is None:
-            self._pages.clear()
+            self._rows.invalidate_all()
             self.refresh()
-            return
-        changed = set(ids)
-        stale = [number for number, page in self._pages.items() if not changed.isdisjoint(page)]
-        for number in stale:
-            del self._pages[number]
-        if stale:
+        elif self._rows.invalidate(ids):
             self.refresh()
 
     def cycle_sort(self, column: str) -> None:
@@ -362,17 +262,62 @@ class MailboxGrid(ScrollView, can_focus=True):
         else:
             self.set_query(sort=column, descending=False)
 
-    def _install(self, ordered: OrderedIds) -> None:
+    # --- reading the view's ids (a worker) -------------------------------------------------------
+
+    def _start_order_read(self, mounting: bool = False) -> None:
+        self._generation += 1
+        self._reading_order = True
+        self._interrupt_order_read()
+        if mounting or self.is_mounted:  # else on_mount starts it
+            self._read_order(self.grid_query, self._generation, self.cursor_id, self._rows.token())
+
+    @work(thread=True, exclusive=True, group="grid-order", exit_on_error=False)
+    def _read_order(self, query: GridQuery, generation: int, keep_id: int | None, rows_token: int) -> None:
+        worker = get_current_worker()
+        read_order(self._source, ReadOrder(query, generation, keep_id, rows_token), self.post_message,
+                   lambda: worker.is_cancelled, self._long_read)
+
+    def _interrupt_order_read(self) -> None:
+        """Stop a long read of an older query (its result would be dropped anyway)."""
+        self._long_read.interrupt_older_than(self._generation)
+
+    def on_order_read(self, message: OrderRead) -> None:
+        self.call_after_refresh(message.painted.set)  # the rest may be read now
+        if message.generation != self._generation:
+            return  # an older query's answer
+        if message.error is not None:
+            self._reading_order = False
+            self.notify(message.error, title="Reading the mailboxes failed", severity="error", markup=False)
+            return
+        if self._reading_order:
+            self._install(message)
+            if self._mark_all_when_read == message.generation:
+                self.mark_all_in_view()
+        else:  # the rest of the view, after its first ids
+            self._ids, self._total, self._complete = message.ids, message.total, True
+            self._newest_id = message.newest_id
+            self._update_virtual_size()
+            self.set_reactive(MailboxGrid.cursor_row, self.validate_cursor_row(self.cursor_row))
+            self.refresh()
+            self._announce_cursor()
+        if self._complete:
+            self._view_complete()
+        self.post_message(self.ViewRead(self))
+
+    def _install(self, message: OrderRead) -> None:
         """Show a new id list, the cursor on the same mailbox when it is among the ids read (while
         the rest of a large view is being read, the cursor goes to the top if it is not)."""
-        keep_id = self.cursor_id
+        keep_id = None if self._never_read else self.cursor_id
         screen_line = self.cursor_row - int(self.scroll_y)
-        self._show(ordered)
-        self._pages.clear()
+        self._ids, self._total, self._complete = message.ids, message.total, message.complete
+        self._newest_id = message.newest_id
+        self._rows.store(message.rows_token, list(message.rows), message.rows)  # read with the ids
+        self._reading_order = False
+        self._never_read = False
         try:
             position = self._ids.index(keep_id) if keep_id is not None else self.cursor_row
         except ValueError:
-            position = self.cursor_row if self._rest is None else 0
+            position = self.cursor_row if self._complete else 0
         self._update_virtual_size()
         self.set_reactive(MailboxGrid.cursor_row, self.validate_cursor_row(position))
         if self._visible_rows > 0:
@@ -381,52 +326,56 @@ class MailboxGrid(ScrollView, can_focus=True):
         self.refresh()
         self._announce_cursor()
 
+    def _view_complete(self) -> None:
+        changed = False
+        if self.marks.whole_view_pending:
+            self.marks.fill_whole_view(self._ids, self._newest_id)
+            changed = True
+        if self._prune_marks:
+            self._prune_marks = False
+            changed = self.marks.keep_only(self._ids) or changed
+        if changed:
+            self.refresh()
+            self._marks_changed()
+
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(0, self._total + 1)  # + the header line
+        self.virtual_size = Size(0, self.row_count + 1)  # + the header line
 
-    def _show(self, ordered: OrderedIds) -> None:
-        if self._rest is not None:
-            self._rest.cancel()
-        self._ids = ordered.head
-        self._total = ordered.total
-        self._rest = None if ordered.read_rest is None else BackgroundRead(ordered)
-        if self.is_mounted:
-            self._wait_for_rest()
+    # --- reading rows (workers) ------------------------------------------------------------------
 
-    def _wait_for_rest(self) -> None:
-        """Take the whole list in once its background read is done (checked on a timer)."""
-        rest = self._rest
-        if rest is None:
+    def _row_at(self, position: int) -> RowView | None:
+        """The row to draw at ``position`` (perhaps stale), or None while it is read; a row missing
+        or stale has its page queued for a read."""
+        mailbox_id = self._ids[position]
+        page = position // PAGE_SIZE
+        if page not in self._pages_wanted and self._rows.wanted((mailbox_id,)):
+            if not self._pages_wanted:  # reads start after this paint, not inside it
+                self.call_later(self._read_wanted_pages)
+            self._pages_wanted.add(page)
+        return self._rows.get(mailbox_id)
+
+    def _read_wanted_pages(self) -> None:
+        pages, self._pages_wanted = self._pages_wanted, set()
+        for page in sorted(pages):
+            start = page * PAGE_SIZE
+            wanted = self._rows.wanted(self._ids[start:start + PAGE_SIZE])
+            if wanted:
+                self._read_rows(self._rows.start_reading(wanted), wanted)
+
+    @work(thread=True, group="grid-rows", exit_on_error=False)
+    def _read_rows(self, epoch: int, asked: list[int]) -> None:
+        self.post_message(read_rows(self._source, epoch, asked))
+
+    def on_rows_read(self, message: RowsRead) -> None:
+        if message.rows is None:
+            self._rows.abandon(message.asked)
+            if not self._rows_failed:  # once, not once per page
+                self._rows_failed = True
+                self.notify(message.error or "", title="Reading mailboxes failed", severity="error", markup=False)
             return
-
-        def check() -> None:
-            if rest is self._rest:  # not replaced by another query meanwhile
-                if rest.done():
-                    self._whole_order()
-                else:
-                    self.set_timer(REST_POLL_SECONDS, check)
-
-        self.set_timer(REST_POLL_SECONDS, check)
-
-    def _whole_order(self) -> array:
-        """Every id of the view, waiting for the background read of a large view if it still runs."""
-        if self._rest is not None:
-            rest, self._rest = self._rest, None
-            self._ids = rest.result()
-            if len(self._ids) != self._total:  # the database changed while it was read
-                self._total = len(self._ids)
-                self._update_virtual_size()
-                self.cursor_row = min(self.cursor_row, max(0, self._total - 1))
-                self.refresh()
-        return self._ids
-
-    def _id_at(self, position: int) -> int:
-        ids = self._ids if position < len(self._ids) else self._whole_order()
-        return ids[position]
-
-    def _ids_between(self, start: int, stop: int) -> array:
-        ids = self._ids if stop <= len(self._ids) else self._whole_order()
-        return ids[start:stop]
+        self._rows_failed = False
+        self._rows.store(message.epoch, message.asked, message.rows)
+        self.refresh()
 
     # --- marks -----------------------------------------------------------------------------------
 
@@ -435,61 +384,55 @@ class MailboxGrid(ScrollView, can_focus=True):
         mailbox_id = self.cursor_id
         if mailbox_id is None:
             return
-        if mailbox_id in self.marked:
-            self.marked.discard(mailbox_id)
-        else:
-            self.marked.add(mailbox_id)
-        self._anchor_id = mailbox_id
-        self._whole_view_marked = False
+        self.marks.toggle(mailbox_id)
         self._refresh_position(self.cursor_row)
         self._marks_changed()
 
     def mark_range(self) -> None:
         """Mark every row from the anchor (the row last marked with ``toggle_mark``) to the cursor."""
-        if not self._total:
+        if self.cursor_id is None:
             return
-        anchor = self.position_of(self._anchor_id) if self._anchor_id is not None else None
+        anchor_id = self.marks.anchor_id
+        anchor = self.position_of(anchor_id) if anchor_id is not None else None
         if anchor is None:
             anchor = self.cursor_row
-        self._anchor_id = self._id_at(anchor)
+        self.marks.anchor_id = self._ids[anchor]
         low, high = sorted((anchor, self.cursor_row))
-        self._add_marks(self._ids_between(low, high + 1))
+        self._add_marks(self._ids[low:high + 1])
 
     def mark_all_in_view(self) -> None:
-        """Mark every mailbox of the view and filter, not only those on screen."""
-        if not self._total:
+        """Mark every mailbox of the view and filter, not only those on screen (also while the
+        rest of a large view is still being read: they count as marked as they arrive)."""
+        if self._reading_order:  # a new view, filter or sort: marked once its ids arrive
+            self._mark_all_when_read = self._generation
             return
-        whole_view = not self.marked or self._whole_view_marked
-        order = self._whole_order()
-        self._add_marks(order)
-        self._whole_view_marked = whole_view
-        self._marked_up_to = max(order)
+        if not self.row_count:
+            return
+        newest = self._newest_id if not self._complete else (max(self._ids) if self._ids else 0)
+        self.marks.mark_whole_view(self._ids, complete=self._complete, total=self.row_count, up_to_id=newest)
+        self.refresh()
+        self._marks_changed()
 
     def clear_marks(self) -> None:
-        if not self.marked:
+        if not self.marks:
             return
-        self.marked.clear()
-        self._anchor_id = None
-        self._whole_view_marked = False
+        self.marks.clear()
         self.refresh()
         self._marks_changed()
 
     def _add_marks(self, ids: Iterable[int]) -> None:
-        before = len(self.marked)
-        self.marked.update(ids)
-        self._whole_view_marked = False
-        if len(self.marked) != before:
+        if self.marks.add(ids):
             self.refresh()
             self._marks_changed()
 
     def _marks_changed(self) -> None:
         self.refresh_bindings()
-        self.post_message(self.MarksChanged(self, len(self.marked)))
+        self.post_message(self.MarksChanged(self, len(self.marks)))
 
     # --- actions (the keys) ----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "clear_marks" and not self.marked:
+        if action == "clear_marks" and not self.marks:
             return False  # escape then reaches the screen
         return True
 
@@ -509,29 +452,22 @@ class MailboxGrid(ScrollView, can_focus=True):
         self.cursor_row = 0
 
     def action_cursor_last(self) -> None:
-        self.cursor_row = self._total - 1
+        self.cursor_row = self.row_count - 1
 
-    def action_toggle_mark(self) -> None:
-        self.toggle_mark()
-
+    action_toggle_mark = toggle_mark
     def action_extend_marks(self, step: int) -> None:
         """Mark the row under the cursor, move, and mark the row arrived at."""
-        if not self._total:
+        if self.cursor_id is None:
             return
         start = self.cursor_row
         self.cursor_row = start + step
         low, high = sorted((start, self.cursor_row))
-        self._anchor_id = self._id_at(start)
-        self._add_marks(self._ids_between(low, high + 1))
+        self.marks.anchor_id = self._ids[start]
+        self._add_marks(self._ids[low:high + 1])
 
-    def action_mark_range(self) -> None:
-        self.mark_range()
-
-    def action_mark_all_in_view(self) -> None:
-        self.mark_all_in_view()
-
-    def action_clear_marks(self) -> None:
-        self.clear_marks()
+    action_mark_range = mark_range
+    action_mark_all_in_view = mark_all_in_view
+    action_clear_marks = clear_marks
 
     def action_next_sort(self) -> None:
         keys = [column.key for column in self.columns]
@@ -554,7 +490,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         return self.size.height - 1  # below the header
 
     def validate_cursor_row(self, row: int) -> int:
-        return max(0, min(row, self._total - 1))
+        return max(0, min(row, self.row_count - 1))
 
     def watch_cursor_row(self, old: int, new: int) -> None:
         self._refresh_position(old)
@@ -585,12 +521,11 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     def on_mount(self) -> None:
         self._update_virtual_size()
-        self._announce_cursor()
-        self._wait_for_rest()
+        self._start_order_read(mounting=True)
 
     def on_unmount(self) -> None:
-        if self._rest is not None:
-            self._rest.cancel()
+        self._generation += 1  # whatever is still being read is no longer wanted
+        self._interrupt_order_read()
 
     def on_resize(self, event: events.Resize) -> None:
         self._update_virtual_size()
@@ -598,58 +533,24 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     def on_click(self, event: events.Click) -> None:
         if event.y == 0:
-            column = self._column_at(event.x)
+            column = column_at(self._layout(self._width), event.x)
             if column is not None:
                 self.cycle_sort(column.key)
             return
         position = int(self.scroll_y) + event.y - 1
-        if position < self._total:
+        if position < self.row_count:
             self.cursor_row = position
-
-    def _column_at(self, x: int) -> Column | None:
-        left = MARK_WIDTH
-        for column, width in self._layout(self._width):
-            if left <= x < left + width:
-                return column
-            left += width + 1
-        return None
 
     # --- drawing -----------------------------------------------------------------------------------
 
-    def _layout(self, width: int) -> tuple[tuple[Column, int], ...]:
+    def _layout(self, width: int) -> Layout:
         """The columns that fit in ``width`` cells, in display order, with their widths."""
         key = (width, self.grid_query.sort, tuple(self.columns))
-        layout = self._layouts.get(key)
-        if layout is not None:
-            return layout
-        available = width - MARK_WIDTH
-        required = [c for c in self.columns if c.priority == 0 or c.key == self.grid_query.sort]
-        optional = sorted((c for c in self.columns if c not in required), key=lambda c: c.priority)
-        chosen = list(required)
-        used = sum(c.width + 1 for c in chosen)
-        for column in optional:
-            if used + column.width + 1 > available:
-                break
-            chosen.append(column)
-            used += column.width + 1
-        widths = {c.key: c.width for c in chosen}
-        spare = available - used
-        if spare < 0:
-            # Narrower than the required columns: the growing ones give up their width first.
-            for key in GROWING:
-                if key in widths and spare < 0:
-                    taken = min(widths[key] - 1, -spare)
-                    widths[key] -= taken
-                    spare += taken
-        else:
-            for key, most in GROWING.items():
-                if key in widths:
-                    extra = min(most - widths[key], spare // 2 if key == "name" else spare)
-                    widths[key] += max(0, extra)
-                    spare -= max(0, extra)
-        layout = tuple((c, widths[c.key]) for c in self.columns if c.key in widths)
-        self._layouts[key] = layout
-        return layout
+        shown = self._layouts.get(key)
+        if shown is None:
+            shown = layout(self.columns, width, self.grid_query.sort)
+            self._layouts.set(key, shown)
+        return shown
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"mailbox-grid--{name}")
@@ -666,85 +567,33 @@ class MailboxGrid(ScrollView, can_focus=True):
             return super().render_lines(crop)
         finally:
             self._painting = None
+            # Read ahead: the pages half a page above and below the screen, so that paging on
+            # finds its rows already read more often than not.
+            top = int(self.scroll_y)
+            for position in (top - PAGE_SIZE // 2, top + self._visible_rows + PAGE_SIZE // 2):
+                if 0 <= position < len(self._ids):
+                    self._row_at(position)
 
     def render_line(self, y: int) -> Strip:
         if self._painting is not None:
-            base, width, layout = self._painting
+            base, width, shown_layout = self._painting
         else:
             width = self._width
-            base, layout = self.rich_style, self._layout(width)
+            base, shown_layout = self.rich_style, self._layout(width)
         if y == 0:
-            return self._header(layout, width, base)
+            return header_line(shown_layout, width, base, self._style, self.grid_query.sort,
+                               self.grid_query.descending)
         position = int(self.scroll_y) + y - 1
-        if position >= self._total:
+        if position >= self.row_count:
+            if position == self.row_count and (self._never_read or not self.total_known):
+                return message_line("loading…" if self._never_read else "searching…", width, base, self._style)
             if position == 0:
                 text = "No mailboxes match the filter" if self.grid_query.filter_text.strip() else \
                     "No mailboxes in this view"
-                return Strip([Segment(fit("  " + text, width), base + self._style("muted"))], width)
+                return message_line(text, width, base, self._style)
             return Strip.blank(width, base)
-        return self._row(position, layout, width, base)
-
-    @staticmethod
-    def _line(segments: list[Segment], used: int, width: int, style: Style) -> Strip:
-        if used < width:
-            segments.append(Segment(" " * (width - used), style))
-        elif used > width:
-            return Strip(segments).crop(0, width)
-        return Strip(segments, width)
-
-    def _header(self, layout: tuple[tuple[Column, int], ...], width: int, base: Style) -> Strip:
-        style = base + self._style("header")
-        sorted_style = style + self._style("sorted")
-        arrow = " ▼" if self.grid_query.descending else " ▲"
-        segments = [Segment(" " * MARK_WIDTH, style)]
-        used = MARK_WIDTH
-        for column, cell_width in layout:
-            if column.key == self.grid_query.sort:
-                title = fit(column.title, max(0, cell_width - len(arrow))).rstrip() + arrow
-                segments.append(Segment(fit(title, cell_width), sorted_style))
-                segments.append(Segment(" ", style))
-            else:
-                segments.append(Segment(fit(column.title, cell_width) + " ", style))
-            used += cell_width + 1
-        return self._line(segments, used, width, style)
-
-    def _row(self, position: int, layout: tuple[tuple[Column, int], ...], width: int, base: Style) -> Strip:
-        mailbox_id = self._id_at(position)
-        shown = self._row_view(position)
-        marked = mailbox_id in self.marked
-        is_cursor = position == self.cursor_row
-        style = base
-        if shown is not None and not shown.active:
-            style += self._style("inactive")
-        if marked:
-            style += self._style("marked")
-        if is_cursor:
-            style += self._style("cursor")
-        segments = [Segment(MARK if marked else " " * MARK_WIDTH, style)]
-        if shown is None:
-            segments.append(Segment(fit("(this mailbox no longer exists)", width - MARK_WIDTH), style))
-            return Strip(segments, width)
-        used = MARK_WIDTH
-        for column, cell_width in layout:
-            text, style_name = shown.cells[column.key]
-            if style_name is None or is_cursor:
-                segments.append(Segment(fit(text, cell_width) + " ", style))
-            else:
-                segments.append(Segment(fit(text, cell_width), style + self._style(style_name)))
-                segments.append(Segment(" ", style))
-            used += cell_width + 1
-        return self._line(segments, used, width, style)
-
-    def _row_view(self, position: int) -> RowView | None:
-        number = position // PAGE_SIZE
-        page = self._pages.get(number)
-        if page is None:
-            start = number * PAGE_SIZE
-            rows = self._source.rows(self._ids_between(start, min(start + PAGE_SIZE, self._total)))
-            page = {mailbox_id: row_view(row) for mailbox_id, row in rows.items()}
-            self._pages[number] = page
-            if len(self._pages) > CACHED_PAGES:
-                self._pages.popitem(last=False)
-        else:
-            self._pages.move_to_end(number)
-        return page.get(self._id_at(position))
+        known = position < len(self._ids)
+        shown = self._row_at(position) if known else None
+        return row_line(None if shown is GONE else shown,
+                        marked=known and self._ids[position] in self.marks, is_cursor=position == self.cursor_row,
+                        loading=shown is None, layout_=shown_layout, width=width, base=base, style_of=self._style)

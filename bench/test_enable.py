@@ -9,7 +9,7 @@ For each setting of the profile's "verify delivery", two runs over the same mail
     shared TLS context: SMTP connect, EHLO, STARTTLS, EHLO, AUTH PLAIN, send a message to the
     mailbox itself, QUIT; then IMAP over implicit TLS, AUTHENTICATE PLAIN, SELECT INBOX read-only
     (with verify delivery also NOOP and SEARCH for the message until found), LOGOUT;
-  * mbxtui: `jobs.schedule` of every mailbox of the profile, then `TestRunner.run` with as many
+  * mbxtui: `enablement.schedule` of every mailbox of the profile, then `EnablementRunner.run` with as many
     threads and the profile's max concurrent connections, passwords read from the encrypted-file
     keyring; the time includes writing every result, job row and alert.
 
@@ -40,10 +40,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.lab lives beside the package, not in it
 
-from mbxtui.core import db, jobs  # noqa: E402
-from mbxtui.core.models import Alert, TestJob  # noqa: E402
+from mbxtui.core import db  # noqa: E402
+from mbxtui.core.jobs import queue as jobs  # noqa: E402
+from mbxtui.core.jobs.runner import EnablementRunner  # noqa: E402
+from mbxtui.core.models import Alert, EnablementJob# noqa: E402
 from mbxtui.core.secrets import SecretStore  # noqa: E402
-from mbxtui.core.services import bulk, credentials, imports, operators, profiles, settings  # noqa: E402
+from mbxtui.core.services import bulk, credentials, enablement, imports, operators, profiles, settings  # noqa: E402
 from mbxtui.core.services.selection import Selection  # noqa: E402
 from tests.lab import start_lab  # noqa: E402
 
@@ -197,16 +199,16 @@ def run_mbxtui(lab: LabProcess, store: SecretStore, admin, threads: int, verify:
     profiles.update(admin, PROFILE, incoming_port=imap_port, outgoing_port=smtp_port, verify_delivery=verify)
     alerts_before = Alert.select().count()
     started, cpu = time.perf_counter(), time.process_time()
-    request = jobs.schedule(admin, Selection.of_profile(PROFILE))
-    summary = jobs.TestRunner(store, threads=threads).run(until_idle=True)
+    request = enablement.schedule(admin, Selection.of_profile(PROFILE))
+    summary = EnablementRunner(store, threads=threads).run(until_idle=True)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     connections = lab.counted()
-    progress = jobs.batch_progress(request["batch"])
+    progress = jobs.batch_progress(request.batch_id)
     alerts = Alert.select().count() - alerts_before
-    unfinished = TestJob.select().where(TestJob.state.in_(("queued", "running"))).count()
+    unfinished = EnablementJob.select().where(EnablementJob.state.in_(("queued", "running"))).count()
     if progress.passed != count or summary.passed != count or alerts != count or unfinished:
-        codes = sorted({direction["failure"]["code"] for row in jobs.batch_results(request["batch"])
-                        if row["directions"] for direction in row["directions"].values() if direction["failure"]})
+        codes = sorted({direction["failure"]["code"] for row in jobs.batch_results(request.batch_id)
+                        if row.directions for direction in row.directions.values() if direction["failure"]})
         raise SystemExit(f"mbxtui run: {progress.as_dict()}, {alerts} alerts, {unfinished} jobs unfinished; "
                          f"failure codes: {codes}")
     return Run("mbxtui", count, seconds, cpu, connections)

@@ -35,10 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.lab lives beside the package, not in it
 
 from bench.test_enable import LabProcess  # noqa: E402
-from mbxtui.core import db, jobs  # noqa: E402
+from mbxtui.core import db  # noqa: E402
+from mbxtui.core.jobs import queue as jobs  # noqa: E402
 from mbxtui.core.models import Alert, database  # noqa: E402
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore  # noqa: E402
-from mbxtui.core.services import bulk, credentials, imports, operators, profiles, settings  # noqa: E402
+from mbxtui.core.services import bulk, credentials, enablement, imports, operators, profiles, settings  # noqa: E402
 from mbxtui.core.services.selection import Selection  # noqa: E402
 
 MASTER_PASSWORD = "bench master password"
@@ -111,7 +112,7 @@ def run_workers(lab: LabProcess, admin, backend: str, location: str, data_dir: P
         load = os.getloadavg()[0]
         alerts_before = Alert.select().count()
         started = time.perf_counter()
-        batch = jobs.schedule(admin, Selection.of_profile(PROFILE))["batch"]
+        batch = enablement.schedule(admin, Selection.of_profile(PROFILE)).batch_id
         deadline = time.monotonic() + RUN_TIMEOUT
         while database.execute_sql(
                 "SELECT count(*) FROM test_job WHERE batch_id = ? AND state IN ('queued', 'running')",

@@ -18,7 +18,7 @@ from mbxtui.cli.options import Commands, UsageError, command, json_option, selec
 from mbxtui.cli.output import EXIT_OK, EXIT_TEST_FAILED, emit, print_json, print_table
 
 if TYPE_CHECKING:
-    from mbxtui.core.jobs import TestRunner
+    from mbxtui.core.jobs.runner import EnablementRunner
 
 tested_log = logging.getLogger("mbxtui.worker.tested")
 summary_log = logging.getLogger("mbxtui.worker.summary")
@@ -36,17 +36,17 @@ def log_tested(events: Sequence[Any]) -> None:
 
 
 def _runner(ctx: Context, *, threads: int, on_tested: Callable[[Sequence[Any]], None] | None = None,
-            **options: Any) -> TestRunner:
-    from mbxtui.core.jobs import TestRunner
+            **options: Any) -> EnablementRunner:
+    from mbxtui.core.jobs.runner import EnablementRunner
 
-    return TestRunner(ctx.store, threads=threads, on_tested=on_tested, **options)
+    return EnablementRunner(ctx.store, threads=threads, on_tested=on_tested, **options)
 
 
 def cmd_test_enable(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core import jobs
-    from mbxtui.core.services import mailbox_views
+    from mbxtui.core.jobs import queue as jobs
+    from mbxtui.core.services import enablement, mailbox_views
 
-    request = jobs.schedule(ctx.actor, selection(args))
+    request = enablement.schedule(ctx.actor, selection(args)).as_dict()
     if not args.wait:
         emit(args, request, lambda d: print(
             f"Test & Enable queued for {d['queued']} mailbox(es) (batch {d['batch']}); "
@@ -67,13 +67,13 @@ def cmd_test_enable(ctx: Context, args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     results = []
     for row in jobs.batch_results(batch):
-        details = mailbox_views.rows_by_ids(ctx.actor, [row["mailbox_id"]])[row["mailbox_id"]]
+        details = mailbox_views.rows_by_ids(ctx.actor, [row.mailbox_id])[row.mailbox_id]
         results.append({
-            "email": details["email"], "outcome": row["outcome"],
+            "email": details["email"], "outcome": row.outcome,
             "incoming_status": details["incoming_status"], "outgoing_status": details["outgoing_status"],
             "act_status": details["act_status"], "error_code": details["last_error_code"],
             "error": details["last_error_text"], "next_retry": details["postponed_until"],
-            "directions": row["directions"],
+            "directions": row.directions,
         })
     progress = jobs.batch_progress(batch)
     if args.json:

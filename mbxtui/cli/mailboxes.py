@@ -47,11 +47,12 @@ def cmd_mailbox_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_show(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core import jobs
+    from mbxtui.core.jobs import queue as jobs
     from mbxtui.core.services import mailboxes
 
     data = mailboxes.show(ctx.actor, args.email)
-    data["last_test"] = jobs.last_result(data["id"])
+    last = jobs.last_result(data["id"])
+    data["last_test"] = None if last is None else last.as_dict()
     emit(args, data, print_record)
     return EXIT_OK
 

@@ -69,9 +69,9 @@ def cmd_profile_set_password(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_profile_test(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core.profile_test import test_profile
+    from mbxtui.core.profile_check import check_profile
 
-    data = test_profile(ctx.actor, args.profile, ctx.store)
+    data = check_profile(ctx.actor, args.profile, ctx.store)
     if args.json:
         print_json(data)
     else:

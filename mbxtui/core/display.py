@@ -30,7 +30,7 @@ def cell(value: Any) -> str:
 
 
 def test_step_lines(directions: dict[str, Any]) -> list[str]:
-    """The steps of each direction of a test (as ``MailboxTestResult.as_dict`` stores them), one
+    """The steps of each direction of a test (as ``MailboxCheckResult.as_dict`` stores them), one
     line each, with the failure's code, class and sentence."""
     lines = []
     for direction, probe in directions.items():

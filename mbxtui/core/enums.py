@@ -62,8 +62,9 @@ class Approval(StrEnum):
     REJECTED = "rejected"
 
 
-class TestStatus(StrEnum):
-    __test__ = False  # not a pytest test class
+class CheckStatus(StrEnum):
+    """The status of one direction of a mailbox, as its last Test & Enable left it."""
+
     NOT_RUN = "not_run"
     SUCCESS = "success"
     FAILURE = "failure"
@@ -97,6 +98,15 @@ class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class JobOutcome(StrEnum):
+    """How a job ended: every direction passed, one failed for good, or a retry is queued."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    POSTPONED = "postponed"
     CANCELLED = "cancelled"
 
 

@@ -79,7 +79,7 @@ CREATE INDEX "mailbox_approval_active" ON "mailbox" ("approval", "active");
 CREATE INDEX "mailbox_overall_status_active" ON "mailbox" ("overall_status", "active");
 """
 
-# The connection slots each worker holds per profile, leased (see connection_leases.py).
+# The connection slots each worker holds per profile, leased (see jobs/leases.py).
 SCHEMA_0004 = r"""
 CREATE TABLE "connection_lease" ("profile_id" INTEGER NOT NULL, "worker" VARCHAR(255) NOT NULL, "slots" INTEGER NOT NULL, "wanted" INTEGER NOT NULL, "lease_until" DATETIME NOT NULL, PRIMARY KEY ("profile_id", "worker"), FOREIGN KEY ("profile_id") REFERENCES "profile" ("id") ON DELETE CASCADE);
 CREATE INDEX "connection_lease_worker" ON "connection_lease" ("worker");

@@ -20,6 +20,8 @@ from peewee import (
     TextField,
 )
 
+from mbxtui.core.enums import JobState
+
 database = DatabaseProxy()
 
 
@@ -190,30 +192,36 @@ class AuditRecord(BaseModel):
     after = TextField(null=True)
 
 
-class TestBatch(BaseModel):
-    __test__ = False
+class EnablementBatch(BaseModel):
+    """Test & Enable asked for once, for one or many mailboxes."""
+
     requested_by = CharField()
     requested_on = DateTimeField(default=utcnow)
     description = TextField(default="")
     total = IntegerField(default=0)
 
+    class Meta:
+        table_name = "test_batch"
 
-class TestJob(BaseModel):
-    """One Test & Enable of one mailbox. ``state``: queued, running, done, cancelled."""
 
-    __test__ = False
-    batch = ForeignKeyField(TestBatch, backref="jobs", on_delete="CASCADE")
+class EnablementJob(BaseModel):
+    """One Test & Enable of one mailbox. ``state``: a ``JobState``; ``outcome``: a ``JobOutcome``."""
+
+    batch = ForeignKeyField(EnablementBatch, backref="jobs", on_delete="CASCADE")
     mailbox = ForeignKeyField(Mailbox, backref="jobs", on_delete="CASCADE")
     requested_by = CharField()
-    state = CharField(default="queued")
+    state = CharField(default=JobState.QUEUED.value)
     attempt = IntegerField(default=1)
     not_before = DateTimeField(null=True)
     started_on = DateTimeField(null=True)
     finished_on = DateTimeField(null=True)
     worker = CharField(null=True)
     lease_until = DateTimeField(null=True)
-    outcome = CharField(null=True)  # passed, failed, postponed, cancelled
+    outcome = CharField(null=True)
     result = TextField(null=True)  # JSON: the steps of each direction
+
+    class Meta:
+        table_name = "test_job"
 
 
 ALL_MODELS = [
@@ -226,6 +234,6 @@ ALL_MODELS = [
     Alert,
     AuditEntry,
     AuditRecord,
-    TestBatch,
-    TestJob,
+    EnablementBatch,
+    EnablementJob,
 ]

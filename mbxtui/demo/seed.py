@@ -16,11 +16,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mbxtui.core import jobs
+from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.models import Alert, Operator
 from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import SecretStore
-from mbxtui.core.services import alerts, bulk, credentials, imports, mailboxes, operators, profiles, settings
+from mbxtui.core.services import (
+    alerts, bulk, credentials, enablement, imports, mailboxes, operators, profiles, settings,
+)
 from mbxtui.core.services.selection import Selection
 from mbxtui.demo.mailsystem import DOMAIN, MAILBOX_PASSWORD, OAUTH2_TOKEN, SERVICE_LOGIN, SERVICE_PASSWORD
 from mbxtui.demo.sandbox import HOST, SandboxPorts
@@ -311,12 +313,12 @@ def _all_addresses(organisation: DemoOrganisation) -> list[str]:
 def _first_test_run(actor: Actor, organisation: DemoOrganisation, store: SecretStore) -> None:
     """Test & Enable most mailboxes, as if it had been done before: the forward mailbox first,
     since the mailboxes it receives for pass only once it is enabled (R10)."""
-    runner = jobs.TestRunner(store, threads=SEED_TEST_THREADS)
-    jobs.schedule(actor, Selection.of_emails([organisation.forward_mailbox]), "Test & Enable (forward mailbox)")
+    runner = EnablementRunner(store, threads=SEED_TEST_THREADS)
+    enablement.schedule(actor, Selection.of_emails([organisation.forward_mailbox]), "Test & Enable (forward mailbox)")
     runner.run(until_idle=True)
     skipped = {*organisation.untested, *organisation.pending[TESTED_WHILE_PENDING:], *organisation.rejected,
                *(organisation.queues[local] for local in QUEUES_PENDING), organisation.forward_mailbox}
-    jobs.schedule(actor, Selection.of_emails([a for a in _all_addresses(organisation) if a not in skipped]))
+    enablement.schedule(actor, Selection.of_emails([a for a in _all_addresses(organisation) if a not in skipped]))
     runner.run(until_idle=True)
 
 

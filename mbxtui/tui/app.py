@@ -13,8 +13,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.signal import Signal
 
-from mbxtui.core import jobs
-from mbxtui.core.jobs import MailboxTested
+from mbxtui.core.jobs import queue as jobs
+from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
 from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
 from mbxtui.core.secrets import SecretStore, SecretsError
 from mbxtui.core.session import ChangeSignalUnavailable
@@ -68,7 +68,7 @@ class MbxApp(App):
         self.progress_changed: Signal[str] = Signal(self, "progress-changed")
         self.runner_stopped: Signal[str] = Signal(self, "runner-stopped")
         self._stop_runner = threading.Event()
-        self._runner: jobs.TestRunner | None = None
+        self._runner: EnablementRunner | None = None
         self._checkpoints = None
         self._changes = None
         self.theme = default_theme()
@@ -125,7 +125,7 @@ class MbxApp(App):
         if not self.run_tests or not allowed(self.actor, Permission.TEST) or self._runner is not None:
             return
         usable = self.store is not None and not self.store.needs_master_password
-        self._runner = jobs.TestRunner(self.store if usable else None, threads=self.threads,
+        self._runner = EnablementRunner(self.store if usable else None, threads=self.threads,
                                        on_tested=lambda events: self.post_message(MailboxesTested(events)))
         self.run_worker(self._run_tests, thread=True, group="test-runner", exit_on_error=False, name="Test & Enable")
 

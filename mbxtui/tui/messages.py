@@ -8,7 +8,8 @@ from typing import Any, Callable
 
 from textual.message import Message
 
-from mbxtui.core.jobs import MailboxTested, Progress
+from mbxtui.core.jobs.queue import JobResult, Progress
+from mbxtui.core.jobs.runner import MailboxTested
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes
 
 
@@ -76,7 +77,7 @@ class MailboxDetailLoaded(Message):
 
     mailbox_id: int
     row: dict[str, Any] | None
-    last_test: dict[str, Any] | None = None
+    last_test: JobResult | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
 

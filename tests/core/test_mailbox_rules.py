@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from mbxtui.core.models import AuditEntry, AuditRecord, TestJob
+from mbxtui.core.models import AuditEntry, AuditRecord, EnablementJob
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import bulk, imports, mailbox_views, mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.selection import Selection
@@ -72,7 +72,7 @@ def test_apply_defaults_changes_the_selected_mailboxes_and_schedules_their_test(
         assert (box["incoming_status"], box["outgoing_status"], box["overall_status"]) == ("not_run",) * 3
         assert (box["incoming_enabled"], box["outgoing_enabled"]) == (0, 0)
     assert mailbox("cat@corp.test") == untouched
-    jobs = [(j.mailbox.email, j.state, j.batch_id) for j in TestJob.select().order_by(TestJob.mailbox)]
+    jobs = [(j.mailbox.email, j.state, j.batch_id) for j in EnablementJob.select().order_by(EnablementJob.mailbox)]
     assert jobs == [("ann@corp.test", "queued", result.test_batch), ("bob@corp.test", "queued", result.test_batch)]
     assert audit_actions(since) == ["mailbox.apply_defaults"]
     entry = AuditEntry.select().order_by(AuditEntry.id.desc()).get()

@@ -11,12 +11,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from mbxtui.core import db, jobs
+from mbxtui.core import db
 from mbxtui.core.enums import AlertLevel
+from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.models import Mailbox, database
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import (
-    alerts, audit, bulk, credentials, mailbox_views, mailboxes, operators, profiles, settings, users,
+    alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, operators, profiles, settings, users,
 )
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.selection import Selection
@@ -57,7 +58,7 @@ def populate(location: Path | str, store: SecretStore) -> None:
     with db.write_transaction():
         raise_alert(AlertLevel.ERROR, "AUTH_FAILED", "refused", mailbox=mailboxes.get("p02@corp.test"))
         raise_alert(AlertLevel.WARNING, "TIMEOUT", "slow", mailbox=mailboxes.get("p04@corp.test"))
-    jobs.schedule(admin, Selection.of_emails(["p00@corp.test", "p02@corp.test"]))
+    enablement.schedule(admin, Selection.of_emails(["p00@corp.test", "p02@corp.test"]))
     opened.close()
 
 
@@ -136,7 +137,7 @@ def test_a_copy_answers_as_the_source_did_and_takes_new_rows(source, target, sto
     assert mailboxes.get("after@corp.test").id > largest
     profiles.create(admin, **{**IMAP_PROFILE, "name": "third"})
     queued = jobs.queued_count()
-    jobs.schedule(admin, Selection.of_emails(["after@corp.test"]))
+    enablement.schedule(admin, Selection.of_emails(["after@corp.test"]))
     assert jobs.queued_count() == queued + 1
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound
-from mbxtui.core.models import TestJob
+from mbxtui.core.models import EnablementJob
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import bulk, settings, users
 from mbxtui.core.services.selection import Selection
@@ -151,7 +151,7 @@ def test_deactivating_a_user_deactivates_its_mailbox_and_cancels_its_queued_test
     ann = mailbox("ann@corp.test")
     assert ann["active"] == 0
     assert (ann["incoming_enabled"], ann["outgoing_enabled"], ann["act_enabled"], ann["test_scheduled"]) == (0, 0, 0, 0)
-    jobs = {job.mailbox.email: job.state for job in TestJob.select()}
+    jobs = {job.mailbox.email: job.state for job in EnablementJob.select()}
     assert jobs == {"ann@corp.test": "cancelled", "bob@corp.test": "queued"}
     bob = mailbox("bob@corp.test")
     assert (bob["active"], bob["incoming_enabled"], bob["test_scheduled"]) == (1, 1, 1)

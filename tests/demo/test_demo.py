@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from mbxtui.core import jobs
 from mbxtui.core.db import install_id
 from mbxtui.core.errors import MbxError
-from mbxtui.core.models import Alert, Mailbox, Operator, Profile, Queue, TestJob, User, utcnow
+from mbxtui.core.jobs import queue as jobs
+from mbxtui.core.jobs.runner import EnablementRunner
+from mbxtui.core.models import Alert, EnablementJob, Mailbox, Operator, Profile, Queue, User, utcnow
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SECRETS_FILE_NAME
-from mbxtui.core.services import credentials, operators, settings
+from mbxtui.core.services import credentials, enablement, operators, settings
 from mbxtui.core.services.selection import Selection
 from mbxtui.demo import DATABASE_NAME, DEMO_MASTER_PASSWORD, Demo, demo_directory, prepare_demo, seed
 from mbxtui.demo.certs import CA_FILE_NAME, LEGACY_CA_FILE_NAME
@@ -42,7 +43,7 @@ def failure_codes(email: str) -> dict[str, str | None]:
     result = jobs.last_result(row(email).id)
     assert result is not None, f"{email} has no finished test"
     return {direction: probe["failure"]["code"] if probe["failure"] else None
-            for direction, probe in result["directions"].items()}
+            for direction, probe in result.directions.items()}
 
 
 def refuses_connections(port: int) -> bool:
@@ -185,19 +186,19 @@ def test_every_sandbox_port_answers_as_its_part_in_the_demo_says(demo: Demo):
 def test_test_and_enable_of_every_demo_mailbox_meets_every_kind_of_outcome(restarted_demo: Demo):
     organisation = seed.plan()
     warehouse = organisation.groups[seed.WAREHOUSE] + [organisation.queues["dispatch"]]
-    retrying = {job.mailbox.email for job in TestJob.select().where(TestJob.state == "queued")}
+    retrying = {job.mailbox.email for job in EnablementJob.select().where(EnablementJob.state == "queued")}
     assert retrying >= set(warehouse), "the first start's test of the warehouse mailboxes is retried"
-    jobs.schedule(restarted_demo.actor, Selection.of_view("all"))
+    enablement.schedule(restarted_demo.actor, Selection.of_view("all"))
 
     # Late enough for the first start's retries to be due as well.
     after_the_retry_interval = utcnow() + timedelta(minutes=settings.load().retry_interval_minutes + 1)
-    runner = jobs.TestRunner(restarted_demo.store, threads=32, clock=lambda: after_the_retry_interval)
+    runner = EnablementRunner(restarted_demo.store, threads=32, clock=lambda: after_the_retry_interval)
     summary = runner.run(until_idle=True)
     assert summary.tested == Mailbox.select().count(), "every demo mailbox, once"
 
     head_office_admin = organisation.users[seed.ADMIN_USER]
     assert failure_codes(head_office_admin) == {"incoming": None, "outgoing": None}
-    steps = [s["step"] for s in jobs.last_result(row(head_office_admin).id)["directions"]["incoming"]["steps"]]
+    steps = [s["step"] for s in jobs.last_result(row(head_office_admin).id).directions["incoming"]["steps"]]
     assert "verify_delivery" in steps, "the test message went through SMTP into the inbox IMAP reads"
     assert row(head_office_admin).incoming_enabled and row(head_office_admin).outgoing_enabled
     for untested in organisation.untested:
@@ -226,10 +227,10 @@ def test_test_and_enable_of_every_demo_mailbox_meets_every_kind_of_outcome(resta
     for unreachable in warehouse:
         assert failure_codes(unreachable) == {"incoming": "CONNECTION_REFUSED", "outgoing": "TIMEOUT"}
         assert row(unreachable).postponed_until > after_the_retry_interval, "transient: retried later"
-    retries = TestJob.select().where((TestJob.state == "queued") & (TestJob.attempt >= 2)
-                                     & (TestJob.not_before > after_the_retry_interval))
+    retries = EnablementJob.select().where((EnablementJob.state == "queued") & (EnablementJob.attempt >= 2)
+                                     & (EnablementJob.not_before > after_the_retry_interval))
     assert {job.mailbox.email for job in retries} == set(warehouse)
-    silent_steps = jobs.last_result(row(warehouse[0]).id)["directions"]["outgoing"]["steps"]
+    silent_steps = jobs.last_result(row(warehouse[0]).id).directions["outgoing"]["steps"]
     assert 2.5 <= sum(s["seconds"] for s in silent_steps) < 6, "the silent server runs out the 3 s timeout"
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import pytest
 
 from mbxtui.core.errors import Conflict
-from mbxtui.core.models import Alert, AuditEntry, Mailbox, TestJob, database
+from mbxtui.core.models import Alert, AuditEntry, EnablementJob, Mailbox, database
 from mbxtui.core.services import bulk, mailboxes, profiles, settings
 from mbxtui.core.services.selection import Selection
 from tests.backends import ON_POSTGRES
@@ -72,7 +72,9 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
     (approve, reject, bulk edit, edit, profile and settings saves with the version the form was
     opened at, Test & Enable) chosen at random until ``spec["deadline"]`` (epoch seconds), with a
     Test & Enable runner working beside them as the console's runner does. Returns what happened."""
-    from mbxtui.core import db, jobs
+    from mbxtui.core import db
+    from mbxtui.core.jobs.runner import EnablementRunner
+    from mbxtui.core.services import enablement
     from mbxtui.core.secrets import SecretStore
     from mbxtui.core.services import operators
 
@@ -84,7 +86,7 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
     ids = {email: mailboxes.get(email).id for email in emails}
     report: dict[str, Any] = {"done": Counter(), "conflicts": Counter(), "errors": [],
                               "edits": [], "profile_saves": [], "settings_saves": []}
-    runner = jobs.TestRunner(store, threads=4)
+    runner = EnablementRunner(store, threads=4)
     stop = threading.Event()
 
     def run_tests() -> None:
@@ -132,7 +134,7 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
         report["settings_saves"].append(shown["row_version"])
 
     def test_enable():
-        jobs.schedule(actor, some())
+        enablement.schedule(actor, some())
         runner.wake()
 
     operations: dict[str, Callable[[], None]] = {
@@ -315,10 +317,10 @@ def test_two_consoles_and_a_script_on_the_same_mailboxes_lose_nothing_and_run_no
         "SELECT mailbox_id FROM test_job WHERE state = 'queued' GROUP BY 1 HAVING count(*) > 1").fetchall()
     assert not waiting, f"two tests queued for one mailbox: {waiting}"
     assert not Mailbox.select().where((Mailbox.test_scheduled == True) & ~Mailbox.id.in_(  # noqa: E712
-        TestJob.select(TestJob.mailbox).where(TestJob.state == "queued"))).exists(), "scheduled with nothing queued"
+        EnablementJob.select(EnablementJob.mailbox).where(EnablementJob.state == "queued"))).exists(), "scheduled with nothing queued"
     # Tests whose mailbox was changed while they ran are run again (their result said nothing about
     # the new settings), so the lab may hold more messages than results; each recorded one arrived once.
-    recorded = sent_message_ids([job.result for job in TestJob.select().where(TestJob.state == "done")])
+    recorded = sent_message_ids([job.result for job in EnablementJob.select().where(EnablementJob.state == "done")])
     received = received_message_ids(org, logins)
     assert len(received) == len(set(received)), "a test message was delivered twice"
     assert len(recorded) == len(set(recorded)) and set(recorded) <= set(received)
@@ -329,8 +331,8 @@ def test_two_consoles_and_a_script_on_the_same_mailboxes_lose_nothing_and_run_no
     # 2. Only testing, from all three at once: now every test message the lab received belongs to
     # exactly one recorded result, and every recorded result to exactly one message.
     bulk.approve(org.admin, Selection.of_emails(logins))
-    assert not TestJob.select().where((TestJob.state == "queued") & TestJob.not_before.is_null()).exists()
-    last_job = last_id(TestJob)
+    assert not EnablementJob.select().where((EnablementJob.state == "queued") & EnablementJob.not_before.is_null()).exists()
+    last_job = last_id(EnablementJob)
     received_before = set(received_message_ids(org, logins))
     deadline = time.time() + SESSION_START_ALLOWANCE + TESTS_ONLY_SECONDS
     consoles = [start_console(org, f"tester {n}", seed=10 + n, deadline=deadline, emails=logins,
@@ -345,7 +347,7 @@ def test_two_consoles_and_a_script_on_the_same_mailboxes_lose_nothing_and_run_no
     script.check()
     for report in reports:
         assert not report["errors"], "\n".join(report["errors"])
-    jobs = list(TestJob.select().where(TestJob.id > last_job))
+    jobs = list(EnablementJob.select().where(EnablementJob.id > last_job))
     assert {job.state for job in jobs} == {"done"}, Counter(job.state for job in jobs)
     recorded = sent_message_ids([job.result for job in jobs])
     received = [m for m in received_message_ids(org, logins) if m not in received_before]
@@ -466,7 +468,7 @@ def test_kill_9_mid_test_enable_of_1000_mailboxes_then_restart_every_mailbox_onc
         assert restarted.returncode == 0 and shows_no_lock_error(restarted.stderr), restarted.stderr
         tested_after = int(re.search(r"tested (\d+):", restarted.stderr)[1])
         assert done_before + tested_after == CRASH_MAILBOXES, "each mailbox's result written once in all"
-        jobs = list(TestJob.select(TestJob.mailbox, TestJob.state, TestJob.outcome, TestJob.attempt))
+        jobs = list(EnablementJob.select(EnablementJob.mailbox, EnablementJob.state, EnablementJob.outcome, EnablementJob.attempt))
         assert len(jobs) == len({job.mailbox_id for job in jobs}) == CRASH_MAILBOXES, "one job per mailbox"
         assert {(job.state, job.outcome, job.attempt) for job in jobs} == {("done", "passed", 1)}
         rows = Mailbox.select().where(Mailbox.email.in_(logins))

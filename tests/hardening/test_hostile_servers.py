@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from mbxtui.core import jobs
-from mbxtui.core.jobs import MailboxTested, RunSummary
+from mbxtui.core.jobs import queue as jobs
+from mbxtui.core.jobs.runner import MailboxTested, RunSummary
 from mbxtui.core.probes import imap, pop3, smtp
 from mbxtui.core.probes.base import Credentials, Endpoint, ErrorCode, ProbeResult, Step
 from tests.hardening.hostile import (
@@ -538,7 +538,7 @@ def _failure_codes(mailbox_id: int) -> dict[str, str]:
     result = jobs.last_result(mailbox_id)
     assert result is not None, "no finished test"
     return {direction: probe["failure"]["code"]
-            for direction, probe in result["directions"].items() if probe["failure"]}
+            for direction, probe in result.directions.items() if probe["failure"]}
 
 
 def _run_bounded(org: Org, emails: list[str], finished_at: dict[str, float]) -> tuple[RunSummary, float]:

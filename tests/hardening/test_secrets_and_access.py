@@ -42,15 +42,17 @@ from textual.widgets import Input, Static
 
 import mbxtui.core.services
 from mbxtui import __version__, cli, logs
-from mbxtui.core import db, jobs, profile_test
+from mbxtui.core import db, profile_check
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import AlertLevel, Role
 from mbxtui.core.errors import PermissionDenied
+from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.models import Alert, Mailbox, database
 from mbxtui.core.permissions import GRANTS, Actor, Permission
 from mbxtui.core.secrets import SECRETS_FILE_NAME, SecretStore
 from mbxtui.core.services import (
-    alerts, bulk, credentials, imports, mailbox_views, mailboxes, operators, profiles, settings, users,
+    alerts, bulk, credentials, enablement, imports, mailbox_views, mailboxes, operators, profiles, settings,
+    users,
 )
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.selection import Selection
@@ -324,7 +326,7 @@ def test_a_secret_a_server_echoes_back_is_not_recorded(org: Org, protocol: str, 
     assert "refused" in row.last_error_text, "the server's quote is not in the sentence: nothing was tested"
     sources = {
         "mailbox show --json": json.dumps(mailboxes.show(org.admin, ECHO_MAILBOX), default=str).encode(),
-        "last test": json.dumps(jobs.last_result(row.id)).encode(),
+        "last test": json.dumps(jobs.last_result(row.id).as_dict()).encode(),
         "alerts --json": json.dumps(alerts.list_alerts(org.admin, include_dismissed=True),
                                     ensure_ascii=False).encode(),
         **database_files(org.db_path),
@@ -778,8 +780,8 @@ MUTATING_SERVICES = [
     MutatingService(alerts.dismiss, (Permission.DISMISS_ALERTS,),
                     lambda f, a, w: f(a, [alert.id for alert in Alert.select()])),
     MutatingService(alerts.dismiss_matching, (Permission.DISMISS_ALERTS,), lambda f, a, w: f(a, level="error")),
-    MutatingService(jobs.schedule, (TEST,), lambda f, a, w: f(a, BOB_ONLY)),
-    MutatingService(profile_test.test_profile, (TEST,), lambda f, a, w: f(a, "imap", w.store),
+    MutatingService(enablement.schedule, (TEST,), lambda f, a, w: f(a, BOB_ONLY)),
+    MutatingService(profile_check.check_profile, (TEST,), lambda f, a, w: f(a, "imap", w.store),
                     writes_database=False),
 ]
 
@@ -796,9 +798,8 @@ CALLED_BY_CHECKED_SERVICES = {
     "audit.record_selection": "the audit entry of a set-based change its caller was allowed to make",
     "selection.materialise": "fills this connection's temporary selection table only",
     "bulk.deactivate_selected": "the R19 step of users.deactivate_* and bulk.deactivate",
-    "jobs.schedule_selected": "the Test & Enable step of jobs.schedule and bulk.apply_defaults",
 }
-MODULES_WITH_SERVICES = ("mbxtui.core.jobs", "mbxtui.core.profile_test")
+MODULES_WITH_SERVICES = ("mbxtui.core.profile_check",)
 
 
 def role_cases() -> Iterator[Any]:
@@ -866,4 +867,4 @@ def test_every_service_taking_an_actor_is_in_the_role_table():
         f"services taking an actor that no test holds to the roles: {sorted(found - known)}; add each to "
         "MUTATING_SERVICES (or, if it changes nothing, to READ_ONLY)")
     assert not known - found, f"the table names services that no longer exist: {sorted(known - found)}"
-    assert {"bulk.approve", "jobs.schedule", "profile_test.test_profile"} <= tabled
+    assert {"bulk.approve", "enablement.schedule", "profile_check.check_profile"} <= tabled

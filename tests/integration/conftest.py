@@ -18,12 +18,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from mbxtui.core import db, jobs
-from mbxtui.core.jobs import RunSummary, TestRunner
-from mbxtui.core.models import Alert, Mailbox, TestJob, User, utcnow
+from mbxtui.core import db
+from mbxtui.core.jobs.runner import EnablementRunner, RunSummary
+from mbxtui.core.models import Alert, EnablementJob, Mailbox, User, utcnow
 from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore
-from mbxtui.core.services import bulk, credentials, imports, mailboxes, operators, profiles, users
+from mbxtui.core.services import bulk, credentials, enablement, imports, mailboxes, operators, profiles, users
 from mbxtui.core.services.selection import Selection
 from tests.backends import Databases, dump, query
 from tests.lab import MailLab
@@ -130,11 +130,11 @@ class Org:
     # -- running --
 
     def schedule(self, *emails: str) -> int:
-        return jobs.schedule(self.admin, Selection.of_emails(emails))["batch"]
+        return enablement.schedule(self.admin, Selection.of_emails(emails)).batch_id
 
-    def runner(self, **options: Any) -> TestRunner:
+    def runner(self, **options: Any) -> EnablementRunner:
         options.setdefault("threads", 8)
-        return TestRunner(self.store, clock=self.clock, **options)
+        return EnablementRunner(self.store, clock=self.clock, **options)
 
     def test_enable(self, *emails: str, **runner_options: Any) -> RunSummary:
         """Schedule Test & Enable for ``emails`` and run every due job until none is left."""
@@ -154,8 +154,8 @@ class Org:
             query = query.where(getattr(Alert, name) == value)
         return list(query)
 
-    def jobs_of(self, email: str) -> list[TestJob]:
-        return list(TestJob.select().where(TestJob.mailbox == self.row(email).id).order_by(TestJob.id))
+    def jobs_of(self, email: str) -> list[EnablementJob]:
+        return list(EnablementJob.select().where(EnablementJob.mailbox == self.row(email).id).order_by(EnablementJob.id))
 
     def user_id(self, email: str) -> int:
         return User.get(User.email == email).id

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from mbxtui.core import jobs
-from mbxtui.core.models import Alert, TestJob
+from mbxtui.core.jobs import queue as jobs
+from mbxtui.core.models import Alert, EnablementJob
 from mbxtui.core.probes.smtp import TEST_SUBJECT
 from mbxtui.core.services import bulk, credentials, mailboxes, profiles, settings
 from mbxtui.core.services.selection import Selection
@@ -43,12 +43,12 @@ def failure_codes(org: Org, email: str) -> dict[str, str]:
     result = jobs.last_result(org.row(email).id)
     assert result is not None, f"{email} has no finished test"
     return {direction: probe["failure"]["code"]
-            for direction, probe in result["directions"].items() if probe["failure"]}
+            for direction, probe in result.directions.items() if probe["failure"]}
 
 
 def step_names(org: Org, email: str, direction: str) -> list[str]:
     result = jobs.last_result(org.row(email).id)
-    return [step["step"] for step in result["directions"][direction]["steps"]]
+    return [step["step"] for step in result.directions[direction]["steps"]]
 
 
 def assert_alerted_both_owners(org: Org, alert: Alert, email: str) -> None:
@@ -87,13 +87,13 @@ def test_success_sends_the_test_message_reads_it_back_and_enables_the_mailbox(or
 
     # The message the outgoing test sent is the one the incoming test found over IMAP.
     result = jobs.last_result(row.id)
-    assert result["outcome"] == "passed"
+    assert result.outcome == "passed"
     assert step_names(org, ALICE, "incoming")[-1] == "verify_delivery"
     delivered = org.lab.messages(ALICE)[messages_before:]
     assert [m["Subject"] for m in delivered] == [TEST_SUBJECT]
     message_id = delivered[0]["Message-ID"]
-    assert message_id in result["directions"]["outgoing"]["steps"][-1]["detail"]
-    assert result["directions"]["incoming"]["steps"][-1]["ok"]
+    assert message_id in result.directions["outgoing"]["steps"][-1]["detail"]
+    assert result.directions["incoming"]["steps"][-1]["ok"]
 
     [alert] = org.alerts(ALICE)
     assert (alert.level, alert.code) == ("information", "CONNECTED")
@@ -142,7 +142,7 @@ def test_every_tls_mode_of_every_protocol_passes_with_tls_where_the_profile_says
     assert statuses(org, ALICE)["overall"] == "success", org.row(ALICE).last_error_text
     assert enabled(org, ALICE) == {"incoming": True, "outgoing": True, "act": False}
     result = jobs.last_result(org.row(ALICE).id)
-    assert result["directions"]["incoming"]["protocol"] == profile_type.split("_")[0]
+    assert result.directions["incoming"]["protocol"] == profile_type.split("_")[0]
     assert step_names(org, ALICE, "incoming")[:4] == in_opening
     assert step_names(org, ALICE, "outgoing")[:4] == out_opening
 
@@ -168,7 +168,7 @@ def test_profile_credentials_act_for_a_mailbox_that_has_no_password(org):
     assert statuses(org, BOB)["overall"] == "success", org.row(BOB).last_error_text
     result = jobs.last_result(org.row(BOB).id)
     logins = {direction: [s["detail"] for s in probe["steps"] if s["step"] == "authenticate"]
-              for direction, probe in result["directions"].items()}
+              for direction, probe in result.directions.items()}
     acting = f"as {org.lab.master_login} acting for {BOB}"
     assert logins == {"incoming": [acting], "outgoing": [acting]}
     assert [m["Subject"] for m in org.lab.messages(BOB)[messages_before:]] == [TEST_SUBJECT]
@@ -485,4 +485,4 @@ def test_no_more_connections_than_each_profiles_bound_are_open_at_once(org):
         imaps, smtp = counters[name]
         assert imaps.total == smtp.total == 30
         assert max(imaps.max_concurrent, smtp.max_concurrent) == bound, (name, imaps, smtp)
-    assert TestJob.select().where(TestJob.state != "done").count() == 0
+    assert EnablementJob.select().where(EnablementJob.state != "done").count() == 0

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mbxtui.core.models import Alert, Mailbox, TestJob
+from mbxtui.core.models import Alert, EnablementJob, Mailbox
 from mbxtui.core.services import credentials, profiles
 from tests.integration.conftest import Org, job_states, stored_bytes
 
@@ -94,7 +94,7 @@ def test_test_enable_without_wait_queues_at_once_and_worker_once_runs_the_queue(
         row = org.row(email)
         assert (row.overall_status, row.test_scheduled) == ("success", False)
         assert row.incoming_enabled and row.outgoing_enabled
-    assert TestJob.select().where(TestJob.state != "done").count() == 0
+    assert EnablementJob.select().where(EnablementJob.state != "done").count() == 0
 
 
 def test_a_worker_killed_mid_batch_is_resumed_without_losing_or_repeating_a_result(org):
@@ -131,7 +131,7 @@ def test_a_worker_killed_mid_batch_is_resumed_without_losing_or_repeating_a_resu
     assert resumed.returncode == 0, resumed.stderr
     tested = int(re.search(r"tested (\d+):", resumed.stderr)[1])
     assert done_before + tested == RESUME_MAILBOXES, "each mailbox tested exactly once in all"
-    jobs = list(TestJob.select(TestJob.mailbox, TestJob.state, TestJob.outcome, TestJob.attempt))
+    jobs = list(EnablementJob.select(EnablementJob.mailbox, EnablementJob.state, EnablementJob.outcome, EnablementJob.attempt))
     assert len(jobs) == RESUME_MAILBOXES, "no job was duplicated"
     assert {(job.state, job.outcome, job.attempt) for job in jobs} == {("done", "passed", 1)}
     assert len({job.mailbox_id for job in jobs}) == RESUME_MAILBOXES

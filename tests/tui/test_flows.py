@@ -13,8 +13,8 @@ from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
-from mbxtui.core import jobs
-from mbxtui.core.models import Mailbox, TestJob
+from mbxtui.core.jobs import queue as jobs
+from mbxtui.core.models import EnablementJob, Mailbox
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import bulk, credentials, mailbox_views, mailboxes, profiles, users
 from mbxtui.core.services.selection import Selection
@@ -226,7 +226,7 @@ def test_apply_defaults_gives_the_default_profile_and_queues_a_test_shown_in_the
             assert mailboxes.show(console.admin, email)["profile"] == HEAD_OFFICE
             assert stored(email).test_scheduled
         assert mailboxes.show(console.admin, "ivo@corp.test")["profile"] == BRANCH
-        assert TestJob.select().where(TestJob.state == "queued").count() == 2
+        assert EnablementJob.select().where(EnablementJob.state == "queued").count() == 2
         # No runner in this console: the batch stays queued and the status line says so.
         assert "Test & Enable: 0/2 done · 0 passed · 0 failed · 2 remaining" in status_of(app)
         assert "2 changed; Test & Enable queued" in notifications(app)

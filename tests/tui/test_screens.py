@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Input, Select, Static, Checkbox
 from mbxtui.core import db
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import AlertLevel
-from mbxtui.core.models import Mailbox, TestJob
+from mbxtui.core.models import EnablementJob, Mailbox
 from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import alerts, credentials, mailboxes, operators, profiles, settings, users
@@ -306,7 +306,7 @@ def test_test_and_enable_mailboxes_of_a_profile_asks_with_the_count_then_queues_
         assert "Test all 4 mailboxes of profile imap" in confirm.detail
         await pilot.press("y")
         await settle(app, pilot)
-        assert TestJob.select().where(TestJob.state == "queued").count() == 4
+        assert EnablementJob.select().where(EnablementJob.state == "queued").count() == 4
         assert Mailbox.select().where(Mailbox.test_scheduled == True).count() == 4  # noqa: E712
         assert "4 queued" in notifications(app)
         assert app.watched_batches
@@ -404,7 +404,7 @@ def test_failed_view_lists_the_failed_mailbox_with_direction_code_sentence_and_r
         assert isinstance(app.screen, ConfirmScreen) and "bob@corp.test" in app.screen.detail
         await pilot.press("y")
         await settle(app, pilot)
-        assert [job.mailbox.email for job in TestJob.select()] == ["bob@corp.test"]
+        assert [job.mailbox.email for job in EnablementJob.select()] == ["bob@corp.test"]
 
     run(world, world.system, scenario)
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mbxtui.core import dialect, validation
+from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import ActMethod, Approval, IncomingMethod, OutgoingMethod
 from mbxtui.core.errors import InvalidInput
+from mbxtui.core.jobs import queue as job_queue
 from mbxtui.core.models import Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
@@ -168,8 +169,6 @@ def apply_defaults(actor: Actor, selection: Selection, *, schedule_test: bool = 
     profile = settings.default_profile
     if not profile.active:
         raise InvalidInput("default_profile", f"profile {profile.name!r} is inactive")
-    from mbxtui.core import jobs
-
     with write_transaction():
         selected = materialise(actor, selection)
         changed = _apply_settings(
@@ -177,7 +176,7 @@ def apply_defaults(actor: Actor, selection: Selection, *, schedule_test: bool = 
             profile, settings.default_incoming, settings.default_outgoing, settings.default_act,
             forward_keeps_methods=True,
         )
-        batch = jobs.schedule_selected(actor, "Apply Default Email Settings") if schedule_test else None
+        batch = job_queue.enqueue_selected(actor.login, "Apply Default Email Settings").batch_id if schedule_test else None
     return DefaultsApplied(selected, changed, batch)
 
 
@@ -191,9 +190,7 @@ def deactivate_selected(actor: Actor, summary: str) -> int:
     database.execute_sql(
         f"{update_selected()} SET active = 0, incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0, "
         "test_scheduled = 0, postponed_until = NULL, " + _touch("active = 1"), [utcnow()])
-    database.execute_sql(
-        f"UPDATE test_job SET state = 'cancelled', outcome = 'cancelled', finished_on = ? "
-        f"WHERE state IN ('queued', 'running') AND mailbox_id IN (SELECT id FROM {dialect.SELECTION_TABLE})", [utcnow()])
+    job_queue.cancel_selected(utcnow())
     return changed
 
 

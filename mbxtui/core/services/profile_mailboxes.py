@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mbxtui.core import validation
-from mbxtui.core.enums import TestStatus
+from mbxtui.core.enums import CheckStatus
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import mailbox_views, profiles
@@ -31,7 +31,7 @@ def mailboxes_of_profile(actor: Actor, name: str, *, limit: int = 200, offset: i
     limit = validation.integer("limit", limit, 0, 10_000)
     offset = validation.integer("offset", offset, 0, 10**12)
     profile = profiles.get(name)
-    counts = {status.value: 0 for status in TestStatus}
+    counts = {status.value: 0 for status in CheckStatus}
     active = 0
     for status, number, active_number in database.execute_sql(
             "SELECT overall_status, count(*), sum(active) FROM mailbox WHERE profile_id = ? GROUP BY overall_status",

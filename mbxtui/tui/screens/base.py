@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker
 
-from mbxtui.core.jobs import MailboxTested
+from mbxtui.core.jobs.runner import MailboxTested
 from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
 from mbxtui.tui.messages import Done, ServiceFailed
 from mbxtui.tui.workers import run_service, run_then

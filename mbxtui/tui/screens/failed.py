@@ -7,11 +7,11 @@ from typing import Any
 
 from textual.binding import Binding
 
-from mbxtui.core import jobs
 from mbxtui.core.display import cell, safe
 from mbxtui.core.enums import DIRECTIONS, View
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import mailbox_views
+from mbxtui.core.services import enablement, mailbox_views
+from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.screens.listing import ListScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
@@ -98,10 +98,10 @@ class FailedScreen(ListScreen):
         self.app.push_screen(ConfirmScreen("Test & Enable", detail), answered)
 
     def schedule_tests(self, selection: Selection) -> None:
-        self.call(lambda: jobs.schedule(self.actor, selection, "Retry of failed mailboxes"), self.scheduled,
+        self.call(lambda: enablement.schedule(self.actor, selection, "Retry of failed mailboxes"), self.scheduled,
                   group="schedule", title="Test & Enable: refused")
 
-    def scheduled(self, request: dict[str, Any]) -> None:
-        self.app.watch_batch(request["batch"])
+    def scheduled(self, request: Scheduled) -> None:
+        self.app.watch_batch(request.batch_id)
         self.reload()
-        self.notify(f"{request['queued']:,} queued", title="Test & Enable")
+        self.notify(f"{request.queued:,} queued", title="Test & Enable")

@@ -9,12 +9,14 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, Footer, Input, Select, Static
 
-from mbxtui.core import jobs
 from mbxtui.core.display import cell, safe, test_step_lines
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
+from mbxtui.core.jobs import queue as jobs
+from mbxtui.core.jobs.queue import JobResult
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import alerts, audit, bulk, credentials, mailbox_views, mailboxes, profiles
+from mbxtui.core.services import alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, profiles
 from mbxtui.core.services.bulk import BulkResult
+from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.messages import MailboxDetailLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
@@ -121,11 +123,11 @@ class MailboxDetailScreen(BaseScreen):
         self.query_one("#history", Static).update("\n".join(history_lines))
 
     @staticmethod
-    def _test_text(result: dict[str, Any] | None) -> str:
+    def _test_text(result: JobResult | None) -> str:
         if result is None:
             return "\nLast test: never tested"
-        lines = ["", f"Last test: {result['outcome']} on {result['finished_on']} (attempt {result['attempt']})"]
-        lines += test_step_lines(result["directions"])
+        lines = ["", f"Last test: {result.outcome} on {result.finished_on} (attempt {result.attempt})"]
+        lines += test_step_lines(result.directions)
         return "\n".join(lines)
 
     def mailboxes_tested(self, events) -> None:
@@ -144,13 +146,13 @@ class MailboxDetailScreen(BaseScreen):
             return
         selection = Selection.of_ids([self.mailbox_id])
 
-        def scheduled(request: dict[str, Any]) -> None:
-            self.app.watch_batch(request["batch"])
+        def scheduled(request: Scheduled) -> None:
+            self.app.watch_batch(request.batch_id)
             self.action_reload()
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.call(lambda: jobs.schedule(self.actor, selection), scheduled, group="schedule")
+                self.call(lambda: enablement.schedule(self.actor, selection), scheduled, group="schedule")
 
         self.app.push_screen(ConfirmScreen("Test & Enable", f"Test {self.row['email']} now and enable what passes?"),
                              answered)

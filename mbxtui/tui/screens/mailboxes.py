@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,12 +11,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
-from mbxtui.core import jobs
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, View
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import bulk, profiles
+from mbxtui.core.services import bulk, enablement, profiles
 from mbxtui.core.services.bulk import BulkResult, DefaultsApplied
+from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.messages import ProfileNamesLoaded
 from mbxtui.tui.screens.base import LOADING, BaseScreen
@@ -244,10 +244,9 @@ class MailboxesScreen(BaseScreen):
     def changed(result: BulkResult) -> str:
         return f"{result.changed:,} of {result.selected:,} changed"
 
-    def queued(self, request: dict[str, Any]) -> str:
-        """``jobs.schedule`` answers with a dict (batch, selected, queued)."""
-        self.app.watch_batch(request["batch"])
-        return f"{request['queued']:,} queued"
+    def queued(self, request: Scheduled) -> str:
+        self.app.watch_batch(request.batch_id)
+        return f"{request.queued:,} queued"
 
     def defaults_applied(self, outcome: DefaultsApplied) -> str:
         if not outcome.test_batch:
@@ -266,7 +265,7 @@ class MailboxesScreen(BaseScreen):
 
     def action_test(self) -> None:
         self._confirm_then("Test & Enable", "Test the connection of {count} {noun} in the background and enable "
-                           "each direction that passes?", lambda selection: jobs.schedule(self.actor, selection),
+                           "each direction that passes?", lambda selection: enablement.schedule(self.actor, selection),
                            self.queued)
 
     def action_apply_defaults(self) -> None:

@@ -11,14 +11,14 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, ContentSwitcher, DataTable, Footer, Input, Select, Static
 
-from mbxtui.core import jobs
 from mbxtui.core.display import cell, safe, test_step_lines
 from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.profile_test import test_profile
+from mbxtui.core.profile_check import check_profile
 from mbxtui.core.secrets import SecretsError
-from mbxtui.core.services import alerts, credentials, profiles
+from mbxtui.core.services import alerts, credentials, enablement, profiles
+from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes, mailboxes_of_profile
 from mbxtui.tui.messages import ProfileDetailLoaded, ProfileMailboxesLoaded, ServiceFailed
@@ -73,14 +73,14 @@ class ProfileTestActions(BaseScreen):
             f"passes? At most the profile's max concurrent connections are used at once."), answered)
 
     def schedule_profile_test(self, name: str) -> None:
-        self.call(lambda: jobs.schedule(self.actor, Selection.of_profile(name), f"Test & Enable Mailboxes of {name}"),
+        self.call(lambda: enablement.schedule(self.actor, Selection.of_profile(name), f"Test & Enable Mailboxes of {name}"),
                   self.test_scheduled, group="schedule", title="Test & Enable: refused")
 
-    def test_scheduled(self, request: dict[str, Any]) -> None:
-        self.app.watch_batch(request["batch"])
-        already = request["selected"] - request["queued"]
+    def test_scheduled(self, request: Scheduled) -> None:
+        self.app.watch_batch(request.batch_id)
+        already = request.selected - request.queued
         extra = f" ({already:,} already queued)" if already else ""
-        self.notify(f"{request['queued']:,} queued{extra}", title="Test & Enable Mailboxes")
+        self.notify(f"{request.queued:,} queued{extra}", title="Test & Enable Mailboxes")
 
 
 class ProfilesScreen(ListScreen, ProfileTestActions):
@@ -330,7 +330,7 @@ class ProfileDetailScreen(ProfileTestActions):
 
     def run_connection_test(self, store) -> None:
         name = self.profile_name
-        self.call(lambda: test_profile(self.actor, name, store), self.connection_tested, group="connection",
+        self.call(lambda: check_profile(self.actor, name, store), self.connection_tested, group="connection",
                   title="Test connection")
 
     def connection_tested(self, result: dict[str, Any]) -> None:

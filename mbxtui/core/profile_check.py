@@ -1,4 +1,4 @@
-"""Test connection of a profile itself: its incoming and outgoing servers, logged in with the
+"""The connection check of a profile itself: its incoming and outgoing servers, logged in with the
 profile's own credentials where it has them, otherwise up to TLS (no mailbox is touched and no
 message is sent)."""
 
@@ -12,7 +12,7 @@ from mbxtui.core.probes import imap, pop3, smtp
 from mbxtui.core.probes.base import Credentials
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import credentials, profiles
-from mbxtui.core.test_enable import MailboxTestResult, endpoint, profile_snapshot
+from mbxtui.core.mailbox_check import MailboxCheckResult, endpoint, profile_snapshot
 
 
 def _profile_credentials(auth: str, profile, store: SecretStore | None) -> Credentials:
@@ -25,7 +25,7 @@ def _profile_credentials(auth: str, profile, store: SecretStore | None) -> Crede
     return Credentials("password" if auth == "profile" else "oauth2", profile.username, secret)
 
 
-def test_profile(actor: Actor, name: str, store: SecretStore | None) -> dict[str, Any]:
+def check_profile(actor: Actor, name: str, store: SecretStore | None) -> dict[str, Any]:
     """Returns the steps of each side, as Test & Enable results are shown."""
     require(actor, Permission.TEST)
     row = profiles.get(name)
@@ -33,13 +33,10 @@ def test_profile(actor: Actor, name: str, store: SecretStore | None) -> dict[str
     incoming_creds = _profile_credentials(row.incoming_auth, row, store)
     outgoing_creds = _profile_credentials(row.outgoing_auth, row, store)
     probe = pop3.probe if row.type == ProfileType.POP3_SMTP else imap.probe
-    result = MailboxTestResult()
+    result = MailboxCheckResult()
     result.directions["incoming"] = probe(endpoint(snapshot, "incoming"), incoming_creds,
                                           connection_only=incoming_creds.kind == "none")
     result.directions["outgoing"] = smtp.probe(endpoint(snapshot, "outgoing"), outgoing_creds,
                                                sender=row.username or "postmaster", recipient=row.username or "postmaster",
                                                send=False)
     return {"profile": row.name, "passed": result.passed, "directions": result.as_dict()}
-
-
-test_profile.__test__ = False  # not a pytest test

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from mbxtui.core.jobs.queue import rows_by_name
 from mbxtui.core.models import database
 
 
@@ -62,19 +63,20 @@ class ConnectionLeases:
         if not profile_ids:
             return
         marks = ",".join("?" * len(profile_ids))
-        bounds = dict(database.execute_sql(
-            f"SELECT id, max_connections FROM profile WHERE id IN ({marks})", profile_ids).fetchall())
+        bounds = {row["id"]: row["max_connections"] for row in rows_by_name(database.execute_sql(
+            f"SELECT id, max_connections FROM profile WHERE id IN ({marks})", profile_ids))}
         others_held: dict[int, int] = {}
         others_wanting: dict[int, int] = {}
         mine: dict[int, int] = {}
-        for profile_id, worker, slots, wants in database.execute_sql(
+        for lease in rows_by_name(database.execute_sql(
                 f"SELECT profile_id, worker, slots, wanted FROM connection_lease WHERE profile_id IN ({marks})",
-                profile_ids).fetchall():
-            if worker == self.worker:
-                mine[profile_id] = slots
+                profile_ids)):
+            profile_id = lease["profile_id"]
+            if lease["worker"] == self.worker:
+                mine[profile_id] = lease["slots"]
                 continue
-            others_held[profile_id] = others_held.get(profile_id, 0) + slots
-            if wants > 0:
+            others_held[profile_id] = others_held.get(profile_id, 0) + lease["slots"]
+            if lease["wanted"] > 0:
                 others_wanting[profile_id] = others_wanting.get(profile_id, 0) + 1
         for profile_id in profile_ids:
             bound = max(0, bounds.get(profile_id, 0))

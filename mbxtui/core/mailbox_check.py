@@ -1,5 +1,6 @@
-"""What one Test & Enable of one mailbox does (R9–R13), without touching the database: the rule
-checks made before any network step, then the probes of each direction the mailbox uses."""
+"""The check at the heart of one Test & Enable of one mailbox (R9–R13), without touching the
+database: the rule checks made before any network step, then the probes of each direction the
+mailbox uses."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class ProfileSnapshot:
 
 
 def profile_snapshot(profile) -> ProfileSnapshot:
-    """The settings of a ``Profile`` row a test needs, frozen for a worker thread."""
+    """The settings of a ``Profile`` row a check needs, frozen for a worker thread."""
     return ProfileSnapshot(**{name: getattr(profile, name) for name in ProfileSnapshot.__dataclass_fields__})
 
 
@@ -52,7 +53,7 @@ class MailboxSnapshot:
 
 
 @dataclass
-class MailboxTestResult:
+class MailboxCheckResult:
     """A probe result per direction the mailbox uses (``incoming``, ``outgoing``, ``act``)."""
 
     directions: dict[str, ProbeResult] = field(default_factory=dict)
@@ -142,11 +143,11 @@ def incoming_probe(profile: ProfileSnapshot) -> Callable[..., ProbeResult]:
     return pop3.probe if profile.type == ProfileType.POP3_SMTP else imap.probe
 
 
-def run_mailbox_test(mailbox: MailboxSnapshot, profile: ProfileSnapshot | None, secret: SecretLookup,
-                     *, verify_wait: float = 5.0) -> MailboxTestResult:
+def check_mailbox(mailbox: MailboxSnapshot, profile: ProfileSnapshot | None, secret: SecretLookup,
+                  *, verify_wait: float = 5.0) -> MailboxCheckResult:
     """Test every direction the mailbox uses, the way processing would connect. Opens at most one
     connection at a time, so one mailbox test holds one slot of its profile's connection bound."""
-    result = MailboxTestResult()
+    result = MailboxCheckResult()
     used = directions_in_use(mailbox)
     blocked = precheck(mailbox, profile)
     if blocked is not None:

@@ -1,0 +1,355 @@
+"""The runner of Test & Enable jobs: a pool of threads, bounded per profile by leased connection
+slots (R8), that checks each claimed mailbox and writes what ``outcome.decide`` made of it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable
+
+from mbxtui.core.db import write_transaction
+from mbxtui.core.enums import DIRECTIONS, Approval, CheckStatus, JobOutcome, JobState
+from mbxtui.core.jobs import queue
+from mbxtui.core.jobs.leases import ConnectionLeases
+from mbxtui.core.jobs.outcome import Attempt, History, Outcome, decide, profile_failing, profile_failing_alert
+from mbxtui.core.mailbox_check import (
+    MailboxCheckResult, MailboxSnapshot, ProfileSnapshot, check_mailbox, directions_in_use, profile_snapshot,
+    rule_failure,
+)
+from mbxtui.core.models import Alert, Mailbox, OrgSettings, Profile, database, utcnow
+from mbxtui.core.probes.base import ErrorCode
+from mbxtui.core.secrets import SecretStore
+from mbxtui.core.services import settings as settings_service
+from mbxtui.core.services.alerts import raise_alert
+from mbxtui.core.services.credentials import secret_lookup
+from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, approval_required
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MailboxTested:
+    """Posted after a mailbox's result is written."""
+
+    mailbox_id: int
+    email: str
+    batch_id: int
+    outcome: JobOutcome  # passed, failed, postponed
+    failures: dict[str, str]  # direction -> error code
+
+
+@dataclass
+class _Claimed:
+    job: queue.ClaimedJob
+    row_version: int
+    mailbox: MailboxSnapshot
+    profile: ProfileSnapshot | None
+
+
+DEFAULT_LEASE_SECONDS = 60.0
+# Asking for slots when checks wait for them, or giving back unused ones, at most this often.
+SLOT_SYNC_GAP = 0.2
+
+
+@dataclass
+class RunSummary:
+    tested: int = 0
+    passed: int = 0
+    failed: int = 0
+    postponed: int = 0
+    requeued: int = 0
+
+
+class EnablementRunner:
+    """Runs queued Test & Enable jobs on a pool of threads. Only the thread calling ``run`` touches
+    the database: it claims jobs, hands each mailbox check to a pool thread when the runner holds a
+    connection slot of the mailbox's profile (R8: never more than its max concurrent connections,
+    across every runner of every worker process; see leases.py), and writes each result with its
+    alerts as it arrives.
+
+    ``lease_seconds``: how long the jobs and slots of a runner that stopped renewing them (its
+    process died) stay held before other workers take them over. A live runner renews them every
+    quarter of it, at most every second."""
+
+    def __init__(self, secrets: SecretStore | None, *, threads: int = 32, verify_wait: float = 5.0,
+                 clock: Callable[[], datetime] = utcnow, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+                 on_tested: Callable[[list[MailboxTested]], None] | None = None) -> None:
+        self.secrets = secrets
+        self.threads = max(1, threads)
+        self.verify_wait = verify_wait
+        self.clock = clock
+        self.lease_seconds = lease_seconds
+        self.on_tested = on_tested
+        self.worker = queue.worker_identity()
+        self._leases = ConnectionLeases(self.worker)
+        self._blocked: set[int] = set()
+        self._synced_at = float("-inf")
+        self._lookup: Callable[[str, int, str], str | None] | None = None
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """Look for queued jobs now instead of at the next poll (thread-safe)."""
+        self._wake.set()
+
+    # -- claiming --
+
+    def _claim(self, limit: int) -> list[_Claimed]:
+        jobs = queue.claim(self.worker, self.clock(), self.lease_seconds, limit)
+        return self._snapshots(jobs) if jobs else []
+
+    @staticmethod
+    def _snapshots(jobs: list[queue.ClaimedJob]) -> list[_Claimed]:
+        settings = settings_service.load()
+        boxes = {m.id: m for m in Mailbox.select().where(Mailbox.id.in_([job.mailbox_id for job in jobs]))}
+        profile_ids = {m.profile_id for m in boxes.values() if m.profile_id}
+        profiles = {p.id: p for p in Profile.select().where(Profile.id.in_(list(profile_ids)))} if profile_ids else {}
+        forward_ready = {row["profile_id"] for row in queue.rows_by_name(database.execute_sql(
+            "SELECT DISTINCT profile_id FROM mailbox WHERE is_forward = 1 AND active = 1 AND incoming_enabled = 1"))}
+        claimed = []
+        for job in jobs:
+            box = boxes[job.mailbox_id]
+            profile = profiles.get(box.profile_id)
+            approved = box.approval != Approval.REJECTED and (
+                box.approval == Approval.APPROVED or not approval_required(settings, box.regarding))
+            claimed.append(_Claimed(
+                job=job, row_version=box.row_version,
+                mailbox=MailboxSnapshot(
+                    id=box.id, email=box.email, active=box.active, regarding=box.regarding,
+                    incoming_method=box.incoming_method, outgoing_method=box.outgoing_method,
+                    act_method=box.act_method, username=box.username, approved=approved,
+                    forward_mailbox_available=box.profile_id in forward_ready),
+                profile=None if profile is None else profile_snapshot(profile),
+            ))
+        return claimed
+
+    def _release(self, claimed: Iterable[_Claimed]) -> None:
+        queue.release(self.worker, [c.job.job_id for c in claimed])
+
+    # -- checking (pool threads) --
+
+    def _secret(self, kind: str, record_id: int, what: str) -> str | None:
+        if self._lookup is None:
+            return None
+        return self._lookup(kind, record_id, what)
+
+    def _check(self, item: _Claimed) -> MailboxCheckResult:
+        # Both directions usually log in with the same secret: read it once per check (a keyring read
+        # takes milliseconds, and the encrypted file serves one read at a time).
+        secret = functools.cache(self._secret)
+        try:
+            return check_mailbox(item.mailbox, item.profile, secret, verify_wait=self.verify_wait)
+        except Exception as exc:  # a bug or an unreadable secret store must not stop the pool
+            log.exception("the test of mailbox %s could not run", item.mailbox.id)
+            failure = rule_failure(ErrorCode.INTERNAL_ERROR, f"the test could not run: {exc.__class__.__name__}: {exc}")
+            return MailboxCheckResult({d: failure for d in (directions_in_use(item.mailbox) or ["incoming"])})
+
+    # -- the loop --
+
+    def run(self, *, stop: threading.Event | None = None, until_idle: bool = True,
+            poll_seconds: float = 1.0) -> RunSummary:
+        if self.secrets is not None and self._lookup is None:
+            self._lookup = secret_lookup(self.secrets)
+        queue.running_here.add(self.worker)
+        try:
+            return self._run(stop, until_idle, poll_seconds)
+        finally:
+            queue.running_here.discard(self.worker)
+
+    def _run(self, stop: threading.Event | None, until_idle: bool, poll_seconds: float) -> RunSummary:
+        summary = RunSummary(requeued=queue.recover(self.worker, self.clock()))
+        pending: deque[_Claimed] = deque()
+        in_flight: dict[Future[MailboxCheckResult], _Claimed] = {}
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mbxtui-test") as pool:
+            try:
+                while True:
+                    stopping = stop is not None and stop.is_set()
+                    if not stopping and len(pending) < self.threads * 2:
+                        pending.extend(self._claim(self.threads * 4 - len(pending)))
+                    if not stopping:
+                        self._dispatch(pool, pending, in_flight)
+                    if self._sync_due():
+                        summary.requeued += self._sync(pending)
+                        if not stopping:
+                            self._dispatch(pool, pending, in_flight)
+                    if in_flight:
+                        done, _ = wait(list(in_flight), timeout=0.25, return_when=FIRST_COMPLETED)
+                        finished = []
+                        for future in done:
+                            item = in_flight.pop(future)
+                            if item.profile is not None:
+                                self._leases.give_back(item.profile.id)
+                            finished.append((item, future.result()))
+                        if not stopping:
+                            # The freed connections go back to work before the results are written:
+                            # each statement of the write waits for the interpreter lock behind
+                            # busy probe threads.
+                            self._dispatch(pool, pending, in_flight)
+                        if finished:
+                            self._write(finished, summary)
+                        continue
+                    if stopping:
+                        break
+                    if not pending:
+                        if until_idle:
+                            break
+                        self._wake.wait(min(poll_seconds, self._renew_seconds))
+                        self._wake.clear()
+                    else:  # other runners hold every slot these jobs need
+                        self._wake.wait(0.05)
+            finally:
+                self._release(pending)
+                if in_flight:
+                    finished = []
+                    for future, item in in_flight.items():
+                        finished.append((item, future.result()))
+                        if item.profile is not None:
+                            self._leases.give_back(item.profile.id)
+                    self._write(finished, summary)
+                with write_transaction():
+                    self._leases.release_all()
+        return summary
+
+    def _dispatch(self, pool: ThreadPoolExecutor, pending: deque[_Claimed],
+                  in_flight: dict[Future[MailboxCheckResult], _Claimed]) -> None:
+        waiting: deque[_Claimed] = deque()
+        blocked: set[int] = set()
+        # Not renewed for a whole lease (the database kept us waiting): our slots may be another's now.
+        leased = time.monotonic() - self._synced_at < self.lease_seconds
+        while pending and len(in_flight) < self.threads:
+            item = pending.popleft()
+            if item.profile is not None and not (leased and self._leases.take(item.profile.id)):
+                blocked.add(item.profile.id)
+                waiting.append(item)
+                continue
+            in_flight[pool.submit(self._check, item)] = item
+        pending.extendleft(reversed(waiting))
+        self._blocked = blocked
+
+    # -- sharing connections and leases with other workers --
+
+    @property
+    def _renew_seconds(self) -> float:
+        return min(1.0, self.lease_seconds / 4)
+
+    def _sync_due(self) -> bool:
+        since = time.monotonic() - self._synced_at
+        return since >= self._renew_seconds or (since >= SLOT_SYNC_GAP and self._leases.needs_sync(self._blocked))
+
+    def _sync(self, pending: deque[_Claimed]) -> int:
+        """One write transaction: renew the leases of this runner's jobs and connection slots, take
+        or give back slots for what waits, and requeue jobs whose lease ran out. Returns how many
+        jobs were requeued."""
+        wanted: dict[int, int] = {}
+        for item in pending:
+            if item.profile is not None:
+                wanted[item.profile.id] = wanted.get(item.profile.id, 0) + 1
+        for profile_id, busy in self._leases.busy.items():
+            wanted[profile_id] = min(self.threads, wanted.get(profile_id, 0) + busy)
+        now = self.clock()
+        with write_transaction():
+            queue.renew(self.worker, now + timedelta(seconds=self.lease_seconds))
+            requeued = queue.requeue_expired(now)
+            self._leases.sync({p: min(self.threads, n) for p, n in wanted.items()}, now, self.lease_seconds)
+        self._synced_at = time.monotonic()
+        return requeued
+
+    # -- writing results (R14, R15, R16) --
+
+    def _write(self, finished: list[tuple[_Claimed, MailboxCheckResult]], summary: RunSummary) -> None:
+        events: list[MailboxTested] = []
+        now = self.clock()
+        settings = settings_service.load()
+        failing_profiles: set[int] = set()
+        alert_profiles: dict[int, Profile | None] = {}
+        with write_transaction():
+            for item, result in finished:
+                event = self._write_one(item, result, now, settings, alert_profiles)
+                if event is None:
+                    continue
+                events.append(event)
+                summary.tested += 1
+                setattr(summary, event.outcome.value, getattr(summary, event.outcome.value) + 1)
+                if event.failures and item.profile is not None:
+                    failing_profiles.add(item.profile.id)
+            for profile_id in failing_profiles:
+                _alert_if_profile_failing(profile_id, now)
+        if events and self.on_tested is not None:
+            self.on_tested(events)
+
+    def _write_one(self, item: _Claimed, result: MailboxCheckResult, now: datetime, settings: OrgSettings,
+                   alert_profiles: dict[int, Profile | None]) -> MailboxTested | None:
+        """``alert_profiles``: the profiles read so far in this transaction, for the alerts."""
+        # Plain SQL on this path: it runs once per mailbox checked, beside the busy probe threads, and
+        # building the same statements through peewee took most of its time.
+        job = queue.row_by_name(database.execute_sql(
+            "SELECT j.state, j.worker, m.email, m.active, m.owner_id, m.profile_id, m.transient_failures, "
+            "m.row_version FROM test_job j JOIN mailbox m ON m.id = j.mailbox_id WHERE j.id = ?",
+            [item.job.job_id]))
+        if job is None or job["state"] != JobState.RUNNING or job["worker"] != self.worker:
+            return None  # cancelled (mailbox deactivated) or taken over after our lease ran out
+        # The fields read below and by raise_alert.
+        mailbox = Mailbox(id=item.mailbox.id, email=job["email"], active=bool(job["active"]), owner=job["owner_id"],
+                          profile=job["profile_id"], transient_failures=job["transient_failures"],
+                          row_version=job["row_version"])
+        if mailbox.row_version != item.row_version:
+            # Edited while being checked: the result says nothing about the new settings; check again.
+            queue.requeue(item.job.job_id)
+            return None
+        if mailbox.profile_id is not None and mailbox.profile_id not in alert_profiles:
+            alert_profiles[mailbox.profile_id] = Profile.find(mailbox.profile_id)
+        profile = alert_profiles.get(mailbox.profile_id)
+        used = directions_in_use(item.mailbox) or list(result.directions)
+        attempt = Attempt(email=mailbox.email, at=now, directions={
+            d: result.directions[d].failure for d in used if d in result.directions})
+        outcome = decide(attempt, settings, History(active=mailbox.active,
+                                                    transient_failures=mailbox.transient_failures))
+        _write_mailbox(mailbox.id, outcome, item.job.requested_by, now)
+        queue.finish(item.job.job_id, outcome.verdict, now, result.as_dict())
+        if outcome.retry_at is not None:
+            queue.enqueue_retry(item.job.batch_id, mailbox.id, item.job.requested_by, item.job.attempt + 1,
+                                outcome.retry_at)
+        for notice in outcome.alerts:
+            raise_alert(notice.level, notice.code, notice.text, mailbox=mailbox, profile=profile, settings=settings)
+        return MailboxTested(mailbox.id, mailbox.email, item.job.batch_id, outcome.verdict, dict(outcome.failures))
+
+
+def _write_mailbox(mailbox_id: int, outcome: Outcome, attempted_by: str, now: datetime) -> None:
+    """The mailbox's columns as ``outcome`` leaves them."""
+    values: dict[str, Any] = {}
+    for direction in DIRECTIONS:
+        values[f"{direction}_status"] = outcome.statuses[direction]
+        if direction in outcome.enabled:
+            values[f"{direction}_enabled"] = outcome.enabled[direction]
+    values.update(
+        test_scheduled=False, test_last_attempted_by=attempted_by, test_last_attempted_on=now,
+        test_completed_on=now, last_error_code=outcome.error.code.value if outcome.error else None,
+        last_error_text=outcome.error.message if outcome.error else None,
+        transient_failures=outcome.transient_failures, postponed_until=outcome.retry_at,
+    )
+    database.execute_sql(f"UPDATE mailbox SET {', '.join(f'{column} = ?' for column in values)} WHERE id = ?",
+                         [*values.values(), mailbox_id])
+    database.execute_sql(f"UPDATE mailbox SET overall_status = {OVERALL_STATUS_SQL} WHERE id = ?", [mailbox_id])
+
+
+def _alert_if_profile_failing(profile_id: int, now: datetime) -> None:
+    """R16, at most one alert an hour per profile."""
+    hour_ago = now - timedelta(hours=1)
+    counts = queue.row_by_name(database.execute_sql(
+        "SELECT count(*) AS mailboxes, count(CASE WHEN overall_status = ? AND test_completed_on >= ? THEN 1 END) "
+        "AS failed FROM mailbox WHERE profile_id = ? AND active = 1", [CheckStatus.FAILURE, hour_ago, profile_id]))
+    mailboxes, failed = counts["mailboxes"], counts["failed"] or 0
+    if not profile_failing(mailboxes, failed):
+        return
+    recent = Alert.select().where((Alert.profile == profile_id) & (Alert.code == "PROFILE_FAILING")
+                                  & (Alert.mailbox.is_null()) & (Alert.created_on >= hour_ago))
+    if recent.exists():
+        return
+    profile = Profile.get_by_id(profile_id)
+    notice = profile_failing_alert(profile.name, mailboxes, failed)
+    raise_alert(notice.level, notice.code, notice.text, profile=profile)

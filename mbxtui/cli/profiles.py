@@ -75,9 +75,9 @@ def cmd_profile_test(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print_json(data)
     else:
-        from mbxtui.core.display import test_step_lines
+        from mbxtui.core.display import check_step_lines
 
-        print("\n".join(test_step_lines(data["directions"])))
+        print("\n".join(check_step_lines(data["directions"])))
     return EXIT_OK if data["passed"] else EXIT_TEST_FAILED
 
 

@@ -29,7 +29,7 @@ def cell(value: Any) -> str:
     return safe(value)
 
 
-def test_step_lines(directions: dict[str, Any]) -> list[str]:
+def check_step_lines(directions: dict[str, Any]) -> list[str]:
     """The steps of each direction of a test (as ``MailboxCheckResult.as_dict`` stores them), one
     line each, with the failure's code, class and sentence."""
     lines = []

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, Footer, Input, Select, Static
 
-from mbxtui.core.display import cell, safe, test_step_lines
+from mbxtui.core.display import cell, safe, check_step_lines
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.queue import JobResult
@@ -127,7 +127,7 @@ class MailboxDetailScreen(BaseScreen):
         if result is None:
             return "\nLast test: never tested"
         lines = ["", f"Last test: {result.outcome} on {result.finished_on} (attempt {result.attempt})"]
-        lines += test_step_lines(result.directions)
+        lines += check_step_lines(result.directions)
         return "\n".join(lines)
 
     def mailboxes_tested(self, events) -> None:

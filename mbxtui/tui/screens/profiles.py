@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, ContentSwitcher, DataTable, Footer, Input, Select, Static
 
-from mbxtui.core.display import cell, safe, test_step_lines
+from mbxtui.core.display import cell, safe, check_step_lines
 from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
@@ -335,7 +335,7 @@ class ProfileDetailScreen(ProfileTestActions):
 
     def connection_tested(self, result: dict[str, Any]) -> None:
         verdict = "passed" if result["passed"] else "FAILED"
-        self.show_connection_text("\n".join([f"Test connection: {verdict}", *test_step_lines(result["directions"])]))
+        self.show_connection_text("\n".join([f"Test connection: {verdict}", *check_step_lines(result["directions"])]))
         self.notify(f"Profile {result['profile']}: {verdict}", title="Test connection",
                     severity="information" if result["passed"] else "warning", markup=False)
 

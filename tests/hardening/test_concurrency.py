@@ -129,9 +129,9 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
     def save_settings():
         shown = settings.show(actor)
         time.sleep(rng.uniform(0, 0.03))
-        settings.update(actor, expected_version=shown["row_version"],
-                        retry_interval_minutes=6 if shown["retry_interval_minutes"] == 5 else 5)
-        report["settings_saves"].append(shown["row_version"])
+        settings.update(actor, expected_version=shown.row_version,
+                        retry_interval_minutes=6 if shown.retry_interval_minutes == 5 else 5)
+        report["settings_saves"].append(shown.row_version)
 
     def test_enable():
         enablement.schedule(actor, some())
@@ -413,11 +413,11 @@ def test_two_saves_from_the_same_version_one_wins_the_other_is_refused(org):
 
         shown = settings.show(admin)
         outcomes = _race(
-            lambda: settings.update(admin, expected_version=shown["row_version"], retry_attempts=3),
-            lambda: settings.update(admin, expected_version=shown["row_version"], retry_interval_minutes=9))
+            lambda: settings.update(admin, expected_version=shown.row_version, retry_attempts=3),
+            lambda: settings.update(admin, expected_version=shown.row_version, retry_interval_minutes=9))
         assert outcomes.count("conflict") == 1 and len(outcomes) == 2, outcomes
         after = settings.show(admin)
-        assert (after["retry_attempts"] == 3) != (after["retry_interval_minutes"] == 9), "both saves landed"
+        assert (after.retry_attempts == 3) != (after.retry_interval_minutes == 9), "both saves landed"
         settings.update(admin, retry_attempts=10, retry_interval_minutes=5)
     # One entry per save that landed (and per reset above): none for the refused ones.
     assert audit_count("mailbox.edit", audit_before) == RACE_ROUNDS

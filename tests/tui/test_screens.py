@@ -421,9 +421,9 @@ def test_settings_change_is_persisted(world: World):
         await pilot.press("ctrl+s")
         await pilot.pause()
         stored = settings.show(world.admin)
-        assert (stored["retry_attempts"], stored["default_outgoing"], stored["notify_owners_of_profile_alerts"]) \
+        assert (stored.retry_attempts, stored.default_outgoing, stored.notify_owners_of_profile_alerts) \
             == (3, "none", True)
-        assert stored["row_version"] == 3  # the fixture's change, then this one
+        assert stored.row_version == 3  # the fixture's change, then this one
 
         fill(screen, retry_interval_minutes="0")
         before = snapshot()

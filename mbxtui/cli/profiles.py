@@ -71,14 +71,14 @@ def cmd_profile_set_password(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_profile_test(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.profile_check import check_profile
 
-    data = check_profile(ctx.actor, args.profile, ctx.store)
+    checked = check_profile(ctx.actor, args.profile, ctx.store)
     if args.json:
-        print_json(data)
+        print_json(checked.as_dict())
     else:
         from mbxtui.core.display import check_step_lines
 
-        print("\n".join(check_step_lines(data["directions"])))
-    return EXIT_OK if data["passed"] else EXIT_TEST_FAILED
+        print("\n".join(check_step_lines(checked.directions)))
+    return EXIT_OK if checked.passed else EXIT_TEST_FAILED
 
 
 def _profile_options(p: argparse.ArgumentParser, *, required: bool) -> None:

@@ -819,7 +819,7 @@ def test_a_mutating_service_runs_only_for_the_roles_granted_it(role_world: RoleW
         changed = snapshot() != database_before or role_world.keyring() != keyring_before
         assert changed == service.writes_database, f"{service.name} as {role.value} changed nothing"
         if not service.writes_database:
-            assert result["directions"], result
+            assert result.directions, result
         return
     with pytest.raises(PermissionDenied) as refusal:
         service.call(service.function, actor, role_world)

@@ -15,7 +15,7 @@ from mbxtui.core.display import cell, safe, check_step_lines
 from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.profile_check import check_profile
+from mbxtui.core.profile_check import ProfileCheck, check_profile
 from mbxtui.core.secrets import SecretsError
 from mbxtui.core.services import alerts, credentials, enablement, profiles
 from mbxtui.core.services.enablement import Scheduled
@@ -333,11 +333,11 @@ class ProfileDetailScreen(ProfileTestActions):
         self.call(lambda: check_profile(self.actor, name, store), self.connection_tested, group="connection",
                   title="Test connection")
 
-    def connection_tested(self, result: dict[str, Any]) -> None:
-        verdict = "passed" if result["passed"] else "FAILED"
-        self.show_connection_text("\n".join([f"Test connection: {verdict}", *check_step_lines(result["directions"])]))
-        self.notify(f"Profile {result['profile']}: {verdict}", title="Test connection",
-                    severity="information" if result["passed"] else "warning", markup=False)
+    def connection_tested(self, result: ProfileCheck) -> None:
+        verdict = "passed" if result.passed else "FAILED"
+        self.show_connection_text("\n".join([f"Test connection: {verdict}", *check_step_lines(result.directions)]))
+        self.notify(f"Profile {result.profile}: {verdict}", title="Test connection",
+                    severity="information" if result.passed else "warning", markup=False)
 
     def show_connection_text(self, text: str) -> None:
         self.connection_text = "\n" + text

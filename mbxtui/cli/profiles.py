@@ -31,7 +31,7 @@ def _profile_fields(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_profile_add(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import profiles
 
-    emit(args, profiles.create(ctx.actor, **_profile_fields(args)), print_record)
+    emit(args, profiles.create(ctx.actor, **_profile_fields(args)).as_dict(), print_record)
     return EXIT_OK
 
 
@@ -40,21 +40,21 @@ def cmd_profile_edit(ctx: Context, args: argparse.Namespace) -> int:
 
     fields = _profile_fields(args)
     fields["name"] = args.new_name
-    emit(args, profiles.update(ctx.actor, args.profile, **fields), print_record)
+    emit(args, profiles.update(ctx.actor, args.profile, **fields).as_dict(), print_record)
     return EXIT_OK
 
 
 def cmd_profile_list(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import profiles
 
-    emit(args, profiles.list_profiles(ctx.actor), table(PROFILE_COLUMNS))
+    emit(args, [p.as_dict() for p in profiles.list_profiles(ctx.actor)], table(PROFILE_COLUMNS))
     return EXIT_OK
 
 
 def cmd_profile_show(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import profiles
 
-    emit(args, profiles.show(ctx.actor, args.profile), print_record)
+    emit(args, profiles.show(ctx.actor, args.profile).as_dict(), print_record)
     return EXIT_OK
 
 

@@ -50,7 +50,7 @@ def ann(admin: Actor) -> None:
 
 def everything_visible(admin: Actor) -> str:
     """What any face can show: JSON of the mailbox, profile and audit log."""
-    return json.dumps([mailboxes.show(admin, "ann@corp.test"), profiles.show(admin, "imap"),
+    return json.dumps([mailboxes.show(admin, "ann@corp.test"), profiles.show(admin, "imap").as_dict(),
                        audit.list_entries(admin, limit=1000),
                        audit.list_entries(admin, record_kind="mailbox", record_id=mailboxes.get("ann@corp.test").id)],
                       ensure_ascii=False)
@@ -77,7 +77,7 @@ def test_a_mailbox_password_is_kept_in_the_keyring_and_shown_only_as_set(admin: 
 def test_profile_password_and_tokens_are_write_only_too(admin: Actor, ann, store, db_path: Path):
     credentials.set_profile_secret(admin, "imap", PROFILE_SECRET, store)
     credentials.set_mailbox_secret(admin, "ann@corp.test", TOKEN_SECRET, store, credentials.TOKEN)
-    profile = profiles.show(admin, "imap")
+    profile = profiles.show(admin, "imap").as_dict()
     assert (profile["password"], profile["oauth2_token"]) == ("set", "not set")
     assert mailboxes.show(admin, "ann@corp.test")["oauth2_token"] == "set"
     assert credentials.profile_secret(store, profile["id"]) == PROFILE_SECRET

@@ -13,6 +13,7 @@ from mbxtui.core.errors import Conflict, InvalidInput, NotFound, PermissionDenie
 from mbxtui.core.models import AuditEntry, AuditRecord, EnablementJob
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import bulk, imports, mailbox_views, mailboxes, operators, profiles, settings, users
+from mbxtui.core.services.profiles import ProfileRecord
 from mbxtui.core.services.selection import Selection
 from tests.core.conftest import Actors
 from tests.core.support import audit_actions, count, last_audit_id, mailbox, profile_fields, set_test_results, snapshot
@@ -21,7 +22,7 @@ USERS = ("ann@corp.test", "bob@corp.test", "cat@corp.test")
 
 
 @pytest.fixture
-def org(admin: Actor, default_profile: dict) -> None:
+def org(admin: Actor, default_profile: ProfileRecord) -> None:
     """Three users, a queue and a forward mailbox on the default IMAP profile, and a POP3 profile."""
     for email in USERS:
         users.add_user(admin, email.split("@")[0].title(), email)

@@ -10,6 +10,7 @@ from mbxtui.core.errors import Conflict, InvalidInput, PermissionDenied
 from mbxtui.core.models import AuditRecord
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import profiles, settings
+from mbxtui.core.services.profiles import ProfileRecord
 from tests.core.conftest import Actors
 from tests.core.support import audit_actions, last_audit_id, profile_fields, snapshot
 
@@ -32,7 +33,7 @@ def test_the_defaults_are_those_of_the_domain(actors: Actors):
     }
 
 
-def test_settings_are_changed_shown_and_audited(admin: Actor, imap_profile: dict):
+def test_settings_are_changed_shown_and_audited(admin: Actor, imap_profile: ProfileRecord):
     since = last_audit_id()
     after = settings.update(admin, default_profile="imap", default_incoming="forward_mailbox", default_act="SERVER_SIDE_SYNC",
                             require_approval_users="off", notify_owners_of_profile_alerts="on", retry_attempts="3",

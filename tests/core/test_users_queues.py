@@ -9,11 +9,12 @@ from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import EnablementJob
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import bulk, settings, users
+from mbxtui.core.services.profiles import ProfileRecord
 from mbxtui.core.services.selection import Selection
 from tests.core.support import audit_actions, count, last_audit_id, mailbox, set_test_results, snapshot
 
 
-def test_a_new_user_gets_one_mailbox_with_the_default_profile_and_methods(admin: Actor, default_profile: dict):
+def test_a_new_user_gets_one_mailbox_with_the_default_profile_and_methods(admin: Actor, default_profile: ProfileRecord):
     settings.update(admin, default_incoming="none", default_outgoing="server_side_sync", default_act="server_side_sync")
     since = last_audit_id()
     created = users.add_user(admin, "Ann Archer", "Ann@Corp.test")
@@ -30,7 +31,7 @@ def test_a_new_user_gets_one_mailbox_with_the_default_profile_and_methods(admin:
     assert audit_actions(since) == ["user.add", "mailbox.create"]
 
 
-def test_a_new_queue_gets_one_mailbox_owned_by_the_queue_owner(admin: Actor, default_profile: dict):
+def test_a_new_queue_gets_one_mailbox_owned_by_the_queue_owner(admin: Actor, default_profile: ProfileRecord):
     users.add_user(admin, "Ann", "ann@corp.test")
     created = users.add_queue(admin, "Sales", "sales@corp.test", "ANN@corp.test")
     assert created["owner"] == "ann@corp.test" and created["mailbox"] == "sales@corp.test"
@@ -135,7 +136,7 @@ def test_users_and_queues_are_listed_with_their_mailboxes(admin: Actor, actors):
 # --- R19 ---------------------------------------------------------------------------------------
 
 @pytest.fixture
-def ann_and_bob_scheduled(admin: Actor, default_profile: dict) -> None:
+def ann_and_bob_scheduled(admin: Actor, default_profile: ProfileRecord) -> None:
     """Two users whose mailboxes were enabled once and now have a Test & Enable queued."""
     users.add_user(admin, "Ann", "ann@corp.test")
     users.add_user(admin, "Bob", "bob@corp.test")
@@ -171,7 +172,7 @@ def test_an_inactive_users_mailbox_cannot_be_activated(admin: Actor, ann_and_bob
     assert ann["active"] == 1 and ann["incoming_enabled"] == 0
 
 
-def test_deactivating_a_queue_deactivates_its_mailbox(admin: Actor, default_profile: dict):
+def test_deactivating_a_queue_deactivates_its_mailbox(admin: Actor, default_profile: ProfileRecord):
     users.add_user(admin, "Ann", "ann@corp.test")
     users.add_queue(admin, "Sales", "sales@corp.test", "ann@corp.test")
     users.deactivate_queue(admin, "sales@corp.test")
@@ -181,7 +182,7 @@ def test_deactivating_a_queue_deactivates_its_mailbox(admin: Actor, default_prof
         bulk.activate(admin, Selection.of_emails(["sales@corp.test"]))
 
 
-def test_a_queue_can_be_activated_again_and_then_its_mailbox(admin: Actor, default_profile: dict):
+def test_a_queue_can_be_activated_again_and_then_its_mailbox(admin: Actor, default_profile: ProfileRecord):
     users.add_user(admin, "Ann", "ann@corp.test")
     users.add_queue(admin, "Sales", "sales@corp.test", "ann@corp.test")
     users.deactivate_queue(admin, "sales@corp.test")

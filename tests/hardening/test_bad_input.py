@@ -46,6 +46,7 @@ from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore
 from mbxtui.core.services import alerts, audit, bulk, imports, mailbox_views, mailboxes, operators, profiles, users
 from mbxtui.core.services import settings as org_settings
+from mbxtui.core.services.profiles import ProfileRecord
 from mbxtui.core.services.selection import Selection
 from tests.cli.conftest import Cli, cli, cli_template  # noqa: F401  (fixtures)
 from tests.core.conftest import actors, admin, db_path, template_db  # noqa: F401  (fixtures)
@@ -463,11 +464,11 @@ def expected_profile_value(key: str, value: Any) -> Any:
     return cleaners[key](value)
 
 
-def profile_value(shown: dict[str, Any], key: str) -> Any:
+def profile_value(shown: ProfileRecord, key: str) -> Any:
     side, _, part = key.partition("_")
     if side in ("incoming", "outgoing") and part in ("host", "port", "tls", "auth"):
-        return shown[side][part]
-    return shown[key]
+        return getattr(getattr(shown, side), part)
+    return getattr(shown, key)
 
 
 @STORED
@@ -485,7 +486,7 @@ def test_a_new_profile_with_one_hostile_field_is_refused_or_reads_back(organisat
                                       {PROFILE_FIELD_NAMES[key], "username", "verify-delivery"}, also=(Conflict,))
     if created is None or value is None:
         return
-    shown = profiles.show(admin, created["name"])
+    shown = profiles.show(admin, created.name)
     assert profile_value(shown, key) == expected_profile_value(key, value)
 
 
@@ -493,15 +494,15 @@ def test_a_new_profile_with_one_hostile_field_is_refused_or_reads_back(organisat
 @given(data=st.data())
 def test_a_profile_edit_with_a_hostile_field_is_refused_or_reads_back(organisation, data: st.DataObject):
     admin = organisation["admin"]
-    [name] = [p["name"] for p in profiles.list_profiles(admin) if p["id"] == organisation["edited_profile"]]
+    [name] = [p.name for p in profiles.list_profiles(admin) if p.id == organisation["edited_profile"]]
     key = data.draw(st.sampled_from(sorted(PROFILE_VALUES)), label="field")
     value = data.draw(PROFILE_VALUES[key], label="value")
-    version = profiles.show(admin, name)["row_version"]
+    version = profiles.show(admin, name).row_version
     changed = refused_without_writing(
         lambda: profiles.update(admin, name, expected_version=version, **{key: value}),
         {PROFILE_FIELD_NAMES[key], "username", "verify-delivery", "profile"}, also=(Conflict,))
     if changed is not None and value is not None:
-        assert profile_value(profiles.show(admin, changed["name"]), key) == expected_profile_value(key, value)
+        assert profile_value(profiles.show(admin, changed.name), key) == expected_profile_value(key, value)
 
 
 MAILBOX_VALUES: dict[str, st.SearchStrategy[Any]] = {

@@ -121,10 +121,10 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
     def save_profile():
         name = rng.choice(spec["profiles"])
         shown = profiles.show(actor, name)
-        other_timeout = SHARED_TIMEOUT + 1 if shown["timeout_seconds"] == SHARED_TIMEOUT else SHARED_TIMEOUT
+        other_timeout = SHARED_TIMEOUT + 1 if shown.timeout_seconds == SHARED_TIMEOUT else SHARED_TIMEOUT
         time.sleep(rng.uniform(0, 0.03))
-        profiles.update(actor, name, expected_version=shown["row_version"], timeout_seconds=other_timeout)
-        report["profile_saves"].append([name, shown["row_version"]])
+        profiles.update(actor, name, expected_version=shown.row_version, timeout_seconds=other_timeout)
+        report["profile_saves"].append([name, shown.row_version])
 
     def save_settings():
         shown = settings.show(actor)
@@ -404,11 +404,11 @@ def test_two_saves_from_the_same_version_one_wins_the_other_is_refused(org):
 
         shown = profiles.show(admin, "race")
         outcomes = _race(
-            lambda: profiles.update(admin, "race", expected_version=shown["row_version"], timeout_seconds=7),
-            lambda: profiles.update(admin, "race", expected_version=shown["row_version"], max_connections=9))
+            lambda: profiles.update(admin, "race", expected_version=shown.row_version, timeout_seconds=7),
+            lambda: profiles.update(admin, "race", expected_version=shown.row_version, max_connections=9))
         assert outcomes.count("conflict") == 1 and len(outcomes) == 2, outcomes
         after = profiles.show(admin, "race")
-        assert (after["timeout_seconds"] == 7) != (after["max_connections"] == 9), "both saves landed"
+        assert (after.timeout_seconds == 7) != (after.max_connections == 9), "both saves landed"
         profiles.update(admin, "race", timeout_seconds=5, max_connections=10)
 
         shown = settings.show(admin)

@@ -254,7 +254,7 @@ def test_profile_create_with_a_bad_port_shows_the_error_beside_the_field_and_wri
         await pilot.pause()
         assert isinstance(app.screen, ProfilesScreen)
         created = profiles.show(world.admin, "corp pop")
-        assert created["incoming"]["port"] == 995 and created["password"] == "set"
+        assert created.incoming.port == 995 and created.as_dict()["password"] == "set"
         profile_id = profiles.get("corp pop").id
         assert credentials.profile_secret(world.store, profile_id) == "s3cret"
         assert "corp pop" in [row[0] for row in table_rows(app.screen.query_one("#table", DataTable))]
@@ -283,13 +283,13 @@ def test_profile_edit_changes_only_what_was_changed_and_asks_before_losing_an_ed
         await pilot.press("n")
         await pilot.pause()
         assert app.screen is form
-        before_version = profiles.show(world.admin, "imap")["row_version"]
+        before_version = profiles.show(world.admin, "imap").row_version
         await pilot.press("ctrl+s")
         await settle(app, pilot)
         assert app.screen is detail
         after = profiles.show(world.admin, "imap")
-        assert after["max_connections"] == 25 and after["row_version"] == before_version + 1
-        assert after["owner"] == "ann@corp.test" and after["password"] == "not set"
+        assert after.max_connections == 25 and after.row_version == before_version + 1
+        assert after.owner == "ann@corp.test" and after.as_dict()["password"] == "not set"
         assert "Max concurrent connections  25" in text_of(detail.query_one("#settings-text", Static))
 
     run(world, world.admin, scenario)

@@ -219,7 +219,7 @@ class ForwardMailboxForm(FormScreen):
     NEEDS_DATA = True
 
     def read_data(self) -> list[str]:
-        return [p["name"] for p in profiles.list_profiles(self.actor) if p["active"]]
+        return [p.name for p in profiles.list_profiles(self.actor) if p.active]
 
     def compose(self) -> ComposeResult:
         if self.data is None:

@@ -182,8 +182,8 @@ class MailboxEditScreen(FormScreen):
         self.row = row
 
     def read_data(self) -> list[str]:
-        return [p["name"] for p in profiles.list_profiles(self.actor)
-                if p["active"] or p["name"] == self.row["profile"]]
+        return [p.name for p in profiles.list_profiles(self.actor)
+                if p.active or p.name == self.row["profile"]]
 
     def compose(self) -> ComposeResult:
         row = self.row

@@ -36,8 +36,8 @@ class SettingsScreen(FormScreen):
 
     def read_data(self) -> tuple[EmailSettings, list[str]]:
         record = settings.show(self.actor)
-        names = [p["name"] for p in profiles.list_profiles(self.actor)
-                 if p["active"] or p["name"] == record.default_profile]
+        names = [p.name for p in profiles.list_profiles(self.actor)
+                 if p.active or p.name == record.default_profile]
         return record, names
 
     def compose(self) -> ComposeResult:

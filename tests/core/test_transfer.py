@@ -77,7 +77,7 @@ def answers(actor_login: str = "alice") -> dict[str, Any]:
         "profiles": [p.as_dict() for p in profiles.list_profiles(admin)], "settings": settings.show(admin).as_dict(),
         "operators": operators.list_operators(admin), "alerts": alerts.list_alerts(admin),
         "audit": audit.list_entries(admin, limit=1000), "queued": jobs.queued_count(),
-        "ann": mailboxes.show(admin, "p00@corp.test"),
+        "ann": mailboxes.show(admin, "p00@corp.test").as_dict(),
     }
     for view in ("all", "active", "pending", "forward", "disabled"):
         seen[f"view {view}"] = mailbox_views.list_mailboxes(admin, view=view, sort="name", limit=1000)

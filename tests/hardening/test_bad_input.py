@@ -415,7 +415,7 @@ def test_a_new_user_is_refused_or_found_again_by_its_address(organisation, name:
     assert created == {"name": name.strip(), "email": validation.email("email", address), "active": True,
                        "mailbox": validation.email("email", address)}
     shown = mailboxes.show(admin, created["email"])  # looked up through the validator again
-    assert (shown["name"], shown["email"], shown["regarding"]) == (name.strip(), created["email"], "user")
+    assert (shown.name, shown.email, shown.regarding) == (name.strip(), created["email"], "user")
     assert users.list_users(admin, filter_text=created["email"])[0]["name"] == name.strip()
 
 
@@ -427,7 +427,7 @@ def test_a_new_queue_is_refused_or_found_again(organisation, name: str, address:
                                       {"name", "email", "owner"}, also=(Conflict, NotFound))
     if created is not None:
         assert created["owner"] == "ann@corp.test" and created["name"] == name.strip()
-        assert mailboxes.show(admin, created["email"])["regarding"] == "queue"
+        assert mailboxes.show(admin, created["email"]).regarding == "queue"
 
 
 PROFILE_VALUES: dict[str, st.SearchStrategy[Any]] = {
@@ -542,11 +542,11 @@ def test_a_mailbox_edit_with_a_hostile_field_is_refused_or_reads_back(organisati
         {field, "mailbox"}, also=(Conflict,))
     if changed is None or value is None:
         return
-    stored = changed[key]
+    stored = getattr(changed, key)
     if key == "process_email_after" and stored is not None:
         stored = datetime.fromisoformat(stored)
     assert stored == expected_mailbox_value(key, value)
-    assert mailboxes.show(admin, changed["email"])["id"] == row["id"]
+    assert mailboxes.show(admin, changed.email).id == row["id"]
 
 
 @STORED
@@ -559,8 +559,8 @@ def test_a_new_forward_mailbox_is_refused_or_reads_back(organisation, name, addr
                                                  delete_after_processing=delete, owner=owner),
         {"name", "email", "profile", "delete-after-processing", "owner"}, also=(Conflict,))
     if created is not None:
-        assert (created["name"], created["is_forward"], created["outgoing_method"]) == (name.strip(), True, "none")
-        assert created["delete_after_processing"] is validation.on_off("d", delete)
+        assert (created.name, created.is_forward, created.outgoing_method) == (name.strip(), True, "none")
+        assert created.delete_after_processing is validation.on_off("d", delete)
 
 
 @STORED
@@ -582,11 +582,11 @@ def test_a_bulk_edit_is_refused_whole_or_applied_to_every_mailbox(organisation, 
     for address in addresses:
         shown = mailboxes.show(admin, address)
         if profile is not None:
-            assert shown["profile"] == profile.strip()
+            assert shown.profile == profile.strip()
         for key, value, enum in (("incoming_method", incoming, IncomingMethod), ("outgoing_method", outgoing,
                                  OutgoingMethod), ("act_method", act, ActMethod)):
             if value is not None:
-                assert shown[key] == validation.choice("m", value, enum).value
+                assert getattr(shown, key) == validation.choice("m", value, enum).value
 
 
 SETTINGS_VALUES: dict[str, st.SearchStrategy[Any]] = {
@@ -770,7 +770,7 @@ def test_an_import_takes_every_row_or_names_every_bad_one(organisation, tmp_path
         for line, fields in records:
             if any(f.strip() for f in fields):
                 shown = mailboxes.show(admin, fields[1])
-                assert shown["name"] == fields[0].strip() and shown["regarding"] == kind[:-1]
+                assert shown.name == fields[0].strip() and shown.regarding == kind[:-1]
 
 
 HEADERS = st.one_of(
@@ -850,7 +850,7 @@ def test_each_kind_of_broken_csv_file_is_imported_or_refused_as_stated(organisat
                                      also=(InvalidRows, MbxError))
     if isinstance(expected, int):
         assert result == {"imported": expected, "kind": "users"}
-        assert mailboxes.show(organisation["admin"], "new1@corp.test")["regarding"] == "user"
+        assert mailboxes.show(organisation["admin"], "new1@corp.test").regarding == "user"
         return
     line, words = expected
     assert result is None

@@ -112,7 +112,7 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
 
     def edit():
         email = rng.choice(emails)
-        version = mailboxes.show(actor, email)["row_version"]
+        version = mailboxes.show(actor, email).row_version
         time.sleep(rng.uniform(0, 0.03))  # the operator types
         name = f"{spec['name']} edit {sum(report['done'].values())}"
         mailboxes.edit(actor, email, expected_version=version, name=name)
@@ -394,13 +394,13 @@ def test_two_saves_from_the_same_version_one_wins_the_other_is_refused(org):
     admin = org.admin
     audit_before = last_id(AuditEntry)
     for round_number in range(RACE_ROUNDS):
-        version = mailboxes.show(admin, "alice@example.test")["row_version"]
+        version = mailboxes.show(admin, "alice@example.test").row_version
         outcomes = _race(
             lambda: mailboxes.edit(admin, "alice@example.test", expected_version=version, name=f"one {round_number}"),
             lambda: mailboxes.edit(admin, "alice@example.test", expected_version=version, name=f"two {round_number}"))
         assert outcomes.count("conflict") == 1 and len(outcomes) == 2, outcomes
         winner = "one" if "won:1" in outcomes else "two"
-        assert mailboxes.show(admin, "alice@example.test")["name"] == f"{winner} {round_number}"
+        assert mailboxes.show(admin, "alice@example.test").name == f"{winner} {round_number}"
 
         shown = profiles.show(admin, "race")
         outcomes = _race(

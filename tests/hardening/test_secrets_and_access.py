@@ -325,7 +325,7 @@ def test_a_secret_a_server_echoes_back_is_not_recorded(org: Org, protocol: str, 
     assert row.last_error_code == "AUTH_FAILED", row.last_error_text
     assert "refused" in row.last_error_text, "the server's quote is not in the sentence: nothing was tested"
     sources = {
-        "mailbox show --json": json.dumps(mailboxes.show(org.admin, ECHO_MAILBOX), default=str).encode(),
+        "mailbox show --json": json.dumps(mailboxes.show(org.admin, ECHO_MAILBOX).as_dict(), default=str).encode(),
         "last test": json.dumps(jobs.last_result(row.id).as_dict()).encode(),
         "alerts --json": json.dumps(alerts.list_alerts(org.admin, include_dismissed=True),
                                     ensure_ascii=False).encode(),

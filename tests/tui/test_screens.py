@@ -522,7 +522,7 @@ def test_add_user_creates_its_mailbox_with_the_defaults(world: World):
         await pilot.pause()
         assert app.screen is screen
         box = mailboxes.show(world.admin, "cy@corp.test")
-        assert (box["regarding"], box["profile"], box["approval"]) == ("user", "imap", "pending")
+        assert (box.regarding, box.profile, box.approval) == ("user", "imap", "pending")
         assert Mailbox.select().where(Mailbox.email == "cy@corp.test").count() == 1
         rows = table_rows(screen.table)
         assert ["Cy Clark", "cy@corp.test", "yes", "cy@corp.test"] in rows
@@ -530,7 +530,7 @@ def test_add_user_creates_its_mailbox_with_the_defaults(world: World):
         screen.table.move_cursor(row=screen.table.get_row_index("cy@corp.test"))
         await pilot.press("enter")
         await pilot.pause()
-        assert isinstance(app.screen, MailboxDetailScreen) and app.screen.mailbox_id == box["id"]
+        assert isinstance(app.screen, MailboxDetailScreen) and app.screen.mailbox_id == box.id
 
     run(world, world.system, scenario)
 
@@ -566,7 +566,7 @@ def test_deactivate_user_asks_then_deactivates_its_mailbox(world: World):
         assert isinstance(app.screen, ConfirmScreen) and "Deactivate 1 user, bob@corp.test" in app.screen.detail
         await pilot.press("y")
         await pilot.pause()
-        assert mailboxes.show(world.admin, "bob@corp.test")["active"] is False
+        assert mailboxes.show(world.admin, "bob@corp.test").active is False
         await pilot.press("2")
         await pilot.pause()
         assert [row[1] for row in table_rows(screen.table)] == ["support@corp.test"]
@@ -603,7 +603,7 @@ def test_forward_mailbox_form_creates_one(world: World):
     run(world, world.system, scenario)
     assert outcome == [True]
     box = mailboxes.show(world.admin, "sales-fwd@corp.test")
-    assert (box["is_forward"], box["outgoing_method"], box["delete_after_processing"], box["profile"]) == \
+    assert (box.is_forward, box.outgoing_method, box.delete_after_processing, box.profile) == \
         (True, "none", True, "imap")
 
 

@@ -87,7 +87,7 @@ class PeopleScreen(ListScreen):
             return
         from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 
-        self.call(lambda: mailboxes.show(self.actor, row["mailbox"])["id"],
+        self.call(lambda: mailboxes.show(self.actor, row["mailbox"]).id,
                   lambda mailbox_id: self.app.push_screen(MailboxDetailScreen(mailbox_id)), group="open")
 
     def action_add(self) -> None:

@@ -75,7 +75,7 @@ def answers(actor_login: str = "alice") -> dict[str, Any]:
     seen: dict[str, Any] = {
         "users": users.list_users(admin), "queues": users.list_queues(admin),
         "profiles": [p.as_dict() for p in profiles.list_profiles(admin)], "settings": settings.show(admin).as_dict(),
-        "operators": operators.list_operators(admin), "alerts": alerts.list_alerts(admin),
+        "operators": [o.as_dict() for o in operators.list_operators(admin)], "alerts": alerts.list_alerts(admin),
         "audit": audit.list_entries(admin, limit=1000), "queued": jobs.queued_count(),
         "ann": mailboxes.show(admin, "p00@corp.test").as_dict(),
     }

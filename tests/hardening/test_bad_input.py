@@ -629,8 +629,8 @@ def test_a_new_operator_is_refused_or_reads_back(organisation, login, role, user
     added = refused_without_writing(lambda: operators.add(admin, login, role, user), {"login", "role", "user"},
                                     also=(Conflict,))
     if added is not None:
-        assert operators.get(added["login"]).login == login.strip()
-        assert added["role"] == str(role).strip().lower()
+        assert operators.get(added.login).login == login.strip()
+        assert added.role == str(role).strip().lower()
 
 
 LOOKUPS: dict[str, Callable[[Actor, Any], Any]] = {

@@ -502,7 +502,7 @@ def test_operators_add_change_role_and_remove(world: World):
         assert isinstance(app.screen, ConfirmScreen) and "Remove 1 operator, olga" in app.screen.detail
         await pilot.press("y")
         await pilot.pause()
-        assert "olga" not in [o["login"] for o in operators.list_operators(world.admin)]
+        assert "olga" not in [o.login for o in operators.list_operators(world.admin)]
 
     run(world, world.admin, scenario)
 

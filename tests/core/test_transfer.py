@@ -73,7 +73,8 @@ def answers(actor_login: str = "alice") -> dict[str, Any]:
     """What the services say about the bound database."""
     admin = operators.current_actor(login=actor_login)
     seen: dict[str, Any] = {
-        "users": users.list_users(admin), "queues": users.list_queues(admin),
+        "users": [u.as_dict() for u in users.list_users(admin)],
+        "queues": [q.as_dict() for q in users.list_queues(admin)],
         "profiles": [p.as_dict() for p in profiles.list_profiles(admin)], "settings": settings.show(admin).as_dict(),
         "operators": [o.as_dict() for o in operators.list_operators(admin)], "alerts": alerts.list_alerts(admin),
         "audit": audit.list_entries(admin, limit=1000), "queued": jobs.queued_count(),

@@ -412,11 +412,11 @@ def test_a_new_user_is_refused_or_found_again_by_its_address(organisation, name:
                                       also=(Conflict,))
     if created is None:
         return
-    assert created == {"name": name.strip(), "email": validation.email("email", address), "active": True,
-                       "mailbox": validation.email("email", address)}
-    shown = mailboxes.show(admin, created["email"])  # looked up through the validator again
-    assert (shown.name, shown.email, shown.regarding) == (name.strip(), created["email"], "user")
-    assert users.list_users(admin, filter_text=created["email"])[0]["name"] == name.strip()
+    assert created.as_dict() == {"name": name.strip(), "email": validation.email("email", address), "active": True,
+                                 "mailbox": validation.email("email", address)}
+    shown = mailboxes.show(admin, created.email)  # looked up through the validator again
+    assert (shown.name, shown.email, shown.regarding) == (name.strip(), created.email, "user")
+    assert users.list_users(admin, filter_text=created.email)[0].name == name.strip()
 
 
 @STORED
@@ -426,8 +426,8 @@ def test_a_new_queue_is_refused_or_found_again(organisation, name: str, address:
     created = refused_without_writing(lambda: users.add_queue(admin, name, address, owner),
                                       {"name", "email", "owner"}, also=(Conflict, NotFound))
     if created is not None:
-        assert created["owner"] == "ann@corp.test" and created["name"] == name.strip()
-        assert mailboxes.show(admin, created["email"]).regarding == "queue"
+        assert created.owner == "ann@corp.test" and created.name == name.strip()
+        assert mailboxes.show(admin, created.email).regarding == "queue"
 
 
 PROFILE_VALUES: dict[str, st.SearchStrategy[Any]] = {

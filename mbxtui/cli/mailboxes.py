@@ -50,9 +50,9 @@ def cmd_mailbox_show(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.jobs import queue as jobs
     from mbxtui.core.services import mailboxes
 
-    data = mailboxes.show(ctx.actor, args.email)
-    last = jobs.last_result(data["id"])
-    data["last_test"] = None if last is None else last.as_dict()
+    shown = mailboxes.show(ctx.actor, args.email)
+    last = jobs.last_result(shown.id)
+    data: dict[str, Any] = {**shown.as_dict(), "last_test": None if last is None else last.as_dict()}
     emit(args, data, print_record)
     return EXIT_OK
 
@@ -66,7 +66,7 @@ def cmd_mailbox_edit(ctx: Context, args: argparse.Namespace) -> int:
         "use_own_credentials": args.use_own_credentials, "delete_after_processing": args.delete_after_processing,
         "process_email_after": args.process_email_after,
     }
-    emit(args, mailboxes.edit(ctx.actor, args.email, **fields), print_record)
+    emit(args, mailboxes.edit(ctx.actor, args.email, **fields).as_dict(), print_record)
     return EXIT_OK
 
 
@@ -140,7 +140,7 @@ def cmd_forward_add(ctx: Context, args: argparse.Namespace) -> int:
 
     emit(args, mailboxes.create_forward_mailbox(
         ctx.actor, name=args.name, email=args.email, profile=args.profile,
-        delete_after_processing=args.delete_after_processing, owner=args.owner), print_record)
+        delete_after_processing=args.delete_after_processing, owner=args.owner).as_dict(), print_record)
     return EXIT_OK
 
 

@@ -28,21 +28,21 @@ def cmd_whoami(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_operator_add(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import operators
 
-    emit(args, operators.add(ctx.actor, args.login, args.role, args.user), print_record)
+    emit(args, operators.add(ctx.actor, args.login, args.role, args.user).as_dict(), print_record)
     return EXIT_OK
 
 
 def cmd_operator_list(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import operators
 
-    emit(args, operators.list_operators(ctx.actor), table([("login", "LOGIN"), ("role", "ROLE"), ("user", "USER")]))
+    emit(args, [o.as_dict() for o in operators.list_operators(ctx.actor)], table([("login", "LOGIN"), ("role", "ROLE"), ("user", "USER")]))
     return EXIT_OK
 
 
 def cmd_operator_set_role(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import operators
 
-    emit(args, operators.set_role(ctx.actor, args.login, args.role), print_record)
+    emit(args, operators.set_role(ctx.actor, args.login, args.role).as_dict(), print_record)
     return EXIT_OK
 
 

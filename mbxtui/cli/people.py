@@ -17,14 +17,15 @@ QUEUE_COLUMNS = [("name", "NAME"), ("email", "EMAIL"), ("owner", "OWNER"), ("act
 def cmd_user_add(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import users
 
-    emit(args, users.add_user(ctx.actor, args.name, args.email), print_record)
+    emit(args, users.add_user(ctx.actor, args.name, args.email).as_dict(), print_record)
     return EXIT_OK
 
 
 def cmd_user_list(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import users
 
-    emit(args, users.list_users(ctx.actor, filter_text=args.filter, limit=args.limit, offset=args.offset),
+    emit(args, [u.as_dict() for u in users.list_users(ctx.actor, filter_text=args.filter, limit=args.limit,
+                                                     offset=args.offset)],
          table(USER_COLUMNS))
     return EXIT_OK
 
@@ -32,42 +33,43 @@ def cmd_user_list(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_user_deactivate(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import users
 
-    emit(args, users.deactivate_user(ctx.actor, args.email), print_record)
+    emit(args, users.deactivate_user(ctx.actor, args.email).as_dict(), print_record)
     return EXIT_OK
 
 
 def cmd_user_activate(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import users
 
-    emit(args, users.activate_user(ctx.actor, args.email), print_record)
+    emit(args, users.activate_user(ctx.actor, args.email).as_dict(), print_record)
     return EXIT_OK
 
 
 def cmd_queue_add(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import users
 
-    emit(args, users.add_queue(ctx.actor, args.name, args.email, args.owner), print_record)
+    emit(args, users.add_queue(ctx.actor, args.name, args.email, args.owner).as_dict(), print_record)
     return EXIT_OK
 
 
 def cmd_queue_list(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import users
 
-    emit(args, users.list_queues(ctx.actor, limit=args.limit, offset=args.offset), table(QUEUE_COLUMNS))
+    emit(args, [q.as_dict() for q in users.list_queues(ctx.actor, limit=args.limit, offset=args.offset)],
+         table(QUEUE_COLUMNS))
     return EXIT_OK
 
 
 def cmd_queue_deactivate(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import users
 
-    emit(args, users.deactivate_queue(ctx.actor, args.email), print_record)
+    emit(args, users.deactivate_queue(ctx.actor, args.email).as_dict(), print_record)
     return EXIT_OK
 
 
 def cmd_queue_activate(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import users
 
-    emit(args, users.activate_queue(ctx.actor, args.email), print_record)
+    emit(args, users.activate_queue(ctx.actor, args.email).as_dict(), print_record)
     return EXIT_OK
 
 

@@ -31,7 +31,7 @@ def _profile_fields(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_profile_add(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import profiles
 
-    emit(args, profiles.create(ctx.actor, **_profile_fields(args)), print_record)
+    emit(args, profiles.create(ctx.actor, **_profile_fields(args)).as_dict(), print_record)
     return EXIT_OK
 
 
@@ -40,21 +40,21 @@ def cmd_profile_edit(ctx: Context, args: argparse.Namespace) -> int:
 
     fields = _profile_fields(args)
     fields["name"] = args.new_name
-    emit(args, profiles.update(ctx.actor, args.profile, **fields), print_record)
+    emit(args, profiles.update(ctx.actor, args.profile, **fields).as_dict(), print_record)
     return EXIT_OK
 
 
 def cmd_profile_list(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import profiles
 
-    emit(args, profiles.list_profiles(ctx.actor), table(PROFILE_COLUMNS))
+    emit(args, [p.as_dict() for p in profiles.list_profiles(ctx.actor)], table(PROFILE_COLUMNS))
     return EXIT_OK
 
 
 def cmd_profile_show(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import profiles
 
-    emit(args, profiles.show(ctx.actor, args.profile), print_record)
+    emit(args, profiles.show(ctx.actor, args.profile).as_dict(), print_record)
     return EXIT_OK
 
 
@@ -71,14 +71,14 @@ def cmd_profile_set_password(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_profile_test(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.profile_check import check_profile
 
-    data = check_profile(ctx.actor, args.profile, ctx.store)
+    checked = check_profile(ctx.actor, args.profile, ctx.store)
     if args.json:
-        print_json(data)
+        print_json(checked.as_dict())
     else:
         from mbxtui.core.display import check_step_lines
 
-        print("\n".join(check_step_lines(data["directions"])))
-    return EXIT_OK if data["passed"] else EXIT_TEST_FAILED
+        print("\n".join(check_step_lines(checked.directions)))
+    return EXIT_OK if checked.passed else EXIT_TEST_FAILED
 
 
 def _profile_options(p: argparse.ArgumentParser, *, required: bool) -> None:

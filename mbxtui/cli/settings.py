@@ -24,7 +24,7 @@ SWITCHES = ("require-approval-users", "require-approval-queues", "error-alerts",
 def cmd_settings_show(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import settings
 
-    emit(args, settings.show(ctx.actor), print_record)
+    emit(args, settings.show(ctx.actor).as_dict(), print_record)
     return EXIT_OK
 
 
@@ -32,7 +32,7 @@ def cmd_settings_set(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import settings
 
     changes = {field: getattr(args, flag) for flag, field in SETTINGS_FLAGS.items()}
-    emit(args, settings.update(ctx.actor, **changes), print_record)
+    emit(args, settings.update(ctx.actor, **changes).as_dict(), print_record)
     return EXIT_OK
 
 

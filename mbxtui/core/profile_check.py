@@ -4,6 +4,7 @@ message is sent)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from mbxtui.core.enums import ProfileType
@@ -25,7 +26,21 @@ def _profile_credentials(auth: str, profile, store: SecretStore | None) -> Crede
     return Credentials("password" if auth == "profile" else "oauth2", profile.username, secret)
 
 
-def check_profile(actor: Actor, name: str, store: SecretStore | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ProfileCheck:
+    """The outcome of a profile's connection check: ``directions`` holds the steps of each side as
+    Test & Enable results are kept (``MailboxCheckResult.as_dict``)."""
+
+    profile: str
+    passed: bool
+    directions: dict[str, dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``mbxtui profile test --json`` prints it."""
+        return {"profile": self.profile, "passed": self.passed, "directions": self.directions}
+
+
+def check_profile(actor: Actor, name: str, store: SecretStore | None) -> ProfileCheck:
     """Returns the steps of each side, as Test & Enable results are shown."""
     require(actor, Permission.TEST)
     row = profiles.get(name)
@@ -39,4 +54,4 @@ def check_profile(actor: Actor, name: str, store: SecretStore | None) -> dict[st
     result.directions["outgoing"] = smtp.probe(endpoint(snapshot, "outgoing"), outgoing_creds,
                                                sender=row.username or "postmaster", recipient=row.username or "postmaster",
                                                send=False)
-    return {"profile": row.name, "passed": result.passed, "directions": result.as_dict()}
+    return ProfileCheck(row.name, result.passed, result.as_dict())

@@ -11,6 +11,7 @@ from textual.message import Message
 from mbxtui.core.jobs.queue import JobResult, Progress
 from mbxtui.core.jobs.runner import MailboxTested
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes
+from mbxtui.core.services.profiles import ProfileRecord
 
 
 @dataclass
@@ -86,7 +87,7 @@ class MailboxDetailLoaded(Message):
 class ProfileDetailLoaded(Message):
     """A profile's settings, its alerts and the first page of its mailboxes."""
 
-    profile: dict[str, Any]
+    profile: ProfileRecord
     alerts: list[dict[str, Any]]
     mailboxes: ProfileMailboxes
 

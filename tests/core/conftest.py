@@ -13,6 +13,7 @@ import pytest
 from mbxtui.core import db
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import operators, profiles, settings
+from mbxtui.core.services.profiles import ProfileRecord
 from tests.backends import Databases
 from tests.core.support import EXCHANGE_ONLINE_PROFILE, IMAP_PROFILE, LOGINS
 
@@ -61,17 +62,17 @@ def admin(actors: Actors) -> Actor:
 
 
 @pytest.fixture
-def imap_profile(admin: Actor) -> dict:
+def imap_profile(admin: Actor) -> ProfileRecord:
     return profiles.create(admin, **IMAP_PROFILE)
 
 
 @pytest.fixture
-def default_profile(admin: Actor, imap_profile: dict) -> dict:
+def default_profile(admin: Actor, imap_profile: ProfileRecord) -> ProfileRecord:
     """The IMAP profile, made the organisation's default for new mailboxes."""
-    settings.update(admin, default_profile=imap_profile["name"])
+    settings.update(admin, default_profile=imap_profile.name)
     return imap_profile
 
 
 @pytest.fixture
-def exchange_online_profile(admin: Actor) -> dict:
+def exchange_online_profile(admin: Actor) -> ProfileRecord:
     return profiles.create(admin, **EXCHANGE_ONLINE_PROFILE)

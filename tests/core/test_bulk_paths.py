@@ -16,6 +16,7 @@ from mbxtui.core.errors import InvalidInput, NotFound
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import bulk, mailbox_views, mailboxes, profiles, settings, users
+from mbxtui.core.services.profiles import ProfileRecord
 from mbxtui.core.services.selection import Selection, id_runs_json
 from tests.core.support import last_audit_id, profile_fields, snapshot
 
@@ -29,7 +30,7 @@ COLUMNS = ("id", "email", "profile_id", "is_forward", "approval", "approved_by",
 
 
 @pytest.fixture
-def varied(admin: Actor, default_profile: dict) -> dict[str, Any]:
+def varied(admin: Actor, default_profile: ProfileRecord) -> dict[str, Any]:
     """Thirty user mailboxes and two forward mailboxes over two profiles, in every mix of approval,
     activity, methods and test results (set directly, as Test & Enable would leave them)."""
     pop = profiles.create(admin, **profile_fields(name="pop", type="pop3_smtp", incoming_port=995))
@@ -46,14 +47,14 @@ def varied(admin: Actor, default_profile: dict) -> dict[str, Any]:
             "UPDATE mailbox SET profile_id = ?, approval = ?, active = ?, incoming_method = ?, outgoing_method = ?, "
             "act_method = ?, incoming_status = ?, outgoing_status = ?, act_status = ?, incoming_enabled = ?, "
             "outgoing_enabled = ?, last_error_code = ?, transient_failures = ?, postponed_until = ? WHERE id = ?",
-            [pop["id"] if index % 3 == 0 else default_profile["id"], approval, 0 if index % 7 == 6 else 1,
+            [pop.id if index % 3 == 0 else default_profile.id, approval, 0 if index % 7 == 6 else 1,
              "server_side_sync" if forward else METHODS["incoming_method"][index % 3],
              "none" if forward else METHODS["outgoing_method"][index % 2],
              METHODS["act_method"][(index // 2) % 2], incoming, outgoing, STATUSES[index % 3],
              int(incoming == "success"), int(outgoing == "success"), "timeout" if "failure" in (incoming, outgoing)
              else None, index % 4, "2030-01-01 00:00:00" if index % 5 == 0 else None, mailbox_id])
     database.execute_sql(f"UPDATE mailbox SET overall_status = {mailboxes.OVERALL_STATUS_SQL}")
-    return {"ids": ids, "pop": pop["id"], "imap": default_profile["id"]}
+    return {"ids": ids, "pop": pop.id, "imap": default_profile.id}
 
 
 def rows() -> dict[int, dict[str, Any]]:

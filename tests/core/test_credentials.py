@@ -50,7 +50,7 @@ def ann(admin: Actor) -> None:
 
 def everything_visible(admin: Actor) -> str:
     """What any face can show: JSON of the mailbox, profile and audit log."""
-    return json.dumps([mailboxes.show(admin, "ann@corp.test"), profiles.show(admin, "imap"),
+    return json.dumps([mailboxes.show(admin, "ann@corp.test").as_dict(), profiles.show(admin, "imap").as_dict(),
                        audit.list_entries(admin, limit=1000),
                        audit.list_entries(admin, record_kind="mailbox", record_id=mailboxes.get("ann@corp.test").id)],
                       ensure_ascii=False)
@@ -58,11 +58,11 @@ def everything_visible(admin: Actor) -> str:
 
 def test_a_mailbox_password_is_kept_in_the_keyring_and_shown_only_as_set(admin: Actor, ann, store, db_path: Path,
                                                                         keyring_dir: Path):
-    assert mailboxes.show(admin, "ann@corp.test")["password"] == "not set"
+    assert mailboxes.show(admin, "ann@corp.test").as_dict()["password"] == "not set"
     credentials.set_mailbox_secret(admin, "ann@corp.test", MAILBOX_SECRET, store)
     box = mailboxes.get("ann@corp.test")
     assert credentials.mailbox_secret(store, box.id) == MAILBOX_SECRET
-    shown = mailboxes.show(admin, "ann@corp.test")
+    shown = mailboxes.show(admin, "ann@corp.test").as_dict()
     assert (shown["password"], shown["oauth2_token"]) == ("set", "not set")
     assert MAILBOX_SECRET not in everything_visible(admin)
     entry = audit.list_entries(admin, limit=1)[0]
@@ -77,9 +77,9 @@ def test_a_mailbox_password_is_kept_in_the_keyring_and_shown_only_as_set(admin: 
 def test_profile_password_and_tokens_are_write_only_too(admin: Actor, ann, store, db_path: Path):
     credentials.set_profile_secret(admin, "imap", PROFILE_SECRET, store)
     credentials.set_mailbox_secret(admin, "ann@corp.test", TOKEN_SECRET, store, credentials.TOKEN)
-    profile = profiles.show(admin, "imap")
+    profile = profiles.show(admin, "imap").as_dict()
     assert (profile["password"], profile["oauth2_token"]) == ("set", "not set")
-    assert mailboxes.show(admin, "ann@corp.test")["oauth2_token"] == "set"
+    assert mailboxes.show(admin, "ann@corp.test").as_dict()["oauth2_token"] == "set"
     assert credentials.profile_secret(store, profile["id"]) == PROFILE_SECRET
     assert credentials.mailbox_secret(store, mailboxes.get("ann@corp.test").id, credentials.TOKEN) == TOKEN_SECRET
     visible = everything_visible(admin)
@@ -91,7 +91,7 @@ def test_profile_password_and_tokens_are_write_only_too(admin: Actor, ann, store
 def test_clearing_a_password_removes_it_from_the_keyring(admin: Actor, ann, store):
     credentials.set_mailbox_secret(admin, "ann@corp.test", MAILBOX_SECRET, store)
     credentials.clear_mailbox_secret(admin, "ann@corp.test", store)
-    assert mailboxes.show(admin, "ann@corp.test")["password"] == "not set"
+    assert mailboxes.show(admin, "ann@corp.test").as_dict()["password"] == "not set"
     assert credentials.mailbox_secret(store, mailboxes.get("ann@corp.test").id) is None
 
 

@@ -148,7 +148,7 @@ def test_imports_continue_after_existing_records(admin: Actor, write_csv):
     imports.import_csv(admin, "users", write_csv("name,email\nBob,bob@corp.test\n"))
     imports.import_csv(admin, "users", write_csv("name,email\nCat,cat@corp.test\n", "second.csv"))
     assert count("mailbox") == 3
-    owners = {r["email"]: r["mailbox"] for r in users.list_users(admin)}
+    owners = {r.email: r.mailbox for r in users.list_users(admin)}
     assert owners == {"ann@corp.test": "ann@corp.test", "bob@corp.test": "bob@corp.test",
                       "cat@corp.test": "cat@corp.test"}
     assert count("mailbox", "user_id IS NULL OR email != (SELECT email FROM \"user\" u WHERE u.id = user_id)") == 0

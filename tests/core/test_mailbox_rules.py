@@ -13,6 +13,7 @@ from mbxtui.core.errors import Conflict, InvalidInput, NotFound, PermissionDenie
 from mbxtui.core.models import AuditEntry, AuditRecord, EnablementJob
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import bulk, imports, mailbox_views, mailboxes, operators, profiles, settings, users
+from mbxtui.core.services.profiles import ProfileRecord
 from mbxtui.core.services.selection import Selection
 from tests.core.conftest import Actors
 from tests.core.support import audit_actions, count, last_audit_id, mailbox, profile_fields, set_test_results, snapshot
@@ -21,7 +22,7 @@ USERS = ("ann@corp.test", "bob@corp.test", "cat@corp.test")
 
 
 @pytest.fixture
-def org(admin: Actor, default_profile: dict) -> None:
+def org(admin: Actor, default_profile: ProfileRecord) -> None:
     """Three users, a queue and a forward mailbox on the default IMAP profile, and a POP3 profile."""
     for email in USERS:
         users.add_user(admin, email.split("@")[0].title(), email)
@@ -298,7 +299,7 @@ def test_a_new_address_resets_approval_and_tests_and_disables(admin: Actor, org)
                      overall_status="failure", incoming_enabled=1, act_enabled=1, last_error_code="auth",
                      last_error_text="refused", transient_failures=2)
     shown = mailboxes.edit(admin, "ann@corp.test", email="Ann.Archer@corp.test")
-    assert shown["email"] == "ann.archer@corp.test"
+    assert shown.email == "ann.archer@corp.test"
     box = mailbox("ann.archer@corp.test")
     assert (box["approval"], box["approved_by"], box["approved_on"]) == ("pending", None, None)
     assert (box["incoming_status"], box["outgoing_status"], box["act_status"], box["overall_status"]) == ("not_run",) * 4
@@ -355,12 +356,12 @@ def test_an_edit_to_the_values_already_there_writes_nothing(admin: Actor, org):
     before = snapshot()
     shown = mailboxes.edit(admin, "sales@corp.test", process_email_after="2024-01-01 00:00", email="SALES@corp.test",
                            delete_after_processing=True, profile="imap", incoming_method="server_side_sync")
-    assert shown["process_email_after"] == "2024-01-01 00:00:00"
+    assert shown.process_email_after == "2024-01-01 00:00:00"
     assert snapshot() == before
 
 
 def test_an_edit_with_a_stale_version_is_refused(admin: Actor, org):
-    version = mailboxes.show(admin, "ann@corp.test")["row_version"]
+    version = mailboxes.show(admin, "ann@corp.test").row_version
     mailboxes.edit(admin, "ann@corp.test", name="Ann A", expected_version=version)
     with pytest.raises(Conflict, match="changed by someone else"):
         mailboxes.edit(admin, "ann@corp.test", name="Ann B", expected_version=version)
@@ -371,7 +372,7 @@ def test_an_edit_with_a_stale_version_is_refused(admin: Actor, org):
 def test_a_forward_mailbox_has_no_user_or_queue_and_only_receives(admin: Actor, org):
     shown = mailboxes.create_forward_mailbox(admin, name="Inbound", email="inbound@corp.test", profile="pop",
                                              delete_after_processing=True, owner="bob@corp.test")
-    assert (shown["regarding"], shown["is_forward"], shown["profile"], shown["owner"]) == (
+    assert (shown.regarding, shown.is_forward, shown.profile, shown.owner) == (
         "forward", True, "pop", "bob@corp.test")
     box = mailbox("inbound@corp.test")
     assert (box["user_id"], box["queue_id"]) == (None, None)
@@ -424,5 +425,5 @@ def test_delete_after_processing_is_refused_on_user_mailboxes(admin: Actor, org)
 
 @pytest.mark.parametrize("email", ["sales@corp.test", "fwd@corp.test"])
 def test_delete_after_processing_is_allowed_on_queue_and_forward_mailboxes(admin: Actor, org, email: str):
-    assert mailboxes.edit(admin, email, delete_after_processing="on")["delete_after_processing"] is True
-    assert mailboxes.edit(admin, email, delete_after_processing="off")["delete_after_processing"] is False
+    assert mailboxes.edit(admin, email, delete_after_processing="on").delete_after_processing is True
+    assert mailboxes.edit(admin, email, delete_after_processing="off").delete_after_processing is False

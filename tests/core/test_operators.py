@@ -59,7 +59,7 @@ def test_a_login_that_is_not_an_operator_is_told_how_to_get_access(actors: Actor
 def test_each_role_is_what_operator_add_gave(actors: Actors):
     assert [a.role for a in (actors.admin, actors.service, actors.system, actors.viewer)] == [
         Role.GLOBAL_ADMIN, Role.SERVICE_ADMIN, Role.SYSTEM_ADMIN, Role.VIEWER]
-    listed = {o["login"]: o["role"] for o in operators.list_operators(actors.viewer)}
+    listed = {o.login: o.role for o in operators.list_operators(actors.viewer)}
     assert listed == {"alice": "global_admin", "sam": "service_admin", "syd": "system_admin", "vic": "viewer"}
 
 
@@ -109,14 +109,14 @@ def test_the_last_global_admin_cannot_be_demoted_or_removed(actors: Actors):
         operators.remove(actors.admin, "alice")
     assert snapshot() == before
     operators.set_role(actors.admin, "sam", "global_admin")
-    assert operators.set_role(actors.admin, "alice", "viewer")["role"] == "viewer"
+    assert operators.set_role(actors.admin, "alice", "viewer").role == "viewer"
     assert operators.current_actor(login="alice").role == Role.VIEWER
 
 
 def test_giving_an_operator_the_role_it_has_writes_nothing(actors: Actors):
     before = snapshot()
-    assert operators.set_role(actors.admin, "vic", "VIEWER")["role"] == "viewer"
-    assert operators.set_role(actors.admin, "alice", "global_admin")["role"] == "global_admin"
+    assert operators.set_role(actors.admin, "vic", "VIEWER").role == "viewer"
+    assert operators.set_role(actors.admin, "alice", "global_admin").role == "global_admin"
     assert snapshot() == before
 
 
@@ -143,7 +143,7 @@ def test_a_removed_operator_loses_access_and_can_be_added_again(actors: Actors):
     operators.remove(actors.admin, "syd")
     with pytest.raises(PermissionDenied, match="syd is not an operator"):
         operators.current_actor(login="syd")
-    assert "syd" not in {o["login"] for o in operators.list_operators(actors.admin)}
+    assert "syd" not in {o.login for o in operators.list_operators(actors.admin)}
     operators.add(actors.admin, "syd", "viewer")
     assert operators.current_actor(login="syd").role == Role.VIEWER
     assert [e.action for e in AuditEntry.select().order_by(AuditEntry.id.desc()).limit(2)] == [

@@ -24,13 +24,13 @@ def ca_pem(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_valid_profile_is_created_with_its_defaults(actors: Actors):
     created = profiles.create(actors.system, **IMAP_PROFILE)
-    assert created["incoming"] == {"host": "imap.corp.test", "port": 993, "tls": "implicit", "auth": "mailbox"}
-    assert created["outgoing"] == {"host": "smtp.corp.test", "port": 587, "tls": "starttls", "auth": "mailbox"}
-    assert (created["max_connections"], created["timeout_seconds"]) == (10, 30)
-    assert created["password"] == created["oauth2_token"] == "not set"
-    assert created["active"] is True and created["row_version"] == 1
-    assert profiles.show(actors.viewer, "imap")["mailboxes"] == 0
-    assert [p["name"] for p in profiles.list_profiles(actors.viewer)] == ["imap"]
+    assert created.incoming.as_dict() == {"host": "imap.corp.test", "port": 993, "tls": "implicit", "auth": "mailbox"}
+    assert created.outgoing.as_dict() == {"host": "smtp.corp.test", "port": 587, "tls": "starttls", "auth": "mailbox"}
+    assert (created.max_connections, created.timeout_seconds) == (10, 30)
+    assert created.as_dict()["password"] == created.as_dict()["oauth2_token"] == "not set"
+    assert created.active is True and created.row_version == 1
+    assert profiles.show(actors.viewer, "imap").mailboxes == 0
+    assert [p.name for p in profiles.list_profiles(actors.viewer)] == ["imap"]
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -92,15 +92,15 @@ def test_an_unknown_field_is_refused(admin: Actor):
 def test_values_at_the_limits_are_accepted(admin: Actor, changes: dict):
     created = profiles.create(admin, **profile_fields(**changes))
     if "incoming_host" in changes:
-        assert created["incoming"]["host"] in ("127.0.0.1", "::1")
-        assert created["outgoing"]["host"] in ("::1", "mail.corp.test")
+        assert created.incoming.host in ("127.0.0.1", "::1")
+        assert created.outgoing.host in ("::1", "mail.corp.test")
 
 
 @pytest.mark.parametrize("profile_type", ["imap_smtp", "pop3_smtp", "exchange_online", "exchange_server"])
 @pytest.mark.parametrize("tls", ["implicit", "starttls", "none"])
 def test_every_type_and_tls_mode_is_accepted(admin: Actor, profile_type: str, tls: str):
     created = profiles.create(admin, **profile_fields(type=profile_type.upper(), incoming_tls=tls, outgoing_tls=tls))
-    assert (created["type"], created["incoming"]["tls"], created["outgoing"]["tls"]) == (profile_type, tls, tls)
+    assert (created.type, created.incoming.tls, created.outgoing.tls) == (profile_type, tls, tls)
 
 
 @pytest.mark.parametrize("incoming_auth, outgoing_auth", [
@@ -108,7 +108,7 @@ def test_every_type_and_tls_mode_is_accepted(admin: Actor, profile_type: str, tl
 ])
 def test_auth_kinds_without_profile_credentials_need_no_username(admin: Actor, incoming_auth, outgoing_auth):
     created = profiles.create(admin, **profile_fields(incoming_auth=incoming_auth, outgoing_auth=outgoing_auth))
-    assert (created["incoming"]["auth"], created["outgoing"]["auth"]) == (incoming_auth, outgoing_auth)
+    assert (created.incoming.auth, created.outgoing.auth) == (incoming_auth, outgoing_auth)
 
 
 @pytest.mark.parametrize("side", ["incoming_auth", "outgoing_auth"])
@@ -117,7 +117,7 @@ def test_profile_credentials_need_a_username(admin: Actor, side: str):
         profiles.create(admin, **profile_fields(**{side: "profile"}))
     assert count("profile") == 0
     created = profiles.create(admin, **profile_fields(**{side: "profile", "username": "sync-service"}))
-    assert created["username"] == "sync-service"
+    assert created.username == "sync-service"
 
 
 def test_an_edit_that_leaves_profile_credentials_without_a_username_is_refused(admin: Actor):
@@ -149,7 +149,7 @@ def test_a_ca_file_must_be_a_readable_pem_of_certificates(admin: Actor, tmp_path
         assert str(refused.value).startswith(f"ca-file: {path} {problem}")
     assert count("profile") == 0
     created = profiles.create(admin, **profile_fields(ca_file=str(ca_pem)))
-    assert created["ca_file"] == str(ca_pem)
+    assert created.ca_file == str(ca_pem)
 
 
 def test_profile_names_are_unique(admin: Actor):
@@ -167,9 +167,9 @@ def test_an_update_changes_only_the_given_fields_and_is_audited(admin: Actor):
     since = last_audit_id()
     updated = profiles.update(admin, "imap", incoming_port=143, incoming_tls="starttls", max_connections=None,
                               owner="ann@corp.test")
-    assert updated["incoming"] == {"host": "imap.corp.test", "port": 143, "tls": "starttls", "auth": "mailbox"}
-    assert updated["max_connections"] == 10 and updated["owner"] == "ann@corp.test"
-    assert updated["row_version"] == 2
+    assert updated.incoming.as_dict() == {"host": "imap.corp.test", "port": 143, "tls": "starttls", "auth": "mailbox"}
+    assert updated.max_connections == 10 and updated.owner == "ann@corp.test"
+    assert updated.row_version == 2
     assert audit_actions(since) == ["profile.update"]
     record = AuditRecord.select().order_by(AuditRecord.id.desc()).get()
     assert record.before == '{"incoming_port": 993, "incoming_tls": "implicit", "owner": null}'
@@ -181,7 +181,7 @@ def test_an_update_with_a_stale_version_is_refused(admin: Actor):
     profiles.update(admin, "imap", incoming_port=143, expected_version=1)
     with pytest.raises(Conflict, match="changed by someone else"):
         profiles.update(admin, "imap", incoming_port=1143, expected_version=1)
-    assert profiles.show(admin, "imap")["incoming"]["port"] == 143
+    assert profiles.show(admin, "imap").incoming.port == 143
 
 
 def test_an_update_with_nothing_to_change_or_of_an_unknown_profile_is_refused(admin: Actor):

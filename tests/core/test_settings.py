@@ -10,12 +10,13 @@ from mbxtui.core.errors import Conflict, InvalidInput, PermissionDenied
 from mbxtui.core.models import AuditRecord
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import profiles, settings
+from mbxtui.core.services.profiles import ProfileRecord
 from tests.core.conftest import Actors
 from tests.core.support import audit_actions, last_audit_id, profile_fields, snapshot
 
 
 def test_the_defaults_are_those_of_the_domain(actors: Actors):
-    assert settings.show(actors.viewer) == {
+    assert settings.show(actors.viewer).as_dict() == {
         "default_profile": None,
         "default_incoming": "server_side_sync",
         "default_outgoing": "server_side_sync",
@@ -32,12 +33,13 @@ def test_the_defaults_are_those_of_the_domain(actors: Actors):
     }
 
 
-def test_settings_are_changed_shown_and_audited(admin: Actor, imap_profile: dict):
+def test_settings_are_changed_shown_and_audited(admin: Actor, imap_profile: ProfileRecord):
     since = last_audit_id()
     after = settings.update(admin, default_profile="imap", default_incoming="forward_mailbox", default_act="SERVER_SIDE_SYNC",
                             require_approval_users="off", notify_owners_of_profile_alerts="on", retry_attempts="3",
-                            retry_interval_minutes=15, record_information_alerts=False, default_outgoing=None)
-    assert settings.show(admin) == after
+                            retry_interval_minutes=15, record_information_alerts=False,
+                            default_outgoing=None).as_dict()
+    assert settings.show(admin).as_dict() == after
     assert after["default_profile"] == "imap"
     assert (after["default_incoming"], after["default_outgoing"], after["default_act"]) == (
         "forward_mailbox", "server_side_sync", "server_side_sync")
@@ -81,16 +83,16 @@ def test_a_stale_version_is_refused(admin: Actor):
     settings.update(admin, retry_attempts=3, expected_version=1)
     with pytest.raises(Conflict, match="changed by someone else"):
         settings.update(admin, retry_attempts=4, expected_version=1)
-    assert settings.show(admin)["retry_attempts"] == 3
+    assert settings.show(admin).retry_attempts == 3
 
 
 def test_a_viewer_cannot_change_settings(actors: Actors):
     with pytest.raises(PermissionDenied, match="vic is viewer"):
         settings.update(actors.viewer, retry_attempts=3)
-    assert settings.update(actors.system, retry_attempts=3)["retry_attempts"] == 3
+    assert settings.update(actors.system, retry_attempts=3).retry_attempts == 3
 
 
 def test_setting_the_values_already_there_writes_nothing(admin: Actor):
     before = snapshot()
-    assert settings.update(admin, retry_attempts=10, default_act="none")["row_version"] == 1
+    assert settings.update(admin, retry_attempts=10, default_act="none").row_version == 1
     assert snapshot() == before

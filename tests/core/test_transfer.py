@@ -73,11 +73,12 @@ def answers(actor_login: str = "alice") -> dict[str, Any]:
     """What the services say about the bound database."""
     admin = operators.current_actor(login=actor_login)
     seen: dict[str, Any] = {
-        "users": users.list_users(admin), "queues": users.list_queues(admin),
-        "profiles": profiles.list_profiles(admin), "settings": settings.show(admin),
-        "operators": operators.list_operators(admin), "alerts": alerts.list_alerts(admin),
+        "users": [u.as_dict() for u in users.list_users(admin)],
+        "queues": [q.as_dict() for q in users.list_queues(admin)],
+        "profiles": [p.as_dict() for p in profiles.list_profiles(admin)], "settings": settings.show(admin).as_dict(),
+        "operators": [o.as_dict() for o in operators.list_operators(admin)], "alerts": alerts.list_alerts(admin),
         "audit": audit.list_entries(admin, limit=1000), "queued": jobs.queued_count(),
-        "ann": mailboxes.show(admin, "p00@corp.test"),
+        "ann": mailboxes.show(admin, "p00@corp.test").as_dict(),
     }
     for view in ("all", "active", "pending", "forward", "disabled"):
         seen[f"view {view}"] = mailbox_views.list_mailboxes(admin, view=view, sort="name", limit=1000)

@@ -9,15 +9,16 @@ from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import EnablementJob
 from mbxtui.core.permissions import Actor
 from mbxtui.core.services import bulk, settings, users
+from mbxtui.core.services.profiles import ProfileRecord
 from mbxtui.core.services.selection import Selection
 from tests.core.support import audit_actions, count, last_audit_id, mailbox, set_test_results, snapshot
 
 
-def test_a_new_user_gets_one_mailbox_with_the_default_profile_and_methods(admin: Actor, default_profile: dict):
+def test_a_new_user_gets_one_mailbox_with_the_default_profile_and_methods(admin: Actor, default_profile: ProfileRecord):
     settings.update(admin, default_incoming="none", default_outgoing="server_side_sync", default_act="server_side_sync")
     since = last_audit_id()
     created = users.add_user(admin, "Ann Archer", "Ann@Corp.test")
-    assert created == {"name": "Ann Archer", "email": "ann@corp.test", "active": True, "mailbox": "ann@corp.test"}
+    assert created.as_dict() == {"name": "Ann Archer", "email": "ann@corp.test", "active": True, "mailbox": "ann@corp.test"}
     assert count("mailbox") == 1
     box = mailbox("ann@corp.test")
     assert box["profile_name"] == "imap"
@@ -30,10 +31,10 @@ def test_a_new_user_gets_one_mailbox_with_the_default_profile_and_methods(admin:
     assert audit_actions(since) == ["user.add", "mailbox.create"]
 
 
-def test_a_new_queue_gets_one_mailbox_owned_by_the_queue_owner(admin: Actor, default_profile: dict):
+def test_a_new_queue_gets_one_mailbox_owned_by_the_queue_owner(admin: Actor, default_profile: ProfileRecord):
     users.add_user(admin, "Ann", "ann@corp.test")
     created = users.add_queue(admin, "Sales", "sales@corp.test", "ANN@corp.test")
-    assert created["owner"] == "ann@corp.test" and created["mailbox"] == "sales@corp.test"
+    assert created.owner == "ann@corp.test" and created.mailbox == "sales@corp.test"
     box = mailbox("sales@corp.test")
     ann = mailbox("ann@corp.test")
     assert box["regarding"] == "queue" and box["queue_id"] is not None and box["user_id"] is None
@@ -114,28 +115,29 @@ def test_the_user_list_sorts_by_name_ignoring_case_and_filters_literally(admin: 
     for name, email in (("bob", "bob@corp.test"), ("Carl", "carl_x@corp.test"), ("ann", "ann@corp.test"),
                         ("Dora 100%", "dora@corp.test")):
         users.add_user(admin, name, email)
-    assert [u["name"] for u in users.list_users(actors.viewer)] == ["ann", "bob", "Carl", "Dora 100%"]
-    assert [u["name"] for u in users.list_users(actors.viewer, filter_text="_")] == ["Carl"]
-    assert [u["name"] for u in users.list_users(actors.viewer, filter_text="%")] == ["Dora 100%"]
-    assert [u["name"] for u in users.list_users(actors.viewer, filter_text="CAR")] == ["Carl"]
+    assert [u.name for u in users.list_users(actors.viewer)] == ["ann", "bob", "Carl", "Dora 100%"]
+    assert [u.name for u in users.list_users(actors.viewer, filter_text="_")] == ["Carl"]
+    assert [u.name for u in users.list_users(actors.viewer, filter_text="%")] == ["Dora 100%"]
+    assert [u.name for u in users.list_users(actors.viewer, filter_text="CAR")] == ["Carl"]
 
 
 def test_users_and_queues_are_listed_with_their_mailboxes(admin: Actor, actors):
     users.add_user(admin, "Bob", "bob@corp.test")
     users.add_user(admin, "Ann", "ann@corp.test")
     users.add_queue(admin, "Sales", "sales@corp.test", "ann@corp.test")
-    assert [(u["name"], u["mailbox"]) for u in users.list_users(actors.viewer)] == [
+    assert [(u.name, u.mailbox) for u in users.list_users(actors.viewer)] == [
         ("Ann", "ann@corp.test"), ("Bob", "bob@corp.test")]
-    assert [u["email"] for u in users.list_users(actors.viewer, filter_text="bo")] == ["bob@corp.test"]
-    assert [u["email"] for u in users.list_users(actors.viewer, limit=1, offset=1)] == ["bob@corp.test"]
-    assert users.list_queues(actors.viewer) == [{"name": "Sales", "email": "sales@corp.test", "owner": "ann@corp.test",
-                                                 "active": True, "mailbox": "sales@corp.test"}]
+    assert [u.email for u in users.list_users(actors.viewer, filter_text="bo")] == ["bob@corp.test"]
+    assert [u.email for u in users.list_users(actors.viewer, limit=1, offset=1)] == ["bob@corp.test"]
+    assert [q.as_dict() for q in users.list_queues(actors.viewer)] == [
+        {"name": "Sales", "email": "sales@corp.test", "owner": "ann@corp.test", "active": True,
+         "mailbox": "sales@corp.test"}]
 
 
 # --- R19 ---------------------------------------------------------------------------------------
 
 @pytest.fixture
-def ann_and_bob_scheduled(admin: Actor, default_profile: dict) -> None:
+def ann_and_bob_scheduled(admin: Actor, default_profile: ProfileRecord) -> None:
     """Two users whose mailboxes were enabled once and now have a Test & Enable queued."""
     users.add_user(admin, "Ann", "ann@corp.test")
     users.add_user(admin, "Bob", "bob@corp.test")
@@ -147,7 +149,7 @@ def ann_and_bob_scheduled(admin: Actor, default_profile: dict) -> None:
 def test_deactivating_a_user_deactivates_its_mailbox_and_cancels_its_queued_test(admin: Actor, ann_and_bob_scheduled):
     since = last_audit_id()
     result = users.deactivate_user(admin, "ann@corp.test")
-    assert result["active"] is False
+    assert result.active is False
     ann = mailbox("ann@corp.test")
     assert ann["active"] == 0
     assert (ann["incoming_enabled"], ann["outgoing_enabled"], ann["act_enabled"], ann["test_scheduled"]) == (0, 0, 0, 0)
@@ -171,7 +173,7 @@ def test_an_inactive_users_mailbox_cannot_be_activated(admin: Actor, ann_and_bob
     assert ann["active"] == 1 and ann["incoming_enabled"] == 0
 
 
-def test_deactivating_a_queue_deactivates_its_mailbox(admin: Actor, default_profile: dict):
+def test_deactivating_a_queue_deactivates_its_mailbox(admin: Actor, default_profile: ProfileRecord):
     users.add_user(admin, "Ann", "ann@corp.test")
     users.add_queue(admin, "Sales", "sales@corp.test", "ann@corp.test")
     users.deactivate_queue(admin, "sales@corp.test")
@@ -181,12 +183,12 @@ def test_deactivating_a_queue_deactivates_its_mailbox(admin: Actor, default_prof
         bulk.activate(admin, Selection.of_emails(["sales@corp.test"]))
 
 
-def test_a_queue_can_be_activated_again_and_then_its_mailbox(admin: Actor, default_profile: dict):
+def test_a_queue_can_be_activated_again_and_then_its_mailbox(admin: Actor, default_profile: ProfileRecord):
     users.add_user(admin, "Ann", "ann@corp.test")
     users.add_queue(admin, "Sales", "sales@corp.test", "ann@corp.test")
     users.deactivate_queue(admin, "sales@corp.test")
     since = last_audit_id()
-    assert users.activate_queue(admin, "sales@corp.test")["active"] is True
+    assert users.activate_queue(admin, "sales@corp.test").active is True
     assert audit_actions(since) == ["queue.activate"]
     assert mailbox("sales@corp.test")["active"] == 0
     assert bulk.activate(admin, Selection.of_emails(["sales@corp.test"])).changed == 1

@@ -241,7 +241,7 @@ def test_bad_view_arguments_are_refused_naming_them(viewer: Actor, kwargs: dict,
 
 
 def test_rows_show_secrets_only_as_set_or_not_set(viewer: Actor):
-    row = mailboxes.show(viewer, "ann@corp.test")
+    row = mailboxes.show(viewer, "ann@corp.test").as_dict()
     assert (row["password"], row["oauth2_token"]) == ("not set", "not set")
     assert "password_set" not in row and "token_set" not in row
     assert mailbox_views.rows_by_ids(viewer, [row["id"]]) == {row["id"]: row}

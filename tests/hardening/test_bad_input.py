@@ -46,6 +46,7 @@ from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore
 from mbxtui.core.services import alerts, audit, bulk, imports, mailbox_views, mailboxes, operators, profiles, users
 from mbxtui.core.services import settings as org_settings
+from mbxtui.core.services.profiles import ProfileRecord
 from mbxtui.core.services.selection import Selection
 from tests.cli.conftest import Cli, cli, cli_template  # noqa: F401  (fixtures)
 from tests.core.conftest import actors, admin, db_path, template_db  # noqa: F401  (fixtures)
@@ -411,11 +412,11 @@ def test_a_new_user_is_refused_or_found_again_by_its_address(organisation, name:
                                       also=(Conflict,))
     if created is None:
         return
-    assert created == {"name": name.strip(), "email": validation.email("email", address), "active": True,
-                       "mailbox": validation.email("email", address)}
-    shown = mailboxes.show(admin, created["email"])  # looked up through the validator again
-    assert (shown["name"], shown["email"], shown["regarding"]) == (name.strip(), created["email"], "user")
-    assert users.list_users(admin, filter_text=created["email"])[0]["name"] == name.strip()
+    assert created.as_dict() == {"name": name.strip(), "email": validation.email("email", address), "active": True,
+                                 "mailbox": validation.email("email", address)}
+    shown = mailboxes.show(admin, created.email)  # looked up through the validator again
+    assert (shown.name, shown.email, shown.regarding) == (name.strip(), created.email, "user")
+    assert users.list_users(admin, filter_text=created.email)[0].name == name.strip()
 
 
 @STORED
@@ -425,8 +426,8 @@ def test_a_new_queue_is_refused_or_found_again(organisation, name: str, address:
     created = refused_without_writing(lambda: users.add_queue(admin, name, address, owner),
                                       {"name", "email", "owner"}, also=(Conflict, NotFound))
     if created is not None:
-        assert created["owner"] == "ann@corp.test" and created["name"] == name.strip()
-        assert mailboxes.show(admin, created["email"])["regarding"] == "queue"
+        assert created.owner == "ann@corp.test" and created.name == name.strip()
+        assert mailboxes.show(admin, created.email).regarding == "queue"
 
 
 PROFILE_VALUES: dict[str, st.SearchStrategy[Any]] = {
@@ -463,11 +464,11 @@ def expected_profile_value(key: str, value: Any) -> Any:
     return cleaners[key](value)
 
 
-def profile_value(shown: dict[str, Any], key: str) -> Any:
+def profile_value(shown: ProfileRecord, key: str) -> Any:
     side, _, part = key.partition("_")
     if side in ("incoming", "outgoing") and part in ("host", "port", "tls", "auth"):
-        return shown[side][part]
-    return shown[key]
+        return getattr(getattr(shown, side), part)
+    return getattr(shown, key)
 
 
 @STORED
@@ -485,7 +486,7 @@ def test_a_new_profile_with_one_hostile_field_is_refused_or_reads_back(organisat
                                       {PROFILE_FIELD_NAMES[key], "username", "verify-delivery"}, also=(Conflict,))
     if created is None or value is None:
         return
-    shown = profiles.show(admin, created["name"])
+    shown = profiles.show(admin, created.name)
     assert profile_value(shown, key) == expected_profile_value(key, value)
 
 
@@ -493,15 +494,15 @@ def test_a_new_profile_with_one_hostile_field_is_refused_or_reads_back(organisat
 @given(data=st.data())
 def test_a_profile_edit_with_a_hostile_field_is_refused_or_reads_back(organisation, data: st.DataObject):
     admin = organisation["admin"]
-    [name] = [p["name"] for p in profiles.list_profiles(admin) if p["id"] == organisation["edited_profile"]]
+    [name] = [p.name for p in profiles.list_profiles(admin) if p.id == organisation["edited_profile"]]
     key = data.draw(st.sampled_from(sorted(PROFILE_VALUES)), label="field")
     value = data.draw(PROFILE_VALUES[key], label="value")
-    version = profiles.show(admin, name)["row_version"]
+    version = profiles.show(admin, name).row_version
     changed = refused_without_writing(
         lambda: profiles.update(admin, name, expected_version=version, **{key: value}),
         {PROFILE_FIELD_NAMES[key], "username", "verify-delivery", "profile"}, also=(Conflict,))
     if changed is not None and value is not None:
-        assert profile_value(profiles.show(admin, changed["name"]), key) == expected_profile_value(key, value)
+        assert profile_value(profiles.show(admin, changed.name), key) == expected_profile_value(key, value)
 
 
 MAILBOX_VALUES: dict[str, st.SearchStrategy[Any]] = {
@@ -541,11 +542,11 @@ def test_a_mailbox_edit_with_a_hostile_field_is_refused_or_reads_back(organisati
         {field, "mailbox"}, also=(Conflict,))
     if changed is None or value is None:
         return
-    stored = changed[key]
+    stored = getattr(changed, key)
     if key == "process_email_after" and stored is not None:
         stored = datetime.fromisoformat(stored)
     assert stored == expected_mailbox_value(key, value)
-    assert mailboxes.show(admin, changed["email"])["id"] == row["id"]
+    assert mailboxes.show(admin, changed.email).id == row["id"]
 
 
 @STORED
@@ -558,8 +559,8 @@ def test_a_new_forward_mailbox_is_refused_or_reads_back(organisation, name, addr
                                                  delete_after_processing=delete, owner=owner),
         {"name", "email", "profile", "delete-after-processing", "owner"}, also=(Conflict,))
     if created is not None:
-        assert (created["name"], created["is_forward"], created["outgoing_method"]) == (name.strip(), True, "none")
-        assert created["delete_after_processing"] is validation.on_off("d", delete)
+        assert (created.name, created.is_forward, created.outgoing_method) == (name.strip(), True, "none")
+        assert created.delete_after_processing is validation.on_off("d", delete)
 
 
 @STORED
@@ -581,11 +582,11 @@ def test_a_bulk_edit_is_refused_whole_or_applied_to_every_mailbox(organisation, 
     for address in addresses:
         shown = mailboxes.show(admin, address)
         if profile is not None:
-            assert shown["profile"] == profile.strip()
+            assert shown.profile == profile.strip()
         for key, value, enum in (("incoming_method", incoming, IncomingMethod), ("outgoing_method", outgoing,
                                  OutgoingMethod), ("act_method", act, ActMethod)):
             if value is not None:
-                assert shown[key] == validation.choice("m", value, enum).value
+                assert getattr(shown, key) == validation.choice("m", value, enum).value
 
 
 SETTINGS_VALUES: dict[str, st.SearchStrategy[Any]] = {
@@ -608,7 +609,7 @@ def test_a_settings_change_is_refused_or_reads_back(organisation, data: st.DataO
     changed = refused_without_writing(lambda: org_settings.update(admin, **{key: value}), {key, "settings"})
     if changed is None:
         return
-    stored = org_settings.show(admin)[key]
+    stored = getattr(org_settings.show(admin), key)
     if key == "default_profile":
         assert stored == (None if str(value).strip().lower() in ("", "none") else value.strip())
     elif key.startswith("default_"):
@@ -628,8 +629,8 @@ def test_a_new_operator_is_refused_or_reads_back(organisation, login, role, user
     added = refused_without_writing(lambda: operators.add(admin, login, role, user), {"login", "role", "user"},
                                     also=(Conflict,))
     if added is not None:
-        assert operators.get(added["login"]).login == login.strip()
-        assert added["role"] == str(role).strip().lower()
+        assert operators.get(added.login).login == login.strip()
+        assert added.role == str(role).strip().lower()
 
 
 LOOKUPS: dict[str, Callable[[Actor, Any], Any]] = {
@@ -769,7 +770,7 @@ def test_an_import_takes_every_row_or_names_every_bad_one(organisation, tmp_path
         for line, fields in records:
             if any(f.strip() for f in fields):
                 shown = mailboxes.show(admin, fields[1])
-                assert shown["name"] == fields[0].strip() and shown["regarding"] == kind[:-1]
+                assert shown.name == fields[0].strip() and shown.regarding == kind[:-1]
 
 
 HEADERS = st.one_of(
@@ -849,7 +850,7 @@ def test_each_kind_of_broken_csv_file_is_imported_or_refused_as_stated(organisat
                                      also=(InvalidRows, MbxError))
     if isinstance(expected, int):
         assert result == {"imported": expected, "kind": "users"}
-        assert mailboxes.show(organisation["admin"], "new1@corp.test")["regarding"] == "user"
+        assert mailboxes.show(organisation["admin"], "new1@corp.test").regarding == "user"
         return
     line, words = expected
     assert result is None

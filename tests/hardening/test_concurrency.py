@@ -112,7 +112,7 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
 
     def edit():
         email = rng.choice(emails)
-        version = mailboxes.show(actor, email)["row_version"]
+        version = mailboxes.show(actor, email).row_version
         time.sleep(rng.uniform(0, 0.03))  # the operator types
         name = f"{spec['name']} edit {sum(report['done'].values())}"
         mailboxes.edit(actor, email, expected_version=version, name=name)
@@ -121,17 +121,17 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
     def save_profile():
         name = rng.choice(spec["profiles"])
         shown = profiles.show(actor, name)
-        other_timeout = SHARED_TIMEOUT + 1 if shown["timeout_seconds"] == SHARED_TIMEOUT else SHARED_TIMEOUT
+        other_timeout = SHARED_TIMEOUT + 1 if shown.timeout_seconds == SHARED_TIMEOUT else SHARED_TIMEOUT
         time.sleep(rng.uniform(0, 0.03))
-        profiles.update(actor, name, expected_version=shown["row_version"], timeout_seconds=other_timeout)
-        report["profile_saves"].append([name, shown["row_version"]])
+        profiles.update(actor, name, expected_version=shown.row_version, timeout_seconds=other_timeout)
+        report["profile_saves"].append([name, shown.row_version])
 
     def save_settings():
         shown = settings.show(actor)
         time.sleep(rng.uniform(0, 0.03))
-        settings.update(actor, expected_version=shown["row_version"],
-                        retry_interval_minutes=6 if shown["retry_interval_minutes"] == 5 else 5)
-        report["settings_saves"].append(shown["row_version"])
+        settings.update(actor, expected_version=shown.row_version,
+                        retry_interval_minutes=6 if shown.retry_interval_minutes == 5 else 5)
+        report["settings_saves"].append(shown.row_version)
 
     def test_enable():
         enablement.schedule(actor, some())
@@ -394,30 +394,30 @@ def test_two_saves_from_the_same_version_one_wins_the_other_is_refused(org):
     admin = org.admin
     audit_before = last_id(AuditEntry)
     for round_number in range(RACE_ROUNDS):
-        version = mailboxes.show(admin, "alice@example.test")["row_version"]
+        version = mailboxes.show(admin, "alice@example.test").row_version
         outcomes = _race(
             lambda: mailboxes.edit(admin, "alice@example.test", expected_version=version, name=f"one {round_number}"),
             lambda: mailboxes.edit(admin, "alice@example.test", expected_version=version, name=f"two {round_number}"))
         assert outcomes.count("conflict") == 1 and len(outcomes) == 2, outcomes
         winner = "one" if "won:1" in outcomes else "two"
-        assert mailboxes.show(admin, "alice@example.test")["name"] == f"{winner} {round_number}"
+        assert mailboxes.show(admin, "alice@example.test").name == f"{winner} {round_number}"
 
         shown = profiles.show(admin, "race")
         outcomes = _race(
-            lambda: profiles.update(admin, "race", expected_version=shown["row_version"], timeout_seconds=7),
-            lambda: profiles.update(admin, "race", expected_version=shown["row_version"], max_connections=9))
+            lambda: profiles.update(admin, "race", expected_version=shown.row_version, timeout_seconds=7),
+            lambda: profiles.update(admin, "race", expected_version=shown.row_version, max_connections=9))
         assert outcomes.count("conflict") == 1 and len(outcomes) == 2, outcomes
         after = profiles.show(admin, "race")
-        assert (after["timeout_seconds"] == 7) != (after["max_connections"] == 9), "both saves landed"
+        assert (after.timeout_seconds == 7) != (after.max_connections == 9), "both saves landed"
         profiles.update(admin, "race", timeout_seconds=5, max_connections=10)
 
         shown = settings.show(admin)
         outcomes = _race(
-            lambda: settings.update(admin, expected_version=shown["row_version"], retry_attempts=3),
-            lambda: settings.update(admin, expected_version=shown["row_version"], retry_interval_minutes=9))
+            lambda: settings.update(admin, expected_version=shown.row_version, retry_attempts=3),
+            lambda: settings.update(admin, expected_version=shown.row_version, retry_interval_minutes=9))
         assert outcomes.count("conflict") == 1 and len(outcomes) == 2, outcomes
         after = settings.show(admin)
-        assert (after["retry_attempts"] == 3) != (after["retry_interval_minutes"] == 9), "both saves landed"
+        assert (after.retry_attempts == 3) != (after.retry_interval_minutes == 9), "both saves landed"
         settings.update(admin, retry_attempts=10, retry_interval_minutes=5)
     # One entry per save that landed (and per reset above): none for the refused ones.
     assert audit_count("mailbox.edit", audit_before) == RACE_ROUNDS

@@ -325,7 +325,7 @@ def test_a_secret_a_server_echoes_back_is_not_recorded(org: Org, protocol: str, 
     assert row.last_error_code == "AUTH_FAILED", row.last_error_text
     assert "refused" in row.last_error_text, "the server's quote is not in the sentence: nothing was tested"
     sources = {
-        "mailbox show --json": json.dumps(mailboxes.show(org.admin, ECHO_MAILBOX), default=str).encode(),
+        "mailbox show --json": json.dumps(mailboxes.show(org.admin, ECHO_MAILBOX).as_dict(), default=str).encode(),
         "last test": json.dumps(jobs.last_result(row.id).as_dict()).encode(),
         "alerts --json": json.dumps(alerts.list_alerts(org.admin, include_dismissed=True),
                                     ensure_ascii=False).encode(),
@@ -819,7 +819,7 @@ def test_a_mutating_service_runs_only_for_the_roles_granted_it(role_world: RoleW
         changed = snapshot() != database_before or role_world.keyring() != keyring_before
         assert changed == service.writes_database, f"{service.name} as {role.value} changed nothing"
         if not service.writes_database:
-            assert result["directions"], result
+            assert result.directions, result
         return
     with pytest.raises(PermissionDenied) as refusal:
         service.call(service.function, actor, role_world)

@@ -24,6 +24,7 @@ from mbxtui.core.models import Alert, EnablementJob, Mailbox, User, utcnow
 from mbxtui.core.permissions import Actor
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretStore
 from mbxtui.core.services import bulk, credentials, enablement, imports, mailboxes, operators, profiles, users
+from mbxtui.core.services.profiles import ProfileRecord
 from mbxtui.core.services.selection import Selection
 from tests.backends import Databases, dump, query
 from tests.lab import MailLab
@@ -82,7 +83,7 @@ class Org:
 
     # -- setting up --
 
-    def profile(self, name: str, **fields: Any) -> dict[str, Any]:
+    def profile(self, name: str, **fields: Any) -> ProfileRecord:
         """A profile for the lab: IMAP over implicit TLS, SMTP with STARTTLS, mailbox
         credentials, the lab's CA, delivery verified; ``fields`` override any of it."""
         values = {

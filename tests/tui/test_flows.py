@@ -223,9 +223,9 @@ def test_apply_defaults_gives_the_default_profile_and_queues_a_test_shown_in_the
         await pilot.press("y")
         await settle(app, pilot)
         for email in ("gus@corp.test", "hana@corp.test"):
-            assert mailboxes.show(console.admin, email)["profile"] == HEAD_OFFICE
+            assert mailboxes.show(console.admin, email).profile == HEAD_OFFICE
             assert stored(email).test_scheduled
-        assert mailboxes.show(console.admin, "ivo@corp.test")["profile"] == BRANCH
+        assert mailboxes.show(console.admin, "ivo@corp.test").profile == BRANCH
         assert EnablementJob.select().where(EnablementJob.state == "queued").count() == 2
         # No runner in this console: the batch stays queued and the status line says so.
         assert "Test & Enable: 0/2 done · 0 passed · 0 failed · 2 remaining" in status_of(app)
@@ -255,8 +255,8 @@ def test_bulk_edit_chooses_the_profile_in_a_modal_then_confirms(console: Console
         await settle(app, pilot)
         for email in ("ann@corp.test", "bob@corp.test"):
             row = mailboxes.show(console.admin, email)
-            assert (row["profile"], row["incoming_status"]) == (BRANCH, "not_run")  # a new profile needs a new test
-        assert mailboxes.show(console.admin, "carla@corp.test")["profile"] == HEAD_OFFICE
+            assert (row.profile, row.incoming_status) == (BRANCH, "not_run")  # a new profile needs a new test
+        assert mailboxes.show(console.admin, "carla@corp.test").profile == HEAD_OFFICE
 
     console.run(scenario)
 

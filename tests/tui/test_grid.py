@@ -528,7 +528,7 @@ def test_a_cached_order_is_not_used_once_the_database_changed(admin: Actor, eith
     newcomer = users.add_user(admin, "Newcomer", "newcomer@corp.test")
     assert list(pages.ordered_ids(GridQuery(view="all", sort="approval"))) == reference(
         admin, view="all", sort="approval")
-    assert newcomer["mailbox"] == "newcomer@corp.test"
+    assert newcomer.mailbox == "newcomer@corp.test"
 
 
 def test_rows_are_read_by_id_and_a_viewer_may_read_them(admin: Actor):

@@ -254,7 +254,7 @@ def test_profile_create_with_a_bad_port_shows_the_error_beside_the_field_and_wri
         await pilot.pause()
         assert isinstance(app.screen, ProfilesScreen)
         created = profiles.show(world.admin, "corp pop")
-        assert created["incoming"]["port"] == 995 and created["password"] == "set"
+        assert created.incoming.port == 995 and created.as_dict()["password"] == "set"
         profile_id = profiles.get("corp pop").id
         assert credentials.profile_secret(world.store, profile_id) == "s3cret"
         assert "corp pop" in [row[0] for row in table_rows(app.screen.query_one("#table", DataTable))]
@@ -283,13 +283,13 @@ def test_profile_edit_changes_only_what_was_changed_and_asks_before_losing_an_ed
         await pilot.press("n")
         await pilot.pause()
         assert app.screen is form
-        before_version = profiles.show(world.admin, "imap")["row_version"]
+        before_version = profiles.show(world.admin, "imap").row_version
         await pilot.press("ctrl+s")
         await settle(app, pilot)
         assert app.screen is detail
         after = profiles.show(world.admin, "imap")
-        assert after["max_connections"] == 25 and after["row_version"] == before_version + 1
-        assert after["owner"] == "ann@corp.test" and after["password"] == "not set"
+        assert after.max_connections == 25 and after.row_version == before_version + 1
+        assert after.owner == "ann@corp.test" and after.as_dict()["password"] == "not set"
         assert "Max concurrent connections  25" in text_of(detail.query_one("#settings-text", Static))
 
     run(world, world.admin, scenario)
@@ -421,9 +421,9 @@ def test_settings_change_is_persisted(world: World):
         await pilot.press("ctrl+s")
         await pilot.pause()
         stored = settings.show(world.admin)
-        assert (stored["retry_attempts"], stored["default_outgoing"], stored["notify_owners_of_profile_alerts"]) \
+        assert (stored.retry_attempts, stored.default_outgoing, stored.notify_owners_of_profile_alerts) \
             == (3, "none", True)
-        assert stored["row_version"] == 3  # the fixture's change, then this one
+        assert stored.row_version == 3  # the fixture's change, then this one
 
         fill(screen, retry_interval_minutes="0")
         before = snapshot()
@@ -502,7 +502,7 @@ def test_operators_add_change_role_and_remove(world: World):
         assert isinstance(app.screen, ConfirmScreen) and "Remove 1 operator, olga" in app.screen.detail
         await pilot.press("y")
         await pilot.pause()
-        assert "olga" not in [o["login"] for o in operators.list_operators(world.admin)]
+        assert "olga" not in [o.login for o in operators.list_operators(world.admin)]
 
     run(world, world.admin, scenario)
 
@@ -522,7 +522,7 @@ def test_add_user_creates_its_mailbox_with_the_defaults(world: World):
         await pilot.pause()
         assert app.screen is screen
         box = mailboxes.show(world.admin, "cy@corp.test")
-        assert (box["regarding"], box["profile"], box["approval"]) == ("user", "imap", "pending")
+        assert (box.regarding, box.profile, box.approval) == ("user", "imap", "pending")
         assert Mailbox.select().where(Mailbox.email == "cy@corp.test").count() == 1
         rows = table_rows(screen.table)
         assert ["Cy Clark", "cy@corp.test", "yes", "cy@corp.test"] in rows
@@ -530,7 +530,7 @@ def test_add_user_creates_its_mailbox_with_the_defaults(world: World):
         screen.table.move_cursor(row=screen.table.get_row_index("cy@corp.test"))
         await pilot.press("enter")
         await pilot.pause()
-        assert isinstance(app.screen, MailboxDetailScreen) and app.screen.mailbox_id == box["id"]
+        assert isinstance(app.screen, MailboxDetailScreen) and app.screen.mailbox_id == box.id
 
     run(world, world.system, scenario)
 
@@ -566,7 +566,7 @@ def test_deactivate_user_asks_then_deactivates_its_mailbox(world: World):
         assert isinstance(app.screen, ConfirmScreen) and "Deactivate 1 user, bob@corp.test" in app.screen.detail
         await pilot.press("y")
         await pilot.pause()
-        assert mailboxes.show(world.admin, "bob@corp.test")["active"] is False
+        assert mailboxes.show(world.admin, "bob@corp.test").active is False
         await pilot.press("2")
         await pilot.pause()
         assert [row[1] for row in table_rows(screen.table)] == ["support@corp.test"]
@@ -603,7 +603,7 @@ def test_forward_mailbox_form_creates_one(world: World):
     run(world, world.system, scenario)
     assert outcome == [True]
     box = mailboxes.show(world.admin, "sales-fwd@corp.test")
-    assert (box["is_forward"], box["outgoing_method"], box["delete_after_processing"], box["profile"]) == \
+    assert (box.is_forward, box.outgoing_method, box.delete_after_processing, box.profile) == \
         (True, "none", True, "imap")
 
 

@@ -63,5 +63,5 @@ def test_screens_stay_usable_while_their_loads_are_slow(console: Console, monkey
         await settle(app, pilot)
         assert isinstance(app.screen, SCREENS["mailboxes"])
 
-    bob = mailboxes.show(console.admin, AUTH_FAILED_MAILBOX)["id"]
+    bob = mailboxes.show(console.admin, AUTH_FAILED_MAILBOX).id
     console.run(scenario)

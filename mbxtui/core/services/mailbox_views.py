@@ -5,7 +5,7 @@ the command line and the console show them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Sequence, TypedDict
 
 from mbxtui.core import dialect, validation
@@ -107,8 +107,8 @@ BOOLEAN_COLUMNS = {
 
 
 class MailboxRow(TypedDict):
-    """One mailbox as lists, ``mailboxes.show`` and the command line's JSON give it (times as the
-    database's text, "YYYY-MM-DD HH:MM:SS"; secrets only as "set" or "not set")."""
+    """One mailbox as the lists and the command line's JSON give it (``MailboxRecord.as_dict`` too;
+    times as the database's text, "YYYY-MM-DD HH:MM:SS"; secrets only as "set" or "not set")."""
 
     id: int
     name: str
@@ -155,6 +155,63 @@ def _row_dict(cursor: Any, row: Sequence[Any]) -> MailboxRow:
     data["password"] = "set" if data.pop("password_set") else "not set"
     data["oauth2_token"] = "set" if data.pop("token_set") else "not set"
     return data  # type: ignore[return-value]  # the keys of ROW_COLUMNS
+
+
+@dataclass(frozen=True)
+class MailboxRecord:
+    """One mailbox as ``mailboxes.show``, ``edit`` and ``create_forward_mailbox`` return it (the
+    fields of a ``MailboxRow``; its secrets only as set or not, R4)."""
+
+    id: int
+    name: str
+    email: str
+    regarding: str
+    is_forward: bool
+    active: bool
+    profile: str | None
+    owner: str | None
+    incoming_method: str
+    outgoing_method: str
+    act_method: str
+    approval: str
+    approved_by: str | None
+    approved_on: str | None
+    incoming_status: str
+    outgoing_status: str
+    act_status: str
+    overall_status: str
+    incoming_enabled: bool
+    outgoing_enabled: bool
+    act_enabled: bool
+    test_scheduled: bool
+    test_last_attempted_by: str | None
+    test_last_attempted_on: str | None
+    test_completed_on: str | None
+    last_error_code: str | None
+    last_error_text: str | None
+    transient_failures: int
+    postponed_until: str | None
+    use_own_credentials: bool
+    username: str
+    delete_after_processing: bool
+    process_email_after: str | None
+    row_version: int
+    password_set: bool
+    token_set: bool
+
+    @classmethod
+    def of(cls, row: MailboxRow) -> MailboxRecord:
+        values: dict[str, Any] = dict(row)
+        values["password_set"] = values.pop("password") == "set"
+        values["token_set"] = values.pop("oauth2_token") == "set"
+        return cls(**values)
+
+    def as_dict(self) -> MailboxRow:
+        """As ``mbxtui mailbox show --json`` prints it: the keys of a ``MailboxRow`` in its order."""
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["password"] = "set" if data.pop("password_set") else "not set"
+        data["oauth2_token"] = "set" if data.pop("token_set") else "not set"
+        return data  # type: ignore[return-value]  # the keys of MailboxRow
 
 
 @dataclass

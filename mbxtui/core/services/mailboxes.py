@@ -17,7 +17,7 @@ from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
 from mbxtui.core.services import settings as settings_service
-from mbxtui.core.services.mailbox_views import MailboxRow, rows_by_ids
+from mbxtui.core.services.mailbox_views import MailboxRecord, rows_by_ids
 
 # Overall status: failure if any direction failed; success when every direction in use passed.
 OVERALL_STATUS_SQL = """CASE
@@ -106,9 +106,9 @@ def get(email: str) -> Mailbox:
     return mailbox
 
 
-def show(actor: Actor, email: str) -> MailboxRow:
+def show(actor: Actor, email: str) -> MailboxRecord:
     require(actor, Permission.READ)
-    return rows_by_ids(actor, [get(email).id]).popitem()[1]
+    return MailboxRecord.of(rows_by_ids(actor, [get(email).id]).popitem()[1])
 
 
 EDITABLE = ("name", "email", "profile", "incoming_method", "outgoing_method", "act_method", "username",
@@ -147,7 +147,7 @@ def _snapshot(mailbox: Mailbox) -> dict[str, Any]:
     return {key: getattr(mailbox, "profile_id" if key == "profile" else key) for key in EDITABLE}
 
 
-def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **fields: Any) -> MailboxRow:
+def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **fields: Any) -> MailboxRecord:
     """Change one mailbox (``email`` in ``fields`` is its new address). A new address resets approval
     and tests and disables it (R7)."""
     require(actor, Permission.CONFIGURE)
@@ -200,7 +200,7 @@ def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **
 
 
 def create_forward_mailbox(actor: Actor, *, name: str, email: str, profile: str,
-                           delete_after_processing: bool = False, owner: str | None = None) -> MailboxRow:
+                           delete_after_processing: bool = False, owner: str | None = None) -> MailboxRecord:
     """R17: a mailbox with no user or queue that receives for others; outgoing is none."""
     require(actor, Permission.CONFIGURE)
     from mbxtui.core.models import User

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import pwd
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from mbxtui.core import validation
@@ -83,7 +84,7 @@ def _user_by_email(field: str, value: str | None) -> User | None:
     return user
 
 
-def add(actor: Actor, login: str, role: str, user_email: str | None = None) -> dict[str, Any]:
+def add(actor: Actor, login: str, role: str, user_email: str | None = None) -> OperatorRecord:
     require(actor, Permission.MANAGE_OPERATORS)
     login = validation.text("login", login, max_length=64)
     role = validation.choice("role", role, Role)
@@ -99,16 +100,16 @@ def add(actor: Actor, login: str, role: str, user_email: str | None = None) -> d
             operator.save()
         audit.record(actor, "operator.add", "operator", f"added operator {login} as {role.value}",
                      [(operator.id, None, {"login": login, "role": role.value})])
-    return to_dict(operator)
+    return OperatorRecord.of(operator)
 
 
-def set_role(actor: Actor, login: str, role: str) -> dict[str, Any]:
+def set_role(actor: Actor, login: str, role: str) -> OperatorRecord:
     require(actor, Permission.MANAGE_OPERATORS)
     role = validation.choice("role", role, Role)
     with write_transaction():
         operator = get(login)
         if operator.role == role:
-            return to_dict(operator)
+            return OperatorRecord.of(operator)
         if operator.role == Role.GLOBAL_ADMIN and role != Role.GLOBAL_ADMIN:
             _refuse_removing_last_global_admin(operator)
         before = operator.role
@@ -116,7 +117,7 @@ def set_role(actor: Actor, login: str, role: str) -> dict[str, Any]:
         operator.save()
         audit.record(actor, "operator.role", "operator", f"{login}: role {before} -> {role.value}",
                      [(operator.id, {"role": before}, {"role": role.value})])
-    return to_dict(operator)
+    return OperatorRecord.of(operator)
 
 
 def remove(actor: Actor, login: str) -> None:
@@ -147,16 +148,32 @@ def get(login: str) -> Operator:
     return operator
 
 
-def to_dict(operator: Operator) -> dict[str, Any]:
-    return {
-        "login": operator.login,
-        "role": operator.role,
-        "user": operator.user.email if operator.user_id else None,
-        "active": operator.active,
-        "created_on": operator.created_on.isoformat(sep=" "),
-    }
+@dataclass(frozen=True)
+class OperatorRecord:
+    """An operator as shown: ``user`` is the email of the user they are, ``created_on`` the
+    database's text of the moment (UTC)."""
+
+    login: str
+    role: str
+    user: str | None
+    active: bool
+    created_on: str
+
+    @classmethod
+    def of(cls, operator: Operator) -> OperatorRecord:
+        return cls(
+            login=operator.login,
+            role=operator.role,
+            user=operator.user.email if operator.user_id else None,
+            active=operator.active,
+            created_on=operator.created_on.isoformat(sep=" "),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``mbxtui operator list --json`` prints it (the fields in this order)."""
+        return asdict(self)
 
 
-def list_operators(actor: Actor) -> list[dict[str, Any]]:
+def list_operators(actor: Actor) -> list[OperatorRecord]:
     require(actor, Permission.READ)
-    return [to_dict(o) for o in Operator.select().where(Operator.active == True).order_by(Operator.login)]  # noqa: E712
+    return [OperatorRecord.of(o) for o in Operator.select().where(Operator.active == True).order_by(Operator.login)]  # noqa: E712

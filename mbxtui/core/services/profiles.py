@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -97,38 +98,105 @@ def _values_of(profile: Profile) -> dict[str, Any]:
     return {key: getattr(profile, "owner_id" if key == "owner" else key) for key in EDITABLE}
 
 
-def to_dict(profile: Profile, *, mailbox_count: int | None = None) -> dict[str, Any]:
-    data = {
-        "id": profile.id,
-        "name": profile.name,
-        "type": profile.type,
-        "incoming": {"host": profile.incoming_host, "port": profile.incoming_port,
-                     "tls": profile.incoming_tls, "auth": profile.incoming_auth},
-        "outgoing": {"host": profile.outgoing_host, "port": profile.outgoing_port,
-                     "tls": profile.outgoing_tls, "auth": profile.outgoing_auth},
-        "username": profile.username,
-        "password": "set" if profile.password_set else "not set",
-        "oauth2_token": "set" if profile.token_set else "not set",
-        "ca_file": profile.ca_file,
-        "max_connections": profile.max_connections,
-        "timeout_seconds": profile.timeout_seconds,
-        "verify_delivery": profile.verify_delivery,
-        "process_email_from": profile.process_email_from.isoformat(sep=" ") if profile.process_email_from else None,
-        "min_polling_minutes": profile.min_polling_minutes,
-        "owner": profile.owner.email if profile.owner_id else None,
-        "active": profile.active,
-        "row_version": profile.row_version,
-    }
-    if mailbox_count is not None:
-        data["mailboxes"] = mailbox_count
-    return data
+def set_or_not(present: bool) -> str:
+    """How a secret is shown: whether it is set, never what it is (R4)."""
+    return "set" if present else "not set"
+
+
+@dataclass(frozen=True)
+class ProfileServer:
+    """One side (incoming or outgoing) of a profile."""
+
+    host: str
+    port: int
+    tls: str
+    auth: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "tls": self.tls, "auth": self.auth}
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """A profile as shown: its secrets only as set or not (R4); ``mailboxes`` is the count of its
+    mailboxes where it was counted (show, list), None after a create or an update."""
+
+    id: int
+    name: str
+    type: str
+    incoming: ProfileServer
+    outgoing: ProfileServer
+    username: str
+    password_set: bool
+    token_set: bool
+    ca_file: str | None
+    max_connections: int
+    timeout_seconds: int
+    verify_delivery: bool
+    process_email_from: str | None
+    min_polling_minutes: int
+    owner: str | None
+    active: bool
+    row_version: int
+    mailboxes: int | None = None
+
+    @classmethod
+    def of(cls, profile: Profile, *, mailbox_count: int | None = None) -> ProfileRecord:
+        return cls(
+            id=profile.id,
+            name=profile.name,
+            type=profile.type,
+            incoming=ProfileServer(profile.incoming_host, profile.incoming_port, profile.incoming_tls,
+                                   profile.incoming_auth),
+            outgoing=ProfileServer(profile.outgoing_host, profile.outgoing_port, profile.outgoing_tls,
+                                   profile.outgoing_auth),
+            username=profile.username,
+            password_set=bool(profile.password_set),
+            token_set=bool(profile.token_set),
+            ca_file=profile.ca_file,
+            max_connections=profile.max_connections,
+            timeout_seconds=profile.timeout_seconds,
+            verify_delivery=profile.verify_delivery,
+            process_email_from=(profile.process_email_from.isoformat(sep=" ")
+                                if profile.process_email_from else None),
+            min_polling_minutes=profile.min_polling_minutes,
+            owner=profile.owner.email if profile.owner_id else None,
+            active=profile.active,
+            row_version=profile.row_version,
+            mailboxes=mailbox_count,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``mbxtui profile show --json`` prints it (the keys in this order)."""
+        data = {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "incoming": self.incoming.as_dict(),
+            "outgoing": self.outgoing.as_dict(),
+            "username": self.username,
+            "password": set_or_not(self.password_set),
+            "oauth2_token": set_or_not(self.token_set),
+            "ca_file": self.ca_file,
+            "max_connections": self.max_connections,
+            "timeout_seconds": self.timeout_seconds,
+            "verify_delivery": self.verify_delivery,
+            "process_email_from": self.process_email_from,
+            "min_polling_minutes": self.min_polling_minutes,
+            "owner": self.owner,
+            "active": self.active,
+            "row_version": self.row_version,
+        }
+        if self.mailboxes is not None:
+            data["mailboxes"] = self.mailboxes
+        return data
 
 
 def _audit_view(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat(sep=" ") if isinstance(v, datetime) else v) for k, v in values.items()}
 
 
-def create(actor: Actor, **fields: Any) -> dict[str, Any]:
+def create(actor: Actor, **fields: Any) -> ProfileRecord:
     """Create a profile. Required: name, type, incoming/outgoing host, port, tls and auth."""
     require(actor, Permission.CONFIGURE)
     values: dict[str, Any] = {
@@ -153,7 +221,7 @@ def create(actor: Actor, **fields: Any) -> dict[str, Any]:
         profile = Profile.create(**row)
         audit.record(actor, "profile.create", "profile", f"created profile {profile.name}",
                      [(profile.id, None, _audit_view(values))])
-    return to_dict(profile)
+    return ProfileRecord.of(profile)
 
 
 def get(name: str) -> Profile:
@@ -164,7 +232,7 @@ def get(name: str) -> Profile:
     return profile
 
 
-def update(actor: Actor, name: str, /, expected_version: int | None = None, **fields: Any) -> dict[str, Any]:
+def update(actor: Actor, name: str, /, expected_version: int | None = None, **fields: Any) -> ProfileRecord:
     """Change the given fields of profile ``name`` (``None`` leaves a field as it is; ``name`` in
     ``fields`` renames it)."""
     require(actor, Permission.CONFIGURE)
@@ -183,7 +251,7 @@ def update(actor: Actor, name: str, /, expected_version: int | None = None, **fi
                 raise Conflict(f"a profile named {changes['name']!r} already exists")
         changed = {k: v for k, v in changes.items() if before[k] != v}
         if not changed:
-            return to_dict(profile)
+            return ProfileRecord.of(profile)
         for key, value in changed.items():
             setattr(profile, "owner_id" if key == "owner" else key, value)
         profile.modified_on = utcnow()
@@ -191,18 +259,18 @@ def update(actor: Actor, name: str, /, expected_version: int | None = None, **fi
         profile.save()
         audit.record(actor, "profile.update", "profile", f"changed profile {profile.name}: " + ", ".join(sorted(changed)),
                      [(profile.id, _audit_view({k: before[k] for k in changed}), _audit_view(changed))])
-    return to_dict(profile)
+    return ProfileRecord.of(profile)
 
 
-def show(actor: Actor, name: str) -> dict[str, Any]:
+def show(actor: Actor, name: str) -> ProfileRecord:
     require(actor, Permission.READ)
     profile = get(name)
-    return to_dict(profile, mailbox_count=Mailbox.select().where(Mailbox.profile == profile).count())
+    return ProfileRecord.of(profile, mailbox_count=Mailbox.select().where(Mailbox.profile == profile).count())
 
 
-def list_profiles(actor: Actor) -> list[dict[str, Any]]:
+def list_profiles(actor: Actor) -> list[ProfileRecord]:
     require(actor, Permission.READ)
     counts = dict(
         Mailbox.select(Mailbox.profile, fn.COUNT(Mailbox.id)).group_by(Mailbox.profile).tuples()
     )
-    return [to_dict(p, mailbox_count=counts.get(p.id, 0)) for p in Profile.select().order_by(Profile.name)]
+    return [ProfileRecord.of(p, mailbox_count=counts.get(p.id, 0)) for p in Profile.select().order_by(Profile.name)]

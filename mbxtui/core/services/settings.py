@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mbxtui.core import validation
@@ -27,27 +28,50 @@ def load() -> OrgSettings:
     return settings
 
 
-def to_dict(settings: OrgSettings) -> dict[str, Any]:
-    return {
-        "default_profile": settings.default_profile.name if settings.default_profile_id else None,
-        "default_incoming": settings.default_incoming,
-        "default_outgoing": settings.default_outgoing,
-        "default_act": settings.default_act,
-        "require_approval_users": settings.require_approval_users,
-        "require_approval_queues": settings.require_approval_queues,
-        "record_error_alerts": settings.record_error_alerts,
-        "record_warning_alerts": settings.record_warning_alerts,
-        "record_information_alerts": settings.record_information_alerts,
-        "notify_owners_of_profile_alerts": settings.notify_owners_of_profile_alerts,
-        "retry_attempts": settings.retry_attempts,
-        "retry_interval_minutes": settings.retry_interval_minutes,
-        "row_version": settings.row_version,
-    }
+@dataclass(frozen=True)
+class EmailSettings:
+    """The organisation's email settings as shown (the default profile by name)."""
+
+    default_profile: str | None
+    default_incoming: str
+    default_outgoing: str
+    default_act: str
+    require_approval_users: bool
+    require_approval_queues: bool
+    record_error_alerts: bool
+    record_warning_alerts: bool
+    record_information_alerts: bool
+    notify_owners_of_profile_alerts: bool
+    retry_attempts: int
+    retry_interval_minutes: int
+    row_version: int
+
+    @classmethod
+    def of(cls, settings: OrgSettings) -> EmailSettings:
+        return cls(
+            default_profile=settings.default_profile.name if settings.default_profile_id else None,
+            default_incoming=settings.default_incoming,
+            default_outgoing=settings.default_outgoing,
+            default_act=settings.default_act,
+            require_approval_users=settings.require_approval_users,
+            require_approval_queues=settings.require_approval_queues,
+            record_error_alerts=settings.record_error_alerts,
+            record_warning_alerts=settings.record_warning_alerts,
+            record_information_alerts=settings.record_information_alerts,
+            notify_owners_of_profile_alerts=settings.notify_owners_of_profile_alerts,
+            retry_attempts=settings.retry_attempts,
+            retry_interval_minutes=settings.retry_interval_minutes,
+            row_version=settings.row_version,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``mbxtui settings show --json`` prints it (the fields in this order)."""
+        return asdict(self)
 
 
-def show(actor: Actor) -> dict[str, Any]:
+def show(actor: Actor) -> EmailSettings:
     require(actor, Permission.READ)
-    return to_dict(load())
+    return EmailSettings.of(load())
 
 
 def _clean(changes: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +107,7 @@ def _clean(changes: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def update(actor: Actor, expected_version: int | None = None, **changes: Any) -> dict[str, Any]:
+def update(actor: Actor, expected_version: int | None = None, **changes: Any) -> EmailSettings:
     """Change any of ``SETTABLE``; ``None`` values are left as they are."""
     require(actor, Permission.CONFIGURE)
     clean = _clean(changes)
@@ -93,19 +117,20 @@ def update(actor: Actor, expected_version: int | None = None, **changes: Any) ->
         settings = load()
         if expected_version is not None and settings.row_version != expected_version:
             raise Conflict("the email settings were changed by someone else since you opened them; reload and try again")
-        before = to_dict(settings)
+        before = EmailSettings.of(settings)
         for key, value in clean.items():
             setattr(settings, "default_profile_id" if key == "default_profile" else key, value)
-        after = to_dict(settings)
-        changed = {k: after[k] for k in after if after[k] != before[k]}
+        after = EmailSettings.of(settings)
+        before_values, after_values = before.as_dict(), after.as_dict()
+        changed = {k: v for k, v in after_values.items() if v != before_values[k]}
         if not changed:
             return before
         settings.row_version += 1
         settings.save()
-        after["row_version"] = settings.row_version
+        after = replace(after, row_version=settings.row_version)
         audit.record(actor, "settings.update", "settings",
                      "changed email settings: " + ", ".join(sorted(changed)),
-                     [(1, {k: before[k] for k in changed}, changed)])
+                     [(1, {k: before_values[k] for k in changed}, changed)])
     return after
 
 

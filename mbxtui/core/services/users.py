@@ -3,6 +3,7 @@ with it (R19)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from peewee import JOIN, fn
@@ -41,7 +42,7 @@ def _create_mailbox(actor: Actor, values: dict[str, Any]) -> Mailbox:
     return mailbox
 
 
-def add_user(actor: Actor, name: str, email: str) -> dict[str, Any]:
+def add_user(actor: Actor, name: str, email: str) -> UserRecord:
     require(actor, Permission.CONFIGURE)
     name = validation.text("name", name)
     address = validation.email("email", email)
@@ -53,10 +54,10 @@ def add_user(actor: Actor, name: str, email: str) -> dict[str, Any]:
         audit.record(actor, "user.add", "user", f"added user {address}", [(user.id, None, {"name": name, "email": address})])
         mailbox = _create_mailbox(actor, mailboxes.new_mailbox_values(
             settings, name=name, email=address, regarding=Regarding.USER, owner_id=user.id, user_id=user.id))
-    return user_dict(user, mailbox)
+    return user_record(user, mailbox)
 
 
-def add_queue(actor: Actor, name: str, email: str, owner: str) -> dict[str, Any]:
+def add_queue(actor: Actor, name: str, email: str, owner: str) -> QueueRecord:
     require(actor, Permission.CONFIGURE)
     name = validation.text("name", name)
     address = validation.email("email", email)
@@ -71,7 +72,7 @@ def add_queue(actor: Actor, name: str, email: str, owner: str) -> dict[str, Any]
         mailbox = _create_mailbox(actor, mailboxes.new_mailbox_values(
             settings, name=name, email=address, regarding=Regarding.QUEUE, owner_id=owner_user.id,
             queue_id=queue.id))
-    return queue_dict(queue, mailbox)
+    return queue_record(queue, mailbox)
 
 
 def _set_active(actor: Actor, record: User | Queue, kind: str, active: bool) -> None:
@@ -88,48 +89,81 @@ def _set_active(actor: Actor, record: User | Queue, kind: str, active: bool) -> 
         bulk.deactivate_selected(actor, f"deactivated the mailbox of {kind} {record.email} (R19)")
 
 
-def _change_state(actor: Actor, kind: str, email: str, active: bool) -> dict[str, Any]:
+def _change_state(actor: Actor, kind: str, email: str, active: bool) -> User | Queue:
     require(actor, Permission.CONFIGURE)
     with write_transaction():
         record = _user_by_email(email) if kind == "user" else _queue_by_email(email)
         if record.active != active:
             _set_active(actor, record, kind, active)
-    if kind == "user":
-        return user_dict(record, Mailbox.get_or_none(Mailbox.user == record))
-    return queue_dict(record, Mailbox.get_or_none(Mailbox.queue == record))
+    return record
 
 
-def deactivate_user(actor: Actor, email: str) -> dict[str, Any]:
+def _shown_user(user: User) -> UserRecord:
+    return user_record(user, Mailbox.get_or_none(Mailbox.user == user))
+
+
+def _shown_queue(queue: Queue) -> QueueRecord:
+    return queue_record(queue, Mailbox.get_or_none(Mailbox.queue == queue))
+
+
+def deactivate_user(actor: Actor, email: str) -> UserRecord:
     """R19: the user's mailbox is deactivated with it and can no longer be enabled."""
-    return _change_state(actor, "user", email, False)
+    return _shown_user(_change_state(actor, "user", email, False))
 
 
-def activate_user(actor: Actor, email: str) -> dict[str, Any]:
+def activate_user(actor: Actor, email: str) -> UserRecord:
     """The user becomes active; its mailbox stays inactive until activated and tested again."""
-    return _change_state(actor, "user", email, True)
+    return _shown_user(_change_state(actor, "user", email, True))
 
 
-def deactivate_queue(actor: Actor, email: str) -> dict[str, Any]:
+def deactivate_queue(actor: Actor, email: str) -> QueueRecord:
     """R19, for a queue."""
-    return _change_state(actor, "queue", email, False)
+    return _shown_queue(_change_state(actor, "queue", email, False))
 
 
-def activate_queue(actor: Actor, email: str) -> dict[str, Any]:
+def activate_queue(actor: Actor, email: str) -> QueueRecord:
     """The queue becomes active; its mailbox stays inactive until activated and tested again."""
-    return _change_state(actor, "queue", email, True)
+    return _shown_queue(_change_state(actor, "queue", email, True))
 
 
-def user_dict(user: User, mailbox: Mailbox | None) -> dict[str, Any]:
-    return {"name": user.name, "email": user.email, "active": user.active,
-            "mailbox": mailbox.email if mailbox else None}
+@dataclass(frozen=True)
+class UserRecord:
+    """A user as shown: ``mailbox`` is the address of its mailbox (None if it has none)."""
+
+    name: str
+    email: str
+    active: bool
+    mailbox: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``mbxtui user list --json`` prints it (the fields in this order)."""
+        return asdict(self)
 
 
-def queue_dict(queue: Queue, mailbox: Mailbox | None) -> dict[str, Any]:
-    return {"name": queue.name, "email": queue.email, "owner": queue.owner.email, "active": queue.active,
-            "mailbox": mailbox.email if mailbox else None}
+@dataclass(frozen=True)
+class QueueRecord:
+    """A queue as shown: ``owner`` is its owner's email, ``mailbox`` its mailbox's address."""
+
+    name: str
+    email: str
+    owner: str
+    active: bool
+    mailbox: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """As ``mbxtui queue list --json`` prints it (the fields in this order)."""
+        return asdict(self)
 
 
-def list_users(actor: Actor, *, filter_text: str | None = None, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+def user_record(user: User, mailbox: Mailbox | None) -> UserRecord:
+    return UserRecord(user.name, user.email, user.active, mailbox.email if mailbox else None)
+
+
+def queue_record(queue: Queue, mailbox: Mailbox | None) -> QueueRecord:
+    return QueueRecord(queue.name, queue.email, queue.owner.email, queue.active, mailbox.email if mailbox else None)
+
+
+def list_users(actor: Actor, *, filter_text: str | None = None, limit: int = 1000, offset: int = 0) -> list[UserRecord]:
     require(actor, Permission.READ)
     limit, offset = validation.paging(limit, offset)
     filter_text = validation.text("filter", filter_text, max_length=200, required=False)
@@ -139,13 +173,13 @@ def list_users(actor: Actor, *, filter_text: str | None = None, limit: int = 100
     if filter_text:
         needle = filter_text.lower()  # a plain substring: % and _ are not wildcards here
         query = query.where((fn.instr(fn.lower(User.name), needle) > 0) | (fn.instr(User.email, needle) > 0))
-    return [{"name": u.name, "email": u.email, "active": u.active, "mailbox": u.mailbox_email}
+    return [UserRecord(u.name, u.email, u.active, u.mailbox_email)
             for u in query.limit(limit).offset(offset).objects()]
 
 
-def list_queues(actor: Actor, *, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+def list_queues(actor: Actor, *, limit: int = 1000, offset: int = 0) -> list[QueueRecord]:
     require(actor, Permission.READ)
     limit, offset = validation.paging(limit, offset)
     query = Queue.select().order_by(Queue.name, Queue.id).limit(limit).offset(offset)
     boxes = {m.queue_id: m for m in Mailbox.select().where(Mailbox.queue.is_null(False))}
-    return [queue_dict(q, boxes.get(q.id)) for q in query]
+    return [queue_record(q, boxes.get(q.id)) for q in query]

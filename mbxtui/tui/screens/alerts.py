@@ -92,7 +92,7 @@ class AlertsScreen(ListScreen):
         if row["mailbox"]:
             from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 
-            self.call(lambda: mailboxes.show(self.actor, row["mailbox"])["id"],
+            self.call(lambda: mailboxes.show(self.actor, row["mailbox"]).id,
                       lambda mailbox_id: self.app.push_screen(MailboxDetailScreen(mailbox_id)), group="open")
         elif row["profile"]:
             from mbxtui.tui.screens.profiles import ProfileDetailScreen

@@ -15,6 +15,7 @@ from mbxtui.core.errors import InvalidInput
 from mbxtui.core.permissions import Permission
 from mbxtui.core.secrets import SecretStore, SecretsError
 from mbxtui.core.services import mailboxes, profiles
+from mbxtui.core.services.mailbox_views import MailboxRecord
 from mbxtui.tui import navigation
 from mbxtui.tui.messages import FormDataLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
@@ -219,7 +220,7 @@ class ForwardMailboxForm(FormScreen):
     NEEDS_DATA = True
 
     def read_data(self) -> list[str]:
-        return [p["name"] for p in profiles.list_profiles(self.actor) if p["active"]]
+        return [p.name for p in profiles.list_profiles(self.actor) if p.active]
 
     def compose(self) -> ComposeResult:
         if self.data is None:
@@ -248,8 +249,8 @@ class ForwardMailboxForm(FormScreen):
                 self.actor, name=values["name"], email=values["email"], profile=values["profile"],
                 delete_after_processing=values["delete_after_processing"], owner=values["owner"].strip() or None)
 
-        def created(mailbox: dict[str, Any]) -> None:
-            self.notify(f"Created forward mailbox {mailbox['email']}; approve and test it to enable it",
+        def created(mailbox: MailboxRecord) -> None:
+            self.notify(f"Created forward mailbox {mailbox.email}; approve and test it to enable it",
                         title="Forward mailbox")
             self.dismiss(True)
 

@@ -182,8 +182,8 @@ class MailboxEditScreen(FormScreen):
         self.row = row
 
     def read_data(self) -> list[str]:
-        return [p["name"] for p in profiles.list_profiles(self.actor)
-                if p["active"] or p["name"] == self.row["profile"]]
+        return [p.name for p in profiles.list_profiles(self.actor)
+                if p.active or p.name == self.row["profile"]]
 
     def compose(self) -> ComposeResult:
         row = self.row
@@ -223,7 +223,7 @@ class MailboxEditScreen(FormScreen):
         def save() -> bool:
             email = self.row["email"]
             if changes:
-                email = mailboxes.edit(self.actor, email, expected_version=self.row["row_version"], **changes)["email"]
+                email = mailboxes.edit(self.actor, email, expected_version=self.row["row_version"], **changes).email
             if password:
                 credentials.set_mailbox_secret(self.actor, email, password, self.store_for_secrets())
             return True

@@ -333,7 +333,7 @@ class BulkEditScreen(ModalScreen[dict | None]):
 
     def on_mount(self) -> None:
         actor = self.app.actor
-        run_service(self, lambda: [p["name"] for p in profiles.list_profiles(actor) if p["active"]],
+        run_service(self, lambda: [p.name for p in profiles.list_profiles(actor) if p.active],
                     ProfileNamesLoaded, group="profiles", title="Profiles not loaded")
 
     def on_profile_names_loaded(self, message: ProfileNamesLoaded) -> None:

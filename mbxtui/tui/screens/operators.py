@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +11,7 @@ from mbxtui.core.display import safe
 from mbxtui.core.enums import Role
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import operators
+from mbxtui.core.services.operators import OperatorRecord
 from mbxtui.tui.screens.forms import FormScreen
 from mbxtui.tui.screens.listing import ListScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
@@ -40,17 +40,17 @@ class OperatorsScreen(ListScreen):
         rows = operators.list_operators(self.actor)
         return len(rows), rows[offset:offset + limit]
 
-    def key_of(self, row: dict[str, Any]) -> str:
-        return row["login"]
+    def key_of(self, row: OperatorRecord) -> str:
+        return row.login
 
-    def cells_of(self, row: dict[str, Any]):
-        return row["login"], row["role"], row["user"], row["created_on"]
+    def cells_of(self, row: OperatorRecord):
+        return row.login, row.role, row.user, row.created_on
 
-    def describe(self, row: dict[str, Any] | None) -> str:
+    def describe(self, row: OperatorRecord | None) -> str:
         if row is None:
             return ""
-        me = " (you)" if row["login"] == self.actor.login else ""
-        return f"{safe(row['login'])}{me}: {row['role']}, {ROLE_DUTIES.get(row['role'], '')}"
+        me = " (you)" if row.login == self.actor.login else ""
+        return f"{safe(row.login)}{me}: {row.role}, {ROLE_DUTIES.get(row.role, '')}"
 
     def action_add(self) -> None:
         self.app.push_screen(OperatorForm(None), lambda saved: saved and self.reload())
@@ -66,15 +66,15 @@ class OperatorsScreen(ListScreen):
             return
 
         def removed(_result: object) -> None:
-            self.notify(f"Removed operator {row['login']}", markup=False)
+            self.notify(f"Removed operator {row.login}", markup=False)
             self.reload()
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.call(lambda: operators.remove(self.actor, row["login"]), removed, group="remove")
+                self.call(lambda: operators.remove(self.actor, row.login), removed, group="remove")
 
         self.app.push_screen(ConfirmScreen(
-            "Remove operator", f"Remove 1 operator, {row['login']} ({row['role']})? They can no longer use this "
+            "Remove operator", f"Remove 1 operator, {row.login} ({row.role})? They can no longer use this "
             "database."), answered)
 
 
@@ -83,10 +83,10 @@ class OperatorForm(FormScreen):
 
     PERMISSIONS = {"save": Permission.MANAGE_OPERATORS}
 
-    def __init__(self, row: dict[str, Any] | None):
+    def __init__(self, row: OperatorRecord | None):
         super().__init__()
         self.row = row
-        self.TITLE_TEXT = f"Role of {row['login']}" if row else "Add operator"
+        self.TITLE_TEXT = f"Role of {row.login}" if row else "Add operator"
 
     def compose(self) -> ComposeResult:
         roles = [(f"{role.value}: {ROLE_DUTIES[role.value]}", role.value) for role in Role]
@@ -97,23 +97,23 @@ class OperatorForm(FormScreen):
                 yield from self.field("role", "Role", Select(roles, value=Role.VIEWER.value, allow_blank=False))
                 yield from self.field("user", "User", Input(placeholder="their user's email address, for My Mailboxes"))
             else:
-                yield from self.field("role", "Role", Select(roles, value=self.row["role"], allow_blank=False))
+                yield from self.field("role", "Role", Select(roles, value=self.row.role, allow_blank=False))
             yield from self.buttons("Add" if self.row is None else "Save")
         yield Footer()
 
     def action_save(self) -> None:
         values = self.values()
 
-        def saved(operator: dict[str, Any]) -> None:
-            self.notify(f"{operator['login']} is {operator['role']}", title="Operators", markup=False)
+        def saved(operator: OperatorRecord) -> None:
+            self.notify(f"{operator.login} is {operator.role}", title="Operators", markup=False)
             self.dismiss(True)
 
         if self.row is None:
             self.run_save(lambda: operators.add(self.actor, values["login"], values["role"],
                                                 values["user"].strip() or None), saved)
-        elif values["role"] == self.row["role"]:
+        elif values["role"] == self.row.role:
             self.notify("Nothing changed")
         else:
-            login = self.row["login"]
+            login = self.row.login
             self.run_save(lambda: operators.set_role(self.actor, login, values["role"]), saved)
 

@@ -3,7 +3,6 @@ creates its mailbox with the organisation's defaults, deactivating one deactivat
 
 from __future__ import annotations
 
-from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +11,7 @@ from textual.widgets import Footer, Input, Static
 from mbxtui.core.display import cell, safe
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import mailboxes, users
+from mbxtui.core.services.users import QueueRecord, UserRecord
 from mbxtui.tui.screens.forms import FormScreen
 from mbxtui.tui.screens.listing import ListScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
@@ -50,20 +50,20 @@ class PeopleScreen(ListScreen):
             return None, users.list_users(self.actor, filter_text=self.filter_text or None, limit=limit, offset=offset)
         return None, users.list_queues(self.actor, limit=limit, offset=offset)
 
-    def key_of(self, row: dict[str, Any]) -> str:
-        return row["email"]
+    def key_of(self, row: UserRecord | QueueRecord) -> str:
+        return row.email
 
-    def cells_of(self, row: dict[str, Any]):
+    def cells_of(self, row: UserRecord | QueueRecord):
         if self.kind == "user":
-            return row["name"], row["email"], row["active"], row["mailbox"]
-        return row["name"], row["email"], row["owner"], row["active"], row["mailbox"]
+            return row.name, row.email, row.active, row.mailbox
+        return row.name, row.email, row.owner, row.active, row.mailbox
 
-    def describe(self, row: dict[str, Any] | None) -> str:
+    def describe(self, row: UserRecord | QueueRecord | None) -> str:
         if row is None:
             return f"No {self.kind}s to show: press a to add one."
-        state = "active" if row["active"] else "inactive (its mailbox is inactive too)"
-        owner = f" · owner {safe(row['owner'])}" if self.kind == "queue" else ""
-        return f"{self.kind} {safe(row['email'])}: {state}{owner}\nmailbox {cell(row['mailbox'])} (enter opens it)"
+        state = "active" if row.active else "inactive (its mailbox is inactive too)"
+        owner = f" · owner {safe(row.owner)}" if self.kind == "queue" else ""
+        return f"{self.kind} {safe(row.email)}: {state}{owner}\nmailbox {cell(row.mailbox)} (enter opens it)"
 
     # -- actions --
 
@@ -83,17 +83,17 @@ class PeopleScreen(ListScreen):
 
     def action_open(self) -> None:
         row = self.current()
-        if row is None or not row["mailbox"]:
+        if row is None or not row.mailbox:
             return
         from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 
-        self.call(lambda: mailboxes.show(self.actor, row["mailbox"])["id"],
+        self.call(lambda: mailboxes.show(self.actor, row.mailbox).id,
                   lambda mailbox_id: self.app.push_screen(MailboxDetailScreen(mailbox_id)), group="open")
 
     def action_add(self) -> None:
-        def added(record: dict[str, Any] | None) -> None:
+        def added(record: UserRecord | QueueRecord | None) -> None:
             if record:
-                self.notify(f"Added {self.kind} {record['email']} with its mailbox {record['mailbox']} "
+                self.notify(f"Added {self.kind} {record.email} with its mailbox {record.mailbox} "
                             "(the organisation's default profile and methods)", title="Added", markup=False)
                 self.reload()
 
@@ -103,25 +103,25 @@ class PeopleScreen(ListScreen):
         row = self.current()
         if row is None:
             return
-        if not row["active"]:
-            self.notify(f"{row['email']} is already inactive", markup=False)
+        if not row.active:
+            self.notify(f"{row.email} is already inactive", markup=False)
             return
         deactivate = users.deactivate_user if self.kind == "user" else users.deactivate_queue
 
         kind = self.kind
 
         def deactivated(_record: object) -> None:
-            self.notify(f"Deactivated {kind} {row['email']} and its mailbox", markup=False)
+            self.notify(f"Deactivated {kind} {row.email} and its mailbox", markup=False)
             self.reload()
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.call(lambda: deactivate(self.actor, row["email"]), deactivated, group="deactivate")
+                self.call(lambda: deactivate(self.actor, row.email), deactivated, group="deactivate")
 
-        mailbox = f"its mailbox {row['mailbox']}" if row["mailbox"] else "its mailbox"
+        mailbox = f"its mailbox {row.mailbox}" if row.mailbox else "its mailbox"
         self.app.push_screen(ConfirmScreen(
             f"Deactivate {self.kind}",
-            f"Deactivate 1 {self.kind}, {row['email']}? {mailbox.capitalize()} is deactivated with it and its "
+            f"Deactivate 1 {self.kind}, {row.email}? {mailbox.capitalize()} is deactivated with it and its "
             "queued tests are cancelled (R19)."), answered)
 
 

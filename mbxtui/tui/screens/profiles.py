@@ -15,12 +15,13 @@ from mbxtui.core.display import cell, safe, check_step_lines
 from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
-from mbxtui.core.profile_check import check_profile
+from mbxtui.core.profile_check import ProfileCheck, check_profile
 from mbxtui.core.secrets import SecretsError
 from mbxtui.core.services import alerts, credentials, enablement, profiles
 from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes, mailboxes_of_profile
+from mbxtui.core.services.profiles import ProfileRecord, ProfileServer, set_or_not
 from mbxtui.tui.messages import ProfileDetailLoaded, ProfileMailboxesLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, options
@@ -28,27 +29,27 @@ from mbxtui.tui.screens.listing import ListScreen, texts
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 
 
-def endpoint_text(side: dict[str, Any]) -> str:
-    return f"{safe(side['host'])}:{side['port']} {side['tls']}, {side['auth']} credentials"
+def endpoint_text(side: ProfileServer) -> str:
+    return f"{safe(side.host)}:{side.port} {side.tls}, {side.auth} credentials"
 
 
-def settings_lines(profile: dict[str, Any]) -> list[str]:
+def settings_lines(profile: ProfileRecord) -> list[str]:
     rows = [
-        ("Name", safe(profile["name"])),
-        ("Type", profile["type"]),
-        ("Incoming server", endpoint_text(profile["incoming"])),
-        ("Outgoing server", endpoint_text(profile["outgoing"])),
-        ("Profile user name", cell(profile["username"])),
-        ("Profile password", profile["password"]),
-        ("OAuth2 token", profile["oauth2_token"]),
-        ("CA bundle", cell(profile["ca_file"]) if profile["ca_file"] else "system CAs"),
-        ("Max concurrent connections", str(profile["max_connections"])),
-        ("Connection timeout", f"{profile['timeout_seconds']} s"),
-        ("Verify delivery", cell(profile["verify_delivery"])),
-        ("Process email from", cell(profile["process_email_from"])),
-        ("Minimum polling interval", f"{profile['min_polling_minutes']} min"),
-        ("Owner (gets its alerts)", cell(profile["owner"])),
-        ("Active", cell(profile["active"])),
+        ("Name", safe(profile.name)),
+        ("Type", profile.type),
+        ("Incoming server", endpoint_text(profile.incoming)),
+        ("Outgoing server", endpoint_text(profile.outgoing)),
+        ("Profile user name", cell(profile.username)),
+        ("Profile password", set_or_not(profile.password_set)),
+        ("OAuth2 token", set_or_not(profile.token_set)),
+        ("CA bundle", cell(profile.ca_file) if profile.ca_file else "system CAs"),
+        ("Max concurrent connections", str(profile.max_connections)),
+        ("Connection timeout", f"{profile.timeout_seconds} s"),
+        ("Verify delivery", cell(profile.verify_delivery)),
+        ("Process email from", cell(profile.process_email_from)),
+        ("Minimum polling interval", f"{profile.min_polling_minutes} min"),
+        ("Owner (gets its alerts)", cell(profile.owner)),
+        ("Active", cell(profile.active)),
     ]
     width = max(len(title) for title, _ in rows)
     return [f"{title:<{width}}  {value}" for title, value in rows]
@@ -100,24 +101,24 @@ class ProfilesScreen(ListScreen, ProfileTestActions):
         rows = profiles.list_profiles(self.actor)
         return len(rows), rows[offset:offset + limit]
 
-    def key_of(self, row: dict[str, Any]) -> str:
-        return row["name"]
+    def key_of(self, row: ProfileRecord) -> str:
+        return row.name
 
-    def cells_of(self, row: dict[str, Any]):
-        return (row["name"], row["type"], f"{row['mailboxes']:,}", row["max_connections"], row["active"],
-                f"{row['incoming']['host']}:{row['incoming']['port']}",
-                f"{row['outgoing']['host']}:{row['outgoing']['port']}")
+    def cells_of(self, row: ProfileRecord):
+        return (row.name, row.type, f"{row.mailboxes or 0:,}", row.max_connections, row.active,
+                f"{row.incoming.host}:{row.incoming.port}",
+                f"{row.outgoing.host}:{row.outgoing.port}")
 
-    def describe(self, row: dict[str, Any] | None) -> str:
+    def describe(self, row: ProfileRecord | None) -> str:
         if row is None:
             return "No profiles yet: press a to create one."
-        return (f"in  {endpoint_text(row['incoming'])}\nout {endpoint_text(row['outgoing'])}\n"
-                f"password {row['password']} · owner {cell(row['owner'])}")
+        return (f"in  {endpoint_text(row.incoming)}\nout {endpoint_text(row.outgoing)}\n"
+                f"password {set_or_not(row.password_set)} · owner {cell(row.owner)}")
 
     def action_open(self) -> None:
         row = self.current()
         if row is not None:
-            self.app.push_screen(ProfileDetailScreen(row["name"]))
+            self.app.push_screen(ProfileDetailScreen(row.name))
 
     def action_new(self) -> None:
         self.app.push_screen(ProfileFormScreen(None), lambda saved: saved and self.reload())
@@ -130,7 +131,7 @@ class ProfilesScreen(ListScreen, ProfileTestActions):
     def action_test_mailboxes(self) -> None:
         row = self.current()
         if row is not None:
-            self.confirm_test_mailboxes(row["name"], row["mailboxes"])
+            self.confirm_test_mailboxes(row.name, row.mailboxes or 0)
 
 
 PANES = {"settings": "1 Settings", "mailboxes": "2 Mailboxes", "alerts": "3 Alerts"}
@@ -163,7 +164,7 @@ class ProfileDetailScreen(ProfileTestActions):
     def __init__(self, name: str):
         super().__init__()
         self.profile_name = name
-        self.profile: dict[str, Any] = {}
+        self.profile: ProfileRecord | None = None
         self.page: ProfileMailboxes | None = None
         self.page_start = 0
         self.pane = "settings"
@@ -316,7 +317,10 @@ class ProfileDetailScreen(ProfileTestActions):
         self.app.push_screen(ProfileFormScreen(self.profile), saved)
 
     def action_test_mailboxes(self) -> None:
-        count = self.page.total if self.page is not None else self.profile.get("mailboxes", 0)
+        if self.page is not None:
+            count = self.page.total
+        else:
+            count = self.profile.mailboxes or 0 if self.profile is not None else 0
         self.confirm_test_mailboxes(self.profile_name, count)
 
     def action_test_connection(self) -> None:
@@ -333,11 +337,11 @@ class ProfileDetailScreen(ProfileTestActions):
         self.call(lambda: check_profile(self.actor, name, store), self.connection_tested, group="connection",
                   title="Test connection")
 
-    def connection_tested(self, result: dict[str, Any]) -> None:
-        verdict = "passed" if result["passed"] else "FAILED"
-        self.show_connection_text("\n".join([f"Test connection: {verdict}", *check_step_lines(result["directions"])]))
-        self.notify(f"Profile {result['profile']}: {verdict}", title="Test connection",
-                    severity="information" if result["passed"] else "warning", markup=False)
+    def connection_tested(self, result: ProfileCheck) -> None:
+        verdict = "passed" if result.passed else "FAILED"
+        self.show_connection_text("\n".join([f"Test connection: {verdict}", *check_step_lines(result.directions)]))
+        self.notify(f"Profile {result.profile}: {verdict}", title="Test connection",
+                    severity="information" if result.passed else "warning", markup=False)
 
     def show_connection_text(self, text: str) -> None:
         self.connection_text = "\n" + text
@@ -347,14 +351,15 @@ class ProfileDetailScreen(ProfileTestActions):
             shown.scroll_visible()
 
 
-NEW_PROFILE: dict[str, Any] = {
-    "name": "", "type": ProfileType.IMAP_SMTP.value,
-    "incoming": {"host": "", "port": 993, "tls": TlsMode.IMPLICIT.value, "auth": IncomingAuth.MAILBOX.value},
-    "outgoing": {"host": "", "port": 587, "tls": TlsMode.STARTTLS.value, "auth": OutgoingAuth.MAILBOX.value},
-    "username": "", "password": "not set", "oauth2_token": "not set", "ca_file": None,
-    "max_connections": 10, "timeout_seconds": 30, "verify_delivery": False, "process_email_from": None,
-    "min_polling_minutes": 0, "owner": None, "active": True,
-}
+# The new-profile form's first values (its id and row_version are never read: nothing is stored yet).
+NEW_PROFILE = ProfileRecord(
+    id=0, name="", type=ProfileType.IMAP_SMTP.value,
+    incoming=ProfileServer("", 993, TlsMode.IMPLICIT.value, IncomingAuth.MAILBOX.value),
+    outgoing=ProfileServer("", 587, TlsMode.STARTTLS.value, OutgoingAuth.MAILBOX.value),
+    username="", password_set=False, token_set=False, ca_file=None,
+    max_connections=10, timeout_seconds=30, verify_delivery=False, process_email_from=None,
+    min_polling_minutes=0, owner=None, active=True, row_version=0,
+)
 SECRET_INPUTS = {"password": credentials.PASSWORD, "oauth2_token": credentials.TOKEN}
 
 
@@ -368,47 +373,47 @@ class ProfileFormScreen(FormScreen):
 
     FIELD_ALIASES = {"timeout": "timeout_seconds"}
 
-    def __init__(self, row: dict[str, Any] | None):
+    def __init__(self, row: ProfileRecord | None):
         super().__init__()
         self.row = row
-        self.TITLE_TEXT = f"Edit profile {row['name']}" if row else "New email server profile"
+        self.TITLE_TEXT = f"Edit profile {row.name}" if row else "New email server profile"
 
     def compose(self) -> ComposeResult:
         row = self.row or NEW_PROFILE
         yield Static(f"mbxtui · {safe(self.TITLE_TEXT)}  (ctrl+s save, esc back)", id="title", markup=False)
         with self.form():
-            yield from self.field("name", "Name", Input(text(row["name"])))
-            yield from self.field("type", "Type", Select(options(ProfileType), value=row["type"], allow_blank=False))
+            yield from self.field("name", "Name", Input(text(row.name)))
+            yield from self.field("type", "Type", Select(options(ProfileType), value=row.type, allow_blank=False))
             for side, auth in (("incoming", IncomingAuth), ("outgoing", OutgoingAuth)):
-                values = row[side]
+                server: ProfileServer = getattr(row, side)
                 title = side.capitalize()
-                yield from self.field(f"{side}_host", f"{title} server", Input(text(values["host"]),
+                yield from self.field(f"{side}_host", f"{title} server", Input(text(server.host),
                                                                                  placeholder="host name or IP address"))
-                yield from self.field(f"{side}_port", f"{title} port", Input(text(values["port"])))
+                yield from self.field(f"{side}_port", f"{title} port", Input(text(server.port)))
                 yield from self.field(f"{side}_tls", f"{title} TLS mode",
-                                      Select(options(TlsMode), value=values["tls"], allow_blank=False))
+                                      Select(options(TlsMode), value=server.tls, allow_blank=False))
                 yield from self.field(f"{side}_auth", f"{title} credentials",
-                                      Select(options(auth), value=values["auth"], allow_blank=False))
+                                      Select(options(auth), value=server.auth, allow_blank=False))
             yield from self.field("username", "Profile user name", Input(
-                text(row["username"]), placeholder="needed for profile credentials"))
-            yield from self.field("password", f"Profile password ({row['password']})", Input(
+                text(row.username), placeholder="needed for profile credentials"))
+            yield from self.field("password", f"Profile password ({set_or_not(row.password_set)})", Input(
                 password=True, placeholder="type to replace; empty keeps it"))
-            yield from self.field("oauth2_token", f"OAuth2 token ({row['oauth2_token']})", Input(
+            yield from self.field("oauth2_token", f"OAuth2 token ({set_or_not(row.token_set)})", Input(
                 password=True, placeholder="type to replace; empty keeps it"))
-            yield from self.field("ca_file", "CA bundle file", Input(text(row["ca_file"]),
+            yield from self.field("ca_file", "CA bundle file", Input(text(row.ca_file),
                                                                      placeholder="empty: the system CAs"))
             yield from self.field("max_connections", "Max concurrent connections", Input(
-                text(row["max_connections"]), placeholder="1–300"))
+                text(row.max_connections), placeholder="1–300"))
             yield from self.field("timeout_seconds", "Connection timeout (seconds)",
-                                  Input(text(row["timeout_seconds"])))
-            yield from self.field("verify_delivery", "Verify delivery (IMAP)", Checkbox(value=row["verify_delivery"]))
+                                  Input(text(row.timeout_seconds)))
+            yield from self.field("verify_delivery", "Verify delivery (IMAP)", Checkbox(value=row.verify_delivery))
             yield from self.field("process_email_from", "Process email from", Input(
-                text(row["process_email_from"]), placeholder="YYYY-MM-DD (optional)"))
+                text(row.process_email_from), placeholder="YYYY-MM-DD (optional)"))
             yield from self.field("min_polling_minutes", "Minimum polling (minutes)",
-                                  Input(text(row["min_polling_minutes"])))
+                                  Input(text(row.min_polling_minutes)))
             yield from self.field("owner", "Owner (gets its alerts)", Input(
-                text(row["owner"]), placeholder="a user's email address (optional)"))
-            yield from self.field("active", "Active", Checkbox(value=row["active"]))
+                text(row.owner), placeholder="a user's email address (optional)"))
+            yield from self.field("active", "Active", Checkbox(value=row.active))
             yield from self.buttons("Create" if self.row is None else "Save")
         yield Footer()
 
@@ -423,12 +428,12 @@ class ProfileFormScreen(FormScreen):
         def save() -> tuple[str, str | None]:
             store = self.store_for_secrets() if secrets else None
             if self.row is None:
-                name = profiles.create(self.actor, **changes)["name"]
+                name = profiles.create(self.actor, **changes).name
             elif changes:
-                name = profiles.update(self.actor, self.row["name"], expected_version=self.row["row_version"],
-                                       **changes)["name"]
+                name = profiles.update(self.actor, self.row.name, expected_version=self.row.row_version,
+                                       **changes).name
             else:
-                name = self.row["name"]
+                name = self.row.name
             try:
                 for what, value in secrets.items():
                     credentials.set_profile_secret(self.actor, name, value, store, what=what)

@@ -3,7 +3,6 @@ levels are recorded, owner notification and the retry policy for transient error
 
 from __future__ import annotations
 
-from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +11,7 @@ from textual.widgets import Checkbox, Footer, Input, Select, Static
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import profiles, settings
+from mbxtui.core.services.settings import EmailSettings
 from mbxtui.tui.messages import FormDataLoaded
 from mbxtui.tui.screens.forms import FormScreen, options
 
@@ -32,12 +32,12 @@ class SettingsScreen(FormScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.record: dict[str, Any] = {}
+        self.record: EmailSettings | None = None
 
-    def read_data(self) -> tuple[dict[str, Any], list[str]]:
+    def read_data(self) -> tuple[EmailSettings, list[str]]:
         record = settings.show(self.actor)
-        names = [p["name"] for p in profiles.list_profiles(self.actor)
-                 if p["active"] or p["name"] == record["default_profile"]]
+        names = [p.name for p in profiles.list_profiles(self.actor)
+                 if p.active or p.name == record.default_profile]
         return record, names
 
     def compose(self) -> ComposeResult:
@@ -54,7 +54,7 @@ class SettingsScreen(FormScreen):
                             "when those are ticked.")
             yield from self.field("default_profile", "Default profile",
                                   Select(options(names), prompt="(none)",
-                                         allow_blank=self.record["default_profile"] is None))
+                                         allow_blank=self.record.default_profile is None))
             yield from self.field("default_incoming", "Default incoming method",
                                   Select(options(IncomingMethod), allow_blank=False))
             yield from self.field("default_outgoing", "Default outgoing method",
@@ -74,9 +74,9 @@ class SettingsScreen(FormScreen):
                 row.disabled = True
         super().form_ready()
 
-    def fill(self, values: dict[str, Any]) -> None:
+    def fill(self, values: EmailSettings) -> None:
         for widget in self.query("#form Input, #form Select, #form Checkbox"):
-            value = values.get(widget.id)
+            value = getattr(values, widget.id or "", None)
             if isinstance(widget, Input):
                 widget.value = "" if value is None else str(value)
             elif isinstance(widget, Select):
@@ -96,7 +96,7 @@ class SettingsScreen(FormScreen):
         self.confirm_discard(read_again)
 
     async def on_form_data_loaded(self, message: FormDataLoaded) -> None:
-        if isinstance(message.data, dict):  # read again (ctrl+r): the same fields, new values
+        if isinstance(message.data, EmailSettings):  # read again (ctrl+r): the same fields, new values
             message.stop()
             message.prevent_default()
             self.record = message.data
@@ -109,10 +109,10 @@ class SettingsScreen(FormScreen):
             self.notify("Nothing changed")
             return
 
-        def saved(record: dict[str, Any]) -> None:
+        def saved(record: EmailSettings) -> None:
             self.record = record
             self.fill(record)
             self.notify("Email settings saved: " + ", ".join(sorted(changes)), title="Settings", markup=False)
 
-        version = self.record["row_version"]
+        version = self.record.row_version if self.record is not None else None
         self.run_save(lambda: settings.update(self.actor, expected_version=version, **changes), saved)

@@ -104,8 +104,6 @@ BOOLEAN_COLUMNS = {
 }
 
 
-
-
 class MailboxRow(TypedDict):
     """One mailbox as the lists and the command line's JSON give it (``MailboxRecord.as_dict`` too;
     times as the database's text, "YYYY-MM-DD HH:MM:SS"; secrets only as "set" or "not set")."""

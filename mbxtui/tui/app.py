@@ -92,9 +92,9 @@ class MbxApp(App):
             try:
                 self.store = SecretStore.open(self.data_dir)
             except SecretsError as exc:
-                self.notify(str(exc), severity="error", title="Keyring")
+                self.notify(str(exc), severity="error", title="Keyring", markup=False)
         if self.store is not None and self.store.warning:
-            self.notify(self.store.warning, severity="warning", title="Keyring", timeout=10)
+            self.notify(self.store.warning, severity="warning", title="Keyring", timeout=10, markup=False)
         if self.store is not None and self.store.needs_master_password:
             from mbxtui.tui.screens.unlock import UnlockScreen
 
@@ -115,7 +115,7 @@ class MbxApp(App):
 
     def on_changes_unavailable(self, message: ChangesUnavailable) -> None:
         self.notify(f"Changes made elsewhere are not shown until the database answers again (Ctrl+R reloads): "
-                    f"{message.error}", severity="warning", timeout=10)
+                    f"{message.error}", severity="warning", timeout=10, markup=False)
 
     def on_service_failed(self, message: ServiceFailed) -> None:
         """The one place a worker's refused or failed service call is shown."""
@@ -154,7 +154,7 @@ class MbxApp(App):
             self.runner_stopped.publish(message.error)
 
     def show_runner_stopped(self, error: str) -> None:
-        self.notify(f"Test & Enable stopped: {error}", severity="error", timeout=15)
+        self.notify(f"Test & Enable stopped: {error}", severity="error", timeout=15, markup=False)
 
     def _update_progress(self) -> None:
         batches = sorted(self.watched_batches)

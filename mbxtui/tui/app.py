@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Iterable
 
 from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.signal import Signal
 
+from mbxtui.core.display import shown
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
 from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
@@ -74,6 +76,12 @@ class MbxApp(App):
         self.theme = default_theme()
         self.keymap = read_keymap()
         self.set_keymap(self.keymap.keys)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification of the console: what it quotes (a name, an address, a server's words)
+        is shown with its control characters escaped."""
+        super().notify(shown(message), title=shown(title), severity=severity, timeout=timeout, markup=markup)
 
     # -- start-up: the secret store, then the Test & Enable runner --
 

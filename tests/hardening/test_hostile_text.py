@@ -25,7 +25,7 @@ from mbxtui.tui.widgets.confirm import ConfirmScreen
 from mbxtui.tui.widgets.grid import MailboxGrid
 from tests.cli.conftest import REPO, Cli, cli, cli_template  # noqa: F401  (fixtures)
 from tests.tui.conftest import (  # noqa: F401  (fixtures)
-    HEAD_OFFICE, Console, console, console_env, notifications, screen_text, settle, unlocked_store,
+    BRANCH, HEAD_OFFICE, Console, console, console_env, notifications, screen_text, settle, unlocked_store,
 )
 
 UNSAFE = frozenset(INVISIBLE) - {ord("\n")}
@@ -173,6 +173,25 @@ def test_logins_and_markup_in_the_history_are_shown_as_text(console: Console):
         assert "eve\\x1b[2J\\x1b]0;pwned\\x07 (as by mal[/]\\x9b31m): renamed [b]x[/b] {0}" in history, history
 
     console.run(scenario, size=(160, 40))
+
+
+def test_a_confirmation_and_a_notification_quoting_a_stored_name_show_its_escapes(console: Console):
+    with db.write_transaction():
+        database.execute_sql("UPDATE profile SET name = ? WHERE name = ?", [BRANCH + "\x1b[2J\u202e", BRANCH])
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f3")
+        await settle(app, pilot)
+        assert app.screen.current_key().startswith(BRANCH)  # sorted by name: first
+        await pilot.press("t")  # Test & Enable Mailboxes of the profile, asked first
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        app.notify(f"Profile {app.screen.detail}", markup=False)
+        await pilot.pause()
+        shown = screen_text(app)
+        assert not raw_controls(shown) and "Branch POP3\\x1b[2J\\u202e" in shown, shown
+
+    console.run(scenario, size=(120, 36))
 
 
 # --- the command line, the worker, migrate ------------------------------------------------------

@@ -154,7 +154,7 @@ def _connect_postgres(url: str, existing_only: bool) -> peewee.Database:
     try:
         db.connect(reuse_if_open=True)
     except peewee.DatabaseError as exc:
-        raise DatabaseError(f"cannot connect to {shown}: {_one_line(exc)}") from None
+        raise DatabaseError(f"cannot connect to {shown}: {postgres.connect_failure(url, str(exc))}") from None
     try:
         if existing_only:
             _require_installation(db, shown)

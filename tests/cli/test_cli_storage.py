@@ -163,3 +163,15 @@ def test_a_data_directory_others_can_write_is_warned_about_on_any_database(cli: 
     result = cli.ok("whoami")
     assert result.stderr == (f"mbxtui: warning: the data directory {cli.data_dir} can be written by other users; "
                              f"run: chmod 700 {cli.data_dir}\n")
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="runs when the suite runs on PostgreSQL")
+def test_a_remote_postgresql_host_gets_verify_full_and_one_line_saying_what_to_do(cli: Cli):
+    # Named as another host, reached on the lab server's loopback address (libpq's hostaddr).
+    remote = str(cli.db_path).replace("@127.0.0.1:", "@db.mbxtui.test:") + "?hostaddr=127.0.0.1"
+    env = {"PGSSLMODE": ""}  # none from the machine running the tests
+    assert cli.fails("--db", remote, "whoami", with_db=False, env=env) == (
+        f"mbxtui: cannot connect to {remote}: the server does not offer SSL, which mbxtui requires of a server on "
+        f"another host (sslmode=verify-full): enable SSL on the server, or add sslmode=disable to the URL to "
+        f"connect without it")
+    assert cli.json("--db", f"{remote}&sslmode=disable", "whoami", with_db=False, env=env)["role"] == "global_admin"

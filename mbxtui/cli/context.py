@@ -43,7 +43,7 @@ class Context:
         database = db.open_database(path)
         for warning in paths.storage_warnings(path, paths.data_dir()):
             print(f"mbxtui: warning: {safe(warning)}", file=sys.stderr)
-            log.warning("%s", warning)
+            log.warning("warning: %s", warning)
         return database
 
     @property

@@ -62,8 +62,9 @@ def default_database() -> Path | str:
 def ensure_private_dir(path: Path) -> Path:
     """``path`` as a directory, made with each missing parent 0700 whatever the umask (existing
     directories are left as they are). Raises OSError (FileExistsError: a file is in the way)."""
+    path = Path(path)
     missing: list[Path] = []
-    current = Path(path)
+    current = path
     while not os.path.lexists(current) and current != current.parent:
         missing.append(current)
         current = current.parent
@@ -74,7 +75,6 @@ def ensure_private_dir(path: Path) -> Path:
             continue  # made meanwhile by another process, which sets its mode itself
         # mkdir's mode is masked by the umask (0o277 would leave it unwritable): set it whole.
         os.chmod(directory, 0o700)
-    path = Path(path)
     if not path.is_dir():
         path.mkdir(mode=0o700, exist_ok=True)  # a file in the way: FileExistsError
     return path

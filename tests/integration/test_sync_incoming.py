@@ -14,7 +14,7 @@ from imapclient import IMAPClient
 
 from mbxtui.core import dialect
 from mbxtui.core.models import database, utcnow
-from mbxtui.core.services import activities, bulk, credentials, mailboxes, users
+from mbxtui.core.services import activities, bulk, credentials, mailboxes, profiles, settings, users
 from mbxtui.core.services.selection import Selection
 from mbxtui.core.sync.runner import SyncRunner
 from tests.backends import query
@@ -70,8 +70,8 @@ def queue_mailbox(org: Org, login: str, profile: str = "lab", **edits: object) -
     return login
 
 
-def user_mailbox(org: Org, login: str, profile: str = "lab", **edits: object) -> str:
-    org.mailbox(login, profile, outgoing_method="none", **edits)
+def user_mailbox(org: Org, login: str, profile: str = "lab", *, approve: bool = True, **edits: object) -> str:
+    org.mailbox(login, profile, outgoing_method="none", approve=approve, **edits)
     return login
 
 
@@ -133,13 +133,20 @@ def test_mail_that_arrived_before_the_mailbox_was_enabled_is_not_read(org, lab_p
     assert [row["subject"] for row in listed(org)["rows"]] == ["After enabling"]
 
 
-def test_only_enabled_approved_active_mailboxes_are_read(org, lab_profile):
-    enabled, not_enabled, deactivated = org.lab.add_users(3, "syncsel")
-    for login in (enabled, not_enabled, deactivated):
-        queue_mailbox(org, login)
+def test_only_enabled_approved_mailboxes_on_active_profiles_are_read(org, lab_profile):
+    org.profile("retired", verify_delivery=False)
+    enabled, not_enabled, on_retired = org.lab.add_users(3, "syncsel")
+    [unapproved] = org.lab.add_users(1, "syncselu")
+    queue_mailbox(org, enabled)
+    queue_mailbox(org, not_enabled)
+    queue_mailbox(org, on_retired, profile="retired")
+    settings.update(org.admin, require_approval_users=False)
+    user_mailbox(org, unapproved, approve=False)
+    enable(org, enabled, on_retired, unapproved)
+    for login in (enabled, not_enabled, on_retired, unapproved):
         deliver(org, login, message("x@outside.test", login, f"for {login}"))
-    enable(org, enabled, deactivated)
-    users.deactivate_queue(org.admin, deactivated)
+    profiles.update(org.admin, "retired", active=False)
+    settings.update(org.admin, require_approval_users=True)  # R23: approved where approval is required
 
     summary = sync(org)
     assert [m.email for m in summary.mailboxes] == [enabled]
@@ -219,6 +226,7 @@ def test_users_track_only_replies_to_tracked_email_by_default(org, lab_profile):
     summary = sync(org, user_login)
     assert summary.mailboxes[0].messages == 2
     assert sorted(row["subject"] for row in listed(org, regarding=user_login)["rows"]) == ["Re: Question"]
+    assert len(server_message_ids(org, user_login)) == 2, "R18: a user's mailbox never deletes"
 
 
 def test_a_forward_mailbox_routes_by_recipient_keeps_the_unresolved_and_deletes_what_it_processed(org, lab_profile):
@@ -287,14 +295,6 @@ def test_delete_after_processing_deletes_only_after_the_commit(org, lab_profile)
     assert [(m.ok, m.recorded, m.deleted) for m in done.mailboxes] == [(True, 1, 1)]
     assert server_message_ids(org, login) == []
     assert listed(org)["total"] == 1
-
-
-def test_a_user_mailbox_never_deletes(org, lab_profile):
-    [login] = org.lab.add_users(1, "syncuserdel")
-    enable(org, user_mailbox(org, login))
-    deliver(org, login, message("k@outside.test", login, "Stays", message_id="<stay-1@lab.test>"))
-    sync(org)
-    assert server_message_ids(org, login) == ["<stay-1@lab.test>"]
 
 
 # -- broken messages (R25) ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
 import time
 from email.utils import make_msgid
 
@@ -256,6 +257,8 @@ def test_a_forward_mailbox_routes_by_recipient_keeps_the_unresolved_and_deletes_
     assert query(org.db_path, "SELECT unresolved_total FROM sync_status s JOIN mailbox m ON m.id = s.mailbox_id "
                               "WHERE m.email = ?", [forward])[0][0] == 1
     assert server_message_ids(org, forward) == [], "R26: a forward mailbox deletes what it processed"
+    [alert] = org.alerts(forward, code="UNRESOLVED_MESSAGES")
+    assert alert.level == "warning" and "1 message(s)" in alert.text
 
 
 # -- delete after processing (R28) ------------------------------------------------------------------
@@ -363,3 +366,26 @@ def test_sync_once_prints_json_and_exits_3_when_a_mailbox_failed(org, lab_profil
     assert failed.returncode == 3, failed.stderr
     [result] = json.loads(failed.stdout)["results"]
     assert (result["ok"], result["error_code"]) == (False, "AUTH_FAILED")
+
+
+def test_two_runners_at_once_never_cycle_the_same_mailbox(org, lab_profile):
+    logins = org.lab.add_users(4, "synctwo")
+    enable(org, *(queue_mailbox(org, login) for login in logins))
+    for login in logins:
+        deliver(org, login, message("m@outside.test", login, f"for {login}"))
+    results: list = []
+
+    def run() -> None:
+        try:
+            results.append(SyncRunner(org.store, clock=org.clock, threads=2).run_once(ignore_interval=True))
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    cycled = [m.email for summary in results for m in summary.mailboxes if m.messages]
+    assert sorted(cycled) == sorted(logins), "each mailbox read by exactly one runner"
+    assert listed(org)["total"] == 4

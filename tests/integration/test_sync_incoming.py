@@ -389,3 +389,21 @@ def test_two_runners_at_once_never_cycle_the_same_mailbox(org, lab_profile):
     cycled = [m.email for summary in results for m in summary.mailboxes if m.messages]
     assert sorted(cycled) == sorted(logins), "each mailbox read by exactly one runner"
     assert listed(org)["total"] == 4
+
+
+def test_many_large_messages_are_read_in_batches_each_within_the_bounds(org, lab_profile):
+    [login] = org.lab.add_users(1, "syncbig")
+    enable(org, queue_mailbox(org, login))
+    big_text = ("All work and no play. " * 5000)  # 110 KB: the preview is cut, the fetch bounded
+    raws = [message("n@outside.test", login, f"Big {number:02}", body=big_text) for number in range(30)]
+    with imap(org, login) as client:
+        for raw in raws:
+            client.append("INBOX", raw)
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.messages, cycled.recorded) == (True, 30, 30), cycled
+    rows = listed(org, limit=100)["rows"]
+    assert len(rows) == 30 and all(row["size"] > 110_000 for row in rows)
+    preview = activities.show_activity(org.admin, rows[0]["id"])["preview"]
+    assert preview.startswith("All work and no play.") and len(preview) == 4000
+    assert query(org.db_path, "SELECT last_uid FROM sync_checkpoint")[0][0] == 30

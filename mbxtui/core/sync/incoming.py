@@ -27,7 +27,10 @@ from mbxtui.core.sync.messages import (
 from mbxtui.core.sync.routing import Party
 
 FOLDER = "INBOX"
-BATCH = 50
+# Messages per transaction: their headers and texts at the most (64 KB each) fit one connection's
+# receive budget (MOST_BYTES_RECEIVED, 1 MiB) per command.
+BATCH = 12
+UID_WINDOW = 5000
 _HEADER_ITEM = f"BODY.PEEK[HEADER]<0.{MOST_HEADER_BYTES}>"
 
 
@@ -86,28 +89,27 @@ def _converse(session: ProbeSession, target: SyncTarget, progress: _Progress, no
         with session.step(Step.OPEN_INBOX) as note:
             selected = client.select_folder(FOLDER, readonly=not target.delete_after_processing)
             uidvalidity = int(selected[b"UIDVALIDITY"])
+            uid_next = int(selected.get(b"UIDNEXT") or 0) or None
             note.detail = f"{selected[b'EXISTS']} messages"
         saved = store.checkpoint(target.mailbox.id, FOLDER)
         # A new UIDVALIDITY renumbered the folder: read it again; Message-IDs keep it from duplicates.
         last_uid = saved.last_uid if saved is not None and saved.uidvalidity == uidvalidity else 0
+        first = True
         while True:
-            if session.deadline.remaining() < session.endpoint.timeout / 2:
+            if not first and session.deadline.remaining() < session.endpoint.timeout / 2:
                 progress.more = True
                 return
-            renew_receive_budget(session.connection)
+            first = False
             with session.step(Step.FETCH) as note:
-                uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*", "SINCE",
-                                                            target.reads_after.date()]) if uid > last_uid)
-                batch = uids[:BATCH]
-                items = _fetch(client, batch, target.reads_after) if batch else []
-                note.detail = f"{len(batch)} of {len(uids)} new messages"
-            if not batch:
+                batch, reached = _next_batch(client, session, last_uid, uid_next, target.reads_after)
+                items = _fetch(client, session, batch, target.reads_after) if batch else []
+                note.detail = f"{len(batch)} new messages up to UID {reached}"
+            if reached == last_uid:  # nothing past the checkpoint
                 if saved is None or saved.uidvalidity != uidvalidity:
                     store.record_batch(target.mailbox.id, FOLDER, uidvalidity, last_uid, [], target.own,
                                        progress.candidates, now)
-                    saved = store.Checkpoint(uidvalidity, last_uid)
                 return
-            last_uid = batch[-1]
+            last_uid = reached
             written = store.record_batch(target.mailbox.id, FOLDER, uidvalidity, last_uid, items, target.own,
                                          progress.candidates, now)
             saved = store.Checkpoint(uidvalidity, last_uid)
@@ -123,9 +125,32 @@ def _converse(session: ProbeSession, target: SyncTarget, progress: _Progress, no
         imap.close_session(client, session)
 
 
-def _fetch(client: IMAPClient, uids: list[int], reads_after: datetime) -> list[store.Fetched]:
+def _next_batch(client: IMAPClient, session: ProbeSession, last_uid: int, uid_next: int | None,
+                reads_after: datetime) -> tuple[list[int], int]:
+    """The next UIDs to read after ``last_uid`` (at most ``BATCH``) and the UID the checkpoint may
+    move to once they are processed. The search looks at a window of ``UID_WINDOW`` UIDs at a time,
+    so that its answer stays small in a folder of any size; an empty window still moves the
+    checkpoint past it."""
+    renew_receive_budget(session.connection)
+    if uid_next is None:  # the server did not say: one search to the end
+        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*", "SINCE", reads_after.date()])
+                      if u > last_uid)
+        return (uids[:BATCH], uids[BATCH - 1] if len(uids) > BATCH else (uids[-1] if uids else last_uid))
+    if last_uid + 1 >= uid_next:
+        return [], last_uid
+    window_end = min(last_uid + UID_WINDOW, uid_next - 1)
+    uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:{window_end}", "SINCE", reads_after.date()])
+                  if last_uid < u <= window_end)
+    if len(uids) > BATCH:
+        return uids[:BATCH], uids[BATCH - 1]
+    return uids, window_end
+
+
+def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_after: datetime) -> list[store.Fetched]:
     """The batch's messages received after ``reads_after``, parsed; the text part of each read in
-    one command per distinct section."""
+    one command per distinct section. Each command may receive the connection's whole budget
+    (``BATCH`` headers and texts at their bounds fit in it)."""
+    renew_receive_budget(session.connection)
     answers = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE", _HEADER_ITEM])
     wanted: dict[int, tuple] = {}
     for uid in uids:
@@ -144,6 +169,7 @@ def _fetch(client: IMAPClient, uids: list[int], reads_after: datetime) -> list[s
             sections[structures[uid].text.section].append(uid)
     texts: dict[int, bytes] = {}
     for section, section_uids in sections.items():
+        renew_receive_budget(session.connection)
         key = f"BODY[{section}]<0>".encode()
         for uid, answer in client.fetch(section_uids, [f"BODY.PEEK[{section}]<0.{MOST_TEXT_BYTES}>"]).items():
             texts[uid] = answer.get(key) or b""

@@ -18,7 +18,7 @@ from typing import Callable
 
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
-from mbxtui.core.enums import Approval, ProfileType
+from mbxtui.core.enums import AlertLevel, Approval, ProfileType
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import rows_by_name, worker_identity
 from mbxtui.core.mailbox_check import MailboxSnapshot, profile_snapshot, rule_failure
@@ -28,6 +28,7 @@ from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import settings as settings_service
+from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.sync import store
 from mbxtui.core.sync.incoming import CycleResult, SyncTarget, run_cycle
@@ -215,6 +216,12 @@ class SyncRunner:
             database.execute_sql(
                 f"UPDATE sync_status SET {', '.join(f'{c} = ?' for c in values)} WHERE mailbox_id = ? AND worker = ?",
                 [*values.values(), target.mailbox.id, self.worker])
+            if result.unresolved:
+                raise_alert(AlertLevel.WARNING, "UNRESOLVED_MESSAGES",
+                            f"the forward mailbox {target.mailbox.email} received {result.unresolved} message(s) "
+                            "addressed to no user or queue it serves (R26): they are kept as unresolved activities; "
+                            "set those recipients' incoming method to forward_mailbox, or ignore them",
+                            mailbox=Mailbox.find(target.mailbox.id), settings=settings)
         return MailboxCycled(target.mailbox.email, failure is None, result.messages, result.recorded,
                              result.unresolved, result.deleted,
                              failure.code.value if failure else None, failure.message if failure else None)

@@ -197,6 +197,8 @@ class SyncRunner:
             log.exception("the cycle of mailbox %s could not run", target.mailbox.id)
             return CycleResult(rule_failure(ErrorCode.INTERNAL_ERROR,
                                             f"the cycle could not run: {exc.__class__.__name__}: {exc}"))
+        finally:
+            database.close()  # this pool thread's own connection: none is left open when the pool ends
 
     # -- the status (R31) and the leases --
 

@@ -8,6 +8,7 @@ import json
 import ssl
 import threading
 import time
+from datetime import timedelta
 from email.utils import make_msgid
 
 import pytest
@@ -407,3 +408,17 @@ def test_many_large_messages_are_read_in_batches_each_within_the_bounds(org, lab
     preview = activities.show_activity(org.admin, rows[0]["id"])["preview"]
     assert preview.startswith("All work and no play.") and len(preview) == 4000
     assert query(org.db_path, "SELECT last_uid FROM sync_checkpoint")[0][0] == 30
+
+
+def test_a_mailbox_held_by_a_worker_that_died_is_taken_over_when_its_lease_ends(org, lab_profile):
+    [login] = org.lab.add_users(1, "syncdead")
+    enable(org, queue_mailbox(org, login))
+    sync(org)
+    deliver(org, login, message("o@outside.test", login, "While the other worker was gone"))
+    database.execute_sql("UPDATE sync_status SET worker = 'elsewhere:1:dead:sync', state = 'processing', "
+                         "lease_until = ?", [org.clock.now + timedelta(minutes=1)])
+
+    assert sync(org).mailboxes == [], "another worker holds it"
+    org.clock.advance(minutes=2)
+    assert [m.messages for m in sync(org).mailboxes] == [1]
+    assert tuple(query(org.db_path, "SELECT worker, state FROM sync_status")[0]) == (None, "idle")

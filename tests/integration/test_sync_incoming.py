@@ -422,3 +422,18 @@ def test_a_mailbox_held_by_a_worker_that_died_is_taken_over_when_its_lease_ends(
     org.clock.advance(minutes=2)
     assert [m.messages for m in sync(org).mailboxes] == [1]
     assert tuple(query(org.db_path, "SELECT worker, state FROM sync_status")[0]) == (None, "idle")
+
+
+def test_cycles_stay_within_the_profiles_connection_bound(org):
+    logins = org.lab.add_users(6, "syncbound")
+    with org.lab.connection_counter("imaps") as imaps:
+        org.profile("narrow", verify_delivery=False, max_connections=2, incoming_port=imaps.port)
+        enable(org, *(queue_mailbox(org, login, profile="narrow") for login in logins))
+        for login in logins:
+            deliver(org, login, message("p@outside.test", login, f"for {login}"))
+        before = imaps.total
+        imaps.max_concurrent = 0
+        summary = SyncRunner(org.store, clock=org.clock, threads=6).run_once(ignore_interval=True)
+    assert sorted(m.email for m in summary.mailboxes if m.messages == 1) == sorted(logins)
+    assert imaps.total - before == 6
+    assert imaps.max_concurrent == 2, "R23: at most the profile's max connections, never more"

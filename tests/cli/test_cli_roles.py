@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
+import pytest
+
+from tests import backends
 from tests.cli.conftest import OS_LOGIN, Cli
 
 
@@ -60,3 +69,80 @@ def test_operators_are_added_listed_and_the_last_global_admin_is_kept(cli: Cli):
     listed = cli.ok("operator", "list").stdout.splitlines()
     assert listed[0].split() == ["LOGIN", "ROLE", "USER"]
     assert sorted(line.split()[0] for line in listed[1:]) == sorted([OS_LOGIN, "olga", "sam", "syd", "vic"])
+
+
+UNLISTED_UID = 54321  # a uid with no passwd entry, as in many containers
+
+
+def run_as_uid(uid: int, argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """``mbxtui ARGV`` in a child process whose every uid and gid is ``uid`` (forked from this one:
+    the interpreter may live where that uid cannot read, so what the command imports is loaded first)."""
+    import importlib
+
+    for name in ("mbxtui.cli.program", "mbxtui.cli.context", "mbxtui.core.db", "mbxtui.core.services.operators",
+                 "mbxtui.core.secrets", "sqlite3", "peewee", "getpass", "pwd", "json", "uuid"):
+        importlib.import_module(name)
+    from mbxtui.cli import program
+
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.dup2(out_write, 1)
+            os.dup2(err_write, 2)
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", closefd=False)
+            os.environ.clear()
+            os.environ.update(env)
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            code = program.main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 98
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(out_write)
+    os.close(err_write)
+    with open(out_read) as out, open(err_read) as err:
+        stdout, stderr = out.read(), err.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), stdout, stderr
+
+
+@pytest.mark.sqlite_only("the OS account is the operator on SQLite; PostgreSQL vouches by its database role")
+@pytest.mark.skipif(os.geteuid() != 0, reason="running as a uid without a passwd entry needs root")
+def test_a_uid_without_a_passwd_entry_is_refused_and_logname_is_never_read(cli: Cli):
+    with pytest.raises(KeyError):
+        pwd.getpwuid(UNLISTED_UID)
+    # The uid may read and write the database and its directory: only its identity is missing.
+    place = Path(tempfile.mkdtemp(prefix="mbxtui-unlisted-"))
+    try:
+        database = place / "mbxtui.db"
+        shutil.copyfile(cli.db_path, database)
+        os.chmod(database, 0o600)
+        for path in (place, database):
+            os.chown(path, UNLISTED_UID, UNLISTED_UID)
+        before = backends.dump(database)
+        audit_count = backends.query(database, "SELECT count(*) FROM audit_entry")[0][0]
+        env = {**cli.env, "LOGNAME": "root", "USER": "root", "LNAME": "root", "USERNAME": "root",
+               "HOME": str(place), "MBXTUI_DATA_DIR": str(place)}
+        for command in (("operator", "set-role", "vic", "--role", "global_admin"), ("whoami",), ("init",)):
+            code, stdout, stderr = run_as_uid(UNLISTED_UID, ["--db", str(database), *command], env)
+            assert (code, stdout) == (1, ""), (command, stderr)
+            assert stderr == (
+                f"mbxtui: this process runs as uid {UNLISTED_UID}, which has no entry in the system's user "
+                "database (passwd), so mbxtui cannot tell who you are: run it as a user with an account; "
+                "nothing was changed\n"), command
+        assert backends.dump(database) == before
+        # Nothing recorded in anyone's name, root's (the environment's claim) least of all.
+        assert backends.query(database, "SELECT count(*) FROM audit_entry")[0][0] == audit_count
+    finally:
+        shutil.rmtree(place)

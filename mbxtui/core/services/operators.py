@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import pwd
 from dataclasses import asdict, dataclass
@@ -19,11 +18,16 @@ from mbxtui.core.services import audit
 
 def os_login() -> str:
     """The login of the effective user id: unlike LOGNAME or USER, it cannot be set to another
-    operator's name from the environment."""
+    operator's name from the environment. A uid with no passwd entry (common in containers) is
+    nobody mbxtui can vouch for: refused, never guessed from the environment."""
+    uid = os.geteuid()
     try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:  # a uid with no passwd entry (some containers)
-        return getpass.getuser()
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        raise PermissionDenied(
+            f"this process runs as uid {uid}, which has no entry in the system's user database (passwd), "
+            "so mbxtui cannot tell who you are: run it as a user with an account; nothing was changed"
+        ) from None
 
 
 def _actor_for(operator: Operator, by_login: str | None = None) -> Actor:

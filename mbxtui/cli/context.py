@@ -50,7 +50,9 @@ class Context:
         if self._actor is None:
             from mbxtui.core.services import operators
 
-            self._actor = operators.current_actor(as_login=self.args.as_login)
+            actor = operators.current_actor(as_login=self.args.as_login)
+            operators.assume(actor)
+            self._actor = actor
         return self._actor
 
     @property

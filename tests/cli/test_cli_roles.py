@@ -13,6 +13,7 @@ import pytest
 
 from tests import backends
 from tests.cli.conftest import OS_LOGIN, Cli
+from tests.lab.postgres import TEST_LOGIN
 
 
 def test_a_viewer_can_list_but_not_change(cli: Cli):
@@ -146,3 +147,76 @@ def test_a_uid_without_a_passwd_entry_is_refused_and_logname_is_never_read(cli: 
         assert backends.query(database, "SELECT count(*) FROM audit_entry")[0][0] == audit_count
     finally:
         shutil.rmtree(place)
+
+
+postgres_only = pytest.mark.skipif(not backends.ON_POSTGRES, reason="PostgreSQL only: the server enforces roles (R35)")
+
+
+def as_role(cli: Cli, login: str) -> Cli:
+    """The same database and data directory, connected as the database role ``login``."""
+    return Cli(str(cli.db_path).replace(f"//{TEST_LOGIN}@", f"//{login}@", 1), cli.data_dir)
+
+
+def members_of(cli: Cli, login: str) -> list[str]:
+    return sorted(row[0] for row in cli.query(
+        "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+        "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = ?", (login,)))
+
+
+@postgres_only
+def test_on_postgres_operator_add_makes_a_database_role_and_as_needs_its_membership(cli: Cli):
+    gail = "gail_" + str(cli.db_path).rsplit("/", 1)[-1]  # roles are the cluster's: one name per test database
+    try:
+        assert cli.json("operator", "add", gail, "--role", "global_admin")["role"] == "global_admin"
+        assert members_of(cli, gail) == ["mbxtui_global_admin"]
+        as_gail = as_role(cli, gail)
+        assert as_gail.json("whoami") == {"login": gail, "role": "global_admin", "acting_for": None}
+        assert as_gail.fails("--as", "sam", "mailbox", "approve", "ann@corp.test") == (
+            f"mbxtui: {gail} may not act as sam on this database server: the role {gail} is not a member of the "
+            f'role sam; a database administrator can allow it with: GRANT "sam" TO "{gail}"')
+        cli.execute(f'GRANT "sam" TO "{gail}"')
+        assert as_gail.json("--as", "sam", "mailbox", "approve", "ann@corp.test")["changed"] == 1
+        entry = cli.json("audit", "list", "--limit", "1")[0]
+        assert (entry["action"], entry["login"], entry["by_login"]) == ("mailbox.approve", "sam", gail)
+        cli.ok("operator", "set-role", gail, "--role", "viewer")
+        assert members_of(cli, gail) == ["mbxtui_viewer", "sam"]
+        cli.ok("operator", "remove", gail)
+        assert members_of(cli, gail) == ["sam"]
+        assert "is not an operator of this database" in as_gail.fails("whoami")
+    finally:
+        cli.execute(f'DROP ROLE IF EXISTS "{gail}"')
+
+
+@postgres_only
+def test_on_postgres_a_refusal_by_the_server_is_one_sentence_and_changes_nothing(cli: Cli):
+    # mbxtui's own check is passed (syd is global_admin in the operator table); the server knows
+    # syd's role is system_admin.
+    cli.execute("UPDATE operator SET role = 'global_admin' WHERE login = 'syd'")
+    as_syd = as_role(cli, "syd")
+    before = cli.dump()
+    assert as_syd.fails("operator", "add", "pat", "--role", "viewer") == (
+        "mbxtui: the database server refused this (permission denied for table operator); nothing was changed: "
+        "your database role may not do it, ask a global_admin for a role that may")
+    assert as_syd.fails("mailbox", "approve", "ann@corp.test") == (
+        "mbxtui: the database server refused this (the role syd may not approve or reject email addresses: this "
+        "needs the role global_admin or service_admin); nothing was changed: your database role may not do it, "
+        "ask a global_admin for a role that may")
+    assert cli.dump() == before
+    assert cli.query("SELECT 1 FROM pg_roles WHERE rolname = 'pat'") == []
+
+
+@postgres_only
+def test_on_postgres_init_makes_the_session_role_global_admin(cli: Cli, databases):
+    owner = "owner_" + str(cli.db_path).rsplit("/", 1)[-1]
+    name = f"{owner}_db"
+    databases.server.admin(f'CREATE ROLE "{owner}" LOGIN CREATEROLE')
+    try:
+        databases.server.admin(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+        fresh = Cli(databases.server.url(name, user=owner), cli.data_dir)
+        assert fresh.ok("init").stdout.endswith(f"; {owner} is global_admin\n")
+        assert fresh.json("whoami") == {"login": owner, "role": "global_admin", "acting_for": None}
+        assert members_of(cli, owner) == ["mbxtui_global_admin"]
+        assert fresh.json("audit", "list")[0]["login"] == owner
+    finally:
+        databases.server.drop_database(name)
+        databases.server.admin(f'DROP ROLE IF EXISTS "{owner}"')

@@ -54,6 +54,13 @@ def set_operator_role(login: str, role: Role | None) -> None:
     database.execute_sql("SELECT mbxtui_set_operator_role(?, ?)", [login, role.value if role else None])
 
 
+def grant_every_operator(db: peewee.Database) -> None:
+    """On a PostgreSQL ``db`` whose operators were copied in (``mbxtui migrate``), give each active
+    operator's login role its group; nothing on SQLite."""
+    if dialect.of(db).name == "postgresql":
+        db.execute_sql('SELECT mbxtui_set_operator_role("login", "role") FROM "operator" WHERE "active" = 1')
+
+
 def refusal(exc: BaseException) -> str | None:
     """The sentence for a server's refusal of the session's role (SQLSTATE 42501), else None."""
     if not isinstance(exc, peewee.DatabaseError):

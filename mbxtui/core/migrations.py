@@ -177,9 +177,9 @@ CREATE TRIGGER "profile_changed" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON
 # remove``). Viewers read; the other roles write, but only approvers change a mailbox's approval
 # (a trigger on the three approval columns: it stays right whatever columns later steps add); only
 # global_admin writes operators; audit rows are stamped by the server with the session's role and
-# are never updated or deleted (no grant but the owner's). The owner (and a superuser) is trusted
-# as it is: it can alter the tables anyway. Tables later steps create get the same grants by
-# default; a later step that needs others (another append-only table) says so itself.
+# nobody but the owner updates or deletes them, nor the rows mbxtui never deletes. The owner (and a
+# superuser) is trusted as it is: it can alter the tables anyway. Tables later steps create get the
+# writers' grants by default; a later step that needs others (another append-only table) says so.
 # SQLite has nothing to enforce: whoever can write the file can do anything.
 SCHEMA_0007 = ""
 POSTGRES_SCHEMA_0007 = r"""
@@ -211,6 +211,10 @@ $$;
 REVOKE INSERT, UPDATE, DELETE ON "meta", "schema_version" FROM mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin;
 REVOKE INSERT, UPDATE, DELETE ON "operator" FROM mbxtui_service_admin, mbxtui_system_admin;
 REVOKE UPDATE, DELETE ON "audit_entry", "audit_record" FROM mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin;
+-- mbxtui deletes none of these rows (records are deactivated, alerts dismissed): a raw DELETE
+-- would change them without an audit entry.
+REVOKE DELETE ON "user", "queue", "profile", "mailbox", "org_settings", "alert", "test_batch", "test_job"
+  FROM mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin;
 
 -- Whether ``who`` owns the mbxtui tables (or is a superuser, who is a member of every role).
 CREATE FUNCTION "mbxtui_is_owner"(who name) RETURNS boolean LANGUAGE sql STABLE AS $$

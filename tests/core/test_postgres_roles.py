@@ -119,6 +119,7 @@ def test_a_system_admin_changes_mailboxes_but_the_server_refuses_it_the_approval
     with org.connect_as(org.system) as system:
         with system.cursor() as cursor:
             cursor.execute("UPDATE mailbox SET name = 'Ann Smith'")
+        assert refused(system, "DELETE FROM mailbox") == "permission denied for table mailbox"
         for assignment in ("approval = 'approved', approved_by = %s, approved_on = now()",
                            "approval = 'rejected'", "approved_by = %s"):
             assert refused(system, f"UPDATE mailbox SET {assignment}", (org.system,) * assignment.count("%s")) == (

@@ -22,8 +22,9 @@ import pytest
 from mbxtui.core import db
 from mbxtui.core.enums import Role
 from mbxtui.core.errors import PermissionDenied
+from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import audit, bulk, operators, users
+from mbxtui.core.services import audit, bulk, enablement, operators, users
 from mbxtui.core.services.selection import Selection
 from tests.backends import ON_POSTGRES, Databases, query
 from tests.lab.postgres import TEST_LOGIN
@@ -211,3 +212,17 @@ def test_acting_as_another_operator_needs_membership_of_its_role(org: Org, datab
         assert audit.list_entries(as_viewer, limit=1)[0]["action"] == "mailbox.create"  # reading is allowed
     finally:
         opened.close()
+
+
+def test_a_worker_running_as_a_system_admin_writes_its_results(org: Org):
+    """What `mbxtui worker` and the console's runner write: jobs, statuses, alerts and leases."""
+    opened = db.open_database(org.url_as(org.system))
+    try:
+        enablement.schedule(operators.current_actor(), Selection.of_emails(["ann@corp.test"]))
+        summary = EnablementRunner(None, threads=2).run(until_idle=True)
+    finally:
+        opened.close()
+    assert (summary.tested, summary.failed) == (1, 1)  # no profile yet: refused before any connection
+    assert tuple(query(org.url, "SELECT test_scheduled, last_error_code FROM mailbox")[0]) == (0, "NO_PROFILE")
+    assert [row[0] for row in query(org.url, "SELECT state FROM test_job")] == ["done"]
+    assert query(org.url, "SELECT count(*) FROM alert WHERE code = 'NO_PROFILE'")[0][0] == 1

@@ -48,10 +48,11 @@ class Context:
     @property
     def actor(self) -> Actor:
         if self._actor is None:
+            from mbxtui.core import server_roles
             from mbxtui.core.services import operators
 
             actor = operators.current_actor(as_login=self.args.as_login)
-            operators.assume(actor)
+            server_roles.assume(actor)
             self._actor = actor
         return self._actor
 

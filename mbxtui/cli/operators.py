@@ -55,9 +55,11 @@ def cmd_operator_remove(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_operator_sync_roles(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.core.services import operators
+    from mbxtui.core import db, server_roles
+    from mbxtui.core.models import database
 
-    count = operators.sync_server_roles(ctx.actor)
+    with db.write_transaction():  # the server allows it to global_admins and the owner only
+        count = server_roles.grant_every_operator(database.obj)
     print(f"the database roles of {count} operator(s) match their mbxtui roles" if count
           else "nothing to do: only a PostgreSQL server enforces roles")
     return EXIT_OK

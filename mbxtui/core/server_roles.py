@@ -15,6 +15,7 @@ import peewee
 from mbxtui.core import dialect
 from mbxtui.core.enums import Role
 from mbxtui.core.models import database
+from mbxtui.core.permissions import Actor
 
 GROUPS: dict[Role, str] = {role: f"mbxtui_{role.value}" for role in Role}
 ROLE_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are cut short silently
@@ -54,11 +55,22 @@ def set_operator_role(login: str, role: Role | None) -> None:
     database.execute_sql("SELECT mbxtui_set_operator_role(?, ?)", [login, role.value if role else None])
 
 
-def grant_every_operator(db: peewee.Database) -> None:
-    """On a PostgreSQL ``db`` whose operators were copied in (``mbxtui migrate``), give each active
-    operator's login role its group; nothing on SQLite."""
-    if dialect.of(db).name == "postgresql":
-        db.execute_sql('SELECT mbxtui_set_operator_role("login", "role") FROM "operator" WHERE "active" = 1')
+def assume(actor: Actor) -> None:
+    """Make every connection of this process act as ``actor`` when it is an operator acted as
+    (``--as``), so that the server enforces that operator's rights; nothing on SQLite."""
+    if actor.by_login is not None and enforced():
+        act_as(actor.login)
+
+
+def grant_every_operator(db: peewee.Database) -> int:
+    """On a PostgreSQL ``db``, give each active operator's login role the group of its role and
+    take every group from removed operators (after ``mbxtui migrate``, or changes made by hand);
+    the number of active operators. Nothing on SQLite. The server lets only global_admins (and the
+    owner) do it."""
+    if dialect.of(db).name != "postgresql":
+        return 0
+    db.execute_sql('SELECT mbxtui_set_operator_role("login", CASE WHEN "active" = 1 THEN "role" END) FROM "operator"')
+    return db.execute_sql('SELECT count(*) FROM "operator" WHERE "active" = 1').fetchone()[0]
 
 
 def refusal(exc: BaseException) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from mbxtui.core import db
+from mbxtui.core import db, server_roles
 from mbxtui.core.services import operators, profiles, settings, users
 from tests import backends
 from tests.backends import Databases
@@ -119,7 +119,7 @@ def sync_server_roles(location: str) -> None:
     operators their roles again, whatever another test made of the same logins."""
     opened = db.open_database(location)
     try:
-        operators.sync_server_roles(operators.current_actor(login=OS_LOGIN))
+        server_roles.grant_every_operator(opened)
     finally:
         opened.close()
 

@@ -182,6 +182,10 @@ def test_on_postgres_operator_add_makes_a_database_role_and_as_needs_its_members
         assert members_of(cli, gail) == ["mbxtui_viewer", "sam"]
         cli.ok("operator", "remove", gail)
         assert members_of(cli, gail) == ["sam"]
+        cli.execute(f'GRANT mbxtui_global_admin TO "{gail}"')  # by hand, behind mbxtui's back
+        assert cli.ok("operator", "sync-roles").stdout == (
+            "the database roles of 4 operator(s) match their mbxtui roles\n")
+        assert members_of(cli, gail) == ["sam"]
         assert "is not an operator of this database" in as_gail.fails("whoami")
     finally:
         cli.execute(f'DROP ROLE IF EXISTS "{gail}"')

@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from mbxtui.core import db
+from mbxtui.core import db, server_roles
 from mbxtui.core.enums import Role
 from mbxtui.core.errors import PermissionDenied
 from mbxtui.core.jobs.runner import EnablementRunner
@@ -205,7 +205,7 @@ def test_acting_as_another_operator_needs_membership_of_its_role(org: Org, datab
             f'GRANT "{org.viewer}" TO "{org.admin}"')
         databases.server.admin(f'GRANT "{org.viewer}" TO "{org.admin}"')
         as_viewer = operators.current_actor(as_login=org.viewer)
-        operators.assume(as_viewer)
+        server_roles.assume(as_viewer)
         forged = Actor(login=org.admin, role=Role.GLOBAL_ADMIN)
         with pytest.raises(PermissionDenied, match=r"refused this \(permission denied for table audit_entry\)"):
             bulk.deactivate(forged, Selection.of_emails(["ann@corp.test"]))

@@ -105,13 +105,6 @@ def current_actor(as_login: str | None = None, login: str | None = None) -> Acto
     return _actor_for(target, by_login=login)
 
 
-def assume(actor: Actor) -> None:
-    """On PostgreSQL, make every connection of this process act as ``actor`` when it is an
-    operator acted as (``--as``), so that the server enforces that operator's rights."""
-    if actor.by_login is not None and server_roles.enforced():
-        server_roles.act_as(actor.login)
-
-
 def _user_by_email(field: str, value: str | None) -> User | None:
     if not value:
         return None
@@ -176,20 +169,6 @@ def remove(actor: Actor, login: str) -> None:
 def _grant(login: str, role: Role | None) -> None:
     if server_roles.enforced():
         server_roles.set_operator_role(login, role)
-
-
-def sync_server_roles(actor: Actor) -> int:
-    """Give every operator's login role the membership its role says, and none to removed ones
-    (after ``mbxtui migrate`` to PostgreSQL, or when roles were changed by hand); the count of
-    active operators. Nothing to do on SQLite."""
-    require(actor, Permission.MANAGE_OPERATORS)
-    if not server_roles.enforced():
-        return 0
-    with write_transaction():
-        operators = list(Operator.select().order_by(Operator.login))
-        for operator in operators:
-            _grant(operator.login, Role(operator.role) if operator.active else None)
-    return sum(1 for operator in operators if operator.active)
 
 
 def _refuse_removing_last_global_admin(operator: Operator) -> None:

@@ -312,6 +312,18 @@ BEGIN
   END IF;
 END
 $$;
+-- A session's temporary tables come first in its search path: the functions above read only
+-- mbxtui's own tables, whatever the session names like them.
+DO $$
+DECLARE
+  function_name text;
+BEGIN
+  FOREACH function_name IN ARRAY ARRAY['"mbxtui_is_owner"(name)', '"mbxtui_is_approver"()', '"mbxtui_check_approval"()',
+                                       '"mbxtui_stamp_audit_entry"()', '"mbxtui_check_audit_records"()'] LOOP
+    EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp', function_name, current_schema());
+  END LOOP;
+END
+$$;
 REVOKE ALL ON FUNCTION "mbxtui_set_operator_role"(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION "mbxtui_set_operator_role"(text, text) TO mbxtui_global_admin;
 SELECT "mbxtui_set_operator_role"("login", "role") FROM "operator" WHERE "active" = 1;

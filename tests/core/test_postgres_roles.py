@@ -24,9 +24,11 @@ from mbxtui.core.enums import Role
 from mbxtui.core.errors import PermissionDenied
 from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import audit, bulk, enablement, operators, users
+from mbxtui.core.models import Profile
+from mbxtui.core.services import audit, bulk, enablement, operators, profiles, users
 from mbxtui.core.services.selection import Selection
 from tests.backends import ON_POSTGRES, Databases, query
+from tests.core.support import IMAP_PROFILE
 from tests.lab.postgres import TEST_LOGIN
 
 pytestmark = pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: SQLite enforces no roles (R35)")
@@ -226,3 +228,25 @@ def test_a_worker_running_as_a_system_admin_writes_its_results(org: Org):
     assert tuple(query(org.url, "SELECT test_scheduled, last_error_code FROM mailbox")[0]) == (0, "NO_PROFILE")
     assert [row[0] for row in query(org.url, "SELECT state FROM test_job")] == ["done"]
     assert query(org.url, "SELECT count(*) FROM alert WHERE code = 'NO_PROFILE'")[0][0] == 1
+
+
+def test_tables_of_a_session_s_own_cannot_stand_in_for_mbxtui_s_inside_its_triggers(org: Org):
+    """Temporary tables come first in a session's search path: the triggers must not read them."""
+    opened = db.open_database(org.url)
+    try:
+        imap = profiles.create(operators.current_actor(login=org.admin), **IMAP_PROFILE)
+        imap_id = Profile.get(Profile.name == imap.name).id
+    finally:
+        opened.close()
+    with org.connect_as(org.system) as system:
+        with system.cursor() as cursor:
+            cursor.execute("CREATE TEMP TABLE audit_entry (id bigint)")  # owned by syd: "the owner" trusted?
+            cursor.execute("CREATE TEMP TABLE profile (id bigint, type text)")
+            cursor.execute("INSERT INTO profile VALUES (%s, 'exchange_online')", (imap_id,))
+            cursor.execute("INSERT INTO public.audit_entry (at, login, by_login, action, record_kind, record_count, "
+                           "summary) VALUES (now(), %s, NULL, 'forged', 'mailbox', 0, '') RETURNING login",
+                           (org.admin,))
+            assert cursor.fetchone()[0] == org.system
+        assert "may not approve" in refused(
+            system, "UPDATE public.mailbox SET approval = 'approved', approved_by = 'exchange_online', "
+            "approved_on = now(), profile_id = %s", (imap_id,))

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     import peewee
 
-    from mbxtui.core.errors import MbxError
+    from mbxtui.core.errors import MbxError, problem_sentence
 
     name = " ".join(part for part in (args.command or "console", getattr(args, "subcommand", None)) if part)
     log.info("mbxtui %s: %s", __version__, name)
@@ -84,10 +84,7 @@ def run(args: argparse.Namespace) -> int:
     except MbxError as exc:
         return _refused(name, EXIT_ERROR, safe(exc))
     except (sqlite3.OperationalError, peewee.OperationalError) as exc:
-        busy = "locked" in str(exc) or "busy" in str(exc)
-        reason = ("another session held the database for longer than the busy timeout; nothing was changed, "
-                  "try again" if busy else "database error: " + " ".join(str(exc).split()))
-        return _refused(name, EXIT_ERROR, safe(reason))
+        return _refused(name, EXIT_ERROR, safe(problem_sentence(exc)))
     except KeyboardInterrupt:
         return _refused(name, 130, "interrupted")
     except BrokenPipeError:

@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.signal import Signal
 
+from mbxtui.core.errors import problem_sentence
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
 from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
@@ -134,7 +135,7 @@ class MbxApp(App):
             self._runner.run(stop=self._stop_runner, until_idle=False, poll_seconds=2.0)
         except Exception as exc:  # shown to the operator; the console keeps working
             log.exception("Test & Enable stopped")
-            self.post_message(RunnerStopped(f"{exc.__class__.__name__}: {exc}"))
+            self.post_message(RunnerStopped(problem_sentence(exc)))
 
     def wake_runner(self) -> None:
         if self._runner is not None:

@@ -55,6 +55,7 @@ class FormScreen(BaseScreen):
     FormScreen .form-row Input { background: $boost; }
     FormScreen .field-error { padding-left: 32; }
     FormScreen .note { margin-bottom: 1; }
+    FormScreen #save-problem { color: $text-error; padding: 0 1; height: auto; }
     """
 
     BINDINGS = [
@@ -165,6 +166,7 @@ class FormScreen(BaseScreen):
         if self.saving:
             return  # ctrl+s pressed again while the first save runs
         self.clear_errors()
+        self.clear_save_problem()
         self.saving = True
 
         def saved(result: T) -> None:
@@ -176,9 +178,40 @@ class FormScreen(BaseScreen):
     def service_failed(self, message: ServiceFailed) -> None:
         if message.group == "save":
             self.saving = False
+            message.stop()
             if isinstance(message.error, InvalidInput):
-                message.stop()
                 self.show_error(message.error)
+            else:
+                self.save_failed(message.problem)
+
+    def save_failed(self, problem: str) -> None:
+        """A refusal, or the database or keyring failing, shown in one line under the form's title.
+        The form stays open with what was typed, except secrets: their fields are emptied, so that a
+        password does not stay in the console's memory while nothing uses it, and so that it is typed
+        again, in full view of the operator, before it is sent anywhere."""
+        cleared = [box for box in self.query("#form Input") if box.password and box.value]
+        for box in cleared:
+            box.value = ""
+        again = f" Type the {self.field_title(cleared[0])} again to save it." if len(cleared) == 1 else (
+            " Type the secrets again to save them." if cleared else "")
+        self.show_save_problem(f"Not saved: {problem}.{again}".replace("..", "."))
+
+    def field_title(self, widget: Widget) -> str:
+        label = widget.parent.query(Label).first() if widget.parent is not None else None
+        title = str(label.render()).split(" (")[0] if label is not None else widget.id or "field"
+        return title.lower()
+
+    def show_save_problem(self, text: str) -> None:
+        existing = self.query("#save-problem")
+        if existing:
+            existing.first().update(text)
+        else:
+            self.mount(Static(text, id="save-problem", markup=False), after=self.query_one("#title"))
+        self.app.bell()
+
+    def clear_save_problem(self) -> None:
+        for line in self.query("#save-problem"):
+            line.remove()
 
     # -- actions --
 

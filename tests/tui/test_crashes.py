@@ -1,0 +1,88 @@
+"""What the console does when something goes wrong (issue 16, findings 3): a database or keyring
+error during a save is shown in place and the console keeps running; an unexpected exception stops
+it with one short message and no local variables, the full report going to the log file or to a
+crash report file. A typed password appears nowhere: screen, log, crash output."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from mbxtui.core import db
+from mbxtui.core.services import credentials
+from mbxtui.tui.app import MbxApp
+from mbxtui.tui.screens.mailbox_detail import MailboxEditScreen
+from tests.tui.conftest import Console, notifications, screen_text, settle
+from tests.tui.test_flows import open_edit_form, stored, type_into
+
+TYPED_PASSWORD = "Crash-typed pässword 7Yq"
+SHORT_BUSY_TIMEOUT = 0.5
+
+
+@pytest.fixture
+def short_busy_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Connections opened from now on wait this long for another session's write lock (the product
+    waits 30 s). Request it before ``console``."""
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_SECONDS", SHORT_BUSY_TIMEOUT)
+    return SHORT_BUSY_TIMEOUT
+
+
+class WriteLock:
+    """Another session holding the SQLite write lock (BEGIN IMMEDIATE) until released."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.connection = sqlite3.connect(str(path), isolation_level=None, timeout=5)
+
+    def __enter__(self) -> WriteLock:
+        self.connection.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+
+
+@pytest.mark.sqlite_only("the SQLite write lock held past the busy timeout")
+def test_a_locked_database_during_a_save_is_shown_in_place_and_the_console_keeps_running(
+        short_busy_timeout: float, console: Console, tmp_path: Path):
+    """Finding 3: another session holds the write lock past the busy timeout while the operator saves
+    a mailbox with a typed password. The form stays open with what was typed (the password field
+    emptied, see FormScreen.save_failed), one line says what happened, and the password is nowhere."""
+    shown: list[str] = []
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        form = await open_edit_form(app, pilot, "carla@corp.test")
+        await type_into(pilot, form.query_one("#name", Input), "Carla Díaz-Ruiz")
+        await type_into(pilot, form.query_one("#password", Input), TYPED_PASSWORD)
+        with WriteLock(console.db_path):
+            await pilot.press("ctrl+s")
+            await settle(app, pilot)
+            shown.append(screen_text(app))
+            assert app.screen is form, "the form closed on a database error"
+            assert form.query_one("#name", Input).value == "Carla Díaz-Ruiz"
+            assert form.query_one("#password", Input).value == ""
+            problem = str(form.query_one("#save-problem", Static).render())
+            assert problem.startswith("Not saved: another session held the database") and "\n" not in problem
+            assert problem.endswith("Type the password again to save it.")
+            assert "Not saved: another session" in shown[-1]
+            assert not form.saving
+        # Released: the same form saves.
+        await type_into(pilot, form.query_one("#password", Input), TYPED_PASSWORD)
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, MailboxEditScreen)
+        assert "Saved" in notifications(app)
+        shown.append(screen_text(app))
+        shown.extend(notifications(app))
+
+    app = console.run(scenario)
+    assert app.return_code in (None, 0)
+    carla = stored("carla@corp.test")
+    assert carla.name == "Carla Díaz-Ruiz"
+    assert credentials.mailbox_secret(console.store, carla.id) == TYPED_PASSWORD
+    assert all(TYPED_PASSWORD not in text for text in shown)

@@ -90,11 +90,12 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         log.info("%s: its output was closed", name)
         return EXIT_OK
-    except Exception:
-        # Not one of the refusals above: a bug. Python prints the traceback as before; the log
-        # keeps it too.
-        log.exception("%s failed", name)
-        raise
+    except Exception as exc:
+        # Not one of the refusals above: a bug. Its traceback (never local variables' values) goes
+        # to the log file or a crash report file; the terminal gets one line naming it.
+        line, _report = logs.report_crash(exc, what=name)
+        print(line, file=sys.stderr)
+        return EXIT_ERROR
     log.info("%s: exit status %d", name, code)
     return code
 

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
+from mbxtui import logs
 from mbxtui.core import db
 from mbxtui.core.services import credentials
 from mbxtui.tui.app import MbxApp
@@ -86,3 +88,94 @@ def test_a_locked_database_during_a_save_is_shown_in_place_and_the_console_keeps
     assert carla.name == "Carla Díaz-Ruiz"
     assert credentials.mailbox_secret(console.store, carla.id) == TYPED_PASSWORD
     assert all(TYPED_PASSWORD not in text for text in shown)
+
+
+# --- an unexpected exception ----------------------------------------------------------------------
+
+class ForcedCrash(RuntimeError):
+    """A bug, forced where the typed password is a local variable of the frame that raises."""
+
+
+def crash_on_save(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MailboxEditScreen.action_save`` raises on the UI thread with ``password`` among its locals."""
+
+    def broken_run_save(self: MailboxEditScreen, save: object, then: object) -> None:
+        raise ForcedCrash("forced: the save could not start")
+
+    monkeypatch.setattr(MailboxEditScreen, "run_save", broken_run_save)
+
+
+async def type_password_and_save(app: MbxApp, pilot: Pilot, shown: list[str]) -> None:
+    form = await open_edit_form(app, pilot, "carla@corp.test")
+    await type_into(pilot, form.query_one("#password", Input), TYPED_PASSWORD)
+    shown.append(screen_text(app))
+    await pilot.press("ctrl+s")
+    await pilot.pause()
+
+
+def crash_reports(directory: Path) -> list[Path]:
+    return sorted(directory.glob("crash-*.txt"))
+
+
+def test_textual_alone_would_print_the_typed_password_among_the_locals(
+        console: Console, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Why MbxApp replaces Textual's crash handler: Textual 8's report (Traceback with
+    show_locals=True) prints every frame's local variables, the typed password among them."""
+    crash_on_save(monkeypatch)
+    monkeypatch.setattr(MbxApp, "_handle_exception", App._handle_exception)
+    with pytest.raises(ForcedCrash):
+        console.run(lambda app, pilot: type_password_and_save(app, pilot, []))
+    assert TYPED_PASSWORD in capsys.readouterr().err
+
+
+def test_an_unexpected_exception_prints_one_line_and_writes_a_report_without_locals(
+        console: Console, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """No log file: the report goes to a crash report file, owner-only, in the data directory; the
+    terminal shows one line naming it; neither holds the password, nor does the screen."""
+    crash_on_save(monkeypatch)
+    shown: list[str] = []
+    with pytest.raises(ForcedCrash):
+        console.run(lambda app, pilot: type_password_and_save(app, pilot, shown))
+    err = capsys.readouterr().err
+    [report] = crash_reports(console.data_dir)
+    assert err.strip() == (f"mbxtui stopped on an unexpected error (ForcedCrash). The report is in {report}: "
+                           "send it to whoever maintains mbxtui.")
+    assert report.stat().st_mode & 0o777 == 0o600
+    text = report.read_text()
+    assert "ForcedCrash: forced: the save could not start" in text and "in action_save" in text
+    assert "locals" not in text
+    assert all(TYPED_PASSWORD not in where for where in (err, text, *shown))
+
+
+def test_with_a_log_file_the_crash_report_goes_there(
+        console: Console, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    crash_on_save(monkeypatch)
+    log_path = tmp_path / "logs" / "mbxtui.log"
+    log_path.parent.mkdir()
+    with logs.log_file(log_path), pytest.raises(ForcedCrash):
+        console.run(lambda app, pilot: type_password_and_save(app, pilot, []))
+    err = capsys.readouterr().err
+    assert f"The report is in {log_path}:" in err and "\n" not in err.strip()
+    text = log_path.read_text()
+    assert "CRITICAL mbxtui.logs" in text and "console stopped on an unexpected error" in text
+    assert "ForcedCrash: forced: the save could not start" in text
+    assert not crash_reports(console.data_dir)
+    assert TYPED_PASSWORD not in err + text
+
+
+def test_a_secret_in_the_exception_text_is_hidden_from_the_report(
+        console: Console, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Defence in depth: a bug that puts the typed password in its exception's text (here, a
+    conversion error quoting it) still leaves it out of the report: what masked inputs hold is hidden."""
+
+    def broken_run_save(self: MailboxEditScreen, save: object, then: object) -> None:
+        int(self.query_one("#password", Input).value)
+
+    monkeypatch.setattr(MailboxEditScreen, "run_save", broken_run_save)
+    with pytest.raises(ValueError):
+        console.run(lambda app, pilot: type_password_and_save(app, pilot, []))
+    err = capsys.readouterr().err
+    [report] = crash_reports(console.data_dir)
+    text = report.read_text()
+    assert "invalid literal for int() with base 10: '[hidden]'" in text
+    assert TYPED_PASSWORD not in err + text

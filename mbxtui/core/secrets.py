@@ -16,7 +16,9 @@ Which store holds them is decided by :meth:`SecretStore.open`:
 
 ``MBXTUI_MASTER_PASSWORD`` supplies that master password without asking: it is meant for
 automation (scripts, the CLI in cron jobs), since an environment variable is visible to other
-processes of the same user and may end up in shell history.
+processes of the same user and may end up in shell history. :meth:`SecretStore.open` removes it
+from the environment once read (``os.environ`` and the C environment, which child processes
+inherit); ``/proc/PID/environ`` keeps showing the environment the process started with.
 
 A backend that keeps secrets unencrypted (such as keyrings.alt's ``PlaintextKeyring``) is used only
 when it is configured by name (``PYTHON_KEYRING_BACKEND`` or ``keyringrc.cfg``), with
@@ -134,8 +136,12 @@ class SecretStore:
 
         With the encrypted file and ``MBXTUI_MASTER_PASSWORD`` set, the store is unlocked with it
         (the file is created with that password if it does not exist yet); the ``notice`` of that
-        unlock, if any, is added to ``warning``.
+        unlock, if any, is added to ``warning``. The variable is removed from the environment
+        whichever store is chosen.
         """
+        # Read once and taken out of the environment: child processes do not inherit it, and
+        # nothing later in this process finds it there.
+        master_password = os.environ.pop(MASTER_PASSWORD_ENV, None)
         choice = os.environ.get(KEYRING_CHOICE_ENV, "").strip().lower()
         if choice not in ("", "auto", "file"):
             raise SecretsError(
@@ -150,7 +156,6 @@ class SecretStore:
             if os_keyring is not None:
                 return cls._for_os_keyring(os_keyring, secrets_file)
         store = cls._for_encrypted_file(secrets_file, os_keyring_problem)
-        master_password = os.environ.get(MASTER_PASSWORD_ENV)
         if master_password:
             try:
                 store.unlock(master_password)

@@ -221,6 +221,35 @@ def test_master_password_from_the_environment_unlocks(no_os_keyring, data_dir, m
     assert "stale automation password" not in str(wrong.value)
 
 
+CHILD_READS_ITS_ENVIRONMENT = "import os; print(repr(os.environ.get('MBXTUI_MASTER_PASSWORD')))"
+
+
+@pytest.mark.parametrize("right", [True, False], ids=["right password", "wrong password"])
+def test_the_master_password_leaves_the_environment_once_read(no_os_keyring, data_dir, monkeypatch, right):
+    """Issue 16, finding 6: read once, then gone from os.environ (and the C environment), so that a
+    child process started afterwards (a helper, a shell) does not inherit it, right or wrong."""
+    SecretStore.open(data_dir).unlock(MASTER)
+    monkeypatch.setenv("MBXTUI_MASTER_PASSWORD", MASTER if right else "a wrong master password")
+    child_before = subprocess.run([sys.executable, "-c", CHILD_READS_ITS_ENVIRONMENT], capture_output=True,
+                                  text=True, timeout=60)
+    assert child_before.stdout.strip() != "None", "the child did not inherit the environment: nothing was tested"
+
+    if right:
+        assert not SecretStore.open(data_dir).needs_master_password
+    else:
+        with pytest.raises(WrongMasterPassword):
+            SecretStore.open(data_dir)
+
+    assert "MBXTUI_MASTER_PASSWORD" not in os.environ
+    assert os.getenv("MBXTUI_MASTER_PASSWORD") is None
+    child = subprocess.run([sys.executable, "-c", CHILD_READS_ITS_ENVIRONMENT], capture_output=True, text=True,
+                           timeout=60)
+    assert child.stdout.strip() == "None"
+    shell = subprocess.run("echo \"[$MBXTUI_MASTER_PASSWORD]\"", shell=True, capture_output=True, text=True,
+                           timeout=60)
+    assert shell.stdout.strip() == "[]"
+
+
 def test_a_loose_file_mode_is_tightened_on_unlock(unlocked_file_store, data_dir):
     secrets_file = data_dir / SECRETS_FILE_NAME
     secrets_file.chmod(0o644)

@@ -9,16 +9,20 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator
 
+import keyring.errors
 import pytest
+from keyring.backend import KeyringBackend
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from mbxtui import logs
 from mbxtui.core import db
+from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import credentials
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxEditScreen
+from tests.core.support import snapshot
 from tests.tui.conftest import Console, notifications, screen_text, settle
 from tests.tui.test_flows import open_edit_form, stored, type_into
 
@@ -179,3 +183,71 @@ def test_a_secret_in_the_exception_text_is_hidden_from_the_report(
     text = report.read_text()
     assert "invalid literal for int() with base 10: '[hidden]'" in text
     assert TYPED_PASSWORD not in err + text
+
+
+# --- keyring errors during a save -----------------------------------------------------------------
+
+def test_a_locked_secrets_store_refuses_the_save_before_anything_is_written(console: Console):
+    """The store is checked before the mailbox is: nothing half-saved, the form stays as typed."""
+    locked = SecretStore.open(console.data_dir / "never-unlocked")
+    assert locked.needs_master_password
+    shown: list[str] = []
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("escape")  # the master password screen: go on without secrets
+        await settle(app, pilot)
+        form = await open_edit_form(app, pilot, "carla@corp.test")
+        await type_into(pilot, form.query_one("#name", Input), "Carla Díaz-Ruiz")
+        await type_into(pilot, form.query_one("#password", Input), TYPED_PASSWORD)
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert app.screen is form and form.query_one("#name", Input).value == "Carla Díaz-Ruiz"
+        problem = str(form.query_one("#save-problem", Static).render())
+        assert problem == ("Not saved: the secrets store is locked: restart the console and enter the master "
+                           "password. Type the password again to save it.")
+        shown.append(screen_text(app))
+
+    before = snapshot()
+    console.run(scenario, store=locked)
+    assert snapshot() == before
+    assert TYPED_PASSWORD not in shown[0]
+
+
+class RefusingKeyring(KeyringBackend):
+    """An OS keyring that refuses every call, as a Secret Service whose unlock prompt was dismissed."""
+
+    priority = -1
+
+    def get_password(self, service: str, username: str, *_password: str) -> str | None:
+        raise keyring.errors.KeyringLocked("Failed to unlock the collection!")
+
+    set_password = delete_password = get_password
+
+
+def test_a_keyring_failing_after_the_mailbox_was_saved_says_so_and_saves_the_rest_next_time(
+        console: Console):
+    """The mailbox's fields are written, then the keyring refuses the password: the form says what
+    was saved and what was not, and saving again sends only the password (no 'changed since')."""
+    refusing = SecretStore(RefusingKeyring(), "Secret Service (refusing)")
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        form = await open_edit_form(app, pilot, "carla@corp.test")
+        await type_into(pilot, form.query_one("#name", Input), "Carla Díaz-Ruiz")
+        await type_into(pilot, form.query_one("#password", Input), TYPED_PASSWORD)
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert app.screen is form
+        problem = str(form.query_one("#save-problem", Static).render())
+        assert problem.startswith("Partly saved: the mailbox's other changes were saved, but could not store ")
+        assert problem.endswith("in Secret Service (refusing): KeyringLocked: Failed to unlock the collection! "
+                                "Type the password again to save it.")
+        assert stored("carla@corp.test").name == "Carla Díaz-Ruiz"
+        assert form.changed() == {}
+        await type_into(pilot, form.query_one("#password", Input), TYPED_PASSWORD)
+        assert form.changed() == {"password": TYPED_PASSWORD}
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        problem = str(form.query_one("#save-problem", Static).render())
+        assert problem.startswith("Not saved: Could not store "), problem
+
+    console.run(scenario, store=refusing)

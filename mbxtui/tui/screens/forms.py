@@ -11,7 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from mbxtui.core.errors import InvalidInput
+from mbxtui.core.errors import InvalidInput, MbxError, problem_sentence
 from mbxtui.core.permissions import Permission
 from mbxtui.core.secrets import SecretStore, SecretsError
 from mbxtui.core.services import mailboxes, profiles
@@ -31,6 +31,16 @@ def options(values) -> list[tuple[str, str]]:
 def chosen(select: Select) -> Any:
     """The value of a Select, ``None`` when nothing is chosen."""
     return None if select.value is Select.NULL else select.value
+
+
+class PartlySaved(MbxError):
+    """A save of several steps (a record, then its secret) failed after the first was written:
+    ``record`` is what the service returned for it, so the form can go on from there."""
+
+    def __init__(self, record: Any, saved: str, failure: BaseException) -> None:
+        self.record = record
+        problem = problem_sentence(failure)
+        super().__init__(f"{saved}, but {problem[:1].lower()}{problem[1:]}")
 
 
 class FormScreen(BaseScreen):
@@ -181,10 +191,17 @@ class FormScreen(BaseScreen):
             message.stop()
             if isinstance(message.error, InvalidInput):
                 self.show_error(message.error)
+            elif isinstance(message.error, PartlySaved):
+                self.partly_saved(message.error.record)
+                self.save_failed(message.problem, outcome="Partly saved")
             else:
                 self.save_failed(message.problem)
 
-    def save_failed(self, problem: str) -> None:
+    def partly_saved(self, record: Any) -> None:
+        """The record was saved but not its secret (``PartlySaved``): take ``record`` as the form's
+        starting point, so that saving again sends only what is left."""
+
+    def save_failed(self, problem: str, *, outcome: str = "Not saved") -> None:
         """A refusal, or the database or keyring failing, shown in one line under the form's title.
         The form stays open with what was typed, except secrets: their fields are emptied, so that a
         password does not stay in the console's memory while nothing uses it, and so that it is typed
@@ -194,7 +211,8 @@ class FormScreen(BaseScreen):
             box.value = ""
         again = f" Type the {self.field_title(cleared[0])} again to save it." if len(cleared) == 1 else (
             " Type the secrets again to save them." if cleared else "")
-        self.show_save_problem(f"Not saved: {problem}.{again}".replace("..", "."))
+        end = "" if problem.endswith((".", "!", "?")) else "."
+        self.show_save_problem(f"{outcome}: {problem}{end}{again}")
 
     def field_title(self, widget: Widget) -> str:
         label = widget.parent.query(Label).first() if widget.parent is not None else None

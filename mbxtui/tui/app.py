@@ -15,7 +15,6 @@ from textual.signal import Signal
 from textual.widgets import Input
 
 from mbxtui import logs
-
 from mbxtui.core.errors import problem_sentence
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
@@ -216,7 +215,7 @@ class MbxApp(App):
 
     def typed_secrets(self) -> list[str]:
         """What is typed in the masked inputs of every screen open now (kept out of crash reports)."""
-        typed = []
+        typed: list[str] = []
         try:
             for screen in self.screen_stack:
                 typed += [box.value for box in screen.query(Input) if box.password and box.value]

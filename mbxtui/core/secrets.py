@@ -358,7 +358,10 @@ def _may_be_chosen_automatically(backend: keyring.backend.KeyringBackend) -> boo
 def _plaintext_left_out() -> str | None:
     """A sentence when a plaintext keyring the automatic choice left out already holds a file
     (secrets an earlier mbxtui may have kept there), else None."""
-    for candidate in keyring.backend.get_all_keyring():
+    # keyrings.alt's and keyrings.cryptfile's plaintext keyrings share one file: name the same one
+    # every time.
+    candidates = sorted(keyring.backend.get_all_keyring(), key=lambda b: (type(b).__module__, type(b).__qualname__))
+    for candidate in candidates:
         file_path = getattr(candidate, "file_path", None)
         if not _is_plaintext(candidate) or not isinstance(file_path, (str, os.PathLike)):
             continue

@@ -16,9 +16,10 @@ from imapclient import IMAPClient
 
 from mbxtui.core import dialect
 from mbxtui.core.models import database, utcnow
-from mbxtui.core.services import activities, bulk, credentials, mailboxes, profiles, settings, users
+from mbxtui.core.services import activities, bulk, credentials, mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.selection import Selection
-from mbxtui.core.sync.runner import SyncRunner
+from mbxtui.core.errors import NotFound, PermissionDenied
+from mbxtui.core.sync.runner import SyncRunner, sync_once
 from tests.backends import query
 from tests.integration.conftest import PROFILE_OWNER, Org
 
@@ -437,3 +438,17 @@ def test_cycles_stay_within_the_profiles_connection_bound(org):
     assert sorted(m.email for m in summary.mailboxes if m.messages == 1) == sorted(logins)
     assert imaps.total - before == 6
     assert imaps.max_concurrent == 2, "R23: at most the profile's max connections, never more"
+
+
+def test_only_roles_that_may_run_test_and_enable_may_run_a_cycle(org, lab_profile):
+    [login] = org.lab.add_users(1, "syncrole")
+    enable(org, queue_mailbox(org, login))
+    deliver(org, login, message("q@outside.test", login, "Not for viewers"))
+    operators.add(org.admin, "vic", "viewer")
+    with pytest.raises(PermissionDenied, match="vic is viewer and may not run Test & Enable"):
+        sync_once(operators.current_actor(login="vic"), org.store)
+    assert query(org.db_path, "SELECT count(*) FROM sync_status")[0][0] == 0
+    assert listed(org)["total"] == 0
+    with pytest.raises(NotFound, match="no mailbox has the address ghost@example.test"):
+        sync_once(org.admin, org.store, ["ghost@example.test"])
+    assert [m.messages for m in sync_once(org.admin, org.store, [login]).mailboxes] == [1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from imapclient import IMAPClient
 
@@ -132,14 +132,17 @@ def _next_batch(client: IMAPClient, session: ProbeSession, last_uid: int, uid_ne
     so that its answer stays small in a folder of any size; an empty window still moves the
     checkpoint past it."""
     renew_receive_budget(session.connection)
+    # SINCE compares dates in the server's time zone: a day earlier misses nothing, and _fetch
+    # compares each INTERNALDATE with ``reads_after`` exactly.
+    since = reads_after.date() - timedelta(days=1)
     if uid_next is None:  # the server did not say: one search to the end
-        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*", "SINCE", reads_after.date()])
+        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*", "SINCE", since])
                       if u > last_uid)
         return (uids[:BATCH], uids[BATCH - 1] if len(uids) > BATCH else (uids[-1] if uids else last_uid))
     if last_uid + 1 >= uid_next:
         return [], last_uid
     window_end = min(last_uid + UID_WINDOW, uid_next - 1)
-    uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:{window_end}", "SINCE", reads_after.date()])
+    uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:{window_end}", "SINCE", since])
                   if last_uid < u <= window_end)
     if len(uids) > BATCH:
         return uids[:BATCH], uids[BATCH - 1]

@@ -363,6 +363,9 @@ def test_sync_once_prints_json_and_exits_3_when_a_mailbox_failed(org, lab_profil
     shown = org.cli("activity", "show", str(rows["rows"][0]["id"]))
     assert shown.returncode == 0 and "\x1b" not in shown.stdout and "\\x1b" in shown.stdout
 
+    usage = org.cli("sync", good)
+    assert usage.returncode == 2 and "add --once" in usage.stderr, "only one cycle can be run from here for now"
+
     credentials.set_mailbox_secret(org.admin, bad, "not the password", org.store)
     failed = org.cli("sync", "--once", "--now", "--json", bad)
     assert failed.returncode == 3, failed.stderr

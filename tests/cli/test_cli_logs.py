@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import os
 import stat
 from pathlib import Path
 
@@ -110,3 +111,15 @@ def test_a_warning_printed_is_logged_too(cli: Cli, tmp_path: Path):
     assert done.stderr == f"mbxtui: warning: {cli.db_path} can be read by other users; run: chmod 600 {cli.db_path}\n"
     assert [line for line in records(log) if " WARNING mbxtui.cli.context " in line][0].endswith(
         f"] warning: {cli.db_path} can be read by other users; run: chmod 600 {cli.db_path}")
+
+
+def test_the_log_file_and_a_crash_report_are_0600_even_under_a_umask_that_takes_write_away(tmp_path: Path):
+    previous = os.umask(0o277)
+    try:
+        handler = logs.open_log_file(tmp_path / "strict.log")
+        logs.close_log_file(handler)
+        report = logs._new_crash_report(tmp_path / "data")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "strict.log").stat().st_mode) == 0o600
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600

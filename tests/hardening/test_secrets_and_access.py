@@ -895,6 +895,7 @@ READ_ONLY = {
     "mailbox_views.ids_in_view", "mailbox_views.rows_by_ids", "mailboxes.show", "mailbox_views.where_for",
     "operators.list_operators", "profiles.show", "profiles.list_profiles", "settings.show", "users.list_users",
     "users.list_queues", "profile_mailboxes.mailboxes_of_profile", "mailbox_pages.MailboxPages",
+    "activities.list_activities", "activities.show_activity",
 }
 CALLED_BY_CHECKED_SERVICES = {
     "audit.record": "the audit entry of a change its caller was allowed to make",

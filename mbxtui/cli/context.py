@@ -37,20 +37,24 @@ class Context:
         from mbxtui.core import db, paths
 
         path = paths.database_location(self.args.db) if self.args.db else paths.default_database()
+        if isinstance(path, Path) and path.parent == paths.data_dir():
+            paths.private_data_dir()  # refused when another user's: the database would be made there
         self.db_path = path
         database = db.open_database(path)
-        warning = db.world_readable_warning(path)
-        if warning:
-            print(f"mbxtui: {safe(warning)}", file=sys.stderr)
-            log.warning("%s", warning)
+        for warning in paths.storage_warnings(path, paths.data_dir()):
+            print(f"mbxtui: warning: {safe(warning)}", file=sys.stderr)
+            log.warning("warning: %s", warning)
         return database
 
     @property
     def actor(self) -> Actor:
         if self._actor is None:
+            from mbxtui.core import server_roles
             from mbxtui.core.services import operators
 
-            self._actor = operators.current_actor(as_login=self.args.as_login)
+            actor = operators.current_actor(as_login=self.args.as_login)
+            server_roles.assume(actor)
+            self._actor = actor
         return self._actor
 
     @property
@@ -66,7 +70,7 @@ def open_secret_store() -> SecretStore:
     from mbxtui.core import paths
     from mbxtui.core.secrets import MASTER_PASSWORD_ENV, SecretsError, SecretStore
 
-    store = SecretStore.open(paths.ensure_private_dir(paths.data_dir()))
+    store = SecretStore.open(paths.private_data_dir())
     if store.warning:
         print(f"mbxtui: warning: {safe(store.warning)}", file=sys.stderr)
         log.warning("%s", store.warning)

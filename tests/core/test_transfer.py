@@ -14,13 +14,16 @@ import pytest
 from mbxtui.core import db
 from mbxtui.core.enums import AlertLevel
 from mbxtui.core.jobs import queue as jobs
-from mbxtui.core.models import Mailbox, database
+from mbxtui.core.models import Mailbox, database, utcnow
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import (
     alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, operators, profiles, settings, users,
 )
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.selection import Selection
+from mbxtui.core.sync import store as sync_store
+from mbxtui.core.sync.messages import ParsedMessage
+from mbxtui.core.sync.routing import Party
 from mbxtui.core.transfer import COPIED_TABLES, TransferError, copy_installation, secrets_note
 from tests.backends import ON_POSTGRES, Databases, dump, execute, query, tables
 from tests.core.support import EXCHANGE_ONLINE_PROFILE, IMAP_PROFILE
@@ -59,6 +62,14 @@ def populate(location: Path | str, store: SecretStore) -> None:
         raise_alert(AlertLevel.ERROR, "AUTH_FAILED", "refused", mailbox=mailboxes.get("p02@corp.test"))
         raise_alert(AlertLevel.WARNING, "TIMEOUT", "slow", mailbox=mailboxes.get("p04@corp.test"))
     enablement.schedule(admin, Selection.of_emails(["p00@corp.test", "p02@corp.test"]))
+    processed = mailboxes.get("support@corp.test")
+    with db.write_transaction():
+        database.execute_sql("INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, "
+                             "unresolved_total) VALUES (?, 'idle', 0, 0, 0)", [processed.id])
+    message = ParsedMessage(message_id="<copied@corp.test>", sender="a@outside.test", to=["support@corp.test"],
+                            subject="Copied", size=120, attachments=[("a.pdf", 99)], preview="text")
+    sync_store.record_batch(processed.id, "INBOX", 4_000_000_000, 3, [sync_store.Fetched(3, utcnow(), message)],
+                            Party(None, processed.queue_id, "all"), None, utcnow())
     opened.close()
 
 
@@ -259,3 +270,15 @@ def test_the_secrets_note_names_the_keyring_entries_and_how_to_move_them(source,
     assert "service 'mbxtui'" in note
     assert "secrets.cfg" in note and "master password" in note
     assert "1 mailboxes" in note
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: its server enforces the operators' roles (R35)")
+def test_a_copy_into_postgresql_gives_each_operator_its_database_role(source, target):
+    viewer = "vic_" + str(target).rsplit("/", 1)[-1]  # roles are the cluster's: a name of this test's own
+    change_source(source, "UPDATE operator SET login = ? WHERE login = 'vic'", (viewer,))
+    copy_installation(source, target)
+    members = query(target, "SELECT r.rolname, g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                            "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname IN (?, 'alice')", (viewer,))
+    assert {tuple(row) for row in members} >= {(viewer, "mbxtui_viewer"), ("alice", "mbxtui_global_admin")}
+    assert [row[1] for row in members if row[0] == viewer] == ["mbxtui_viewer"]
+    execute(target, f'DROP ROLE "{viewer}"')

@@ -37,6 +37,10 @@ STOP_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 60.0
 START_ATTEMPTS = 3  # the port is picked free but may be taken before the server binds it
 SUPERUSER = "postgres"
+# The tests connect as a superuser named after the OS account running them: on PostgreSQL the
+# operator is the session's role (R35), so the login that initialises a test database is the same
+# on both backends.
+TEST_LOGIN = pwd.getpwuid(os.geteuid()).pw_name
 
 
 def find_binaries() -> Path:
@@ -66,8 +70,8 @@ class PostgresServer:
     version: int = 0  # the major version, from the bin directory's path
     _admin: Any = None
 
-    def url(self, database: str) -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, user: str = TEST_LOGIN) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the unix socket; raises LabError with psql's message."""
@@ -136,7 +140,8 @@ def _as_cluster_owner(workdir: Path) -> dict:
             "env": {**os.environ, "HOME": owner.pw_dir, "USER": "postgres", "LOGNAME": "postgres"}}
 
 
-def start_postgres() -> PostgresServer:
+def start_postgres(settings: dict[str, str] | None = None) -> PostgresServer:
+    """A new cluster; ``settings`` are more server settings (e.g. ``{"ssl": "on", ...}``)."""
     bin_dir = find_binaries()
     cluster = Path(tempfile.mkdtemp(prefix="mbxtui-pg-"))
     data_dir, socket_dir = cluster / "data", cluster / "run"
@@ -161,12 +166,16 @@ def start_postgres() -> PostgresServer:
                    "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                    "-c", "max_connections=300", "-c", "shared_buffers=128MB",
                    "-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h"]
+        for name, value in (settings or {}).items():
+            command += ["-c", f"{name}={value}"]
         with log.open("ab") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
                                        cwd=cluster, **run_as)
         server = PostgresServer(bin_dir, data_dir, socket_dir, log, port, process, run_as,
                                 version=int(bin_dir.parent.name) if bin_dir.parent.name.isdigit() else 0)
         if _wait_ready(server):
+            if TEST_LOGIN != SUPERUSER:
+                server.admin(f'CREATE ROLE "{TEST_LOGIN}" SUPERUSER LOGIN')
             return server
         last_error = server.log_tail()
         server.process.kill()

@@ -106,7 +106,7 @@ def test_reset_starts_over_with_a_new_demo_database_and_keyring(demo_dir: Path):
         assert Profile.get_or_none(Profile.name == seed.LEGACY) is not None
         assert Profile.get_or_none(Profile.name == "Renamed by the operator") is None
         head_office = Profile.get(Profile.name == seed.HEAD_OFFICE)
-        assert credentials.profile_secret(demo.store, head_office.id) == SERVICE_PASSWORD
+        assert credentials.profile_secret(demo.store, head_office.id).reveal() == SERVICE_PASSWORD
         assert not [p.name for p in demo_dir.iterdir() if "seeding" in p.name], "no half-made database left"
     finally:
         demo.stop()

@@ -150,6 +150,16 @@ def mailbox_secret_state(actor: Actor, email: str) -> str:
     return secret_endpoint_state(mailbox, _profile_of(mailbox))
 
 
+def confirmed_mailbox_ids(profile_name: str) -> list[int]:
+    """The mailboxes of the profile whose secrets are all confirmed for its endpoint as it is now."""
+    profile = profiles.get(profile_name)
+    now = binding_of(profile)
+    return [row[0] for row in database.execute_sql(
+        "SELECT id FROM mailbox WHERE profile_id = ? AND (password_set = 1 OR token_set = 1) "
+        "AND (password_set = 0 OR password_bound_to = ?) AND (token_set = 0 OR token_bound_to = ?) ORDER BY id",
+        [profile.id, now, now])]
+
+
 def confirm_profile_secret(actor: Actor, name: str) -> bool:
     """Bind the profile's password and token to its endpoint as it is now; False when they
     already were. Refused when it has neither, or when they would go in clear."""

@@ -297,3 +297,53 @@ def test_credentials_in_clear_are_neither_set_nor_sent_without_the_confirmation(
     assert isinstance(withheld(store), Withheld)  # allowed in clear, but still not confirmed
     credentials.confirm_mailbox_secrets(actors.admin, Selection.of_emails([ANN]))
     assert isinstance(withheld(store), Credentials)
+
+
+# --- databases from before R34 ---------------------------------------------------------------------
+
+@pytest.mark.sqlite_only("builds a schema-5 SQLite file by hand")
+def test_secrets_set_before_the_upgrade_are_bound_to_their_endpoint_of_that_moment(tmp_path: Path):
+    import sqlite3
+
+    from mbxtui.core import db
+    from mbxtui.core.migrations import MIGRATIONS
+
+    path = tmp_path / "v5.db"
+    conn = sqlite3.connect(path)
+    conn.isolation_level = None
+    conn.execute("BEGIN")
+    for _, script in MIGRATIONS[:5]:
+        for statement in db._statements(script):
+            conn.execute(statement)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('install_id', 'v5-install')")
+    conn.execute(
+        "INSERT INTO profile (id, name, type, incoming_host, incoming_port, incoming_tls, incoming_auth, "
+        "outgoing_host, outgoing_port, outgoing_tls, outgoing_auth, username, password_set, token_set, ca_file, "
+        "max_connections, timeout_seconds, verify_delivery, min_polling_minutes, active, created_on, modified_on, "
+        "row_version) VALUES (7, 'imap', 'imap_smtp', 'imap.corp.test', 993, 'implicit', 'profile', "
+        "'smtp.corp.test', 587, 'starttls', 'mailbox', 'sync', 1, 0, '/etc/ca.pem', 10, 30, 0, 0, 1, "
+        "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)")
+    for mailbox_id, profile_id, password_set in ((1, 7, 1), (2, None, 1), (3, 7, 0)):
+        conn.execute(
+            "INSERT INTO mailbox (id, name, email, regarding, profile_id, is_forward, incoming_method, "
+            "outgoing_method, act_method, use_own_credentials, username, password_set, token_set, "
+            "delete_after_processing, approval, incoming_status, outgoing_status, act_status, overall_status, "
+            "incoming_enabled, outgoing_enabled, act_enabled, test_scheduled, transient_failures, active, "
+            "created_on, modified_on, row_version) VALUES (?, 'Box', ?, 'queue', ?, 0, 'server_side_sync', "
+            "'server_side_sync', 'none', 0, '', ?, 0, 0, 'empty', 'not_run', 'not_run', 'not_run', 'not_run', "
+            "0, 0, 0, 0, 0, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)",
+            (mailbox_id, f"box{mailbox_id}@corp.test", profile_id, password_set))
+    conn.execute("PRAGMA user_version = 5")
+    conn.execute("COMMIT")
+    conn.close()
+
+    opened = db.open_database(path)
+    try:
+        profile = Profile.get_by_id(7)
+        endpoint = "7 imap.corp.test 993 implicit profile smtp.corp.test 587 starttls mailbox /etc/ca.pem"
+        assert binding_of(profile) == endpoint
+        assert (profile.password_bound_to, profile.token_bound_to) == (endpoint, None)
+        assert [(m.id, m.password_bound_to) for m in Mailbox.select().order_by(Mailbox.id)] == [
+            (1, endpoint), (2, None), (3, None)]
+    finally:
+        opened.close()

@@ -104,6 +104,20 @@ def test_secrets_read_from_the_keyring_travel_redacted(admin: Actor, ann, store:
     assert creds.secret.reveal() == PASSWORD
 
 
+def test_a_probe_session_keeps_the_secret_and_its_encodings_redacted():
+    import base64
+
+    from mbxtui.core.probes.base import Endpoint
+    from mbxtui.core.probes.session import ProbeSession
+
+    session = ProbeSession("imap", Endpoint("127.0.0.1", 1, "implicit"), Credentials("password", "ann", PASSWORD))
+    encoded = session.sasl_plain()
+    assert isinstance(encoded, Secret)
+    shown = repr(vars(session)) + repr(session.context)
+    assert PASSWORD not in shown
+    assert base64.b64encode(f"\0ann\0{PASSWORD}".encode()).decode() not in shown
+
+
 def _crash_while_holding_credentials(store: SecretStore, email: str) -> None:
     password = credentials.mailbox_secret(store, mailboxes.get(email).id)
     lookup = credentials.secret_lookup(store)

@@ -37,12 +37,13 @@ class Context:
         from mbxtui.core import db, paths
 
         path = paths.database_location(self.args.db) if self.args.db else paths.default_database()
+        if isinstance(path, Path) and path.parent == paths.data_dir():
+            paths.private_data_dir()  # refused when another user's: the database would be made there
         self.db_path = path
         database = db.open_database(path)
-        warning = db.world_readable_warning(path)
-        if warning:
-            print(f"mbxtui: {safe(warning)}", file=sys.stderr)
-            log.warning("%s", warning)
+        for warning in paths.storage_warnings(path, paths.data_dir()):
+            print(f"mbxtui: warning: {safe(warning)}", file=sys.stderr)
+            log.warning("warning: %s", warning)
         return database
 
     @property
@@ -66,7 +67,7 @@ def open_secret_store() -> SecretStore:
     from mbxtui.core import paths
     from mbxtui.core.secrets import MASTER_PASSWORD_ENV, SecretsError, SecretStore
 
-    store = SecretStore.open(paths.ensure_private_dir(paths.data_dir()))
+    store = SecretStore.open(paths.private_data_dir())
     if store.warning:
         print(f"mbxtui: warning: {store.warning}", file=sys.stderr)
         log.warning("%s", store.warning)

@@ -14,7 +14,7 @@ def cmd_console(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.tui.app import MbxApp
 
     actor = ctx.actor
-    data_dir = paths.ensure_private_dir(paths.data_dir())
+    data_dir = paths.private_data_dir()
     app = MbxApp(actor, db_path=ctx.db_path, data_dir=data_dir, run_tests=not getattr(args, "no_tests", False),
                  threads=getattr(args, "threads", 32))
     app.run()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import stat
 import threading
 import uuid
 from datetime import datetime
@@ -21,7 +20,7 @@ from mbxtui.core import dialect
 from mbxtui.core.errors import MbxError
 from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS, POSTGRES_MIGRATIONS
 from mbxtui.core.models import database
-from mbxtui.core.paths import ensure_private_dir, is_server_url
+from mbxtui.core.paths import ensure_private_dir, foreign_owner, is_server_url, user_name
 
 # One text form for every datetime written through raw SQL, the same as peewee's.
 sqlite3.register_adapter(datetime, lambda value: value.isoformat(sep=" "))
@@ -54,7 +53,19 @@ def _create_owner_only(path: Path) -> None:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         return
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken the owner's own rights away
+    finally:
+        os.close(fd)
+
+
+def _refuse_foreign_owner(path: Path) -> None:
+    """DatabaseError when the file belongs to another user: SQLite would create the -wal and -shm
+    beside it as whoever runs mbxtui (root's would lock its owner out), and the data is theirs."""
+    owner = foreign_owner(path)
+    if owner is not None:
+        raise DatabaseError(f"{path} is owned by {owner}, not by {user_name(os.geteuid())}: mbxtui opens only "
+                            f"databases of the user it runs as; run it as {owner}")
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -143,7 +154,7 @@ def _connect_postgres(url: str, existing_only: bool) -> peewee.Database:
     try:
         db.connect(reuse_if_open=True)
     except peewee.DatabaseError as exc:
-        raise DatabaseError(f"cannot connect to {shown}: {_one_line(exc)}") from None
+        raise DatabaseError(f"cannot connect to {shown}: {postgres.connect_failure(url, str(exc))}") from None
     try:
         if existing_only:
             _require_installation(db, shown)
@@ -179,19 +190,6 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def world_readable_warning(path: Path | str) -> str | None:
-    if is_server_url(path):
-        return None
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return None
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        return f"warning: {path} can be read by other users; run: chmod 600 {path}"
-    return None
-
-
 def open_database(path: Path | str) -> peewee.Database:
     """Open (creating and migrating when needed) the database and bind the models: a SQLite file
     at ``path``, or the PostgreSQL database ``path`` names when it is a postgresql:// URL."""
@@ -211,6 +209,7 @@ def connect_database(path: Path | str, *, existing_only: bool = False) -> peewee
         raise DatabaseError(f"{path} is a directory, not a database file")
     if existing_only and not path.is_file():
         raise DatabaseError(f"{path} does not exist")
+    _refuse_foreign_owner(path)
     try:
         _create_owner_only(path)
     except OSError as exc:

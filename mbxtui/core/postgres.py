@@ -8,16 +8,20 @@ Each connection:
 - takes ``?`` placeholders (rewritten to ``%s`` outside quoted text, once per distinct statement);
 - sends Python booleans as 0 and 1: flags are INTEGER columns on both backends;
 - reads timestamps back as the text SQLite stores (``2026-01-31 12:00:00``), so raw SQL returns
-  the same values on both backends (the models parse that text into datetimes).
+  the same values on both backends (the models parse that text into datetimes);
+- checks the server's certificate (``sslmode=verify-full``) when the host is not this machine,
+  unless the URL or ``PGSSLMODE`` chooses an sslmode (see ``ssl_parameters``).
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
+import re
 import select
 from typing import Any, Iterable, Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import peewee
 import psycopg2
@@ -58,6 +62,54 @@ def check_url(url: str) -> str:
     if parts.fragment:
         raise InvalidInput("db", f"{shown}: a PostgreSQL URL has no #fragment")
     return url
+
+
+def _named_hosts(url: str) -> list[str]:
+    """The hosts ``url`` names, as libpq reads them: ``?host=``, the URL's host, ``PGHOST``; then
+    ``?hostaddr=``, ``PGHOSTADDR``. Empty: libpq's default unix socket."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    named = (query.get("host", [""])[-1] or unquote(parts.hostname or "") or os.environ.get("PGHOST", "")
+             or query.get("hostaddr", [""])[-1] or os.environ.get("PGHOSTADDR", ""))
+    return [host for host in named.split(",") if host]
+
+
+def _on_this_machine(host: str) -> bool:
+    if host.startswith(("/", "@")) or host.lower() == "localhost":  # a unix socket, or loopback by name
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def ssl_parameters(url: str) -> dict[str, str]:
+    """``sslmode=verify-full`` when ``url`` names a host other than this machine (libpq's default,
+    ``prefer``, encrypts without checking who answers); nothing when the URL or ``PGSSLMODE`` sets
+    an sslmode, or toward loopback and unix sockets."""
+    if "sslmode" in parse_qs(urlsplit(url).query, keep_blank_values=True) or os.environ.get("PGSSLMODE"):
+        return {}
+    if all(_on_this_machine(host) for host in _named_hosts(url)):
+        return {}
+    return {"sslmode": "verify-full"}
+
+
+def connect_failure(url: str, message: str) -> str:
+    """Why a connection to ``url`` failed, in one sentence: libpq's words, or what to do when the
+    default of ``ssl_parameters`` is what refused it."""
+    message = " ".join(message.split())
+    if not ssl_parameters(url):
+        return message
+    root = re.search(r'root certificate file "([^"]*)" does not exist', message)
+    if root:
+        return (f"mbxtui checks the certificate of a server on another host (sslmode=verify-full) and there is no "
+                f"root certificate at {root.group(1)}: add sslrootcert=FILE naming the CA's certificate to the URL "
+                f"(sslrootcert=system for the system's CAs), or set sslmode there")
+    if "does not support SSL" in message:
+        return ("the server does not offer SSL, which mbxtui requires of a server on another host "
+                "(sslmode=verify-full): enable SSL on the server, or add sslmode=disable to the URL to connect "
+                "without it")
+    return message
 
 
 @functools.lru_cache(maxsize=1024)
@@ -111,7 +163,7 @@ class MbxPostgresqlDatabase(peewee.PostgresqlDatabase):
 def database_for(url: str) -> MbxPostgresqlDatabase:
     return MbxPostgresqlDatabase(
         url, cursor_factory=QmarkCursor, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        options="-c datestyle=ISO -c timezone=UTC", application_name="mbxtui",
+        options="-c datestyle=ISO -c timezone=UTC", application_name="mbxtui", **ssl_parameters(url),
     )
 
 
@@ -145,7 +197,7 @@ class ChangeListener:
 
     def __init__(self, url: str):
         self._connection = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                                            application_name="mbxtui changes")
+                                            application_name="mbxtui changes", **ssl_parameters(url))
         self._connection.autocommit = True
         with self._connection.cursor() as cursor:
             cursor.execute(f"LISTEN {CHANGE_CHANNEL}")

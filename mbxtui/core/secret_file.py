@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mbxtui.core.legacy_secret_file import LegacyFileError, LegacySecretFile, LegacyWrongPassword
+from mbxtui.core.paths import ensure_private_dir
 
 FORMAT_NAME = "mbxtui-secrets"
 FORMAT_VERSION = 1
@@ -459,7 +460,7 @@ class EncryptedSecretFile:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ensure_private_dir(self.path.parent)
         try:
             self._file_lock.acquire()
         except filelock.Timeout:

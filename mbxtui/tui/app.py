@@ -15,6 +15,7 @@ from textual.signal import Signal
 
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
+from mbxtui.core.paths import storage_warnings
 from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
 from mbxtui.core.secrets import SecretStore, SecretsError
 from mbxtui.core.session import ChangeSignalUnavailable
@@ -95,6 +96,8 @@ class MbxApp(App):
                 self.notify(str(exc), severity="error", title="Keyring")
         if self.store is not None and self.store.warning:
             self.notify(self.store.warning, severity="warning", title="Keyring", timeout=10)
+        for warning in storage_warnings(self.db_path, self.data_dir):
+            self.notify(warning, severity="warning", title="Files", timeout=20, markup=False)
         if self.store is not None and self.store.needs_master_password:
             from mbxtui.tui.screens.unlock import UnlockScreen
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 import sqlite3
 import stat
@@ -94,3 +95,83 @@ def test_a_database_others_can_read_works_with_a_warning(cli: Cli):
     os.chmod(cli.db_path, 0o644)
     result = cli.ok("whoami")
     assert result.stderr == f"mbxtui: warning: {cli.db_path} can be read by other users; run: chmod 600 {cli.db_path}\n"
+
+
+def unused_uid() -> int:
+    """A uid that no account has: the owner of another user's files."""
+    uid = 54321
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+ME = pwd.getpwuid(os.geteuid()).pw_name
+
+
+@sqlite_file
+def test_every_directory_init_makes_is_0700_under_umask_0(cli: Cli, tmp_path: Path):
+    data_dir = tmp_path / "fresh" / "deeper" / "mbxtui-data"
+    previous = os.umask(0)  # the command inherits it
+    try:
+        cli.ok("init", with_db=False, env={"MBXTUI_DATA_DIR": str(data_dir)})
+    finally:
+        os.umask(previous)
+    for directory in (tmp_path / "fresh", tmp_path / "fresh" / "deeper", data_dir):
+        assert mode(directory) == 0o700, f"{directory} has mode {oct(mode(directory))}"
+    assert mode(data_dir / "mbxtui.db") == 0o600
+
+
+@sqlite_file
+def test_a_database_owned_by_another_user_is_refused(cli: Cli):
+    other = unused_uid()
+    os.chown(cli.db_path, other, -1)
+    assert cli.fails("whoami") == (
+        f"mbxtui: {cli.db_path} is owned by uid {other}, not by {ME}: mbxtui opens only databases of the user it "
+        f"runs as; run it as uid {other}")
+
+
+def test_a_data_directory_owned_by_another_user_is_refused(cli: Cli, tmp_path: Path):
+    data_dir = tmp_path / "someone-else"
+    data_dir.mkdir(mode=0o700)
+    other = unused_uid()
+    os.chown(data_dir, other, -1)
+    env = {"MBXTUI_DATA_DIR": str(data_dir)}
+    refusal = (f"mbxtui: the data directory {data_dir} is owned by uid {other}, not by {ME}: run mbxtui as "
+               f"uid {other}, or choose a directory of your own with MBXTUI_DATA_DIR")
+    if not ON_POSTGRES:
+        assert cli.fails("init", with_db=False, env=env) == refusal  # the default database would go there
+    assert cli.fails("mailbox", "set-password", "ann@corp.test", "--password-stdin", input="pw\n", env=env) == refusal
+    assert os.listdir(data_dir) == []
+
+
+@sqlite_file
+def test_a_data_directory_and_a_database_others_can_write_work_with_a_warning_each(cli: Cli):
+    os.chmod(cli.data_dir, 0o777)
+    os.chmod(cli.db_path, 0o660)
+    result = cli.ok("whoami")
+    assert result.stderr == (
+        f"mbxtui: warning: the data directory {cli.data_dir} can be written by other users; "
+        f"run: chmod 700 {cli.data_dir}\n"
+        f"mbxtui: warning: {cli.db_path} can be read and written by other users; run: chmod 600 {cli.db_path}\n")
+
+
+def test_a_data_directory_others_can_write_is_warned_about_on_any_database(cli: Cli):
+    os.chmod(cli.data_dir, 0o770)
+    result = cli.ok("whoami")
+    assert result.stderr == (f"mbxtui: warning: the data directory {cli.data_dir} can be written by other users; "
+                             f"run: chmod 700 {cli.data_dir}\n")
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="runs when the suite runs on PostgreSQL")
+def test_a_remote_postgresql_host_gets_verify_full_and_one_line_saying_what_to_do(cli: Cli):
+    # Named as another host, reached on the lab server's loopback address (libpq's hostaddr).
+    remote = str(cli.db_path).replace("@127.0.0.1:", "@db.mbxtui.test:") + "?hostaddr=127.0.0.1"
+    env = {"PGSSLMODE": ""}  # none from the machine running the tests
+    assert cli.fails("--db", remote, "whoami", with_db=False, env=env) == (
+        f"mbxtui: cannot connect to {remote}: the server does not offer SSL, which mbxtui requires of a server on "
+        f"another host (sslmode=verify-full): enable SSL on the server, or add sslmode=disable to the URL to "
+        f"connect without it")
+    assert cli.json("--db", f"{remote}&sslmode=disable", "whoami", with_db=False, env=env)["role"] == "global_admin"

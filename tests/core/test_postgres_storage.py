@@ -5,9 +5,17 @@ PostgreSQL (MBXTUI_TEST_BACKEND=postgresql)."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import re
+import shutil
 import socket
+import tempfile
 import threading
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg2
 import pytest
 from peewee import IntegrityError
 
@@ -17,6 +25,7 @@ from mbxtui.core.migrations import LATEST_VERSION
 from mbxtui.core.models import Mailbox, User, database
 from mbxtui.core.services import mailbox_views, operators, users
 from tests.backends import ON_POSTGRES, Databases, query
+from tests.lab.postgres import start_postgres
 
 on_postgres = pytest.mark.skipif(not ON_POSTGRES, reason="runs when the suite runs on PostgreSQL")
 
@@ -165,3 +174,159 @@ def test_two_processes_opening_a_new_database_at_once_make_one_schema(databases:
     assert query(url, "SELECT count(*) FROM meta WHERE key = 'install_id'")[0][0] == 1
     assert query(url, "SELECT count(*) FROM org_settings")[0][0] == 1
     databases.drop(url)
+
+
+# --- TLS toward the server: sslmode=verify-full unless the host is this machine ------------------
+
+VERIFY_FULL = {"sslmode": "verify-full"}
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql://u@db.example.test:5432/mbxtui", VERIFY_FULL),
+    ("postgresql://u@192.0.2.10/mbxtui", VERIFY_FULL),
+    ("postgresql://u@[2001:db8::1]:5432/mbxtui", VERIFY_FULL),
+    ("postgresql://u@localhost.example.test/mbxtui", VERIFY_FULL),
+    # The host named is the one the certificate is checked against, wherever hostaddr points.
+    ("postgresql://u@db.example.test/mbxtui?hostaddr=127.0.0.1", VERIFY_FULL),
+    ("postgresql://u@localhost/mbxtui?host=db.example.test", VERIFY_FULL),
+    ("postgresql://u@/mbxtui?hostaddr=192.0.2.10", VERIFY_FULL),
+    ("postgresql://u@127.0.0.1:5432/mbxtui", {}),
+    ("postgresql://u@127.8.9.10/mbxtui", {}),
+    ("postgresql://u@[::1]:5432/mbxtui", {}),
+    ("postgresql://u@localhost/mbxtui", {}),
+    ("postgresql://u@LocalHost/mbxtui", {}),
+    ("postgresql:///mbxtui", {}),
+    ("postgresql://u@/mbxtui?host=/var/run/postgresql", {}),
+    ("postgresql://u@%2Fvar%2Frun%2Fpostgresql/mbxtui", {}),
+    # An sslmode the URL sets wins.
+    ("postgresql://u@db.example.test/mbxtui?sslmode=disable", {}),
+    ("postgresql://u@db.example.test/mbxtui?connect_timeout=5&sslmode=require", {}),
+])
+def test_a_host_other_than_this_machine_gets_verify_full_unless_the_url_says(url: str, expected: dict,
+                                                                              monkeypatch: pytest.MonkeyPatch):
+    for name in ("PGSSLMODE", "PGHOST", "PGHOSTADDR"):
+        monkeypatch.delenv(name, raising=False)
+    assert postgres.ssl_parameters(url) == expected
+
+
+def test_pgsslmode_wins_and_pghost_counts_when_the_url_names_no_host(monkeypatch: pytest.MonkeyPatch):
+    for name in ("PGSSLMODE", "PGHOST", "PGHOSTADDR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PGHOST", "db.example.test")
+    assert postgres.ssl_parameters("postgresql:///mbxtui") == VERIFY_FULL
+    assert postgres.ssl_parameters("postgresql://u@127.0.0.1/mbxtui") == {}
+    monkeypatch.setenv("PGHOST", "/run/postgresql")
+    assert postgres.ssl_parameters("postgresql:///mbxtui") == {}
+    monkeypatch.setenv("PGSSLMODE", "prefer")
+    assert postgres.ssl_parameters("postgresql://u@db.example.test/mbxtui") == {}
+
+
+def _named(url: str, host: str) -> str:
+    """``url`` naming ``host`` while still connecting to the lab server on 127.0.0.1 (hostaddr)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.replace("127.0.0.1", host)
+    return parts._replace(netloc=netloc, query="hostaddr=127.0.0.1").geturl()
+
+
+@pytest.fixture
+def no_libpq_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """No sslmode, root certificate or host from the environment; an empty home (no ~/.postgresql)."""
+    for name in ("PGSSLMODE", "PGSSLROOTCERT", "PGHOST", "PGHOSTADDR", "PGSERVICE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@on_postgres
+def test_the_lab_server_on_loopback_still_connects_as_before(databases: Databases, tmp_path, no_libpq_defaults):
+    url = databases.new(tmp_path)
+    assert postgres.ssl_parameters(url) == {}
+    opened = db.connect_database(url)
+    assert opened.execute_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0] is False
+    opened.close()
+    databases.drop(url)
+
+
+@on_postgres
+def test_a_remote_server_without_ssl_is_refused_in_one_sentence_unless_the_url_disables_it(
+        databases: Databases, tmp_path, no_libpq_defaults):
+    url = databases.new(tmp_path)
+    remote = _named(url, "db.mbxtui.test")
+    with pytest.raises(db.DatabaseError) as refused:
+        db.connect_database(remote)
+    assert str(refused.value) == (
+        f"cannot connect to {remote}: the server does not offer SSL, which mbxtui requires of a server on another "
+        f"host (sslmode=verify-full): enable SSL on the server, or add sslmode=disable to the URL to connect "
+        f"without it")
+    with pytest.raises(psycopg2.OperationalError, match="SSL"):
+        postgres.ChangeListener(remote)
+    opened = db.connect_database(f"{remote}&sslmode=disable")
+    assert db.schema_version(opened) == LATEST_VERSION
+    opened.close()
+    databases.drop(url)
+
+
+@pytest.fixture(scope="module")
+def ssl_server(tmp_path_factory: pytest.TempPathFactory):
+    """A second lab cluster with SSL on, its certificate for db.mbxtui.test from a CA of its own."""
+    if not ON_POSTGRES:
+        pytest.skip("runs when the suite runs on PostgreSQL")
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    certificates = Path(tempfile.mkdtemp(prefix="mbxtui-pg-ssl-"))  # readable by the server's OS user
+    issued = authority.issue_cert("db.mbxtui.test")
+    issued.private_key_pem.write_to_path(certificates / "server.key")
+    issued.cert_chain_pems[0].write_to_path(certificates / "server.crt")
+    os.chmod(certificates / "server.key", 0o600)
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        for path in (certificates, certificates / "server.key", certificates / "server.crt"):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    clients = tmp_path_factory.mktemp("ssl-clients")
+    authority.cert_pem.write_to_path(clients / "ca.pem")
+    trustme.CA().cert_pem.write_to_path(clients / "other-ca.pem")
+    server = start_postgres({"ssl": "on", "ssl_cert_file": str(certificates / "server.crt"),
+                             "ssl_key_file": str(certificates / "server.key")})
+    server.create_database("mbxtui_ssl")
+    yield server, clients
+    server.stop()
+    shutil.rmtree(certificates, ignore_errors=True)
+
+
+def test_without_a_root_certificate_a_remote_server_is_refused_in_one_sentence(ssl_server, no_libpq_defaults):
+    server, _ = ssl_server
+    remote = _named(server.url("mbxtui_ssl"), "db.mbxtui.test")
+    with pytest.raises(db.DatabaseError) as refused:
+        db.connect_database(remote)
+    message = str(refused.value)
+    root = re.search(r"there is no root certificate at (\S+): ", message)
+    assert root and root.group(1).endswith("/.postgresql/root.crt"), message
+    assert message == (
+        f"cannot connect to {remote}: mbxtui checks the certificate of a server on another host "
+        f"(sslmode=verify-full) and there is no root certificate at {root.group(1)}: add sslrootcert=FILE naming "
+        f"the CA's certificate to the URL (sslrootcert=system for the system's CAs), or set sslmode there")
+
+
+def test_with_the_servers_ca_a_remote_server_is_verified_and_encrypted(ssl_server, no_libpq_defaults):
+    server, clients = ssl_server
+    remote = _named(server.url("mbxtui_ssl"), "db.mbxtui.test")
+    opened = db.connect_database(f"{remote}&sslrootcert={clients / 'ca.pem'}")
+    assert opened.execute_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0] is True
+    opened.close()
+
+
+def test_a_certificate_from_another_ca_or_for_another_name_is_refused(ssl_server, no_libpq_defaults):
+    server, clients = ssl_server
+    remote = _named(server.url("mbxtui_ssl"), "db.mbxtui.test")
+    with pytest.raises(db.DatabaseError, match="certificate verify failed"):
+        db.connect_database(f"{remote}&sslrootcert={clients / 'other-ca.pem'}")
+    elsewhere = _named(server.url("mbxtui_ssl"), "elsewhere.mbxtui.test")
+    with pytest.raises(db.DatabaseError, match='does not match host name "elsewhere.mbxtui.test"'):
+        db.connect_database(f"{elsewhere}&sslrootcert={clients / 'ca.pem'}")
+
+
+def test_an_sslmode_in_the_url_is_kept(ssl_server, no_libpq_defaults):
+    server, _ = ssl_server
+    remote = _named(server.url("mbxtui_ssl"), "db.mbxtui.test")
+    opened = db.connect_database(f"{remote}&sslmode=disable")
+    assert opened.execute_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0] is False
+    opened.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import sqlite3
 import stat
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 from peewee import IntegrityError
 
-from mbxtui.core import db
+from mbxtui.core import db, paths
 from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS
 from mbxtui.core.models import Mailbox, User, database
+from mbxtui.core.secret_file import EncryptedSecretFile
 from mbxtui.core.services import mailbox_views, operators, users
 
 
@@ -51,7 +53,7 @@ def test_created_files_and_directory_are_readable_by_the_owner_only(fresh: Path)
         path = Path(f"{fresh}{suffix}")
         assert path.exists(), path
         assert mode(path) == 0o600, f"{path} has mode {oct(mode(path))}"
-    assert db.world_readable_warning(fresh) is None
+    assert paths.storage_warnings(fresh, fresh.parent) == []
 
 
 def test_foreign_keys_are_enforced(fresh: Path):
@@ -115,8 +117,167 @@ def test_a_directory_is_refused(tmp_path: Path):
 
 def test_a_world_readable_database_gets_a_warning(fresh: Path):
     os.chmod(fresh, 0o644)
-    warning = db.world_readable_warning(fresh)
-    assert warning is not None and f"chmod 600 {fresh}" in warning
+    assert paths.storage_warnings(fresh, fresh.parent) == [f"{fresh} can be read by other users; run: chmod 600 {fresh}"]
+
+
+# --- directories, owners and modes --------------------------------------------------------------
+
+@pytest.fixture
+def umask():
+    """Sets the process's umask for one test and puts the old one back."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+def unused_uid() -> int:
+    """A uid that no account has: the owner of another user's files."""
+    uid = 54321
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+def owner_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+@pytest.mark.parametrize("mask", [0o000, 0o022, 0o277], ids=["umask-000", "umask-022", "umask-277"])
+def test_every_directory_made_for_the_database_is_0700_whatever_the_umask(tmp_path: Path, umask, mask: int):
+    umask(mask)
+    path = tmp_path / "a" / "b" / "c" / "mbxtui.db"
+    opened = db.open_database(path)
+    operators.initialise(login="alice")
+    opened.close()
+    for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+        assert mode(directory) == 0o700, f"{directory} has mode {oct(mode(directory))}"
+    assert mode(path) == 0o600
+
+
+@pytest.mark.parametrize("mask", [0o000, 0o277], ids=["umask-000", "umask-277"])
+def test_the_secrets_file_directories_are_0700_whatever_the_umask(tmp_path: Path, umask, mask: int):
+    umask(mask)
+    secrets = EncryptedSecretFile(tmp_path / "x" / "y" / "secrets.cfg")
+    secrets.unlock("a master password")
+    secrets.set("mbxtui", "k", "v")
+    assert mode(tmp_path / "x") == 0o700 and mode(tmp_path / "x" / "y") == 0o700
+
+
+def test_an_existing_directory_keeps_its_mode(tmp_path: Path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o750)
+    paths.ensure_private_dir(shared / "mine")
+    assert mode(shared) == 0o750 and mode(shared / "mine") == 0o700
+
+
+def test_directories_are_made_only_through_the_one_helper():
+    """Every directory mbxtui makes goes through paths.ensure_private_dir (0700 whatever the umask)."""
+    package = Path(db.__file__).resolve().parents[1]
+    found = [f"{source.relative_to(package)}:{number}"
+             for source in package.rglob("*.py") if source != Path(paths.__file__).resolve()
+             for number, line in enumerate(source.read_text().splitlines(), 1)
+             if ".mkdir(" in line or "makedirs(" in line]
+    assert found == []
+
+
+def test_a_database_owned_by_another_user_is_refused_and_left_alone(fresh: Path):
+    database.close()
+    other = unused_uid()
+    os.chown(fresh, other, -1)
+    before = fresh.read_bytes()
+    with pytest.raises(db.DatabaseError) as refused:
+        db.open_database(fresh)
+    me = owner_name(os.geteuid())
+    assert str(refused.value) == (
+        f"{fresh} is owned by uid {other}, not by {me}: mbxtui opens only databases of the user it runs as; "
+        f"run it as uid {other}")
+    assert fresh.read_bytes() == before
+    assert not Path(f"{fresh}-wal").exists() and not Path(f"{fresh}-shm").exists()
+
+
+def test_a_data_directory_owned_by_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    other = unused_uid()
+    os.chown(data_dir, other, -1)
+    monkeypatch.setenv("MBXTUI_DATA_DIR", str(data_dir))
+    with pytest.raises(paths.ForeignOwner) as refused:
+        paths.private_data_dir()
+    assert str(refused.value) == (
+        f"the data directory {data_dir} is owned by uid {other}, not by {owner_name(os.geteuid())}: "
+        f"run mbxtui as uid {other}, or choose a directory of your own with MBXTUI_DATA_DIR")
+
+
+def test_a_private_data_directory_is_made_0700(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask):
+    umask(0)
+    monkeypatch.setenv("MBXTUI_DATA_DIR", str(tmp_path / "new" / "data"))
+    assert paths.private_data_dir() == tmp_path / "new" / "data"
+    assert mode(tmp_path / "new") == 0o700 and mode(tmp_path / "new" / "data") == 0o700
+
+
+def test_a_database_made_owner_only_gets_no_warnings(fresh: Path):
+    operators.initialise(login="alice")
+    assert paths.storage_warnings(fresh, fresh.parent) == []
+
+
+@pytest.mark.parametrize("file_mode, problem", [
+    (0o620, "can be written by other users"),
+    (0o602, "can be written by other users"),
+    (0o666, "can be read and written by other users"),
+    (0o640, "can be read by other users"),
+])
+def test_a_database_others_can_write_gets_one_warning(fresh: Path, file_mode: int, problem: str):
+    os.chmod(fresh, file_mode)
+    assert paths.storage_warnings(fresh, fresh.parent) == [f"{fresh} {problem}; run: chmod 600 {fresh}"]
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_a_wal_or_shared_memory_file_others_can_write_gets_a_warning(fresh: Path, suffix: str):
+    operators.initialise(login="alice")  # a write, so the WAL and shared-memory files exist
+    companion = Path(f"{fresh}{suffix}")
+    os.chmod(companion, 0o622)
+    assert paths.storage_warnings(fresh, fresh.parent) == [
+        f"{companion} can be written by other users; run: chmod 600 {companion}"]
+
+
+@pytest.mark.parametrize("directory_mode", [0o770, 0o707, 0o777])
+def test_a_data_directory_others_can_write_gets_a_warning(fresh: Path, directory_mode: int):
+    os.chmod(fresh.parent, directory_mode)
+    try:
+        assert paths.storage_warnings(fresh, fresh.parent) == [
+            f"the data directory {fresh.parent} can be written by other users; run: chmod 700 {fresh.parent}"]
+    finally:
+        os.chmod(fresh.parent, 0o700)
+
+
+def test_a_database_in_a_directory_others_can_write_gets_a_warning(tmp_path: Path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # as /tmp: others may not delete the file, but may plant its -wal
+    data_dir = paths.ensure_private_dir(tmp_path / "data")
+    opened = db.open_database(shared / "mbxtui.db")
+    try:
+        assert paths.storage_warnings(shared / "mbxtui.db", data_dir) == [
+            f"the directory {shared} of the database can be written by other users, who could replace or "
+            f"plant files beside it; move the database to a directory only you can write to"]
+    finally:
+        opened.close()
+
+
+def test_a_server_database_is_checked_for_its_data_directory_only(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    os.chmod(data_dir, 0o777)
+    assert paths.storage_warnings("postgresql://u@db.example.test/mbxtui", data_dir) == [
+        f"the data directory {data_dir} can be written by other users; run: chmod 700 {data_dir}"]
+    assert paths.storage_warnings("postgresql://u@db.example.test/mbxtui", tmp_path / "missing") == []
 
 
 def _indexed_leading_columns(table: str) -> set[str]:

@@ -136,7 +136,8 @@ def _as_cluster_owner(workdir: Path) -> dict:
             "env": {**os.environ, "HOME": owner.pw_dir, "USER": "postgres", "LOGNAME": "postgres"}}
 
 
-def start_postgres() -> PostgresServer:
+def start_postgres(settings: dict[str, str] | None = None) -> PostgresServer:
+    """A new cluster; ``settings`` are more server settings (e.g. ``{"ssl": "on", ...}``)."""
     bin_dir = find_binaries()
     cluster = Path(tempfile.mkdtemp(prefix="mbxtui-pg-"))
     data_dir, socket_dir = cluster / "data", cluster / "run"
@@ -161,6 +162,8 @@ def start_postgres() -> PostgresServer:
                    "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                    "-c", "max_connections=300", "-c", "shared_buffers=128MB",
                    "-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=1h"]
+        for name, value in (settings or {}).items():
+            command += ["-c", f"{name}={value}"]
         with log.open("ab") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
                                        cwd=cluster, **run_as)

@@ -38,6 +38,22 @@ def binding_sql(alias: str) -> str:
     return " || ' ' || ".join(columns)
 
 
+CONFIRMED, NOT_CONFIRMED, NO_SECRET = "confirmed", "not confirmed", "no secret"
+
+
+def secret_state(record: Any, profile: Any) -> str:
+    """Whether the secrets set on ``record`` (a mailbox or profile row) are confirmed for
+    ``profile``'s endpoint as it is now: ``confirmed``, ``not confirmed`` or ``no secret``."""
+    bindings = [bound for present, bound in ((record.password_set, record.password_bound_to),
+                                             (record.token_set, record.token_bound_to)) if present]
+    if not bindings:
+        return NO_SECRET
+    if profile is None:
+        return NOT_CONFIRMED
+    now = binding_of(profile)
+    return CONFIRMED if all(bound == now for bound in bindings) else NOT_CONFIRMED
+
+
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 or localhost: traffic that never leaves the machine."""
     name = host.strip().lower().rstrip(".")

@@ -4,10 +4,12 @@ endpoint they were set or confirmed for (R34, ``endpoint_binding``)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from mbxtui.core.db import install_id, write_transaction
-from mbxtui.core.endpoint_binding import binding_of, binding_sql, plaintext_refusal
+from mbxtui.core.endpoint_binding import (
+    CONFIRMED, NO_SECRET, NOT_CONFIRMED, binding_of, binding_sql, plaintext_refusal, secret_state,
+)
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import Mailbox, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
@@ -21,8 +23,6 @@ TOKEN = "oauth2-token"
 MAX_SECRET = 4096
 # Who may confirm a secret for a new endpoint: whoever may set it.
 SET_SECRET = Permission.CONFIGURE
-# What a secret's endpoint is, as shown (``mailbox show``, ``profile show``, the console).
-CONFIRMED, NOT_CONFIRMED, NO_SECRET = "confirmed", "not confirmed", "no secret"
 
 
 def secret_key(kind: str, record_id: int, what: str, install: str | None = None) -> str:
@@ -132,22 +132,10 @@ def profile_secret(store: SecretStore, profile_id: int, what: str = PASSWORD) ->
 
 # --- R34: confirming a secret for a new endpoint ------------------------------------------------
 
-def secret_endpoint_state(record: Any, profile: Profile | None) -> str:
-    """Whether the secrets set on ``record`` (a mailbox or profile row) are confirmed for
-    ``profile``'s endpoint as it is now: ``confirmed``, ``not confirmed`` or ``no secret``."""
-    set_bindings = [getattr(record, _bound(what)) for what in (PASSWORD, TOKEN) if getattr(record, _flag(what))]
-    if not set_bindings:
-        return NO_SECRET
-    if profile is None:
-        return NOT_CONFIRMED
-    now = binding_of(profile)
-    return CONFIRMED if all(bound == now for bound in set_bindings) else NOT_CONFIRMED
-
-
 def mailbox_secret_state(actor: Actor, email: str) -> str:
     require(actor, Permission.READ)
     mailbox = mailboxes.get(email)
-    return secret_endpoint_state(mailbox, _profile_of(mailbox))
+    return secret_state(mailbox, _profile_of(mailbox))
 
 
 def confirmed_mailbox_ids(profile_name: str) -> list[int]:

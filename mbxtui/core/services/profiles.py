@@ -11,7 +11,9 @@ from peewee import fn
 
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
-from mbxtui.core.endpoint_binding import ENDPOINT_FIELDS, binding_of, cleartext_sides, plaintext_confirmed
+from mbxtui.core.endpoint_binding import (
+    ENDPOINT_FIELDS, binding_of, cleartext_sides, plaintext_confirmed, secret_state,
+)
 from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import Mailbox, Profile, User, utcnow
@@ -111,23 +113,13 @@ def _check_cleartext(values: dict[str, Any], profile_id: int, confirmed_for: str
             f"--allow-plaintext-credentials")
 
 
-def _require_plaintext_permission(actor: Actor) -> None:
-    require(actor, Permission.ALLOW_PLAINTEXT)
-
-
 def _values_of(profile: Profile) -> dict[str, Any]:
     return {key: getattr(profile, "owner_id" if key == "owner" else key) for key in EDITABLE}
 
 
 def secret_endpoint_state(profile: Profile) -> str:
-    """Whether the profile's secrets are confirmed for its endpoint as it is now (R34):
-    ``confirmed``, ``not confirmed`` or ``no secret``."""
-    now = binding_of(profile)
-    bindings = [bound for present, bound in ((profile.password_set, profile.password_bound_to),
-                                             (profile.token_set, profile.token_bound_to)) if present]
-    if not bindings:
-        return "no secret"
-    return "confirmed" if all(bound == now for bound in bindings) else "not confirmed"
+    """Whether the profile's secrets are confirmed for its endpoint as it is now (R34)."""
+    return secret_state(profile, profile)
 
 
 def set_or_not(present: bool) -> str:
@@ -240,7 +232,7 @@ def create(actor: Actor, *, allow_plaintext_credentials: bool = False, **fields:
     none to a host off this machine (R34)."""
     require(actor, Permission.CONFIGURE)
     if allow_plaintext_credentials:
-        _require_plaintext_permission(actor)
+        require(actor, Permission.ALLOW_PLAINTEXT)
     values: dict[str, Any] = {
         "username": "", "ca_file": None, "max_connections": 10, "timeout_seconds": 30,
         "verify_delivery": False, "owner": None, "process_email_from": None,
@@ -296,7 +288,7 @@ def update(actor: Actor, name: str, /, expected_version: int | None = None, *,
     only) confirms the endpoint as saved for them (R34)."""
     require(actor, Permission.CONFIGURE)
     if allow_plaintext_credentials:
-        _require_plaintext_permission(actor)
+        require(actor, Permission.ALLOW_PLAINTEXT)
     changes = {key: _clean_field(key, value) for key, value in fields.items() if value is not None}
     if not changes and not allow_plaintext_credentials:
         raise InvalidInput("profile", "nothing to change")

@@ -5,6 +5,7 @@ Enable; the listener received every password."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -155,3 +156,16 @@ def test_credentials_in_clear_to_a_host_off_this_machine_need_a_global_admin(org
     assert any(e["action"] == "profile.allow_plaintext_credentials" for e in audit.list_entries(org.admin, limit=3))
     org.test_enable(ALICE)
     assert last_failures(org, ALICE)["incoming"][1] != "NO_CREDENTIALS"  # now it really tries
+
+
+def test_a_profile_test_does_not_send_the_profile_password_to_a_changed_endpoint(org: Org):
+    org.profile("Master", incoming_auth="profile", outgoing_auth="profile", username=org.lab.master_login)
+    with HostileServer(imap_dialogue(Plan(starttls=ABSENT))) as listener:
+        profiles.update(SYD, "Master", incoming_port=listener.port, incoming_tls="none")
+        tested = org.cli("profile", "test", "Master", "--json")
+    assert tested.returncode == 3, tested.stderr
+    assert secret_leaks(listener.received_in_clear, org.lab.master_password) == []
+    assert listener.received_in_clear == b""
+    incoming = json.loads(tested.stdout)["directions"]["incoming"]["failure"]
+    assert (incoming["step"], incoming["code"]) == ("check", "NO_CREDENTIALS")
+    assert "`mbxtui profile confirm-secret Master`" in incoming["message"]

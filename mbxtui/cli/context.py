@@ -49,9 +49,12 @@ class Context:
     @property
     def actor(self) -> Actor:
         if self._actor is None:
+            from mbxtui.core import server_roles
             from mbxtui.core.services import operators
 
-            self._actor = operators.current_actor(as_login=self.args.as_login)
+            actor = operators.current_actor(as_login=self.args.as_login)
+            server_roles.assume(actor)
+            self._actor = actor
         return self._actor
 
     @property

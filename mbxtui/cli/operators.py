@@ -54,6 +54,17 @@ def cmd_operator_remove(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_operator_sync_roles(ctx: Context, args: argparse.Namespace) -> int:
+    from mbxtui.core import db, server_roles
+    from mbxtui.core.models import database
+
+    with db.write_transaction():  # the server allows it to global_admins and the owner only
+        count = server_roles.grant_every_operator(database.obj)
+    print(f"the database roles of {count} operator(s) match their mbxtui roles" if count
+          else "nothing to do: only a PostgreSQL server enforces roles")
+    return EXIT_OK
+
+
 def register_init(commands: Commands) -> None:
     command(commands, "init", cmd_init, "create the database and make your login its global_admin")
 
@@ -70,6 +81,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--user", metavar="USER_EMAIL", help="the user this operator is ('My Mailboxes')")
     json_option(p)
     json_option(command(operators, "list", cmd_operator_list, "list operators"))
+    command(operators, "sync-roles", cmd_operator_sync_roles,
+            "PostgreSQL: give each operator's database role the membership its mbxtui role says")
     p = command(operators, "set-role", cmd_operator_set_role, "change an operator's role")
     p.add_argument("login")
     p.add_argument("--role", required=True)

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     import peewee
 
+    from mbxtui.core import server_roles
     from mbxtui.core.errors import MbxError
 
     name = " ".join(part for part in (args.command or "console", getattr(args, "subcommand", None)) if part)
@@ -88,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
         reason = ("another session held the database for longer than the busy timeout; nothing was changed, "
                   "try again" if busy else "database error: " + " ".join(str(exc).split()))
         return _refused(name, EXIT_ERROR, safe(reason))
+    except peewee.DatabaseError as exc:
+        refusal = server_roles.refusal(exc)
+        if refusal is None:
+            log.exception("%s failed", name)
+            raise
+        return _refused(name, EXIT_ERROR, safe(refusal))
     except KeyboardInterrupt:
         return _refused(name, 130, "interrupted")
     except BrokenPipeError:

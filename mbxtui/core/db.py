@@ -16,8 +16,8 @@ from typing import Iterator
 import peewee
 from peewee import SqliteDatabase
 
-from mbxtui.core import dialect
-from mbxtui.core.errors import MbxError
+from mbxtui.core import dialect, server_roles
+from mbxtui.core.errors import MbxError, PermissionDenied
 from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS, POSTGRES_MIGRATIONS
 from mbxtui.core.models import database
 from mbxtui.core.paths import ensure_private_dir, foreign_owner, is_server_url, user_name
@@ -284,6 +284,13 @@ def install_id() -> str:
 @contextmanager
 def write_transaction() -> Iterator[None]:
     """A transaction that holds the write lock from its start: writers queue one behind the other
-    (see ``dialect.write_transaction``)."""
-    with dialect.current().write_transaction(database):
-        yield
+    (see ``dialect.write_transaction``). A PostgreSQL server's refusal of the session's role
+    (R35) becomes a PermissionDenied sentence, the transaction rolled back."""
+    try:
+        with dialect.current().write_transaction(database):
+            yield
+    except peewee.DatabaseError as exc:
+        sentence = server_roles.refusal(exc)
+        if sentence is None:
+            raise
+        raise PermissionDenied(sentence) from None

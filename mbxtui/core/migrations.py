@@ -191,6 +191,164 @@ UPDATE "mailbox" SET
 """
 POSTGRES_SCHEMA_0006 = SCHEMA_0006
 
+# R35: on PostgreSQL the server enforces each operator's role. One group role per mbxtui role
+# (cluster-wide, so created only when missing); an operator is a login role of the same name that
+# is a member of one of them (``mbxtui_set_operator_role``, run by ``mbxtui operator add|set-role|
+# remove``). Viewers read; the other roles write, but only approvers change a mailbox's approval
+# (a trigger on the three approval columns: it stays right whatever columns later steps add); only
+# global_admin writes operators; audit rows are stamped by the server with the session's role and
+# nobody but the owner updates or deletes them, nor the rows mbxtui never deletes. The owner (and a
+# superuser) is trusted as it is: it can alter the tables anyway. Tables later steps create get the
+# writers' grants by default; a later step that needs others (another append-only table) says so.
+# SQLite has nothing to enforce: whoever can write the file can do anything.
+SCHEMA_0007 = ""
+POSTGRES_SCHEMA_0007 = r"""
+DO $$
+DECLARE
+  group_name text;
+BEGIN
+  FOREACH group_name IN ARRAY ARRAY['mbxtui_global_admin', 'mbxtui_service_admin', 'mbxtui_system_admin', 'mbxtui_viewer'] LOOP
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = group_name) THEN
+      BEGIN
+        EXECUTE format('CREATE ROLE %I NOLOGIN', group_name);
+      EXCEPTION
+        WHEN duplicate_object OR unique_violation THEN NULL;  -- another database created it meanwhile
+        WHEN insufficient_privilege THEN
+          RAISE EXCEPTION 'the role % does not exist and % may not create it: connect once as a role with CREATEROLE, or have a database administrator run CREATE ROLE % NOLOGIN for each of mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin and mbxtui_viewer', group_name, current_user, group_name
+            USING ERRCODE = 'insufficient_privilege';
+      END;
+    END IF;
+  END LOOP;
+  EXECUTE format('GRANT USAGE ON SCHEMA %I TO mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin, mbxtui_viewer', current_schema());
+  EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin, mbxtui_viewer', current_schema());
+  EXECUTE format('GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin', current_schema());
+  EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin', current_schema());
+  EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin, mbxtui_viewer', current_schema());
+  EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT INSERT, UPDATE, DELETE ON TABLES TO mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin', current_schema());
+  EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT USAGE, SELECT ON SEQUENCES TO mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin', current_schema());
+END
+$$;
+REVOKE INSERT, UPDATE, DELETE ON "meta", "schema_version" FROM mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin;
+REVOKE INSERT, UPDATE, DELETE ON "operator" FROM mbxtui_service_admin, mbxtui_system_admin;
+REVOKE UPDATE, DELETE ON "audit_entry", "audit_record" FROM mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin;
+-- mbxtui deletes none of these rows (records are deactivated, alerts dismissed): a raw DELETE
+-- would change them without an audit entry.
+REVOKE DELETE ON "user", "queue", "profile", "mailbox", "org_settings", "alert", "test_batch", "test_job"
+  FROM mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin;
+
+-- Whether ``who`` owns the mbxtui tables (or is a superuser, who is a member of every role).
+CREATE FUNCTION "mbxtui_is_owner"(who name) RETURNS boolean LANGUAGE sql STABLE AS $$
+  SELECT pg_has_role(who, (SELECT relowner FROM pg_class WHERE oid = 'audit_entry'::regclass), 'MEMBER')
+$$;
+CREATE FUNCTION "mbxtui_is_approver"() RETURNS boolean LANGUAGE sql STABLE AS $$
+  SELECT pg_has_role(current_user, 'mbxtui_global_admin', 'USAGE') OR pg_has_role(current_user, 'mbxtui_service_admin', 'USAGE')
+      OR "mbxtui_is_owner"(current_user)
+$$;
+
+-- A role that may not approve may still give a mailbox the approval every new or re-addressed
+-- mailbox gets (pending or empty; approved by exchange_online on an Exchange Online profile, R6).
+CREATE FUNCTION "mbxtui_check_approval"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF (NEW."approval" IN ('pending', 'empty') AND NEW."approved_by" IS NULL AND NEW."approved_on" IS NULL)
+     OR (NEW."approval" = 'approved' AND NEW."approved_by" = 'exchange_online'
+         AND (SELECT "type" FROM "profile" WHERE "id" = NEW."profile_id") = 'exchange_online') THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'the role % may not approve or reject email addresses: this needs the role global_admin or service_admin', current_user
+    USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER "mailbox_approval_insert" BEFORE INSERT ON "mailbox"
+  FOR EACH ROW WHEN (NOT "mbxtui_is_approver"()) EXECUTE FUNCTION "mbxtui_check_approval"();
+CREATE TRIGGER "mailbox_approval_update" BEFORE UPDATE OF "approval", "approved_by", "approved_on" ON "mailbox"
+  FOR EACH ROW WHEN ((OLD."approval", OLD."approved_by", OLD."approved_on") IS DISTINCT FROM
+                     (NEW."approval", NEW."approved_by", NEW."approved_on") AND NOT "mbxtui_is_approver"())
+  EXECUTE FUNCTION "mbxtui_check_approval"();
+
+-- The audit names who the server knows: the session's role, or with SET ROLE (mbxtui --as) the
+-- role acted as, and the session's role as by_login; the time is the server's.
+CREATE FUNCTION "mbxtui_stamp_audit_entry"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT "mbxtui_is_owner"(session_user) THEN
+    NEW."login" := current_user;
+    NEW."by_login" := CASE WHEN current_user <> session_user THEN session_user END;
+    NEW."at" := date_trunc('second', now() AT TIME ZONE 'UTC');
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER "audit_entry_stamp" BEFORE INSERT ON "audit_entry"
+  FOR EACH ROW EXECUTE FUNCTION "mbxtui_stamp_audit_entry"();
+
+-- Records go only under entries written in one's own name.
+CREATE FUNCTION "mbxtui_check_audit_records"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT "mbxtui_is_owner"(session_user) AND EXISTS (
+      SELECT FROM "audit_entry" e WHERE e."id" IN (SELECT DISTINCT "entry_id" FROM added)
+        AND (e."login" <> current_user
+             OR e."by_login" IS DISTINCT FROM CASE WHEN current_user <> session_user THEN session_user END)) THEN
+    RAISE EXCEPTION 'the role % may add audit records only to its own audit entries', current_user
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER "audit_record_owner" AFTER INSERT ON "audit_record" REFERENCING NEW TABLE AS added
+  FOR EACH STATEMENT EXECUTE FUNCTION "mbxtui_check_audit_records"();
+
+-- operator add|set-role|remove: the login role (created when missing, with LOGIN and no password:
+-- how it authenticates is the database administrator's business) is made a member of exactly the
+-- group of ``operator_role``, or of none when it is NULL. Runs as its owner, for global_admins.
+CREATE FUNCTION "mbxtui_set_operator_role"(operator_login text, operator_role text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  groups text[] := ARRAY['mbxtui_global_admin', 'mbxtui_service_admin', 'mbxtui_system_admin', 'mbxtui_viewer'];
+  wanted text := 'mbxtui_' || operator_role;
+  group_name text;
+BEGIN
+  IF operator_role IS NOT NULL AND NOT wanted = ANY (groups) THEN
+    RAISE EXCEPTION 'no mbxtui role %', operator_role USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF operator_login = ANY (groups) THEN
+    RAISE EXCEPTION '% is one of mbxtui''s group roles, not an operator', operator_login USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = operator_login) THEN
+    IF operator_role IS NULL THEN
+      RETURN;
+    END IF;
+    EXECUTE format('CREATE ROLE %I LOGIN', operator_login);
+  END IF;
+  FOREACH group_name IN ARRAY groups LOOP
+    IF group_name IS DISTINCT FROM wanted AND EXISTS (
+        SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
+        WHERE g.rolname = group_name AND r.rolname = operator_login) THEN
+      EXECUTE format('REVOKE %I FROM %I', group_name, operator_login);
+    END IF;
+  END LOOP;
+  IF operator_role IS NOT NULL AND NOT EXISTS (
+      SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
+      WHERE g.rolname = wanted AND r.rolname = operator_login) THEN
+    EXECUTE format('GRANT %I TO %I', wanted, operator_login);
+  END IF;
+END
+$$;
+-- A session's temporary tables come first in its search path: the functions above read only
+-- mbxtui's own tables, whatever the session names like them.
+DO $$
+DECLARE
+  function_name text;
+BEGIN
+  FOREACH function_name IN ARRAY ARRAY['"mbxtui_is_owner"(name)', '"mbxtui_is_approver"()', '"mbxtui_check_approval"()',
+                                       '"mbxtui_stamp_audit_entry"()', '"mbxtui_check_audit_records"()'] LOOP
+    EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp', function_name, current_schema());
+  END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION "mbxtui_set_operator_role"(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION "mbxtui_set_operator_role"(text, text) TO mbxtui_global_admin;
+SELECT "mbxtui_set_operator_role"("login", "role") FROM "operator" WHERE "active" = 1;
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_0001),
     (2, SCHEMA_0002),
@@ -198,6 +356,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (4, SCHEMA_0004),
     (5, SCHEMA_0005),
     (6, SCHEMA_0006),
+    (7, SCHEMA_0007),
 ]
 
 POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
@@ -207,6 +366,7 @@ POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (4, POSTGRES_SCHEMA_0004),
     (5, POSTGRES_SCHEMA_0005),
     (6, POSTGRES_SCHEMA_0006),
+    (7, POSTGRES_SCHEMA_0007),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

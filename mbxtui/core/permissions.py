@@ -1,5 +1,7 @@
 """Who may do what (DOMAIN.md "Operator"). Every service checks here, so no interface can skip it;
-the console asks ``allowed`` to grey out what the operator cannot do."""
+the console asks ``allowed`` to grey out what the operator cannot do. On SQLite these checks are
+all there is (whoever can write the file can do anything); on PostgreSQL the server enforces the
+same grants a second time, against any client (R35, ``server_roles``)."""
 
 from __future__ import annotations
 

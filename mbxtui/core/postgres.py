@@ -153,11 +153,21 @@ class QmarkCursor(psycopg2.extensions.cursor):
 
 class MbxPostgresqlDatabase(peewee.PostgresqlDatabase):
     dialect_name = "postgresql"
+    # The role every connection acts as (``mbxtui --as``; see server_roles.act_as), or None.
+    assumed_role: str | None = None
 
     def _connect(self):
         connection = super()._connect()
         psycopg2.extensions.register_type(TIMESTAMP_AS_TEXT, connection)
+        self.assume_role(connection)
         return connection
+
+    def assume_role(self, connection) -> None:
+        """SET ROLE on ``connection`` (autocommit: it lasts for the session) when a role is assumed."""
+        if self.assumed_role is None:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SET ROLE " + psycopg2.extensions.quote_ident(self.assumed_role, connection))
 
 
 def database_for(url: str) -> MbxPostgresqlDatabase:

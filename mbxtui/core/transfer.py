@@ -18,7 +18,7 @@ import peewee
 import psycopg2
 
 from mbxtui.core import db as databases
-from mbxtui.core import dialect
+from mbxtui.core import dialect, server_roles
 from mbxtui.core.errors import MbxError
 from mbxtui.core.models import ALL_MODELS, OrgSettings
 from mbxtui.core.paths import database_location, is_server_url
@@ -124,6 +124,7 @@ def _copy(source_db: peewee.Database, target_db: peewee.Database, source: str, t
                     target_db.execute_sql(reset)
                 _verify_count(reader, target_reader, table, copied, source, target)
                 summary.tables.append(CopiedTable(table, copied))
+            server_roles.grant_every_operator(target_db)  # R35: the server enforces the copied roles
             summary.install_id = _one(target_reader, "SELECT value FROM meta WHERE key = 'install_id'")
             summary.mailbox_secrets = _one(target_reader, "SELECT count(*) FROM mailbox "
                                                           "WHERE password_set = 1 OR token_set = 1")

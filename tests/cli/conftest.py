@@ -9,7 +9,6 @@ Secrets go to the encrypted file keyring in the test's data directory (no OS key
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import subprocess
@@ -20,14 +19,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from mbxtui.core import db
+from mbxtui.core import db, server_roles
 from mbxtui.core.services import operators, profiles, settings, users
 from tests import backends
 from tests.backends import Databases
 from tests.core.support import IMAP_PROFILE, LOGINS
 
 REPO = Path(__file__).resolve().parents[2]
-OS_LOGIN = getpass.getuser()
+OS_LOGIN = operators.os_login()  # on PostgreSQL the lab's superuser of the same name (tests/lab)
 MASTER_PASSWORD = "master password of the test keyring"
 CLI_TIMEOUT_SECONDS = 60
 
@@ -115,6 +114,16 @@ def build_template(path: Path | str) -> None:
         opened.close()
 
 
+def sync_server_roles(location: str) -> None:
+    """The database roles are the cluster's, shared by every test database: give the template's
+    operators their roles again, whatever another test made of the same logins."""
+    opened = db.open_database(location)
+    try:
+        server_roles.grant_every_operator(opened)
+    finally:
+        opened.close()
+
+
 @pytest.fixture(scope="session")
 def cli_template(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Path | str:
     assert OS_LOGIN not in LOGINS.values(), f"the tests use the login {OS_LOGIN} for another operator"
@@ -128,5 +137,7 @@ def cli(databases: Databases, cli_template: Path | str, tmp_path: Path) -> Itera
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     path = databases.copy(cli_template, data_dir)
+    if backends.ON_POSTGRES:
+        sync_server_roles(path)
     yield Cli(path, data_dir)
     databases.drop(path)

@@ -25,7 +25,7 @@ from mbxtui.core.migrations import LATEST_VERSION
 from mbxtui.core.models import Mailbox, User, database
 from mbxtui.core.services import mailbox_views, operators, users
 from tests.backends import ON_POSTGRES, Databases, query
-from tests.lab.postgres import start_postgres
+from tests.lab.postgres import TEST_LOGIN, start_postgres
 
 on_postgres = pytest.mark.skipif(not ON_POSTGRES, reason="runs when the suite runs on PostgreSQL")
 
@@ -87,7 +87,7 @@ def test_a_database_that_does_not_exist_is_one_clear_error(databases: Databases)
 
 @on_postgres
 def test_an_unknown_role_is_one_clear_error(databases: Databases, tmp_path):
-    url = databases.new(tmp_path).replace("postgres@", "nobody@")
+    url = databases.new(tmp_path).replace(f"{TEST_LOGIN}@", "nobody@")
     with pytest.raises(db.DatabaseError, match='cannot connect to .*role "nobody" does not exist'):
         db.open_database(url)
 

@@ -259,3 +259,15 @@ def test_the_secrets_note_names_the_keyring_entries_and_how_to_move_them(source,
     assert "service 'mbxtui'" in note
     assert "secrets.cfg" in note and "master password" in note
     assert "1 mailboxes" in note
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: its server enforces the operators' roles (R35)")
+def test_a_copy_into_postgresql_gives_each_operator_its_database_role(source, target):
+    viewer = "vic_" + str(target).rsplit("/", 1)[-1]  # roles are the cluster's: a name of this test's own
+    change_source(source, "UPDATE operator SET login = ? WHERE login = 'vic'", (viewer,))
+    copy_installation(source, target)
+    members = query(target, "SELECT r.rolname, g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+                            "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname IN (?, 'alice')", (viewer,))
+    assert {tuple(row) for row in members} >= {(viewer, "mbxtui_viewer"), ("alice", "mbxtui_global_admin")}
+    assert [row[1] for row in members if row[0] == viewer] == ["mbxtui_viewer"]
+    execute(target, f'DROP ROLE "{viewer}"')

@@ -37,6 +37,10 @@ STOP_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 60.0
 START_ATTEMPTS = 3  # the port is picked free but may be taken before the server binds it
 SUPERUSER = "postgres"
+# The tests connect as a superuser named after the OS account running them: on PostgreSQL the
+# operator is the session's role (R35), so the login that initialises a test database is the same
+# on both backends.
+TEST_LOGIN = pwd.getpwuid(os.geteuid()).pw_name
 
 
 def find_binaries() -> Path:
@@ -66,8 +70,8 @@ class PostgresServer:
     version: int = 0  # the major version, from the bin directory's path
     _admin: Any = None
 
-    def url(self, database: str) -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, user: str = TEST_LOGIN) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the unix socket; raises LabError with psql's message."""
@@ -170,6 +174,8 @@ def start_postgres(settings: dict[str, str] | None = None) -> PostgresServer:
         server = PostgresServer(bin_dir, data_dir, socket_dir, log, port, process, run_as,
                                 version=int(bin_dir.parent.name) if bin_dir.parent.name.isdigit() else 0)
         if _wait_ready(server):
+            if TEST_LOGIN != SUPERUSER:
+                server.admin(f'CREATE ROLE "{TEST_LOGIN}" SUPERUSER LOGIN')
             return server
         last_error = server.log_tail()
         server.process.kill()

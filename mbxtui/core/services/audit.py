@@ -58,10 +58,12 @@ def record_selection(
 ) -> int:
     """An entry for a set-based change of mailboxes: the before values of ``columns`` are read from
     every row matching ``where_sql`` by one INSERT ... SELECT, before the UPDATE runs.
-    ``summary`` may hold ``{count}``, replaced by the number of records."""
+    ``summary`` may hold ``{count}``, replaced by the number of records. The rows are counted
+    first, so the entry is written once, whole: on PostgreSQL nobody but the owner may update it."""
+    count = database.execute_sql(f"SELECT count(*) FROM mailbox WHERE {where_sql}", tuple(params)).fetchone()[0]
     entry = AuditEntry.create(
         at=utcnow(), login=actor.login, by_login=actor.by_login, action=action,
-        record_kind="mailbox", record_count=0, summary=summary,
+        record_kind="mailbox", record_count=count, summary=summary.replace("{count}", str(count)),
     )
     before = dialect.current().json_object(columns)
     cursor = database.execute_sql(
@@ -69,10 +71,8 @@ def record_selection(
         f'SELECT ?, \'mailbox\', id, {before}, ? FROM mailbox WHERE {where_sql}',
         (entry.id, _dump(after), *params),
     )
-    count = cursor.rowcount
-    AuditEntry.update(record_count=count, summary=summary.replace("{count}", str(count))).where(
-        AuditEntry.id == entry.id
-    ).execute()
+    if cursor.rowcount != count:  # the caller holds the write lock: nothing may change in between
+        raise RuntimeError(f"audit: {count} mailboxes matched, then {cursor.rowcount}")
     return count
 
 

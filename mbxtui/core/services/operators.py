@@ -1,14 +1,16 @@
-"""Operators and roles: identity is the OS login name; the first to initialise is global_admin."""
+"""Operators and roles (R35): on SQLite the operator is the OS account of the effective uid, on
+PostgreSQL the database role of the session (``server_roles``); the first to initialise is
+global_admin. On PostgreSQL adding an operator, changing their role or removing them moves the
+membership of the login role in the group roles the server enforces, in the same transaction."""
 
 from __future__ import annotations
 
-import getpass
 import os
 import pwd
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mbxtui.core import validation
+from mbxtui.core import server_roles, validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import Role
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound, NotInitialised, PermissionDenied
@@ -19,11 +21,32 @@ from mbxtui.core.services import audit
 
 def os_login() -> str:
     """The login of the effective user id: unlike LOGNAME or USER, it cannot be set to another
-    operator's name from the environment."""
+    operator's name from the environment. A uid with no passwd entry (common in containers) is
+    nobody mbxtui can vouch for: refused, never guessed from the environment."""
+    uid = os.geteuid()
     try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:  # a uid with no passwd entry (some containers)
-        return getpass.getuser()
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        raise PermissionDenied(
+            f"this process runs as uid {uid}, which has no entry in the system's user database (passwd), "
+            "so mbxtui cannot tell who you are: run it as a user with an account; nothing was changed"
+        ) from None
+
+
+def connected_login() -> str:
+    """Who this process is, as far as the database can tell: the session's role on PostgreSQL,
+    the OS login on SQLite."""
+    return server_roles.session_login() if server_roles.enforced() else os_login()
+
+
+def _valid_login(login: str) -> str:
+    login = validation.text("login", login, max_length=64)
+    if server_roles.enforced():
+        if len(login.encode()) > server_roles.ROLE_NAME_BYTES:
+            raise InvalidInput("login", f"a PostgreSQL role name has at most {server_roles.ROLE_NAME_BYTES} bytes")
+        if login in server_roles.GROUPS.values():
+            raise InvalidInput("login", f"{login} is one of mbxtui's group roles, not an operator")
+    return login
 
 
 def _actor_for(operator: Operator, by_login: str | None = None) -> Actor:
@@ -37,8 +60,8 @@ def _actor_for(operator: Operator, by_login: str | None = None) -> Actor:
 
 
 def initialise(login: str | None = None) -> Actor:
-    """Make ``login`` (default: the OS login) the first operator, a global_admin."""
-    login = validation.text("login", login or os_login(), max_length=64)
+    """Make ``login`` (default: the connected login) the first operator, a global_admin."""
+    login = _valid_login(login or connected_login())
     with write_transaction():
         if Operator.select().exists():
             existing = Operator.get_or_none(Operator.login == login)
@@ -46,6 +69,8 @@ def initialise(login: str | None = None) -> Actor:
                 return _actor_for(existing)
             raise Conflict("the database is already initialised; ask a global_admin to add you as an operator")
         operator = Operator.create(login=login, role=Role.GLOBAL_ADMIN.value)
+        if server_roles.enforced():
+            server_roles.set_operator_role(login, Role.GLOBAL_ADMIN)
         actor = _actor_for(operator)
         audit.record(actor, "operator.init", "operator", f"initialised the database; {login} is global_admin",
                      [(operator.id, None, {"login": login, "role": operator.role})])
@@ -53,8 +78,9 @@ def initialise(login: str | None = None) -> Actor:
 
 
 def current_actor(as_login: str | None = None, login: str | None = None) -> Actor:
-    """The operator for this OS login, or the one named by ``as_login`` when a global_admin acts as it."""
-    login = login or os_login()
+    """The operator for the connected login, or the one named by ``as_login`` when a global_admin
+    acts as it (on PostgreSQL the session's role must also be a member of that operator's role)."""
+    login = login or connected_login()
     if not Operator.select().exists():
         raise NotInitialised("this database has no operators yet: run `mbxtui init` first")
     operator = Operator.get_or_none((Operator.login == login) & (Operator.active == True))  # noqa: E712
@@ -71,6 +97,11 @@ def current_actor(as_login: str | None = None, login: str | None = None) -> Acto
     target = Operator.get_or_none((Operator.login == as_login) & (Operator.active == True))  # noqa: E712
     if target is None:
         raise NotFound(f"--as: no active operator with login {validation.shown(as_login)}")
+    if server_roles.enforced() and not server_roles.may_act_as(as_login):
+        raise PermissionDenied(
+            f"{login} may not act as {as_login} on this database server: the role {login} is not a member of "
+            f"the role {as_login}; a database administrator can allow it with: GRANT \"{as_login}\" TO \"{login}\""
+        )
     return _actor_for(target, by_login=login)
 
 
@@ -86,7 +117,7 @@ def _user_by_email(field: str, value: str | None) -> User | None:
 
 def add(actor: Actor, login: str, role: str, user_email: str | None = None) -> OperatorRecord:
     require(actor, Permission.MANAGE_OPERATORS)
-    login = validation.text("login", login, max_length=64)
+    login = _valid_login(login)
     role = validation.choice("role", role, Role)
     user = _user_by_email("user", user_email)
     with write_transaction():
@@ -98,6 +129,7 @@ def add(actor: Actor, login: str, role: str, user_email: str | None = None) -> O
         else:  # removed earlier: the login is unique, so the same row comes back
             operator.role, operator.user, operator.active = role.value, user, True
             operator.save()
+        _grant(login, role)
         audit.record(actor, "operator.add", "operator", f"added operator {login} as {role.value}",
                      [(operator.id, None, {"login": login, "role": role.value})])
     return OperatorRecord.of(operator)
@@ -115,6 +147,7 @@ def set_role(actor: Actor, login: str, role: str) -> OperatorRecord:
         before = operator.role
         operator.role = role.value
         operator.save()
+        _grant(login, role)
         audit.record(actor, "operator.role", "operator", f"{login}: role {before} -> {role.value}",
                      [(operator.id, {"role": before}, {"role": role.value})])
     return OperatorRecord.of(operator)
@@ -128,8 +161,14 @@ def remove(actor: Actor, login: str) -> None:
             _refuse_removing_last_global_admin(operator)
         operator.active = False
         operator.save()
+        _grant(login, None)
         audit.record(actor, "operator.remove", "operator", f"removed operator {login}",
                      [(operator.id, {"active": True}, {"active": False})])
+
+
+def _grant(login: str, role: Role | None) -> None:
+    if server_roles.enforced():
+        server_roles.set_operator_role(login, role)
 
 
 def _refuse_removing_last_global_admin(operator: Operator) -> None:

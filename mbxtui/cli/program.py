@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     import peewee
 
     from mbxtui.core import server_roles
-    from mbxtui.core.errors import MbxError
+    from mbxtui.core.errors import MbxError, problem_sentence
 
     name = " ".join(part for part in (args.command or "console", getattr(args, "subcommand", None)) if part)
     log.info("mbxtui %s: %s", __version__, name)
@@ -85,26 +85,25 @@ def run(args: argparse.Namespace) -> int:
     except MbxError as exc:
         return _refused(name, EXIT_ERROR, safe(exc))
     except (sqlite3.OperationalError, peewee.OperationalError) as exc:
-        busy = "locked" in str(exc) or "busy" in str(exc)
-        reason = ("another session held the database for longer than the busy timeout; nothing was changed, "
-                  "try again" if busy else "database error: " + " ".join(str(exc).split()))
-        return _refused(name, EXIT_ERROR, safe(reason))
+        return _refused(name, EXIT_ERROR, safe(problem_sentence(exc)))
     except peewee.DatabaseError as exc:
         refusal = server_roles.refusal(exc)
         if refusal is None:
-            log.exception("%s failed", name)
-            raise
+            line, _report = logs.report_crash(exc, what=name)
+            print(line, file=sys.stderr)
+            return EXIT_ERROR
         return _refused(name, EXIT_ERROR, safe(refusal))
     except KeyboardInterrupt:
         return _refused(name, 130, "interrupted")
     except BrokenPipeError:
         log.info("%s: its output was closed", name)
         return EXIT_OK
-    except Exception:
-        # Not one of the refusals above: a bug. Python prints the traceback as before; the log
-        # keeps it too.
-        log.exception("%s failed", name)
-        raise
+    except Exception as exc:
+        # Not one of the refusals above: a bug. Its traceback (never local variables' values) goes
+        # to the log file or a crash report file; the terminal gets one line naming it.
+        line, _report = logs.report_crash(exc, what=name)
+        print(line, file=sys.stderr)
+        return EXIT_ERROR
     log.info("%s: exit status %d", name, code)
     return code
 

@@ -37,3 +37,30 @@ class PermissionDenied(MbxError):
 
 class NotInitialised(MbxError):
     pass
+
+
+DATABASE_BUSY = ("another session held the database for longer than the busy timeout; nothing was changed, "
+                 "try again")
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """An error of the database itself (SQLite or PostgreSQL), as opposed to a refusal or a bug."""
+    import sqlite3
+
+    import peewee
+
+    return isinstance(exc, (sqlite3.Error, peewee.DatabaseError, peewee.InterfaceError))
+
+
+def problem_sentence(exc: BaseException) -> str:
+    """What a face shows, on one line, for an exception a call raised: a refusal's own sentence, a
+    database that stayed locked or failed, else the kind of error and its text. Secrets never reach
+    an exception's text (R4), and no local variable is ever shown."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MbxError):
+        return text
+    if is_database_error(exc):
+        if "locked" in text or "busy" in text:
+            return DATABASE_BUSY
+        return f"database error: {text}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

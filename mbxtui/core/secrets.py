@@ -16,10 +16,15 @@ Which store holds them is decided by :meth:`SecretStore.open`:
 
 ``MBXTUI_MASTER_PASSWORD`` supplies that master password without asking: it is meant for
 automation (scripts, the CLI in cron jobs), since an environment variable is visible to other
-processes of the same user and may end up in shell history.
+processes of the same user and may end up in shell history. :meth:`SecretStore.open` removes it
+from the environment once read (``os.environ`` and the C environment, which child processes
+inherit); ``/proc/PID/environ`` keeps showing the environment the process started with.
 
-A backend that keeps secrets unencrypted (such as keyrings.alt's ``PlaintextKeyring``) is used if
-it is the one configured, with ``SecretStore.plaintext`` set and a warning to show.
+A backend that keeps secrets unencrypted (such as keyrings.alt's ``PlaintextKeyring``) is used only
+when it is configured by name (``PYTHON_KEYRING_BACKEND`` or ``keyringrc.cfg``), with
+``SecretStore.plaintext`` set and a warning to show. The keyring library's automatic choice would
+take one merely because it is installed (keyrings.alt often comes along with other tools): mbxtui
+leaves them out of that choice, so the encrypted file is used instead.
 """
 
 from __future__ import annotations
@@ -131,8 +136,12 @@ class SecretStore:
 
         With the encrypted file and ``MBXTUI_MASTER_PASSWORD`` set, the store is unlocked with it
         (the file is created with that password if it does not exist yet); the ``notice`` of that
-        unlock, if any, is added to ``warning``.
+        unlock, if any, is added to ``warning``. The variable is removed from the environment
+        whichever store is chosen.
         """
+        # Read once and taken out of the environment: child processes do not inherit it, and
+        # nothing later in this process finds it there.
+        master_password = os.environ.pop(MASTER_PASSWORD_ENV, None)
         choice = os.environ.get(KEYRING_CHOICE_ENV, "").strip().lower()
         if choice not in ("", "auto", "file"):
             raise SecretsError(
@@ -147,7 +156,6 @@ class SecretStore:
             if os_keyring is not None:
                 return cls._for_os_keyring(os_keyring, secrets_file)
         store = cls._for_encrypted_file(secrets_file, os_keyring_problem)
-        master_password = os.environ.get(MASTER_PASSWORD_ENV)
         if master_password:
             try:
                 store.unlock(master_password)
@@ -325,7 +333,7 @@ def _usable_os_keyring() -> tuple[keyring.backend.KeyringBackend | None, str | N
     members = _members(backend)
     stores_nothing = all(isinstance(member, (fail.Keyring, null.Keyring)) for member in members)
     if stores_nothing or _asks_for_master_password(backend):
-        return None, None
+        return None, _plaintext_left_out()
     try:
         backend.get_password(SERVICE, "availability-check")
     except Exception as exc:
@@ -340,9 +348,32 @@ def _usable_os_keyring() -> tuple[keyring.backend.KeyringBackend | None, str | N
 def _may_be_chosen_automatically(backend: keyring.backend.KeyringBackend) -> bool:
     # keyrings.cryptfile registers its backends merely by being installed for the fallback; left in,
     # the automatic choice without an OS keyring would be its file keyring, which prompts with
-    # getpass() and keeps its file outside mbxtui's data directory.
+    # getpass() and keeps its file outside mbxtui's data directory. A plaintext backend (keyrings.alt's)
+    # is never chosen for being installed: only when configured by name.
     module = type(backend).__module__
-    return not module.startswith("keyrings.cryptfile") and not _asks_for_master_password(backend)
+    return (not module.startswith("keyrings.cryptfile") and not _asks_for_master_password(backend)
+            and not _is_plaintext(backend))
+
+
+def _plaintext_left_out() -> str | None:
+    """A sentence when a plaintext keyring the automatic choice left out already holds a file
+    (secrets an earlier mbxtui may have kept there), else None."""
+    # keyrings.alt's and keyrings.cryptfile's plaintext keyrings share one file: name the same one
+    # every time.
+    candidates = sorted(keyring.backend.get_all_keyring(), key=lambda b: (type(b).__module__, type(b).__qualname__))
+    for candidate in candidates:
+        file_path = getattr(candidate, "file_path", None)
+        if not _is_plaintext(candidate) or not isinstance(file_path, (str, os.PathLike)):
+            continue
+        if Path(file_path).exists():
+            name = _describe_backend(candidate)
+            backend_class = type(candidate)
+            return (
+                f"{name} keeps secrets unencrypted, so mbxtui no longer uses it unless it is named: "
+                f"set the passwords again (they are now kept in the encrypted file), or set "
+                f"PYTHON_KEYRING_BACKEND={backend_class.__module__}.{backend_class.__qualname__} to keep using it."
+            )
+    return None
 
 
 def _asks_for_master_password(backend: keyring.backend.KeyringBackend) -> bool:

@@ -12,7 +12,10 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.signal import Signal
+from textual.widgets import Input
 
+from mbxtui import logs
+from mbxtui.core.errors import problem_sentence
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
 from mbxtui.core.paths import storage_warnings
@@ -72,6 +75,8 @@ class MbxApp(App):
         self._runner: EnablementRunner | None = None
         self._checkpoints = None
         self._changes = None
+        self.crash_report: Path | None = None
+        self._crash_lines: list[str] = []
         self.theme = default_theme()
         self.keymap = read_keymap()
         self.set_keymap(self.keymap.keys)
@@ -137,7 +142,7 @@ class MbxApp(App):
             self._runner.run(stop=self._stop_runner, until_idle=False, poll_seconds=2.0)
         except Exception as exc:  # shown to the operator; the console keeps working
             log.exception("Test & Enable stopped")
-            self.post_message(RunnerStopped(f"{exc.__class__.__name__}: {exc}"))
+            self.post_message(RunnerStopped(problem_sentence(exc)))
 
     def wake_runner(self) -> None:
         if self._runner is not None:
@@ -187,6 +192,39 @@ class MbxApp(App):
             self._changes.stop()
         if self._checkpoints is not None:
             self._checkpoints.stop()
+
+    # -- an unexpected exception --
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Replaces Textual's handler of an unexpected exception, whose report shows the local
+        variables of every frame (a typed password among them) on the terminal: here the traceback
+        alone goes to the log file or a crash report file (``logs.report_crash``), the terminal gets
+        one line once the console has closed, and the app stops with exit status 1 (Pilot still
+        re-raises ``error`` in tests). tests/tui/test_crashes.py pins Textual's side of this."""
+        line, self.crash_report = logs.report_crash(error, what="console", data_dir=self.data_dir,
+                                                    hide=self.typed_secrets(), into=self.crash_report)
+        self._crash_lines.append(line)
+        self._return_code = 1
+        if self._exception is None:
+            self._exception = error
+            self._exception_event.set()
+        self._close_messages_no_wait()
+
+    def _print_error_renderables(self) -> None:
+        for line in self._crash_lines:  # unwrapped and uncropped: the report's path stays whole, to copy
+            self.error_console.print(line, soft_wrap=True, markup=False, highlight=False)
+        self._crash_lines.clear()
+        super()._print_error_renderables()
+
+    def typed_secrets(self) -> list[str]:
+        """What is typed in the masked inputs of every screen open now (kept out of crash reports)."""
+        typed: list[str] = []
+        try:
+            for screen in self.screen_stack:
+                typed += [box.value for box in screen.query(Input) if box.password and box.value]
+        except Exception:  # the app may be half torn down; the traceback has no values anyway
+            log.debug("masked inputs not readable while reporting a crash", exc_info=True)
+        return typed
 
     # -- navigation --
 

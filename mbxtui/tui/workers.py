@@ -1,7 +1,9 @@
 """The one way the console calls a service: in a thread worker, never on the UI thread, so that a
 slow database never holds the keys. The answer comes back as a message to the node that asked;
-a refusal (``MbxError``) or a failure comes back as ``ServiceFailed``, which the app's one handler
-shows (and a failure other than a refusal is logged with its traceback, here, in the worker).
+a refusal (``MbxError``), a database or keyring error or any other failure comes back as
+``ServiceFailed`` with one line to show (``problem_sentence``): the node shows it in place (a form
+under its title) or the app's one handler as a notification. A failure other than a refusal is
+logged here, in the worker, with its traceback and never its local variables.
 
 Follows Harlequin's ``@work(thread=True, exclusive=True)`` loads: a newer call of the same group
 on the same node cancels the older one, whose answer is then dropped."""
@@ -16,7 +18,7 @@ from textual.dom import DOMNode
 from textual.message import Message
 from textual.worker import Worker, get_current_worker
 
-from mbxtui.core.errors import MbxError
+from mbxtui.core.errors import DATABASE_BUSY, MbxError, problem_sentence
 from mbxtui.tui.messages import Done, ServiceFailed
 
 T = TypeVar("T")
@@ -39,12 +41,13 @@ def run_service(node: DOMNode, call: Callable[[], T], answer: Callable[[T], Mess
             return
         try:
             result = call()
-        except MbxError as exc:
-            report(node, ServiceFailed(group, title, str(exc), exc))
-            return
-        except Exception as exc:  # shown to the operator; the console keeps working
-            log.exception("%s: %s failed", type(node).__name__, group)
-            report(node, ServiceFailed(group, title, f"{exc.__class__.__name__}: {exc}", exc))
+        except Exception as exc:  # shown to the operator where it happened; the console keeps working
+            problem = problem_sentence(exc)
+            if problem == DATABASE_BUSY:
+                log.warning("%s: %s: %s", type(node).__name__, group, problem)
+            elif not isinstance(exc, MbxError):
+                log.exception("%s: %s failed", type(node).__name__, group)  # the traceback, never locals
+            report(node, ServiceFailed(group, title, problem, exc))
             return
         if not get_current_worker().is_cancelled:  # a newer call of the group was made meanwhile
             node.post_message(answer(result))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import os
 import stat
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def test_a_log_file_that_cannot_be_written_is_one_line_and_nothing_runs(cli: Cli
     assert cli.dump() == before
 
 
-def test_an_unexpected_error_is_raised_as_before_and_logged_with_its_traceback(
+def test_an_unexpected_error_is_one_line_and_logged_with_its_traceback(
         cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     for name, value in cli.env.items():
         if name.startswith(("MBXTUI_", "PYTHON_KEYRING")):
@@ -80,16 +81,16 @@ def test_an_unexpected_error_is_raised_as_before_and_logged_with_its_traceback(
     monkeypatch.setattr(people, "cmd_user_list", broken)
     log = tmp_path / "mbxtui.log"
     try:
-        with pytest.raises(RuntimeError, match="a bug"):
-            program.main(["--db", str(cli.db_path), "--log-file", str(log), "user", "list"])
+        assert program.main(["--db", str(cli.db_path), "--log-file", str(log), "user", "list"]) == 1
     finally:
         database.close()
 
     failure = records(log)[-1]
-    assert " ERROR mbxtui.cli.program " in failure and "user list failed" in failure
+    assert " CRITICAL mbxtui.logs " in failure and "user list stopped on an unexpected error" in failure
     assert "Traceback (most recent call last):" in failure and 'raise RuntimeError("a bug in' in failure
     assert failure.endswith("RuntimeError: a bug in \\x1b[31mred"), "escape sequences are written as text"
-    assert capsys.readouterr().err == "", "nothing logged on the terminal"
+    assert capsys.readouterr().err == (f"mbxtui stopped on an unexpected error (RuntimeError). The report is in "
+                                       f"{log}: send it to whoever maintains mbxtui.\n"), "one line, no traceback"
     assert not [h for h in logging.getLogger(logs.ROOT).handlers if isinstance(h, logging.FileHandler)], "closed"
 
 
@@ -110,3 +111,15 @@ def test_a_warning_printed_is_logged_too(cli: Cli, tmp_path: Path):
     assert done.stderr == f"mbxtui: warning: {cli.db_path} can be read by other users; run: chmod 600 {cli.db_path}\n"
     assert [line for line in records(log) if " WARNING mbxtui.cli.context " in line][0].endswith(
         f"] warning: {cli.db_path} can be read by other users; run: chmod 600 {cli.db_path}")
+
+
+def test_the_log_file_and_a_crash_report_are_0600_even_under_a_umask_that_takes_write_away(tmp_path: Path):
+    previous = os.umask(0o277)
+    try:
+        handler = logs.open_log_file(tmp_path / "strict.log")
+        logs.close_log_file(handler)
+        report = logs._new_crash_report(tmp_path / "data")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "strict.log").stat().st_mode) == 0o600
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600

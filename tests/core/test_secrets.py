@@ -221,6 +221,35 @@ def test_master_password_from_the_environment_unlocks(no_os_keyring, data_dir, m
     assert "stale automation password" not in str(wrong.value)
 
 
+CHILD_READS_ITS_ENVIRONMENT = "import os; print(repr(os.environ.get('MBXTUI_MASTER_PASSWORD')))"
+
+
+@pytest.mark.parametrize("right", [True, False], ids=["right password", "wrong password"])
+def test_the_master_password_leaves_the_environment_once_read(no_os_keyring, data_dir, monkeypatch, right):
+    """Issue 16, finding 6: read once, then gone from os.environ (and the C environment), so that a
+    child process started afterwards (a helper, a shell) does not inherit it, right or wrong."""
+    SecretStore.open(data_dir).unlock(MASTER)
+    monkeypatch.setenv("MBXTUI_MASTER_PASSWORD", MASTER if right else "a wrong master password")
+    child_before = subprocess.run([sys.executable, "-c", CHILD_READS_ITS_ENVIRONMENT], capture_output=True,
+                                  text=True, timeout=60)
+    assert child_before.stdout.strip() != "None", "the child did not inherit the environment: nothing was tested"
+
+    if right:
+        assert not SecretStore.open(data_dir).needs_master_password
+    else:
+        with pytest.raises(WrongMasterPassword):
+            SecretStore.open(data_dir)
+
+    assert "MBXTUI_MASTER_PASSWORD" not in os.environ
+    assert os.getenv("MBXTUI_MASTER_PASSWORD") is None
+    child = subprocess.run([sys.executable, "-c", CHILD_READS_ITS_ENVIRONMENT], capture_output=True, text=True,
+                           timeout=60)
+    assert child.stdout.strip() == "None"
+    shell = subprocess.run("echo \"[$MBXTUI_MASTER_PASSWORD]\"", shell=True, capture_output=True, text=True,
+                           timeout=60)
+    assert shell.stdout.strip() == "[]"
+
+
 def test_a_loose_file_mode_is_tightened_on_unlock(unlocked_file_store, data_dir):
     secrets_file = data_dir / SECRETS_FILE_NAME
     secrets_file.chmod(0o644)
@@ -379,6 +408,65 @@ def test_without_dbus_or_configuration_the_encrypted_file_is_chosen(tmp_path, da
         True,
         None,
     ]
+
+
+ALT_PLAINTEXT = "keyrings.alt.file.PlaintextKeyring"
+CHOICE_PROGRAM = (
+    "import json, sys; from pathlib import Path; from mbxtui.core.secrets import SecretStore;"
+    "store = SecretStore.open(Path(sys.argv[1]));"
+    "print(json.dumps([store.backend_name, store.plaintext, store.warning]))"
+)
+
+
+def choice_in_a_fresh_interpreter(data_dir: Path, **environment: str) -> list:
+    """What SecretStore.open chooses with no D-Bus session (no Secret Service), in a new process:
+    keyring caches which backends are viable."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("DBUS_SESSION_BUS_ADDRESS", "PYTHON_KEYRING_BACKEND")}
+    completed = subprocess.run([sys.executable, "-c", CHOICE_PROGRAM, str(data_dir)], env={**env, **environment},
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                               start_new_session=True)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
+
+
+def test_keyrings_alt_is_installed_for_these_tests():
+    import keyrings.alt.file
+
+    assert keyrings.alt.file.PlaintextKeyring().priority > 0, "the automatic choice would consider it"
+
+
+def test_an_installed_plaintext_keyring_is_not_chosen_for_being_installed(data_dir):
+    """Issue 16, finding 4: with keyrings.alt installed and nothing configured, the keyring
+    library's automatic choice is its PlaintextKeyring; mbxtui takes the encrypted file instead."""
+    assert choice_in_a_fresh_interpreter(data_dir) == [f"encrypted file {data_dir / SECRETS_FILE_NAME}", False, None]
+
+
+def test_a_plaintext_keyring_named_by_the_environment_is_used_with_a_warning(data_dir):
+    name, plaintext, warning = choice_in_a_fresh_interpreter(data_dir, PYTHON_KEYRING_BACKEND=ALT_PLAINTEXT)
+    assert name.startswith("PlaintextKeyring from keyrings.alt") and plaintext
+    assert "stores secrets unencrypted on disk" in warning
+
+
+def test_a_plaintext_keyring_named_in_keyringrc_is_used_with_a_warning(data_dir, tmp_path):
+    config = tmp_path / "config" / "python_keyring" / "keyringrc.cfg"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"[backend]\ndefault-keyring = {ALT_PLAINTEXT}\n", encoding="utf-8")
+    name, plaintext, warning = choice_in_a_fresh_interpreter(data_dir)
+    assert name.startswith("PlaintextKeyring from keyrings.alt") and plaintext and "unencrypted" in warning
+
+
+def test_secrets_left_in_an_unnamed_plaintext_keyring_are_pointed_out(data_dir, tmp_path):
+    """An earlier mbxtui may have kept secrets in keyrings.alt's file: the operator is told why they
+    are not used and how to go on."""
+    stale = tmp_path / "xdg-data" / "python_keyring" / "keyring_pass.cfg"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("[mbxtui]\n", encoding="utf-8")
+    name, plaintext, warning = choice_in_a_fresh_interpreter(data_dir)
+    assert name.startswith("encrypted file") and not plaintext
+    assert warning == (f"PlaintextKeyring from keyrings.alt ({stale}) keeps secrets unencrypted, so mbxtui no "
+                       "longer uses it unless it is named: set the passwords again (they are now kept in the "
+                       f"encrypted file), or set PYTHON_KEYRING_BACKEND={ALT_PLAINTEXT} to keep using it.")
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,7 @@ from tests.hardening.hostile import MOST_COMMANDS, Conversation, HostileServer
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
     CLI_TIMEOUT, MASTER_PASSWORD, REPO_ROOT, Org, org, secret_store, secrets_dir,
 )
+from tests.tui.conftest import console as crash_console, console_env, unlocked_store  # noqa: F401  (fixtures)
 
 # --- finding a secret wherever it could have gone -------------------------------------------------
 
@@ -580,6 +581,108 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
     assert {leak.where for leak in found} == {str(planted)}
 
     assert_no_leaks(secrets, sources)
+
+
+# --- a crash prints nothing secret ----------------------------------------------------------------
+
+CRASH_SECRET = "Crash-Lökal-Sëcret-⚡-p5Wd8"
+
+
+class ForcedBug(RuntimeError):
+    """Raised where a secret is a local variable of the frame: what a bug there would look like."""
+
+
+async def crash_with_a_typed_password(app: MbxApp, pilot: Any, shown: dict[str, bytes]) -> None:
+    """Type ``CRASH_SECRET`` into a mailbox's password field and save: ``action_save`` (its
+    ``password`` local holding the secret) raises ``ForcedBug`` on the UI thread."""
+    await settle(app, pilot)
+    await pilot.press("enter", "e")
+    await settle(app, pilot)
+    assert isinstance(app.screen, MailboxEditScreen)
+    app.screen.query_one("#password", Input).focus()
+    await pilot.press(*CRASH_SECRET)
+    shown.update(svg_sources("console with the password typed", app.export_screenshot()))
+    await pilot.press("ctrl+s")
+    await pilot.pause()
+
+
+def run_console_to_its_crash(console: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    def broken_run_save(self: MailboxEditScreen, save: object, then: object) -> None:
+        raise ForcedBug("a bug while saving")
+
+    monkeypatch.setattr(MailboxEditScreen, "run_save", broken_run_save)
+    shown: dict[str, bytes] = {}
+    with pytest.raises(ForcedBug):
+        console.run(lambda app, pilot: crash_with_a_typed_password(app, pilot, shown))
+    return shown
+
+
+@pytest.mark.parametrize("report_to", ["log file", "crash report file"])
+def test_a_console_crash_prints_no_secret_on_screen_stderr_log_or_report(
+        crash_console: Any, report_to: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]):
+    """Issue 16, finding 3: a bug in a frame holding a typed password stops the console with one
+    line; the screen, the terminal, the log and the crash report never hold the password."""
+    log_path = tmp_path / "console.log"
+    with logs.log_file(log_path if report_to == "log file" else None):
+        shown = run_console_to_its_crash(crash_console, monkeypatch)
+    out, err = capfd.readouterr()
+    reports = sorted(crash_console.data_dir.glob("crash-*.txt"))
+    report = log_path if report_to == "log file" else reports[0]
+    assert err.count("\n") == 1 and f"The report is in {report}:" in err
+    assert "ForcedBug: a bug while saving" in report.read_text()
+    assert len(reports) == (0 if report_to == "log file" else 1)
+    sources = {**shown, "stdout": out.encode(), "stderr": err.encode(),
+               **files_under(tmp_path, except_names=[SECRETS_FILE_NAME]),
+               **files_under(crash_console.data_dir, except_names=[SECRETS_FILE_NAME])}
+    assert str(report) in sources, "the report was not searched"
+    assert_no_leaks([Secret("password typed before a crash", CRASH_SECRET)], sources)
+
+
+def test_the_crash_sweep_finds_a_secret_in_textuals_own_crash_report(
+        crash_console: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]):
+    """The search can fail: Textual's own handler (show_locals=True) prints the password."""
+    from textual.app import App
+
+    monkeypatch.setattr(MbxApp, "_handle_exception", App._handle_exception)
+    run_console_to_its_crash(crash_console, monkeypatch)
+    found = find_leaks([Secret("password typed before a crash", CRASH_SECRET)],
+                       {"stderr": capfd.readouterr().err.encode()})
+    assert {leak.where for leak in found} == {"stderr"}
+
+
+def test_a_command_line_crash_prints_no_secret(crash_console: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capfd: pytest.CaptureFixture[str]):
+    """A bug after ``--password-stdin`` was read (the secret a local of the command): one line on
+    stderr, the traceback in the crash report file, the secret in neither."""
+    operators.add(crash_console.admin, operators.os_login(), "global_admin")  # who the command runs as
+    monkeypatch.setenv("MBXTUI_MASTER_PASSWORD", "master password of a crash test")
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ForcedBug("a bug while storing")
+
+    monkeypatch.setattr(credentials, "set_mailbox_secret", broken)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(CRASH_SECRET + "\n"))
+    bound = database.obj
+    try:
+        code = cli.main(["--db", str(crash_console.db_path), "mailbox", "set-password", "carla@corp.test",
+                         "--password-stdin"])
+    finally:
+        if database.obj is not bound:
+            database.obj.close()
+            database.initialize(bound)
+    out, err = capfd.readouterr()
+    reports = sorted(crash_console.data_dir.glob("crash-*.txt"))
+    assert code == 1 and out == "" and len(reports) == 1, (code, out, err)
+    report = reports[0]
+    assert err == (f"mbxtui stopped on an unexpected error (ForcedBug). The report is in {report}: "
+                   "send it to whoever maintains mbxtui.\n")
+    text = report.read_text()
+    assert "mailbox set-password stopped on an unexpected error" in text and "ForcedBug: a bug while storing" in text
+    assert report.stat().st_mode & 0o777 == 0o600
+    sources = {"stdout": out.encode(), "stderr": err.encode(),
+               **files_under(crash_console.data_dir, except_names=[SECRETS_FILE_NAME])}
+    assert_no_leaks([Secret("password read from stdin before a crash", CRASH_SECRET)], sources)
 
 
 # --- files owner-only ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from mbxtui.core.errors import InvalidInput
+from mbxtui.core.errors import InvalidInput, MbxError, problem_sentence
 from mbxtui.core.permissions import Permission
 from mbxtui.core.secrets import SecretStore, SecretsError
 from mbxtui.core.services import mailboxes, profiles
@@ -31,6 +31,16 @@ def options(values) -> list[tuple[str, str]]:
 def chosen(select: Select) -> Any:
     """The value of a Select, ``None`` when nothing is chosen."""
     return None if select.value is Select.NULL else select.value
+
+
+class PartlySaved(MbxError):
+    """A save of several steps (a record, then its secret) failed after the first was written:
+    ``record`` is what the service returned for it, so the form can go on from there."""
+
+    def __init__(self, record: Any, saved: str, failure: BaseException) -> None:
+        self.record = record
+        problem = problem_sentence(failure)
+        super().__init__(f"{saved}, but {problem[:1].lower()}{problem[1:]}")
 
 
 class FormScreen(BaseScreen):
@@ -55,6 +65,7 @@ class FormScreen(BaseScreen):
     FormScreen .form-row Input { background: $boost; }
     FormScreen .field-error { padding-left: 32; }
     FormScreen .note { margin-bottom: 1; }
+    FormScreen #save-problem { color: $text-error; padding: 0 1; height: auto; }
     """
 
     BINDINGS = [
@@ -165,6 +176,7 @@ class FormScreen(BaseScreen):
         if self.saving:
             return  # ctrl+s pressed again while the first save runs
         self.clear_errors()
+        self.clear_save_problem()
         self.saving = True
 
         def saved(result: T) -> None:
@@ -176,9 +188,48 @@ class FormScreen(BaseScreen):
     def service_failed(self, message: ServiceFailed) -> None:
         if message.group == "save":
             self.saving = False
+            message.stop()
             if isinstance(message.error, InvalidInput):
-                message.stop()
                 self.show_error(message.error)
+            elif isinstance(message.error, PartlySaved):
+                self.partly_saved(message.error.record)
+                self.save_failed(message.problem, outcome="Partly saved")
+            else:
+                self.save_failed(message.problem)
+
+    def partly_saved(self, record: Any) -> None:
+        """The record was saved but not its secret (``PartlySaved``): take ``record`` as the form's
+        starting point, so that saving again sends only what is left."""
+
+    def save_failed(self, problem: str, *, outcome: str = "Not saved") -> None:
+        """A refusal, or the database or keyring failing, shown in one line under the form's title.
+        The form stays open with what was typed, except secrets: their fields are emptied, so that a
+        password does not stay in the console's memory while nothing uses it, and so that it is typed
+        again, in full view of the operator, before it is sent anywhere."""
+        cleared = [box for box in self.query("#form Input") if box.password and box.value]
+        for box in cleared:
+            box.value = ""
+        again = f" Type the {self.field_title(cleared[0])} again to save it." if len(cleared) == 1 else (
+            " Type the secrets again to save them." if cleared else "")
+        end = "" if problem.endswith((".", "!", "?")) else "."
+        self.show_save_problem(f"{outcome}: {problem}{end}{again}")
+
+    def field_title(self, widget: Widget) -> str:
+        label = widget.parent.query(Label).first() if widget.parent is not None else None
+        title = str(label.render()).split(" (")[0] if label is not None else widget.id or "field"
+        return title.lower()
+
+    def show_save_problem(self, text: str) -> None:
+        existing = self.query("#save-problem")
+        if existing:
+            existing.first().update(text)
+        else:
+            self.mount(Static(text, id="save-problem", markup=False), after=self.query_one("#title"))
+        self.app.bell()
+
+    def clear_save_problem(self) -> None:
+        for line in self.query("#save-problem"):
+            line.remove()
 
     # -- actions --
 

@@ -20,7 +20,7 @@ from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.messages import MailboxDetailLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
-from mbxtui.tui.screens.forms import FormScreen, options
+from mbxtui.tui.screens.forms import FormScreen, PartlySaved, options
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 
 FIELDS = [
@@ -250,11 +250,19 @@ class MailboxEditScreen(FormScreen):
             return
 
         def save() -> bool:
+            store = self.store_for_secrets() if password else None  # locked: refused before anything is written
             email = self.row["email"]
+            edited = None
             if changes:
-                email = mailboxes.edit(self.actor, email, expected_version=self.row["row_version"], **changes).email
+                edited = mailboxes.edit(self.actor, email, expected_version=self.row["row_version"], **changes)
+                email = edited.email
             if password:
-                credentials.set_mailbox_secret(self.actor, email, password, self.store_for_secrets())
+                try:
+                    credentials.set_mailbox_secret(self.actor, email, password, store)
+                except Exception as exc:
+                    if edited is None:
+                        raise
+                    raise PartlySaved(edited, "the mailbox's other changes were saved", exc) from exc
             return True
 
         def saved(_done: bool) -> None:
@@ -262,3 +270,7 @@ class MailboxEditScreen(FormScreen):
             self.dismiss(True)
 
         self.run_save(save, saved)
+
+    def partly_saved(self, record: mailbox_views.MailboxRecord) -> None:
+        self.row = {**self.row, "email": record.email, "row_version": record.row_version}
+        self.initial = {**self.values(), "password": ""}

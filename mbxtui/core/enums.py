@@ -111,3 +111,22 @@ class JobOutcome(StrEnum):
 
 
 DIRECTIONS = ("incoming", "outgoing", "act")
+
+
+class ActivityDirection(StrEnum):
+    INCOMING = "incoming"
+    OUTGOING = "outgoing"
+
+
+class ActivityState(StrEnum):
+    """Outgoing: pending, sending, sent, failed, uncertain (R29). Incoming: received; unresolved (a
+    forward mailbox's message for nobody, R26); unparseable (kept with the reason, R25)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    RECEIVED = "received"
+    UNRESOLVED = "unresolved"
+    UNPARSEABLE = "unparseable"

@@ -145,6 +145,7 @@ class Mailbox(BaseModel):
     row_version = IntegerField(default=1)
     password_bound_to = TextField(null=True)  # R34: the endpoint of its profile the secret is for
     token_bound_to = TextField(null=True)
+    tracking = CharField(null=True)  # R27: all, replies, none; None follows the organisation's default
 
 
 class OrgSettings(BaseModel):
@@ -163,6 +164,8 @@ class OrgSettings(BaseModel):
     retry_attempts = IntegerField(default=10)
     retry_interval_minutes = IntegerField(default=5)
     row_version = IntegerField(default=1)
+    tracking_users = CharField(default="replies")  # R27
+    tracking_queues = CharField(default="all")
 
 
 class Alert(BaseModel):
@@ -231,6 +234,79 @@ class EnablementJob(BaseModel):
         table_name = "test_job"
 
 
+class EmailActivity(BaseModel):
+    """One tracked email (R25): unique per direction and Message-ID. ``to``, ``cc`` and
+    ``attachments`` are JSON lists; ``state`` an ``ActivityState``; ``mailbox``: the mailbox it first
+    came through (incoming) or is sent from (outgoing)."""
+
+    direction = CharField()
+    state = CharField()
+    message_id = TextField()
+    sender = TextField(default="")
+    to = TextField(default="[]")
+    cc = TextField(default="[]")
+    subject = TextField(default="")
+    sent_on = DateTimeField(null=True)
+    received_on = DateTimeField(null=True)
+    size = IntegerField(default=0)
+    attachments = TextField(default="[]")
+    preview = TextField(default="")
+    in_reply_to = TextField(default="")  # In-Reply-To and References, space-separated (R27)
+    problem = TextField(null=True)  # why it is ``unparseable``
+    mailbox = ForeignKeyField(Mailbox, null=True, on_delete="SET NULL")
+    created_on = DateTimeField(default=utcnow)
+
+
+class ActivityReceipt(BaseModel):
+    """A mailbox an incoming activity came through, and where it lay on that server."""
+
+    activity = ForeignKeyField(EmailActivity, backref="receipts", on_delete="CASCADE")
+    mailbox = ForeignKeyField(Mailbox, on_delete="CASCADE")
+    folder = TextField()
+    uid = IntegerField()
+    received_on = DateTimeField(default=utcnow)
+
+
+class ActivityParty(BaseModel):
+    """A user or a queue an activity concerns."""
+
+    activity = ForeignKeyField(EmailActivity, backref="parties", on_delete="CASCADE")
+    user = ForeignKeyField(User, null=True, on_delete="CASCADE")
+    queue = ForeignKeyField(Queue, null=True, on_delete="CASCADE")
+
+
+class SyncCheckpoint(BaseModel):
+    """Where reading a mailbox's folder stopped (R24): IMAP UIDVALIDITY and the last UID processed."""
+
+    mailbox = ForeignKeyField(Mailbox, on_delete="CASCADE")
+    folder = TextField()
+    uidvalidity = IntegerField()
+    last_uid = IntegerField()
+    updated_on = DateTimeField(default=utcnow)
+
+
+class SyncStatus(BaseModel):
+    """A mailbox's processing (R31). ``worker``/``lease_until``: the worker cycling it now, so two
+    workers never process one mailbox at once; ``enabled_since``: where reading starts when neither
+    the mailbox nor its profile says (R24)."""
+
+    mailbox = ForeignKeyField(Mailbox, primary_key=True, on_delete="CASCADE")
+    state = CharField(default="idle")
+    worker = CharField(null=True)
+    lease_until = DateTimeField(null=True)
+    enabled_since = DateTimeField(null=True)
+    last_cycle_started = DateTimeField(null=True)
+    last_cycle_finished = DateTimeField(null=True)
+    last_incoming_success = DateTimeField(null=True)
+    last_outgoing_success = DateTimeField(null=True)
+    items_last_cycle = IntegerField(default=0)
+    items_total = IntegerField(default=0)
+    unresolved_total = IntegerField(default=0)
+    next_due = DateTimeField(null=True)
+    last_error_code = CharField(null=True)
+    last_error_text = TextField(null=True)
+
+
 ALL_MODELS = [
     User,
     Operator,
@@ -243,4 +319,9 @@ ALL_MODELS = [
     AuditRecord,
     EnablementBatch,
     EnablementJob,
+    EmailActivity,
+    ActivityReceipt,
+    ActivityParty,
+    SyncCheckpoint,
+    SyncStatus,
 ]

@@ -14,13 +14,16 @@ import pytest
 from mbxtui.core import db
 from mbxtui.core.enums import AlertLevel
 from mbxtui.core.jobs import queue as jobs
-from mbxtui.core.models import Mailbox, database
+from mbxtui.core.models import Mailbox, database, utcnow
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import (
     alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, operators, profiles, settings, users,
 )
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.selection import Selection
+from mbxtui.core.sync import store as sync_store
+from mbxtui.core.sync.messages import ParsedMessage
+from mbxtui.core.sync.routing import Party
 from mbxtui.core.transfer import COPIED_TABLES, TransferError, copy_installation, secrets_note
 from tests.backends import ON_POSTGRES, Databases, dump, execute, query, tables
 from tests.core.support import EXCHANGE_ONLINE_PROFILE, IMAP_PROFILE
@@ -59,6 +62,14 @@ def populate(location: Path | str, store: SecretStore) -> None:
         raise_alert(AlertLevel.ERROR, "AUTH_FAILED", "refused", mailbox=mailboxes.get("p02@corp.test"))
         raise_alert(AlertLevel.WARNING, "TIMEOUT", "slow", mailbox=mailboxes.get("p04@corp.test"))
     enablement.schedule(admin, Selection.of_emails(["p00@corp.test", "p02@corp.test"]))
+    processed = mailboxes.get("support@corp.test")
+    with db.write_transaction():
+        database.execute_sql("INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, "
+                             "unresolved_total) VALUES (?, 'idle', 0, 0, 0)", [processed.id])
+    message = ParsedMessage(message_id="<copied@corp.test>", sender="a@outside.test", to=["support@corp.test"],
+                            subject="Copied", size=120, attachments=[("a.pdf", 99)], preview="text")
+    sync_store.record_batch(processed.id, "INBOX", 4_000_000_000, 3, [sync_store.Fetched(3, utcnow(), message)],
+                            Party(None, processed.queue_id, "all"), None, utcnow())
     opened.close()
 
 

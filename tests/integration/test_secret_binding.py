@@ -169,3 +169,19 @@ def test_a_profile_test_does_not_send_the_profile_password_to_a_changed_endpoint
     incoming = json.loads(tested.stdout)["directions"]["incoming"]["failure"]
     assert (incoming["step"], incoming["code"]) == ("check", "NO_CREDENTIALS")
     assert "`mbxtui profile confirm-secret Master`" in incoming["message"]
+
+
+def test_processing_sends_no_password_to_a_changed_endpoint_until_confirmed(org: Org):
+    from mbxtui.core.sync.runner import SyncRunner
+
+    org.profile("Head office", verify_delivery=False)
+    org.mailbox(ALICE, "Head office", outgoing_method="none")
+    assert org.test_enable(ALICE).passed == 1
+    with HostileServer(imap_dialogue(Plan(starttls=ABSENT))) as listener:
+        profiles.update(SYD, "Head office", incoming_port=listener.port, incoming_tls="none")
+        summary = SyncRunner(org.store, clock=org.clock).run_once([ALICE], ignore_interval=True)
+    [cycled] = summary.mailboxes
+    assert (cycled.ok, cycled.error_code) == (False, "NO_CREDENTIALS"), cycled
+    assert f"`mbxtui mailbox confirm-secret {ALICE}`" in (cycled.error or "")
+    assert listener.received_in_clear == b""
+    assert secret_leaks(listener.received_in_clear, org.lab.users[ALICE]) == []

@@ -23,6 +23,8 @@ class Step(StrEnum):
     SEND = "send"
     VERIFY_DELIVERY = "verify_delivery"
     CHECK = "check"  # rule checks made before any network step (R9, R10, R12)
+    FETCH = "fetch"  # processing: reading new messages (R24, R25)
+    DELETE = "delete"  # processing: removing processed messages (R28)
 
 
 class ErrorCode(StrEnum):

@@ -53,6 +53,8 @@ _STEP_PHRASES = {
     Step.SEND: "sending the test message",
     Step.VERIFY_DELIVERY: "looking for the test message",
     Step.CHECK: "the checks",
+    Step.FETCH: "reading new messages",
+    Step.DELETE: "deleting processed messages",
 }
 
 

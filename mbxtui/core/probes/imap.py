@@ -74,6 +74,33 @@ class _IMAPClientOnSocket(IMAPClient):
 
 
 def _converse(session: ProbeSession, verify_message_id: str | None, verify_wait: float) -> None:
+    client = open_session(session)
+    try:
+        if session.credentials.kind == "none":
+            return
+        with session.step(Step.OPEN_INBOX) as note:
+            selected = client.select_folder("INBOX", readonly=True)
+            note.detail = f"{selected[b'EXISTS']} messages"
+        if verify_message_id:
+            with session.step(Step.VERIFY_DELIVERY) as note:
+                found = _search_until_found(client, verify_message_id, verify_wait)
+                if not found:
+                    raise StepFailed(
+                        ErrorCode.DELIVERY_NOT_CONFIRMED,
+                        f"the test message {verify_message_id} did not arrive in this mailbox's "
+                        f"inbox within {verify_wait:g} s: check that the outgoing server delivers "
+                        f"mail to this address, then test again",
+                    )
+                session.result.message_id = verify_message_id
+                note.detail = f"found as UID {found[0]}"
+    finally:
+        close_session(client, session)
+
+
+def open_session(session: ProbeSession) -> IMAPClient:
+    """Connect, read the greeting, start TLS as the profile says and log in (unless the
+    credentials are ``none``): the steps every IMAP conversation of the probe and of processing
+    starts with. The caller ends it with ``close_session``."""
     sock = session.open_connection()
     with session.step(Step.GREETING) as note:
         client = _IMAPClientOnSocket(sock, session.endpoint)
@@ -91,28 +118,14 @@ def _converse(session: ProbeSession, verify_message_id: str | None, verify_wait:
                     raise session.starttls_refused(refused) from refused
                 session.use_connection(client.socket())
                 note.detail = describe_tls(client.socket())
-        if session.credentials.kind == "none":
-            return
-        with session.step(Step.AUTHENTICATE) as note:
-            _log_in(client, session)
-            note.detail = f"as {session.context.who}"
-        with session.step(Step.OPEN_INBOX) as note:
-            selected = client.select_folder("INBOX", readonly=True)
-            note.detail = f"{selected[b'EXISTS']} messages"
-        if verify_message_id:
-            with session.step(Step.VERIFY_DELIVERY) as note:
-                found = _search_until_found(client, verify_message_id, verify_wait)
-                if not found:
-                    raise StepFailed(
-                        ErrorCode.DELIVERY_NOT_CONFIRMED,
-                        f"the test message {verify_message_id} did not arrive in this mailbox's "
-                        f"inbox within {verify_wait:g} s: check that the outgoing server delivers "
-                        f"mail to this address, then test again",
-                    )
-                session.result.message_id = verify_message_id
-                note.detail = f"found as UID {found[0]}"
-    finally:
-        _close(client, session)
+        if session.credentials.kind != "none":
+            with session.step(Step.AUTHENTICATE) as note:
+                _log_in(client, session)
+                note.detail = f"as {session.context.who}"
+    except BaseException:
+        close_session(client, session)
+        raise
+    return client
 
 
 def _log_in(client: IMAPClient, session: ProbeSession) -> None:
@@ -148,7 +161,7 @@ def _search_until_found(client: IMAPClient, message_id: str, wait: float) -> lis
         time.sleep(min(_POLL_INTERVAL, left))
 
 
-def _close(client: IMAPClient, session: ProbeSession) -> None:
+def close_session(client: IMAPClient, session: ProbeSession) -> None:
     """Log out when the server still follows the conversation; closing is best effort, the
     session closes the socket anyway."""
     try:

@@ -60,6 +60,13 @@ class BoundedSocket(_BoundedReads, socket.socket):
     pass
 
 
+def renew_receive_budget(sock: socket.socket | None) -> None:
+    """Let a connection that reads mail receive ``MOST_BYTES_RECEIVED`` more: processing bounds
+    each batch of messages, not the whole conversation."""
+    if isinstance(sock, _BoundedReads):
+        sock._received = 0
+
+
 class _BoundedSSLSocket(_BoundedReads, ssl.SSLSocket):
     pass
 

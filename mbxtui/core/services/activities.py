@@ -1,0 +1,105 @@
+"""Email activities as the faces show them: a filtered listing, newest first, and one activity with
+its preview (R25). Reading only; processing writes them (core/sync)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mbxtui.core import validation
+from mbxtui.core.enums import ActivityDirection, ActivityState
+from mbxtui.core.errors import NotFound
+from mbxtui.core.jobs.queue import row_by_name, rows_by_name
+from mbxtui.core.models import database
+from mbxtui.core.permissions import Actor, Permission, require
+
+_COLUMNS = ("a.id, a.message_id, a.direction, a.state, a.subject, a.sender, a.\"to\", a.cc, a.received_on, "
+            "a.sent_on, a.size, a.attachments")
+
+
+def list_activities(actor: Actor, *, mailbox: str | None = None, regarding: str | None = None,
+                    direction: str | None = None, state: str | None = None, text: str | None = None,
+                    limit: int = 100) -> dict[str, Any]:
+    """``{"total": N, "rows": [...]}``: the activities matching every filter given, newest first;
+    ``mailbox``: came through or sent from that mailbox; ``regarding``: concerns that user or queue;
+    ``text``: in the subject, sender, recipients or Message-ID (any case)."""
+    require(actor, Permission.READ)
+    limit = validation.integer("limit", limit, 0, 100_000)
+    where: list[str] = []
+    params: list[Any] = []
+    if direction is not None:
+        where.append("a.direction = ?")
+        params.append(validation.choice("direction", direction, ActivityDirection).value)
+    if state is not None:
+        where.append("a.state = ?")
+        params.append(validation.choice("state", state, ActivityState).value)
+    if mailbox is not None:
+        mailbox_id = _mailbox_id(mailbox)
+        where.append("(a.mailbox_id = ? OR a.id IN (SELECT activity_id FROM activity_receipt WHERE mailbox_id = ?))")
+        params.extend([mailbox_id, mailbox_id])
+    if regarding is not None:
+        where.append("a.id IN (SELECT p.activity_id FROM activity_party p LEFT JOIN \"user\" u ON u.id = p.user_id "
+                     "LEFT JOIN queue q ON q.id = p.queue_id WHERE lower(u.email) = ? OR lower(q.email) = ?)")
+        params.extend([regarding.strip().lower()] * 2)
+    if text:
+        needle = validation.text("filter", text, max_length=200).lower()
+        where.append("(" + " OR ".join(f"instr(lower(a.{c}), ?) > 0"
+                                       for c in ("subject", "sender", '"to"', "cc", "message_id")) + ")")
+        params.extend([needle] * 5)
+    condition = f"WHERE {' AND '.join(where)}" if where else ""
+    total = database.execute_sql(f"SELECT count(*) FROM email_activity a {condition}", params).fetchone()[0]
+    rows = rows_by_name(database.execute_sql(
+        f"SELECT {_COLUMNS} FROM email_activity a {condition} ORDER BY a.id DESC LIMIT {limit}", params))
+    parties = _parties([row["id"] for row in rows])
+    return {"total": total, "rows": [_row(row, parties.get(row["id"], [])) for row in rows]}
+
+
+def show_activity(actor: Actor, activity_id: int) -> dict[str, Any]:
+    """One activity with its preview, the mailboxes it came through and, if unparseable, why."""
+    require(actor, Permission.READ)
+    activity_id = validation.integer("id", activity_id, 1, 2**63 - 1)
+    row = row_by_name(database.execute_sql(
+        f"SELECT {_COLUMNS}, a.preview, a.in_reply_to, a.problem FROM email_activity a WHERE a.id = ?", [activity_id]))
+    if row is None:
+        raise NotFound(f"no email activity has the id {activity_id}: see mbxtui activity list")
+    shown = _row(row, _parties([activity_id]).get(activity_id, []))
+    shown["mailboxes"] = [r["email"] for r in rows_by_name(database.execute_sql(
+        "SELECT m.email FROM activity_receipt r JOIN mailbox m ON m.id = r.mailbox_id WHERE r.activity_id = ? "
+        "ORDER BY r.id", [activity_id]))]
+    shown.update(in_reply_to=row["in_reply_to"].split(), problem=row["problem"], preview=row["preview"])
+    return shown
+
+
+def _mailbox_id(email: str) -> int:
+    row = database.execute_sql("SELECT id FROM mailbox WHERE email = ?", [email.strip().lower()]).fetchone()
+    if row is None:
+        raise NotFound(f"no mailbox has the address {email}: see mbxtui mailbox list")
+    return row[0]
+
+
+def _parties(activity_ids: list[int]) -> dict[int, list[str]]:
+    if not activity_ids:
+        return {}
+    marks = ",".join("?" * len(activity_ids))
+    found: dict[int, list[str]] = {}
+    for row in rows_by_name(database.execute_sql(
+            f"SELECT p.activity_id, COALESCE(u.email, q.email) AS email FROM activity_party p "
+            f"LEFT JOIN \"user\" u ON u.id = p.user_id LEFT JOIN queue q ON q.id = p.queue_id "
+            f"WHERE p.activity_id IN ({marks}) ORDER BY p.id", activity_ids)):
+        found.setdefault(row["activity_id"], []).append(row["email"])
+    return found
+
+
+def _row(row: dict[str, Any], parties: list[str]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "message_id": row["message_id"], "direction": row["direction"], "state": row["state"],
+        "subject": row["subject"], "sender": row["sender"], "to": json.loads(row["to"]), "cc": json.loads(row["cc"]),
+        "parties": parties, "received_on": _when(row["received_on"]), "sent_on": _when(row["sent_on"]),
+        "size": row["size"], "attachments": json.loads(row["attachments"]),
+    }
+
+
+def _when(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat(sep=" ") if hasattr(value, "isoformat") else str(value)

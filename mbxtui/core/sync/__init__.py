@@ -1,0 +1,1 @@
+"""Server-side synchronization: processing the mailboxes Test & Enable enabled (R23-R33)."""

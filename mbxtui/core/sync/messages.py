@@ -1,0 +1,276 @@
+"""One fetched message made into what an email activity records (R25): its headers, its structure
+(attachment names and sizes, which part holds its text) and a bounded text preview. Nothing in a
+message is executed or followed; a message the parser cannot make sense of becomes an
+``unparseable`` record with the reason, never an exception."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import email
+import email.policy
+import hashlib
+import quopri
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+
+# What is fetched of each message: its header block and its text part, each at most this much.
+MOST_HEADER_BYTES = 64 * 1024
+MOST_TEXT_BYTES = 64 * 1024
+PREVIEW_CHARACTERS = 4000
+MOST_ADDRESSES = 200
+LONGEST_MESSAGE_ID = 900  # longer ones are replaced by a digest: they must fit a unique index
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# Headers a delivery adds per recipient: left out of the digest of a message with no Message-ID, so
+# that its copies in several mailboxes are one activity.
+_TRACE_HEADERS = frozenset({"received", "delivered-to", "x-original-to", "return-path", "status", "x-uid",
+                            "x-keywords", "content-length", "lines"})
+
+
+@dataclass(frozen=True)
+class TextSection:
+    """The part holding a message's text, as IMAP names it (``1``, ``1.2``, ``TEXT``)."""
+
+    section: str
+    subtype: str  # plain or html
+    encoding: str
+    charset: str
+
+
+@dataclass(frozen=True)
+class Structure:
+    text: TextSection | None
+    attachments: tuple[tuple[str, int], ...]
+
+
+@dataclass
+class ParsedMessage:
+    message_id: str
+    sender: str = ""
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)  # R26: Delivered-To, X-Original-To, To, Cc, Resent-To
+    subject: str = ""
+    sent_on: datetime | None = None
+    in_reply_to: list[str] = field(default_factory=list)  # In-Reply-To and References (R27)
+    size: int = 0
+    attachments: list[tuple[str, int]] = field(default_factory=list)
+    preview: str = ""
+    problem: str | None = None  # set: the message is ``unparseable``, for this reason
+
+
+def read_structure(body: object) -> Structure:
+    """The text part and the attachments of an imapclient BODYSTRUCTURE; anything unexpected in it
+    gives no text and no attachments rather than an error."""
+    attachments: list[tuple[str, int]] = []
+    texts: list[TextSection] = []
+    try:
+        _walk(body, "", attachments, texts, depth=0)
+    except (TypeError, ValueError, IndexError, AttributeError):
+        return Structure(None, ())
+    plain = [t for t in texts if t.subtype == "plain"]
+    chosen = (plain or texts or [None])[0]
+    return Structure(chosen, tuple(attachments[:MOST_ADDRESSES]))
+
+
+def _walk(body: object, prefix: str, attachments: list[tuple[str, int]], texts: list[TextSection],
+          depth: int) -> None:
+    if depth > 20 or not isinstance(body, tuple) or not body:
+        return
+    if isinstance(body[0], list):  # multipart: (parts, subtype, ...)
+        for number, part in enumerate(body[0], start=1):
+            _walk(part, f"{prefix}{number}.", attachments, texts, depth + 1)
+        return
+    section = prefix[:-1] or "1"
+    kind, subtype = _text(body[0]).lower(), _text(body[1]).lower()
+    params = _pairs(body[2])
+    encoding = _text(body[5]).lower() if len(body) > 5 else ""
+    size = body[6] if len(body) > 6 and isinstance(body[6], int) else 0
+    disposition = _disposition(body)
+    name = disposition[1].get("filename") or params.get("name")
+    if kind == "text" and subtype in ("plain", "html") and disposition[0] != "attachment" and not name:
+        texts.append(TextSection(section, subtype, encoding, params.get("charset", "us-ascii")))
+        return
+    if kind == "multipart":
+        return
+    attachments.append((_decoded(name) if name else f"{kind}/{subtype}", size))
+
+
+def _disposition(body: tuple) -> tuple[str, dict[str, str]]:
+    # The disposition follows the type-specific fields: search for a (name, params) pair.
+    for item in body[7:]:
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], bytes):
+            return _text(item[0]).lower(), _pairs(item[1])
+    return "", {}
+
+
+def _pairs(value: object) -> dict[str, str]:
+    if not isinstance(value, tuple):
+        return {}
+    items = list(value)
+    return {_text(items[i]).lower(): _text(items[i + 1]) for i in range(0, len(items) - 1, 2)}
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def decode_text(data: bytes, section: TextSection) -> str:
+    """The text of a (possibly cut short) part, decoded as its headers say; HTML reduced to text."""
+    if section.encoding == "base64":
+        compact = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+        compact = compact[: len(compact) - len(compact) % 4]
+        try:
+            data = base64.b64decode(compact)
+        except (binascii.Error, ValueError):
+            data = b""
+    elif section.encoding == "quoted-printable":
+        data = quopri.decodestring(data)
+    text = data.decode(_codec(section.charset), "replace")
+    if section.subtype == "html":
+        text = html_to_text(text)
+    return text
+
+
+def _codec(charset: str) -> str:
+    try:
+        return codecs.lookup(charset.strip() or "us-ascii").name
+    except (LookupError, ValueError):
+        return "utf-8"  # an unknown charset: UTF-8 with replacements says most
+
+
+class _TextOnly(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("script", "style", "head"):
+            self._hidden += 1
+        elif tag in ("br", "p", "div", "tr", "li"):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "head") and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    parser = _TextOnly()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # HTMLParser is lenient; whatever it still refuses is dropped
+        pass
+    return re.sub(r"[ \t]+", " ", re.sub(r"\n\s*\n+", "\n\n", "".join(parser.parts))).strip()
+
+
+def parse(header_bytes: bytes, structure: Structure, text: str, size: int) -> ParsedMessage:
+    """The activity's fields from the fetched header block, structure and decoded text."""
+    try:
+        return _parse(header_bytes, structure, text, size)
+    except Exception as exc:  # the email package on hostile input: any error is the message's
+        return unparseable(header_bytes, size, f"the message could not be read ({type(exc).__name__})")
+
+
+def unparseable(header_bytes: bytes, size: int, problem: str) -> ParsedMessage:
+    return ParsedMessage(message_id=_digest_id([header_bytes]), size=size, problem=problem)
+
+
+def _parse(header_bytes: bytes, structure: Structure, text: str, size: int) -> ParsedMessage:
+    headers = email.message_from_bytes(header_bytes, policy=email.policy.compat32)
+    if not headers.keys():
+        return unparseable(header_bytes, size, "the message has no headers")
+    message_id = _message_id(_header(headers, "Message-ID")) or _digest_id(_stable_headers(headers))
+    to, cc = _addresses(headers, "To"), _addresses(headers, "Cc")
+    recipients = [*_addresses(headers, "Delivered-To"), *_addresses(headers, "X-Original-To"), *to, *cc,
+                  *_addresses(headers, "Resent-To")]
+    senders = _addresses(headers, "From")
+    references = _MESSAGE_ID.findall(f"{_header(headers, 'In-Reply-To')} {_header(headers, 'References')}")
+    return ParsedMessage(
+        message_id=message_id, sender=senders[0] if senders else _header(headers, "From")[:320],
+        to=to, cc=cc, recipients=list(dict.fromkeys(recipients)), subject=_header(headers, "Subject")[:1000],
+        sent_on=_date(_header(headers, "Date")), in_reply_to=references[:50], size=size,
+        attachments=list(structure.attachments), preview=text[:PREVIEW_CHARACTERS],
+    )
+
+
+def _raw_values(headers: Message, name: str) -> list[str]:
+    """A header's values as written, raw 8-bit bytes read as UTF-8 (the parser keeps them as
+    surrogates, and ``get`` would turn them into replacement characters)."""
+    wanted = name.lower()
+    values = []
+    for key, value in headers.raw_items():
+        if key.lower() != wanted:
+            continue
+        value = str(value)
+        if any("\udc80" <= c <= "\udcff" for c in value):
+            value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+        values.append(value)
+    return values
+
+
+def _header(headers: Message, name: str) -> str:
+    """A header's first value decoded (RFC 2047 words), on one line."""
+    values = _raw_values(headers, name)
+    if not values:
+        return ""
+    return " ".join(_decoded(values[0]).split())
+
+
+def _decoded(value: str) -> str:
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # an unknown charset or broken encoded word: keep it as written
+        return value
+
+
+def _addresses(headers: Message, name: str) -> list[str]:
+    values = _raw_values(headers, name)
+    try:
+        pairs = getaddresses(values)
+    except Exception:
+        return []
+    return [address.strip().lower() for _, address in pairs if "@" in address][:MOST_ADDRESSES]
+
+
+def _message_id(value: str) -> str:
+    found = _MESSAGE_ID.search(value)
+    if not found:
+        return ""
+    if len(found.group(0)) > LONGEST_MESSAGE_ID:
+        return _digest_id([found.group(0).encode("utf-8", "replace")])
+    return found.group(0)
+
+
+def _stable_headers(headers: Message) -> list[bytes]:
+    return [f"{k.lower()}:{v}".encode("utf-8", "surrogateescape") for k, v in headers.items()
+            if k.lower() not in _TRACE_HEADERS]
+
+
+def _digest_id(parts: list[bytes]) -> str:
+    digest = hashlib.sha256(b"\n".join(parts)).hexdigest()[:40]
+    return f"<{digest}@digest.mbxtui.invalid>"
+
+
+def _date(value: str) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    return parsed.replace(microsecond=0)

@@ -1,0 +1,260 @@
+"""The processing runner: which mailboxes are due (R23, R24), claiming them so that two workers never
+cycle one mailbox at once, and their cycles on a pool of threads within each profile's connection
+bound shared with Test & Enable (R8, R23: the same leased slots, see jobs/leases.py).
+
+Like the Test & Enable runner, the thread calling ``run_once`` claims, dispatches and writes the
+status; each cycle writes its own batches (activities and checkpoint, one transaction each) from its
+pool thread, because deleting what was processed must wait for that commit (R28)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable
+
+from mbxtui.core import validation
+from mbxtui.core.db import write_transaction
+from mbxtui.core.enums import AlertLevel, Approval, ProfileType
+from mbxtui.core.jobs.leases import ConnectionLeases
+from mbxtui.core.jobs.queue import rows_by_name, worker_identity
+from mbxtui.core.mailbox_check import MailboxSnapshot, profile_snapshot, rule_failure
+from mbxtui.core.errors import NotFound
+from mbxtui.core.models import Mailbox, Profile, database, utcnow
+from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.probes.base import ErrorCode
+from mbxtui.core.secrets import SecretStore
+from mbxtui.core.services import settings as settings_service
+from mbxtui.core.services.alerts import raise_alert
+from mbxtui.core.services.credentials import secret_lookup
+from mbxtui.core.sync import store
+from mbxtui.core.sync.incoming import CycleResult, SyncTarget, run_cycle
+from mbxtui.core.sync.routing import Party, effective_tracking
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class MailboxCycled:
+    email: str
+    ok: bool
+    messages: int
+    recorded: int
+    unresolved: int
+    deleted: int
+    error_code: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"email": self.email, "ok": self.ok, "messages": self.messages, "recorded": self.recorded,
+                "unresolved": self.unresolved, "deleted": self.deleted, "error_code": self.error_code,
+                "error": self.error}
+
+
+@dataclass
+class SyncSummary:
+    mailboxes: list[MailboxCycled] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(not m.ok for m in self.mailboxes)
+
+    def as_dict(self) -> dict:
+        return {"mailboxes": len(self.mailboxes), "failed": self.failed,
+                "messages": sum(m.messages for m in self.mailboxes),
+                "recorded": sum(m.recorded for m in self.mailboxes),
+                "unresolved": sum(m.unresolved for m in self.mailboxes),
+                "results": [m.as_dict() for m in self.mailboxes]}
+
+
+class SyncRunner:
+    """One pass over the due mailboxes (``run_once``). ``emails``: only these; ``ignore_interval``:
+    cycle them even before their polling interval is over (``sync --now``)."""
+
+    def __init__(self, secrets: SecretStore | None, *, threads: int = 8, clock: Callable[[], datetime] = utcnow,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.secrets = secrets
+        self.threads = max(1, threads)
+        self.clock = clock
+        self.lease_seconds = lease_seconds
+        # Its own name in the lease table: a process running tests too holds those slots apart.
+        self.worker = f"{worker_identity()}:sync"
+        self._leases = ConnectionLeases(self.worker)
+
+    def run_once(self, emails: list[str] | None = None, *, ignore_interval: bool = False) -> SyncSummary:
+        lookup = secret_lookup(self.secrets) if self.secrets is not None else (lambda *_: None)
+        targets = self._claim(emails, ignore_interval)
+        summary = SyncSummary()
+        pending = list(targets)
+        in_flight: dict[Future[CycleResult], SyncTarget] = {}
+        try:
+            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mbxtui-sync") as pool:
+                self._sync_leases(pending)
+                while pending or in_flight:
+                    blocked = []
+                    for target in pending:
+                        if len(in_flight) < self.threads and self._leases.take(target.profile.id):
+                            in_flight[pool.submit(self._cycle, target, lookup)] = target
+                        else:
+                            blocked.append(target)
+                    pending = blocked
+                    if not in_flight:
+                        time.sleep(0.2)  # other workers hold every slot these mailboxes need
+                        self._sync_leases(pending)
+                        continue
+                    done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        target = in_flight.pop(future)
+                        self._leases.give_back(target.profile.id)
+                        summary.mailboxes.append(self._finish(target, future.result()))
+                    self._sync_leases(pending)
+        finally:
+            with write_transaction():
+                self._leases.release_all()
+                database.execute_sql("UPDATE sync_status SET worker = NULL, lease_until = NULL, state = 'idle' "
+                                     "WHERE worker = ?", [self.worker])
+        return summary
+
+    # -- choosing and claiming (R23, R24) --
+
+    def _claim(self, emails: list[str] | None, ignore_interval: bool) -> list[SyncTarget]:
+        settings = settings_service.load()
+        now = self.clock()
+        where = ["m.active = 1", "m.incoming_enabled = 1", "m.incoming_method = 'server_side_sync'",
+                 "p.active = 1", "p.type = ?", "m.approval <> ?",
+                 "(m.approval = ? OR (m.regarding = 'user' AND ? = 0) OR (m.regarding <> 'user' AND ? = 0))",
+                 "(s.worker IS NULL OR s.lease_until < ?)"]
+        params: list = [ProfileType.IMAP_SMTP.value, Approval.REJECTED.value, Approval.APPROVED.value,
+                        int(settings.require_approval_users), int(settings.require_approval_queues), now]
+        if not ignore_interval:
+            where.append("(s.next_due IS NULL OR s.next_due <= ?)")
+            params.append(now)
+        if emails:
+            where.append(f"m.email IN ({','.join('?' * len(emails))})")
+            params.extend(email.lower() for email in emails)
+        until = now + timedelta(seconds=self.lease_seconds)
+        with write_transaction():
+            due = [row["id"] for row in rows_by_name(database.execute_sql(
+                "SELECT m.id FROM mailbox m JOIN profile p ON p.id = m.profile_id "
+                f"LEFT JOIN sync_status s ON s.mailbox_id = m.id WHERE {' AND '.join(where)} ORDER BY m.id", params))]
+            for start in range(0, len(due), 500):
+                chunk = due[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                database.execute_sql(
+                    "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
+                    f"enabled_since) SELECT id, 'idle', 0, 0, 0, COALESCE(test_completed_on, ?) FROM mailbox "
+                    f"WHERE id IN ({marks}) ON CONFLICT DO NOTHING", [now, *chunk])
+                database.execute_sql(
+                    f"UPDATE sync_status SET worker = ?, lease_until = ?, state = 'processing', last_cycle_started = ? "
+                    f"WHERE mailbox_id IN ({marks}) AND (worker IS NULL OR lease_until < ?)",
+                    [self.worker, until, now, *chunk, now])
+        claimed = [row["mailbox_id"] for row in rows_by_name(database.execute_sql(
+            "SELECT mailbox_id FROM sync_status WHERE worker = ? ORDER BY mailbox_id", [self.worker]))]
+        return self._targets(claimed, settings)
+
+    def _targets(self, mailbox_ids: list[int], settings) -> list[SyncTarget]:
+        if not mailbox_ids:
+            return []
+        boxes = list(Mailbox.select().where(Mailbox.id.in_(mailbox_ids)))
+        rows = {p.id: p for p in Profile.select().where(Profile.id.in_({b.profile_id for b in boxes}))}
+        since = {row["mailbox_id"]: row["enabled_since"] for row in rows_by_name(database.execute_sql(
+            f"SELECT mailbox_id, enabled_since FROM sync_status WHERE mailbox_id IN ({','.join('?' * len(mailbox_ids))})",
+            mailbox_ids))}
+        targets = []
+        for box in boxes:
+            profile = rows[box.profile_id]
+            reads_after = (box.process_email_after or profile.process_email_from or _as_datetime(since.get(box.id))
+                           or self.clock())
+            own = None if box.is_forward else Party(
+                box.user_id, box.queue_id, effective_tracking(box.tracking, box.regarding, settings.tracking_users,
+                                                               settings.tracking_queues))
+            targets.append(SyncTarget(
+                mailbox=MailboxSnapshot(
+                    id=box.id, email=box.email, active=box.active, regarding=box.regarding,
+                    incoming_method=box.incoming_method, outgoing_method=box.outgoing_method,
+                    act_method=box.act_method, username=box.username, approved=True,
+                    forward_mailbox_available=False, password_bound_to=box.password_bound_to,
+                    token_bound_to=box.token_bound_to),
+                profile=profile_snapshot(profile), min_polling_minutes=profile.min_polling_minutes, own=own, is_forward=box.is_forward,
+                delete_after_processing=box.is_forward or (box.regarding == "queue" and box.delete_after_processing),
+                reads_after=reads_after))
+        return targets
+
+    # -- one cycle (pool threads) --
+
+    def _cycle(self, target: SyncTarget, lookup: Callable[[str, int, str], str | None]) -> CycleResult:
+        secret = functools.cache(lookup)
+        try:
+            settings = settings_service.load()
+            candidates = (store.forward_candidates(target.profile.id, settings.tracking_users, settings.tracking_queues)
+                          if target.is_forward else None)
+            return run_cycle(target, secret, candidates, self.clock())
+        except Exception as exc:  # an unreadable secret store or a database error must not stop the pool
+            log.exception("the cycle of mailbox %s could not run", target.mailbox.id)
+            return CycleResult(rule_failure(ErrorCode.INTERNAL_ERROR,
+                                            f"the cycle could not run: {exc.__class__.__name__}: {exc}"))
+        finally:
+            database.close()  # this pool thread's own connection: none is left open when the pool ends
+
+    # -- the status (R31) and the leases --
+
+    def _finish(self, target: SyncTarget, result: CycleResult) -> MailboxCycled:
+        now = self.clock()
+        settings = settings_service.load()
+        failure = result.failure
+        if failure is None:
+            due = now if result.more else now + timedelta(minutes=target.min_polling_minutes)
+            values = {"state": "idle", "last_incoming_success": now, "last_error_code": None, "last_error_text": None}
+        else:
+            due = now + timedelta(minutes=settings.retry_interval_minutes)
+            values = {"state": "waiting", "last_error_code": failure.code.value, "last_error_text": failure.message}
+        values.update(worker=None, lease_until=None, last_cycle_finished=now, items_last_cycle=result.messages,
+                      next_due=due)
+        with write_transaction():
+            database.execute_sql(
+                f"UPDATE sync_status SET {', '.join(f'{c} = ?' for c in values)} WHERE mailbox_id = ? AND worker = ?",
+                [*values.values(), target.mailbox.id, self.worker])
+            if result.unresolved:
+                raise_alert(AlertLevel.WARNING, "UNRESOLVED_MESSAGES",
+                            f"the forward mailbox {target.mailbox.email} received {result.unresolved} message(s) "
+                            "addressed to no user or queue it serves (R26): they are kept as unresolved activities; "
+                            "set those recipients' incoming method to forward_mailbox, or ignore them",
+                            mailbox=Mailbox.find(target.mailbox.id), settings=settings)
+        return MailboxCycled(target.mailbox.email, failure is None, result.messages, result.recorded,
+                             result.unresolved, result.deleted,
+                             failure.code.value if failure else None, failure.message if failure else None)
+
+    def _sync_leases(self, pending: list[SyncTarget]) -> None:
+        wanted: dict[int, int] = {}
+        for target in pending:
+            wanted[target.profile.id] = min(self.threads, wanted.get(target.profile.id, 0) + 1)
+        for profile_id, busy in self._leases.busy.items():
+            wanted[profile_id] = min(self.threads, wanted.get(profile_id, 0) + busy)
+        now = self.clock()
+        with write_transaction():
+            self._leases.sync(wanted, now, self.lease_seconds)
+            database.execute_sql("UPDATE sync_status SET lease_until = ? WHERE worker = ?",
+                                 [now + timedelta(seconds=self.lease_seconds), self.worker])
+
+
+def _as_datetime(value: object) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def sync_once(actor: Actor, secrets: SecretStore | None, emails: list[str] | None = None, *,
+              ignore_interval: bool = False, threads: int = 8) -> SyncSummary:
+    """One cycle of every due mailbox (or of ``emails``), for an operator allowed to run Test & Enable.
+    A named mailbox that does not exist is refused before anything runs."""
+    require(actor, Permission.TEST)
+    named = [validation.email("mailbox", email) for email in emails or []]
+    missing = sorted(set(named) - {m.email for m in Mailbox.select(Mailbox.email).where(Mailbox.email.in_(named))})
+    if missing:
+        raise NotFound(f"no mailbox has the address {missing[0]}: see mbxtui mailbox list")
+    return SyncRunner(secrets, threads=threads).run_once(named or None, ignore_interval=ignore_interval)

@@ -1,0 +1,115 @@
+"""Reading a fetched message into an activity's fields (R25) and deciding who it concerns (R26, R27):
+pure functions over the structures imapclient returns."""
+
+from __future__ import annotations
+
+import base64
+
+from mbxtui.core.sync.messages import (
+    MOST_TEXT_BYTES, PREVIEW_CHARACTERS, Structure, TextSection, decode_text, html_to_text, parse, read_structure,
+)
+from mbxtui.core.sync.routing import Party, effective_tracking, route, tracked
+
+# BODYSTRUCTUREs as imapclient parses them.
+PLAIN = (b"text", b"plain", (b"charset", b"utf-8"), None, None, b"7bit", 12, 1, None, None, None, None)
+HTML = (b"text", b"html", (b"charset", b"iso-8859-1"), None, None, b"quoted-printable", 40, 2, None, None, None, None)
+PDF = (b"application", b"pdf", (b"name", b"report.pdf"), None, None, b"base64", 2048, None,
+       (b"attachment", (b"filename", b"=?utf-8?q?r=C3=A9sum=C3=A9.pdf?=")), None, None)
+ALTERNATIVE = ([HTML, PLAIN], b"alternative", (b"boundary", b"b1"), None, None, None)
+MIXED = ([ALTERNATIVE, PDF], b"mixed", (b"boundary", b"b2"), None, None, None)
+
+
+def headers(*lines: str) -> bytes:
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def test_the_structure_names_the_plain_text_part_and_the_attachments():
+    structure = read_structure(MIXED)
+    assert structure.text == TextSection("1.2", "plain", "7bit", "utf-8")
+    assert structure.attachments == (("résumé.pdf", 2048),)
+
+
+def test_a_single_part_message_has_its_text_in_section_1_and_html_is_used_without_plain():
+    assert read_structure(PLAIN).text.section == "1"
+    assert read_structure(([HTML, PDF], b"mixed", None, None, None, None)).text.subtype == "html"
+
+
+def test_a_structure_imapclient_could_not_make_sense_of_gives_nothing_rather_than_an_error():
+    assert read_structure(None) == Structure(None, ())
+    assert read_structure((b"text",)) == Structure(None, ())
+    nested = PLAIN
+    for _ in range(100):  # deeply nested message parts
+        nested = ([nested], b"mixed", None, None, None, None)
+    assert read_structure(nested).text is None
+
+
+def test_text_cut_short_in_base64_and_quoted_printable_still_decodes():
+    encoded = base64.encodebytes("héllo wörld ".encode("utf-8") * 100)[:301]
+    text = decode_text(encoded, TextSection("1", "plain", "base64", "utf-8"))
+    assert text.startswith("héllo wörld héllo")
+    assert decode_text(b"caf=E9 cr=E8me=", TextSection("1", "plain", "quoted-printable", "latin-1")) == "café crème"
+    assert decode_text(b"caf\xe9", TextSection("1", "plain", "8bit", "x-unknown")) == "caf\ufffd"
+    assert decode_text(b"!!!not base64@@@", TextSection("1", "plain", "base64", "utf-8")) is not None
+
+
+def test_html_becomes_text_and_nothing_in_it_runs():
+    html = ("<html><head><style>p{}</style><script>alert(1)</script></head><body><p>Hello <b>you</b></p>"
+            "<img src='http://tracker.test/x.png'><div>Bye</div></body></html>")
+    text = html_to_text(html)
+    assert "Hello you" in text and "Bye" in text
+    assert "alert" not in text and "tracker" not in text and "<" not in text
+
+
+def test_fields_are_decoded_and_bounded():
+    parsed = parse(headers("From: =?utf-8?q?J=C3=B6rg?= <Joerg@Outside.test>", "To: a@x.test, B <b@x.test>",
+                           "Cc: c@x.test", "Subject: =?utf-8?b?R3LDvMOfZQ==?=", "Message-ID: <m1@x.test>",
+                           "Date: Sun, 06 Dec 2026 09:00:00 +0100", "In-Reply-To: <p@x.test>",
+                           "References: <o@x.test> <p@x.test>", "Delivered-To: d@x.test"),
+                   Structure(None, ()), "x" * (PREVIEW_CHARACTERS + 10), 500)
+    assert (parsed.sender, parsed.to, parsed.cc, parsed.subject) == (
+        "joerg@outside.test", ["a@x.test", "b@x.test"], ["c@x.test"], "Grüße")
+    assert parsed.recipients == ["d@x.test", "a@x.test", "b@x.test", "c@x.test"]
+    assert parsed.sent_on.isoformat() == "2026-12-06T08:00:00"
+    assert parsed.in_reply_to == ["<p@x.test>", "<o@x.test>", "<p@x.test>"]
+    assert len(parsed.preview) == PREVIEW_CHARACTERS and parsed.problem is None
+    assert MOST_TEXT_BYTES == 64 * 1024  # R25: at most 64 KB of text is fetched
+
+
+def test_a_message_without_message_id_gets_the_same_digest_in_every_mailbox():
+    common = ["From: a@x.test", "To: b@x.test, c@x.test", "Subject: no id", "Date: Sun, 06 Dec 2026 09:00:00 +0000"]
+    in_b = parse(headers("Delivered-To: b@x.test", "Received: from a by b", *common), Structure(None, ()), "", 1)
+    in_c = parse(headers("Delivered-To: c@x.test", "Received: from a by c; later", *common), Structure(None, ()), "", 1)
+    other = parse(headers(*common[:-1], "Date: Mon, 07 Dec 2026 09:00:00 +0000"), Structure(None, ()), "", 1)
+    assert in_b.message_id == in_c.message_id != other.message_id
+    assert in_b.message_id.endswith("@digest.mbxtui.invalid>")
+
+
+def test_an_overlong_message_id_is_replaced_by_a_digest_that_fits_the_index():
+    parsed = parse(headers(f"Message-ID: <{'x' * 5000}@x.test>"), Structure(None, ()), "", 1)
+    assert len(parsed.message_id) < 100
+
+
+def test_garbage_without_headers_is_unparseable_not_an_error():
+    parsed = parse(b"\xff\xfe garbage without a colon\r\n\r\n", Structure(None, ()), "", 7)
+    assert parsed.problem == "the message has no headers" and parsed.size == 7
+
+
+def test_routing_by_recipient_and_tracking():
+    queue = Party(None, 1, "all")
+    user = Party(2, None, "replies")
+    silent = Party(3, None, "none")
+    candidates = {"q@x.test": queue, "u@x.test": user, "s@x.test": silent}
+    message = parse(headers("To: someone@x.test", "X-Original-To: u@x.test", "Resent-To: q@x.test",
+                            "In-Reply-To: <known@x.test>"), Structure(None, ()), "", 1)
+    assert route(message, None, candidates) == [user, queue]
+    assert route(message, None, {}) == [], "unresolved"
+    assert route(message, queue, None) == [queue], "a mailbox's own message concerns its user or queue"
+    assert tracked(queue, message, set())
+    assert not tracked(user, message, set()) and tracked(user, message, {"<known@x.test>"})
+    assert not tracked(silent, message, {"<known@x.test>"})
+
+
+def test_tracking_follows_the_organisation_unless_the_mailbox_says():
+    assert effective_tracking(None, "user", "replies", "all") == "replies"
+    assert effective_tracking(None, "queue", "replies", "all") == "all"
+    assert effective_tracking("none", "queue", "replies", "all") == "none"

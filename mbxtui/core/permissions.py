@@ -22,6 +22,7 @@ class Permission(StrEnum):
     CONFIGURE = "change users, queues, mailboxes, profiles and settings"
     TEST = "run Test & Enable"
     DISMISS_ALERTS = "dismiss alerts"
+    ALLOW_PLAINTEXT = "allow credentials in clear to a host off this machine"
 
 
 GRANTS: dict[Permission, frozenset[Role]] = {
@@ -33,6 +34,8 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.CONFIGURE: frozenset({G, S, Y}),
     Permission.TEST: frozenset({G, S, Y}),
     Permission.DISMISS_ALERTS: frozenset({G, S, Y}),
+    # R34: only a global_admin lets a profile send credentials without TLS beyond loopback.
+    Permission.ALLOW_PLAINTEXT: frozenset({G}),
 }
 
 

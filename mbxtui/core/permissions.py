@@ -23,6 +23,7 @@ class Permission(StrEnum):
     TEST = "run Test & Enable"
     DISMISS_ALERTS = "dismiss alerts"
     ALLOW_PLAINTEXT = "allow credentials in clear to a host off this machine"
+    CONFIRM_SECRET = "confirm a secret for an endpoint it was not set for"
 
 
 GRANTS: dict[Permission, frozenset[Role]] = {
@@ -36,6 +37,9 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.DISMISS_ALERTS: frozenset({G, S, Y}),
     # R34: only a global_admin lets a profile send credentials without TLS beyond loopback.
     Permission.ALLOW_PLAINTEXT: frozenset({G}),
+    # R34: whoever may point a profile somewhere (system_admin) may not also decide that the
+    # passwords follow it there; that is for the roles that approve addresses.
+    Permission.CONFIRM_SECRET: frozenset({G, S}),
 }
 
 

@@ -29,7 +29,12 @@ def test_show_says_whether_the_secret_is_confirmed_and_confirm_secret_confirms_b
     assert "vic is viewer" in refused
     assert cli.dump() == before
 
-    confirmed = cli.json("--as", "syd", "mailbox", "confirm-secret", "--view", "all", "--filter", "corp.test")
+    # The system_admin who can point a profile anywhere may not also send the passwords there.
+    assert cli.fails("--as", "syd", "mailbox", "confirm-secret", "--view", "all") == (
+        "mbxtui: syd is system_admin and may not confirm a secret for an endpoint it was not set for: "
+        "this needs the role global_admin or service_admin")
+    assert cli.dump() == before
+    confirmed = cli.json("--as", "sam", "mailbox", "confirm-secret", "--view", "all", "--filter", "corp.test")
     assert confirmed == {"selected": 3, "changed": 2}
     for email in ("ann@corp.test", "bob@corp.test"):
         assert cli.json("mailbox", "show", email)["secret_endpoint"] == "confirmed"

@@ -199,13 +199,13 @@ def test_a_mailbox_moved_to_another_profile_keeps_its_secret_unsent(admin: Actor
 
 def test_confirming_binds_the_secret_to_the_new_endpoint_and_is_audited(actors: Actors, ann, store: SecretStore):
     profiles.update(actors.admin, "imap", incoming_host="imap2.corp.test")
-    selected, confirmed = credentials.confirm_mailbox_secrets(actors.system, Selection.of_emails([ANN]))
+    selected, confirmed = credentials.confirm_mailbox_secrets(actors.service, Selection.of_emails([ANN]))
     assert (selected, confirmed) == (1, 1)
     assert state(actors.admin) == credentials.CONFIRMED
     assert isinstance(withheld(store), Credentials)
     entry = audit.list_entries(actors.admin, limit=1)[0]
-    assert (entry["action"], entry["login"], entry["record_count"]) == ("mailbox.confirm_secret", "syd", 1)
-    assert credentials.confirm_mailbox_secrets(actors.system, Selection.of_emails([ANN])) == (1, 0)
+    assert (entry["action"], entry["login"], entry["record_count"]) == ("mailbox.confirm_secret", "sam", 1)
+    assert credentials.confirm_mailbox_secrets(actors.service, Selection.of_emails([ANN])) == (1, 0)
 
 
 def test_a_viewer_cannot_confirm_a_secret(actors: Actors, ann, store: SecretStore):
@@ -218,6 +218,21 @@ def test_a_viewer_cannot_confirm_a_secret(actors: Actors, ann, store: SecretStor
     with pytest.raises(PermissionDenied, match="vic is viewer"):
         credentials.confirm_profile_secret(actors.viewer, "imap")
     assert snapshot() == before
+
+
+def test_a_system_admin_who_moved_the_endpoint_cannot_send_the_secrets_after_it(
+        actors: Actors, ann, store: SecretStore):
+    """Finding 2 of the security review: the role that configures profiles may point one at a host
+    it controls, so it may not also confirm that the passwords go there."""
+    credentials.set_profile_secret(actors.admin, "imap", PROFILE_PASSWORD, store)
+    profiles.update(actors.system, "imap", incoming_host="harvest.example.net")
+    before = snapshot()
+    with pytest.raises(PermissionDenied, match="syd is system_admin and may not confirm a secret"):
+        credentials.confirm_mailbox_secrets(actors.system, Selection.of_emails([ANN]))
+    with pytest.raises(PermissionDenied, match="syd is system_admin and may not confirm a secret"):
+        credentials.confirm_profile_secret(actors.system, "imap")
+    assert snapshot() == before
+    assert isinstance(withheld(store), Withheld)
 
 
 def test_profile_credentials_are_bound_to_the_profile_endpoint(admin: Actor, ann, store: SecretStore):
@@ -284,7 +299,7 @@ def test_a_global_admin_confirms_a_profile_for_credentials_in_clear_until_its_en
     with pytest.raises(InvalidInput, match="^incoming-tls: none would send credentials in clear"):
         profiles.update(actors.system, "imap", incoming_host="imap9.corp.test")
     profiles.update(actors.admin, "imap", incoming_host="imap9.corp.test", allow_plaintext_credentials=True)
-    credentials.confirm_mailbox_secrets(actors.system, Selection.of_emails([ANN]))
+    credentials.confirm_mailbox_secrets(actors.service, Selection.of_emails([ANN]))
     assert isinstance(withheld(store), Credentials)
 
 

@@ -23,6 +23,7 @@ TOKEN = "oauth2-token"
 MAX_SECRET = 4096
 # Who may confirm a secret for a new endpoint: whoever may set it.
 SET_SECRET = Permission.CONFIGURE
+CONFIRM_SECRET = Permission.CONFIRM_SECRET
 
 
 def secret_key(kind: str, record_id: int, what: str, install: str | None = None) -> str:
@@ -151,7 +152,7 @@ def confirmed_mailbox_ids(profile_name: str) -> list[int]:
 def confirm_profile_secret(actor: Actor, name: str) -> bool:
     """Bind the profile's password and token to its endpoint as it is now; False when they
     already were. Refused when it has neither, or when they would go in clear."""
-    require(actor, SET_SECRET)
+    require(actor, CONFIRM_SECRET)
     with write_transaction():
         profile = profiles.get(name)
         held = [what for what in (PASSWORD, TOKEN) if getattr(profile, _flag(what))]
@@ -175,7 +176,7 @@ def confirm_mailbox_secrets(actor: Actor, selection: Selection) -> tuple[int, in
     """Bind the password and token of each selected mailbox to its profile's endpoint as it is now
     (R34). Returns (selected, confirmed); mailboxes without a secret, without a profile or already
     confirmed are left as they are. Refused whole when a profile would carry them in clear."""
-    require(actor, SET_SECRET)
+    require(actor, CONFIRM_SECRET)
     current = f"(SELECT {binding_sql('p')} FROM profile p WHERE p.id = mailbox.profile_id)"
     # An endpoint's text is never empty, so coalesce tells an unbound secret from a bound one.
     stale = (f"profile_id IS NOT NULL AND ((password_set = 1 AND coalesce(password_bound_to, '') != {current}) "

@@ -59,7 +59,7 @@ class MailboxDetailScreen(BaseScreen):
         Binding("ctrl+r", "reload", "Reload", id="reload"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "test": Permission.TEST, "approve": Permission.APPROVE,
-                   "confirm_secret": credentials.SET_SECRET}
+                   "confirm_secret": credentials.CONFIRM_SECRET}
 
     def __init__(self, mailbox_id: int):
         super().__init__()

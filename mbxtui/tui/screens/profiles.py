@@ -161,7 +161,7 @@ class ProfileDetailScreen(ProfileTestActions):
         Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "test_mailboxes": Permission.TEST,
-                   "test_connection": Permission.TEST, "confirm_secret": credentials.SET_SECRET}
+                   "test_connection": Permission.TEST, "confirm_secret": credentials.CONFIRM_SECRET}
     PAGE_SIZE = 200
 
     def __init__(self, name: str):

@@ -197,6 +197,8 @@ def run_mbxtui(lab: LabProcess, store: SecretStore, admin, threads: int, verify:
     count = len(lab.accounts)
     imap_port, smtp_port = lab.count_connections()
     profiles.update(admin, PROFILE, incoming_port=imap_port, outgoing_port=smtp_port, verify_delivery=verify)
+    # R34: the counting relays are a new endpoint; the same lab servers stand behind them.
+    credentials.confirm_mailbox_secrets(admin, Selection.of_profile(PROFILE))
     alerts_before = Alert.select().count()
     started, cpu = time.perf_counter(), time.process_time()
     request = enablement.schedule(admin, Selection.of_profile(PROFILE))

@@ -99,6 +99,8 @@ def run_workers(lab: LabProcess, admin, backend: str, location: str, data_dir: P
                 connections: int) -> Run:
     imap_port, smtp_port = lab.count_connections()
     profiles.update(admin, PROFILE, incoming_port=imap_port, outgoing_port=smtp_port)
+    # R34: the counting relays are a new endpoint; the same lab servers stand behind them.
+    credentials.confirm_mailbox_secrets(admin, Selection.of_profile(PROFILE))
     command = [sys.executable, "-m", "mbxtui", "--db", location, "worker", "--threads", str(connections),
                "--poll", "0.1"]
     workers = [subprocess.Popen(command, env=worker_env(data_dir), cwd=ROOT, stdin=subprocess.DEVNULL,

@@ -1,5 +1,6 @@
 """Mailboxes: ``mailbox list|show|edit|set-password``, the bulk actions ``mailbox
-approve|reject|deactivate|activate|bulk-edit|apply-defaults``, and ``forward-mailbox add``."""
+approve|reject|deactivate|activate|bulk-edit|apply-defaults|confirm-secret``, and ``forward-mailbox
+add``."""
 
 from __future__ import annotations
 
@@ -50,9 +51,12 @@ def cmd_mailbox_show(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.jobs import queue as jobs
     from mbxtui.core.services import mailboxes
 
+    from mbxtui.core.services import credentials
+
     shown = mailboxes.show(ctx.actor, args.email)
     last = jobs.last_result(shown.id)
-    data: dict[str, Any] = {**shown.as_dict(), "last_test": None if last is None else last.as_dict()}
+    data: dict[str, Any] = {**shown.as_dict(), "secret_endpoint": credentials.mailbox_secret_state(ctx.actor, shown.email),
+                            "last_test": None if last is None else last.as_dict()}
     emit(args, data, print_record)
     return EXIT_OK
 
@@ -135,6 +139,16 @@ def cmd_mailbox_apply_defaults(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_mailbox_confirm_secret(ctx: Context, args: argparse.Namespace) -> int:
+    from mbxtui.core.services import credentials
+
+    selected, confirmed = credentials.confirm_mailbox_secrets(ctx.actor, selection(args))
+    emit(args, {"selected": selected, "changed": confirmed},
+         lambda d: print(f"confirmed the secrets of {d['changed']} of {d['selected']} selected mailbox(es) "
+                         f"for their profile's current endpoint"))
+    return EXIT_OK
+
+
 def cmd_forward_add(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import mailboxes
 
@@ -149,6 +163,8 @@ BULK_ACTIONS = (
     ("reject", cmd_mailbox_reject, "reject email addresses (global_admin, service_admin)"),
     ("deactivate", cmd_mailbox_deactivate, "deactivate mailboxes"),
     ("activate", cmd_mailbox_activate, "activate mailboxes again"),
+    ("confirm-secret", cmd_mailbox_confirm_secret,
+     "confirm the mailboxes' passwords and tokens for their profile's current endpoint"),
 )
 
 

@@ -1,4 +1,4 @@
-"""Email server profiles: ``profile add|edit|list|show|set-password|test``."""
+"""Email server profiles: ``profile add|edit|list|show|set-password|confirm-secret|test``."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def _profile_fields(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_profile_add(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import profiles
 
-    emit(args, profiles.create(ctx.actor, **_profile_fields(args)).as_dict(), print_record)
+    created = profiles.create(ctx.actor, allow_plaintext_credentials=args.allow_plaintext_credentials,
+                              **_profile_fields(args))
+    emit(args, created.as_dict(), print_record)
     return EXIT_OK
 
 
@@ -40,7 +42,18 @@ def cmd_profile_edit(ctx: Context, args: argparse.Namespace) -> int:
 
     fields = _profile_fields(args)
     fields["name"] = args.new_name
-    emit(args, profiles.update(ctx.actor, args.profile, **fields).as_dict(), print_record)
+    updated = profiles.update(ctx.actor, args.profile, allow_plaintext_credentials=args.allow_plaintext_credentials,
+                              **fields)
+    emit(args, updated.as_dict(), print_record)
+    return EXIT_OK
+
+
+def cmd_profile_confirm_secret(ctx: Context, args: argparse.Namespace) -> int:
+    from mbxtui.core.services import credentials
+
+    changed = credentials.confirm_profile_secret(ctx.actor, args.profile)
+    verdict = "confirmed for its current endpoint" if changed else "were already confirmed for its current endpoint"
+    print(f"the secrets of profile {safe(args.profile)} {verdict}")
     return EXIT_OK
 
 
@@ -99,6 +112,8 @@ def _profile_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--owner", metavar="USER_EMAIL", help="the user who receives the profile's alerts")
     p.add_argument("--process-email-from", metavar="DATE")
     p.add_argument("--min-polling-minutes", metavar="N")
+    p.add_argument("--allow-plaintext-credentials", action="store_true",
+                   help="global_admin only: let TLS mode none carry credentials to a host off this machine")
     json_option(p)
 
 
@@ -119,6 +134,9 @@ def register(commands: Commands) -> None:
     p = command(profiles, "set-password", cmd_profile_set_password, "store the profile's password in the keyring")
     p.add_argument("profile", metavar="NAME")
     secret_options(p)
+    p = command(profiles, "confirm-secret", cmd_profile_confirm_secret,
+                "confirm the profile's password and token for its current endpoint")
+    p.add_argument("profile", metavar="NAME")
     p = command(profiles, "test", cmd_profile_test, "test the profile's own connection settings")
     p.add_argument("profile", metavar="NAME")
     json_option(p)

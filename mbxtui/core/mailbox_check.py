@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from mbxtui.core.endpoint_binding import binding_of, plaintext_refusal, unconfirmed_sentence
 from mbxtui.core.enums import EXCHANGE_TYPES, ProfileType
 from mbxtui.core.probes import imap, pop3, smtp
 from mbxtui.core.probes.base import Credentials, Endpoint, ErrorCode, Failure, ProbeResult, Step, StepResult
+from mbxtui.core.secret_value import Secret
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class ProfileSnapshot:
     timeout_seconds: int
     verify_delivery: bool
     max_connections: int
+    password_bound_to: str | None = None
+    token_bound_to: str | None = None
+    plaintext_confirmed_for: str | None = None
 
 
 def profile_snapshot(profile) -> ProfileSnapshot:
@@ -50,6 +55,8 @@ class MailboxSnapshot:
     username: str
     approved: bool  # approved, or approval not required for its kind
     forward_mailbox_available: bool  # an enabled forward mailbox exists on its profile (R10)
+    password_bound_to: str | None = None  # R34: the endpoint its secrets were set for
+    token_bound_to: str | None = None
 
 
 @dataclass
@@ -112,23 +119,57 @@ def precheck(mailbox: MailboxSnapshot, profile: ProfileSnapshot | None) -> Probe
     return None
 
 
-SecretLookup = Callable[[str, int, str], "str | None"]  # (kind, record id, what) -> secret
+SecretLookup = Callable[[str, int, str], "Secret | None"]  # (kind, record id, what) -> secret
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """Credentials that are not sent (R34); ``message`` says why and what to do."""
+
+    message: str
 
 
 def credentials_for(direction: str, mailbox: MailboxSnapshot, profile: ProfileSnapshot,
-                    secret: SecretLookup) -> Credentials:
-    """R4: the mailbox's own credentials only when the profile authenticates with ``mailbox``."""
-    auth = profile.incoming_auth if direction == "incoming" else profile.outgoing_auth
+                    secret: SecretLookup) -> Credentials | Withheld:
+    """R4: the mailbox's own credentials only when the profile authenticates with ``mailbox``.
+    R34: a secret goes only to the endpoint it was set or confirmed for, and in clear only to a
+    loopback host or where a global_admin confirmed it."""
+    side = "incoming" if direction in ("incoming", "act") else "outgoing"
+    auth = getattr(profile, f"{side}_auth")
     login = mailbox.username or mailbox.email
     if auth == "none":
         return Credentials("none")
+    refusal = plaintext_refusal(profile, side)
+    if refusal is not None:
+        return Withheld(refusal)
+    endpoint_now = binding_of(profile)
+
+    def unless_moved(owner: str, value: Secret | None, bound_to: str | None, what: str) -> Withheld | None:
+        if not value or bound_to == endpoint_now:
+            return None
+        who = mailbox.email if owner == "mailbox" else profile.name
+        return Withheld(unconfirmed_sentence(owner, who, what, getattr(profile, f"{side}_host"),
+                                             getattr(profile, f"{side}_port")))
+
     if auth == "mailbox":
-        return Credentials("password", login, secret("mailbox", mailbox.id, "password") or "")
+        value = secret("mailbox", mailbox.id, "password")
+        return (unless_moved("mailbox", value, mailbox.password_bound_to, "password")
+                or Credentials("password", login, value))
     if auth == "profile":
-        return Credentials("password", profile.username, secret("profile", profile.id, "password") or "",
-                           authorization_identity=login)
-    token = secret("mailbox", mailbox.id, "oauth2-token") or secret("profile", profile.id, "oauth2-token") or ""
-    return Credentials("oauth2", login, token)
+        value = secret("profile", profile.id, "password")
+        return (unless_moved("profile", value, profile.password_bound_to, "password")
+                or Credentials("password", profile.username, value, authorization_identity=login))
+    own = secret("mailbox", mailbox.id, "oauth2-token")
+    if own:
+        return unless_moved("mailbox", own, mailbox.token_bound_to, "oauth2-token") or Credentials("oauth2", login, own)
+    shared = secret("profile", profile.id, "oauth2-token")
+    return (unless_moved("profile", shared, profile.token_bound_to, "oauth2-token")
+            or Credentials("oauth2", login, shared))
+
+
+def withheld_failure(withheld: Withheld) -> ProbeResult:
+    """Nothing is sent: the direction fails before any connection is made."""
+    return rule_failure(ErrorCode.NO_CREDENTIALS, withheld.message)
 
 
 def endpoint(profile: ProfileSnapshot, direction: str) -> Endpoint:
@@ -162,8 +203,10 @@ def check_mailbox(mailbox: MailboxSnapshot, profile: ProfileSnapshot | None, sec
             "set ACT to none, or use an Exchange profile")
     sent_message_id = None
     if "outgoing" in used:
-        outgoing = smtp.probe(endpoint(profile, "outgoing"), credentials_for("outgoing", mailbox, profile, secret),
-                              sender=mailbox.email, recipient=mailbox.email)
+        outgoing_creds = credentials_for("outgoing", mailbox, profile, secret)
+        outgoing = (withheld_failure(outgoing_creds) if isinstance(outgoing_creds, Withheld) else
+                    smtp.probe(endpoint(profile, "outgoing"), outgoing_creds, sender=mailbox.email,
+                               recipient=mailbox.email))
         result.directions["outgoing"] = outgoing
         sent_message_id = outgoing.message_id if outgoing.ok else None
     if mailbox.incoming_method == "forward_mailbox":
@@ -177,8 +220,12 @@ def check_mailbox(mailbox: MailboxSnapshot, profile: ProfileSnapshot | None, sec
         verify = sent_message_id if (profile.verify_delivery and profile.type != ProfileType.POP3_SMTP) else None
         creds = credentials_for("incoming", mailbox, profile, secret)
         probe = incoming_probe(profile)
-        incoming = (probe(endpoint(profile, "incoming"), creds, verify_message_id=verify, verify_wait=verify_wait)
-                    if probe is imap.probe else probe(endpoint(profile, "incoming"), creds))
+        if isinstance(creds, Withheld):
+            incoming = withheld_failure(creds)
+        elif probe is imap.probe:
+            incoming = probe(endpoint(profile, "incoming"), creds, verify_message_id=verify, verify_wait=verify_wait)
+        else:
+            incoming = probe(endpoint(profile, "incoming"), creds)
         delivery_failed = incoming.failure is not None and incoming.failure.code == ErrorCode.DELIVERY_NOT_CONFIRMED
         if delivery_failed:
             # The inbox opened; what failed is the message sent by the outgoing test.

@@ -171,6 +171,26 @@ CREATE TRIGGER "profile_changed" AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON
   FOR EACH STATEMENT EXECUTE FUNCTION "mbxtui_notify_mailbox_changed"();
 """
 
+# R34: each secret remembers the endpoint it was set for (see endpoint_binding.py), and a profile
+# the endpoint a global_admin confirmed for credentials in clear. Secrets set before this version
+# are bound to the endpoint their profile has now.
+SCHEMA_0006 = r"""
+ALTER TABLE "profile" ADD COLUMN "password_bound_to" TEXT;
+ALTER TABLE "profile" ADD COLUMN "token_bound_to" TEXT;
+ALTER TABLE "profile" ADD COLUMN "plaintext_confirmed_for" TEXT;
+ALTER TABLE "mailbox" ADD COLUMN "password_bound_to" TEXT;
+ALTER TABLE "mailbox" ADD COLUMN "token_bound_to" TEXT;
+UPDATE "profile" SET
+  "password_bound_to" = CASE WHEN password_set = 1 THEN profile.id || ' ' || profile.incoming_host || ' ' || profile.incoming_port || ' ' || profile.incoming_tls || ' ' || profile.incoming_auth || ' ' || profile.outgoing_host || ' ' || profile.outgoing_port || ' ' || profile.outgoing_tls || ' ' || profile.outgoing_auth || ' ' || coalesce(profile.ca_file, '') END,
+  "token_bound_to" = CASE WHEN token_set = 1 THEN profile.id || ' ' || profile.incoming_host || ' ' || profile.incoming_port || ' ' || profile.incoming_tls || ' ' || profile.incoming_auth || ' ' || profile.outgoing_host || ' ' || profile.outgoing_port || ' ' || profile.outgoing_tls || ' ' || profile.outgoing_auth || ' ' || coalesce(profile.ca_file, '') END
+  WHERE password_set = 1 OR token_set = 1;
+UPDATE "mailbox" SET
+  "password_bound_to" = CASE WHEN password_set = 1 THEN (SELECT p.id || ' ' || p.incoming_host || ' ' || p.incoming_port || ' ' || p.incoming_tls || ' ' || p.incoming_auth || ' ' || p.outgoing_host || ' ' || p.outgoing_port || ' ' || p.outgoing_tls || ' ' || p.outgoing_auth || ' ' || coalesce(p.ca_file, '') FROM profile p WHERE p.id = mailbox.profile_id) END,
+  "token_bound_to" = CASE WHEN token_set = 1 THEN (SELECT p.id || ' ' || p.incoming_host || ' ' || p.incoming_port || ' ' || p.incoming_tls || ' ' || p.incoming_auth || ' ' || p.outgoing_host || ' ' || p.outgoing_port || ' ' || p.outgoing_tls || ' ' || p.outgoing_auth || ' ' || coalesce(p.ca_file, '') FROM profile p WHERE p.id = mailbox.profile_id) END
+  WHERE (password_set = 1 OR token_set = 1) AND profile_id IS NOT NULL;
+"""
+POSTGRES_SCHEMA_0006 = SCHEMA_0006
+
 # R35: on PostgreSQL the server enforces each operator's role. One group role per mbxtui role
 # (cluster-wide, so created only when missing); an operator is a login role of the same name that
 # is a member of one of them (``mbxtui_set_operator_role``, run by ``mbxtui operator add|set-role|
@@ -360,6 +380,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (3, SCHEMA_0003),
     (4, SCHEMA_0004),
     (5, SCHEMA_0005),
+    (6, SCHEMA_0006),
     (7, SCHEMA_0007),
     (8, SCHEMA_0008),
 ]
@@ -377,6 +398,7 @@ POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (3, POSTGRES_SCHEMA_0003),
     (4, POSTGRES_SCHEMA_0004),
     (5, POSTGRES_SCHEMA_0005),
+    (6, POSTGRES_SCHEMA_0006),
     (7, POSTGRES_SCHEMA_0007),
     (8, POSTGRES_SCHEMA_0008),
 ]

@@ -96,6 +96,11 @@ class Profile(BaseModel):
     created_on = DateTimeField(default=utcnow)
     modified_on = DateTimeField(default=utcnow)
     row_version = IntegerField(default=1)
+    # R34 (endpoint_binding.py): the endpoint each secret was set or confirmed for, and the one a
+    # global_admin confirmed for credentials in clear.
+    password_bound_to = TextField(null=True)
+    token_bound_to = TextField(null=True)
+    plaintext_confirmed_for = TextField(null=True)
 
 
 class Mailbox(BaseModel):
@@ -138,6 +143,8 @@ class Mailbox(BaseModel):
     created_on = DateTimeField(default=utcnow)
     modified_on = DateTimeField(default=utcnow)
     row_version = IntegerField(default=1)
+    password_bound_to = TextField(null=True)  # R34: the endpoint of its profile the secret is for
+    token_bound_to = TextField(null=True)
     tracking = CharField(null=True)  # R27: all, replies, none; None follows the organisation's default
 
 

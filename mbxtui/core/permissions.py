@@ -22,6 +22,8 @@ class Permission(StrEnum):
     CONFIGURE = "change users, queues, mailboxes, profiles and settings"
     TEST = "run Test & Enable"
     DISMISS_ALERTS = "dismiss alerts"
+    ALLOW_PLAINTEXT = "allow credentials in clear to a host off this machine"
+    CONFIRM_SECRET = "confirm a secret for an endpoint it was not set for"
 
 
 GRANTS: dict[Permission, frozenset[Role]] = {
@@ -33,6 +35,11 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.CONFIGURE: frozenset({G, S, Y}),
     Permission.TEST: frozenset({G, S, Y}),
     Permission.DISMISS_ALERTS: frozenset({G, S, Y}),
+    # R34: only a global_admin lets a profile send credentials without TLS beyond loopback.
+    Permission.ALLOW_PLAINTEXT: frozenset({G}),
+    # R34: whoever may point a profile somewhere (system_admin) may not also decide that the
+    # passwords follow it there; that is for the roles that approve addresses.
+    Permission.CONFIRM_SECRET: frozenset({G, S}),
 }
 
 

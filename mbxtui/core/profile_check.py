@@ -7,22 +7,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mbxtui.core.endpoint_binding import binding_of, plaintext_refusal, unconfirmed_sentence
 from mbxtui.core.enums import ProfileType
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes import imap, pop3, smtp
 from mbxtui.core.probes.base import Credentials
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import credentials, profiles
-from mbxtui.core.mailbox_check import MailboxCheckResult, endpoint, profile_snapshot
+from mbxtui.core.mailbox_check import (
+    MailboxCheckResult, Withheld, endpoint, profile_snapshot, withheld_failure,
+)
 
 
-def _profile_credentials(auth: str, profile, store: SecretStore | None) -> Credentials:
+def _profile_credentials(side: str, profile, store: SecretStore | None) -> Credentials | Withheld:
+    """The profile's own credentials for ``side``, if it has them and they may go there (R34)."""
+    auth = getattr(profile, f"{side}_auth")
     if store is None or auth not in ("profile", "oauth2"):
         return Credentials("none")
     what = credentials.PASSWORD if auth == "profile" else credentials.TOKEN
     secret = credentials.profile_secret(store, profile.id, what)
     if not secret:
         return Credentials("none")
+    refusal = plaintext_refusal(profile, side)
+    if refusal is not None:
+        return Withheld(refusal)
+    bound_to = profile.password_bound_to if what == credentials.PASSWORD else profile.token_bound_to
+    if bound_to != binding_of(profile):
+        return Withheld(unconfirmed_sentence("profile", profile.name, what, getattr(profile, f"{side}_host"),
+                                             getattr(profile, f"{side}_port")))
     return Credentials("password" if auth == "profile" else "oauth2", profile.username, secret)
 
 
@@ -45,13 +57,15 @@ def check_profile(actor: Actor, name: str, store: SecretStore | None) -> Profile
     require(actor, Permission.TEST)
     row = profiles.get(name)
     snapshot = profile_snapshot(row)
-    incoming_creds = _profile_credentials(row.incoming_auth, row, store)
-    outgoing_creds = _profile_credentials(row.outgoing_auth, row, store)
+    incoming_creds = _profile_credentials("incoming", row, store)
+    outgoing_creds = _profile_credentials("outgoing", row, store)
     probe = pop3.probe if row.type == ProfileType.POP3_SMTP else imap.probe
     result = MailboxCheckResult()
-    result.directions["incoming"] = probe(endpoint(snapshot, "incoming"), incoming_creds,
-                                          connection_only=incoming_creds.kind == "none")
-    result.directions["outgoing"] = smtp.probe(endpoint(snapshot, "outgoing"), outgoing_creds,
-                                               sender=row.username or "postmaster", recipient=row.username or "postmaster",
-                                               send=False)
+    result.directions["incoming"] = (
+        withheld_failure(incoming_creds) if isinstance(incoming_creds, Withheld) else
+        probe(endpoint(snapshot, "incoming"), incoming_creds, connection_only=incoming_creds.kind == "none"))
+    result.directions["outgoing"] = (
+        withheld_failure(outgoing_creds) if isinstance(outgoing_creds, Withheld) else
+        smtp.probe(endpoint(snapshot, "outgoing"), outgoing_creds, sender=row.username or "postmaster",
+                   recipient=row.username or "postmaster", send=False))
     return ProfileCheck(row.name, result.passed, result.as_dict())

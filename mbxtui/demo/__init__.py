@@ -47,7 +47,8 @@ from mbxtui.core.errors import MbxError, NotFound, NotInitialised, PermissionDen
 from mbxtui.core.permissions import SYSTEM, Actor
 from mbxtui.core.secrets import (KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SECRETS_BACKUP_NAME, SECRETS_FILE_NAME,
                                  SecretStore)
-from mbxtui.core.services import operators, profiles
+from mbxtui.core.services import credentials, operators, profiles
+from mbxtui.core.services.selection import Selection
 from mbxtui.demo import seed
 from mbxtui.demo.certs import CA_FILE_NAME, LEGACY_CA_FILE_NAME, make_certificates
 from mbxtui.demo.mailsystem import MAILBOX_PASSWORD, MailSystem
@@ -220,7 +221,9 @@ def _demo_actor(db_path: Path, login: str) -> Actor:
 def _point_profiles_at(ports: SandboxPorts, directory: Path) -> None:
     """The servers listen on new ports at every start: the demo profiles follow them, and follow
     the demo's CA files should the demo directory have moved. Profiles the operator renamed are left
-    alone, and so is a CA file of the operator's choosing."""
+    alone, and so is a CA file of the operator's choosing. The sandbox is the same servers on new
+    ports, so secrets confirmed for it stay confirmed (R34); those the operator left unconfirmed
+    stay unconfirmed."""
     for name, (incoming, outgoing) in seed.PROFILE_PORTS.items():
         try:
             profile = profiles.get(name)
@@ -229,7 +232,13 @@ def _point_profiles_at(ports: SandboxPorts, directory: Path) -> None:
         changes = {"incoming_port": getattr(ports, incoming), "outgoing_port": getattr(ports, outgoing)}
         if profile.ca_file and Path(profile.ca_file).name in (CA_FILE_NAME, LEGACY_CA_FILE_NAME):
             changes["ca_file"] = str(directory / Path(profile.ca_file).name)
+        profile_confirmed = profiles.secret_endpoint_state(profile) == credentials.CONFIRMED
+        confirmed_mailboxes = credentials.confirmed_mailbox_ids(name)
         profiles.update(SYSTEM, name, **changes)
+        if profile_confirmed:
+            credentials.confirm_profile_secret(SYSTEM, name)
+        if confirmed_mailboxes:
+            credentials.confirm_mailbox_secrets(SYSTEM, Selection.of_ids(confirmed_mailboxes))
 
 
 def _remove_demo_files(directory: Path, db_path: Path) -> None:

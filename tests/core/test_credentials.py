@@ -61,7 +61,7 @@ def test_a_mailbox_password_is_kept_in_the_keyring_and_shown_only_as_set(admin: 
     assert mailboxes.show(admin, "ann@corp.test").as_dict()["password"] == "not set"
     credentials.set_mailbox_secret(admin, "ann@corp.test", MAILBOX_SECRET, store)
     box = mailboxes.get("ann@corp.test")
-    assert credentials.mailbox_secret(store, box.id) == MAILBOX_SECRET
+    assert credentials.mailbox_secret(store, box.id).reveal() == MAILBOX_SECRET
     shown = mailboxes.show(admin, "ann@corp.test").as_dict()
     assert (shown["password"], shown["oauth2_token"]) == ("set", "not set")
     assert MAILBOX_SECRET not in everything_visible(admin)
@@ -80,8 +80,8 @@ def test_profile_password_and_tokens_are_write_only_too(admin: Actor, ann, store
     profile = profiles.show(admin, "imap").as_dict()
     assert (profile["password"], profile["oauth2_token"]) == ("set", "not set")
     assert mailboxes.show(admin, "ann@corp.test").as_dict()["oauth2_token"] == "set"
-    assert credentials.profile_secret(store, profile["id"]) == PROFILE_SECRET
-    assert credentials.mailbox_secret(store, mailboxes.get("ann@corp.test").id, credentials.TOKEN) == TOKEN_SECRET
+    assert credentials.profile_secret(store, profile["id"]).reveal() == PROFILE_SECRET
+    assert credentials.mailbox_secret(store, mailboxes.get("ann@corp.test").id, credentials.TOKEN).reveal() == TOKEN_SECRET
     visible = everything_visible(admin)
     assert PROFILE_SECRET not in visible and TOKEN_SECRET not in visible
     on_disk = file_bytes(db_path)

@@ -135,7 +135,8 @@ def test_a_system_admin_changes_mailboxes_but_the_server_refuses_it_the_approval
             "delete_after_processing, process_email_after, 'approved', 'syd', now(), incoming_status, outgoing_status, "
             "act_status, overall_status, incoming_enabled, outgoing_enabled, act_enabled, test_scheduled, "
             "test_last_attempted_by, test_last_attempted_on, test_completed_on, last_error_code, last_error_text, "
-            "transient_failures, postponed_until, active, created_on, modified_on, row_version, tracking FROM mailbox")
+            "transient_failures, postponed_until, active, created_on, modified_on, row_version, password_bound_to, "
+            "token_bound_to, tracking FROM mailbox")
     with org.connect_as(org.service) as service:
         with service.cursor() as cursor:
             cursor.execute("UPDATE mailbox SET approval = 'approved', approved_by = %s, approved_on = now()",

@@ -142,7 +142,7 @@ def test_a_copy_answers_as_the_source_did_and_takes_new_rows(source, target, sto
     assert answers() == before
     admin = operators.current_actor(login="alice")
     # The keyring entry made for the source is the target's too.
-    assert credentials.mailbox_secret(store, mailboxes.get("p00@corp.test").id) == MAILBOX_PASSWORD
+    assert credentials.mailbox_secret(store, mailboxes.get("p00@corp.test").id).reveal() == MAILBOX_PASSWORD
     # New rows get ids after the copied ones (PostgreSQL's sequences were moved past them).
     largest = database.execute_sql("SELECT max(id) FROM mailbox").fetchone()[0]
     users.add_user(admin, "After Copy", "after@corp.test")

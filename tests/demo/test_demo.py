@@ -22,7 +22,8 @@ from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.models import Alert, EnablementJob, Mailbox, Operator, Profile, Queue, User, utcnow
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SECRETS_FILE_NAME
-from mbxtui.core.services import credentials, enablement, operators, settings
+from mbxtui.core.permissions import SYSTEM
+from mbxtui.core.services import credentials, enablement, operators, profiles, settings
 from mbxtui.core.services.selection import Selection
 from mbxtui.demo import DATABASE_NAME, DEMO_MASTER_PASSWORD, Demo, demo_directory, prepare_demo, seed
 from mbxtui.demo.certs import CA_FILE_NAME, LEGACY_CA_FILE_NAME
@@ -94,6 +95,16 @@ def test_a_later_start_reuses_the_demo_and_points_its_profiles_at_the_new_server
             getattr(restarted_demo.ports, incoming), getattr(restarted_demo.ports, outgoing)), name
 
 
+def test_the_seeded_secrets_are_confirmed_for_the_sandbox_at_every_start(first_start, restarted_demo: Demo):
+    """R34: the demo moves its profiles to the sandbox's new ports, and its secrets follow them."""
+    for name in seed.PROFILE_PORTS:
+        assert profiles.show(SYSTEM, name).secret_endpoint in ("confirmed", "no secret"), name
+    branch = seed.plan().groups[seed.BRANCH]
+    with_password = [email for email in branch if row(email).password_set]
+    assert with_password
+    assert {credentials.mailbox_secret_state(SYSTEM, email) for email in with_password} == {"confirmed"}
+
+
 def test_reset_starts_over_with_a_new_demo_database_and_keyring(demo_dir: Path):
     with contextlib.closing(sqlite3.connect(demo_dir / DATABASE_NAME)) as previous:
         previous_install = previous.execute("SELECT value FROM meta WHERE key = 'install_id'").fetchone()[0]
@@ -106,7 +117,7 @@ def test_reset_starts_over_with_a_new_demo_database_and_keyring(demo_dir: Path):
         assert Profile.get_or_none(Profile.name == seed.LEGACY) is not None
         assert Profile.get_or_none(Profile.name == "Renamed by the operator") is None
         head_office = Profile.get(Profile.name == seed.HEAD_OFFICE)
-        assert credentials.profile_secret(demo.store, head_office.id) == SERVICE_PASSWORD
+        assert credentials.profile_secret(demo.store, head_office.id).reveal() == SERVICE_PASSWORD
         assert not [p.name for p in demo_dir.iterdir() if "seeding" in p.name], "no half-made database left"
     finally:
         demo.stop()

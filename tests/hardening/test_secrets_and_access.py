@@ -516,7 +516,7 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
             expect=1)
     out.run("mailbox", "set-password", ALICE, "--password-stdin", stdin=REFUSED_SECRET,
             env={"MBXTUI_MASTER_PASSWORD": REFUSED_SECRET}, expect=1)
-    assert credentials.mailbox_secret(org.store, org.row(ALICE).id) == WRONG_PASSWORD
+    assert credentials.mailbox_secret(org.store, org.row(ALICE).id).reveal() == WRONG_PASSWORD
 
     # Used: right and wrong against the real lab, tokens against servers that lack XOAUTH2 (refused
     # there before the token is sent; NO_CREDENTIALS would mean it was never stored).
@@ -533,8 +533,8 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
     console = Console()
     with logs.log_file(out.log_file):
         drive_console(org, console)
-    assert credentials.mailbox_secret(org.store, org.row(ALICE).id) == CONSOLE_PASSWORD
-    assert credentials.profile_secret(org.store, profiles.get("Lab oauth").id, credentials.TOKEN) == CONSOLE_TOKEN
+    assert credentials.mailbox_secret(org.store, org.row(ALICE).id).reveal() == CONSOLE_PASSWORD
+    assert credentials.profile_secret(org.store, profiles.get("Lab oauth").id, credentials.TOKEN).reveal() == CONSOLE_TOKEN
 
     # Out: every export as JSON, and as text what shows secrets' state, tests or history.
     exports = [["mailbox", "list", "--view", "all"], ["profile", "list"], ["user", "list"], ["queue", "list"],
@@ -798,7 +798,7 @@ class RoleWorld:
                 values[f"{email} {what}"] = credentials.mailbox_secret(self.store, mailboxes.get(email).id, what)
         for what in (credentials.PASSWORD, credentials.TOKEN):
             values[f"imap {what}"] = credentials.profile_secret(self.store, profiles.get("imap").id, what)
-        return values
+        return {key: None if value is None else value.reveal() for key, value in values.items()}
 
 
 @pytest.fixture
@@ -811,6 +811,10 @@ def role_world(databases: Databases, roles_template: Path | str, tmp_path: Path,
         database.execute_sql("UPDATE meta SET value = ? WHERE key = 'install_id'", [uuid.uuid4().hex])
         actors = {role: operators.current_actor(login=login) for role, login in ROLE_LOGINS.items()}
         credentials.set_mailbox_secret(actors[Role.GLOBAL_ADMIN], "ann@corp.test", KEPT_SECRET, secret_store)
+        credentials.set_profile_secret(actors[Role.GLOBAL_ADMIN], "imap", KEPT_SECRET, secret_store)
+        # R34: secrets whose endpoint changed since they were set, for the confirmations to confirm.
+        database.execute_sql("UPDATE mailbox SET password_bound_to = NULL")
+        database.execute_sql("UPDATE profile SET password_bound_to = NULL")
         csv_path = tmp_path / "users.csv"
         csv_path.write_text("name,email\nNia,nia@corp.test\n", encoding="utf-8")
         yield RoleWorld(secret_store, csv_path, actors)
@@ -870,6 +874,9 @@ MUTATING_SERVICES = [
     MutatingService(credentials.set_mailbox_secret, (CONFIGURE,),
                     lambda f, a, w: f(a, "bob@corp.test", NEW_SECRET, w.store, credentials.TOKEN)),
     MutatingService(credentials.clear_mailbox_secret, (CONFIGURE,), lambda f, a, w: f(a, "ann@corp.test", w.store)),
+    MutatingService(credentials.confirm_profile_secret, (Permission.CONFIRM_SECRET,), lambda f, a, w: f(a, "imap")),
+    MutatingService(credentials.confirm_mailbox_secrets, (Permission.CONFIRM_SECRET,),
+                    lambda f, a, w: f(a, Selection.of_emails(["ann@corp.test"]))),
     MutatingService(bulk.approve, (APPROVE,), lambda f, a, w: f(a, Selection.of_emails(["ann@corp.test"]))),
     MutatingService(bulk.reject, (APPROVE,), lambda f, a, w: f(a, Selection.of_emails(["ann@corp.test"]))),
     MutatingService(bulk.bulk_edit, (CONFIGURE,), lambda f, a, w: f(a, BOB_ONLY, profile="second")),
@@ -895,6 +902,7 @@ READ_ONLY = {
     "mailbox_views.ids_in_view", "mailbox_views.rows_by_ids", "mailboxes.show", "mailbox_views.where_for",
     "operators.list_operators", "profiles.show", "profiles.list_profiles", "settings.show", "users.list_users",
     "users.list_queues", "profile_mailboxes.mailboxes_of_profile", "mailbox_pages.MailboxPages",
+    "credentials.mailbox_secret_state",
     "activities.list_activities", "activities.show_activity",
 }
 CALLED_BY_CHECKED_SERVICES = {

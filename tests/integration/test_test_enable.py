@@ -258,6 +258,7 @@ def test_starttls_required_but_not_offered_fails_before_any_credential_is_sent(o
     # The same ports with TLS mode none, which the profile must say explicitly, do log in: the
     # counters above would have seen credentials.
     profiles.update(org.admin, "starttls", incoming_tls="none", outgoing_tls="none")
+    credentials.confirm_mailbox_secrets(org.admin, Selection.of_emails([ALICE]))  # R34: a new endpoint
     org.test_enable(ALICE)
     assert statuses(org, ALICE)["overall"] == "success", org.row(ALICE).last_error_text
     assert lab.login_attempts(plaintext_front) > logins_before
@@ -288,6 +289,7 @@ def test_connection_refused_is_retried_per_the_policy_then_disables(org):
     org.test_enable(ALICE)
     assert enabled(org, ALICE)["incoming"]
     profiles.update(org.admin, "lab", incoming_port=org.lab.ports["refused"])
+    credentials.confirm_mailbox_secrets(org.admin, Selection.of_emails([ALICE]))  # R34: a new endpoint
     org.schedule(ALICE)
 
     for retry in (1, 2):
@@ -330,6 +332,7 @@ def test_asking_again_while_a_retry_waits_tests_at_once(org):
     org.test_enable(ALICE)
     assert org.row(ALICE).postponed_until is not None
     profiles.update(org.admin, "lab", incoming_port=org.lab.ports["imaps"])  # the server is back
+    credentials.confirm_mailbox_secrets(org.admin, Selection.of_emails([ALICE]))  # R34: a new endpoint
 
     org.schedule(ALICE)
     assert org.row(ALICE).test_scheduled

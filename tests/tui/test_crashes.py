@@ -90,7 +90,7 @@ def test_a_locked_database_during_a_save_is_shown_in_place_and_the_console_keeps
     assert app.return_code in (None, 0)
     carla = stored("carla@corp.test")
     assert carla.name == "Carla Díaz-Ruiz"
-    assert credentials.mailbox_secret(console.store, carla.id) == TYPED_PASSWORD
+    assert credentials.mailbox_secret(console.store, carla.id).reveal() == TYPED_PASSWORD
     assert all(TYPED_PASSWORD not in text for text in shown)
 
 

@@ -533,7 +533,7 @@ def test_the_password_is_masked_and_write_only(console: Console):
     console.run(scenario)
     carla = stored("carla@corp.test")
     assert carla.password_set
-    assert credentials.mailbox_secret(console.store, carla.id) == secret
+    assert credentials.mailbox_secret(console.store, carla.id).reveal() == secret
     on_disk = file_bytes(console.db_path)
     assert secret.encode() not in on_disk and secret.encode("utf-16-le") not in on_disk
 

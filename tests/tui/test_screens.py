@@ -256,7 +256,7 @@ def test_profile_create_with_a_bad_port_shows_the_error_beside_the_field_and_wri
         created = profiles.show(world.admin, "corp pop")
         assert created.incoming.port == 995 and created.as_dict()["password"] == "set"
         profile_id = profiles.get("corp pop").id
-        assert credentials.profile_secret(world.store, profile_id) == "s3cret"
+        assert credentials.profile_secret(world.store, profile_id).reveal() == "s3cret"
         assert "corp pop" in [row[0] for row in table_rows(app.screen.query_one("#table", DataTable))]
 
     run(world, world.admin, scenario)

@@ -24,6 +24,7 @@ from mbxtui.core.mailbox_check import (
 )
 from mbxtui.core.models import Alert, Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.probes.base import ErrorCode
+from mbxtui.core.secret_value import Secret
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
@@ -90,7 +91,7 @@ class EnablementRunner:
         self._leases = ConnectionLeases(self.worker)
         self._blocked: set[int] = set()
         self._synced_at = float("-inf")
-        self._lookup: Callable[[str, int, str], str | None] | None = None
+        self._lookup: Callable[[str, int, str], Secret | None] | None = None
         self._wake = threading.Event()
 
     def wake(self) -> None:
@@ -123,7 +124,8 @@ class EnablementRunner:
                     id=box.id, email=box.email, active=box.active, regarding=box.regarding,
                     incoming_method=box.incoming_method, outgoing_method=box.outgoing_method,
                     act_method=box.act_method, username=box.username, approved=approved,
-                    forward_mailbox_available=box.profile_id in forward_ready),
+                    forward_mailbox_available=box.profile_id in forward_ready,
+                    password_bound_to=box.password_bound_to, token_bound_to=box.token_bound_to),
                 profile=None if profile is None else profile_snapshot(profile),
             ))
         return claimed
@@ -133,7 +135,7 @@ class EnablementRunner:
 
     # -- checking (pool threads) --
 
-    def _secret(self, kind: str, record_id: int, what: str) -> str | None:
+    def _secret(self, kind: str, record_id: int, what: str) -> Secret | None:
         if self._lookup is None:
             return None
         return self._lookup(kind, record_id, what)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from mbxtui.core.secret_value import Secret, as_secret
+
 
 class Step(StrEnum):
     RESOLVE = "resolve"
@@ -90,13 +92,17 @@ class Credentials:
 
     ``authorization_identity`` is set when profile credentials act for a mailbox: the probe logs
     in as ``username`` (the profile's) on behalf of this identity (IMAP/SMTP ``AUTH PLAIN``
-    authzid; POP3 ``AUTH PLAIN`` too).
+    authzid; POP3 ``AUTH PLAIN`` too). ``secret`` is kept as a ``Secret`` (text given is wrapped),
+    revealed only where a probe sends it.
     """
 
     kind: str
     username: str = ""
-    secret: str = field(default="", repr=False)
+    secret: Secret = field(default_factory=lambda: Secret(""), repr=False, compare=False)
     authorization_identity: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "secret", as_secret(self.secret))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from imapclient.exceptions import LoginError
 
 from mbxtui.core.probes.base import Endpoint, ErrorCode, Failure, Step
 from mbxtui.core.probes.tls import TooMuchData
+from mbxtui.core.secret_value import CONCEALED, Secret
 
 _BUSY_MARKERS = (
     "[UNAVAILABLE]",
@@ -68,7 +69,7 @@ class ProbeContext:
     login: str = ""
     acting_for: str | None = None
     secret_name: str = "password"
-    concealed: list[str] = field(default_factory=list)  # secrets (and their encodings) never to quote
+    concealed: list[Secret] = field(default_factory=list)  # secrets (and their encodings) never to quote
 
     @property
     def where(self) -> str:
@@ -457,7 +458,8 @@ def _text(value: object, limit: int = 200) -> str:
     sequence, say) are shown as escapes, never passed on to a terminal."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     for secret in getattr(_classifying, "concealed", ()):  # before any squeezing or cutting
-        text = text.replace(secret, "***")
+        if secret:
+            text = text.replace(secret.reveal(), CONCEALED)
     text = "".join(_visible(character) for character in " ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

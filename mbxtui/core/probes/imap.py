@@ -139,13 +139,13 @@ def _log_in(client: IMAPClient, session: ProbeSession) -> None:
     # form with the session, so a server that quotes it back never gets it into a message.
     if credentials.kind == "oauth2":
         session.sasl_xoauth2()
-        client.oauth2_login(credentials.username, credentials.secret)
+        client.oauth2_login(credentials.username, credentials.secret.reveal())
     else:
         session.sasl_plain()
         # AUTHENTICATE PLAIN sends UTF-8, where LOGIN fails on non-ASCII passwords.
         client.plain_login(
             credentials.username,
-            credentials.secret,
+            credentials.secret.reveal(),
             authorization_identity=credentials.authorization_identity,
         )
 

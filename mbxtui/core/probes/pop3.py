@@ -10,6 +10,7 @@ from collections.abc import Callable
 from mbxtui.core.probes.base import Credentials, Endpoint, ProbeResult, Step
 from mbxtui.core.probes.session import ProbeSession
 from mbxtui.core.probes.tls import describe_tls
+from mbxtui.core.secret_value import Secret
 
 Capabilities = dict[str, list[str]]
 
@@ -94,12 +95,12 @@ def _log_in(pop: poplib.POP3, session: ProbeSession, capabilities: Capabilities 
     elif (
         credentials.authorization_identity
         or not credentials.username.isascii()
-        or not credentials.secret.isascii()
+        or not credentials.secret.reveal().isascii()
     ):
         _authenticate(pop, session, capabilities, "PLAIN", session.sasl_plain)
     else:
         pop.user(credentials.username)
-        pop.pass_(credentials.secret)
+        pop.pass_(credentials.secret.reveal())
 
 
 def _authenticate(
@@ -107,14 +108,14 @@ def _authenticate(
     session: ProbeSession,
     capabilities: Capabilities | None,
     mechanism: str,
-    response: Callable[[], str],
+    response: Callable[[], Secret],
 ) -> None:
     """``AUTH mechanism initial-response`` (RFC 5034)."""
     if capabilities is not None:
         offered = capabilities.get("SASL", [])
         if mechanism not in offered:
             raise session.auth_unavailable(" ".join(offered))
-    reply = pop._shortcmd(f"AUTH {mechanism} {response()}")
+    reply = pop._shortcmd(f"AUTH {mechanism} {response().reveal()}")
     if not reply.startswith(b"+OK"):
         # A "+" continuation: the server has more to say (XOAUTH2 sends its error this way). An
         # empty answer ends the exchange and makes the server give its verdict, -ERR raising.

@@ -35,10 +35,10 @@ from mbxtui.core.probes.classify import (
     timeout_failure,
 )
 from mbxtui.core.probes.tls import BoundedSocket, Deadline, describe_tls, ssl_context
+from mbxtui.core.secret_value import CONCEALED, Secret
 
 TLS_MODES = ("implicit", "starttls", "none")
 CREDENTIAL_KINDS = ("password", "oauth2", "none")
-_CONCEALED = "***"
 # After these the server no longer follows the conversation: a goodbye (LOGOUT, QUIT) would wait
 # for an answer that does not come, holding the probe until its deadline.
 _CONVERSATION_BROKEN = frozenset(
@@ -89,7 +89,7 @@ class ProbeSession:
         self.endpoint = endpoint
         self.credentials = credentials
         self.result = ProbeResult(protocol)
-        self._concealed = [credentials.secret] if credentials.secret else []
+        self._concealed: list[Secret] = [credentials.secret] if credentials.secret else []
         self.context = ProbeContext(
             protocol=protocol.upper(),
             endpoint=endpoint,
@@ -208,20 +208,23 @@ class ProbeSession:
             f"authentication and TLS settings, or enable {wanted} on the server",
         )
 
-    def sasl_plain(self) -> str:
-        """The base64 ``AUTH PLAIN`` response, in UTF-8 so non-ASCII passwords work."""
+    def sasl_plain(self) -> Secret:
+        """The base64 ``AUTH PLAIN`` response, in UTF-8 so non-ASCII passwords work (a Secret:
+        it holds the password)."""
         credentials = self.credentials
         identity = credentials.authorization_identity or ""
-        return self._concealed_base64(f"{identity}\0{credentials.username}\0{credentials.secret}")
-
-    def sasl_xoauth2(self) -> str:
-        credentials = self.credentials
         return self._concealed_base64(
-            f"user={credentials.username}\x01auth=Bearer {credentials.secret}\x01\x01"
+            Secret(f"{identity}\0{credentials.username}\0{credentials.secret.reveal()}")
         )
 
-    def _concealed_base64(self, text: str) -> str:
-        encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+    def sasl_xoauth2(self) -> Secret:
+        credentials = self.credentials
+        return self._concealed_base64(
+            Secret(f"user={credentials.username}\x01auth=Bearer {credentials.secret.reveal()}\x01\x01")
+        )
+
+    def _concealed_base64(self, text: Secret) -> Secret:
+        encoded = Secret(base64.b64encode(text.reveal().encode("utf-8")).decode("ascii"))
         self._concealed.append(encoded)
         return encoded
 
@@ -322,5 +325,5 @@ class ProbeSession:
 
     def _conceal(self, text: str) -> str:
         for secret in self._concealed:
-            text = text.replace(secret, _CONCEALED)
+            text = text.replace(secret.reveal(), CONCEALED)
         return text

@@ -149,11 +149,11 @@ def _log_in(smtp: smtplib.SMTP, session: ProbeSession) -> None:
     if mechanism not in offered:
         raise session.auth_unavailable(" ".join(offered))
     response = session.sasl_xoauth2() if oauth2 else session.sasl_plain()
-    code, reply = smtp.docmd("AUTH", f"{mechanism} {response}")
+    code, reply = smtp.docmd("AUTH", f"{mechanism} {response.reveal()}")
     if code == 334:
         # XOAUTH2 sends its error as a challenge, answered with an empty line; a PLAIN server
         # that ignored the initial response asks for it.
-        code, reply = smtp.docmd("" if oauth2 else response)
+        code, reply = smtp.docmd("" if oauth2 else response.reveal())
     if code != 235:
         raise smtplib.SMTPAuthenticationError(code, reply)
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from peewee import fn
 
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
+from mbxtui.core.endpoint_binding import (
+    ENDPOINT_FIELDS, binding_of, cleartext_sides, plaintext_confirmed, secret_state,
+)
 from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import Mailbox, Profile, User, utcnow
@@ -94,8 +98,28 @@ def _check_consistency(values: dict[str, Any]) -> None:
         raise InvalidInput("verify-delivery", "needs an IMAP incoming server; this profile is pop3_smtp")
 
 
+def _check_cleartext(values: dict[str, Any], profile_id: int, confirmed_for: str | None) -> None:
+    """R34: credentials in clear only to a loopback host, or where a global_admin confirmed this
+    endpoint (``confirmed_for``)."""
+    endpoint = SimpleNamespace(id=profile_id, plaintext_confirmed_for=confirmed_for,
+                               **{key: values[key] for key in ENDPOINT_FIELDS})
+    sides = cleartext_sides(endpoint)
+    if sides and not plaintext_confirmed(endpoint):
+        side = sides[0]
+        raise InvalidInput(
+            f"{side}-tls",
+            f"none would send credentials in clear to {values[f'{side}_host']}:{values[f'{side}_port']}, which is "
+            f"not a loopback host: choose implicit or starttls, or have a global_admin save it with "
+            f"--allow-plaintext-credentials")
+
+
 def _values_of(profile: Profile) -> dict[str, Any]:
     return {key: getattr(profile, "owner_id" if key == "owner" else key) for key in EDITABLE}
+
+
+def secret_endpoint_state(profile: Profile) -> str:
+    """Whether the profile's secrets are confirmed for its endpoint as it is now (R34)."""
+    return secret_state(profile, profile)
 
 
 def set_or_not(present: bool) -> str:
@@ -139,6 +163,8 @@ class ProfileRecord:
     active: bool
     row_version: int
     mailboxes: int | None = None
+    secret_endpoint: str = "no secret"  # R34: confirmed, not confirmed, no secret
+    plaintext_credentials: bool = False  # a global_admin allowed credentials in clear to this endpoint
 
     @classmethod
     def of(cls, profile: Profile, *, mailbox_count: int | None = None) -> ProfileRecord:
@@ -164,6 +190,8 @@ class ProfileRecord:
             active=profile.active,
             row_version=profile.row_version,
             mailboxes=mailbox_count,
+            secret_endpoint=secret_endpoint_state(profile),
+            plaintext_credentials=plaintext_confirmed(profile),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -177,6 +205,8 @@ class ProfileRecord:
             "username": self.username,
             "password": set_or_not(self.password_set),
             "oauth2_token": set_or_not(self.token_set),
+            "secret_endpoint": self.secret_endpoint,
+            "plaintext_credentials": "allowed" if self.plaintext_credentials else "not allowed",
             "ca_file": self.ca_file,
             "max_connections": self.max_connections,
             "timeout_seconds": self.timeout_seconds,
@@ -196,9 +226,13 @@ def _audit_view(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat(sep=" ") if isinstance(v, datetime) else v) for k, v in values.items()}
 
 
-def create(actor: Actor, **fields: Any) -> ProfileRecord:
-    """Create a profile. Required: name, type, incoming/outgoing host, port, tls and auth."""
+def create(actor: Actor, *, allow_plaintext_credentials: bool = False, **fields: Any) -> ProfileRecord:
+    """Create a profile. Required: name, type, incoming/outgoing host, port, tls and auth.
+    ``allow_plaintext_credentials`` (global_admin only) lets it send credentials over TLS mode
+    none to a host off this machine (R34)."""
     require(actor, Permission.CONFIGURE)
+    if allow_plaintext_credentials:
+        require(actor, Permission.ALLOW_PLAINTEXT)
     values: dict[str, Any] = {
         "username": "", "ca_file": None, "max_connections": 10, "timeout_seconds": 30,
         "verify_delivery": False, "owner": None, "process_email_from": None,
@@ -213,6 +247,8 @@ def create(actor: Actor, **fields: Any) -> ProfileRecord:
     if unknown:
         raise InvalidInput(sorted(unknown)[0], "is not a profile field")
     _check_consistency(values)
+    if not allow_plaintext_credentials:
+        _check_cleartext(values, 0, None)
     with write_transaction():
         if Profile.get_or_none(Profile.name == values["name"]) is not None:
             raise Conflict(f"a profile named {values['name']!r} already exists")
@@ -221,7 +257,18 @@ def create(actor: Actor, **fields: Any) -> ProfileRecord:
         profile = Profile.create(**row)
         audit.record(actor, "profile.create", "profile", f"created profile {profile.name}",
                      [(profile.id, None, _audit_view(values))])
+        if allow_plaintext_credentials:
+            _allow_plaintext(actor, profile)
     return ProfileRecord.of(profile)
+
+
+def _allow_plaintext(actor: Actor, profile: Profile) -> None:
+    """Record a global_admin's confirmation of the profile's endpoint for credentials in clear."""
+    profile.plaintext_confirmed_for = binding_of(profile)
+    Profile.update(plaintext_confirmed_for=profile.plaintext_confirmed_for).where(Profile.id == profile.id).execute()
+    audit.record(actor, "profile.allow_plaintext_credentials", "profile",
+                 f"allowed credentials in clear to the endpoint of profile {profile.name}",
+                 [(profile.id, {"plaintext_credentials": "not allowed"}, {"plaintext_credentials": "allowed"})])
 
 
 def get(name: str) -> Profile:
@@ -232,12 +279,18 @@ def get(name: str) -> Profile:
     return profile
 
 
-def update(actor: Actor, name: str, /, expected_version: int | None = None, **fields: Any) -> ProfileRecord:
+def update(actor: Actor, name: str, /, expected_version: int | None = None, *,
+           allow_plaintext_credentials: bool = False, **fields: Any) -> ProfileRecord:
     """Change the given fields of profile ``name`` (``None`` leaves a field as it is; ``name`` in
-    ``fields`` renames it)."""
+    ``fields`` renames it). A changed endpoint (host, port, TLS mode, authentication, CA file)
+    leaves the profile's and its mailboxes' secrets unconfirmed until someone confirms them, and
+    clears a confirmation of credentials in clear; ``allow_plaintext_credentials`` (global_admin
+    only) confirms the endpoint as saved for them (R34)."""
     require(actor, Permission.CONFIGURE)
+    if allow_plaintext_credentials:
+        require(actor, Permission.ALLOW_PLAINTEXT)
     changes = {key: _clean_field(key, value) for key, value in fields.items() if value is not None}
-    if not changes:
+    if not changes and not allow_plaintext_credentials:
         raise InvalidInput("profile", "nothing to change")
     with write_transaction():
         profile = get(name)
@@ -250,15 +303,22 @@ def update(actor: Actor, name: str, /, expected_version: int | None = None, **fi
             if Profile.get_or_none(Profile.name == changes["name"]) is not None:
                 raise Conflict(f"a profile named {changes['name']!r} already exists")
         changed = {k: v for k, v in changes.items() if before[k] != v}
-        if not changed:
-            return ProfileRecord.of(profile)
-        for key, value in changed.items():
-            setattr(profile, "owner_id" if key == "owner" else key, value)
-        profile.modified_on = utcnow()
-        profile.row_version += 1
-        profile.save()
-        audit.record(actor, "profile.update", "profile", f"changed profile {profile.name}: " + ", ".join(sorted(changed)),
-                     [(profile.id, _audit_view({k: before[k] for k in changed}), _audit_view(changed))])
+        endpoint_changed = any(key in ENDPOINT_FIELDS for key in changed)
+        confirmed_for = None if endpoint_changed else profile.plaintext_confirmed_for
+        if not allow_plaintext_credentials:
+            _check_cleartext(after, profile.id, confirmed_for)
+        if changed:
+            for key, value in changed.items():
+                setattr(profile, "owner_id" if key == "owner" else key, value)
+            profile.plaintext_confirmed_for = confirmed_for
+            profile.modified_on = utcnow()
+            profile.row_version += 1
+            profile.save()
+            audit.record(actor, "profile.update", "profile",
+                         f"changed profile {profile.name}: " + ", ".join(sorted(changed)),
+                         [(profile.id, _audit_view({k: before[k] for k in changed}), _audit_view(changed))])
+        if allow_plaintext_credentials and not plaintext_confirmed(profile):
+            _allow_plaintext(actor, profile)
     return ProfileRecord.of(profile)
 
 

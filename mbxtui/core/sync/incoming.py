@@ -15,7 +15,9 @@ from datetime import datetime, timedelta, timezone
 
 from imapclient import IMAPClient
 
-from mbxtui.core.mailbox_check import MailboxSnapshot, ProfileSnapshot, SecretLookup, credentials_for, endpoint
+from mbxtui.core.mailbox_check import (
+    MailboxSnapshot, ProfileSnapshot, SecretLookup, Withheld, credentials_for, endpoint, withheld_failure,
+)
 from mbxtui.core.probes import imap
 from mbxtui.core.probes.base import Failure, ProbeResult, Step
 from mbxtui.core.probes.session import ProbeSession
@@ -75,6 +77,8 @@ def run_cycle(target: SyncTarget, secret: SecretLookup, candidates: dict[str, Pa
               clock_now: datetime) -> CycleResult:
     """``candidates``: for a forward mailbox, the users and queues it routes to (R26)."""
     credentials = credentials_for("incoming", target.mailbox, target.profile, secret)
+    if isinstance(credentials, Withheld):  # R34: not confirmed for this endpoint, or in clear
+        return CycleResult(withheld_failure(credentials))
     session = ProbeSession("imap", endpoint(target.profile, "incoming"), credentials)
     progress = _Progress(candidates=candidates)
     probe = session.run(lambda: _converse(session, target, progress, clock_now))

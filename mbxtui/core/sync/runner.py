@@ -178,7 +178,8 @@ class SyncRunner:
                     id=box.id, email=box.email, active=box.active, regarding=box.regarding,
                     incoming_method=box.incoming_method, outgoing_method=box.outgoing_method,
                     act_method=box.act_method, username=box.username, approved=True,
-                    forward_mailbox_available=False),
+                    forward_mailbox_available=False, password_bound_to=box.password_bound_to,
+                    token_bound_to=box.token_bound_to),
                 profile=profile_snapshot(profile), min_polling_minutes=profile.min_polling_minutes, own=own, is_forward=box.is_forward,
                 delete_after_processing=box.is_forward or (box.regarding == "queue" and box.delete_after_processing),
                 reads_after=reads_after))

@@ -34,6 +34,7 @@ FIELDS = [
     ("test_last_attempted_on", "Last attempted on"), ("test_completed_on", "Test completed on"),
     ("last_error_code", "Last error"), ("last_error_text", "What to do"), ("postponed_until", "Next retry"),
     ("use_own_credentials", "Use own credentials"), ("username", "User name"), ("password", "Password"),
+    ("secret_endpoint", "Secret for this endpoint"),
     ("delete_after_processing", "Delete emails after processing"), ("active", "Active"),
 ]
 
@@ -54,9 +55,11 @@ class MailboxDetailScreen(BaseScreen):
         Binding("e", "edit", "Edit", id="edit"),
         Binding("t", "test", "Test & Enable", id="mailbox-test"),
         Binding("A", "approve", "Approve", id="mailbox-approve"),
+        Binding("C", "confirm_secret", "Confirm secret", id="mailbox-confirm-secret"),
         Binding("ctrl+r", "reload", "Reload", id="reload"),
     ]
-    PERMISSIONS = {"edit": Permission.CONFIGURE, "test": Permission.TEST, "approve": Permission.APPROVE}
+    PERMISSIONS = {"edit": Permission.CONFIGURE, "test": Permission.TEST, "approve": Permission.APPROVE,
+                   "confirm_secret": credentials.CONFIRM_SECRET}
 
     def __init__(self, mailbox_id: int):
         super().__init__()
@@ -83,6 +86,7 @@ class MailboxDetailScreen(BaseScreen):
             row = mailbox_views.rows_by_ids(self.actor, [mailbox_id]).get(mailbox_id)
             if row is None:
                 return MailboxDetailLoaded(mailbox_id, None)
+            row = {**row, "secret_endpoint": credentials.mailbox_secret_state(self.actor, row["email"])}
             return MailboxDetailLoaded(
                 mailbox_id, row, jobs.last_result(mailbox_id),
                 alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20),
@@ -164,6 +168,31 @@ class MailboxDetailScreen(BaseScreen):
 
         self.call(lambda: bulk.approve(self.actor, Selection.of_ids([self.mailbox_id])), approved,
                   group="approve")
+
+
+    def action_confirm_secret(self) -> None:
+        """R34: send the mailbox's secrets to its profile's endpoint as it is now."""
+        if not self.row:
+            return
+        if self.row.get("secret_endpoint") == credentials.NO_SECRET:
+            self.notify("This mailbox has no password or token to confirm", severity="warning", markup=False)
+            return
+        selection = Selection.of_ids([self.mailbox_id])
+
+        def confirmed(result: tuple[int, int]) -> None:
+            self.notify("Confirmed for the current endpoint" if result[1] else "Already confirmed", markup=False)
+            self.action_reload()
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call(lambda: credentials.confirm_mailbox_secrets(self.actor, selection), confirmed,
+                          group="confirm-secret")
+
+        self.app.push_screen(ConfirmScreen(
+            "Confirm secret",
+            f"Send the password and token of {self.row['email']} to the current servers of profile "
+            f"{self.row['profile'] or '(none)'} from now on? Confirm only if that endpoint is the right one."),
+            answered)
 
 
 class MailboxEditScreen(FormScreen):

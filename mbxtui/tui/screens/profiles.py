@@ -42,6 +42,8 @@ def settings_lines(profile: ProfileRecord) -> list[str]:
         ("Profile user name", cell(profile.username)),
         ("Profile password", set_or_not(profile.password_set)),
         ("OAuth2 token", set_or_not(profile.token_set)),
+        ("Secret for this endpoint", profile.secret_endpoint),
+        ("Credentials in clear", "allowed by a global_admin" if profile.plaintext_credentials else "not allowed"),
         ("CA bundle", cell(profile.ca_file) if profile.ca_file else "system CAs"),
         ("Max concurrent connections", str(profile.max_connections)),
         ("Connection timeout", f"{profile.timeout_seconds} s"),
@@ -153,12 +155,13 @@ class ProfileDetailScreen(ProfileTestActions):
         Binding("e", "edit", "Edit", id="edit"),
         Binding("t", "test_mailboxes", "Test & Enable Mailboxes", id="profiles-test-mailboxes"),
         Binding("c", "test_connection", "Test connection", id="profiles-test-connection"),
+        Binding("C", "confirm_secret", "Confirm secret", id="profiles-confirm-secret"),
         Binding("n", "page(1)", "Next page", show=False, id="next-page"),
         Binding("p", "page(-1)", "Previous page", show=False, id="previous-page"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "test_mailboxes": Permission.TEST,
-                   "test_connection": Permission.TEST}
+                   "test_connection": Permission.TEST, "confirm_secret": credentials.CONFIRM_SECRET}
     PAGE_SIZE = 200
 
     def __init__(self, name: str):
@@ -324,6 +327,24 @@ class ProfileDetailScreen(ProfileTestActions):
         else:
             count = self.profile.mailboxes or 0 if self.profile is not None else 0
         self.confirm_test_mailboxes(self.profile_name, count)
+
+    def action_confirm_secret(self) -> None:
+        """R34: send the profile's secrets to its endpoint as it is now."""
+        name = self.profile_name
+
+        def confirmed(changed: bool) -> None:
+            self.notify("Confirmed for the current endpoint" if changed else "Already confirmed", markup=False)
+            self.action_reload()
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call(lambda: credentials.confirm_profile_secret(self.actor, name), confirmed,
+                          group="confirm-secret")
+
+        self.app.push_screen(ConfirmScreen(
+            "Confirm secret",
+            f"Send the password and token of profile {name} to its current servers from now on? Confirm "
+            f"only if that endpoint is the right one."), answered)
 
     def action_test_connection(self) -> None:
         store = self.app.store

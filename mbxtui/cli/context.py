@@ -72,7 +72,7 @@ def open_secret_store() -> SecretStore:
 
     store = SecretStore.open(paths.private_data_dir())
     if store.warning:
-        print(f"mbxtui: warning: {store.warning}", file=sys.stderr)
+        print(f"mbxtui: warning: {safe(store.warning)}", file=sys.stderr)
         log.warning("%s", store.warning)
     if not store.needs_master_password:
         return store
@@ -83,9 +83,9 @@ def open_secret_store() -> SecretStore:
                 f"no OS keyring is available and {store.backend_name} is locked: set {MASTER_PASSWORD_ENV} "
                 "or run this command from a terminal to be asked for the master password"
             )
-        prompt = f"Master password for {store.backend_name}: "
+        prompt = f"Master password for {safe(store.backend_name)}: "
         if store.creating_new_file:
-            print(f"mbxtui: no OS keyring is available; secrets will be kept in {store.backend_name}, "
+            print(f"mbxtui: no OS keyring is available; secrets will be kept in {safe(store.backend_name)}, "
                   "encrypted with a master password you choose now.", file=sys.stderr)
             password = getpass.getpass("New master password: ")
             if password != getpass.getpass("Repeat the master password: "):
@@ -94,7 +94,7 @@ def open_secret_store() -> SecretStore:
             password = getpass.getpass(prompt)
     store.unlock(password)
     if store.notice:
-        print(f"mbxtui: {store.notice}", file=sys.stderr)
+        print(f"mbxtui: {safe(store.notice)}", file=sys.stderr)
     return store
 
 

@@ -16,6 +16,7 @@ from mbxtui import logs
 from mbxtui.cli.context import Context, selection
 from mbxtui.cli.options import Commands, UsageError, command, json_option, selection_options
 from mbxtui.cli.output import EXIT_OK, EXIT_TEST_FAILED, emit, print_json, print_table
+from mbxtui.core.display import safe
 
 if TYPE_CHECKING:
     from mbxtui.core.jobs.runner import EnablementRunner
@@ -29,10 +30,11 @@ RESULT_COLUMNS = [("email", "EMAIL"), ("outcome", "OUTCOME"), ("incoming_status"
 
 
 def log_tested(events: Sequence[Any]) -> None:
-    """One line per tested mailbox: its address, the outcome, and each failed direction's code."""
+    """One line per tested mailbox: its address, the outcome, and each failed direction's code. Each
+    value is escaped on its own, so that a line break in an address cannot start a forged line."""
     for event in events:
-        codes = ", ".join(f"{direction}: {code}" for direction, code in event.failures.items())
-        tested_log.info("%s: %s%s", event.email, event.outcome, f" ({codes})" if codes else "")
+        codes = ", ".join(f"{safe(direction)}: {safe(code)}" for direction, code in event.failures.items())
+        tested_log.info("%s: %s%s", safe(event.email), safe(event.outcome), f" ({codes})" if codes else "")
 
 
 def _runner(ctx: Context, *, threads: int, on_tested: Callable[[Sequence[Any]], None] | None = None,

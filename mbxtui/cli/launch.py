@@ -7,6 +7,7 @@ import argparse
 from mbxtui.cli.context import Context
 from mbxtui.cli.options import Commands, command
 from mbxtui.cli.output import EXIT_OK
+from mbxtui.core.errors import MbxError
 
 
 def cmd_console(ctx: Context, args: argparse.Namespace) -> int:
@@ -21,9 +22,21 @@ def cmd_console(ctx: Context, args: argparse.Namespace) -> int:
     return app.return_code or EXIT_OK
 
 
-def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
-    from mbxtui.demo import run_demo
+DEMO_EXTRA_MODULES = ("aiosmtpd", "trustme")  # pyproject.toml's optional dependencies "demo"
 
+
+class DemoExtraMissing(MbxError):
+    pass
+
+
+def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        from mbxtui.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in DEMO_EXTRA_MODULES:
+            raise
+        raise DemoExtraMissing(f"the demo needs the packages of the demo extra ({exc.name} is not installed): "
+                               "install them with pip install 'mbxtui[demo]'") from None
     return run_demo(reset=args.reset)
 
 

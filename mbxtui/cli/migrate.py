@@ -18,9 +18,10 @@ def cmd_migrate(ctx: Context, args: argparse.Namespace) -> int:
         print_json({**summary.as_dict(), "secrets": note})
         return EXIT_OK
     print(f"copied {summary.rows:,} rows from {safe(summary.source)} to {safe(summary.target)} "
-          f"(schema version {summary.schema_version}, install id {summary.install_id}); row counts verified")
+          f"(schema version {safe(summary.schema_version)}, install id {safe(summary.install_id)}); "
+          "row counts verified")
     print_table([{"table": t.name, "rows": f"{t.rows:,}"} for t in summary.tables], [("table", "TABLE"), ("rows", "ROWS")])
-    print(note)
+    print(safe(note))
     return EXIT_OK
 
 

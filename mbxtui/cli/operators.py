@@ -14,7 +14,7 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import operators
 
     actor = operators.initialise()
-    print(f"initialised {safe(ctx.args.db or 'the default database')}; {actor.login} is {actor.role.value}")
+    print(f"initialised {safe(ctx.args.db or 'the default database')}; {safe(actor.login)} is {actor.role.value}")
     return EXIT_OK
 
 
@@ -50,7 +50,7 @@ def cmd_operator_remove(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.services import operators
 
     operators.remove(ctx.actor, args.login)
-    print(f"removed operator {args.login}")
+    print(f"removed operator {safe(args.login)}")
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Callable, NoReturn
 
 from mbxtui.cli.output import EXIT_USAGE
+from mbxtui.core.display import safe
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, View
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"mbxtui: error: {message}\n")
+        self.exit(EXIT_USAGE, f"mbxtui: error: {safe(message)}\n")  # it may quote what was typed
 
 
 def command(commands: Commands, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:

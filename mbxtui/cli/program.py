@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             ctx.open_database()
         code = args.handler(ctx, args)
     except UsageError as exc:
-        return _refused(name, EXIT_USAGE, f"error: {exc}")
+        return _refused(name, EXIT_USAGE, f"error: {safe(exc)}")
     except MbxError as exc:
         return _refused(name, EXIT_ERROR, safe(exc))
     except (sqlite3.OperationalError, peewee.OperationalError) as exc:

@@ -20,6 +20,11 @@ def safe(value: Any) -> str:
     return "" if value is None else str(value).translate(_CONTROL)
 
 
+def shown(text: str) -> str:
+    """``safe`` for text of several lines: its line breaks kept, every other control escaped."""
+    return "\n".join(safe(line) for line in text.split("\n"))
+
+
 def cell(value: Any) -> str:
     """A value as shown in a table or a record: ``-`` for nothing, yes/no for flags."""
     if value is None or value == "":

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Iterable
 
 from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.widgets import Input
 
 from mbxtui import logs
+from mbxtui.core.display import shown
 from mbxtui.core.errors import problem_sentence
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
@@ -81,6 +83,12 @@ class MbxApp(App):
         self.keymap = read_keymap()
         self.set_keymap(self.keymap.keys)
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification of the console: what it quotes (a name, an address, a server's words)
+        is shown with its control characters escaped."""
+        super().notify(shown(message), title=shown(title), severity=severity, timeout=timeout, markup=markup)
+
     # -- start-up: the secret store, then the Test & Enable runner --
 
     def on_mount(self) -> None:
@@ -98,9 +106,9 @@ class MbxApp(App):
             try:
                 self.store = SecretStore.open(self.data_dir)
             except SecretsError as exc:
-                self.notify(str(exc), severity="error", title="Keyring")
+                self.notify(str(exc), severity="error", title="Keyring", markup=False)
         if self.store is not None and self.store.warning:
-            self.notify(self.store.warning, severity="warning", title="Keyring", timeout=10)
+            self.notify(self.store.warning, severity="warning", title="Keyring", timeout=10, markup=False)
         for warning in storage_warnings(self.db_path, self.data_dir):
             self.notify(warning, severity="warning", title="Files", timeout=20, markup=False)
         if self.store is not None and self.store.needs_master_password:
@@ -123,7 +131,7 @@ class MbxApp(App):
 
     def on_changes_unavailable(self, message: ChangesUnavailable) -> None:
         self.notify(f"Changes made elsewhere are not shown until the database answers again (Ctrl+R reloads): "
-                    f"{message.error}", severity="warning", timeout=10)
+                    f"{message.error}", severity="warning", timeout=10, markup=False)
 
     def on_service_failed(self, message: ServiceFailed) -> None:
         """The one place a worker's refused or failed service call is shown."""
@@ -162,7 +170,7 @@ class MbxApp(App):
             self.runner_stopped.publish(message.error)
 
     def show_runner_stopped(self, error: str) -> None:
-        self.notify(f"Test & Enable stopped: {error}", severity="error", timeout=15)
+        self.notify(f"Test & Enable stopped: {error}", severity="error", timeout=15, markup=False)
 
     def _update_progress(self) -> None:
         batches = sorted(self.watched_batches)

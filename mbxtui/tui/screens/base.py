@@ -68,7 +68,7 @@ class BaseScreen(Screen):
         if permission is not None and not self.may(permission):
             event.stop()
             self.notify(f"{binding.description}: you are {self.actor.role.value}; this needs the role "
-                        f"{roles_for(permission)}", severity="warning", title="Not allowed")
+                        f"{roles_for(permission)}", severity="warning", title="Not allowed", markup=False)
 
     # -- service calls, always in a worker (tui/workers.py) --
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, TypeVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
+from mbxtui.core.display import safe
 from mbxtui.core.errors import InvalidInput, MbxError, problem_sentence
 from mbxtui.core.permissions import Permission
 from mbxtui.core.secrets import SecretStore, SecretsError
@@ -24,8 +26,9 @@ from mbxtui.tui.widgets.confirm import ConfirmScreen
 T = TypeVar("T")
 
 
-def options(values) -> list[tuple[str, str]]:
-    return [(str(value), str(value)) for value in values]
+def options(values) -> list[tuple[Text, str]]:
+    """A Select's choices: shown as text (a profile named "[b]x[/]" is never read as markup)."""
+    return [(Text(safe(str(value))), str(value)) for value in values]
 
 
 def chosen(select: Select) -> Any:
@@ -302,7 +305,7 @@ class ForwardMailboxForm(FormScreen):
 
         def created(mailbox: MailboxRecord) -> None:
             self.notify(f"Created forward mailbox {mailbox.email}; approve and test it to enable it",
-                        title="Forward mailbox")
+                        title="Forward mailbox", markup=False)
             self.dismiss(True)
 
         self.run_save(create, created)

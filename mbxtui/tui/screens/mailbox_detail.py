@@ -119,8 +119,8 @@ class MailboxDetailScreen(BaseScreen):
         history = message.history
         history_lines = ["", "History"]
         for entry in history:
-            by = f" (as by {entry['by_login']})" if entry["by_login"] else ""
-            history_lines.append(f"  {entry['at']}  {entry['login']}{by}: {safe(entry['summary'])}")
+            by = f" (as by {safe(entry['by_login'])})" if entry["by_login"] else ""
+            history_lines.append(f"  {entry['at']}  {safe(entry['login'])}{by}: {safe(entry['summary'])}")
             changed = changes_text(entry.get("before"), entry.get("after"))
             if changed:
                 history_lines.append(f"      {changed}")

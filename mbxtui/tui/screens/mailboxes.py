@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
+from mbxtui.core.display import safe
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, View
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
@@ -70,11 +72,11 @@ class MailboxesScreen(BaseScreen):
         self._auto_reload_timer = None
 
     def compose(self) -> ComposeResult:
-        yield Static(id="title")
-        yield Static(id="views")
+        yield Static(id="title", markup=False)
+        yield Static(id="views")  # markup: the current view in reverse; no data in it
         yield Input(placeholder="filter by name or address (esc to leave)", id="filter", classes="hidden")
         yield MailboxGrid(self.actor, view=self.view.value, id="grid")
-        yield Static(id="status")
+        yield Static(id="status", markup=False)
         yield Footer()
 
     @property
@@ -88,7 +90,7 @@ class MailboxesScreen(BaseScreen):
 
     def update_header(self) -> None:
         self.query_one("#title", Static).update(
-            f"mbxtui · Mailboxes · {self.actor.login} ({self.actor.role.value})")
+            f"mbxtui · Mailboxes · {safe(self.actor.login)} ({self.actor.role.value})")
         tabs = []
         for index, view in enumerate(VIEW_KEYS):
             label = f"{index + 1} {VIEW_TABS.get(view, VIEW_TITLES[view])}"
@@ -101,7 +103,7 @@ class MailboxesScreen(BaseScreen):
         counted = f"{grid.row_count:,}" if grid.total_known else f"{grid.row_count:,}+ (counting…)"
         parts = [f"{counted} in {VIEW_TITLES[self.view]}"]
         if filter_text:
-            parts[0] += f" matching {filter_text!r}"
+            parts[0] += f" matching {safe(repr(filter_text))}"
         parts.append(f"{len(grid.marked):,} selected")
         if self._changed_elsewhere:
             parts.append("changed elsewhere: ctrl+r reads it again")
@@ -181,7 +183,7 @@ class MailboxesScreen(BaseScreen):
             try:
                 self.grid.set_query(filter_text=event.value)
             except MbxError as exc:
-                self.notify(str(exc), severity="error")
+                self.notify(str(exc), severity="error", markup=False)
             self.update_status()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -217,9 +219,11 @@ class MailboxesScreen(BaseScreen):
 
     # -- bulk actions: one confirmation, then a thread worker --
 
-    def _confirm_then(self, title: str, detail: str, run: Callable[[Selection], T],
+    def _confirm_then(self, title: str, detail: Callable[[str], str], run: Callable[[Selection], T],
                       done: Callable[[T], str]) -> None:
-        """Ask once with the count; then ``run`` the selection in a worker and notify ``done(result)``."""
+        """Ask once with ``detail("N mailboxes")``; then ``run`` the selection in a worker and notify
+        ``done(result)``. The detail is built by a function, never by formatting a template: it may
+        hold data (a profile named "Sales {north}")."""
         count = self.grid.target_count()
         if not count:
             self.notify("No mailbox under the cursor", severity="warning")
@@ -232,13 +236,13 @@ class MailboxesScreen(BaseScreen):
             self.grid.clear_marks()
             self.grid.reload()
             self.update_status()
-            self.notify(message, title=title)
+            self.notify(message, title=title, markup=False)
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.call(lambda: run(selection), finished, group="bulk", title=f"{title}: refused")
 
-        self.app.push_screen(ConfirmScreen(title, detail.format(count=f"{count:,}", noun=noun)), answered)
+        self.app.push_screen(ConfirmScreen(title, detail(f"{count:,} {noun}")), answered)
 
     @staticmethod
     def changed(result: BulkResult) -> str:
@@ -255,27 +259,27 @@ class MailboxesScreen(BaseScreen):
         return f"{outcome.selected:,} changed; Test & Enable queued"
 
     def action_approve(self) -> None:
-        self._confirm_then("Approve email", "Approve the email address of {count} {noun}? Approval is recorded "
-                           f"as {self.actor.login}.", lambda selection: bulk.approve(self.actor, selection),
+        self._confirm_then("Approve email", lambda counted: f"Approve the email address of {counted}? Approval is "
+                           f"recorded as {safe(self.actor.login)}.", lambda selection: bulk.approve(self.actor, selection),
                            self.changed)
 
     def action_reject(self) -> None:
-        self._confirm_then("Reject email", "Reject the email address of {count} {noun}? They are disabled until "
-                           "approved.", lambda selection: bulk.reject(self.actor, selection), self.changed)
+        self._confirm_then("Reject email", lambda counted: f"Reject the email address of {counted}? They are "
+                           "disabled until approved.", lambda selection: bulk.reject(self.actor, selection), self.changed)
 
     def action_test(self) -> None:
-        self._confirm_then("Test & Enable", "Test the connection of {count} {noun} in the background and enable "
-                           "each direction that passes?", lambda selection: enablement.schedule(self.actor, selection),
+        self._confirm_then("Test & Enable", lambda counted: f"Test the connection of {counted} in the background "
+                           "and enable each direction that passes?", lambda selection: enablement.schedule(self.actor, selection),
                            self.queued)
 
     def action_apply_defaults(self) -> None:
-        self._confirm_then("Apply Default Email Settings", "Give {count} {noun} the organisation's default profile "
-                           "and methods, then Test & Enable them?",
+        self._confirm_then("Apply Default Email Settings", lambda counted: f"Give {counted} the organisation's "
+                           "default profile and methods, then Test & Enable them?",
                            lambda selection: bulk.apply_defaults(self.actor, selection), self.defaults_applied)
 
     def action_deactivate(self) -> None:
-        self._confirm_then("Deactivate", "Deactivate {count} {noun}? They are disabled and their queued tests "
-                           "cancelled.", lambda selection: bulk.deactivate(self.actor, selection), self.changed)
+        self._confirm_then("Deactivate", lambda counted: f"Deactivate {counted}? They are disabled and their "
+                           "queued tests cancelled.", lambda selection: bulk.deactivate(self.actor, selection), self.changed)
 
     def action_bulk_edit(self) -> None:
         count = self.grid.target_count()
@@ -285,9 +289,9 @@ class MailboxesScreen(BaseScreen):
         def chosen(changes: dict[str, str] | None) -> None:
             if not changes:
                 return
-            described = ", ".join(f"{k} = {v}" for k, v in changes.items())
-            self._confirm_then("Bulk edit", "Set " + described + " on {count} {noun}? Changed directions must be "
-                               "tested again.", lambda selection: bulk.bulk_edit(self.actor, selection, **changes),
+            described = ", ".join(f"{k} = {safe(v)}" for k, v in changes.items())
+            self._confirm_then("Bulk edit", lambda counted: f"Set {described} on {counted}? Changed directions "
+                               "must be tested again.", lambda selection: bulk.bulk_edit(self.actor, selection, **changes),
                                self.changed)
 
         self.app.push_screen(BulkEditScreen(count), chosen)
@@ -338,7 +342,7 @@ class BulkEditScreen(ModalScreen[dict | None]):
 
     def on_profile_names_loaded(self, message: ProfileNamesLoaded) -> None:
         choice = self.query_one("#profile", Select)
-        choice.set_options([(name, name) for name in message.names])
+        choice.set_options([(Text(safe(name)), name) for name in message.names])  # never read as markup
         choice.prompt = LEAVE
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -354,7 +358,7 @@ class BulkEditScreen(ModalScreen[dict | None]):
             if value is not Select.NULL:
                 changes[key] = value
         if not changes:
-            self.notify("Choose a profile or a method to set", severity="warning")
+            self.notify("Choose a profile or a method to set", severity="warning", markup=False)
             return
         self.dismiss(changes)
 

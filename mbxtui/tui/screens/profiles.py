@@ -274,7 +274,9 @@ class ProfileDetailScreen(ProfileTestActions):
         self.query_one(ContentSwitcher).current = self.pane
         self.query_one("#views", Static).update("  ".join(
             f"[reverse]{label}[/]" if pane == self.pane else label for pane, label in PANES.items()))
-        self.query_one(f"#{self.pane}").focus()
+        shown = self.query(f"#{self.pane}")
+        if shown:  # gone when the screen is closed before it is shown (keys typed faster than it opens)
+            shown.first().focus()
 
     def mailboxes_tested(self, events) -> None:
         shown = {row["id"] for row in self.page.rows} if self.page is not None else set()

@@ -39,7 +39,7 @@ class UnlockScreen(ModalScreen[bool]):
             yield Static(text, markup=False)
             yield Static("Esc: continue without secrets (tests that need a password will say so).", markup=False)
             yield Input(password=True, placeholder="master password", id="master")
-            yield Static("", classes="error", id="error")
+            yield Static("", classes="error", id="error", markup=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         error = self.query_one("#error", Static)
@@ -64,7 +64,7 @@ class UnlockScreen(ModalScreen[bool]):
 
     def on_unlocked(self, _message: Unlocked) -> None:
         if self.store.notice:
-            self.app.notify(self.store.notice, title="Keyring", timeout=10)
+            self.app.notify(self.store.notice, title="Keyring", timeout=10, markup=False)
         self.dismiss(True)
 
     def on_service_failed(self, message: ServiceFailed) -> None:

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from mbxtui.core.display import shown
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Asks once: ``title`` names the action, ``detail`` says what will happen and to how many."""
@@ -35,8 +37,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, classes="title", markup=False)
-            yield Static(self.detail, classes="detail", markup=False)
+            # The detail often names records (a profile, an address): shown as text, escapes visible.
+            yield Static(shown(self.title_text), classes="title", markup=False)
+            yield Static(shown(self.detail), classes="detail", markup=False)
             with Horizontal():
                 yield Button(f"{self.confirm_label} (y)", variant="warning", id="yes")
                 yield Button("Cancel (n)", id="no")

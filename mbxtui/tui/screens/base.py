@@ -12,6 +12,7 @@ from textual.worker import Worker
 
 from mbxtui.core.jobs.runner import MailboxTested
 from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
+from mbxtui.tui.closing import ClosesOnce
 from mbxtui.tui.messages import Done, ServiceFailed
 from mbxtui.tui.workers import run_service, run_then
 
@@ -19,7 +20,7 @@ T = TypeVar("T")
 LOADING = "loading…"
 
 
-class BaseScreen(Screen):
+class BaseScreen(ClosesOnce, Screen):
     """``PERMISSIONS`` maps an action name to the permission it needs: the Footer greys out what
     the operator may not do, and pressing its key explains which role is needed.
 

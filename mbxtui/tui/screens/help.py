@@ -8,8 +8,10 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from mbxtui.tui.closing import ClosesOnce
 
-class HelpScreen(ModalScreen[None]):
+
+class HelpScreen(ClosesOnce, ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll { width: 72; max-width: 95%; height: 90%; border: thick $primary;

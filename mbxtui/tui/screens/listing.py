@@ -240,7 +240,7 @@ class ListScreen(BaseScreen):
             return
         stack = self.app.screen_stack
         if len(stack) > 1 and isinstance(stack[-2], BaseScreen):
-            self.app.pop_screen()
+            self.leave()
 
     def has_next_page(self) -> bool:
         shown = len(self.rows)

@@ -139,7 +139,7 @@ class MailboxDetailScreen(BaseScreen):
             self.action_reload()
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        self.leave()
 
     def action_edit(self) -> None:
         if self.row:

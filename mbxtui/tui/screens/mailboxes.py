@@ -20,6 +20,7 @@ from mbxtui.core.services import bulk, enablement, profiles
 from mbxtui.core.services.bulk import BulkResult, DefaultsApplied
 from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
+from mbxtui.tui.closing import ClosesOnce
 from mbxtui.tui.messages import ProfileNamesLoaded
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.workers import run_service
@@ -300,7 +301,7 @@ class MailboxesScreen(BaseScreen):
 LEAVE = "(leave as it is)"
 
 
-class BulkEditScreen(ModalScreen[dict | None]):
+class BulkEditScreen(ClosesOnce, ModalScreen[dict | None]):
     """Choose the profile and methods to set on the selected mailboxes (R3)."""
 
     DEFAULT_CSS = """

@@ -286,7 +286,7 @@ class ProfileDetailScreen(ProfileTestActions):
     # -- actions --
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        self.leave()
 
     def action_pane(self, pane: str) -> None:
         self.pane = pane

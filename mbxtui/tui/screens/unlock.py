@@ -9,11 +9,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from mbxtui.core.secrets import SecretStore
+from mbxtui.tui.closing import ClosesOnce
 from mbxtui.tui.messages import ServiceFailed, Unlocked
 from mbxtui.tui.workers import run_service
 
 
-class UnlockScreen(ModalScreen[bool]):
+class UnlockScreen(ClosesOnce, ModalScreen[bool]):
     DEFAULT_CSS = """
     UnlockScreen { align: center middle; }
     UnlockScreen > Vertical { width: 70; max-width: 95%; height: auto; border: thick $primary;

@@ -9,9 +9,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from mbxtui.core.display import shown
+from mbxtui.tui.closing import ClosesOnce
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(ClosesOnce, ModalScreen[bool]):
     """Asks once: ``title`` names the action, ``detail`` says what will happen and to how many."""
 
     DEFAULT_CSS = """

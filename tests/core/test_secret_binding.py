@@ -296,7 +296,8 @@ def test_a_global_admin_confirms_a_profile_for_credentials_in_clear_until_its_en
     assert isinstance(withheld(store), Credentials)
     # Anyone may still change what does not move the endpoint.
     profiles.update(actors.system, "imap", max_connections=4)
-    with pytest.raises(InvalidInput, match="^incoming-tls: none would send credentials in clear"):
+    with pytest.raises(InvalidInput, match="^incoming-host: imap9.corp.test:143 is not a loopback host and "
+                                           "incoming TLS mode none would send credentials to it in clear"):
         profiles.update(actors.system, "imap", incoming_host="imap9.corp.test")
     profiles.update(actors.admin, "imap", incoming_host="imap9.corp.test", allow_plaintext_credentials=True)
     credentials.confirm_mailbox_secrets(actors.service, Selection.of_emails([ANN]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Collection
 
 from peewee import fn
 
@@ -98,19 +98,26 @@ def _check_consistency(values: dict[str, Any]) -> None:
         raise InvalidInput("verify-delivery", "needs an IMAP incoming server; this profile is pop3_smtp")
 
 
-def _check_cleartext(values: dict[str, Any], profile_id: int, confirmed_for: str | None) -> None:
+def _check_cleartext(values: dict[str, Any], profile_id: int, confirmed_for: str | None,
+                     changed: Collection[str] = ()) -> None:
     """R34: credentials in clear only to a loopback host, or where a global_admin confirmed this
-    endpoint (``confirmed_for``)."""
+    endpoint (``confirmed_for``). The refusal names the field whose change made it so: the TLS mode,
+    else the host, port or authentication that was edited."""
     endpoint = SimpleNamespace(id=profile_id, plaintext_confirmed_for=confirmed_for,
                                **{key: values[key] for key in ENDPOINT_FIELDS})
     sides = cleartext_sides(endpoint)
-    if sides and not plaintext_confirmed(endpoint):
-        side = sides[0]
-        raise InvalidInput(
-            f"{side}-tls",
-            f"none would send credentials in clear to {values[f'{side}_host']}:{values[f'{side}_port']}, which is "
-            f"not a loopback host: choose implicit or starttls, or have a global_admin save it with "
-            f"--allow-plaintext-credentials")
+    if not sides or plaintext_confirmed(endpoint):
+        return
+    side = sides[0]
+    where = f"{values[f'{side}_host']}:{values[f'{side}_port']}"
+    remedy = "choose implicit or starttls, or have a global_admin save it with --allow-plaintext-credentials"
+    edited = [key for key in (f"{side}_host", f"{side}_port", f"{side}_auth") if key in changed]
+    if f"{side}_tls" in changed or not edited:
+        raise InvalidInput(f"{side}-tls",
+                           f"none would send credentials in clear to {where}, which is not a loopback host: {remedy}")
+    raise InvalidInput(edited[0].replace("_", "-"),
+                       f"{where} is not a loopback host and {side} TLS mode none would send credentials to it "
+                       f"in clear: {remedy}")
 
 
 def _values_of(profile: Profile) -> dict[str, Any]:
@@ -306,7 +313,7 @@ def update(actor: Actor, name: str, /, expected_version: int | None = None, *,
         endpoint_changed = any(key in ENDPOINT_FIELDS for key in changed)
         confirmed_for = None if endpoint_changed else profile.plaintext_confirmed_for
         if not allow_plaintext_credentials:
-            _check_cleartext(after, profile.id, confirmed_for)
+            _check_cleartext(after, profile.id, confirmed_for, changed)
         if changed:
             for key, value in changed.items():
                 setattr(profile, "owner_id" if key == "owner" else key, value)

@@ -59,6 +59,14 @@ class MailboxSnapshot:
     token_bound_to: str | None = None
 
 
+def mailbox_snapshot(mailbox, *, approved: bool, forward_mailbox_available: bool) -> MailboxSnapshot:
+    """The fields of a ``Mailbox`` row a check or a cycle needs, frozen for a worker thread, with
+    the two facts that take other rows to know."""
+    derived = {"approved": approved, "forward_mailbox_available": forward_mailbox_available}
+    return MailboxSnapshot(**derived, **{name: getattr(mailbox, name)
+                                         for name in MailboxSnapshot.__dataclass_fields__ if name not in derived})
+
+
 @dataclass
 class MailboxCheckResult:
     """A probe result per direction the mailbox uses (``incoming``, ``outgoing``, ``act``)."""

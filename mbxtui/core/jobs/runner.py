@@ -19,8 +19,8 @@ from mbxtui.core.jobs import queue
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.outcome import Attempt, History, Outcome, decide, profile_failing, profile_failing_alert
 from mbxtui.core.mailbox_check import (
-    MailboxCheckResult, MailboxSnapshot, ProfileSnapshot, check_mailbox, directions_in_use, profile_snapshot,
-    rule_failure,
+    MailboxCheckResult, MailboxSnapshot, ProfileSnapshot, check_mailbox, directions_in_use, mailbox_snapshot,
+    profile_snapshot, rule_failure,
 )
 from mbxtui.core.models import Alert, Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.probes.base import ErrorCode
@@ -120,12 +120,8 @@ class EnablementRunner:
                 box.approval == Approval.APPROVED or not approval_required(settings, box.regarding))
             claimed.append(_Claimed(
                 job=job, row_version=box.row_version,
-                mailbox=MailboxSnapshot(
-                    id=box.id, email=box.email, active=box.active, regarding=box.regarding,
-                    incoming_method=box.incoming_method, outgoing_method=box.outgoing_method,
-                    act_method=box.act_method, username=box.username, approved=approved,
-                    forward_mailbox_available=box.profile_id in forward_ready,
-                    password_bound_to=box.password_bound_to, token_bound_to=box.token_bound_to),
+                mailbox=mailbox_snapshot(box, approved=approved,
+                                         forward_mailbox_available=box.profile_id in forward_ready),
                 profile=None if profile is None else profile_snapshot(profile),
             ))
         return claimed

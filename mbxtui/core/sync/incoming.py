@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from imapclient import IMAPClient
 
 from mbxtui.core.mailbox_check import (
     MailboxSnapshot, ProfileSnapshot, SecretLookup, Withheld, credentials_for, endpoint, withheld_failure,
 )
+from mbxtui.core.models import utcnow
 from mbxtui.core.probes import imap
 from mbxtui.core.probes.base import Failure, ProbeResult, Step
 from mbxtui.core.probes.session import ProbeSession
@@ -27,6 +28,7 @@ from mbxtui.core.sync.messages import (
     MOST_HEADER_BYTES, MOST_TEXT_BYTES, decode_text, parse, read_structure, unparseable,
 )
 from mbxtui.core.sync.routing import Party
+from mbxtui.core.validation import stored_moment
 
 FOLDER = "INBOX"
 # Messages per transaction: their headers and texts at the most (64 KB each) fit one connection's
@@ -44,33 +46,31 @@ class SyncTarget:
     profile: ProfileSnapshot
     min_polling_minutes: int  # R24
     own: Party | None  # the user or queue the mailbox belongs to; None for a forward mailbox
-    is_forward: bool
     delete_after_processing: bool  # R18: forward mailboxes always (R26), queues when asked
     reads_after: datetime  # R24: messages received before it are never processed
 
+    @property
+    def is_forward(self) -> bool:
+        return self.own is None
+
 
 @dataclass
-class CycleResult:
-    probe: ProbeResult
+class CycleCounts:
     messages: int = 0
     recorded: int = 0
     unresolved: int = 0
     deleted: int = 0
     more: bool = False  # stopped at the time bound with messages left
 
+
+@dataclass
+class CycleResult:
+    probe: ProbeResult
+    counts: CycleCounts = field(default_factory=CycleCounts)
+
     @property
     def failure(self) -> Failure | None:
         return self.probe.failure
-
-
-@dataclass
-class _Progress:
-    messages: int = 0
-    recorded: int = 0
-    unresolved: int = 0
-    deleted: int = 0
-    more: bool = False
-    candidates: dict[str, Party] | None = field(default=None)
 
 
 def run_cycle(target: SyncTarget, secret: SecretLookup, candidates: dict[str, Party] | None,
@@ -80,13 +80,13 @@ def run_cycle(target: SyncTarget, secret: SecretLookup, candidates: dict[str, Pa
     if isinstance(credentials, Withheld):  # R34: not confirmed for this endpoint, or in clear
         return CycleResult(withheld_failure(credentials))
     session = ProbeSession("imap", endpoint(target.profile, "incoming"), credentials)
-    progress = _Progress(candidates=candidates)
-    probe = session.run(lambda: _converse(session, target, progress, clock_now))
-    return CycleResult(probe, progress.messages, progress.recorded, progress.unresolved, progress.deleted,
-                       progress.more)
+    counts = CycleCounts()
+    probe = session.run(lambda: _converse(session, target, candidates, counts, clock_now))
+    return CycleResult(probe, counts)
 
 
-def _converse(session: ProbeSession, target: SyncTarget, progress: _Progress, now: datetime) -> None:
+def _converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Party] | None,
+              progress: CycleCounts, now: datetime) -> None:
     client = imap.open_session(session)
     client.normalise_times = False
     try:
@@ -111,11 +111,11 @@ def _converse(session: ProbeSession, target: SyncTarget, progress: _Progress, no
             if reached == last_uid:  # nothing past the checkpoint
                 if saved is None or saved.uidvalidity != uidvalidity:
                     store.record_batch(target.mailbox.id, FOLDER, uidvalidity, last_uid, [], target.own,
-                                       progress.candidates, now)
+                                       candidates, now)
                 return
             last_uid = reached
             written = store.record_batch(target.mailbox.id, FOLDER, uidvalidity, last_uid, items, target.own,
-                                         progress.candidates, now)
+                                         candidates, now)
             saved = store.Checkpoint(uidvalidity, last_uid)
             progress.messages += len(items)
             progress.recorded += written.recorded
@@ -206,8 +206,5 @@ def _delete(client: IMAPClient, uids: list[int]) -> None:
 
 
 def _utc(value: object) -> datetime:
-    if not isinstance(value, datetime):
-        return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.replace(microsecond=0)
+    """An INTERNALDATE as stored; now when the server sent none."""
+    return stored_moment(value).replace(microsecond=0) if isinstance(value, datetime) else utcnow()

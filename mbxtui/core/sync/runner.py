@@ -18,18 +18,19 @@ from typing import Callable
 
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
-from mbxtui.core.enums import AlertLevel, Approval, ProfileType
+from mbxtui.core.enums import AlertLevel, Approval, ProfileType, Regarding
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import rows_by_name, worker_identity
-from mbxtui.core.mailbox_check import MailboxSnapshot, profile_snapshot, rule_failure
+from mbxtui.core.mailbox_check import mailbox_snapshot, profile_snapshot, rule_failure
 from mbxtui.core.errors import NotFound
-from mbxtui.core.models import Mailbox, Profile, database, utcnow
+from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
+from mbxtui.core.services.mailboxes import approval_required
 from mbxtui.core.sync import store
 from mbxtui.core.sync.incoming import CycleResult, SyncTarget, run_cycle
 from mbxtui.core.sync.routing import Party, effective_tracking
@@ -88,7 +89,8 @@ class SyncRunner:
 
     def run_once(self, emails: list[str] | None = None, *, ignore_interval: bool = False) -> SyncSummary:
         lookup = secret_lookup(self.secrets) if self.secrets is not None else (lambda *_: None)
-        targets = self._claim(emails, ignore_interval)
+        settings = settings_service.load()  # as the pass starts, for every mailbox in it
+        targets = self._claim(emails, ignore_interval, settings)
         summary = SyncSummary()
         pending = list(targets)
         in_flight: dict[Future[CycleResult], SyncTarget] = {}
@@ -99,7 +101,7 @@ class SyncRunner:
                     blocked = []
                     for target in pending:
                         if len(in_flight) < self.threads and self._leases.take(target.profile.id):
-                            in_flight[pool.submit(self._cycle, target, lookup)] = target
+                            in_flight[pool.submit(self._cycle, target, lookup, settings)] = target
                         else:
                             blocked.append(target)
                     pending = blocked
@@ -111,7 +113,7 @@ class SyncRunner:
                     for future in done:
                         target = in_flight.pop(future)
                         self._leases.give_back(target.profile.id)
-                        summary.mailboxes.append(self._finish(target, future.result()))
+                        summary.mailboxes.append(self._finish(target, future.result(), settings))
                     self._sync_leases(pending)
         finally:
             with write_transaction():
@@ -122,15 +124,15 @@ class SyncRunner:
 
     # -- choosing and claiming (R23, R24) --
 
-    def _claim(self, emails: list[str] | None, ignore_interval: bool) -> list[SyncTarget]:
-        settings = settings_service.load()
+    def _claim(self, emails: list[str] | None, ignore_interval: bool, settings: OrgSettings) -> list[SyncTarget]:
         now = self.clock()
         where = ["m.active = 1", "m.incoming_enabled = 1", "m.incoming_method = 'server_side_sync'",
                  "p.active = 1", "p.type = ?", "m.approval <> ?",
                  "(m.approval = ? OR (m.regarding = 'user' AND ? = 0) OR (m.regarding <> 'user' AND ? = 0))",
                  "(s.worker IS NULL OR s.lease_until < ?)"]
         params: list = [ProfileType.IMAP_SMTP.value, Approval.REJECTED.value, Approval.APPROVED.value,
-                        int(settings.require_approval_users), int(settings.require_approval_queues), now]
+                        int(approval_required(settings, Regarding.USER)),
+                        int(approval_required(settings, Regarding.QUEUE)), now]
         if not ignore_interval:
             where.append("(s.next_due IS NULL OR s.next_due <= ?)")
             params.append(now)
@@ -157,7 +159,7 @@ class SyncRunner:
             "SELECT mailbox_id FROM sync_status WHERE worker = ? ORDER BY mailbox_id", [self.worker]))]
         return self._targets(claimed, settings)
 
-    def _targets(self, mailbox_ids: list[int], settings) -> list[SyncTarget]:
+    def _targets(self, mailbox_ids: list[int], settings: OrgSettings) -> list[SyncTarget]:
         if not mailbox_ids:
             return []
         boxes = list(Mailbox.select().where(Mailbox.id.in_(mailbox_ids)))
@@ -174,23 +176,18 @@ class SyncRunner:
                 box.user_id, box.queue_id, effective_tracking(box.tracking, box.regarding, settings.tracking_users,
                                                                settings.tracking_queues))
             targets.append(SyncTarget(
-                mailbox=MailboxSnapshot(
-                    id=box.id, email=box.email, active=box.active, regarding=box.regarding,
-                    incoming_method=box.incoming_method, outgoing_method=box.outgoing_method,
-                    act_method=box.act_method, username=box.username, approved=True,
-                    forward_mailbox_available=False, password_bound_to=box.password_bound_to,
-                    token_bound_to=box.token_bound_to),
-                profile=profile_snapshot(profile), min_polling_minutes=profile.min_polling_minutes, own=own, is_forward=box.is_forward,
+                mailbox=mailbox_snapshot(box, approved=True, forward_mailbox_available=False),
+                profile=profile_snapshot(profile), min_polling_minutes=profile.min_polling_minutes, own=own,
                 delete_after_processing=box.is_forward or (box.regarding == "queue" and box.delete_after_processing),
                 reads_after=reads_after))
         return targets
 
     # -- one cycle (pool threads) --
 
-    def _cycle(self, target: SyncTarget, lookup: Callable[[str, int, str], str | None]) -> CycleResult:
+    def _cycle(self, target: SyncTarget, lookup: Callable[[str, int, str], str | None],
+               settings: OrgSettings) -> CycleResult:
         secret = functools.cache(lookup)
         try:
-            settings = settings_service.load()
             candidates = (store.forward_candidates(target.profile.id, settings.tracking_users, settings.tracking_queues)
                           if target.is_forward else None)
             return run_cycle(target, secret, candidates, self.clock())
@@ -203,30 +200,30 @@ class SyncRunner:
 
     # -- the status (R31) and the leases --
 
-    def _finish(self, target: SyncTarget, result: CycleResult) -> MailboxCycled:
+    def _finish(self, target: SyncTarget, result: CycleResult, settings: OrgSettings) -> MailboxCycled:
         now = self.clock()
-        settings = settings_service.load()
         failure = result.failure
         if failure is None:
-            due = now if result.more else now + timedelta(minutes=target.min_polling_minutes)
+            due = now if result.counts.more else now + timedelta(minutes=target.min_polling_minutes)
             values = {"state": "idle", "last_incoming_success": now, "last_error_code": None, "last_error_text": None}
         else:
             due = now + timedelta(minutes=settings.retry_interval_minutes)
             values = {"state": "waiting", "last_error_code": failure.code.value, "last_error_text": failure.message}
-        values.update(worker=None, lease_until=None, last_cycle_finished=now, items_last_cycle=result.messages,
+        values.update(worker=None, lease_until=None, last_cycle_finished=now, items_last_cycle=result.counts.messages,
                       next_due=due)
         with write_transaction():
             database.execute_sql(
                 f"UPDATE sync_status SET {', '.join(f'{c} = ?' for c in values)} WHERE mailbox_id = ? AND worker = ?",
                 [*values.values(), target.mailbox.id, self.worker])
-            if result.unresolved:
+            if result.counts.unresolved:
                 raise_alert(AlertLevel.WARNING, "UNRESOLVED_MESSAGES",
-                            f"the forward mailbox {target.mailbox.email} received {result.unresolved} message(s) "
+                            f"the forward mailbox {target.mailbox.email} received {result.counts.unresolved} message(s) "
                             "addressed to no user or queue it serves (R26): they are kept as unresolved activities; "
                             "set those recipients' incoming method to forward_mailbox, or ignore them",
                             mailbox=Mailbox.find(target.mailbox.id), settings=settings)
-        return MailboxCycled(target.mailbox.email, failure is None, result.messages, result.recorded,
-                             result.unresolved, result.deleted,
+        counts = result.counts
+        return MailboxCycled(target.mailbox.email, failure is None, counts.messages, counts.recorded,
+                             counts.unresolved, counts.deleted,
                              failure.code.value if failure else None, failure.message if failure else None)
 
     def _sync_leases(self, pending: list[SyncTarget]) -> None:

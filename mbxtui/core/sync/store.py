@@ -8,12 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mbxtui.core.db import write_transaction
+from mbxtui.core.enums import ActivityDirection, ActivityState
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name
 from mbxtui.core.models import database
 from mbxtui.core.sync.messages import ParsedMessage
 from mbxtui.core.sync.routing import Party, effective_tracking, route, tracked
 
-INCOMING = "incoming"
+INCOMING = ActivityDirection.INCOMING.value
+RECEIVED, UNRESOLVED, UNPARSEABLE = (ActivityState.RECEIVED.value, ActivityState.UNRESOLVED.value,
+                                    ActivityState.UNPARSEABLE.value)
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,11 @@ def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, 
             message = item.message
             parties = route(message, own, candidates)
             if message.problem is not None:
-                state, keep = "unparseable", parties
+                state, keep = UNPARSEABLE, parties
             elif candidates is not None and not parties:
-                state, keep = "unresolved", []
+                state, keep = UNRESOLVED, []
             else:
-                state, keep = "received", [p for p in parties if tracked(p, message, tracked_ids)]
+                state, keep = RECEIVED, [p for p in parties if tracked(p, message, tracked_ids)]
                 if not keep:
                     if candidates is not None:
                         written.processed_uids.append(item.uid)  # a forward mailbox deletes it all the same
@@ -89,7 +92,7 @@ def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, 
                     "INSERT INTO activity_party (activity_id, user_id, queue_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     [activity_id, party.user_id, party.queue_id]).rowcount
             written.recorded += 1 if inserted else 0
-            written.unresolved += state == "unresolved"
+            written.unresolved += state == UNRESOLVED
             tracked_ids.add(message.message_id)
             written.processed_uids.append(item.uid)
         database.execute_sql(
@@ -110,8 +113,8 @@ def _known_message_ids(message_ids: list[str]) -> set[str]:
         chunk = unique[start:start + 500]
         marks = ",".join("?" * len(chunk))
         known.update(row[0] for row in database.execute_sql(
-            f"SELECT message_id FROM email_activity WHERE message_id IN ({marks}) AND state <> 'unresolved'",
-            chunk).fetchall())
+            f"SELECT message_id FROM email_activity WHERE message_id IN ({marks}) AND state <> ?",
+            [*chunk, UNRESOLVED]).fetchall())
     return known
 
 
@@ -130,6 +133,6 @@ def _activity(message: ParsedMessage, state: str, mailbox_id: int, received_on: 
     existing = database.execute_sql(
         "SELECT id, state FROM email_activity WHERE direction = ? AND message_id = ?",
         [INCOMING, message.message_id]).fetchone()
-    if existing[1] == "unresolved" and state == "received":  # another mailbox resolved it
-        database.execute_sql("UPDATE email_activity SET state = 'received' WHERE id = ?", [existing[0]])
+    if existing[1] == UNRESOLVED and state == RECEIVED:  # another mailbox resolved it
+        database.execute_sql("UPDATE email_activity SET state = ? WHERE id = ?", [RECEIVED, existing[0]])
     return existing[0]

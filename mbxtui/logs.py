@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from mbxtui.core import paths
-from mbxtui.core.display import safe
+from mbxtui.core.display import safe, shown
 
 LOG_ENV = "MBXTUI_LOG"
 ROOT = "mbxtui"
@@ -36,7 +36,7 @@ class SafeFormatter(logging.Formatter):
     """Each line of a record (a traceback's too) with its control characters made visible."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return "\n".join(safe(line) for line in super().format(record).split("\n"))
+        return shown(super().format(record))
 
 
 def log_file_from(flag: str | None) -> Path | None:
@@ -48,7 +48,7 @@ def log_file_from(flag: str | None) -> Path | None:
 def open_log_file(path: Path) -> logging.Handler:
     """Start appending mbxtui's log (INFO and above) to ``path``, created owner-only. Raises
     OSError when the file cannot be opened. Returns the handler, for ``close_log_file``."""
-    os.close(_open_owner_only(path, os.O_APPEND))
+    os.close(paths.open_owner_only(path, os.O_APPEND))
     handler = logging.FileHandler(path, mode="a", encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(SafeFormatter(FILE_FORMAT))
     logger = logging.getLogger(ROOT)
@@ -139,24 +139,14 @@ def _new_crash_report(data_dir: Path | None) -> Path:
     for attempt in range(100):
         path = directory / f"{CRASH_REPORT_PREFIX}{stamp}-{os.getpid()}{f'-{attempt}' if attempt else ''}.txt"
         try:
-            os.close(_open_owner_only(path, os.O_EXCL))
+            os.close(paths.open_owner_only(path, os.O_EXCL))
             return path
         except FileExistsError:
             continue
     raise FileExistsError(f"{directory}: too many crash reports this second")
 
 
-def _open_owner_only(path: Path, flags: int) -> int:
-    """A write descriptor on ``path``; a file this call creates is 0600 whatever the umask (under
-    umask 0277 the mode given to open alone would leave it 0400, which its owner cannot reopen)."""
-    existed = os.path.lexists(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | flags, 0o600)
-    if not existed:
-        os.fchmod(fd, 0o600)
-    return fd
-
-
 def _append_owner_only(path: Path, text: str) -> None:
-    fd = _open_owner_only(path, os.O_APPEND)
+    fd = paths.open_owner_only(path, os.O_APPEND)
     with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as file:
-        file.write("\n".join(safe(line) for line in text.split("\n")))
+        file.write(shown(text))

@@ -72,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     import peewee
 
-    from mbxtui.core import server_roles
-    from mbxtui.core.errors import MbxError, problem_sentence
+    from mbxtui.core.errors import MbxError, problem_sentence, refusal
 
     name = " ".join(part for part in (args.command or "console", getattr(args, "subcommand", None)) if part)
     log.info("mbxtui %s: %s", __version__, name)
@@ -89,25 +88,26 @@ def run(args: argparse.Namespace) -> int:
     except (sqlite3.OperationalError, peewee.OperationalError) as exc:
         return _refused(name, EXIT_ERROR, safe(problem_sentence(exc)))
     except peewee.DatabaseError as exc:
-        refusal = server_roles.refusal(exc)
-        if refusal is None:
-            line, _report = logs.report_crash(exc, what=name)
-            print(line, file=sys.stderr)
-            return EXIT_ERROR
-        return _refused(name, EXIT_ERROR, safe(refusal))
+        if refusal(exc) is None:  # not the server refusing the session's role: a bug
+            return _crashed(name, exc)
+        return _refused(name, EXIT_ERROR, safe(problem_sentence(exc)))
     except KeyboardInterrupt:
         return _refused(name, 130, "interrupted")
     except BrokenPipeError:
         log.info("%s: its output was closed", name)
         return EXIT_OK
     except Exception as exc:
-        # Not one of the refusals above: a bug. Its traceback (never local variables' values) goes
-        # to the log file or a crash report file; the terminal gets one line naming it.
-        line, _report = logs.report_crash(exc, what=name)
-        print(line, file=sys.stderr)
-        return EXIT_ERROR
+        return _crashed(name, exc)
     log.info("%s: exit status %d", name, code)
     return code
+
+
+def _crashed(name: str, exc: BaseException) -> int:
+    """Not one of the refusals: a bug. Its traceback (never local variables' values) goes to the log
+    file or a crash report file; the terminal gets one line naming it."""
+    line, _report = logs.report_crash(exc, what=name)
+    print(line, file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _refused(name: str, code: int, message: str) -> int:

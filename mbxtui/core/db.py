@@ -16,11 +16,11 @@ from typing import Iterator
 import peewee
 from peewee import SqliteDatabase
 
-from mbxtui.core import dialect, server_roles
-from mbxtui.core.errors import MbxError, PermissionDenied
+from mbxtui.core import dialect
+from mbxtui.core.errors import MbxError, PermissionDenied, one_line, refusal
 from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS, POSTGRES_MIGRATIONS
 from mbxtui.core.models import database
-from mbxtui.core.paths import ensure_private_dir, foreign_owner, is_server_url, user_name
+from mbxtui.core.paths import ensure_private_dir, foreign_owner, is_server_url, open_owner_only, user_name
 
 # One text form for every datetime written through raw SQL, the same as peewee's.
 sqlite3.register_adapter(datetime, lambda value: value.isoformat(sep=" "))
@@ -49,14 +49,8 @@ class DatabaseError(MbxError):
 
 def _create_owner_only(path: Path) -> None:
     ensure_private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, 0o600)  # the umask may have taken the owner's own rights away
-    finally:
-        os.close(fd)
+    with contextlib.suppress(FileExistsError):
+        os.close(open_owner_only(path, os.O_EXCL))
 
 
 def _refuse_foreign_owner(path: Path) -> None:
@@ -161,7 +155,7 @@ def _connect_postgres(url: str, existing_only: bool) -> peewee.Database:
         migrate_postgres(db)
     except peewee.DatabaseError as exc:
         db.close()
-        raise DatabaseError(f"cannot open {shown} as an mbxtui database: {_one_line(exc)}") from None
+        raise DatabaseError(f"cannot open {shown} as an mbxtui database: {one_line(exc)}") from None
     except BaseException:
         db.close()
         raise
@@ -184,10 +178,6 @@ def _require_installation(db: peewee.Database, shown: str) -> None:
         found = False
     if not found:
         raise DatabaseError(f"{shown} is not an mbxtui database (no mbxtui schema or install id in it)")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def open_database(path: Path | str) -> peewee.Database:
@@ -290,7 +280,7 @@ def write_transaction() -> Iterator[None]:
         with dialect.current().write_transaction(database):
             yield
     except peewee.DatabaseError as exc:
-        sentence = server_roles.refusal(exc)
+        sentence = refusal(exc)
         if sentence is None:
             raise
         raise PermissionDenied(sentence) from None

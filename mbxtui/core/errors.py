@@ -39,6 +39,7 @@ class NotInitialised(MbxError):
     pass
 
 
+INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for a role refused by the server
 DATABASE_BUSY = ("another session held the database for longer than the busy timeout; nothing was changed, "
                  "try again")
 
@@ -52,14 +53,39 @@ def is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, (sqlite3.Error, peewee.DatabaseError, peewee.InterfaceError))
 
 
+def one_line(text: object) -> str:
+    """``text`` with every run of white space (line breaks too) made one space."""
+    return " ".join(str(text).split())
+
+
+def refusal(exc: BaseException) -> str | None:
+    """The sentence for a server's refusal of the session's role (SQLSTATE 42501), else None."""
+    import peewee
+
+    if not isinstance(exc, peewee.DatabaseError):
+        return None
+    # peewee wraps the driver's exception: it is the first argument.
+    cause = next((c for c in (*exc.args[:1], exc.__cause__, exc.__context__) if hasattr(c, "pgcode")), None)
+    if getattr(cause, "pgcode", None) != INSUFFICIENT_PRIVILEGE:
+        return None
+    diag = getattr(cause, "diag", None)
+    reason = one_line(getattr(diag, "message_primary", None) or cause)
+    return (f"the database server refused this ({reason}); nothing was changed: your database role may not do "
+            "it, ask a global_admin for a role that may")
+
+
 def problem_sentence(exc: BaseException) -> str:
     """What a face shows, on one line, for an exception a call raised: a refusal's own sentence, a
-    database that stayed locked or failed, else the kind of error and its text. Secrets never reach
-    an exception's text (R4), and no local variable is ever shown."""
-    text = " ".join(str(exc).split())
+    PostgreSQL server's refusal of the session's role, a database that stayed locked or failed, else
+    the kind of error and its text. Secrets never reach an exception's text (R4), and no local
+    variable is ever shown."""
+    text = one_line(exc)
     if isinstance(exc, MbxError):
         return text
     if is_database_error(exc):
+        refused = refusal(exc)
+        if refused is not None:
+            return refused
         if "locked" in text or "busy" in text:
             return DATABASE_BUSY
         return f"database error: {text}"

@@ -80,6 +80,17 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def open_owner_only(path: Path, flags: int = 0) -> int:
+    """A write descriptor on ``path`` (with extra open ``flags``, such as O_EXCL or O_APPEND); a file
+    this call creates is 0600 whatever the umask (under umask 0277 the mode given to open alone
+    would leave it 0400, which its owner could not open for writing again)."""
+    existed = os.path.lexists(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | flags, 0o600)
+    if not existed:
+        os.fchmod(fd, 0o600)
+    return fd
+
+
 def user_name(uid: int) -> str:
     """The login of ``uid``, or ``uid N`` when no account has it."""
     try:

@@ -16,7 +16,6 @@ Each connection:
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
 import re
 import select
@@ -27,7 +26,8 @@ import peewee
 import psycopg2
 import psycopg2.extensions
 
-from mbxtui.core.errors import InvalidInput
+from mbxtui.core.endpoint_binding import is_loopback
+from mbxtui.core.errors import InvalidInput, one_line
 from mbxtui.core.paths import SERVER_SCHEMES
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -75,12 +75,7 @@ def _named_hosts(url: str) -> list[str]:
 
 
 def _on_this_machine(host: str) -> bool:
-    if host.startswith(("/", "@")) or host.lower() == "localhost":  # a unix socket, or loopback by name
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return host.startswith(("/", "@")) or is_loopback(host)  # a unix socket, or loopback
 
 
 def ssl_parameters(url: str) -> dict[str, str]:
@@ -97,7 +92,7 @@ def ssl_parameters(url: str) -> dict[str, str]:
 def connect_failure(url: str, message: str) -> str:
     """Why a connection to ``url`` failed, in one sentence: libpq's words, or what to do when the
     default of ``ssl_parameters`` is what refused it."""
-    message = " ".join(message.split())
+    message = one_line(message)
     if not ssl_parameters(url):
         return message
     root = re.search(r'root certificate file "([^"]*)" does not exist', message)

@@ -19,7 +19,6 @@ from mbxtui.core.permissions import Actor
 
 GROUPS: dict[Role, str] = {role: f"mbxtui_{role.value}" for role in Role}
 ROLE_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are cut short silently
-INSUFFICIENT_PRIVILEGE = "42501"
 
 
 def enforced() -> bool:
@@ -71,17 +70,3 @@ def grant_every_operator(db: peewee.Database) -> int:
         return 0
     db.execute_sql('SELECT mbxtui_set_operator_role("login", CASE WHEN "active" = 1 THEN "role" END) FROM "operator"')
     return db.execute_sql('SELECT count(*) FROM "operator" WHERE "active" = 1').fetchone()[0]
-
-
-def refusal(exc: BaseException) -> str | None:
-    """The sentence for a server's refusal of the session's role (SQLSTATE 42501), else None."""
-    if not isinstance(exc, peewee.DatabaseError):
-        return None
-    # peewee wraps the driver's exception: it is the first argument.
-    cause = next((c for c in (*exc.args[:1], exc.__cause__, exc.__context__) if hasattr(c, "pgcode")), None)
-    if getattr(cause, "pgcode", None) != INSUFFICIENT_PRIVILEGE:
-        return None
-    diag = getattr(cause, "diag", None)
-    reason = " ".join(str(getattr(diag, "message_primary", None) or cause).split())
-    return (f"the database server refused this ({reason}); nothing was changed: your database role may not do "
-            "it, ask a global_admin for a role that may")

@@ -8,7 +8,7 @@ from typing import Callable
 
 from mbxtui.core.changes import DATABASE_ERRORS, ChangeWatcher
 from mbxtui.core.db import BackgroundCheckpoints
-from mbxtui.core.errors import MbxError
+from mbxtui.core.errors import MbxError, one_line
 from mbxtui.core.models import database
 
 
@@ -28,7 +28,3 @@ def watch_changes(on_change: Callable[[], None], *, on_error: Callable[[Exceptio
 def start_checkpoints() -> BackgroundCheckpoints:
     """WAL checkpoints on a thread of their own for the connections opened from now on (SQLite)."""
     return BackgroundCheckpoints()
-
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

@@ -17,14 +17,14 @@ from textual.widgets import Input
 
 from mbxtui import logs
 from mbxtui.core.display import shown
-from mbxtui.core.errors import problem_sentence
+from mbxtui.core.errors import one_line, problem_sentence
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
 from mbxtui.core.paths import storage_warnings
 from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
 from mbxtui.core.secrets import SecretStore, SecretsError
 from mbxtui.core.session import ChangeSignalUnavailable
-from mbxtui.core.session import one_line, start_checkpoints, watch_changes
+from mbxtui.core.session import start_checkpoints, watch_changes
 from mbxtui.tui import navigation
 from mbxtui.tui.keymap import read_keymap
 from mbxtui.tui.messages import (BatchProgressLoaded, ChangesUnavailable, DataChanged, MailboxesTested,

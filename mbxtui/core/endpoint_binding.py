@@ -5,7 +5,8 @@ CA bundle, written as one line of text (``binding_of``). Setting or confirming a
 that line beside it (``password_bound_to``, ``token_bound_to`` of the mailbox or profile); a secret
 whose line no longer matches its profile's (an endpoint edited, a mailbox moved to another
 profile) is not sent. The line is plain text rather than a hash so that SQL can write it too
-(``binding_sql``: schema migration 6 and the bulk confirmation), and both must give the same text.
+(``binding_sql`` for the bulk confirmation; schema migration 6 spells the same expression out, as a
+released step is frozen SQL), and all must give the same text.
 
 Credentials over TLS mode ``none`` go only to a loopback host, or where a ``global_admin``
 confirmed the profile's endpoint for them (``plaintext_confirmed_for``)."""

@@ -94,12 +94,6 @@ def _row(row: dict[str, Any], parties: list[str]) -> dict[str, Any]:
     return {
         "id": row["id"], "message_id": row["message_id"], "direction": row["direction"], "state": row["state"],
         "subject": row["subject"], "sender": row["sender"], "to": json.loads(row["to"]), "cc": json.loads(row["cc"]),
-        "parties": parties, "received_on": _when(row["received_on"]), "sent_on": _when(row["sent_on"]),
+        "parties": parties, "received_on": row["received_on"], "sent_on": row["sent_on"],
         "size": row["size"], "attachments": json.loads(row["attachments"]),
     }
-
-
-def _when(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat(sep=" ") if hasattr(value, "isoformat") else str(value)

@@ -13,6 +13,7 @@ import pytest
 
 from tests import backends
 from tests.cli.conftest import OS_LOGIN, Cli
+from tests.core.support import unused_uid
 from tests.lab.postgres import TEST_LOGIN
 
 
@@ -72,7 +73,7 @@ def test_operators_are_added_listed_and_the_last_global_admin_is_kept(cli: Cli):
     assert sorted(line.split()[0] for line in listed[1:]) == sorted([OS_LOGIN, "olga", "sam", "syd", "vic"])
 
 
-UNLISTED_UID = 54321  # a uid with no passwd entry, as in many containers
+UNLISTED_UID = unused_uid()  # a uid with no passwd entry, as in many containers
 
 
 def run_as_uid(uid: int, argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:

@@ -14,6 +14,7 @@ import pytest
 from mbxtui.core.migrations import LATEST_VERSION
 from tests.backends import ON_POSTGRES, query
 from tests.cli.conftest import OS_LOGIN, Cli
+from tests.core.support import unused_uid
 
 sqlite_file = pytest.mark.sqlite_only("the SQLite file the command line makes and checks")
 
@@ -95,17 +96,6 @@ def test_a_database_others_can_read_works_with_a_warning(cli: Cli):
     os.chmod(cli.db_path, 0o644)
     result = cli.ok("whoami")
     assert result.stderr == f"mbxtui: warning: {cli.db_path} can be read by other users; run: chmod 600 {cli.db_path}\n"
-
-
-def unused_uid() -> int:
-    """A uid that no account has: the owner of another user's files."""
-    uid = 54321
-    while True:
-        try:
-            pwd.getpwuid(uid)
-        except KeyError:
-            return uid
-        uid += 1
 
 
 ME = pwd.getpwuid(os.geteuid()).pw_name

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pwd
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,17 @@ EXCHANGE_ONLINE_PROFILE: dict[str, Any] = {
     "incoming_host": "outlook.office365.com",
     "outgoing_host": "smtp.office365.com",
 }
+
+
+def unused_uid() -> int:
+    """A uid that no account has: the owner of another user's files."""
+    uid = 54321
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
 
 
 def profile_fields(**overrides: Any) -> dict[str, Any]:

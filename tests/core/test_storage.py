@@ -16,6 +16,7 @@ from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS
 from mbxtui.core.models import Mailbox, User, database
 from mbxtui.core.secret_file import EncryptedSecretFile
 from mbxtui.core.services import mailbox_views, operators, users
+from tests.core.support import unused_uid
 
 
 # These open SQLite files of their own; tests/core/test_postgres_storage.py holds the same
@@ -128,17 +129,6 @@ def umask():
     previous = os.umask(0o022)
     yield os.umask
     os.umask(previous)
-
-
-def unused_uid() -> int:
-    """A uid that no account has: the owner of another user's files."""
-    uid = 54321
-    while True:
-        try:
-            pwd.getpwuid(uid)
-        except KeyError:
-            return uid
-        uid += 1
 
 
 def owner_name(uid: int) -> str:

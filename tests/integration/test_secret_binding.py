@@ -15,7 +15,7 @@ from mbxtui.core.errors import InvalidInput, PermissionDenied
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.models import Profile
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import audit, bulk, credentials, enablement, mailboxes, profiles
+from mbxtui.core.services import audit, bulk, enablement, mailboxes, profiles
 from mbxtui.core.services.selection import Selection
 from tests.hardening.hostile import ABSENT, HostileServer, Plan, imap_dialogue, secret_leaks, smtp_dialogue
 from tests.integration.conftest import Org

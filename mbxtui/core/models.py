@@ -101,6 +101,8 @@ class Profile(BaseModel):
     password_bound_to = TextField(null=True)
     token_bound_to = TextField(null=True)
     plaintext_confirmed_for = TextField(null=True)
+    retest_hours = IntegerField(null=True)  # R33: re-test enabled mailboxes not proven for this long
+    processed_folder = TextField(null=True)  # R28: IMAP moves processed mail here instead of deleting
 
 
 class Mailbox(BaseModel):
@@ -166,6 +168,8 @@ class OrgSettings(BaseModel):
     row_version = IntegerField(default=1)
     tracking_users = CharField(default="replies")  # R27
     tracking_queues = CharField(default="all")
+    stale_hours = IntegerField(default=24)  # R31
+    notification_mailbox = ForeignKeyField(Mailbox, null=True, on_delete="SET NULL")  # R32
 
 
 class Alert(BaseModel):
@@ -255,6 +259,15 @@ class EmailActivity(BaseModel):
     problem = TextField(null=True)  # why it is ``unparseable``
     mailbox = ForeignKeyField(Mailbox, null=True, on_delete="SET NULL")
     created_on = DateTimeField(default=utcnow)
+    # Outgoing (R29): what is sent, the thread it answers, who queued it and its attempts.
+    body = TextField(default="")
+    reference_ids = TextField(default="")  # References of a reply, space-separated
+    reply_to_activity = ForeignKeyField("self", null=True, on_delete="SET NULL")
+    created_by = CharField(null=True)
+    attempts = IntegerField(default=0)
+    next_attempt = DateTimeField(null=True)
+    last_error_code = CharField(null=True)
+    last_error_text = TextField(null=True)
 
 
 class ActivityReceipt(BaseModel):
@@ -305,6 +318,28 @@ class SyncStatus(BaseModel):
     next_due = DateTimeField(null=True)
     last_error_code = CharField(null=True)
     last_error_text = TextField(null=True)
+    incoming_failures = IntegerField(default=0)  # transient failures in a row (R30)
+    outgoing_failures = IntegerField(default=0)
+    stale_alerted_on = DateTimeField(null=True)  # R31: the stale warning raised for this stretch
+
+
+class SeenUidl(BaseModel):
+    """A POP3 message a mailbox has processed, by its UIDL (R24)."""
+
+    mailbox = ForeignKeyField(Mailbox, on_delete="CASCADE")
+    uidl = TextField()
+    seen_on = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "sync_seen_uidl"
+
+
+class OwnerNotice(BaseModel):
+    """When an owner was last emailed about a profile or mailbox (R32: at most one an hour)."""
+
+    record_kind = CharField()
+    record_id = IntegerField()
+    sent_on = DateTimeField(default=utcnow)
 
 
 ALL_MODELS = [
@@ -324,4 +359,6 @@ ALL_MODELS = [
     ActivityParty,
     SyncCheckpoint,
     SyncStatus,
+    SeenUidl,
+    OwnerNotice,
 ]

@@ -1,0 +1,208 @@
+"""Processing at a glance (R31): mailboxes by processing state, messages recorded per minute over the
+last hour, failures by error code, each profile's lag and the stale count, read in one call for the
+console's Sync monitor; and one mailbox's sync status for its detail.
+
+Built to stay cheap at a million mailboxes and activities: the figures come from ``sync_status``
+(only the mailboxes processing has claimed) joined to ``mailbox`` by primary key, and from the
+newest activities only, found through the primary key of ``email_activity`` (see ``_first_id_from``).
+Reading only; processing writes (core/sync)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from mbxtui.core.enums import ActivityDirection, IncomingMethod
+from mbxtui.core.jobs.queue import row_by_name, rows_by_name
+from mbxtui.core.models import database, utcnow
+from mbxtui.core.permissions import Actor, Permission, require
+
+STATES = ("idle", "processing", "waiting", "disabled")
+NEVER_CYCLED = "never cycled"  # enabled for incoming processing, no cycle yet
+MINUTES = 60
+# ``email_activity.created_on`` is the moment its cycle started, and a cycle commits its batches
+# later: ids grow with created_on only up to a cycle's length. Reading from this much before the hour
+# keeps every row of the hour unless a cycle ran longer.
+CYCLE_SLACK = timedelta(minutes=15)
+
+_ENABLED = "m.active = 1 AND m.incoming_enabled = 1"
+_INCOMING = ActivityDirection.INCOMING.value
+
+
+@dataclass(frozen=True)
+class ProfileLag:
+    """A profile's processed mailboxes that are enabled for incoming: the oldest last successful
+    sync among them (None: none has succeeded yet), how many never succeeded and how many are stale."""
+
+    profile: str
+    mailboxes: int
+    oldest_success: str | None
+    lag_seconds: int | None
+    never_succeeded: int
+    stale: int
+
+
+@dataclass(frozen=True)
+class SyncSnapshot:
+    taken_on: str
+    states: dict[str, int]  # STATES and NEVER_CYCLED -> mailboxes (active ones)
+    per_minute: list[int]  # MINUTES values, oldest first; the last is the minute now running
+    failures: list[tuple[str, int]]  # error code -> mailboxes, most first
+    lags: list[ProfileLag]  # by lag, largest first
+    stale: int
+    stale_hours: int
+
+    @property
+    def messages_last_hour(self) -> int:
+        return sum(self.per_minute)
+
+
+@dataclass(frozen=True)
+class MailboxSync:
+    """One mailbox's sync status (R31); ``state`` is NEVER_CYCLED when processing has not claimed it."""
+
+    state: str
+    last_cycle_started: str | None = None
+    last_cycle_finished: str | None = None
+    last_incoming_success: str | None = None
+    last_outgoing_success: str | None = None
+    items_last_cycle: int = 0
+    items_total: int = 0
+    next_due: str | None = None
+    last_error_code: str | None = None
+    last_error_text: str | None = None
+    stale: bool = False
+    stale_hours: int = 24
+
+
+def snapshot(actor: Actor, now: datetime | None = None) -> SyncSnapshot:
+    """Every figure of the Sync monitor, as of ``now`` (default: the clock)."""
+    require(actor, Permission.READ)
+    now = (now or utcnow()).replace(microsecond=0)
+    stale_hours = _stale_hours()
+    stale_before = now - timedelta(hours=stale_hours)
+    states = dict.fromkeys((*STATES, NEVER_CYCLED), 0)
+    failures: dict[str, int] = {}
+    by_profile: dict[int | None, dict[str, Any]] = {}
+    for row in rows_by_name(database.execute_sql(
+            f"SELECT m.profile_id, s.state, s.last_error_code, COUNT(*) AS mailboxes, "
+            f"SUM(CASE WHEN {_ENABLED} THEN 1 ELSE 0 END) AS enabled, "
+            f"MIN(CASE WHEN {_ENABLED} THEN s.last_incoming_success END) AS oldest_success, "
+            f"SUM(CASE WHEN {_ENABLED} AND s.last_incoming_success IS NULL THEN 1 ELSE 0 END) AS never_succeeded, "
+            f"SUM(CASE WHEN {_ENABLED} AND COALESCE(s.last_incoming_success, s.enabled_since) < ? THEN 1 ELSE 0 END) "
+            f"AS stale "
+            f"FROM sync_status s JOIN mailbox m ON m.id = s.mailbox_id WHERE m.active = 1 "
+            f"GROUP BY m.profile_id, s.state, s.last_error_code", [stale_before])):
+        states[row["state"]] = states.get(row["state"], 0) + row["mailboxes"]
+        if row["last_error_code"]:
+            failures[row["last_error_code"]] = failures.get(row["last_error_code"], 0) + row["mailboxes"]
+        if row["enabled"]:
+            _fold(by_profile.setdefault(row["profile_id"], {}), row)
+    states[NEVER_CYCLED] = database.execute_sql(
+        f"SELECT COUNT(*) FROM mailbox m WHERE {_ENABLED} AND m.incoming_method = ? "
+        f"AND NOT EXISTS (SELECT 1 FROM sync_status s WHERE s.mailbox_id = m.id)",
+        [IncomingMethod.SERVER_SIDE_SYNC.value]).fetchone()[0]
+    names = _profile_names([key for key in by_profile if key is not None])
+    lags = [ProfileLag(names.get(profile_id, "(no profile)"), figures["enabled"], figures["oldest_success"],
+                       _age(now, figures["oldest_success"]), figures["never_succeeded"], figures["stale"])
+            for profile_id, figures in by_profile.items()]
+    lags.sort(key=lambda lag: (lag.lag_seconds is not None, -(lag.lag_seconds or 0), lag.profile.lower()))
+    return SyncSnapshot(
+        taken_on=str(now), states=states, per_minute=_per_minute(now),
+        failures=sorted(failures.items(), key=lambda item: (-item[1], item[0])),
+        lags=lags, stale=sum(lag.stale for lag in lags), stale_hours=stale_hours)
+
+
+def mailbox_sync(actor: Actor, mailbox_id: int, *, enabled: bool, now: datetime | None = None) -> MailboxSync:
+    """The sync status of one mailbox, in one query; ``enabled``: active and enabled for incoming, as
+    its record says (only an enabled mailbox is stale)."""
+    require(actor, Permission.READ)
+    now = (now or utcnow()).replace(microsecond=0)
+    row = row_by_name(database.execute_sql(
+        "SELECT o.stale_hours, s.mailbox_id, s.state, s.last_cycle_started, s.last_cycle_finished, "
+        "s.last_incoming_success, s.last_outgoing_success, s.items_last_cycle, s.items_total, s.next_due, "
+        "s.last_error_code, s.last_error_text, s.enabled_since "
+        "FROM org_settings o LEFT JOIN sync_status s ON s.mailbox_id = ? ORDER BY o.id LIMIT 1", [mailbox_id]))
+    stale_hours = row["stale_hours"] if row else 24
+    if row is None or row["mailbox_id"] is None:
+        return MailboxSync(NEVER_CYCLED, stale_hours=stale_hours)
+    since = row["last_incoming_success"] or row["enabled_since"]
+    stale = enabled and since is not None and str(since) < str(now - timedelta(hours=stale_hours))
+    return MailboxSync(
+        row["state"], row["last_cycle_started"], row["last_cycle_finished"], row["last_incoming_success"],
+        row["last_outgoing_success"], row["items_last_cycle"], row["items_total"], row["next_due"],
+        row["last_error_code"], row["last_error_text"], stale, stale_hours)
+
+
+def _fold(figures: dict[str, Any], row: dict[str, Any]) -> None:
+    figures["enabled"] = figures.get("enabled", 0) + row["enabled"]
+    figures["never_succeeded"] = figures.get("never_succeeded", 0) + row["never_succeeded"]
+    figures["stale"] = figures.get("stale", 0) + row["stale"]
+    oldest = [str(value) for value in (figures.get("oldest_success"), row["oldest_success"]) if value is not None]
+    figures["oldest_success"] = min(oldest) if oldest else None
+
+
+def _stale_hours() -> int:
+    row = database.execute_sql("SELECT stale_hours FROM org_settings ORDER BY id LIMIT 1").fetchone()
+    return row[0] if row else 24
+
+
+def _profile_names(profile_ids: list[int]) -> dict[int, str]:
+    if not profile_ids:
+        return {}
+    marks = ",".join("?" * len(profile_ids))
+    return {row[0]: row[1] for row in database.execute_sql(
+        f"SELECT id, name FROM profile WHERE id IN ({marks})", profile_ids).fetchall()}
+
+
+def _age(now: datetime, moment: str | None) -> int | None:
+    if moment is None:
+        return None
+    return max(0, int((now - datetime.fromisoformat(str(moment))).total_seconds()))
+
+
+def _per_minute(now: datetime) -> list[int]:
+    """Incoming activities recorded in each of the last MINUTES minutes (the moment a cycle recorded
+    them: ``created_on``; ``received_on`` is when the mail server received the message)."""
+    start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES - 1)
+    counts = [0] * MINUTES
+    first = _first_id_from(start - CYCLE_SLACK)
+    if first is None:
+        return counts
+    for minute, count in database.execute_sql(
+            "SELECT substr(CAST(created_on AS TEXT), 1, 16) AS minute, COUNT(*) FROM email_activity "
+            "WHERE id >= ? AND direction = ? AND created_on >= ? GROUP BY minute", [first, _INCOMING, start]).fetchall():
+        index = int((datetime.fromisoformat(f"{minute}:00") - start).total_seconds() // 60)
+        if 0 <= index < MINUTES:
+            counts[index] += count
+    return counts
+
+
+def _first_id_from(moment: datetime) -> int | None:
+    """The smallest activity id created at or after ``moment``, by a binary search over the primary
+    key (about 20 single-row reads at a million activities): ``created_on`` has no index, and ids grow
+    with it (up to CYCLE_SLACK). None when there is no activity at all."""
+    low, high = database.execute_sql("SELECT MIN(id), MAX(id) FROM email_activity").fetchone()
+    if low is None:
+        return None
+    high += 1  # past the newest: "from there on" holds nothing, so it counts as late enough
+    moment_text = str(moment)
+
+    def late_enough(from_id: int) -> bool:
+        row = database.execute_sql("SELECT created_on FROM email_activity WHERE id >= ? ORDER BY id LIMIT 1",
+                                   [from_id]).fetchone()
+        return row is None or str(row[0]) >= moment_text
+
+    return _lowest(low, high, late_enough)
+
+
+def _lowest(low: int, high: int, holds: Callable[[int], bool]) -> int:
+    """The lowest value in [low, high] for which ``holds`` (monotone, true at ``high``) is true."""
+    while low < high:
+        middle = (low + high) // 2
+        if holds(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low

@@ -82,27 +82,8 @@ def snapshot(actor: Actor, now: datetime | None = None) -> SyncSnapshot:
     now = (now or utcnow()).replace(microsecond=0)
     stale_hours = _stale_hours()
     stale_before = now - timedelta(hours=stale_hours)
-    states = dict.fromkeys((*STATES, NEVER_CYCLED), 0)
-    failures: dict[str, int] = {}
-    by_profile: dict[int | None, dict[str, Any]] = {}
-    for row in rows_by_name(database.execute_sql(
-            f"SELECT m.profile_id, s.state, s.last_error_code, COUNT(*) AS mailboxes, "
-            f"SUM(CASE WHEN {_ENABLED} THEN 1 ELSE 0 END) AS enabled, "
-            f"MIN(CASE WHEN {_ENABLED} THEN s.last_incoming_success END) AS oldest_success, "
-            f"SUM(CASE WHEN {_ENABLED} AND s.last_incoming_success IS NULL THEN 1 ELSE 0 END) AS never_succeeded, "
-            f"SUM(CASE WHEN {_ENABLED} AND COALESCE(s.last_incoming_success, s.enabled_since) < ? THEN 1 ELSE 0 END) "
-            f"AS stale "
-            f"FROM sync_status s JOIN mailbox m ON m.id = s.mailbox_id WHERE m.active = 1 "
-            f"GROUP BY m.profile_id, s.state, s.last_error_code", [stale_before])):
-        states[row["state"]] = states.get(row["state"], 0) + row["mailboxes"]
-        if row["last_error_code"]:
-            failures[row["last_error_code"]] = failures.get(row["last_error_code"], 0) + row["mailboxes"]
-        if row["enabled"]:
-            _fold(by_profile.setdefault(row["profile_id"], {}), row)
-    states[NEVER_CYCLED] = database.execute_sql(
-        f"SELECT COUNT(*) FROM mailbox m WHERE {_ENABLED} AND m.incoming_method = ? "
-        f"AND NOT EXISTS (SELECT 1 FROM sync_status s WHERE s.mailbox_id = m.id)",
-        [IncomingMethod.SERVER_SIDE_SYNC.value]).fetchone()[0]
+    states, failures, by_profile = _status_figures(stale_before)
+    states[NEVER_CYCLED] = _never_cycled()
     names = _profile_names([key for key in by_profile if key is not None])
     lags = [ProfileLag(names.get(profile_id, "(no profile)"), figures["enabled"], figures["oldest_success"],
                        _age(now, figures["oldest_success"]), figures["never_succeeded"], figures["stale"])
@@ -112,6 +93,39 @@ def snapshot(actor: Actor, now: datetime | None = None) -> SyncSnapshot:
         taken_on=str(now), states=states, per_minute=_per_minute(now),
         failures=sorted(failures.items(), key=lambda item: (-item[1], item[0])),
         lags=lags, stale=sum(lag.stale for lag in lags), stale_hours=stale_hours)
+
+
+def _status_figures(stale_before: datetime) -> tuple[dict[str, int], dict[str, int], dict[int | None, dict[str, Any]]]:
+    """One pass over the status rows of active mailboxes: how many in each state, with each error
+    code, and per profile the figures of those enabled for incoming."""
+    states = dict.fromkeys((*STATES, NEVER_CYCLED), 0)
+    failures: dict[str, int] = {}
+    by_profile: dict[int | None, dict[str, Any]] = {}
+    # From the status rows to their mailboxes (SQLite keeps a CROSS JOIN's order): the planner would
+    # otherwise walk every active mailbox, processed or not.
+    for row in rows_by_name(database.execute_sql(
+            f"SELECT m.profile_id, s.state, s.last_error_code, COUNT(*) AS mailboxes, "
+            f"SUM(CASE WHEN {_ENABLED} THEN 1 ELSE 0 END) AS enabled, "
+            f"MIN(CASE WHEN {_ENABLED} THEN s.last_incoming_success END) AS oldest_success, "
+            f"SUM(CASE WHEN {_ENABLED} AND s.last_incoming_success IS NULL THEN 1 ELSE 0 END) AS never_succeeded, "
+            f"SUM(CASE WHEN {_ENABLED} AND COALESCE(s.last_incoming_success, s.enabled_since) < ? THEN 1 ELSE 0 END) "
+            f"AS stale "
+            f"FROM sync_status s CROSS JOIN mailbox m WHERE m.id = s.mailbox_id AND m.active = 1 "
+            f"GROUP BY m.profile_id, s.state, s.last_error_code", [stale_before])):
+        states[row["state"]] = states.get(row["state"], 0) + row["mailboxes"]
+        if row["last_error_code"]:
+            failures[row["last_error_code"]] = failures.get(row["last_error_code"], 0) + row["mailboxes"]
+        if row["enabled"]:
+            _fold(by_profile.setdefault(row["profile_id"], {}), row)
+    return states, failures, by_profile
+
+
+def _never_cycled() -> int:
+    """Mailboxes enabled for incoming processing that no cycle has claimed yet."""
+    return database.execute_sql(
+        f"SELECT COUNT(*) FROM mailbox m WHERE {_ENABLED} AND m.incoming_method = ? "
+        f"AND NOT EXISTS (SELECT 1 FROM sync_status s WHERE s.mailbox_id = m.id)",
+        [IncomingMethod.SERVER_SIDE_SYNC.value]).fetchone()[0]
 
 
 def mailbox_sync(actor: Actor, mailbox_id: int, *, enabled: bool, now: datetime | None = None) -> MailboxSync:
@@ -183,7 +197,9 @@ def _first_id_from(moment: datetime) -> int | None:
     """The smallest activity id created at or after ``moment``, by a binary search over the primary
     key (about 20 single-row reads at a million activities): ``created_on`` has no index, and ids grow
     with it (up to CYCLE_SLACK). None when there is no activity at all."""
-    low, high = database.execute_sql("SELECT MIN(id), MAX(id) FROM email_activity").fetchone()
+    # Two subqueries: each is one step down the primary key, where MIN(id), MAX(id) together scan the table.
+    low, high = database.execute_sql(
+        "SELECT (SELECT MIN(id) FROM email_activity), (SELECT MAX(id) FROM email_activity)").fetchone()
     if low is None:
         return None
     high += 1  # past the newest: "from there on" holds nothing, so it counts as late enough

@@ -73,6 +73,8 @@ class MbxApp(App):
         self.mailboxes_tested: Signal[list[MailboxTested]] = Signal(self, "mailboxes-tested")
         self.progress_changed: Signal[str] = Signal(self, "progress-changed")
         self.runner_stopped: Signal[str] = Signal(self, "runner-stopped")
+        # Published by processing run inside the console after each cycle it records (the Sync monitor reads again).
+        self.sync_progressed: Signal[None] = Signal(self, "sync-progressed")
         self._stop_runner = threading.Event()
         self._runner: EnablementRunner | None = None
         self._checkpoints = None

@@ -12,6 +12,7 @@ from mbxtui.core.jobs.queue import JobResult, Progress
 from mbxtui.core.jobs.runner import MailboxTested
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes
 from mbxtui.core.services.profiles import ProfileRecord
+from mbxtui.core.services.sync_monitor import MailboxSync, SyncSnapshot
 
 
 @dataclass
@@ -74,13 +75,23 @@ class ListPageLoaded(Message):
 
 @dataclass
 class MailboxDetailLoaded(Message):
-    """A mailbox's fields (None: it no longer exists), its last test, alerts and history."""
+    """A mailbox's fields (None: it no longer exists), its last test, alerts, history and sync status."""
 
     mailbox_id: int
     row: dict[str, Any] | None
     last_test: JobResult | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    sync: MailboxSync | None = None
+
+
+@dataclass
+class SyncSnapshotLoaded(Message):
+    """The Sync monitor's figures, and how long reading them took (the next read waits longer when
+    reading is slow)."""
+
+    snapshot: SyncSnapshot
+    seconds: float
 
 
 @dataclass

@@ -51,6 +51,8 @@ NAVIGATION: tuple[Destination, ...] = (
                 "mbxtui.tui.screens.people:PeopleScreen"),
     Destination("operators", "f8", "Operators", "Operators and their roles",
                 "mbxtui.tui.screens.operators:OperatorsScreen", Permission.MANAGE_OPERATORS),
+    Destination("monitor", "f10", "Sync monitor", "Processing at a glance: states, messages per minute, failures, lag",
+                "mbxtui.tui.screens.sync_monitor:SyncMonitorScreen"),
 )
 BY_NAME: dict[str, Destination] = {destination.name: destination for destination in NAVIGATION}
 

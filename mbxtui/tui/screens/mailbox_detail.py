@@ -14,10 +14,12 @@ from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.queue import JobResult
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, profiles
+from mbxtui.core.services import (alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, profiles,
+                                  sync_monitor)
 from mbxtui.core.services.bulk import BulkResult
 from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
+from mbxtui.core.services.sync_monitor import NEVER_CYCLED, MailboxSync
 from mbxtui.tui.messages import MailboxDetailLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, PartlySaved, options
@@ -48,6 +50,29 @@ def changes_text(before: dict[str, Any] | None, after: dict[str, Any] | None) ->
                      for key, value in after.items() if before.get(key) != value)
 
 
+def sync_text(sync: MailboxSync | None) -> str:
+    """The mailbox's processing (R31), in the fields' layout."""
+    if sync is None:
+        return ""
+    if sync.state == NEVER_CYCLED:
+        lines = [("Processing state", "never cycled: no processing cycle has claimed it yet")]
+    else:
+        error = f"{sync.last_error_code}: {sync.last_error_text}" if sync.last_error_code else None
+        lines = [
+            ("Processing state", sync.state),
+            ("Last cycle", f"{cell(sync.last_cycle_started)} → {cell(sync.last_cycle_finished)}"),
+            ("Last successful incoming", sync.last_incoming_success),
+            ("Last successful outgoing", sync.last_outgoing_success),
+            ("Items last cycle / total", f"{sync.items_last_cycle:,} / {sync.items_total:,}"),
+            ("Next cycle due", sync.next_due),
+            ("Last sync error", error),
+        ]
+    stale = f"yes (no successful sync for over {sync.stale_hours} h)" if sync.stale else "no"
+    lines.append(("Stale", stale))
+    width = max(len(title) for title, _ in lines)
+    return "\n".join(["", "Sync status"] + [f"{title:<{width}}  {cell(value)}" for title, value in lines])
+
+
 class MailboxDetailScreen(BaseScreen):
     TITLE_TEXT = "Mailbox"
     BINDINGS = [
@@ -70,6 +95,7 @@ class MailboxDetailScreen(BaseScreen):
         yield Static(f"mbxtui · Mailbox · {self.actor.login} ({self.actor.role.value})", id="title", markup=False)
         with VerticalScroll(id="detail"):
             yield Static(LOADING, id="fields", markup=False)
+            yield Static(id="sync", markup=False)
             yield Static(id="test", markup=False)
             yield Static(id="alerts", markup=False)
             yield Static(id="history", markup=False)
@@ -90,7 +116,9 @@ class MailboxDetailScreen(BaseScreen):
             return MailboxDetailLoaded(
                 mailbox_id, row, jobs.last_result(mailbox_id),
                 alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20),
-                audit.list_entries(self.actor, record_kind="mailbox", record_id=mailbox_id, limit=30))
+                audit.list_entries(self.actor, record_kind="mailbox", record_id=mailbox_id, limit=30),
+                sync_monitor.mailbox_sync(self.actor, mailbox_id,
+                                          enabled=bool(row["active"] and row["incoming_enabled"])))
 
         self.load(read, lambda loaded: loaded)
 
@@ -111,6 +139,7 @@ class MailboxDetailScreen(BaseScreen):
         width = max(len(title) for _, title in FIELDS)
         lines = [f"{title:<{width}}  {cell(row.get(key))}" for key, title in FIELDS]
         self.query_one("#fields", Static).update("\n".join(lines))
+        self.query_one("#sync", Static).update(sync_text(message.sync))
         self.query_one("#test", Static).update(self._test_text(message.last_test))
         recent = message.alerts
         alert_lines = ["", "Alerts (newest first)"] + [

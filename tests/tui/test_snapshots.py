@@ -74,6 +74,7 @@ SCREENS: dict[str, Steps] = {
     "settings": go("settings"),
     "users-queues": go("people"),
     "operators": go("operators"),
+    "sync-monitor": go("monitor"),
     "help": help_screen,
 }
 

@@ -72,7 +72,7 @@ def test_the_monitor_paints_placeholders_then_the_figures(console: Console, monk
         shown = screen_text(app)
         assert "loading…" not in shown
         assert f"Never cycled {ENABLED_FOR_INCOMING}" in shown and "Idle 0" in shown, shown
-        assert "0 in all" in shown and "none" in shown and "no mailbox processed yet" in shown
+        assert "0 in all" in shown and "by error code: none" in shown and "none processed yet" in shown
 
     console.run(scenario)
 

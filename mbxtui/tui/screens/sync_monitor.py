@@ -9,7 +9,6 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
@@ -50,8 +49,14 @@ def rate_text(seen: SyncSnapshot) -> str:
             f"{seen.per_minute[-1]:,} this minute, peak {max(seen.per_minute):,}")
 
 
+def failures_text(seen: SyncSnapshot) -> str:
+    codes = " · ".join(f"{cell(code)} {count:,}" for code, count in seen.failures) or "none"
+    return f"Failing mailboxes by error code: {codes}"
+
+
 def lag_cells(lag: ProfileLag) -> list[Text]:
-    values = (lag.profile, f"{lag.mailboxes:,}", duration(lag.lag_seconds), f"{lag.never_succeeded:,}",
+    oldest = lag.oldest_success[:16] if lag.oldest_success else None  # to the minute
+    values = (lag.profile, f"{lag.mailboxes:,}", duration(lag.lag_seconds), oldest, f"{lag.never_succeeded:,}",
               f"{lag.stale:,}")
     return [Text(cell(value), no_wrap=True, overflow="ellipsis") for value in values]
 
@@ -63,9 +68,8 @@ class SyncMonitorScreen(BaseScreen):
     SyncMonitorScreen #rate { height: 1; padding: 0 1; margin-top: 1; }
     SyncMonitorScreen #per-minute { width: 60; height: 2; margin: 0 1; }
     SyncMonitorScreen #axis { height: 1; width: 62; padding: 0 1; color: $text-muted; }
-    SyncMonitorScreen #tables { height: 1fr; margin-top: 1; }
-    SyncMonitorScreen #failures { width: 34; height: 1fr; }
-    SyncMonitorScreen #lags { width: 1fr; height: 1fr; }
+    SyncMonitorScreen #failures { height: auto; max-height: 3; padding: 0 1; margin-top: 1; }
+    SyncMonitorScreen #lags { height: 1fr; margin-top: 1; }
     """
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
@@ -88,13 +92,11 @@ class SyncMonitorScreen(BaseScreen):
         yield Static(LOADING, id="rate", markup=False)
         yield Sparkline([], id="per-minute")
         yield Static(f"{'60 min ago':<52}{'now':>8}", id="axis", markup=False)
-        with Horizontal(id="tables"):
-            failures: DataTable = DataTable(id="failures", cursor_type="row", zebra_stripes=True)
-            failures.add_columns("Failing: error code", "Mailboxes")
-            yield failures
-            lags: DataTable = DataTable(id="lags", cursor_type="row", zebra_stripes=True)
-            lags.add_columns("Profile", "Enabled", "Lag", "Unsynced", "Stale")
-            yield lags
+        yield Static(LOADING, id="failures", markup=False)
+        lags: DataTable = DataTable(id="lags", cursor_type="row", zebra_stripes=True)
+        lags.add_column("Profile", width=18)
+        lags.add_columns("Enabled", "Lag", "Oldest sync", "Unsynced", "Stale")
+        yield lags
         yield Footer()
 
     def on_mount(self) -> None:
@@ -140,19 +142,14 @@ class SyncMonitorScreen(BaseScreen):
         self.query_one("#states", Static).update(states_text(seen))
         self.query_one("#rate", Static).update(rate_text(seen))
         self.query_one("#per-minute", Sparkline).data = seen.per_minute
-        failures = self.query_one("#failures", DataTable)
-        failures.clear()
-        for code, count in seen.failures:
-            failures.add_row(Text(cell(code), no_wrap=True, overflow="ellipsis"), f"{count:,}")
-        if not seen.failures:
-            failures.add_row(Text("none"), "")
+        self.query_one("#failures", Static).update(failures_text(seen))
         lags = self.query_one("#lags", DataTable)
         cursor = lags.cursor_row
         lags.clear()
         for lag in seen.lags:
             lags.add_row(*lag_cells(lag))
         if not seen.lags:
-            lags.add_row(Text("no mailbox processed yet"), "", "", "", "")
+            lags.add_row(Text("none processed yet"), "", "", "", "", "")
         lags.move_cursor(row=min(cursor, lags.row_count - 1))  # a refresh keeps the operator's place
         self._schedule(max(self.REFRESH_SECONDS, self.REFRESH_FACTOR * message.seconds))
 

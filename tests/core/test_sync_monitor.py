@@ -141,3 +141,17 @@ def test_one_mailboxs_sync_status(organisation, actors):
     assert not sync_monitor.mailbox_sync(actors.viewer, u0, enabled=False, now=NOW).stale
     u1 = mailboxes.get("u1@corp.test").id
     assert sync_monitor.mailbox_sync(actors.viewer, u1, enabled=True, now=NOW).state == NEVER_CYCLED
+
+
+def test_the_grid_reads_each_rows_sync_state_and_last_sync(organisation, actors):
+    from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
+
+    u0 = status("u0@corp.test", state="waiting", last_incoming_success=ago(hours=2))
+    u1 = mailboxes.get("u1@corp.test").id
+    pages = MailboxPages(actors.viewer)
+    rows = pages.rows([u0, u1])
+    assert (rows[u0].sync_state, rows[u0].last_sync) == ("waiting", ago(hours=2))
+    assert (rows[u1].sync_state, rows[u1].last_sync) == (None, None)
+    head = pages.start_ordered_ids(GridQuery(view="all", sort="email"))
+    for mailbox_id, row in head.rows.items():  # PostgreSQL reads the first page's rows with the ids
+        assert row == pages.rows([mailbox_id])[mailbox_id]

@@ -155,3 +155,35 @@ def test_the_mailbox_detail_shows_its_sync_status(console: Console):
         assert "never cycled" in section and "Stale" in section, section
 
     console.run(scenario)
+
+
+def test_the_grid_shows_sync_columns_where_there_is_room_and_never_sorts_by_them():
+    from mbxtui.core.services.mailbox_pages import GridRow
+    from mbxtui.tui.widgets.grid_drawing import COLUMNS, layout, row_view
+
+    base = (1, "Ann", "ann@corp.test", "user", "imap", "server_side_sync", "none", "none", "approved", "success",
+            "not_run", "not_run", "success", 1, 0, 0, 0, "2024-05-06 09:00:00", 1)
+    waiting = row_view(GridRow(*base, "waiting", "2024-05-06 10:11:12"))
+    assert waiting.cells["sync_state"] == ("waiting", "warning") and waiting.cells["last_sync"][0] == "2024-05-06 10:11"
+    never = row_view(GridRow(*base))
+    assert never.cells["sync_state"][0] == "—" and never.cells["last_sync"][0] == "—"
+    assert row_view(GridRow(*base, "idle")).cells["last_sync"] == ("never", "muted")
+    wide = [column.key for column, _ in layout(list(COLUMNS), 200, "name")]
+    assert wide[-2:] == ["sync_state", "last_sync"]
+    for width in (80, 120):  # what the console shows at its usual sizes stays as it was
+        assert "sync_state" not in [column.key for column, _ in layout(list(COLUMNS), width, "name")]
+    assert [column.key for column in COLUMNS if not column.sortable] == ["sync_state", "last_sync"]
+
+
+def test_the_sort_key_passes_over_the_sync_columns(console: Console):
+    from mbxtui.tui.widgets.grid import MailboxGrid
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await settle(app, pilot)
+        grid = app.screen.query_one(MailboxGrid)
+        grid.set_query(sort="last_tested")
+        await settle(app, pilot)
+        grid.action_next_sort()
+        assert grid.grid_query.sort == "name"
+
+    console.run(scenario)

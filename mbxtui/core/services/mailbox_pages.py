@@ -77,8 +77,12 @@ NULLABLE_SORTS = {"profile", "last_tested"}  # sort columns that may hold NULL
 GRID_COLUMNS = (
     "m.id, m.name, m.email, m.regarding, p.name, m.incoming_method, m.outgoing_method, m.act_method, "
     "m.approval, m.incoming_status, m.outgoing_status, m.act_status, m.overall_status, "
-    "m.incoming_enabled, m.outgoing_enabled, m.act_enabled, m.test_scheduled, m.test_completed_on, m.active"
+    "m.incoming_enabled, m.outgoing_enabled, m.act_enabled, m.test_scheduled, m.test_completed_on, m.active, "
+    "s.state, s.last_incoming_success"
 )
+# The rows' own joins: their profile's name and their sync status (R31), one primary-key lookup each, for
+# the rows of a page only (never for an order or a filter).
+GRID_JOINS = "LEFT JOIN profile p ON p.id = m.profile_id LEFT JOIN sync_status s ON s.mailbox_id = m.id"
 PAGE_LIMIT = 500  # ids per query: well under SQLite's limit on bound parameters
 
 
@@ -104,6 +108,8 @@ class GridRow(NamedTuple):
     test_scheduled: int
     test_completed_on: str | None
     active: int
+    sync_state: str | None = None  # None: processing has never claimed it
+    last_sync: str | None = None  # its last successful incoming sync
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,7 @@ class MailboxPages:
         limit = f"SET LOCAL statement_timeout = {round(WALK_SECONDS * 1000)}; " if text else ""
         # The head's rows and the newest id come in the same round trip: the server may be far.
         sql = (f"{limit}SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM mailbox m "
-               f"LEFT JOIN profile p ON p.id = m.profile_id WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}")
+               f"{GRID_JOINS} WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}")
         from psycopg2.errors import QueryCanceled
 
         try:
@@ -441,8 +447,7 @@ class MailboxPages:
                 chunk = wanted[start:start + PAGE_LIMIT]
                 marks = ",".join("?" * len(chunk))
                 for row in conn.execute(
-                        f"SELECT {GRID_COLUMNS} FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id "
-                        f"WHERE m.id IN ({marks})", chunk):
+                        f"SELECT {GRID_COLUMNS} FROM mailbox m {GRID_JOINS} WHERE m.id IN ({marks})", chunk):
                     found[row[0]] = GridRow._make(row)
         return found
 

@@ -470,7 +470,7 @@ class MailboxGrid(ScrollView, can_focus=True):
     action_clear_marks = clear_marks
 
     def action_next_sort(self) -> None:
-        keys = [column.key for column in self.columns]
+        keys = [column.key for column in self.columns if column.sortable]
         current = keys.index(self.grid_query.sort) if self.grid_query.sort in keys else -1
         self.set_query(sort=keys[(current + 1) % len(keys)], descending=False)
 
@@ -534,7 +534,7 @@ class MailboxGrid(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         if event.y == 0:
             column = column_at(self._layout(self._width), event.x)
-            if column is not None:
+            if column is not None and column.sortable:
                 self.cycle_sort(column.key)
             return
         position = int(self.scroll_y) + event.y - 1

@@ -18,12 +18,14 @@ from mbxtui.core.services.mailbox_pages import GridRow
 
 
 class Column(NamedTuple):
-    """A grid column: ``key`` is also its sort key; lower ``priority`` is dropped later when narrow."""
+    """A grid column: ``key`` is also its sort key (when ``sortable``); lower ``priority`` is dropped
+    later when narrow."""
 
     key: str
     title: str
     width: int
     priority: int
+    sortable: bool = True
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -40,6 +42,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("act_status", "ACT", 7, 3),
     Column("enabled", "Enabled", 10, 2),
     Column("last_tested", "Last tested", 16, 5),
+    # Processing (R31), read with each page's rows; neither sorts (no index orders a view by them).
+    Column("sync_state", "Sync", 10, 6, sortable=False),
+    Column("last_sync", "Last sync", 16, 9, sortable=False),
 )
 # Columns that take the width left over, up to these widths.
 GROWING = {"name": 40, "email": 48}
@@ -50,6 +55,7 @@ LOADING = "loading…"
 METHOD_TEXT = {"none": "none", "server_side_sync": "sync", "forward_mailbox": "forward"}
 STATUS_TEXT = {"success": ("passed", "success"), "failure": ("failed", "failure"), "not_run": ("not run", "muted")}
 APPROVAL_STYLE = {"approved": None, "pending": "warning", "rejected": "failure", "empty": "muted"}
+SYNC_STYLE = {"idle": None, "processing": "success", "waiting": "warning", "disabled": "failure"}
 UNUSED = ("—", "muted")
 
 # The styles the lines are drawn with (a row's cells name them by suffix: "muted", "cursor"...).
@@ -146,6 +152,9 @@ def row_view(row: GridRow) -> RowView:
         "act_status": status(row.act_method, row.act_status),
         "enabled": (enabled, "success" if any_enabled else "muted"),
         "last_tested": tested,
+        "sync_state": (safe(row.sync_state), SYNC_STYLE.get(row.sync_state)) if row.sync_state else UNUSED,
+        "last_sync": (safe(row.last_sync)[:16], None) if row.last_sync else ("never" if row.sync_state else "—",
+                                                                             "muted"),
     }, bool(row.active))
 
 

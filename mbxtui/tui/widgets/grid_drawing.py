@@ -44,7 +44,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("last_tested", "Last tested", 16, 5),
     # Processing (R31), read with each page's rows; neither sorts (no index orders a view by them).
     Column("sync_state", "Sync", 10, 6, sortable=False),
-    Column("last_sync", "Last sync", 16, 9, sortable=False),
+    Column("last_sync", "Last sync", 16, 6, sortable=False),
 )
 # Columns that take the width left over, up to these widths.
 GROWING = {"name": 40, "email": 48}

@@ -81,6 +81,7 @@ def test_the_monitor_reads_again_on_its_timer_on_progress_and_on_changes(console
                                                                         monkeypatch: pytest.MonkeyPatch):
     async def scenario(app: MbxApp, pilot: Pilot) -> None:
         monkeypatch.setattr(SyncMonitorScreen, "REFRESH_SECONDS", 3600.0)  # only the events below read again
+        app._changes.stop()  # the database's own change signal would read again too: each event is tried alone
         await pilot.press("f10")
         await settle(app, pilot)
         monitor = app.screen
@@ -98,6 +99,13 @@ def test_the_monitor_reads_again_on_its_timer_on_progress_and_on_changes(console
         app.changed_elsewhere.publish(None)  # another console, a worker or a command changed the database
         await until(pilot, lambda: "Waiting 1" in screen_text(app), "the state counts after a change elsewhere")
         assert "TIMEOUT" in screen_text(app)
+
+        await pilot.press("question_mark")  # covered by another screen: no read until it shows again
+        add_status(console, "carla@corp.test", state="processing")
+        app.sync_progressed.publish(None)
+        assert not monitor.reading
+        await pilot.press("escape")
+        await until(pilot, lambda: "Processing 1" in screen_text(app), "the state counts once shown again")
 
         record_messages(support, 7)
         monkeypatch.setattr(SyncMonitorScreen, "REFRESH_SECONDS", 0.2)

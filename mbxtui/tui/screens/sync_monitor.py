@@ -120,8 +120,13 @@ class SyncMonitorScreen(BaseScreen):
         self.load(read, lambda loaded: loaded, title="Sync monitor not loaded")
 
     def read_soon(self) -> None:
-        """Read again now, unless a read is on its way (then its answer is new enough)."""
-        if not self.reading:
+        """Read again now, unless a read is on its way (then its answer is new enough) or another
+        screen covers this one (then it reads when it is shown again)."""
+        if self.is_current and not self.reading:
+            self.action_reload()
+
+    def on_screen_resume(self) -> None:
+        if self.snapshot is not None and not self.reading:
             self.action_reload()
 
     def data_changed(self) -> None:

@@ -34,8 +34,8 @@ def fill(count_activities: int) -> tuple[int, int]:
     now = utcnow()
     with database.atomic():
         database.execute_sql(
-            "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, enabled_since, "
-            "last_incoming_success, last_error_code, next_due) "
+            "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
+            "enabled_since, last_incoming_success, last_error_code, next_due) "
             "SELECT id, CASE WHEN id % 50 = 0 THEN 'waiting' WHEN id % 97 = 0 THEN 'disabled' "
             "WHEN id % 13 = 0 THEN 'processing' ELSE 'idle' END, 0, id % 1000, 0, ?, "
             "CASE WHEN id % 211 = 0 THEN NULL ELSE datetime(?, '-' || (id * 7919 % 172800) || ' seconds') END, "
@@ -89,7 +89,8 @@ def main() -> int:
                   f"{len(seen.lags)} profiles")
             parts = {
                 "snapshot (everything)": lambda: sync_monitor.snapshot(actor, now),
-                "  states, failures, lag, stale (one join)": lambda: sync_monitor._status_figures(now - timedelta(hours=24)),
+                "  states, failures, lag, stale (one join)":
+                    lambda: sync_monitor._status_figures(now - timedelta(hours=24)),
                 "  never cycled": sync_monitor._never_cycled,
                 "  per minute (binary search + range)": lambda: sync_monitor._per_minute(now),
                 "  the hour's first id alone": lambda: sync_monitor._first_id_from(now - timedelta(minutes=75)),

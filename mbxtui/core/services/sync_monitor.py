@@ -186,7 +186,8 @@ def _per_minute(now: datetime) -> list[int]:
         return counts
     for minute, count in database.execute_sql(
             "SELECT substr(CAST(created_on AS TEXT), 1, 16) AS minute, COUNT(*) FROM email_activity "
-            "WHERE id >= ? AND direction = ? AND created_on >= ? GROUP BY minute", [first, _INCOMING, start]).fetchall():
+            "WHERE id >= ? AND direction = ? AND created_on >= ? GROUP BY minute",
+            [first, _INCOMING, start]).fetchall():
         index = int((datetime.fromisoformat(f"{minute}:00") - start).total_seconds() // 60)
         if 0 <= index < MINUTES:
             counts[index] += count

@@ -87,7 +87,8 @@ class SyncMonitorScreen(BaseScreen):
         self._next_read: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"mbxtui · {self.TITLE_TEXT} · {self.actor.login} ({self.actor.role.value})", id="title", markup=False)
+        yield Static(f"mbxtui · {self.TITLE_TEXT} · {self.actor.login} ({self.actor.role.value})", id="title",
+                     markup=False)
         yield Static(LOADING, id="states", markup=False)
         yield Static(LOADING, id="rate", markup=False)
         yield Sparkline([], id="per-minute")

@@ -114,6 +114,10 @@ def seed_hostile_data(console: Console) -> None:
                              [STORED, "[/]\x9b"])
         database.execute_sql("UPDATE test_job SET result = replace(result, 'LOGIN refused', ?)",
                              ["LOGIN refused [/] {0} %s \\u001b[2J"])
+        database.execute_sql(  # processing's view of them: the Sync monitor and the detail's sync status
+            "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
+            "last_error_code, last_error_text) SELECT id, 'waiting', 0, 0, 0, ?, ? FROM mailbox WHERE id % 2 = 0",
+            ["TIMEOUT[/]\x1b[5m{0}", long_text])
 
 
 @pytest.fixture
@@ -201,6 +205,7 @@ TOUR: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("the operators", ("f8",), False),
     ("the new operator form", ("f8", "a"), True),
     ("an operator's role", ("f8", "down", "r"), True),
+    ("the sync monitor", ("f10",), False),
     ("the help", ("f2", "question_mark"), False),
     ("the command palette", ("f2", "ctrl+p"), False),
 )

@@ -1,0 +1,134 @@
+"""The Activities screen, an activity's detail and the compose form, driven with Pilot over a real
+database whose activities are written by processing's own transaction (``store.record_batch``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+from textual.pilot import Pilot
+
+from mbxtui.core.models import database
+from mbxtui.core.services import mailboxes
+from mbxtui.core.sync import store
+from mbxtui.core.sync.messages import ParsedMessage
+from mbxtui.core.sync.routing import Party
+from mbxtui.tui import workers
+from mbxtui.tui.app import MbxApp
+from mbxtui.tui.navigation import screens
+from mbxtui.tui.screens.activities import FILTER_PAUSE_SECONDS, ActivityDetailScreen
+from mbxtui.tui.screens.help import HelpScreen
+from tests.tui.conftest import Console, screen_text, settle
+from tests.tui.test_slow_loads import answers
+
+SCREENS = screens()
+WHEN = datetime(2024, 5, 6, 10, 0, 0)
+HOSTILE_PREVIEW = "Hi \x1b[2J\x1b]0;pwned\x07 there [bold]not bold[/bold] \u202eevil"
+
+
+def received(uid: int, subject: str, **fields) -> store.Fetched:
+    fields.setdefault("to", ["support@corp.test"])
+    fields.setdefault("sender", "zoe@customer.test")
+    return store.Fetched(uid, WHEN, ParsedMessage(message_id=f"<{uid}@customer.test>", subject=subject, **fields))
+
+
+def record(*items: store.Fetched) -> None:
+    """Processing's transaction, as a cycle of the support queue's mailbox writes it."""
+    support = mailboxes.get("support@corp.test")
+    database.execute_sql("INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, "
+                         "unresolved_total) VALUES (?, 'idle', 0, 0, 0) ON CONFLICT DO NOTHING", [support.id])
+    store.record_batch(support.id, "INBOX", 1, max(item.uid for item in items), list(items),
+                       Party(None, support.queue_id, "all"), None, WHEN)
+
+
+async def filtered(app: MbxApp, pilot: Pilot, *keys: str) -> None:
+    """Type into the filter, then wait out the pause the screen waits for before it reads."""
+    await pilot.press(*keys)
+    await pilot.pause(FILTER_PAUSE_SECONDS * 2)
+    await settle(app, pilot)
+
+
+def activity_id(subject: str) -> int:
+    return database.execute_sql("SELECT id FROM email_activity WHERE subject = ?", [subject]).fetchone()[0]
+
+
+@pytest.fixture
+def mail(console: Console) -> Console:
+    record(received(1, "Invoice March", attachments=[("invoice.pdf", 48_213)], size=52_000),
+           received(2, "Where is my order?", sender="max@shop.test", cc=["bob@corp.test"]),
+           received(3, "Re: Invoice March", in_reply_to=["<1@customer.test>"], preview=HOSTILE_PREVIEW))
+    return console
+
+
+def test_the_screen_shows_loading_then_rows_newest_first_and_the_filter_narrows(mail: Console,
+                                                                               monkeypatch: pytest.MonkeyPatch):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        monkeypatch.setattr(workers, "LOAD_DELAY_SECONDS", 1.0)
+        await pilot.press("f9")
+        await pilot.pause()
+        assert isinstance(app.screen, SCREENS["activities"])
+        assert "loading…" in screen_text(app) and "Invoice March" not in screen_text(app)
+        await settle(app, pilot)
+        monkeypatch.setattr(workers, "LOAD_DELAY_SECONDS", 0.0)
+        shown = screen_text(app)
+        assert "loading…" not in shown and "1–3 of 3" in shown, shown
+        subjects = [line.strip().split("  ")[-1].strip() for line in shown.splitlines() if "  in   received" in line]
+        assert subjects == ["Re: Invoice March", "Where is my order?", "Invoice March"], shown  # newest first
+        assert [row["subject"] for row in app.screen.rows.values()] == [
+            "Re: Invoice March", "Where is my order?", "Invoice March"]
+        await filtered(app, pilot, "slash", *"invoice")
+        assert [row["subject"] for row in app.screen.rows.values()] == ["Re: Invoice March", "Invoice March"]
+        assert "of 2 matching 'invoice'" in screen_text(app)
+        await filtered(app, pilot, "ctrl+u", *"max@shop")  # an address
+        assert [row["subject"] for row in app.screen.rows.values()] == ["Where is my order?"]
+        await filtered(app, pilot, "ctrl+u", "enter", "3")  # the Outgoing view: none yet
+        assert not app.screen.rows and "nothing to show" in screen_text(app)
+
+    mail.run(scenario)
+
+
+def test_the_detail_shows_headers_parties_attachments_and_a_hostile_preview_as_text(mail: Console):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        await pilot.press("enter")  # the newest: the reply with the hostile preview
+        await settle(app, pilot)
+        assert isinstance(app.screen, ActivityDetailScreen)
+        shown = screen_text(app)
+        assert "<3@customer.test>" in shown and "<1@customer.test>" in shown  # Message-ID, In-Reply-To
+        assert "Support <support@corp.test> (queue)" in shown
+        assert r"Hi \x1b[2J\x1b]0;pwned\x07 there [bold]not bold[/bold] \u202eevil" in shown, shown
+        assert not app.screen.check_action("resend", ())  # incoming: nothing to resend
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await pilot.press("down", "down", "enter")
+        await settle(app, pilot)
+        shown = screen_text(app)
+        assert "invoice.pdf (48,213 bytes)" in shown and "52,000 bytes" in shown, shown
+
+    mail.run(scenario)
+
+
+def test_keys_answer_while_the_activities_load_slowly(mail: Console, monkeypatch: pytest.MonkeyPatch):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        monkeypatch.setattr(workers, "LOAD_DELAY_SECONDS", 8.0)
+        started = time.monotonic()
+        await answers(pilot, "f9", lambda: isinstance(app.screen, SCREENS["activities"]))
+        activities_screen = app.screen
+        assert "loading…" in screen_text(app)
+        await answers(pilot, "2", lambda: "[reverse]2 Incoming" in activities_screen.views_line())
+        await answers(pilot, "slash", lambda: activities_screen.query_one("#filter").has_focus)
+        await answers(pilot, "z", lambda: activities_screen.query_one("#filter").value == "z")
+        await answers(pilot, "escape", lambda: activities_screen.table.has_focus)
+        await answers(pilot, "question_mark", lambda: isinstance(app.screen, HelpScreen))
+        assert "Keys of Activities" in screen_text(app)
+        await answers(pilot, "escape", lambda: app.screen is activities_screen)
+        await answers(pilot, "f4", lambda: isinstance(app.screen, SCREENS["alerts"]))
+        await answers(pilot, "f9", lambda: app.screen is activities_screen)
+        assert time.monotonic() - started < 8.0, "the keys above waited for a load"
+        assert "loading…" in screen_text(app)
+        await settle(app, pilot)
+        assert [row["subject"] for row in activities_screen.rows.values()] == ["Re: Invoice March", "Invoice March"]
+
+    mail.run(scenario)

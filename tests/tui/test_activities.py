@@ -10,7 +10,7 @@ import pytest
 from textual.pilot import Pilot
 
 from mbxtui.core.models import database
-from mbxtui.core.services import mailboxes
+from mbxtui.core.services import mailboxes, outgoing
 from mbxtui.core.sync import store
 from mbxtui.core.sync.messages import ParsedMessage
 from mbxtui.core.sync.routing import Party
@@ -18,8 +18,10 @@ from mbxtui.tui import workers
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.navigation import screens
 from mbxtui.tui.screens.activities import FILTER_PAUSE_SECONDS, ActivityDetailScreen
+from mbxtui.tui.screens.compose import ComposeForm
 from mbxtui.tui.screens.help import HelpScreen
-from tests.tui.conftest import Console, screen_text, settle
+from mbxtui.tui.widgets.confirm import ConfirmScreen
+from tests.tui.conftest import Console, notifications, offered, screen_text, settle
 from tests.tui.test_slow_loads import answers
 
 SCREENS = screens()
@@ -132,3 +134,117 @@ def test_keys_answer_while_the_activities_load_slowly(mail: Console, monkeypatch
         assert [row["subject"] for row in activities_screen.rows.values()] == ["Re: Invoice March", "Invoice March"]
 
     mail.run(scenario)
+
+
+def failed_email(console: Console, state: str = "failed") -> int:
+    """An email queued through the outgoing service, then left ``state`` by the sender with its error."""
+    queued = outgoing.queue_email(console.admin, "support@corp.test", ["max@shop.test"], [], "Your order",
+                                  "It left today.")
+    database.execute_sql("UPDATE email_activity SET state = ?, attempts = 3, last_error_code = 'SMTP_REJECTED', "
+                         "last_error_text = 'the server refused the recipient' WHERE id = ?", [state, queued])
+    return queued
+
+
+def test_resend_asks_then_puts_a_failed_email_back_to_pending(mail: Console):
+    queued = failed_email(mail)
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9", "4")  # the Failed view
+        await settle(app, pilot)
+        assert [row["id"] for row in app.screen.rows.values()] == [queued]
+        await pilot.press("enter")
+        await settle(app, pilot)
+        shown = screen_text(app)
+        assert "SMTP_REJECTED the server refused the recipient" in shown and "failed" in shown, shown
+        await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and "max@shop.test again?" in screen_text(app)
+        await pilot.press("n")  # not yet
+        await settle(app, pilot)
+        assert state_of(queued) == "failed"
+        await pilot.press("R")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert state_of(queued) == "pending"
+        assert isinstance(app.screen, ActivityDetailScreen)
+        assert "Attempts        0" in screen_text(app) and not app.screen.check_action("resend", ())
+
+    mail.run(scenario)
+
+
+def test_a_viewer_may_not_resend(mail: Console):
+    failed_email(mail, "uncertain")
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9", "5", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ActivityDetailScreen) and not offered(app.screen, "R")
+        await pilot.press("R")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("needs the role" in text for text in notifications(app)), notifications(app)
+
+    mail.run(scenario, role="viewer")
+
+
+def test_the_compose_form_shows_errors_in_place_then_queues_a_pending_email(mail: Console):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ComposeForm)
+        await pilot.press("ctrl+s")  # nothing typed
+        await settle(app, pilot)
+        error = app.screen.query_one("#error-sender")
+        assert not error.has_class("hidden") and "is required" in str(error.render()), error.render()
+        assert app.screen.query_one("#sender").has_focus
+        await pilot.press(*"nobody@corp.test", "tab", *"max@shop.test", "ctrl+s")
+        await settle(app, pilot)
+        error = app.screen.query_one("#error-subject")
+        assert not error.has_class("hidden") and "is required" in str(error.render())
+        assert app.screen.query_one("#error-sender").has_class("hidden")  # the earlier error cleared
+        app.screen.query_one("#subject").value = "Your order"
+        app.screen.query_one("#body").text = "It left today."
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ComposeForm)
+        problem = str(app.screen.query_one("#save-problem").render())
+        assert problem.startswith("Not saved: no mailbox has the address nobody@corp.test"), problem
+        app.screen.query_one("#sender").value = "support@corp.test"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert isinstance(app.screen, SCREENS["activities"])
+        newest = next(iter(app.screen.rows.values()))
+        assert (newest["subject"], newest["state"], newest["direction"]) == ("Your order", "pending", "outgoing")
+        assert newest["to"] == ["max@shop.test"] and newest["mailbox"] == "support@corp.test"
+
+    mail.run(scenario)
+
+
+def test_a_reply_is_filled_from_the_incoming_activity_and_threads_it(mail: Console):
+    answered = activity_id("Where is my order?")
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await app.push_screen(ActivityDetailScreen(answered))
+        await settle(app, pilot)
+        await pilot.press("r")
+        await settle(app, pilot)
+        form = app.screen
+        assert isinstance(form, ComposeForm)
+        assert (form.query_one("#sender").value, form.query_one("#to").value, form.query_one("#subject").value) == (
+            "support@corp.test", "max@shop.test", "Re: Where is my order?")
+        form.query_one("#body").text = "On its way."
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ActivityDetailScreen)
+        row = database.execute_sql("SELECT reply_to_activity_id, in_reply_to, state FROM email_activity "
+                                   "WHERE direction = 'outgoing'").fetchone()
+        assert tuple(row) == (answered, "<2@customer.test>", "pending")
+
+    mail.run(scenario)
+
+
+def state_of(activity: int) -> str:
+    return database.execute_sql("SELECT state FROM email_activity WHERE id = ?", [activity]).fetchone()[0]

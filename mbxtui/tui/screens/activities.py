@@ -18,11 +18,10 @@ from textual.widgets import Footer, Input, Static
 
 from mbxtui.core.display import cell, safe, shown
 from mbxtui.core.enums import ActivityDirection, ActivityState
-from mbxtui.core.permissions import Permission
-from mbxtui.core.services import activities
+from mbxtui.core.services import activities, outgoing
 from mbxtui.tui.messages import Done, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
-from mbxtui.tui.screens.compose import SEND, ComposeForm, outgoing_service
+from mbxtui.tui.screens.compose import SEND, ComposeForm
 from mbxtui.tui.screens.listing import ListScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 from mbxtui.tui.workers import run_service
@@ -35,7 +34,6 @@ VIEWS: tuple[tuple[str, str | None, str | None], ...] = (
     ("Failed", ActivityDirection.OUTGOING.value, ActivityState.FAILED.value),
     ("Uncertain", ActivityDirection.OUTGOING.value, ActivityState.UNCERTAIN.value),
 )
-RESENDABLE = (ActivityState.FAILED.value, ActivityState.UNCERTAIN.value)
 FILTER_PAUSE_SECONDS = 0.15  # typing faster than this reads once, for the last text
 
 
@@ -252,7 +250,7 @@ class ActivityDetailScreen(BaseScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         activity = self.activity
         if action == "resend" and (activity is None or activity["direction"] != ActivityDirection.OUTGOING.value
-                                   or activity["state"] not in RESENDABLE):
+                                   or activity["state"] not in outgoing.RESENDABLE):
             return False
         if action == "reply" and (activity is None or activity["direction"] != ActivityDirection.INCOMING.value):
             return False
@@ -265,11 +263,6 @@ class ActivityDetailScreen(BaseScreen):
         activity = self.activity
         if activity is None:
             return
-        service = outgoing_service()
-        if service is None:
-            self.notify("Resending needs the outgoing service, which this installation lacks.",
-                        severity="error", title="Not resent", markup=False)
-            return
         activity_id = activity["id"]
         detail = (f"Send activity {activity_id} ({activity['state']}) to {addresses(activity['to'])} again?"
                   + (" It may have been sent already: the recipients could get it twice."
@@ -281,7 +274,7 @@ class ActivityDetailScreen(BaseScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.call(lambda: service.resend(self.actor, activity_id), resent, group="resend",
+                self.call(lambda: outgoing.resend(self.actor, activity_id), resent, group="resend",
                           title="Not resent")
 
         self.app.push_screen(ConfirmScreen("Resend", detail, confirm_label="Resend"), answered)

@@ -4,27 +4,16 @@ pending outgoing activity (R29) that processing then sends."""
 from __future__ import annotations
 
 import re
-from types import ModuleType
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.widgets import Footer, Input, Static, TextArea
 
 from mbxtui.core.permissions import Permission
+from mbxtui.core.services import outgoing
 from mbxtui.tui.screens.forms import FormScreen
 
-SEND = Permission.CONFIGURE
-"""Queueing an email from a mailbox and resending one: the roles that configure mailboxes."""
-
-
-def outgoing_service() -> ModuleType | None:
-    """``core/services/outgoing.py``, or None in a build that does not have it yet."""
-    try:
-        from mbxtui.core.services import outgoing
-    except ImportError:
-        return None
-    return outgoing
-
+SEND = Permission.SEND_EMAIL
 
 def address_list(text: str) -> list[str]:
     """Addresses typed with commas, semicolons or spaces between them."""
@@ -78,14 +67,9 @@ class ComposeForm(FormScreen):
     def action_save(self) -> None:
         values = self.values()
         reply_id = self.reply_to["id"] if self.reply_to is not None else None
-        service = outgoing_service()
-        if service is None:
-            self.show_save_problem("Not queued: sending from the console needs the outgoing service, "
-                                   "which this installation lacks.")
-            return
 
         def queue() -> int:
-            return service.queue_email(self.actor, values["sender"].strip(), address_list(values["to"]),
+            return outgoing.queue_email(self.actor, values["sender"].strip(), address_list(values["to"]),
                                        address_list(values["cc"]), values["subject"], values["body"],
                                        reply_to_activity_id=reply_id)
 

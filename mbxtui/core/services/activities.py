@@ -79,8 +79,8 @@ read them all, and "10,000+" tells the operator as much as the exact figure."""
 
 
 def _page_filter(*, text: str | None, direction: str | None, state: str | None) -> tuple[list[str], list[Any]]:
-    """The console's filters: ``text`` is found in the subject, sender or recipients (any case), or
-    names the mailbox the activity came through or was sent from (its whole address)."""
+    """The console's filters: ``text`` is a mailbox's whole address (what came through it or is sent
+    from it), else text found in the subject, sender or recipients (any case)."""
     where: list[str] = []
     params: list[Any] = []
     if direction is not None:
@@ -90,15 +90,18 @@ def _page_filter(*, text: str | None, direction: str | None, state: str | None) 
         where.append("a.state = ?")
         params.append(validation.choice("state", state, ActivityState).value)
     needle = validation.text("filter", text, max_length=200, required=False).lower()
-    if needle:
-        found = " OR ".join(f"instr(lower(a.{column}), ?) > 0" for column in ("subject", "sender", '"to"', "cc"))
+    if not needle:
+        return where, params
+    mailbox = database.execute_sql("SELECT id FROM mailbox WHERE email = ?", [needle]).fetchone()
+    if mailbox is not None:
+        # Ids from the indexes of the mailbox (its receipts, what it sends), not a scan of the text.
+        where.append("a.id IN (SELECT activity_id FROM activity_receipt WHERE mailbox_id = ? "
+                     "UNION SELECT id FROM email_activity WHERE mailbox_id = ?)")
+        params.extend([mailbox[0], mailbox[0]])
+    else:
+        where.append("(" + " OR ".join(f"instr(lower(a.{column}), ?) > 0"
+                                       for column in ("subject", "sender", '"to"', "cc")) + ")")
         params.extend([needle] * 4)
-        mailbox = database.execute_sql("SELECT id FROM mailbox WHERE email = ?", [needle]).fetchone()
-        if mailbox is not None:  # its own index, not a scan of the receipts
-            found += (" OR a.mailbox_id = ? OR a.id IN (SELECT activity_id FROM activity_receipt "
-                      "WHERE mailbox_id = ?)")
-            params.extend([mailbox[0], mailbox[0]])
-        where.append(f"({found})")
     return where, params
 
 

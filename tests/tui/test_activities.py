@@ -55,11 +55,16 @@ def activity_id(subject: str) -> int:
     return database.execute_sql("SELECT id FROM email_activity WHERE subject = ?", [subject]).fetchone()[0]
 
 
-@pytest.fixture
-def mail(console: Console) -> Console:
+def record_mail() -> None:
+    """Three messages to the support queue, the newest a reply whose preview holds escape sequences."""
     record(received(1, "Invoice March", attachments=[("invoice.pdf", 48_213)], size=52_000),
            received(2, "Where is my order?", sender="max@shop.test", cc=["bob@corp.test"]),
            received(3, "Re: Invoice March", in_reply_to=["<1@customer.test>"], preview=HOSTILE_PREVIEW))
+
+
+@pytest.fixture
+def mail(console: Console) -> Console:
+    record_mail()
     return console
 
 

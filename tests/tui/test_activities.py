@@ -71,7 +71,7 @@ def mail(console: Console) -> Console:
 def test_the_screen_shows_loading_then_rows_newest_first_and_the_filter_narrows(mail: Console,
                                                                                monkeypatch: pytest.MonkeyPatch):
     async def scenario(app: MbxApp, pilot: Pilot) -> None:
-        monkeypatch.setattr(workers, "LOAD_DELAY_SECONDS", 1.0)
+        monkeypatch.setattr(workers, "LOAD_DELAY_SECONDS", 4.0)
         await pilot.press("f9")
         await pilot.pause()
         assert isinstance(app.screen, SCREENS["activities"])
@@ -174,6 +174,9 @@ def test_resend_asks_then_puts_a_failed_email_back_to_pending(mail: Console):
         assert state_of(queued) == "pending"
         assert isinstance(app.screen, ActivityDetailScreen)
         assert "Attempts        0" in screen_text(app) and not app.screen.check_action("resend", ())
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert isinstance(app.screen, SCREENS["activities"]) and not app.screen.rows  # no longer failed
 
     mail.run(scenario)
 

@@ -64,6 +64,7 @@ class ActivitiesScreen(ListScreen):
         self.count: tuple[int, bool] | None = None
         self.counting = False
         self.filter_timer: Timer | None = None
+        self.read_on_return = False  # a detail or a form was opened from here
 
     def filters(self) -> dict[str, str | None]:
         _, direction, state = VIEWS[self.view]
@@ -149,7 +150,7 @@ class ActivitiesScreen(ListScreen):
 
     def filter_now(self, text: str) -> None:
         self.filter_timer = None
-        if text.strip() != self.filter_text or self.reading:
+        if text.strip() != self.filter_text:
             self.filter_text = text.strip()
             self.restart()
 
@@ -173,10 +174,17 @@ class ActivitiesScreen(ListScreen):
     def action_open(self) -> None:
         row = self.current()
         if row is not None:
-            self.app.push_screen(ActivityDetailScreen(row["id"]), lambda _: self.reload())
+            self.read_on_return = True  # it may be resent, or answered, meanwhile
+            self.app.push_screen(ActivityDetailScreen(row["id"]))
 
     def action_compose(self) -> None:
-        self.app.push_screen(ComposeForm(), lambda sent: sent and self.restart())
+        self.read_on_return = True
+        self.app.push_screen(ComposeForm())
+
+    def on_screen_resume(self) -> None:
+        if self.read_on_return:
+            self.read_on_return = False
+            self.restart()
 
 
 class ActivityDetailScreen(BaseScreen):

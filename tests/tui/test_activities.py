@@ -243,13 +243,14 @@ def test_a_reply_is_filled_from_the_incoming_activity_and_threads_it(mail: Conso
         assert isinstance(form, ComposeForm)
         assert (form.query_one("#sender").value, form.query_one("#to").value, form.query_one("#subject").value) == (
             "support@corp.test", "max@shop.test", "Re: Where is my order?")
-        form.query_one("#body").text = "On its way."
+        assert form.query_one("#body").has_focus
+        await pilot.press(*"On its way.")
         await pilot.press("ctrl+s")
         await settle(app, pilot)
         assert isinstance(app.screen, ActivityDetailScreen)
-        row = database.execute_sql("SELECT reply_to_activity_id, in_reply_to, state FROM email_activity "
+        row = database.execute_sql("SELECT reply_to_activity_id, in_reply_to, state, body FROM email_activity "
                                    "WHERE direction = 'outgoing'").fetchone()
-        assert tuple(row) == (answered, "<2@customer.test>", "pending")
+        assert tuple(row) == (answered, "<2@customer.test>", "pending", "On its way.")
 
     mail.run(scenario)
 

@@ -31,7 +31,7 @@ class ComposeForm(FormScreen):
 
     TITLE_TEXT = "New email"
     DEFAULT_CSS = """
-    ComposeForm #body { height: 8; width: 1fr; }
+    ComposeForm #body { height: 8; width: 1fr; background: $boost; }
     """
     PERMISSIONS = {"save": SEND}
     FIELD_ALIASES = {"from": "sender", "sender_email": "sender"}
@@ -57,6 +57,11 @@ class ComposeForm(FormScreen):
             yield from self.field("body", "Text", TextArea(soft_wrap=True, show_line_numbers=False))
             yield from self.buttons("Queue")
         yield Footer()
+
+    def form_ready(self) -> None:
+        super().form_ready()
+        if self.reply_to is not None:
+            self.query_one("#body", TextArea).focus()  # the rest is filled in
 
     def values(self) -> dict[str, Any]:
         values = super().values()

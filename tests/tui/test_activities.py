@@ -16,6 +16,7 @@ from mbxtui.core.sync.messages import ParsedMessage
 from mbxtui.core.sync.routing import Party
 from mbxtui.tui import workers
 from mbxtui.tui.app import MbxApp
+from mbxtui.tui.screens import activities as activities_screen
 from mbxtui.tui.navigation import screens
 from mbxtui.tui.screens.activities import FILTER_PAUSE_SECONDS, ActivityDetailScreen
 from mbxtui.tui.screens.compose import ComposeForm
@@ -257,3 +258,21 @@ def test_a_reply_is_filled_from_the_incoming_activity_and_threads_it(mail: Conso
 
 def state_of(activity: int) -> str:
     return database.execute_sql("SELECT state FROM email_activity WHERE id = ?", [activity]).fetchone()[0]
+
+
+def test_new_activities_appear_at_the_top_while_the_screen_is_shown(mail: Console, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(activities_screen, "REFRESH_SECONDS", 0.5)
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        assert len(app.screen.rows) == 3
+        record(received(4, "Just arrived"))  # as a worker's cycle would, meanwhile
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if len(app.screen.rows) == 4:
+                break
+        assert next(iter(app.screen.rows.values()))["subject"] == "Just arrived"
+        assert "1–4 of 4" in screen_text(app)
+
+    mail.run(scenario)

@@ -35,6 +35,9 @@ VIEWS: tuple[tuple[str, str | None, str | None], ...] = (
     ("Uncertain", ActivityDirection.OUTGOING.value, ActivityState.UNCERTAIN.value),
 )
 FILTER_PAUSE_SECONDS = 0.15  # typing faster than this reads once, for the last text
+REFRESH_SECONDS = 5.0
+"""The first page is read again this often while shown, and when the database says something changed
+(PostgreSQL signals only changes to mailboxes and profiles, so new activities need the timer)."""
 
 
 def addresses(values: list[str]) -> str:
@@ -105,8 +108,20 @@ class ActivitiesScreen(ListScreen):
 
     # -- reading: the page first, then the count --
 
-    def reload(self) -> None:
-        if self.page_start == 0:
+    def on_mount(self) -> None:
+        self.set_interval(REFRESH_SECONDS, self.refresh_first_page)
+
+    def data_changed(self) -> None:
+        self.refresh_first_page()
+
+    def refresh_first_page(self) -> None:
+        """New activities at the top, while the newest are shown and nothing is being read; the count
+        too, unless a text filter would make it read every row again."""
+        if self.page_start == 0 and not self.reading and self.is_current:
+            self.reload(count=self.count is None or not self.filter_text)
+
+    def reload(self, count: bool = True) -> None:
+        if self.page_start == 0 and count:
             self.read_count()
         super().reload()
 

@@ -276,3 +276,26 @@ def test_new_activities_appear_at_the_top_while_the_screen_is_shown(mail: Consol
         assert "1–4 of 4" in screen_text(app)
 
     mail.run(scenario)
+
+
+def test_pages_turn_by_id_and_back(mail: Console, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(activities_screen.ActivitiesScreen, "PAGE_SIZE", 2)
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        screen = app.screen
+        assert [row["subject"] for row in screen.rows.values()] == ["Re: Invoice March", "Where is my order?"]
+        assert "1–2 of 3" in screen_text(app)
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert [row["subject"] for row in screen.rows.values()] == ["Invoice March"]
+        assert "3–3 of 3" in screen_text(app)
+        await pilot.press("n")  # no page after the last
+        await settle(app, pilot)
+        assert [row["subject"] for row in screen.rows.values()] == ["Invoice March"]
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert [row["subject"] for row in screen.rows.values()] == ["Re: Invoice March", "Where is my order?"]
+
+    mail.run(scenario)

@@ -11,12 +11,16 @@ time of each read the Activities screen makes:
   * a view by state (the ``email_activity_state`` index) and a filter naming a mailbox;
   * the text filter (``instr`` over subject and addresses, no index) where matches are common and
     where there are none: the page stops at 200 matches, so "none" reads every row;
-  * the count, bounded at 10,000, with and without a text filter.
+  * the count, bounded at 10,000, with and without a text filter;
+
+then the screen itself (headless, 120x40, the encrypted-file keyring): from F9 to its first page
+shown, and from a filter (after the screen's pause for typing) to its rows shown.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import tempfile
@@ -86,6 +90,35 @@ def main() -> None:
         print(f"\n| read at {args.activities:,} activities | median of {args.repeat} |\n|---|---|")
         for title, call in reads:
             print(f"| {title} | {median_ms(call, args.repeat):.1f} ms |")
+        print("\n| the screen | wall |\n|---|---|")
+        for title, seconds in asyncio.run(screen_times(actor, Path(folder))):
+            print(f"| {title} | {seconds * 1000:.0f} ms |")
+
+
+async def screen_times(actor, folder: Path) -> list[tuple[str, float]]:
+    os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    from mbxtui.core.secrets import SecretStore
+    from mbxtui.tui.app import MbxApp
+
+    store = SecretStore.open(folder / "secrets")
+    store.unlock("bench master password")
+    app = MbxApp(actor, db_path=folder / "activities.db", data_dir=folder, run_tests=False, store=store)
+    times = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        started = time.perf_counter()
+        app.action_go("activities")
+        while not getattr(app.screen, "rows", None) or app.screen.reading:
+            await asyncio.sleep(0.001)
+        times.append(("F9 to the first page shown", time.perf_counter() - started))
+        for text in ("invoice", "queue7@corp.test", "no such words"):
+            screen = app.screen
+            started = time.perf_counter()
+            screen.filter_now(text)
+            while screen.reading:
+                await asyncio.sleep(0.001)
+            times.append((f"filter {text!r} to its rows shown", time.perf_counter() - started))
+    return times
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ class ActivitiesScreen(ListScreen):
     def key_of(self, row: dict[str, Any]) -> str:
         return str(row["id"])
 
-    def cells_of(self, row: dict[str, Any]):
+    def cells_of(self, row: dict[str, Any]) -> tuple[Any, ...]:
         direction = "in" if row["direction"] == ActivityDirection.INCOMING.value else "out"
         return (row["when"][:16], direction, row["state"], row["sender"], row["subject"], addresses(row["to"]),
                 row["mailbox"])
@@ -215,7 +215,7 @@ class ActivityDetailScreen(BaseScreen):
     ]
     PERMISSIONS = {"resend": SEND, "reply": SEND}
 
-    def __init__(self, activity_id: int):
+    def __init__(self, activity_id: int) -> None:
         super().__init__()
         self.activity_id = activity_id
         self.activity: dict[str, Any] | None = None

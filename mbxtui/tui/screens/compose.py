@@ -27,7 +27,7 @@ def reply_subject(subject: str) -> str:
 class ComposeForm(FormScreen):
     """New email: dismisses with True once it is queued. ``reply_to``: the incoming activity (as
     ``activity_detail`` gives it) answered, which fills the sender's mailbox, the recipient and the
-    subject."""
+    subject; else ``sender``, the address of the mailbox to send from (a mailbox's own screen, say)."""
 
     TITLE_TEXT = "New email"
     DEFAULT_CSS = """
@@ -36,7 +36,7 @@ class ComposeForm(FormScreen):
     PERMISSIONS = {"save": SEND}
     FIELD_ALIASES = {"from": "sender", "sender_email": "sender"}
 
-    def __init__(self, reply_to: dict[str, Any] | None = None, sender: str = ""):
+    def __init__(self, reply_to: dict[str, Any] | None = None, sender: str = "") -> None:
         super().__init__()
         self.reply_to = reply_to
         self.sender = reply_to["mailbox"] or "" if reply_to is not None else sender

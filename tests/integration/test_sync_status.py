@@ -17,6 +17,7 @@ import pytest
 from imapclient import IMAPClient
 
 from mbxtui.core.models import database
+from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
 from mbxtui.core.services import bulk, credentials, health, mailbox_views, mailboxes, operators, settings, users
 from mbxtui.core.services.selection import Selection
 from mbxtui.core.sync import status
@@ -246,12 +247,14 @@ def test_stale_view_and_one_stale_alert_per_stretch(org, lab_profile):
     make_stale(org, stale)
     make_stale(org, disabled)
     database.execute_sql("UPDATE mailbox SET incoming_enabled = 0 WHERE email = ?", [disabled])
-    # Enabled long ago and never claimed by a cycle: stale since it was enabled.
-    database.execute_sql("UPDATE mailbox SET test_completed_on = ? WHERE email = ?",
-                         [org.clock.now - timedelta(hours=30), never])
-    assert sync_row(org, never) is None
+    # Enabled long ago and never synced: stale since it was enabled.
+    assert sync_row(org, never)["last_incoming_success"] is None, "Test & Enable wrote when it was enabled"
+    database.execute_sql("UPDATE sync_status SET enabled_since = ? WHERE mailbox_id = ?",
+                         [org.clock.now - timedelta(hours=30), org.row(never).id])
 
     assert sorted(in_view(org, "stale")) == sorted([stale, never]), "R31: its own view"
+    grid_ids = MailboxPages(org.admin).ordered_ids(GridQuery(view="stale", sort="email"))
+    assert list(grid_ids) == mailbox_views.ids_in_view(org.admin, view="stale", sort="email"), "the console's grid"
     assert mailbox_views.sync_of(org.admin, org.row(stale).id, org.clock.now)["stale"] is True
     assert mailbox_views.sync_of(org.admin, org.row(fresh).id, org.clock.now)["stale"] is False
     database.execute_sql("UPDATE org_settings SET stale_hours = 48")

@@ -310,7 +310,7 @@ class EnablementRunner:
                                                     transient_failures=mailbox.transient_failures))
         _write_mailbox(mailbox.id, outcome, item.job.requested_by, now)
         if outcome.verdict == JobOutcome.PASSED:  # R30: processing starts over
-            sync_status.reenabled(mailbox.id, [d for d, on in outcome.enabled.items() if on])
+            sync_status.reenabled(mailbox.id, [d for d, on in outcome.enabled.items() if on], now)
         queue.finish(item.job.job_id, outcome.verdict, now, result.as_dict())
         if outcome.retry_at is not None:
             queue.enqueue_retry(item.job.batch_id, mailbox.id, item.job.requested_by, item.job.attempt + 1,

@@ -79,17 +79,17 @@ def stale_hours() -> int:
 def stale_ids(now: datetime | None = None) -> tuple[str, list[Any]]:
     """R31: the ids of the mailboxes enabled for incoming processing (active or not) with no
     successful incoming sync for longer than the organisation's stale threshold, counted from
-    when they were first enabled when they never had one (from their last test when no cycle
-    ever claimed them).
+    when they were first enabled when they never had one (Test & Enable writes that moment in the
+    sync status as it enables a mailbox; a cycle, when it claims one enabled before).
 
-    Each part reads an index (the last success; the sync status of the never-synced; the last
-    test), so that the few stale mailboxes among a million are found without reading the rest."""
+    Both parts read the index of the last success, and the mailboxes are looked up by id from
+    there (the CROSS JOIN keeps SQLite from walking every enabled mailbox instead): the few stale
+    mailboxes among a million are found without reading the rest."""
     cutoff = ((now or utcnow()) - timedelta(hours=stale_hours())).isoformat(sep=" ")
-    return ("SELECT id FROM mailbox WHERE incoming_enabled = 1 AND incoming_method = 'server_side_sync' AND id IN ("
-            "SELECT mailbox_id FROM sync_status WHERE last_incoming_success < ? "
-            "UNION ALL SELECT mailbox_id FROM sync_status WHERE last_incoming_success IS NULL AND enabled_since < ? "
-            "UNION ALL SELECT id FROM mailbox WHERE test_completed_on < ? AND incoming_enabled = 1 "
-            "AND NOT EXISTS (SELECT 1 FROM sync_status s WHERE s.mailbox_id = mailbox.id))"), [cutoff] * 3
+    return ("SELECT u.mailbox_id FROM (SELECT mailbox_id FROM sync_status WHERE last_incoming_success < ? "
+            "UNION ALL SELECT mailbox_id FROM sync_status WHERE last_incoming_success IS NULL AND enabled_since < ?) u "
+            "CROSS JOIN mailbox mb WHERE mb.id = u.mailbox_id AND mb.incoming_enabled = 1 "
+            "AND mb.incoming_method = 'server_side_sync'"), [cutoff] * 2
 
 
 def filter_condition(text: str | None) -> tuple[str, list[Any]]:
@@ -327,8 +327,12 @@ def sync_of(actor: Actor, mailbox_id: int, now: datetime | None = None) -> SyncR
         [mailbox_id]).fetchone()
     values: dict[str, Any] = dict.fromkeys(SYNC_FIELDS)
     values["last_error"] = None
-    if row is not None:
-        for name, value in zip(SYNC_FIELDS, row):
+    found = dict(zip(SYNC_FIELDS, row)) if row is not None else {}
+    # Test & Enable makes the row as it enables the mailbox: until a cycle touches it, never cycled.
+    cycled = row is not None and (found["state"] != "idle" or found["last_cycle_started"] is not None
+                                  or found["last_outgoing_success"] is not None or row[-2] is not None)
+    if cycled:
+        for name, value in found.items():
             values[name] = value if value is None or isinstance(value, (int, str)) else str(value)
         if row[-2] is not None:
             values["last_error"] = {"code": row[-2], "text": row[-1] or ""}

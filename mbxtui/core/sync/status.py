@@ -143,12 +143,14 @@ def direction_succeeded(mailbox_id: int, direction: str, now: datetime) -> None:
         "WHERE mailbox_id = ?", [now, mailbox_id])
 
 
-def reenabled(mailbox_id: int, directions: Iterable[str]) -> None:
-    """Test & Enable enabled ``directions`` of the mailbox again: their failures are forgotten, a
+def reenabled(mailbox_id: int, directions: Iterable[str], now: datetime) -> None:
+    """Test & Enable enabled ``directions`` of the mailbox: its sync status exists from now on
+    (when it was first enabled counts for R24 and R31), the directions' failures are forgotten, a
     waiting or disabled mailbox is idle, and its next cycle due at once."""
     counts = [f"{d}_failures = 0" for d in directions if d in PROCESSED_DIRECTIONS]
     if not counts:
         return
+    ensure_row(mailbox_id, now)
     database.execute_sql(
         f"UPDATE sync_status SET {', '.join(counts)}, last_error_code = NULL, last_error_text = NULL, next_due = NULL, "
         "state = CASE WHEN state IN ('waiting', 'disabled') THEN 'idle' ELSE state END WHERE mailbox_id = ?",
@@ -161,18 +163,16 @@ def raise_stale_alerts(now: datetime) -> int:
     Returns how many were raised."""
     stale_sql, params = stale_ids(now)
     rows = database.execute_sql(
-        "SELECT m.id, m.email, m.owner_id, m.profile_id, s.last_incoming_success, s.mailbox_id FROM mailbox m "
-        f"LEFT JOIN sync_status s ON s.mailbox_id = m.id WHERE +m.active = 1 AND m.id IN ({stale_sql}) "
+        "SELECT m.id, m.email, m.owner_id, m.profile_id, s.last_incoming_success FROM mailbox m "
+        f"JOIN sync_status s ON s.mailbox_id = m.id WHERE +m.active = 1 AND m.id IN ({stale_sql}) "
         "AND s.stale_alerted_on IS NULL ORDER BY m.id", params).fetchall()
     hours = stale_hours()
-    for mailbox_id, email, owner_id, profile_id, last_success, has_row in rows:
+    for mailbox_id, email, owner_id, profile_id, last_success in rows:
         since = f"since {str(last_success)[:16]} UTC" if last_success else "since it was enabled"
         raise_alert(AlertLevel.WARNING, STALE_CODE,
                     f"{email} is stale: no successful incoming sync {since}, more than {hours} hours (R31). Look "
                     f"at its last error (mbxtui mailbox show {email}) and whether a worker runs (mbxtui worker)",
                     mailbox=Mailbox(id=mailbox_id, email=email, owner=owner_id, profile=profile_id))
-        if has_row is None:
-            ensure_row(mailbox_id, now)
         database.execute_sql("UPDATE sync_status SET stale_alerted_on = ? WHERE mailbox_id = ?", [now, mailbox_id])
     return len(rows)
 

@@ -370,3 +370,20 @@ def test_check_follows_the_nagios_plugin_conventions(org, lab_profile, tmp_path)
     operators.add(org.admin, "vic", "viewer")
     seen = health.health(operators.current_actor(login="vic"), org.clock.now)
     assert (seen.enabled, seen.failing, seen.stale) == (4, 1, 1), "a viewer may read the figures"
+
+
+def test_more_than_half_of_a_profiles_mailboxes_failing_alerts_its_owner_once(org, lab_profile):
+    first, second, third = org.lab.add_users(3, "stprofile")
+    enable(org, *(queue_mailbox(org, login) for login in (first, second, third)))
+    credentials.set_mailbox_secret(org.admin, first, "not the password", org.store)
+    sync(org, now=True)
+    assert org.alerts(code="PROFILE_FAILING") == [], "one of three is not more than half"
+
+    credentials.set_mailbox_secret(org.admin, second, "not the password either", org.store)
+    sync(org, now=True)
+    [alert] = org.alerts(code="PROFILE_FAILING")
+    assert alert.level == "error" and alert.mailbox_id is None and alert.profile_owner_id == org.user_id(PROFILE_OWNER)
+    assert "2 of 3 mailboxes of profile 'lab'" in alert.text
+    credentials.set_mailbox_secret(org.admin, third, "wrong too", org.store)
+    sync(org, now=True)
+    assert len(org.alerts(code="PROFILE_FAILING")) == 1, "R16: at most one an hour"

@@ -387,3 +387,41 @@ def test_more_than_half_of_a_profiles_mailboxes_failing_alerts_its_owner_once(or
     credentials.set_mailbox_secret(org.admin, third, "wrong too", org.store)
     sync(org, now=True)
     assert len(org.alerts(code="PROFILE_FAILING")) == 1, "R16: at most one an hour"
+
+
+def test_the_outgoing_direction_waits_and_is_disabled_on_its_own(org, lab_profile):
+    """What the sender hands to status.direction_failed / direction_succeeded (R29, R30)."""
+    from mbxtui.core.db import write_transaction
+    from mbxtui.core.probes.base import ErrorCode, Failure, Step
+
+    [login] = org.lab.add_users(1, "stout")
+    org.mailbox(login, "lab")
+    enable(org, login)
+    assert org.row(login).outgoing_enabled
+    sync(org, now=True)
+    mailbox_id, due_before = org.row(login).id, sync_row(org, login)["next_due"]
+    rules = settings.load()
+    busy = Failure(Step.SEND, ErrorCode.SMTP_TEMPORARY, "451 try again later")
+    with write_transaction():
+        waited = status.direction_failed(mailbox_id, "outgoing", busy, rules, org.clock.now)
+    assert (waited.disabled, waited.failures) == (False, 1)
+    assert waited.retry_at == org.clock.now + timedelta(minutes=rules.retry_interval_minutes)
+    state = sync_row(org, login)
+    assert (state["state"], state["outgoing_failures"], state["incoming_failures"]) == ("waiting", 1, 0)
+    assert state["next_due"] == due_before, "the incoming cycle keeps its own time"
+    with write_transaction():
+        status.direction_succeeded(mailbox_id, "outgoing", org.clock.now)
+    state = sync_row(org, login)
+    assert (state["state"], state["outgoing_failures"], state["last_error_code"]) == ("idle", 0, None)
+    assert state["last_outgoing_success"] is not None
+
+    refused = Failure(Step.SEND, ErrorCode.SENDER_REJECTED, "550 not your address")
+    with write_transaction():
+        assert status.direction_failed(mailbox_id, "outgoing", refused, rules, org.clock.now).disabled
+    row = org.row(login)
+    assert (row.outgoing_enabled, row.outgoing_status, row.incoming_enabled) == (False, "failure", True)
+    assert login in in_view(org, "failed")
+    assert org.alerts(login, level="error")[-1].code == "SENDER_REJECTED"
+    with write_transaction():
+        status.direction_succeeded(mailbox_id, "incoming", org.clock.now)
+    assert sync_row(org, login)["state"] == "idle"

@@ -124,22 +124,26 @@ def disabled_text(email: str, direction: str, failure: Failure, failures: int) -
 
 
 def direction_succeeded(mailbox_id: int, direction: str, now: datetime) -> None:
-    """R30: a cycle of ``direction`` went through: its transient count starts over. For incoming
-    the mailbox is idle, its last error cleared and a stale stretch over (R31); outgoing leaves a
-    mailbox waiting for an incoming retry as it is."""
+    """R30: a cycle of ``direction`` went through: its transient count starts over, and the mailbox
+    is idle with no last error unless the other direction waits for a retry (``waiting`` then); a
+    direction disabled before stays disabled on the mailbox (its Test & Enable status). An incoming
+    success also ends a stale stretch (R31); an outgoing one leaves an incoming cycle in progress
+    as it is."""
     _direction(direction)
     ensure_row(mailbox_id, now)
     if direction == "incoming":
         database.execute_sql(
             "UPDATE sync_status SET state = CASE WHEN outgoing_failures > 0 THEN 'waiting' ELSE 'idle' END, "
-            "last_incoming_success = ?, incoming_failures = 0, last_error_code = NULL, last_error_text = NULL, "
-            "stale_alerted_on = NULL WHERE mailbox_id = ?", [now, mailbox_id])
+            "last_incoming_success = ?, incoming_failures = 0, stale_alerted_on = NULL, "
+            "last_error_code = CASE WHEN outgoing_failures > 0 THEN last_error_code END, "
+            "last_error_text = CASE WHEN outgoing_failures > 0 THEN last_error_text END WHERE mailbox_id = ?",
+            [now, mailbox_id])
         return
     database.execute_sql(
         "UPDATE sync_status SET last_outgoing_success = ?, outgoing_failures = 0, "
-        "state = CASE WHEN state = 'waiting' AND incoming_failures = 0 THEN 'idle' ELSE state END, "
-        "last_error_code = CASE WHEN incoming_failures = 0 THEN NULL ELSE last_error_code END, "
-        "last_error_text = CASE WHEN incoming_failures = 0 THEN NULL ELSE last_error_text END "
+        "state = CASE WHEN state IN ('waiting', 'disabled') AND incoming_failures = 0 THEN 'idle' ELSE state END, "
+        "last_error_code = CASE WHEN incoming_failures > 0 THEN last_error_code END, "
+        "last_error_text = CASE WHEN incoming_failures > 0 THEN last_error_text END "
         "WHERE mailbox_id = ?", [now, mailbox_id])
 
 

@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import ssl
+import subprocess
 import threading
 from datetime import timedelta
 from email.utils import make_msgid
@@ -16,7 +17,9 @@ from email.utils import make_msgid
 import pytest
 from imapclient import IMAPClient
 
+from mbxtui.core.db import write_transaction
 from mbxtui.core.models import database
+from mbxtui.core.probes.base import ErrorCode, Failure, Step
 from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
 from mbxtui.core.services import bulk, credentials, health, mailbox_views, mailboxes, operators, settings, users
 from mbxtui.core.services.selection import Selection
@@ -319,8 +322,6 @@ def check(org: Org, *args: str, db: str | None = None) -> tuple[int, str, dict[s
     command = org.cli_command("check", *args)
     if db is not None:
         command[command.index("--db") + 1] = db
-    import subprocess
-
     ran = subprocess.run(command, env=org.cli_env(), capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)
     lines = ran.stdout.splitlines()
@@ -391,9 +392,6 @@ def test_more_than_half_of_a_profiles_mailboxes_failing_alerts_its_owner_once(or
 
 def test_the_outgoing_direction_waits_and_is_disabled_on_its_own(org, lab_profile):
     """What the sender hands to status.direction_failed / direction_succeeded (R29, R30)."""
-    from mbxtui.core.db import write_transaction
-    from mbxtui.core.probes.base import ErrorCode, Failure, Step
-
     [login] = org.lab.add_users(1, "stout")
     org.mailbox(login, "lab")
     enable(org, login)

@@ -1,0 +1,325 @@
+"""Incoming processing over POP3 (R24–R28) against the lab's Dovecot, which serves the same Maildirs
+over IMAP and POP3: mail put in with IMAP APPEND, read by the sync runner over POP3 (UIDL, TOP,
+DELE), and what lands in the database read back. A server without UIDL is Dovecot behind the lab's
+POP3 front that refuses UIDL (tests/lab/proxies.py)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+import pytest
+
+from mbxtui.core import dialect
+from mbxtui.core.models import Profile, database
+from mbxtui.core.services import activities, bulk, credentials, mailboxes
+from mbxtui.core.services.selection import Selection
+from tests.backends import query
+from tests.integration.conftest import Org
+from tests.integration.test_sync_incoming import (
+    BROKEN, deliver, enable, imap, listed, message, queue_mailbox, server_message_ids, sync,
+)
+
+pytestmark = pytest.mark.servers
+
+# The lab's messages carry a fixed Date; POP3 has no INTERNALDATE, so the mailboxes here read
+# everything received after this.
+SINCE = "2026-01-01T00:00:00"
+
+
+@pytest.fixture
+def pop_profile(org: Org) -> str:
+    org.profile("pop", type="pop3_smtp", incoming_port=org.lab.ports["pop3s"], verify_delivery=False)
+    return "pop"
+
+
+def pop_queue(org: Org, login: str, profile: str = "pop", **edits: object) -> str:
+    edits.setdefault("process_email_after", SINCE)
+    return queue_mailbox(org, login, profile=profile, **edits)
+
+
+def seen_count(org: Org) -> int:
+    return query(org.db_path, "SELECT count(*) FROM sync_seen_uidl")[0][0]
+
+
+def test_pop3_reads_new_mail_once_across_cycles_with_top_never_retr(org):
+    front = org.lab.pop3_front()
+    org.profile("pop", type="pop3_smtp", incoming_port=front.port, verify_delivery=False)
+    [login] = org.lab.add_users(1, "popq")
+    enable(org, pop_queue(org, login))
+    big_text = "All work and no play. " * 5000  # 110 KB: only the first lines are read
+    deliver(org, login, message("Ann <ann@outside.test>", login, "Invoice 42", extra="Cc: cc@outside.test\r\n",
+                                body=big_text))
+    deliver(org, login, message("bob@outside.test", login, "Second"))
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.messages, cycled.recorded, cycled.deleted) == (True, 2, 2, 0), cycled
+    rows = {row["subject"]: row for row in listed(org, mailbox=login)["rows"]}
+    assert set(rows) == {"Invoice 42", "Second"}
+    invoice = rows["Invoice 42"]
+    assert invoice["sender"] == "ann@outside.test" and invoice["cc"] == ["cc@outside.test"]
+    assert invoice["parties"] == [login] and invoice["state"] == "received" and invoice["size"] > 110_000
+    preview = activities.show_activity(org.admin, invoice["id"])["preview"]
+    assert preview.startswith("All work and no play.") and len(preview) == 4000
+    assert "RETR" not in front.commands and "TOP" in front.commands and "UIDL" in front.commands
+    assert seen_count(org) == 2
+
+    again = sync(org)
+    assert [(m.ok, m.messages, m.recorded) for m in again.mailboxes] == [(True, 0, 0)]
+    assert front.commands.count("TOP") == 4, "the next cycle reads no header again: UIDL says it was seen"
+    deliver(org, login, message("c@outside.test", login, "Third"))
+    assert [m.messages for m in sync(org).mailboxes] == [1]
+    assert listed(org)["total"] == 3
+    assert len(server_message_ids(org, login)) == 3, "this queue does not delete after processing"
+    assert tuple(query(org.db_path, "SELECT state, items_total FROM sync_status")[0]) == ("idle", 3)
+
+
+def _refuse_seen(org: Org) -> None:
+    if dialect.current().name == "postgresql":
+        database.execute_sql("CREATE FUNCTION refuse_seen() RETURNS trigger LANGUAGE plpgsql AS "
+                             "$$ BEGIN RAISE EXCEPTION 'seen UIDL refused by the test'; END $$")
+        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON sync_seen_uidl "
+                             "FOR EACH ROW EXECUTE FUNCTION refuse_seen()")
+    else:
+        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON sync_seen_uidl "
+                             "BEGIN SELECT RAISE(ABORT, 'seen UIDL refused by the test'); END")
+
+
+def _allow_seen() -> None:
+    if dialect.current().name == "postgresql":
+        database.execute_sql("DROP TRIGGER refuse ON sync_seen_uidl")
+    else:
+        database.execute_sql("DROP TRIGGER refuse")
+
+
+def test_delete_after_processing_deletes_only_what_was_committed(org, pop_profile):
+    [login] = org.lab.add_users(1, "popdel")
+    enable(org, pop_queue(org, login, delete_after_processing=True))
+    deliver(org, login, message("j@outside.test", login, "Delete me", message_id="<pop-del-1@lab.test>"))
+    deliver(org, login, message("k@outside.test", login, "Me too", message_id="<pop-del-2@lab.test>"))
+
+    _refuse_seen(org)
+    failed = sync(org)
+    assert [(m.ok, m.deleted) for m in failed.mailboxes] == [(False, 0)]
+    assert sorted(server_message_ids(org, login)) == ["<pop-del-1@lab.test>", "<pop-del-2@lab.test>"], \
+        "nothing committed: nothing deleted"
+    assert listed(org)["total"] == 0, "the activities roll back with the UIDLs seen"
+
+    _allow_seen()
+    org.clock.advance(hours=1)
+    done = sync(org)
+    assert [(m.ok, m.recorded, m.deleted) for m in done.mailboxes] == [(True, 2, 2)]
+    assert server_message_ids(org, login) == []
+    assert listed(org)["total"] == 2
+    assert sync(org).mailboxes[0].messages == 0
+    assert seen_count(org) == 0, "the UIDLs of messages gone from the server are forgotten"
+
+
+def test_process_email_received_after_is_read_from_the_received_header_else_the_date(org, pop_profile):
+    [login] = org.lab.add_users(1, "popafter")
+    enable(org, pop_queue(org, login, process_email_after="2026-06-01T00:00:00"))
+
+    def received(when: str) -> str:
+        return f"Received: from relay.outside.test by mail.example.test; {when}\r\n"
+
+    deliver(org, login, message("a@outside.test", login, "Received late, written early",
+                                extra=received("Tue, 02 Jun 2026 10:00:00 +0000")).replace(
+        b"Date: Sun, 06 Dec 2026", b"Date: Sun, 01 Mar 2026"))
+    deliver(org, login, message("b@outside.test", login, "Received early",
+                                extra=received("Sun, 31 May 2026 23:59:00 +0000")))
+    deliver(org, login, message("c@outside.test", login, "Dated late, no Received"))
+    deliver(org, login, message("d@outside.test", login, "Dated early, no Received").replace(
+        b"Date: Sun, 06 Dec 2026", b"Date: Fri, 01 May 2026"))
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.messages) == (True, 2), cycled
+    assert sorted(row["subject"] for row in listed(org)["rows"]) == ["Dated late, no Received",
+                                                                     "Received late, written early"]
+    received_on = {row["subject"]: row["received_on"] for row in listed(org)["rows"]}
+    assert str(received_on["Received late, written early"]).startswith("2026-06-02")
+    assert seen_count(org) == 4, "the older ones are passed over for good"
+    assert sync(org).mailboxes[0].messages == 0
+
+
+def test_a_forward_mailbox_over_pop3_routes_by_recipient_and_deletes_everything_it_processed(org, pop_profile):
+    forward, routed = org.lab.add_users(2, "popfwd")
+    mailboxes.create_forward_mailbox(org.admin, name="Forward", email=forward, profile="pop")
+    mailboxes.edit(org.admin, forward, process_email_after=SINCE)
+    bulk.approve(org.admin, Selection.of_emails([forward]))
+    credentials.set_mailbox_secret(org.admin, forward, org.lab.users[forward], org.store)
+    enable(org, forward)
+    enable(org, queue_mailbox(org, routed, profile="pop", incoming_method="forward_mailbox"))
+    deliver(org, forward, message("g@outside.test", routed, "For the queue"))
+    deliver(org, forward, message("h@outside.test", "someone@else.test", "For nobody"))
+    deliver(org, forward, message("i@outside.test", "list@outside.test", "Via X-Original-To",
+                                  extra=f"X-Original-To: {routed}\r\n"))
+
+    summary = sync(org)
+    assert [m.email for m in summary.mailboxes] == [forward]
+    [cycled] = summary.mailboxes
+    assert (cycled.ok, cycled.messages, cycled.unresolved, cycled.deleted) == (True, 3, 1, 3), cycled
+    rows = {row["subject"]: row for row in listed(org)["rows"]}
+    assert rows["For the queue"]["parties"] == [routed] and rows["For the queue"]["state"] == "received"
+    assert rows["Via X-Original-To"]["parties"] == [routed]
+    assert rows["For nobody"]["state"] == "unresolved" and rows["For nobody"]["parties"] == []
+    assert server_message_ids(org, forward) == [], "R26: a forward mailbox deletes what it processed"
+    assert len(org.alerts(forward, code="UNRESOLVED_MESSAGES")) == 1
+
+
+def test_a_server_without_uidl_is_read_by_message_id_without_duplicates(org):
+    front = org.lab.pop3_front(uidl=False)
+    org.profile("nouidl", type="pop3_smtp", incoming_port=front.port, verify_delivery=False)
+    [login] = org.lab.add_users(1, "popnouidl")
+    enable(org, pop_queue(org, login, profile="nouidl"))
+    shared = message("a@outside.test", login, "Sent twice", message_id="<twice@lab.test>")
+    deliver(org, login, shared)
+    deliver(org, login, shared)
+    deliver(org, login, message("b@outside.test", login, "No Message-ID").replace(
+        b"Message-ID: ", b"X-Not-Message-ID: "))
+    deliver(org, login, BROKEN["no headers at all"])
+
+    [first] = sync(org).mailboxes
+    assert "UIDL" in front.commands, "the product asked, and the server said no"
+    assert (first.ok, first.messages, first.recorded) == (True, 3, 3), first
+    states = sorted(row["state"] for row in listed(org)["rows"])
+    assert states == ["received", "received", "unparseable"]
+
+    for _ in range(2):
+        [again] = sync(org).mailboxes
+        assert (again.ok, again.messages, again.recorded) == (True, 0, 0), again
+    assert listed(org)["total"] == 3
+    assert query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == 3
+    assert query(org.db_path, "SELECT count(*) FROM activity_party")[0][0] == 3
+    assert query(org.db_path, "SELECT items_total FROM sync_status")[0][0] == 3, "nothing counted twice"
+    assert "RETR" not in front.commands
+
+
+def test_a_server_without_uidl_forgets_the_message_ids_of_messages_deleted(org):
+    front = org.lab.pop3_front(uidl=False)
+    org.profile("nouidl", type="pop3_smtp", incoming_port=front.port, verify_delivery=False)
+    [login] = org.lab.add_users(1, "popnouidld")
+    enable(org, pop_queue(org, login, profile="nouidl", delete_after_processing=True))
+    deliver(org, login, message("a@outside.test", login, "Gone soon", message_id="<gone@lab.test>"))
+
+    assert [(m.ok, m.deleted) for m in sync(org).mailboxes] == [(True, 1)]
+    assert server_message_ids(org, login) == []
+    assert [m.messages for m in sync(org).mailboxes] == [0]
+    assert seen_count(org) == 0
+
+
+def test_broken_messages_over_pop3_each_end_as_an_activity_or_unparseable(org, pop_profile):
+    [login] = org.lab.add_users(1, "popbroken")
+    enable(org, pop_queue(org, login))
+    for raw in BROKEN.values():
+        deliver(org, login, raw.replace(b"{to}", login.encode()))
+
+    [cycled] = sync(org).mailboxes
+    assert cycled.ok, cycled
+    assert cycled.messages == len(BROKEN)
+    rows = listed(org)["rows"]
+    assert len(rows) == len(BROKEN)
+    by_subject = {row["subject"]: row for row in rows}
+    assert by_subject["Grüße aus Köln"]["sender"] == "j@outside.test"
+    assert by_subject["huge"]["sender"] == "a@outside.test", "a 1 MB header line is cut, the rest still read"
+    assert [row["state"] for row in rows].count("unparseable") == 1
+    assert "part one" in activities.show_activity(org.admin, by_subject["broken boundary"]["id"])["preview"]
+    assert sync(org).mailboxes[0].messages == 0, "nothing stuck: the next cycle has nothing left"
+
+
+def test_attachments_are_named_from_the_lines_read_and_a_large_one_is_never_read_whole(org):
+    front = org.lab.pop3_front()
+    org.profile("pop", type="pop3_smtp", incoming_port=front.port, verify_delivery=False)
+    [login] = org.lab.add_users(1, "popattach")
+    enable(org, pop_queue(org, login))
+    payload = base64.encodebytes(bytes(range(256)) * 12_000).replace(b"\n", b"\r\n")  # 3 MB as base64 lines
+    raw = (f"From: a@outside.test\r\nTo: {login}\r\nSubject: With a report\r\nMessage-ID: <att@lab.test>\r\n"
+           "Date: Sun, 06 Dec 2026 08:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+           "--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee the report.\r\n"
+           "--B\r\nContent-Type: application/pdf; name=\"small.pdf\"\r\nContent-Transfer-Encoding: base64\r\n"
+           "Content-Disposition: attachment; filename=\"small.pdf\"\r\n\r\nJVBERi0xLjQK\r\n"
+           "--B\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+           "Content-Disposition: attachment; filename=\"large.bin\"\r\n\r\n").encode() + payload + b"--B--\r\n"
+    with imap(org, login) as client:
+        client.append("INBOX", raw)
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.messages) == (True, 1), cycled
+    [row] = listed(org)["rows"]
+    attachments = {item["name"]: item["size"] for item in row["attachments"]}
+    assert attachments["small.pdf"] == len(b"JVBERi0xLjQK"), "encoded octets, as IMAP's BODYSTRUCTURE says"
+    assert len(payload) <= attachments["large.bin"] <= len(raw), "the part cut short: the rest of the message"
+    assert activities.show_activity(org.admin, row["id"])["preview"].startswith("See the report.")
+    assert "RETR" not in front.commands
+
+
+# -- the IMAP processed folder (R28) ---------------------------------------------------------------
+
+def _processed_folder(name: str, folder: str) -> None:
+    Profile.update(processed_folder=folder).where(Profile.name == name).execute()
+
+
+def test_imap_moves_processed_mail_to_the_profiles_folder_creating_it_once(org):
+    org.profile("lab", verify_delivery=False)
+    _processed_folder("lab", "Processed Mbxtui")
+    [login] = org.lab.add_users(1, "imapmove")
+    enable(org, queue_mailbox(org, login, delete_after_processing=True))
+    deliver(org, login, message("a@outside.test", login, "Move me", message_id="<move-1@lab.test>"))
+    deliver(org, login, message("b@outside.test", login, "Me too", message_id="<move-2@lab.test>"))
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.recorded, cycled.deleted) == (True, 2, 2), cycled
+    assert server_message_ids(org, login) == [], "the inbox is emptied"
+    deliver(org, login, message("c@outside.test", login, "Later", message_id="<move-3@lab.test>"))
+    assert [(m.ok, m.deleted) for m in sync(org).mailboxes] == [(True, 1)], "the folder, there now, is reused"
+    with imap(org, login) as client:
+        folder = [name for _, _, name in client.list_folders() if name.endswith("Mbxtui")]
+        assert len(folder) == 1, client.list_folders()
+        client.select_folder(folder[0], readonly=True)
+        uids = client.search(["ALL"])
+        moved = client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        deleted_flags = client.get_flags(uids)
+    ids = sorted(v[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode().split(":", 1)[1].strip() for v in moved.values())
+    assert ids == ["<move-1@lab.test>", "<move-2@lab.test>", "<move-3@lab.test>"]
+    assert not any(b"\\Deleted" in flags for flags in deleted_flags.values())
+    assert listed(org)["total"] == 3
+
+
+def test_a_processed_folder_that_cannot_be_created_fails_the_cycle_before_anything_is_read(org):
+    org.profile("lab", verify_delivery=False)
+    _processed_folder("lab", "Processed/Mbxtui")  # this lab's Maildirs refuse "/" in a name
+    [login] = org.lab.add_users(1, "imapbadfolder")
+    enable(org, queue_mailbox(org, login, delete_after_processing=True))
+    deliver(org, login, message("a@outside.test", login, "Stay", message_id="<stay@lab.test>"))
+
+    [cycled] = sync(org).mailboxes
+    assert not cycled.ok and cycled.error_code == "INBOX_UNAVAILABLE", cycled
+    assert "processed folder" in cycled.error and "create it on the server" in cycled.error
+    assert server_message_ids(org, login) == ["<stay@lab.test>"]
+    assert listed(org)["total"] == 0
+    assert query(org.db_path, "SELECT count(*) FROM sync_checkpoint")[0][0] == 0
+
+
+def test_a_mailbox_that_keeps_its_mail_ignores_the_processed_folder(org):
+    org.profile("lab", verify_delivery=False)
+    _processed_folder("lab", "Processed")
+    [login] = org.lab.add_users(1, "imapkeep")
+    enable(org, queue_mailbox(org, login))
+    deliver(org, login, message("a@outside.test", login, "Keep", message_id="<keep@lab.test>"))
+
+    assert [(m.ok, m.recorded, m.deleted) for m in sync(org).mailboxes] == [(True, 1, 0)]
+    assert server_message_ids(org, login) == ["<keep@lab.test>"]
+    with imap(org, login) as client:
+        assert not client.folder_exists("Processed")
+
+
+def test_a_pop3_profile_with_a_processed_folder_deletes(org, pop_profile):
+    _processed_folder("pop", "Processed")
+    [login] = org.lab.add_users(1, "popfolder")
+    enable(org, pop_queue(org, login, delete_after_processing=True))
+    deliver(org, login, message("a@outside.test", login, "Delete", message_id="<pdel@lab.test>"))
+    assert [(m.ok, m.deleted) for m in sync(org).mailboxes] == [(True, 1)]
+    assert server_message_ids(org, login) == []
+    with imap(org, login) as client:
+        assert not client.folder_exists("Processed"), "POP3 has no folders: DELE"
+    assert isinstance(datetime.fromisoformat(str(listed(org)["rows"][0]["received_on"])), datetime)

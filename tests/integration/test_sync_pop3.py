@@ -285,6 +285,23 @@ def test_imap_moves_processed_mail_to_the_profiles_folder_creating_it_once(org):
     assert listed(org)["total"] == 3
 
 
+def test_without_move_imap_copies_then_deletes_and_expunges(org):
+    port = org.lab.imap_front_without("MOVE")
+    org.profile("nomove", verify_delivery=False, incoming_port=port, incoming_tls="none")
+    _processed_folder("nomove", "Processed")
+    [login] = org.lab.add_users(1, "imapnomove")
+    enable(org, queue_mailbox(org, login, profile="nomove", delete_after_processing=True))
+    deliver(org, login, message("a@outside.test", login, "Copy me", message_id="<copy-1@lab.test>"))
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.recorded, cycled.deleted) == (True, 1, 1), cycled
+    assert server_message_ids(org, login) == []
+    with imap(org, login) as client:
+        client.select_folder("Processed", readonly=True)
+        [uid] = client.search(["ALL"])
+        assert b"\\Deleted" not in client.get_flags([uid])[uid]
+
+
 def test_a_processed_folder_that_cannot_be_created_fails_the_cycle_before_anything_is_read(org):
     org.profile("lab", verify_delivery=False)
     _processed_folder("lab", "Processed/Mbxtui")  # this lab's Maildirs refuse "/" in a name

@@ -78,6 +78,13 @@ class MailLab:
                           uidl=uidl)
         return self._lab_loop.call(front.start())
 
+    def imap_front_without(self, *capabilities: str) -> int:
+        """The port of a plaintext IMAP front of Dovecot that hides and refuses these
+        capabilities (and STARTTLS), e.g. ``MOVE``: a server without them."""
+        front = PlaintextOnlyFront(self._lab_loop, "imap", self._dovecot.ports["imap"],
+                                   hidden=frozenset(c.upper().encode() for c in capabilities))
+        return self._lab_loop.call(front.start())
+
     def add_users(self, n: int, prefix: str = "user") -> list[str]:
         """Add n mailboxes <prefix>0001@example.test... with password "pw-<login>"; numbering
         continues across calls. Returns once Dovecot accepts the last one."""

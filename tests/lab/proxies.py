@@ -41,14 +41,18 @@ async def start_tls_front(lab_loop: LabLoop, server_context: ssl.SSLContext, ups
 class PlaintextOnlyFront:
     """IMAP or POP3 in front of a Dovecot plaintext port that neither offers nor accepts
     STARTTLS/STLS, counting the commands that carry credentials (IMAP LOGIN, AUTHENTICATE;
-    POP3 USER, PASS, APOP, AUTH) so a test can prove a client sent none."""
+    POP3 USER, PASS, APOP, AUTH) so a test can prove a client sent none. IMAP ``hidden``: more
+    capabilities (e.g. ``MOVE``) left out of what the server says and refused as commands
+    (``UID MOVE`` too)."""
 
-    def __init__(self, lab_loop: LabLoop, protocol: str, upstream_port: int):
+    def __init__(self, lab_loop: LabLoop, protocol: str, upstream_port: int, *,
+                 hidden: frozenset[bytes] = frozenset()):
         if protocol not in ("imap", "pop3"):
             raise ValueError(f"protocol must be imap or pop3, not {protocol!r}")
         self.lab_loop = lab_loop
         self.protocol = protocol
         self.upstream_port = upstream_port
+        self.hidden = hidden
         self.login_attempts = 0
 
     async def start(self) -> int:
@@ -79,8 +83,10 @@ class PlaintextOnlyFront:
         while line := await reader.readline():
             words = line.split(maxsplit=2)
             command = words[1].upper() if starts_command and len(words) >= 2 else b""
-            if command == b"STARTTLS":
-                writer.write(words[0] + b" BAD STARTTLS is not available on this port\r\n")
+            if command == b"UID" and len(words) > 2:
+                command = words[2].split(maxsplit=1)[0].upper()
+            if command == b"STARTTLS" or command in self.hidden:
+                writer.write(words[0] + b" BAD " + command + b" is not available on this port\r\n")
                 await writer.drain()
                 continue
             if command in IMAP_CREDENTIAL_COMMANDS:
@@ -93,7 +99,8 @@ class PlaintextOnlyFront:
                                 writer: asyncio.StreamWriter) -> None:
         while line := await upstream.readline():
             if IMAP_CAPABILITY_LINE.match(line):
-                line = re.sub(rb" STARTTLS(?=[ \]\r\n])", b"", line, flags=re.IGNORECASE)
+                for name in (b"STARTTLS", *self.hidden):
+                    line = re.sub(rb" " + re.escape(name) + rb"(?=[ \]\r\n])", b"", line, flags=re.IGNORECASE)
             writer.write(line)
             await _relay_imap_literal(line, upstream, writer)
             await writer.drain()

@@ -115,6 +115,22 @@ def test_delete_after_processing_deletes_only_what_was_committed(org, pop_profil
     assert seen_count(org) == 0, "the UIDLs of messages gone from the server are forgotten"
 
 
+def test_many_messages_are_read_in_batches_and_deleted_by_the_one_quit(org, pop_profile):
+    [login] = org.lab.add_users(1, "popmany")
+    enable(org, pop_queue(org, login, delete_after_processing=True))
+    with imap(org, login) as client:
+        for number in range(30):
+            client.append("INBOX", message("n@outside.test", login, f"Many {number:02}"))
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.messages, cycled.recorded, cycled.deleted) == (True, 30, 30, 30), cycled
+    assert server_message_ids(org, login) == []
+    assert listed(org, limit=100)["total"] == 30
+    assert seen_count(org) == 30, "forgotten by the next cycle, once the server no longer lists them"
+    assert [m.messages for m in sync(org).mailboxes] == [0]
+    assert seen_count(org) == 0
+
+
 def test_process_email_received_after_is_read_from_the_received_header_else_the_date(org, pop_profile):
     [login] = org.lab.add_users(1, "popafter")
     enable(org, pop_queue(org, login, process_email_after="2026-06-01T00:00:00"))

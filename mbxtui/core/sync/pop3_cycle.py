@@ -95,6 +95,8 @@ def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] 
                 if item is not None:
                     items.append(item)
             note.detail = f"{len(items)} new messages of {examined} read"
+        if not keys:  # without UIDL: all of them read in an earlier cycle
+            continue
         try:
             written = store.record_pop3_batch(target.mailbox.id, FOLDER, items, keys, target.own, candidates, now)
         except Exception:

@@ -6,6 +6,7 @@ POP3 front that refuses UIDL (tests/lab/proxies.py)."""
 from __future__ import annotations
 
 import base64
+import tracemalloc
 from datetime import datetime
 
 import pytest
@@ -15,6 +16,7 @@ from mbxtui.core.models import Profile, database
 from mbxtui.core.services import activities, bulk, credentials, mailboxes
 from mbxtui.core.services.selection import Selection
 from tests.backends import query
+from tests.hardening.hostile import Conversation, ConversationOver, HostileServer
 from tests.integration.conftest import Org
 from tests.integration.test_sync_incoming import (
     BROKEN, deliver, enable, imap, listed, message, queue_mailbox, server_message_ids, sync,
@@ -267,6 +269,53 @@ def test_attachments_are_named_from_the_lines_read_and_a_large_one_is_never_read
     assert len(payload) <= attachments["large.bin"] <= len(raw), "the part cut short: the rest of the message"
     assert activities.show_activity(org.admin, row["id"])["preview"].startswith("See the report.")
     assert "RETR" not in front.commands
+
+
+def _lying_pop3_server(top_answer: bytes) -> object:
+    """A POP3 server with one message of 100 octets, as it says, whose TOP answer is ``top_answer``
+    then an endless flood."""
+    def play(conversation: Conversation) -> None:
+        conversation.send_line("+OK hostile POP3 server ready")
+        for _ in range(64):
+            command = conversation.read_line().split(b" ", 1)[0].strip().upper()
+            if command == b"CAPA":
+                conversation.send(b"+OK\r\nUSER\r\nUIDL\r\nTOP\r\n.\r\n")
+            elif command in (b"USER", b"PASS", b"NOOP", b"RSET"):
+                conversation.send_line("+OK")
+            elif command == b"STAT":
+                conversation.send_line("+OK 1 100")
+            elif command == b"LIST":
+                conversation.send(b"+OK\r\n1 100\r\n.\r\n")
+            elif command == b"UIDL":
+                conversation.send(b"+OK\r\n1 only-one\r\n.\r\n")
+            elif command == b"TOP":
+                conversation.flood(b"+OK\r\n" + top_answer, b"X" * 65536, 64 * 1024 * 1024)
+            elif command == b"QUIT":
+                conversation.send_line("+OK bye")
+                raise ConversationOver("the client said goodbye")
+            else:
+                conversation.send_line("-ERR unknown command")
+    return play
+
+
+def test_a_server_sending_far_more_than_the_size_it_listed_is_cut_off_with_memory_bounded(org):
+    with HostileServer(_lying_pop3_server(b"Subject: endless\r\nX-Long: ")) as server:
+        org.profile("liar", type="pop3_smtp", incoming_port=server.port, incoming_tls="none",
+                    verify_delivery=False, ca_file=None)
+        [login] = org.lab.add_users(1, "popliar")
+        enable(org, pop_queue(org, login, profile="liar"))
+        tracemalloc.start()
+        try:
+            before, _ = tracemalloc.get_traced_memory()
+            [cycled] = sync(org).mailboxes
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert (cycled.ok, cycled.error_code) == (False, "PROTOCOL_ERROR"), cycled
+    assert f"127.0.0.1:{server.port}" in cycled.error and "in answer to TOP" in cycled.error, cycled.error
+    assert "sent more than 64 KiB" in cycled.error, "cut off near the size the server listed (100 octets)"
+    assert peak - before < 5 * 1024 * 1024
+    assert listed(org)["total"] == 0 and seen_count(org) == 0
 
 
 # -- the IMAP processed folder (R28) ---------------------------------------------------------------

@@ -76,14 +76,17 @@ def test_pop3_reads_new_mail_once_across_cycles_with_top_never_retr(org):
     assert tuple(query(org.db_path, "SELECT state, items_total FROM sync_status")[0]) == ("idle", 3)
 
 
-def _refuse_seen(org: Org) -> None:
+def _refuse_seen(org: Org, beyond: int = 0) -> None:
+    """Make recording a batch fail once the table holds ``beyond`` keys."""
     if dialect.current().name == "postgresql":
         database.execute_sql("CREATE FUNCTION refuse_seen() RETURNS trigger LANGUAGE plpgsql AS "
-                             "$$ BEGIN RAISE EXCEPTION 'seen UIDL refused by the test'; END $$")
+                             f"$$ BEGIN IF (SELECT count(*) FROM sync_seen_uidl) >= {beyond} THEN "
+                             "RAISE EXCEPTION 'seen UIDL refused by the test'; END IF; RETURN NEW; END $$")
         database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON sync_seen_uidl "
                              "FOR EACH ROW EXECUTE FUNCTION refuse_seen()")
     else:
-        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON sync_seen_uidl "
+        database.execute_sql(f"CREATE TRIGGER refuse BEFORE INSERT ON sync_seen_uidl WHEN "
+                             f"(SELECT count(*) FROM sync_seen_uidl) >= {beyond} "
                              "BEGIN SELECT RAISE(ABORT, 'seen UIDL refused by the test'); END")
 
 
@@ -131,6 +134,25 @@ def test_many_messages_are_read_in_batches_and_deleted_by_the_one_quit(org, pop_
     assert seen_count(org) == 30, "forgotten by the next cycle, once the server no longer lists them"
     assert [m.messages for m in sync(org).mailboxes] == [0]
     assert seen_count(org) == 0
+
+
+def test_a_batch_that_fails_still_lets_the_server_delete_the_batches_committed_before_it(org, pop_profile):
+    [login] = org.lab.add_users(1, "poppart")
+    enable(org, pop_queue(org, login, delete_after_processing=True))
+    with imap(org, login) as client:
+        for number in range(15):  # a batch of 12, then one of 3
+            client.append("INBOX", message("p@outside.test", login, f"Part {number:02}"))
+
+    _refuse_seen(org, beyond=12)
+    [failed] = sync(org).mailboxes
+    assert not failed.ok, failed
+    assert len(server_message_ids(org, login)) == 3, "the first batch's 12, committed, are deleted all the same"
+    assert listed(org, limit=100)["total"] == 12
+
+    _allow_seen()
+    org.clock.advance(hours=1)
+    assert [(m.ok, m.messages, m.deleted) for m in sync(org).mailboxes] == [(True, 3, 3)]
+    assert server_message_ids(org, login) == [] and listed(org, limit=100)["total"] == 15
 
 
 def test_process_email_received_after_is_read_from_the_received_header_else_the_date(org, pop_profile):

@@ -136,6 +136,23 @@ def test_many_messages_are_read_in_batches_and_deleted_by_the_one_quit(org, pop_
     assert seen_count(org) == 0
 
 
+def test_profile_credentials_read_each_mailbox_acting_for_it_over_pop3(org):
+    front = org.lab.pop3_front()
+    org.profile("popmaster", type="pop3_smtp", incoming_port=front.port, incoming_auth="profile",
+                outgoing_auth="profile", username=org.lab.master_login, verify_delivery=False)
+    first, second = org.lab.add_users(2, "popmaster")
+    org.bulk_mailboxes([first, second], "popmaster", outgoing="none")
+    for login in (first, second):
+        mailboxes.edit(org.admin, login, process_email_after=SINCE)
+    enable(org, first, second)
+    deliver(org, first, message("a@outside.test", first, "For the first"))
+    deliver(org, second, message("b@outside.test", second, "For the second"))
+
+    summary = sync(org)
+    assert sorted((m.email, m.ok, m.messages) for m in summary.mailboxes) == [(first, True, 1), (second, True, 1)]
+    assert "AUTH" in front.commands and "USER" not in front.commands, "AUTH PLAIN with the mailbox as authzid"
+
+
 def test_a_batch_that_fails_still_lets_the_server_delete_the_batches_committed_before_it(org, pop_profile):
     [login] = org.lab.add_users(1, "poppart")
     enable(org, pop_queue(org, login, delete_after_processing=True))

@@ -97,11 +97,8 @@ def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] 
             note.detail = f"{len(items)} new messages of {examined} read"
         if not keys:  # without UIDL: all of them read in an earlier cycle
             continue
-        try:
-            written = store.record_pop3_batch(target.mailbox.id, FOLDER, items, keys, target.own, candidates, now)
-        except Exception:
-            drop.commit_deletions()  # those already marked were committed: let the server delete them
-            raise
+        # Should this fail, the QUIT that ends the session still deletes the batches committed before.
+        written = store.record_pop3_batch(target.mailbox.id, FOLDER, items, keys, target.own, candidates, now)
         seen.update(keys)
         progress.messages += len(items)
         progress.recorded += written.recorded
@@ -169,15 +166,6 @@ class _Maildrop:
         header, body, complete = self._top(number, BODY_LINES, size)
         structure, text = top_structure(header, body, size, complete)
         return store.Fetched(number, received_on, parse(header, structure, text, size)), key
-
-    def commit_deletions(self) -> None:
-        """QUIT, best effort, when messages were marked: they were committed before being marked."""
-        if self.marked and not self.said_goodbye:
-            try:
-                self.pop.quit()
-                self.said_goodbye = True
-            except Exception:
-                pass
 
     def _top(self, number: int, lines: int, size: int) -> tuple[bytes, bytes, bool]:
         """The header block and the body lines kept (each within its bound) and whether they are

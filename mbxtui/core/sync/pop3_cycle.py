@@ -126,9 +126,9 @@ class _Maildrop:
 
     def list(self, count: int) -> None:
         for line, _ in self._answer("LIST", count * _LIST_LINE + _SLACK):
-            number, _, size = line.decode("ascii", "replace").partition(" ")
-            if number.isdigit():
-                self.sizes[int(number)] = int(size.split()[0]) if size.split() and size.split()[0].isdigit() else 0
+            words = line.split()
+            if len(words) >= 2 and words[0].isdigit():
+                self.sizes[int(words[0])] = int(words[1]) if words[1].isdigit() else 0
 
     def uidls(self, count: int) -> dict[int, str] | None:
         """Message number -> UIDL, or None when the server has no UIDL."""
@@ -140,9 +140,9 @@ class _Maildrop:
             raise
         found = {}
         for line, _ in lines:
-            number, _, uidl = line.decode("ascii", "replace").partition(" ")
-            if number.isdigit() and uidl.strip():
-                found[int(number)] = uidl.strip()
+            words = line.decode("ascii", "replace").split()
+            if len(words) >= 2 and words[0].isdigit():
+                found[int(words[0])] = words[1]
         return found
 
     def read(self, number: int, uidl: str | None, reads_after: datetime,

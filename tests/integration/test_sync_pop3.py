@@ -365,7 +365,7 @@ def _processed_folder(name: str, folder: str) -> None:
 
 def test_imap_moves_processed_mail_to_the_profiles_folder_creating_it_once(org):
     org.profile("lab", verify_delivery=False)
-    _processed_folder("lab", "Processed Mbxtui")
+    _processed_folder("lab", "Erledigt – Mbxtui")  # non-ASCII: modified UTF-7 on the wire
     [login] = org.lab.add_users(1, "imapmove")
     enable(org, queue_mailbox(org, login, delete_after_processing=True))
     deliver(org, login, message("a@outside.test", login, "Move me", message_id="<move-1@lab.test>"))
@@ -378,7 +378,7 @@ def test_imap_moves_processed_mail_to_the_profiles_folder_creating_it_once(org):
     assert [(m.ok, m.deleted) for m in sync(org).mailboxes] == [(True, 1)], "the folder, there now, is reused"
     with imap(org, login) as client:
         folder = [name for _, _, name in client.list_folders() if name.endswith("Mbxtui")]
-        assert len(folder) == 1, client.list_folders()
+        assert folder == ["Erledigt – Mbxtui"], client.list_folders()
         client.select_folder(folder[0], readonly=True)
         uids = client.search(["ALL"])
         moved = client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])

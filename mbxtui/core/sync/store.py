@@ -99,6 +99,8 @@ def seen_uidls(mailbox_id: int) -> set[str]:
 def forget_uidls(mailbox_id: int, gone: set[str]) -> None:
     """Forget the keys of messages no longer on the server: the table holds what the maildrop
     holds, not every message it ever held."""
+    if not gone:
+        return
     listed = sorted(gone)
     with write_transaction():
         for start in range(0, len(listed), 500):

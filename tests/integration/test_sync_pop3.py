@@ -6,6 +6,7 @@ POP3 front that refuses UIDL (tests/lab/proxies.py)."""
 from __future__ import annotations
 
 import base64
+import time
 import tracemalloc
 
 import pytest
@@ -169,6 +170,43 @@ def test_a_batch_that_fails_still_lets_the_server_delete_the_batches_committed_b
     org.clock.advance(hours=1)
     assert [(m.ok, m.messages, m.deleted) for m in sync(org).mailboxes] == [(True, 3, 3)]
     assert server_message_ids(org, login) == [] and listed(org, limit=100)["total"] == 15
+
+
+@pytest.mark.parametrize("killed_at", ["UIDL", "TOP", "DELE", "QUIT"],
+                         ids=["before fetch", "mid-fetch", "after commit mid-delete", "before QUIT"])
+def test_a_worker_killed_at_any_point_of_a_cycle_loses_nothing_and_records_nothing_twice(org, killed_at):
+    front = org.lab.pop3_front()
+    org.profile("pop", type="pop3_smtp", incoming_port=front.port, verify_delivery=False, timeout_seconds=30)
+    [login] = org.lab.add_users(1, "popkill")
+    enable(org, pop_queue(org, login, delete_after_processing=True))
+    for number in range(3):
+        deliver(org, login, message("k@outside.test", login, f"Kill {number}", message_id=f"<kill-{number}@lab.test>"))
+
+    front.commands.clear()  # Test & Enable's own conversation
+    front.hold = killed_at
+    worker = org.cli_start("sync", "--once", "--now", login)
+    try:
+        deadline = time.monotonic() + 20
+        while killed_at not in front.commands and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert killed_at in front.commands, f"the cycle never sent {killed_at}: {front.commands}"
+        worker.kill()  # SIGKILL: no goodbye, no cleanup
+    finally:
+        worker.wait(10)
+        worker.stdout.close()
+        worker.stderr.close()
+    committed = listed(org)["total"]
+    assert committed == (3 if killed_at in ("DELE", "QUIT") else 0)
+
+    front.hold = None
+    database.execute_sql("UPDATE sync_status SET worker = NULL, lease_until = NULL")  # its lease, run out
+    [cycled] = sync(org).mailboxes
+    assert cycled.ok, cycled
+    assert listed(org)["total"] == 3, "every message recorded"
+    assert query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == 3, "none twice"
+    assert query(org.db_path, "SELECT items_total FROM sync_status")[0][0] == 3
+    if committed == 0:
+        assert server_message_ids(org, login) == [], "read and deleted by the cycle after the restart"
 
 
 def test_process_email_received_after_is_read_from_the_received_header_else_the_date(org, pop_profile):

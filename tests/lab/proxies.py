@@ -221,6 +221,7 @@ class Pop3Front:
         self.server_context = server_context
         self.upstream_port = upstream_port
         self.uidl = uidl
+        self.hold: str | None = None  # a command word never relayed nor answered (the client waits)
         self.commands: list[str] = []
         self.port = 0
 
@@ -247,6 +248,8 @@ class Pop3Front:
             words = line.split(maxsplit=1)
             command = words[0].upper().decode("ascii", "replace") if words else ""
             self.commands.append(command)
+            if command == self.hold:
+                continue
             if command == "UIDL" and not self.uidl:
                 writer.write(b"-ERR Unknown command: UIDL\r\n")
                 await writer.drain()

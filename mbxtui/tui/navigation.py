@@ -51,6 +51,8 @@ NAVIGATION: tuple[Destination, ...] = (
                 "mbxtui.tui.screens.people:PeopleScreen"),
     Destination("operators", "f8", "Operators", "Operators and their roles",
                 "mbxtui.tui.screens.operators:OperatorsScreen", Permission.MANAGE_OPERATORS),
+    Destination("activities", "f9", "Activities", "Email activities, newest first: open, resend, reply, new email",
+                "mbxtui.tui.screens.activities:ActivitiesScreen"),
     Destination("monitor", "f10", "Sync monitor", "Processing at a glance: states, messages per minute, failures, lag",
                 "mbxtui.tui.screens.sync_monitor:SyncMonitorScreen"),
 )

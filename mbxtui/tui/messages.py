@@ -12,7 +12,8 @@ from mbxtui.core.jobs.queue import JobResult, Progress
 from mbxtui.core.jobs.runner import MailboxTested
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes
 from mbxtui.core.services.profiles import ProfileRecord
-from mbxtui.core.services.sync_monitor import MailboxSync, SyncSnapshot
+from mbxtui.core.services.mailbox_views import SyncRow
+from mbxtui.core.services.sync_monitor import SyncSnapshot
 
 
 @dataclass
@@ -82,7 +83,7 @@ class MailboxDetailLoaded(Message):
     last_test: JobResult | None = None
     alerts: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
-    sync: MailboxSync | None = None
+    sync: SyncRow | None = None
 
 
 @dataclass

@@ -41,7 +41,8 @@ async def until(pilot: Pilot, condition, what: str) -> None:
 def add_status(console: Console, email: str, **columns) -> int:
     """A sync status row written on a connection of its own, as a worker elsewhere would."""
     mailbox_id = mailboxes.get(email).id
-    values = {"state": "idle", "items_last_cycle": 0, "items_total": 0, "unresolved_total": 0, **columns}
+    values = {"state": "idle", "items_last_cycle": 0, "items_total": 0, "unresolved_total": 0,
+              "last_cycle_started": "2024-05-06 09:00:00", **columns}
     execute(console.db_path, f"INSERT INTO sync_status (mailbox_id, {', '.join(values)}) "
                              f"VALUES (?, {', '.join('?' * len(values))})", [mailbox_id, *values.values()])
     return mailbox_id
@@ -154,7 +155,7 @@ def test_the_mailbox_detail_shows_its_sync_status(console: Console):
         section = str(app.screen.query_one("#sync").render())
         for expected in ("Processing state", "waiting", "2024-05-06 10:00:00 → 2024-05-06 10:00:04",
                          "2024-05-06 09:30:00", "3 / 1,200", "2024-05-06 10:05:00",
-                         "TIMEOUT: The server did not answer within 10 seconds.", "Stale", "yes (no successful"):
+                         "TIMEOUT: The server did not answer within 10 seconds.", "Stale", "yes (no successful sync for longer"):
             assert expected in section, (expected, section)
         await pilot.press("escape")
         await app.push_screen(MailboxDetailScreen(carla))

@@ -1,9 +1,9 @@
 """Processing at a glance (R31): mailboxes by processing state, messages recorded per minute over the
 last hour, failures by error code, each profile's lag and the stale count, read in one call for the
-console's Sync monitor; and one mailbox's sync status for its detail.
+console's Sync monitor.
 
 Built to stay cheap at a million mailboxes and activities: the figures come from ``sync_status``
-(only the mailboxes processing has claimed) joined to ``mailbox`` by primary key, and from the
+(only the mailboxes enabled for processing or processed) joined to ``mailbox`` by primary key, and from the
 newest activities only, found through the primary key of ``email_activity`` (see ``_first_id_from``).
 Reading only; processing writes (core/sync)."""
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from mbxtui.core.enums import ActivityDirection, IncomingMethod
-from mbxtui.core.jobs.queue import row_by_name, rows_by_name
+from mbxtui.core.enums import ActivityDirection
+from mbxtui.core.jobs.queue import rows_by_name
 from mbxtui.core.models import database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 
@@ -26,7 +26,12 @@ MINUTES = 60
 # keeps every row of the hour unless a cycle ran longer.
 CYCLE_SLACK = timedelta(minutes=15)
 
-_ENABLED = "m.active = 1 AND m.incoming_enabled = 1"
+# Processed for incoming, as the Stale view counts them (mailbox_views.stale_ids).
+_ENABLED = "m.active = 1 AND m.incoming_enabled = 1 AND m.incoming_method = 'server_side_sync'"
+# A status row Test & Enable made as it enabled the mailbox, which no cycle has touched since
+# (mailbox_views.sync_of shows it as never cycled too).
+_UNTOUCHED = ("s.state = 'idle' AND s.last_cycle_started IS NULL AND s.last_outgoing_success IS NULL "
+              "AND s.last_error_code IS NULL")
 _INCOMING = ActivityDirection.INCOMING.value
 
 
@@ -58,24 +63,6 @@ class SyncSnapshot:
         return sum(self.per_minute)
 
 
-@dataclass(frozen=True)
-class MailboxSync:
-    """One mailbox's sync status (R31); ``state`` is NEVER_CYCLED when processing has not claimed it."""
-
-    state: str
-    last_cycle_started: str | None = None
-    last_cycle_finished: str | None = None
-    last_incoming_success: str | None = None
-    last_outgoing_success: str | None = None
-    items_last_cycle: int = 0
-    items_total: int = 0
-    next_due: str | None = None
-    last_error_code: str | None = None
-    last_error_text: str | None = None
-    stale: bool = False
-    stale_hours: int = 24
-
-
 def snapshot(actor: Actor, now: datetime | None = None) -> SyncSnapshot:
     """Every figure of the Sync monitor, as of ``now`` (default: the clock)."""
     require(actor, Permission.READ)
@@ -83,7 +70,7 @@ def snapshot(actor: Actor, now: datetime | None = None) -> SyncSnapshot:
     stale_hours = _stale_hours()
     stale_before = now - timedelta(hours=stale_hours)
     states, failures, by_profile = _status_figures(stale_before)
-    states[NEVER_CYCLED] = _never_cycled()
+    states[NEVER_CYCLED] += _never_cycled()
     names = _profile_names([key for key in by_profile if key is not None])
     lags = [ProfileLag(names.get(profile_id, "(no profile)"), figures["enabled"], figures["oldest_success"],
                        _age(now, figures["oldest_success"]), figures["never_succeeded"], figures["stale"])
@@ -96,23 +83,28 @@ def snapshot(actor: Actor, now: datetime | None = None) -> SyncSnapshot:
 
 
 def _status_figures(stale_before: datetime) -> tuple[dict[str, int], dict[str, int], dict[int | None, dict[str, Any]]]:
-    """One pass over the status rows of active mailboxes: how many in each state, with each error
-    code, and per profile the figures of those enabled for incoming."""
+    """One pass over the status rows of active mailboxes: how many in each state (those no cycle
+    has touched: never cycled, when they are enabled), with each error code, and per profile the
+    figures of those enabled for incoming processing."""
     states = dict.fromkeys((*STATES, NEVER_CYCLED), 0)
     failures: dict[str, int] = {}
     by_profile: dict[int | None, dict[str, Any]] = {}
     # From the status rows to their mailboxes (SQLite keeps a CROSS JOIN's order): the planner would
     # otherwise walk every active mailbox, processed or not.
     for row in rows_by_name(database.execute_sql(
-            f"SELECT m.profile_id, s.state, s.last_error_code, COUNT(*) AS mailboxes, "
+            f"SELECT m.profile_id, s.state, s.last_error_code, CASE WHEN {_UNTOUCHED} THEN 1 ELSE 0 END AS untouched, "
+            f"COUNT(*) AS mailboxes, "
             f"SUM(CASE WHEN {_ENABLED} THEN 1 ELSE 0 END) AS enabled, "
             f"MIN(CASE WHEN {_ENABLED} THEN s.last_incoming_success END) AS oldest_success, "
             f"SUM(CASE WHEN {_ENABLED} AND s.last_incoming_success IS NULL THEN 1 ELSE 0 END) AS never_succeeded, "
             f"SUM(CASE WHEN {_ENABLED} AND COALESCE(s.last_incoming_success, s.enabled_since) < ? THEN 1 ELSE 0 END) "
             f"AS stale "
             f"FROM sync_status s CROSS JOIN mailbox m WHERE m.id = s.mailbox_id AND m.active = 1 "
-            f"GROUP BY m.profile_id, s.state, s.last_error_code", [stale_before])):
-        states[row["state"]] = states.get(row["state"], 0) + row["mailboxes"]
+            f"GROUP BY m.profile_id, s.state, s.last_error_code, untouched", [stale_before])):
+        if row["untouched"]:
+            states[NEVER_CYCLED] += row["enabled"]
+        else:
+            states[row["state"]] = states.get(row["state"], 0) + row["mailboxes"]
         if row["last_error_code"]:
             failures[row["last_error_code"]] = failures.get(row["last_error_code"], 0) + row["mailboxes"]
         if row["enabled"]:
@@ -121,32 +113,11 @@ def _status_figures(stale_before: datetime) -> tuple[dict[str, int], dict[str, i
 
 
 def _never_cycled() -> int:
-    """Mailboxes enabled for incoming processing that no cycle has claimed yet."""
+    """Mailboxes enabled for incoming processing without a status row at all (enabled before Test &
+    Enable made one, and not yet claimed by a cycle)."""
     return database.execute_sql(
-        f"SELECT COUNT(*) FROM mailbox m WHERE {_ENABLED} AND m.incoming_method = ? "
-        f"AND NOT EXISTS (SELECT 1 FROM sync_status s WHERE s.mailbox_id = m.id)",
-        [IncomingMethod.SERVER_SIDE_SYNC.value]).fetchone()[0]
-
-
-def mailbox_sync(actor: Actor, mailbox_id: int, *, enabled: bool, now: datetime | None = None) -> MailboxSync:
-    """The sync status of one mailbox, in one query; ``enabled``: active and enabled for incoming, as
-    its record says (only an enabled mailbox is stale)."""
-    require(actor, Permission.READ)
-    now = (now or utcnow()).replace(microsecond=0)
-    row = row_by_name(database.execute_sql(
-        "SELECT o.stale_hours, s.mailbox_id, s.state, s.last_cycle_started, s.last_cycle_finished, "
-        "s.last_incoming_success, s.last_outgoing_success, s.items_last_cycle, s.items_total, s.next_due, "
-        "s.last_error_code, s.last_error_text, s.enabled_since "
-        "FROM org_settings o LEFT JOIN sync_status s ON s.mailbox_id = ? ORDER BY o.id LIMIT 1", [mailbox_id]))
-    stale_hours = row["stale_hours"] if row else 24
-    if row is None or row["mailbox_id"] is None:
-        return MailboxSync(NEVER_CYCLED, stale_hours=stale_hours)
-    since = row["last_incoming_success"] or row["enabled_since"]
-    stale = enabled and since is not None and str(since) < str(now - timedelta(hours=stale_hours))
-    return MailboxSync(
-        row["state"], row["last_cycle_started"], row["last_cycle_finished"], row["last_incoming_success"],
-        row["last_outgoing_success"], row["items_last_cycle"], row["items_total"], row["next_due"],
-        row["last_error_code"], row["last_error_text"], stale, stale_hours)
+        f"SELECT COUNT(*) FROM mailbox m WHERE {_ENABLED} "
+        f"AND NOT EXISTS (SELECT 1 FROM sync_status s WHERE s.mailbox_id = m.id)").fetchone()[0]
 
 
 def _fold(figures: dict[str, Any], row: dict[str, Any]) -> None:

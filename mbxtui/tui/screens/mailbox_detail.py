@@ -14,12 +14,11 @@ from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.queue import JobResult
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import (alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, profiles,
-                                  sync_monitor)
+from mbxtui.core.services import alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, profiles
 from mbxtui.core.services.bulk import BulkResult
 from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
-from mbxtui.core.services.sync_monitor import NEVER_CYCLED, MailboxSync
+from mbxtui.core.services.mailbox_views import SyncRow
 from mbxtui.tui.messages import MailboxDetailLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.forms import FormScreen, PartlySaved, options
@@ -50,24 +49,24 @@ def changes_text(before: dict[str, Any] | None, after: dict[str, Any] | None) ->
                      for key, value in after.items() if before.get(key) != value)
 
 
-def sync_text(sync: MailboxSync | None) -> str:
+def sync_text(sync: SyncRow | None) -> str:
     """The mailbox's processing (R31), in the fields' layout."""
     if sync is None:
         return ""
-    if sync.state == NEVER_CYCLED:
+    if sync["state"] is None:
         lines = [("Processing state", "never cycled: no processing cycle has claimed it yet")]
     else:
-        error = f"{sync.last_error_code}: {sync.last_error_text}" if sync.last_error_code else None
+        error = sync["last_error"]
         lines = [
-            ("Processing state", sync.state),
-            ("Last cycle", f"{cell(sync.last_cycle_started)} → {cell(sync.last_cycle_finished)}"),
-            ("Last successful incoming", sync.last_incoming_success),
-            ("Last successful outgoing", sync.last_outgoing_success),
-            ("Items last cycle / total", f"{sync.items_last_cycle:,} / {sync.items_total:,}"),
-            ("Next cycle due", sync.next_due),
-            ("Last sync error", error),
+            ("Processing state", sync["state"]),
+            ("Last cycle", f"{cell(sync['last_cycle_started'])} → {cell(sync['last_cycle_finished'])}"),
+            ("Last successful incoming", sync["last_incoming_success"]),
+            ("Last successful outgoing", sync["last_outgoing_success"]),
+            ("Items last cycle / total", f"{sync['items_last_cycle'] or 0:,} / {sync['items_total'] or 0:,}"),
+            ("Next cycle due", sync["next_due"]),
+            ("Last sync error", f"{error['code']}: {error['text']}" if error else None),
         ]
-    stale = f"yes (no successful sync for over {sync.stale_hours} h)" if sync.stale else "no"
+    stale = "yes (no successful sync for longer than the organisation's stale threshold)" if sync["stale"] else "no"
     lines.append(("Stale", stale))
     width = max(len(title) for title, _ in lines)
     return "\n".join(["", "Sync status"] + [f"{title:<{width}}  {cell(value)}" for title, value in lines])
@@ -117,8 +116,7 @@ class MailboxDetailScreen(BaseScreen):
                 mailbox_id, row, jobs.last_result(mailbox_id),
                 alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20),
                 audit.list_entries(self.actor, record_kind="mailbox", record_id=mailbox_id, limit=30),
-                sync_monitor.mailbox_sync(self.actor, mailbox_id,
-                                          enabled=bool(row["active"] and row["incoming_enabled"])))
+                mailbox_views.sync_of(self.actor, mailbox_id))
 
         self.load(read, lambda loaded: loaded)
 

@@ -916,6 +916,7 @@ READ_ONLY = {
     "credentials.mailbox_secret_state",
     "activities.list_activities", "activities.show_activity", "mailbox_views.sync_of", "health.health",
     "activities.page_activities", "activities.count_activities", "activities.activity_detail",
+    "sync_monitor.snapshot",
 }
 CALLED_BY_CHECKED_SERVICES = {
     "audit.record": "the audit entry of a change its caller was allowed to make",

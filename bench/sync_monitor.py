@@ -27,7 +27,7 @@ import make_mailboxes  # noqa: E402  (beside this file)
 
 from mbxtui.core import db  # noqa: E402
 from mbxtui.core.models import database, utcnow  # noqa: E402
-from mbxtui.core.services import operators, sync_monitor  # noqa: E402
+from mbxtui.core.services import mailbox_views, operators, sync_monitor  # noqa: E402
 
 
 def fill(count_activities: int) -> tuple[int, int]:
@@ -35,13 +35,13 @@ def fill(count_activities: int) -> tuple[int, int]:
     with database.atomic():
         database.execute_sql(
             "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
-            "enabled_since, last_incoming_success, last_error_code, next_due) "
+            "enabled_since, last_incoming_success, last_error_code, next_due, last_cycle_started) "
             "SELECT id, CASE WHEN id % 50 = 0 THEN 'waiting' WHEN id % 97 = 0 THEN 'disabled' "
             "WHEN id % 13 = 0 THEN 'processing' ELSE 'idle' END, 0, id % 1000, 0, ?, "
             "CASE WHEN id % 211 = 0 THEN NULL ELSE datetime(?, '-' || (id * 7919 % 172800) || ' seconds') END, "
-            "CASE WHEN id % 50 = 0 THEN 'TIMEOUT' WHEN id % 97 = 0 THEN 'AUTH_FAILED' END, ? "
+            "CASE WHEN id % 50 = 0 THEN 'TIMEOUT' WHEN id % 97 = 0 THEN 'AUTH_FAILED' END, ?, ? "
             "FROM mailbox WHERE incoming_enabled = 1 AND incoming_method = 'server_side_sync' AND id % 40 <> 0",
-            [now - timedelta(days=3), now, now])
+            [now - timedelta(days=3), now, now, now - timedelta(minutes=1)])
         statuses = database.execute_sql("SELECT COUNT(*) FROM sync_status").fetchone()[0]
         database.execute_sql(
             "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?) "
@@ -94,7 +94,7 @@ def main() -> int:
                 "  never cycled": sync_monitor._never_cycled,
                 "  per minute (binary search + range)": lambda: sync_monitor._per_minute(now),
                 "  the hour's first id alone": lambda: sync_monitor._first_id_from(now - timedelta(minutes=75)),
-                "mailbox_sync (the detail's one query)": lambda: sync_monitor.mailbox_sync(actor, 1, enabled=True),
+                "the detail's sync status (mailbox_views.sync_of)": lambda: mailbox_views.sync_of(actor, 1),
             }
             for name, call in parts.items():
                 print(f"{name:<42} {timed(call, args.repeat)}")

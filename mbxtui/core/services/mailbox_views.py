@@ -76,7 +76,7 @@ def stale_hours() -> int:
     return 24 if row is None else int(row[0])
 
 
-def stale_ids(now: datetime | None = None) -> tuple[str, list[Any]]:
+def stale_ids(now: datetime | None = None, mailbox_id: int | None = None) -> tuple[str, list[Any]]:
     """R31: the ids of the mailboxes enabled for incoming processing (active or not) with no
     successful incoming sync for longer than the organisation's stale threshold, counted from
     when they were first enabled when they never had one (Test & Enable writes that moment in the
@@ -84,12 +84,15 @@ def stale_ids(now: datetime | None = None) -> tuple[str, list[Any]]:
 
     Both parts read the index of the last success, and the mailboxes are looked up by id from
     there (the CROSS JOIN keeps SQLite from walking every enabled mailbox instead): the few stale
-    mailboxes among a million are found without reading the rest."""
+    mailboxes among a million are found without reading the rest. ``mailbox_id``: that mailbox only
+    (its row by primary key, whatever the number of stale mailboxes)."""
     cutoff = ((now or utcnow()) - timedelta(hours=stale_hours())).isoformat(sep=" ")
+    one, only = ("AND mailbox_id = ? ", [mailbox_id]) if mailbox_id is not None else ("", [])
     return ("SELECT u.mailbox_id FROM (SELECT mailbox_id FROM sync_status WHERE last_incoming_success < ? "
-            "UNION ALL SELECT mailbox_id FROM sync_status WHERE last_incoming_success IS NULL AND enabled_since < ?) u "
+            f"{one}UNION ALL SELECT mailbox_id FROM sync_status WHERE last_incoming_success IS NULL "
+            f"AND enabled_since < ? {one}) u "
             "CROSS JOIN mailbox mb WHERE mb.id = u.mailbox_id AND mb.incoming_enabled = 1 "
-            "AND mb.incoming_method = 'server_side_sync'"), [cutoff] * 2
+            "AND mb.incoming_method = 'server_side_sync'"), [cutoff, *only, cutoff, *only]
 
 
 def filter_condition(text: str | None) -> tuple[str, list[Any]]:
@@ -336,7 +339,7 @@ def sync_of(actor: Actor, mailbox_id: int, now: datetime | None = None) -> SyncR
             values[name] = value if value is None or isinstance(value, (int, str)) else str(value)
         if row[-2] is not None:
             values["last_error"] = {"code": row[-2], "text": row[-1] or ""}
-    stale_sql, stale_params = stale_ids(now)
+    stale_sql, stale_params = stale_ids(now, mailbox_id)
     values["stale"] = database.execute_sql(
         f"SELECT count(*) FROM mailbox m WHERE m.id = ? AND +m.active = 1 AND m.id IN ({stale_sql})",
         [mailbox_id, *stale_params]).fetchone()[0] > 0

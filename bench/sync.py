@@ -52,6 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.lab lives beside the package, not in it
@@ -66,6 +67,7 @@ from mbxtui.core.services.selection import Selection  # noqa: E402
 from mbxtui.core.sync.imap_cycle import BATCH  # noqa: E402
 from mbxtui.core.sync.messages import MOST_HEADER_BYTES, MOST_TEXT_BYTES  # noqa: E402
 from mbxtui.core.sync.runner import SyncRunner  # noqa: E402
+from tests.lab.accounts import MASTER_LOGIN, MASTER_PASSWORD as LAB_MASTER_PASSWORD  # noqa: E402
 
 MASTER_PASSWORD = "bench master password"
 PROFILE = "lab"
@@ -140,14 +142,17 @@ def append_messages(lab: LabProcess, accounts: list[tuple[str, str]], messages: 
 
 # --- the bare loops --------------------------------------------------------------------------------
 
-def _open(lab: LabProcess, port: int, context: ssl.SSLContext, login: str, password: str) -> imaplib.IMAP4_SSL:
+def _open(lab: LabProcess, port: int, context: ssl.SSLContext, login: str, password: str | None) -> imaplib.IMAP4_SSL:
+    """Logged in as the mailbox with its password, or with ``password`` None as the lab's master
+    user acting for it (the profile's credentials)."""
     imap = imaplib.IMAP4_SSL(lab.host, port, ssl_context=context, timeout=60)
-    imap.authenticate("PLAIN", lambda _: f"\0{login}\0{password}".encode())
+    plain = f"\0{login}\0{password}" if password is not None else f"{login}\0{MASTER_LOGIN}\0{LAB_MASTER_PASSWORD}"
+    imap.authenticate("PLAIN", lambda _: plain.encode())
     imap.select("INBOX", readonly=True)
     return imap
 
 
-def bare_cycle(lab: LabProcess, port: int, context: ssl.SSLContext, login: str, password: str) -> int:
+def bare_cycle(lab: LabProcess, port: int, context: ssl.SSLContext, login: str, password: str | None) -> int:
     imap = _open(lab, port, context, login, password)
     try:
         _, [uid_next] = imap.response("UIDNEXT")
@@ -158,7 +163,7 @@ def bare_cycle(lab: LabProcess, port: int, context: ssl.SSLContext, login: str, 
     return 1
 
 
-def bare_ingest(lab: LabProcess, port: int, context: ssl.SSLContext, login: str, password: str) -> int:
+def bare_ingest(lab: LabProcess, port: int, context: ssl.SSLContext, login: str, password: str | None) -> int:
     since = (utcnow() - timedelta(days=2)).strftime("%d-%b-%Y")
     imap = _open(lab, port, context, login, password)
     try:
@@ -176,12 +181,14 @@ def bare_ingest(lab: LabProcess, port: int, context: ssl.SSLContext, login: str,
     return len(uids)
 
 
-def run_bare(lab: LabProcess, label: str, step, accounts: list[tuple[str, str]], threads: int) -> Run:
+def run_bare(lab: LabProcess, label: str, step: Callable[..., int], accounts: list[tuple[str, str]], threads: int,
+             auth: str) -> Run:
     context = ssl.create_default_context(cafile=lab.ca_file)
     imap_port, _ = lab.count_connections()
     with ThreadPoolExecutor(threads) as pool:
         started, cpu = time.perf_counter(), time.process_time()
-        count = sum(pool.map(lambda account: step(lab, imap_port, context, *account), accounts))
+        count = sum(pool.map(lambda account: step(lab, imap_port, context, account[0],
+                                                   account[1] if auth == "mailbox" else None), accounts))
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return Run(label, count, seconds, cpu, lab.counted()["IMAP"][0])
 
@@ -203,10 +210,10 @@ def _reset_peak() -> None:
         raise SystemExit(f"the peak RSS cannot be started over ({exc}): Linux 4.0 or later is needed") from exc
 
 
-def _profiled(cycle, profilers: dict[int, cProfile.Profile]):
+def _profiled(cycle: Callable[..., Any], profilers: dict[int, cProfile.Profile]) -> Callable[..., Any]:
     """``cycle`` profiled in each pool thread by a profiler of that thread's own."""
 
-    def profiled_cycle(*args, **kwargs):
+    def profiled_cycle(*args: Any, **kwargs: Any) -> Any:
         profiler = profilers.setdefault(threading.get_ident(), cProfile.Profile())
         profiler.enable()
         try:
@@ -217,7 +224,7 @@ def _profiled(cycle, profilers: dict[int, cProfile.Profile]):
     return profiled_cycle
 
 
-def sync_child(connection, location: str, data_dir: str, threads: int, expected_messages: int | None,
+def sync_child(connection: Any, location: str, data_dir: str, threads: int, expected_messages: int | None,
                profile: bool) -> None:
     """Open the database and the keyring, then run passes until ``expected_messages`` are recorded
     (one pass when None); send back the time, the counts and the memory, and with ``profile`` the
@@ -265,12 +272,15 @@ def sync_child(connection, location: str, data_dir: str, threads: int, expected_
         connection.send({"error": traceback.format_exc()})
 
 
-def run_mbxtui(lab: LabProcess, admin, location: str, data_dir: Path, label: str, threads: int,
+def run_mbxtui(lab: LabProcess, admin: Any, location: str, data_dir: Path, label: str, threads: int,
                expected_mailboxes: int, expected_messages: int | None, profile: bool = False) -> Run:
     imap_port, _ = lab.count_connections()
     profiles.update(admin, PROFILE, incoming_port=imap_port)
     # R34: the counting relay is a new endpoint; the same Dovecot stands behind it.
-    credentials.confirm_mailbox_secrets(admin, Selection.of_profile(PROFILE))
+    if profiles.get(PROFILE).incoming_auth == "profile":
+        credentials.confirm_profile_secret(admin, PROFILE)
+    else:
+        credentials.confirm_mailbox_secrets(admin, Selection.of_profile(PROFILE))
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     process = context.Process(target=sync_child, args=(child, location, str(data_dir), threads, expected_messages, profile),
@@ -303,21 +313,24 @@ def run_mbxtui(lab: LabProcess, admin, location: str, data_dir: Path, label: str
 
 # --- the database ----------------------------------------------------------------------------------------
 
-def set_up(lab: LabProcess, location: str, data_dir: Path, connections: int):
+def set_up(lab: LabProcess, location: str, data_dir: Path, connections: int, auth: str) -> tuple[Any, SecretStore]:
     db.open_database(location)
     admin = operators.initialise(login=OPERATOR)
     profiles.create(admin, name=PROFILE, type="imap_smtp",
                     incoming_host=lab.host, incoming_port=lab.ports["imaps"], incoming_tls="implicit",
-                    incoming_auth="mailbox", outgoing_host=lab.host, outgoing_port=lab.ports["smtp"],
-                    outgoing_tls="starttls", outgoing_auth="mailbox", ca_file=lab.ca_file,
+                    incoming_auth=auth, outgoing_host=lab.host, outgoing_port=lab.ports["smtp"],
+                    outgoing_tls="starttls", outgoing_auth=auth, ca_file=lab.ca_file,
+                    username=MASTER_LOGIN if auth == "profile" else "",
                     max_connections=connections, timeout_seconds=30, verify_delivery=False)
     settings.update(admin, default_profile=PROFILE)
     store = SecretStore.open(data_dir)
     store.unlock(MASTER_PASSWORD)
+    if auth == "profile":
+        credentials.set_profile_secret(admin, PROFILE, LAB_MASTER_PASSWORD, store)
     return admin, store
 
 
-def enable_only(admin, store: SecretStore, data_dir: Path, accounts: list[tuple[str, str]]) -> None:
+def enable_only(admin: Any, store: SecretStore, data_dir: Path, accounts: list[tuple[str, str]]) -> None:
     """Add ``accounts``' users and mailboxes (approved, passwords in the keyring, enabled for
     server-side sync as Test & Enable leaves them) and leave every other mailbox disabled."""
     users_csv = data_dir / "users.csv"
@@ -327,8 +340,9 @@ def enable_only(admin, store: SecretStore, data_dir: Path, accounts: list[tuple[
     emails = [login for login, _ in accounts]
     bulk.bulk_edit(admin, Selection.of_emails(emails), incoming="server_side_sync")
     bulk.approve(admin, Selection.of_view("pending"))
-    for login, password in accounts:
-        credentials.set_mailbox_secret(admin, login, password, store)
+    if profiles.get(PROFILE).incoming_auth == "mailbox":
+        for login, password in accounts:  # each rewrites the keyring's file: slow by the thousand
+            credentials.set_mailbox_secret(admin, login, password, store)
     tested = utcnow() - timedelta(days=1)  # before every appended message: R24 reads what came after
     with write_transaction():
         database.execute_sql("UPDATE mailbox SET incoming_enabled = 0")
@@ -339,7 +353,7 @@ def enable_only(admin, store: SecretStore, data_dir: Path, accounts: list[tuple[
                 f"test_completed_on = ? WHERE email IN ({','.join('?' * len(chunk))})", [1, tested, *chunk])
 
 
-def postgres_location(arguments, servers: list) -> str | None:
+def postgres_location(arguments: argparse.Namespace, servers: list) -> str | None:
     if arguments.db:
         return arguments.db
     from tests.lab.errors import LabError
@@ -374,7 +388,7 @@ def print_table(title: str, unit: str, rows_in: list[tuple[str, Run, Run]], conn
         if cycle:
             row.insert(4, f"{mine.rate * POLLING_SECONDS:,.0f}")
         rows.append(row)
-        if mine.label not in ("mbxtui",):
+        if mine.label != "mbxtui":
             print(f"  note: {backend} {mine.label}")
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print(f"\n{title}")
@@ -401,6 +415,9 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--db", metavar="postgresql://...", help="an empty PostgreSQL database to measure on")
     parser.add_argument("--only", default="cycle,ingest", help="cycle, ingest or both")
+    parser.add_argument("--auth", choices=("profile", "mailbox"), default="profile",
+                        help="the profile's credentials (the lab's master user acting for each mailbox: one "
+                             "secret) or each mailbox's own password (one keyring entry each)")
     parser.add_argument("--profile", action="store_true",
                         help="print where the runner's own thread spends its time in each measured run")
     arguments = parser.parse_args()
@@ -417,7 +434,7 @@ def main() -> int:
     os.environ.pop(MASTER_PASSWORD_ENV, None)
     print(f"mbxtui sync benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, cycle of {cycle_count} "
           f"mailboxes, ingest of {arguments.messages if ingest_count else 0} messages in {ingest_count} mailboxes "
-          f"({arguments.big_share:.0%} with {arguments.attachment_mb:g} MB), {arguments.connections} connections, "
+          f"({arguments.big_share:.0%} with {arguments.attachment_mb:g} MB), {arguments.connections} connections, {arguments.auth} credentials, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     cycles: list[tuple[str, Run, Run]] = []
     ingests: list[tuple[str, Run, Run]] = []
@@ -436,9 +453,11 @@ def main() -> int:
                     print(f"{arguments.messages} messages ({big} with the attachment) appended in "
                           f"{time.perf_counter() - started:.1f} s", flush=True)
                     # Unmeasured: Dovecot builds its index caches on the first read.
-                    run_bare(lab, "warm-up", bare_ingest, ingest_accounts, arguments.connections)
+                    run_bare(lab, "warm-up", bare_ingest, ingest_accounts, arguments.connections,
+                             arguments.auth)
                 if cycle_accounts:
-                    run_bare(lab, "warm-up", bare_cycle, cycle_accounts, arguments.connections)
+                    run_bare(lab, "warm-up", bare_cycle, cycle_accounts, arguments.connections,
+                             arguments.auth)
                 for backend in backends:
                     location = (str(work / "mbxtui.db") if backend == "sqlite"
                                 else postgres_location(arguments, servers))
@@ -446,7 +465,7 @@ def main() -> int:
                         continue
                     data_dir = work / f"data-{backend}"
                     data_dir.mkdir(mode=0o700)
-                    admin, store = set_up(lab, location, data_dir, arguments.connections)
+                    admin, store = set_up(lab, location, data_dir, arguments.connections, arguments.auth)
                     if cycle_accounts:
                         started = time.perf_counter()
                         enable_only(admin, store, data_dir, cycle_accounts)
@@ -455,14 +474,16 @@ def main() -> int:
                         # Unmeasured: the first pass writes every mailbox's status and checkpoint.
                         run_mbxtui(lab, admin, location, data_dir, "first pass", arguments.connections,
                                    len(cycle_accounts), None)
-                        bare = run_bare(lab, "bare loop", bare_cycle, cycle_accounts, arguments.connections)
+                        bare = run_bare(lab, "bare loop", bare_cycle, cycle_accounts, arguments.connections,
+                             arguments.auth)
                         mine = run_mbxtui(lab, admin, location, data_dir, "mbxtui", arguments.connections,
                                           len(cycle_accounts), None, arguments.profile)
                         print(f"  cycle: bare loop {bare.rate:.1f}/s, mbxtui {mine.rate:.1f}/s", flush=True)
                         cycles.append((backend, bare, mine))
                     if ingest_accounts:
                         enable_only(admin, store, data_dir, ingest_accounts)
-                        bare = run_bare(lab, "bare loop", bare_ingest, ingest_accounts, arguments.connections)
+                        bare = run_bare(lab, "bare loop", bare_ingest, ingest_accounts, arguments.connections,
+                             arguments.auth)
                         mine = run_mbxtui(lab, admin, location, data_dir, "mbxtui", arguments.connections,
                                           len(ingest_accounts), arguments.messages, arguments.profile)
                         print(f"  ingest: bare loop {bare.rate:.1f}/s, mbxtui {mine.rate:.1f}/s", flush=True)

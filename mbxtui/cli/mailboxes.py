@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from mbxtui.cli.context import Context, read_secret, selection
 from mbxtui.cli.options import (
-    Commands, command, group, json_option, method_options, paging, secret_options, selection_options, switch,
-    view_option,
+    Commands, command, group, json_option, metavar, method_options, paging, secret_options, selection_options,
+    switch, view_option,
 )
 from mbxtui.cli.output import EXIT_OK, emit, print_json, print_record, print_table, safe
+from mbxtui.core.enums import Tracking
 
 if TYPE_CHECKING:
     from mbxtui.core.permissions import Actor
@@ -68,7 +69,7 @@ def cmd_mailbox_edit(ctx: Context, args: argparse.Namespace) -> int:
         "name": args.name, "email": args.new_email, "profile": args.profile, "incoming_method": args.incoming,
         "outgoing_method": args.outgoing, "act_method": args.act, "username": args.username,
         "use_own_credentials": args.use_own_credentials, "delete_after_processing": args.delete_after_processing,
-        "process_email_after": args.process_email_after,
+        "process_email_after": args.process_email_after, "tracking": args.tracking,
     }
     emit(args, mailboxes.edit(ctx.actor, args.email, **fields).as_dict(), print_record)
     return EXIT_OK
@@ -190,6 +191,8 @@ def register(commands: Commands) -> None:
     switch(p, "--use-own-credentials")
     switch(p, "--delete-after-processing")
     p.add_argument("--process-email-after", metavar="DATE")
+    p.add_argument("--tracking", metavar=metavar(Tracking) + "|default",
+                   help="which messages become activities (R27); default follows the organisation's setting")
     json_option(p)
     p = command(boxes, "set-password", cmd_mailbox_set_password, "store the mailbox's password in the keyring")
     p.add_argument("email")

@@ -121,7 +121,7 @@ def cmd_mailbox_bulk_edit(ctx: Context, args: argparse.Namespace) -> int:
 
     def bulk_edit(actor: Actor, chosen: Selection) -> BulkResult:
         return bulk.bulk_edit(actor, chosen, profile=args.profile, incoming=args.incoming,
-                              outgoing=args.outgoing, act=args.act)
+                              outgoing=args.outgoing, act=args.act, tracking=args.tracking)
 
     return _bulk(ctx, args, bulk_edit, "changed")
 
@@ -159,6 +159,11 @@ def cmd_forward_add(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def tracking_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking", metavar=metavar(Tracking) + "|default",
+                   help="which messages become activities (R27); default follows the organisation's setting")
+
+
 BULK_ACTIONS = (
     ("approve", cmd_mailbox_approve, "approve email addresses (global_admin, service_admin)"),
     ("reject", cmd_mailbox_reject, "reject email addresses (global_admin, service_admin)"),
@@ -191,8 +196,7 @@ def register(commands: Commands) -> None:
     switch(p, "--use-own-credentials")
     switch(p, "--delete-after-processing")
     p.add_argument("--process-email-after", metavar="DATE")
-    p.add_argument("--tracking", metavar=metavar(Tracking) + "|default",
-                   help="which messages become activities (R27); default follows the organisation's setting")
+    tracking_option(p)
     json_option(p)
     p = command(boxes, "set-password", cmd_mailbox_set_password, "store the mailbox's password in the keyring")
     p.add_argument("email")
@@ -201,10 +205,11 @@ def register(commands: Commands) -> None:
         p = command(boxes, name, handler, text)
         selection_options(p)
         json_option(p)
-    p = command(boxes, "bulk-edit", cmd_mailbox_bulk_edit, "set profile and methods on many mailboxes")
+    p = command(boxes, "bulk-edit", cmd_mailbox_bulk_edit, "set profile, methods and tracking on many mailboxes")
     selection_options(p)
     p.add_argument("--profile", metavar="NAME")
     method_options(p)
+    tracking_option(p)
     json_option(p)
     p = command(boxes, "apply-defaults", cmd_mailbox_apply_defaults,
                 "apply the default email settings, then schedule Test & Enable")

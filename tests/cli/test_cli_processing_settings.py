@@ -64,6 +64,16 @@ def test_mailbox_edit_tracking_and_back_to_default(cli: Cli):
     assert "--tracking all|replies|none|default" in cli.ok("mailbox", "edit", "--help").stdout
 
 
+def test_mailbox_bulk_edit_tracking(cli: Cli):
+    assert cli.json("mailbox", "bulk-edit", "ann@corp.test", "sales@corp.test", "--tracking", "all") == {
+        "selected": 2, "changed": 2}
+    stored = cli.query("SELECT email, tracking FROM mailbox ORDER BY email")
+    assert [tuple(row) for row in stored] == [
+        ("ann@corp.test", "all"), ("bob@corp.test", None), ("sales@corp.test", "all")]
+    assert cli.fails("mailbox", "bulk-edit", "--view", "active", "--tracking", "some") == (
+        "mbxtui: tracking: 'some' is not one of: all, replies, none, default")
+
+
 def test_profile_add_and_edit_retest_hours_and_processed_folder(cli: Cli):
     created = cli.json("profile", "add", "--name", "corp", "--type", "imap_smtp", "--incoming-host", "imap.corp.test",
                        "--incoming-port", "993", "--incoming-tls", "implicit", "--outgoing-host", "smtp.corp.test",

@@ -11,8 +11,9 @@ import pytest
 from mbxtui.core.errors import Conflict, InvalidInput, PermissionDenied
 from mbxtui.core.models import AuditRecord
 from mbxtui.core.permissions import Actor
-from mbxtui.core.services import mailboxes, profiles, settings, users
+from mbxtui.core.services import bulk, mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.profiles import ProfileRecord
+from mbxtui.core.services.selection import Selection
 from tests.core.conftest import Actors
 from tests.core.support import audit_actions, last_audit_id, mailbox, profile_fields, set_test_results, snapshot
 
@@ -83,9 +84,6 @@ def test_a_notification_mailbox_that_cannot_send_is_refused(admin: Actor, org):
     with pytest.raises(InvalidInput, match="^notification_mailbox: mailbox ann@corp.test has outgoing method none, "
                                            "so it cannot send"):
         settings.update(admin, notification_mailbox="ann@corp.test")
-    from mbxtui.core.services import bulk
-    from mbxtui.core.services.selection import Selection
-
     bulk.deactivate(admin, Selection.of_emails(["sales@corp.test"]))
     with pytest.raises(InvalidInput, match="^notification_mailbox: mailbox sales@corp.test is inactive"):
         settings.update(admin, notification_mailbox="sales@corp.test")
@@ -169,6 +167,36 @@ def test_a_viewer_cannot_change_a_mailbox_tracking(actors: Actors, org):
     with pytest.raises(PermissionDenied, match="vic is viewer"):
         mailboxes.edit(actors.viewer, "ann@corp.test", tracking="none")
     assert mailbox("ann@corp.test")["tracking"] is None
+
+
+def test_bulk_edit_sets_tracking_on_the_selection_in_one_audited_step(admin: Actor, org):
+    users.add_user(admin, "Bob", "bob@corp.test")
+    set_test_results("ann@corp.test", incoming_status="success", incoming_enabled=True)
+    since = last_audit_id()
+    result = bulk.bulk_edit(admin, Selection.of_emails(["ann@corp.test", "bob@corp.test"]), tracking="None")
+    assert (result.selected, result.changed) == (2, 2)
+    assert [mailbox(e)["tracking"] for e in ("ann@corp.test", "bob@corp.test", "sales@corp.test")] == [
+        "none", "none", None]
+    assert (mailbox("ann@corp.test")["incoming_status"], mailbox("ann@corp.test")["incoming_enabled"]) == ("success", 1)
+    assert audit_actions(since) == ["mailbox.bulk_edit"]
+    before, after = last_record()
+    assert before["tracking"] is None and after == {"tracking": "none"}
+    bulk.bulk_edit(admin, Selection.of_emails(["ann@corp.test"]), tracking="default", act="none")
+    assert mailbox("ann@corp.test")["tracking"] is None and mailbox("bob@corp.test")["tracking"] == "none"
+
+
+def test_bulk_edit_refuses_tracking_on_a_forward_mailbox_and_bad_values_whole(admin: Actor, org):
+    before = snapshot()
+    with pytest.raises(InvalidInput) as refused:
+        bulk.bulk_edit(admin, Selection.of_emails(["ann@corp.test", "fwd@corp.test"]), tracking="all")
+    assert str(refused.value) == ("tracking: a forward mailbox has no tracking of its own: leave it at default "
+                                  "(1 selected mailbox(es): fwd@corp.test); nothing was changed")
+    with pytest.raises(InvalidInput, match="^tracking: 'most' is not one of: all, replies, none, default$"):
+        bulk.bulk_edit(admin, Selection.of_emails(["ann@corp.test"]), tracking="most")
+    with pytest.raises(PermissionDenied):
+        bulk.bulk_edit(operators.current_actor(login="vic"), Selection.of_emails(["ann@corp.test"]), tracking="all")
+    assert snapshot() == before
+    assert bulk.bulk_edit(admin, Selection.of_emails(["fwd@corp.test"]), tracking="default").changed == 1
 
 
 # --- a profile's re-test interval (R33) and processed folder (R28) ------------------------------

@@ -12,8 +12,13 @@ from mbxtui.core.models import Mailbox
 from mbxtui.core.services import mailboxes, profiles, settings
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen, MailboxEditScreen
+from mbxtui.tui.screens.mailboxes import BulkEditScreen
 from mbxtui.tui.screens.profiles import ProfileDetailScreen, ProfileFormScreen
+from mbxtui.tui.widgets.confirm import ConfirmScreen
+from mbxtui.tui.widgets.grid import MailboxGrid
 from tests.core.support import set_test_results, snapshot
+from tests.tui.conftest import Console
+from tests.tui.test_flows import put_cursor_on
 from tests.tui.test_screens import World, fill, run, settle, store, text_of, world  # noqa: F401 (fixtures)
 
 
@@ -159,3 +164,27 @@ def test_a_forward_mailbox_form_offers_no_tracking(world: World):
         assert not app.screen.query("#tracking")
 
     run(world, world.admin, scenario)
+
+
+def test_bulk_edit_sets_tracking_on_the_marked_mailboxes(console: Console):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        grid = app.screen.query_one(MailboxGrid)
+        for email in ("ann@corp.test", "bob@corp.test"):
+            await put_cursor_on(pilot, grid, email)
+            await pilot.press("space")
+        await pilot.press("e")
+        await settle(app, pilot)
+        modal = app.screen
+        assert isinstance(modal, BulkEditScreen)
+        for widget in modal.query("Select, Button"):
+            assert widget.region.bottom <= 24, f"{widget} is off screen at 80x24"
+        modal.query_one("#tracking", Select).value = "none"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and "Set tracking = none on 2 mailboxes?" in app.screen.detail
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert [Mailbox.get(Mailbox.email == e).tracking for e in ("ann@corp.test", "bob@corp.test",
+                                                                   "carla@corp.test")] == ["none", "none", None]
+
+    console.run(scenario)

@@ -116,7 +116,7 @@ EDITABLE = ("name", "email", "profile", "incoming_method", "outgoing_method", "a
 FOLLOW_ORGANISATION = "default"  # the tracking that follows the organisation's default (stored NULL)
 
 
-def _tracking(value: Any) -> str | None:
+def own_tracking(value: Any) -> str | None:
     """R27: the mailbox's own tracking, or None to follow the organisation's default for its kind."""
     if str(value).strip().lower() == FOLLOW_ORGANISATION:
         return None
@@ -153,7 +153,7 @@ def _clean_edit(key: str, value: Any) -> Any:
         except ValueError:
             raise InvalidInput("process-email-after", f"{validation.shown(value)} is not a date (YYYY-MM-DD)") from None
     if key == "tracking":
-        return _tracking(value)
+        return own_tracking(value)
     raise InvalidInput(key, "is not a mailbox field")
 
 

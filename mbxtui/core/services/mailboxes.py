@@ -118,11 +118,11 @@ FOLLOW_ORGANISATION = "default"  # the tracking that follows the organisation's 
 
 def own_tracking(value: Any) -> str | None:
     """R27: the mailbox's own tracking, or None to follow the organisation's default for its kind."""
-    if str(value).strip().lower() == FOLLOW_ORGANISATION:
+    if isinstance(value, str) and value.strip().lower() == FOLLOW_ORGANISATION:
         return None
     try:
-        return Tracking(str(value).strip().lower()).value
-    except ValueError:
+        return validation.choice("tracking", value, Tracking).value
+    except InvalidInput:
         allowed = ", ".join([*(t.value for t in Tracking), FOLLOW_ORGANISATION])
         raise InvalidInput("tracking", f"{validation.shown(value)} is not one of: {allowed}") from None
 

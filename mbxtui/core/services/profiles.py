@@ -91,7 +91,7 @@ def _clean_field(key: str, value: Any) -> Any:
             raise InvalidInput("owner", f"no user with email {address}")
         return user.id
     if key == "retest_hours":
-        if str(value).strip().lower() in CLEARED:
+        if isinstance(value, str) and value.strip().lower() in CLEARED:
             return None
         return validation.integer("retest-hours", value, *RETEST_HOURS, "hours")
     if key == "processed_folder":

@@ -119,7 +119,7 @@ def _cannot_send(mailbox: Mailbox) -> str | None:
 def _notification_mailbox(value: object) -> int | None:
     """R32 sends through this mailbox: it must exist, be active and be set up for outgoing. One not
     yet enabled for outgoing (not tested yet) is accepted, with ``notification_warning`` saying so."""
-    if str(value).strip().lower() in CLEARED:
+    if isinstance(value, str) and value.strip().lower() in CLEARED:
         return None
     address = validation.email("notification_mailbox", value)
     mailbox = Mailbox.get_or_none(Mailbox.email == address)

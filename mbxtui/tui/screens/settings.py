@@ -97,9 +97,9 @@ class SettingsScreen(FormScreen):
                     widget.value = value
             else:
                 widget.value = bool(value)
-        warning = self.query_one("#notification-warning", Static)
-        warning.update(f"Note: {safe(values.notification_warning)}" if values.notification_warning else "")
-        warning.set_class(not values.notification_warning, "hidden")
+        for warning in self.query("#notification-warning").results(Static):  # none while the form is away
+            warning.update(f"Note: {safe(values.notification_warning)}" if values.notification_warning else "")
+            warning.set_class(not values.notification_warning, "hidden")
         self.initial = self.values()
 
     def action_reload(self) -> None:

@@ -58,7 +58,8 @@ def test_a_reply_threads_on_the_activity_it_answers(admin, sender):
         "preview, in_reply_to, created_on) VALUES ('incoming', 'received', '<q2@outside.test>', 'x@outside.test', "
         "'[]', '[]', 'Question', 0, '[]', '', '<q1@outside.test> <q0@outside.test> <q1@outside.test>', "
         "CURRENT_TIMESTAMP)")
-    question = database.execute_sql("SELECT id FROM email_activity WHERE message_id = '<q2@outside.test>'").fetchone()[0]
+    question = database.execute_sql(
+        "SELECT id FROM email_activity WHERE message_id = '<q2@outside.test>'").fetchone()[0]
     answer = queue_email(admin, sender, ["x@outside.test"], [], "Re: Question", "Yes.", reply_to_activity_id=question)
     stored = row(answer)
     assert stored["in_reply_to"] == "<q2@outside.test>"

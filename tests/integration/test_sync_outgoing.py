@@ -9,6 +9,7 @@ import email.policy
 import json
 import signal
 import ssl
+import threading
 import time
 from email.message import EmailMessage
 
@@ -86,7 +87,8 @@ def test_an_email_is_sent_once_with_its_headers_and_a_reply_threads(org, lab_pro
     assert (received["From"], received["To"], received["Cc"]) == (sender, recipient, copied)
     assert received["Subject"] == "Grüße, quarterly figures" and received["Date"] is not None
     # Over IMAP lines end in CRLF, which the parser keeps in a decoded body.
-    assert received.get_content().replace("\r\n", "\n") == "Hello,\nthe figures: 42 €.\n.\nA line with a dot alone above.\n"
+    assert received.get_content().replace("\r\n", "\n") == (
+        "Hello,\nthe figures: 42 €.\n.\nA line with a dot alone above.\n")
     assert [m["Message-ID"] for m in from_outside(org, copied)] == [activity["message_id"]]
     after = stored(org, first)
     assert (after["state"], after["attempts"], after["last_error_code"]) == ("sent", 0, None)
@@ -291,6 +293,19 @@ def test_a_connection_cut_while_the_message_is_on_its_way_leaves_it_uncertain(or
     assert (result.ok, result.uncertain, result.retrying) == (False, 1, 0)
     row = stored(org, activity_id)
     assert row["state"] == "uncertain" and "may have been sent" in row["last_error_text"]
+
+
+def test_a_pass_asked_to_stop_sends_from_no_more_mailboxes(org, lab_profile):
+    sender, recipient = org.lab.add_users(2, "sendstop")
+    sender_mailbox(org, sender)
+    activity_id = queue_email(org.admin, sender, [recipient], [], "Not yet", "Body")
+    stop = threading.Event()
+    stop.set()
+    assert OutgoingRunner(org.store, clock=org.clock, stop=stop).run_once().mailboxes == []
+    assert stored(org, activity_id)["state"] == "pending"
+    assert [tuple(row) for row in query(org.db_path, "SELECT worker, lease_until FROM sync_status")] == [
+        (None, None)], "the mailbox it claimed is given back"
+    assert send(org).sent == 1
 
 
 # -- the command line ----------------------------------------------------------------------------------

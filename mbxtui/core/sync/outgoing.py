@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -93,11 +94,13 @@ class OutgoingSummary:
 
 
 class OutgoingRunner:
-    """One outgoing pass (``run_once``) over the mailboxes with due email; ``emails``: only these."""
+    """One outgoing pass (``run_once``) over the mailboxes with due email; ``emails``: only these.
+    ``stop``: once set, the pass starts sending from no more mailboxes; those in flight finish."""
 
     def __init__(self, secrets: SecretStore | None, *, threads: int = 8, clock: Callable[[], datetime] = utcnow,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, stop: threading.Event | None = None) -> None:
         self.secrets = secrets
+        self.stop = stop
         self.threads = max(1, threads)
         self.clock = clock
         self.lease_seconds = lease_seconds
@@ -291,6 +294,10 @@ class OutgoingRunner:
                            error=failure.message if failure else None)
 
     def _sync_leases(self, waiting: list[OutgoingTarget]) -> None:
+        """Renew this pass's mailbox claims and connection slots; once ``stop`` is set, ``waiting``
+        is emptied in place and the pass ends with the mailboxes in flight."""
+        if self.stop is not None and self.stop.is_set():
+            waiting.clear()
         wanted: dict[int, int] = {}
         for target in waiting:
             wanted[target.profile.id] = min(self.threads, wanted.get(target.profile.id, 0) + 1)

@@ -69,7 +69,8 @@ class SyncSummary:
     def failed(self) -> int:
         """Mailboxes that failed in either direction. An email the server refused while the
         mailbox's sending worked is counted in ``send_failed``, not here."""
-        return len({m.email for m in self.mailboxes if not m.ok} | {m.email for m in self.outgoing.mailboxes if not m.ok})
+        failing = {m.email for m in self.mailboxes if not m.ok}
+        return len(failing | {m.email for m in self.outgoing.mailboxes if not m.ok})
 
     def as_dict(self) -> dict:
         outgoing = self.outgoing

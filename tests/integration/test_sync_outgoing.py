@@ -199,6 +199,37 @@ def test_bad_credentials_fail_the_email_for_good(org, lab_profile):
     assert stored(org, other)["state"] == "pending", "only the email being sent takes the failure"
 
 
+def test_a_password_not_confirmed_for_a_moved_endpoint_is_not_sent(org, lab_profile):
+    sender, recipient = org.lab.add_users(2, "sendbind")
+    sender_mailbox(org, sender)
+    profiles.update(org.admin, "lab", outgoing_port=org.lab.ports["smtps"], outgoing_tls="implicit")
+    activity_id = queue_email(org.admin, sender, [recipient], [], "Hello", "Body")
+    attempts_before = org.lab.smtp_auth_attempts("smtps")
+
+    [result] = send(org).mailboxes
+    assert (result.ok, result.failed, result.error_code) == (False, 1, "NO_CREDENTIALS")
+    assert org.lab.smtp_auth_attempts("smtps") == attempts_before, "R34: the password never left"
+    row = stored(org, activity_id)
+    assert (row["state"], row["last_error_code"]) == ("failed", "NO_CREDENTIALS")
+    assert from_outside(org, recipient) == []
+
+
+def test_sending_stays_within_the_profiles_connection_bound(org):
+    senders = org.lab.add_users(5, "sendbound")
+    [recipient] = org.lab.add_users(1, "sendboundr")
+    with org.lab.connection_counter("smtp") as counter:
+        org.profile("narrow", verify_delivery=False, max_connections=2, outgoing_port=counter.port)
+        for login in senders:
+            sender_mailbox(org, login, "narrow")
+            queue_email(org.admin, login, [recipient], [], f"From {login}", "Body")
+        before = counter.total
+        counter.max_concurrent = 0
+        summary = OutgoingRunner(org.store, clock=org.clock, threads=5).run_once()
+    assert summary.sent == 5 and counter.total - before == 5
+    assert counter.max_concurrent == 2, "R23: at most the profile's max connections, never more"
+    assert len(from_outside(org, recipient)) == 5
+
+
 # -- at most once ----------------------------------------------------------------------------------
 
 def test_an_email_left_sending_becomes_uncertain_and_is_sent_again_only_when_asked(org, lab_profile):

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import json
 import signal
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 
 import pytest
@@ -265,8 +267,12 @@ def test_an_email_left_sending_becomes_uncertain_and_is_sent_again_only_when_ask
     assert send(org).sent == 0 and len(from_outside(org, recipient)) == 1
 
 
-def hang_after_the_message(conversation: Conversation) -> None:
-    """A server that takes the whole message, then never answers it (the worker dies waiting)."""
+def hang_after_the_message(taken: threading.Event) -> Callable[[Conversation], None]:
+    """A server that takes the whole message (then sets ``taken``) and never answers it."""
+    return functools.partial(_hang_after_the_message, taken)
+
+
+def _hang_after_the_message(taken: threading.Event, conversation: Conversation) -> None:
     conversation.send_line("220 hang.test ESMTP")
     while True:
         line = conversation.read_line()
@@ -282,7 +288,7 @@ def hang_after_the_message(conversation: Conversation) -> None:
             conversation.send_line("354 go ahead")
             while conversation.read_line() not in (b".\r\n", b".\n"):
                 pass
-            conversation.message_taken = True  # type: ignore[attr-defined]
+            taken.set()
             while not conversation.over:
                 time.sleep(0.05)
             raise ConversationOver("never answered the message")
@@ -295,18 +301,18 @@ def test_a_worker_killed_in_the_middle_of_a_send_leaves_it_uncertain(org, lab_pr
     sender_mailbox(org, sender)
     activity_id = queue_email(org.admin, sender, [recipient], [], "Mid-send", "Body")
     profiles.update(org.admin, "lab", timeout_seconds=30)
-    with HostileServer(hang_after_the_message, conversation_limit=60) as server:
+    taken = threading.Event()
+    with HostileServer(hang_after_the_message(taken), conversation_limit=60) as server:
         point_outgoing_at(org, sender, "lab", server.port, tls="none")
         worker = org.cli_start("sync", "--once", "--now", sender)
         deadline = time.monotonic() + 30
-        while not any(getattr(c, "message_taken", False) for c in server.conversations):
+        while not taken.wait(0.05):
             assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()
-            time.sleep(0.05)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
     assert stored(org, activity_id)["state"] == "sending"
     assert send(org).recovered_uncertain == 0, "its lease has not run out yet: the worker may be alive"
-    org.clock.advance(minutes=3)
+    org.clock.advance(minutes=10)  # past the dead worker's claim, renewed for 2 minutes at a time
     assert send(org).recovered_uncertain == 1
     row = stored(org, activity_id)
     assert row["state"] == "uncertain" and "may have been sent" in row["last_error_text"]

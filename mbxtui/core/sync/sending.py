@@ -74,16 +74,15 @@ class MailboxSending:
     attempts: list[Attempt] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
 class EmailQueue:
     """How the conversation reaches the database, each call its own committed transaction:
     ``next_due`` is the email to send next (None when none is due); ``claim`` marks it
     ``sending`` and says whether it still was ``pending``; ``record`` writes an attempt's result."""
 
-    def __init__(self, next_due: Callable[[], QueuedEmail | None], claim: Callable[[QueuedEmail], bool],
-                 record: Callable[[Attempt], None]) -> None:
-        self.next_due = next_due
-        self.claim = claim
-        self.record = record
+    next_due: Callable[[], QueuedEmail | None]
+    claim: Callable[[QueuedEmail], bool]
+    record: Callable[[Attempt], None]
 
 
 def send_queued(profile: ProfileSnapshot, credentials: Credentials, queue: EmailQueue) -> MailboxSending:

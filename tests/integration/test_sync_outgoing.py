@@ -232,6 +232,31 @@ def test_sending_stays_within_the_profiles_connection_bound(org):
     assert len(from_outside(org, recipient)) == 5
 
 
+def test_two_runners_at_once_send_each_email_once(org, lab_profile):
+    senders = org.lab.add_users(3, "sendtwo")
+    [recipient] = org.lab.add_users(1, "sendtwor")
+    for login in senders:
+        sender_mailbox(org, login)
+        for number in range(2):
+            queue_email(org.admin, login, [recipient], [], f"{login} {number}", "Body")
+    results: list = []
+
+    def run() -> None:
+        try:
+            results.append(OutgoingRunner(org.store, clock=org.clock, threads=2).run_once())
+        finally:
+            database.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(summary.sent for summary in results) == 6
+    assert sorted(m["Subject"] for m in from_outside(org, recipient)) == sorted(
+        f"{login} {number}" for login in senders for number in range(2)), "each email exactly once"
+
+
 # -- at most once ----------------------------------------------------------------------------------
 
 def test_an_email_left_sending_becomes_uncertain_and_is_sent_again_only_when_asked(org, lab_profile):

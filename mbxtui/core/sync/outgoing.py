@@ -259,7 +259,7 @@ class OutgoingRunner:
                                          "again with mbxtui activity resend if it never arrived"}
         else:
             assert failure is not None
-            retry = failure.transient and settings.retry_attempts - email.attempts > 0
+            retry = will_retry(attempt, settings)
             values = {"state": PENDING if retry else FAILED, "attempts": email.attempts + 1,
                       "next_attempt": now + timedelta(minutes=settings.retry_interval_minutes) if retry else None,
                       "last_error_code": failure.code.value, "last_error_text": failure.message}
@@ -280,8 +280,7 @@ class OutgoingRunner:
                 counts["sent"] += 1
             elif attempt.outcome == "unknown":
                 counts["uncertain"] += 1
-            elif attempt.failure is not None and attempt.failure.transient and \
-                    settings.retry_attempts - attempt.email.attempts > 0:
+            elif will_retry(attempt, settings):
                 counts["retrying"] += 1
             else:
                 counts["failed"] += 1
@@ -308,6 +307,12 @@ class OutgoingRunner:
             self._leases.sync(wanted, now, self.lease_seconds)
             database.execute_sql("UPDATE sync_status SET lease_until = ? WHERE worker = ?",
                                  [now + timedelta(seconds=self.lease_seconds), self.worker])
+
+
+def will_retry(attempt: Attempt, settings: OrgSettings) -> bool:
+    """R14: a refusal for now is tried again while the email has attempts left."""
+    return (attempt.failure is not None and attempt.failure.transient
+            and settings.retry_attempts - attempt.email.attempts > 0)
 
 
 def outgoing_direction_failed(mailbox_id: int, failure: Failure, settings: OrgSettings) -> None:

@@ -119,7 +119,8 @@ def send_queued(profile: ProfileSnapshot, credentials: Credentials, queue: Email
     failure = session.result.failure
     if failure is not None:
         if in_flight:
-            # The server did not answer the message itself: it may have taken it (R29: never twice).
+            # The conversation broke while this email was on its way: past the start of DATA the
+            # server may have taken it (R29: never twice), before it nothing was sent.
             broken = in_flight[0]
             attempt = Attempt(broken.email, "unknown" if broken.data_started else "refused", failure)
             sending.attempts.append(attempt)

@@ -19,7 +19,8 @@ import pytest
 from imapclient import IMAPClient
 
 from mbxtui.core.models import database
-from mbxtui.core.services import activities, credentials, profiles, settings
+from mbxtui.core.services import activities, bulk, credentials, profiles, settings
+from mbxtui.core.services.selection import Selection
 from mbxtui.core.services.outgoing import queue_email
 from mbxtui.core.sync.outgoing import OutgoingRunner
 from mbxtui.core.sync.runner import SyncRunner
@@ -111,6 +112,20 @@ def test_an_email_is_sent_once_with_its_headers_and_a_reply_threads(org, lab_pro
     assert answered[0]["References"] == activity["message_id"]
     rows = activities.list_activities(org.admin, direction="outgoing", state="sent")["rows"]
     assert [row["id"] for row in rows] == [reply, first] and rows[1]["sent_on"] is not None
+
+
+def test_email_waits_until_its_mailbox_is_enabled_for_outgoing(org, lab_profile):
+    sender, recipient = org.lab.add_users(2, "sendwait")
+    org.mailbox(sender, "lab", incoming_method="none", approve=False)
+    activity_id = queue_email(org.admin, sender, [recipient], [], "Patience", "Body")
+    assert send(org).mailboxes == [] and stored(org, activity_id)["state"] == "pending"
+    org.test_enable(sender)
+    assert not org.row(sender).outgoing_enabled, "R9: not approved, not enabled"
+    assert send(org).mailboxes == []
+    bulk.approve(org.admin, Selection.of_emails([sender]))
+    assert org.test_enable(sender).passed == 1
+    assert send(org).sent == 1 and stored(org, activity_id)["state"] == "sent"
+    assert [m["Subject"] for m in from_outside(org, recipient)] == ["Patience"]
 
 
 def test_a_reply_to_a_received_email_carries_its_references(org, lab_profile):

@@ -187,7 +187,12 @@ def test_a_transient_failure_retries_per_the_policy_then_fails(org, lab_profile)
     assert [(m.ok, m.retrying, m.error_code) for m in first.mailboxes] == [(False, 1, "CONNECTION_REFUSED")]
     row = stored(org, activity_id)
     assert (row["state"], row["attempts"], row["last_error_code"]) == ("pending", 1, "CONNECTION_REFUSED")
-    assert send(org).mailboxes == [], "not due before the retry interval"
+    # R30: the outgoing direction waits too, with one warning.
+    assert tuple(query(org.db_path, "SELECT state, outgoing_failures FROM sync_status")[0]) == ("waiting", 1)
+    [warning] = org.alerts(sender, code="CONNECTION_REFUSED")
+    assert warning.level == "warning"
+    later = queue_email(org.admin, sender, [recipient], [], "Queued while waiting", "Body")
+    assert send(org).mailboxes == [], "not due before the retry interval, nor is the mailbox's next email"
     org.clock.advance(minutes=5)
     assert [m.retrying for m in send(org).mailboxes] == [1]
     org.clock.advance(minutes=5)
@@ -196,6 +201,9 @@ def test_a_transient_failure_retries_per_the_policy_then_fails(org, lab_profile)
     row = stored(org, activity_id)
     assert (row["state"], row["attempts"], row["next_attempt"]) == ("failed", 3, None)
     assert "nothing accepts connections" in row["last_error_text"]
+    assert not org.row(sender).outgoing_enabled, "R30: out of retries, outgoing is disabled"
+    assert [a.level for a in org.alerts(sender, code="CONNECTION_REFUSED")] == ["warning", "error"]
+    assert stored(org, later)["state"] == "pending", "it waits for Test & Enable to enable outgoing again"
     org.clock.advance(hours=1)
     assert send(org).mailboxes == [], "a failed email is not tried again by itself"
     assert from_outside(org, recipient) == []
@@ -214,6 +222,14 @@ def test_bad_credentials_fail_the_email_for_good(org, lab_profile):
     assert (row["state"], row["attempts"], row["last_error_code"]) == ("failed", 1, "AUTH_FAILED")
     assert "not the password" not in row["last_error_text"]
     assert stored(org, other)["state"] == "pending", "only the email being sent takes the failure"
+    assert not org.row(sender).outgoing_enabled and org.row(sender).outgoing_status == "failure", "R30: disabled"
+    [alert] = org.alerts(sender, code="AUTH_FAILED")
+    assert alert.level == "error" and "outgoing processing of" in alert.text
+    assert send(org).mailboxes == [], "nothing more is tried until Test & Enable enables it again"
+
+    credentials.set_mailbox_secret(org.admin, sender, org.lab.users[sender], org.store)
+    assert org.test_enable(sender).passed == 1
+    assert send(org).sent == 1 and stored(org, other)["state"] == "sent"
 
 
 def test_a_password_not_confirmed_for_a_moved_endpoint_is_not_sent(org, lab_profile):
@@ -229,6 +245,7 @@ def test_a_password_not_confirmed_for_a_moved_endpoint_is_not_sent(org, lab_prof
     row = stored(org, activity_id)
     assert (row["state"], row["last_error_code"]) == ("failed", "NO_CREDENTIALS")
     assert from_outside(org, recipient) == []
+    assert not org.row(sender).outgoing_enabled, "R34, R30: the mailbox fails with NO_CREDENTIALS"
 
 
 def test_sending_stays_within_the_profiles_connection_bound(org):
@@ -289,7 +306,9 @@ def test_an_email_left_sending_becomes_uncertain_and_is_sent_again_only_when_ask
     # One whose mailbox a live worker holds is that worker's: left alone.
     database.execute_sql("UPDATE email_activity SET state = 'sending' WHERE id = ?", [held])
     database.execute_sql("INSERT INTO sync_status (mailbox_id, state, worker, lease_until, items_last_cycle, "
-                         "items_total, unresolved_total) VALUES (?, 'idle', 'elsewhere:send', ?, 0, 0, 0)",
+                         "items_total, unresolved_total) VALUES (?, 'idle', 'elsewhere:send', ?, 0, 0, 0) "
+                         "ON CONFLICT (mailbox_id) DO UPDATE SET worker = excluded.worker, "
+                         "lease_until = excluded.lease_until",
                          [org.row(sender).id, org.clock.now.replace(year=org.clock.now.year + 1)])
     assert send(org).recovered_uncertain == 0 and stored(org, held)["state"] == "sending"
     database.execute_sql("UPDATE sync_status SET worker = NULL, lease_until = NULL")

@@ -7,7 +7,10 @@ profile's bound (R8, the leases of jobs/leases.py).
 At most once: an email found ``sending`` as a pass starts, whose mailbox no live worker holds, was
 being sent by a worker that died; it becomes ``uncertain`` and only an operator sends it again
 (``outgoing.resend``). A refusal waits and retries per the organisation's retry policy while
-attempts are left (R14), then the email ``failed``."""
+attempts are left (R14), then the email ``failed``. A failure of the mailbox's sending itself
+(connecting, TLS, logging in, its sender refused) is the outgoing direction's (R30,
+core/sync/status.py): while it waits for a retry, so do all its due emails; once it is disabled,
+they wait until Test & Enable enables it again."""
 
 from __future__ import annotations
 
@@ -30,11 +33,12 @@ from mbxtui.core.mailbox_check import (
     rule_failure, withheld_failure,
 )
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
-from mbxtui.core.probes.base import ErrorCode, Failure
+from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import approval_required
+from mbxtui.core.sync import status
 from mbxtui.core.sync.sending import Attempt, EmailQueue, MailboxSending, QueuedEmail, send_queued
 
 log = logging.getLogger(__name__)
@@ -134,8 +138,7 @@ class OutgoingRunner:
                     for future in done:
                         target = in_flight.pop(future)
                         self._leases.give_back(target.profile.id)
-                        summary.mailboxes.append(self._outcome(target, future.result(), settings))
-                        self._release(target)
+                        summary.mailboxes.append(self._finish(target, future.result(), settings))
                     self._sync_leases(waiting)
         finally:
             with write_transaction():
@@ -163,10 +166,14 @@ class OutgoingRunner:
         where = ["m.active = 1", "m.outgoing_enabled = 1", "m.outgoing_method = ?", "p.active = 1", "m.approval <> ?",
                  "(m.approval = ? OR (m.regarding = 'user' AND ? = 0) OR (m.regarding <> 'user' AND ? = 0))",
                  "(s.worker IS NULL OR s.lease_until < ?)",
-                 f"EXISTS (SELECT 1 FROM email_activity a WHERE a.mailbox_id = m.id AND {_DUE})"]
+                 f"EXISTS (SELECT 1 FROM email_activity a WHERE a.mailbox_id = m.id AND {_DUE})",
+                 # R30: while the direction waits for a retry, an email queued since waits with it.
+                 "(s.outgoing_failures IS NULL OR s.outgoing_failures = 0 OR NOT EXISTS (SELECT 1 FROM "
+                 "email_activity w WHERE w.mailbox_id = m.id AND w.direction = 'outgoing' AND w.state = 'pending' "
+                 "AND w.next_attempt > ?))"]
         params: list = [OutgoingMethod.SERVER_SIDE_SYNC.value, Approval.REJECTED.value, Approval.APPROVED.value,
                         int(approval_required(settings, Regarding.USER)),
-                        int(approval_required(settings, Regarding.QUEUE)), now, now]
+                        int(approval_required(settings, Regarding.QUEUE)), now, now, now]
         if emails:
             where.append(f"m.email IN ({','.join('?' * len(emails))})")
             params.extend(email.lower() for email in emails)
@@ -193,11 +200,6 @@ class OutgoingRunner:
         profiles = {p.id: p for p in Profile.select().where(Profile.id.in_({b.profile_id for b in boxes}))}
         return [OutgoingTarget(mailbox_snapshot(box, approved=True, forward_mailbox_available=False),
                                profile_snapshot(profiles[box.profile_id])) for box in boxes]
-
-    def _release(self, target: OutgoingTarget) -> None:
-        with write_transaction():
-            database.execute_sql("UPDATE sync_status SET worker = NULL, lease_until = NULL "
-                                 "WHERE mailbox_id = ? AND worker = ?", [target.mailbox.id, self.worker])
 
     # -- one mailbox (pool threads) --
 
@@ -271,10 +273,11 @@ class OutgoingRunner:
                 database.execute_sql("UPDATE sync_status SET last_outgoing_success = ? WHERE mailbox_id = ?",
                                      [now, mailbox_id])
 
-    def _outcome(self, target: OutgoingTarget, sending: MailboxSending, settings: OrgSettings) -> MailboxSent:
+    def _finish(self, target: OutgoingTarget, sending: MailboxSending, settings: OrgSettings) -> MailboxSent:
+        """Give the mailbox back and write what its sending means for the outgoing direction (R30)."""
+        now = self.clock()
         failure = sending.probe.failure
         counts = {"sent": 0, "failed": 0, "retrying": 0, "uncertain": 0}
-        out_of_retries = False
         for attempt in sending.attempts:
             if attempt.outcome == "sent":
                 counts["sent"] += 1
@@ -284,10 +287,19 @@ class OutgoingRunner:
                 counts["retrying"] += 1
             else:
                 counts["failed"] += 1
-                # The email charged with the session's failure used up its retries with it.
-                out_of_retries = out_of_retries or attempt.failure is failure
-        if failure is not None and (not failure.transient or out_of_retries):
-            outgoing_direction_failed(target.mailbox.id, failure, settings)
+        with write_transaction():
+            ours = database.execute_sql(
+                "UPDATE sync_status SET worker = NULL, lease_until = NULL WHERE mailbox_id = ? AND worker = ?",
+                [target.mailbox.id, self.worker]).rowcount
+            if ours and failure is None and sending.attempts:
+                status.direction_succeeded(target.mailbox.id, "outgoing", now)
+            elif ours and failure is not None:  # else another worker took it over: its status is its own
+                decided = status.direction_failed(target.mailbox.id, "outgoing", failure, settings, now)
+                if decided.retry_at is not None:
+                    database.execute_sql(
+                        "UPDATE email_activity SET next_attempt = ? WHERE mailbox_id = ? AND direction = ? "
+                        "AND state = ? AND (next_attempt IS NULL OR next_attempt < ?)",
+                        [decided.retry_at, target.mailbox.id, OUTGOING, PENDING, decided.retry_at])
         return MailboxSent(target.mailbox.email, failure is None, **counts,
                            error_code=failure.code.value if failure else None,
                            error=failure.message if failure else None)
@@ -313,12 +325,3 @@ def will_retry(attempt: Attempt, settings: OrgSettings) -> bool:
     """R14: a refusal for now is tried again while the email has attempts left."""
     return (attempt.failure is not None and attempt.failure.transient
             and settings.retry_attempts - attempt.email.attempts > 0)
-
-
-def outgoing_direction_failed(mailbox_id: int, failure: Failure, settings: OrgSettings) -> None:
-    """R30 hook: the outgoing direction of this mailbox failed for good (a permanent failure, or a
-    transient one that used up the retries of the email it was sending): disable outgoing, raise
-    the error alerts to the mailbox's and the profile's owners, list it in Test and Enable Failed.
-    Those consequences live in core/sync/status.py, wired here when it joins."""
-    log.warning("the outgoing direction of mailbox %s failed: %s %s", mailbox_id, failure.code.value,
-                failure.message)

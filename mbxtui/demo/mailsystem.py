@@ -106,6 +106,12 @@ class MailSystem:
             inbox = self._inbox(address.strip().lower())
             return inbox.uid_validity, list(inbox.messages)
 
+    def remove(self, address: str, uids: set[int]) -> None:
+        """Delete these messages of ``address``'s inbox (POP3 QUIT after DELE)."""
+        with self._lock:
+            inbox = self._inbox(address.strip().lower())
+            inbox.messages = [m for m in inbox.messages if m.uid not in uids]
+
     def _inbox(self, address: str) -> Inbox:
         inbox = self._inboxes.get(address)
         if inbox is None:

@@ -2,7 +2,8 @@
 RFC 5034): enough for a mail client to connect, secure the connection, log in and count its mail.
 
 Commands: CAPA, STLS, USER, PASS, AUTH (PLAIN with an authorization identity, XOAUTH2), STAT,
-NOOP, RSET, QUIT. Messages are never deleted.
+LIST, UIDL, TOP, DELE, NOOP, RSET, QUIT: enough for processing to read the maildrop (never RETR)
+and delete what it processed, at QUIT as RFC 1939 says.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import binascii
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 
 from mbxtui.demo.connection import ConnectionClosed, LineConnection
-from mbxtui.demo.mailsystem import MailSystem
+from mbxtui.demo.mailsystem import MailSystem, StoredMessage
 
 log = logging.getLogger("mbxtui.demo.servers")
 
@@ -37,6 +39,9 @@ class Pop3Session:
         self.failed_logins = 0
         self.bad_commands = 0
         self.done = False
+        self.uid_validity = 0
+        self.maildrop: list[StoredMessage] = []  # fixed at login: message numbers stay put
+        self.deleted: set[int] = set()  # numbers marked by DELE, removed at QUIT
 
     async def run(self) -> None:
         try:
@@ -164,14 +169,78 @@ class Pop3Session:
             await self.connection.send(f"-ERR [AUTH] Authorization failed: {login} may not act for {mailbox}")
             return
         self.user = mailbox.strip().lower()
+        self.uid_validity, self.maildrop = self.mail.messages(self.user)
         await self.connection.send("+OK Logged in.")
 
     async def _cmd_STAT(self, argument: str) -> None:
         if self.user is None:
             await self._error("Log in first")
             return
-        _, messages = self.mail.messages(self.user)
-        await self.connection.send(f"+OK {len(messages)} {sum(len(m.data) for m in messages)}")
+        kept = [m for n, m in enumerate(self.maildrop, start=1) if n not in self.deleted]
+        await self.connection.send(f"+OK {len(kept)} {sum(len(m.data) for m in kept)}")
+
+    async def _cmd_LIST(self, argument: str) -> None:
+        await self._listing(argument, lambda message: str(len(message.data)))
+
+    async def _cmd_UIDL(self, argument: str) -> None:
+        await self._listing(argument, lambda message: f"{self.uid_validity}.{message.uid}")
+
+    async def _listing(self, argument: str, value: Callable[[StoredMessage], str]) -> None:
+        if self.user is None:
+            await self._error("Log in first")
+            return
+        if argument.strip():
+            number = await self._number(argument)
+            if number is not None:
+                await self.connection.send(f"+OK {number} {value(self.maildrop[number - 1])}")
+            return
+        await self.connection.send("+OK")
+        for number, message in enumerate(self.maildrop, start=1):
+            if number not in self.deleted:
+                await self.connection.send(f"{number} {value(message)}")
+        await self.connection.send(".")
+
+    async def _cmd_TOP(self, argument: str) -> None:
+        if self.user is None:
+            await self._error("Log in first")
+            return
+        number_text, _, lines_text = argument.strip().partition(" ")
+        number = await self._number(number_text)
+        if number is None:
+            return
+        if not lines_text.strip().isdigit():
+            await self._error("Give the number of lines")
+            return
+        lines = self.maildrop[number - 1].data.splitlines()
+        blank = lines.index(b"") if b"" in lines else len(lines)
+        chosen = lines[:blank + 1 + int(lines_text)]
+        await self.connection.send("+OK")
+        await self._send_raw(b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in chosen)
+                             + b".\r\n")
+
+    async def _cmd_DELE(self, argument: str) -> None:
+        if self.user is None:
+            await self._error("Log in first")
+            return
+        number = await self._number(argument)
+        if number is not None:
+            self.deleted.add(number)
+            await self.connection.send("+OK Marked to be deleted.")
+
+    async def _number(self, argument: str) -> int | None:
+        """The message a command names, or None once the client was told it has no such message."""
+        text = argument.strip()
+        if not text.isdigit() or not 1 <= int(text) <= len(self.maildrop) or int(text) in self.deleted:
+            await self._error("There's no message " + text[:20])
+            return None
+        return int(text)
+
+    async def _send_raw(self, data: bytes) -> None:
+        try:
+            self.connection.writer.write(data)
+            await self.connection.writer.drain()
+        except (ConnectionError, ssl.SSLError) as exc:
+            raise ConnectionClosed(str(exc)) from exc
 
     async def _cmd_NOOP(self, argument: str) -> None:
         if self.user is None:
@@ -179,8 +248,15 @@ class Pop3Session:
             return
         await self.connection.send("+OK")
 
-    _cmd_RSET = _cmd_NOOP
+    async def _cmd_RSET(self, argument: str) -> None:
+        if self.user is None:
+            await self._error("Log in first")
+            return
+        self.deleted.clear()
+        await self.connection.send("+OK")
 
     async def _cmd_QUIT(self, argument: str) -> None:
+        if self.user is not None and self.deleted:
+            self.mail.remove(self.user, {self.maildrop[n - 1].uid for n in self.deleted})
         await self.connection.send("+OK Logging out.")
         self.done = True

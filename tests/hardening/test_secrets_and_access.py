@@ -915,6 +915,7 @@ READ_ONLY = {
     "users.list_queues", "profile_mailboxes.mailboxes_of_profile", "mailbox_pages.MailboxPages",
     "credentials.mailbox_secret_state",
     "activities.list_activities", "activities.show_activity", "mailbox_views.sync_of", "health.health",
+    "activities.page_activities", "activities.count_activities", "activities.activity_detail",
 }
 CALLED_BY_CHECKED_SERVICES = {
     "audit.record": "the audit entry of a change its caller was allowed to make",

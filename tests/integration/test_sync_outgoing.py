@@ -376,7 +376,7 @@ def test_a_worker_killed_in_the_middle_of_a_send_leaves_it_uncertain(org, lab_pr
     row = stored(org, activity_id)
     assert row["state"] == "uncertain" and "may have been sent" in row["last_error_text"]
     shown = json.loads(org.cli("activity", "show", str(activity_id), "--json").stdout)
-    assert shown["state"] == "uncertain" and "may have been sent" in shown["last_error"]
+    assert shown["state"] == "uncertain" and "may have been sent" in shown["last_error_text"]
 
 
 def test_a_connection_cut_while_the_message_is_on_its_way_leaves_it_uncertain(org, lab_profile):

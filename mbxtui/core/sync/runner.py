@@ -142,10 +142,11 @@ class SyncRunner:
     def _claim(self, emails: list[str] | None, ignore_interval: bool, settings: OrgSettings) -> list[SyncTarget]:
         now = self.clock()
         where = ["m.active = 1", "m.incoming_enabled = 1", "m.incoming_method = 'server_side_sync'",
-                 "p.active = 1", "p.type = ?", "m.approval <> ?",
+                 "p.active = 1", "p.type IN (?, ?)", "m.approval <> ?",
                  "(m.approval = ? OR (m.regarding = 'user' AND ? = 0) OR (m.regarding <> 'user' AND ? = 0))",
                  "(s.worker IS NULL OR s.lease_until < ?)"]
-        params: list = [ProfileType.IMAP_SMTP.value, Approval.REJECTED.value, Approval.APPROVED.value,
+        params: list = [ProfileType.IMAP_SMTP.value, ProfileType.POP3_SMTP.value, Approval.REJECTED.value,
+                        Approval.APPROVED.value,
                         int(approval_required(settings, Regarding.USER)),
                         int(approval_required(settings, Regarding.QUEUE)), now]
         if not ignore_interval:
@@ -194,7 +195,7 @@ class SyncRunner:
                 mailbox=mailbox_snapshot(box, approved=True, forward_mailbox_available=False),
                 profile=profile_snapshot(profile), min_polling_minutes=profile.min_polling_minutes, own=own,
                 delete_after_processing=box.is_forward or (box.regarding == "queue" and box.delete_after_processing),
-                reads_after=reads_after))
+                reads_after=reads_after, processed_folder=profile.processed_folder))
         return targets
 
     # -- one cycle (pool threads) --

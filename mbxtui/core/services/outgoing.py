@@ -58,6 +58,9 @@ def queue_email(actor: Actor, sender_email: str, to: list[str], cc: list[str], s
             [ActivityDirection.OUTGOING.value, ActivityState.PENDING.value, message_id, sender,
              json.dumps(to_addresses), json.dumps(cc_addresses), subject, body[:PREVIEW_CHARACTERS], in_reply_to,
              mailbox.id, now, body, " ".join(references), reply_to_activity_id, actor.login]).fetchone()[0]
+        if mailbox.user_id is not None or mailbox.queue_id is not None:  # the user or queue it is sent for
+            database.execute_sql("INSERT INTO activity_party (activity_id, user_id, queue_id) VALUES (?, ?, ?)",
+                                 [activity_id, mailbox.user_id, mailbox.queue_id])
         audit.record(actor, "activity.queue", "activity",
                      f"queued an email from {sender} to {len(to_addresses) + len(cc_addresses)} recipient(s)",
                      [(activity_id, None, {"message_id": message_id, "sender": sender, "to": to_addresses,

@@ -179,7 +179,7 @@ def test_without_a_notification_mailbox_nothing_is_queued_and_a_warning_says_why
     assert sent(org) == []
     [warning] = org.alerts(code=notices.NOT_EMAILED_CODE)
     assert warning.level == "warning" and warning.mailbox_id == org.row(login).id
-    assert "no notification mailbox is set (mbxtui settings set --notification-mailbox ADDRESS)" in warning.text
+    assert "no notification mailbox is set (mbxtui settings set --notification-mailbox EMAIL)" in warning.text
 
     set_notification_mailbox(org, notifier)
     disable(org, login)

@@ -93,7 +93,7 @@ def send(notice: Notice, now: datetime) -> int | None:
         'SELECT name, email FROM "user" WHERE id = ?', [notice.owner_id]).fetchone()
     if sender is None:
         return _not_emailed(notice, "no notification mailbox is set (mbxtui settings set --notification-mailbox "
-                                    "ADDRESS)", now)
+                                    "EMAIL)", now)
     if owner is None:
         return _not_emailed(notice, f"{notice.what} has no owner", now)
     if not owner[1]:

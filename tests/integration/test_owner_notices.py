@@ -72,9 +72,7 @@ def notifier(org: Org) -> str:
 
 
 def set_notification_mailbox(org: Org, login: str | None) -> None:
-    with write_transaction():
-        database.execute_sql("UPDATE org_settings SET notification_mailbox_id = (SELECT id FROM mailbox WHERE email = ?)",
-                             [login])
+    settings.update(org.admin, notification_mailbox=login or "none")
 
 
 # -- a mailbox disabled by processing -------------------------------------------------------------

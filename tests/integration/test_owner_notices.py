@@ -5,12 +5,17 @@ once. The lab's Dovecot makes the failures (a wrong password is AUTH_FAILED)."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
+import ssl
 import threading
 import time
 from datetime import timedelta
+from email.message import EmailMessage
 
 import pytest
+from imapclient import IMAPClient
 
 from mbxtui.core.db import write_transaction
 from mbxtui.core.models import database
@@ -293,3 +298,36 @@ def _wait_for_a_blocked_writer() -> None:
             return
         time.sleep(0.01)
     raise AssertionError("the second writer never waited for the first")
+
+
+# -- end to end -----------------------------------------------------------------------------------
+
+def test_the_notice_arrives_in_the_owners_dovecot_inbox(org, notifier):
+    """The outgoing pass (R29) sends the queued notice through the lab's SMTP into Dovecot."""
+    outgoing = pytest.importorskip("mbxtui.core.sync.outgoing",
+                                   reason="the outgoing pass (core/sync/outgoing.py, R29) is not here yet")
+    with write_transaction():
+        database.execute_sql("UPDATE mailbox SET incoming_method = 'none' WHERE email = ?", [notifier])
+    assert org.test_enable(notifier).passed == 1 and org.row(notifier).outgoing_enabled
+    [login] = org.lab.add_users(1, "ntarrive")
+    user_mailbox(org, login)
+    disable(org, login)
+
+    summary = outgoing.OutgoingRunner(org.store, clock=org.clock).run_once()
+    assert (summary.sent, summary.failed) == (1, 0)
+    [received] = [m for m in inbox(org, login) if m["From"] == notifier]
+    assert received["To"] == login and received["Message-ID"] == sent(org)[0]["message_id"]
+    assert received["Subject"] == f"mbxtui: incoming processing of {login} is disabled (AUTH_FAILED)"
+    text = received.get_content().replace("\r\n", "\n")
+    assert "Error code: AUTH_FAILED" in text and f"    mbxtui test-enable {login}\n" in text
+
+
+def inbox(org: Org, login: str) -> list[EmailMessage]:
+    """The lab user's INBOX over IMAP, oldest first."""
+    with IMAPClient(org.lab.host, port=org.lab.ports["imaps"],
+                    ssl_context=ssl.create_default_context(cafile=org.lab.ca_file), timeout=10) as client:
+        client.login(login, org.lab.users[login])
+        client.select_folder("INBOX", readonly=True)
+        uids = sorted(client.search(["ALL"]))
+        answers = client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}
+    return [email.message_from_bytes(answers[uid][b"BODY[]"], policy=email.policy.default) for uid in uids]

@@ -29,11 +29,16 @@ def receipts(org: Org) -> int:
     return query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0]
 
 
-def wait_for(condition, what: str, workers: list[subprocess.Popen]) -> None:
+def wait_for(org: Org, condition, what: str, workers: list[subprocess.Popen], *, bound: int | None = None) -> None:
+    """Poll ``condition`` while the workers run; ``bound``: meanwhile the connection slots leased
+    in the database (tests and processing, every worker) never add up to more than it."""
     deadline = time.monotonic() + DEADLINE
     while not condition():
         for worker in workers:
             assert worker.poll() is None, f"a worker ended early: {worker.communicate()}"
+        if bound is not None:
+            leased = query(org.db_path, "SELECT coalesce(sum(slots), 0) FROM connection_lease")[0][0]
+            assert leased <= bound, query(org.db_path, "SELECT * FROM connection_lease")
         assert time.monotonic() < deadline, f"not in time: {what}"
         time.sleep(0.2)
 
@@ -88,9 +93,9 @@ def test_the_worker_processes_new_mail_while_it_runs_and_logs_one_line_per_mailb
 
     worker = org.cli_start("worker", "--poll", "0.2")
     try:
-        wait_for(lambda: receipts(org) == 1, "the first message recorded", [worker])
+        wait_for(org, lambda: receipts(org) == 1, "the first message recorded", [worker])
         deliver(org, login, message("bob@outside.test", login, "While it runs"))
-        wait_for(lambda: receipts(org) == 2, "the second message recorded", [worker])
+        wait_for(org, lambda: receipts(org) == 2, "the second message recorded", [worker])
     finally:
         [(status, out, err, seconds)] = terminate([worker])
 
@@ -127,7 +132,7 @@ def test_sigterm_in_the_middle_of_a_pass_ends_it_soon_leaving_nothing_claimed_an
 
     worker = org.cli_start("worker", "--poll", "0.2")
     try:
-        wait_for(lambda: 0 < receipts(org), "the pass under way", [worker])
+        wait_for(org, lambda: 0 < receipts(org), "the pass under way", [worker])
         claimed = query(org.db_path, "SELECT count(*) FROM sync_status WHERE worker IS NOT NULL")[0][0]
     finally:
         [(status, out, err, seconds)] = terminate([worker])
@@ -162,14 +167,17 @@ def test_two_workers_never_cycle_one_mailbox_at_once_and_stay_within_the_bound_w
         workers = [org.cli_start("worker", "--poll", "0.2", "--sync-threads", "4", "--threads", "4")
                    for _ in range(2)]
         try:
-            wait_for(lambda: receipts(org) == len(logins) * 2, "every message recorded", workers)
-            wait_for(lambda: query(org.db_path, "SELECT count(*) FROM test_job WHERE state <> 'done'")[0][0] == 0,
-                     "the tests done", workers)
+            wait_for(org, lambda: receipts(org) == len(logins) * 2, "every message recorded", workers, bound=bound)
+            wait_for(org, lambda: query(org.db_path, "SELECT count(*) FROM test_job WHERE state <> 'done'")[0][0] == 0,
+                     "the tests done", workers, bound=bound)
         finally:
             ended = terminate(workers)
 
     assert [status for status, *_ in ended] == [0, 0], ended
     read = read_per_mailbox(*(out for _, out, _, _ in ended))
     assert read == {login: 2 for login in logins}, "each message read by one worker, once"
-    assert imaps.max_concurrent <= bound, imaps
+    # Counted at the server, a connection is seen closing some time after the client closed it, so a
+    # slot going from one connection straight to the next may count twice for a moment (see
+    # test_workers.bounded_profile); the leases above are the exact count.
+    assert imaps.max_concurrent <= bound + 1, imaps
     assert_nothing_held(org)

@@ -10,10 +10,11 @@ import re
 import signal
 import subprocess
 import time
+from datetime import timedelta
 
 import pytest
 
-from mbxtui.core.models import OrgSettings
+from mbxtui.core.models import Mailbox, OrgSettings, Profile, utcnow
 from tests.backends import query
 from tests.integration.conftest import Org
 from tests.integration.test_sync_incoming import deliver, message
@@ -181,3 +182,20 @@ def test_two_workers_never_cycle_one_mailbox_at_once_and_stay_within_the_bound_w
     # test_workers.bounded_profile); the leases above are the exact count.
     assert imaps.max_concurrent <= bound + 1, imaps
     assert_nothing_held(org)
+
+
+def test_the_worker_retests_mailboxes_not_proven_within_their_profiles_interval_once(org):
+    logins = enabled_mailboxes(org, 2, "wretest")
+    long_ago = utcnow() - timedelta(hours=5)
+    Profile.update(retest_hours=4).where(Profile.name == "proc").execute()
+    Mailbox.update(test_completed_on=long_ago, test_last_attempted_on=long_ago).where(
+        Mailbox.email == logins[0]).execute()
+
+    done = org.cli("worker", "--once", "--no-process")
+    assert done.returncode == 0, done.stderr
+    assert "re-test queued for 1 mailbox(es)" in done.stderr
+    assert done.stdout.splitlines() == [f"{logins[0]}: passed"]
+    assert Mailbox.get(Mailbox.email == logins[0]).test_completed_on > long_ago
+
+    again = org.cli("worker", "--once", "--no-process")
+    assert "re-test" not in again.stderr and again.stdout == "", "proven again: not re-tested before the interval"

@@ -27,6 +27,7 @@ OAUTH2_TOKEN = "demo-oauth2-access-token"
 
 MAX_MESSAGES_PER_INBOX = 500  # the oldest go first beyond this
 MAX_PRELOADED_MESSAGES = 24
+PRELOADED_ARRIVAL = 1704067200.0  # 2024-01-01 UTC: before any demo mailbox was enabled
 
 _PRELOADED_SUBJECTS = (
     "Weekly operations summary",
@@ -45,6 +46,8 @@ class StoredMessage:
     uid: int
     data: bytes
     headers: ParsedHeaders = field(repr=False)
+    arrived: float = 0.0  # the IMAP INTERNALDATE, as time.time()
+    flags: set[str] = field(default_factory=set)
 
     def header_contains(self, name: str, text: str) -> bool:
         """IMAP SEARCH HEADER: a case-insensitive substring of any header of that name."""
@@ -98,7 +101,7 @@ class MailSystem:
         headers = self._parser.parsebytes(data)
         with self._lock:
             inbox = self._inbox(address)
-            self._append(inbox, data, headers)
+            self._append(inbox, data, headers, time.time())
 
     def messages(self, address: str) -> tuple[int, list[StoredMessage]]:
         """The UID validity and the messages of ``address``'s inbox, oldest first."""
@@ -106,17 +109,42 @@ class MailSystem:
             inbox = self._inbox(address.strip().lower())
             return inbox.uid_validity, list(inbox.messages)
 
+    def next_uid(self, address: str) -> int:
+        with self._lock:
+            return self._inbox(address.strip().lower()).next_uid
+
+    def flag(self, address: str, uids: set[int], flags: set[str], *, add: bool = True) -> None:
+        with self._lock:
+            for message in self._inbox(address.strip().lower()).messages:
+                if message.uid in uids:
+                    message.flags = message.flags | flags if add else message.flags - flags
+
+    def expunge(self, address: str) -> list[int]:
+        """Remove the messages flagged \\Deleted; returns their sequence numbers as EXPUNGE
+        reports them (each counted after the removals before it)."""
+        with self._lock:
+            inbox = self._inbox(address.strip().lower())
+            reported, kept = [], []
+            for number, message in enumerate(inbox.messages, start=1):
+                if "\\Deleted" in message.flags:
+                    reported.append(number - len(reported))
+                else:
+                    kept.append(message)
+            inbox.messages = kept
+            return reported
+
     def _inbox(self, address: str) -> Inbox:
         inbox = self._inboxes.get(address)
         if inbox is None:
             inbox = self._inboxes[address] = Inbox(self._uid_validity)
+            # Preloaded mail arrived before the demo's mailboxes were enabled: processing starts after it.
             for data in _preloaded_messages(address):
-                self._append(inbox, data, self._parser.parsebytes(data))
+                self._append(inbox, data, self._parser.parsebytes(data), PRELOADED_ARRIVAL)
         return inbox
 
     @staticmethod
-    def _append(inbox: Inbox, data: bytes, headers: ParsedHeaders) -> None:
-        inbox.messages.append(StoredMessage(inbox.next_uid, data, headers))
+    def _append(inbox: Inbox, data: bytes, headers: ParsedHeaders, arrived: float) -> None:
+        inbox.messages.append(StoredMessage(inbox.next_uid, data, headers, arrived))
         inbox.next_uid += 1
         del inbox.messages[:-MAX_MESSAGES_PER_INBOX]
 

@@ -1,7 +1,7 @@
 """Test & Enable: ``test-enable`` (queue the tests, or run them at once with --wait) and ``worker``
 (run queued tests and due retries and, unless --no-process, process the enabled mailboxes: see
 core/sync/loop.py). The worker reports through logging: one line per tested mailbox and per
-cycle that read mail or failed on stdout, re-tests queued and the summary on stderr, all also in
+cycle that recorded mail or failed on stdout, re-tests queued and the summary on stderr, all also in
 the log file when there is one."""
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def log_tested(events: Sequence[Any]) -> None:
 
 
 def log_processed(summary: SyncSummary) -> None:
-    """One line per cycle that read mail or failed: the address, what was read and recorded, or the
-    error code. A cycle that found nothing new is not logged."""
+    """One line per eventful cycle (see ``sync.loop.eventful``): the address, what was read and
+    recorded, or the error code."""
     from mbxtui.core.sync.loop import eventful
 
     for cycled in filter(eventful, summary.mailboxes):
@@ -141,7 +141,7 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
                 stop.set()
                 thread.join()  # the cycles in flight finish, each within its profile's timeout
         totals = processing.totals
-        if totals.messages or totals.failed:
+        if totals.recorded or totals.failed:
             summary_log.info("processed %d cycle(s): %d message(s) read, %d recorded, %d failed",
                              totals.cycles, totals.messages, totals.recorded, totals.failed)
         summary_log.info("tested %d: %d passed, %d failed, %d postponed",

@@ -49,8 +49,9 @@ class ProcessingTotals:
 
 
 def eventful(cycled: MailboxCycled) -> bool:
-    """A cycle worth a line of the log: it read mail or failed (a quiet cycle is not an event)."""
-    return not cycled.ok or cycled.messages > 0
+    """A cycle worth a line of the log: it failed, or recorded, kept unresolved or deleted mail. A
+    cycle that found nothing new, or only mail its mailbox does not track (R27), is not an event."""
+    return not cycled.ok or bool(cycled.recorded or cycled.unresolved or cycled.deleted)
 
 
 class ProcessingLoop:

@@ -119,6 +119,11 @@ class MailSystem:
                 if message.uid in uids:
                     message.flags = message.flags | flags if add else message.flags - flags
 
+    def remove(self, address: str, uids: set[int]) -> None:
+        with self._lock:
+            inbox = self._inbox(address.strip().lower())
+            inbox.messages = [message for message in inbox.messages if message.uid not in uids]
+
     def expunge(self, address: str) -> list[int]:
         """Remove the messages flagged \\Deleted; returns their sequence numbers as EXPUNGE
         reports them (each counted after the removals before it)."""

@@ -1,8 +1,10 @@
 """A small POP3 server for the sandbox (RFC 1939, CAPA and STLS from RFC 2449 and 2595, AUTH from
-RFC 5034): enough for a mail client to connect, secure the connection, log in and count its mail.
+RFC 5034): enough for a mail client to connect, secure the connection, log in, and read and
+delete its mail as processing does.
 
 Commands: CAPA, STLS, USER, PASS, AUTH (PLAIN with an authorization identity, XOAUTH2), STAT,
-NOOP, RSET, QUIT. Messages are never deleted.
+LIST, UIDL, TOP, RETR, DELE, NOOP, RSET, QUIT. The maildrop is the inbox as it was at login;
+messages marked with DELE are removed at QUIT (RFC 1939's UPDATE state).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import ssl
 
 from mbxtui.demo.connection import ConnectionClosed, LineConnection
-from mbxtui.demo.mailsystem import MailSystem
+from mbxtui.demo.mailsystem import MailSystem, StoredMessage
 
 log = logging.getLogger("mbxtui.demo.servers")
 
@@ -37,6 +39,9 @@ class Pop3Session:
         self.failed_logins = 0
         self.bad_commands = 0
         self.done = False
+        self.uid_validity = 0
+        self.maildrop: list[StoredMessage] = []
+        self.deleted: set[int] = set()  # message numbers marked with DELE
 
     async def run(self) -> None:
         try:
@@ -77,7 +82,7 @@ class Pop3Session:
                 capabilities.append("STLS")
             if self._may_log_in:
                 capabilities += ["USER", "SASL PLAIN XOAUTH2"]
-        capabilities.append("IMPLEMENTATION mbxtui-demo-sandbox")
+        capabilities += ["TOP", "UIDL", "IMPLEMENTATION mbxtui-demo-sandbox"]
         await self.connection.send("+OK Capability list follows")
         for capability in capabilities:
             await self.connection.send(capability)
@@ -164,14 +169,85 @@ class Pop3Session:
             await self.connection.send(f"-ERR [AUTH] Authorization failed: {login} may not act for {mailbox}")
             return
         self.user = mailbox.strip().lower()
+        self.uid_validity, self.maildrop = self.mail.messages(self.user)
         await self.connection.send("+OK Logged in.")
+
+    def _present(self) -> list[tuple[int, StoredMessage]]:
+        return [(n, m) for n, m in enumerate(self.maildrop, start=1) if n not in self.deleted]
+
+    async def _message(self, argument: str) -> tuple[int, StoredMessage] | None:
+        """The message an argument numbers, or None (the error already sent)."""
+        if self.user is None:
+            await self._error("Log in first")
+            return None
+        try:
+            number = int(argument.split()[0])
+        except (ValueError, IndexError):
+            await self._error("A message number is needed")
+            return None
+        if not 1 <= number <= len(self.maildrop) or number in self.deleted:
+            await self._error("No such message")
+            return None
+        return number, self.maildrop[number - 1]
+
+    async def _multiline(self, first: str, data: bytes) -> None:
+        lines = data.split(b"\r\n") if b"\r\n" in data else data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        stuffed = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+        await self.connection.send_bytes(first.encode() + b"\r\n" + stuffed + b".\r\n")
 
     async def _cmd_STAT(self, argument: str) -> None:
         if self.user is None:
             await self._error("Log in first")
             return
-        _, messages = self.mail.messages(self.user)
-        await self.connection.send(f"+OK {len(messages)} {sum(len(m.data) for m in messages)}")
+        present = self._present()
+        await self.connection.send(f"+OK {len(present)} {sum(len(m.data) for _, m in present)}")
+
+    async def _cmd_LIST(self, argument: str, *, unique: bool = False) -> None:
+        def value(number: int, message: StoredMessage) -> str:
+            return f"{number} {self.uid_validity}.{message.uid}" if unique else f"{number} {len(message.data)}"
+
+        if argument.strip():
+            found = await self._message(argument)
+            if found is not None:
+                await self.connection.send(f"+OK {value(*found)}")
+            return
+        if self.user is None:
+            await self._error("Log in first")
+            return
+        await self._multiline("+OK", "\r\n".join(value(n, m) for n, m in self._present()).encode())
+
+    async def _cmd_UIDL(self, argument: str) -> None:
+        await self._cmd_LIST(argument, unique=True)
+
+    async def _cmd_TOP(self, argument: str) -> None:
+        found = await self._message(argument)
+        if found is None:
+            return
+        parts = argument.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            await self._error("TOP needs a message number and a number of lines")
+            return
+        data = found[1].data
+        for separator in (b"\r\n\r\n", b"\n\n"):
+            if separator in data:
+                header, body = data.split(separator, 1)
+                lines = body.splitlines(keepends=True)[: int(parts[1])]
+                data = header + separator + b"".join(lines)
+                break
+        await self._multiline("+OK", data)
+
+    async def _cmd_RETR(self, argument: str) -> None:
+        found = await self._message(argument)
+        if found is not None:
+            await self._multiline(f"+OK {len(found[1].data)} octets", found[1].data)
+
+    async def _cmd_DELE(self, argument: str) -> None:
+        found = await self._message(argument)
+        if found is not None:
+            self.deleted.add(found[0])
+            await self.connection.send(f"+OK Message {found[0]} deleted")
 
     async def _cmd_NOOP(self, argument: str) -> None:
         if self.user is None:
@@ -179,8 +255,12 @@ class Pop3Session:
             return
         await self.connection.send("+OK")
 
-    _cmd_RSET = _cmd_NOOP
+    async def _cmd_RSET(self, argument: str) -> None:
+        self.deleted.clear()
+        await self._cmd_NOOP(argument)
 
     async def _cmd_QUIT(self, argument: str) -> None:
+        if self.user is not None and self.deleted:
+            self.mail.remove(self.user, {self.maildrop[n - 1].uid for n in self.deleted})
         await self.connection.send("+OK Logging out.")
         self.done = True

@@ -49,16 +49,35 @@ def cmd_mailbox_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_mailbox_show(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.jobs import queue as jobs
-    from mbxtui.core.services import mailboxes
-
-    from mbxtui.core.services import credentials
+    from mbxtui.core.services import credentials, mailbox_views, mailboxes
 
     shown = mailboxes.show(ctx.actor, args.email)
     last = jobs.last_result(shown.id)
     data: dict[str, Any] = {**shown.as_dict(), "secret_endpoint": credentials.mailbox_secret_state(ctx.actor, shown.email),
-                            "last_test": None if last is None else last.as_dict()}
-    emit(args, data, print_record)
+                            "last_test": None if last is None else last.as_dict(),
+                            "sync": mailbox_views.sync_of(ctx.actor, shown.id)}
+    emit(args, data, _print_mailbox)
     return EXIT_OK
+
+
+def _print_mailbox(data: dict[str, Any]) -> None:
+    record = dict(data)
+    sync = record.pop("sync")
+    print_record(record)
+    print("Sync")
+    if sync["state"] is None:
+        print(f"  never processed{' (stale)' if sync['stale'] else ''}")
+        return
+    error = sync["last_error"]
+    print_record({
+        "state": sync["state"] + (" (stale)" if sync["stale"] else ""),
+        "last cycle": f"{sync['last_cycle_started'] or '-'} to {sync['last_cycle_finished'] or '-'}",
+        "last incoming sync": sync["last_incoming_success"] or "never",
+        "last outgoing sync": sync["last_outgoing_success"] or "never",
+        "items": f"{sync['items_last_cycle']} last cycle, {sync['items_total']} in total",
+        "next due": sync["next_due"] or "-",
+        "last error": f"{error['code']}: {error['text']}" if error else "-",
+    }, "  ")
 
 
 def cmd_mailbox_edit(ctx: Context, args: argparse.Namespace) -> int:

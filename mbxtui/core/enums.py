@@ -92,6 +92,7 @@ class View(StrEnum):
     PENDING = "pending"
     FAILED = "failed"
     DISABLED = "disabled"
+    STALE = "stale"  # R31: enabled for incoming, no successful sync for longer than the stale threshold
 
 
 class JobState(StrEnum):

@@ -120,9 +120,10 @@ class MailSystem:
                     message.flags = message.flags | flags if add else message.flags - flags
 
     def remove(self, address: str, uids: set[int]) -> None:
+        """Delete these messages of ``address``'s inbox (POP3 QUIT after DELE)."""
         with self._lock:
             inbox = self._inbox(address.strip().lower())
-            inbox.messages = [message for message in inbox.messages if message.uid not in uids]
+            inbox.messages = [m for m in inbox.messages if m.uid not in uids]
 
     def expunge(self, address: str) -> list[int]:
         """Remove the messages flagged \\Deleted; returns their sequence numbers as EXPUNGE

@@ -1,10 +1,9 @@
 """A small POP3 server for the sandbox (RFC 1939, CAPA and STLS from RFC 2449 and 2595, AUTH from
-RFC 5034): enough for a mail client to connect, secure the connection, log in, and read and
-delete its mail as processing does.
+RFC 5034): enough for a mail client to connect, secure the connection, log in and count its mail.
 
 Commands: CAPA, STLS, USER, PASS, AUTH (PLAIN with an authorization identity, XOAUTH2), STAT,
-LIST, UIDL, TOP, RETR, DELE, NOOP, RSET, QUIT. The maildrop is the inbox as it was at login;
-messages marked with DELE are removed at QUIT (RFC 1939's UPDATE state).
+LIST, UIDL, TOP, DELE, NOOP, RSET, QUIT: enough for processing to read the maildrop (never RETR)
+and delete what it processed, at QUIT as RFC 1939 says.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import binascii
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 
 from mbxtui.demo.connection import ConnectionClosed, LineConnection
 from mbxtui.demo.mailsystem import MailSystem, StoredMessage
@@ -40,8 +40,8 @@ class Pop3Session:
         self.bad_commands = 0
         self.done = False
         self.uid_validity = 0
-        self.maildrop: list[StoredMessage] = []
-        self.deleted: set[int] = set()  # message numbers marked with DELE
+        self.maildrop: list[StoredMessage] = []  # fixed at login: message numbers stay put
+        self.deleted: set[int] = set()  # numbers marked by DELE, removed at QUIT
 
     async def run(self) -> None:
         try:
@@ -82,7 +82,7 @@ class Pop3Session:
                 capabilities.append("STLS")
             if self._may_log_in:
                 capabilities += ["USER", "SASL PLAIN XOAUTH2"]
-        capabilities += ["TOP", "UIDL", "IMPLEMENTATION mbxtui-demo-sandbox"]
+        capabilities.append("IMPLEMENTATION mbxtui-demo-sandbox")
         await self.connection.send("+OK Capability list follows")
         for capability in capabilities:
             await self.connection.send(capability)
@@ -172,82 +172,75 @@ class Pop3Session:
         self.uid_validity, self.maildrop = self.mail.messages(self.user)
         await self.connection.send("+OK Logged in.")
 
-    def _present(self) -> list[tuple[int, StoredMessage]]:
-        return [(n, m) for n, m in enumerate(self.maildrop, start=1) if n not in self.deleted]
-
-    async def _message(self, argument: str) -> tuple[int, StoredMessage] | None:
-        """The message an argument numbers, or None (the error already sent)."""
-        if self.user is None:
-            await self._error("Log in first")
-            return None
-        try:
-            number = int(argument.split()[0])
-        except (ValueError, IndexError):
-            await self._error("A message number is needed")
-            return None
-        if not 1 <= number <= len(self.maildrop) or number in self.deleted:
-            await self._error("No such message")
-            return None
-        return number, self.maildrop[number - 1]
-
-    async def _multiline(self, first: str, data: bytes) -> None:
-        lines = data.split(b"\r\n") if b"\r\n" in data else data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        stuffed = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
-        await self.connection.send_bytes(first.encode() + b"\r\n" + stuffed + b".\r\n")
-
     async def _cmd_STAT(self, argument: str) -> None:
         if self.user is None:
             await self._error("Log in first")
             return
-        present = self._present()
-        await self.connection.send(f"+OK {len(present)} {sum(len(m.data) for _, m in present)}")
+        kept = [m for n, m in enumerate(self.maildrop, start=1) if n not in self.deleted]
+        await self.connection.send(f"+OK {len(kept)} {sum(len(m.data) for m in kept)}")
 
-    async def _cmd_LIST(self, argument: str, *, unique: bool = False) -> None:
-        def value(number: int, message: StoredMessage) -> str:
-            return f"{number} {self.uid_validity}.{message.uid}" if unique else f"{number} {len(message.data)}"
+    async def _cmd_LIST(self, argument: str) -> None:
+        await self._listing(argument, lambda message: str(len(message.data)))
 
-        if argument.strip():
-            found = await self._message(argument)
-            if found is not None:
-                await self.connection.send(f"+OK {value(*found)}")
-            return
+    async def _cmd_UIDL(self, argument: str) -> None:
+        await self._listing(argument, lambda message: f"{self.uid_validity}.{message.uid}")
+
+    async def _listing(self, argument: str, value: Callable[[StoredMessage], str]) -> None:
         if self.user is None:
             await self._error("Log in first")
             return
-        await self._multiline("+OK", "\r\n".join(value(n, m) for n, m in self._present()).encode())
-
-    async def _cmd_UIDL(self, argument: str) -> None:
-        await self._cmd_LIST(argument, unique=True)
+        if argument.strip():
+            number = await self._number(argument)
+            if number is not None:
+                await self.connection.send(f"+OK {number} {value(self.maildrop[number - 1])}")
+            return
+        await self.connection.send("+OK")
+        for number, message in enumerate(self.maildrop, start=1):
+            if number not in self.deleted:
+                await self.connection.send(f"{number} {value(message)}")
+        await self.connection.send(".")
 
     async def _cmd_TOP(self, argument: str) -> None:
-        found = await self._message(argument)
-        if found is None:
+        if self.user is None:
+            await self._error("Log in first")
             return
-        parts = argument.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            await self._error("TOP needs a message number and a number of lines")
+        number_text, _, lines_text = argument.strip().partition(" ")
+        number = await self._number(number_text)
+        if number is None:
             return
-        data = found[1].data
-        for separator in (b"\r\n\r\n", b"\n\n"):
-            if separator in data:
-                header, body = data.split(separator, 1)
-                lines = body.splitlines(keepends=True)[: int(parts[1])]
-                data = header + separator + b"".join(lines)
-                break
-        await self._multiline("+OK", data)
-
-    async def _cmd_RETR(self, argument: str) -> None:
-        found = await self._message(argument)
-        if found is not None:
-            await self._multiline(f"+OK {len(found[1].data)} octets", found[1].data)
+        if not lines_text.strip().isdigit():
+            await self._error("Give the number of lines")
+            return
+        lines = self.maildrop[number - 1].data.splitlines()
+        blank = lines.index(b"") if b"" in lines else len(lines)
+        chosen = lines[:blank + 1 + int(lines_text)]
+        await self.connection.send("+OK")
+        await self._send_raw(b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in chosen)
+                             + b".\r\n")
 
     async def _cmd_DELE(self, argument: str) -> None:
-        found = await self._message(argument)
-        if found is not None:
-            self.deleted.add(found[0])
-            await self.connection.send(f"+OK Message {found[0]} deleted")
+        if self.user is None:
+            await self._error("Log in first")
+            return
+        number = await self._number(argument)
+        if number is not None:
+            self.deleted.add(number)
+            await self.connection.send("+OK Marked to be deleted.")
+
+    async def _number(self, argument: str) -> int | None:
+        """The message a command names, or None once the client was told it has no such message."""
+        text = argument.strip()
+        if not text.isdigit() or not 1 <= int(text) <= len(self.maildrop) or int(text) in self.deleted:
+            await self._error("There's no message " + text[:20])
+            return None
+        return int(text)
+
+    async def _send_raw(self, data: bytes) -> None:
+        try:
+            self.connection.writer.write(data)
+            await self.connection.writer.drain()
+        except (ConnectionError, ssl.SSLError) as exc:
+            raise ConnectionClosed(str(exc)) from exc
 
     async def _cmd_NOOP(self, argument: str) -> None:
         if self.user is None:
@@ -256,8 +249,11 @@ class Pop3Session:
         await self.connection.send("+OK")
 
     async def _cmd_RSET(self, argument: str) -> None:
+        if self.user is None:
+            await self._error("Log in first")
+            return
         self.deleted.clear()
-        await self._cmd_NOOP(argument)
+        await self.connection.send("+OK")
 
     async def _cmd_QUIT(self, argument: str) -> None:
         if self.user is not None and self.deleted:

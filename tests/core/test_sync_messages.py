@@ -7,6 +7,7 @@ import base64
 
 from mbxtui.core.sync.messages import (
     MOST_TEXT_BYTES, PREVIEW_CHARACTERS, Structure, TextSection, decode_text, html_to_text, parse, read_structure,
+    received_date, top_structure,
 )
 from mbxtui.core.sync.routing import Party, effective_tracking, route, tracked
 
@@ -21,6 +22,52 @@ MIXED = ([ALTERNATIVE, PDF], b"mixed", (b"boundary", b"b2"), None, None, None)
 
 def headers(*lines: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+POP3_HEADER = headers("From: a@outside.test", "Subject: report", "MIME-Version: 1.0",
+                      'Content-Type: multipart/mixed; boundary="B"')[:-2]  # TOP's header block, blank line apart
+POP3_BODY = ("--B\r\nContent-Type: multipart/alternative; boundary=\"A\"\r\n\r\n"
+             "--A\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hello <b>there</b></p>\r\n"
+             "--A\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable"
+             "\r\n\r\nCaf=E9 at noon\r\n--A--\r\n"
+             "--B\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+             "Content-Disposition: attachment; filename*=utf-8''r%C3%A9sum%C3%A9.pdf\r\n\r\nJVBERi0x\r\n"
+             "--B\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner text\r\n"
+             "--B\r\nContent-Type: application/zip; name=\"big.zip\"\r\nContent-Transfer-Encoding: base64\r\n"
+             "\r\nUEsDBAoAAAAAA\r\nUEsDBAoAAAAAA\r\n").encode()
+
+
+def test_the_lines_pop3_top_returns_give_the_text_and_the_attachments_as_far_as_they_go():
+    size = len(POP3_HEADER) + 2 + len(POP3_BODY) + 1_000_000  # the zip goes on past the lines read
+    structure, text = top_structure(POP3_HEADER, POP3_BODY, size, complete=False)
+    assert structure.text.subtype == "plain" and text.strip() == "Café at noon"
+    names = dict(structure.attachments)
+    assert names["résumé.pdf"] == len(b"JVBERi0x")
+    assert names["message/rfc822"] > 0, "an enclosed message is an attachment, not opened"
+    assert names["big.zip"] >= 1_000_000, "the part cut short: at most the rest of the message"
+
+    complete = len(POP3_HEADER) + 2 + len(POP3_BODY)
+    assert dict(top_structure(POP3_HEADER, POP3_BODY, complete, complete=True)[0].attachments)["big.zip"] < 100
+
+
+def test_deeply_nested_top_lines_are_walked_only_so_deep():
+    depth = 60
+    body = b"".join(f"--b{i}\r\nContent-Type: multipart/mixed; boundary=\"b{i + 1}\"\r\n\r\n".encode()
+                    for i in range(depth))
+    body += f"--b{depth}\r\nContent-Type: text/plain\r\n\r\ndeep down\r\n".encode()
+    header = b'Subject: nested\r\nContent-Type: multipart/mixed; boundary="b0"\r\n'
+    structure, text = top_structure(header, body, len(header) + len(body) + 2, complete=True)
+    assert (structure.text, text) == (None, "")
+
+
+def test_the_received_date_is_the_topmost_received_hop_else_the_date_header():
+    assert str(received_date(headers(
+        "Received: from b by c; Tue, 02 Jun 2026 12:00:00 +0200",
+        "Received: from a by b; Mon, 01 Jun 2026 10:00:00 +0000",
+        "Date: Sun, 01 Mar 2026 08:00:00 +0000"))) == "2026-06-02 10:00:00"
+    assert str(received_date(headers("Received: from a by b (no date)", "Date: Sun, 01 Mar 2026 08:00:00 -0100"))) \
+        == "2026-03-01 09:00:00"
+    assert received_date(headers("Subject: no dates")) is None
 
 
 def test_the_structure_names_the_plain_text_part_and_the_attachments():

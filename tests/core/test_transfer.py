@@ -70,6 +70,11 @@ def populate(location: Path | str, store: SecretStore) -> None:
                             subject="Copied", size=120, attachments=[("a.pdf", 99)], preview="text")
     sync_store.record_batch(processed.id, "INBOX", 4_000_000_000, 3, [sync_store.Fetched(3, utcnow(), message)],
                             Party(None, processed.queue_id, "all"), None, utcnow())
+    sync_store.record_pop3_batch(processed.id, "INBOX", [], ["uidl-seen-1"], Party(None, processed.queue_id, "all"),
+                                 None, utcnow())
+    with db.write_transaction():
+        database.execute_sql("INSERT INTO owner_notice (record_kind, record_id, sent_on) VALUES ('mailbox', ?, ?)",
+                             [processed.id, utcnow()])
     opened.close()
 
 

@@ -903,7 +903,7 @@ READ_ONLY = {
     "operators.list_operators", "profiles.show", "profiles.list_profiles", "settings.show", "users.list_users",
     "users.list_queues", "profile_mailboxes.mailboxes_of_profile", "mailbox_pages.MailboxPages",
     "credentials.mailbox_secret_state",
-    "activities.list_activities", "activities.show_activity",
+    "activities.list_activities", "activities.show_activity", "mailbox_views.sync_of", "health.health",
 }
 CALLED_BY_CHECKED_SERVICES = {
     "audit.record": "the audit entry of a change its caller was allowed to make",

@@ -21,7 +21,7 @@ from .certs import LabCertificates, make_certificates
 from .dovecot import Dovecot, find_dovecot, mail_owner
 from .errors import LabError
 from .loop import LabLoop
-from .proxies import (ConnectionCounter, PlaintextOnlyFront, start_silent_listener,
+from .proxies import (ConnectionCounter, PlaintextOnlyFront, Pop3Front, start_silent_listener,
                       start_tls_front)
 from .smtp import DeliveringHandler, SmtpListener, start_smtp_listener
 
@@ -70,6 +70,20 @@ class MailLab:
         """A counting relay in front of that port; connect to counter.port instead."""
         port = _lookup(self.ports, port_key)
         return self._lab_loop.call(ConnectionCounter(self._lab_loop, port).start())
+
+    def pop3_front(self, *, uidl: bool = True) -> Pop3Front:
+        """POP3 over implicit TLS (the lab's certificate) in front of Dovecot, recording the
+        commands it relays; ``uidl=False``: a server without UIDL. Connect to front.port."""
+        front = Pop3Front(self._lab_loop, self._dovecot.certificates.server_context(), self._dovecot.ports["pop3"],
+                          uidl=uidl)
+        return self._lab_loop.call(front.start())
+
+    def imap_front_without(self, *capabilities: str) -> int:
+        """The port of a plaintext IMAP front of Dovecot that hides and refuses these
+        capabilities (and STARTTLS), e.g. ``MOVE``: a server without them."""
+        front = PlaintextOnlyFront(self._lab_loop, "imap", self._dovecot.ports["imap"],
+                                   hidden=frozenset(c.upper().encode() for c in capabilities))
+        return self._lab_loop.call(front.start())
 
     def add_users(self, n: int, prefix: str = "user") -> list[str]:
         """Add n mailboxes <prefix>0001@example.test... with password "pw-<login>"; numbering

@@ -41,14 +41,18 @@ async def start_tls_front(lab_loop: LabLoop, server_context: ssl.SSLContext, ups
 class PlaintextOnlyFront:
     """IMAP or POP3 in front of a Dovecot plaintext port that neither offers nor accepts
     STARTTLS/STLS, counting the commands that carry credentials (IMAP LOGIN, AUTHENTICATE;
-    POP3 USER, PASS, APOP, AUTH) so a test can prove a client sent none."""
+    POP3 USER, PASS, APOP, AUTH) so a test can prove a client sent none. IMAP ``hidden``: more
+    capabilities (e.g. ``MOVE``) left out of what the server says and refused as commands
+    (``UID MOVE`` too)."""
 
-    def __init__(self, lab_loop: LabLoop, protocol: str, upstream_port: int):
+    def __init__(self, lab_loop: LabLoop, protocol: str, upstream_port: int, *,
+                 hidden: frozenset[bytes] = frozenset()):
         if protocol not in ("imap", "pop3"):
             raise ValueError(f"protocol must be imap or pop3, not {protocol!r}")
         self.lab_loop = lab_loop
         self.protocol = protocol
         self.upstream_port = upstream_port
+        self.hidden = hidden
         self.login_attempts = 0
 
     async def start(self) -> int:
@@ -79,8 +83,10 @@ class PlaintextOnlyFront:
         while line := await reader.readline():
             words = line.split(maxsplit=2)
             command = words[1].upper() if starts_command and len(words) >= 2 else b""
-            if command == b"STARTTLS":
-                writer.write(words[0] + b" BAD STARTTLS is not available on this port\r\n")
+            if command == b"UID" and len(words) > 2:
+                command = words[2].split(maxsplit=1)[0].upper()
+            if command == b"STARTTLS" or command in self.hidden:
+                writer.write(words[0] + b" BAD " + command + b" is not available on this port\r\n")
                 await writer.drain()
                 continue
             if command in IMAP_CREDENTIAL_COMMANDS:
@@ -93,7 +99,8 @@ class PlaintextOnlyFront:
                                 writer: asyncio.StreamWriter) -> None:
         while line := await upstream.readline():
             if IMAP_CAPABILITY_LINE.match(line):
-                line = re.sub(rb" STARTTLS(?=[ \]\r\n])", b"", line, flags=re.IGNORECASE)
+                for name in (b"STARTTLS", *self.hidden):
+                    line = re.sub(rb" " + re.escape(name) + rb"(?=[ \]\r\n])", b"", line, flags=re.IGNORECASE)
             writer.write(line)
             await _relay_imap_literal(line, upstream, writer)
             await writer.drain()
@@ -200,3 +207,71 @@ class ConnectionCounter:
             await relay_both_ways((reader, writer), upstream)
         finally:
             self.current -= 1
+
+
+class Pop3Front:
+    """POP3 over implicit TLS in front of Dovecot's plaintext POP3 port, recording every command
+    word clients send. With ``uidl=False`` it answers -ERR to UIDL and leaves UIDL out of CAPA, as a
+    server without UIDL does: Dovecot cannot be configured so (``pop3_uidl_format`` only shapes
+    them). Everything else is Dovecot's own answer."""
+
+    def __init__(self, lab_loop: LabLoop, server_context: ssl.SSLContext, upstream_port: int, *,
+                 uidl: bool = True):
+        self.lab_loop = lab_loop
+        self.server_context = server_context
+        self.upstream_port = upstream_port
+        self.uidl = uidl
+        self.hold: str | None = None  # a command word never relayed nor answered (the client waits)
+        self.commands: list[str] = []
+        self.port = 0
+
+    async def start(self) -> Pop3Front:
+        self.port = server_port(await self.lab_loop.serve(self._serve_client, self.server_context))
+        return self
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
+        capa_requests: asyncio.Queue = asyncio.Queue()
+        tasks = [asyncio.create_task(self._from_client(reader, writer, upstream_writer, capa_requests)),
+                 asyncio.create_task(self._from_server(upstream_reader, writer, capa_requests))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            upstream_writer.close()
+
+    async def _from_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           upstream: asyncio.StreamWriter, capa_requests: asyncio.Queue) -> None:
+        while line := await reader.readline():
+            words = line.split(maxsplit=1)
+            command = words[0].upper().decode("ascii", "replace") if words else ""
+            self.commands.append(command)
+            if command == self.hold:
+                continue
+            if command == "UIDL" and not self.uidl:
+                writer.write(b"-ERR Unknown command: UIDL\r\n")
+                await writer.drain()
+                continue
+            if command == "CAPA":
+                capa_requests.put_nowait(command)
+            upstream.write(line)
+            await upstream.drain()
+
+    async def _from_server(self, upstream: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           capa_requests: asyncio.Queue) -> None:
+        in_capa_list = False
+        while line := await upstream.readline():
+            if in_capa_list:
+                if line.rstrip(b"\r\n") == b".":
+                    in_capa_list = False
+                elif line.rstrip(b"\r\n").upper() == b"UIDL" and not self.uidl:
+                    continue
+            elif line.startswith(b"+OK") and not capa_requests.empty():
+                capa_requests.get_nowait()
+                in_capa_list = True
+            elif line.startswith(b"-ERR") and not capa_requests.empty():
+                capa_requests.get_nowait()
+            writer.write(line)
+            await writer.drain()

@@ -29,6 +29,7 @@ from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, approval_required
+from mbxtui.core.sync import status as sync_status
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +292,8 @@ class EnablementRunner:
         outcome = decide(attempt, settings, History(active=mailbox.active,
                                                     transient_failures=mailbox.transient_failures))
         _write_mailbox(mailbox.id, outcome, item.job.requested_by, now)
+        if outcome.verdict == JobOutcome.PASSED:  # R30: processing starts over
+            sync_status.reenabled(mailbox.id, [d for d, on in outcome.enabled.items() if on], now)
         queue.finish(item.job.job_id, outcome.verdict, now, result.as_dict())
         if outcome.retry_at is not None:
             queue.enqueue_retry(item.job.batch_id, mailbox.id, item.job.requested_by, item.job.attempt + 1,

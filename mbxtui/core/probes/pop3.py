@@ -36,6 +36,21 @@ class _POP3OnSocket(poplib.POP3):
 
 
 def _converse(session: ProbeSession) -> None:
+    pop = open_session(session)
+    try:
+        if session.credentials.kind == "none":
+            return
+        with session.step(Step.OPEN_INBOX) as note:
+            count, _ = pop.stat()
+            note.detail = f"{count} messages"
+    finally:
+        close_session(pop, session)
+
+
+def open_session(session: ProbeSession) -> poplib.POP3:
+    """Connect, read the greeting, start TLS as the profile says and log in (unless the
+    credentials are ``none``): the steps every POP3 conversation of the probe and of processing
+    starts with. The caller ends it with ``close_session``."""
     sock = session.open_connection()
     with session.step(Step.GREETING) as note:
         pop = _POP3OnSocket(sock, session.endpoint.host, session.endpoint.port)
@@ -56,16 +71,14 @@ def _converse(session: ProbeSession) -> None:
                 note.detail = describe_tls(pop.sock)
                 # RFC 2595: what the server said before TLS is not to be trusted after it.
                 capabilities = _capabilities(pop)
-        if session.credentials.kind == "none":
-            return
-        with session.step(Step.AUTHENTICATE) as note:
-            _log_in(pop, session, capabilities)
-            note.detail = f"as {session.context.who}"
-        with session.step(Step.OPEN_INBOX) as note:
-            count, _ = pop.stat()
-            note.detail = f"{count} messages"
-    finally:
-        _close(pop, session)
+        if session.credentials.kind != "none":
+            with session.step(Step.AUTHENTICATE) as note:
+                _log_in(pop, session, capabilities)
+                note.detail = f"as {session.context.who}"
+    except BaseException:
+        close_session(pop, session)
+        raise
+    return pop
 
 
 def _capabilities(pop: poplib.POP3) -> Capabilities | None:
@@ -122,7 +135,7 @@ def _authenticate(
         pop._shortcmd("")
 
 
-def _close(pop: poplib.POP3, session: ProbeSession) -> None:
+def close_session(pop: poplib.POP3, session: ProbeSession) -> None:
     """Say QUIT when the server still follows the conversation; closing is best effort, the
     session closes the socket anyway."""
     try:

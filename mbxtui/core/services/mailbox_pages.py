@@ -45,7 +45,7 @@ from mbxtui.core.enums import View
 from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services.mailbox_views import filter_condition, order_by, view_condition, where_for
+from mbxtui.core.services.mailbox_views import filter_condition, order_by, stale_ids, view_condition, where_for
 
 # The ids a view takes, read from one index (None: every mailbox), and whether the view leaves
 # inactive mailboxes out. Mirrors mailbox_views.view_condition.
@@ -58,6 +58,7 @@ VIEW_IDS: dict[View, tuple[str | None, bool]] = {
     View.FAILED: ("SELECT id FROM mailbox WHERE overall_status = 'failure'", True),
     View.DISABLED: (
         "SELECT id FROM mailbox WHERE incoming_enabled = 0 AND outgoing_enabled = 0 AND act_enabled = 0", False),
+    View.STALE: ("", True),  # stale_ids(): its SQL names the moment it is read
 }
 INACTIVE_IDS = "SELECT id FROM mailbox WHERE active = 0"
 
@@ -267,7 +268,10 @@ class MailboxPages:
         sort = (query.sort or "name").strip().lower()
 
         include_sql, active_only = VIEW_IDS[view]
-        candidates = None if include_sql is None else _ids(conn, include_sql, self._view_params(view))
+        include_params = self._view_params(view)
+        if view == View.STALE:
+            include_sql, include_params = stale_ids()
+        candidates = None if include_sql is None else _ids(conn, include_sql, include_params)
         matches = self._filter_ids(conn, query.filter_text)
         if matches is not None:
             candidates = matches if candidates is None else _intersection(candidates, matches)

@@ -6,12 +6,13 @@ the command line and the console show them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
 from typing import Any, Sequence, TypedDict
 
 from mbxtui.core import dialect, validation
 from mbxtui.core.enums import View
 from mbxtui.core.errors import InvalidInput
-from mbxtui.core.models import database
+from mbxtui.core.models import database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 
 SORT_COLUMNS = {
@@ -64,7 +65,31 @@ def view_condition(view: View | str, actor: Actor) -> tuple[str, list[Any]]:
         return "+m.active = 1 AND m.approval = 'pending'", []
     if view == View.FAILED:
         return "+m.active = 1 AND m.overall_status = 'failure'", []
+    if view == View.STALE:
+        stale_sql, stale_params = stale_ids()
+        return f"+m.active = 1 AND m.id IN ({stale_sql})", stale_params
     return "m.incoming_enabled = 0 AND m.outgoing_enabled = 0 AND m.act_enabled = 0", []
+
+
+def stale_hours() -> int:
+    row = database.execute_sql("SELECT stale_hours FROM org_settings WHERE id = 1").fetchone()
+    return 24 if row is None else int(row[0])
+
+
+def stale_ids(now: datetime | None = None) -> tuple[str, list[Any]]:
+    """R31: the ids of the mailboxes enabled for incoming processing (active or not) with no
+    successful incoming sync for longer than the organisation's stale threshold, counted from
+    when they were first enabled when they never had one (Test & Enable writes that moment in the
+    sync status as it enables a mailbox; a cycle, when it claims one enabled before).
+
+    Both parts read the index of the last success, and the mailboxes are looked up by id from
+    there (the CROSS JOIN keeps SQLite from walking every enabled mailbox instead): the few stale
+    mailboxes among a million are found without reading the rest."""
+    cutoff = ((now or utcnow()) - timedelta(hours=stale_hours())).isoformat(sep=" ")
+    return ("SELECT u.mailbox_id FROM (SELECT mailbox_id FROM sync_status WHERE last_incoming_success < ? "
+            "UNION ALL SELECT mailbox_id FROM sync_status WHERE last_incoming_success IS NULL AND enabled_since < ?) u "
+            "CROSS JOIN mailbox mb WHERE mb.id = u.mailbox_id AND mb.incoming_enabled = 1 "
+            "AND mb.incoming_method = 'server_side_sync'"), [cutoff] * 2
 
 
 def filter_condition(text: str | None) -> tuple[str, list[Any]]:
@@ -273,3 +298,46 @@ def rows_by_ids(actor: Actor, ids: Sequence[int]) -> dict[int, MailboxRow]:
             data = _row_dict(cursor, row)
             result[data["id"]] = data
     return result
+
+
+SYNC_FIELDS = ("state", "last_cycle_started", "last_cycle_finished", "last_incoming_success",
+               "last_outgoing_success", "items_last_cycle", "items_total", "next_due")
+
+
+class SyncRow(TypedDict):
+    """A mailbox's processing as ``mailbox show`` gives it (R31): every value None for a mailbox no
+    cycle ever claimed, but ``stale``; times as the database's text."""
+
+    state: str | None  # idle, processing, waiting (for a retry) or disabled
+    last_cycle_started: str | None
+    last_cycle_finished: str | None
+    last_incoming_success: str | None
+    last_outgoing_success: str | None
+    items_last_cycle: int | None
+    items_total: int | None
+    next_due: str | None
+    last_error: dict[str, str] | None  # {"code", "text"}
+    stale: bool
+
+
+def sync_of(actor: Actor, mailbox_id: int, now: datetime | None = None) -> SyncRow:
+    require(actor, Permission.READ)
+    row = database.execute_sql(
+        f"SELECT {', '.join(SYNC_FIELDS)}, last_error_code, last_error_text FROM sync_status WHERE mailbox_id = ?",
+        [mailbox_id]).fetchone()
+    values: dict[str, Any] = dict.fromkeys(SYNC_FIELDS)
+    values["last_error"] = None
+    found = dict(zip(SYNC_FIELDS, row)) if row is not None else {}
+    # Test & Enable makes the row as it enables the mailbox: until a cycle touches it, never cycled.
+    cycled = row is not None and (found["state"] != "idle" or found["last_cycle_started"] is not None
+                                  or found["last_outgoing_success"] is not None or row[-2] is not None)
+    if cycled:
+        for name, value in found.items():
+            values[name] = value if value is None or isinstance(value, (int, str)) else str(value)
+        if row[-2] is not None:
+            values["last_error"] = {"code": row[-2], "text": row[-1] or ""}
+    stale_sql, stale_params = stale_ids(now)
+    values["stale"] = database.execute_sql(
+        f"SELECT count(*) FROM mailbox m WHERE m.id = ? AND +m.active = 1 AND m.id IN ({stale_sql})",
+        [mailbox_id, *stale_params]).fetchone()[0] > 0
+    return values  # type: ignore[return-value]  # the keys of SyncRow

@@ -72,23 +72,21 @@ class ProcessingLoop:
         self.retest_check_seconds = retest_check_seconds
         self.on_pass = on_pass
         self.on_retests = on_retests
-        self.runner = SyncRunner(secrets, threads=threads, stop=self.stop)
+        self.secrets = secrets
+        self.threads = threads
         self.totals = ProcessingTotals()
         self._retests_checked = float("-inf")
 
     def run(self, *, once: bool = False) -> ProcessingTotals:
         """Passes until ``stop`` is set (``once``: one pass). Closes this thread's database
         connection as it ends."""
-        # The Test & Enable runner of this process must not take the slots of this one for a dead
-        # worker's (queue.recover).
-        queue.running_here.add(self.runner.worker)
         try:
             while not self.stop.is_set():
                 pause = self.pause_seconds
                 try:
                     self.retest_if_due()
                     if self.process:
-                        summary = self.runner.run_once()
+                        summary = self.run_pass()
                         self.totals.add(summary)
                         if self.on_pass is not None:
                             self.on_pass(summary)
@@ -99,9 +97,20 @@ class ProcessingLoop:
                     break
                 self.stop.wait(pause)
         finally:
-            queue.running_here.discard(self.runner.worker)
             database.close()
         return self.totals
+
+    def run_pass(self) -> SyncSummary:
+        """One pass, by a runner of its own (what a runner gathers, such as the profiles that
+        failed, is per pass)."""
+        runner = SyncRunner(self.secrets, threads=self.threads, stop=self.stop)
+        # The Test & Enable runner of this process must not take this runner's slots for a dead
+        # worker's (queue.recover).
+        queue.running_here.add(runner.worker)
+        try:
+            return runner.run_once()
+        finally:
+            queue.running_here.discard(runner.worker)
 
     def retest_if_due(self) -> int:
         """Queue the re-tests that fell due (R33), at most every ``retest_check_seconds``."""

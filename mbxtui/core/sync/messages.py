@@ -178,6 +178,78 @@ def html_to_text(html: str) -> str:
     return re.sub(r"[ \t]+", " ", re.sub(r"\n\s*\n+", "\n\n", "".join(parser.parts))).strip()
 
 
+def received_date(header_bytes: bytes) -> datetime | None:
+    """When a message reached its mailbox, as far as its headers tell (POP3 has no INTERNALDATE):
+    the date of the topmost Received header (added by the last hop, the delivery), else its Date."""
+    try:
+        headers = email.message_from_bytes(header_bytes, policy=email.policy.compat32)
+        hops = headers.get_all("Received") or []
+        when = _date(str(hops[0]).rpartition(";")[2]) if hops else None
+        return when or _date(_header(headers, "Date"))
+    except Exception:  # the email package on hostile input
+        return None
+
+
+def top_structure(header_bytes: bytes, body_bytes: bytes, size: int, complete: bool) -> tuple[Structure, str]:
+    """The structure and the decoded text of a message of which only the header block and the first
+    body lines were read (POP3 ``TOP``; ``complete``: they were all of it).
+
+    What this cannot tell without the whole message (``RETR``, never sent): attachments whose part
+    begins after the lines read are missing, and the size of the part the lines end in is not
+    known: it is given as the rest of the message from where that part begins, an upper bound
+    (later parts and closing boundaries included). Parts read to their end have their size as
+    IMAP's BODYSTRUCTURE gives it, encoded octets."""
+    try:
+        message = email.message_from_bytes(header_bytes + b"\r\n" + body_bytes, policy=email.policy.compat32)
+        attachments: list[tuple[int, tuple[str, int]]] = []  # place among the leaf parts, (name, octets seen)
+        texts: list[tuple[TextSection, bytes]] = []
+        _walk_parts(message, attachments, texts, depth=0)
+    except Exception:  # the email package on hostile input
+        return Structure(None, ()), ""
+    leaves = len(attachments) + len(texts)
+    unread = max(0, size - len(header_bytes) - 2 - len(body_bytes))
+    sized = [(name, seen + unread if (not complete and index == leaves - 1) else seen)
+             for index, (name, seen) in attachments]
+    plain = [t for t in texts if t[0].subtype == "plain"]
+    chosen = (plain or texts or [None])[0]
+    text = ""
+    if chosen is not None:
+        try:
+            text = decode_text(chosen[1], chosen[0])
+        except Exception:
+            text = ""
+    return Structure(chosen[0] if chosen else None, tuple(sized[:MOST_ADDRESSES])), text
+
+
+def _walk_parts(part: Message, attachments: list, texts: list, depth: int) -> None:
+    """Like ``_walk`` over a BODYSTRUCTURE: the text candidates and the attachments (with their
+    place among the leaf parts, so that the last one read can be told), message/rfc822 parts as
+    attachments not opened."""
+    if depth > 20:
+        return
+    kind, subtype = part.get_content_maintype(), part.get_content_subtype()
+    if kind == "multipart":
+        payload = part.get_payload()
+        for child in payload if isinstance(payload, list) else []:
+            _walk_parts(child, attachments, texts, depth + 1)
+        return
+    raw = part.get_payload()
+    if isinstance(raw, str):
+        raw_bytes = raw.encode("ascii", "surrogateescape")
+    else:  # message/rfc822: the enclosed message as read
+        raw_bytes = b"".join(child.as_bytes() for child in raw if isinstance(child, Message))
+    place = len(attachments) + len(texts)
+    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+    name = part.get_filename() or part.get_param("name")
+    if kind == "text" and subtype in ("plain", "html") and disposition != "attachment" and not name:
+        encoding = (part.get("Content-Transfer-Encoding") or "").strip().lower()
+        texts.append((TextSection("top", subtype, encoding, part.get_content_charset() or "us-ascii"), raw_bytes))
+        return
+    if isinstance(name, tuple):  # an RFC 2231 value
+        name = email.utils.collapse_rfc2231_value(name)
+    attachments.append((place, (_decoded(str(name)) if name else f"{kind}/{subtype}", len(raw_bytes))))
+
+
 def parse(header_bytes: bytes, structure: Structure, text: str, size: int) -> ParsedMessage:
     """The activity's fields from the fetched header block, structure and decoded text."""
     try:

@@ -32,7 +32,7 @@ from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import approval_required
-from mbxtui.core.sync import store
+from mbxtui.core.sync import status, store
 from mbxtui.core.sync.incoming import CycleResult, SyncTarget, run_cycle
 from mbxtui.core.sync.routing import Party, effective_tracking
 
@@ -90,6 +90,7 @@ class SyncRunner:
         # Its own name in the lease table: a process running tests too holds those slots apart.
         self.worker = f"{worker_identity()}:sync"
         self._leases = ConnectionLeases(self.worker, lease_seconds)
+        self._failed_profiles: set[int] = set()
 
     def run_once(self, emails: list[str] | None = None, *, ignore_interval: bool = False) -> SyncSummary:
         lookup = secret_lookup(self.secrets) if self.secrets is not None else (lambda *_: None)
@@ -124,6 +125,8 @@ class SyncRunner:
                 self._leases.release_all()
                 database.execute_sql("UPDATE sync_status SET worker = NULL, lease_until = NULL, state = 'idle' "
                                      "WHERE worker = ?", [self.worker])
+        with write_transaction():  # R16 and R31, once per pass
+            status.pass_ended(self.clock(), self._failed_profiles)
         return summary
 
     # -- choosing and claiming (R23, R24) --
@@ -131,10 +134,11 @@ class SyncRunner:
     def _claim(self, emails: list[str] | None, ignore_interval: bool, settings: OrgSettings) -> list[SyncTarget]:
         now = self.clock()
         where = ["m.active = 1", "m.incoming_enabled = 1", "m.incoming_method = 'server_side_sync'",
-                 "p.active = 1", "p.type = ?", "m.approval <> ?",
+                 "p.active = 1", "p.type IN (?, ?)", "m.approval <> ?",
                  "(m.approval = ? OR (m.regarding = 'user' AND ? = 0) OR (m.regarding <> 'user' AND ? = 0))",
                  "(s.worker IS NULL OR s.lease_until < ?)"]
-        params: list = [ProfileType.IMAP_SMTP.value, Approval.REJECTED.value, Approval.APPROVED.value,
+        params: list = [ProfileType.IMAP_SMTP.value, ProfileType.POP3_SMTP.value, Approval.REJECTED.value,
+                        Approval.APPROVED.value,
                         int(approval_required(settings, Regarding.USER)),
                         int(approval_required(settings, Regarding.QUEUE)), now]
         if not ignore_interval:
@@ -183,7 +187,7 @@ class SyncRunner:
                 mailbox=mailbox_snapshot(box, approved=True, forward_mailbox_available=False),
                 profile=profile_snapshot(profile), min_polling_minutes=profile.min_polling_minutes, own=own,
                 delete_after_processing=box.is_forward or (box.regarding == "queue" and box.delete_after_processing),
-                reads_after=reads_after))
+                reads_after=reads_after, processed_folder=profile.processed_folder))
         return targets
 
     # -- one cycle (pool threads) --
@@ -207,25 +211,24 @@ class SyncRunner:
     def _finish(self, target: SyncTarget, result: CycleResult, settings: OrgSettings) -> MailboxCycled:
         now = self.clock()
         failure = result.failure
-        if failure is None:
-            due = now if result.counts.more else now + timedelta(minutes=target.min_polling_minutes)
-            values = {"state": "idle", "last_incoming_success": now, "last_error_code": None, "last_error_text": None}
-        else:
-            due = now + timedelta(minutes=settings.retry_interval_minutes)
-            values = {"state": "waiting", "last_error_code": failure.code.value, "last_error_text": failure.message}
-        values.update(worker=None, lease_until=None, last_cycle_finished=now, items_last_cycle=result.counts.messages,
-                      next_due=due)
+        counts = result.counts
+        due = now if counts.more else now + timedelta(minutes=target.min_polling_minutes)
         with write_transaction():
-            database.execute_sql(
-                f"UPDATE sync_status SET {', '.join(f'{c} = ?' for c in values)} WHERE mailbox_id = ? AND worker = ?",
-                [*values.values(), target.mailbox.id, self.worker])
-            if result.counts.unresolved:
+            ours = database.execute_sql(
+                "UPDATE sync_status SET worker = NULL, lease_until = NULL, last_cycle_finished = ?, items_last_cycle = ?, "
+                "next_due = ? WHERE mailbox_id = ? AND worker = ?",
+                [now, counts.messages, due, target.mailbox.id, self.worker]).rowcount
+            if ours and failure is None:
+                status.direction_succeeded(target.mailbox.id, "incoming", now)
+            elif ours:  # else another worker took it over after our lease ran out: its status is its own
+                status.direction_failed(target.mailbox.id, "incoming", failure, settings, now)
+                self._failed_profiles.add(target.profile.id)
+            if counts.unresolved:
                 raise_alert(AlertLevel.WARNING, "UNRESOLVED_MESSAGES",
-                            f"the forward mailbox {target.mailbox.email} received {result.counts.unresolved} message(s) "
+                            f"the forward mailbox {target.mailbox.email} received {counts.unresolved} message(s) "
                             "addressed to no user or queue it serves (R26): they are kept as unresolved activities; "
                             "set those recipients' incoming method to forward_mailbox, or ignore them",
                             mailbox=Mailbox.find(target.mailbox.id), settings=settings)
-        counts = result.counts
         return MailboxCycled(target.mailbox.email, failure is None, counts.messages, counts.recorded,
                              counts.unresolved, counts.deleted,
                              failure.code.value if failure else None, failure.message if failure else None)

@@ -1,5 +1,6 @@
 """What a cycle writes: the activities of a batch of messages with the checkpoint past them, in one
-transaction (R24, R25); and the reads a cycle needs before it starts."""
+transaction (R24, R25): for IMAP the folder's UIDVALIDITY and last UID, for POP3 the UIDL values
+seen; and the reads a cycle needs before it starts."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ RECEIVED, UNRESOLVED, UNPARSEABLE = (ActivityState.RECEIVED.value, ActivityState
 class Fetched:
     """One message read from a folder: where it lay and what it says."""
 
-    uid: int
+    uid: int  # IMAP: its UID; POP3: its number in the session that read it (UIDLs are kept apart)
     received_on: datetime
     message: ParsedMessage
 
@@ -62,47 +63,90 @@ def forward_candidates(profile_id: int, users_default: str, queues_default: str)
 
 def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, items: list[Fetched],
                  own: Party | None, candidates: dict[str, Party] | None, now: datetime) -> BatchWritten:
-    """One transaction: each message's activity (or a new receipt and parties on the one already
-    recorded under its Message-ID), then the checkpoint at ``last_uid``. A message tracked for nobody
-    is processed (status only) without an activity; a forward mailbox's message for nobody is
-    ``unresolved``."""
-    written = BatchWritten()
+    """One transaction: each message's activity (see ``_record``), then the checkpoint at
+    ``last_uid``."""
     with write_transaction():
-        references = [ref for item in items for ref in item.message.in_reply_to]
-        tracked_ids = _known_message_ids(references)
-        for item in items:
-            message = item.message
-            parties = route(message, own, candidates)
-            if message.problem is not None:
-                state, keep = UNPARSEABLE, parties
-            elif candidates is not None and not parties:
-                state, keep = UNRESOLVED, []
-            else:
-                state, keep = RECEIVED, [p for p in parties if tracked(p, message, tracked_ids)]
-                if not keep:
-                    if candidates is not None:
-                        written.processed_uids.append(item.uid)  # a forward mailbox deletes it all the same
-                    continue
-            activity_id = _activity(message, state, mailbox_id, item.received_on, now)
-            inserted = database.execute_sql(
-                "INSERT INTO activity_receipt (activity_id, mailbox_id, folder, uid, received_on) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING", [activity_id, mailbox_id, folder, item.uid, item.received_on]).rowcount
-            for party in keep:
-                inserted += database.execute_sql(
-                    "INSERT INTO activity_party (activity_id, user_id, queue_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    [activity_id, party.user_id, party.queue_id]).rowcount
-            written.recorded += 1 if inserted else 0
-            written.unresolved += state == UNRESOLVED
-            tracked_ids.add(message.message_id)
-            written.processed_uids.append(item.uid)
+        written = _record(mailbox_id, folder, items, own, candidates, now)
         database.execute_sql(
             "INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
             "last_uid = excluded.last_uid, updated_on = excluded.updated_on",
             [mailbox_id, folder, uidvalidity, last_uid, now])
-        database.execute_sql(
-            "UPDATE sync_status SET items_total = items_total + ?, unresolved_total = unresolved_total + ? "
-            "WHERE mailbox_id = ?", [len(items), written.unresolved, mailbox_id])
+    return written
+
+
+def record_pop3_batch(mailbox_id: int, folder: str, items: list[Fetched], seen: list[str], own: Party | None,
+                      candidates: dict[str, Party] | None, now: datetime) -> BatchWritten:
+    """One transaction: each message's activity (see ``_record``), then the keys of the messages
+    this batch read or passed over (``seen``: their UIDLs, or Message-IDs where the server has no
+    UIDL), so that no later cycle reads them again."""
+    with write_transaction():
+        written = _record(mailbox_id, folder, items, own, candidates, now)
+        for start in range(0, len(seen), 300):  # three values a row: under SQLite's 999 at any version
+            chunk = seen[start:start + 300]
+            database.execute_sql(
+                "INSERT INTO sync_seen_uidl (mailbox_id, uidl, seen_on) VALUES "
+                f"{','.join(['(?, ?, ?)'] * len(chunk))} ON CONFLICT DO NOTHING",
+                [value for key in chunk for value in (mailbox_id, key, now)])
+    return written
+
+
+def seen_uidls(mailbox_id: int) -> set[str]:
+    return {row[0] for row in database.execute_sql(
+        "SELECT uidl FROM sync_seen_uidl WHERE mailbox_id = ?", [mailbox_id]).fetchall()}
+
+
+def forget_uidls(mailbox_id: int, gone: set[str]) -> None:
+    """Forget the keys of messages no longer on the server: the table holds what the maildrop
+    holds, not every message it ever held."""
+    if not gone:
+        return
+    listed = sorted(gone)
+    with write_transaction():
+        for start in range(0, len(listed), 500):
+            chunk = listed[start:start + 500]
+            database.execute_sql(
+                f"DELETE FROM sync_seen_uidl WHERE mailbox_id = ? AND uidl IN ({','.join('?' * len(chunk))})",
+                [mailbox_id, *chunk])
+
+
+def _record(mailbox_id: int, folder: str, items: list[Fetched], own: Party | None,
+            candidates: dict[str, Party] | None, now: datetime) -> BatchWritten:
+    """Inside the caller's transaction: each message's activity (or a new receipt and parties on
+    the one already recorded under its Message-ID) and the mailbox's totals. A message tracked for
+    nobody is processed (status only) without an activity; a forward mailbox's message for nobody
+    is ``unresolved``."""
+    written = BatchWritten()
+    references = [ref for item in items for ref in item.message.in_reply_to]
+    tracked_ids = _known_message_ids(references)
+    for item in items:
+        message = item.message
+        parties = route(message, own, candidates)
+        if message.problem is not None:
+            state, keep = UNPARSEABLE, parties
+        elif candidates is not None and not parties:
+            state, keep = UNRESOLVED, []
+        else:
+            state, keep = RECEIVED, [p for p in parties if tracked(p, message, tracked_ids)]
+            if not keep:
+                if candidates is not None:
+                    written.processed_uids.append(item.uid)  # a forward mailbox deletes it all the same
+                continue
+        activity_id = _activity(message, state, mailbox_id, item.received_on, now)
+        inserted = database.execute_sql(
+            "INSERT INTO activity_receipt (activity_id, mailbox_id, folder, uid, received_on) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING", [activity_id, mailbox_id, folder, item.uid, item.received_on]).rowcount
+        for party in keep:
+            inserted += database.execute_sql(
+                "INSERT INTO activity_party (activity_id, user_id, queue_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                [activity_id, party.user_id, party.queue_id]).rowcount
+        written.recorded += 1 if inserted else 0
+        written.unresolved += state == UNRESOLVED
+        tracked_ids.add(message.message_id)
+        written.processed_uids.append(item.uid)
+    database.execute_sql(
+        "UPDATE sync_status SET items_total = items_total + ?, unresolved_total = unresolved_total + ? "
+        "WHERE mailbox_id = ?", [len(items), written.unresolved, mailbox_id])
     return written
 
 

@@ -30,12 +30,13 @@ from mbxtui.tui.widgets.grid import MailboxGrid
 VIEW_TITLES = {
     View.ACTIVE: "Active", View.ALL: "All", View.MINE: "My", View.FORWARD: "Forward",
     View.PENDING: "Pending Approval", View.FAILED: "Test and Enable Failed", View.DISABLED: "Disabled",
+    View.STALE: "Stale",
 }
 # Changes made elsewhere: the view is read again at most this often, and not at all while a view
 # larger than this has marks (see MailboxesScreen.data_changed).
 AUTO_RELOAD_SECONDS = 5.0
 AUTO_RELOAD_MOST_MARKED_ROWS = 100_000
-VIEW_TABS = {View.PENDING: "Pending", View.FAILED: "Failed"}  # short labels so all seven fit in 80 columns
+VIEW_TABS = {View.PENDING: "Pending", View.FAILED: "Failed"}  # short labels so all eight fit in 80 columns
 VIEW_KEYS = list(VIEW_TITLES)
 T = TypeVar("T")
 

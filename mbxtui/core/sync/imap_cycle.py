@@ -1,0 +1,189 @@
+"""One incoming cycle of one mailbox over IMAP (R24–R28): read the messages past the checkpoint a
+batch at a time (size, date, BODYSTRUCTURE, the header block and one text part, each bounded; never
+a whole message), record each batch with the checkpoint in one transaction, and only then delete
+what the mailbox deletes after processing, or move it to the profile's processed folder."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from mbxtui.core.errors import one_line
+from mbxtui.core.models import utcnow
+from mbxtui.core.probes import imap
+from mbxtui.core.probes.base import ErrorCode, Step
+from mbxtui.core.probes.session import ProbeSession, StepFailed
+from mbxtui.core.probes.tls import renew_receive_budget
+from mbxtui.core.sync import store
+from mbxtui.core.sync.cycle import FOLDER, CycleCounts, SyncTarget
+from mbxtui.core.sync.messages import (
+    MOST_HEADER_BYTES, MOST_TEXT_BYTES, decode_text, parse, read_structure, unparseable,
+)
+from mbxtui.core.sync.routing import Party
+from mbxtui.core.validation import stored_moment
+
+# Messages per transaction: their headers and texts at the most (64 KB each) fit one connection's
+# receive budget (MOST_BYTES_RECEIVED, 1 MiB) per command.
+BATCH = 12
+UID_WINDOW = 5000
+_HEADER_ITEM = f"BODY.PEEK[HEADER]<0.{MOST_HEADER_BYTES}>"
+
+
+def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Party] | None,
+             progress: CycleCounts, now: datetime) -> None:
+    client = imap.open_session(session)
+    client.normalise_times = False
+    try:
+        with session.step(Step.OPEN_INBOX) as note:
+            selected = client.select_folder(FOLDER, readonly=not target.delete_after_processing)
+            uidvalidity = int(selected[b"UIDVALIDITY"])
+            uid_next = int(selected.get(b"UIDNEXT") or 0) or None
+            note.detail = f"{selected[b'EXISTS']} messages"
+            moves_to = _processed_folder(client, session, target)
+        saved = store.checkpoint(target.mailbox.id, FOLDER)
+        # A new UIDVALIDITY renumbered the folder: read it again; Message-IDs keep it from duplicates.
+        last_uid = saved.last_uid if saved is not None and saved.uidvalidity == uidvalidity else 0
+        first = True
+        while True:
+            if not first and session.deadline.remaining() < session.endpoint.timeout / 2:
+                progress.more = True
+                return
+            first = False
+            with session.step(Step.FETCH) as note:
+                batch, reached = _next_batch(client, session, last_uid, uid_next, target.reads_after)
+                items = _fetch(client, session, batch, target.reads_after) if batch else []
+                note.detail = f"{len(batch)} new messages up to UID {reached}"
+            if reached == last_uid:  # nothing past the checkpoint
+                if saved is None or saved.uidvalidity != uidvalidity:
+                    store.record_batch(target.mailbox.id, FOLDER, uidvalidity, last_uid, [], target.own,
+                                       candidates, now)
+                return
+            last_uid = reached
+            written = store.record_batch(target.mailbox.id, FOLDER, uidvalidity, last_uid, items, target.own,
+                                         candidates, now)
+            saved = store.Checkpoint(uidvalidity, last_uid)
+            progress.messages += len(items)
+            progress.recorded += written.recorded
+            progress.unresolved += written.unresolved
+            if target.delete_after_processing and written.processed_uids:
+                with session.step(Step.DELETE) as note:  # R28: after the commit above
+                    _delete(client, written.processed_uids, moves_to)
+                    progress.deleted += len(written.processed_uids)
+                    note.detail = f"{len(written.processed_uids)} messages" + (f" moved to {moves_to}" if moves_to else "")
+    finally:
+        imap.close_session(client, session)
+
+
+def _next_batch(client: IMAPClient, session: ProbeSession, last_uid: int, uid_next: int | None,
+                reads_after: datetime) -> tuple[list[int], int]:
+    """The next UIDs to read after ``last_uid`` (at most ``BATCH``) and the UID the checkpoint may
+    move to once they are processed. The search looks at a window of ``UID_WINDOW`` UIDs at a time,
+    so that its answer stays small in a folder of any size; an empty window still moves the
+    checkpoint past it."""
+    renew_receive_budget(session.connection)
+    # SINCE compares dates in the server's time zone: a day earlier misses nothing, and _fetch
+    # compares each INTERNALDATE with ``reads_after`` exactly.
+    since = reads_after.date() - timedelta(days=1)
+    if uid_next is None:  # the server did not say: one search to the end
+        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*", "SINCE", since])
+                      if u > last_uid)
+        return (uids[:BATCH], uids[BATCH - 1] if len(uids) > BATCH else (uids[-1] if uids else last_uid))
+    if last_uid + 1 >= uid_next:
+        return [], last_uid
+    window_end = min(last_uid + UID_WINDOW, uid_next - 1)
+    uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:{window_end}", "SINCE", since])
+                  if last_uid < u <= window_end)
+    if len(uids) > BATCH:
+        return uids[:BATCH], uids[BATCH - 1]
+    return uids, window_end
+
+
+def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_after: datetime) -> list[store.Fetched]:
+    """The batch's messages received after ``reads_after``, parsed; the text part of each read in
+    one command per distinct section. Each command may receive the connection's whole budget
+    (``BATCH`` headers and texts at their bounds fit in it)."""
+    renew_receive_budget(session.connection)
+    answers = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE", _HEADER_ITEM])
+    wanted: dict[int, tuple] = {}
+    for uid in uids:
+        answer = answers.get(uid)
+        if answer is None:  # expunged meanwhile
+            continue
+        received_on = _utc(answer.get(b"INTERNALDATE"))
+        if received_on < reads_after:
+            continue
+        wanted[uid] = (received_on, answer)
+    sections: dict[str, list[int]] = defaultdict(list)
+    structures = {}
+    for uid, (_, answer) in wanted.items():
+        structures[uid] = read_structure(answer.get(b"BODYSTRUCTURE"))
+        if structures[uid].text is not None:
+            sections[structures[uid].text.section].append(uid)
+    texts: dict[int, bytes] = {}
+    for section, section_uids in sections.items():
+        renew_receive_budget(session.connection)
+        key = f"BODY[{section}]<0>".encode()
+        for uid, answer in client.fetch(section_uids, [f"BODY.PEEK[{section}]<0.{MOST_TEXT_BYTES}>"]).items():
+            texts[uid] = answer.get(key) or b""
+    fetched = []
+    for uid, (received_on, answer) in wanted.items():
+        header = answer.get(b"BODY[HEADER]<0>") or b""
+        size = int(answer.get(b"RFC822.SIZE") or 0)
+        structure = structures[uid]
+        if not header.strip():
+            message = unparseable(f"uid {uid} {received_on}".encode(), size, "the message has no headers")
+        else:
+            try:
+                text = decode_text(texts.get(uid, b""), structure.text) if structure.text else ""
+            except Exception:
+                text = ""
+            message = parse(header, structure, text, size)
+        fetched.append(store.Fetched(uid, received_on, message))
+    return fetched
+
+
+def _processed_folder(client: IMAPClient, session: ProbeSession, target: SyncTarget) -> str | None:
+    """R28: the folder processed messages move to instead of being deleted, created when missing.
+    Made sure of before anything is read, so that a folder that cannot be had fails the cycle
+    before any batch is committed (after a commit, its messages would stay in the inbox)."""
+    folder = (target.processed_folder or "").strip()
+    if not target.delete_after_processing or not folder:
+        return None
+    if folder.upper() == FOLDER:
+        raise StepFailed(ErrorCode.INBOX_UNAVAILABLE,
+                         f"the profile's processed folder is {folder}, the folder being read: set another "
+                         "processed folder, or none to delete processed messages")
+    if client.folder_exists(folder):
+        return folder
+    try:
+        client.create_folder(folder)
+    except IMAPClientError as refused:
+        if client.folder_exists(folder):  # made meanwhile by another client
+            return folder
+        said = one_line(refused)[:200]
+        raise StepFailed(ErrorCode.INBOX_UNAVAILABLE,
+                         f"the IMAP server at {session.context.where} refused to create the processed folder "
+                         f"{folder!r} ({said}): create it on the server, or change the profile's processed "
+                         "folder") from refused
+    return folder
+
+
+def _delete(client: IMAPClient, uids: list[int], moves_to: str | None) -> None:
+    if moves_to is not None:
+        if client.has_capability("MOVE"):
+            client.move(uids, moves_to)  # UID MOVE: imapclient speaks in UIDs
+            return
+        client.copy(uids, moves_to)
+    client.delete_messages(uids)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge(uids)
+    else:
+        client.expunge()
+
+
+def _utc(value: object) -> datetime:
+    """An INTERNALDATE as stored; now when the server sent none."""
+    return stored_moment(value).replace(microsecond=0) if isinstance(value, datetime) else utcnow()

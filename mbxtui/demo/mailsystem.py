@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import Message as ParsedHeaders
 from email.parser import BytesHeaderParser
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 
 DOMAIN = "fernhill.example"
 MAILBOX_PASSWORD = "fernhill-demo"
@@ -160,8 +160,11 @@ def _same(given: str, expected: str) -> bool:
 
 
 def _preloaded_messages(address: str) -> list[bytes]:
-    """A few ordinary messages, so inboxes are not all empty; the same ones on every start."""
-    count = zlib.crc32(address.encode("utf-8")) % (MAX_PRELOADED_MESSAGES + 1)
+    """A few ordinary messages, so inboxes are not all empty; the same ones on every start, Date and
+    Message-ID included, dated before any demo mailbox was enabled (processing reads none of them,
+    and one that it read once would be the same activity on the next start)."""
+    digest = zlib.crc32(address.encode("utf-8"))
+    count = digest % (MAX_PRELOADED_MESSAGES + 1)
     domain = address.rpartition("@")[2]
     messages = []
     for number in range(count):
@@ -170,8 +173,8 @@ def _preloaded_messages(address: str) -> list[bytes]:
             f"From: Fernhill Operations <operations@{domain}>\r\n"
             f"To: {address}\r\n"
             f"Subject: {subject}\r\n"
-            f"Date: {formatdate(localtime=False)}\r\n"
-            f"Message-ID: {make_msgid(domain=domain)}\r\n"
+            f"Date: {formatdate(PRELOADED_ARRIVAL - (count - number) * 3600)}\r\n"
+            f"Message-ID: <preloaded.{digest:08x}.{number}@{domain}>\r\n"
             "\r\n"
             f"{subject}.\r\n".encode("utf-8")
         )

@@ -24,6 +24,7 @@ class Permission(StrEnum):
     DISMISS_ALERTS = "dismiss alerts"
     ALLOW_PLAINTEXT = "allow credentials in clear to a host off this machine"
     CONFIRM_SECRET = "confirm a secret for an endpoint it was not set for"
+    SEND_EMAIL = "send email from a mailbox"
 
 
 GRANTS: dict[Permission, frozenset[Role]] = {
@@ -40,6 +41,8 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     # R34: whoever may point a profile somewhere (system_admin) may not also decide that the
     # passwords follow it there; that is for the roles that approve addresses.
     Permission.CONFIRM_SECRET: frozenset({G, S}),
+    # R29: queuing an email, or sending an uncertain one again, puts mail out in a mailbox's name.
+    Permission.SEND_EMAIL: frozenset({G, S, Y}),
 }
 
 

@@ -2,7 +2,7 @@
 the platform's user config directory) rebinds any binding of the console by its id, as Posting
 does, through ``App.set_keymap``::
 
-    go-alerts = "f9"            # the Alerts screen on F9 instead of F4
+    go-alerts = "f12"           # the Alerts screen on F12 instead of F4
     mailboxes-approve = "ctrl+a"
     help = "f1,h"               # several keys: comma-separated
 

@@ -51,6 +51,8 @@ NAVIGATION: tuple[Destination, ...] = (
                 "mbxtui.tui.screens.people:PeopleScreen"),
     Destination("operators", "f8", "Operators", "Operators and their roles",
                 "mbxtui.tui.screens.operators:OperatorsScreen", Permission.MANAGE_OPERATORS),
+    Destination("activities", "f9", "Activities", "Email activities, newest first: open, resend, reply, new email",
+                "mbxtui.tui.screens.activities:ActivitiesScreen"),
 )
 BY_NAME: dict[str, Destination] = {destination.name: destination for destination in NAVIGATION}
 

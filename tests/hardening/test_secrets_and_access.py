@@ -51,8 +51,8 @@ from mbxtui.core.models import Alert, Mailbox, database
 from mbxtui.core.permissions import GRANTS, Actor, Permission
 from mbxtui.core.secrets import SECRETS_FILE_NAME, SecretStore
 from mbxtui.core.services import (
-    alerts, bulk, credentials, enablement, imports, mailbox_views, mailboxes, operators, profiles, settings,
-    users,
+    alerts, bulk, credentials, enablement, imports, mailbox_views, mailboxes, operators, outgoing, profiles,
+    settings, users,
 )
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.selection import Selection
@@ -817,6 +817,10 @@ def role_world(databases: Databases, roles_template: Path | str, tmp_path: Path,
         database.execute_sql("UPDATE profile SET password_bound_to = NULL")
         csv_path = tmp_path / "users.csv"
         csv_path.write_text("name,email\nNia,nia@corp.test\n", encoding="utf-8")
+        database.execute_sql(  # R29: an email that failed, for outgoing.resend
+            "INSERT INTO email_activity (direction, state, message_id, sender, \"to\", cc, subject, size, attachments, "
+            "preview, in_reply_to, created_on) VALUES ('outgoing', 'failed', '<failed@corp.test>', 'ann@corp.test', "
+            "'[\"x@outside.test\"]', '[]', 'Failed', 0, '[]', '', '', CURRENT_TIMESTAMP)")
         yield RoleWorld(secret_store, csv_path, actors)
     finally:
         database.close()
@@ -843,6 +847,10 @@ class MutatingService:
         """The roles a refusal of ``role`` should name: those of the first permission it lacks."""
         lacking = next(permission for permission in self.permissions if role not in GRANTS[permission])
         return [r.value for r in Role if r in GRANTS[lacking]]
+
+
+def failed_email_id() -> int:
+    return database.execute_sql("SELECT id FROM email_activity WHERE message_id = '<failed@corp.test>'").fetchone()[0]
 
 
 def qualified_name(function: Callable[..., Any]) -> str:
@@ -891,6 +899,9 @@ MUTATING_SERVICES = [
                     lambda f, a, w: f(a, [alert.id for alert in Alert.select()])),
     MutatingService(alerts.dismiss_matching, (Permission.DISMISS_ALERTS,), lambda f, a, w: f(a, level="error")),
     MutatingService(enablement.schedule, (TEST,), lambda f, a, w: f(a, BOB_ONLY)),
+    MutatingService(outgoing.queue_email, (Permission.SEND_EMAIL,),
+                    lambda f, a, w: f(a, "ann@corp.test", ["x@outside.test"], [], "Hello", "Body")),
+    MutatingService(outgoing.resend, (Permission.SEND_EMAIL,), lambda f, a, w: f(a, failed_email_id())),
     MutatingService(profile_check.check_profile, (TEST,), lambda f, a, w: f(a, "imap", w.store),
                     writes_database=False),
 ]
@@ -904,6 +915,7 @@ READ_ONLY = {
     "users.list_queues", "profile_mailboxes.mailboxes_of_profile", "mailbox_pages.MailboxPages",
     "credentials.mailbox_secret_state",
     "activities.list_activities", "activities.show_activity", "mailbox_views.sync_of", "health.health",
+    "activities.page_activities", "activities.count_activities", "activities.activity_detail",
 }
 CALLED_BY_CHECKED_SERVICES = {
     "audit.record": "the audit entry of a change its caller was allowed to make",

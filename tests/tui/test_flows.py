@@ -644,7 +644,7 @@ def test_function_keys_go_to_each_screen_and_f2_comes_back(console: Console):
     async def scenario(app: MbxApp, pilot: Pilot) -> None:
         grid_screen = app.screen
         for key, name in (("f3", "profiles"), ("f4", "alerts"), ("f5", "failed"), ("f6", "settings"),
-                          ("f7", "people"), ("f8", "operators")):
+                          ("f7", "people"), ("f8", "operators"), ("f9", "activities")):
             await pilot.press(key)
             await settle(app, pilot)
             assert isinstance(app.screen, SCREENS[name]), (key, app.screen)

@@ -33,7 +33,7 @@ def write_keymap(config_dir: Path, text: str) -> None:
 
 
 def test_a_keymap_moves_the_alerts_screen_to_another_key_and_the_help_shows_it(console: Console, config_dir: Path):
-    write_keymap(config_dir, '# my keys\ngo-alerts = "f9"\n"mailboxes-approve" = "ctrl+a"\n')
+    write_keymap(config_dir, '# my keys\ngo-alerts = "f12"\n"mailboxes-approve" = "ctrl+a"\n')
 
     async def scenario(app: MbxApp, pilot: Pilot) -> None:
         assert not [n for n in app._notifications if n.title == "Keymap not used"]
@@ -43,10 +43,10 @@ def test_a_keymap_moves_the_alerts_screen_to_another_key_and_the_help_shows_it(c
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         keys = [line.split(None, 1) for line in str(app.screen.query_one(Static).render()).splitlines()]
-        assert ["f9", "Alerts"] in keys and ["f4", "Alerts"] not in keys, keys
+        assert ["f12", "Alerts"] in keys and ["f4", "Alerts"] not in keys, keys
         assert ["^a", "Approve"] in keys and ["A", "Approve"] not in keys, keys
         await pilot.press("escape")
-        await pilot.press("f9")
+        await pilot.press("f12")
         await settle(app, pilot)
         assert isinstance(app.screen, SCREENS["alerts"])
         assert "AUTH_FAILED" in screen_text(app)
@@ -55,9 +55,9 @@ def test_a_keymap_moves_the_alerts_screen_to_another_key_and_the_help_shows_it(c
 
 
 @pytest.mark.parametrize("text, line, what", [
-    ('go-alerts = "f9"\ngo-profiles = \n', 2, "not TOML"),
-    ('go-alerts = "f9"\n\ngo-nowhere = "f10"\n', 3, "go-nowhere"),
-    ('go-alerts = "f9"\n[grid]\ntoggle_mark = 5\n', 3, "grid.toggle_mark"),
+    ('go-alerts = "f12"\ngo-profiles = \n', 2, "not TOML"),
+    ('go-alerts = "f12"\n\ngo-nowhere = "f10"\n', 3, "go-nowhere"),
+    ('go-alerts = "f12"\n[grid]\ntoggle_mark = 5\n', 3, "grid.toggle_mark"),
 ])
 def test_a_bad_keymap_is_refused_naming_its_line_and_the_defaults_stay(console: Console, config_dir: Path,
                                                                        text: str, line: int, what: str):
@@ -68,7 +68,7 @@ def test_a_bad_keymap_is_refused_naming_its_line_and_the_defaults_stay(console: 
         assert len(refused) == 1, notifications(app)
         assert f"line {line}" in refused[0] and what in refused[0], refused
         assert "default keys are in force" in refused[0]
-        await pilot.press("f9")  # the file's key is not used...
+        await pilot.press("f12")  # the file's key is not used...
         await settle(app, pilot)
         assert isinstance(app.screen, MailboxesScreen)
         await pilot.press("f4")  # ...the default is
@@ -107,16 +107,16 @@ def test_no_keymap_file_is_no_keymap_and_no_problem(config_dir: Path):
 def test_the_navigation_table_makes_the_function_keys_and_the_palette_entries(console: Console, config_dir: Path):
     from mbxtui.tui.navigation import NAVIGATION
 
-    write_keymap(config_dir, 'go-alerts = "f9"\n')
+    write_keymap(config_dir, 'go-alerts = "f12"\n')
 
     async def scenario(app: MbxApp, pilot: Pilot) -> None:
         assert set(SCREENS) == {destination.name for destination in NAVIGATION}
         commands = {command.title: command.help for command in app.get_system_commands(app.screen)}
         for destination in NAVIGATION:
-            key = "f9" if destination.name == "alerts" else destination.key
+            key = "f12" if destination.name == "alerts" else destination.key
             assert commands[destination.title] == f"{destination.palette} (key: {key})", commands
         for destination in NAVIGATION:
-            await pilot.press("f9" if destination.name == "alerts" else destination.key)
+            await pilot.press("f12" if destination.name == "alerts" else destination.key)
             await settle(app, pilot)
             assert isinstance(app.screen, SCREENS[destination.name]), destination
 

@@ -608,4 +608,5 @@ def test_forward_mailbox_form_creates_one(world: World):
 
 
 def test_every_screen_of_the_console_is_registered_under_its_name():
-    assert set(SCREENS) == {"mailboxes", "profiles", "alerts", "failed", "settings", "people", "operators"}
+    assert set(SCREENS) == {"mailboxes", "profiles", "alerts", "failed", "settings", "people", "operators",
+                            "activities"}

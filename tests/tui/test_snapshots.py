@@ -15,6 +15,7 @@ from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 from mbxtui.tui.screens.profiles import ProfileDetailScreen
 from tests.tui.conftest import AUTH_FAILED_MAILBOX, HEAD_OFFICE, Console, settle
+from tests.tui.test_activities import record_mail
 
 SIZES = {"80x24": (80, 24), "120x36": (120, 36)}
 
@@ -56,6 +57,11 @@ async def profile_detail(app: MbxApp, pilot: Pilot) -> None:
     await app.push_screen(ProfileDetailScreen(HEAD_OFFICE))
 
 
+async def activities_screen(app: MbxApp, pilot: Pilot) -> None:
+    record_mail()
+    await go("activities", "down")(app, pilot)
+
+
 async def help_screen(app: MbxApp, pilot: Pilot) -> None:
     await pilot.press("question_mark")
 
@@ -75,6 +81,7 @@ SCREENS: dict[str, Steps] = {
     "users-queues": go("people"),
     "operators": go("operators"),
     "help": help_screen,
+    "activities": activities_screen,
 }
 
 

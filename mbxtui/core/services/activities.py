@@ -1,5 +1,6 @@
 """Email activities as the faces show them: a filtered listing, newest first, and one activity with
-its preview (R25). Reading only; processing writes them (core/sync)."""
+its preview (R25); the console's pages of them (``page_activities``: keyset paging on the id, never
+an OFFSET) and its detail (``activity_detail``). Reading only; processing writes them (core/sync)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,99 @@ def show_activity(actor: Actor, activity_id: int) -> dict[str, Any]:
         "ORDER BY r.id", [activity_id]))]
     shown.update(in_reply_to=row["in_reply_to"].split(), problem=row["problem"], preview=row["preview"])
     return shown
+
+
+PAGE_COLUMNS = ("a.id, a.direction, a.state, a.subject, a.sender, a.\"to\", a.received_on, a.sent_on, "
+                "a.created_on, m.email AS mailbox")
+COUNT_AT_MOST = 10_000
+"""Matches counted for the console, at most: a count over a million rows with a text filter would
+read them all, and "10,000+" tells the operator as much as the exact figure."""
+
+
+def _page_filter(*, text: str | None, direction: str | None, state: str | None) -> tuple[list[str], list[Any]]:
+    """The console's filters: ``text`` is a mailbox's whole address (what came through it or is sent
+    from it), else text found in the subject, sender or recipients (any case)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if direction is not None:
+        where.append("a.direction = ?")
+        params.append(validation.choice("direction", direction, ActivityDirection).value)
+    if state is not None:
+        where.append("a.state = ?")
+        params.append(validation.choice("state", state, ActivityState).value)
+    needle = validation.text("filter", text, max_length=200, required=False).lower()
+    if not needle:
+        return where, params
+    mailbox = database.execute_sql("SELECT id FROM mailbox WHERE email = ?", [needle]).fetchone()
+    if mailbox is not None:
+        # Ids from the indexes of the mailbox (its receipts, what it sends), not a scan of the text.
+        where.append("a.id IN (SELECT activity_id FROM activity_receipt WHERE mailbox_id = ? "
+                     "UNION SELECT id FROM email_activity WHERE mailbox_id = ?)")
+        params.extend([mailbox[0], mailbox[0]])
+    else:
+        where.append("(" + " OR ".join(f"instr(lower(a.{column}), ?) > 0"
+                                       for column in ("subject", "sender", '"to"', "cc")) + ")")
+        params.extend([needle] * 4)
+    return where, params
+
+
+def page_activities(actor: Actor, *, text: str | None = None, direction: str | None = None,
+                    state: str | None = None, before_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """The console's page: at most ``limit`` activities matching the filters with an id below
+    ``before_id`` (the last of the page before; None: the newest), newest first, each with the
+    address of its mailbox and ``when`` (received, else sent, else queued)."""
+    require(actor, Permission.READ)
+    limit = validation.integer("limit", limit, 1, 1_000)
+    where, params = _page_filter(text=text, direction=direction, state=state)
+    if before_id is not None:
+        where.append("a.id < ?")
+        params.append(validation.integer("before", before_id, 1, 2**63 - 1))
+    condition = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = rows_by_name(database.execute_sql(
+        f"SELECT {PAGE_COLUMNS} FROM email_activity a LEFT JOIN mailbox m ON m.id = a.mailbox_id {condition} "
+        f"ORDER BY a.id DESC LIMIT {limit}", params))
+    for row in rows:
+        row["to"] = json.loads(row["to"])
+        row["when"] = _moment(row["received_on"] or row["sent_on"] or row["created_on"])
+    return rows
+
+
+def count_activities(actor: Actor, *, text: str | None = None, direction: str | None = None,
+                     state: str | None = None) -> tuple[int, bool]:
+    """How many activities match, up to ``COUNT_AT_MOST``; True when there are more than that."""
+    require(actor, Permission.READ)
+    where, params = _page_filter(text=text, direction=direction, state=state)
+    condition = f"WHERE {' AND '.join(where)}" if where else ""
+    count = database.execute_sql(f"SELECT count(*) FROM (SELECT 1 FROM email_activity a {condition} "
+                                 f"LIMIT {COUNT_AT_MOST + 1}) matching", params).fetchone()[0]
+    return min(count, COUNT_AT_MOST), count > COUNT_AT_MOST
+
+
+def activity_detail(actor: Actor, activity_id: int) -> dict[str, Any]:
+    """``show_activity`` and what the console's detail adds: the parties by name and kind, the
+    mailbox it came through or is sent from, and an outgoing one's attempts and last error."""
+    shown = show_activity(actor, activity_id)
+    extra = row_by_name(database.execute_sql(
+        "SELECT a.created_on, a.created_by, a.attempts, a.next_attempt, a.last_error_code, a.last_error_text, "
+        "a.reply_to_activity_id, m.email AS mailbox FROM email_activity a LEFT JOIN mailbox m ON m.id = a.mailbox_id "
+        "WHERE a.id = ?", [shown["id"]]))
+    if extra is None:
+        raise NotFound(f"no email activity has the id {activity_id}: see mbxtui activity list")
+    extra["created_on"] = _moment(extra["created_on"])
+    extra["next_attempt"] = _moment(extra["next_attempt"])
+    shown.update(extra)
+    shown["party_names"] = [
+        f"{row['name']} <{row['email']}> ({'user' if row['is_user'] else 'queue'})"
+        for row in rows_by_name(database.execute_sql(
+            "SELECT COALESCE(u.name, q.name) AS name, COALESCE(u.email, q.email) AS email, "
+            "u.id IS NOT NULL AS is_user FROM activity_party p LEFT JOIN \"user\" u ON u.id = p.user_id "
+            "LEFT JOIN queue q ON q.id = p.queue_id WHERE p.activity_id = ? ORDER BY p.id", [shown["id"]]))]
+    return shown
+
+
+def _moment(value: Any) -> str | None:
+    """A timestamp as text to the second, whatever the backend's driver gave."""
+    return None if value is None else str(value)[:19]
 
 
 def _mailbox_id(email: str) -> int:

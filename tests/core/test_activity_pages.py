@@ -1,0 +1,74 @@
+"""The console's reads of email activities: pages by id (no OFFSET), the text filter over subject,
+addresses and the mailbox, a bounded count, and the detail's parties by name, on the real database
+of the suite's backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from mbxtui.core.errors import InvalidInput, NotFound
+from mbxtui.core.services import activities
+from mbxtui.core.sync import store
+from mbxtui.core.sync.messages import ParsedMessage
+from tests.core.test_activities import WHEN, record, received, support  # noqa: F401 (a fixture)
+
+
+def subjects(rows: list[dict]) -> list[str]:
+    return [row["subject"] for row in rows]
+
+
+def test_pages_follow_each_other_by_id_newest_first(admin, support):  # noqa: F811
+    record(support, 5, [received(uid, f"Message {uid}") for uid in range(1, 6)])
+    first = activities.page_activities(admin, limit=2)
+    assert subjects(first) == ["Message 5", "Message 4"]
+    second = activities.page_activities(admin, before_id=first[-1]["id"], limit=2)
+    assert subjects(second) == ["Message 3", "Message 2"]
+    last = activities.page_activities(admin, before_id=second[-1]["id"], limit=2)
+    assert subjects(last) == ["Message 1"]
+    assert first[0]["mailbox"] == "support@corp.test" and first[0]["when"] == "2026-12-06 08:00:00"
+    assert first[0]["to"] == ["support@corp.test"] and first[0]["direction"] == "incoming"
+    assert activities.count_activities(admin) == (5, False)
+
+
+def test_the_filter_finds_subject_address_and_mailbox_in_any_case(admin, support):  # noqa: F811
+    record(support, 3, [received(1, "Invoice March"), received(2, "Hello", cc=["Zed@Else.test"]),
+                        received(3, "Re: INVOICE")])
+    assert subjects(activities.page_activities(admin, text="invoice")) == ["Re: INVOICE", "Invoice March"]
+    assert subjects(activities.page_activities(admin, text="zed@else")) == ["Hello"]
+    assert subjects(activities.page_activities(admin, text="ANN@outside")) == ["Re: INVOICE", "Hello", "Invoice March"]
+    assert activities.count_activities(admin, text="invoice") == (2, False)
+    assert activities.page_activities(admin, text="nothing like it") == []
+    assert activities.count_activities(admin, state="received", text="hello") == (1, False)
+    assert activities.count_activities(admin, direction="outgoing") == (0, False)
+
+
+def test_the_filter_by_a_mailbox_address_finds_what_came_through_it(admin, support):  # noqa: F811
+    elsewhere = ParsedMessage(message_id="<1@corp.test>", subject="Through support", sender="ann@outside.test",
+                              to=["someone@else.test"])
+    record(support, 1, [store.Fetched(1, WHEN, elsewhere)])
+    assert subjects(activities.page_activities(admin, text=" Support@Corp.test ")) == ["Through support"]
+
+
+def test_the_count_stops_at_its_bound(admin, support, monkeypatch: pytest.MonkeyPatch):  # noqa: F811
+    record(support, 4, [received(uid, f"Message {uid}") for uid in range(1, 5)])
+    monkeypatch.setattr(activities, "COUNT_AT_MOST", 3)
+    assert activities.count_activities(admin) == (3, True)
+
+
+def test_bad_filters_and_ids_are_refused(admin, support):  # noqa: F811
+    with pytest.raises(InvalidInput, match="state"):
+        activities.page_activities(admin, state="lost")
+    with pytest.raises(InvalidInput, match="filter"):
+        activities.page_activities(admin, text="a\x1b[2Jb")
+    with pytest.raises(NotFound, match="no email activity has the id 99"):
+        activities.activity_detail(admin, 99)
+
+
+def test_the_detail_names_the_parties_and_the_mailbox(admin, support):  # noqa: F811
+    record(support, 1, [received(1, "Hello", attachments=[("plan.pdf", 2048)])])
+    activity_id = activities.page_activities(admin)[0]["id"]
+    detail = activities.activity_detail(admin, activity_id)
+    assert detail["party_names"] == ["Support <support@corp.test> (queue)"]
+    assert detail["mailbox"] == "support@corp.test" and detail["attempts"] == 0
+    assert detail["attachments"] == [{"name": "plan.pdf", "size": 2048}]
+    assert detail["last_error_code"] is None and detail["reply_to_activity_id"] is None

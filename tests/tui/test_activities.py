@@ -1,0 +1,301 @@
+"""The Activities screen, an activity's detail and the compose form, driven with Pilot over a real
+database whose activities are written by processing's own transaction (``store.record_batch``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+from textual.pilot import Pilot
+
+from mbxtui.core.models import database
+from mbxtui.core.services import mailboxes, outgoing
+from mbxtui.core.sync import store
+from mbxtui.core.sync.messages import ParsedMessage
+from mbxtui.core.sync.routing import Party
+from mbxtui.tui import workers
+from mbxtui.tui.app import MbxApp
+from mbxtui.tui.screens import activities as activities_screen
+from mbxtui.tui.navigation import screens
+from mbxtui.tui.screens.activities import FILTER_PAUSE_SECONDS, ActivityDetailScreen
+from mbxtui.tui.screens.compose import ComposeForm
+from mbxtui.tui.screens.help import HelpScreen
+from mbxtui.tui.widgets.confirm import ConfirmScreen
+from tests.tui.conftest import Console, notifications, offered, screen_text, settle
+from tests.tui.test_slow_loads import answers
+
+SCREENS = screens()
+WHEN = datetime(2024, 5, 6, 10, 0, 0)
+HOSTILE_PREVIEW = "Hi \x1b[2J\x1b]0;pwned\x07 there [bold]not bold[/bold] \u202eevil"
+
+
+def received(uid: int, subject: str, **fields) -> store.Fetched:
+    fields.setdefault("to", ["support@corp.test"])
+    fields.setdefault("sender", "zoe@customer.test")
+    return store.Fetched(uid, WHEN, ParsedMessage(message_id=f"<{uid}@customer.test>", subject=subject, **fields))
+
+
+def record(*items: store.Fetched) -> None:
+    """Processing's transaction, as a cycle of the support queue's mailbox writes it."""
+    support = mailboxes.get("support@corp.test")
+    database.execute_sql("INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, "
+                         "unresolved_total) VALUES (?, 'idle', 0, 0, 0) ON CONFLICT DO NOTHING", [support.id])
+    store.record_batch(support.id, "INBOX", 1, max(item.uid for item in items), list(items),
+                       Party(None, support.queue_id, "all"), None, WHEN)
+
+
+async def filtered(app: MbxApp, pilot: Pilot, *keys: str) -> None:
+    """Type into the filter, then wait out the pause the screen waits for before it reads."""
+    await pilot.press(*keys)
+    await pilot.pause(FILTER_PAUSE_SECONDS * 2)
+    await settle(app, pilot)
+
+
+def activity_id(subject: str) -> int:
+    return database.execute_sql("SELECT id FROM email_activity WHERE subject = ?", [subject]).fetchone()[0]
+
+
+def record_mail() -> None:
+    """Three messages to the support queue, the newest a reply whose preview holds escape sequences."""
+    record(received(1, "Invoice March", attachments=[("invoice.pdf", 48_213)], size=52_000),
+           received(2, "Where is my order?", sender="max@shop.test", cc=["bob@corp.test"]),
+           received(3, "Re: Invoice March", in_reply_to=["<1@customer.test>"], preview=HOSTILE_PREVIEW))
+
+
+@pytest.fixture
+def mail(console: Console) -> Console:
+    record_mail()
+    return console
+
+
+def test_the_screen_shows_loading_then_rows_newest_first_and_the_filter_narrows(mail: Console,
+                                                                               monkeypatch: pytest.MonkeyPatch):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        monkeypatch.setattr(workers, "LOAD_DELAY_SECONDS", 4.0)
+        await pilot.press("f9")
+        await pilot.pause()
+        assert isinstance(app.screen, SCREENS["activities"])
+        assert "loading…" in screen_text(app) and "Invoice March" not in screen_text(app)
+        await settle(app, pilot)
+        monkeypatch.setattr(workers, "LOAD_DELAY_SECONDS", 0.0)
+        shown = screen_text(app)
+        assert "loading…" not in shown and "1–3 of 3" in shown, shown
+        subjects = [line.strip().split("  ")[-1].strip() for line in shown.splitlines() if "  in   received" in line]
+        assert subjects == ["Re: Invoice March", "Where is my order?", "Invoice March"], shown  # newest first
+        assert [row["subject"] for row in app.screen.rows.values()] == [
+            "Re: Invoice March", "Where is my order?", "Invoice March"]
+        await filtered(app, pilot, "slash", *"invoice")
+        assert [row["subject"] for row in app.screen.rows.values()] == ["Re: Invoice March", "Invoice March"]
+        assert "of 2 matching 'invoice'" in screen_text(app)
+        await filtered(app, pilot, "ctrl+u", *"max@shop")  # an address
+        assert [row["subject"] for row in app.screen.rows.values()] == ["Where is my order?"]
+        await filtered(app, pilot, "ctrl+u", "enter", "3")  # the Outgoing view: none yet
+        assert not app.screen.rows and "nothing to show" in screen_text(app)
+
+    mail.run(scenario)
+
+
+def test_the_detail_shows_headers_parties_attachments_and_a_hostile_preview_as_text(mail: Console):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        await pilot.press("enter")  # the newest: the reply with the hostile preview
+        await settle(app, pilot)
+        assert isinstance(app.screen, ActivityDetailScreen)
+        shown = screen_text(app)
+        assert "<3@customer.test>" in shown and "<1@customer.test>" in shown  # Message-ID, In-Reply-To
+        assert "Support <support@corp.test> (queue)" in shown
+        assert r"Hi \x1b[2J\x1b]0;pwned\x07 there [bold]not bold[/bold] \u202eevil" in shown, shown
+        assert not app.screen.check_action("resend", ())  # incoming: nothing to resend
+        await pilot.press("escape")
+        await settle(app, pilot)
+        await pilot.press("down", "down", "enter")
+        await settle(app, pilot)
+        shown = screen_text(app)
+        assert "invoice.pdf (48,213 bytes)" in shown and "52,000 bytes" in shown, shown
+
+    mail.run(scenario)
+
+
+def test_keys_answer_while_the_activities_load_slowly(mail: Console, monkeypatch: pytest.MonkeyPatch):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        monkeypatch.setattr(workers, "LOAD_DELAY_SECONDS", 8.0)
+        started = time.monotonic()
+        await answers(pilot, "f9", lambda: isinstance(app.screen, SCREENS["activities"]))
+        activities_screen = app.screen
+        assert "loading…" in screen_text(app)
+        await answers(pilot, "2", lambda: "[reverse]2 Incoming" in activities_screen.views_line())
+        await answers(pilot, "slash", lambda: activities_screen.query_one("#filter").has_focus)
+        await answers(pilot, "z", lambda: activities_screen.query_one("#filter").value == "z")
+        await answers(pilot, "escape", lambda: activities_screen.table.has_focus)
+        await answers(pilot, "question_mark", lambda: isinstance(app.screen, HelpScreen))
+        assert "Keys of Activities" in screen_text(app)
+        await answers(pilot, "escape", lambda: app.screen is activities_screen)
+        await answers(pilot, "f4", lambda: isinstance(app.screen, SCREENS["alerts"]))
+        await answers(pilot, "f9", lambda: app.screen is activities_screen)
+        assert time.monotonic() - started < 8.0, "the keys above waited for a load"
+        assert "loading…" in screen_text(app)
+        await settle(app, pilot)
+        assert [row["subject"] for row in activities_screen.rows.values()] == ["Re: Invoice March", "Invoice March"]
+
+    mail.run(scenario)
+
+
+def failed_email(console: Console, state: str = "failed") -> int:
+    """An email queued through the outgoing service, then left ``state`` by the sender with its error."""
+    queued = outgoing.queue_email(console.admin, "support@corp.test", ["max@shop.test"], [], "Your order",
+                                  "It left today.")
+    database.execute_sql("UPDATE email_activity SET state = ?, attempts = 3, last_error_code = 'SMTP_REJECTED', "
+                         "last_error_text = 'the server refused the recipient' WHERE id = ?", [state, queued])
+    return queued
+
+
+def test_resend_asks_then_puts_a_failed_email_back_to_pending(mail: Console):
+    queued = failed_email(mail)
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9", "4")  # the Failed view
+        await settle(app, pilot)
+        assert [row["id"] for row in app.screen.rows.values()] == [queued]
+        await pilot.press("enter")
+        await settle(app, pilot)
+        shown = screen_text(app)
+        assert "SMTP_REJECTED the server refused the recipient" in shown and "failed" in shown, shown
+        await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and "max@shop.test again?" in screen_text(app)
+        await pilot.press("n")  # not yet
+        await settle(app, pilot)
+        assert state_of(queued) == "failed"
+        await pilot.press("R")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert state_of(queued) == "pending"
+        assert isinstance(app.screen, ActivityDetailScreen)
+        assert "Attempts        0" in screen_text(app) and not app.screen.check_action("resend", ())
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert isinstance(app.screen, SCREENS["activities"]) and not app.screen.rows  # no longer failed
+
+    mail.run(scenario)
+
+
+def test_a_viewer_may_not_resend(mail: Console):
+    failed_email(mail, "uncertain")
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9", "5", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ActivityDetailScreen) and not offered(app.screen, "R")
+        await pilot.press("R")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("needs the role" in text for text in notifications(app)), notifications(app)
+
+    mail.run(scenario, role="viewer")
+
+
+def test_the_compose_form_shows_errors_in_place_then_queues_a_pending_email(mail: Console):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        await pilot.press("c")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ComposeForm)
+        await pilot.press("ctrl+s")  # nothing typed
+        await settle(app, pilot)
+        error = app.screen.query_one("#error-sender")
+        assert not error.has_class("hidden") and "is required" in str(error.render()), error.render()
+        assert app.screen.query_one("#sender").has_focus
+        await pilot.press(*"nobody@corp.test", "tab", *"max@shop.test", "ctrl+s")
+        await settle(app, pilot)
+        error = app.screen.query_one("#error-subject")
+        assert not error.has_class("hidden") and "is required" in str(error.render())
+        assert app.screen.query_one("#error-sender").has_class("hidden")  # the earlier error cleared
+        app.screen.query_one("#subject").value = "Your order"
+        app.screen.query_one("#body").text = "It left today."
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ComposeForm)
+        problem = str(app.screen.query_one("#save-problem").render())
+        assert problem.startswith("Not saved: no mailbox has the address nobody@corp.test"), problem
+        app.screen.query_one("#sender").value = "support@corp.test"
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert isinstance(app.screen, SCREENS["activities"])
+        newest = next(iter(app.screen.rows.values()))
+        assert (newest["subject"], newest["state"], newest["direction"]) == ("Your order", "pending", "outgoing")
+        assert newest["to"] == ["max@shop.test"] and newest["mailbox"] == "support@corp.test"
+
+    mail.run(scenario)
+
+
+def test_a_reply_is_filled_from_the_incoming_activity_and_threads_it(mail: Console):
+    answered = activity_id("Where is my order?")
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await app.push_screen(ActivityDetailScreen(answered))
+        await settle(app, pilot)
+        await pilot.press("r")
+        await settle(app, pilot)
+        form = app.screen
+        assert isinstance(form, ComposeForm)
+        assert (form.query_one("#sender").value, form.query_one("#to").value, form.query_one("#subject").value) == (
+            "support@corp.test", "max@shop.test", "Re: Where is my order?")
+        assert form.query_one("#body").has_focus
+        await pilot.press(*"On its way.")
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ActivityDetailScreen)
+        row = database.execute_sql("SELECT reply_to_activity_id, in_reply_to, state, body FROM email_activity "
+                                   "WHERE direction = 'outgoing'").fetchone()
+        assert tuple(row) == (answered, "<2@customer.test>", "pending", "On its way.")
+
+    mail.run(scenario)
+
+
+def state_of(activity: int) -> str:
+    return database.execute_sql("SELECT state FROM email_activity WHERE id = ?", [activity]).fetchone()[0]
+
+
+def test_new_activities_appear_at_the_top_while_the_screen_is_shown(mail: Console, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(activities_screen, "REFRESH_SECONDS", 0.5)
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        assert len(app.screen.rows) == 3
+        record(received(4, "Just arrived"))  # as a worker's cycle would, meanwhile
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if len(app.screen.rows) == 4:
+                break
+        assert next(iter(app.screen.rows.values()))["subject"] == "Just arrived"
+        assert "1–4 of 4" in screen_text(app)
+
+    mail.run(scenario)
+
+
+def test_pages_turn_by_id_and_back(mail: Console, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(activities_screen.ActivitiesScreen, "PAGE_SIZE", 2)
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        screen = app.screen
+        assert [row["subject"] for row in screen.rows.values()] == ["Re: Invoice March", "Where is my order?"]
+        assert "1–2 of 3" in screen_text(app)
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert [row["subject"] for row in screen.rows.values()] == ["Invoice March"]
+        assert "3–3 of 3" in screen_text(app)
+        await pilot.press("n")  # no page after the last
+        await settle(app, pilot)
+        assert [row["subject"] for row in screen.rows.values()] == ["Invoice March"]
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert [row["subject"] for row in screen.rows.values()] == ["Re: Invoice March", "Where is my order?"]
+
+    mail.run(scenario)

@@ -19,6 +19,7 @@ from mbxtui.cli.context import Context, selection
 from mbxtui.cli.options import Commands, UsageError, command, json_option, selection_options
 from mbxtui.cli.output import EXIT_OK, EXIT_TEST_FAILED, emit, print_json, print_table
 from mbxtui.core.display import safe
+from mbxtui.core.errors import MbxError
 
 if TYPE_CHECKING:
     from mbxtui.core.jobs.runner import EnablementRunner
@@ -130,7 +131,10 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
     with logs.echo(tested_log, sys.stdout), logs.echo(processed_log, sys.stdout), logs.echo(summary_log, sys.stderr):
         if args.once:
             # What is due now: the re-tests, the tests, then one pass over what they enabled.
-            processing.retest_if_due()
+            try:
+                processing.retest_if_due()
+            except MbxError as exc:  # a refusal (the role may not queue tests): the rest runs
+                summary_log.warning("re-tests not queued: %s", safe(str(exc)))
             summary = runner.run(stop=stop, until_idle=True)
             processing.start(once=True).join()
         else:

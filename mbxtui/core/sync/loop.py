@@ -85,6 +85,10 @@ class ProcessingLoop:
                 pause = self.pause_seconds
                 try:
                     self.retest_if_due()
+                except Exception:  # a refusal or the database away: processing goes on regardless
+                    log.exception("the re-tests due could not be queued")
+                    pause = FAILED_PASS_PAUSE
+                try:
                     if self.process:
                         summary = self.run_pass()
                         self.totals.add(summary)

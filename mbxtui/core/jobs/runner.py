@@ -231,7 +231,6 @@ class EnablementRunner:
         """When due (see leases.py): one write transaction that renews the leases of this runner's
         jobs and connection slots, takes or gives back slots for what waits, and requeues jobs whose
         lease ran out. Returns how many jobs were requeued; None when it was not due."""
-
         now = self.clock()
 
         def renew_jobs(until: datetime) -> int:

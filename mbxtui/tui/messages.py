@@ -14,6 +14,7 @@ from mbxtui.core.services.profile_mailboxes import ProfileMailboxes
 from mbxtui.core.services.profiles import ProfileRecord
 from mbxtui.core.services.mailbox_views import SyncRow
 from mbxtui.core.services.sync_monitor import SyncSnapshot
+from mbxtui.core.sync.runner import SyncSummary
 
 
 @dataclass
@@ -26,6 +27,13 @@ class MailboxesTested(Message):
 @dataclass
 class RunnerStopped(Message):
     error: str | None = None
+
+
+@dataclass
+class MailboxesProcessed(Message):
+    """A processing pass just ended (``console --process``, the demo): what it cycled."""
+
+    summary: SyncSummary
 
 
 @dataclass

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Sparkline
 from mbxtui.core.models import utcnow
 from mbxtui.core.services import mailboxes
 from mbxtui.core.sync import store
+from mbxtui.core.sync.runner import SyncSummary
 from mbxtui.core.sync.messages import ParsedMessage
 from mbxtui.core.sync.routing import Party
 from mbxtui.tui import workers
@@ -89,7 +90,7 @@ def test_the_monitor_reads_again_on_its_timer_on_progress_and_on_changes(console
         assert "Idle 0" in screen_text(app)
 
         support = add_status(console, "support@corp.test", last_incoming_success=str(utcnow() - timedelta(hours=30)))
-        app.sync_progressed.publish(None)  # processing in this console finished a cycle
+        app.mailboxes_processed.publish(SyncSummary())  # processing in this console finished a cycle
         await until(pilot, lambda: "Idle 1" in screen_text(app), "the state counts after progress")
         assert f"Never cycled {ENABLED_FOR_INCOMING - 1}" in screen_text(app)
         assert "Stale 1" in screen_text(app)
@@ -103,7 +104,7 @@ def test_the_monitor_reads_again_on_its_timer_on_progress_and_on_changes(console
 
         await pilot.press("question_mark")  # covered by another screen: no read until it shows again
         add_status(console, "carla@corp.test", state="processing")
-        app.sync_progressed.publish(None)
+        app.mailboxes_processed.publish(SyncSummary())
         assert not monitor.reading
         await pilot.press("escape")
         await until(pilot, lambda: "Processing 1" in screen_text(app), "the state counts once shown again")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import approval_required
 from mbxtui.core.sync import status, store
 from mbxtui.core.sync.incoming import CycleResult, SyncTarget, run_cycle
+from mbxtui.core.sync.outgoing import OutgoingRunner, OutgoingSummary
 from mbxtui.core.sync.routing import Party, effective_tracking
 
 log = logging.getLogger(__name__)
@@ -59,18 +61,29 @@ class MailboxCycled:
 
 @dataclass
 class SyncSummary:
+    """``mailboxes``: the incoming cycles; ``outgoing``: the sending pass that followed them."""
+
     mailboxes: list[MailboxCycled] = field(default_factory=list)
+    outgoing: OutgoingSummary = field(default_factory=OutgoingSummary)
 
     @property
     def failed(self) -> int:
-        return sum(not m.ok for m in self.mailboxes)
+        """Mailboxes that failed in either direction. An email the server refused while the
+        mailbox's sending worked is counted in ``send_failed``, not here."""
+        failing = {m.email for m in self.mailboxes if not m.ok}
+        return len(failing | {m.email for m in self.outgoing.mailboxes if not m.ok})
 
     def as_dict(self) -> dict:
-        return {"mailboxes": len(self.mailboxes), "failed": self.failed,
+        outgoing = self.outgoing
+        return {"mailboxes": len({m.email for m in self.mailboxes} | {m.email for m in outgoing.mailboxes}),
+                "failed": self.failed,
                 "messages": sum(m.messages for m in self.mailboxes),
                 "recorded": sum(m.recorded for m in self.mailboxes),
                 "unresolved": sum(m.unresolved for m in self.mailboxes),
-                "results": [m.as_dict() for m in self.mailboxes]}
+                "sent": outgoing.sent, "send_failed": outgoing.failed,
+                "send_retrying": sum(m.retrying for m in outgoing.mailboxes), "uncertain": outgoing.uncertain,
+                "results": [m.as_dict() for m in self.mailboxes],
+                "outgoing": [m.as_dict() for m in outgoing.mailboxes]}
 
 
 class SyncRunner:
@@ -78,14 +91,17 @@ class SyncRunner:
     cycle them even before their polling interval is over (``sync --now``)."""
 
     def __init__(self, secrets: SecretStore | None, *, threads: int = 8, clock: Callable[[], datetime] = utcnow,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, stop: threading.Event | None = None) -> None:
+        """``stop``: once set, a pass starts no more cycles; those in flight finish (each within its
+        profile's timeout) and the mailboxes not started are given back as the pass ends."""
         self.secrets = secrets
         self.threads = max(1, threads)
         self.clock = clock
         self.lease_seconds = lease_seconds
+        self.stop = stop
         # Its own name in the lease table: a process running tests too holds those slots apart.
         self.worker = f"{worker_identity()}:sync"
-        self._leases = ConnectionLeases(self.worker)
+        self._leases = ConnectionLeases(self.worker, lease_seconds)
         self._failed_profiles: set[int] = set()
 
     def run_once(self, emails: list[str] | None = None, *, ignore_interval: bool = False) -> SyncSummary:
@@ -230,16 +246,16 @@ class SyncRunner:
                              failure.code.value if failure else None, failure.message if failure else None)
 
     def _sync_leases(self, pending: list[SyncTarget]) -> None:
-        wanted: dict[int, int] = {}
-        for target in pending:
-            wanted[target.profile.id] = min(self.threads, wanted.get(target.profile.id, 0) + 1)
-        for profile_id, busy in self._leases.busy.items():
-            wanted[profile_id] = min(self.threads, wanted.get(profile_id, 0) + busy)
-        now = self.clock()
-        with write_transaction():
-            self._leases.sync(wanted, now, self.lease_seconds)
-            database.execute_sql("UPDATE sync_status SET lease_until = ? WHERE worker = ?",
-                                 [now + timedelta(seconds=self.lease_seconds), self.worker])
+        """Renew the claims of this pass's mailboxes and its connection slots, throttled (see
+        jobs/leases.py). Once ``stop`` is set, ``pending`` is emptied in place: the pass ends with
+        the cycles in flight, and its closing release gives the others back."""
+        if self.stop is not None and self.stop.is_set():
+            pending.clear()
+
+        def renew_claims(until: datetime) -> None:
+            database.execute_sql("UPDATE sync_status SET lease_until = ? WHERE worker = ?", [until, self.worker])
+
+        self._leases.refresh([target.profile.id for target in pending], self.threads, self.clock(), renew_claims)
 
 
 def _as_datetime(value: object) -> datetime | None:
@@ -250,11 +266,14 @@ def _as_datetime(value: object) -> datetime | None:
 
 def sync_once(actor: Actor, secrets: SecretStore | None, emails: list[str] | None = None, *,
               ignore_interval: bool = False, threads: int = 8) -> SyncSummary:
-    """One cycle of every due mailbox (or of ``emails``), for an operator allowed to run Test & Enable.
-    A named mailbox that does not exist is refused before anything runs."""
+    """One cycle of every due mailbox (or of ``emails``), for an operator allowed to run Test & Enable:
+    the incoming cycles, then the sending of the due outgoing email (R29). A named mailbox that does
+    not exist is refused before anything runs."""
     require(actor, Permission.TEST)
     named = [validation.email("mailbox", email) for email in emails or []]
     missing = sorted(set(named) - {m.email for m in Mailbox.select(Mailbox.email).where(Mailbox.email.in_(named))})
     if missing:
         raise NotFound(f"no mailbox has the address {missing[0]}: see mbxtui mailbox list")
-    return SyncRunner(secrets, threads=threads).run_once(named or None, ignore_interval=ignore_interval)
+    summary = SyncRunner(secrets, threads=threads).run_once(named or None, ignore_interval=ignore_interval)
+    summary.outgoing = OutgoingRunner(secrets, threads=threads).run_once(named or None)
+    return summary

@@ -102,7 +102,7 @@ class SyncMonitorScreen(BaseScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.app.sync_progressed.subscribe(self, lambda _: self.read_soon())
+        self.app.mailboxes_processed.subscribe(self, lambda _: self.read_soon())
         self.action_reload()
         self.query_one("#lags", DataTable).focus()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import threading
 import weakref
 
-from .loop import LabLoop, relay_both_ways, server_port
+from .loop import LabLoop, relay, relay_both_ways, server_port
 
 # An IMAP line that ends in a literal announces that many raw bytes follow: "{12}" or "{12+}".
 IMAP_LITERAL = re.compile(rb"\{(\d+)\+?\}\r?\n$")
@@ -275,3 +276,61 @@ class Pop3Front:
                 capa_requests.get_nowait()
             writer.write(line)
             await writer.drain()
+
+
+class ImapFront:
+    """IMAP over implicit TLS in front of Dovecot's plaintext IMAP port, recording every command
+    clients send (``UID FETCH``, ``UID STORE``...). ``hold`` a command: the first one after
+    ``hold_after`` others of its name is neither relayed nor answered (the client waits for ever);
+    ``held`` is set when that happens, so that a test can stop the client at that very point."""
+
+    def __init__(self, lab_loop: LabLoop, server_context: ssl.SSLContext, upstream_port: int):
+        self.lab_loop = lab_loop
+        self.server_context = server_context
+        self.upstream_port = upstream_port
+        self.hold: str | None = None
+        self.hold_after = 0
+        self.held = threading.Event()
+        self.commands: list[str] = []
+        self.port = 0
+
+    async def start(self) -> ImapFront:
+        self.port = server_port(await self.lab_loop.serve(self._serve_client, self.server_context))
+        return self
+
+    def holding(self, command: str, after: int = 0) -> None:
+        self.commands.clear()
+        self.held.clear()
+        self.hold, self.hold_after = command.upper(), after
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
+        tasks = [asyncio.create_task(self._from_client(reader, upstream_writer)),
+                 asyncio.create_task(relay(upstream_reader, writer))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            upstream_writer.close()
+
+    async def _from_client(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter) -> None:
+        starts_command = True
+        while line := await reader.readline():
+            if starts_command:
+                words = line.split(maxsplit=3)
+                name = words[1].upper() if len(words) >= 2 else b""
+                if name == b"UID" and len(words) > 2:
+                    name += b" " + words[2].upper()
+                command = name.decode("ascii", "replace")
+                if command == self.hold and self.commands.count(command) == self.hold_after:
+                    self.commands.append(command)
+                    self.held.set()
+                    while await reader.read(65536):  # until the client goes
+                        pass
+                    return
+                self.commands.append(command)
+            upstream.write(line)
+            starts_command = not await _relay_imap_literal(line, reader, upstream)
+            await upstream.drain()

@@ -9,10 +9,13 @@ from datetime import timedelta
 
 import pytest
 
+from mbxtui.core.db import write_transaction
 from mbxtui.core.sync.runner import DEFAULT_LEASE_SECONDS
 from tests.backends import query
 from tests.integration.conftest import Org
-from tests.integration.test_sync_incoming import deliver, enable, listed, message, queue_mailbox, server_message_ids, sync
+from tests.integration.test_sync_incoming import (
+    deliver, enable, listed, message, queue_mailbox, server_message_ids, sync,
+)
 
 pytestmark = pytest.mark.servers
 
@@ -20,13 +23,21 @@ HELD_WITHIN_SECONDS = 30
 MESSAGES = 3
 
 
-def kill_when_held(org: Org, front, login: str) -> None:
-    """Run ``sync --once`` for ``login`` and SIGKILL it as soon as the front holds its command."""
+def kill_when_held(org: Org, front, login: str, *, commit_held: bool = False) -> None:
+    """Run ``sync --once`` for ``login`` and SIGKILL it as soon as the front holds its command; with
+    ``commit_held``, only once the server has answered that command, while the test holds the
+    database's write lock (the worker has read everything and waits to commit)."""
     worker = org.cli_start("sync", "--once", "--now", login)
     try:
         held = front.held.wait(HELD_WITHIN_SECONDS)
         assert held, f"the cycle never sent {front.hold} (sent {front.commands}): {worker.poll()}"
         assert worker.poll() is None, "the worker ended by itself"
+        if commit_held:
+            with write_transaction():
+                front.release()
+                assert front.answered.wait(HELD_WITHIN_SECONDS), "the server never answered the released command"
+                worker.kill()
+                worker.wait(10)
         worker.kill()
     finally:
         worker.wait(10)
@@ -44,18 +55,19 @@ def restart_after_the_lease(org: Org):
     return cycled
 
 
-# (command held, how many of that command pass first, activities committed when killed)
+# (command held, how many of that command pass first, the commit held too, activities committed when killed)
 POINTS = {
-    "before fetch": ("UID SEARCH", 0, 0),
-    "after the headers' fetch, before the commit": ("UID FETCH", 1, 0),
-    "after the commit, before delete": ("UID STORE", 0, MESSAGES),
-    "mid-delete, flagged but not expunged": ("UID EXPUNGE", 0, MESSAGES),
+    "before fetch": ("UID SEARCH", 0, False, 0),
+    "mid-fetch, the headers read": ("UID FETCH", 1, False, 0),
+    "after the fetch, before the commit": ("UID FETCH", 1, True, 0),
+    "after the commit, before delete": ("UID STORE", 0, False, MESSAGES),
+    "mid-delete, flagged but not expunged": ("UID EXPUNGE", 0, False, MESSAGES),
 }
 
 
 @pytest.mark.parametrize("point", list(POINTS))
 def test_an_imap_worker_killed_at_any_point_loses_nothing_records_nothing_twice_deletes_nothing_early(org, point):
-    held_command, passing, committed = POINTS[point]
+    held_command, passing, commit_held, committed = POINTS[point]
     front = org.lab.imap_front()
     org.profile("held", incoming_port=front.port, verify_delivery=False, timeout_seconds=30)
     [login] = org.lab.add_users(1, "imapkill")
@@ -65,7 +77,7 @@ def test_an_imap_worker_killed_at_any_point_loses_nothing_records_nothing_twice_
         deliver(org, login, message("k@outside.test", login, f"Kill {number}", message_id=message_id))
 
     front.holding(held_command, after=passing)
-    kill_when_held(org, front, login)
+    kill_when_held(org, front, login, commit_held=commit_held)
     assert listed(org)["total"] == committed
     assert sorted(server_message_ids(org, login)) == ids, "nothing deleted by the killed worker"
 

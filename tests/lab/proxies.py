@@ -280,9 +280,10 @@ class Pop3Front:
 
 class ImapFront:
     """IMAP over implicit TLS in front of Dovecot's plaintext IMAP port, recording every command
-    clients send (``UID FETCH``, ``UID STORE``...). ``hold`` a command: the first one after
-    ``hold_after`` others of its name is neither relayed nor answered (the client waits for ever);
-    ``held`` is set when that happens, so that a test can stop the client at that very point."""
+    clients send (``UID FETCH``, ``UID STORE``...). ``holding(command, after)``: the first such
+    command after ``after`` others is neither relayed nor answered (the client waits) and ``held``
+    is set, so that a test can stop the client at that very point; ``release()`` relays it after
+    all, and ``answered`` is set once the server's tagged answer to it has gone to the client."""
 
     def __init__(self, lab_loop: LabLoop, server_context: ssl.SSLContext, upstream_port: int):
         self.lab_loop = lab_loop
@@ -291,22 +292,30 @@ class ImapFront:
         self.hold: str | None = None
         self.hold_after = 0
         self.held = threading.Event()
+        self.answered = threading.Event()
         self.commands: list[str] = []
         self.port = 0
+        self._held_tag: bytes | None = None
+        self._release: asyncio.Event | None = None
 
     async def start(self) -> ImapFront:
+        self._release = asyncio.Event()
         self.port = server_port(await self.lab_loop.serve(self._serve_client, self.server_context))
         return self
 
     def holding(self, command: str, after: int = 0) -> None:
         self.commands.clear()
         self.held.clear()
+        self.answered.clear()
         self.hold, self.hold_after = command.upper(), after
+
+    def release(self) -> None:
+        self.lab_loop.loop.call_soon_threadsafe(self._release.set)
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
         tasks = [asyncio.create_task(self._from_client(reader, upstream_writer)),
-                 asyncio.create_task(relay(upstream_reader, writer))]
+                 asyncio.create_task(self._from_server(upstream_reader, writer))]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -324,13 +333,30 @@ class ImapFront:
                 if name == b"UID" and len(words) > 2:
                     name += b" " + words[2].upper()
                 command = name.decode("ascii", "replace")
-                if command == self.hold and self.commands.count(command) == self.hold_after:
-                    self.commands.append(command)
-                    self.held.set()
-                    while await reader.read(65536):  # until the client goes
-                        pass
-                    return
+                held = command == self.hold and self.commands.count(command) == self.hold_after
                 self.commands.append(command)
+                if held:
+                    self._held_tag = words[0] + b" "
+                    self.held.set()
+                    if not await self._released_before_the_client_goes(reader):
+                        return
             upstream.write(line)
             starts_command = not await _relay_imap_literal(line, reader, upstream)
             await upstream.drain()
+
+    async def _released_before_the_client_goes(self, reader: asyncio.StreamReader) -> bool:
+        gone = asyncio.create_task(reader.read(1))  # a client waiting for an answer sends nothing
+        released = asyncio.create_task(self._release.wait())
+        await asyncio.wait([gone, released], return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        released.cancel()
+        await asyncio.wait([gone, released])  # the reader is free again once the read is cancelled
+        return released.done() and not released.cancelled()
+
+    async def _from_server(self, upstream: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await upstream.readline():
+            writer.write(line)
+            await _relay_imap_literal(line, upstream, writer)
+            await writer.drain()
+            if self._held_tag is not None and line.startswith(self._held_tag):
+                self.answered.set()

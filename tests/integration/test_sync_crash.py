@@ -10,11 +10,12 @@ from datetime import timedelta
 import pytest
 
 from mbxtui.core.db import write_transaction
+from mbxtui.core.models import Profile
 from mbxtui.core.sync.runner import DEFAULT_LEASE_SECONDS
 from tests.backends import query
 from tests.integration.conftest import Org
 from tests.integration.test_sync_incoming import (
-    deliver, enable, listed, message, queue_mailbox, server_message_ids, sync,
+    deliver, enable, imap, listed, message, queue_mailbox, server_message_ids, sync,
 )
 
 pytestmark = pytest.mark.servers
@@ -62,6 +63,7 @@ POINTS = {
     "after the fetch, before the commit": ("UID FETCH", 1, True, 0),
     "after the commit, before delete": ("UID STORE", 0, False, MESSAGES),
     "mid-delete, flagged but not expunged": ("UID EXPUNGE", 0, False, MESSAGES),
+    "mid-move to the processed folder": ("UID MOVE", 0, False, MESSAGES),
 }
 
 
@@ -69,7 +71,9 @@ POINTS = {
 def test_an_imap_worker_killed_at_any_point_loses_nothing_records_nothing_twice_deletes_nothing_early(org, point):
     held_command, passing, commit_held, committed = POINTS[point]
     front = org.lab.imap_front()
+    moves_to = "Processed" if held_command == "UID MOVE" else None
     org.profile("held", incoming_port=front.port, verify_delivery=False, timeout_seconds=30)
+    Profile.update(processed_folder=moves_to).where(Profile.name == "held").execute()
     [login] = org.lab.add_users(1, "imapkill")
     enable(org, queue_mailbox(org, login, profile="held", delete_after_processing=True))
     ids = [f"<imap-kill-{number}@lab.test>" for number in range(MESSAGES)]
@@ -88,6 +92,10 @@ def test_an_imap_worker_killed_at_any_point_loses_nothing_records_nothing_twice_
     assert query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == MESSAGES, "none twice"
     assert query(org.db_path, "SELECT items_total FROM sync_status")[0][0] == MESSAGES
     assert server_message_ids(org, login) == [], "deleted once committed, by the cycle after the restart"
+    if moves_to:
+        with imap(org, login) as client:
+            client.select_folder(moves_to, readonly=True)
+            assert len(client.search(["ALL"])) == MESSAGES, "moved there once each"
     assert tuple(query(org.db_path, "SELECT worker, state FROM sync_status")[0]) == (None, "idle")
 
     org.clock.advance(minutes=1)

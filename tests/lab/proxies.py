@@ -307,6 +307,7 @@ class ImapFront:
         self.commands.clear()
         self.held.clear()
         self.answered.clear()
+        self.lab_loop.loop.call_soon_threadsafe(self._release.clear)
         self.hold, self.hold_after = command.upper(), after
 
     def release(self) -> None:
@@ -360,3 +361,58 @@ class ImapFront:
             await writer.drain()
             if self._held_tag is not None and line.startswith(self._held_tag):
                 self.answered.set()
+
+
+class SmtpFront:
+    """SMTP over implicit TLS (the lab's certificate) in front of the lab's plaintext SMTP port,
+    which delivers into Dovecot. With ``hold_data_answer`` the message's end (the lone dot) is
+    relayed and delivered, but the server's answer to it never reaches the client (it waits, not
+    knowing whether the message went); ``held`` is set then."""
+
+    def __init__(self, lab_loop: LabLoop, server_context: ssl.SSLContext, upstream_port: int):
+        self.lab_loop = lab_loop
+        self.server_context = server_context
+        self.upstream_port = upstream_port
+        self.hold_data_answer = False
+        self.held = threading.Event()
+        self.port = 0
+
+    async def start(self) -> SmtpFront:
+        self.port = server_port(await self.lab_loop.serve(self._serve_client, self.server_context))
+        return self
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
+        message_sent = asyncio.Event()
+        tasks = [asyncio.create_task(self._from_client(reader, upstream_writer, message_sent)),
+                 asyncio.create_task(self._from_server(upstream_reader, writer, message_sent))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            upstream_writer.close()
+
+    async def _from_client(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter,
+                           message_sent: asyncio.Event) -> None:
+        in_data = False
+        while line := await reader.readline():
+            if in_data and line == b".\r\n":
+                in_data = False
+                message_sent.set()
+            elif not in_data and line.rstrip(b"\r\n").upper() == b"DATA":
+                in_data = True  # the server's 354 is awaited by the client before it sends the data
+            upstream.write(line)
+            await upstream.drain()
+
+    async def _from_server(self, upstream: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           message_sent: asyncio.Event) -> None:
+        while line := await upstream.readline():
+            if self.hold_data_answer and message_sent.is_set():
+                self.held.set()
+                while await upstream.read(65536):  # until either side goes
+                    pass
+                return
+            writer.write(line)
+            await writer.drain()

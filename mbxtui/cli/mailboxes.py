@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from mbxtui.cli.context import Context, read_secret, selection
 from mbxtui.cli.options import (
-    Commands, command, group, json_option, method_options, paging, secret_options, selection_options, switch,
-    view_option,
+    Commands, command, group, json_option, metavar, method_options, paging, secret_options, selection_options,
+    switch, view_option,
 )
 from mbxtui.cli.output import EXIT_OK, emit, print_json, print_record, print_table, safe
+from mbxtui.core.enums import Tracking
 
 if TYPE_CHECKING:
     from mbxtui.core.permissions import Actor
@@ -87,7 +88,7 @@ def cmd_mailbox_edit(ctx: Context, args: argparse.Namespace) -> int:
         "name": args.name, "email": args.new_email, "profile": args.profile, "incoming_method": args.incoming,
         "outgoing_method": args.outgoing, "act_method": args.act, "username": args.username,
         "use_own_credentials": args.use_own_credentials, "delete_after_processing": args.delete_after_processing,
-        "process_email_after": args.process_email_after,
+        "process_email_after": args.process_email_after, "tracking": args.tracking,
     }
     emit(args, mailboxes.edit(ctx.actor, args.email, **fields).as_dict(), print_record)
     return EXIT_OK
@@ -139,7 +140,7 @@ def cmd_mailbox_bulk_edit(ctx: Context, args: argparse.Namespace) -> int:
 
     def bulk_edit(actor: Actor, chosen: Selection) -> BulkResult:
         return bulk.bulk_edit(actor, chosen, profile=args.profile, incoming=args.incoming,
-                              outgoing=args.outgoing, act=args.act)
+                              outgoing=args.outgoing, act=args.act, tracking=args.tracking)
 
     return _bulk(ctx, args, bulk_edit, "changed")
 
@@ -177,6 +178,11 @@ def cmd_forward_add(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def tracking_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking", metavar=metavar(Tracking) + "|default",
+                   help="which messages become activities (R27); default follows the organisation's setting")
+
+
 BULK_ACTIONS = (
     ("approve", cmd_mailbox_approve, "approve email addresses (global_admin, service_admin)"),
     ("reject", cmd_mailbox_reject, "reject email addresses (global_admin, service_admin)"),
@@ -209,6 +215,7 @@ def register(commands: Commands) -> None:
     switch(p, "--use-own-credentials")
     switch(p, "--delete-after-processing")
     p.add_argument("--process-email-after", metavar="DATE")
+    tracking_option(p)
     json_option(p)
     p = command(boxes, "set-password", cmd_mailbox_set_password, "store the mailbox's password in the keyring")
     p.add_argument("email")
@@ -217,10 +224,11 @@ def register(commands: Commands) -> None:
         p = command(boxes, name, handler, text)
         selection_options(p)
         json_option(p)
-    p = command(boxes, "bulk-edit", cmd_mailbox_bulk_edit, "set profile and methods on many mailboxes")
+    p = command(boxes, "bulk-edit", cmd_mailbox_bulk_edit, "set profile, methods and tracking on many mailboxes")
     selection_options(p)
     p.add_argument("--profile", metavar="NAME")
     method_options(p)
+    tracking_option(p)
     json_option(p)
     p = command(boxes, "apply-defaults", cmd_mailbox_apply_defaults,
                 "apply the default email settings, then schedule Test & Enable")

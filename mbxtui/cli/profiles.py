@@ -18,6 +18,7 @@ PROFILE_FIELDS = {
     "username": "username", "ca_file": "ca_file", "max_connections": "max_connections",
     "timeout": "timeout_seconds", "verify_delivery": "verify_delivery", "owner": "owner",
     "process_email_from": "process_email_from", "min_polling_minutes": "min_polling_minutes", "active": "active",
+    "retest_hours": "retest_hours", "processed_folder": "processed_folder",
 }
 PROFILE_COLUMNS = [("name", "NAME"), ("type", "TYPE"), ("incoming.host", "INCOMING"), ("incoming.port", "PORT"),
                    ("outgoing.host", "OUTGOING"), ("outgoing.port", "PORT"), ("max_connections", "MAX CONN"),
@@ -112,6 +113,11 @@ def _profile_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--owner", metavar="USER_EMAIL", help="the user who receives the profile's alerts")
     p.add_argument("--process-email-from", metavar="DATE")
     p.add_argument("--min-polling-minutes", metavar="N")
+    p.add_argument("--retest-hours", metavar="HOURS|none",
+                   help="test enabled mailboxes again when not proven for this long, 1–8760 (R33); none: never")
+    p.add_argument("--processed-folder", metavar="FOLDER|none",
+                   help="imap_smtp only: move processed mail to this folder instead of deleting it (R28); "
+                        "none: delete it")
     p.add_argument("--allow-plaintext-credentials", action="store_true",
                    help="global_admin only: let TLS mode none carry credentials to a host off this machine")
     json_option(p)

@@ -55,6 +55,14 @@ class ActMethod(StrEnum):
     SERVER_SIDE_SYNC = "server_side_sync"
 
 
+class Tracking(StrEnum):
+    """R27: which incoming messages become activities for a user or a queue."""
+
+    ALL = "all"
+    REPLIES = "replies"
+    NONE = "none"
+
+
 class Approval(StrEnum):
     EMPTY = "empty"
     PENDING = "pending"

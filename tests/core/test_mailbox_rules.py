@@ -178,7 +178,7 @@ def test_bulk_edit_serving_a_forward_mailbox_by_a_forward_mailbox_is_refused(adm
     ({"incoming": "imap"}, "incoming: 'imap' is not one of: none, server_side_sync, forward_mailbox"),
     ({"outgoing": "forward_mailbox"}, "outgoing: 'forward_mailbox' is not one of: none, server_side_sync"),
     ({"act": "yes"}, "act: 'yes' is not one of: none, server_side_sync"),
-    ({}, "bulk edit: nothing to change: give a profile or a method"),
+    ({}, "bulk edit: nothing to change: give a profile, a method or a tracking"),
 ])
 def test_bad_bulk_edits_are_refused_naming_the_field(admin: Actor, org, changes: dict, message: str):
     before = snapshot()

@@ -29,6 +29,10 @@ def test_the_defaults_are_those_of_the_domain(actors: Actors):
         "notify_owners_of_profile_alerts": False,
         "retry_attempts": 10,
         "retry_interval_minutes": 5,
+        "tracking_users": "replies",
+        "tracking_queues": "all",
+        "stale_hours": 24,
+        "notification_mailbox": None,
         "row_version": 1,
     }
 

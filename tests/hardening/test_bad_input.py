@@ -38,7 +38,7 @@ from mbxtui.core import db, validation
 from mbxtui.core.display import INVISIBLE
 from mbxtui.core.enums import (
     ActMethod, AlertLevel, IncomingAuth, IncomingMethod, OutgoingAuth, OutgoingMethod, ProfileType, Role, TlsMode,
-    View,
+    Tracking, View,
 )
 from mbxtui.core.errors import Conflict, InvalidInput, InvalidRows, MbxError, NotFound, PermissionDenied
 from mbxtui.core.models import database
@@ -437,6 +437,8 @@ PROFILE_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "username": hostile_text(), "ca_file": hostile_text(), "max_connections": NUMBERS, "timeout_seconds": NUMBERS,
     "verify_delivery": SWITCHES, "owner": OWNERS,
     "process_email_from": DATES, "min_polling_minutes": NUMBERS, "active": SWITCHES,
+    "retest_hours": mostly(st.sampled_from(("24", " 8760 ", "none", "", 1)), NUMBERS),
+    "processed_folder": mostly(st.sampled_from(("Processed", " Archive/Done ", "NONE", "")), hostile_text()),
 }
 PROFILE_FIELD_NAMES = {key: {"timeout_seconds": "timeout"}.get(key, key.replace("_", "-")) for key in PROFILE_VALUES}
 
@@ -456,6 +458,9 @@ def expected_profile_value(key: str, value: Any) -> Any:
         "max_connections": lambda v: validation.integer("m", v, 1, 300),
         "timeout_seconds": lambda v: validation.integer("t", v, 1, 600),
         "min_polling_minutes": lambda v: validation.integer("m", v, 0, 1440),
+        "retest_hours": lambda v: (None if isinstance(v, str) and v.strip().lower() in ("", "none")
+                                   else validation.integer("r", v, 1, 8760)),
+        "processed_folder": lambda v: None if v.strip().lower() in ("", "none") else v.strip(),
         "verify_delivery": lambda v: validation.on_off("v", v), "active": lambda v: validation.on_off("a", v),
         "owner": lambda v: validation.email("o", v) if v != "" else None,
         "process_email_from": lambda v: (validation.stored_moment(datetime.fromisoformat(str(v).strip()))
@@ -510,6 +515,7 @@ MAILBOX_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "incoming_method": enum_values(IncomingMethod), "outgoing_method": enum_values(OutgoingMethod),
     "act_method": enum_values(ActMethod), "username": hostile_text(), "use_own_credentials": SWITCHES,
     "delete_after_processing": SWITCHES, "process_email_after": DATES,
+    "tracking": st.one_of(enum_values(Tracking), st.sampled_from(("default", " Default ", "DEFAULT\x00"))),
 }
 MAILBOX_FIELD_NAMES = {"incoming_method": "incoming", "outgoing_method": "outgoing", "act_method": "act"}
 
@@ -525,6 +531,7 @@ def expected_mailbox_value(key: str, value: Any) -> Any:
         "delete_after_processing": lambda v: validation.on_off("d", v),
         "process_email_after": lambda v: (validation.stored_moment(datetime.fromisoformat(str(v).strip()))
                                           if str(v).strip() else None),
+        "tracking": lambda v: "default" if v.strip().lower() == "default" else validation.choice("t", v, Tracking).value,
     }
     return cleaners[key](value)
 
@@ -596,6 +603,10 @@ SETTINGS_VALUES: dict[str, st.SearchStrategy[Any]] = {
     **{key: SWITCHES for key in ("require_approval_users", "require_approval_queues", "record_error_alerts",
                                  "record_warning_alerts", "record_information_alerts",
                                  "notify_owners_of_profile_alerts")},
+    "tracking_users": enum_values(Tracking), "tracking_queues": enum_values(Tracking), "stale_hours": NUMBERS,
+    "notification_mailbox": mostly(st.sampled_from(("ann@corp.test", " SALES@corp.test ", "fwd@corp.test", "none",
+                                                    "", "ghost@corp.test")), st.one_of(hostile_addresses(),
+                                                                                       hostile_text())),
     "no_such_setting": hostile_text(),
 }
 
@@ -614,8 +625,12 @@ def test_a_settings_change_is_refused_or_reads_back(organisation, data: st.DataO
         assert stored == (None if str(value).strip().lower() in ("", "none") else value.strip())
     elif key.startswith("default_"):
         assert stored == str(value).strip().lower()
-    elif key.startswith("retry"):
+    elif key.startswith("retry") or key == "stale_hours":
         assert stored == (value if isinstance(value, int) else int(str(value).strip()))
+    elif key.startswith("tracking"):
+        assert stored == str(value).strip().lower()
+    elif key == "notification_mailbox":
+        assert stored == (None if value.strip().lower() in ("", "none") else validation.email("n", value))
     else:
         assert stored is validation.on_off(key, value)
 

@@ -269,7 +269,7 @@ def test_bulk_edit_with_nothing_chosen_changes_nothing(console: Console):
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert isinstance(app.screen, BulkEditScreen)
-        assert "Choose a profile or a method to set" in notifications(app)
+        assert "Choose a profile, a method or a tracking to set" in notifications(app)
         await pilot.press("escape")
         await settle(app, pilot)
         assert isinstance(app.screen, MailboxesScreen) and snapshot() == before

@@ -19,7 +19,9 @@ from mbxtui.core.models import Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
 from mbxtui.core.services import settings as settings_service
-from mbxtui.core.services.mailboxes import RESET_ALL_TESTS, overall_status_of, profile_by_name
+from mbxtui.core.services.mailboxes import (
+    FOLLOW_ORGANISATION, RESET_ALL_TESTS, overall_status_of, own_tracking, profile_by_name,
+)
 from mbxtui.core.services.selection import SELECTED, Selection, materialise, refuse_if_any, update_selected
 
 
@@ -92,9 +94,10 @@ def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkRe
 
 def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | None,
                     incoming: str | None, outgoing: str | None, act: str | None,
-                    *, forward_keeps_methods: bool) -> int:
+                    *, forward_keeps_methods: bool, tracking: str | None = None) -> int:
     """Set profile and methods on the selection; a changed profile resets every test, a changed
-    method resets that direction's test (the last result no longer says anything)."""
+    method resets that direction's test (the last result no longer says anything). ``tracking``
+    (R27: a value of ``Tracking`` or ``FOLLOW_ORGANISATION``) changes no test."""
     if not forward_keeps_methods:
         if outgoing is not None and outgoing != OutgoingMethod.NONE:
             refuse_if_any("is_forward = 1", [], "outgoing",
@@ -102,16 +105,20 @@ def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | 
         if incoming == IncomingMethod.FORWARD_MAILBOX:
             refuse_if_any("is_forward = 1", [], "incoming",
                           "a forward mailbox cannot itself be served by a forward mailbox")
+    if tracking is not None and tracking != FOLLOW_ORGANISATION:
+        refuse_if_any("is_forward = 1", [], "tracking",
+                      "a forward mailbox has no tracking of its own: leave it at default")
     after: dict[str, Any] = {}
     if profile is not None:
         after["profile"] = profile.name
     for key, value in (("incoming_method", incoming), ("outgoing_method", outgoing), ("act_method", act)):
         if value is not None:
             after[key] = value
-    changed = audit.record_selection(
-        actor, action, summary, ["profile_id", "incoming_method", "outgoing_method", "act_method"], after,
-        SELECTED, [],
-    )
+    columns = ["profile_id", "incoming_method", "outgoing_method", "act_method"]
+    if tracking is not None:
+        after["tracking"] = None if tracking == FOLLOW_ORGANISATION else tracking
+        columns.append("tracking")
+    changed = audit.record_selection(actor, action, summary, columns, after, SELECTED, [])
     # One UPDATE: every expression reads the row as it was, so each reset is decided on the old
     # profile and methods, and the overall status is computed from the new values. Three to five
     # passes over the same rows took 40 s for a million mailboxes on SQLite. The values written are
@@ -135,24 +142,28 @@ def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | 
         assignments[f"{direction}_method"] = (f"CASE WHEN {methods_where} THEN {_literal(value)} "
                                               f"ELSE {direction}_method END")
     assignments["overall_status"] = overall_status_of(assignments)
+    if tracking is not None:
+        assignments["tracking"] = "NULL" if tracking == FOLLOW_ORGANISATION else _literal(tracking)
     columns = ", ".join(f"{column} = {expression}" for column, expression in assignments.items())
     database.execute_sql(f"{update_selected()} SET {columns}, " + _touch(), [utcnow()])
     return changed
 
 
 def bulk_edit(actor: Actor, selection: Selection, *, profile: str | None = None, incoming: str | None = None,
-              outgoing: str | None = None, act: str | None = None) -> BulkResult:
+              outgoing: str | None = None, act: str | None = None, tracking: str | None = None) -> BulkResult:
+    """R3 on the selection; ``tracking`` (R27) ``default`` gives them the organisation's again."""
     require(actor, Permission.CONFIGURE)
     target = profile_by_name(profile) if profile is not None else None
     incoming = validation.choice("incoming", incoming, IncomingMethod).value if incoming is not None else None
     outgoing = validation.choice("outgoing", outgoing, OutgoingMethod).value if outgoing is not None else None
     act = validation.choice("act", act, ActMethod).value if act is not None else None
-    if target is None and incoming is None and outgoing is None and act is None:
-        raise InvalidInput("bulk edit", "nothing to change: give a profile or a method")
+    tracking = (own_tracking(tracking) or FOLLOW_ORGANISATION) if tracking is not None else None
+    if target is None and incoming is None and outgoing is None and act is None and tracking is None:
+        raise InvalidInput("bulk edit", "nothing to change: give a profile, a method or a tracking")
     with write_transaction():
         selected = materialise(actor, selection)
         changed = _apply_settings(actor, "mailbox.bulk_edit", f"bulk edit of {selected} mailbox(es)", target,
-                                  incoming, outgoing, act, forward_keeps_methods=False)
+                                  incoming, outgoing, act, forward_keeps_methods=False, tracking=tracking)
     return BulkResult(selected, changed)
 
 

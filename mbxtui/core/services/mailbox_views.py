@@ -121,7 +121,8 @@ ROW_COLUMNS = (
     "m.incoming_enabled, m.outgoing_enabled, m.act_enabled, m.test_scheduled, "
     "m.test_last_attempted_by, m.test_last_attempted_on, m.test_completed_on, m.last_error_code, "
     "m.last_error_text, m.transient_failures, m.postponed_until, m.use_own_credentials, m.username, "
-    "m.password_set, m.token_set, m.delete_after_processing, m.process_email_after, m.row_version"
+    "m.password_set, m.token_set, m.delete_after_processing, m.process_email_after, "
+    "COALESCE(m.tracking, 'default') AS tracking, m.row_version"
 )
 BOOLEAN_COLUMNS = {
     "is_forward", "active", "incoming_enabled", "outgoing_enabled", "act_enabled", "test_scheduled",
@@ -166,6 +167,7 @@ class MailboxRow(TypedDict):
     username: str
     delete_after_processing: bool
     process_email_after: str | None
+    tracking: str  # R27: all, replies, none, or default (the organisation's for its kind)
     row_version: int
     password: str
     oauth2_token: str
@@ -218,6 +220,7 @@ class MailboxRecord:
     username: str
     delete_after_processing: bool
     process_email_after: str | None
+    tracking: str  # R27: all, replies, none, or default (the organisation's for its kind)
     row_version: int
     password_set: bool
     token_set: bool

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
-from mbxtui.core.enums import ActMethod, Approval, IncomingMethod, OutgoingMethod, ProfileType, Regarding
+from mbxtui.core.enums import ActMethod, Approval, IncomingMethod, OutgoingMethod, ProfileType, Regarding, Tracking
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
@@ -112,7 +112,19 @@ def show(actor: Actor, email: str) -> MailboxRecord:
 
 
 EDITABLE = ("name", "email", "profile", "incoming_method", "outgoing_method", "act_method", "username",
-            "use_own_credentials", "delete_after_processing", "process_email_after")
+            "use_own_credentials", "delete_after_processing", "process_email_after", "tracking")
+FOLLOW_ORGANISATION = "default"  # the tracking that follows the organisation's default (stored NULL)
+
+
+def own_tracking(value: Any) -> str | None:
+    """R27: the mailbox's own tracking, or None to follow the organisation's default for its kind."""
+    if isinstance(value, str) and value.strip().lower() == FOLLOW_ORGANISATION:
+        return None
+    try:
+        return validation.choice("tracking", value, Tracking).value
+    except InvalidInput:
+        allowed = ", ".join([*(t.value for t in Tracking), FOLLOW_ORGANISATION])
+        raise InvalidInput("tracking", f"{validation.shown(value)} is not one of: {allowed}") from None
 
 
 def _clean_edit(key: str, value: Any) -> Any:
@@ -140,6 +152,8 @@ def _clean_edit(key: str, value: Any) -> Any:
             return validation.stored_moment(moment)
         except ValueError:
             raise InvalidInput("process-email-after", f"{validation.shown(value)} is not a date (YYYY-MM-DD)") from None
+    if key == "tracking":
+        return own_tracking(value)
     raise InvalidInput(key, "is not a mailbox field")
 
 
@@ -172,6 +186,9 @@ def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **
             raise InvalidInput("outgoing", "a forward mailbox only receives: its outgoing method must be none")
         if mailbox.is_forward and after["incoming_method"] == IncomingMethod.FORWARD_MAILBOX:
             raise InvalidInput("incoming", "a forward mailbox cannot itself be served by a forward mailbox")
+        if mailbox.is_forward and after["tracking"] is not None:
+            raise InvalidInput("tracking", "a forward mailbox has no tracking of its own: each user and queue it "
+                                           "serves follows theirs, so leave it at default")
         if "email" in changed:
             ensure_email_free(changed["email"], except_id=mailbox.id)
         for key, value in changed.items():

@@ -33,8 +33,11 @@ EDITABLE = (
     "name", "type", "incoming_host", "incoming_port", "incoming_tls", "incoming_auth",
     "outgoing_host", "outgoing_port", "outgoing_tls", "outgoing_auth", "username", "ca_file",
     "max_connections", "timeout_seconds", "verify_delivery", "owner", "process_email_from",
-    "min_polling_minutes", "active",
+    "min_polling_minutes", "active", "retest_hours", "processed_folder",
 )
+RETEST_HOURS = (1, 8760)  # an hour to a year
+MAX_FOLDER = 200
+CLEARED = ("", "none")  # what clears the re-test interval or the processed folder
 
 
 def _date(field: str, value: Any) -> datetime | None:
@@ -87,15 +90,42 @@ def _clean_field(key: str, value: Any) -> Any:
         if user is None:
             raise InvalidInput("owner", f"no user with email {address}")
         return user.id
+    if key == "retest_hours":
+        if isinstance(value, str) and value.strip().lower() in CLEARED:
+            return None
+        return validation.integer("retest-hours", value, *RETEST_HOURS, "hours")
+    if key == "processed_folder":
+        return _folder("processed-folder", value)
     raise InvalidInput(key, "is not a profile field")
 
 
-def _check_consistency(values: dict[str, Any]) -> None:
+def _folder(field: str, value: Any) -> str | None:
+    """R28: the IMAP folder processed mail is moved to; ``none`` or empty: none (it is deleted)."""
+    name = validation.text(field, value, max_length=MAX_FOLDER, required=False)
+    if name.lower() in CLEARED:
+        return None
+    if "*" in name or "%" in name:
+        raise InvalidInput(field, f"{validation.shown(name)} holds * or %, which IMAP reads as wildcards: "
+                                  "choose a folder name without them")
+    if name.upper() == "INBOX":
+        raise InvalidInput(field, "INBOX is where processed mail is read from: choose another folder")
+    return name
+
+
+def _check_consistency(values: dict[str, Any], changed: Collection[str] = ()) -> None:
     uses_profile_credentials = "profile" in (values["incoming_auth"], values["outgoing_auth"])
     if uses_profile_credentials and not values.get("username"):
         raise InvalidInput("username", "is required when incoming or outgoing authentication is profile")
     if values["verify_delivery"] and values["type"] == ProfileType.POP3_SMTP:
         raise InvalidInput("verify-delivery", "needs an IMAP incoming server; this profile is pop3_smtp")
+    if values["processed_folder"] is not None and values["type"] != ProfileType.IMAP_SMTP:
+        if "type" in changed and "processed_folder" not in changed:
+            raise InvalidInput("type", f"a {values['type']} profile cannot move processed mail to folder "
+                                       f"{validation.shown(values['processed_folder'])}: clear the processed "
+                                       "folder first (processed folder none)")
+        raise InvalidInput("processed-folder", f"only an imap_smtp profile moves processed mail to a folder; this "
+                                               f"profile is {values['type']}: leave it empty (processed mail is "
+                                               "deleted from the server)")
 
 
 def _check_cleartext(values: dict[str, Any], profile_id: int, confirmed_for: str | None,
@@ -166,6 +196,8 @@ class ProfileRecord:
     verify_delivery: bool
     process_email_from: str | None
     min_polling_minutes: int
+    retest_hours: int | None
+    processed_folder: str | None
     owner: str | None
     active: bool
     row_version: int
@@ -193,6 +225,8 @@ class ProfileRecord:
             process_email_from=(profile.process_email_from.isoformat(sep=" ")
                                 if profile.process_email_from else None),
             min_polling_minutes=profile.min_polling_minutes,
+            retest_hours=profile.retest_hours,
+            processed_folder=profile.processed_folder,
             owner=profile.owner.email if profile.owner_id else None,
             active=profile.active,
             row_version=profile.row_version,
@@ -220,6 +254,8 @@ class ProfileRecord:
             "verify_delivery": self.verify_delivery,
             "process_email_from": self.process_email_from,
             "min_polling_minutes": self.min_polling_minutes,
+            "retest_hours": self.retest_hours,
+            "processed_folder": self.processed_folder,
             "owner": self.owner,
             "active": self.active,
             "row_version": self.row_version,
@@ -243,7 +279,7 @@ def create(actor: Actor, *, allow_plaintext_credentials: bool = False, **fields:
     values: dict[str, Any] = {
         "username": "", "ca_file": None, "max_connections": 10, "timeout_seconds": 30,
         "verify_delivery": False, "owner": None, "process_email_from": None,
-        "min_polling_minutes": 0, "active": True,
+        "min_polling_minutes": 0, "active": True, "retest_hours": None, "processed_folder": None,
     }
     for key in EDITABLE:
         if fields.get(key) is not None:
@@ -305,7 +341,7 @@ def update(actor: Actor, name: str, /, expected_version: int | None = None, *,
             raise Conflict(f"profile {name!r} was changed by someone else since you opened it; reload and try again")
         before = _values_of(profile)
         after = {**before, **changes}
-        _check_consistency(after)
+        _check_consistency(after, changes.keys())
         if "name" in changes and changes["name"] != profile.name:
             if Profile.get_or_none(Profile.name == changes["name"]) is not None:
                 raise Conflict(f"a profile named {changes['name']!r} already exists")

@@ -1,15 +1,17 @@
-"""Organisation email settings: defaults for new mailboxes, approval, alert levels, retry policy."""
+"""Organisation email settings: defaults for new mailboxes, approval, alert levels, retry policy,
+and the settings of processing: tracking defaults (R27), the stale threshold (R31) and the mailbox
+that sends owners' emails (R32)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
-from mbxtui.core.enums import ActMethod, AlertLevel, IncomingMethod, OutgoingMethod
+from mbxtui.core.enums import ActMethod, AlertLevel, IncomingMethod, OutgoingMethod, Tracking
 from mbxtui.core.errors import Conflict, InvalidInput, NotInitialised
-from mbxtui.core.models import OrgSettings, Profile
+from mbxtui.core.models import Mailbox, OrgSettings, Profile
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
 
@@ -18,7 +20,10 @@ SETTABLE = (
     "require_approval_users", "require_approval_queues",
     "record_error_alerts", "record_warning_alerts", "record_information_alerts",
     "notify_owners_of_profile_alerts", "retry_attempts", "retry_interval_minutes",
+    "tracking_users", "tracking_queues", "stale_hours", "notification_mailbox",
 )
+STALE_HOURS = (1, 8760)  # an hour to a year
+CLEARED = ("", "none")  # what clears the default profile or the notification mailbox
 
 
 def load() -> OrgSettings:
@@ -44,10 +49,17 @@ class EmailSettings:
     notify_owners_of_profile_alerts: bool
     retry_attempts: int
     retry_interval_minutes: int
+    tracking_users: str
+    tracking_queues: str
+    stale_hours: int
+    notification_mailbox: str | None
     row_version: int
+    # Why owners' emails (R32) cannot be sent as the settings are now; not part of ``as_dict``.
+    notification_warning: str | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, settings: OrgSettings) -> EmailSettings:
+        sender = settings.notification_mailbox if settings.notification_mailbox_id else None
         return cls(
             default_profile=settings.default_profile.name if settings.default_profile_id else None,
             default_incoming=settings.default_incoming,
@@ -61,12 +73,65 @@ class EmailSettings:
             notify_owners_of_profile_alerts=settings.notify_owners_of_profile_alerts,
             retry_attempts=settings.retry_attempts,
             retry_interval_minutes=settings.retry_interval_minutes,
+            tracking_users=settings.tracking_users,
+            tracking_queues=settings.tracking_queues,
+            stale_hours=settings.stale_hours,
+            notification_mailbox=sender.email if sender is not None else None,
             row_version=settings.row_version,
+            notification_warning=notification_warning(settings.notify_owners_of_profile_alerts, sender),
         )
 
     def as_dict(self) -> dict[str, Any]:
         """As ``mbxtui settings show --json`` prints it (the fields in this order)."""
-        return asdict(self)
+        data = asdict(self)
+        del data["notification_warning"]
+        return data
+
+
+def notification_warning(notify_owners: bool, sender: Mailbox | None) -> str | None:
+    """Why the owners' emails of R32 would not be sent now, in a sentence; None when they would be
+    (or when nobody asked for them and no mailbox is set)."""
+    if sender is None:
+        if notify_owners:
+            return ("owners are to be told of alerts by email, but no notification mailbox is set: "
+                    "set one with `mbxtui settings set --notification-mailbox EMAIL`")
+        return None
+    cannot = _cannot_send(sender)
+    if cannot is not None:
+        return f"{cannot}, so owners' emails cannot be sent through it: fix it or choose another notification mailbox"
+    if not sender.outgoing_enabled:
+        return (f"mailbox {sender.email} is not enabled for outgoing yet: owners' emails wait until "
+                "Test & Enable passes for it")
+    return None
+
+
+def _cannot_send(mailbox: Mailbox) -> str | None:
+    """What keeps ``mailbox`` from ever sending as it is configured, or None."""
+    if mailbox.is_forward:
+        return f"mailbox {mailbox.email} is a forward mailbox, which only receives"
+    if not mailbox.active:
+        return f"mailbox {mailbox.email} is inactive"
+    if mailbox.outgoing_method == OutgoingMethod.NONE:
+        return f"mailbox {mailbox.email} has outgoing method none"
+    return None
+
+
+def _notification_mailbox(value: object) -> int | None:
+    """R32 sends through this mailbox: it must exist, be active and be set up for outgoing. One not
+    yet enabled for outgoing (not tested yet) is accepted, with ``notification_warning`` saying so."""
+    if isinstance(value, str) and value.strip().lower() in CLEARED:
+        return None
+    address = validation.email("notification_mailbox", value)
+    mailbox = Mailbox.get_or_none(Mailbox.email == address)
+    if mailbox is None:
+        raise InvalidInput("notification_mailbox",
+                           f"no mailbox with email {address}: give an existing mailbox, or none to clear it")
+    cannot = _cannot_send(mailbox)
+    if cannot is not None:
+        raise InvalidInput("notification_mailbox",
+                           f"{cannot}, so it cannot send the owners' emails: choose a mailbox that sends "
+                           "(outgoing method server_side_sync)")
+    return mailbox.id
 
 
 def show(actor: Actor) -> EmailSettings:
@@ -80,7 +145,7 @@ def _clean(changes: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if key == "default_profile":
-            if str(value).strip().lower() in ("", "none"):
+            if str(value).strip().lower() in CLEARED:
                 clean["default_profile"] = None
                 continue
             name = validation.text("default_profile", value)
@@ -100,6 +165,12 @@ def _clean(changes: dict[str, Any]) -> dict[str, Any]:
             clean[key] = validation.integer(key, value, 0, 100)
         elif key == "retry_interval_minutes":
             clean[key] = validation.integer(key, value, 1, 1440, "minutes")
+        elif key in ("tracking_users", "tracking_queues"):
+            clean[key] = validation.choice(key, value, Tracking).value
+        elif key == "stale_hours":
+            clean[key] = validation.integer(key, value, *STALE_HOURS, "hours")
+        elif key == "notification_mailbox":
+            clean[key] = _notification_mailbox(value)
         elif key in SETTABLE:
             clean[key] = validation.on_off(key, value)
         else:
@@ -119,7 +190,7 @@ def update(actor: Actor, expected_version: int | None = None, **changes: Any) ->
             raise Conflict("the email settings were changed by someone else since you opened them; reload and try again")
         before = EmailSettings.of(settings)
         for key, value in clean.items():
-            setattr(settings, "default_profile_id" if key == "default_profile" else key, value)
+            setattr(settings, f"{key}_id" if key in ("default_profile", "notification_mailbox") else key, value)
         after = EmailSettings.of(settings)
         before_values, after_values = before.as_dict(), after.as_dict()
         changed = {k: v for k, v in after_values.items() if v != before_values[k]}

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Checkbox, Footer, Input, Select, Static
 
 from mbxtui.core.display import cell, safe, check_step_lines
-from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
+from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, Regarding, Tracking
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.queue import JobResult
 from mbxtui.core.permissions import Permission
-from mbxtui.core.services import alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, profiles
+from mbxtui.core.services import (
+    alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, profiles, settings,
+)
 from mbxtui.core.services.bulk import BulkResult
 from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
@@ -26,7 +29,8 @@ from mbxtui.tui.widgets.confirm import ConfirmScreen
 FIELDS = [
     ("name", "Name"), ("email", "Email address"), ("regarding", "Regarding"), ("owner", "Owner"),
     ("profile", "Email server profile"), ("incoming_method", "Incoming"), ("outgoing_method", "Outgoing"),
-    ("act_method", "Appointments, contacts, tasks"), ("approval", "Approval"), ("approved_by", "Approved by"),
+    ("act_method", "Appointments, contacts, tasks"), ("tracking_shown", "Tracking"),
+    ("approval", "Approval"), ("approved_by", "Approved by"),
     ("approved_on", "Approved on"), ("incoming_status", "Incoming status"), ("outgoing_status", "Outgoing status"),
     ("act_status", "ACT status"), ("incoming_enabled", "Enabled for incoming"),
     ("outgoing_enabled", "Enabled for outgoing"), ("act_enabled", "Enabled for ACT"),
@@ -46,6 +50,19 @@ def changes_text(before: dict[str, Any] | None, after: dict[str, Any] | None) ->
         return ""
     return "; ".join(f"{key}: {cell(before.get(key))} → {cell(value)}"
                      for key, value in after.items() if before.get(key) != value)
+
+
+def organisation_tracking(regarding: str, org: settings.EmailSettings) -> str:
+    return org.tracking_users if regarding == Regarding.USER else org.tracking_queues
+
+
+def tracking_text(row: dict[str, Any], org: settings.EmailSettings) -> str:
+    """R27 as the detail shows it: the mailbox's own tracking, or the organisation's it follows."""
+    if row["regarding"] == Regarding.FORWARD:
+        return "each user's and queue's own"
+    if row["tracking"] == mailboxes.FOLLOW_ORGANISATION:
+        return f"{organisation_tracking(row['regarding'], org)} (the organisation's default)"
+    return row["tracking"]
 
 
 class MailboxDetailScreen(BaseScreen):
@@ -86,7 +103,8 @@ class MailboxDetailScreen(BaseScreen):
             row = mailbox_views.rows_by_ids(self.actor, [mailbox_id]).get(mailbox_id)
             if row is None:
                 return MailboxDetailLoaded(mailbox_id, None)
-            row = {**row, "secret_endpoint": credentials.mailbox_secret_state(self.actor, row["email"])}
+            row = {**row, "secret_endpoint": credentials.mailbox_secret_state(self.actor, row["email"]),
+                   "tracking_shown": tracking_text(row, settings.show(self.actor))}
             return MailboxDetailLoaded(
                 mailbox_id, row, jobs.last_result(mailbox_id),
                 alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20),
@@ -210,16 +228,16 @@ class MailboxEditScreen(FormScreen):
         super().__init__()
         self.row = row
 
-    def read_data(self) -> list[str]:
-        return [p.name for p in profiles.list_profiles(self.actor)
-                if p.active or p.name == self.row["profile"]]
+    def read_data(self) -> tuple[list[str], settings.EmailSettings]:
+        return ([p.name for p in profiles.list_profiles(self.actor) if p.active or p.name == self.row["profile"]],
+                settings.show(self.actor))
 
     def compose(self) -> ComposeResult:
         row = self.row
         if self.data is None:
             yield from self.loading_placeholder(f"mbxtui · Edit mailbox {safe(row['email'])}")
             return
-        names = self.data
+        names, org = self.data
         yield Static(f"mbxtui · Edit mailbox {safe(row['email'])}", id="title", markup=False)
         with self.form():
             yield self.note("A new address needs approval and a new test (R7); a new profile or method, a new test.")
@@ -233,6 +251,10 @@ class MailboxEditScreen(FormScreen):
                 options(m.value for m in OutgoingMethod), value=row["outgoing_method"], allow_blank=False))
             yield from self.field("act_method", "Appointments, contacts, tasks", Select(
                 options(m.value for m in ActMethod), value=row["act_method"], allow_blank=False))
+            if row["regarding"] != Regarding.FORWARD:  # a forward mailbox tracks by its users' and queues'
+                default = f"default: {organisation_tracking(row['regarding'], org)}, the organisation's"
+                choices = [*options(Tracking), (Text(default), mailboxes.FOLLOW_ORGANISATION)]
+                yield from self.field("tracking", "Tracking", Select(choices, value=row["tracking"], allow_blank=False))
             yield from self.field("username", "User name (empty: the address)", Input(row["username"] or ""))
             yield from self.field("use_own_credentials", "Use own credentials", Checkbox(value=row["use_own_credentials"]))
             yield from self.field("delete_after_processing", "Delete emails after processing",

@@ -13,12 +13,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from mbxtui.core.display import safe
-from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, View
+from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, Tracking, View
 from mbxtui.core.errors import MbxError
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import bulk, enablement, profiles
 from mbxtui.core.services.bulk import BulkResult, DefaultsApplied
 from mbxtui.core.services.enablement import Scheduled
+from mbxtui.core.services.mailboxes import FOLLOW_ORGANISATION
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.closing import ClosesOnce
 from mbxtui.tui.messages import ProfileNamesLoaded
@@ -303,7 +304,7 @@ LEAVE = "(leave as it is)"
 
 
 class BulkEditScreen(ClosesOnce, ModalScreen[dict | None]):
-    """Choose the profile and methods to set on the selected mailboxes (R3)."""
+    """Choose the profile, methods and tracking to set on the selected mailboxes (R3, R27)."""
 
     DEFAULT_CSS = """
     BulkEditScreen { align: center middle; }
@@ -333,6 +334,9 @@ class BulkEditScreen(ClosesOnce, ModalScreen[dict | None]):
             yield Select([(m.value, m.value) for m in OutgoingMethod], prompt=LEAVE, id="outgoing", compact=True)
             yield Label("Appointments, contacts and tasks", classes="choice")
             yield Select([(m.value, m.value) for m in ActMethod], prompt=LEAVE, id="act", compact=True)
+            yield Label("Tracking (default: the organisation's)", classes="choice")
+            yield Select([(value, value) for value in (*(t.value for t in Tracking), FOLLOW_ORGANISATION)],
+                         prompt=LEAVE, id="tracking", compact=True)
             with Horizontal(classes="actions"):
                 yield Button("Apply (ctrl+s)", variant="primary", id="apply", compact=True)
                 yield Button("Cancel (esc)", id="cancel", compact=True)
@@ -355,12 +359,12 @@ class BulkEditScreen(ClosesOnce, ModalScreen[dict | None]):
 
     def action_apply(self) -> None:
         changes = {}
-        for key in ("profile", "incoming", "outgoing", "act"):
+        for key in ("profile", "incoming", "outgoing", "act", "tracking"):
             value = self.query_one(f"#{key}", Select).value
             if value is not Select.NULL:
                 changes[key] = value
         if not changes:
-            self.notify("Choose a profile or a method to set", severity="warning", markup=False)
+            self.notify("Choose a profile, a method or a tracking to set", severity="warning", markup=False)
             return
         self.dismiss(changes)
 

@@ -50,6 +50,9 @@ def settings_lines(profile: ProfileRecord) -> list[str]:
         ("Verify delivery", cell(profile.verify_delivery)),
         ("Process email from", cell(profile.process_email_from)),
         ("Minimum polling interval", f"{profile.min_polling_minutes} min"),
+        ("Re-test enabled mailboxes", f"after {profile.retest_hours} h" if profile.retest_hours else "never"),
+        ("Processed folder (IMAP)", cell(profile.processed_folder) if profile.processed_folder
+         else "none (processed mail is deleted)"),
         ("Owner (gets its alerts)", cell(profile.owner)),
         ("Active", cell(profile.active)),
     ]
@@ -381,7 +384,7 @@ NEW_PROFILE = ProfileRecord(
     outgoing=ProfileServer("", 587, TlsMode.STARTTLS.value, OutgoingAuth.MAILBOX.value),
     username="", password_set=False, token_set=False, ca_file=None,
     max_connections=10, timeout_seconds=30, verify_delivery=False, process_email_from=None,
-    min_polling_minutes=0, owner=None, active=True, row_version=0,
+    min_polling_minutes=0, retest_hours=None, processed_folder=None, owner=None, active=True, row_version=0,
 )
 SECRET_INPUTS = {"password": credentials.PASSWORD, "oauth2_token": credentials.TOKEN}
 
@@ -434,6 +437,10 @@ class ProfileFormScreen(FormScreen):
                 text(row.process_email_from), placeholder="YYYY-MM-DD (optional)"))
             yield from self.field("min_polling_minutes", "Minimum polling (minutes)",
                                   Input(text(row.min_polling_minutes)))
+            yield from self.field("retest_hours", "Re-test after (hours)", Input(
+                text(row.retest_hours), placeholder="1–8760; empty: never"))
+            yield from self.field("processed_folder", "Processed folder (IMAP)", Input(
+                text(row.processed_folder), placeholder="move processed mail here; empty: delete it"))
             yield from self.field("owner", "Owner (gets its alerts)", Input(
                 text(row.owner), placeholder="a user's email address (optional)"))
             yield from self.field("active", "Active", Checkbox(value=row.active))

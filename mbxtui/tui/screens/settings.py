@@ -1,14 +1,15 @@
 """Organisation email settings: defaults for new mailboxes, approval requirements, which alert
-levels are recorded, owner notification and the retry policy for transient errors."""
+levels are recorded, owner notification and the retry policy for transient errors, and the settings
+of processing: tracking defaults (R27), the stale threshold (R31) and the notification mailbox (R32)."""
 
 from __future__ import annotations
-
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Checkbox, Footer, Input, Select, Static
 
-from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod
+from mbxtui.core.display import safe
+from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, Tracking
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import profiles, settings
 from mbxtui.core.services.settings import EmailSettings
@@ -27,6 +28,9 @@ FLAGS = (
 
 class SettingsScreen(FormScreen):
     TITLE_TEXT = "Email settings"
+    DEFAULT_CSS = """
+    SettingsScreen #notification-warning { color: $text-warning; padding-left: 32; }
+    """
     BINDINGS = [Binding("ctrl+r", "reload", "Reload", show=False, id="reload")]
     NEEDS_DATA = True
 
@@ -64,6 +68,15 @@ class SettingsScreen(FormScreen):
                 yield from self.field(key, title, Checkbox())
             yield from self.field("retry_attempts", "Retries of transient failures", Input(placeholder="0–100"))
             yield from self.field("retry_interval_minutes", "Minutes between retries", Input(placeholder="1–1440"))
+            yield self.note("Tracking applies to mailboxes without their own: all email, only replies to tracked "
+                            "email, or none. Owners' alert emails are sent through the notification mailbox.")
+            yield from self.field("tracking_users", "Tracking for users", Select(options(Tracking), allow_blank=False))
+            yield from self.field("tracking_queues", "Tracking for queues",
+                                  Select(options(Tracking), allow_blank=False))
+            yield from self.field("stale_hours", "Stale after (hours)", Input(placeholder="1–8760"))
+            yield from self.field("notification_mailbox", "Notification mailbox",
+                                  Input(placeholder="a mailbox that sends; empty: none"))
+            yield Static("", id="notification-warning", classes="hidden", markup=False)
             yield from self.buttons()
         yield Footer()
 
@@ -84,6 +97,9 @@ class SettingsScreen(FormScreen):
                     widget.value = value
             else:
                 widget.value = bool(value)
+        for warning in self.query("#notification-warning").results(Static):  # none while the form is away
+            warning.update(f"Note: {safe(values.notification_warning)}" if values.notification_warning else "")
+            warning.set_class(not values.notification_warning, "hidden")
         self.initial = self.values()
 
     def action_reload(self) -> None:

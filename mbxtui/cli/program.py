@@ -10,7 +10,7 @@ from typing import Sequence
 
 from mbxtui import __version__, logs
 from mbxtui.cli import alerts, audit, enablement, imports, launch, mailboxes, migrate, operators, people, profiles
-from mbxtui.cli import activities, check, settings, sync
+from mbxtui.cli import activities, check, email, settings, sync
 from mbxtui.cli.context import Context
 from mbxtui.cli.options import Parser, UsageError
 from mbxtui.cli.output import EXIT_ERROR, EXIT_OK, EXIT_USAGE, safe
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.register(commands)
     activities.register(commands)
     check.register(commands)
+    email.register(commands)
     return parser
 
 

@@ -44,6 +44,7 @@ def test_a_queued_email_is_pending_with_its_message_id_and_who_queued_it(admin, 
     assert (stored["in_reply_to"], stored["reference_ids"], stored["reply_to_activity_id"]) == ("", "", None)
     listed = activities.list_activities(admin, state="pending", direction="outgoing")
     assert [r["id"] for r in listed["rows"]] == [activity_id]
+    assert listed["rows"][0]["parties"] == [sender], "it concerns the user it is sent for"
     entry = AuditEntry.select().order_by(AuditEntry.id.desc()).get()
     assert (entry.action, entry.record_kind, entry.login) == ("activity.queue", "activity", admin.login)
     assert AuditRecord.get(AuditRecord.entry == entry.id).record_id == activity_id
@@ -57,7 +58,8 @@ def test_a_reply_threads_on_the_activity_it_answers(admin, sender):
         "preview, in_reply_to, created_on) VALUES ('incoming', 'received', '<q2@outside.test>', 'x@outside.test', "
         "'[]', '[]', 'Question', 0, '[]', '', '<q1@outside.test> <q0@outside.test> <q1@outside.test>', "
         "CURRENT_TIMESTAMP)")
-    question = database.execute_sql("SELECT id FROM email_activity WHERE message_id = '<q2@outside.test>'").fetchone()[0]
+    question = database.execute_sql(
+        "SELECT id FROM email_activity WHERE message_id = '<q2@outside.test>'").fetchone()[0]
     answer = queue_email(admin, sender, ["x@outside.test"], [], "Re: Question", "Yes.", reply_to_activity_id=question)
     stored = row(answer)
     assert stored["in_reply_to"] == "<q2@outside.test>"

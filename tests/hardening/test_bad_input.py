@@ -940,6 +940,9 @@ def test_a_hostile_csv_file_is_refused_on_one_line(cli: Cli, content: bytes, exp
     assert cli.dump() == before
 
 
+# ``email send`` with good values, each replaced in turn by the hostile one.
+EMAIL_SEND = {"--from": "ann@corp.test", "--to": "x@outside.test", "--cc": "y@outside.test", "--subject": "S",
+              "--body": "x"}
 # Every command, each of its arguments in turn given a hostile value (``{}`` marks the argument).
 COMMANDS: tuple[tuple[str, ...], ...] = (
     ("operator", "add", "{}", "--role", "viewer"), ("operator", "add", "zed", "--role", "{}"),
@@ -986,6 +989,12 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("alerts", "dismiss", "--all", "--profile", "{}"), ("alerts", "dismiss", "--all", "--mailbox", "{}"),
     ("alerts", "dismiss", "{}"), ("audit", "list", "--mailbox", "{}"), ("audit", "list", "--limit", "{}"),
     ("audit", "list", "--offset", "{}"),
+    *[("email", "send", *[part for option, good in EMAIL_SEND.items()
+                          for part in (option, "{}" if option == hostile else good)]) for hostile in EMAIL_SEND],
+    ("email", "send", "--from", "ann@corp.test", "--to", "x@outside.test", "--subject", "S", "--body-file", "{}"),
+    ("email", "send", "--from", "ann@corp.test", "--to", "x@outside.test", "--subject", "S", "--body", "x",
+     "--reply-to-activity", "{}"),
+    ("activity", "resend", "{}"), ("activity", "show", "{}"),
 )
 ARGUMENTS = st.one_of(hostile_text(), hostile_addresses(), st.integers(-(10**30), 10**30).map(str), st.sampled_from(
     ("\udcff", "im\udce1p", "x\x00y", "9" * 23, "-1", "imap", "pop", "ann@corp.test", "all", "error")))

@@ -922,6 +922,7 @@ CALLED_BY_CHECKED_SERVICES = {
     "audit.record_selection": "the audit entry of a set-based change its caller was allowed to make",
     "selection.materialise": "fills this connection's temporary selection table only",
     "bulk.deactivate_selected": "the R19 step of users.deactivate_* and bulk.deactivate",
+    "outgoing.create_pending": "queue_email after its check, and mbxtui's own notices to owners (R32) as SYSTEM",
 }
 MODULES_WITH_SERVICES = ("mbxtui.core.profile_check",)
 

@@ -158,6 +158,7 @@ def start_lab(workdir: Path) -> MailLab:
         handler = DeliveringHandler(accounts, dovecot.deliver)
         smtp_listeners = {
             "smtp": SmtpListener(starttls_context=certificates.server_context()),
+            "smtp_utf8": SmtpListener(starttls_context=certificates.server_context(), smtputf8=True),
             "smtps": SmtpListener(implicit_tls_context=certificates.server_context()),
             "smtp_plain": SmtpListener(),
             "smtps_wrong_host": SmtpListener(

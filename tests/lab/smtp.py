@@ -33,6 +33,7 @@ class SmtpListener:
 
     starttls_context: ssl.SSLContext | None = None  # offered STARTTLS, required before AUTH
     implicit_tls_context: ssl.SSLContext | None = None
+    smtputf8: bool = False  # offers SMTPUTF8 (RFC 6531): internationalised addresses
     auth_attempts: int = 0
 
     @property
@@ -78,6 +79,7 @@ class LabSMTP(SMTP):
             handler,
             hostname=SERVER_HOSTNAME,
             tls_context=listener.starttls_context,
+            enable_SMTPUTF8=listener.smtputf8,
             # aiosmtpd only recognises TLS set up by STARTTLS: on the implicit-TLS port (always
             # encrypted) and on the plain port (deliberately) AUTH is offered without it.
             auth_require_tls=listener.auth_needs_tls,

@@ -30,6 +30,7 @@ from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, approval_required
+from mbxtui.core.sync import notices
 from mbxtui.core.sync import status as sync_status
 
 log = logging.getLogger(__name__)
@@ -354,3 +355,4 @@ def _alert_if_profile_failing(profile_id: int, now: datetime) -> None:
     profile = Profile.get_by_id(profile_id)
     notice = profile_failing_alert(profile.name, mailboxes, failed)
     raise_alert(notice.level, notice.code, notice.text, profile=profile)
+    notices.profile_failing(profile.id, profile.name, profile.owner_id, notice.code, notice.text, now)  # R32

@@ -25,6 +25,7 @@ class Step(StrEnum):
     CHECK = "check"  # rule checks made before any network step (R9, R10, R12)
     FETCH = "fetch"  # processing: reading new messages (R24, R25)
     DELETE = "delete"  # processing: removing processed messages (R28)
+    SEND_EMAIL = "send_email"  # processing: sending an outgoing email (R29)
 
 
 class ErrorCode(StrEnum):

@@ -55,6 +55,7 @@ _STEP_PHRASES = {
     Step.CHECK: "the checks",
     Step.FETCH: "reading new messages",
     Step.DELETE: "deleting processed messages",
+    Step.SEND_EMAIL: "sending an email",
 }
 
 

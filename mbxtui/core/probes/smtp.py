@@ -93,8 +93,24 @@ class _SMTPOnSocket(smtplib.SMTP):
 
 
 def _converse(session: ProbeSession, sender: str, recipient: str, subject: str, body: str, send: bool) -> None:
-    endpoint = session.endpoint
     message, message_id = build_test_message(recipient, subject, body)
+    smtp = open_session(session)
+    try:
+        if not send:
+            return
+        with session.step(Step.SEND) as note:
+            smtp.sendmail(sender, [recipient], message, _smtputf8_options(sender, recipient))
+            session.result.message_id = message_id
+            note.detail = f"{message_id} to {recipient}"
+    finally:
+        close_session(smtp, session)
+
+
+def open_session(session: ProbeSession) -> smtplib.SMTP:
+    """Connect, greet, negotiate TLS as the profile says and log in (unless the profile sends
+    without logging in): the steps of the probe and of processing's sending alike. Whatever
+    happens, ``close_session`` ends it."""
+    endpoint = session.endpoint
     smtp = _SMTPOnSocket(session.open_connection(), endpoint.host)
     try:
         with session.step(Step.GREETING) as note:
@@ -122,14 +138,10 @@ def _converse(session: ProbeSession, sender: str, recipient: str, subject: str, 
             else:
                 _log_in(smtp, session)
                 note.detail = f"as {session.context.who}"
-        if not send:
-            return
-        with session.step(Step.SEND) as note:
-            smtp.sendmail(sender, [recipient], message, _smtputf8_options(sender, recipient))
-            session.result.message_id = message_id
-            note.detail = f"{message_id} to {recipient}"
-    finally:
-        _close(smtp, session)
+    except BaseException:
+        close_session(smtp, session)
+        raise
+    return smtp
 
 
 def _say_hello(smtp: smtplib.SMTP) -> None:
@@ -158,7 +170,7 @@ def _log_in(smtp: smtplib.SMTP, session: ProbeSession) -> None:
         raise smtplib.SMTPAuthenticationError(code, reply)
 
 
-def _close(smtp: smtplib.SMTP, session: ProbeSession) -> None:
+def close_session(smtp: smtplib.SMTP, session: ProbeSession) -> None:
     """Say QUIT when the server still follows the conversation; closing is best effort, the
     session closes the socket anyway."""
     try:

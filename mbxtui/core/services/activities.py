@@ -68,7 +68,21 @@ def show_activity(actor: Actor, activity_id: int) -> dict[str, Any]:
         "SELECT m.email FROM activity_receipt r JOIN mailbox m ON m.id = r.mailbox_id WHERE r.activity_id = ? "
         "ORDER BY r.id", [activity_id]))]
     shown.update(in_reply_to=row["in_reply_to"].split(), problem=row["problem"], preview=row["preview"])
+    if row["direction"] == ActivityDirection.OUTGOING.value:
+        shown.update(_outgoing_details(activity_id))
     return shown
+
+
+def _outgoing_details(activity_id: int) -> dict[str, Any]:
+    """What an outgoing email adds (R29): its thread, who queued it, its attempts and last error."""
+    row = row_by_name(database.execute_sql(
+        "SELECT reference_ids, reply_to_activity_id, created_by, created_on, attempts, next_attempt, last_error_code, "
+        "last_error_text FROM email_activity WHERE id = ?", [activity_id]))
+    assert row is not None
+    return {"references": row["reference_ids"].split(), "reply_to_activity_id": row["reply_to_activity_id"],
+            "created_by": row["created_by"], "created_on": row["created_on"], "attempts": row["attempts"],
+            "next_attempt": row["next_attempt"], "last_error_code": row["last_error_code"],
+            "last_error_text": row["last_error_text"]}
 
 
 PAGE_COLUMNS = ("a.id, a.direction, a.state, a.subject, a.sender, a.\"to\", a.received_on, a.sent_on, "

@@ -34,6 +34,13 @@ def queue_email(actor: Actor, sender_email: str, to: list[str], cc: list[str], s
     With ``reply_to_activity_id`` it answers that activity: In-Reply-To is its Message-ID and
     References its references followed by its Message-ID (R27 threads the answers)."""
     require(actor, Permission.SEND_EMAIL)
+    return create_pending(actor, sender_email, to, cc, subject, body, reply_to_activity_id)
+
+
+def create_pending(actor: Actor, sender_email: str, to: list[str], cc: list[str], subject: str, body: str,
+                   reply_to_activity_id: int | None = None) -> int:
+    """``queue_email`` without the permission check, for email mbxtui sends of its own accord
+    (R32's notices to owners, as ``permissions.SYSTEM``); inside the caller's transaction if any."""
     sender = validation.email("from", sender_email)
     to_addresses = _addresses("to", to)
     cc_addresses = [address for address in _addresses("cc", cc) if address not in to_addresses]
@@ -58,6 +65,9 @@ def queue_email(actor: Actor, sender_email: str, to: list[str], cc: list[str], s
             [ActivityDirection.OUTGOING.value, ActivityState.PENDING.value, message_id, sender,
              json.dumps(to_addresses), json.dumps(cc_addresses), subject, body[:PREVIEW_CHARACTERS], in_reply_to,
              mailbox.id, now, body, " ".join(references), reply_to_activity_id, actor.login]).fetchone()[0]
+        if mailbox.user_id is not None or mailbox.queue_id is not None:  # the user or queue it is sent for
+            database.execute_sql("INSERT INTO activity_party (activity_id, user_id, queue_id) VALUES (?, ?, ?)",
+                                 [activity_id, mailbox.user_id, mailbox.queue_id])
         audit.record(actor, "activity.queue", "activity",
                      f"queued an email from {sender} to {len(to_addresses) + len(cc_addresses)} recipient(s)",
                      [(activity_id, None, {"message_id": message_id, "sender": sender, "to": to_addresses,

@@ -33,6 +33,7 @@ from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import approval_required
 from mbxtui.core.sync import status, store
 from mbxtui.core.sync.incoming import CycleResult, SyncTarget, run_cycle
+from mbxtui.core.sync.outgoing import OutgoingRunner, OutgoingSummary
 from mbxtui.core.sync.routing import Party, effective_tracking
 
 log = logging.getLogger(__name__)
@@ -59,18 +60,29 @@ class MailboxCycled:
 
 @dataclass
 class SyncSummary:
+    """``mailboxes``: the incoming cycles; ``outgoing``: the sending pass that followed them."""
+
     mailboxes: list[MailboxCycled] = field(default_factory=list)
+    outgoing: OutgoingSummary = field(default_factory=OutgoingSummary)
 
     @property
     def failed(self) -> int:
-        return sum(not m.ok for m in self.mailboxes)
+        """Mailboxes that failed in either direction. An email the server refused while the
+        mailbox's sending worked is counted in ``send_failed``, not here."""
+        failing = {m.email for m in self.mailboxes if not m.ok}
+        return len(failing | {m.email for m in self.outgoing.mailboxes if not m.ok})
 
     def as_dict(self) -> dict:
-        return {"mailboxes": len(self.mailboxes), "failed": self.failed,
+        outgoing = self.outgoing
+        return {"mailboxes": len({m.email for m in self.mailboxes} | {m.email for m in outgoing.mailboxes}),
+                "failed": self.failed,
                 "messages": sum(m.messages for m in self.mailboxes),
                 "recorded": sum(m.recorded for m in self.mailboxes),
                 "unresolved": sum(m.unresolved for m in self.mailboxes),
-                "results": [m.as_dict() for m in self.mailboxes]}
+                "sent": outgoing.sent, "send_failed": outgoing.failed,
+                "send_retrying": sum(m.retrying for m in outgoing.mailboxes), "uncertain": outgoing.uncertain,
+                "results": [m.as_dict() for m in self.mailboxes],
+                "outgoing": [m.as_dict() for m in outgoing.mailboxes]}
 
 
 class SyncRunner:
@@ -250,11 +262,14 @@ def _as_datetime(value: object) -> datetime | None:
 
 def sync_once(actor: Actor, secrets: SecretStore | None, emails: list[str] | None = None, *,
               ignore_interval: bool = False, threads: int = 8) -> SyncSummary:
-    """One cycle of every due mailbox (or of ``emails``), for an operator allowed to run Test & Enable.
-    A named mailbox that does not exist is refused before anything runs."""
+    """One cycle of every due mailbox (or of ``emails``), for an operator allowed to run Test & Enable:
+    the incoming cycles, then the sending of the due outgoing email (R29). A named mailbox that does
+    not exist is refused before anything runs."""
     require(actor, Permission.TEST)
     named = [validation.email("mailbox", email) for email in emails or []]
     missing = sorted(set(named) - {m.email for m in Mailbox.select(Mailbox.email).where(Mailbox.email.in_(named))})
     if missing:
         raise NotFound(f"no mailbox has the address {missing[0]}: see mbxtui mailbox list")
-    return SyncRunner(secrets, threads=threads).run_once(named or None, ignore_interval=ignore_interval)
+    summary = SyncRunner(secrets, threads=threads).run_once(named or None, ignore_interval=ignore_interval)
+    summary.outgoing = OutgoingRunner(secrets, threads=threads).run_once(named or None)
+    return summary

@@ -23,6 +23,7 @@ from mbxtui.core.probes.base import ErrorCode, Failure
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.mailbox_views import stale_hours, stale_ids
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
+from mbxtui.core.sync import notices
 
 PROCESSED_DIRECTIONS = ("incoming", "outgoing")
 STALE_CODE = "SYNC_STALE"
@@ -111,8 +112,9 @@ def direction_failed(mailbox_id: int, direction: str, failure: Failure, settings
     database.execute_sql(
         f"UPDATE sync_status SET state = 'disabled', {direction}_failures = ?, last_error_code = ?, "
         f"last_error_text = ?{due} WHERE mailbox_id = ?", [failures, *error, mailbox_id])
-    raise_alert(AlertLevel.ERROR, failure.code.value, disabled_text(email, direction, failure, failures),
-                mailbox=mailbox, settings=settings)
+    text = disabled_text(email, direction, failure, failures)
+    raise_alert(AlertLevel.ERROR, failure.code.value, text, mailbox=mailbox, settings=settings)
+    notices.mailbox_disabled(mailbox_id, email, owner_id, direction, failure.code.value, text, now)  # R32
     return DirectionFailure(True, None, failures)
 
 
@@ -199,9 +201,10 @@ def alert_failing_profiles(profile_ids: Iterable[int], now: datetime) -> None:
         if recent.exists():
             continue
         profile = Profile.get_by_id(profile_id)
-        raise_alert(AlertLevel.ERROR, PROFILE_FAILING_CODE,
-                    f"{failed} of {mailboxes} mailboxes of profile {profile.name!r} failed while being processed "
-                    "within the last hour: check the profile's servers and settings", profile=profile)
+        text = (f"{failed} of {mailboxes} mailboxes of profile {profile.name!r} failed while being processed "
+                "within the last hour: check the profile's servers and settings")
+        raise_alert(AlertLevel.ERROR, PROFILE_FAILING_CODE, text, profile=profile)
+        notices.profile_failing(profile.id, profile.name, profile.owner_id, PROFILE_FAILING_CODE, text, now)  # R32
 
 
 def pass_ended(now: datetime, failed_profiles: set[int]) -> None:

@@ -1,7 +1,8 @@
-"""A worker killed (SIGKILL: no goodbye, no cleanup) at each point of an IMAP cycle, then a restart
-once its lease has run out: no message lost, none recorded twice, none deleted before its commit.
-The worker is a real ``mbxtui sync --once`` process; the lab's IMAP front in front of Dovecot holds
-one chosen command unanswered, so the process is stopped exactly there (tests/lab/proxies.py)."""
+"""A worker killed (SIGKILL: no goodbye, no cleanup) at each point of an IMAP cycle and in the middle
+of a send, then a restart once its lease has run out: no message lost, none recorded twice, none
+deleted before its commit, none sent twice. The worker is a real ``mbxtui sync --once`` process;
+the lab's IMAP front holds one chosen command unanswered, its SMTP front the answer to a message
+already delivered, so the process is stopped exactly there (tests/lab/proxies.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import pytest
 
 from mbxtui.core.db import write_transaction
 from mbxtui.core.models import Profile
-from mbxtui.core.sync.runner import DEFAULT_LEASE_SECONDS
+from mbxtui.core.services.outgoing import queue_email
+from mbxtui.core.sync.outgoing import OutgoingRunner
+from mbxtui.core.sync.runner import DEFAULT_LEASE_SECONDS, SyncRunner
 from tests.backends import query
 from tests.integration.conftest import Org
 from tests.integration.test_sync_incoming import (
     deliver, enable, imap, listed, message, queue_mailbox, server_message_ids, sync,
 )
+from tests.integration.test_sync_outgoing import from_outside, sender_mailbox, stored
 
 pytestmark = pytest.mark.servers
 
@@ -102,3 +106,42 @@ def test_an_imap_worker_killed_at_any_point_loses_nothing_records_nothing_twice_
     [again] = sync(org).mailboxes
     assert (again.ok, again.messages, again.deleted) == (True, 0, 0), again
     assert listed(org)["total"] == MESSAGES
+
+
+def test_a_worker_killed_mid_send_leaves_the_email_uncertain_and_it_is_never_sent_twice(org):
+    front = org.lab.smtp_front()
+    org.profile("heldsend", outgoing_port=front.port, outgoing_tls="implicit", verify_delivery=False,
+                timeout_seconds=30)
+    sender, recipient = org.lab.add_users(2, "sendkill")
+    sender_mailbox(org, sender, "heldsend")
+    activity_id = queue_email(org.admin, sender, [recipient], [], "Killed mid-send", "Sent at most once.")
+
+    front.hold_data_answer = True  # delivered, but the sender never hears so
+    worker = org.cli_start("sync", "--once", "--now", sender)
+    try:
+        assert front.held.wait(HELD_WITHIN_SECONDS), "the worker never finished sending the message"
+        assert worker.poll() is None, "the worker ended by itself"
+        worker.kill()
+    finally:
+        worker.wait(10)
+        worker.stdout.close()
+        worker.stderr.close()
+    front.hold_data_answer = False
+    assert stored(org, activity_id)["state"] == "sending"
+    assert [m["Subject"] for m in from_outside(org, recipient)] == ["Killed mid-send"]
+
+    def restart():
+        SyncRunner(org.store, clock=org.clock).run_once([sender], ignore_interval=True)
+        return OutgoingRunner(org.store, clock=org.clock).run_once([sender])
+
+    assert restart().recovered_uncertain == 0, "the dead worker's lease has not run out: it may be alive"
+    assert stored(org, activity_id)["state"] == "sending"
+    org.clock.advance(seconds=DEFAULT_LEASE_SECONDS + 60)
+    assert restart().recovered_uncertain == 1
+    row = stored(org, activity_id)
+    assert row["state"] == "uncertain" and "may have been sent" in row["last_error_text"]
+    org.clock.advance(hours=1)
+    again = restart()
+    assert (again.sent, again.recovered_uncertain) == (0, 0), "an uncertain email is never sent by itself"
+    assert stored(org, activity_id)["state"] == "uncertain"
+    assert [m["Subject"] for m in from_outside(org, recipient)] == ["Killed mid-send"], "sent once, never twice"

@@ -6,19 +6,20 @@ already delivered, so the process is stopped exactly there (tests/lab/proxies.py
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timezone
 
 import pytest
 
 from mbxtui.core.db import write_transaction
 from mbxtui.core.models import Profile
+from mbxtui.core.services import mailboxes
 from mbxtui.core.services.outgoing import queue_email
 from mbxtui.core.sync.outgoing import OutgoingRunner
 from mbxtui.core.sync.runner import DEFAULT_LEASE_SECONDS, SyncRunner
 from tests.backends import query
 from tests.integration.conftest import Org
-from tests.integration.test_sync_incoming import (
-    deliver, enable, imap, listed, message, queue_mailbox, server_message_ids, sync,
+from tests.integration.test_sync_incoming import (  # noqa: F401 (lab_profile: a fixture)
+    deliver, enable, imap, lab_profile, listed, message, queue_mailbox, server_message_ids, sync,
 )
 from tests.integration.test_sync_outgoing import from_outside, sender_mailbox, stored
 
@@ -145,3 +146,23 @@ def test_a_worker_killed_mid_send_leaves_the_email_uncertain_and_it_is_never_sen
     assert (again.sent, again.recovered_uncertain) == (0, 0), "an uncertain email is never sent by itself"
     assert stored(org, activity_id)["state"] == "uncertain"
     assert [m["Subject"] for m in from_outside(org, recipient)] == ["Killed mid-send"], "sent once, never twice"
+
+
+def test_processed_mail_left_in_the_inbox_is_deleted_by_the_next_cycle_and_mail_never_read_stays(org, lab_profile):
+    [login] = org.lab.add_users(1, "leftover")
+    enable(org, queue_mailbox(org, login, process_email_after="2026-06-01T00:00:00"))
+    with imap(org, login) as client:
+        client.append("INBOX", message("a@outside.test", login, "Before", message_id="<before@lab.test>"),
+                      msg_time=datetime(2026, 5, 31, 23, 0, tzinfo=timezone.utc))
+        client.append("INBOX", message("b@outside.test", login, "After", message_id="<after@lab.test>"),
+                      msg_time=datetime(2026, 6, 1, 1, 0, tzinfo=timezone.utc))
+    [kept] = sync(org).mailboxes
+    assert (kept.ok, kept.messages, kept.deleted) == (True, 1, 0), kept
+    assert sorted(server_message_ids(org, login)) == ["<after@lab.test>", "<before@lab.test>"]
+
+    mailboxes.edit(org.admin, login, delete_after_processing=True)
+    org.clock.advance(hours=1)
+    [cleaned] = sync(org).mailboxes
+    assert (cleaned.ok, cleaned.messages, cleaned.deleted) == (True, 0, 1), cleaned
+    assert server_message_ids(org, login) == ["<before@lab.test>"], "received before the reading date: never read, kept"
+    assert [row["subject"] for row in listed(org)["rows"]] == ["After"]

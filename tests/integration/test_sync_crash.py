@@ -14,14 +14,15 @@ from mbxtui.core.db import write_transaction
 from mbxtui.core.models import Profile
 from mbxtui.core.services import mailboxes
 from mbxtui.core.services.outgoing import queue_email
-from mbxtui.core.sync.outgoing import OutgoingRunner
-from mbxtui.core.sync.runner import DEFAULT_LEASE_SECONDS, SyncRunner
+from mbxtui.core.sync.outgoing import OutgoingRunner, OutgoingSummary
+from mbxtui.core.sync.runner import DEFAULT_LEASE_SECONDS, MailboxCycled, SyncRunner
 from tests.backends import query
 from tests.integration.conftest import Org
 from tests.integration.test_sync_incoming import (  # noqa: F401 (lab_profile: a fixture)
     deliver, enable, imap, lab_profile, listed, message, queue_mailbox, server_message_ids, sync,
 )
 from tests.integration.test_sync_outgoing import from_outside, sender_mailbox, stored
+from tests.lab.proxies import ImapFront
 
 pytestmark = pytest.mark.servers
 
@@ -29,7 +30,7 @@ HELD_WITHIN_SECONDS = 30
 MESSAGES = 3
 
 
-def kill_when_held(org: Org, front, login: str, *, commit_held: bool = False) -> None:
+def kill_when_held(org: Org, front: ImapFront, login: str, *, commit_held: bool = False) -> None:
     """Run ``sync --once`` for ``login`` and SIGKILL it as soon as the front holds its command; with
     ``commit_held``, only once the server has answered that command, while the test holds the
     database's write lock (the worker has read everything and waits to commit)."""
@@ -51,7 +52,7 @@ def kill_when_held(org: Org, front, login: str, *, commit_held: bool = False) ->
         worker.stderr.close()
 
 
-def restart_after_the_lease(org: Org):
+def restart_after_the_lease(org: Org) -> MailboxCycled:
     """Another cycle, first while the dead worker's lease still runs (it must not take the mailbox
     over), then once it has run out."""
     assert sync(org).mailboxes == [], "the dead worker's lease has not run out: nobody takes its mailbox"
@@ -131,7 +132,7 @@ def test_a_worker_killed_mid_send_leaves_the_email_uncertain_and_it_is_never_sen
     assert stored(org, activity_id)["state"] == "sending"
     assert [m["Subject"] for m in from_outside(org, recipient)] == ["Killed mid-send"]
 
-    def restart():
+    def restart() -> OutgoingSummary:
         SyncRunner(org.store, clock=org.clock).run_once([sender], ignore_interval=True)
         return OutgoingRunner(org.store, clock=org.clock).run_once([sender])
 

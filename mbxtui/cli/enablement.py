@@ -1,6 +1,8 @@
 """Test & Enable: ``test-enable`` (queue the tests, or run them at once with --wait) and ``worker``
-(run queued tests and due retries). The worker reports through logging: one line per tested
-mailbox on stdout, the summary on stderr, both also in the log file when there is one."""
+(run queued tests and due retries and, unless --no-process, process the enabled mailboxes: see
+core/sync/loop.py). The worker reports through logging: one line per tested mailbox and per
+cycle that recorded mail or failed on stdout, re-tests queued and the summary on stderr, all also in
+the log file when there is one."""
 
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from mbxtui.cli.context import Context, selection
 from mbxtui.cli.options import Commands, UsageError, command, json_option, selection_options
 from mbxtui.cli.output import EXIT_OK, EXIT_TEST_FAILED, emit, print_json, print_table
 from mbxtui.core.display import safe
+from mbxtui.core.errors import MbxError
 
 if TYPE_CHECKING:
     from mbxtui.core.jobs.runner import EnablementRunner
+    from mbxtui.core.sync.runner import SyncSummary
 
 tested_log = logging.getLogger("mbxtui.worker.tested")
+processed_log = logging.getLogger("mbxtui.worker.processed")
 summary_log = logging.getLogger("mbxtui.worker.summary")
 
 RESULT_COLUMNS = [("email", "EMAIL"), ("outcome", "OUTCOME"), ("incoming_status", "IN"),
@@ -35,6 +40,26 @@ def log_tested(events: Sequence[Any]) -> None:
     for event in events:
         codes = ", ".join(f"{safe(direction)}: {safe(code)}" for direction, code in event.failures.items())
         tested_log.info("%s: %s%s", safe(event.email), safe(event.outcome), f" ({codes})" if codes else "")
+
+
+def log_processed(summary: SyncSummary) -> None:
+    """One line per eventful cycle (see ``sync.loop.eventful``): the address, what was read and
+    recorded, or the error code; and one per mailbox that sent email or failed to."""
+    from mbxtui.core.sync.loop import eventful
+
+    for cycled in filter(eventful, summary.mailboxes):
+        if not cycled.ok:
+            processed_log.info("%s: failed (%s)", safe(cycled.email), safe(cycled.error_code))
+            continue
+        extra = "".join(f", {count} {what}" for count, what in ((cycled.unresolved, "unresolved"),
+                                                                 (cycled.deleted, "deleted")) if count)
+        processed_log.info("%s: %d read, %d recorded%s", safe(cycled.email), cycled.messages, cycled.recorded, extra)
+    for sending in summary.outgoing.mailboxes:
+        if not sending.ok:
+            processed_log.info("%s: sending failed (%s)", safe(sending.email), safe(sending.error_code))
+        elif sending.sent or sending.failed or sending.uncertain:
+            processed_log.info("%s: %d sent, %d refused, %d uncertain", safe(sending.email), sending.sent,
+                               sending.failed, sending.uncertain)
 
 
 def _runner(ctx: Context, *, threads: int, on_tested: Callable[[Sequence[Any]], None] | None = None,
@@ -87,8 +112,12 @@ def cmd_test_enable(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
+    from mbxtui.core.sync.loop import ProcessingLoop
+
     if args.lease <= 0:
         raise UsageError("--lease: a number of seconds above 0")
+    if args.sync_threads < 1:
+        raise UsageError("--sync-threads: a whole number above 0")
     runner = _runner(ctx, threads=args.threads, on_tested=log_tested, lease_seconds=args.lease)
     stop = threading.Event()
 
@@ -96,10 +125,35 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
         stop.set()
         runner.wake()
 
+    def retests_queued(count: int) -> None:
+        summary_log.info("re-test queued for %d mailbox(es): not proven within their profile's interval (R33)", count)
+        runner.wake()
+
+    processing = ProcessingLoop(ctx.store, requested_by=ctx.actor.login, stop=stop, process=not args.no_process,
+                                threads=args.sync_threads, pause_seconds=args.poll, on_pass=log_processed,
+                                on_retests=retests_queued)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, request_stop)
-    with logs.echo(tested_log, sys.stdout), logs.echo(summary_log, sys.stderr):
-        summary = runner.run(stop=stop, until_idle=args.once, poll_seconds=args.poll)
+    with logs.echo(tested_log, sys.stdout), logs.echo(processed_log, sys.stdout), logs.echo(summary_log, sys.stderr):
+        if args.once:
+            # What is due now: the re-tests, the tests, then one pass over what they enabled.
+            try:
+                processing.retest_if_due()
+            except MbxError as exc:  # a refusal (the role may not queue tests): the rest runs
+                summary_log.warning("re-tests not queued: %s", safe(str(exc)))
+            summary = runner.run(stop=stop, until_idle=True)
+            processing.start(once=True).join()
+        else:
+            thread = processing.start()
+            try:
+                summary = runner.run(stop=stop, until_idle=False, poll_seconds=args.poll)
+            finally:
+                stop.set()
+                thread.join()  # the cycles in flight finish, each within its profile's timeout
+        totals = processing.totals
+        if totals.recorded or totals.failed:
+            summary_log.info("processed %d cycle(s): %d message(s) read, %d recorded, %d failed",
+                             totals.cycles, totals.messages, totals.recorded, totals.failed)
         summary_log.info("tested %d: %d passed, %d failed, %d postponed",
                          summary.tested, summary.passed, summary.failed, summary.postponed)
     return EXIT_OK
@@ -116,10 +170,16 @@ def register_test_enable(commands: Commands) -> None:
 
 
 def register_worker(commands: Commands) -> None:
-    p = command(commands, "worker", cmd_worker, "run queued Test & Enable jobs and due retries")
-    p.add_argument("--once", action="store_true", help="run what is due now, then exit")
-    p.add_argument("--threads", type=int, default=32)
-    p.add_argument("--poll", type=float, default=5.0, metavar="SECONDS", help="how often to look for new jobs")
+    p = command(commands, "worker", cmd_worker, "run queued Test & Enable jobs and due retries, and process the "
+                "enabled mailboxes (read their mail)")
+    p.add_argument("--once", action="store_true", help="run what is due now (tests, then one processing pass), "
+                   "then exit")
+    p.add_argument("--threads", type=int, default=32, help="tests run at once")
+    p.add_argument("--no-process", action="store_true", help="only run tests: process no mailbox")
+    p.add_argument("--sync-threads", type=int, default=8, help="mailboxes processed at once (each profile's "
+                   "bound, shared with the tests and every other worker, still holds)")
+    p.add_argument("--poll", type=float, default=5.0, metavar="SECONDS", help="how often to look for new jobs "
+                   "and for mailboxes due for processing")
     p.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
                    help="how long the jobs and connection slots of a worker that died stay held before "
                    "other workers take them over (a live worker renews them)")

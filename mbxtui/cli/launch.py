@@ -17,7 +17,7 @@ def cmd_console(ctx: Context, args: argparse.Namespace) -> int:
     actor = ctx.actor
     data_dir = paths.private_data_dir()
     app = MbxApp(actor, db_path=ctx.db_path, data_dir=data_dir, run_tests=not getattr(args, "no_tests", False),
-                 threads=getattr(args, "threads", 32))
+                 threads=getattr(args, "threads", 32), process=getattr(args, "process", False))
     app.run()
     return app.return_code or EXIT_OK
 
@@ -51,3 +51,5 @@ def register_console(commands: Commands) -> None:
     p = command(commands, "console", cmd_console, "open the console (the default when no command is given)")
     p.add_argument("--no-tests", action="store_true", help="do not run queued Test & Enable jobs in this console")
     p.add_argument("--threads", type=int, default=32, help="Test & Enable tests run at once")
+    p.add_argument("--process", action="store_true", help="also process the enabled mailboxes (read their mail) "
+                   "while the console is open, as `mbxtui worker` does; without it the console never reads a mailbox")

@@ -25,6 +25,9 @@ deliberate faults, and how to fix the fixable ones from the console:
   never answers (TIMEOUT, retried);
 * a few head office mailboxes synchronize appointments, contacts and tasks, which IMAP cannot
   (ACT_UNSUPPORTED), and some addresses wait for approval (NOT_APPROVED when tested).
+
+While the demo runs, its inboxes receive a trickle of mail (see trickle.py) and the console
+processes the enabled mailboxes, so activities arrive as a newcomer watches.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +57,7 @@ from mbxtui.demo import seed
 from mbxtui.demo.certs import CA_FILE_NAME, LEGACY_CA_FILE_NAME, make_certificates
 from mbxtui.demo.mailsystem import MAILBOX_PASSWORD, MailSystem
 from mbxtui.demo.sandbox import HOST, Sandbox, SandboxPorts
+from mbxtui.demo.trickle import DEFAULT_COUNT, DEFAULT_INTERVAL, Trickle, plan as trickle_plan
 
 __all__ = [
     "DATABASE_NAME", "DEMO_MASTER_PASSWORD", "MAILBOX_PASSWORD", "Demo", "demo_directory", "main_servers_only",
@@ -83,8 +88,20 @@ class Demo:
     sandbox: Sandbox
     database: SqliteDatabase
     created: bool  # True when the demo organisation was made by this start
+    trickle: Trickle | None = None
+
+    def start_trickle(self, count: int = DEFAULT_COUNT, interval: float = DEFAULT_INTERVAL, *,
+                      first_delay: float | None = None, run: str | None = None) -> Trickle:
+        """Start the trickle of mail into the sandbox's inboxes (``run``: the stamp of its
+        Message-IDs, by default this moment's)."""
+        deliveries = trickle_plan(seed.plan(), count, run=run or format(time.time_ns() // 1_000_000, "x"))
+        options = {} if first_delay is None else {"first_delay": first_delay}
+        self.trickle = Trickle(self.sandbox.mail, deliveries, interval, **options).start()
+        return self.trickle
 
     def stop(self) -> None:
+        if self.trickle is not None:
+            self.trickle.stop()
         self.sandbox.stop()
         self.database.close()
 
@@ -145,7 +162,8 @@ def run_demo(reset: bool = False, db_path: Path | None = None) -> int:
     print(f"mbxtui demo: {doing} in {directory} ...", file=sys.stderr, flush=True)
     demo = prepare_demo(directory, reset=reset, db_path=db_path)
     try:
-        app = MbxApp(demo.actor, db_path=demo.db_path, data_dir=demo.directory, store=demo.store)
+        demo.start_trickle()
+        app = MbxApp(demo.actor, db_path=demo.db_path, data_dir=demo.directory, store=demo.store, process=True)
         _run_until_exit_or_signal(app)
     finally:
         demo.stop()
@@ -163,7 +181,9 @@ def main_servers_only(reset: bool = False, db_path: Path | None = None) -> int:
     for signal_number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signal_number, lambda *_: stop_requested.set())
     try:
-        print("mbxtui demo: the sandbox mail servers are running; ctrl+c stops them.")
+        demo.start_trickle()
+        print("mbxtui demo: the sandbox mail servers are running, and receive a trickle of mail; "
+              "ctrl+c stops them.")
         for name, port in demo.ports.as_dict().items():
             print(f"  {name:<16} {HOST}:{port}")
         print("The command line works on the demo with:")

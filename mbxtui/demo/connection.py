@@ -63,6 +63,14 @@ class LineConnection:
         except (ConnectionError, ssl.SSLError) as exc:
             raise ConnectionClosed(str(exc)) from exc
 
+    async def send_bytes(self, data: bytes) -> None:
+        """Bytes as they are (a response with literals), line breaks included."""
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionError, ssl.SSLError) as exc:
+            raise ConnectionClosed(str(exc)) from exc
+
     async def start_tls(self, context: ssl.SSLContext) -> None:
         try:
             await self.writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)

@@ -2,8 +2,10 @@
 secure the connection, log in and look into its inbox.
 
 Commands: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE (PLAIN with an authorization
-identity, XOAUTH2), SELECT and EXAMINE (INBOX only), SEARCH and UID SEARCH (ALL, HEADER, SUBJECT,
-FROM, TO), CHECK, CLOSE, UNSELECT. Anything else is answered BAD.
+identity, XOAUTH2), SELECT and EXAMINE (INBOX only), SEARCH and UID SEARCH (ALL, UID, SINCE, HEADER,
+SUBJECT, FROM, TO), FETCH and UID FETCH (see imap_fetch.py), STORE and UID STORE of flags, EXPUNGE,
+CHECK, CLOSE, UNSELECT: enough for a sync cycle to read and delete what it processed. Anything else
+is answered BAD.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import logging
 import re
 import ssl
 
+from datetime import date, datetime, timezone
+
+from mbxtui.demo import imap_fetch
 from mbxtui.demo.connection import ConnectionClosed, LineConnection
 from mbxtui.demo.mailsystem import MailSystem, StoredMessage
 
@@ -44,6 +49,7 @@ class ImapSession:
         self.starttls_context = starttls_context
         self.user: str | None = None
         self.selected = False
+        self.read_only = False
         self.reported_exists = 0
         self.failed_logins = 0
         self.bad_commands = 0
@@ -240,8 +246,9 @@ class ImapSession:
             await self.connection.send(f"{tag} NO [NONEXISTENT] The sandbox has only INBOX")
             return
         uid_validity, messages = self.mail.messages(self.user)
-        next_uid = messages[-1].uid + 1 if messages else 1
+        next_uid = self.mail.next_uid(self.user)
         self.selected = True
+        self.read_only = read_only
         self.reported_exists = len(messages)
         for line in (
             r"* FLAGS (\Answered \Flagged \Deleted \Seen \Draft)",
@@ -270,13 +277,91 @@ class ImapSession:
         if len(criteria) >= 2 and criteria[0].upper() == b"CHARSET":
             criteria = criteria[2:]
         _, messages = self.mail.messages(self.user)
-        matches = _search(messages, criteria)
+        try:
+            matches = _search(messages, criteria)
+        except imap_fetch.FetchError as error:
+            raise _Bad(str(error)) from None
         numbers = [message.uid if by_uid else index for index, message in matches]
         await self.connection.send("* SEARCH" + "".join(f" {number}" for number in numbers))
         await self.connection.send(f"{tag} OK {'UID ' if by_uid else ''}SEARCH completed")
 
     async def _cmd_UID_SEARCH(self, tag: str, arguments: list[bytes]) -> None:
         await self._cmd_SEARCH(tag, arguments, by_uid=True)
+
+    async def _cmd_FETCH(self, tag: str, arguments: list[bytes], *, by_uid: bool = False) -> None:
+        self._require_selected()
+        if len(arguments) < 2:
+            raise _Bad("FETCH needs a sequence set and the items to fetch")
+        _, messages = self.mail.messages(self.user)
+        chosen = self._chosen(messages, arguments[0], by_uid)
+        items = imap_fetch.fetch_items(arguments[1:])
+        if by_uid and not any(item.upper() == "UID" for item in items):
+            items.insert(0, "UID")
+        for number, message in chosen:
+            parts: list[bytes] = []
+            try:
+                for item in items:
+                    if item.upper() == "UID":
+                        parts.append(f"UID {message.uid}".encode())
+                        continue
+                    text, literal = imap_fetch.answer(item, message.data, message.arrived, sorted(message.flags))
+                    parts.append(text.encode() if literal is None else
+                                 text.encode() + b" {%d}\r\n" % len(literal) + literal)
+            except imap_fetch.FetchError as error:
+                raise _Bad(str(error)) from None
+            await self.connection.send_bytes(f"* {number} FETCH (".encode() + b" ".join(parts) + b")\r\n")
+        await self.connection.send(f"{tag} OK {'UID ' if by_uid else ''}FETCH completed")
+
+    async def _cmd_UID_FETCH(self, tag: str, arguments: list[bytes]) -> None:
+        await self._cmd_FETCH(tag, arguments, by_uid=True)
+
+    async def _cmd_STORE(self, tag: str, arguments: list[bytes], *, by_uid: bool = False) -> None:
+        self._require_selected()
+        if self.read_only:
+            await self.connection.send(f"{tag} NO [READ-ONLY] The mailbox was opened with EXAMINE")
+            return
+        if len(arguments) < 3:
+            raise _Bad("STORE needs a sequence set, an action and flags")
+        action = arguments[1].decode("ascii", "replace").upper()
+        if action.removesuffix(".SILENT") not in ("+FLAGS", "-FLAGS"):
+            raise _Bad("the sandbox stores +FLAGS and -FLAGS only")
+        flags = {_text(token) for token in arguments[2:] if token not in (b"(", b")")}
+        _, messages = self.mail.messages(self.user)
+        chosen = self._chosen(messages, arguments[0], by_uid)
+        self.mail.flag(self.user, {message.uid for _, message in chosen}, flags, add=action.startswith("+"))
+        if not action.endswith(".SILENT"):
+            _, messages = self.mail.messages(self.user)
+            uids = {message.uid for _, message in chosen}
+            for number, message in enumerate(messages, start=1):
+                if message.uid in uids:
+                    uid = f"UID {message.uid} " if by_uid else ""
+                    await self.connection.send(f"* {number} FETCH ({uid}FLAGS ({' '.join(sorted(message.flags))}))")
+        await self.connection.send(f"{tag} OK {'UID ' if by_uid else ''}STORE completed")
+
+    async def _cmd_UID_STORE(self, tag: str, arguments: list[bytes]) -> None:
+        await self._cmd_STORE(tag, arguments, by_uid=True)
+
+    async def _cmd_EXPUNGE(self, tag: str, arguments: list[bytes]) -> None:
+        self._require_selected()
+        if self.read_only:
+            await self.connection.send(f"{tag} NO [READ-ONLY] The mailbox was opened with EXAMINE")
+            return
+        for number in self.mail.expunge(self.user):
+            await self.connection.send(f"* {number} EXPUNGE")
+            self.reported_exists -= 1
+        await self.connection.send(f"{tag} OK EXPUNGE completed")
+
+    def _chosen(self, messages: list[StoredMessage], sequence: bytes,
+                by_uid: bool) -> list[tuple[int, StoredMessage]]:
+        """(sequence number, message) of the messages a sequence set names."""
+        try:
+            if by_uid:
+                wanted = imap_fetch.parse_set(_text(sequence), messages[-1].uid if messages else 0)
+                return [(n, m) for n, m in enumerate(messages, start=1) if m.uid in wanted]
+            wanted = imap_fetch.parse_set(_text(sequence), len(messages))
+        except imap_fetch.FetchError as error:
+            raise _Bad(str(error)) from None
+        return [(n, m) for n, m in enumerate(messages, start=1) if n in wanted]
 
     async def _cmd_CLOSE(self, tag: str, arguments: list[bytes]) -> None:
         self._require_selected()
@@ -304,15 +389,28 @@ def _search(messages: list[StoredMessage], criteria: list[bytes]) -> list[tuple[
         key = remaining.pop(0).decode("ascii", "replace").upper()
         if key == "ALL":
             continue
+        if key == "UID" and remaining:
+            largest = messages[-1].uid if messages else 0
+            wanted = imap_fetch.parse_set(_text(remaining.pop(0)), largest)
+            tests.append(lambda message, wanted=wanted: message.uid in wanted)
+            continue
+        if key == "SINCE" and remaining:
+            since = imap_fetch.parse_search_date(_text(remaining.pop(0)))
+            tests.append(lambda message, since=since: _arrival_date(message) >= since)
+            continue
         if key == "HEADER" and len(remaining) >= 2:
             name, value = _text(remaining.pop(0)), _text(remaining.pop(0))
         elif key in _SEARCH_HEADER_KEYS and remaining:
             name, value = _SEARCH_HEADER_KEYS[key], _text(remaining.pop(0))
         else:
-            raise _Bad("The sandbox searches by ALL, HEADER, SUBJECT, FROM and TO only")
-        tests.append((name, value))
+            raise _Bad("The sandbox searches by ALL, UID, SINCE, HEADER, SUBJECT, FROM and TO only")
+        tests.append(lambda message, name=name, value=value: message.header_contains(name, value))
     return [(number, message) for number, message in enumerate(messages, start=1)
-            if all(message.header_contains(name, value) for name, value in tests)]
+            if all(test(message) for test in tests)]
+
+
+def _arrival_date(message: StoredMessage) -> date:
+    return datetime.fromtimestamp(message.arrived, timezone.utc).date()
 
 
 def _text(token: bytes) -> str:

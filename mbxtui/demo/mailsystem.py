@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import Message as ParsedHeaders
 from email.parser import BytesHeaderParser
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 
 DOMAIN = "fernhill.example"
 MAILBOX_PASSWORD = "fernhill-demo"
@@ -27,6 +27,7 @@ OAUTH2_TOKEN = "demo-oauth2-access-token"
 
 MAX_MESSAGES_PER_INBOX = 500  # the oldest go first beyond this
 MAX_PRELOADED_MESSAGES = 24
+PRELOADED_ARRIVAL = 1704067200.0  # 2024-01-01 UTC: before any demo mailbox was enabled
 
 _PRELOADED_SUBJECTS = (
     "Weekly operations summary",
@@ -45,6 +46,8 @@ class StoredMessage:
     uid: int
     data: bytes
     headers: ParsedHeaders = field(repr=False)
+    arrived: float = 0.0  # the IMAP INTERNALDATE, as time.time()
+    flags: set[str] = field(default_factory=set)
 
     def header_contains(self, name: str, text: str) -> bool:
         """IMAP SEARCH HEADER: a case-insensitive substring of any header of that name."""
@@ -98,7 +101,7 @@ class MailSystem:
         headers = self._parser.parsebytes(data)
         with self._lock:
             inbox = self._inbox(address)
-            self._append(inbox, data, headers)
+            self._append(inbox, data, headers, time.time())
 
     def messages(self, address: str) -> tuple[int, list[StoredMessage]]:
         """The UID validity and the messages of ``address``'s inbox, oldest first."""
@@ -106,23 +109,48 @@ class MailSystem:
             inbox = self._inbox(address.strip().lower())
             return inbox.uid_validity, list(inbox.messages)
 
+    def next_uid(self, address: str) -> int:
+        with self._lock:
+            return self._inbox(address.strip().lower()).next_uid
+
+    def flag(self, address: str, uids: set[int], flags: set[str], *, add: bool = True) -> None:
+        with self._lock:
+            for message in self._inbox(address.strip().lower()).messages:
+                if message.uid in uids:
+                    message.flags = message.flags | flags if add else message.flags - flags
+
     def remove(self, address: str, uids: set[int]) -> None:
         """Delete these messages of ``address``'s inbox (POP3 QUIT after DELE)."""
         with self._lock:
             inbox = self._inbox(address.strip().lower())
             inbox.messages = [m for m in inbox.messages if m.uid not in uids]
 
+    def expunge(self, address: str) -> list[int]:
+        """Remove the messages flagged \\Deleted; returns their sequence numbers as EXPUNGE
+        reports them (each counted after the removals before it)."""
+        with self._lock:
+            inbox = self._inbox(address.strip().lower())
+            reported, kept = [], []
+            for number, message in enumerate(inbox.messages, start=1):
+                if "\\Deleted" in message.flags:
+                    reported.append(number - len(reported))
+                else:
+                    kept.append(message)
+            inbox.messages = kept
+            return reported
+
     def _inbox(self, address: str) -> Inbox:
         inbox = self._inboxes.get(address)
         if inbox is None:
             inbox = self._inboxes[address] = Inbox(self._uid_validity)
+            # Preloaded mail arrived before the demo's mailboxes were enabled: processing starts after it.
             for data in _preloaded_messages(address):
-                self._append(inbox, data, self._parser.parsebytes(data))
+                self._append(inbox, data, self._parser.parsebytes(data), PRELOADED_ARRIVAL)
         return inbox
 
     @staticmethod
-    def _append(inbox: Inbox, data: bytes, headers: ParsedHeaders) -> None:
-        inbox.messages.append(StoredMessage(inbox.next_uid, data, headers))
+    def _append(inbox: Inbox, data: bytes, headers: ParsedHeaders, arrived: float) -> None:
+        inbox.messages.append(StoredMessage(inbox.next_uid, data, headers, arrived))
         inbox.next_uid += 1
         del inbox.messages[:-MAX_MESSAGES_PER_INBOX]
 
@@ -132,8 +160,11 @@ def _same(given: str, expected: str) -> bool:
 
 
 def _preloaded_messages(address: str) -> list[bytes]:
-    """A few ordinary messages, so inboxes are not all empty; the same ones on every start."""
-    count = zlib.crc32(address.encode("utf-8")) % (MAX_PRELOADED_MESSAGES + 1)
+    """A few ordinary messages, so inboxes are not all empty; the same ones on every start, Date and
+    Message-ID included, dated before any demo mailbox was enabled (processing reads none of them,
+    and one that it read once would be the same activity on the next start)."""
+    digest = zlib.crc32(address.encode("utf-8"))
+    count = digest % (MAX_PRELOADED_MESSAGES + 1)
     domain = address.rpartition("@")[2]
     messages = []
     for number in range(count):
@@ -142,8 +173,8 @@ def _preloaded_messages(address: str) -> list[bytes]:
             f"From: Fernhill Operations <operations@{domain}>\r\n"
             f"To: {address}\r\n"
             f"Subject: {subject}\r\n"
-            f"Date: {formatdate(localtime=False)}\r\n"
-            f"Message-ID: {make_msgid(domain=domain)}\r\n"
+            f"Date: {formatdate(PRELOADED_ARRIVAL - (count - number) * 3600)}\r\n"
+            f"Message-ID: <preloaded.{digest:08x}.{number}@{domain}>\r\n"
             "\r\n"
             f"{subject}.\r\n".encode("utf-8")
         )

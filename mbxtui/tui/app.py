@@ -27,8 +27,10 @@ from mbxtui.core.session import ChangeSignalUnavailable
 from mbxtui.core.session import start_checkpoints, watch_changes
 from mbxtui.tui import navigation
 from mbxtui.tui.keymap import read_keymap
-from mbxtui.tui.messages import (BatchProgressLoaded, ChangesUnavailable, DataChanged, MailboxesTested,
-                                 RunnerStopped, ServiceFailed)
+from mbxtui.core.sync.loop import ProcessingLoop
+from mbxtui.core.sync.runner import SyncSummary
+from mbxtui.tui.messages import (BatchProgressLoaded, ChangesUnavailable, DataChanged, MailboxesProcessed,
+                                 MailboxesTested, RunnerStopped, ServiceFailed)
 from mbxtui.tui.workers import run_service
 
 SIXTEEN_COLOUR_TERMS = ("linux", "xterm", "vt100", "vt220", "screen", "tmux", "ansi")
@@ -58,7 +60,9 @@ class MbxApp(App):
     ]
 
     def __init__(self, actor: Actor, *, db_path: Path | str, data_dir: Path, run_tests: bool = True,
-                 threads: int = 32, store: SecretStore | None = None):
+                 threads: int = 32, store: SecretStore | None = None, process: bool = False):
+        """``process``: also process the enabled mailboxes (``console --process``, the demo); a
+        console opened without it never reads a mailbox."""
         super().__init__()
         self.actor = actor
         self.db_path = db_path if isinstance(db_path, str) and "://" in db_path else Path(db_path)
@@ -73,8 +77,11 @@ class MbxApp(App):
         self.mailboxes_tested: Signal[list[MailboxTested]] = Signal(self, "mailboxes-tested")
         self.progress_changed: Signal[str] = Signal(self, "progress-changed")
         self.runner_stopped: Signal[str] = Signal(self, "runner-stopped")
+        self.mailboxes_processed: Signal[SyncSummary] = Signal(self, "mailboxes-processed")
+        self.process = process
         self._stop_runner = threading.Event()
         self._runner: EnablementRunner | None = None
+        self._processing: ProcessingLoop | None = None
         self._checkpoints = None
         self._changes = None
         self.crash_report: Path | None = None
@@ -138,12 +145,36 @@ class MbxApp(App):
         self.notify(message.problem, title=message.title, severity="error", timeout=10, markup=False)
 
     def start_runner(self) -> None:
+        self.start_processing()
         if not self.run_tests or not allowed(self.actor, Permission.TEST) or self._runner is not None:
             return
         usable = self.store is not None and not self.store.needs_master_password
         self._runner = EnablementRunner(self.store if usable else None, threads=self.threads,
                                        on_tested=lambda events: self.post_message(MailboxesTested(events)))
         self.run_worker(self._run_tests, thread=True, group="test-runner", exit_on_error=False, name="Test & Enable")
+
+    def start_processing(self) -> None:
+        """With ``process``: sync passes and R33 re-tests on a thread worker of their own (see
+        core/sync/loop.py), stopped with the Test & Enable runner as the console closes."""
+        if not self.process or not allowed(self.actor, Permission.TEST) or self._processing is not None:
+            return
+        usable = self.store is not None and not self.store.needs_master_password
+        self._processing = ProcessingLoop(
+            self.store if usable else None, requested_by=self.actor.login, stop=self._stop_runner,
+            pause_seconds=2.0, on_pass=lambda summary: self.post_message(MailboxesProcessed(summary)),
+            on_retests=lambda _count: self.wake_runner())
+        self.run_worker(self._run_processing, thread=True, group="processing", exit_on_error=False, name="Processing")
+
+    def _run_processing(self) -> None:
+        try:
+            self._processing.run()
+        except Exception as exc:  # shown to the operator; the console keeps working
+            log.exception("processing stopped")
+            self.call_from_thread(self.notify, f"Processing stopped: {problem_sentence(exc)}", severity="error",
+                                  timeout=15, markup=False)
+
+    def on_mailboxes_processed(self, message: MailboxesProcessed) -> None:
+        self.mailboxes_processed.publish(message.summary)
 
     def _run_tests(self) -> None:
         try:

@@ -12,6 +12,7 @@ from mbxtui.core.jobs.queue import JobResult, Progress
 from mbxtui.core.jobs.runner import MailboxTested
 from mbxtui.core.services.profile_mailboxes import ProfileMailboxes
 from mbxtui.core.services.profiles import ProfileRecord
+from mbxtui.core.sync.runner import SyncSummary
 
 
 @dataclass
@@ -24,6 +25,13 @@ class MailboxesTested(Message):
 @dataclass
 class RunnerStopped(Message):
     error: str | None = None
+
+
+@dataclass
+class MailboxesProcessed(Message):
+    """A processing pass just ended (``console --process``, the demo): what it cycled."""
+
+    summary: SyncSummary
 
 
 @dataclass

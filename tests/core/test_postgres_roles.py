@@ -22,9 +22,10 @@ import pytest
 from mbxtui.core import db, server_roles
 from mbxtui.core.enums import Role
 from mbxtui.core.errors import PermissionDenied
+from mbxtui.core.jobs.retests import schedule_retests
 from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.permissions import Actor
-from mbxtui.core.models import Profile
+from mbxtui.core.models import Profile, utcnow
 from mbxtui.core.services import audit, bulk, enablement, operators, profiles, users
 from mbxtui.core.services.selection import Selection
 from tests.backends import ON_POSTGRES, Databases, query
@@ -229,6 +230,28 @@ def test_a_worker_running_as_a_system_admin_writes_its_results(org: Org):
     assert tuple(query(org.url, "SELECT test_scheduled, last_error_code FROM mailbox")[0]) == (0, "NO_PROFILE")
     assert [row[0] for row in query(org.url, "SELECT state FROM test_job")] == ["done"]
     assert query(org.url, "SELECT count(*) FROM alert WHERE code = 'NO_PROFILE'")[0][0] == 1
+
+
+def test_a_worker_running_as_a_system_admin_queues_the_re_tests_due(org: Org):
+    """R33: the re-tests a processing worker queues, under the session's role."""
+    opened = db.open_database(org.url)
+    try:
+        admin = operators.current_actor(login=org.admin)
+        profiles.create(admin, **IMAP_PROFILE)
+        bulk.approve(admin, Selection.of_emails(["ann@corp.test"]))
+    finally:
+        opened.close()
+    with org.connect_as(TEST_LOGIN) as owner, owner.cursor() as cursor:
+        cursor.execute("UPDATE profile SET retest_hours = 1")
+        cursor.execute("UPDATE mailbox SET profile_id = (SELECT id FROM profile), incoming_enabled = 1, "
+                       "test_completed_on = now() - interval '2 hours'")
+    opened = db.open_database(org.url_as(org.system))
+    try:
+        queued = schedule_retests(org.system, utcnow())
+    finally:
+        opened.close()
+    assert queued == 1
+    assert [tuple(row) for row in query(org.url, "SELECT state, requested_by FROM test_job")] == [("queued", org.system)]
 
 
 def test_tables_of_a_session_s_own_cannot_stand_in_for_mbxtui_s_inside_its_triggers(org: Org):

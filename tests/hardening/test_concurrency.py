@@ -463,7 +463,7 @@ def test_kill_9_mid_test_enable_of_1000_mailboxes_then_restart_every_mailbox_onc
         assert scalar(org.db_path, "SELECT count(*) FROM mailbox WHERE test_scheduled = 1") == \
             CRASH_MAILBOXES - done_before
 
-        restarted = org.cli("worker", "--once", "--threads", "8")
+        restarted = org.cli("worker", "--once", "--no-process", "--threads", "8")
 
         assert restarted.returncode == 0 and shows_no_lock_error(restarted.stderr), restarted.stderr
         tested_after = int(re.search(r"tested (\d+):", restarted.stderr)[1])

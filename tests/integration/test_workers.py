@@ -24,8 +24,10 @@ STOP_TIMEOUT = 20.0
 
 
 def start_workers(org: Org, count: int, *, threads: int = 4) -> list[subprocess.Popen]:
-    return [org.cli_start("worker", "--threads", str(threads), "--poll", "0.2", "--lease", str(LEASE_SECONDS))
-            for _ in range(count)]
+    """Workers that only test: the counters here count test connections (processing beside the
+    tests is in test_worker_processing.py)."""
+    return [org.cli_start("worker", "--no-process", "--threads", str(threads), "--poll", "0.2",
+                          "--lease", str(LEASE_SECONDS)) for _ in range(count)]
 
 
 def assert_slots_within(org: Org, bound: int) -> None:

@@ -11,28 +11,53 @@ process died) loses its rows when their lease ends, and its slots go to the othe
 Runners that want a profile's connections at the same time share them: each may hold its fair share
 (the bound over the number of runners that want some); one holding more lets the excess go as its
 tests finish, so a worker that starts late gets connections without waiting for the queue to empty.
+
+Both runners (Test & Enable and processing) renew through ``refresh``: at most every
+``renew_seconds`` (a quarter of the lease, at most a second), sooner (but not more often than
+``SLOT_SYNC_GAP``) when work waits for a slot or slots lie unused; and a runner whose last renewal
+is a whole lease old takes no slot until it renews again (its slots may be another's by then).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
+from mbxtui.core.db import write_transaction
 from mbxtui.core.jobs.queue import rows_by_name
 from mbxtui.core.models import database
+
+# Asking for slots when work waits for them, or giving back unused ones, at most this often.
+SLOT_SYNC_GAP = 0.2
 
 
 class ConnectionLeases:
     """The slots one runner holds, per profile id. ``take``/``give_back`` are in memory (the
     runner's own thread); ``sync`` writes, inside the caller's write transaction."""
 
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, lease_seconds: float = 60.0) -> None:
         self.worker = worker
+        self.lease_seconds = lease_seconds
         self.held: dict[int, int] = {}
         self.busy: dict[int, int] = {}
         # How many of its held slots the runner may use: below ``held`` while it gives slots back.
         self.usable: dict[int, int] = {}
+        self.synced_at = float("-inf")  # time.monotonic() of the last renewal
+
+    @property
+    def renew_seconds(self) -> float:
+        return min(1.0, self.lease_seconds / 4)
+
+    @property
+    def fresh(self) -> bool:
+        """False when the last renewal is a whole lease old (the database kept us waiting): the
+        slots held may have gone to other runners since."""
+        return time.monotonic() - self.synced_at < self.lease_seconds
 
     def take(self, profile_id: int) -> bool:
+        if not self.fresh:
+            return False
         busy = self.busy.get(profile_id, 0)
         if busy >= min(self.held.get(profile_id, 0), self.usable.get(profile_id, 0)):
             return False
@@ -51,6 +76,38 @@ class ConnectionLeases:
         return any(held > self.busy.get(profile_id, 0)
                    and (profile_id not in blocked or held > self.usable.get(profile_id, 0))
                    for profile_id, held in self.held.items())
+
+    def wanted(self, waiting: Iterable[int], most: int) -> dict[int, int]:
+        """Slots per profile this runner could use now: one per waiting piece of work (``waiting``:
+        the profile id of each) plus those busy, at most ``most`` (its threads)."""
+        wanted: dict[int, int] = {}
+        for profile_id in waiting:
+            wanted[profile_id] = wanted.get(profile_id, 0) + 1
+        for profile_id, busy in self.busy.items():
+            wanted[profile_id] = wanted.get(profile_id, 0) + busy
+        return {profile_id: min(most, count) for profile_id, count in wanted.items()}
+
+    def refresh_due(self, blocked: set[int]) -> bool:
+        """Whether ``refresh`` should write now (see the module's text); ``blocked``: profiles whose
+        waiting work found no usable slot."""
+        since = time.monotonic() - self.synced_at
+        return since >= self.renew_seconds or (since >= SLOT_SYNC_GAP and self.needs_sync(blocked))
+
+    def refresh(self, waiting: list[int], most: int, now: datetime, renew_claims: Callable[[datetime], int | None],
+                *, blocked: set[int] | None = None) -> int | None:
+        """When due: one write transaction that renews the caller's own claims (``renew_claims``,
+        given the new lease end; what it returns is returned, 0 for None) and this runner's slots,
+        taking or giving back slots for ``waiting`` (the profile id of each piece of work that
+        waits) within ``most`` per profile. ``blocked``: the profiles of ``waiting`` that found no
+        slot (all of them unless said). Not due: nothing is written and None is returned."""
+        if not self.refresh_due(set(waiting) if blocked is None else blocked):
+            return None
+        started = time.monotonic()
+        with write_transaction():
+            answer = renew_claims(now + timedelta(seconds=self.lease_seconds))
+            self.sync(self.wanted(waiting, most), now, self.lease_seconds)
+        self.synced_at = started  # the leases written run from ``now``, taken before the wait for the lock
+        return answer or 0
 
     def sync(self, wanted: dict[int, int], now: datetime, lease_seconds: float) -> None:
         """Renew this runner's leases until ``now + lease_seconds``, drop every expired lease, and
@@ -109,3 +166,4 @@ class ConnectionLeases:
         database.execute_sql("DELETE FROM connection_lease WHERE worker = ?", [self.worker])
         self.held.clear()
         self.usable.clear()
+        self.synced_at = float("-inf")  # the next refresh asks at once

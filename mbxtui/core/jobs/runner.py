@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -56,8 +55,6 @@ class _Claimed:
 
 
 DEFAULT_LEASE_SECONDS = 60.0
-# Asking for slots when checks wait for them, or giving back unused ones, at most this often.
-SLOT_SYNC_GAP = 0.2
 
 
 @dataclass
@@ -90,9 +87,8 @@ class EnablementRunner:
         self.lease_seconds = lease_seconds
         self.on_tested = on_tested
         self.worker = queue.worker_identity()
-        self._leases = ConnectionLeases(self.worker)
+        self._leases = ConnectionLeases(self.worker, lease_seconds)
         self._blocked: set[int] = set()
-        self._synced_at = float("-inf")
         self._lookup: Callable[[str, int, str], Secret | None] | None = None
         self._wake = threading.Event()
 
@@ -173,8 +169,9 @@ class EnablementRunner:
                         pending.extend(self._claim(self.threads * 4 - len(pending)))
                     if not stopping:
                         self._dispatch(pool, pending, in_flight)
-                    if self._sync_due():
-                        summary.requeued += self._sync(pending)
+                    requeued = self._sync(pending)
+                    if requeued is not None:
+                        summary.requeued += requeued
                         if not stopping:
                             self._dispatch(pool, pending, in_flight)
                     if in_flight:
@@ -198,7 +195,7 @@ class EnablementRunner:
                     if not pending:
                         if until_idle:
                             break
-                        self._wake.wait(min(poll_seconds, self._renew_seconds))
+                        self._wake.wait(min(poll_seconds, self._leases.renew_seconds))
                         self._wake.clear()
                     else:  # other runners hold every slot these jobs need
                         self._wake.wait(0.05)
@@ -219,11 +216,9 @@ class EnablementRunner:
                   in_flight: dict[Future[MailboxCheckResult], _Claimed]) -> None:
         waiting: deque[_Claimed] = deque()
         blocked: set[int] = set()
-        # Not renewed for a whole lease (the database kept us waiting): our slots may be another's now.
-        leased = time.monotonic() - self._synced_at < self.lease_seconds
         while pending and len(in_flight) < self.threads:
             item = pending.popleft()
-            if item.profile is not None and not (leased and self._leases.take(item.profile.id)):
+            if item.profile is not None and not self._leases.take(item.profile.id):
                 blocked.add(item.profile.id)
                 waiting.append(item)
                 continue
@@ -233,31 +228,18 @@ class EnablementRunner:
 
     # -- sharing connections and leases with other workers --
 
-    @property
-    def _renew_seconds(self) -> float:
-        return min(1.0, self.lease_seconds / 4)
-
-    def _sync_due(self) -> bool:
-        since = time.monotonic() - self._synced_at
-        return since >= self._renew_seconds or (since >= SLOT_SYNC_GAP and self._leases.needs_sync(self._blocked))
-
-    def _sync(self, pending: deque[_Claimed]) -> int:
-        """One write transaction: renew the leases of this runner's jobs and connection slots, take
-        or give back slots for what waits, and requeue jobs whose lease ran out. Returns how many
-        jobs were requeued."""
-        wanted: dict[int, int] = {}
-        for item in pending:
-            if item.profile is not None:
-                wanted[item.profile.id] = wanted.get(item.profile.id, 0) + 1
-        for profile_id, busy in self._leases.busy.items():
-            wanted[profile_id] = min(self.threads, wanted.get(profile_id, 0) + busy)
+    def _sync(self, pending: deque[_Claimed]) -> int | None:
+        """When due (see leases.py): one write transaction that renews the leases of this runner's
+        jobs and connection slots, takes or gives back slots for what waits, and requeues jobs whose
+        lease ran out. Returns how many jobs were requeued; None when it was not due."""
         now = self.clock()
-        with write_transaction():
-            queue.renew(self.worker, now + timedelta(seconds=self.lease_seconds))
-            requeued = queue.requeue_expired(now)
-            self._leases.sync({p: min(self.threads, n) for p, n in wanted.items()}, now, self.lease_seconds)
-        self._synced_at = time.monotonic()
-        return requeued
+
+        def renew_jobs(until: datetime) -> int:
+            queue.renew(self.worker, until)
+            return queue.requeue_expired(now)
+
+        waiting = [item.profile.id for item in pending if item.profile is not None]
+        return self._leases.refresh(waiting, self.threads, now, renew_jobs, blocked=self._blocked)
 
     # -- writing results (R14, R15, R16) --
 

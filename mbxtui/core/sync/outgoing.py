@@ -111,7 +111,7 @@ class OutgoingRunner:
         # Its own name in the sync status and lease tables: an incoming runner of the same process
         # releases only what it claimed.
         self.worker = f"{worker_identity()}:send"
-        self._leases = ConnectionLeases(self.worker)
+        self._leases = ConnectionLeases(self.worker, lease_seconds)
 
     def run_once(self, emails: list[str] | None = None) -> OutgoingSummary:
         lookup = secret_lookup(self.secrets) if self.secrets is not None else (lambda *_: None)
@@ -309,16 +309,11 @@ class OutgoingRunner:
         is emptied in place and the pass ends with the mailboxes in flight."""
         if self.stop is not None and self.stop.is_set():
             waiting.clear()
-        wanted: dict[int, int] = {}
-        for target in waiting:
-            wanted[target.profile.id] = min(self.threads, wanted.get(target.profile.id, 0) + 1)
-        for profile_id, busy in self._leases.busy.items():
-            wanted[profile_id] = min(self.threads, wanted.get(profile_id, 0) + busy)
-        now = self.clock()
-        with write_transaction():
-            self._leases.sync(wanted, now, self.lease_seconds)
-            database.execute_sql("UPDATE sync_status SET lease_until = ? WHERE worker = ?",
-                                 [now + timedelta(seconds=self.lease_seconds), self.worker])
+
+        def renew_claims(until: datetime) -> None:
+            database.execute_sql("UPDATE sync_status SET lease_until = ? WHERE worker = ?", [until, self.worker])
+
+        self._leases.refresh([target.profile.id for target in waiting], self.threads, self.clock(), renew_claims)
 
 
 def will_retry(attempt: Attempt, settings: OrgSettings) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -90,14 +91,17 @@ class SyncRunner:
     cycle them even before their polling interval is over (``sync --now``)."""
 
     def __init__(self, secrets: SecretStore | None, *, threads: int = 8, clock: Callable[[], datetime] = utcnow,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, stop: threading.Event | None = None) -> None:
+        """``stop``: once set, a pass starts no more cycles; those in flight finish (each within its
+        profile's timeout) and the mailboxes not started are given back as the pass ends."""
         self.secrets = secrets
         self.threads = max(1, threads)
         self.clock = clock
         self.lease_seconds = lease_seconds
+        self.stop = stop
         # Its own name in the lease table: a process running tests too holds those slots apart.
         self.worker = f"{worker_identity()}:sync"
-        self._leases = ConnectionLeases(self.worker)
+        self._leases = ConnectionLeases(self.worker, lease_seconds)
         self._failed_profiles: set[int] = set()
 
     def run_once(self, emails: list[str] | None = None, *, ignore_interval: bool = False) -> SyncSummary:
@@ -242,16 +246,16 @@ class SyncRunner:
                              failure.code.value if failure else None, failure.message if failure else None)
 
     def _sync_leases(self, pending: list[SyncTarget]) -> None:
-        wanted: dict[int, int] = {}
-        for target in pending:
-            wanted[target.profile.id] = min(self.threads, wanted.get(target.profile.id, 0) + 1)
-        for profile_id, busy in self._leases.busy.items():
-            wanted[profile_id] = min(self.threads, wanted.get(profile_id, 0) + busy)
-        now = self.clock()
-        with write_transaction():
-            self._leases.sync(wanted, now, self.lease_seconds)
-            database.execute_sql("UPDATE sync_status SET lease_until = ? WHERE worker = ?",
-                                 [now + timedelta(seconds=self.lease_seconds), self.worker])
+        """Renew the claims of this pass's mailboxes and its connection slots, throttled (see
+        jobs/leases.py). Once ``stop`` is set, ``pending`` is emptied in place: the pass ends with
+        the cycles in flight, and its closing release gives the others back."""
+        if self.stop is not None and self.stop.is_set():
+            pending.clear()
+
+        def renew_claims(until: datetime) -> None:
+            database.execute_sql("UPDATE sync_status SET lease_until = ? WHERE worker = ?", [until, self.worker])
+
+        self._leases.refresh([target.profile.id for target in pending], self.threads, self.clock(), renew_claims)
 
 
 def _as_datetime(value: object) -> datetime | None:

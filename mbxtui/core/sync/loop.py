@@ -1,0 +1,140 @@
+"""Processing that keeps running (``mbxtui worker``, ``mbxtui console --process``, the demo): a sync
+pass over the due mailboxes (``SyncRunner.run_once``, then ``OutgoingRunner.run_once``) every few seconds, and the re-tests of R33
+queued as they fall due.
+
+It runs on a thread of its own, beside the Test & Enable runner's loop rather than interleaved with
+it: a pass waits on mail servers for up to a profile's timeout, and the test runner's thread must
+meanwhile go on renewing its jobs' leases and writing results every second. Both share each
+profile's connection bound through their leased slots (jobs/leases.py), under names of their own.
+
+Stopping (``stop`` set): no new cycle starts, those in flight finish within their profile's
+timeout, and every mailbox the pass claimed is given back (``SyncRunner``'s closing release)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from mbxtui.core.jobs import queue, retests
+from mbxtui.core.models import database, utcnow
+from mbxtui.core.secrets import SecretStore
+from mbxtui.core.sync.outgoing import OutgoingRunner
+from mbxtui.core.sync.runner import MailboxCycled, SyncRunner, SyncSummary
+
+log = logging.getLogger(__name__)
+
+PAUSE_SECONDS = 5.0
+RETEST_CHECK_SECONDS = 60.0
+# After a pass that failed as a whole (the database did not answer), wait this long before the next.
+FAILED_PASS_PAUSE = 10.0
+
+
+@dataclass
+class ProcessingTotals:
+    passes: int = 0
+    cycles: int = 0
+    messages: int = 0
+    recorded: int = 0
+    failed: int = 0
+    retests: int = 0
+
+    def add(self, summary: SyncSummary) -> None:
+        self.passes += 1
+        self.cycles += len(summary.mailboxes)
+        self.messages += sum(m.messages for m in summary.mailboxes)
+        self.recorded += sum(m.recorded for m in summary.mailboxes)
+        self.failed += summary.failed
+
+
+def eventful(cycled: MailboxCycled) -> bool:
+    """A cycle worth a line of the log: it failed, or recorded, kept unresolved or deleted mail. A
+    cycle that found nothing new, or only mail its mailbox does not track (R27), is not an event."""
+    return not cycled.ok or bool(cycled.recorded or cycled.unresolved or cycled.deleted)
+
+
+class ProcessingLoop:
+    """``process``: run sync passes (False: only queue the re-tests, for a worker that only tests).
+    ``on_pass``: called with each pass's summary (on the loop's thread); ``on_retests``: with the
+    number of re-tests just queued, so that the caller can wake its Test & Enable runner.
+    ``requested_by``: who the re-test jobs are recorded as asked by."""
+
+    def __init__(self, secrets: SecretStore | None, *, requested_by: str, stop: threading.Event | None = None,
+                 process: bool = True, threads: int = 8, pause_seconds: float = PAUSE_SECONDS,
+                 retest_check_seconds: float = RETEST_CHECK_SECONDS,
+                 on_pass: Callable[[SyncSummary], None] | None = None,
+                 on_retests: Callable[[int], None] | None = None) -> None:
+        self.stop = stop or threading.Event()
+        self.process = process
+        self.requested_by = requested_by
+        self.pause_seconds = pause_seconds
+        self.retest_check_seconds = retest_check_seconds
+        self.on_pass = on_pass
+        self.on_retests = on_retests
+        self.secrets = secrets
+        self.threads = threads
+        self.totals = ProcessingTotals()
+        self._retests_checked = float("-inf")
+
+    def run(self, *, once: bool = False) -> ProcessingTotals:
+        """Passes until ``stop`` is set (``once``: one pass). Closes this thread's database
+        connection as it ends."""
+        try:
+            while not self.stop.is_set():
+                pause = self.pause_seconds
+                try:
+                    self.retest_if_due()
+                except Exception:  # a refusal or the database away: processing goes on regardless
+                    log.exception("the re-tests due could not be queued")
+                    pause = FAILED_PASS_PAUSE
+                try:
+                    if self.process:
+                        summary = self.run_pass()
+                        self.totals.add(summary)
+                        if self.on_pass is not None:
+                            self.on_pass(summary)
+                except Exception:  # the database went away: say so, and try again later
+                    log.exception("a processing pass could not run")
+                    pause = FAILED_PASS_PAUSE
+                if once:
+                    break
+                self.stop.wait(pause)
+        finally:
+            database.close()
+        return self.totals
+
+    def run_pass(self) -> SyncSummary:
+        """One pass, by runners of their own (what a runner gathers, such as the profiles that
+        failed, is per pass): the incoming cycles, then the due outgoing email (R29)."""
+        incoming = SyncRunner(self.secrets, threads=self.threads, stop=self.stop)
+        outgoing = OutgoingRunner(self.secrets, threads=self.threads, stop=self.stop)
+        # The Test & Enable runner of this process must not take these runners' slots for a dead
+        # worker's (queue.recover).
+        queue.running_here.update((incoming.worker, outgoing.worker))
+        try:
+            summary = incoming.run_once()
+            if not self.stop.is_set():
+                summary.outgoing = outgoing.run_once()
+            return summary
+        finally:
+            queue.running_here.difference_update((incoming.worker, outgoing.worker))
+
+    def retest_if_due(self) -> int:
+        """Queue the re-tests that fell due (R33), at most every ``retest_check_seconds``."""
+        if time.monotonic() - self._retests_checked < self.retest_check_seconds:
+            return 0
+        self._retests_checked = time.monotonic()
+        queued = retests.schedule_retests(self.requested_by, utcnow())
+        if queued:
+            self.totals.retests += queued
+            if self.on_retests is not None:
+                self.on_retests(queued)
+        return queued
+
+    def start(self, *, once: bool = False) -> threading.Thread:
+        """Run on a thread of its own (see the module's text); join it after setting ``stop``."""
+        thread = threading.Thread(target=self.run, kwargs={"once": once}, name="mbxtui-processing", daemon=True)
+        thread.start()
+        return thread

@@ -31,8 +31,8 @@ def verifying_context(lab: MailLab) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=lab.ca_file)
 
 
-def imaps_client(lab: MailLab, port_key: str = "imaps") -> imapclient.IMAPClient:
-    return imapclient.IMAPClient(lab.host, lab.ports[port_key], ssl=True,
+def imaps_client(lab: MailLab, port_key: str = "imaps", port: int | None = None) -> imapclient.IMAPClient:
+    return imapclient.IMAPClient(lab.host, port or lab.ports[port_key], ssl=True,
                                  ssl_context=verifying_context(lab), timeout=TIMEOUT)
 
 
@@ -416,3 +416,41 @@ def test_stop_closes_every_port_and_connection(tmp_path):
             socket.create_connection((lab.host, lab.ports[key]), timeout=TIMEOUT)
     assert not lab.spool_dir.exists()
     lab.stop()  # a second stop is harmless
+
+
+def test_smtp_front_delivers_and_can_keep_the_answer_to_the_message_from_the_client(mail_lab: MailLab):
+    front = mail_lab.smtp_front()
+    delivered = unique_subject()
+    with smtplib.SMTP_SSL(mail_lab.host, front.port, timeout=TIMEOUT, context=verifying_context(mail_lab)) as smtp:
+        smtp.login(BOB, mail_lab.users[BOB])
+        smtp.send_message(message(delivered))
+    assert [m["Subject"] for m in mail_lab.messages(ALICE)].count(delivered) == 1
+
+    front.hold_data_answer = True
+    unanswered = unique_subject()
+    smtp = smtplib.SMTP_SSL(mail_lab.host, front.port, timeout=2, context=verifying_context(mail_lab))
+    smtp.login(BOB, mail_lab.users[BOB])
+    with pytest.raises((TimeoutError, smtplib.SMTPServerDisconnected)):
+        smtp.send_message(message(unanswered))
+    smtp.close()
+    assert front.held.is_set()
+    assert [m["Subject"] for m in mail_lab.messages(ALICE)].count(unanswered) == 1, "delivered all the same"
+
+
+def test_imap_front_holds_one_command_until_released_and_says_when_it_was_answered(mail_lab: MailLab):
+    front = mail_lab.imap_front()
+    front.holding("SELECT")
+    with imaps_client(mail_lab, port=front.port) as client:
+        client.login(ALICE, mail_lab.users[ALICE])
+        client._imap.sock.settimeout(1)
+        with pytest.raises(TimeoutError):
+            client.select_folder("INBOX")
+    assert front.held.is_set() and front.commands[-1] == "SELECT" and not front.answered.is_set()
+
+    front.holding("UID SEARCH")
+    with imaps_client(mail_lab, port=front.port) as client:
+        client.login(ALICE, mail_lab.users[ALICE])
+        client.select_folder("INBOX")
+        front.release()
+        client.search(["ALL"])
+    assert front.held.is_set() and front.answered.is_set()

@@ -21,8 +21,8 @@ from .certs import LabCertificates, make_certificates
 from .dovecot import Dovecot, find_dovecot, mail_owner
 from .errors import LabError
 from .loop import LabLoop
-from .proxies import (ConnectionCounter, PlaintextOnlyFront, Pop3Front, start_silent_listener,
-                      start_tls_front)
+from .proxies import (ConnectionCounter, ImapFront, PlaintextOnlyFront, Pop3Front, SmtpFront,
+                      start_silent_listener, start_tls_front)
 from .smtp import DeliveringHandler, SmtpListener, start_smtp_listener
 
 HOST = "127.0.0.1"
@@ -76,6 +76,19 @@ class MailLab:
         commands it relays; ``uidl=False``: a server without UIDL. Connect to front.port."""
         front = Pop3Front(self._lab_loop, self._dovecot.certificates.server_context(), self._dovecot.ports["pop3"],
                           uidl=uidl)
+        return self._lab_loop.call(front.start())
+
+    def imap_front(self) -> ImapFront:
+        """IMAP over implicit TLS (the lab's certificate) in front of Dovecot, recording the
+        commands it relays and holding one when asked (``front.holding``). Connect to front.port."""
+        front = ImapFront(self._lab_loop, self._dovecot.certificates.server_context(), self._dovecot.ports["imap"])
+        return self._lab_loop.call(front.start())
+
+    def smtp_front(self) -> SmtpFront:
+        """SMTP over implicit TLS (the lab's certificate) in front of the lab's plaintext SMTP port
+        (AUTH with the lab's passwords, delivery into Dovecot); ``front.hold_data_answer``: the
+        message is delivered but the client never hears so. Connect to front.port."""
+        front = SmtpFront(self._lab_loop, self._dovecot.certificates.server_context(), self.ports["smtp_plain"])
         return self._lab_loop.call(front.start())
 
     def imap_front_without(self, *capabilities: str) -> int:

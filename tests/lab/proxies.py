@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import threading
 import weakref
 
-from .loop import LabLoop, relay_both_ways, server_port
+from .loop import LabLoop, relay, relay_both_ways, server_port
 
 # An IMAP line that ends in a literal announces that many raw bytes follow: "{12}" or "{12+}".
 IMAP_LITERAL = re.compile(rb"\{(\d+)\+?\}\r?\n$")
@@ -273,5 +274,145 @@ class Pop3Front:
                 in_capa_list = True
             elif line.startswith(b"-ERR") and not capa_requests.empty():
                 capa_requests.get_nowait()
+            writer.write(line)
+            await writer.drain()
+
+
+class ImapFront:
+    """IMAP over implicit TLS in front of Dovecot's plaintext IMAP port, recording every command
+    clients send (``UID FETCH``, ``UID STORE``...). ``holding(command, after)``: the first such
+    command after ``after`` others is neither relayed nor answered (the client waits) and ``held``
+    is set, so that a test can stop the client at that very point; ``release()`` relays it after
+    all, and ``answered`` is set once the server's tagged answer to it has gone to the client."""
+
+    def __init__(self, lab_loop: LabLoop, server_context: ssl.SSLContext, upstream_port: int):
+        self.lab_loop = lab_loop
+        self.server_context = server_context
+        self.upstream_port = upstream_port
+        self.hold: str | None = None
+        self.hold_after = 0
+        self.held = threading.Event()
+        self.answered = threading.Event()
+        self.commands: list[str] = []
+        self.port = 0
+        self._held_tag: bytes | None = None
+        self._release: asyncio.Event | None = None
+
+    async def start(self) -> ImapFront:
+        self._release = asyncio.Event()
+        self.port = server_port(await self.lab_loop.serve(self._serve_client, self.server_context))
+        return self
+
+    def holding(self, command: str, after: int = 0) -> None:
+        self.commands.clear()
+        self.held.clear()
+        self.answered.clear()
+        self.lab_loop.loop.call_soon_threadsafe(self._release.clear)
+        self.hold, self.hold_after = command.upper(), after
+
+    def release(self) -> None:
+        self.lab_loop.loop.call_soon_threadsafe(self._release.set)
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
+        tasks = [asyncio.create_task(self._from_client(reader, upstream_writer)),
+                 asyncio.create_task(self._from_server(upstream_reader, writer))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            upstream_writer.close()
+
+    async def _from_client(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter) -> None:
+        starts_command = True
+        while line := await reader.readline():
+            if starts_command:
+                words = line.split(maxsplit=3)
+                name = words[1].upper() if len(words) >= 2 else b""
+                if name == b"UID" and len(words) > 2:
+                    name += b" " + words[2].upper()
+                command = name.decode("ascii", "replace")
+                held = command == self.hold and self.commands.count(command) == self.hold_after
+                self.commands.append(command)
+                if held:
+                    self._held_tag = words[0] + b" "
+                    self.held.set()
+                    if not await self._released_before_the_client_goes(reader):
+                        return
+            upstream.write(line)
+            starts_command = not await _relay_imap_literal(line, reader, upstream)
+            await upstream.drain()
+
+    async def _released_before_the_client_goes(self, reader: asyncio.StreamReader) -> bool:
+        gone = asyncio.create_task(reader.read(1))  # a client waiting for an answer sends nothing
+        released = asyncio.create_task(self._release.wait())
+        await asyncio.wait([gone, released], return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        released.cancel()
+        await asyncio.wait([gone, released])  # the reader is free again once the read is cancelled
+        return released.done() and not released.cancelled()
+
+    async def _from_server(self, upstream: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await upstream.readline():
+            writer.write(line)
+            await _relay_imap_literal(line, upstream, writer)
+            await writer.drain()
+            if self._held_tag is not None and line.startswith(self._held_tag):
+                self.answered.set()
+
+
+class SmtpFront:
+    """SMTP over implicit TLS (the lab's certificate) in front of the lab's plaintext SMTP port,
+    which delivers into Dovecot. With ``hold_data_answer`` the message's end (the lone dot) is
+    relayed and delivered, but the server's answer to it never reaches the client (it waits, not
+    knowing whether the message went); ``held`` is set then."""
+
+    def __init__(self, lab_loop: LabLoop, server_context: ssl.SSLContext, upstream_port: int):
+        self.lab_loop = lab_loop
+        self.server_context = server_context
+        self.upstream_port = upstream_port
+        self.hold_data_answer = False
+        self.held = threading.Event()
+        self.port = 0
+
+    async def start(self) -> SmtpFront:
+        self.port = server_port(await self.lab_loop.serve(self._serve_client, self.server_context))
+        return self
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
+        message_sent = asyncio.Event()
+        tasks = [asyncio.create_task(self._from_client(reader, upstream_writer, message_sent)),
+                 asyncio.create_task(self._from_server(upstream_reader, writer, message_sent))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            upstream_writer.close()
+
+    async def _from_client(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter,
+                           message_sent: asyncio.Event) -> None:
+        in_data = False
+        while line := await reader.readline():
+            if in_data and line == b".\r\n":
+                in_data = False
+                message_sent.set()
+            elif not in_data and line.rstrip(b"\r\n").upper() == b"DATA":
+                in_data = True  # the server's 354 is awaited by the client before it sends the data
+            upstream.write(line)
+            await upstream.drain()
+
+    async def _from_server(self, upstream: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                           message_sent: asyncio.Event) -> None:
+        while line := await upstream.readline():
+            if self.hold_data_answer and message_sent.is_set():
+                self.held.set()
+                while await upstream.read(65536):  # until either side goes
+                    pass
+                return
             writer.write(line)
             await writer.drain()

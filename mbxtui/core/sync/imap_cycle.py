@@ -46,6 +46,8 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
         saved = store.checkpoint(target.mailbox.id, FOLDER)
         # A new UIDVALIDITY renumbered the folder: read it again; Message-IDs keep it from duplicates.
         last_uid = saved.last_uid if saved is not None and saved.uidvalidity == uidvalidity else 0
+        if target.delete_after_processing and last_uid:
+            _delete_left_behind(client, session, last_uid, target.reads_after, moves_to, progress)
         first = True
         while True:
             if not first and session.deadline.remaining() < session.endpoint.timeout / 2:
@@ -143,6 +145,23 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_aft
             message = parse(header, structure, text, size)
         fetched.append(store.Fetched(uid, received_on, message))
     return fetched
+
+
+def _delete_left_behind(client: IMAPClient, session: ProbeSession, last_uid: int, reads_after: datetime,
+                        moves_to: str | None, progress: CycleCounts) -> None:
+    """R28: what a cycle committed but did not delete (stopped between the commit and the expunge)
+    is deleted by the next one: every message up to the checkpoint received after ``reads_after``
+    was processed; those received before it were never read, and stay."""
+    with session.step(Step.DELETE) as note:
+        renew_receive_budget(session.connection)
+        since = reads_after.date() - timedelta(days=1)
+        uids = sorted(u for u in client.search(["UID", f"1:{last_uid}", "SINCE", since]) if u <= last_uid)[:UID_WINDOW]
+        dates = client.fetch(uids, ["INTERNALDATE"]) if uids else {}
+        left = [uid for uid in uids if uid in dates and _utc(dates[uid].get(b"INTERNALDATE")) >= reads_after]
+        if left:
+            _delete(client, left, moves_to)
+            progress.deleted += len(left)
+        note.detail = f"{len(left)} processed messages left behind"
 
 
 def _processed_folder(client: IMAPClient, session: ProbeSession, target: SyncTarget) -> str | None:

@@ -19,12 +19,12 @@ import json
 import logging
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from mbxtui.core.db import write_transaction
+from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import ActivityDirection, ActivityState, Approval, OutgoingMethod, Regarding
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name, worker_identity
@@ -120,7 +120,7 @@ class OutgoingRunner:
         waiting = self._claim(emails, settings)
         in_flight: dict[Future[MailboxSending], OutgoingTarget] = {}
         try:
-            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mbxtui-send") as pool:
+            with database_thread_pool(self.threads, "mbxtui-send") as pool:
                 self._sync_leases(waiting)
                 while waiting or in_flight:
                     blocked = []
@@ -208,10 +208,9 @@ class OutgoingRunner:
             return self._sending(target, functools.cache(lookup), settings)
         except Exception as exc:  # an unreadable secret store or a database error must not stop the pool
             log.exception("sending from mailbox %s could not run", target.mailbox.id)
+            drop_connection()  # it may be broken: the thread's next mailbox connects anew
             return MailboxSending(rule_failure(ErrorCode.INTERNAL_ERROR,
                                                f"sending could not run: {exc.__class__.__name__}: {exc}"))
-        finally:
-            database.close()  # this pool thread's own connection
 
     def _sending(self, target: OutgoingTarget, secret: SecretLookup, settings: OrgSettings) -> MailboxSending:
         queue = EmailQueue(functools.partial(self._next_due, target.mailbox.id), self._claim_email,

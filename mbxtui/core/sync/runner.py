@@ -12,13 +12,13 @@ import functools
 import logging
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
 from mbxtui.core import validation
-from mbxtui.core.db import write_transaction
+from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import AlertLevel, Approval, ProfileType, Regarding
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import rows_by_name, worker_identity
@@ -112,7 +112,7 @@ class SyncRunner:
         pending = list(targets)
         in_flight: dict[Future[CycleResult], SyncTarget] = {}
         try:
-            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mbxtui-sync") as pool:
+            with database_thread_pool(self.threads, "mbxtui-sync") as pool:
                 self._sync_leases(pending)
                 while pending or in_flight:
                     blocked = []
@@ -213,10 +213,9 @@ class SyncRunner:
             return run_cycle(target, secret, candidates, self.clock())
         except Exception as exc:  # an unreadable secret store or a database error must not stop the pool
             log.exception("the cycle of mailbox %s could not run", target.mailbox.id)
+            drop_connection()  # it may be broken: the thread's next cycle connects anew
             return CycleResult(rule_failure(ErrorCode.INTERNAL_ERROR,
                                             f"the cycle could not run: {exc.__class__.__name__}: {exc}"))
-        finally:
-            database.close()  # this pool thread's own connection: none is left open when the pool ends
 
     # -- the status (R31) and the leases --
 

@@ -299,3 +299,27 @@ def test_pages_turn_by_id_and_back(mail: Console, monkeypatch: pytest.MonkeyPatc
         assert [row["subject"] for row in screen.rows.values()] == ["Re: Invoice March", "Where is my order?"]
 
     mail.run(scenario)
+
+
+def test_a_mailboxs_detail_opens_the_compose_form_from_that_mailbox(mail: Console):
+    from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await app.push_screen(MailboxDetailScreen(mailboxes.get("support@corp.test").id))
+        await settle(app, pilot)
+        await pilot.press("n")
+        await settle(app, pilot)
+        form = app.screen
+        assert isinstance(form, ComposeForm)
+        assert form.query_one("#sender").value == "support@corp.test"
+        form.query_one("#to").value = "max@shop.test"
+        form.query_one("#subject").value = "From the mailbox's screen"
+        form.query_one("#body").text = "Hello."
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert isinstance(app.screen, MailboxDetailScreen)
+        row = database.execute_sql("SELECT state, subject FROM email_activity e JOIN mailbox m ON m.id = e.mailbox_id "
+                                   "WHERE e.direction = 'outgoing' AND m.email = 'support@corp.test'").fetchone()
+        assert tuple(row) == ("pending", "From the mailbox's screen")
+
+    mail.run(scenario)

@@ -24,6 +24,7 @@ from mbxtui.core.services.selection import Selection
 from mbxtui.core.services.mailbox_views import SyncRow
 from mbxtui.tui.messages import MailboxDetailLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
+from mbxtui.tui.screens.compose import SEND, ComposeForm
 from mbxtui.tui.screens.forms import FormScreen, PartlySaved, options
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 
@@ -97,10 +98,11 @@ class MailboxDetailScreen(BaseScreen):
         Binding("t", "test", "Test & Enable", id="mailbox-test"),
         Binding("A", "approve", "Approve", id="mailbox-approve"),
         Binding("C", "confirm_secret", "Confirm secret", id="mailbox-confirm-secret"),
+        Binding("n", "compose", "New email", id="mailbox-compose"),
         Binding("ctrl+r", "reload", "Reload", id="reload"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "test": Permission.TEST, "approve": Permission.APPROVE,
-                   "confirm_secret": credentials.CONFIRM_SECRET}
+                   "confirm_secret": credentials.CONFIRM_SECRET, "compose": SEND}
 
     def __init__(self, mailbox_id: int):
         super().__init__()
@@ -189,6 +191,11 @@ class MailboxDetailScreen(BaseScreen):
     def action_edit(self) -> None:
         if self.row:
             self.app.push_screen(MailboxEditScreen(self.row), lambda saved: saved and self.action_reload())
+
+    def action_compose(self) -> None:
+        """A new email from this mailbox (queued; processing sends it, R29)."""
+        if self.row:
+            self.app.push_screen(ComposeForm(sender=self.row["email"]))
 
     def action_test(self) -> None:
         if not self.row:

@@ -1174,7 +1174,8 @@ def console(organisation, db_path: Path, tmp_path: Path, unlocked_store: SecretS
         app = MbxApp(organisation["admin"], db_path=db_path, data_dir=tmp_path, run_tests=False, store=unlocked_store)
 
         async def main() -> None:
-            async with app.run_test(size=(160, 40)) as pilot:
+            # Tall enough for the whole mailbox detail (fields, sync status, the last test's steps).
+            async with app.run_test(size=(160, 60)) as pilot:
                 await pilot.pause()
                 await scenario(app, pilot, target)
 

@@ -13,6 +13,7 @@ import hmac
 import threading
 import time
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from email import policy
 from email.message import Message as ParsedHeaders
@@ -26,6 +27,7 @@ SERVICE_PASSWORD = "sync-service-demo"
 OAUTH2_TOKEN = "demo-oauth2-access-token"
 
 MAX_MESSAGES_PER_INBOX = 500  # the oldest go first beyond this
+OUTSIDE_KEPT = 200  # mail sent to addresses outside the sandbox, the newest kept
 MAX_PRELOADED_MESSAGES = 24
 PRELOADED_ARRIVAL = 1704067200.0  # 2024-01-01 UTC: before any demo mailbox was enabled
 
@@ -71,6 +73,7 @@ class MailSystem:
         self._lock = threading.Lock()
         self._uid_validity = int(time.time())
         self._parser = BytesHeaderParser(policy=policy.default)  # headers decoded, for SEARCH
+        self.sent_outside: deque[tuple[str, bytes]] = deque(maxlen=OUTSIDE_KEPT)
 
     # -- accounts --
 
@@ -102,6 +105,11 @@ class MailSystem:
         with self._lock:
             inbox = self._inbox(address)
             self._append(inbox, data, headers, time.time())
+
+    def send_outside(self, address: str, data: bytes) -> None:
+        """Mail for an address outside the sandbox: kept (the last ``OUTSIDE_KEPT``), never sent."""
+        with self._lock:
+            self.sent_outside.append((address.strip(), data))
 
     def messages(self, address: str) -> tuple[int, list[StoredMessage]]:
         """The UID validity and the messages of ``address``'s inbox, oldest first."""

@@ -23,14 +23,19 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 class DeliveryHandler:
-    """Recipients of the demo domain are accepted and delivered to at once; others refused."""
+    """Recipients of the demo domain are delivered to at once. Others are accepted as a relay would
+    (AUTH comes before MAIL) and leave the sandbox: kept in ``MailSystem.sent_outside``, never sent
+    anywhere. The service login is no mailbox and is refused."""
 
     def __init__(self, mail: MailSystem) -> None:
         self.mail = mail
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
-        if not self.mail.is_mailbox(address):
+        local, at, domain = address.strip().rpartition("@")
+        if not (at and local and domain):
+            return f"553 5.1.3 <{address}>: not an address"
+        if domain.lower() == self.mail.domain and not self.mail.is_mailbox(address):
             return f"550 5.1.1 <{address}>: no such mailbox here"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -38,7 +43,10 @@ class DeliveryHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
         for recipient in envelope.rcpt_tos:
-            self.mail.deliver(recipient, content)
+            if self.mail.is_mailbox(recipient):
+                self.mail.deliver(recipient, content)
+            else:
+                self.mail.send_outside(recipient, content)
         return "250 2.0.0 OK: delivered"
 
 

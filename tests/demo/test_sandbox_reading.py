@@ -79,3 +79,24 @@ def test_pop3_serves_uidl_top_and_deletes_at_quit(sandbox):
     assert client.stat()[0] == count - 1
     client.quit()
     assert len(running.mail.messages(ADDRESS)[1]) == count - 1
+
+
+def test_smtp_delivers_inside_the_sandbox_keeps_mail_for_outside_and_refuses_the_service_login(sandbox):
+    import smtplib
+
+    from mbxtui.demo.mailsystem import SERVICE_LOGIN
+
+    running, context = sandbox
+    before = len(running.mail.messages(ADDRESS)[1])
+    with smtplib.SMTP(HOST, running.ports.submission, timeout=10) as client:
+        client.starttls(context=context)
+        client.login(ADDRESS, MAILBOX_PASSWORD)
+        refused = client.sendmail(ADDRESS, [ADDRESS, "raj@patel-wholesale.example"],
+                                  b"Subject: Tracking\r\n\r\nOn its way.\r\n")
+        assert refused == {}
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as nobody:
+            client.sendmail(ADDRESS, [SERVICE_LOGIN], b"Subject: Lost\r\n\r\nx\r\n")
+    assert nobody.value.recipients[SERVICE_LOGIN][0] == 550
+    assert len(running.mail.messages(ADDRESS)[1]) == before + 1
+    [(outside, data)] = list(running.mail.sent_outside)
+    assert outside == "raj@patel-wholesale.example" and b"On its way." in data

@@ -435,8 +435,7 @@ def test_cycles_stay_within_the_profiles_connection_bound(org):
         enable(org, *(queue_mailbox(org, login, profile="narrow") for login in logins))
         for login in logins:
             deliver(org, login, message("p@outside.test", login, f"for {login}"))
-        before = imaps.total
-        imaps.max_concurrent = 0
+        before = imaps.start_counting()
         summary = SyncRunner(org.store, clock=org.clock, threads=6).run_once(ignore_interval=True)
     assert sorted(m.email for m in summary.mailboxes if m.messages == 1) == sorted(logins)
     assert imaps.total - before == 6

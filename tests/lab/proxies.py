@@ -6,6 +6,7 @@ import asyncio
 import re
 import ssl
 import threading
+import time
 import weakref
 
 from .loop import LabLoop, relay, relay_both_ways, server_port
@@ -184,6 +185,18 @@ class ConnectionCounter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def start_counting(self, timeout: float = 10.0) -> int:
+        """Wait (bounded) until the relay has seen every earlier connection close, then count the
+        most at once afresh; returns the total so far. A connection the client closed is counted
+        until the server's side closes too, so one made just before (a Test & Enable) could
+        otherwise be counted beside the ones being measured."""
+        deadline = time.monotonic() + timeout
+        while self.current and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.current == 0, f"earlier connections still open: {self!r}"
+        self.max_concurrent = 0
+        return self.total
 
     def __repr__(self) -> str:
         return (f"ConnectionCounter(port={self.port}, current={self.current}, "

@@ -18,14 +18,8 @@ _COLUMNS = ("a.id, a.message_id, a.direction, a.state, a.subject, a.sender, a.\"
             "a.sent_on, a.size, a.attachments")
 
 
-def list_activities(actor: Actor, *, mailbox: str | None = None, regarding: str | None = None,
-                    direction: str | None = None, state: str | None = None, text: str | None = None,
-                    limit: int = 100) -> dict[str, Any]:
-    """``{"total": N, "rows": [...]}``: the activities matching every filter given, newest first;
-    ``mailbox``: came through or sent from that mailbox; ``regarding``: concerns that user or queue;
-    ``text``: in the subject, sender, recipients or Message-ID (any case)."""
-    require(actor, Permission.READ)
-    limit = validation.integer("limit", limit, 0, 100_000)
+def _kind_filter(direction: str | None, state: str | None) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (and their parameters) for a direction and a state, either may be None."""
     where: list[str] = []
     params: list[Any] = []
     if direction is not None:
@@ -34,6 +28,18 @@ def list_activities(actor: Actor, *, mailbox: str | None = None, regarding: str 
     if state is not None:
         where.append("a.state = ?")
         params.append(validation.choice("state", state, ActivityState).value)
+    return where, params
+
+
+def list_activities(actor: Actor, *, mailbox: str | None = None, regarding: str | None = None,
+                    direction: str | None = None, state: str | None = None, text: str | None = None,
+                    limit: int = 100) -> dict[str, Any]:
+    """``{"total": N, "rows": [...]}``: the activities matching every filter given, newest first;
+    ``mailbox``: came through or sent from that mailbox; ``regarding``: concerns that user or queue;
+    ``text``: in the subject, sender, recipients or Message-ID (any case)."""
+    require(actor, Permission.READ)
+    limit = validation.integer("limit", limit, 0, 100_000)
+    where, params = _kind_filter(direction, state)
     if mailbox is not None:
         mailbox_id = _mailbox_id(mailbox)
         where.append("(a.mailbox_id = ? OR a.id IN (SELECT activity_id FROM activity_receipt WHERE mailbox_id = ?))")
@@ -95,14 +101,7 @@ read them all, and "10,000+" tells the operator as much as the exact figure."""
 def _page_filter(*, text: str | None, direction: str | None, state: str | None) -> tuple[list[str], list[Any]]:
     """The console's filters: ``text`` is a mailbox's whole address (what came through it or is sent
     from it), else text found in the subject, sender or recipients (any case)."""
-    where: list[str] = []
-    params: list[Any] = []
-    if direction is not None:
-        where.append("a.direction = ?")
-        params.append(validation.choice("direction", direction, ActivityDirection).value)
-    if state is not None:
-        where.append("a.state = ?")
-        params.append(validation.choice("state", state, ActivityState).value)
+    where, params = _kind_filter(direction, state)
     needle = validation.text("filter", text, max_length=200, required=False).lower()
     if not needle:
         return where, params

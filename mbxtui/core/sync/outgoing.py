@@ -18,8 +18,6 @@ import functools
 import json
 import logging
 import threading
-import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -39,6 +37,7 @@ from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import approval_required
 from mbxtui.core.sync import status
+from mbxtui.core.sync.passes import run_within_slots
 from mbxtui.core.sync.sending import Attempt, EmailQueue, MailboxSending, QueuedEmail, send_queued
 
 log = logging.getLogger(__name__)
@@ -118,28 +117,13 @@ class OutgoingRunner:
         settings = settings_service.load()
         summary = OutgoingSummary(recovered_uncertain=self.recover_uncertain())
         waiting = self._claim(emails, settings)
-        in_flight: dict[Future[MailboxSending], OutgoingTarget] = {}
         try:
             with database_thread_pool(self.threads, "mbxtui-send") as pool:
-                self._sync_leases(waiting)
-                while waiting or in_flight:
-                    blocked = []
-                    for target in waiting:
-                        if len(in_flight) < self.threads and self._leases.take(target.profile.id):
-                            in_flight[pool.submit(self._send_from, target, lookup, settings)] = target
-                        else:
-                            blocked.append(target)
-                    waiting = blocked
-                    if not in_flight:
-                        time.sleep(0.2)  # other workers hold every slot these mailboxes need
-                        self._sync_leases(waiting)
-                        continue
-                    done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        target = in_flight.pop(future)
-                        self._leases.give_back(target.profile.id)
-                        summary.mailboxes.append(self._finish(target, future.result(), settings))
-                    self._sync_leases(waiting)
+                run_within_slots(
+                    pool, waiting, threads=self.threads, leases=self._leases,
+                    work=lambda target: self._send_from(target, lookup, settings),
+                    finish=lambda target, result: summary.mailboxes.append(self._finish(target, result, settings)),
+                    renew=self._sync_leases)
         finally:
             with write_transaction():
                 self._leases.release_all()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -35,6 +33,7 @@ from mbxtui.core.services.mailboxes import approval_required
 from mbxtui.core.sync import status, store
 from mbxtui.core.sync.incoming import CycleResult, SyncTarget, run_cycle
 from mbxtui.core.sync.outgoing import OutgoingRunner, OutgoingSummary
+from mbxtui.core.sync.passes import run_within_slots
 from mbxtui.core.sync.routing import Party, effective_tracking
 
 log = logging.getLogger(__name__)
@@ -109,29 +108,13 @@ class SyncRunner:
         settings = settings_service.load()  # as the pass starts, for every mailbox in it
         targets = self._claim(emails, ignore_interval, settings)
         summary = SyncSummary()
-        pending = list(targets)
-        in_flight: dict[Future[CycleResult], SyncTarget] = {}
         try:
             with database_thread_pool(self.threads, "mbxtui-sync") as pool:
-                self._sync_leases(pending)
-                while pending or in_flight:
-                    blocked = []
-                    for target in pending:
-                        if len(in_flight) < self.threads and self._leases.take(target.profile.id):
-                            in_flight[pool.submit(self._cycle, target, lookup, settings)] = target
-                        else:
-                            blocked.append(target)
-                    pending = blocked
-                    if not in_flight:
-                        time.sleep(0.2)  # other workers hold every slot these mailboxes need
-                        self._sync_leases(pending)
-                        continue
-                    done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        target = in_flight.pop(future)
-                        self._leases.give_back(target.profile.id)
-                        summary.mailboxes.append(self._finish(target, future.result(), settings))
-                    self._sync_leases(pending)
+                run_within_slots(
+                    pool, targets, threads=self.threads, leases=self._leases,
+                    work=lambda target: self._cycle(target, lookup, settings),
+                    finish=lambda target, result: summary.mailboxes.append(self._finish(target, result, settings)),
+                    renew=self._sync_leases)
         finally:
             with write_transaction():
                 self._leases.release_all()

@@ -1,0 +1,48 @@
+"""The loop both processing runners share (incoming cycles, sending): each waiting mailbox starts
+on a pool thread once its profile has a leased connection slot (R8, R23), each finished one gives
+its slot back and is written, and the leases are renewed as the loop turns."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Callable, Protocol, TypeVar
+
+from mbxtui.core.jobs.leases import ConnectionLeases
+
+
+class HasProfile(Protocol):
+    @property
+    def profile(self) -> object: ...
+
+
+Target = TypeVar("Target", bound=HasProfile)
+Result = TypeVar("Result")
+
+
+def run_within_slots(pool: ThreadPoolExecutor, targets: list[Target], *, threads: int, leases: ConnectionLeases,
+                     work: Callable[[Target], Result], finish: Callable[[Target, Result], None],
+                     renew: Callable[[list[Target]], None]) -> None:
+    """Until every target has run: start what has a slot, wait for one to end, ``finish`` it on
+    this thread. ``renew`` is given the targets still waiting (it may empty the list to stop)."""
+    waiting = list(targets)
+    in_flight: dict[Future[Result], Target] = {}
+    renew(waiting)
+    while waiting or in_flight:
+        blocked = []
+        for target in waiting:
+            if len(in_flight) < threads and leases.take(target.profile.id):
+                in_flight[pool.submit(work, target)] = target
+            else:
+                blocked.append(target)
+        waiting = blocked
+        if not in_flight:
+            time.sleep(0.2)  # other workers hold every slot these mailboxes need
+            renew(waiting)
+            continue
+        done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+        for future in done:
+            target = in_flight.pop(future)
+            leases.give_back(target.profile.id)
+            finish(target, future.result())
+        renew(waiting)

@@ -185,7 +185,7 @@ def received_date(header_bytes: bytes) -> datetime | None:
         headers = email.message_from_bytes(header_bytes, policy=email.policy.compat32)
         hops = headers.get_all("Received") or []
         when = _date(str(hops[0]).rpartition(";")[2]) if hops else None
-        return when or _date(_header(headers, "Date"))
+        return when or _date(_header(_header_values(headers), "date"))
     except Exception:  # the email package on hostile input
         return None
 
@@ -266,54 +266,56 @@ def _parse(header_bytes: bytes, structure: Structure, text: str, size: int) -> P
     headers = email.message_from_bytes(header_bytes, policy=email.policy.compat32)
     if not headers.keys():
         return unparseable(header_bytes, size, "the message has no headers")
-    message_id = _message_id(_header(headers, "Message-ID")) or _digest_id(_stable_headers(headers))
-    to, cc = _addresses(headers, "To"), _addresses(headers, "Cc")
-    recipients = [*_addresses(headers, "Delivered-To"), *_addresses(headers, "X-Original-To"), *to, *cc,
-                  *_addresses(headers, "Resent-To")]
-    senders = _addresses(headers, "From")
-    references = _MESSAGE_ID.findall(f"{_header(headers, 'In-Reply-To')} {_header(headers, 'References')}")
+    values = _header_values(headers)
+    message_id = _message_id(_header(values, "message-id")) or _digest_id(_stable_headers(headers))
+    to, cc = _addresses(values, "to"), _addresses(values, "cc")
+    recipients = [*_addresses(values, "delivered-to"), *_addresses(values, "x-original-to"), *to, *cc,
+                  *_addresses(values, "resent-to")]
+    senders = _addresses(values, "from")
+    references = _MESSAGE_ID.findall(f"{_header(values, 'in-reply-to')} {_header(values, 'references')}")
     return ParsedMessage(
-        message_id=message_id, sender=senders[0] if senders else _header(headers, "From")[:320],
-        to=to, cc=cc, recipients=list(dict.fromkeys(recipients)), subject=_header(headers, "Subject")[:1000],
-        sent_on=_date(_header(headers, "Date")), in_reply_to=references[:50], size=size,
+        message_id=message_id, sender=senders[0] if senders else _header(values, "from")[:320],
+        to=to, cc=cc, recipients=list(dict.fromkeys(recipients)), subject=_header(values, "subject")[:1000],
+        sent_on=_date(_header(values, "date")), in_reply_to=references[:50], size=size,
         attachments=list(structure.attachments), preview=text[:PREVIEW_CHARACTERS],
     )
 
 
-def _raw_values(headers: Message, name: str) -> list[str]:
-    """A header's values as written, raw 8-bit bytes read as UTF-8 (the parser keeps them as
-    surrogates, and ``get`` would turn them into replacement characters)."""
-    wanted = name.lower()
-    values = []
+def _header_values(headers: Message) -> dict[str, list[str]]:
+    """Each header's values as written, by lower-case name, read once: raw 8-bit bytes read as UTF-8
+    (the parser keeps them as surrogates, and ``get`` would turn them into replacement characters)."""
+    values: dict[str, list[str]] = {}
     for key, value in headers.raw_items():
-        if key.lower() != wanted:
-            continue
         value = str(value)
-        if any("\udc80" <= c <= "\udcff" for c in value):
+        if not value.isascii() and any("\udc80" <= c <= "\udcff" for c in value):
             value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
-        values.append(value)
+        values.setdefault(key.lower(), []).append(value)
     return values
 
 
-def _header(headers: Message, name: str) -> str:
+def _header(values: dict[str, list[str]], name: str) -> str:
     """A header's first value decoded (RFC 2047 words), on one line."""
-    values = _raw_values(headers, name)
-    if not values:
+    found = values.get(name)
+    if not found:
         return ""
-    return " ".join(_decoded(values[0]).split())
+    return " ".join(_decoded(found[0]).split())
 
 
 def _decoded(value: str) -> str:
+    if "=?" not in value:  # no encoded word: decode_header would give it back as it is
+        return value
     try:
         return str(make_header(decode_header(value)))
     except Exception:  # an unknown charset or broken encoded word: keep it as written
         return value
 
 
-def _addresses(headers: Message, name: str) -> list[str]:
-    values = _raw_values(headers, name)
+def _addresses(values: dict[str, list[str]], name: str) -> list[str]:
+    found = values.get(name)
+    if not found:
+        return []
     try:
-        pairs = getaddresses(values)
+        pairs = getaddresses(found)
     except Exception:
         return []
     return [address.strip().lower() for _, address in pairs if "@" in address][:MOST_ADDRESSES]

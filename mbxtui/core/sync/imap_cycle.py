@@ -1,7 +1,8 @@
-"""One incoming cycle of one mailbox over IMAP (R24–R28): read the messages past the checkpoint a
-batch at a time (size, date, BODYSTRUCTURE, the header block and one text part, each bounded; never
-a whole message), record each batch with the checkpoint in one transaction, and only then delete
-what the mailbox deletes after processing, or move it to the profile's processed folder."""
+"""One incoming cycle of one mailbox over IMAP (R24–R28): one UID SEARCH per window of UIDs past
+the checkpoint, then the messages read a batch at a time (size, date, BODYSTRUCTURE, the header
+block and one text part, each bounded; never a whole message), recorded up to ``COMMIT_MESSAGES``
+at a time with the checkpoint in one transaction, and only then deleted when the mailbox deletes
+after processing, or moved to the profile's processed folder."""
 
 from __future__ import annotations
 
@@ -25,11 +26,58 @@ from mbxtui.core.sync.messages import (
 from mbxtui.core.sync.routing import Party
 from mbxtui.core.validation import stored_moment
 
-# Messages per transaction: their headers and texts at the most (64 KB each) fit one connection's
+# Messages per UID FETCH: their headers and texts at the most (64 KB each) fit one connection's
 # receive budget (MOST_BYTES_RECEIVED, 1 MiB) per command.
 BATCH = 12
+# Messages per transaction (R24: with the checkpoint past them): at most this many, and at most this
+# much header and text read for them, so that the parsed messages waiting for their commit stay small.
+COMMIT_MESSAGES = 120
+COMMIT_BYTES = 2 * 1024 * 1024
 UID_WINDOW = 5000
 _HEADER_ITEM = f"BODY.PEEK[HEADER]<0.{MOST_HEADER_BYTES}>"
+
+
+class _Recorder:
+    """The messages read and not yet committed, and the UID the checkpoint moves to with them: one
+    transaction each time enough has gathered and at the end of the cycle; what the mailbox
+    deletes after processing is deleted after each commit (R28)."""
+
+    def __init__(self, client: IMAPClient, session: ProbeSession, target: SyncTarget,
+                 candidates: dict[str, Party] | None, progress: CycleCounts, now: datetime, uidvalidity: int,
+                 saved: store.Checkpoint | None, moves_to: str | None) -> None:
+        self.client, self.session, self.target, self.candidates = client, session, target, candidates
+        self.progress, self.now, self.uidvalidity, self.moves_to = progress, now, uidvalidity, moves_to
+        self.saved = saved
+        self.covered = saved.last_uid if saved is not None and saved.uidvalidity == uidvalidity else 0
+        self.items: list[store.Fetched] = []
+        self.weight = 0
+
+    def add(self, items: list[store.Fetched], weight: int, covered: int) -> None:
+        """``items`` read, every message up to UID ``covered`` processed."""
+        self.items.extend(items)
+        self.weight += weight
+        self.covered = covered
+        if len(self.items) + BATCH > COMMIT_MESSAGES or self.weight >= COMMIT_BYTES:
+            self.commit()
+
+    def commit(self) -> None:
+        saved = self.saved
+        if saved is not None and saved == store.Checkpoint(self.uidvalidity, self.covered) and not self.items:
+            return
+        target = self.target
+        written = store.record_batch(target.mailbox.id, FOLDER, self.uidvalidity, self.covered, self.items,
+                                     target.own, self.candidates, self.now)
+        self.saved = store.Checkpoint(self.uidvalidity, self.covered)
+        self.progress.messages += len(self.items)
+        self.progress.recorded += written.recorded
+        self.progress.unresolved += written.unresolved
+        self.items, self.weight = [], 0
+        if target.delete_after_processing and written.processed_uids:
+            with self.session.step(Step.DELETE) as note:  # R28: after the commit above
+                _delete(self.client, written.processed_uids, self.moves_to)
+                self.progress.deleted += len(written.processed_uids)
+                note.detail = (f"{len(written.processed_uids)} messages"
+                               + (f" moved to {self.moves_to}" if self.moves_to else ""))
 
 
 def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Party] | None,
@@ -43,70 +91,62 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
             uid_next = int(selected.get(b"UIDNEXT") or 0) or None
             note.detail = f"{selected[b'EXISTS']} messages"
             moves_to = _processed_folder(client, session, target)
-        saved = store.checkpoint(target.mailbox.id, FOLDER)
         # A new UIDVALIDITY renumbered the folder: read it again; Message-IDs keep it from duplicates.
-        last_uid = saved.last_uid if saved is not None and saved.uidvalidity == uidvalidity else 0
-        if target.delete_after_processing and last_uid:
-            _delete_left_behind(client, session, last_uid, target.reads_after, moves_to, progress)
-        first = True
+        recorder = _Recorder(client, session, target, candidates, progress, now, uidvalidity,
+                             store.checkpoint(target.mailbox.id, FOLDER), moves_to)
+        if target.delete_after_processing and recorder.covered:
+            _delete_left_behind(client, session, recorder.covered, target.reads_after, moves_to, progress)
+        fetched_any = False
         while True:
-            if not first and session.deadline.remaining() < session.endpoint.timeout / 2:
-                progress.more = True
-                return
-            first = False
             with session.step(Step.FETCH) as note:
-                batch, reached = _next_batch(client, session, last_uid, uid_next, target.reads_after)
-                items = _fetch(client, session, batch, target.reads_after) if batch else []
-                note.detail = f"{len(batch)} new messages up to UID {reached}"
-            if reached == last_uid:  # nothing past the checkpoint
-                if saved is None or saved.uidvalidity != uidvalidity:
-                    store.record_batch(target.mailbox.id, FOLDER, uidvalidity, last_uid, [], target.own,
-                                       candidates, now)
-                return
-            last_uid = reached
-            written = store.record_batch(target.mailbox.id, FOLDER, uidvalidity, last_uid, items, target.own,
-                                         candidates, now)
-            saved = store.Checkpoint(uidvalidity, last_uid)
-            progress.messages += len(items)
-            progress.recorded += written.recorded
-            progress.unresolved += written.unresolved
-            if target.delete_after_processing and written.processed_uids:
-                with session.step(Step.DELETE) as note:  # R28: after the commit above
-                    _delete(client, written.processed_uids, moves_to)
-                    progress.deleted += len(written.processed_uids)
-                    note.detail = f"{len(written.processed_uids)} messages" + (f" moved to {moves_to}" if moves_to else "")
+                uids, reached = _next_window(client, session, recorder.covered, uid_next, target.reads_after)
+                note.detail = f"{len(uids)} new messages up to UID {reached}"
+            if reached == recorder.covered:  # nothing past the checkpoint
+                break
+            for start in range(0, len(uids), BATCH):
+                if fetched_any and session.deadline.remaining() < session.endpoint.timeout / 2:
+                    progress.more = True
+                    recorder.commit()
+                    return
+                fetched_any = True
+                batch = uids[start:start + BATCH]
+                with session.step(Step.FETCH) as note:
+                    items, weight = _fetch(client, session, batch, target.reads_after)
+                    note.detail = f"{len(batch)} new messages up to UID {batch[-1]}"
+                recorder.add(items, weight, batch[-1])
+            recorder.add([], 0, reached)
+        recorder.commit()
     finally:
         imap.close_session(client, session)
 
 
-def _next_batch(client: IMAPClient, session: ProbeSession, last_uid: int, uid_next: int | None,
-                reads_after: datetime) -> tuple[list[int], int]:
-    """The next UIDs to read after ``last_uid`` (at most ``BATCH``) and the UID the checkpoint may
-    move to once they are processed. The search looks at a window of ``UID_WINDOW`` UIDs at a time,
-    so that its answer stays small in a folder of any size; an empty window still moves the
-    checkpoint past it."""
+def _next_window(client: IMAPClient, session: ProbeSession, last_uid: int, uid_next: int | None,
+                 reads_after: datetime) -> tuple[list[int], int]:
+    """The UIDs to read after ``last_uid``, in order, and the UID the checkpoint may move to once
+    they are processed: one UID SEARCH over a window of ``UID_WINDOW`` UIDs, so that its answer
+    stays small in a folder of any size; an empty window still moves the checkpoint past it."""
     renew_receive_budget(session.connection)
     # SINCE compares dates in the server's time zone: a day earlier misses nothing, and _fetch
     # compares each INTERNALDATE with ``reads_after`` exactly.
     since = reads_after.date() - timedelta(days=1)
     if uid_next is None:  # the server did not say: one search to the end
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*", "SINCE", since])
-                      if u > last_uid)
-        return (uids[:BATCH], uids[BATCH - 1] if len(uids) > BATCH else (uids[-1] if uids else last_uid))
+                      if u > last_uid)[:UID_WINDOW]
+        return uids, (uids[-1] if uids else last_uid)
     if last_uid + 1 >= uid_next:
         return [], last_uid
     window_end = min(last_uid + UID_WINDOW, uid_next - 1)
     uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:{window_end}", "SINCE", since])
                   if last_uid < u <= window_end)
-    if len(uids) > BATCH:
-        return uids[:BATCH], uids[BATCH - 1]
     return uids, window_end
 
 
-def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_after: datetime) -> list[store.Fetched]:
-    """The batch's messages received after ``reads_after``, parsed; the text part of each read in
-    one command per distinct section. Each command may receive the connection's whole budget
-    (``BATCH`` headers and texts at their bounds fit in it)."""
+def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int],
+           reads_after: datetime) -> tuple[list[store.Fetched], int]:
+    """The batch's messages received after ``reads_after``, parsed, and how many bytes of header
+    and text were read for them; the text part of each read in one command per distinct section.
+    Each command may receive the connection's whole budget (``BATCH`` headers and texts at their
+    bounds fit in it)."""
     renew_receive_budget(session.connection)
     answers = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE", _HEADER_ITEM])
     wanted: dict[int, tuple] = {}
@@ -131,8 +171,10 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_aft
         for uid, answer in client.fetch(section_uids, [f"BODY.PEEK[{section}]<0.{MOST_TEXT_BYTES}>"]).items():
             texts[uid] = answer.get(key) or b""
     fetched = []
+    weight = 0
     for uid, (received_on, answer) in wanted.items():
         header = answer.get(b"BODY[HEADER]<0>") or b""
+        weight += len(header) + len(texts.get(uid, b""))
         size = int(answer.get(b"RFC822.SIZE") or 0)
         structure = structures[uid]
         if not header.strip():
@@ -144,7 +186,7 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_aft
                 text = ""
             message = parse(header, structure, text, size)
         fetched.append(store.Fetched(uid, received_on, message))
-    return fetched
+    return fetched, weight
 
 
 def _delete_left_behind(client: IMAPClient, session: ProbeSession, last_uid: int, reads_after: datetime,

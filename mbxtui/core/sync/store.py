@@ -115,10 +115,12 @@ def _record(mailbox_id: int, folder: str, items: list[Fetched], own: Party | Non
     """Inside the caller's transaction: each message's activity (or a new receipt and parties on
     the one already recorded under its Message-ID) and the mailbox's totals. A message tracked for
     nobody is processed (status only) without an activity; a forward mailbox's message for nobody
-    is ``unresolved``."""
+    is ``unresolved``. A few multi-row statements for the whole batch: the transaction holds the
+    write lock that every cycle waits for."""
     written = BatchWritten()
     references = [ref for item in items for ref in item.message.in_reply_to]
     tracked_ids = _known_message_ids(references)
+    kept: list[tuple[Fetched, str, list[Party]]] = []
     for item in items:
         message = item.message
         parties = route(message, own, candidates)
@@ -132,22 +134,94 @@ def _record(mailbox_id: int, folder: str, items: list[Fetched], own: Party | Non
                 if candidates is not None:
                     written.processed_uids.append(item.uid)  # a forward mailbox deletes it all the same
                 continue
-        activity_id = _activity(message, state, mailbox_id, item.received_on, now)
-        inserted = database.execute_sql(
-            "INSERT INTO activity_receipt (activity_id, mailbox_id, folder, uid, received_on) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING", [activity_id, mailbox_id, folder, item.uid, item.received_on]).rowcount
-        for party in keep:
-            inserted += database.execute_sql(
-                "INSERT INTO activity_party (activity_id, user_id, queue_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                [activity_id, party.user_id, party.queue_id]).rowcount
-        written.recorded += 1 if inserted else 0
+        kept.append((item, state, keep))
         written.unresolved += state == UNRESOLVED
         tracked_ids.add(message.message_id)
         written.processed_uids.append(item.uid)
+    ids = _activities(kept, mailbox_id, now)
+    receipts: dict[int, tuple] = {}
+    for item, _, _ in kept:  # the first message of each activity; its copies conflict all the same
+        activity_id = ids[item.message.message_id]
+        receipts.setdefault(activity_id, (activity_id, mailbox_id, folder, item.uid, item.received_on))
+    parties = list(dict.fromkeys((ids[item.message.message_id], party.user_id, party.queue_id)
+                                 for item, _, keep in kept for party in keep))
+    new_receipts = {row[0] for row in _insert_returning(
+        "activity_receipt", ("activity_id", "mailbox_id", "folder", "uid", "received_on"), list(receipts.values()),
+        "activity_id")}
+    new_parties = set(_insert_returning("activity_party", ("activity_id", "user_id", "queue_id"), parties,
+                                        "activity_id, user_id, queue_id"))
+    for item, _, keep in kept:  # recorded: a message that gave its activity a receipt or a party
+        activity_id = ids[item.message.message_id]
+        recorded = activity_id in new_receipts
+        new_receipts.discard(activity_id)
+        for party in keep:
+            key = (activity_id, party.user_id, party.queue_id)
+            if key in new_parties:
+                new_parties.discard(key)
+                recorded = True
+        written.recorded += recorded
     database.execute_sql(
         "UPDATE sync_status SET items_total = items_total + ?, unresolved_total = unresolved_total + ? "
         "WHERE mailbox_id = ?", [len(items), written.unresolved, mailbox_id])
     return written
+
+
+_ACTIVITY_COLUMNS = ("direction", "state", "message_id", "sender", '"to"', "cc", "subject", "sent_on", "received_on",
+                     "size", "attachments", "preview", "in_reply_to", "problem", "mailbox_id", "created_on")
+_MOST_VALUES = 900  # bound parameters per statement: under SQLite's 999 at any version
+
+
+def _activities(kept: list[tuple[Fetched, str, list[Party]]], mailbox_id: int, now: datetime) -> dict[str, int]:
+    """Message-ID -> id of its incoming activity, created where there is none (R25). A message
+    received here resolves an unresolved activity of the same Message-ID, recorded before or
+    earlier in this batch."""
+    first: dict[str, tuple[Fetched, str]] = {}
+    resolving: set[str] = set()
+    for item, state, _ in kept:
+        message_id = item.message.message_id
+        first.setdefault(message_id, (item, state))
+        if state == RECEIVED:
+            resolving.add(message_id)
+    rows = []
+    for message_id, (item, state) in first.items():
+        message = item.message
+        if state == UNRESOLVED and message_id in resolving:
+            state = RECEIVED
+        rows.append((INCOMING, state, message_id, message.sender, json.dumps(message.to), json.dumps(message.cc),
+                     message.subject, message.sent_on, item.received_on, message.size,
+                     json.dumps([{"name": name, "size": size} for name, size in message.attachments]),
+                     message.preview, " ".join(message.in_reply_to), message.problem, mailbox_id, now))
+    ids: dict[str, int] = {}
+    per = _MOST_VALUES // len(_ACTIVITY_COLUMNS)
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        ids.update((row[1], row[0]) for row in database.execute_sql(
+            f"INSERT INTO email_activity ({', '.join(_ACTIVITY_COLUMNS)}) VALUES "
+            f"{', '.join(['(' + ', '.join('?' * len(_ACTIVITY_COLUMNS)) + ')'] * len(chunk))} "
+            "ON CONFLICT DO NOTHING RETURNING id, message_id", [value for row in chunk for value in row]).fetchall())
+    existing = [message_id for message_id in first if message_id not in ids]
+    for start in range(0, len(existing), _MOST_VALUES - 1):
+        chunk = existing[start:start + _MOST_VALUES - 1]
+        for activity_id, message_id, state in database.execute_sql(
+                f"SELECT id, message_id, state FROM email_activity WHERE direction = ? AND message_id IN "
+                f"({','.join('?' * len(chunk))})", [INCOMING, *chunk]).fetchall():
+            ids[message_id] = activity_id
+            if state == UNRESOLVED and message_id in resolving:  # another mailbox's message, resolved here
+                database.execute_sql("UPDATE email_activity SET state = ? WHERE id = ?", [RECEIVED, activity_id])
+    return ids
+
+
+def _insert_returning(table: str, columns: tuple[str, ...], rows: list[tuple], returned: str) -> list[tuple]:
+    """Insert ``rows``, those already there left alone; the ``returned`` columns of those inserted."""
+    found: list[tuple] = []
+    per = _MOST_VALUES // len(columns)
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        found.extend(tuple(row) for row in database.execute_sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+            f"{', '.join(['(' + ', '.join('?' * len(columns)) + ')'] * len(chunk))} "
+            f"ON CONFLICT DO NOTHING RETURNING {returned}", [value for row in chunk for value in row]).fetchall())
+    return found
 
 
 def _known_message_ids(message_ids: list[str]) -> set[str]:
@@ -160,23 +234,3 @@ def _known_message_ids(message_ids: list[str]) -> set[str]:
             f"SELECT message_id FROM email_activity WHERE message_id IN ({marks}) AND state <> ?",
             [*chunk, UNRESOLVED]).fetchall())
     return known
-
-
-def _activity(message: ParsedMessage, state: str, mailbox_id: int, received_on: datetime, now: datetime) -> int:
-    """The id of the incoming activity with this Message-ID, created if there is none (R25)."""
-    row = database.execute_sql(
-        "INSERT INTO email_activity (direction, state, message_id, sender, \"to\", cc, subject, sent_on, received_on, "
-        "size, attachments, preview, in_reply_to, problem, mailbox_id, created_on) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-        [INCOMING, state, message.message_id, message.sender, json.dumps(message.to), json.dumps(message.cc),
-         message.subject, message.sent_on, received_on, message.size,
-         json.dumps([{"name": name, "size": size} for name, size in message.attachments]), message.preview,
-         " ".join(message.in_reply_to), message.problem, mailbox_id, now]).fetchone()
-    if row is not None:
-        return row[0]
-    existing = database.execute_sql(
-        "SELECT id, state FROM email_activity WHERE direction = ? AND message_id = ?",
-        [INCOMING, message.message_id]).fetchone()
-    if existing[1] == UNRESOLVED and state == RECEIVED:  # another mailbox resolved it
-        database.execute_sql("UPDATE email_activity SET state = ? WHERE id = ?", [RECEIVED, existing[0]])
-    return existing[0]

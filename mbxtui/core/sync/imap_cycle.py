@@ -18,7 +18,7 @@ from mbxtui.core.probes import imap
 from mbxtui.core.probes.base import ErrorCode, Step
 from mbxtui.core.probes.session import ProbeSession, StepFailed
 from mbxtui.core.probes.tls import renew_receive_budget
-from mbxtui.core.sync import store
+from mbxtui.core.sync import imap_fetch, store
 from mbxtui.core.sync.cycle import FOLDER, CycleCounts, SyncTarget
 from mbxtui.core.sync.messages import (
     MOST_HEADER_BYTES, MOST_TEXT_BYTES, decode_text, parse, read_structure, unparseable,
@@ -148,7 +148,7 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int],
     Each command may receive the connection's whole budget (``BATCH`` headers and texts at their
     bounds fit in it)."""
     renew_receive_budget(session.connection)
-    answers = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE", _HEADER_ITEM])
+    answers = imap_fetch.fetch(client, uids, ["RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE", _HEADER_ITEM])
     wanted: dict[int, tuple] = {}
     for uid in uids:
         answer = answers.get(uid)
@@ -168,7 +168,7 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int],
     for section, section_uids in sections.items():
         renew_receive_budget(session.connection)
         key = f"BODY[{section}]<0>".encode()
-        for uid, answer in client.fetch(section_uids, [f"BODY.PEEK[{section}]<0.{MOST_TEXT_BYTES}>"]).items():
+        for uid, answer in imap_fetch.fetch(client, section_uids, [f"BODY.PEEK[{section}]<0.{MOST_TEXT_BYTES}>"]).items():
             texts[uid] = answer.get(key) or b""
     fetched = []
     weight = 0

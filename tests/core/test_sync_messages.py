@@ -160,3 +160,17 @@ def test_tracking_follows_the_organisation_unless_the_mailbox_says():
     assert effective_tracking(None, "user", "replies", "all") == "replies"
     assert effective_tracking(None, "queue", "replies", "all") == "all"
     assert effective_tracking("none", "queue", "replies", "all") == "none"
+
+
+def test_addresses_read_without_the_address_parser_are_those_it_reads():
+    from email.utils import getaddresses
+
+    from mbxtui.core.sync.messages import _SIMPLE_ADDRESS, _addresses
+
+    shapes = ["a@b.test", "Sender 5 <Sender5@Outside.test>", " u@lab.test\t", "A B <a.b+c@x-y.test>", "<a@b>",
+              "a@b, c@d", "J. Doe <j@x>", "a..b@c", "Name<a@b>", "x <a@b> y", "a@b (comment)", '"Q, R" <q@r>',
+              "1 <1@2>", "-a@b", "a@b.test.", "=?utf-8?q?J=C3=B6rg?= <j@x.test>", "undisclosed-recipients:;"]
+    assert sum(1 for shape in shapes if _SIMPLE_ADDRESS.fullmatch(shape)) >= 8, "the plain shapes take the short way"
+    for shape in shapes:
+        assert _addresses({"to": [shape]}, "to") == [address.strip().lower() for _, address in getaddresses([shape])
+                                                     if "@" in address], shape

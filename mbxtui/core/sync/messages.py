@@ -27,6 +27,9 @@ PREVIEW_CHARACTERS = 4000
 MOST_ADDRESSES = 200
 LONGEST_MESSAGE_ID = 900  # longer ones are replaced by a digest: they must fit a unique index
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# One address with at most a plain display name: "a@b.test" or "Name Surname <a@b.test>".
+_ADDRESS = r"[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9.-]*"
+_SIMPLE_ADDRESS = re.compile(rf"[ \t]*(?:[A-Za-z0-9][A-Za-z0-9 ]*[ \t]*<({_ADDRESS})>|({_ADDRESS}))[ \t]*", re.ASCII)
 # Headers a delivery adds per recipient: left out of the digest of a message with no Message-ID, so
 # that its copies in several mailboxes are one activity.
 _TRACE_HEADERS = frozenset({"received", "delivered-to", "x-original-to", "return-path", "status", "x-uid",
@@ -314,6 +317,9 @@ def _addresses(values: dict[str, list[str]], name: str) -> list[str]:
     found = values.get(name)
     if not found:
         return []
+    simple = [_SIMPLE_ADDRESS.fullmatch(value) for value in found]
+    if all(simple):  # one plain address each, as getaddresses would read it, without its parser
+        return [(match.group(1) or match.group(2)).lower() for match in simple][:MOST_ADDRESSES]
     try:
         pairs = getaddresses(found)
     except Exception:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
@@ -109,10 +110,11 @@ class SyncRunner:
         targets = self._claim(emails, ignore_interval, settings)
         summary = SyncSummary()
         try:
-            with database_thread_pool(self.threads, "mbxtui-sync") as pool:
+            with database_thread_pool(1, "mbxtui-sync-db") as database_thread, \
+                    database_thread_pool(self.threads, "mbxtui-sync") as pool:
                 run_within_slots(
                     pool, targets, threads=self.threads, leases=self._leases,
-                    work=lambda target: self._cycle(target, lookup, settings),
+                    work=lambda target: self._cycle(target, lookup, settings, database_thread),
                     finish=lambda target, result: summary.mailboxes.append(self._finish(target, result, settings)),
                     renew=self._sync_leases)
         finally:
@@ -188,12 +190,13 @@ class SyncRunner:
     # -- one cycle (pool threads) --
 
     def _cycle(self, target: SyncTarget, lookup: Callable[[str, int, str], str | None],
-               settings: OrgSettings) -> CycleResult:
+               settings: OrgSettings, database_thread: Executor | None = None) -> CycleResult:
         secret = functools.cache(lookup)
         try:
-            candidates = (store.forward_candidates(target.profile.id, settings.tracking_users, settings.tracking_queues)
-                          if target.is_forward else None)
-            return run_cycle(target, secret, candidates, self.clock())
+            with store.on_database_thread(database_thread):
+                candidates = (store.forward_candidates(target.profile.id, settings.tracking_users,
+                                                       settings.tracking_queues) if target.is_forward else None)
+                return run_cycle(target, secret, candidates, self.clock())
         except Exception as exc:  # an unreadable secret store or a database error must not stop the pool
             log.exception("the cycle of mailbox %s could not run", target.mailbox.id)
             drop_connection()  # it may be broken: the thread's next cycle connects anew

@@ -4,11 +4,16 @@ seen; and the reads a cycle needs before it starts."""
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Callable, Iterator, TypeVar
 
-from mbxtui.core.db import write_transaction
+from mbxtui.core.db import drop_connection, write_transaction
 from mbxtui.core.enums import ActivityDirection, ActivityState
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name
 from mbxtui.core.models import database
@@ -18,6 +23,42 @@ from mbxtui.core.sync.routing import Party, effective_tracking, route, tracked
 INCOMING = ActivityDirection.INCOMING.value
 RECEIVED, UNRESOLVED, UNPARSEABLE = (ActivityState.RECEIVED.value, ActivityState.UNRESOLVED.value,
                                     ActivityState.UNPARSEABLE.value)
+
+
+Returned = TypeVar("Returned")
+_routing = threading.local()
+
+
+@contextmanager
+def on_database_thread(executor: Executor | None) -> Iterator[None]:
+    """Within: this thread's reads and writes of a cycle (the functions below) run on ``executor``,
+    one thread with one database connection, and this thread waits for each. The writes queue for
+    one write lock whatever thread sends them; sent from one thread, the pool's threads need no
+    connection of their own (PostgreSQL: one connection a pass instead of one a pool thread)."""
+    _routing.executor = executor
+    try:
+        yield
+    finally:
+        _routing.executor = None
+
+
+def _routed(function: Callable[..., Returned]) -> Callable[..., Returned]:
+    @functools.wraps(function)
+    def routed(*args: Any, **kwargs: Any) -> Returned:
+        executor = getattr(_routing, "executor", None)
+        if executor is None:
+            return function(*args, **kwargs)
+        return executor.submit(_dropping_on_error, function, args, kwargs).result()
+
+    return routed
+
+
+def _dropping_on_error(function: Callable[..., Returned], args: tuple, kwargs: dict) -> Returned:
+    try:
+        return function(*args, **kwargs)
+    except Exception:
+        drop_connection()  # it may be broken: the next call connects anew
+        raise
 
 
 @dataclass(frozen=True)
@@ -42,12 +83,14 @@ class BatchWritten:
     unresolved: int = 0
 
 
+@_routed
 def checkpoint(mailbox_id: int, folder: str) -> Checkpoint | None:
     row = row_by_name(database.execute_sql(
         "SELECT uidvalidity, last_uid FROM sync_checkpoint WHERE mailbox_id = ? AND folder = ?", [mailbox_id, folder]))
     return None if row is None else Checkpoint(row["uidvalidity"], row["last_uid"])
 
 
+@_routed
 def forward_candidates(profile_id: int, users_default: str, queues_default: str) -> dict[str, Party]:
     """R26: address -> party of the users and queues a forward mailbox on this profile serves (incoming
     method ``forward_mailbox``, active and enabled for incoming)."""
@@ -61,6 +104,7 @@ def forward_candidates(profile_id: int, users_default: str, queues_default: str)
             for row in rows}
 
 
+@_routed
 def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, items: list[Fetched],
                  own: Party | None, candidates: dict[str, Party] | None, now: datetime) -> BatchWritten:
     """One transaction: each message's activity (see ``_record``), then the checkpoint at
@@ -75,6 +119,7 @@ def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, 
     return written
 
 
+@_routed
 def record_pop3_batch(mailbox_id: int, folder: str, items: list[Fetched], seen: list[str], own: Party | None,
                       candidates: dict[str, Party] | None, now: datetime) -> BatchWritten:
     """One transaction: each message's activity (see ``_record``), then the keys of the messages
@@ -91,11 +136,13 @@ def record_pop3_batch(mailbox_id: int, folder: str, items: list[Fetched], seen: 
     return written
 
 
+@_routed
 def seen_uidls(mailbox_id: int) -> set[str]:
     return {row[0] for row in database.execute_sql(
         "SELECT uidl FROM sync_seen_uidl WHERE mailbox_id = ?", [mailbox_id]).fetchall()}
 
 
+@_routed
 def forget_uidls(mailbox_id: int, gone: set[str]) -> None:
     """Forget the keys of messages no longer on the server: the table holds what the maildrop
     holds, not every message it ever held."""

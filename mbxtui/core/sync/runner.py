@@ -3,8 +3,9 @@ cycle one mailbox at once, and their cycles on a pool of threads within each pro
 bound shared with Test & Enable (R8, R23: the same leased slots, see jobs/leases.py).
 
 Like the Test & Enable runner, the thread calling ``run_once`` claims, dispatches and writes the
-status; each cycle writes its own batches (activities and checkpoint, one transaction each) from its
-pool thread, because deleting what was processed must wait for that commit (R28)."""
+status; each cycle writes its own batches (activities and checkpoint, one transaction each) and
+waits for each commit, because deleting what was processed must wait for it (R28). The cycles'
+reads and writes go through one database thread of the pass (``store.on_database_thread``)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from mbxtui.core.sync.messages import (
     MOST_TEXT_BYTES, PREVIEW_CHARACTERS, Structure, TextSection, decode_text, html_to_text, parse, read_structure,
     received_date, top_structure,
@@ -174,3 +176,25 @@ def test_addresses_read_without_the_address_parser_are_those_it_reads():
     for shape in shapes:
         assert _addresses({"to": [shape]}, "to") == [address.strip().lower() for _, address in getaddresses([shape])
                                                      if "@" in address], shape
+
+
+@pytest.mark.parametrize("block", [
+    b"From: a@b.test\r\nTo: c@d.test,\r\n e@f.test\r\nSubject: x\r\n\r\n",
+    b"From sender@x Mon Jan 1 10:00:00 2024\nTo: a@b\n\n",
+    b"To: a@b\r\nFrom sender@x Mon\r\n",
+    b"To: a@b\r\nFrom sender@x Mon\r\nCc: c@d\r\n\r\n",
+    b" continued first\r\nTo: a@b\r\n\r\n",
+    b":no name\r\nTo: a@b\rCc: c@d\rSubject: bare CRs\r\r",
+    b"To: a@b\r\nnot a header line\r\nCc: c@d\r\n",
+    b"X-\xff: 8-bit name\r\nSubject: 8-bit \xc3\xa9 value\r\n\r\n",
+    b"Subject: no line break at the end",
+    b"\r\n", b"",
+])
+def test_the_header_block_is_read_as_the_email_package_reads_it(block):
+    import email
+    import email.policy
+
+    from mbxtui.core.sync.messages import _header_fields
+
+    expected = email.message_from_bytes(block, policy=email.policy.compat32).raw_items()
+    assert _header_fields(block) == list(expected)

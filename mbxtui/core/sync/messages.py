@@ -27,6 +27,8 @@ PREVIEW_CHARACTERS = 4000
 MOST_ADDRESSES = 200
 LONGEST_MESSAGE_ID = 900  # longer ones are replaced by a digest: they must fit a unique index
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
+_HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")  # the email package's headerRE
 # One address with at most a plain display name: "a@b.test" or "Name Surname <a@b.test>".
 _ADDRESS = r"[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9.-]*"
 _SIMPLE_ADDRESS = re.compile(rf"[ \t]*(?:[A-Za-z0-9][A-Za-z0-9 ]*[ \t]*<({_ADDRESS})>|({_ADDRESS}))[ \t]*", re.ASCII)
@@ -188,7 +190,7 @@ def received_date(header_bytes: bytes) -> datetime | None:
         headers = email.message_from_bytes(header_bytes, policy=email.policy.compat32)
         hops = headers.get_all("Received") or []
         when = _date(str(hops[0]).rpartition(";")[2]) if hops else None
-        return when or _date(_header(_header_values(headers), "date"))
+        return when or _date(_header(_header_values(headers.raw_items()), "date"))
     except Exception:  # the email package on hostile input
         return None
 
@@ -266,11 +268,12 @@ def unparseable(header_bytes: bytes, size: int, problem: str) -> ParsedMessage:
 
 
 def _parse(header_bytes: bytes, structure: Structure, text: str, size: int) -> ParsedMessage:
-    headers = email.message_from_bytes(header_bytes, policy=email.policy.compat32)
-    if not headers.keys():
+    fields = _header_fields(header_bytes)
+    if not fields:
         return unparseable(header_bytes, size, "the message has no headers")
-    values = _header_values(headers)
-    message_id = _message_id(_header(values, "message-id")) or _digest_id(_stable_headers(headers))
+    values = _header_values(fields)
+    message_id = _message_id(_header(values, "message-id")) or _digest_id(_stable_headers(
+        email.message_from_bytes(header_bytes, policy=email.policy.compat32)))
     to, cc = _addresses(values, "to"), _addresses(values, "cc")
     recipients = [*_addresses(values, "delivered-to"), *_addresses(values, "x-original-to"), *to, *cc,
                   *_addresses(values, "resent-to")]
@@ -284,11 +287,52 @@ def _parse(header_bytes: bytes, structure: Structure, text: str, size: int) -> P
     )
 
 
-def _header_values(headers: Message) -> dict[str, list[str]]:
+def _header_fields(header_bytes: bytes) -> list[tuple[str, str]]:
+    """The (name, raw value) pairs of a header block, as the email package's compat32 parser reads
+    them (``message_from_bytes(...).raw_items()``: the same lines, continuations, misplaced "From "
+    lines and separator), without building a message (a third of a message's parsing time)."""
+    parts = _LINE_BREAK.split(header_bytes.decode("ascii", "surrogateescape"))
+    lines = [parts[at] + parts[at + 1] for at in range(0, len(parts) - 1, 2)]
+    if parts[-1]:
+        lines.append(parts[-1])
+    block = []
+    for line in lines:
+        if not _HEADER_LINE.match(line):
+            break
+        block.append(line)
+    fields: list[tuple[str, str]] = []
+    name, source = "", []
+    for number, line in enumerate(block):
+        if line[0] in " \t":
+            if name:
+                source.append(line)
+            continue
+        if name:
+            fields.append(_field(source))
+            name, source = "", []
+        if line.startswith("From "):
+            if number == len(block) - 1 and number:
+                return fields  # the first line of a body, as the email package reads it
+            continue  # an envelope line, or a misplaced one: not a header
+        colon = line.find(":")
+        if colon == 0:
+            continue
+        name, source = line[:colon], [line]
+    if name:
+        fields.append(_field(source))
+    return fields
+
+
+def _field(source: list[str]) -> tuple[str, str]:
+    name, value = source[0].split(":", 1)
+    return name, (value.lstrip(" \t") + "".join(source[1:])).rstrip("\r\n")
+
+
+def _header_values(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
     """Each header's values as written, by lower-case name, read once: raw 8-bit bytes read as UTF-8
     (the parser keeps them as surrogates, and ``get`` would turn them into replacement characters)."""
     values: dict[str, list[str]] = {}
-    for key, value in headers.raw_items():
+    for key, value in fields:
         value = str(value)
         if not value.isascii() and any("\udc80" <= c <= "\udcff" for c in value):
             value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")

@@ -205,21 +205,12 @@ class MailboxPages:
         answers by walking the sort column's index while that pays. A filter's head is given
         ``WALK_SECONDS`` (a rare short match means a scan of the table): past that it is left to
         the rest, as on SQLite."""
-        where, params = where_for(self.actor, query.view, text or None)
-        ordering = order_by(query.sort, query.descending)
-        sort = (query.sort or "name").strip().lower()
-        if sort not in NULLABLE_SORTS:
-            # NULLS FIRST (SQLite's order) keeps PostgreSQL from walking an index built in its
-            # own order; a column without NULLs sorts the same either way.
-            ordering = ordering.replace(" NULLS FIRST", "").replace(" NULLS LAST", "")
+        head_sql, params = self.server_head(query)
         limit = f"SET LOCAL statement_timeout = {round(WALK_SECONDS * 1000)}; " if text else ""
-        # The head's rows and the newest id come in the same round trip: the server may be far.
-        sql = (f"{limit}SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM mailbox m "
-               f"{GRID_JOINS} WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}")
         from psycopg2.errors import QueryCanceled
 
         try:
-            found = conn.execute(sql, params).fetchall()
+            found = conn.execute(limit + head_sql, params).fetchall()
         except QueryCanceled:
             found = None
         rows = {row[0]: GridRow._make(row[:-1]) for row in found[:HEAD]} if found else {}
@@ -229,6 +220,31 @@ class MailboxPages:
             return OrderedIds(len(head), head, rows=rows)
         whole = GridQuery(query.view, text, query.sort, query.descending)
         return OrderedIds(None, head, self._rest_of(whole), rows=rows, newest_id=newest)
+
+    def server_head(self, query: GridQuery) -> tuple[str, list[object]]:
+        """PostgreSQL's query of the first ``HEAD`` + 1 rows of the view and filter in display
+        order, with the newest id in each row (the head's rows and the newest id come in one round
+        trip: the server may be far), and its parameters. Every sort column has an index in
+        (column, id) order (schema step 10), which the planner walks for this LIMIT."""
+        text = (query.filter_text or "").strip()
+        where, params = where_for(self.actor, query.view, text or None)
+        ordering = _index_order(query.sort, query.descending)
+        sort = (query.sort or "name").strip().lower()
+        if sort == "profile":
+            # The order is the profile's name, so no index of the mailbox table holds it: the
+            # first ids of each profile (and of no profile) by the (profile_id, id) index, at most
+            # HEAD + 1 each, then those few sorted.
+            direction = "DESC" if query.descending else "ASC"
+            heads = (f"(SELECT m.id FROM mailbox m WHERE m.profile_id IS NULL AND {where} "
+                     f"ORDER BY m.id {direction} LIMIT {HEAD + 1}) UNION ALL "
+                     f"(SELECT h.id FROM profile g CROSS JOIN LATERAL (SELECT m.id FROM mailbox m "
+                     f"WHERE m.profile_id = g.id AND {where} ORDER BY m.id {direction} LIMIT {HEAD + 1}) h)")
+            # MATERIALIZED: the heads are read once, never again for each row joined to them.
+            return (f"WITH head AS MATERIALIZED ({heads}) SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) "
+                    f"FROM head JOIN mailbox m ON m.id = head.id {GRID_JOINS} ORDER BY {ordering} LIMIT {HEAD + 1}"), \
+                [*params, *params]
+        return (f"SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM mailbox m "
+                f"{GRID_JOINS} WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}"), params
 
     def _walk_matches(self, conn: sqlite3.Connection, query: GridQuery, text: str,
                       seconds: float) -> tuple[array, bool]:
@@ -374,9 +390,9 @@ class MailboxPages:
         """Every mailbox id in ascending order of ``sort`` (ties by id)."""
         if sort == "profile":
             return self._order_by_profile(conn)
-        if sort == "enabled":
-            return self._order_by_enabled(conn)
-        return _ids(conn, f"SELECT m.id FROM mailbox m ORDER BY {order_by(sort, False)}")
+        if sort == "enabled" and dialect.current().name == "sqlite":
+            return self._order_by_enabled(conn)  # PostgreSQL's index holds the sum itself
+        return _ids(conn, f"SELECT m.id FROM mailbox m ORDER BY {_index_order(sort, False)}")
 
     def _walk_order(self, conn: sqlite3.Connection, sort: str, descending: bool) -> Generator[int, None, None]:
         """Mailbox ids in display order, read lazily from the sort column's index."""
@@ -480,6 +496,21 @@ def reader(db=None):  # noqa: ANN001, ANN201  (a peewee database; sqlite3's or d
     """The current thread's plain driver connection to ``db`` (the bound database by default)."""
     db = db if db is not None else database.obj
     return dialect.of(db).reader(db.connection())
+
+
+def _index_order(sort: str | None, descending: bool) -> str:
+    """``order_by`` as the sort column's index holds it: NULLS FIRST (SQLite's order) keeps
+    PostgreSQL from walking an index built in its own order, and a column without NULLs sorts the
+    same either way, so only the nullable ones keep it (their indexes are built NULLS FIRST)."""
+    ordering = order_by(sort, descending)
+    sort = (sort or "name").strip().lower()
+    if sort == "email":
+        # Addresses are unique, so there is no tie for the id to break, and PostgreSQL walks the
+        # unique index only for an ORDER BY that ends with its column.
+        ordering = ordering.rsplit(", m.id", 1)[0]
+    if sort in NULLABLE_SORTS:
+        return ordering
+    return ordering.replace(" NULLS FIRST", "").replace(" NULLS LAST", "")
 
 
 def _intersection(first: array, second: array) -> array:

@@ -233,16 +233,17 @@ class MailboxPages:
         if sort == "profile":
             # The order is the profile's name, so no index of the mailbox table holds it: the
             # first ids of each profile (and of no profile) by the (profile_id, id) index, at most
-            # HEAD + 1 each, then those few sorted.
+            # HEAD + 1 each, then the first of those few by the profile's name, and only their rows.
             direction = "DESC" if query.descending else "ASC"
-            heads = (f"(SELECT m.id FROM mailbox m WHERE m.profile_id IS NULL AND {where} "
-                     f"ORDER BY m.id {direction} LIMIT {HEAD + 1}) UNION ALL "
-                     f"(SELECT h.id FROM profile g CROSS JOIN LATERAL (SELECT m.id FROM mailbox m "
+            heads = (f"(SELECT CAST(NULL AS VARCHAR(255)) AS profile_name, m.id FROM mailbox m "
+                     f"WHERE m.profile_id IS NULL AND {where} ORDER BY m.id {direction} LIMIT {HEAD + 1}) UNION ALL "
+                     f"(SELECT g.name, h.id FROM profile g CROSS JOIN LATERAL (SELECT m.id FROM mailbox m "
                      f"WHERE m.profile_id = g.id AND {where} ORDER BY m.id {direction} LIMIT {HEAD + 1}) h)")
+            first = ordering.replace("p.name", "u.profile_name").replace("m.id", "u.id")
             # MATERIALIZED: the heads are read once, never again for each row joined to them.
-            return (f"WITH head AS MATERIALIZED ({heads}) SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) "
-                    f"FROM head JOIN mailbox m ON m.id = head.id {GRID_JOINS} ORDER BY {ordering} LIMIT {HEAD + 1}"), \
-                [*params, *params]
+            return (f"WITH head AS MATERIALIZED (SELECT u.id FROM ({heads}) u ORDER BY {first} LIMIT {HEAD + 1}) "
+                    f"SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM head JOIN mailbox m ON m.id = head.id "
+                    f"{GRID_JOINS} ORDER BY {ordering}"), [*params, *params]
         return (f"SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM mailbox m "
                 f"{GRID_JOINS} WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}"), params
 

@@ -73,7 +73,6 @@ WALK_BATCH = 500  # ids tested against the filter per statement while walking th
 WALK_SECONDS = 0.05
 WALK_SECONDS_INDEXED = 0.015
 FIRST_SCREEN = 100  # matches that fill a screen: with these the walk's head is shown
-NULLABLE_SORTS = {"profile", "last_tested"}  # sort columns that may hold NULL
 
 GRID_COLUMNS = (
     "m.id, m.name, m.email, m.regarding, p.name, m.incoming_method, m.outgoing_method, m.act_method, "
@@ -228,7 +227,7 @@ class MailboxPages:
         (column, id) order (schema step 10), which the planner walks for this LIMIT."""
         text = (query.filter_text or "").strip()
         where, params = where_for(self.actor, query.view, text or None)
-        ordering = _index_order(query.sort, query.descending)
+        ordering = order_by(query.sort, query.descending)
         sort = (query.sort or "name").strip().lower()
         if sort == "profile":
             # The order is the profile's name, so no index of the mailbox table holds it: the
@@ -393,7 +392,7 @@ class MailboxPages:
             return self._order_by_profile(conn)
         if sort == "enabled" and dialect.current().name == "sqlite":
             return self._order_by_enabled(conn)  # PostgreSQL's index holds the sum itself
-        return _ids(conn, f"SELECT m.id FROM mailbox m ORDER BY {_index_order(sort, False)}")
+        return _ids(conn, f"SELECT m.id FROM mailbox m ORDER BY {order_by(sort, False)}")
 
     def _walk_order(self, conn: sqlite3.Connection, sort: str, descending: bool) -> Generator[int, None, None]:
         """Mailbox ids in display order, read lazily from the sort column's index."""
@@ -497,21 +496,6 @@ def reader(db=None):  # noqa: ANN001, ANN201  (a peewee database; sqlite3's or d
     """The current thread's plain driver connection to ``db`` (the bound database by default)."""
     db = db if db is not None else database.obj
     return dialect.of(db).reader(db.connection())
-
-
-def _index_order(sort: str | None, descending: bool) -> str:
-    """``order_by`` as the sort column's index holds it: NULLS FIRST (SQLite's order) keeps
-    PostgreSQL from walking an index built in its own order, and a column without NULLs sorts the
-    same either way, so only the nullable ones keep it (their indexes are built NULLS FIRST)."""
-    ordering = order_by(sort, descending)
-    sort = (sort or "name").strip().lower()
-    if sort == "email":
-        # Addresses are unique, so there is no tie for the id to break, and PostgreSQL walks the
-        # unique index only for an ORDER BY that ends with its column.
-        ordering = ordering.rsplit(", m.id", 1)[0]
-    if sort in NULLABLE_SORTS:
-        return ordering
-    return ordering.replace(" NULLS FIRST", "").replace(" NULLS LAST", "")
 
 
 def _intersection(first: array, second: array) -> array:

@@ -18,6 +18,7 @@ import pytest
 from imapclient import IMAPClient
 
 from mbxtui.core.db import write_transaction
+from mbxtui.core.jobs import failing_profiles
 from mbxtui.core.models import database
 from mbxtui.core.probes.base import ErrorCode, Failure, Step
 from mbxtui.core.services import credentials, settings
@@ -142,12 +143,12 @@ def test_r16_in_processing_emails_the_profile_owner_once_an_hour(org, notifier):
 
     with write_transaction():
         database.execute_sql("DELETE FROM alert")  # R16's own once an hour out of the way
-        status.alert_failing_profiles([org.row(logins[0]).profile_id], org.clock.now)
+        failing_profiles.alert_failing_profiles([org.row(logins[0]).profile_id], org.clock.now)
     assert len(org.alerts(code="PROFILE_FAILING")) == 1 and len(to(org, PROFILE_OWNER)) == 1, "one email an hour"
     hour_later(org)
     with write_transaction():
         database.execute_sql("DELETE FROM alert")
-        status.alert_failing_profiles([org.row(logins[0]).profile_id], org.clock.now)
+        failing_profiles.alert_failing_profiles([org.row(logins[0]).profile_id], org.clock.now)
     assert len(to(org, PROFILE_OWNER)) == 2
 
 

@@ -390,6 +390,34 @@ def test_more_than_half_of_a_profiles_mailboxes_failing_alerts_its_owner_once(or
     assert len(org.alerts(code="PROFILE_FAILING")) == 1, "R16: at most one an hour"
 
 
+def test_r16_counts_failed_tests_and_failed_processing_together(org, lab_profile):
+    tested, processed, healthy = org.lab.add_users(3, "stmixed")
+    enable(org, *(queue_mailbox(org, login) for login in (tested, processed, healthy)))
+    credentials.set_mailbox_secret(org.admin, tested, "not the password", org.store)
+    assert org.test_enable(tested).failed == 1
+    assert org.alerts(code="PROFILE_FAILING") == [], "one of three is not more than half"
+
+    credentials.set_mailbox_secret(org.admin, processed, "not the password either", org.store)
+    sync(org, processed, now=True)
+    [alert] = org.alerts(code="PROFILE_FAILING")
+    assert alert.level == "error" and alert.mailbox_id is None and alert.profile_owner_id == org.user_id(PROFILE_OWNER)
+    assert "2 of 3 mailboxes of profile 'lab' failed (1 their test, 1 while being processed) within the last hour" \
+        in alert.text
+
+
+def test_a_mailbox_that_passed_since_its_failure_no_longer_counts_for_r16(org, lab_profile):
+    first, second, third = org.lab.add_users(3, "stmended")
+    enable(org, *(queue_mailbox(org, login) for login in (first, second, third)))
+    credentials.set_mailbox_secret(org.admin, first, "not the password", org.store)
+    sync(org, first, now=True)
+    credentials.set_mailbox_secret(org.admin, first, org.lab.users[first], org.store)
+    enable(org, first)  # mended: Test & Enable passes again
+
+    credentials.set_mailbox_secret(org.admin, second, "not the password either", org.store)
+    sync(org, second, now=True)
+    assert org.alerts(code="PROFILE_FAILING") == [], "one failing now of three, the other mended"
+
+
 def test_the_outgoing_direction_waits_and_is_disabled_on_its_own(org, lab_profile):
     """What the sender hands to status.direction_failed / direction_succeeded (R29, R30)."""
     [login] = org.lab.add_users(1, "stout")

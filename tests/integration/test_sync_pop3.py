@@ -205,8 +205,39 @@ def test_a_worker_killed_at_any_point_of_a_cycle_loses_nothing_and_records_nothi
     assert listed(org)["total"] == 3, "every message recorded"
     assert query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == 3, "none twice"
     assert query(org.db_path, "SELECT items_total FROM sync_status")[0][0] == 3
-    if committed == 0:
-        assert server_message_ids(org, login) == [], "read and deleted by the cycle after the restart"
+    assert cycled.deleted == 3, cycled
+    assert server_message_ids(org, login) == [], (
+        "read and deleted by the cycle after the restart" if committed == 0 else
+        "committed but not deleted before the kill: deleted by the cycle after the restart (R28)")
+    assert [(m.ok, m.messages, m.deleted) for m in sync(org).mailboxes] == [(True, 0, 0)]
+
+
+@pytest.mark.parametrize("uidl", [True, False], ids=["by UIDL", "without UIDL"])
+def test_what_a_pop3_cycle_processed_is_deleted_later_and_what_it_passed_over_stays(org, uidl):
+    """R28 over POP3 as over IMAP: the seen keys say which messages were processed, so a later cycle
+    deletes those left on the server (here: processed before delete-after-processing was turned on,
+    as a cycle cut short before its QUIT leaves them) and never one received before the reading date."""
+    front = org.lab.pop3_front(uidl=uidl)
+    org.profile("pop", type="pop3_smtp", incoming_port=front.port, verify_delivery=False)
+    [login] = org.lab.add_users(1, "popleft")
+    enable(org, pop_queue(org, login, process_email_after="2026-06-01T00:00:00"))
+    deliver(org, login, message("a@outside.test", login, "Before", message_id="<pop-before@lab.test>").replace(
+        b"Date: Sun, 06 Dec 2026", b"Date: Fri, 01 May 2026"))
+    deliver(org, login, message("b@outside.test", login, "After", message_id="<pop-after@lab.test>"))
+    [kept] = sync(org).mailboxes
+    assert (kept.ok, kept.messages, kept.deleted) == (True, 1, 0), kept
+    assert sorted(server_message_ids(org, login)) == ["<pop-after@lab.test>", "<pop-before@lab.test>"]
+
+    mailboxes.edit(org.admin, login, delete_after_processing=True)
+    org.clock.advance(hours=1)
+    [cleaned] = sync(org).mailboxes
+    assert (cleaned.ok, cleaned.messages, cleaned.deleted) == (True, 0, 1), cleaned
+    assert server_message_ids(org, login) == ["<pop-before@lab.test>"], "passed over: never read, kept"
+    assert [row["subject"] for row in listed(org)["rows"]] == ["After"]
+    org.clock.advance(hours=1)
+    assert [(m.ok, m.deleted) for m in sync(org).mailboxes] == [(True, 0)]
+    assert server_message_ids(org, login) == ["<pop-before@lab.test>"]
+    assert "RETR" not in front.commands
 
 
 def test_process_email_received_after_is_read_from_the_received_header_else_the_date(org, pop_profile):

@@ -7,7 +7,12 @@ deletion (``DELE``), and the ``QUIT`` that ends the session makes the server del
 
 The key of a message is its UIDL. A server without UIDL (it answers -ERR) is read by Message-ID:
 every header block is read each cycle and the Message-IDs seen are the keys, so nothing is recorded
-twice (R24), at the price of reading every header each cycle."""
+twice (R24), at the price of reading every header each cycle.
+
+Each key seen is kept with whether its message was processed or passed over (received before the
+reading date, tracked for nobody): a processed message still on the server when the next cycle
+starts (the cycle that processed it was cut short between its commit and its QUIT) is deleted then,
+when the mailbox deletes after processing (R28); one passed over stays."""
 
 from __future__ import annotations
 
@@ -52,8 +57,10 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
             note.detail = "by UIDL" if uidls is not None else "the server has no UIDL: by Message-ID"
         seen = store.seen_uidls(target.mailbox.id)
         if uidls is not None:
-            store.forget_uidls(target.mailbox.id, seen - set(uidls.values()))
+            store.forget_uidls(target.mailbox.id, set(seen) - set(uidls.values()))
             waiting = [n for n in sorted(drop.sizes) if uidls.get(n) not in seen]
+            if target.delete_after_processing:
+                drop.delete_left_behind([n for n in sorted(drop.sizes) if seen.get(uidls.get(n))])
         else:
             waiting = sorted(drop.sizes)
         _read_all(drop, target, candidates, progress, now, waiting, uidls, seen)
@@ -69,8 +76,9 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
 
 
 def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] | None, progress: CycleCounts,
-              now: datetime, waiting: list[int], uidls: dict[int, str] | None, seen: set[str]) -> None:
-    """Read the ``waiting`` messages a batch at a time until none is left or the time is half gone."""
+              now: datetime, waiting: list[int], uidls: dict[int, str] | None, seen: dict[str, bool]) -> None:
+    """Read the ``waiting`` messages a batch at a time until none is left or the time is half gone.
+    ``seen``: the keys seen before, each with whether its message was processed."""
     session = drop.session
     on_server: set[str] = set()  # without UIDL: the keys of every message still there
     position = 0
@@ -80,6 +88,8 @@ def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] 
             return
         items: list[store.Fetched] = []
         keys: list[str] = []
+        left_behind: list[int] = []  # without UIDL: processed before, not deleted (R28)
+        keys_of: dict[int, str] = {}
         with session.step(Step.FETCH) as note:
             examined = 0
             while position < len(waiting) and len(items) < BATCH and examined < MOST_EXAMINED:
@@ -90,16 +100,22 @@ def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] 
                                       target.reads_after, now)
                 on_server.add(key)
                 if key in seen or key in keys:  # without UIDL: read before, by its Message-ID
+                    if seen.get(key) and target.delete_after_processing:
+                        left_behind.append(number)
                     continue
                 keys.append(key)
                 if item is not None:
                     items.append(item)
+                    keys_of[number] = key
             note.detail = f"{len(items)} new messages of {examined} read"
+        drop.delete_left_behind(left_behind)
         if not keys:  # without UIDL: all of them read in an earlier cycle
             continue
         # Should this fail, the QUIT that ends the session still deletes the batches committed before.
-        written = store.record_pop3_batch(target.mailbox.id, FOLDER, items, keys, target.own, candidates, now)
-        seen.update(keys)
+        written = store.record_pop3_batch(target.mailbox.id, FOLDER, items, keys, target.own, candidates, now,
+                                          keys_of=keys_of)
+        processed = {keys_of[number] for number in written.processed_uids}
+        seen.update((key, key in processed) for key in keys)
         progress.messages += len(items)
         progress.recorded += written.recorded
         progress.unresolved += written.unresolved
@@ -110,7 +126,7 @@ def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] 
                 drop.marked += len(written.processed_uids)
                 note.detail = f"{len(written.processed_uids)} messages marked"
     if uidls is None:
-        store.forget_uidls(target.mailbox.id, seen - on_server)
+        store.forget_uidls(target.mailbox.id, set(seen) - on_server)
 
 
 class _Maildrop:
@@ -123,6 +139,17 @@ class _Maildrop:
         self.sizes: dict[int, int] = {}
         self.marked = 0  # DELE sent: deleted when the session ends with QUIT
         self.said_goodbye = False
+
+    def delete_left_behind(self, numbers: list[int]) -> None:
+        """R28: messages a cycle cut short (a crash, a connection lost before QUIT) processed and
+        committed but did not delete: marked now, deleted by this session's QUIT."""
+        if not numbers:
+            return
+        with self.session.step(Step.DELETE) as note:
+            for number in numbers:
+                self.pop.dele(number)
+            self.marked += len(numbers)
+            note.detail = f"{len(numbers)} processed messages left behind"
 
     def list(self, count: int) -> None:
         for line, _ in self._answer("LIST", count * _LIST_LINE + _SLACK):

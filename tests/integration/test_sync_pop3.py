@@ -332,6 +332,39 @@ def test_a_server_without_uidl_forgets_the_message_ids_of_messages_deleted(org):
     assert seen_count(org) == 0
 
 
+def test_a_server_without_uidl_reads_only_new_headers_while_mail_only_arrives(org):
+    front = org.lab.pop3_front(uidl=False)
+    org.profile("nouidl", type="pop3_smtp", incoming_port=front.port, verify_delivery=False)
+    [login] = org.lab.add_users(1, "popgrow")
+    enable(org, pop_queue(org, login, profile="nouidl"))
+    for number in range(3):
+        deliver(org, login, message("a@outside.test", login, f"Grow {number}", message_id=f"<grow-{number}@lab.test>"))
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 3)]
+
+    front.commands.clear()
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 0)]
+    assert front.commands.count("TOP") == 1, "nothing new: one header read to check the head, not three"
+    deliver(org, login, message("b@outside.test", login, "Grow 3", message_id="<grow-3@lab.test>"))
+    front.commands.clear()
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 1)]
+    assert front.commands.count("TOP") == 3, "the check, then the new message's header and first lines"
+
+    with imap(org, login) as client:  # another client deletes the first message; a new one arrives
+        client.select_folder("INBOX")
+        client.delete_messages(client.search(["HEADER", "Message-ID", "<grow-0@lab.test>"]))
+        client.expunge()
+    deliver(org, login, message("c@outside.test", login, "Grow 4", message_id="<grow-4@lab.test>"))
+    front.commands.clear()
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 1)]
+    assert front.commands.count("TOP") == 6, "the head changed: every header read again (1 + 4), then the new lines"
+    assert sorted(row["subject"] for row in listed(org)["rows"]) == [f"Grow {number}" for number in range(5)]
+    assert query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == 5, "none twice"
+    assert seen_count(org) == 4, "the deleted message's key forgotten once every header was read"
+    front.commands.clear()
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 0)]
+    assert front.commands.count("TOP") == 1
+
+
 def test_broken_messages_over_pop3_each_end_as_an_activity_or_unparseable(org, pop_profile):
     [login] = org.lab.add_users(1, "popbroken")
     enable(org, pop_queue(org, login))

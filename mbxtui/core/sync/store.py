@@ -68,12 +68,22 @@ def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, 
     ``last_uid``."""
     with write_transaction():
         written = _record(mailbox_id, folder, items, own, candidates, now)
-        database.execute_sql(
-            "INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
-            "last_uid = excluded.last_uid, updated_on = excluded.updated_on",
-            [mailbox_id, folder, uidvalidity, last_uid, now])
+        _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now)
     return written
+
+
+def save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+    """A checkpoint alone, in a transaction of its own."""
+    with write_transaction():
+        _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now)
+
+
+def _save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+    database.execute_sql(
+        "INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+        "last_uid = excluded.last_uid, updated_on = excluded.updated_on",
+        [mailbox_id, folder, uidvalidity, last_uid, now])
 
 
 def record_pop3_batch(mailbox_id: int, folder: str, items: list[Fetched], seen: list[str], own: Party | None,

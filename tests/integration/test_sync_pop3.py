@@ -458,6 +458,56 @@ def test_a_server_sending_far_more_than_the_size_it_listed_is_cut_off_with_memor
     assert listed(org)["total"] == 0 and seen_count(org) == 0
 
 
+def _slow_pop3_server_without_uidl(login: str, count: int, pause: float) -> object:
+    """A POP3 server without UIDL holding ``count`` messages, answering each TOP after ``pause``."""
+    messages = [(f"From: a@outside.test\r\nTo: {login}\r\nSubject: Slow {number:02}\r\n"
+                 f"Message-ID: <slow-{number}@lab.test>\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\n").encode()
+                for number in range(1, count + 1)]
+    body = b"Slowly.\r\n"
+
+    def play(conversation: Conversation) -> None:
+        conversation.send_line("+OK slow POP3 server ready")
+        while True:
+            words = conversation.read_line().strip().split(b" ")
+            command = words[0].upper()
+            if command == b"CAPA":
+                conversation.send(b"+OK\r\nUSER\r\nTOP\r\n.\r\n")
+            elif command in (b"USER", b"PASS", b"NOOP", b"RSET"):
+                conversation.send_line("+OK")
+            elif command == b"STAT":
+                conversation.send_line(f"+OK {count} {count * 200}")
+            elif command == b"LIST":
+                listing = b"".join(b"%d %d\r\n" % (n, len(m) + 2 + len(body)) for n, m in enumerate(messages, 1))
+                conversation.send(b"+OK\r\n" + listing + b".\r\n")
+            elif command == b"TOP":
+                time.sleep(pause)
+                header = messages[int(words[1]) - 1]
+                conversation.send(b"+OK\r\n" + header + b"\r\n" + (body if int(words[2]) else b"") + b".\r\n")
+            elif command == b"QUIT":
+                conversation.send_line("+OK bye")
+                raise ConversationOver("the client said goodbye")
+            else:
+                conversation.send_line("-ERR not here")
+    return play
+
+
+def test_a_maildrop_without_uidl_too_large_for_one_cycle_is_read_on_by_the_next(org):
+    [login] = org.lab.add_users(1, "popslow")
+    with HostileServer(_slow_pop3_server_without_uidl(login, 30, 0.1)) as server:
+        org.profile("slow", type="pop3_smtp", incoming_port=server.port, incoming_tls="none",
+                    verify_delivery=False, ca_file=None, timeout_seconds=4)
+        enable(org, pop_queue(org, login, profile="slow"))
+        cycles, tops = [], []
+        for _ in range(3):
+            cycles.append(sync(org).mailboxes[0])
+            tops.append(bytes(server.conversations[-1].in_clear).count(b"TOP "))
+    assert all(cycle.ok for cycle in cycles), cycles
+    assert [cycle.messages for cycle in cycles] == [12, 12, 6], "each cycle stops at the time bound"
+    assert tops == [24, 1 + 24, 1 + 12], "each cycle goes on from the head the last one reached, read again by none"
+    assert listed(org, limit=100)["total"] == 30
+    assert query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == 30, "none twice"
+
+
 def test_a_pop3_profile_with_a_processed_folder_deletes(org, pop_profile):
     Profile.update(processed_folder="Processed").where(Profile.name == "pop").execute()
     [login] = org.lab.add_users(1, "popfolder")

@@ -402,6 +402,21 @@ CREATE TABLE "owner_notice" ("id" INTEGER NOT NULL PRIMARY KEY, "record_kind" VA
 CREATE UNIQUE INDEX "owner_notice_record" ON "owner_notice" ("record_kind", "record_id");
 """
 
+# OAuth2 that fetches its own tokens (issue 13): a profile's provider (microsoft365, google,
+# generic), tenant, client id, issuer URL and scope; which kind of client credential is in the
+# keyring (client_secret, certificate, service_account; NULL: none) and the endpoint it was set or
+# confirmed for (R34: the profile's endpoint and its OAuth settings, see endpoint_binding.py).
+SCHEMA_0012 = r"""
+ALTER TABLE "profile" ADD COLUMN "oauth_provider" VARCHAR(255);
+ALTER TABLE "profile" ADD COLUMN "oauth_tenant" TEXT;
+ALTER TABLE "profile" ADD COLUMN "oauth_client_id" TEXT;
+ALTER TABLE "profile" ADD COLUMN "oauth_issuer" TEXT;
+ALTER TABLE "profile" ADD COLUMN "oauth_scope" TEXT;
+ALTER TABLE "profile" ADD COLUMN "oauth_credential" VARCHAR(255);
+ALTER TABLE "profile" ADD COLUMN "oauth_credential_bound_to" TEXT;
+"""
+POSTGRES_SCHEMA_0012 = SCHEMA_0012
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_0001),
     (2, SCHEMA_0002),
@@ -412,6 +427,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (7, SCHEMA_0007),
     (8, SCHEMA_0008),
     (9, SCHEMA_0009),
+    (12, SCHEMA_0012),
 ]
 
 # The same statements with PostgreSQL's types; UIDs and UIDVALIDITY are unsigned 32-bit, past INTEGER.
@@ -435,6 +451,7 @@ POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (7, POSTGRES_SCHEMA_0007),
     (8, POSTGRES_SCHEMA_0008),
     (9, POSTGRES_SCHEMA_0009),
+    (12, POSTGRES_SCHEMA_0012),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -86,8 +86,13 @@ def test_inconsistent_oauth_settings_are_refused_with_a_sentence_and_nothing_wri
 
 def test_a_certificate_file_is_read_once_checked_and_kept_in_the_keyring(cli: Cli, tmp_path: Path):
     cli.ok(*_add(cli, "Contoso", *M365))
-    issued = trustme.CA().issue_cert("mbxtui-app")
+    elliptic = trustme.CA().issue_cert("mbxtui-app")
     pem = tmp_path / "app.pem"
+    pem.write_bytes(elliptic.private_key_pem.bytes() + elliptic.cert_chain_pems[0].bytes())
+    assert cli.fails("profile", "set-oauth", "Contoso", "--certificate-file", str(pem)) == (
+        "mbxtui: --certificate-file: the private key is not an RSA key: app certificates sign with RS256, so make "
+        "the certificate with an RSA key (2048 bits or more)")
+    issued = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("mbxtui-app", key_type=trustme.KeyType.RSA)
     pem.write_bytes(issued.private_key_pem.bytes() + issued.cert_chain_pems[0].bytes())
     key_only = tmp_path / "key.pem"
     key_only.write_bytes(issued.private_key_pem.bytes())

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mbxtui.core.enums import OAuthCredential
 from mbxtui.core.errors import InvalidInput
@@ -40,6 +41,9 @@ def certificate_from_pem(option: str, data: bytes) -> str:
     except ValueError:
         raise InvalidInput(option, "the file holds no PEM private key: give one PEM file with the app's private "
                                    "key and its certificate") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise InvalidInput(option, "the private key is not an RSA key: app certificates sign with RS256, so "
+                                   "make the certificate with an RSA key (2048 bits or more)")
     try:
         certificates = x509.load_pem_x509_certificates(data)
     except ValueError:

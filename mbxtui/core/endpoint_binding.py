@@ -104,7 +104,7 @@ def plaintext_sentence(profile: Any, side: str) -> str:
 
 
 def secret_label(what: str) -> str:
-    return "OAuth2 token" if what == "oauth2-token" else "password"
+    return {"oauth2-token": "OAuth2 token", "oauth-credential": "OAuth client credential"}.get(what, "password")
 
 
 def unconfirmed_sentence(owner: str, who: str, what: str, host: str, port: int) -> str:

@@ -97,6 +97,7 @@ class ProbeSession:
             acting_for=credentials.authorization_identity if credentials.kind != "none" else None,
             secret_name="OAuth2 token" if credentials.kind == "oauth2" else "password",
             concealed=self._concealed,
+            token_issued=credentials.kind == "oauth2" and credentials.token_issued,
         )
         self.deadline = Deadline(endpoint.timeout)
         self.connection: socket.socket | None = None

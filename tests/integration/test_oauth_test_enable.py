@@ -5,6 +5,7 @@ SMTP server taking XOAUTH2 decide whether it may act for the mailbox (tests/lab/
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -173,8 +174,10 @@ def test_the_token_and_the_client_secret_never_reach_the_database_logs_or_output
             org.cli("--log-file", str(log), "audit", "list", "--json")]
 
     assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[1].returncode == 0, runs[1].stderr
+    assert [(r["email"], r["ok"]) for r in json.loads(runs[1].stdout)["results"]] == [(ALICE, True)], "processing"
     issued = list(oauth_mail.provider.issued)
-    assert issued, "the command fetched its own token"
+    assert len(issued) == 2, "test-enable and sync each fetched the token of their own process"
     places = {f"{' '.join(run.args[3:6])} {stream}": text.encode()
               for run in runs for stream, text in (("stdout", run.stdout), ("stderr", run.stderr))}
     places["log file"] = log.read_bytes()

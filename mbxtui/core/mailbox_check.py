@@ -210,7 +210,9 @@ def _issued_credentials(side: str, mailbox: MailboxSnapshot, profile: ProfileSna
         token = tokens.token(oauth, profile.oauth_credential, credential, subject)
     except TokenError as failure:
         return Withheld(failure.message, failure.code, Step.TOKEN)
-    return Credentials("oauth2", mailbox.email, token, token_issued=True)
+    kind = profile.oauth_credential
+    return Credentials("oauth2", mailbox.email, token, token_issued=True,
+                       on_token_refused=lambda: tokens.discard(oauth, kind, credential, subject, token))
 
 
 def withheld_failure(withheld: Withheld) -> ProbeResult:

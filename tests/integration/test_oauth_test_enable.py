@@ -134,7 +134,7 @@ def test_the_provider_down_is_transient_and_retried(org: Org, oauth_mail: OAuthM
     assert (summary.tested, summary.passed) == (1, 1), "the retry gets its token once the provider is back"
 
 
-def test_a_token_the_mail_server_refuses_is_a_missing_permission(org: Org, oauth_mail: OAuthMail):
+def test_a_token_the_mail_server_refuses_is_a_missing_permission_and_is_not_sent_again(org: Org, oauth_mail: OAuthMail):
     oauth_mail.provider.register(TENANT, "app-smtp-only", secret=SECRET, roles=(SMTP_ROLE,))
     oauth_profile(org, oauth_mail, "M365", "app-smtp-only")
     org.mailbox(ALICE, "M365")
@@ -145,6 +145,11 @@ def test_a_token_the_mail_server_refuses_is_a_missing_permission(org: Org, oauth
     text = org.row(ALICE).last_error_text
     assert IMAP_ROLE in text and "Add-MailboxPermission" in text
     assert org.row(ALICE).outgoing_enabled and not org.row(ALICE).incoming_enabled
+
+    # Granted since: the refused token was forgotten, the next test carries a new one with the role.
+    oauth_mail.provider.clients[(TENANT, "app-smtp-only")].roles = (IMAP_ROLE, SMTP_ROLE)
+    assert org.test_enable(ALICE).passed == 1
+    assert oauth_mail.provider.requests_of("app-smtp-only") == 2
 
 
 def test_a_changed_tenant_withholds_the_client_secret_until_confirmed(org: Org, oauth_mail: OAuthMail):

@@ -55,6 +55,7 @@ class Client:
 @dataclass
 class Issued:
     client: Client
+    roles: tuple[str, ...]  # as granted when it was issued: a token carries its roles
     expires_at: float
 
 
@@ -142,7 +143,7 @@ class OAuthProvider:
                          f"to app '{client_id}'."}
         token = secrets.token_urlsafe(32)
         with self._lock:
-            self.issued[token] = Issued(client, time.time() + self.token_lifetime)
+            self.issued[token] = Issued(client, client.roles, time.time() + self.token_lifetime)
         return 200, {"token_type": "Bearer", "expires_in": self.token_lifetime,
                      "ext_expires_in": self.token_lifetime, "access_token": token}
 
@@ -165,7 +166,7 @@ class OAuthProvider:
         if issued is None or issued.expires_at < time.time():
             return {"active": False, "email": "nobody@invalid.invalid"}
         client = issued.client
-        return {"active": True, "email": f"{client.client_id}@{client.domain}", "scope": " ".join(client.roles),
+        return {"active": True, "email": f"{client.client_id}@{client.domain}", "scope": " ".join(issued.roles),
                 "client_id": client.client_id, "exp": int(issued.expires_at)}
 
     def may(self, token: str, login: str, role: str) -> bool:

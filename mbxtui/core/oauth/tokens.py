@@ -71,7 +71,7 @@ class TokenCache:
 
     def token(self, settings: OAuthSettings, kind: str, credential: Secret, subject: str | None = None) -> Secret:
         """A valid access token; raises ``TokenError`` when the provider gives none."""
-        key = _Key(settings, kind, hashlib.sha256(credential.reveal().encode("utf-8")).hexdigest(), subject)
+        key = _key(settings, kind, credential, subject)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
@@ -92,11 +92,27 @@ class TokenCache:
             entry.failure = None
             return entry.token
 
+    def discard(self, settings: OAuthSettings, kind: str, credential: Secret, subject: str | None,
+                token: Secret) -> None:
+        """Forget ``token`` (a mail server refused it): the next request fetches a new one. A token
+        renewed meanwhile by another thread is kept."""
+        key = _key(settings, kind, credential, subject)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.token is not None and entry.token.reveal() == token.reveal():
+                entry.token, entry.renew_at = None, 0.0
+
     def forget(self) -> None:
         """Drop every token and remembered failure (a test starting afresh)."""
         with self._guard:
             self._entries.clear()
             self._locks.clear()
+
+
+def _key(settings: OAuthSettings, kind: str, credential: Secret, subject: str | None) -> _Key:
+    return _Key(settings, kind, hashlib.sha256(credential.reveal().encode("utf-8")).hexdigest(), subject)
 
 
 _process_cache = TokenCache()
@@ -105,6 +121,10 @@ _process_cache = TokenCache()
 def token(settings: OAuthSettings, kind: str, credential: Secret, subject: str | None = None) -> Secret:
     """The process's token for this profile's client (and ``subject``, for Google)."""
     return _process_cache.token(settings, kind, credential, subject)
+
+
+def discard(settings: OAuthSettings, kind: str, credential: Secret, subject: str | None, token: Secret) -> None:
+    _process_cache.discard(settings, kind, credential, subject, token)
 
 
 def forget_tokens() -> None:

@@ -7,6 +7,7 @@ what was done, how long each took and, on failure, which step failed, with a cla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -107,6 +108,9 @@ class Credentials:
     secret: Secret = field(default_factory=lambda: Secret(""), repr=False, compare=False)
     authorization_identity: str | None = None
     token_issued: bool = False  # the token was just issued by the profile's OAuth provider (core/oauth)
+    # Called when the server refuses an issued token: the token cache forgets it, so the next attempt
+    # carries a new one (with the permissions granted since).
+    on_token_refused: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "secret", as_secret(self.secret))

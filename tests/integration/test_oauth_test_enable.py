@@ -79,6 +79,20 @@ def test_test_and_enable_fetches_a_token_and_logs_in_with_xoauth2_on_imap_and_sm
     assert oauth_mail.provider.introspections >= 1, "Dovecot checked the token at the provider"
 
 
+def test_a_google_service_account_acts_as_each_mailbox_with_a_token_of_its_own(org: Org, oauth_mail: OAuthMail):
+    key_file = oauth_mail.provider.service_account("sync@mbxtui-lab.iam.gserviceaccount.com")
+    org.profile("Workspace", incoming_port=oauth_mail.ports["imaps"], outgoing_port=oauth_mail.ports["smtp"],
+                incoming_auth="oauth2", outgoing_auth="oauth2", oauth_provider="google")
+    credentials.set_profile_oauth(org.admin, "Workspace", "service_account", json.dumps(key_file), org.store)
+    for email in (ALICE, BOB):
+        org.mailbox(email, "Workspace")
+
+    summary = org.test_enable(ALICE, BOB)
+
+    assert (summary.tested, summary.passed) == (2, 2), (codes(org, ALICE), codes(org, BOB))
+    assert oauth_mail.provider.requests_of("sync@mbxtui-lab.iam.gserviceaccount.com") == 2, "one per subject"
+
+
 def test_one_token_request_per_profile_for_all_its_mailboxes_until_near_expiry(org: Org, oauth_mail: OAuthMail):
     oauth_mail.provider.register(TENANT, "app-shared", secret=SECRET)
     oauth_profile(org, oauth_mail, "M365", "app-shared")

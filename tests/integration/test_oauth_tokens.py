@@ -4,6 +4,7 @@ certificate, shared by every thread, renewed before expiry, and each failure its
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mbxtui.core.oauth import tokens
-from mbxtui.core.oauth.client_credentials import certificate_from_pem
+from mbxtui.core.oauth.client_credentials import certificate_from_pem, service_account_from_json
 from mbxtui.core.oauth.tokens import TokenError
 from mbxtui.core.oauth.settings import OAuthSettings
 from mbxtui.core.probes.base import ErrorCode, is_transient
@@ -135,3 +136,21 @@ def test_a_generic_provider_is_found_by_openid_discovery(provider: OAuthProvider
                              timeout=5.0)
     assert provider.introspect(tokens.token(settings, "client_secret", Secret(SECRET)).reveal())["active"]
     assert _failure(settings, "client_secret", "wrong").code == ErrorCode.OAUTH_CLIENT_REJECTED
+
+
+def test_a_google_service_account_gets_one_token_per_mailbox_it_acts_as(provider: OAuthProvider):
+    key_file = provider.service_account("mbxtui@lab.iam.gserviceaccount.com")
+    stored = service_account_from_json("--service-account-file", json.dumps(key_file).encode())
+    settings = OAuthSettings(profile_id=3, provider="google", tenant=None, client_id=None, issuer=None,
+                             scope="https://mail.google.com/", ca_file=str(provider.certificates.ca_file), timeout=5.0)
+    alice = tokens.token(settings, "service_account", Secret(stored), "alice@example.test")
+    bob = tokens.token(settings, "service_account", Secret(stored), "bob@example.test")
+    assert tokens.token(settings, "service_account", Secret(stored), "alice@example.test").reveal() == alice.reveal()
+    assert provider.introspect(alice.reveal())["email"] == "alice@example.test"
+    assert provider.introspect(bob.reveal())["email"] == "bob@example.test"
+    assert provider.requests_of("mbxtui@lab.iam.gserviceaccount.com") == 2
+
+    with pytest.raises(TokenError) as outside:
+        tokens.token(settings, "service_account", Secret(stored), "eve@elsewhere.test")
+    assert outside.value.code == ErrorCode.OAUTH_PERMISSION_MISSING
+    assert "domain-wide delegation" in outside.value.message

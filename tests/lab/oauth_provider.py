@@ -13,6 +13,8 @@ What it serves:
   secret (client_secret_post) or a signed client assertion (RS256 with the registered certificate's
   key, as msal sends it), answering as Entra ID does: AADSTS7000215 (invalid_client) for a wrong
   secret, AADSTS700016 (unauthorized_client) for an unknown client;
+- POST /google/token: Google's JWT bearer grant for a service account (``service_account()`` makes one,
+  delegated for a domain: a subject outside it gets ``unauthorized_client``);
 - POST /introspect on a second, plain-HTTP port (``introspection_url``, for Dovecot's oauth2 passdb):
   ``{"active": true, "email": "CLIENT@DOMAIN", "scope": ROLES}`` for a token it issued and that has
   not expired; the email's domain is the one the client is granted (``username_format = %d``).
@@ -39,7 +41,10 @@ from .certs import LabCertificates
 HOST = "127.0.0.1"
 ALL_ROLES = ("IMAP.AccessAsApp", "POP.AccessAsApp", "SMTP.SendAsApp")
 GENERIC = "generic"
+GOOGLE = "google"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"  # what google-auth signs for, whatever the token_uri
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Issued:
     client: Client
     roles: tuple[str, ...]  # as granted when it was issued: a token carries its roles
     expires_at: float
+    subject: str | None = None  # Google: the user a service account acts as
 
 
 @dataclass
@@ -89,6 +95,22 @@ class OAuthProvider:
         client = Client(tenant, client_id, secret, certificate_pem, roles, domain)
         self.clients[(tenant, client_id)] = client
         return client
+
+    def service_account(self, client_email: str, *, domain: str = "example.test",
+                        roles: tuple[str, ...] = ALL_ROLES) -> dict:
+        """A Google service account delegated for ``domain``: its JSON key file, ``token_uri`` here."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.clients[(GOOGLE, client_email)] = Client(GOOGLE, client_email, None, public, roles, domain)
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+        return {"type": "service_account", "project_id": "mbxtui-lab", "private_key_id": secrets.token_hex(8),
+                "private_key": private, "client_email": client_email, "client_id": secrets.token_hex(10),
+                "token_uri": f"{self.url}/{GOOGLE}/token"}
 
     def requests_of(self, client_id: str) -> int:
         with self._lock:
@@ -147,6 +169,35 @@ class OAuthProvider:
         return 200, {"token_type": "Bearer", "expires_in": self.token_lifetime,
                      "ext_expires_in": self.token_lifetime, "access_token": token}
 
+    def jwt_bearer(self, endpoint: str, form: dict[str, str]) -> tuple[int, dict]:
+        """Google's token endpoint for a service account's signed JWT (``sub``: the user it acts as)."""
+        try:
+            unverified = jwt.decode(form.get("assertion", ""), options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT."}
+        client_email = str(unverified.get("iss", ""))
+        with self._lock:
+            self.token_requests[client_email] = self.token_requests.get(client_email, 0) + 1
+        client = self.clients.get((GOOGLE, client_email))
+        if form.get("grant_type") != JWT_BEARER or client is None or client.certificate_pem is None:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"}
+        try:
+            from cryptography.hazmat.primitives import serialization
+
+            claims = jwt.decode(form["assertion"], serialization.load_pem_public_key(client.certificate_pem),
+                                algorithms=["RS256"], audience=[endpoint, GOOGLE_AUDIENCE])
+        except jwt.PyJWTError:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        subject = claims.get("sub")
+        if subject and str(subject).rpartition("@")[2].lower() != client.domain:
+            return 401, {"error": "unauthorized_client", "error_description":
+                         "Client is unauthorized to retrieve access tokens using this method, or client not "
+                         "authorized for any of the scopes requested."}
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self.issued[token] = Issued(client, client.roles, time.time() + self.token_lifetime, subject)
+        return 200, {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
+
     def _authenticated(self, client: Client, endpoint: str, form: dict[str, str]) -> bool:
         if form.get("client_assertion_type") == ASSERTION_TYPE and client.certificate_pem:
             key = x509.load_pem_x509_certificate(client.certificate_pem).public_key()
@@ -166,7 +217,8 @@ class OAuthProvider:
         if issued is None or issued.expires_at < time.time():
             return {"active": False, "email": "nobody@invalid.invalid"}
         client = issued.client
-        return {"active": True, "email": f"{client.client_id}@{client.domain}", "scope": " ".join(issued.roles),
+        email = issued.subject or f"{client.client_id}@{client.domain}"
+        return {"active": True, "email": email, "scope": " ".join(issued.roles),
                 "client_id": client.client_id, "exp": int(issued.expires_at)}
 
     def may(self, token: str, login: str, role: str) -> bool:
@@ -217,6 +269,8 @@ def _handler(provider: OAuthProvider, *, secure: bool) -> type[BaseHTTPRequestHa
             if provider.unavailable:
                 return self._answer(503, {"error": "temporarily_unavailable"})
             realm = path.strip("/").split("/")[0]
+            if path == f"/{GOOGLE}/token":
+                return self._answer(*provider.jwt_bearer(f"{provider.url}{path}", form))
             if path in (f"/{realm}/oauth2/v2.0/token", f"/{GENERIC}/token"):
                 return self._answer(*provider.grant(realm, f"{provider.url}{path}", form))
             self._answer(404, {"error": "not_found"})

@@ -83,9 +83,9 @@ def _unreachable(settings: OAuthSettings, why: str) -> TokenError:
                       f"mail server; it is tried again later, check the network and the provider's status")
 
 
-def _rejected(settings: OAuthSettings, said: str) -> TokenError:
+def _rejected(settings: OAuthSettings, said: str, client: str | None = None) -> TokenError:
     return TokenError(ErrorCode.OAUTH_CLIENT_REJECTED,
-                      f"the OAuth provider {settings.where} refused client {settings.client_id or ''!r} "
+                      f"the OAuth provider {settings.where} refused client {client or settings.client_id or ''!r} "
                       f"(provider said: {said}): check the profile's client id, tenant and scope, and set the "
                       f"client's secret or certificate again with `mbxtui profile set-oauth`")
 
@@ -182,7 +182,7 @@ def _google(settings: OAuthSettings, credential: Secret, subject: str | None, se
                              f"Google refused a token for {subject!r} to service account "
                              f"{info.get('client_email')!r} (provider said: {_said(answer)}): grant its client id "
                              f"domain-wide delegation of {settings.scope} in the Admin console") from None
-        raise _rejected(settings, _said(answer)) from None
+        raise _rejected(settings, _said(answer), info.get("client_email")) from None
     except google_errors.TransportError as exc:
         cause = exc.__cause__ or exc.__context__ or exc
         if isinstance(cause, _ProviderBusy):

@@ -812,6 +812,11 @@ def role_world(databases: Databases, roles_template: Path | str, tmp_path: Path,
         actors = {role: operators.current_actor(login=login) for role, login in ROLE_LOGINS.items()}
         credentials.set_mailbox_secret(actors[Role.GLOBAL_ADMIN], "ann@corp.test", KEPT_SECRET, secret_store)
         credentials.set_profile_secret(actors[Role.GLOBAL_ADMIN], "imap", KEPT_SECRET, secret_store)
+        profiles.create(actors[Role.GLOBAL_ADMIN], name="oauth", type="imap_smtp", incoming_host="imap.corp.test",
+                        incoming_port=993, incoming_tls="implicit", incoming_auth="oauth2",
+                        outgoing_host="smtp.corp.test", outgoing_port=587, outgoing_tls="starttls",
+                        outgoing_auth="oauth2", oauth_provider="generic", oauth_client_id="mbxtui",
+                        oauth_issuer="https://idp.corp.test/realms/mail")
         # R34: secrets whose endpoint changed since they were set, for the confirmations to confirm.
         database.execute_sql("UPDATE mailbox SET password_bound_to = NULL")
         database.execute_sql("UPDATE profile SET password_bound_to = NULL")
@@ -879,6 +884,8 @@ MUTATING_SERVICES = [
     MutatingService(profiles.update, (CONFIGURE,), lambda f, a, w: f(a, "imap", max_connections=5)),
     MutatingService(settings.update, (CONFIGURE,), lambda f, a, w: f(a, retry_attempts=3)),
     MutatingService(credentials.set_profile_secret, (CONFIGURE,), lambda f, a, w: f(a, "imap", NEW_SECRET, w.store)),
+    MutatingService(credentials.set_profile_oauth, (CONFIGURE,),
+                    lambda f, a, w: f(a, "oauth", "client_secret", NEW_SECRET, w.store)),
     MutatingService(credentials.set_mailbox_secret, (CONFIGURE,),
                     lambda f, a, w: f(a, "bob@corp.test", NEW_SECRET, w.store, credentials.TOKEN)),
     MutatingService(credentials.clear_mailbox_secret, (CONFIGURE,), lambda f, a, w: f(a, "ann@corp.test", w.store)),

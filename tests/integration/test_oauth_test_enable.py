@@ -12,6 +12,7 @@ import pytest
 
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.oauth import tokens
+from mbxtui.core.profile_check import check_profile
 from mbxtui.core.services import credentials, profiles
 from tests.integration.conftest import Org, stored_bytes
 from tests.lab import MailLab
@@ -204,3 +205,16 @@ def test_the_token_and_the_client_secret_never_reach_the_database_logs_or_output
     for secret in [SECRET, *issued]:
         for place, content in places.items():
             assert secret.encode() not in content, f"a secret in the {place}"
+
+
+def test_a_profile_test_checks_that_the_provider_gives_its_client_a_token(org: Org, oauth_mail: OAuthMail):
+    oauth_mail.provider.register(TENANT, "app-profile-test", secret=SECRET)
+    oauth_profile(org, oauth_mail, "M365", "app-profile-test")
+    checked = check_profile(org.admin, "M365", org.store)
+    assert checked.passed and list(checked.directions) == ["oauth2", "incoming", "outgoing"]
+    assert [step["step"] for step in checked.directions["oauth2"]["steps"]] == ["oauth_token"]
+
+    credentials.set_profile_oauth(org.admin, "M365", "client_secret", "a-wrong-secret", org.store)
+    checked = check_profile(org.admin, "M365", org.store)
+    assert not checked.passed
+    assert checked.directions["oauth2"]["failure"]["code"] == "OAUTH_CLIENT_REJECTED"

@@ -45,9 +45,10 @@ def fresh_tokens() -> Iterator[None]:
 def oauth_profile(org: Org, oauth: OAuthMail, name: str, client_id: str, *, secret: str = SECRET,
                   **fields: object) -> None:
     """A microsoft365 profile whose authority is the local provider, with its client secret set."""
-    org.profile(name, incoming_port=oauth.ports["imaps"], outgoing_port=oauth.ports["smtp"],
-                incoming_auth="oauth2", outgoing_auth="oauth2", oauth_provider="microsoft365",
-                oauth_tenant=TENANT, oauth_client_id=client_id, oauth_issuer=oauth.provider.url, **fields)
+    org.profile(name, **{"incoming_port": oauth.ports["imaps"], "outgoing_port": oauth.ports["smtp"],
+                         "incoming_auth": "oauth2", "outgoing_auth": "oauth2", "oauth_provider": "microsoft365",
+                         "oauth_tenant": TENANT, "oauth_client_id": client_id, "oauth_issuer": oauth.provider.url,
+                         **fields})
     credentials.set_profile_oauth(org.admin, name, "client_secret", secret, org.store)
 
 
@@ -78,6 +79,16 @@ def test_test_and_enable_fetches_a_token_and_logs_in_with_xoauth2_on_imap_and_sm
     assert len(org.lab.messages(ALICE)) == delivered_before + 1
     assert oauth_mail.provider.requests_of("app-e2e") == 1, "one token for both directions"
     assert oauth_mail.provider.introspections >= 1, "Dovecot checked the token at the provider"
+
+
+def test_pop3_logs_in_with_xoauth2_too(org: Org, oauth_mail: OAuthMail):
+    oauth_mail.provider.register(TENANT, "app-pop3", secret=SECRET)
+    oauth_profile(org, oauth_mail, "M365 POP", "app-pop3", type="pop3_smtp", incoming_port=oauth_mail.ports["pop3s"],
+                  verify_delivery=False)
+    org.mailbox(ALICE, "M365 POP", outgoing_method="none")
+
+    assert org.test_enable(ALICE).passed == 1, codes(org, ALICE)
+    assert ("authenticate", f"as {ALICE}") in steps(org, ALICE, "incoming")
 
 
 def test_a_google_service_account_acts_as_each_mailbox_with_a_token_of_its_own(org: Org, oauth_mail: OAuthMail):

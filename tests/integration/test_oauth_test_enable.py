@@ -6,6 +6,7 @@ SMTP server taking XOAUTH2 decide whether it may act for the mailbox (tests/lab/
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.oauth import tokens
 from mbxtui.core.profile_check import check_profile
 from mbxtui.core.services import credentials, profiles
+from mbxtui.core.sync.runner import SyncRunner
 from tests.integration.conftest import Org, stored_bytes
 from tests.lab import MailLab
 from tests.lab.oauth_mail import IMAP_ROLE, SMTP_ROLE, OAuthMail, start_oauth_mail
@@ -117,6 +119,24 @@ def test_one_token_request_per_profile_for_all_its_mailboxes_until_near_expiry(o
 
     org.test_enable(ALICE, BOB)
     assert oauth_mail.provider.requests_of("app-shared") == 1, "still valid: reused"
+
+
+def test_processing_renews_the_token_before_it_expires_between_cycles(org: Org, oauth_mail: OAuthMail):
+    oauth_mail.provider.register(TENANT, "app-renewed", secret=SECRET)
+    oauth_mail.provider.token_lifetime = 2
+    try:
+        oauth_profile(org, oauth_mail, "M365", "app-renewed", verify_delivery=False)
+        org.mailbox(ALICE, "M365", outgoing_method="none")
+        assert org.test_enable(ALICE).passed == 1
+        first = SyncRunner(org.store, clock=org.clock).run_once([ALICE], ignore_interval=True)
+        assert [(m.email, m.ok) for m in first.mailboxes] == [(ALICE, True)]
+        assert oauth_mail.provider.requests_of("app-renewed") == 1, "the cycle used the test's token"
+        time.sleep(1.2)  # past half the token's life: renewed while the old one is still valid
+        second = SyncRunner(org.store, clock=org.clock).run_once([ALICE], ignore_interval=True)
+        assert [(m.email, m.ok, m.error_code) for m in second.mailboxes] == [(ALICE, True, None)]
+        assert oauth_mail.provider.requests_of("app-renewed") == 2
+    finally:
+        oauth_mail.provider.token_lifetime = 3600
 
 
 def test_a_wrong_client_secret_fails_for_good_before_any_mail_server_is_contacted(org: Org, oauth_mail: OAuthMail):

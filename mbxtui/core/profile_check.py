@@ -42,7 +42,7 @@ def _profile_credentials(side: str, profile, store: SecretStore | None) -> Crede
     return Credentials("password" if auth == "profile" else "oauth2", profile.username, secret)
 
 
-def _token_check(profile, store: SecretStore | None) -> ProbeResult | None:
+def _token_check(profile: Any, store: SecretStore | None) -> ProbeResult | None:
     """Whether the profile's OAuth provider gives its client a token (Google: for the service
     account itself); None when the profile has no provider."""
     settings = settings_of(profile)

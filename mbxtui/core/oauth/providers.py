@@ -19,9 +19,6 @@ from mbxtui.core.oauth.tokens import IssuedToken, TokenError
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secret_value import Secret
 
-# Answers of a token endpoint that say the client itself is refused (RFC 6749 5.2, and Entra ID's).
-_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_request", "invalid_grant",
-                            "invalid_scope", "unsupported_grant_type", "access_denied"})
 _MAX_SAID = 200
 
 
@@ -108,7 +105,7 @@ def _said(answer: dict[str, Any]) -> str:
 
 def _issued(settings: OAuthSettings, answer: dict[str, Any]) -> IssuedToken:
     if "access_token" not in answer:
-        if answer.get("error") in _CLIENT_ERRORS or answer.get("error"):
+        if answer.get("error"):  # RFC 6749 5.2: the client, its grant or its scope refused
             raise _rejected(settings, _said(answer))
         raise _unreachable(settings, "its answer held no access token")
     try:

@@ -464,6 +464,20 @@ CREATE UNIQUE INDEX "mailbox_user_id" ON "mailbox" ("user_id") WHERE "user_id" I
 DROP INDEX "mailbox_queue_id";
 CREATE UNIQUE INDEX "mailbox_queue_id" ON "mailbox" ("queue_id") WHERE "queue_id" IS NOT NULL;
 """
+# OAuth2 that fetches its own tokens (issue 13): a profile's provider (microsoft365, google,
+# generic), tenant, client id, issuer URL and scope; which kind of client credential is in the
+# keyring (client_secret, certificate, service_account; NULL: none) and the endpoint it was set or
+# confirmed for (R34: the profile's endpoint and its OAuth settings, see endpoint_binding.py).
+SCHEMA_0012 = r"""
+ALTER TABLE "profile" ADD COLUMN "oauth_provider" VARCHAR(255);
+ALTER TABLE "profile" ADD COLUMN "oauth_tenant" TEXT;
+ALTER TABLE "profile" ADD COLUMN "oauth_client_id" TEXT;
+ALTER TABLE "profile" ADD COLUMN "oauth_issuer" TEXT;
+ALTER TABLE "profile" ADD COLUMN "oauth_scope" TEXT;
+ALTER TABLE "profile" ADD COLUMN "oauth_credential" VARCHAR(255);
+ALTER TABLE "profile" ADD COLUMN "oauth_credential_bound_to" TEXT;
+"""
+POSTGRES_SCHEMA_0012 = SCHEMA_0012
 
 # Step 13: what R16 counts, whatever failed (a test or processing, each direction): the last failure
 # of each mailbox's direction that has not passed since; and whether a POP3 message a mailbox saw
@@ -487,6 +501,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (8, SCHEMA_0008),
     (9, SCHEMA_0009),
     (10, SCHEMA_0010),
+    (12, SCHEMA_0012),
     (13, SCHEMA_0013),
 ]
 
@@ -516,6 +531,7 @@ POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (8, POSTGRES_SCHEMA_0008),
     (9, POSTGRES_SCHEMA_0009),
     (10, POSTGRES_SCHEMA_0010),
+    (12, POSTGRES_SCHEMA_0012),
     (13, POSTGRES_SCHEMA_0013),
 ]
 

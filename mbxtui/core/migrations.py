@@ -402,6 +402,15 @@ CREATE TABLE "owner_notice" ("id" INTEGER NOT NULL PRIMARY KEY, "record_kind" VA
 CREATE UNIQUE INDEX "owner_notice_record" ON "owner_notice" ("record_kind", "record_id");
 """
 
+# The Activities screen and the Sync monitor at a million activities: the Incoming and Outgoing views
+# (and their counts) walk (direction, id) newest first, where SQLite sorted every row of the direction
+# through (direction, message_id); the monitor's messages per minute read the last hour's rows of
+# (direction, created_on), where it walked every incoming activity.
+SCHEMA_0011 = r"""
+CREATE INDEX "email_activity_direction_id" ON "email_activity" ("direction", "id");
+CREATE INDEX "email_activity_direction_created_on" ON "email_activity" ("direction", "created_on");
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_0001),
     (2, SCHEMA_0002),
@@ -412,6 +421,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (7, SCHEMA_0007),
     (8, SCHEMA_0008),
     (9, SCHEMA_0009),
+    (11, SCHEMA_0011),
 ]
 
 # The same statements with PostgreSQL's types; UIDs and UIDVALIDITY are unsigned 32-bit, past INTEGER.
@@ -435,6 +445,7 @@ POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (7, POSTGRES_SCHEMA_0007),
     (8, POSTGRES_SCHEMA_0008),
     (9, POSTGRES_SCHEMA_0009),
+    (11, SCHEMA_0011),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -124,7 +124,8 @@ def main() -> None:
         ("filter: a mailbox's address", lambda: activities.page_activities(actor, text="queue7@corp.test")),
         ("filter: text in 1 of 10 subjects", lambda: activities.page_activities(actor, text="invoice")),
         ("filter: text found nowhere, the whole page", lambda: activities.page_activities(actor, text=nowhere)),
-        ("filter: text found nowhere, the first screen (head)", lambda: activities.head_activities(actor, text=nowhere)),
+        ("filter: text found nowhere, the first screen (head)",
+         lambda: activities.head_activities(actor, text=nowhere)),
         ("count, no filter", lambda: activities.count_activities(actor)),
         ("count, view Outgoing", lambda: activities.count_activities(actor, direction="outgoing")),
         ("count, text in 1 of 10", lambda: activities.count_activities(actor, text="invoice")),
@@ -198,8 +199,8 @@ async def screen_times(actor, path: Path, folder: Path) -> list[tuple[str, str]]
         typed = []
         for letter in "no such words":  # each letter restarts the filter's pause; the last one reads
             typed.append(await typed_to_frame(app, clock, "space" if letter == " " else letter, letter, rng))
-        figures.append(("filter keystroke: key to frame, typing a filter", f"median {statistics.median(typed) * 1000:.1f} ms, "
-                        f"worst {max(typed) * 1000:.1f} ms"))
+        figures.append(("filter keystroke: key to frame, typing a filter",
+                        f"median {statistics.median(typed) * 1000:.1f} ms, worst {max(typed) * 1000:.1f} ms"))
         typed = []
         await asyncio.sleep(activities_pause())
         for _ in range(10):  # while the rare filter's page and count are read

@@ -410,6 +410,15 @@ SCHEMA_0010 = r"""
 DROP INDEX "mailbox_postponed_until";
 """
 
+# The Activities screen and the Sync monitor at a million activities: the Incoming and Outgoing views
+# (and their counts) walk (direction, id) newest first, where SQLite sorted every row of the direction
+# through (direction, message_id); the monitor's messages per minute read the last hour's rows of
+# (direction, created_on), where it walked every incoming activity.
+SCHEMA_0011 = r"""
+CREATE INDEX "email_activity_direction_id" ON "email_activity" ("direction", "id");
+CREATE INDEX "email_activity_direction_created_on" ON "email_activity" ("direction", "created_on");
+"""
+
 # PostgreSQL writes a new entry into every index of the mailbox table for every row a bulk action
 # changes (each changes an indexed column, so no update is HOT), and its indexes keep equal values
 # in no particular order of id. So: the grid's sort indexes become (column, id), which PostgreSQL
@@ -501,6 +510,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (8, SCHEMA_0008),
     (9, SCHEMA_0009),
     (10, SCHEMA_0010),
+    (11, SCHEMA_0011),
     (12, SCHEMA_0012),
     (13, SCHEMA_0013),
 ]
@@ -531,6 +541,7 @@ POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (8, POSTGRES_SCHEMA_0008),
     (9, POSTGRES_SCHEMA_0009),
     (10, POSTGRES_SCHEMA_0010),
+    (11, SCHEMA_0011),
     (12, POSTGRES_SCHEMA_0012),
     (13, POSTGRES_SCHEMA_0013),
 ]

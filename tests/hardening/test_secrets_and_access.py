@@ -931,7 +931,8 @@ READ_ONLY = {
     "users.list_queues", "profile_mailboxes.mailboxes_of_profile", "mailbox_pages.MailboxPages",
     "credentials.mailbox_secret_state",
     "activities.list_activities", "activities.show_activity", "mailbox_views.sync_of", "health.health",
-    "activities.page_activities", "activities.count_activities", "activities.activity_detail",
+    "activities.page_activities", "activities.head_activities", "activities.count_activities",
+    "activities.activity_detail",
     "sync_monitor.snapshot",
 }
 CALLED_BY_CHECKED_SERVICES = {

@@ -35,7 +35,6 @@ import heapq
 import itertools
 import json
 import sqlite3
-import time
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Sequence
@@ -46,6 +45,7 @@ from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services.mailbox_views import filter_condition, order_by, stale_ids, view_condition, where_for
+from mbxtui.core.walks import first_matches
 
 # The ids a view takes, read from one index (None: every mailbox), and whether the view leaves
 # inactive mailboxes out. Mirrors mailbox_views.view_condition.
@@ -262,23 +262,18 @@ class MailboxPages:
             pattern = dialect.like_pattern(text)
             filter_sql, filter_params = "(m.name LIKE ? ESCAPE '\\' OR m.email LIKE ? ESCAPE '\\')", [pattern, pattern]
         sort = (query.sort or "name").strip().lower()
-        deadline = time.monotonic() + seconds
-        found = array("q")
+
+        def matching(batch: list[int]) -> list[int]:
+            marks = ",".join("?" * len(batch))
+            matched = set(itertools.chain.from_iterable(conn.execute(
+                f"SELECT m.id FROM mailbox m WHERE m.id IN ({marks}) AND ({view_sql}) AND ({filter_sql})",
+                [*batch, *view_params, *filter_params])))
+            return [mailbox_id for mailbox_id in batch if mailbox_id in matched]
+
         with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
-            while True:
-                batch = list(itertools.islice(walk, WALK_BATCH))
-                if not batch:
-                    return found, True
-                marks = ",".join("?" * len(batch))
-                matched = set(itertools.chain.from_iterable(conn.execute(
-                    f"SELECT m.id FROM mailbox m WHERE m.id IN ({marks}) AND ({view_sql}) AND ({filter_sql})",
-                    [*batch, *view_params, *filter_params])))
-                found.extend(mailbox_id for mailbox_id in batch if mailbox_id in matched)
-                if len(found) >= HEAD:
-                    del found[HEAD:]
-                    return found, False
-                if time.monotonic() >= deadline:
-                    return found, False
+            batches = iter(lambda: list(itertools.islice(walk, WALK_BATCH)), [])
+            walked = first_matches(batches, matching, HEAD, seconds=seconds)
+        return array("q", walked.found), walked.exhausted
 
     def _start_indexed(self, conn: sqlite3.Connection, query: GridQuery, walk: bool = True) -> OrderedIds:
         """The ids from the view's and the filter's indexes, kept in the order of the sort

@@ -410,15 +410,6 @@ SCHEMA_0010 = r"""
 DROP INDEX "mailbox_postponed_until";
 """
 
-# The Activities screen and the Sync monitor at a million activities: the Incoming and Outgoing views
-# (and their counts) walk (direction, id) newest first, where SQLite sorted every row of the direction
-# through (direction, message_id); the monitor's messages per minute read the last hour's rows of
-# (direction, created_on), where it walked every incoming activity.
-SCHEMA_0011 = r"""
-CREATE INDEX "email_activity_direction_id" ON "email_activity" ("direction", "id");
-CREATE INDEX "email_activity_direction_created_on" ON "email_activity" ("direction", "created_on");
-"""
-
 # PostgreSQL writes a new entry into every index of the mailbox table for every row a bulk action
 # changes (each changes an indexed column, so no update is HOT), and its indexes keep equal values
 # in no particular order of id. So: the grid's sort indexes become (column, id), which PostgreSQL
@@ -473,6 +464,16 @@ CREATE UNIQUE INDEX "mailbox_user_id" ON "mailbox" ("user_id") WHERE "user_id" I
 DROP INDEX "mailbox_queue_id";
 CREATE UNIQUE INDEX "mailbox_queue_id" ON "mailbox" ("queue_id") WHERE "queue_id" IS NOT NULL;
 """
+
+# The Activities screen and the Sync monitor at a million activities: the Incoming and Outgoing views
+# (and their counts) walk (direction, id) newest first, where SQLite sorted every row of the direction
+# through (direction, message_id); the monitor's messages per minute read the last hour's rows of
+# (direction, created_on), where it walked every incoming activity.
+SCHEMA_0011 = r"""
+CREATE INDEX "email_activity_direction_id" ON "email_activity" ("direction", "id");
+CREATE INDEX "email_activity_direction_created_on" ON "email_activity" ("direction", "created_on");
+"""
+
 # OAuth2 that fetches its own tokens (issue 13): a profile's provider (microsoft365, google,
 # generic), tenant, client id, issuer URL and scope; which kind of client credential is in the
 # keyring (client_secret, certificate, service_account; NULL: none) and the endpoint it was set or

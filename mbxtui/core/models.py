@@ -103,6 +103,15 @@ class Profile(BaseModel):
     plaintext_confirmed_for = TextField(null=True)
     retest_hours = IntegerField(null=True)  # R33: re-test enabled mailboxes not proven for this long
     processed_folder = TextField(null=True)  # R28: IMAP moves processed mail here instead of deleting
+    # OAuth2 with a provider (core/oauth): who issues the tokens, for which client; the client's
+    # credential is in the keyring, ``oauth_credential`` says which kind, bound as R34 says.
+    oauth_provider = CharField(null=True)  # microsoft365, google, generic; NULL: tokens set by hand
+    oauth_tenant = TextField(null=True)
+    oauth_client_id = TextField(null=True)
+    oauth_issuer = TextField(null=True)
+    oauth_scope = TextField(null=True)
+    oauth_credential = CharField(null=True)  # client_secret, certificate, service_account
+    oauth_credential_bound_to = TextField(null=True)
 
 
 class Mailbox(BaseModel):
@@ -324,14 +333,27 @@ class SyncStatus(BaseModel):
 
 
 class SeenUidl(BaseModel):
-    """A POP3 message a mailbox has processed, by its UIDL (R24)."""
+    """A POP3 message a mailbox has seen, by its UIDL (R24): ``processed``, or passed over (received
+    before the reading date, tracked for nobody); only a processed one is deleted (R28)."""
 
     mailbox = ForeignKeyField(Mailbox, on_delete="CASCADE")
     uidl = TextField()
     seen_on = DateTimeField(default=utcnow)
+    processed = IntegerField(default=0)
 
     class Meta:
         table_name = "sync_seen_uidl"
+
+
+class MailboxFailure(BaseModel):
+    """R16: a direction of a mailbox that failed (``activity``: ``test`` or ``processing``) and has
+    not passed since, with its profile then and when it last failed."""
+
+    mailbox = ForeignKeyField(Mailbox, on_delete="CASCADE")
+    profile = ForeignKeyField(Profile, on_delete="CASCADE")
+    direction = CharField()
+    activity = CharField()
+    failed_on = DateTimeField(default=utcnow)
 
 
 class OwnerNotice(BaseModel):
@@ -360,5 +382,6 @@ ALL_MODELS = [
     SyncCheckpoint,
     SyncStatus,
     SeenUidl,
+    MailboxFailure,
     OwnerNotice,
 ]

@@ -500,6 +500,13 @@ CREATE INDEX "mailbox_failure_profile_failed_on" ON "mailbox_failure" ("profile_
 ALTER TABLE "sync_seen_uidl" ADD COLUMN "processed" INTEGER NOT NULL DEFAULT 0;
 """
 
+# Step 14: the UIDs the last commit of a deleting mailbox recorded as processed and that are not yet
+# deleted or moved (a JSON list; NULL when none), so that a cycle cut short between its commit and
+# its expunge has exactly those deleted by the next one (R28).
+SCHEMA_0014 = r"""
+ALTER TABLE "sync_checkpoint" ADD COLUMN "delete_pending" TEXT;
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_0001),
     (2, SCHEMA_0002),
@@ -514,6 +521,7 @@ MIGRATIONS: list[tuple[int, str]] = [
     (11, SCHEMA_0011),
     (12, SCHEMA_0012),
     (13, SCHEMA_0013),
+    (14, SCHEMA_0014),
 ]
 
 # The same statements with PostgreSQL's types; UIDs and UIDVALIDITY are unsigned 32-bit, past INTEGER.
@@ -545,6 +553,7 @@ POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (11, SCHEMA_0011),
     (12, POSTGRES_SCHEMA_0012),
     (13, POSTGRES_SCHEMA_0013),
+    (14, SCHEMA_0014),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

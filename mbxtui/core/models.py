@@ -305,6 +305,7 @@ class SyncCheckpoint(BaseModel):
     uidvalidity = IntegerField()
     last_uid = IntegerField()
     updated_on = DateTimeField(default=utcnow)
+    delete_pending = TextField(null=True)  # R28: JSON list of the UIDs committed and not yet deleted
 
 
 class SyncStatus(BaseModel):

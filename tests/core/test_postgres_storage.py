@@ -24,6 +24,7 @@ from mbxtui.core.errors import InvalidInput
 from mbxtui.core.migrations import LATEST_VERSION
 from mbxtui.core.models import Mailbox, User, database
 from mbxtui.core.services import mailbox_views, operators, users
+from mbxtui.core.sync import store
 from tests.backends import ON_POSTGRES, Databases, query
 from tests.lab.postgres import TEST_LOGIN, start_postgres
 
@@ -228,6 +229,31 @@ def test_a_database_at_step_9_gets_the_mailbox_indexes_of_step_10_with_its_data(
                        user=User.get(User.email == "ann@corp.test").id).execute()
     database.close()
     databases.drop(url)
+
+def test_a_database_at_step_13_gets_the_checkpoints_delete_pending_of_step_14_with_its_data(
+        fresh: str, databases: Databases, tmp_path, monkeypatch: pytest.MonkeyPatch):
+    database.close()
+    url = databases.new(tmp_path / "v13")
+    with monkeypatch.context() as at_step_13:
+        at_step_13.setattr(db, "POSTGRES_MIGRATIONS", db.POSTGRES_MIGRATIONS[:13])
+        at_step_13.setattr(db, "LATEST_VERSION", 13)
+        db.open_database(url)
+        admin = operators.initialise(login="alice")
+        users.add_user(admin, "Ann", "ann@corp.test")
+        database.execute_sql("INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) "
+                             "SELECT id, 'INBOX', 4294967295, 3, now() FROM mailbox")
+        database.close()
+    assert query(url, "SELECT version FROM schema_version")[0][0] == 13
+
+    db.open_database(url)
+    assert query(url, "SELECT version FROM schema_version")[0][0] == LATEST_VERSION >= 14
+    assert [tuple(row) for row in query(url, "SELECT uidvalidity, last_uid, delete_pending FROM sync_checkpoint")] == [
+        (4294967295, 3, None)]
+    saved = store.checkpoint(Mailbox.get(Mailbox.email == "ann@corp.test").id, "INBOX")
+    assert (saved, saved.delete_pending) == (store.Checkpoint(4294967295, 3), ())
+    database.close()
+    databases.drop(url)
+
 
 # --- TLS toward the server: sslmode=verify-full unless the host is this machine ------------------
 

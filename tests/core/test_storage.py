@@ -16,6 +16,7 @@ from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS
 from mbxtui.core.models import Mailbox, User, database
 from mbxtui.core.secret_file import EncryptedSecretFile
 from mbxtui.core.services import mailbox_views, operators, users
+from mbxtui.core.sync import store
 from tests.core.support import unused_uid
 
 
@@ -356,4 +357,38 @@ def test_a_database_at_schema_9_gets_the_mailbox_indexes_of_step_10_with_its_dat
     indexes = {r[0] for r in opened.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "mailbox_postponed_until" not in indexes
     assert set(mailbox_views.SORT_INDEXES.values()) | {"mailbox_approval_active", "mailbox_enabled"} <= indexes
+    opened.close()
+
+
+def test_a_database_at_schema_13_gets_the_checkpoints_delete_pending_of_step_14_with_its_data(tmp_path: Path):
+    """Step 14 adds what a deleting mailbox's last commit left to delete (R28): none for a checkpoint
+    saved before it, whose place in the folder stays."""
+    path = tmp_path / "v13.db"
+    conn = sqlite3.connect(path)
+    conn.isolation_level = None
+    conn.execute("BEGIN")
+    for version, script in MIGRATIONS[:13]:
+        for statement in db._statements(script):
+            conn.execute(statement)
+    conn.execute("INSERT INTO \"user\" (id, name, email, active, created_on) VALUES (1, 'Ann', 'ann@example.test', 1, '2026-01-01 00:00:00')")
+    conn.execute(
+        "INSERT INTO mailbox (id, name, email, regarding, user_id, owner_id, is_forward, incoming_method, "
+        "outgoing_method, act_method, use_own_credentials, username, password_set, token_set, "
+        "delete_after_processing, approval, incoming_status, outgoing_status, act_status, overall_status, "
+        "incoming_enabled, outgoing_enabled, act_enabled, test_scheduled, transient_failures, active, "
+        "created_on, modified_on, row_version) VALUES (1, 'Ann', 'ann@example.test', 'user', 1, 1, 0, "
+        "'server_side_sync', 'server_side_sync', 'none', 0, '', 0, 0, 0, 'pending', 'not_run', 'not_run', 'not_run', "
+        "'not_run', 0, 0, 0, 0, 1, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)")
+    conn.execute("INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) "
+                 "VALUES (1, 'INBOX', 77, 3, '2026-01-01 00:00:00')")
+    conn.execute("PRAGMA user_version = 13")
+    conn.execute("COMMIT")
+    conn.close()
+
+    opened = db.open_database(path)
+    assert opened.execute_sql("PRAGMA user_version").fetchone()[0] == LATEST_VERSION >= 14
+    assert opened.execute_sql("SELECT uidvalidity, last_uid, delete_pending FROM sync_checkpoint").fetchall() == [
+        (77, 3, None)]
+    saved = store.checkpoint(1, "INBOX")
+    assert (saved, saved.delete_pending) == (store.Checkpoint(77, 3), ())
     opened.close()

@@ -76,9 +76,8 @@ POINTS = {
 @pytest.mark.parametrize("point", list(POINTS))
 def test_an_imap_worker_killed_at_any_point_loses_nothing_records_nothing_twice_deletes_nothing_early(org, point):
     held_command, passing, commit_held, committed = POINTS[point]
-    front = org.lab.imap_front()
+    front = held_profile(org)
     moves_to = "Processed" if held_command == "UID MOVE" else None
-    org.profile("held", incoming_port=front.port, verify_delivery=False, timeout_seconds=30)
     Profile.update(processed_folder=moves_to).where(Profile.name == "held").execute()
     [login] = org.lab.add_users(1, "imapkill")
     enable(org, queue_mailbox(org, login, profile="held", delete_after_processing=True))
@@ -149,21 +148,62 @@ def test_a_worker_killed_mid_send_leaves_the_email_uncertain_and_it_is_never_sen
     assert [m["Subject"] for m in from_outside(org, recipient)] == ["Killed mid-send"], "sent once, never twice"
 
 
-def test_processed_mail_left_in_the_inbox_is_deleted_by_the_next_cycle_and_mail_never_read_stays(org, lab_profile):
+def held_profile(org: Org) -> ImapFront:
+    """A profile whose IMAP server is reached through a front that can hold a command."""
+    front = org.lab.imap_front()
+    org.profile("held", incoming_port=front.port, verify_delivery=False, timeout_seconds=30)
+    return front
+
+
+def cut_short_after_the_commit(org: Org, front: ImapFront, login: str) -> None:
+    """A cycle of ``login`` killed once it has committed, before it deletes anything (R28)."""
+    front.holding("UID STORE")
+    kill_when_held(org, front, login)
+    front.hold = None
+
+
+def test_processed_mail_left_in_the_inbox_is_deleted_by_the_next_cycle_and_mail_never_read_stays(org):
+    front = held_profile(org)
     [login] = org.lab.add_users(1, "leftover")
-    enable(org, queue_mailbox(org, login, process_email_after="2026-06-01T00:00:00"))
+    enable(org, queue_mailbox(org, login, profile="held", process_email_after="2026-06-01T00:00:00",
+                              delete_after_processing=True))
     with imap(org, login) as client:
         client.append("INBOX", message("a@outside.test", login, "Before", message_id="<before@lab.test>"),
                       msg_time=datetime(2026, 5, 31, 23, 0, tzinfo=timezone.utc))
         client.append("INBOX", message("b@outside.test", login, "After", message_id="<after@lab.test>"),
                       msg_time=datetime(2026, 6, 1, 1, 0, tzinfo=timezone.utc))
-    [kept] = sync(org).mailboxes
-    assert (kept.ok, kept.messages, kept.deleted) == (True, 1, 0), kept
+    cut_short_after_the_commit(org, front, login)
+    assert [row["subject"] for row in listed(org)["rows"]] == ["After"], "committed before the kill"
     assert sorted(server_message_ids(org, login)) == ["<after@lab.test>", "<before@lab.test>"]
 
-    mailboxes.edit(org.admin, login, delete_after_processing=True)
-    org.clock.advance(hours=1)
-    [cleaned] = sync(org).mailboxes
+    cleaned = restart_after_the_lease(org)
     assert (cleaned.ok, cleaned.messages, cleaned.deleted) == (True, 0, 1), cleaned
     assert server_message_ids(org, login) == ["<before@lab.test>"], "received before the reading date: never read, kept"
     assert [row["subject"] for row in listed(org)["rows"]] == ["After"]
+
+
+def test_a_cycle_cut_short_has_only_what_it_recorded_deleted_and_mail_tracked_for_nobody_stays(org):
+    front = held_profile(org)
+    [login] = org.lab.add_users(1, "leftreplies")
+    enable(org, queue_mailbox(org, login, profile="held", delete_after_processing=True))
+    deliver(org, login, message("e@outside.test", login, "Question", message_id="<left-q@lab.test>"))
+    [first] = sync(org).mailboxes
+    assert (first.ok, first.messages, first.deleted) == (True, 1, 1), first
+
+    mailboxes.edit(org.admin, login, tracking="replies")
+    deliver(org, login, message("e@outside.test", login, "Re: Question", message_id="<left-re@lab.test>",
+                                extra="In-Reply-To: <left-q@lab.test>\r\n"))
+    deliver(org, login, message("f@outside.test", login, "Newsletter", message_id="<left-news@lab.test>"))
+    cut_short_after_the_commit(org, front, login)
+    assert sorted(server_message_ids(org, login)) == ["<left-news@lab.test>", "<left-re@lab.test>"]
+
+    cycled = restart_after_the_lease(org)
+    assert (cycled.messages, cycled.deleted) == (0, 1), cycled
+    assert server_message_ids(org, login) == ["<left-news@lab.test>"], "tracked for nobody: never recorded, kept"
+    assert sorted(row["subject"] for row in listed(org)["rows"]) == ["Question", "Re: Question"]
+    assert query(org.db_path, "SELECT delete_pending FROM sync_checkpoint")[0][0] is None
+
+    org.clock.advance(minutes=1)
+    [again] = sync(org).mailboxes
+    assert (again.ok, again.messages, again.deleted) == (True, 0, 0), again
+    assert server_message_ids(org, login) == ["<left-news@lab.test>"]

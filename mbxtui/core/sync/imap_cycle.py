@@ -51,6 +51,7 @@ class _Recorder:
         self.covered = saved.last_uid if saved is not None and saved.uidvalidity == uidvalidity else 0
         self.items: list[store.Fetched] = []
         self.weight = 0
+        self.pending = False  # R28: the last commit left UIDs to delete in the checkpoint
 
     def add(self, items: list[store.Fetched], weight: int, covered: int) -> None:
         """``items`` read, every message up to UID ``covered`` processed."""
@@ -66,8 +67,10 @@ class _Recorder:
             return
         target = self.target
         written = store.record_batch(target.mailbox.id, FOLDER, self.uidvalidity, self.covered, self.items,
-                                     target.own, self.candidates, self.now)
+                                     target.own, self.candidates, self.now,
+                                     deleting=target.delete_after_processing)
         self.saved = store.Checkpoint(self.uidvalidity, self.covered)
+        self.pending = bool(target.delete_after_processing and written.processed_uids)
         self.progress.messages += len(self.items)
         self.progress.recorded += written.recorded
         self.progress.unresolved += written.unresolved
@@ -78,6 +81,13 @@ class _Recorder:
                 self.progress.deleted += len(written.processed_uids)
                 note.detail = (f"{len(written.processed_uids)} messages"
                                + (f" moved to {self.moves_to}" if self.moves_to else ""))
+
+    def finish(self) -> None:
+        """The last commit of the cycle, and once its messages are deleted, nothing left to delete."""
+        self.commit()
+        if self.pending:
+            store.clear_delete_pending(self.target.mailbox.id, FOLDER)
+            self.pending = False
 
 
 def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Party] | None,
@@ -92,10 +102,10 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
             note.detail = f"{selected[b'EXISTS']} messages"
             moves_to = _processed_folder(client, session, target)
         # A new UIDVALIDITY renumbered the folder: read it again; Message-IDs keep it from duplicates.
-        recorder = _Recorder(client, session, target, candidates, progress, now, uidvalidity,
-                             store.checkpoint(target.mailbox.id, FOLDER), moves_to)
-        if target.delete_after_processing and recorder.covered:
-            _delete_left_behind(client, session, recorder.covered, target.reads_after, moves_to, progress)
+        saved = store.checkpoint(target.mailbox.id, FOLDER)
+        recorder = _Recorder(client, session, target, candidates, progress, now, uidvalidity, saved, moves_to)
+        if saved is not None and saved.delete_pending:
+            _delete_left_behind(client, session, target, saved, uidvalidity, moves_to, progress)
         fetched_any = False
         while True:
             with session.step(Step.FETCH) as note:
@@ -106,7 +116,7 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
             for start in range(0, len(uids), BATCH):
                 if fetched_any and session.deadline.remaining() < session.endpoint.timeout / 2:
                     progress.more = True
-                    recorder.commit()
+                    recorder.finish()
                     return
                 fetched_any = True
                 batch = uids[start:start + BATCH]
@@ -115,7 +125,7 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
                     note.detail = f"{len(batch)} new messages up to UID {batch[-1]}"
                 recorder.add(items, weight, batch[-1])
             recorder.add([], 0, reached)
-        recorder.commit()
+        recorder.finish()
     finally:
         imap.close_session(client, session)
 
@@ -189,21 +199,19 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int],
     return fetched, weight
 
 
-def _delete_left_behind(client: IMAPClient, session: ProbeSession, last_uid: int, reads_after: datetime,
-                        moves_to: str | None, progress: CycleCounts) -> None:
-    """R28: what a cycle committed but did not delete (stopped between the commit and the expunge)
-    is deleted by the next one: every message up to the checkpoint received after ``reads_after``
-    was processed; those received before it were never read, and stay."""
-    with session.step(Step.DELETE) as note:
-        renew_receive_budget(session.connection)
-        since = reads_after.date() - timedelta(days=1)
-        uids = sorted(u for u in client.search(["UID", f"1:{last_uid}", "SINCE", since]) if u <= last_uid)[:UID_WINDOW]
-        dates = client.fetch(uids, ["INTERNALDATE"]) if uids else {}
-        left = [uid for uid in uids if uid in dates and _utc(dates[uid].get(b"INTERNALDATE")) >= reads_after]
-        if left:
-            _delete(client, left, moves_to)
-            progress.deleted += len(left)
-        note.detail = f"{len(left)} processed messages left behind"
+def _delete_left_behind(client: IMAPClient, session: ProbeSession, target: SyncTarget, saved: store.Checkpoint,
+                        uidvalidity: int, moves_to: str | None, progress: CycleCounts) -> None:
+    """R28: what the last commit recorded as processed and a cycle cut short did not delete (stopped
+    between the commit and the expunge) is deleted by the next one, exactly those UIDs; under a new
+    UIDVALIDITY they name other messages, and a mailbox that no longer deletes keeps them: then
+    they are only forgotten."""
+    if target.delete_after_processing and saved.uidvalidity == uidvalidity:
+        uids = list(saved.delete_pending)
+        with session.step(Step.DELETE) as note:
+            _delete(client, uids, moves_to)  # a UID already expunged is passed over by the server
+            progress.deleted += len(uids)
+            note.detail = f"{len(uids)} processed messages left behind"
+    store.clear_delete_pending(target.mailbox.id, FOLDER)
 
 
 def _processed_folder(client: IMAPClient, session: ProbeSession, target: SyncTarget) -> str | None:

@@ -75,6 +75,9 @@ class Fetched:
 class Checkpoint:
     uidvalidity: int
     last_uid: int
+    # R28: what the last commit recorded as processed and no cycle has deleted yet; not part of where
+    # reading stands, so two checkpoints at the same place are equal whatever is pending.
+    delete_pending: tuple[int, ...] = field(default=(), compare=False)
 
 
 @dataclass
@@ -87,8 +90,12 @@ class BatchWritten:
 @_routed
 def checkpoint(mailbox_id: int, folder: str) -> Checkpoint | None:
     row = row_by_name(database.execute_sql(
-        "SELECT uidvalidity, last_uid FROM sync_checkpoint WHERE mailbox_id = ? AND folder = ?", [mailbox_id, folder]))
-    return None if row is None else Checkpoint(row["uidvalidity"], row["last_uid"])
+        "SELECT uidvalidity, last_uid, delete_pending FROM sync_checkpoint WHERE mailbox_id = ? AND folder = ?",
+        [mailbox_id, folder]))
+    if row is None:
+        return None
+    pending = tuple(json.loads(row["delete_pending"])) if row["delete_pending"] else ()
+    return Checkpoint(row["uidvalidity"], row["last_uid"], pending)
 
 
 @_routed
@@ -107,13 +114,25 @@ def forward_candidates(profile_id: int, users_default: str, queues_default: str)
 
 @_routed
 def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, items: list[Fetched],
-                 own: Party | None, candidates: dict[str, Party] | None, now: datetime) -> BatchWritten:
+                 own: Party | None, candidates: dict[str, Party] | None, now: datetime, *,
+                 deleting: bool = False) -> BatchWritten:
     """One transaction: each message's activity (see ``_record``), then the checkpoint at
-    ``last_uid``."""
+    ``last_uid``; ``deleting`` (the mailbox deletes after processing, R28): with the UIDs this batch
+    processed as the ones to delete (those of the batch before were deleted, or the cycle failed
+    before reading this one)."""
     with write_transaction():
         written = _record(mailbox_id, folder, items, own, candidates, now)
-        _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now)
+        pending = written.processed_uids if deleting else []
+        _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now, json.dumps(pending) if pending else None)
     return written
+
+
+@_routed
+def clear_delete_pending(mailbox_id: int, folder: str) -> None:
+    """R28: the UIDs the last commit left to delete are deleted (or no longer the folder's)."""
+    with write_transaction():
+        database.execute_sql("UPDATE sync_checkpoint SET delete_pending = NULL WHERE mailbox_id = ? AND folder = ?",
+                             [mailbox_id, folder])
 
 
 @_routed
@@ -123,12 +142,13 @@ def save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: in
         _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now)
 
 
-def _save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+def _save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, now: datetime,
+                     delete_pending: str | None = None) -> None:
     database.execute_sql(
-        "INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
-        "last_uid = excluded.last_uid, updated_on = excluded.updated_on",
-        [mailbox_id, folder, uidvalidity, last_uid, now])
+        "INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on, delete_pending) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+        "last_uid = excluded.last_uid, updated_on = excluded.updated_on, delete_pending = excluded.delete_pending",
+        [mailbox_id, folder, uidvalidity, last_uid, now, delete_pending])
 
 
 @_routed

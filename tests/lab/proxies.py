@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 import threading
 import time
 import weakref
 
-from .loop import LabLoop, relay, relay_both_ways, server_port
+from .loop import LabLoop, relay, relay_both_ways, server_port, stop_and_close, until_one_ends
 
 # An IMAP line that ends in a literal announces that many raw bytes follow: "{12}" or "{12+}".
 IMAP_LITERAL = re.compile(rb"\{(\d+)\+?\}\r?\n$")
@@ -17,6 +18,9 @@ IMAP_CAPABILITY_LINE = re.compile(rb"^(\* OK \[CAPABILITY |\* CAPABILITY |\S+ OK
                                   re.IGNORECASE)
 IMAP_CREDENTIAL_COMMANDS = {b"LOGIN", b"AUTHENTICATE"}
 POP3_CREDENTIAL_COMMANDS = {b"USER", b"PASS", b"APOP", b"AUTH"}
+# Linux TCP states (include/net/tcp_states.h) of an accepted socket whose peer has sent neither
+# FIN nor reset: ESTABLISHED, FIN_WAIT1, FIN_WAIT2 (this side has closed its writing, not the peer).
+_TCP_PEER_STILL_OPEN = frozenset({1, 4, 5})
 
 
 async def start_silent_listener(lab_loop: LabLoop) -> int:
@@ -70,14 +74,7 @@ class PlaintextOnlyFront:
             capa_requests = asyncio.Queue()
             directions = [self._pop3_from_client(reader, writer, upstream_writer, capa_requests),
                           self._pop3_from_server(upstream_reader, writer, capa_requests)]
-        tasks = [asyncio.create_task(direction) for direction in directions]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            upstream_writer.close()
+        await until_one_ends(directions, upstream_writer)
 
     async def _imap_from_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                 upstream: asyncio.StreamWriter) -> None:
@@ -154,11 +151,18 @@ async def _relay_imap_literal(line: bytes, source: asyncio.StreamReader,
 
 
 class ConnectionCounter:
-    """A TCP relay in front of one lab port that counts its connections.
+    """A TCP relay in front of one lab port that counts the connections its clients hold open.
 
-    Connect to `port` instead of the lab port; bytes pass through unchanged (TLS included:
-    the certificates are valid for 127.0.0.1). A connection counts as open from accept until
-    either side closes it. Use as a context manager, or call close().
+    Connect to `port` instead of the lab port; bytes pass through unchanged (TLS included: the
+    certificates are valid for 127.0.0.1). A connection counts from its accept until its client
+    closes it: the client's end of stream (FIN or reset) has reached this side. That is read from
+    the kernel (the TCP state of this side's socket) each time a connection is accepted, not left
+    to the relay's loop: the loop may get to a close long after it happened (it shares the GIL with
+    the product's threads, and a burst of accepts can be taken before the ends of stream queued
+    beside them), and a client that closed a connection before opening the next must not have both
+    counted at once. When the server closes first, its end of stream is passed on and the
+    connection counts until the client closes its side too. ``current``: connections whose client
+    the relay's loop has not yet seen close. Use as a context manager, or call close().
     """
 
     def __init__(self, lab_loop: LabLoop, upstream_port: int):
@@ -166,6 +170,7 @@ class ConnectionCounter:
         self._upstream_port = upstream_port
         self._server: asyncio.base_events.Server | None = None
         self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        self._clients: set[asyncio.StreamWriter] = set()  # accepted, their client not yet seen closing
         self.port = 0
         self.current = 0
         self.total = 0
@@ -186,16 +191,18 @@ class ConnectionCounter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def open_now(self) -> int:
+        """The connections whose client has not closed them, as the kernel has it now."""
+        return self._lab_loop.call(self._count_open())
+
     def start_counting(self, timeout: float = 10.0) -> int:
-        """Wait (bounded) until the relay has seen every earlier connection close, then count the
-        most at once afresh; returns the total so far. A connection the client closed is counted
-        until the server's side closes too, so one made just before (a Test & Enable) could
-        otherwise be counted beside the ones being measured."""
+        """Wait (bounded) until the clients of every earlier connection have closed them, then
+        count the most at once afresh; returns the total so far."""
         deadline = time.monotonic() + timeout
-        while self.current and time.monotonic() < deadline:
+        while (still_open := self.open_now()) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert self.current == 0, f"earlier connections still open: {self!r}"
-        self.max_concurrent = 0
+        assert still_open == 0, f"earlier connections still open: {self!r}"
+        self._lab_loop.call(self._count_afresh())
         return self.total
 
     def __repr__(self) -> str:
@@ -209,18 +216,57 @@ class ConnectionCounter:
         for transport in list(self._transports):
             transport.abort()
 
+    async def _count_open(self) -> int:
+        return sum(1 for client in self._clients if _client_still_open(client))
+
+    async def _count_afresh(self) -> None:
+        self.max_concurrent = await self._count_open()
+
     async def _count_and_relay(self, reader: asyncio.StreamReader,
                                writer: asyncio.StreamWriter) -> None:
         self.current += 1
         self.total += 1
-        self.max_concurrent = max(self.max_concurrent, self.current)
+        self._clients.add(writer)
+        self.max_concurrent = max(self.max_concurrent, await self._count_open())
         try:
             self._transports.add(writer.transport)
-            upstream = await self._lab_loop.connect(self._upstream_port)
-            self._transports.add(upstream[1].transport)
-            await relay_both_ways((reader, writer), upstream)
+            upstream_reader, upstream_writer = await self._lab_loop.connect(self._upstream_port)
+            self._transports.add(upstream_writer.transport)
+            await self._relay_until_the_client_closes(reader, writer, upstream_reader, upstream_writer)
         finally:
+            self._clients.discard(writer)
             self.current -= 1
+
+    @staticmethod
+    async def _relay_until_the_client_closes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                             upstream_reader: asyncio.StreamReader,
+                                             upstream_writer: asyncio.StreamWriter) -> None:
+        from_client = asyncio.create_task(relay(reader, upstream_writer))
+        from_server = asyncio.create_task(relay(upstream_reader, writer))
+        try:
+            await asyncio.wait([from_client, from_server], return_when=asyncio.FIRST_COMPLETED)
+            if not from_client.done():  # the server closed first: so does this side's writing
+                if not writer.is_closing() and writer.can_write_eof():
+                    writer.write_eof()
+                from_client.cancel()
+                await asyncio.wait([from_client])
+                while await reader.read(65536):  # what the client still says goes nowhere
+                    pass
+        finally:
+            await stop_and_close([from_client, from_server], writer, upstream_writer)
+
+
+def _client_still_open(writer: asyncio.StreamWriter) -> bool:
+    """Whether the client of this accepted connection has not closed it yet: this side's TCP
+    state is one where no end of stream (FIN) nor reset has come from the client."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:  # this side has closed it
+        return False
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    except OSError:  # closed meanwhile
+        return False
+    return state in _TCP_PEER_STILL_OPEN
 
 
 class Pop3Front:
@@ -246,15 +292,8 @@ class Pop3Front:
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
         capa_requests: asyncio.Queue = asyncio.Queue()
-        tasks = [asyncio.create_task(self._from_client(reader, writer, upstream_writer, capa_requests)),
-                 asyncio.create_task(self._from_server(upstream_reader, writer, capa_requests))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            upstream_writer.close()
+        await until_one_ends([self._from_client(reader, writer, upstream_writer, capa_requests),
+                              self._from_server(upstream_reader, writer, capa_requests)], upstream_writer)
 
     async def _from_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                            upstream: asyncio.StreamWriter, capa_requests: asyncio.Queue) -> None:
@@ -328,15 +367,8 @@ class ImapFront:
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
-        tasks = [asyncio.create_task(self._from_client(reader, upstream_writer)),
-                 asyncio.create_task(self._from_server(upstream_reader, writer))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            upstream_writer.close()
+        await until_one_ends([self._from_client(reader, upstream_writer),
+                              self._from_server(upstream_reader, writer)], upstream_writer)
 
     async def _from_client(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter) -> None:
         starts_command = True
@@ -397,15 +429,8 @@ class SmtpFront:
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
         message_sent = asyncio.Event()
-        tasks = [asyncio.create_task(self._from_client(reader, upstream_writer, message_sent)),
-                 asyncio.create_task(self._from_server(upstream_reader, writer, message_sent))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            upstream_writer.close()
+        await until_one_ends([self._from_client(reader, upstream_writer, message_sent),
+                              self._from_server(upstream_reader, writer, message_sent)], upstream_writer)
 
     async def _from_client(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter,
                            message_sent: asyncio.Event) -> None:

@@ -66,6 +66,8 @@ def _print_mailbox(data: dict[str, Any]) -> None:
     sync = record.pop("sync")
     print_record(record)
     print("Sync")
+    if sync["not_processed"]:
+        print_record({"not processed": sync["not_processed"]}, "  ")
     if sync["state"] is None:
         print(f"  never processed{' (stale)' if sync['stale'] else ''}")
         return

@@ -324,14 +324,27 @@ class SyncStatus(BaseModel):
 
 
 class SeenUidl(BaseModel):
-    """A POP3 message a mailbox has processed, by its UIDL (R24)."""
+    """A POP3 message a mailbox has seen, by its UIDL (R24): ``processed``, or passed over (received
+    before the reading date, tracked for nobody); only a processed one is deleted (R28)."""
 
     mailbox = ForeignKeyField(Mailbox, on_delete="CASCADE")
     uidl = TextField()
     seen_on = DateTimeField(default=utcnow)
+    processed = IntegerField(default=0)
 
     class Meta:
         table_name = "sync_seen_uidl"
+
+
+class MailboxFailure(BaseModel):
+    """R16: a direction of a mailbox that failed (``activity``: ``test`` or ``processing``) and has
+    not passed since, with its profile then and when it last failed."""
+
+    mailbox = ForeignKeyField(Mailbox, on_delete="CASCADE")
+    profile = ForeignKeyField(Profile, on_delete="CASCADE")
+    direction = CharField()
+    activity = CharField()
+    failed_on = DateTimeField(default=utcnow)
 
 
 class OwnerNotice(BaseModel):
@@ -360,5 +373,6 @@ ALL_MODELS = [
     SyncCheckpoint,
     SyncStatus,
     SeenUidl,
+    MailboxFailure,
     OwnerNotice,
 ]

@@ -13,6 +13,7 @@ import pytest
 
 from mbxtui.core import db
 from mbxtui.core.enums import AlertLevel
+from mbxtui.core.jobs import failing_profiles
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.models import Mailbox, database, utcnow
 from mbxtui.core.secrets import SecretStore
@@ -75,6 +76,7 @@ def populate(location: Path | str, store: SecretStore) -> None:
     with db.write_transaction():
         database.execute_sql("INSERT INTO owner_notice (record_kind, record_id, sent_on) VALUES ('mailbox', ?, ?)",
                              [processed.id, utcnow()])
+        failing_profiles.failed(processed.id, processed.profile_id, ["incoming"], failing_profiles.PROCESSING, utcnow())
     opened.close()
 
 

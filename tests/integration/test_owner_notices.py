@@ -18,10 +18,13 @@ import pytest
 from imapclient import IMAPClient
 
 from mbxtui.core.db import write_transaction
+from mbxtui.core.jobs import failing_profiles
 from mbxtui.core.models import database
 from mbxtui.core.probes.base import ErrorCode, Failure, Step
 from mbxtui.core.services import credentials, settings
+from mbxtui.core.services.outgoing import queue_email
 from mbxtui.core.sync import notices, status
+from mbxtui.core.sync.outgoing import OutgoingRunner
 from mbxtui.core.sync.runner import SyncRunner
 from tests.backends import ON_POSTGRES, query
 from tests.integration.conftest import PROFILE_OWNER, Org
@@ -142,12 +145,12 @@ def test_r16_in_processing_emails_the_profile_owner_once_an_hour(org, notifier):
 
     with write_transaction():
         database.execute_sql("DELETE FROM alert")  # R16's own once an hour out of the way
-        status.alert_failing_profiles([org.row(logins[0]).profile_id], org.clock.now)
+        failing_profiles.alert_failing_profiles([org.row(logins[0]).profile_id], org.clock.now)
     assert len(org.alerts(code="PROFILE_FAILING")) == 1 and len(to(org, PROFILE_OWNER)) == 1, "one email an hour"
     hour_later(org)
     with write_transaction():
         database.execute_sql("DELETE FROM alert")
-        status.alert_failing_profiles([org.row(logins[0]).profile_id], org.clock.now)
+        failing_profiles.alert_failing_profiles([org.row(logins[0]).profile_id], org.clock.now)
     assert len(to(org, PROFILE_OWNER)) == 2
 
 
@@ -161,6 +164,23 @@ def test_r16_in_test_and_enable_emails_the_profile_owner(org, notifier):
     [email] = sent(org)
     assert email["to"] == [PROFILE_OWNER] and email["sender"] == notifier
     assert "2 of 3 mailboxes of profile 'lab' failed their test" in email["body"]
+
+
+def test_r16_from_a_failed_test_and_a_failed_send_together_emails_the_profile_owner(org, notifier):
+    tested, sending, good, recipient = org.lab.add_users(4, "ntmixed")
+    for login in (tested, sending, good):
+        org.mailbox(login, "lab", incoming_method="none")
+    assert org.test_enable(tested, sending, good).passed == 3
+    credentials.set_mailbox_secret(org.admin, tested, "wrong", org.store)
+    assert org.test_enable(tested).failed == 1
+    assert to(org, PROFILE_OWNER) == [], "one of three is not more than half"
+
+    credentials.set_mailbox_secret(org.admin, sending, "wrong", org.store)
+    queue_email(org.admin, sending, [recipient], [], "Hello", "Body")
+    assert [m.error_code for m in OutgoingRunner(org.store, clock=org.clock).run_once().mailboxes] == ["AUTH_FAILED"]
+    [email] = to(org, PROFILE_OWNER)
+    assert email["sender"] == notifier
+    assert "2 of 3 mailboxes of profile 'lab' failed (1 their test, 1 while being processed)" in email["body"]
 
 
 # -- nothing queued ------------------------------------------------------------------------------

@@ -232,6 +232,27 @@ def test_bad_credentials_fail_the_email_for_good(org, lab_profile):
     assert send(org).sent == 1 and stored(org, other)["state"] == "sent"
 
 
+def test_most_of_a_profiles_mailboxes_failing_to_send_alerts_the_profile_owner_once(org, lab_profile):
+    """R16 holds for the outgoing pass too (R30)."""
+    *senders, recipient = org.lab.add_users(4, "sendr16")
+    for sender in senders:
+        sender_mailbox(org, sender)
+    for sender in senders[:2]:
+        credentials.set_mailbox_secret(org.admin, sender, "not the password", org.store)
+    for sender in senders:
+        queue_email(org.admin, sender, [recipient], [], "Hello", "Body")
+
+    summary = send(org)
+    assert sorted((m.ok, m.error_code) for m in summary.mailboxes) == [(False, "AUTH_FAILED")] * 2 + [(True, None)]
+    [alert] = [a for a in org.alerts(code="PROFILE_FAILING") if a.mailbox_id is None]
+    assert alert.level == "error" and alert.profile_id == profiles.get("lab").id
+    assert "2 of 3 mailboxes of profile 'lab' failed while being processed within the last hour" in alert.text
+    queue_email(org.admin, senders[2], [recipient], [], "Again", "Body")
+    credentials.set_mailbox_secret(org.admin, senders[2], "wrong too", org.store)
+    send(org)
+    assert len(org.alerts(code="PROFILE_FAILING")) == 1, "at most one an hour"
+
+
 def test_a_password_not_confirmed_for_a_moved_endpoint_is_not_sent(org, lab_profile):
     sender, recipient = org.lab.add_users(2, "sendbind")
     sender_mailbox(org, sender)

@@ -205,8 +205,39 @@ def test_a_worker_killed_at_any_point_of_a_cycle_loses_nothing_and_records_nothi
     assert listed(org)["total"] == 3, "every message recorded"
     assert query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == 3, "none twice"
     assert query(org.db_path, "SELECT items_total FROM sync_status")[0][0] == 3
-    if committed == 0:
-        assert server_message_ids(org, login) == [], "read and deleted by the cycle after the restart"
+    assert cycled.deleted == 3, cycled
+    assert server_message_ids(org, login) == [], (
+        "read and deleted by the cycle after the restart" if committed == 0 else
+        "committed but not deleted before the kill: deleted by the cycle after the restart (R28)")
+    assert [(m.ok, m.messages, m.deleted) for m in sync(org).mailboxes] == [(True, 0, 0)]
+
+
+@pytest.mark.parametrize("uidl", [True, False], ids=["by UIDL", "without UIDL"])
+def test_what_a_pop3_cycle_processed_is_deleted_later_and_what_it_passed_over_stays(org, uidl):
+    """R28 over POP3 as over IMAP: the seen keys say which messages were processed, so a later cycle
+    deletes those left on the server (here: processed before delete-after-processing was turned on,
+    as a cycle cut short before its QUIT leaves them) and never one received before the reading date."""
+    front = org.lab.pop3_front(uidl=uidl)
+    org.profile("pop", type="pop3_smtp", incoming_port=front.port, verify_delivery=False)
+    [login] = org.lab.add_users(1, "popleft")
+    enable(org, pop_queue(org, login, process_email_after="2026-06-01T00:00:00"))
+    deliver(org, login, message("a@outside.test", login, "Before", message_id="<pop-before@lab.test>").replace(
+        b"Date: Sun, 06 Dec 2026", b"Date: Fri, 01 May 2026"))
+    deliver(org, login, message("b@outside.test", login, "After", message_id="<pop-after@lab.test>"))
+    [kept] = sync(org).mailboxes
+    assert (kept.ok, kept.messages, kept.deleted) == (True, 1, 0), kept
+    assert sorted(server_message_ids(org, login)) == ["<pop-after@lab.test>", "<pop-before@lab.test>"]
+
+    mailboxes.edit(org.admin, login, delete_after_processing=True)
+    org.clock.advance(hours=1)
+    [cleaned] = sync(org).mailboxes
+    assert (cleaned.ok, cleaned.messages, cleaned.deleted) == (True, 0, 1), cleaned
+    assert server_message_ids(org, login) == ["<pop-before@lab.test>"], "passed over: never read, kept"
+    assert [row["subject"] for row in listed(org)["rows"]] == ["After"]
+    org.clock.advance(hours=1)
+    assert [(m.ok, m.deleted) for m in sync(org).mailboxes] == [(True, 0)]
+    assert server_message_ids(org, login) == ["<pop-before@lab.test>"]
+    assert "RETR" not in front.commands
 
 
 def test_process_email_received_after_is_read_from_the_received_header_else_the_date(org, pop_profile):
@@ -301,6 +332,39 @@ def test_a_server_without_uidl_forgets_the_message_ids_of_messages_deleted(org):
     assert seen_count(org) == 0
 
 
+def test_a_server_without_uidl_reads_only_new_headers_while_mail_only_arrives(org):
+    front = org.lab.pop3_front(uidl=False)
+    org.profile("nouidl", type="pop3_smtp", incoming_port=front.port, verify_delivery=False)
+    [login] = org.lab.add_users(1, "popgrow")
+    enable(org, pop_queue(org, login, profile="nouidl"))
+    for number in range(3):
+        deliver(org, login, message("a@outside.test", login, f"Grow {number}", message_id=f"<grow-{number}@lab.test>"))
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 3)]
+
+    front.commands.clear()
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 0)]
+    assert front.commands.count("TOP") == 1, "nothing new: one header read to check the head, not three"
+    deliver(org, login, message("b@outside.test", login, "Grow 3", message_id="<grow-3@lab.test>"))
+    front.commands.clear()
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 1)]
+    assert front.commands.count("TOP") == 3, "the check, then the new message's header and first lines"
+
+    with imap(org, login) as client:  # another client deletes the first message; a new one arrives
+        client.select_folder("INBOX")
+        client.delete_messages(client.search(["HEADER", "Message-ID", "<grow-0@lab.test>"]))
+        client.expunge()
+    deliver(org, login, message("c@outside.test", login, "Grow 4", message_id="<grow-4@lab.test>"))
+    front.commands.clear()
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 1)]
+    assert front.commands.count("TOP") == 6, "the head changed: every header read again (1 + 4), then the new lines"
+    assert sorted(row["subject"] for row in listed(org)["rows"]) == [f"Grow {number}" for number in range(5)]
+    assert query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == 5, "none twice"
+    assert seen_count(org) == 4, "the deleted message's key forgotten once every header was read"
+    front.commands.clear()
+    assert [(m.ok, m.messages) for m in sync(org).mailboxes] == [(True, 0)]
+    assert front.commands.count("TOP") == 1
+
+
 def test_broken_messages_over_pop3_each_end_as_an_activity_or_unparseable(org, pop_profile):
     [login] = org.lab.add_users(1, "popbroken")
     enable(org, pop_queue(org, login))
@@ -392,6 +456,56 @@ def test_a_server_sending_far_more_than_the_size_it_listed_is_cut_off_with_memor
     assert "sent more than 64 KiB" in cycled.error, "cut off near the size the server listed (100 octets)"
     assert peak - before < 5 * 1024 * 1024
     assert listed(org)["total"] == 0 and seen_count(org) == 0
+
+
+def _slow_pop3_server_without_uidl(login: str, count: int, pause: float) -> object:
+    """A POP3 server without UIDL holding ``count`` messages, answering each TOP after ``pause``."""
+    messages = [(f"From: a@outside.test\r\nTo: {login}\r\nSubject: Slow {number:02}\r\n"
+                 f"Message-ID: <slow-{number}@lab.test>\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\n").encode()
+                for number in range(1, count + 1)]
+    body = b"Slowly.\r\n"
+
+    def play(conversation: Conversation) -> None:
+        conversation.send_line("+OK slow POP3 server ready")
+        while True:
+            words = conversation.read_line().strip().split(b" ")
+            command = words[0].upper()
+            if command == b"CAPA":
+                conversation.send(b"+OK\r\nUSER\r\nTOP\r\n.\r\n")
+            elif command in (b"USER", b"PASS", b"NOOP", b"RSET"):
+                conversation.send_line("+OK")
+            elif command == b"STAT":
+                conversation.send_line(f"+OK {count} {count * 200}")
+            elif command == b"LIST":
+                listing = b"".join(b"%d %d\r\n" % (n, len(m) + 2 + len(body)) for n, m in enumerate(messages, 1))
+                conversation.send(b"+OK\r\n" + listing + b".\r\n")
+            elif command == b"TOP":
+                time.sleep(pause)
+                header = messages[int(words[1]) - 1]
+                conversation.send(b"+OK\r\n" + header + b"\r\n" + (body if int(words[2]) else b"") + b".\r\n")
+            elif command == b"QUIT":
+                conversation.send_line("+OK bye")
+                raise ConversationOver("the client said goodbye")
+            else:
+                conversation.send_line("-ERR not here")
+    return play
+
+
+def test_a_maildrop_without_uidl_too_large_for_one_cycle_is_read_on_by_the_next(org):
+    [login] = org.lab.add_users(1, "popslow")
+    with HostileServer(_slow_pop3_server_without_uidl(login, 30, 0.1)) as server:
+        org.profile("slow", type="pop3_smtp", incoming_port=server.port, incoming_tls="none",
+                    verify_delivery=False, ca_file=None, timeout_seconds=4)
+        enable(org, pop_queue(org, login, profile="slow"))
+        cycles, tops = [], []
+        for _ in range(3):
+            cycles.append(sync(org).mailboxes[0])
+            tops.append(bytes(server.conversations[-1].in_clear).count(b"TOP "))
+    assert all(cycle.ok for cycle in cycles), cycles
+    assert [cycle.messages for cycle in cycles] == [12, 12, 6], "each cycle stops at the time bound"
+    assert tops == [24, 1 + 24, 1 + 12], "each cycle goes on from the head the last one reached, read again by none"
+    assert listed(org, limit=100)["total"] == 30
+    assert query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == 30, "none twice"
 
 
 def test_a_pop3_profile_with_a_processed_folder_deletes(org, pop_profile):

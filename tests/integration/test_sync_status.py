@@ -21,17 +21,20 @@ from mbxtui.core.db import write_transaction
 from mbxtui.core.models import database
 from mbxtui.core.probes.base import ErrorCode, Failure, Step
 from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
-from mbxtui.core.services import bulk, credentials, health, mailbox_views, mailboxes, operators, settings, users
+from mbxtui.core.services import (
+    bulk, credentials, health, mailbox_views, mailboxes, operators, settings, sync_monitor, users,
+)
 from mbxtui.core.services.selection import Selection
 from mbxtui.core.sync import status
 from mbxtui.core.sync.runner import SyncRunner
+from mbxtui.tui.screens.mailbox_detail import sync_text
 from tests.backends import query
 from tests.integration.conftest import PROFILE_OWNER, Org
 
 pytestmark = pytest.mark.servers
 
 SYNC_KEYS = {"state", "last_cycle_started", "last_cycle_finished", "last_incoming_success", "last_outgoing_success",
-             "items_last_cycle", "items_total", "next_due", "last_error", "stale"}
+             "items_last_cycle", "items_total", "next_due", "last_error", "stale", "not_processed"}
 STATUS_LINE = re.compile(r"^MBXTUI (OK|WARNING|CRITICAL|UNKNOWN) - (.+?)(?: \| (.+))?$")
 
 
@@ -285,6 +288,38 @@ def test_stale_view_and_one_stale_alert_per_stretch(org, lab_profile):
     assert sorted(row["email"] for row in json.loads(listed.stdout)["rows"]) == sorted([stale, never])
 
 
+def test_an_exchange_mailbox_says_it_is_not_read_and_is_never_stale(org, lab_profile):
+    """Reading mail over Exchange is not supported yet: Test & Enable enables such a mailbox (its
+    servers are tested over IMAP and SMTP), no cycle reads it, and nothing calls it stale (R31)."""
+    org.profile("exchange", type="exchange_server", verify_delivery=False)
+    exchanged, processed = org.lab.add_users(2, "stexch")
+    enable(org, queue_mailbox(org, exchanged, profile="exchange"), queue_mailbox(org, processed))
+    assert [m.email for m in sync(org, now=True).mailboxes] == [processed], "no cycle reads the Exchange mailbox"
+    database.execute_sql("UPDATE sync_status SET enabled_since = ?", [org.clock.now - timedelta(hours=30)])
+    make_stale(org, processed)
+
+    assert in_view(org, "stale") == [processed]
+    assert list(MailboxPages(org.admin).ordered_ids(GridQuery(view="stale", sort="email"))) == [org.row(processed).id]
+    with write_transaction():
+        assert status.raise_stale_alerts(org.clock.now) == 1
+    assert stale_alerts(org, exchanged) == [] and len(stale_alerts(org, processed)) == 1
+    assert health.health(org.admin, org.clock.now).stale == 1
+    assert sync_monitor.snapshot(org.admin, org.clock.now).stale == 1
+
+    shown = org.cli("mailbox", "show", exchanged, "--json")
+    assert shown.returncode == 0, shown.stderr
+    block = json.loads(shown.stdout)["sync"]
+    assert block["stale"] is False and block["state"] is None
+    assert block["not_processed"] == (
+        "reading mail over Exchange (profile type exchange_server) is not supported yet: no cycle reads this "
+        "mailbox's mail, even once Test & Enable enables it, so it is never counted as stale")
+    section = org.cli("mailbox", "show", exchanged).stdout.split("\nSync\n", 1)[1]
+    assert "not processed" in section and "Exchange" in section and "not supported yet" in section
+    console = sync_text(mailbox_views.sync_of(org.admin, org.row(exchanged).id, org.clock.now))
+    assert "Not processed" in console and "reading mail over Exchange" in console
+    assert mailbox_views.sync_of(org.admin, org.row(processed).id, org.clock.now)["not_processed"] is None
+
+
 def test_mailbox_show_has_the_sync_block(org, lab_profile):
     [login] = org.lab.add_users(1, "stshow")
     enable(org, queue_mailbox(org, login))
@@ -294,6 +329,7 @@ def test_mailbox_show_has_the_sync_block(org, lab_profile):
     block = json.loads(shown.stdout)["sync"]
     assert set(block) == SYNC_KEYS
     assert {key: value for key, value in block.items() if key != "stale"} == dict.fromkeys(SYNC_KEYS - {"stale"})
+    assert "not processed" not in org.cli("mailbox", "show", login).stdout
     assert block["stale"] is False
 
     deliver(org, login, "one")
@@ -388,6 +424,34 @@ def test_more_than_half_of_a_profiles_mailboxes_failing_alerts_its_owner_once(or
     credentials.set_mailbox_secret(org.admin, third, "wrong too", org.store)
     sync(org, now=True)
     assert len(org.alerts(code="PROFILE_FAILING")) == 1, "R16: at most one an hour"
+
+
+def test_r16_counts_failed_tests_and_failed_processing_together(org, lab_profile):
+    tested, processed, healthy = org.lab.add_users(3, "stmixed")
+    enable(org, *(queue_mailbox(org, login) for login in (tested, processed, healthy)))
+    credentials.set_mailbox_secret(org.admin, tested, "not the password", org.store)
+    assert org.test_enable(tested).failed == 1
+    assert org.alerts(code="PROFILE_FAILING") == [], "one of three is not more than half"
+
+    credentials.set_mailbox_secret(org.admin, processed, "not the password either", org.store)
+    sync(org, processed, now=True)
+    [alert] = org.alerts(code="PROFILE_FAILING")
+    assert alert.level == "error" and alert.mailbox_id is None and alert.profile_owner_id == org.user_id(PROFILE_OWNER)
+    assert "2 of 3 mailboxes of profile 'lab' failed (1 their test, 1 while being processed) within the last hour" \
+        in alert.text
+
+
+def test_a_mailbox_that_passed_since_its_failure_no_longer_counts_for_r16(org, lab_profile):
+    first, second, third = org.lab.add_users(3, "stmended")
+    enable(org, *(queue_mailbox(org, login) for login in (first, second, third)))
+    credentials.set_mailbox_secret(org.admin, first, "not the password", org.store)
+    sync(org, first, now=True)
+    credentials.set_mailbox_secret(org.admin, first, org.lab.users[first], org.store)
+    enable(org, first)  # mended: Test & Enable passes again
+
+    credentials.set_mailbox_secret(org.admin, second, "not the password either", org.store)
+    sync(org, second, now=True)
+    assert org.alerts(code="PROFILE_FAILING") == [], "one failing now of three, the other mended"
 
 
 def test_the_outgoing_direction_waits_and_is_disabled_on_its_own(org, lab_profile):

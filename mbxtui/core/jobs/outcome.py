@@ -140,8 +140,21 @@ def profile_failing(mailboxes: int, failed_within_hour: int) -> bool:
     return mailboxes > 0 and failed_within_hour * 2 > mailboxes
 
 
-def profile_failing_alert(profile_name: str, mailboxes: int, failed_within_hour: int) -> AlertNotice:
-    """R16's one error alert to the profile owner (raised at most once an hour)."""
-    return AlertNotice(AlertLevel.ERROR, "PROFILE_FAILING",
-                       f"{failed_within_hour} of {mailboxes} mailboxes of profile {profile_name!r} failed their test "
+PROFILE_FAILING_CODE = "PROFILE_FAILING"
+
+
+def profile_failing_alert(profile_name: str, mailboxes: int, failed_within_hour: int, *, in_test: int | None = None,
+                          in_processing: int = 0) -> AlertNotice:
+    """R16's one error alert to the profile owner (raised at most once an hour). ``in_test`` and
+    ``in_processing``: of the mailboxes failing, how many failed their test and how many while
+    being processed (all in their test when not said)."""
+    tested = failed_within_hour if in_test is None else in_test
+    if in_processing and not tested:
+        how = "failed while being processed"
+    elif in_processing:
+        how = f"failed ({tested} their test, {in_processing} while being processed)"
+    else:
+        how = "failed their test"
+    return AlertNotice(AlertLevel.ERROR, PROFILE_FAILING_CODE,
+                       f"{failed_within_hour} of {mailboxes} mailboxes of profile {profile_name!r} {how} "
                        "within the last hour: check the profile's servers and settings")

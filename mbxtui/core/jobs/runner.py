@@ -9,19 +9,19 @@ import threading
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable, Iterable
 
 from mbxtui.core.db import write_transaction
-from mbxtui.core.enums import DIRECTIONS, Approval, CheckStatus, JobOutcome, JobState
-from mbxtui.core.jobs import queue
+from mbxtui.core.enums import DIRECTIONS, Approval, JobOutcome, JobState
+from mbxtui.core.jobs import failing_profiles, queue
 from mbxtui.core.jobs.leases import ConnectionLeases
-from mbxtui.core.jobs.outcome import Attempt, History, Outcome, decide, profile_failing, profile_failing_alert
+from mbxtui.core.jobs.outcome import Attempt, History, Outcome, decide
 from mbxtui.core.mailbox_check import (
     MailboxCheckResult, MailboxSnapshot, ProfileSnapshot, check_mailbox, directions_in_use, mailbox_snapshot,
     profile_snapshot, rule_failure,
 )
-from mbxtui.core.models import Alert, Mailbox, OrgSettings, Profile, database, utcnow
+from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secret_value import Secret
 from mbxtui.core.secrets import SecretStore
@@ -29,7 +29,6 @@ from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, approval_required
-from mbxtui.core.sync import notices
 from mbxtui.core.sync import status as sync_status
 
 log = logging.getLogger(__name__)
@@ -247,7 +246,7 @@ class EnablementRunner:
         events: list[MailboxTested] = []
         now = self.clock()
         settings = settings_service.load()
-        failing_profiles: set[int] = set()
+        failing_profiles_seen: set[int] = set()
         alert_profiles: dict[int, Profile | None] = {}
         with write_transaction():
             for item, result in finished:
@@ -258,9 +257,8 @@ class EnablementRunner:
                 summary.tested += 1
                 setattr(summary, event.outcome.value, getattr(summary, event.outcome.value) + 1)
                 if event.failures and item.profile is not None:
-                    failing_profiles.add(item.profile.id)
-            for profile_id in failing_profiles:
-                _alert_if_profile_failing(profile_id, now)
+                    failing_profiles_seen.add(item.profile.id)
+            failing_profiles.alert_failing_profiles(failing_profiles_seen, now)
         if events and self.on_tested is not None:
             self.on_tested(events)
 
@@ -292,6 +290,10 @@ class EnablementRunner:
         outcome = decide(attempt, settings, History(active=mailbox.active,
                                                     transient_failures=mailbox.transient_failures))
         _write_mailbox(mailbox.id, outcome, item.job.requested_by, now)
+        # R16 counts this test's failures; what passed (everything, on a pass) no longer counts.
+        failing_profiles.failed(mailbox.id, mailbox.profile_id, outcome.failures, failing_profiles.TEST, now)
+        failing_profiles.passed(mailbox.id, DIRECTIONS if outcome.verdict == JobOutcome.PASSED else
+                                [d for d, failure in attempt.directions.items() if failure is None])
         if outcome.verdict == JobOutcome.PASSED:  # R30: processing starts over
             sync_status.reenabled(mailbox.id, [d for d, on in outcome.enabled.items() if on], now)
         queue.finish(item.job.job_id, outcome.verdict, now, result.as_dict())
@@ -319,22 +321,3 @@ def _write_mailbox(mailbox_id: int, outcome: Outcome, attempted_by: str, now: da
     database.execute_sql(f"UPDATE mailbox SET {', '.join(f'{column} = ?' for column in values)} WHERE id = ?",
                          [*values.values(), mailbox_id])
     database.execute_sql(f"UPDATE mailbox SET overall_status = {OVERALL_STATUS_SQL} WHERE id = ?", [mailbox_id])
-
-
-def _alert_if_profile_failing(profile_id: int, now: datetime) -> None:
-    """R16, at most one alert an hour per profile."""
-    hour_ago = now - timedelta(hours=1)
-    counts = queue.row_by_name(database.execute_sql(
-        "SELECT count(*) AS mailboxes, count(CASE WHEN overall_status = ? AND test_completed_on >= ? THEN 1 END) "
-        "AS failed FROM mailbox WHERE profile_id = ? AND active = 1", [CheckStatus.FAILURE, hour_ago, profile_id]))
-    mailboxes, failed = counts["mailboxes"], counts["failed"] or 0
-    if not profile_failing(mailboxes, failed):
-        return
-    recent = Alert.select().where((Alert.profile == profile_id) & (Alert.code == "PROFILE_FAILING")
-                                  & (Alert.mailbox.is_null()) & (Alert.created_on >= hour_ago))
-    if recent.exists():
-        return
-    profile = Profile.get_by_id(profile_id)
-    notice = profile_failing_alert(profile.name, mailboxes, failed)
-    raise_alert(notice.level, notice.code, notice.text, profile=profile)
-    notices.profile_failing(profile.id, profile.name, profile.owner_id, notice.code, notice.text, now)  # R32

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Sequence, TypedDict
 
 from mbxtui.core import dialect, validation
-from mbxtui.core.enums import View
+from mbxtui.core.enums import EXCHANGE_TYPES, ProfileType, View
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
@@ -76,6 +76,22 @@ def stale_hours() -> int:
     return 24 if row is None else int(row[0])
 
 
+# The profile types whose incoming mail is processed; Exchange's is not yet (R31: its mailboxes are
+# never stale, and their sync status says why).
+INCOMING_PROCESSED_TYPES = (ProfileType.IMAP_SMTP.value, ProfileType.POP3_SMTP.value)
+PROCESSED_PROFILES_SQL = ("(SELECT id FROM profile WHERE type IN "
+                          f"({', '.join(repr(value) for value in INCOMING_PROCESSED_TYPES)}))")
+
+
+def not_processed_reason(profile_type: str | None, incoming_method: str) -> str | None:
+    """Why the incoming mail of a mailbox with this profile type and incoming method is never read,
+    or None when it is (or the mailbox reads none)."""
+    if profile_type in EXCHANGE_TYPES and incoming_method != "none":
+        return (f"reading mail over Exchange (profile type {profile_type}) is not supported yet: no cycle reads "
+                "this mailbox's mail, even once Test & Enable enables it, so it is never counted as stale")
+    return None
+
+
 def stale_ids(now: datetime | None = None, mailbox_id: int | None = None) -> tuple[str, list[Any]]:
     """R31: the ids of the mailboxes enabled for incoming processing (active or not) with no
     successful incoming sync for longer than the organisation's stale threshold, counted from
@@ -85,14 +101,16 @@ def stale_ids(now: datetime | None = None, mailbox_id: int | None = None) -> tup
     Both parts read the index of the last success, and the mailboxes are looked up by id from
     there (the CROSS JOIN keeps SQLite from walking every enabled mailbox instead): the few stale
     mailboxes among a million are found without reading the rest. ``mailbox_id``: that mailbox only
-    (its row by primary key, whatever the number of stale mailboxes)."""
+    (its row by primary key, whatever the number of stale mailboxes). A mailbox on a profile
+    whose incoming mail is not processed (Exchange) is never stale: nothing reads it."""
     cutoff = ((now or utcnow()) - timedelta(hours=stale_hours())).isoformat(sep=" ")
     one, only = ("AND mailbox_id = ? ", [mailbox_id]) if mailbox_id is not None else ("", [])
     return ("SELECT u.mailbox_id FROM (SELECT mailbox_id FROM sync_status WHERE last_incoming_success < ? "
             f"{one}UNION ALL SELECT mailbox_id FROM sync_status WHERE last_incoming_success IS NULL "
             f"AND enabled_since < ? {one}) u "
             "CROSS JOIN mailbox mb WHERE mb.id = u.mailbox_id AND mb.incoming_enabled = 1 "
-            "AND mb.incoming_method = 'server_side_sync'"), [cutoff, *only, cutoff, *only]
+            f"AND mb.incoming_method = 'server_side_sync' AND mb.profile_id IN {PROCESSED_PROFILES_SQL}"), [
+        cutoff, *only, cutoff, *only]
 
 
 def filter_condition(text: str | None) -> tuple[str, list[Any]]:
@@ -324,6 +342,7 @@ class SyncRow(TypedDict):
     next_due: str | None
     last_error: dict[str, str] | None  # {"code", "text"}
     stale: bool
+    not_processed: str | None  # why its incoming mail is never read (an Exchange profile), else None
 
 
 def sync_of(actor: Actor, mailbox_id: int, now: datetime | None = None) -> SyncRow:
@@ -346,4 +365,8 @@ def sync_of(actor: Actor, mailbox_id: int, now: datetime | None = None) -> SyncR
     values["stale"] = database.execute_sql(
         f"SELECT count(*) FROM mailbox m WHERE m.id = ? AND +m.active = 1 AND m.id IN ({stale_sql})",
         [mailbox_id, *stale_params]).fetchone()[0] > 0
+    kind = database.execute_sql(
+        "SELECT p.type, m.incoming_method FROM mailbox m LEFT JOIN profile p ON p.id = m.profile_id WHERE m.id = ?",
+        [mailbox_id]).fetchone()
+    values["not_processed"] = not_processed_reason(*kind) if kind is not None else None
     return values  # type: ignore[return-value]  # the keys of SyncRow

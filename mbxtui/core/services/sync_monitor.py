@@ -17,6 +17,7 @@ from mbxtui.core.enums import ActivityDirection
 from mbxtui.core.jobs.queue import rows_by_name
 from mbxtui.core.models import database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.services.mailbox_views import PROCESSED_PROFILES_SQL
 
 STATES = ("idle", "processing", "waiting", "disabled")
 NEVER_CYCLED = "never cycled"  # enabled for incoming processing, no cycle yet
@@ -27,7 +28,8 @@ MINUTES = 60
 CYCLE_SLACK = timedelta(minutes=15)
 
 # Processed for incoming, as the Stale view counts them (mailbox_views.stale_ids).
-_ENABLED = "m.active = 1 AND m.incoming_enabled = 1 AND m.incoming_method = 'server_side_sync'"
+_ENABLED = ("m.active = 1 AND m.incoming_enabled = 1 AND m.incoming_method = 'server_side_sync' "
+            f"AND m.profile_id IN {PROCESSED_PROFILES_SQL}")
 # A status row Test & Enable made as it enabled the mailbox, which no cycle has touched since
 # (mailbox_views.sync_of shows it as never cycled too).
 _UNTOUCHED = ("s.state = 'idle' AND s.last_cycle_started IS NULL AND s.last_outgoing_success IS NULL "

@@ -111,6 +111,7 @@ class OutgoingRunner:
         # releases only what it claimed.
         self.worker = f"{worker_identity()}:send"
         self._leases = ConnectionLeases(self.worker, lease_seconds)
+        self._failed_profiles: set[int] = set()
 
     def run_once(self, emails: list[str] | None = None) -> OutgoingSummary:
         lookup = secret_lookup(self.secrets) if self.secrets is not None else (lambda *_: None)
@@ -129,6 +130,9 @@ class OutgoingRunner:
                 self._leases.release_all()
                 database.execute_sql("UPDATE sync_status SET worker = NULL, lease_until = NULL WHERE worker = ?",
                                      [self.worker])
+        if self._failed_profiles:
+            with write_transaction():  # R16, once per pass (the incoming pass raises the stale warnings)
+                status.pass_ended(self.clock(), self._failed_profiles, stale=False)
         return summary
 
     # -- at most once --
@@ -278,6 +282,7 @@ class OutgoingRunner:
                 status.direction_succeeded(target.mailbox.id, "outgoing", now)
             elif ours and failure is not None:  # else another worker took it over: its status is its own
                 decided = status.direction_failed(target.mailbox.id, "outgoing", failure, settings, now)
+                self._failed_profiles.add(target.profile.id)
                 if decided.retry_at is not None:
                     database.execute_sql(
                         "UPDATE email_activity SET next_attempt = ? WHERE mailbox_id = ? AND direction = ? "

@@ -6,13 +6,20 @@ keys of the messages it saw in one transaction; only then are the processed ones
 deletion (``DELE``), and the ``QUIT`` that ends the session makes the server delete them (R28).
 
 The key of a message is its UIDL. A server without UIDL (it answers -ERR) is read by Message-ID:
-every header block is read each cycle and the Message-IDs seen are the keys, so nothing is recorded
-twice (R24), at the price of reading every header each cycle."""
+the Message-IDs seen are the keys, so nothing is recorded twice (R24). Its header blocks are read
+again only when the maildrop changed other than by new mail arriving (``_known_head``): a cycle with
+nothing new costs one ``TOP``, not one per message.
+
+Each key seen is kept with whether its message was processed or passed over (received before the
+reading date, tracked for nobody): a processed message still on the server when the next cycle
+starts (the cycle that processed it was cut short between its commit and its QUIT) is deleted then,
+when the mailbox deletes after processing (R28); one passed over stays."""
 
 from __future__ import annotations
 
+import hashlib
 import poplib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from mbxtui.core.probes import pop3
@@ -36,6 +43,9 @@ _LIST_LINE = 12 + 1 + 20 + 2  # "n size": a message number and a size in octets
 _UIDL_LINE = 12 + 1 + 70 + 2  # RFC 1939: a UIDL has 1 to 70 characters
 _SLACK = 64 * 1024
 _RENEW_EVERY = 512 * 1024
+# Without UIDL, the checkpoint of the maildrop's head that a cycle read (see _known_head): the
+# count in ``last_uid``, a digest of its listing in ``uidvalidity``; no IMAP folder has this name.
+LISTING = "POP3 listing without UIDL"
 
 
 def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Party] | None,
@@ -52,11 +62,16 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
             note.detail = "by UIDL" if uidls is not None else "the server has no UIDL: by Message-ID"
         seen = store.seen_uidls(target.mailbox.id)
         if uidls is not None:
-            store.forget_uidls(target.mailbox.id, seen - set(uidls.values()))
+            store.forget_uidls(target.mailbox.id, set(seen) - set(uidls.values()))
             waiting = [n for n in sorted(drop.sizes) if uidls.get(n) not in seen]
+            if target.delete_after_processing:
+                drop.delete_left_behind([n for n in sorted(drop.sizes) if seen.get(uidls.get(n))])
+            _read_all(drop, target, candidates, progress, now, waiting, uidls, seen)
         else:
-            waiting = sorted(drop.sizes)
-        _read_all(drop, target, candidates, progress, now, waiting, uidls, seen)
+            known = _known_head(drop, target, count)
+            read = _read_all(drop, target, candidates, progress, now, [n for n in sorted(drop.sizes) if n > known],
+                             None, seen)
+            _after_reading_by_message_id(target, drop.sizes, known, read, set(seen), now, whole=not progress.more)
         if drop.marked:
             with session.step(Step.DELETE) as note:  # R28: QUIT makes the server delete them
                 pop.quit()
@@ -69,17 +84,22 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
 
 
 def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] | None, progress: CycleCounts,
-              now: datetime, waiting: list[int], uidls: dict[int, str] | None, seen: set[str]) -> None:
-    """Read the ``waiting`` messages a batch at a time until none is left or the time is half gone."""
+              now: datetime, waiting: list[int], uidls: dict[int, str] | None,
+              seen: dict[str, bool]) -> dict[int, str]:
+    """Read the ``waiting`` messages a batch at a time until none is left or the time is half gone.
+    ``seen``: the keys seen before, each with whether its message was processed. Returns the key
+    of each message read, by its number."""
     session = drop.session
-    on_server: set[str] = set()  # without UIDL: the keys of every message still there
+    read: dict[int, str] = {}
     position = 0
     while position < len(waiting):
         if position and session.deadline.remaining() < session.endpoint.timeout / 2:
             progress.more = True
-            return
+            return read
         items: list[store.Fetched] = []
         keys: list[str] = []
+        left_behind: list[int] = []  # without UIDL: processed before, not deleted (R28)
+        keys_of: dict[int, str] = {}
         with session.step(Step.FETCH) as note:
             examined = 0
             while position < len(waiting) and len(items) < BATCH and examined < MOST_EXAMINED:
@@ -87,19 +107,25 @@ def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] 
                 position += 1
                 examined += 1
                 item, key = drop.read(number, uidls.get(number) if uidls is not None else None,
-                                      target.reads_after, now)
-                on_server.add(key)
+                                      target.reads_after, now, lambda key: key in seen or key in keys)
+                read[number] = key
                 if key in seen or key in keys:  # without UIDL: read before, by its Message-ID
+                    if seen.get(key) and target.delete_after_processing:
+                        left_behind.append(number)
                     continue
                 keys.append(key)
                 if item is not None:
                     items.append(item)
+                    keys_of[number] = key
             note.detail = f"{len(items)} new messages of {examined} read"
+        drop.delete_left_behind(left_behind)
         if not keys:  # without UIDL: all of them read in an earlier cycle
             continue
         # Should this fail, the QUIT that ends the session still deletes the batches committed before.
-        written = store.record_pop3_batch(target.mailbox.id, FOLDER, items, keys, target.own, candidates, now)
-        seen.update(keys)
+        written = store.record_pop3_batch(target.mailbox.id, FOLDER, items, keys, target.own, candidates, now,
+                                          keys_of=keys_of)
+        processed = {keys_of[number] for number in written.processed_uids}
+        seen.update((key, key in processed) for key in keys)
         progress.messages += len(items)
         progress.recorded += written.recorded
         progress.unresolved += written.unresolved
@@ -109,8 +135,44 @@ def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] 
                     drop.pop.dele(number)
                 drop.marked += len(written.processed_uids)
                 note.detail = f"{len(written.processed_uids)} messages marked"
-    if uidls is None:
-        store.forget_uidls(target.mailbox.id, seen - on_server)
+    return read
+
+
+def _known_head(drop: _Maildrop, target: SyncTarget, count: int) -> int:
+    """Without UIDL: how many messages at the head of the maildrop an earlier cycle read to the end
+    and that are still there (0: read every header again). Mail is only appended to a maildrop, so
+    while the sizes LIST gives for the first N messages and the Message-ID of the Nth are those the
+    checkpoint holds, none of them was deleted and they need not be read again: one ``TOP`` where
+    there were N. A mailbox that deletes after processing reads all (its maildrop stays short)."""
+    if target.delete_after_processing:
+        return 0
+    saved = store.checkpoint(target.mailbox.id, LISTING)
+    if saved is None or not 0 < saved.last_uid <= count:
+        return 0
+    with drop.session.step(Step.FETCH) as note:
+        last_key = drop.key_of(saved.last_uid)
+        known = saved.last_uid if _listing_digest(drop.sizes, saved.last_uid, last_key) == saved.uidvalidity else 0
+        note.detail = f"the first {known} messages read before" if known else "the maildrop changed: read every header"
+    return known
+
+
+def _after_reading_by_message_id(target: SyncTarget, sizes: dict[int, int], known: int, read: dict[int, str],
+                                 seen: set[str], now: datetime, *, whole: bool) -> None:
+    """Without UIDL, after reading the messages past the known head (``read``: in order, each
+    batch committed; ``whole``: to the end of the maildrop): keep the new head for ``_known_head``,
+    so that a maildrop too large for one cycle is read on from there by the next; and once every
+    header was read, forget the keys of messages gone."""
+    if whole and not known:
+        store.forget_uidls(target.mailbox.id, seen - set(read.values()))
+    last = max(read, default=0)
+    if last > known and not target.delete_after_processing:
+        store.save_checkpoint(target.mailbox.id, LISTING, _listing_digest(sizes, last, read[last]), last, now)
+
+
+def _listing_digest(sizes: dict[int, int], count: int, last_key: str) -> int:
+    """63 bits of the sizes of messages 1..count and the key of the last, as a checkpoint keeps them."""
+    listing = ",".join(str(sizes.get(number, 0)) for number in range(1, count + 1))
+    return int.from_bytes(hashlib.blake2b(f"{listing};{last_key}".encode(), digest_size=8).digest(), "big") >> 1
 
 
 class _Maildrop:
@@ -123,6 +185,17 @@ class _Maildrop:
         self.sizes: dict[int, int] = {}
         self.marked = 0  # DELE sent: deleted when the session ends with QUIT
         self.said_goodbye = False
+
+    def delete_left_behind(self, numbers: list[int]) -> None:
+        """R28: messages a cycle cut short (a crash, a connection lost before QUIT) processed and
+        committed but did not delete: marked now, deleted by this session's QUIT."""
+        if not numbers:
+            return
+        with self.session.step(Step.DELETE) as note:
+            for number in numbers:
+                self.pop.dele(number)
+            self.marked += len(numbers)
+            note.detail = f"{len(numbers)} processed messages left behind"
 
     def list(self, count: int) -> None:
         for line, _ in self._answer("LIST", count * _LIST_LINE + _SLACK):
@@ -145,10 +218,15 @@ class _Maildrop:
                 found[int(words[0])] = words[1]
         return found
 
-    def read(self, number: int, uidl: str | None, reads_after: datetime,
-             now: datetime) -> tuple[store.Fetched | None, str]:
-        """The message as recorded (None when received before ``reads_after``) and its key: its
-        UIDL, or without one its Message-ID (a digest of what was read when it has no headers)."""
+    def key_of(self, number: int) -> str:
+        """The key of a message on a server without UIDL, as ``read`` finds it (its header block)."""
+        return self.read(number, None, datetime.max, datetime.min)[1]
+
+    def read(self, number: int, uidl: str | None, reads_after: datetime, now: datetime,
+             known: Callable[[str], bool] = lambda key: False) -> tuple[store.Fetched | None, str]:
+        """The message as recorded (None when received before ``reads_after``, or when its key is
+        ``known``: then its body lines are not read) and its key: its UIDL, or without one its
+        Message-ID (a digest of what was read when it has no headers)."""
         size = self.sizes.get(number, 0)
         header, _, _ = self._top(number, 0, size)
         if not header.strip():
@@ -161,7 +239,7 @@ class _Maildrop:
             key = parse(header, Structure(None, ()), "", size).message_id
         else:
             key = uidl
-        if received_on < reads_after:
+        if received_on < reads_after or known(key):
             return None, key
         header, body, complete = self._top(number, BODY_LINES, size)
         structure, text = top_structure(header, body, size, complete)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from mbxtui.core.enums import AlertLevel, CheckStatus
-from mbxtui.core.jobs.outcome import Attempt, History, RetryPolicy, decide, profile_failing
-from mbxtui.core.models import Alert, Mailbox, Profile, database
+from mbxtui.core.jobs import failing_profiles
+from mbxtui.core.jobs.outcome import Attempt, History, RetryPolicy, decide
+from mbxtui.core.models import Mailbox, database
 from mbxtui.core.probes.base import ErrorCode, Failure
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.mailbox_views import stale_hours, stale_ids
@@ -27,7 +28,6 @@ from mbxtui.core.sync import notices
 
 PROCESSED_DIRECTIONS = ("incoming", "outgoing")
 STALE_CODE = "SYNC_STALE"
-PROFILE_FAILING_CODE = "PROFILE_FAILING"
 _OTHER = {"incoming": "outgoing", "outgoing": "incoming"}
 
 
@@ -93,6 +93,7 @@ def direction_failed(mailbox_id: int, direction: str, failure: Failure, settings
     outcome = decide(Attempt(email=email, directions={direction: failure}, at=now, activity="processing"),
                      settings, History(active=True, transient_failures=before))
     error = [failure.code.value, failure.message]
+    failing_profiles.failed(mailbox_id, profile_id, [direction], failing_profiles.PROCESSING, now)  # R16
     if outcome.retry_at is not None:
         due = ", next_due = ?" if direction == "incoming" else ""
         database.execute_sql(
@@ -133,6 +134,7 @@ def direction_succeeded(mailbox_id: int, direction: str, now: datetime) -> None:
     as it is."""
     _direction(direction)
     ensure_row(mailbox_id, now)
+    failing_profiles.passed(mailbox_id, [direction])  # R16
     if direction == "incoming":
         database.execute_sql(
             "UPDATE sync_status SET state = CASE WHEN outgoing_failures > 0 THEN 'waiting' ELSE 'idle' END, "
@@ -183,33 +185,11 @@ def raise_stale_alerts(now: datetime) -> int:
     return len(rows)
 
 
-def alert_failing_profiles(profile_ids: Iterable[int], now: datetime) -> None:
-    """R16 for processing: when more than half of a profile's active mailboxes that are processed
-    failed a cycle within the last hour, one error alert to the profile owner (at most one an hour,
-    shared with Test & Enable's)."""
-    hour_ago = now - timedelta(hours=1)
-    for profile_id in sorted(set(profile_ids)):
-        mailboxes, failed = database.execute_sql(
-            "SELECT count(*), count(CASE WHEN s.last_error_code IS NOT NULL AND s.last_cycle_finished >= ? THEN 1 END) "
-            "FROM mailbox m LEFT JOIN sync_status s ON s.mailbox_id = m.id "
-            "WHERE m.profile_id = ? AND m.active = 1 AND (m.incoming_method = 'server_side_sync' OR s.mailbox_id IS NOT NULL)",
-            [hour_ago, profile_id]).fetchone()
-        if not profile_failing(mailboxes, failed or 0):
-            continue
-        recent = Alert.select().where((Alert.profile == profile_id) & (Alert.code == PROFILE_FAILING_CODE)
-                                      & (Alert.mailbox.is_null()) & (Alert.created_on >= hour_ago))
-        if recent.exists():
-            continue
-        profile = Profile.get_by_id(profile_id)
-        text = (f"{failed} of {mailboxes} mailboxes of profile {profile.name!r} failed while being processed "
-                "within the last hour: check the profile's servers and settings")
-        raise_alert(AlertLevel.ERROR, PROFILE_FAILING_CODE, text, profile=profile)
-        notices.profile_failing(profile.id, profile.name, profile.owner_id, PROFILE_FAILING_CODE, text, now)  # R32
-
-
-def pass_ended(now: datetime, failed_profiles: set[int]) -> None:
+def pass_ended(now: datetime, failed_profiles: set[int], *, stale: bool = True) -> None:
     """What a sync pass does once at its end: R16 for the profiles that had a failure in it (the
-    set is emptied), and the stale warnings of R31."""
-    alert_failing_profiles(failed_profiles, now)
+    set is emptied; ``jobs/failing_profiles.py`` counts Test & Enable's failures with these), and
+    the stale warnings of R31 (``stale``)."""
+    failing_profiles.alert_failing_profiles(failed_profiles, now)
     failed_profiles.clear()
-    raise_stale_alerts(now)
+    if stale:
+        raise_stale_alerts(now)

@@ -5,6 +5,7 @@ seen; and the reads a cycle needs before it starts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -67,33 +68,48 @@ def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, 
     ``last_uid``."""
     with write_transaction():
         written = _record(mailbox_id, folder, items, own, candidates, now)
-        database.execute_sql(
-            "INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
-            "last_uid = excluded.last_uid, updated_on = excluded.updated_on",
-            [mailbox_id, folder, uidvalidity, last_uid, now])
+        _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now)
     return written
+
+
+def save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+    """A checkpoint alone, in a transaction of its own."""
+    with write_transaction():
+        _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now)
+
+
+def _save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+    database.execute_sql(
+        "INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+        "last_uid = excluded.last_uid, updated_on = excluded.updated_on",
+        [mailbox_id, folder, uidvalidity, last_uid, now])
 
 
 def record_pop3_batch(mailbox_id: int, folder: str, items: list[Fetched], seen: list[str], own: Party | None,
-                      candidates: dict[str, Party] | None, now: datetime) -> BatchWritten:
+                      candidates: dict[str, Party] | None, now: datetime, *,
+                      keys_of: Mapping[int, str] | None = None) -> BatchWritten:
     """One transaction: each message's activity (see ``_record``), then the keys of the messages
     this batch read or passed over (``seen``: their UIDLs, or Message-IDs where the server has no
-    UIDL), so that no later cycle reads them again."""
+    UIDL), so that no later cycle reads them again. ``keys_of``: the key of each item by its
+    message number; the keys of the items processed are marked so (R28: a later cycle deletes
+    what this one could not)."""
     with write_transaction():
         written = _record(mailbox_id, folder, items, own, candidates, now)
-        for start in range(0, len(seen), 300):  # three values a row: under SQLite's 999 at any version
-            chunk = seen[start:start + 300]
+        processed = {keys_of[number] for number in written.processed_uids if number in keys_of} if keys_of else set()
+        for start in range(0, len(seen), 200):  # four values a row: under SQLite's 999 at any version
+            chunk = seen[start:start + 200]
             database.execute_sql(
-                "INSERT INTO sync_seen_uidl (mailbox_id, uidl, seen_on) VALUES "
-                f"{','.join(['(?, ?, ?)'] * len(chunk))} ON CONFLICT DO NOTHING",
-                [value for key in chunk for value in (mailbox_id, key, now)])
+                "INSERT INTO sync_seen_uidl (mailbox_id, uidl, seen_on, processed) VALUES "
+                f"{','.join(['(?, ?, ?, ?)'] * len(chunk))} ON CONFLICT DO NOTHING",
+                [value for key in chunk for value in (mailbox_id, key, now, int(key in processed))])
     return written
 
 
-def seen_uidls(mailbox_id: int) -> set[str]:
-    return {row[0] for row in database.execute_sql(
-        "SELECT uidl FROM sync_seen_uidl WHERE mailbox_id = ?", [mailbox_id]).fetchall()}
+def seen_uidls(mailbox_id: int) -> dict[str, bool]:
+    """The keys a mailbox has seen, each with whether its message was processed (not passed over)."""
+    return {row[0]: bool(row[1]) for row in database.execute_sql(
+        "SELECT uidl, processed FROM sync_seen_uidl WHERE mailbox_id = ?", [mailbox_id]).fetchall()}
 
 
 def forget_uidls(mailbox_id: int, gone: set[str]) -> None:

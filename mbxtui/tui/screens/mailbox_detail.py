@@ -71,6 +71,8 @@ def sync_text(sync: SyncRow | None) -> str:
             ("Next cycle due", sync["next_due"]),
             ("Last sync error", f"{error['code']}: {error['text']}" if error else None),
         ]
+    if sync["not_processed"]:
+        lines.insert(0, ("Not processed", sync["not_processed"]))
     stale = "yes (no successful sync for longer than the organisation's stale threshold)" if sync["stale"] else "no"
     lines.append(("Stale", stale))
     width = max(len(title) for title, _ in lines)

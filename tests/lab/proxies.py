@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import ssl
 import threading
 import time
 import weakref
 
+from . import tcp_state
 from .loop import LabLoop, relay, relay_both_ways, server_port, stop_and_close, until_one_ends
 
 # An IMAP line that ends in a literal announces that many raw bytes follow: "{12}" or "{12+}".
@@ -18,9 +18,6 @@ IMAP_CAPABILITY_LINE = re.compile(rb"^(\* OK \[CAPABILITY |\* CAPABILITY |\S+ OK
                                   re.IGNORECASE)
 IMAP_CREDENTIAL_COMMANDS = {b"LOGIN", b"AUTHENTICATE"}
 POP3_CREDENTIAL_COMMANDS = {b"USER", b"PASS", b"APOP", b"AUTH"}
-# Linux TCP states (include/net/tcp_states.h) of an accepted socket whose peer has sent neither
-# FIN nor reset: ESTABLISHED, FIN_WAIT1, FIN_WAIT2 (this side has closed its writing, not the peer).
-_TCP_PEER_STILL_OPEN = frozenset({1, 4, 5})
 
 
 async def start_silent_listener(lab_loop: LabLoop) -> int:
@@ -155,14 +152,14 @@ class ConnectionCounter:
 
     Connect to `port` instead of the lab port; bytes pass through unchanged (TLS included: the
     certificates are valid for 127.0.0.1). A connection counts from its accept until its client
-    closes it: the client's end of stream (FIN or reset) has reached this side. That is read from
-    the kernel (the TCP state of this side's socket) each time a connection is accepted, not left
-    to the relay's loop: the loop may get to a close long after it happened (it shares the GIL with
-    the product's threads, and a burst of accepts can be taken before the ends of stream queued
-    beside them), and a client that closed a connection before opening the next must not have both
-    counted at once. When the server closes first, its end of stream is passed on and the
-    connection counts until the client closes its side too. ``current``: connections whose client
-    the relay's loop has not yet seen close. Use as a context manager, or call close().
+    closes it, as the kernel has the client's own socket (tcp_state.py) each time a connection is
+    accepted: not when the relay's loop gets to the close, which may be long after (the loop shares
+    the GIL with the product's threads, and takes a burst of accepts before the ends of stream
+    queued beside them), nor when the client's FIN reaches this side (a busy machine may hold it in
+    a queue a while). A client that closed a connection before it opened the next never has both
+    counted at once. When the server closes first, its end of stream is passed on and the relay
+    waits for the client's. ``current``: connections whose client the relay's loop has not yet seen
+    close. Use as a context manager, or call close().
     """
 
     def __init__(self, lab_loop: LabLoop, upstream_port: int):
@@ -170,7 +167,7 @@ class ConnectionCounter:
         self._upstream_port = upstream_port
         self._server: asyncio.base_events.Server | None = None
         self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
-        self._clients: set[asyncio.StreamWriter] = set()  # accepted, their client not yet seen closing
+        self._clients: dict[asyncio.StreamWriter, tuple[str, int]] = {}  # accepted -> the client's address
         self.port = 0
         self.current = 0
         self.total = 0
@@ -217,7 +214,8 @@ class ConnectionCounter:
             transport.abort()
 
     async def _count_open(self) -> int:
-        return sum(1 for client in self._clients if _client_still_open(client))
+        here = ("127.0.0.1", self.port)
+        return sum(1 for client in self._clients.values() if tcp_state.still_open(client, here))
 
     async def _count_afresh(self) -> None:
         self.max_concurrent = await self._count_open()
@@ -226,7 +224,9 @@ class ConnectionCounter:
                                writer: asyncio.StreamWriter) -> None:
         self.current += 1
         self.total += 1
-        self._clients.add(writer)
+        client = writer.get_extra_info("peername")
+        if client is not None:  # else gone already, before this accept
+            self._clients[writer] = client
         self.max_concurrent = max(self.max_concurrent, await self._count_open())
         try:
             self._transports.add(writer.transport)
@@ -234,7 +234,7 @@ class ConnectionCounter:
             self._transports.add(upstream_writer.transport)
             await self._relay_until_the_client_closes(reader, writer, upstream_reader, upstream_writer)
         finally:
-            self._clients.discard(writer)
+            self._clients.pop(writer, None)
             self.current -= 1
 
     @staticmethod
@@ -254,19 +254,6 @@ class ConnectionCounter:
                     pass
         finally:
             await stop_and_close([from_client, from_server], writer, upstream_writer)
-
-
-def _client_still_open(writer: asyncio.StreamWriter) -> bool:
-    """Whether the client of this accepted connection has not closed it yet: this side's TCP
-    state is one where no end of stream (FIN) nor reset has come from the client."""
-    sock = writer.get_extra_info("socket")
-    if sock is None or sock.fileno() < 0:  # this side has closed it
-        return False
-    try:
-        state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
-    except OSError:  # closed meanwhile
-        return False
-    return state in _TCP_PEER_STILL_OPEN
 
 
 class Pop3Front:

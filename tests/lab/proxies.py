@@ -172,6 +172,9 @@ class ConnectionCounter:
         self.current = 0
         self.total = 0
         self.max_concurrent = 0
+        # At the last new most: the ports of the clients counted open and whether this process held
+        # each (else another did), so that a count above a bound names what it counted.
+        self.at_most: list[tuple[int, int | None, bool]] = []
 
     async def start(self) -> ConnectionCounter:
         self._server = await self._lab_loop.serve(self._count_and_relay)
@@ -203,8 +206,9 @@ class ConnectionCounter:
         return self.total
 
     def __repr__(self) -> str:
-        return (f"ConnectionCounter(port={self.port}, current={self.current}, "
-                f"total={self.total}, max_concurrent={self.max_concurrent})")
+        return (f"ConnectionCounter(port={self.port}, current={self.current}, total={self.total}, "
+                f"max_concurrent={self.max_concurrent}, at_most={self.at_most} (client port, TCP state, "
+                "held by this process))")
 
     async def _close(self) -> None:
         server, self._server = self._server, None
@@ -219,6 +223,7 @@ class ConnectionCounter:
 
     async def _count_afresh(self) -> None:
         self.max_concurrent = await self._count_open()
+        self.at_most = []
 
     async def _count_and_relay(self, reader: asyncio.StreamReader,
                                writer: asyncio.StreamWriter) -> None:
@@ -227,7 +232,12 @@ class ConnectionCounter:
         client = writer.get_extra_info("peername")
         if client is not None:  # else gone already, before this accept
             self._clients[writer] = client
-        self.max_concurrent = max(self.max_concurrent, await self._count_open())
+        open_now = await self._count_open()
+        if open_now > self.max_concurrent:
+            here = ("127.0.0.1", self.port)
+            self.max_concurrent = open_now
+            self.at_most = [(client[1], tcp_state.tcp_state(client, here), tcp_state.held_here(client, here))
+                            for client in self._clients.values()]
         try:
             self._transports.add(writer.transport)
             upstream_reader, upstream_writer = await self._lab_loop.connect(self._upstream_port)

@@ -23,6 +23,27 @@ STILL_OPEN = frozenset({ESTABLISHED, CLOSE_WAIT})
 def tcp_state(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
     """The state of the IPv4 TCP socket bound to ``local`` and connected to ``remote``; None when
     the kernel has no such socket (closed and gone)."""
+    found = _diag(local, remote)
+    return None if found is None else found[0]
+
+
+def held_here(local: tuple[str, int], remote: tuple[str, int]) -> bool:
+    """Whether a descriptor of this process holds that socket (else another process does, or none)."""
+    found = _diag(local, remote)
+    if found is None:
+        return False
+    wanted = f"socket:[{found[1]}]"
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == wanted:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
+
+
+def _diag(local: tuple[str, int], remote: tuple[str, int]) -> tuple[int, int] | None:
+    """The socket's state and inode, or None."""
     sockid = (struct.pack("!HH", local[1], remote[1]) + socket.inet_aton(local[0]) + bytes(12)
               + socket.inet_aton(remote[0]) + bytes(12)
               + struct.pack("=III", 0, INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE))
@@ -36,7 +57,9 @@ def tcp_state(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
         if error == errno.ENOENT:
             return None
         raise OSError(error, f"sock_diag: {os.strerror(error)}")
-    return reply[17]  # after the netlink header: inet_diag_msg's family, then its state
+    # After the netlink header, inet_diag_msg: family, state, timer, retrans, the socket's id (48
+    # bytes), expires, rqueue, wqueue, uid, inode.
+    return reply[17], struct.unpack_from("=I", reply, 16 + 68)[0]
 
 
 def still_open(local: tuple[str, int], remote: tuple[str, int]) -> bool:

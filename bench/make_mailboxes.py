@@ -31,7 +31,7 @@ from mbxtui.core.services import operators, profiles, settings
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
 
 LOGIN = "admin"
-BUILD = 1  # raise when the generated data changes, so that saved databases are built again
+BUILD = 2  # raise when the generated data changes, so that saved databases are built again
 USER_SHARE = 0.90
 QUEUE_SHARE = 0.09
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from mbxtui.cli.context import Context, read_secret
 from mbxtui.cli.options import Commands, command, group, json_option, metavar, secret_options, switch
 from mbxtui.cli.output import EXIT_OK, EXIT_TEST_FAILED, emit, print_json, print_record, safe, table
-from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
+from mbxtui.core.errors import InvalidInput
+from mbxtui.core.enums import IncomingAuth, OAuthProvider, OutgoingAuth, ProfileType, TlsMode
 
 # option's attribute on the parsed arguments -> the field of profiles.create / profiles.update
 PROFILE_FIELDS = {
@@ -19,7 +21,10 @@ PROFILE_FIELDS = {
     "timeout": "timeout_seconds", "verify_delivery": "verify_delivery", "owner": "owner",
     "process_email_from": "process_email_from", "min_polling_minutes": "min_polling_minutes", "active": "active",
     "retest_hours": "retest_hours", "processed_folder": "processed_folder",
+    "oauth_provider": "oauth_provider", "oauth_tenant": "oauth_tenant", "oauth_client_id": "oauth_client_id",
+    "oauth_issuer": "oauth_issuer", "oauth_scope": "oauth_scope",
 }
+MAX_CREDENTIAL_FILE = 64 * 1024
 PROFILE_COLUMNS = [("name", "NAME"), ("type", "TYPE"), ("incoming.host", "INCOMING"), ("incoming.port", "PORT"),
                    ("outgoing.host", "OUTGOING"), ("outgoing.port", "PORT"), ("max_connections", "MAX CONN"),
                    ("mailboxes", "MAILBOXES"), ("active", "ACTIVE")]
@@ -82,6 +87,27 @@ def cmd_profile_set_password(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_profile_set_oauth(ctx: Context, args: argparse.Namespace) -> int:
+    """The client credential for the profile's OAuth provider; a file is read once, here, and may be
+    deleted afterwards."""
+    from mbxtui.core.services import credentials
+    from mbxtui.core.services.credentials import read_secret_line
+
+    if args.client_secret_stdin:
+        kind, value = "client_secret", read_secret_line(sys.stdin)
+    else:
+        kind, option, path = (("certificate", "--certificate-file", args.certificate_file) if args.certificate_file
+                              else ("service_account", "--service-account-file", args.service_account_file))
+        try:
+            with open(path, "rb") as file:
+                value = file.read(MAX_CREDENTIAL_FILE + 1)
+        except OSError as exc:
+            raise InvalidInput(option, f"cannot read {safe(path)}: {exc.strerror}") from None
+    credentials.set_profile_oauth(ctx.actor, args.profile, kind, value, ctx.store)
+    print(f"OAuth {kind.replace('_', ' ')} of profile {safe(args.profile)} set")
+    return EXIT_OK
+
+
 def cmd_profile_test(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.profile_check import check_profile
 
@@ -118,6 +144,15 @@ def _profile_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--processed-folder", metavar="FOLDER|none",
                    help="imap_smtp only: move processed mail to this folder instead of deleting it (R28); "
                         "none: delete it")
+    p.add_argument("--oauth-provider", metavar=metavar(OAuthProvider) + "|none",
+                   help="with oauth2 authentication: fetch tokens from this provider (none: tokens set by hand)")
+    p.add_argument("--oauth-tenant", metavar="ID", help="microsoft365: the directory (tenant) id")
+    p.add_argument("--oauth-client-id", metavar="ID", help="the application (client) id")
+    p.add_argument("--oauth-issuer", metavar="URL",
+                   help="generic: the provider's issuer URL; microsoft365: another login host (a national cloud)")
+    p.add_argument("--oauth-scope", metavar="SCOPE",
+                   help="default: https://outlook.office365.com/.default (microsoft365), https://mail.google.com/ "
+                        "(google)")
     p.add_argument("--allow-plaintext-credentials", action="store_true",
                    help="global_admin only: let TLS mode none carry credentials to a host off this machine")
     json_option(p)
@@ -143,6 +178,14 @@ def register(commands: Commands) -> None:
     p = command(profiles, "confirm-secret", cmd_profile_confirm_secret,
                 "confirm the profile's password and token for its current endpoint")
     p.add_argument("profile", metavar="NAME")
+    p = command(profiles, "set-oauth", cmd_profile_set_oauth,
+                "store the client credential of the profile's OAuth provider in the keyring")
+    p.add_argument("profile", metavar="NAME")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--client-secret-stdin", action="store_true", help="read the client secret from standard input")
+    given.add_argument("--certificate-file", metavar="PEM", help="the app's private key and certificate (read once)")
+    given.add_argument("--service-account-file", metavar="JSON", help="google: the service account's key file "
+                                                                      "(read once)")
     p = command(profiles, "test", cmd_profile_test, "test the profile's own connection settings")
     p.add_argument("profile", metavar="NAME")
     json_option(p)

@@ -39,20 +39,31 @@ def binding_sql(alias: str) -> str:
     return " || ' ' || ".join(columns)
 
 
+_OAUTH_FIELDS = ("oauth_provider", "oauth_tenant", "oauth_client_id", "oauth_issuer", "oauth_scope")
+
+
+def oauth_binding_of(profile: Any) -> str:
+    """What a profile's OAuth client credential is bound to: its endpoint and its OAuth settings,
+    so that neither the mail servers its tokens go to nor the provider its credential goes to can
+    change without someone confirming it."""
+    return " ".join([binding_of(profile), "oauth"] + [getattr(profile, name) or "" for name in _OAUTH_FIELDS])
+
+
 CONFIRMED, NOT_CONFIRMED, NO_SECRET = "confirmed", "not confirmed", "no secret"
 
 
 def secret_state(record: Any, profile: Any) -> str:
     """Whether the secrets set on ``record`` (a mailbox or profile row) are confirmed for
     ``profile``'s endpoint as it is now: ``confirmed``, ``not confirmed`` or ``no secret``."""
-    bindings = [bound for present, bound in ((record.password_set, record.password_bound_to),
-                                             (record.token_set, record.token_bound_to)) if present]
-    if not bindings:
+    held = [(bound, binding_of) for present, bound in ((record.password_set, record.password_bound_to),
+                                                       (record.token_set, record.token_bound_to)) if present]
+    if getattr(record, "oauth_credential", None):
+        held.append((record.oauth_credential_bound_to, oauth_binding_of))
+    if not held:
         return NO_SECRET
     if profile is None:
         return NOT_CONFIRMED
-    now = binding_of(profile)
-    return CONFIRMED if all(bound == now for bound in bindings) else NOT_CONFIRMED
+    return CONFIRMED if all(bound == binding(profile) for bound, binding in held) else NOT_CONFIRMED
 
 
 def is_loopback(host: str) -> bool:
@@ -93,7 +104,7 @@ def plaintext_sentence(profile: Any, side: str) -> str:
 
 
 def secret_label(what: str) -> str:
-    return "OAuth2 token" if what == "oauth2-token" else "password"
+    return {"oauth2-token": "OAuth2 token", "oauth-credential": "OAuth client credential"}.get(what, "password")
 
 
 def unconfirmed_sentence(owner: str, who: str, what: str, host: str, port: int) -> str:

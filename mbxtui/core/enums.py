@@ -39,6 +39,22 @@ class OutgoingAuth(StrEnum):
     NONE = "none"
 
 
+class OAuthProvider(StrEnum):
+    """Who issues a profile's OAuth2 tokens (core/oauth)."""
+
+    MICROSOFT365 = "microsoft365"
+    GOOGLE = "google"
+    GENERIC = "generic"
+
+
+class OAuthCredential(StrEnum):
+    """The kind of client credential a profile keeps in the keyring for its provider."""
+
+    CLIENT_SECRET = "client_secret"
+    CERTIFICATE = "certificate"
+    SERVICE_ACCOUNT = "service_account"
+
+
 class IncomingMethod(StrEnum):
     NONE = "none"
     SERVER_SIDE_SYNC = "server_side_sync"

@@ -4,11 +4,15 @@ mailbox uses."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mbxtui.core.endpoint_binding import binding_of, plaintext_refusal, unconfirmed_sentence
-from mbxtui.core.enums import EXCHANGE_TYPES, ProfileType
+from mbxtui.core.endpoint_binding import binding_of, oauth_binding_of, plaintext_refusal, unconfirmed_sentence
+from mbxtui.core.enums import EXCHANGE_TYPES, OAuthProvider, ProfileType
+from mbxtui.core.oauth import tokens
+from mbxtui.core.oauth.tokens import TokenError
+from mbxtui.core.oauth.settings import OAuthSettings, settings_of
 from mbxtui.core.probes import imap, pop3, smtp
 from mbxtui.core.probes.base import Credentials, Endpoint, ErrorCode, Failure, ProbeResult, Step, StepResult
 from mbxtui.core.secret_value import Secret
@@ -36,6 +40,13 @@ class ProfileSnapshot:
     password_bound_to: str | None = None
     token_bound_to: str | None = None
     plaintext_confirmed_for: str | None = None
+    oauth_provider: str | None = None
+    oauth_tenant: str | None = None
+    oauth_client_id: str | None = None
+    oauth_issuer: str | None = None
+    oauth_scope: str | None = None
+    oauth_credential: str | None = None
+    oauth_credential_bound_to: str | None = None
 
 
 def profile_snapshot(profile) -> ProfileSnapshot:
@@ -132,9 +143,12 @@ SecretLookup = Callable[[str, int, str], "Secret | None"]  # (kind, record id, w
 
 @dataclass(frozen=True)
 class Withheld:
-    """Credentials that are not sent (R34); ``message`` says why and what to do."""
+    """Credentials that are not sent (R34), or a token the provider did not give; ``message`` says
+    why and what to do."""
 
     message: str
+    code: ErrorCode = ErrorCode.NO_CREDENTIALS
+    step: Step = Step.CHECK
 
 
 def credentials_for(direction: str, mailbox: MailboxSnapshot, profile: ProfileSnapshot,
@@ -167,6 +181,9 @@ def credentials_for(direction: str, mailbox: MailboxSnapshot, profile: ProfileSn
         value = secret("profile", profile.id, "password")
         return (unless_moved("profile", value, profile.password_bound_to, "password")
                 or Credentials("password", profile.username, value, authorization_identity=login))
+    oauth = settings_of(profile)
+    if oauth is not None:
+        return _issued_credentials(side, mailbox, profile, oauth, secret)
     own = secret("mailbox", mailbox.id, "oauth2-token")
     if own:
         return unless_moved("mailbox", own, mailbox.token_bound_to, "oauth2-token") or Credentials("oauth2", login, own)
@@ -175,9 +192,35 @@ def credentials_for(direction: str, mailbox: MailboxSnapshot, profile: ProfileSn
             or Credentials("oauth2", login, shared))
 
 
+def _issued_credentials(side: str, mailbox: MailboxSnapshot, profile: ProfileSnapshot, oauth: OAuthSettings,
+                        secret: SecretLookup) -> Credentials | Withheld:
+    """XOAUTH2 as the mailbox (``user=`` its address) with a token from the profile's provider, fetched
+    with the client credential the profile keeps in the keyring, only while that credential is
+    confirmed for the profile's endpoint and OAuth settings (R34)."""
+    credential = secret("profile", profile.id, "oauth-credential") if profile.oauth_credential else None
+    if not credential:
+        return Withheld(f"profile {profile.name!r} has no client credential for its OAuth provider "
+                        f"{profile.oauth_provider}: set it with `mbxtui profile set-oauth {shlex.quote(profile.name)} "
+                        f"--client-secret-stdin` (or --certificate-file, --service-account-file)")
+    if profile.oauth_credential_bound_to != oauth_binding_of(profile):
+        return Withheld(unconfirmed_sentence("profile", profile.name, "oauth-credential",
+                                             getattr(profile, f"{side}_host"), getattr(profile, f"{side}_port")))
+    subject = mailbox.email if oauth.provider == OAuthProvider.GOOGLE else None
+    try:
+        token = tokens.token(oauth, profile.oauth_credential, credential, subject)
+    except TokenError as failure:
+        return Withheld(failure.message, failure.code, Step.TOKEN)
+    kind = profile.oauth_credential
+    return Credentials("oauth2", mailbox.email, token, token_issued=True,
+                       on_token_refused=lambda: tokens.discard(oauth, kind, credential, subject, token))
+
+
 def withheld_failure(withheld: Withheld) -> ProbeResult:
     """Nothing is sent: the direction fails before any connection is made."""
-    return rule_failure(ErrorCode.NO_CREDENTIALS, withheld.message)
+    if withheld.step == Step.CHECK:
+        return rule_failure(withheld.code, withheld.message)
+    return ProbeResult(protocol="oauth2", steps=[StepResult(withheld.step, False, 0.0, withheld.message)],
+                       failure=Failure(withheld.step, withheld.code, withheld.message))
 
 
 def endpoint(profile: ProfileSnapshot, direction: str) -> Endpoint:

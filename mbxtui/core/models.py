@@ -103,6 +103,15 @@ class Profile(BaseModel):
     plaintext_confirmed_for = TextField(null=True)
     retest_hours = IntegerField(null=True)  # R33: re-test enabled mailboxes not proven for this long
     processed_folder = TextField(null=True)  # R28: IMAP moves processed mail here instead of deleting
+    # OAuth2 with a provider (core/oauth): who issues the tokens, for which client; the client's
+    # credential is in the keyring, ``oauth_credential`` says which kind, bound as R34 says.
+    oauth_provider = CharField(null=True)  # microsoft365, google, generic; NULL: tokens set by hand
+    oauth_tenant = TextField(null=True)
+    oauth_client_id = TextField(null=True)
+    oauth_issuer = TextField(null=True)
+    oauth_scope = TextField(null=True)
+    oauth_credential = CharField(null=True)  # client_secret, certificate, service_account
+    oauth_credential_bound_to = TextField(null=True)
 
 
 class Mailbox(BaseModel):

@@ -72,3 +72,42 @@ def test_the_detail_names_the_parties_and_the_mailbox(admin, support):  # noqa: 
     assert detail["mailbox"] == "support@corp.test" and detail["attempts"] == 0
     assert detail["attachments"] == [{"name": "plan.pdf", "size": 2048}]
     assert detail["last_error_code"] is None and detail["reply_to_activity_id"] is None
+
+
+def test_a_views_state_and_direction_read_together(admin, support):  # noqa: F811
+    record(support, 2, [received(1, "First"), received(2, "Second")])
+    assert subjects(activities.page_activities(admin, direction="incoming", state="received")) == ["Second", "First"]
+    assert activities.page_activities(admin, direction="outgoing", state="received") == []
+    assert activities.count_activities(admin, direction="incoming", state="received") == (2, False)
+
+
+def test_a_text_filter_walks_down_the_ids_and_its_head_says_where_it_stopped(admin, support,  # noqa: F811
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    record(support, 12, [received(uid, "Invoice, the oldest" if uid == 1 else f"Message {uid}")
+                         for uid in range(1, 13)])
+    monkeypatch.setattr(activities, "FIRST_RANGE", 2)  # ranges of 2, 4, 8 ids
+    head = activities.head_activities(admin, text="invoice", seconds=0)  # out of time after one range
+    assert head.rows == [] and head.searched_below is not None
+    rest = activities.page_activities(admin, text="invoice", before_id=head.searched_below)
+    assert subjects(rest) == ["Invoice, the oldest"]
+    whole = activities.head_activities(admin, text="invoice", seconds=60)
+    assert subjects(whole.rows) == ["Invoice, the oldest"] and whole.searched_below is None
+    common = activities.head_activities(admin, text="message", limit=5, seconds=0)
+    assert subjects(common.rows) == ["Message 12", "Message 11"]  # the first range
+    assert common.searched_below is not None
+    assert subjects(activities.page_activities(admin, text="message", limit=3, before_id=common.searched_below)) == [
+        "Message 10", "Message 9", "Message 8"]
+    assert subjects(activities.page_activities(admin, text="message", limit=5)) == [
+        f"Message {uid}" for uid in range(12, 7, -1)]  # a whole page, across three ranges
+    assert subjects(activities.page_activities(admin, text="message", stop=lambda: True)) == [
+        "Message 12", "Message 11"]  # told to stop after the first range
+
+
+def test_a_text_filters_count_walks_too_and_stops_at_its_bound(admin, support,  # noqa: F811
+                                                             monkeypatch: pytest.MonkeyPatch):
+    record(support, 12, [received(uid, f"Message {uid}") for uid in range(1, 13)])
+    monkeypatch.setattr(activities, "FIRST_RANGE", 2)
+    assert activities.count_activities(admin, text="message") == (12, False)
+    assert activities.count_activities(admin, text="message", stop=lambda: True) == (2, False)
+    monkeypatch.setattr(activities, "COUNT_AT_MOST", 3)
+    assert activities.count_activities(admin, text="message") == (3, True)

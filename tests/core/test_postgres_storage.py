@@ -176,6 +176,59 @@ def test_two_processes_opening_a_new_database_at_once_make_one_schema(databases:
     databases.drop(url)
 
 
+
+STEP_10_INDEXES = {  # PostgreSQL's own words for them (pg_indexes.indexdef, after "USING")
+    "mailbox_name": "btree (name COLLATE nocase, id)",
+    "mailbox_email": "btree (email) INCLUDE (id)",
+    "mailbox_approval": "btree (approval, id)",
+    "mailbox_profile_id": "btree (profile_id, id)",
+    "mailbox_test_completed_on": "btree (test_completed_on NULLS FIRST, id)",
+    "mailbox_enabled": "btree ((((incoming_enabled + outgoing_enabled) + act_enabled)), id) "
+                       "INCLUDE (incoming_enabled, outgoing_enabled, act_enabled)",
+    "mailbox_active": "btree (active)",
+    "mailbox_approval_active": "btree (active) WHERE ((approval)::text = 'pending'::text)",
+    "mailbox_disabled": "btree (id) WHERE ((incoming_enabled = 0) AND (outgoing_enabled = 0) AND (act_enabled = 0))",
+    "mailbox_user_id": "btree (user_id) WHERE (user_id IS NOT NULL)",
+}
+
+
+def mailbox_indexes(url: str) -> dict[str, str]:
+    return {row[0]: row[1].split(" USING ", 1)[1]
+            for row in query(url, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'mailbox'")}
+
+
+def test_a_database_at_step_9_gets_the_mailbox_indexes_of_step_10_with_its_data(
+        fresh: str, databases: Databases, tmp_path, monkeypatch: pytest.MonkeyPatch):
+    new = mailbox_indexes(fresh)
+    assert {name: new.get(name) for name in STEP_10_INDEXES} == STEP_10_INDEXES
+    assert "mailbox_postponed_until" not in new
+    database.close()
+
+    url = databases.new(tmp_path / "v9")
+    with monkeypatch.context() as at_step_9:
+        at_step_9.setattr(db, "POSTGRES_MIGRATIONS", db.POSTGRES_MIGRATIONS[:9])
+        at_step_9.setattr(db, "LATEST_VERSION", 9)
+        db.open_database(url)
+        admin = operators.initialise(login="alice")
+        users.add_user(admin, "Ann", "ann@corp.test")
+        users.add_user(admin, "Bob", "bob@corp.test")
+        database.close()
+    assert query(url, "SELECT version FROM schema_version")[0][0] == 9
+    assert mailbox_indexes(url)["mailbox_approval"] == "btree (approval)"
+
+    db.open_database(url)
+    assert query(url, "SELECT version FROM schema_version")[0][0] == LATEST_VERSION >= 10
+    assert mailbox_indexes(url) == new
+    assert [m.email for m in Mailbox.select().order_by(Mailbox.email)] == ["ann@corp.test", "bob@corp.test"]
+    names = [row["name"] for row in mailbox_views.list_mailboxes(
+        operators.current_actor(login="alice"), view="pending", sort="approval").rows]
+    assert names == ["Ann", "Bob"]
+    with pytest.raises(IntegrityError):  # one mailbox per user, as before
+        Mailbox.insert(name="Again", email="ann2@corp.test", regarding="user",
+                       user=User.get(User.email == "ann@corp.test").id).execute()
+    database.close()
+    databases.drop(url)
+
 # --- TLS toward the server: sslmode=verify-full unless the host is this machine ------------------
 
 VERIFY_FULL = {"sslmode": "verify-full"}

@@ -322,3 +322,38 @@ def test_a_database_made_by_the_first_version_is_migrated_with_its_data(tmp_path
     indexes = {r[0] for r in opened.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"mailbox_created_on", "mailbox_approval_active"} <= indexes
     opened.close()
+
+
+
+def test_a_database_at_schema_9_gets_the_mailbox_indexes_of_step_10_with_its_data(tmp_path: Path):
+    """Step 10 drops the index on postponed_until, which no query reads; the rows stay."""
+    path = tmp_path / "v9.db"
+    conn = sqlite3.connect(path)
+    conn.isolation_level = None
+    conn.execute("BEGIN")
+    for version, script in MIGRATIONS[:9]:
+        for statement in db._statements(script):
+            conn.execute(statement)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('install_id', 'v9-install')")
+    conn.execute("INSERT INTO \"user\" (id, name, email, active, created_on) VALUES (1, 'Ann', 'ann@example.test', 1, '2026-01-01 00:00:00')")
+    conn.execute(
+        "INSERT INTO mailbox (id, name, email, regarding, user_id, owner_id, is_forward, incoming_method, "
+        "outgoing_method, act_method, use_own_credentials, username, password_set, token_set, "
+        "delete_after_processing, approval, incoming_status, outgoing_status, act_status, overall_status, "
+        "incoming_enabled, outgoing_enabled, act_enabled, test_scheduled, transient_failures, postponed_until, active, "
+        "created_on, modified_on, row_version) VALUES (1, 'Ann', 'ann@example.test', 'user', 1, 1, 0, "
+        "'server_side_sync', 'server_side_sync', 'none', 0, '', 0, 0, 0, 'pending', 'not_run', 'not_run', 'not_run', "
+        "'not_run', 0, 0, 0, 0, 1, '2030-01-01 00:00:00', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)")
+    conn.execute("PRAGMA user_version = 9")
+    conn.execute("COMMIT")
+    assert "mailbox_postponed_until" in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+
+    opened = db.open_database(path)
+    assert opened.execute_sql("PRAGMA user_version").fetchone()[0] == LATEST_VERSION >= 10
+    assert opened.execute_sql("SELECT email, postponed_until FROM mailbox").fetchall() == [
+        ("ann@example.test", "2030-01-01 00:00:00")]
+    indexes = {r[0] for r in opened.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "mailbox_postponed_until" not in indexes
+    assert set(mailbox_views.SORT_INDEXES.values()) | {"mailbox_approval_active", "mailbox_enabled"} <= indexes
+    opened.close()

@@ -345,6 +345,7 @@ PROFILE_TOKEN = "ya29.Prof-Tökën-£-h2Lm5"
 CONSOLE_PASSWORD = "Console-Pässwörd-✓-b8Nc1"
 CONSOLE_TOKEN = "ya29.Console-Tökën-¥-d3Fs6"
 REFUSED_SECRET = "Refused-Sëcret-∅-m6Gh4"
+OAUTH_CLIENT_SECRET = "Client-Sëcret-Ω-p5Wd7"
 PROFILE_USERNAME = "oauth-app@example.test"
 
 
@@ -482,6 +483,11 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
     org.profile("Lab master", incoming_auth="profile", outgoing_auth="profile", username=lab.master_login)
     org.profile("Lab oauth", incoming_auth="oauth2", outgoing_auth="oauth2", username=PROFILE_USERNAME,
                 verify_delivery=False)
+    # Tokens from a provider: a Microsoft 365 authority where nothing listens, so the client secret is
+    # used (a token request is attempted) and sent nowhere.
+    org.profile("Lab m365", incoming_auth="oauth2", outgoing_auth="oauth2", oauth_provider="microsoft365",
+                oauth_tenant="lab-tenant", oauth_client_id="lab-app",
+                oauth_issuer=f"https://{lab.host}:{lab.ports['refused']}")
     for email, profile in ((ALICE, "Lab"), (JOSE, "Lab"), (BOB, "Lab master"), (OLGA, "Lab oauth")):
         add_mailbox(org, email, profile)
     operators.add(org.admin, "vic", "viewer")
@@ -494,6 +500,7 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
         Secret("password typed in the console", CONSOLE_PASSWORD),
         Secret("token typed in the console", CONSOLE_TOKEN),
         Secret("secret refused", REFUSED_SECRET),
+        Secret("OAuth client secret", OAUTH_CLIENT_SECRET),
         Secret("lab master password", lab.master_password, runs=False),
         Secret("keyring master password", MASTER_PASSWORD, runs=False),
     ]
@@ -507,6 +514,7 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
     out.run("profile", "set-password", "Lab master", "--password-stdin", stdin=PROFILE_PASSWORD)
     out.run("mailbox", "set-password", OLGA, "--password-stdin", "--token", stdin=MAILBOX_TOKEN + "\n")
     out.run("profile", "set-password", "Lab oauth", "--password-stdin", "--token", stdin=PROFILE_TOKEN + "\n")
+    out.run("profile", "set-oauth", "Lab m365", "--client-secret-stdin", stdin=OAUTH_CLIENT_SECRET + "\n")
     credentials.set_mailbox_secret(org.admin, JOSE, lab.users[JOSE], org.store)
 
     # Refused, with the secret where an error message might quote it.
@@ -529,6 +537,7 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
     connection_test = out.json("profile", "test", "Lab master", expect=3)
     assert connection_test["directions"]["incoming"]["failure"]["code"] == "AUTH_FAILED"
     assert b"AUTH_UNAVAILABLE" in out.run("profile", "test", "Lab oauth", expect=3).stdout
+    assert b"OAUTH_PROVIDER_UNREACHABLE" in out.run("profile", "test", "Lab m365", expect=3).stdout
 
     console = Console()
     with logs.log_file(out.log_file):
@@ -542,7 +551,7 @@ def test_secrets_never_leak_from_any_command_screen_or_file(org: Org):
                ["audit", "list", "--limit", "1000"]]
     exports += [["mailbox", "show", email] for email in (ALICE, JOSE, BOB, OLGA)]
     exports += [["audit", "list", "--mailbox", email] for email in (ALICE, JOSE, BOB, OLGA)]
-    exports += [["profile", "show", name] for name in ("Lab", "Lab master", "Lab oauth")]
+    exports += [["profile", "show", name] for name in ("Lab", "Lab master", "Lab oauth", "Lab m365")]
     texts = [["mailbox", "list", "--view", "all"], ["mailbox", "show", ALICE], ["profile", "show", "Lab master"],
              ["alerts", "list", "--all"], ["audit", "list", "--limit", "1000"], ["audit", "list", "--mailbox", ALICE]]
     for command in [*([*command, "--json"] for command in exports), *texts]:
@@ -812,6 +821,11 @@ def role_world(databases: Databases, roles_template: Path | str, tmp_path: Path,
         actors = {role: operators.current_actor(login=login) for role, login in ROLE_LOGINS.items()}
         credentials.set_mailbox_secret(actors[Role.GLOBAL_ADMIN], "ann@corp.test", KEPT_SECRET, secret_store)
         credentials.set_profile_secret(actors[Role.GLOBAL_ADMIN], "imap", KEPT_SECRET, secret_store)
+        profiles.create(actors[Role.GLOBAL_ADMIN], name="oauth", type="imap_smtp", incoming_host="imap.corp.test",
+                        incoming_port=993, incoming_tls="implicit", incoming_auth="oauth2",
+                        outgoing_host="smtp.corp.test", outgoing_port=587, outgoing_tls="starttls",
+                        outgoing_auth="oauth2", oauth_provider="generic", oauth_client_id="mbxtui",
+                        oauth_issuer="https://idp.corp.test/realms/mail")
         # R34: secrets whose endpoint changed since they were set, for the confirmations to confirm.
         database.execute_sql("UPDATE mailbox SET password_bound_to = NULL")
         database.execute_sql("UPDATE profile SET password_bound_to = NULL")
@@ -879,6 +893,8 @@ MUTATING_SERVICES = [
     MutatingService(profiles.update, (CONFIGURE,), lambda f, a, w: f(a, "imap", max_connections=5)),
     MutatingService(settings.update, (CONFIGURE,), lambda f, a, w: f(a, retry_attempts=3)),
     MutatingService(credentials.set_profile_secret, (CONFIGURE,), lambda f, a, w: f(a, "imap", NEW_SECRET, w.store)),
+    MutatingService(credentials.set_profile_oauth, (CONFIGURE,),
+                    lambda f, a, w: f(a, "oauth", "client_secret", NEW_SECRET, w.store)),
     MutatingService(credentials.set_mailbox_secret, (CONFIGURE,),
                     lambda f, a, w: f(a, "bob@corp.test", NEW_SECRET, w.store, credentials.TOKEN)),
     MutatingService(credentials.clear_mailbox_secret, (CONFIGURE,), lambda f, a, w: f(a, "ann@corp.test", w.store)),
@@ -915,7 +931,8 @@ READ_ONLY = {
     "users.list_queues", "profile_mailboxes.mailboxes_of_profile", "mailbox_pages.MailboxPages",
     "credentials.mailbox_secret_state",
     "activities.list_activities", "activities.show_activity", "mailbox_views.sync_of", "health.health",
-    "activities.page_activities", "activities.count_activities", "activities.activity_detail",
+    "activities.page_activities", "activities.head_activities", "activities.count_activities",
+    "activities.activity_detail",
     "sync_monitor.snapshot",
 }
 CALLED_BY_CHECKED_SERVICES = {

@@ -3,6 +3,7 @@ database whose activities are written by processing's own transaction (``store.r
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 
@@ -10,6 +11,7 @@ import pytest
 from textual.pilot import Pilot
 
 from mbxtui.core.models import database
+from mbxtui.core.services import activities as activity_service
 from mbxtui.core.services import mailboxes, outgoing
 from mbxtui.core.sync import store
 from mbxtui.core.sync.messages import ParsedMessage
@@ -323,3 +325,43 @@ def test_a_mailboxs_detail_opens_the_compose_form_from_that_mailbox(mail: Consol
         assert tuple(row) == ("pending", "From the mailbox's screen")
 
     mail.run(scenario)
+
+
+def test_a_rare_text_shows_searching_then_its_rows(console: Console, monkeypatch: pytest.MonkeyPatch):
+    """Text in one old activity: the walk's time runs out on the newest ids, the screen says it is
+    searching (and keeps answering keys), then shows the match once the rest of the page is read."""
+    record(*[received(uid, "Invoice, the oldest" if uid == 1 else f"Message {uid}") for uid in range(1, 13)])
+    monkeypatch.setattr(activity_service, "FIRST_RANGE", 2)
+    monkeypatch.setattr(activity_service, "WALK_SECONDS", 0.0)
+    rest_may_be_read = threading.Event()
+    read_page = activity_service.page_activities
+
+    def held_back(*args, **kwargs):  # the rest of the page waits until the test has looked
+        rest_may_be_read.wait(10)
+        return read_page(*args, **kwargs)
+
+    monkeypatch.setattr(activity_service, "page_activities", held_back)
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        screen = app.screen
+        assert len(screen.rows) == 12
+        await pilot.press("slash", *"invoice")
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if screen.searching:
+                break
+        shown = screen_text(app)
+        assert "searching… for 'invoice'" in shown and "Searching older activities…" in shown, shown
+        assert not screen.rows and "Message 12" not in shown
+        await answers(pilot, "escape", lambda: screen.table.has_focus)
+        await answers(pilot, "question_mark", lambda: isinstance(app.screen, HelpScreen))
+        await answers(pilot, "escape", lambda: app.screen is screen)
+        rest_may_be_read.set()
+        await settle(app, pilot)
+        assert [row["subject"] for row in screen.rows.values()] == ["Invoice, the oldest"]
+        shown = screen_text(app)
+        assert "searching…" not in shown and "1–1 of 1 matching 'invoice'" in shown, shown
+
+    console.run(scenario)

@@ -7,6 +7,7 @@ what was done, how long each took and, on failure, which step failed, with a cla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -26,6 +27,7 @@ class Step(StrEnum):
     FETCH = "fetch"  # processing: reading new messages (R24, R25)
     DELETE = "delete"  # processing: removing processed messages (R28)
     SEND_EMAIL = "send_email"  # processing: sending an outgoing email (R29)
+    TOKEN = "oauth_token"  # fetching the profile's OAuth2 token from its provider, before connecting
 
 
 class ErrorCode(StrEnum):
@@ -54,6 +56,9 @@ class ErrorCode(StrEnum):
     ACT_UNSUPPORTED = "ACT_UNSUPPORTED"
     NO_FORWARD_MAILBOX = "NO_FORWARD_MAILBOX"
     DELIVERY_NOT_CONFIRMED = "DELIVERY_NOT_CONFIRMED"
+    OAUTH_CLIENT_REJECTED = "OAUTH_CLIENT_REJECTED"  # the provider refused the client's credential
+    OAUTH_PROVIDER_UNREACHABLE = "OAUTH_PROVIDER_UNREACHABLE"  # no token: refused, timed out, 5xx
+    OAUTH_PERMISSION_MISSING = "OAUTH_PERMISSION_MISSING"  # a freshly issued token refused by the mail server
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -67,6 +72,7 @@ TRANSIENT_CODES = frozenset(
         ErrorCode.SERVER_BUSY,
         ErrorCode.SMTP_TEMPORARY,
         ErrorCode.DELIVERY_NOT_CONFIRMED,
+        ErrorCode.OAUTH_PROVIDER_UNREACHABLE,
     }
 )
 
@@ -101,6 +107,10 @@ class Credentials:
     username: str = ""
     secret: Secret = field(default_factory=lambda: Secret(""), repr=False, compare=False)
     authorization_identity: str | None = None
+    token_issued: bool = False  # the token was just issued by the profile's OAuth provider (core/oauth)
+    # Called when the server refuses an issued token: the token cache forgets it, so the next attempt
+    # carries a new one (with the permissions granted since).
+    on_token_refused: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "secret", as_secret(self.secret))

@@ -56,7 +56,10 @@ _STEP_PHRASES = {
     Step.FETCH: "reading new messages",
     Step.DELETE: "deleting processed messages",
     Step.SEND_EMAIL: "sending an email",
+    Step.TOKEN: "fetching the OAuth2 token",
 }
+# What a mail server of Microsoft 365 wants an app to hold to log in as a mailbox, by protocol.
+_APP_PERMISSIONS = {"IMAP": "IMAP.AccessAsApp", "POP3": "POP.AccessAsApp", "SMTP": "SMTP.SendAsApp"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class ProbeContext:
     acting_for: str | None = None
     secret_name: str = "password"
     concealed: list[Secret] = field(default_factory=list)  # secrets (and their encodings) never to quote
+    token_issued: bool = False  # the login's token was just issued by the profile's OAuth provider
 
     @property
     def where(self) -> str:
@@ -259,6 +263,17 @@ def _server_busy(context: ProbeContext, said: str) -> tuple[ErrorCode, str]:
 
 
 def _login_refused(context: ProbeContext, said: str) -> tuple[ErrorCode, str]:
+    if context.token_issued:
+        # The provider accepted the client and issued the token a moment ago: what the server
+        # refuses is what the token may do, or whom it may act for.
+        permission = _APP_PERMISSIONS.get(context.protocol, "mail")
+        return (
+            ErrorCode.OAUTH_PERMISSION_MISSING,
+            f"the {context.protocol} server at {context.where} refused the OAuth2 token the provider "
+            f"issued for {context.login!r} (server said: {said}): give the app the {permission} "
+            f"permission with admin consent and its service principal access to this mailbox "
+            f"(Microsoft 365: Add-MailboxPermission; Google: domain-wide delegation of the scope)",
+        )
     if _has_marker(said, _DISABLED_MARKERS):
         account = context.acting_for or context.login
         return (

@@ -97,6 +97,7 @@ class ProbeSession:
             acting_for=credentials.authorization_identity if credentials.kind != "none" else None,
             secret_name="OAuth2 token" if credentials.kind == "oauth2" else "password",
             concealed=self._concealed,
+            token_issued=credentials.kind == "oauth2" and credentials.token_issued,
         )
         self.deadline = Deadline(endpoint.timeout)
         self.connection: socket.socket | None = None
@@ -322,6 +323,8 @@ class ProbeSession:
     def _record_failure(self, step: Step, seconds: float, code: ErrorCode, message: str) -> None:
         self.result.steps.append(StepResult(step, False, seconds))
         self.result.failure = Failure(step, code, self._conceal(message))
+        if code == ErrorCode.OAUTH_PERMISSION_MISSING and self.credentials.on_token_refused is not None:
+            self.credentials.on_token_refused()
 
     def _conceal(self, text: str) -> str:
         for secret in self._concealed:

@@ -8,8 +8,11 @@ from typing import Callable
 
 from mbxtui.core.db import install_id, write_transaction
 from mbxtui.core.endpoint_binding import (
-    CONFIRMED, NO_SECRET, NOT_CONFIRMED, binding_of, binding_sql, plaintext_refusal, secret_state,
+    CONFIRMED, NO_SECRET, NOT_CONFIRMED, binding_of, binding_sql, oauth_binding_of, plaintext_refusal, secret_state,
 )
+from mbxtui.core.enums import OAuthCredential, OAuthProvider
+from mbxtui.core.oauth import client_credentials
+from mbxtui.core.oauth.settings import CREDENTIALS
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import Mailbox, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
@@ -20,6 +23,7 @@ from mbxtui.core.services.selection import SELECTED, Selection, materialise, upd
 
 PASSWORD = "password"
 TOKEN = "oauth2-token"
+OAUTH_CREDENTIAL = "oauth-credential"  # the profile's client secret, certificate or service account key
 MAX_SECRET = 4096
 # Who may confirm a secret for a new endpoint: whoever may set it.
 SET_SECRET = Permission.CONFIGURE
@@ -99,6 +103,43 @@ def set_profile_secret(actor: Actor, name: str, value: str, store: SecretStore, 
     _store(actor, Profile, profile.id, profile.name, value, store, what, profile)
 
 
+def set_profile_oauth(actor: Actor, name: str, kind: str, value: str | bytes, store: SecretStore) -> None:
+    """Store the client credential the profile proves itself with to its OAuth provider (a client
+    secret, or the content of a certificate's PEM file or of a service account's key file, read
+    once by the caller), bound to the profile's endpoint and OAuth settings as they are now (R34)."""
+    require(actor, SET_SECRET)
+    option = {OAuthCredential.CLIENT_SECRET: "--client-secret-stdin", OAuthCredential.CERTIFICATE: "--certificate-file",
+              OAuthCredential.SERVICE_ACCOUNT: "--service-account-file"}[OAuthCredential(kind)]
+    profile = profiles.get(name)
+    if not profile.oauth_provider:
+        raise InvalidInput(option, f"profile {profile.name!r} has no OAuth provider: set one first "
+                                   f"(mbxtui profile edit NAME --oauth-provider microsoft365|google|generic ...)")
+    provider = OAuthProvider(profile.oauth_provider)
+    if kind not in CREDENTIALS[provider]:
+        accepted = " or ".join(f"a {k.replace('_', ' ')}" for k in CREDENTIALS[provider])
+        raise InvalidInput(option, f"a {provider} provider takes {accepted}, not a {kind.replace('_', ' ')}")
+    if kind == OAuthCredential.CLIENT_SECRET:
+        stored = check_secret("client secret", value if isinstance(value, str) else value.decode("utf-8", "replace"))
+    elif kind == OAuthCredential.CERTIFICATE:
+        stored = client_credentials.certificate_from_pem(option, value if isinstance(value, bytes) else value.encode())
+    else:
+        stored = client_credentials.service_account_from_json(option, value if isinstance(value, bytes)
+                                                              else value.encode())
+    for side in _uses(profile, "profile", TOKEN):
+        refusal = plaintext_refusal(profile, side)
+        if refusal is not None:
+            raise InvalidInput(option, refusal)
+    store.set(secret_key("profile", profile.id, OAUTH_CREDENTIAL), stored)
+    with write_transaction():
+        before = profile.oauth_credential
+        Profile.update(oauth_credential=kind, oauth_credential_bound_to=oauth_binding_of(profile)).where(
+            Profile.id == profile.id).execute()
+        audit.record(actor, "profile.set_oauth", "profile", f"set the OAuth {kind.replace('_', ' ')} of profile "
+                                                            f"{profile.name}",
+                     [(profile.id, {"oauth_credential": f"{before} set" if before else "not set"},
+                       {"oauth_credential": f"{kind} set"})])
+
+
 def _profile_of(mailbox: Mailbox) -> Profile | None:
     return Profile.get_or_none(Profile.id == mailbox.profile_id) if mailbox.profile_id else None
 
@@ -156,16 +197,20 @@ def confirm_profile_secret(actor: Actor, name: str) -> bool:
     with write_transaction():
         profile = profiles.get(name)
         held = [what for what in (PASSWORD, TOKEN) if getattr(profile, _flag(what))]
+        if profile.oauth_credential:
+            held.append(OAUTH_CREDENTIAL)
         if not held:
             raise InvalidInput("confirm-secret", f"profile {profile.name!r} has no password or token to confirm: "
                                                  f"set one with `mbxtui profile set-password`")
         for what in held:
-            _refuse_cleartext(profile, "profile", what)
-        now = binding_of(profile)
-        stale = [what for what in held if getattr(profile, _bound(what)) != now]
+            _refuse_cleartext(profile, "profile", TOKEN if what == OAUTH_CREDENTIAL else what)
+        bindings = {what: oauth_binding_of(profile) if what == OAUTH_CREDENTIAL else binding_of(profile)
+                    for what in held}
+        columns = {what: "oauth_credential_bound_to" if what == OAUTH_CREDENTIAL else _bound(what) for what in held}
+        stale = [what for what in held if getattr(profile, columns[what]) != bindings[what]]
         if not stale:
             return False
-        Profile.update({_bound(what): now for what in stale}).where(Profile.id == profile.id).execute()
+        Profile.update({columns[what]: bindings[what] for what in stale}).where(Profile.id == profile.id).execute()
         audit.record(actor, "profile.confirm_secret", "profile",
                      f"confirmed the {' and '.join(stale)} of profile {profile.name} for its current endpoint",
                      [(profile.id, {what: NOT_CONFIRMED for what in stale}, {what: CONFIRMED for what in stale})])

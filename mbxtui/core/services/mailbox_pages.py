@@ -35,7 +35,6 @@ import heapq
 import itertools
 import json
 import sqlite3
-import time
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Sequence
@@ -46,6 +45,7 @@ from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services.mailbox_views import filter_condition, order_by, stale_ids, view_condition, where_for
+from mbxtui.core.walks import first_matches
 
 # The ids a view takes, read from one index (None: every mailbox), and whether the view leaves
 # inactive mailboxes out. Mirrors mailbox_views.view_condition.
@@ -73,7 +73,6 @@ WALK_BATCH = 500  # ids tested against the filter per statement while walking th
 WALK_SECONDS = 0.05
 WALK_SECONDS_INDEXED = 0.015
 FIRST_SCREEN = 100  # matches that fill a screen: with these the walk's head is shown
-NULLABLE_SORTS = {"profile", "last_tested"}  # sort columns that may hold NULL
 
 GRID_COLUMNS = (
     "m.id, m.name, m.email, m.regarding, p.name, m.incoming_method, m.outgoing_method, m.act_method, "
@@ -205,21 +204,12 @@ class MailboxPages:
         answers by walking the sort column's index while that pays. A filter's head is given
         ``WALK_SECONDS`` (a rare short match means a scan of the table): past that it is left to
         the rest, as on SQLite."""
-        where, params = where_for(self.actor, query.view, text or None)
-        ordering = order_by(query.sort, query.descending)
-        sort = (query.sort or "name").strip().lower()
-        if sort not in NULLABLE_SORTS:
-            # NULLS FIRST (SQLite's order) keeps PostgreSQL from walking an index built in its
-            # own order; a column without NULLs sorts the same either way.
-            ordering = ordering.replace(" NULLS FIRST", "").replace(" NULLS LAST", "")
+        head_sql, params = self.server_head(query)
         limit = f"SET LOCAL statement_timeout = {round(WALK_SECONDS * 1000)}; " if text else ""
-        # The head's rows and the newest id come in the same round trip: the server may be far.
-        sql = (f"{limit}SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM mailbox m "
-               f"{GRID_JOINS} WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}")
         from psycopg2.errors import QueryCanceled
 
         try:
-            found = conn.execute(sql, params).fetchall()
+            found = conn.execute(limit + head_sql, params).fetchall()
         except QueryCanceled:
             found = None
         rows = {row[0]: GridRow._make(row[:-1]) for row in found[:HEAD]} if found else {}
@@ -229,6 +219,32 @@ class MailboxPages:
             return OrderedIds(len(head), head, rows=rows)
         whole = GridQuery(query.view, text, query.sort, query.descending)
         return OrderedIds(None, head, self._rest_of(whole), rows=rows, newest_id=newest)
+
+    def server_head(self, query: GridQuery) -> tuple[str, list[object]]:
+        """PostgreSQL's query of the first ``HEAD`` + 1 rows of the view and filter in display
+        order, with the newest id in each row (the head's rows and the newest id come in one round
+        trip: the server may be far), and its parameters. Every sort column has an index in
+        (column, id) order (schema step 10), which the planner walks for this LIMIT."""
+        text = (query.filter_text or "").strip()
+        where, params = where_for(self.actor, query.view, text or None)
+        ordering = order_by(query.sort, query.descending)
+        sort = (query.sort or "name").strip().lower()
+        if sort == "profile":
+            # The order is the profile's name, so no index of the mailbox table holds it: the
+            # first ids of each profile (and of no profile) by the (profile_id, id) index, at most
+            # HEAD + 1 each, then the first of those few by the profile's name, and only their rows.
+            direction = "DESC" if query.descending else "ASC"
+            heads = (f"(SELECT CAST(NULL AS VARCHAR(255)) AS profile_name, m.id FROM mailbox m "
+                     f"WHERE m.profile_id IS NULL AND {where} ORDER BY m.id {direction} LIMIT {HEAD + 1}) UNION ALL "
+                     f"(SELECT g.name, h.id FROM profile g CROSS JOIN LATERAL (SELECT m.id FROM mailbox m "
+                     f"WHERE m.profile_id = g.id AND {where} ORDER BY m.id {direction} LIMIT {HEAD + 1}) h)")
+            first = ordering.replace("p.name", "u.profile_name").replace("m.id", "u.id")
+            # MATERIALIZED: the heads are read once, never again for each row joined to them.
+            return (f"WITH head AS MATERIALIZED (SELECT u.id FROM ({heads}) u ORDER BY {first} LIMIT {HEAD + 1}) "
+                    f"SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM head JOIN mailbox m ON m.id = head.id "
+                    f"{GRID_JOINS} ORDER BY {ordering}"), [*params, *params]
+        return (f"SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM mailbox m "
+                f"{GRID_JOINS} WHERE {where} ORDER BY {ordering} LIMIT {HEAD + 1}"), params
 
     def _walk_matches(self, conn: sqlite3.Connection, query: GridQuery, text: str,
                       seconds: float) -> tuple[array, bool]:
@@ -246,23 +262,18 @@ class MailboxPages:
             pattern = dialect.like_pattern(text)
             filter_sql, filter_params = "(m.name LIKE ? ESCAPE '\\' OR m.email LIKE ? ESCAPE '\\')", [pattern, pattern]
         sort = (query.sort or "name").strip().lower()
-        deadline = time.monotonic() + seconds
-        found = array("q")
+
+        def matching(batch: list[int]) -> list[int]:
+            marks = ",".join("?" * len(batch))
+            matched = set(itertools.chain.from_iterable(conn.execute(
+                f"SELECT m.id FROM mailbox m WHERE m.id IN ({marks}) AND ({view_sql}) AND ({filter_sql})",
+                [*batch, *view_params, *filter_params])))
+            return [mailbox_id for mailbox_id in batch if mailbox_id in matched]
+
         with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
-            while True:
-                batch = list(itertools.islice(walk, WALK_BATCH))
-                if not batch:
-                    return found, True
-                marks = ",".join("?" * len(batch))
-                matched = set(itertools.chain.from_iterable(conn.execute(
-                    f"SELECT m.id FROM mailbox m WHERE m.id IN ({marks}) AND ({view_sql}) AND ({filter_sql})",
-                    [*batch, *view_params, *filter_params])))
-                found.extend(mailbox_id for mailbox_id in batch if mailbox_id in matched)
-                if len(found) >= HEAD:
-                    del found[HEAD:]
-                    return found, False
-                if time.monotonic() >= deadline:
-                    return found, False
+            batches = iter(lambda: list(itertools.islice(walk, WALK_BATCH)), [])
+            walked = first_matches(batches, matching, HEAD, seconds=seconds)
+        return array("q", walked.found), walked.exhausted
 
     def _start_indexed(self, conn: sqlite3.Connection, query: GridQuery, walk: bool = True) -> OrderedIds:
         """The ids from the view's and the filter's indexes, kept in the order of the sort
@@ -374,8 +385,8 @@ class MailboxPages:
         """Every mailbox id in ascending order of ``sort`` (ties by id)."""
         if sort == "profile":
             return self._order_by_profile(conn)
-        if sort == "enabled":
-            return self._order_by_enabled(conn)
+        if sort == "enabled" and dialect.current().name == "sqlite":
+            return self._order_by_enabled(conn)  # PostgreSQL's index holds the sum itself
         return _ids(conn, f"SELECT m.id FROM mailbox m ORDER BY {order_by(sort, False)}")
 
     def _walk_order(self, conn: sqlite3.Connection, sort: str, descending: bool) -> Generator[int, None, None]:

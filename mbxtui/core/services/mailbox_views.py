@@ -33,6 +33,8 @@ SORT_COLUMNS = {
     "created": "m.created_on",
 }
 
+NULLABLE_SORTS = {"profile", "last_tested"}  # sort columns that may hold NULL
+
 JOINS_SQL = 'LEFT JOIN profile p ON p.id = m.profile_id LEFT JOIN "user" o ON o.id = m.owner_id'
 FROM_SQL = f"FROM mailbox m {JOINS_SQL}"
 
@@ -132,7 +134,12 @@ def order_by(sort: str | None, descending: bool) -> str:
     if sort not in SORT_COLUMNS:
         raise InvalidInput("sort", f"{sort!r} is not a column; choose one of: {', '.join(SORT_COLUMNS)}")
     direction = "DESC" if descending else "ASC"
-    return f"{SORT_COLUMNS[sort]} {direction}{dialect.current().nulls_first(descending)}, m.id {direction}"
+    # The order each sort column's index holds (schema step 10), so that PostgreSQL walks it: NULL
+    # first only where the column may hold one (a NULLS FIRST elsewhere keeps PostgreSQL from
+    # using the index), and no id after the address, which is unique.
+    nulls = dialect.current().nulls_first(descending) if sort in NULLABLE_SORTS else ""
+    tie_break = "" if sort == "email" else f", m.id {direction}"
+    return f"{SORT_COLUMNS[sort]} {direction}{nulls}{tie_break}"
 
 
 ROW_COLUMNS = (

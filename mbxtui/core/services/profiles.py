@@ -18,6 +18,7 @@ from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import Mailbox, Profile, User, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.oauth import settings as oauth_settings
 from mbxtui.core.services import audit
 
 DEFAULT_PORTS = {
@@ -34,7 +35,7 @@ EDITABLE = (
     "outgoing_host", "outgoing_port", "outgoing_tls", "outgoing_auth", "username", "ca_file",
     "max_connections", "timeout_seconds", "verify_delivery", "owner", "process_email_from",
     "min_polling_minutes", "active", "retest_hours", "processed_folder",
-)
+) + oauth_settings.FIELDS
 RETEST_HOURS = (1, 8760)  # an hour to a year
 MAX_FOLDER = 200
 CLEARED = ("", "none")  # what clears the re-test interval or the processed folder
@@ -96,6 +97,8 @@ def _clean_field(key: str, value: Any) -> Any:
         return validation.integer("retest-hours", value, *RETEST_HOURS, "hours")
     if key == "processed_folder":
         return _folder("processed-folder", value)
+    if key in oauth_settings.FIELDS:
+        return oauth_settings.clean(key, value)
     raise InvalidInput(key, "is not a profile field")
 
 
@@ -126,6 +129,7 @@ def _check_consistency(values: dict[str, Any], changed: Collection[str] = ()) ->
         raise InvalidInput("processed-folder", f"only an imap_smtp profile moves processed mail to a folder; this "
                                                f"profile is {values['type']}: leave it empty (processed mail is "
                                                "deleted from the server)")
+    oauth_settings.check(values, changed)
 
 
 def _check_cleartext(values: dict[str, Any], profile_id: int, confirmed_for: str | None,
@@ -204,6 +208,7 @@ class ProfileRecord:
     mailboxes: int | None = None
     secret_endpoint: str = "no secret"  # R34: confirmed, not confirmed, no secret
     plaintext_credentials: bool = False  # a global_admin allowed credentials in clear to this endpoint
+    oauth: dict[str, Any] | None = None  # the provider's settings; the credential only as set or not
 
     @classmethod
     def of(cls, profile: Profile, *, mailbox_count: int | None = None) -> ProfileRecord:
@@ -233,6 +238,7 @@ class ProfileRecord:
             mailboxes=mailbox_count,
             secret_endpoint=secret_endpoint_state(profile),
             plaintext_credentials=plaintext_confirmed(profile),
+            oauth=_oauth_view(profile),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -260,9 +266,22 @@ class ProfileRecord:
             "active": self.active,
             "row_version": self.row_version,
         }
+        if self.oauth is not None:
+            data["oauth"] = self.oauth
         if self.mailboxes is not None:
             data["mailboxes"] = self.mailboxes
         return data
+
+
+def _oauth_view(profile: Profile) -> dict[str, Any] | None:
+    if not profile.oauth_provider:
+        return None
+    return {
+        "provider": profile.oauth_provider, "tenant": profile.oauth_tenant, "client_id": profile.oauth_client_id,
+        "issuer": profile.oauth_issuer, "scope": profile.oauth_scope or oauth_settings.DEFAULT_SCOPES.get(
+            profile.oauth_provider),
+        "credential": f"{profile.oauth_credential} set" if profile.oauth_credential else "not set",
+    }
 
 
 def _audit_view(values: dict[str, Any]) -> dict[str, Any]:
@@ -280,6 +299,7 @@ def create(actor: Actor, *, allow_plaintext_credentials: bool = False, **fields:
         "username": "", "ca_file": None, "max_connections": 10, "timeout_seconds": 30,
         "verify_delivery": False, "owner": None, "process_email_from": None,
         "min_polling_minutes": 0, "active": True, "retest_hours": None, "processed_folder": None,
+        **{field: None for field in oauth_settings.FIELDS},
     }
     for key in EDITABLE:
         if fields.get(key) is not None:
@@ -340,6 +360,7 @@ def update(actor: Actor, name: str, /, expected_version: int | None = None, *,
         if expected_version is not None and profile.row_version != expected_version:
             raise Conflict(f"profile {name!r} was changed by someone else since you opened it; reload and try again")
         before = _values_of(profile)
+        changes = oauth_settings.cleared_with_provider(before, changes)
         after = {**before, **changes}
         _check_consistency(after, changes.keys())
         if "name" in changes and changes["name"] != profile.name:

@@ -4,14 +4,14 @@ console's Sync monitor.
 
 Built to stay cheap at a million mailboxes and activities: the figures come from ``sync_status``
 (only the mailboxes enabled for processing or processed) joined to ``mailbox`` by primary key, and from the
-newest activities only, found through the primary key of ``email_activity`` (see ``_first_id_from``).
+last hour's activities only, found through the (direction, created_on) index of ``email_activity``.
 Reading only; processing writes (core/sync)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from mbxtui.core.enums import ActivityDirection
 from mbxtui.core.jobs.queue import rows_by_name
@@ -22,10 +22,6 @@ from mbxtui.core.services.mailbox_views import PROCESSED_PROFILES_SQL
 STATES = ("idle", "processing", "waiting", "disabled")
 NEVER_CYCLED = "never cycled"  # enabled for incoming processing, no cycle yet
 MINUTES = 60
-# ``email_activity.created_on`` is the moment its cycle started, and a cycle commits its batches
-# later: ids grow with created_on only up to a cycle's length. Reading from this much before the hour
-# keeps every row of the hour unless a cycle ran longer.
-CYCLE_SLACK = timedelta(minutes=15)
 
 # Processed for incoming, as the Stale view counts them (mailbox_views.stale_ids).
 _ENABLED = ("m.active = 1 AND m.incoming_enabled = 1 AND m.incoming_method = 'server_side_sync' "
@@ -151,48 +147,14 @@ def _age(now: datetime, moment: str | None) -> int | None:
 
 def _per_minute(now: datetime) -> list[int]:
     """Incoming activities recorded in each of the last MINUTES minutes (the moment a cycle recorded
-    them: ``created_on``; ``received_on`` is when the mail server received the message)."""
+    them: ``created_on``; ``received_on`` is when the mail server received the message), read from
+    the hour's entries of the (direction, created_on) index alone."""
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES - 1)
     counts = [0] * MINUTES
-    first = _first_id_from(start - CYCLE_SLACK)
-    if first is None:
-        return counts
     for minute, count in database.execute_sql(
             "SELECT substr(CAST(created_on AS TEXT), 1, 16) AS minute, COUNT(*) FROM email_activity "
-            "WHERE id >= ? AND direction = ? AND created_on >= ? GROUP BY minute",
-            [first, _INCOMING, start]).fetchall():
+            "WHERE direction = ? AND created_on >= ? GROUP BY minute", [_INCOMING, start]).fetchall():
         index = int((datetime.fromisoformat(f"{minute}:00") - start).total_seconds() // 60)
         if 0 <= index < MINUTES:
             counts[index] += count
     return counts
-
-
-def _first_id_from(moment: datetime) -> int | None:
-    """The smallest activity id created at or after ``moment``, by a binary search over the primary
-    key (about 20 single-row reads at a million activities): ``created_on`` has no index, and ids grow
-    with it (up to CYCLE_SLACK). None when there is no activity at all."""
-    # Two subqueries: each is one step down the primary key, where MIN(id), MAX(id) together scan the table.
-    low, high = database.execute_sql(
-        "SELECT (SELECT MIN(id) FROM email_activity), (SELECT MAX(id) FROM email_activity)").fetchone()
-    if low is None:
-        return None
-    high += 1  # past the newest: "from there on" holds nothing, so it counts as late enough
-    moment_text = str(moment)
-
-    def late_enough(from_id: int) -> bool:
-        row = database.execute_sql("SELECT created_on FROM email_activity WHERE id >= ? ORDER BY id LIMIT 1",
-                                   [from_id]).fetchone()
-        return row is None or str(row[0]) >= moment_text
-
-    return _lowest(low, high, late_enough)
-
-
-def _lowest(low: int, high: int, holds: Callable[[int], bool]) -> int:
-    """The lowest value in [low, high] for which ``holds`` (monotone, true at ``high``) is true."""
-    while low < high:
-        middle = (low + high) // 2
-        if holds(middle):
-            high = middle
-        else:
-            low = middle + 1
-    return low

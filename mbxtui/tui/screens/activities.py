@@ -4,10 +4,13 @@ failed or may not have gone, and replying to an incoming one (the compose form).
 
 Pages follow each other by id (``page_activities(before_id=...)``), never by OFFSET, and the count
 comes after the page, bounded (``count_activities``), so that a million activities paint as fast as
-a hundred."""
+a hundred. Text that no index finds is looked for by a walk down the ids: what it finds within its
+time budget (``head_activities``) is shown at once with "searching…", then the whole page."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from textual.app import ComposeResult
@@ -15,11 +18,12 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
+from textual.worker import get_current_worker
 
 from mbxtui.core.display import cell, safe, shown
 from mbxtui.core.enums import ActivityDirection, ActivityState
 from mbxtui.core.services import activities, outgoing
-from mbxtui.tui.messages import Done, ServiceFailed
+from mbxtui.tui.messages import Done, ListPageLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.compose import SEND, ComposeForm
 from mbxtui.tui.screens.listing import ListScreen
@@ -38,10 +42,26 @@ FILTER_PAUSE_SECONDS = 0.15  # typing faster than this reads once, for the last 
 REFRESH_SECONDS = 5.0
 """The first page is read again this often while shown, and when the database says something changed
 (PostgreSQL signals only changes to mailboxes and profiles, so new activities need the timer)."""
+REFRESH_FACTOR = 10
+"""A slow page (text found in few of a million activities) is read again only after this many times
+its own length, so that the screen left open never keeps a core busy."""
+SEARCHING = "searching…"
 
 
 def addresses(values: list[str]) -> str:
     return ", ".join(values)
+
+
+def worker_cancelled() -> bool:
+    """In a worker thread: a newer read of its group, or leaving the screen, made it useless."""
+    return get_current_worker().is_cancelled
+
+
+@dataclass
+class PageHead(ListPageLoaded):
+    """The rows a text filter's walk found within its time budget, while it reads on."""
+
+    filters: dict[str, str | None]
 
 
 class ActivitiesScreen(ListScreen):
@@ -66,6 +86,10 @@ class ActivitiesScreen(ListScreen):
         self.before_ids: dict[int, int] = {}  # page start -> the id the page's rows are below
         self.count: tuple[int, bool] | None = None
         self.counting = False
+        self.count_after_page = False  # the page being read is followed by the count
+        self.searching = False  # the rows shown are a walk's first; the rest of the page is being read
+        self.read_started = 0.0
+        self.next_refresh = 0.0  # monotonic time before which the timer does not read the page again
         self.filter_timer: Timer | None = None
         self.read_on_return = False  # a detail or a form was opened from here
 
@@ -74,9 +98,17 @@ class ActivitiesScreen(ListScreen):
         return {"text": self.filter_text or None, "direction": direction, "state": state}
 
     def fetch(self, offset: int, limit: int) -> tuple[int | None, list[dict[str, Any]]]:
-        rows = activities.page_activities(self.actor, **self.filters(), before_id=self.before_ids.get(offset),
-                                          limit=limit)
-        return None, rows  # the count follows (read_count)
+        """The page (its count follows: read_count); when a text filter's walk runs out of time,
+        what it found is posted first (PageHead), then the rest of the page is read."""
+        filters = self.filters()
+        head = activities.head_activities(self.actor, **filters, before_id=self.before_ids.get(offset), limit=limit)
+        if head.searched_below is None:
+            return None, head.rows
+        if not worker_cancelled():
+            self.post_message(PageHead(offset, None, head.rows, filters))
+        rest = activities.page_activities(self.actor, **filters, before_id=head.searched_below,
+                                          limit=limit - len(head.rows), stop=worker_cancelled)
+        return None, head.rows + rest
 
     def key_of(self, row: dict[str, Any]) -> str:
         return str(row["id"])
@@ -87,6 +119,8 @@ class ActivitiesScreen(ListScreen):
                 row["mailbox"])
 
     def describe(self, row: dict[str, Any] | None) -> str:
+        if row is None and self.searching:
+            return "Searching older activities…"
         if row is None:
             return "No activities to show." if not self.filter_text else "No activity matches the filter."
         return (f"{safe(row['subject']) or '(no subject)'}\nfrom {cell(row['sender'])} to "
@@ -100,6 +134,8 @@ class ActivitiesScreen(ListScreen):
         return "  ".join(tabs) + "   / filter"
 
     def status_parts(self) -> list[str]:
+        if self.searching:
+            return [SEARCHING]
         if self.counting:
             return ["counting…"]
         if self.count is not None and self.count[1]:
@@ -115,20 +151,49 @@ class ActivitiesScreen(ListScreen):
         self.refresh_first_page()
 
     def refresh_first_page(self) -> None:
-        """New activities at the top, while the newest are shown and nothing is being read; the count
-        too, unless a text filter would make it read every row again."""
-        if self.page_start == 0 and not self.reading and self.is_current:
+        """New activities at the top, while the newest are shown and nothing is being read (nor was
+        just read slowly); the count too, unless a text filter would make it read every row again."""
+        if (self.page_start == 0 and not self.reading and not self.searching and self.is_current
+                and time.monotonic() >= self.next_refresh):
             self.reload(count=self.count is None or not self.filter_text)
 
     def reload(self, count: bool = True) -> None:
-        if self.page_start == 0 and count:
-            self.read_count()
+        self.count_after_page = self.page_start == 0 and count
+        if self.count_after_page:
+            self.counting = True
+        self.read_started = time.monotonic()
         super().reload()
+
+    def on_page_head(self, message: PageHead) -> None:
+        if message.filters == self.filters() and self.reading:
+            self.on_list_page_loaded(message)
+
+    def on_list_page_loaded(self, message: ListPageLoaded) -> None:
+        self.searching = isinstance(message, PageHead)
+        super().on_list_page_loaded(message)
+        if self.searching:
+            self.update_status()
+            return
+        self.next_refresh = time.monotonic() + REFRESH_FACTOR * (time.monotonic() - self.read_started)
+        if self.count_after_page:
+            self.count_after_page = False
+            if self.page_start == 0 and len(message.rows) < self.PAGE_SIZE:
+                self.counted(self.filters(), (len(message.rows), False))  # the whole list is this page
+            else:
+                self.read_count()
+
+    def update_status(self) -> None:
+        if self.searching and not self.rows:
+            self.query_one("#status", Static).update(f"{SEARCHING} for {self.filter_text!r}")
+            return
+        if self.count is not None and not self.count[1]:
+            self.total = self.count[0]  # a page read puts back what its fetch knew: None
+        super().update_status()
 
     def read_count(self) -> None:
         self.counting = True
         filters = self.filters()
-        run_service(self, lambda: activities.count_activities(self.actor, **filters),
+        run_service(self, lambda: activities.count_activities(self.actor, **filters, stop=worker_cancelled),
                     lambda count: Done(count, lambda counted: self.counted(filters, counted)), group="count",
                     title="Not counted")
 
@@ -139,15 +204,12 @@ class ActivitiesScreen(ListScreen):
         self.count = count
         self.update_status()
 
-    def update_status(self) -> None:
-        if self.count is not None and not self.count[1]:
-            self.total = self.count[0]  # a page read puts back what its fetch knew: None
-        super().update_status()
-
     def service_failed(self, message: ServiceFailed) -> None:
         if message.group == "count":
             self.counting = False
             self.update_status()
+        if message.group == "page":
+            self.count_after_page = self.counting = False
         super().service_failed(message)
 
     def restart(self) -> None:
@@ -156,6 +218,7 @@ class ActivitiesScreen(ListScreen):
         self.before_ids.clear()
         self.total = None
         self.count = None
+        self.workers.cancel_group(self, "count")  # an older filter's count would read on for nothing
         self.reload()
 
     def apply_filter(self, text: str) -> None:
@@ -182,6 +245,8 @@ class ActivitiesScreen(ListScreen):
         self.restart()
 
     def action_page(self, step: int) -> None:
+        if self.searching:
+            return  # the page being read decides where the next one starts
         if step > 0 and not self.reading and self.rows and self.has_next_page():
             self.before_ids[self.page_start + self.PAGE_SIZE] = min(row["id"] for row in self.rows.values())
         super().action_page(step)

@@ -33,6 +33,18 @@ def endpoint_text(side: ProfileServer) -> str:
     return f"{safe(side.host)}:{side.port} {side.tls}, {side.auth} credentials"
 
 
+def oauth_lines(profile: ProfileRecord) -> list[tuple[str, str]]:
+    """Where the profile's tokens come from, when mbxtui fetches them (never the credential itself)."""
+    if not profile.oauth:
+        return []
+    oauth = profile.oauth
+    named = [f"{label} {safe(oauth[key])}" for key, label in (("tenant", "tenant"), ("client_id", "client"),
+                                                               ("issuer", "at")) if oauth.get(key)]
+    return [("OAuth2 provider", ", ".join([oauth["provider"], *named])),
+            ("OAuth2 scope", cell(oauth["scope"])),
+            ("OAuth client credential", oauth["credential"])]
+
+
 def settings_lines(profile: ProfileRecord) -> list[str]:
     rows = [
         ("Name", safe(profile.name)),
@@ -42,6 +54,7 @@ def settings_lines(profile: ProfileRecord) -> list[str]:
         ("Profile user name", cell(profile.username)),
         ("Profile password", set_or_not(profile.password_set)),
         ("OAuth2 token", set_or_not(profile.token_set)),
+        *oauth_lines(profile),
         ("Secret for this endpoint", profile.secret_endpoint),
         ("Credentials in clear", "allowed by a global_admin" if profile.plaintext_credentials else "not allowed"),
         ("CA bundle", cell(profile.ca_file) if profile.ca_file else "system CAs"),

@@ -1,0 +1,288 @@
+"""A local OAuth2 identity provider for the lab, speaking the real protocol over HTTPS on 127.0.0.1
+(the lab's CA), so that msal and google-auth run unmodified against it.
+
+    provider = OAuthProvider(certificates).start()
+    provider.register("tenant-a", "client-1", secret="s3cret")           # or certificate=PEM
+    msal authority: f"{provider.url}/tenant-a" (instance_discovery=False)
+    generic issuer: f"{provider.url}/generic"
+
+What it serves:
+- GET /TENANT/v2.0/.well-known/openid-configuration (as Entra ID; an unknown tenant: 400), and the
+  same document at /generic/.well-known/openid-configuration;
+- POST /TENANT/oauth2/v2.0/token and /generic/token: the client credentials grant with a client
+  secret (client_secret_post) or a signed client assertion (RS256 with the registered certificate's
+  key, as msal sends it), answering as Entra ID does: AADSTS7000215 (invalid_client) for a wrong
+  secret, AADSTS700016 (unauthorized_client) for an unknown client;
+- POST /google/token: Google's JWT bearer grant for a service account (``service_account()`` makes one,
+  delegated for a domain: a subject outside it gets ``unauthorized_client``);
+- POST /introspect on a second, plain-HTTP port (``introspection_url``, for Dovecot's oauth2 passdb):
+  ``{"active": true, "email": "CLIENT@DOMAIN", "scope": ROLES}`` for a token it issued and that has
+  not expired; the email's domain is the one the client is granted (``username_format = %d``).
+
+Tokens are opaque random strings, ``token_lifetime`` seconds long. ``token_requests`` counts the
+grants per client; ``unavailable = True`` answers 503 to everything on the HTTPS port.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+import jwt
+from cryptography import x509
+
+from .certs import LabCertificates
+
+HOST = "127.0.0.1"
+ALL_ROLES = ("IMAP.AccessAsApp", "POP.AccessAsApp", "SMTP.SendAsApp")
+GENERIC = "generic"
+GOOGLE = "google"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"  # what google-auth signs for, whatever the token_uri
+
+
+@dataclass
+class Client:
+    tenant: str
+    client_id: str
+    secret: str | None
+    certificate_pem: bytes | None
+    roles: tuple[str, ...]
+    domain: str
+
+
+@dataclass
+class Issued:
+    client: Client
+    roles: tuple[str, ...]  # as granted when it was issued: a token carries its roles
+    expires_at: float
+    subject: str | None = None  # Google: the user a service account acts as
+
+
+@dataclass
+class OAuthProvider:
+    certificates: LabCertificates
+    token_lifetime: int = 3600
+    unavailable: bool = False
+    clients: dict[tuple[str, str], Client] = field(default_factory=dict)
+    issued: dict[str, Issued] = field(default_factory=dict)
+    token_requests: dict[str, int] = field(default_factory=dict)
+    introspections: int = 0
+    _servers: list[ThreadingHTTPServer] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def port(self) -> int:
+        return self._servers[0].server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def introspection_url(self) -> str:
+        return f"http://{HOST}:{self._servers[1].server_address[1]}/introspect"
+
+    def register(self, tenant: str, client_id: str, *, secret: str | None = None,
+                 certificate_pem: bytes | None = None, roles: tuple[str, ...] = ALL_ROLES,
+                 domain: str = "example.test") -> Client:
+        client = Client(tenant, client_id, secret, certificate_pem, roles, domain)
+        self.clients[(tenant, client_id)] = client
+        return client
+
+    def service_account(self, client_email: str, *, domain: str = "example.test",
+                        roles: tuple[str, ...] = ALL_ROLES) -> dict:
+        """A Google service account delegated for ``domain``: its JSON key file, ``token_uri`` here."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.clients[(GOOGLE, client_email)] = Client(GOOGLE, client_email, None, public, roles, domain)
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+        return {"type": "service_account", "project_id": "mbxtui-lab", "private_key_id": secrets.token_hex(8),
+                "private_key": private, "client_email": client_email, "client_id": secrets.token_hex(10),
+                "token_uri": f"{self.url}/{GOOGLE}/token"}
+
+    def requests_of(self, client_id: str) -> int:
+        with self._lock:
+            return self.token_requests.get(client_id, 0)
+
+    def start(self) -> OAuthProvider:
+        context = self.certificates.server_context()
+        secure = ThreadingHTTPServer((HOST, 0), _handler(self, secure=True))
+        secure.socket = context.wrap_socket(secure.socket, server_side=True)
+        plain = ThreadingHTTPServer((HOST, 0), _handler(self, secure=False))
+        for server in (secure, plain):
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, name="lab oauth provider", daemon=True).start()
+            self._servers.append(server)
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        self._servers.clear()
+
+    # --- what the handlers do ------------------------------------------------------------------
+
+    def discovery(self, realm: str) -> tuple[int, dict]:
+        if realm != GENERIC and not any(tenant == realm for tenant, _ in self.clients):
+            return 400, {"error": "invalid_tenant", "error_description":
+                         f"AADSTS90002: Tenant '{realm}' not found."}
+        base = f"{self.url}/{realm}"
+        token_endpoint = f"{base}/token" if realm == GENERIC else f"{base}/oauth2/v2.0/token"
+        return 200, {"issuer": base if realm == GENERIC else f"{base}/v2.0", "token_endpoint": token_endpoint,
+                     "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                     "jwks_uri": f"{base}/discovery/v2.0/keys", "response_types_supported": ["code"],
+                     "subject_types_supported": ["pairwise"], "id_token_signing_alg_values_supported": ["RS256"]}
+
+    def grant(self, realm: str, endpoint: str, form: dict[str, str]) -> tuple[int, dict]:
+        client_id = form.get("client_id", "")
+        with self._lock:
+            self.token_requests[client_id] = self.token_requests.get(client_id, 0) + 1
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type", "error_description": "client_credentials only"}
+        client = next((c for (tenant, cid), c in self.clients.items()
+                       if cid == client_id and (tenant == realm or realm == GENERIC)), None)
+        if client is None:
+            return 400, {"error": "unauthorized_client", "error_description":
+                         f"AADSTS700016: Application with identifier '{client_id}' was not found in the "
+                         f"directory '{realm}'."}
+        if not self._authenticated(client, endpoint, form):
+            return 401, {"error": "invalid_client", "error_description":
+                         f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the "
+                         f"request is the client secret value, not the client secret ID, for a secret added "
+                         f"to app '{client_id}'."}
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self.issued[token] = Issued(client, client.roles, time.time() + self.token_lifetime)
+        return 200, {"token_type": "Bearer", "expires_in": self.token_lifetime,
+                     "ext_expires_in": self.token_lifetime, "access_token": token}
+
+    def jwt_bearer(self, endpoint: str, form: dict[str, str]) -> tuple[int, dict]:
+        """Google's token endpoint for a service account's signed JWT (``sub``: the user it acts as)."""
+        try:
+            unverified = jwt.decode(form.get("assertion", ""), options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT."}
+        client_email = str(unverified.get("iss", ""))
+        with self._lock:
+            self.token_requests[client_email] = self.token_requests.get(client_email, 0) + 1
+        client = self.clients.get((GOOGLE, client_email))
+        if form.get("grant_type") != JWT_BEARER or client is None or client.certificate_pem is None:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid grant: account not found"}
+        try:
+            from cryptography.hazmat.primitives import serialization
+
+            claims = jwt.decode(form["assertion"], serialization.load_pem_public_key(client.certificate_pem),
+                                algorithms=["RS256"], audience=[endpoint, GOOGLE_AUDIENCE])
+        except jwt.PyJWTError:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        subject = claims.get("sub")
+        if subject and str(subject).rpartition("@")[2].lower() != client.domain:
+            return 401, {"error": "unauthorized_client", "error_description":
+                         "Client is unauthorized to retrieve access tokens using this method, or client not "
+                         "authorized for any of the scopes requested."}
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self.issued[token] = Issued(client, client.roles, time.time() + self.token_lifetime, subject)
+        return 200, {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
+
+    def _authenticated(self, client: Client, endpoint: str, form: dict[str, str]) -> bool:
+        if form.get("client_assertion_type") == ASSERTION_TYPE and client.certificate_pem:
+            key = x509.load_pem_x509_certificate(client.certificate_pem).public_key()
+            try:
+                claims = jwt.decode(form.get("client_assertion", ""), key, algorithms=["RS256", "PS256"],
+                                    audience=endpoint)
+            except jwt.PyJWTError:
+                return False
+            return claims.get("iss") == claims.get("sub") == client.client_id
+        return client.secret is not None and secrets.compare_digest(form.get("client_secret", ""), client.secret)
+
+    def introspect(self, token: str) -> dict:
+        """What a resource server learns of a token: active, who, what it may do."""
+        with self._lock:
+            self.introspections += 1
+            issued = self.issued.get(token)
+        if issued is None or issued.expires_at < time.time():
+            return {"active": False, "email": "nobody@invalid.invalid"}
+        client = issued.client
+        email = issued.subject or f"{client.client_id}@{client.domain}"
+        return {"active": True, "email": email, "scope": " ".join(issued.roles),
+                "client_id": client.client_id, "exp": int(issued.expires_at)}
+
+    def may(self, token: str, login: str, role: str) -> bool:
+        """Whether ``token`` lets its app act as ``login`` with ``role`` (the lab's SMTP asks this)."""
+        info = self.introspect(token)
+        return (info["active"] and login.rpartition("@")[2].lower() == info["email"].rpartition("@")[2]
+                and role in info["scope"].split())
+
+
+def _handler(provider: OAuthProvider, *, secure: bool) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _answer(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _form(self) -> dict[str, str]:
+            length = int(self.headers.get("Content-Length") or 0)
+            parsed = parse_qs(self.rfile.read(length).decode("utf-8"), keep_blank_values=True)
+            return {key: values[0] for key, values in parsed.items()}
+
+        def do_GET(self) -> None:
+            if not secure:
+                return self._answer(404, {"error": "not_found"})
+            if provider.unavailable:
+                return self._answer(503, {"error": "temporarily_unavailable"})
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if parts[1:] in (["v2.0", ".well-known", "openid-configuration"], [".well-known", "openid-configuration"]):
+                return self._answer(*provider.discovery(parts[0]))
+            self._answer(404, {"error": "not_found"})
+
+        def do_POST(self) -> None:
+            form = self._form()
+            path = self.path.split("?")[0]
+            if not secure:
+                if path == "/introspect":
+                    return self._answer(200, provider.introspect(form.get("token", "")))
+                return self._answer(404, {"error": "not_found"})
+            if provider.unavailable:
+                return self._answer(503, {"error": "temporarily_unavailable"})
+            realm = path.strip("/").split("/")[0]
+            if path == f"/{GOOGLE}/token":
+                return self._answer(*provider.jwt_bearer(f"{provider.url}{path}", form))
+            if path in (f"/{realm}/oauth2/v2.0/token", f"/{GENERIC}/token"):
+                return self._answer(*provider.grant(realm, f"{provider.url}{path}", form))
+            self._answer(404, {"error": "not_found"})
+
+    return Handler
+
+
+def client_certificate() -> tuple[bytes, bytes]:
+    """A self-signed app certificate and its key (PEM), as an app registration holds one."""
+    import trustme
+
+    ca = trustme.CA(organization_name="mbxtui lab app", key_type=trustme.KeyType.RSA)
+    issued = ca.issue_cert("mbxtui-lab-app", key_type=trustme.KeyType.RSA)
+    return issued.cert_chain_pems[0].bytes(), issued.private_key_pem.bytes()
+

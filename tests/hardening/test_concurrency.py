@@ -70,8 +70,11 @@ def shows_no_lock_error(text: str) -> bool:
 def console_session(spec: dict[str, Any]) -> dict[str, Any]:
     """What a console does to the database, in this process: the services its screens call
     (approve, reject, bulk edit, edit, profile and settings saves with the version the form was
-    opened at, Test & Enable) chosen at random until ``spec["deadline"]`` (epoch seconds), with a
-    Test & Enable runner working beside them as the console's runner does. Returns what happened."""
+    opened at, Test & Enable) chosen at random until ``spec["deadline"]`` (epoch seconds) and for at
+    least ``spec["seconds"]`` once the session is ready (a loaded machine may start it late), and
+    then until ``spec["tests_wanted"]`` tests after job ``spec["jobs_after"]`` are done, if asked;
+    with a Test & Enable runner working beside them as the console's runner does. Returns what
+    happened."""
     from mbxtui.core import db
     from mbxtui.core.jobs.runner import EnablementRunner
     from mbxtui.core.services import enablement
@@ -141,8 +144,18 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
         "approve": approve, "reject": reject, "bulk_edit": bulk_edit, "edit": edit,
         "save_profile": save_profile, "save_settings": save_settings, "test_enable": test_enable}
     names = [name for name in spec["operations"] for _ in range(spec["operations"][name])]
+    ready = time.time()
+    deadline = max(spec["deadline"], ready + spec["seconds"])
+
+    def goes_on() -> bool:
+        if time.time() < deadline:
+            return True
+        wanted = spec.get("tests_wanted", 0)
+        return bool(wanted) and time.time() < ready + SESSION_TIMEOUT / 2 and EnablementJob.select().where(
+            (EnablementJob.id > spec["jobs_after"]) & (EnablementJob.state == "done")).count() < wanted
+
     try:
-        while time.time() < spec["deadline"]:
+        while goes_on():
             name = rng.choice(names)
             try:
                 operations[name]()
@@ -161,10 +174,12 @@ def console_session(spec: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def start_console(org: Org, name: str, seed: int, deadline: float, emails: list[str],
-                  operations: dict[str, int]) -> subprocess.Popen:
+def start_console(org: Org, name: str, seed: int, deadline: float, seconds: float, emails: list[str],
+                  operations: dict[str, int], **until_tested: int) -> subprocess.Popen:
+    """``until_tested``: ``tests_wanted`` and ``jobs_after`` (see console_session)."""
     spec = {"db_path": str(org.db_path), "data_dir": str(org.secrets_dir), "name": name, "seed": seed,
-            "deadline": deadline, "emails": emails, "profiles": ["shared-a", "shared-b"], "operations": operations}
+            "deadline": deadline, "seconds": seconds, "emails": emails, "profiles": ["shared-a", "shared-b"],
+            "operations": operations, **until_tested}
     code = ("import json, sys; from tests.hardening.test_concurrency import console_session; "
             "print('REPORT ' + json.dumps(console_session(json.loads(sys.argv[1]))))")
     return subprocess.Popen([sys.executable, "-c", code, json.dumps(spec)], env=org.cli_env(), cwd=REPO_ROOT,
@@ -188,7 +203,8 @@ def console_report(process: subprocess.Popen) -> dict[str, Any]:
 
 @dataclass
 class Script:
-    """An administrator's script running `mbxtui` commands one after another until a deadline."""
+    """An administrator's script running `mbxtui` commands one after another until a deadline, and
+    as long as any of the consoles beside it still works."""
 
     org: Org
     emails: list[str]
@@ -197,8 +213,8 @@ class Script:
     runs: list[tuple[tuple[str, ...], int, str]] = field(default_factory=list)
     thread: threading.Thread | None = None
 
-    def start(self, deadline: float) -> None:
-        self.thread = threading.Thread(target=self._loop, args=(deadline,), name="cli-script")
+    def start(self, deadline: float, beside: list[subprocess.Popen]) -> None:
+        self.thread = threading.Thread(target=self._loop, args=(deadline, beside), name="cli-script")
         self.thread.start()
 
     def join(self) -> None:
@@ -206,10 +222,10 @@ class Script:
         self.thread.join(timeout=SESSION_TIMEOUT)
         assert not self.thread.is_alive(), "the script did not finish"
 
-    def _loop(self, deadline: float) -> None:
+    def _loop(self, deadline: float, beside: list[subprocess.Popen]) -> None:
         rng = random.Random(self.seed)
         names = [name for name in self.commands for _ in range(self.commands[name])]
-        while time.time() < deadline:
+        while time.time() < deadline or any(console.poll() is None for console in beside):
             args = self._command(rng, rng.choice(names), len(self.runs))
             try:
                 done = self.org.cli(*args)
@@ -281,11 +297,11 @@ def test_two_consoles_and_a_script_on_the_same_mailboxes_lose_nothing_and_run_no
     deadline = time.time() + SESSION_START_ALLOWANCE + CHAOS_SECONDS
     everything = {"approve": 3, "reject": 1, "bulk_edit": 2, "edit": 4, "save_profile": 1, "save_settings": 1,
                   "test_enable": 3}
-    consoles = [start_console(org, f"console {n}", seed=n, deadline=deadline, emails=logins, operations=everything)
-                for n in (1, 2)]
+    consoles = [start_console(org, f"console {n}", seed=n, deadline=deadline, seconds=CHAOS_SECONDS, emails=logins,
+                              operations=everything) for n in (1, 2)]
     script = Script(org, logins, seed=3, commands={"approve": 2, "reject": 1, "edit": 2, "bulk_edit": 1,
                                                    "test_enable": 2, "test_enable_wait": 1})
-    script.start(deadline)
+    script.start(deadline, consoles)
     reports = [console_report(console) for console in consoles]
     script.join()
     drained = org.cli("worker", "--once", "--threads", "8")
@@ -335,10 +351,11 @@ def test_two_consoles_and_a_script_on_the_same_mailboxes_lose_nothing_and_run_no
     last_job = last_id(EnablementJob)
     received_before = set(received_message_ids(org, logins))
     deadline = time.time() + SESSION_START_ALLOWANCE + TESTS_ONLY_SECONDS
-    consoles = [start_console(org, f"tester {n}", seed=10 + n, deadline=deadline, emails=logins,
-                              operations={"test_enable": 1}) for n in (1, 2)]
+    consoles = [start_console(org, f"tester {n}", seed=10 + n, deadline=deadline, seconds=TESTS_ONLY_SECONDS,
+                              emails=logins, operations={"test_enable": 1}, tests_wanted=2 * SHARED_MAILBOXES,
+                              jobs_after=last_job) for n in (1, 2)]
     script = Script(org, logins, seed=13, commands={"test_enable": 1, "test_enable_wait": 1})
-    script.start(deadline)
+    script.start(deadline, consoles)
     reports = [console_report(console) for console in consoles]
     script.join()
     drained = org.cli("worker", "--once", "--threads", "8")

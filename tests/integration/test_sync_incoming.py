@@ -439,7 +439,7 @@ def test_cycles_stay_within_the_profiles_connection_bound(org):
         summary = SyncRunner(org.store, clock=org.clock, threads=6).run_once(ignore_interval=True)
     assert sorted(m.email for m in summary.mailboxes if m.messages == 1) == sorted(logins)
     assert imaps.total - before == 6
-    assert imaps.max_concurrent == 2, "R23: at most the profile's max connections, never more"
+    assert imaps.max_concurrent == 2, f"R23: at most the profile's max connections, never more: {imaps!r}"
 
 
 def test_only_roles_that_may_run_test_and_enable_may_run_a_cycle(org, lab_profile):

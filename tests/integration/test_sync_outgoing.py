@@ -280,7 +280,7 @@ def test_sending_stays_within_the_profiles_connection_bound(org):
         before = counter.start_counting()
         summary = OutgoingRunner(org.store, clock=org.clock, threads=5).run_once()
     assert summary.sent == 5 and counter.total - before == 5
-    assert counter.max_concurrent == 2, "R23: at most the profile's max connections, never more"
+    assert counter.max_concurrent == 2, f"R23: at most the profile's max connections, never more: {counter!r}"
     assert len(from_outside(org, recipient)) == 5
 
 

@@ -7,8 +7,8 @@ import logging
 import ssl
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +108,27 @@ async def relay(source: asyncio.StreamReader, destination: asyncio.StreamWriter)
 async def relay_both_ways(client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
                           upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
     """Relay until either side closes (lab clients never half-close), then close both."""
-    tasks = [asyncio.create_task(relay(client[0], upstream[1])),
-             asyncio.create_task(relay(upstream[0], client[1]))]
+    await until_one_ends([relay(client[0], upstream[1]), relay(upstream[0], client[1])],
+                         client[1], upstream[1])
+
+
+async def until_one_ends(directions: list[Coroutine[Any, Any, None]], *writers: asyncio.StreamWriter) -> None:
+    """A relay's life and teardown: run its directions until one of them ends, then stop the
+    others (waiting until they have stopped, so that none writes after this) and close
+    ``writers``, however it ended."""
+    tasks = [asyncio.create_task(direction) for direction in directions]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
-        client[1].close()
-        upstream[1].close()
+        await stop_and_close(tasks, *writers)
+
+
+async def stop_and_close(tasks: list[asyncio.Task], *writers: asyncio.StreamWriter) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+    for writer in writers:
+        writer.close()
 
 
 def _log_unexpected_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:

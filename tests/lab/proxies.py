@@ -9,7 +9,8 @@ import threading
 import time
 import weakref
 
-from .loop import LabLoop, relay, relay_both_ways, server_port
+from . import tcp_state
+from .loop import LabLoop, relay, relay_both_ways, server_port, stop_and_close, until_one_ends
 
 # An IMAP line that ends in a literal announces that many raw bytes follow: "{12}" or "{12+}".
 IMAP_LITERAL = re.compile(rb"\{(\d+)\+?\}\r?\n$")
@@ -70,14 +71,7 @@ class PlaintextOnlyFront:
             capa_requests = asyncio.Queue()
             directions = [self._pop3_from_client(reader, writer, upstream_writer, capa_requests),
                           self._pop3_from_server(upstream_reader, writer, capa_requests)]
-        tasks = [asyncio.create_task(direction) for direction in directions]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            upstream_writer.close()
+        await until_one_ends(directions, upstream_writer)
 
     async def _imap_from_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                 upstream: asyncio.StreamWriter) -> None:
@@ -154,11 +148,18 @@ async def _relay_imap_literal(line: bytes, source: asyncio.StreamReader,
 
 
 class ConnectionCounter:
-    """A TCP relay in front of one lab port that counts its connections.
+    """A TCP relay in front of one lab port that counts the connections its clients hold open.
 
-    Connect to `port` instead of the lab port; bytes pass through unchanged (TLS included:
-    the certificates are valid for 127.0.0.1). A connection counts as open from accept until
-    either side closes it. Use as a context manager, or call close().
+    Connect to `port` instead of the lab port; bytes pass through unchanged (TLS included: the
+    certificates are valid for 127.0.0.1). A connection counts from its accept until its client
+    closes it, as the kernel has the client's own socket (tcp_state.py) each time a connection is
+    accepted: not when the relay's loop gets to the close, which may be long after (the loop shares
+    the GIL with the product's threads, and takes a burst of accepts before the ends of stream
+    queued beside them), nor when the client's FIN reaches this side (a busy machine may hold it in
+    a queue a while). A client that closed a connection before it opened the next never has both
+    counted at once. When the server closes first, its end of stream is passed on and the relay
+    waits for the client's. ``current``: connections whose client the relay's loop has not yet seen
+    close. Use as a context manager, or call close().
     """
 
     def __init__(self, lab_loop: LabLoop, upstream_port: int):
@@ -166,10 +167,14 @@ class ConnectionCounter:
         self._upstream_port = upstream_port
         self._server: asyncio.base_events.Server | None = None
         self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        self._clients: dict[asyncio.StreamWriter, tuple[str, int]] = {}  # accepted -> the client's address
         self.port = 0
         self.current = 0
         self.total = 0
         self.max_concurrent = 0
+        # At the last new most: the ports of the clients counted open and whether this process held
+        # each (else another did), so that a count above a bound names what it counted.
+        self.at_most: list[tuple[int, int | None, bool]] = []
 
     async def start(self) -> ConnectionCounter:
         self._server = await self._lab_loop.serve(self._count_and_relay)
@@ -186,21 +191,24 @@ class ConnectionCounter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def open_now(self) -> int:
+        """The connections whose client has not closed them, as the kernel has it now."""
+        return self._lab_loop.call(self._count_open())
+
     def start_counting(self, timeout: float = 10.0) -> int:
-        """Wait (bounded) until the relay has seen every earlier connection close, then count the
-        most at once afresh; returns the total so far. A connection the client closed is counted
-        until the server's side closes too, so one made just before (a Test & Enable) could
-        otherwise be counted beside the ones being measured."""
+        """Wait (bounded) until the clients of every earlier connection have closed them, then
+        count the most at once afresh; returns the total so far."""
         deadline = time.monotonic() + timeout
-        while self.current and time.monotonic() < deadline:
+        while (still_open := self.open_now()) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert self.current == 0, f"earlier connections still open: {self!r}"
-        self.max_concurrent = 0
+        assert still_open == 0, f"earlier connections still open: {self!r}"
+        self._lab_loop.call(self._count_afresh())
         return self.total
 
     def __repr__(self) -> str:
-        return (f"ConnectionCounter(port={self.port}, current={self.current}, "
-                f"total={self.total}, max_concurrent={self.max_concurrent})")
+        return (f"ConnectionCounter(port={self.port}, current={self.current}, total={self.total}, "
+                f"max_concurrent={self.max_concurrent}, at_most={self.at_most} (client port, TCP state, "
+                "held by this process))")
 
     async def _close(self) -> None:
         server, self._server = self._server, None
@@ -209,18 +217,53 @@ class ConnectionCounter:
         for transport in list(self._transports):
             transport.abort()
 
+    async def _count_open(self) -> int:
+        here = ("127.0.0.1", self.port)
+        return sum(1 for client in self._clients.values() if tcp_state.still_open(client, here))
+
+    async def _count_afresh(self) -> None:
+        self.max_concurrent = await self._count_open()
+        self.at_most = []
+
     async def _count_and_relay(self, reader: asyncio.StreamReader,
                                writer: asyncio.StreamWriter) -> None:
         self.current += 1
         self.total += 1
-        self.max_concurrent = max(self.max_concurrent, self.current)
+        client = writer.get_extra_info("peername")
+        if client is not None:  # else gone already, before this accept
+            self._clients[writer] = client
+        open_now = await self._count_open()
+        if open_now > self.max_concurrent:
+            here = ("127.0.0.1", self.port)
+            self.max_concurrent = open_now
+            self.at_most = [(client[1], tcp_state.tcp_state(client, here), tcp_state.held_here(client, here))
+                            for client in self._clients.values()]
         try:
             self._transports.add(writer.transport)
-            upstream = await self._lab_loop.connect(self._upstream_port)
-            self._transports.add(upstream[1].transport)
-            await relay_both_ways((reader, writer), upstream)
+            upstream_reader, upstream_writer = await self._lab_loop.connect(self._upstream_port)
+            self._transports.add(upstream_writer.transport)
+            await self._relay_until_the_client_closes(reader, writer, upstream_reader, upstream_writer)
         finally:
+            self._clients.pop(writer, None)
             self.current -= 1
+
+    @staticmethod
+    async def _relay_until_the_client_closes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                             upstream_reader: asyncio.StreamReader,
+                                             upstream_writer: asyncio.StreamWriter) -> None:
+        from_client = asyncio.create_task(relay(reader, upstream_writer))
+        from_server = asyncio.create_task(relay(upstream_reader, writer))
+        try:
+            await asyncio.wait([from_client, from_server], return_when=asyncio.FIRST_COMPLETED)
+            if not from_client.done():  # the server closed first: so does this side's writing
+                if not writer.is_closing() and writer.can_write_eof():
+                    writer.write_eof()
+                from_client.cancel()
+                await asyncio.wait([from_client])
+                while await reader.read(65536):  # what the client still says goes nowhere
+                    pass
+        finally:
+            await stop_and_close([from_client, from_server], writer, upstream_writer)
 
 
 class Pop3Front:
@@ -246,15 +289,8 @@ class Pop3Front:
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
         capa_requests: asyncio.Queue = asyncio.Queue()
-        tasks = [asyncio.create_task(self._from_client(reader, writer, upstream_writer, capa_requests)),
-                 asyncio.create_task(self._from_server(upstream_reader, writer, capa_requests))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            upstream_writer.close()
+        await until_one_ends([self._from_client(reader, writer, upstream_writer, capa_requests),
+                              self._from_server(upstream_reader, writer, capa_requests)], upstream_writer)
 
     async def _from_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                            upstream: asyncio.StreamWriter, capa_requests: asyncio.Queue) -> None:
@@ -328,15 +364,8 @@ class ImapFront:
 
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
-        tasks = [asyncio.create_task(self._from_client(reader, upstream_writer)),
-                 asyncio.create_task(self._from_server(upstream_reader, writer))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            upstream_writer.close()
+        await until_one_ends([self._from_client(reader, upstream_writer),
+                              self._from_server(upstream_reader, writer)], upstream_writer)
 
     async def _from_client(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter) -> None:
         starts_command = True
@@ -397,15 +426,8 @@ class SmtpFront:
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await self.lab_loop.connect(self.upstream_port)
         message_sent = asyncio.Event()
-        tasks = [asyncio.create_task(self._from_client(reader, upstream_writer, message_sent)),
-                 asyncio.create_task(self._from_server(upstream_reader, writer, message_sent))]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
-            upstream_writer.close()
+        await until_one_ends([self._from_client(reader, upstream_writer, message_sent),
+                              self._from_server(upstream_reader, writer, message_sent)], upstream_writer)
 
     async def _from_client(self, reader: asyncio.StreamReader, upstream: asyncio.StreamWriter,
                            message_sent: asyncio.Event) -> None:

@@ -18,8 +18,12 @@ from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 from tests.tui.conftest import AUTH_FAILED_MAILBOX, Console, screen_text, settle
 
 SCREENS = screens()
-DELAY_SECONDS = 8.0
 ANSWER_SECONDS = 1.5  # a key shows its effect within this (Pilot alone takes 0.2-0.6 s a key on 2 busy cores)
+KEYS_WHILE_LOADING = 7
+# Longer than those keys may take by their own limit, so that every load is still on its way when
+# the last of them is answered, however slow each key was within its limit (8 s was less than 7 keys
+# of 1.2 s on a busy machine).
+DELAY_SECONDS = KEYS_WHILE_LOADING * ANSWER_SECONDS + 1.5
 
 
 async def answers(pilot: Pilot, key: str, shown) -> float:

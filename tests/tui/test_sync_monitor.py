@@ -6,7 +6,7 @@ while a slow read is on its way."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from textual.pilot import Pilot
@@ -49,14 +49,24 @@ def add_status(console: Console, email: str, **columns) -> int:
     return mailbox_id
 
 
-def record_messages(mailbox_id: int, count: int) -> None:
-    """``count`` messages recorded by a cycle that started a moment ago, through the cycle's own write."""
+def record_messages(mailbox_id: int, count: int) -> datetime:
+    """``count`` messages recorded by a cycle that started a moment ago, through the cycle's own write;
+    returns the moment they were recorded at."""
     now = utcnow()
     queue_id = mailboxes.get("support@corp.test").queue_id
     items = [store.Fetched(uid, now, ParsedMessage(message_id=f"<{uid}@monitor.test>", subject=f"Message {uid}",
                                                     sender="x@outside.test", to=["support@corp.test"]))
              for uid in range(1, count + 1)]
     store.record_batch(mailbox_id, "INBOX", 1, count, items, Party(None, queue_id, "all"), None, now)
+    return now
+
+
+def minutes_between(earlier: datetime, later: datetime) -> int:
+    """How many minute boundaries of the clock lie between two moments."""
+    def minute(moment: datetime) -> datetime:
+        return moment.replace(second=0, microsecond=0)
+
+    return int((minute(later) - minute(earlier)).total_seconds() // 60)
 
 
 def test_durations_read_as_a_person_would():
@@ -109,12 +119,17 @@ def test_the_monitor_reads_again_on_its_timer_on_progress_and_on_changes(console
         await pilot.press("escape")
         await until(pilot, lambda: "Processing 1" in screen_text(app), "the state counts once shown again")
 
-        record_messages(support, 7)
+        recorded_on = record_messages(support, 7)
         monkeypatch.setattr(SyncMonitorScreen, "REFRESH_SECONDS", 0.2)
         monitor._schedule(0.2)  # the timer, as after any read
         await until(pilot, lambda: "7 in all" in screen_text(app), "the messages per minute on the timer")
-        assert monitor.query_one("#per-minute", Sparkline).data[-1] == 7
-        assert "7 this minute" in screen_text(app)
+        # In the bucket of the minute they were recorded in: the last one, unless the clock has
+        # passed a minute's end since (the text then says so too).
+        minutes_ago = minutes_between(recorded_on, datetime.fromisoformat(monitor.snapshot.taken_on))
+        assert minutes_ago in (0, 1), (recorded_on, monitor.snapshot.taken_on)
+        per_minute = monitor.query_one("#per-minute", Sparkline).data
+        assert per_minute == monitor.snapshot.per_minute and per_minute[-1 - minutes_ago] == 7
+        assert f"{7 if minutes_ago == 0 else 0} this minute" in screen_text(app)
 
     console.run(scenario)
 

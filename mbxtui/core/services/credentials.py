@@ -8,7 +8,7 @@ from typing import Callable
 
 from mbxtui.core.db import install_id, write_transaction
 from mbxtui.core.endpoint_binding import (
-    CONFIRMED, NO_SECRET, NOT_CONFIRMED, binding_of, binding_sql, oauth_binding_of, plaintext_refusal, secret_state,
+    CONFIRMED, NOT_CONFIRMED, binding_of, binding_sql, oauth_binding_of, plaintext_refusal, secret_state,
 )
 from mbxtui.core.enums import OAuthCredential, OAuthProvider
 from mbxtui.core.oauth import client_credentials

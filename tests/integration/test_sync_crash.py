@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from mbxtui.core.db import write_transaction
-from mbxtui.core.models import Profile
+from mbxtui.core.models import Profile, database
 from mbxtui.core.services import mailboxes
 from mbxtui.core.services.outgoing import queue_email
 from mbxtui.core.sync.outgoing import OutgoingRunner, OutgoingSummary
@@ -207,3 +207,25 @@ def test_a_cycle_cut_short_has_only_what_it_recorded_deleted_and_mail_tracked_fo
     [again] = sync(org).mailboxes
     assert (again.ok, again.messages, again.deleted) == (True, 0, 0), again
     assert server_message_ids(org, login) == ["<left-news@lab.test>"]
+
+
+@pytest.mark.parametrize("moves_to", [None, "Processed"])
+def test_left_behind_uids_already_gone_from_the_server_are_passed_over(org, lab_profile, moves_to):
+    """The cycle cut short may have expunged or moved its messages before it died (or someone else
+    did): deleting or moving them again is a no-op, and the mail after them is read as always."""
+    Profile.update(processed_folder=moves_to).where(Profile.name == "lab").execute()
+    [login] = org.lab.add_users(1, "leftgone")
+    enable(org, queue_mailbox(org, login, delete_after_processing=True))
+    deliver(org, login, message("a@outside.test", login, "First", message_id="<gone-1@lab.test>"))
+    [first] = sync(org).mailboxes
+    assert (first.ok, first.deleted) == (True, 1), first
+    deliver(org, login, message("b@outside.test", login, "Second", message_id="<gone-2@lab.test>"))
+    with write_transaction():
+        database.execute_sql("UPDATE sync_checkpoint SET delete_pending = '[1, 999]'")
+
+    org.clock.advance(minutes=1)
+    [again] = sync(org).mailboxes
+    assert (again.ok, again.messages) == (True, 1), again
+    assert server_message_ids(org, login) == []
+    assert [row["subject"] for row in listed(org)["rows"]] == ["Second", "First"]
+    assert query(org.db_path, "SELECT delete_pending FROM sync_checkpoint")[0][0] is None

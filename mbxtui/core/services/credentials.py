@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Callable
 
 from mbxtui.core.db import install_id, write_transaction
-from mbxtui.core.endpoint_binding import (
-    CONFIRMED, NOT_CONFIRMED, binding_of, binding_sql, oauth_binding_of, plaintext_refusal, secret_state,
+from mbxtui.core.endpoint_binding import (  # NO_SECRET also for the console, which reads only services
+    CONFIRMED, NO_SECRET, NOT_CONFIRMED, binding_of, binding_sql, oauth_binding_of, plaintext_refusal, secret_state,
 )
 from mbxtui.core.enums import OAuthCredential, OAuthProvider
 from mbxtui.core.oauth import client_credentials

@@ -6,6 +6,7 @@ import os
 import pwd
 import sqlite3
 import stat
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -325,19 +326,29 @@ def test_a_database_made_by_the_first_version_is_migrated_with_its_data(tmp_path
     opened.close()
 
 
+def _database_at_step(path: Path, step: int, *statements: str) -> None:
+    """A SQLite file made by the steps up to ``step``, with ``statements`` run in the same
+    transaction (rows written as that version wrote them)."""
+    conn = sqlite3.connect(path)
+    conn.isolation_level = None
+    conn.execute("BEGIN")
+    for version, script in MIGRATIONS[:step]:
+        for statement in db._statements(script):
+            conn.execute(statement)
+    for statement in statements:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {step}")
+    conn.execute("COMMIT")
+    conn.close()
+
 
 def test_a_database_at_schema_9_gets_the_mailbox_indexes_of_step_10_with_its_data(tmp_path: Path):
     """Step 10 drops the index on postponed_until, which no query reads; the rows stay."""
     path = tmp_path / "v9.db"
-    conn = sqlite3.connect(path)
-    conn.isolation_level = None
-    conn.execute("BEGIN")
-    for version, script in MIGRATIONS[:9]:
-        for statement in db._statements(script):
-            conn.execute(statement)
-    conn.execute("INSERT INTO meta (key, value) VALUES ('install_id', 'v9-install')")
-    conn.execute("INSERT INTO \"user\" (id, name, email, active, created_on) VALUES (1, 'Ann', 'ann@example.test', 1, '2026-01-01 00:00:00')")
-    conn.execute(
+    _database_at_step(
+        path, 9,
+        "INSERT INTO meta (key, value) VALUES ('install_id', 'v9-install')",
+        "INSERT INTO \"user\" (id, name, email, active, created_on) VALUES (1, 'Ann', 'ann@example.test', 1, '2026-01-01 00:00:00')",
         "INSERT INTO mailbox (id, name, email, regarding, user_id, owner_id, is_forward, incoming_method, "
         "outgoing_method, act_method, use_own_credentials, username, password_set, token_set, "
         "delete_after_processing, approval, incoming_status, outgoing_status, act_status, overall_status, "
@@ -345,10 +356,8 @@ def test_a_database_at_schema_9_gets_the_mailbox_indexes_of_step_10_with_its_dat
         "created_on, modified_on, row_version) VALUES (1, 'Ann', 'ann@example.test', 'user', 1, 1, 0, "
         "'server_side_sync', 'server_side_sync', 'none', 0, '', 0, 0, 0, 'pending', 'not_run', 'not_run', 'not_run', "
         "'not_run', 0, 0, 0, 0, 1, '2030-01-01 00:00:00', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)")
-    conn.execute("PRAGMA user_version = 9")
-    conn.execute("COMMIT")
-    assert "mailbox_postponed_until" in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    conn.close()
+    with closing(sqlite3.connect(path)) as at_step_9:
+        assert "mailbox_postponed_until" in {r[0] for r in at_step_9.execute("SELECT name FROM sqlite_master")}
 
     opened = db.open_database(path)
     assert opened.execute_sql("PRAGMA user_version").fetchone()[0] == LATEST_VERSION >= 10
@@ -364,26 +373,18 @@ def test_a_database_at_schema_13_gets_the_checkpoints_delete_pending_of_step_14_
     """Step 14 adds what a deleting mailbox's last commit left to delete (R28): none for a checkpoint
     saved before it, whose place in the folder stays."""
     path = tmp_path / "v13.db"
-    conn = sqlite3.connect(path)
-    conn.isolation_level = None
-    conn.execute("BEGIN")
-    for version, script in MIGRATIONS[:13]:
-        for statement in db._statements(script):
-            conn.execute(statement)
-    conn.execute("INSERT INTO \"user\" (id, name, email, active, created_on) VALUES (1, 'Ann', 'ann@example.test', 1, '2026-01-01 00:00:00')")
-    conn.execute(
+    _database_at_step(
+        path, 13,
+        "INSERT INTO \"user\" (id, name, email, active, created_on) VALUES (1, 'Ann', 'ann@example.test', 1, '2026-01-01 00:00:00')",
         "INSERT INTO mailbox (id, name, email, regarding, user_id, owner_id, is_forward, incoming_method, "
         "outgoing_method, act_method, use_own_credentials, username, password_set, token_set, "
         "delete_after_processing, approval, incoming_status, outgoing_status, act_status, overall_status, "
         "incoming_enabled, outgoing_enabled, act_enabled, test_scheduled, transient_failures, active, "
         "created_on, modified_on, row_version) VALUES (1, 'Ann', 'ann@example.test', 'user', 1, 1, 0, "
         "'server_side_sync', 'server_side_sync', 'none', 0, '', 0, 0, 0, 'pending', 'not_run', 'not_run', 'not_run', "
-        "'not_run', 0, 0, 0, 0, 1, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)")
-    conn.execute("INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) "
-                 "VALUES (1, 'INBOX', 77, 3, '2026-01-01 00:00:00')")
-    conn.execute("PRAGMA user_version = 13")
-    conn.execute("COMMIT")
-    conn.close()
+        "'not_run', 0, 0, 0, 0, 1, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)",
+        "INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) "
+        "VALUES (1, 'INBOX', 77, 3, '2026-01-01 00:00:00')")
 
     opened = db.open_database(path)
     assert opened.execute_sql("PRAGMA user_version").fetchone()[0] == LATEST_VERSION >= 14

@@ -12,6 +12,8 @@ import shutil
 import socket
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -198,6 +200,18 @@ def mailbox_indexes(url: str) -> dict[str, str]:
             for row in query(url, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'mailbox'")}
 
 
+@contextmanager
+def opened_at_step(url: str, step: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The database at ``url`` made (or opened) by the steps up to ``step`` only, for rows written as
+    that version wrote them; closed after."""
+    with monkeypatch.context() as at_step:
+        at_step.setattr(db, "POSTGRES_MIGRATIONS", db.POSTGRES_MIGRATIONS[:step])
+        at_step.setattr(db, "LATEST_VERSION", step)
+        db.open_database(url)
+        yield
+        database.close()
+
+
 def test_a_database_at_step_9_gets_the_mailbox_indexes_of_step_10_with_its_data(
         fresh: str, databases: Databases, tmp_path, monkeypatch: pytest.MonkeyPatch):
     new = mailbox_indexes(fresh)
@@ -206,14 +220,10 @@ def test_a_database_at_step_9_gets_the_mailbox_indexes_of_step_10_with_its_data(
     database.close()
 
     url = databases.new(tmp_path / "v9")
-    with monkeypatch.context() as at_step_9:
-        at_step_9.setattr(db, "POSTGRES_MIGRATIONS", db.POSTGRES_MIGRATIONS[:9])
-        at_step_9.setattr(db, "LATEST_VERSION", 9)
-        db.open_database(url)
+    with opened_at_step(url, 9, monkeypatch):
         admin = operators.initialise(login="alice")
         users.add_user(admin, "Ann", "ann@corp.test")
         users.add_user(admin, "Bob", "bob@corp.test")
-        database.close()
     assert query(url, "SELECT version FROM schema_version")[0][0] == 9
     assert mailbox_indexes(url)["mailbox_approval"] == "btree (approval)"
 
@@ -230,19 +240,16 @@ def test_a_database_at_step_9_gets_the_mailbox_indexes_of_step_10_with_its_data(
     database.close()
     databases.drop(url)
 
+
 def test_a_database_at_step_13_gets_the_checkpoints_delete_pending_of_step_14_with_its_data(
         fresh: str, databases: Databases, tmp_path, monkeypatch: pytest.MonkeyPatch):
     database.close()
     url = databases.new(tmp_path / "v13")
-    with monkeypatch.context() as at_step_13:
-        at_step_13.setattr(db, "POSTGRES_MIGRATIONS", db.POSTGRES_MIGRATIONS[:13])
-        at_step_13.setattr(db, "LATEST_VERSION", 13)
-        db.open_database(url)
+    with opened_at_step(url, 13, monkeypatch):
         admin = operators.initialise(login="alice")
         users.add_user(admin, "Ann", "ann@corp.test")
         database.execute_sql("INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) "
                              "SELECT id, 'INBOX', 4294967295, 3, now() FROM mailbox")
-        database.close()
     assert query(url, "SELECT version FROM schema_version")[0][0] == 13
 
     db.open_database(url)

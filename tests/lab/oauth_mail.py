@@ -22,7 +22,6 @@ import contextlib
 import json
 import shutil
 import tempfile
-from base64 import b64decode
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,16 +86,9 @@ class OAuthSMTP(LabSMTP):
         return await self.auth_PLAIN(_, args)
 
     async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            response = await self.challenge_auth("")
-            if not isinstance(response, bytes):
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                response = b64decode(args[1], validate=True)
-            except ValueError:
-                await self.push("501 5.5.2 Can't decode base64")
-                return AuthResult(success=False, handled=True)
+        response = await self.initial_response(args)
+        if response is None:
+            return AuthResult(success=False, handled=True)
         fields = dict(part.split("=", 1) for part in response.decode("utf-8", "replace").split("\x01") if "=" in part)
         login, bearer = fields.get("user", ""), fields.get("auth", "")
         token = bearer[len("Bearer "):] if bearer.startswith("Bearer ") else ""

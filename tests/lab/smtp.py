@@ -105,17 +105,22 @@ class LabSMTP(SMTP):
             return
         await super().smtp_MAIL(arg)
 
-    async def auth_PLAIN(self, _: SMTP, args: list[str]) -> AuthResult:
+    async def initial_response(self, args: list[str]) -> bytes | None:
+        """A SASL mechanism's response: given with AUTH, or asked for with an empty challenge;
+        None (answered) when there is none or it is not base64."""
         if len(args) == 1:
             response = await self.challenge_auth("")
-            if not isinstance(response, bytes):
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                response = b64decode(args[1], validate=True)
-            except binascii.Error:
-                await self.push("501 5.5.2 Can't decode base64")
-                return AuthResult(success=False, handled=True)
+            return response if isinstance(response, bytes) else None
+        try:
+            return b64decode(args[1], validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return None
+
+    async def auth_PLAIN(self, _: SMTP, args: list[str]) -> AuthResult:
+        response = await self.initial_response(args)
+        if response is None:
+            return AuthResult(success=False, handled=True)
         parts = response.split(b"\x00")
         if len(parts) != 3:
             await self.push("501 5.5.2 Can't split auth value")

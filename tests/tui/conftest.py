@@ -7,6 +7,7 @@ and ``Console.run`` to drive ``MbxApp`` with Pilot."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, Awaitable, Callable, Iterator
 import pytest
 from rich.console import Console as TextConsole
 from textual.pilot import Pilot
+from textual.worker import WorkerCancelled
 
 from mbxtui.core import db, dialect
 from mbxtui.core.db import write_transaction
@@ -258,7 +260,9 @@ async def settle(app: MbxApp, pilot: Pilot) -> None:
         await pilot.pause()
         running = busy()
         if running:
-            await app.workers.wait_for_complete(running)
+            # A load a newer one replaced (exclusive workers) ends cancelled: settled all the same.
+            with contextlib.suppress(WorkerCancelled):
+                await app.workers.wait_for_complete(running)
             continue
         await pilot.pause()
         if not busy():

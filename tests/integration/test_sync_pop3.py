@@ -268,6 +268,21 @@ def test_process_email_received_after_is_read_from_the_received_header_else_the_
     assert sync(org).mailboxes[0].messages == 0
 
 
+def test_mail_received_in_the_same_second_as_process_email_received_after_is_read_over_pop3(org, pop_profile):
+    """The Received header's date has whole seconds: a boundary within a second reads what arrived
+    in that second (R24); the second before is not read."""
+    [login] = org.lab.add_users(1, "popsecond")
+    enable(org, pop_queue(org, login, process_email_after="2026-06-02T10:00:00.500"))
+    for subject, second in (("Second before", "09:59:59"), ("Same second", "10:00:00"), ("Second after", "10:00:01")):
+        deliver(org, login, message("a@outside.test", login, subject, extra=(
+            f"Received: from relay.outside.test by mail.example.test; Tue, 02 Jun 2026 {second} +0000\r\n")))
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.recorded) == (True, 2), cycled
+    assert sorted((row["subject"], str(row["received_on"])) for row in listed(org)["rows"]) == [
+        ("Same second", "2026-06-02 10:00:00"), ("Second after", "2026-06-02 10:00:01")]
+
+
 def test_a_forward_mailbox_over_pop3_routes_by_recipient_and_deletes_everything_it_processed(org, pop_profile):
     forward, routed = org.lab.add_users(2, "popfwd")
     mailboxes.create_forward_mailbox(org.admin, name="Forward", email=forward, profile="pop")

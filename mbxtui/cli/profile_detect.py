@@ -4,10 +4,14 @@ settings; ``--create NAME`` saves them as a profile once the person asks for it.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from mbxtui.cli.context import Context
-from mbxtui.cli.options import Commands, command, json_option
+from mbxtui.cli.options import Commands, UsageError, command, json_option
 from mbxtui.cli.output import EXIT_OK, EXIT_TEST_FAILED, print_json, print_record, safe
+
+if TYPE_CHECKING:
+    from mbxtui.core.detect import Detection
 
 _VERDICT_TITLES = {"kept": "kept", "not_probed": "not probed", "dropped": "dropped"}
 
@@ -18,36 +22,34 @@ def cmd_profile_detect(ctx: Context, args: argparse.Namespace) -> int:
     if args.create is not None:
         detect.refuse_existing_name(ctx.actor, args.create)
     elif args.oauth_client_id or args.oauth_tenant:
-        from mbxtui.cli.options import UsageError
-
         raise UsageError("--oauth-client-id and --oauth-tenant go with --create NAME")
     found = detect.detect_settings(ctx.actor, args.email, dns_server=args.dns_server, ca_file=args.ca_file,
                                    timeout=args.timeout)
-    if not args.json:
-        _print_detection(found)
     if args.create is None:
         if args.json:
             print_json(found.as_dict())
-        elif found.chosen is not None:
-            print("Nothing was saved: run again with --create NAME to create a profile with these settings.")
+        else:
+            _print_detection(found)
+            if found.chosen is not None:
+                print("Nothing was saved: run again with --create NAME to create a profile with these settings.")
         return EXIT_OK if found.chosen is not None else EXIT_TEST_FAILED
+    # Created first, shown after: a refusal leaves stdout empty, as every refusal of the command line.
     created = detect.create_profile(ctx.actor, args.create, found, ca_file=args.ca_file,
                                     oauth_tenant=args.oauth_tenant, oauth_client_id=args.oauth_client_id)
     if args.json:
         print_json({**found.as_dict(), "created": created.as_dict()})
-    else:
-        print(f"Profile {safe(created.name)} created with these settings.")
-        if found.chosen is not None and found.chosen.oauth_provider:
-            print(f"Next: store the client credential of its OAuth provider with `mbxtui profile set-oauth "
-                  f"{safe(created.name)} ...`.")
+        return EXIT_OK
+    _print_detection(found)
+    print(f"Profile {safe(created.name)} created with these settings.")
+    if found.chosen is not None and found.chosen.oauth_provider:
+        print(f"Next: store the client credential of its OAuth provider with `mbxtui profile set-oauth "
+              f"{safe(created.name)} ...`.")
     return EXIT_OK
 
 
-def _print_detection(found: object) -> None:
-    from mbxtui.core.detect import Detection
+def _print_detection(found: Detection) -> None:
     from mbxtui.core.detect.model import SOURCE_NAMES
 
-    assert isinstance(found, Detection)
     print(f"Settings for {safe(found.email)} (domain {safe(found.domain)})")
     print("Sources:")
     for report in found.sources:

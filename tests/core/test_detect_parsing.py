@@ -23,6 +23,8 @@ CONFIG = b"""<?xml version="1.0"?>
     <socketType>plain</socketType></incomingServer>
   <incomingServer type="imap"><hostname>broken.corp.test</hostname><port>99999</port>
     <socketType>SSL</socketType></incomingServer>
+  <incomingServer type="imap"><hostname>bad host;rm -rf.corp.test</hostname><port>993</port>
+    <socketType>SSL</socketType></incomingServer>
   <outgoingServer type="smtp"><hostname>%EMAILLOCALPART%.smtp.corp.test.</hostname><port>587</port>
     <socketType>STARTTLS</socketType></outgoingServer>
 </emailProvider></clientConfig>"""

@@ -16,9 +16,11 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mbxtui.core import validation
 from mbxtui.core.detect.lookup import Lookup
 from mbxtui.core.detect.model import Candidate, Source
 from mbxtui.core.detect.presets import AUTOCONFIG_URLS, HTTP_PORTS
+from mbxtui.core.errors import InvalidInput
 from mbxtui.core.probes.tls import Deadline, ssl_context
 
 MOST_BYTES = 256 * 1024
@@ -143,6 +145,10 @@ def _candidate(server: ElementTree.Element, protocols: tuple[str, ...], fill: di
     tls = _TLS_MODES.get((server.findtext("socketType") or "").strip().upper())
     for placeholder, value in fill.items():
         host = host.replace(placeholder, value)
-    if protocol not in protocols or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or tls is None:
+    if protocol not in protocols or not port.isdigit() or not 1 <= int(port) <= 65535 or tls is None:
         return None  # an Exchange or a malformed entry: nothing this product can use
-    return Candidate(protocol, host.lower().rstrip("."), int(port), tls, Source.AUTOCONFIG, origin)
+    try:
+        host = validation.host("hostname", host)
+    except InvalidInput:
+        return None
+    return Candidate(protocol, host, int(port), tls, Source.AUTOCONFIG, origin)

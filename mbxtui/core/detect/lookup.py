@@ -11,9 +11,10 @@ import threading
 from dataclasses import dataclass
 
 import dns.exception
-import dns.rdatatype
+import dns.name
 import dns.resolver
 
+from mbxtui.core import validation
 from mbxtui.core.errors import InvalidInput, MbxError
 
 DEFAULT_DNS_PORT = 53
@@ -34,7 +35,7 @@ class SrvRecord:
 def parse_dns_server(text: str) -> tuple[str, int]:
     """``HOST[:PORT]`` (an IPv6 address as ``[ADDRESS]:PORT``) as an IP address and a port; a host
     name is looked up once here."""
-    raw = (text or "").strip()
+    raw = validation.text("--dns-server", text, max_length=300, required=False)
     host, port_text = raw, ""
     if raw.startswith("["):
         host, _, rest = raw[1:].partition("]")
@@ -54,7 +55,7 @@ def parse_dns_server(text: str) -> tuple[str, int]:
         pass
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise InvalidInput("--dns-server", f"cannot find the host {host!r} ({exc}): give the DNS server's "
                                            "IP address") from None
     return str(found[0][4][0]), port
@@ -117,7 +118,11 @@ class Lookup:
 
     def _ask(self, name: str, kind: str) -> list:
         try:
-            return list(self._resolver.resolve(name, kind, search=False))
+            qname = dns.name.from_text(name)
+        except (dns.exception.DNSException, UnicodeError):
+            return []  # not a name DNS can hold: it has no records
+        try:
+            return list(self._resolver.resolve(qname, kind, search=False))
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         except dns.exception.Timeout:
@@ -140,7 +145,7 @@ class Lookup:
         def look_up() -> None:
             try:
                 entries = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            except OSError:
+            except (OSError, UnicodeError):
                 entries = []
             ordered = sorted(entries, key=lambda entry: entry[0] != socket.AF_INET)
             outcome["addresses"] = list(dict.fromkeys(str(entry[4][0]) for entry in ordered))

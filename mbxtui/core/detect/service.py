@@ -57,7 +57,8 @@ def create_profile(actor: Actor, name: str, detection: Detection, *, ca_file: st
     address's domain)."""
     require(actor, Permission.CONFIGURE)
     if detection.chosen is None:
-        raise NothingUsable(f"no profile was created: {detection.problem}")
+        raise NothingUsable(f"no profile was created: {detection.problem} (without --create, detection "
+                            "shows what each source gave and why each candidate was dropped)")
     fields: dict[str, Any] = detection.chosen.profile_fields()
     provider = fields["oauth_provider"]
     if provider == "microsoft365":

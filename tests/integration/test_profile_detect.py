@@ -93,7 +93,8 @@ def test_the_autoconfig_file_wins_over_srv_records(mail_lab, zone_servers):
 
 def test_the_well_known_autoconfig_address_is_asked_when_the_autoconfig_host_has_none(mail_lab, zone_servers):
     ports = mail_lab.ports
-    xml = config_xml(DOMAIN, [("pop3", f"mail.{DOMAIN}", ports["pop3s"], "SSL"),
+    xml = config_xml(DOMAIN, [("imap", f"mail.{DOMAIN}", ports["imap"], "plain"),
+                              ("pop3", f"mail.{DOMAIN}", ports["pop3s"], "SSL"),
                               ("smtp", f"mail.{DOMAIN}", ports["smtp"], "STARTTLS")])
     with LabDnsServer(a(DOMAIN, f"mail.{DOMAIN}")) as dns, \
             AutoconfigServer({(DOMAIN, WELL_KNOWN_PATH): xml}, mail_lab) as web:
@@ -101,6 +102,9 @@ def test_the_well_known_autoconfig_address_is_asked_when_the_autoconfig_host_has
     assert chosen_servers(found) == ((f"mail.{DOMAIN}", ports["pop3s"], "implicit"),
                                      (f"mail.{DOMAIN}", ports["smtp"], "starttls"))
     assert found.chosen.profile_type == "pop3_smtp"
+    in_clear = found.tried[0]
+    assert (in_clear.candidate.tls, in_clear.verdict) == ("none", Verdict.DROPPED)
+    assert in_clear.reason.endswith("is offered without TLS: a password would travel in clear")
     assert f"{AUTOCONFIG_HOST} has no address in DNS" in outcome(found, Source.AUTOCONFIG)
     assert web.requests == [(DOMAIN, WELL_KNOWN_PATH)]
     assert not found.warnings

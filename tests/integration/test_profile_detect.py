@@ -85,7 +85,7 @@ def test_the_autoconfig_file_wins_over_srv_records(mail_lab, zone_servers):
     assert found.chosen.incoming.candidate.origin == f"https://{AUTOCONFIG_HOST}{CONFIG_PATH}"
     assert [t.verdict for t in found.tried] == [Verdict.KEPT, Verdict.KEPT]
     assert "PLAIN" in found.chosen.incoming.mechanisms and "TLSv1" in found.chosen.incoming.tls_detail
-    assert outcome(found, Source.SRV) == "not consulted: the autoconfig file gave working settings"
+    assert outcome(found, Source.SRV) == "not consulted: settings were complete after the autoconfig file"
     assert web.requests == [(AUTOCONFIG_HOST, CONFIG_PATH)]
     assert not any(name.startswith("_imaps") for name, _ in dns.asked)  # SRV never asked
     assert found.as_dict()["chosen"]["incoming_source"] == "autoconfig"

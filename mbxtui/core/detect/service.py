@@ -114,7 +114,7 @@ class _Detector:
             self.tried.extend(self._probe_all(candidates))
             if self._found_both():
                 done = SOURCE_NAMES[source]
-                self.reports.extend(SourceReport(later, f"not consulted: the {done} gave working settings")
+                self.reports.extend(SourceReport(later, f"not consulted: settings were complete after the {done}")
                                     for later, _ in steps[index + 1:])
                 break
         chosen = self._choose()

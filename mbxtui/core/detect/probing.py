@@ -40,7 +40,7 @@ def probe(candidate: Candidate, lookup: Lookup, *, ca_file: str | None, timeout:
     session.run(lambda: _CONVERSATIONS[candidate.protocol](session, offered))
     failure = session.result.failure
     if failure is not None:
-        reason = failure.message.replace(f":{port}", f":{candidate.port}") if port != candidate.port else failure.message
+        reason = failure.message.replace(f":{port}", f":{candidate.port}")  # the port as proposed
         if failure.code in _UNREACHABLE:
             return _unreachable(candidate, reason, addresses[0], started)
         return Tried(candidate, Verdict.DROPPED, reason, addresses[0], seconds=time.perf_counter() - started)

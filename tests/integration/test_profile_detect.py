@@ -196,8 +196,10 @@ def test_a_google_domain_gets_the_google_preset(mail_lab):
 
 
 def test_common_host_names_are_probed_last(mail_lab):
+    consulted: list[Source] = []
     with LabDnsServer(f"{DOMAIN}. 60 IN MX 10 mx.{DOMAIN}.\n" + a(f"imap.{DOMAIN}", f"smtp.{DOMAIN}")) as dns:
-        found = detect(mail_lab, dns)
+        found = detect(mail_lab, dns, on_source=consulted.append)
+    assert consulted == [Source.AUTOCONFIG, Source.SRV, Source.MX_PRESET, Source.COMMON_NAMES]
     assert chosen_servers(found) == ((f"imap.{DOMAIN}", 993, "implicit"), (f"smtp.{DOMAIN}", 465, "implicit"))
     assert found.chosen.auth == "mailbox" and found.chosen.oauth_provider is None
     assert outcome(found, Source.SRV) == "no SRV records"

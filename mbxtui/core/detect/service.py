@@ -35,19 +35,21 @@ class NothingUsable(MbxError):
 
 
 def detect_settings(actor: Actor, email: str, *, dns_server: str | None = None, ca_file: str | None = None,
-                    timeout: int = DEFAULT_TIMEOUT, reach_ports: Mapping[int, int] | None = None) -> Detection:
+                    timeout: int = DEFAULT_TIMEOUT, reach_ports: Mapping[int, int] | None = None,
+                    on_source: Callable[[Source], None] | None = None) -> Detection:
     """Find and probe the servers for ``email``'s domain; nothing is saved. ``dns_server``
     (``HOST[:PORT]``) is asked for every name instead of the system's resolver; ``timeout`` bounds
     each DNS question, each HTTP fetch and each probe. ``reach_ports`` maps a standard port (443,
     993...) to the port it is reached at on the address found: only the tests, whose servers
-    listen on free ports, need it. Raises ``DnsUnavailable`` when the DNS server does not answer."""
+    listen on free ports, need it. ``on_source`` is called as each source is consulted (a console
+    worker shows it as progress). Raises ``DnsUnavailable`` when the DNS server does not answer."""
     require(actor, Permission.CONFIGURE)
     address = validation.email("email", email)
     domain = _dns_domain(address)
     seconds = validation.integer("timeout", timeout, *TIMEOUT_RANGE, "seconds")
     server = parse_dns_server(dns_server) if dns_server else None
     ca = validation.ca_file("ca-file", ca_file) if ca_file else None
-    return _Detector(address, domain, Lookup(server, seconds), ca, seconds, reach_ports or {}).run()
+    return _Detector(address, domain, Lookup(server, seconds), ca, seconds, reach_ports or {}).run(on_source)
 
 
 def create_profile(actor: Actor, name: str, detection: Detection, *, ca_file: str | None = None,
@@ -102,12 +104,14 @@ class _Detector:
         self.tried: list[Tried] = []
         self.warnings: list[str] = []
 
-    def run(self) -> Detection:
+    def run(self, on_source: Callable[[Source], None] | None) -> Detection:
         steps: list[tuple[Source, Callable[[], tuple[list[Candidate], str]]]] = [
             (Source.AUTOCONFIG, self._autoconfig), (Source.SRV, self._srv),
             (Source.MX_PRESET, self._mx_preset), (Source.COMMON_NAMES, self._common_names),
         ]
         for index, (source, gather) in enumerate(steps):
+            if on_source is not None:
+                on_source(source)
             candidates, outcome = gather()
             candidates = candidates[:_MOST_CANDIDATES_PER_SOURCE]
             self.reports.append(SourceReport(source, outcome, len(candidates)))

@@ -134,7 +134,8 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
                                 on_retests=retests_queued)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, request_stop)
-    with logs.echo(tested_log, sys.stdout), logs.echo(processed_log, sys.stdout), logs.echo(summary_log, sys.stderr):
+    with logs.echo(tested_log, sys.stdout), logs.echo(processed_log, sys.stdout), logs.echo(summary_log, sys.stderr), \
+            logs.echo(logging.getLogger("mbxtui.core.descriptors"), sys.stderr):  # a low open-file limit
         if args.once:
             # What is due now: the re-tests, the tests, then one pass over what they enabled.
             try:

@@ -59,6 +59,8 @@ class ErrorCode(StrEnum):
     OAUTH_CLIENT_REJECTED = "OAUTH_CLIENT_REJECTED"  # the provider refused the client's credential
     OAUTH_PROVIDER_UNREACHABLE = "OAUTH_PROVIDER_UNREACHABLE"  # no token: refused, timed out, 5xx
     OAUTH_PERMISSION_MISSING = "OAUTH_PERMISSION_MISSING"  # a freshly issued token refused by the mail server
+    TOO_MANY_OPEN_FILES = "TOO_MANY_OPEN_FILES"  # mbxtui's own process or machine ran out of descriptors
+    KEYRING_UNAVAILABLE = "KEYRING_UNAVAILABLE"  # the keyring could not be read (gone, locked, re-keyed)
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -73,6 +75,8 @@ TRANSIENT_CODES = frozenset(
         ErrorCode.SMTP_TEMPORARY,
         ErrorCode.DELIVERY_NOT_CONFIRMED,
         ErrorCode.OAUTH_PROVIDER_UNREACHABLE,
+        ErrorCode.TOO_MANY_OPEN_FILES,
+        ErrorCode.KEYRING_UNAVAILABLE,
     }
 )
 

@@ -26,9 +26,10 @@ from mbxtui.core.db import database_thread_pool, drop_connection, write_transact
 from mbxtui.core.enums import ActivityDirection, ActivityState, Approval, OutgoingMethod, Regarding
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name, worker_identity
+from mbxtui.core.local_faults import could_not_run
 from mbxtui.core.mailbox_check import (
     MailboxSnapshot, ProfileSnapshot, SecretLookup, Withheld, credentials_for, mailbox_snapshot, profile_snapshot,
-    rule_failure, withheld_failure,
+    withheld_failure,
 )
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.probes.base import ErrorCode
@@ -195,10 +196,8 @@ class OutgoingRunner:
         try:
             return self._sending(target, functools.cache(lookup), settings)
         except Exception as exc:  # an unreadable secret store or a database error must not stop the pool
-            log.exception("sending from mailbox %s could not run", target.mailbox.id)
             drop_connection()  # it may be broken: the thread's next mailbox connects anew
-            return MailboxSending(rule_failure(ErrorCode.INTERNAL_ERROR,
-                                               f"sending could not run: {exc.__class__.__name__}: {exc}"))
+            return MailboxSending(could_not_run(exc, "sending", target.mailbox.id))
 
     def _sending(self, target: OutgoingTarget, secret: SecretLookup, settings: OrgSettings) -> MailboxSending:
         queue = EmailQueue(functools.partial(self._next_due, target.mailbox.id), self._claim_email,

@@ -20,7 +20,7 @@ import pytest
 from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.models import Profile
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretsError, SecretStore
-from mbxtui.core.services import bulk, credentials, mailboxes, users
+from mbxtui.core.services import bulk, credentials, mailboxes, outgoing, users
 from mbxtui.core.services.selection import Selection
 from tests.backends import query
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
@@ -63,6 +63,8 @@ def _lab_mailboxes(org: Org, prefix: str) -> list[str]:
     org.profile("wide", max_connections=32, incoming_auth="profile", outgoing_auth="profile",
                 username=org.lab.master_login)
     org.bulk_mailboxes(logins, "wide")
+    for sender, recipient in zip(logins, logins[1:] + logins[:1]):  # sent by the pass after the tests
+        outgoing.queue_email(org.admin, sender, [recipient], [], "Under a low limit", "Hello.")
     org.schedule(*logins)
     return logins
 
@@ -80,7 +82,10 @@ def _no_mailbox_blamed(org: Org, logins: list[str]) -> None:
     assert [tuple(row) for row in query(org.db_path, "SELECT mailbox_id, direction FROM mailbox_failure")] == []
     assert [tuple(row) for row in query(
         org.db_path, "SELECT mailbox_id, last_error_code, last_error_text FROM sync_status "
-                     "WHERE last_error_code IS NOT NULL OR incoming_failures > 0")] == []
+                     "WHERE last_error_code IS NOT NULL OR incoming_failures > 0 OR outgoing_failures > 0")] == []
+    assert [tuple(row) for row in query(
+        org.db_path, "SELECT id, state, last_error_code FROM email_activity WHERE direction = 'outgoing' "
+                     "AND NOT (state = 'sent' OR (state = 'pending' AND attempts = 0))")] == []
 
 
 def test_a_worker_under_ulimit_64_runs_fewer_connections_at_once_and_blames_no_mailbox(org: Org):
@@ -95,6 +100,8 @@ def test_a_worker_under_ulimit_64_runs_fewer_connections_at_once_and_blames_no_m
     _no_mailbox_blamed(org, logins)
     cycled = query(org.db_path, "SELECT count(*) FROM sync_status WHERE last_cycle_finished IS NOT NULL")[0][0]
     assert cycled == MAILBOXES
+    sent = query(org.db_path, "SELECT count(*) FROM email_activity WHERE direction = 'outgoing' AND state = 'sent'")
+    assert sent[0][0] == MAILBOXES
     # One warning per pool, saying why it is slower and what to raise.
     warnings = [line for line in done.stderr.splitlines() if "so it is slower" in line]
     assert len(warnings) == 2, done.stderr

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
+from mbxtui.core import descriptors
 from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import ActivityDirection, ActivityState, Approval, OutgoingMethod, Regarding
 from mbxtui.core.jobs.leases import ConnectionLeases
@@ -245,6 +246,9 @@ class OutgoingRunner:
                       "last_error_text": f"{failure.message}; the connection broke while the server was taking the "
                                          "email, so it may have been sent: check with the recipients, then send it "
                                          "again with mbxtui activity resend if it never arrived"}
+        elif failure is not None and failure.code == ErrorCode.TOO_MANY_OPEN_FILES:
+            # This machine's open-file limit: not an attempt of the email's, due again at once.
+            values = {"state": PENDING, "next_attempt": None}
         else:
             assert failure is not None
             retry = will_retry(attempt, settings)
@@ -279,6 +283,8 @@ class OutgoingRunner:
                 [target.mailbox.id, self.worker]).rowcount
             if ours and failure is None and sending.attempts:
                 status.direction_succeeded(target.mailbox.id, "outgoing", now)
+            elif ours and failure is not None and failure.code == ErrorCode.TOO_MANY_OPEN_FILES:
+                descriptors.shared_budget().ran_out(descriptors.PER_PROCESSING, "sending")
             elif ours and failure is not None:  # else another worker took it over: its status is its own
                 decided = status.direction_failed(target.mailbox.id, "outgoing", failure, settings, now)
                 self._failed_profiles.add(target.profile.id)

@@ -66,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     finally:
         logs.close_log_file(handler)
+        failure = getattr(handler, "failure", None)
+        if failure is not None:
+            print(f"mbxtui: warning: the log file {safe(path)} could not be written ({safe(failure)}); "
+                  "what followed is not in it", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ mapped here (None: their own handling stands).
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from pathlib import Path
 
@@ -44,8 +45,8 @@ class DatabaseReplaced(MachineFault):
 
 
 def disk_full(where: Path | str) -> str:
-    return (f"the disk holding {where} is full (no space left on device): the change was not written; "
-            "free some space there and try again")
+    return (f"the disk holding {where} is full (no space left on device): nothing was changed; free some space "
+            "there and try again")
 
 
 def read_only(where: Path | str) -> str:
@@ -54,12 +55,12 @@ def read_only(where: Path | str) -> str:
 
 
 def read_only_file(where: Path | str) -> str:
-    return (f"{where} is on a read-only file system: the change was not written; remount it read-write "
+    return (f"{where} is on a read-only file system: nothing was changed; remount it read-write "
             "and try again")
 
 
 def disk_failed(where: Path | str, what: str) -> str:
-    return (f"the disk failed reading or writing {where} ({what}): the change was not written; check the disk "
+    return (f"the disk failed reading or writing {where} ({what}): nothing more was written; check the disk "
             "and the system log, then try again")
 
 
@@ -127,6 +128,10 @@ def _sqlite_sentence(exc: sqlite3.Error, database_path: Path | str | None, openi
     if primary == _SQLITE_READONLY:
         return read_only(where)
     if primary == _SQLITE_IOERR:
+        # SQLite says a full disk as an I/O error where it grows the -shm (SQLITE_IOERR_SHMSIZE),
+        # so the disk is asked.
+        if _no_space_left(where):
+            return disk_full(where)
         return disk_failed(where, getattr(exc, "sqlite_errorname", "SQLITE_IOERR"))
     if opening:
         return None
@@ -146,6 +151,14 @@ def _os_sentence(exc: OSError) -> str | None:
     if exc.errno == errno.EIO:
         return disk_failed(where, "input/output error")
     return None
+
+
+def _no_space_left(where: Path | str) -> bool:
+    try:
+        info = os.statvfs(Path(where).parent)
+    except OSError:
+        return False
+    return info.f_bavail == 0 or (info.f_favail == 0 and info.f_files > 0)
 
 
 def _is_temporary(name: object) -> bool:

@@ -5,8 +5,8 @@
   A deleted SQLite file stays writable through the connections already open, so without this a
   console or a worker would go on writing into a file nobody will ever read again; and a new
   connection would create an empty database at the path (``mode=rw``: it never creates one).
-- **Read-only**: when the file or its file system cannot be written, connections are opened
-  read-only (``mode=ro``), or ``immutable`` when not even the WAL's companion files can be made
+- **Read-only**: when the file or its file system cannot be written (at the open, or later when a
+  new connection fails), connections are opened read-only (``mode=ro``), or ``immutable`` when not even the WAL's companion files can be made
   there (SQLite's read-only WAL needs a ``-shm`` it can read or create); a write transaction is
   then refused with one sentence before anything starts.
 - **A failed statement ends the transaction**: SQLite rolls back by itself on a full disk or an I/O
@@ -53,12 +53,16 @@ class GuardedSqliteDatabase(SqliteDatabase):
     """peewee's SqliteDatabase on one file, opened read-only when it cannot be written."""
 
     def __init__(self, path: Path, **kwargs: object) -> None:
-        self.read_only = is_read_only(path)
-        mode = "ro" if self.read_only else "rw"
-        self.uri = f"{path.as_uri()}?mode={mode}" + ("&immutable=1" if self.read_only and _needs_immutable(path)
-                                                         else "")
+        self.path = path
+        self._choose_mode()
         self.identity = _identity(str(path))
         super().__init__(str(path), **kwargs)
+
+    def _choose_mode(self) -> None:
+        self.read_only = is_read_only(self.path)
+        mode = "ro" if self.read_only else "rw"
+        immutable = self.read_only and _needs_immutable(self.path)
+        self.uri = f"{self.path.as_uri()}?mode={mode}" + ("&immutable=1" if immutable else "")
 
     def check_same_file(self) -> None:
         """DatabaseReplaced unless the path still names the file opened first."""
@@ -67,6 +71,17 @@ class GuardedSqliteDatabase(SqliteDatabase):
             raise DatabaseReplaced(replaced(self.database, deleted=now is None))
 
     def _connect(self) -> sqlite3.Connection:
+        try:
+            return self._open_connection()
+        except sqlite3.Error:
+            # The file system may have gone read-only under a running process (ext4's
+            # errors=remount-ro, a remount): from now on connections read.
+            if self.read_only or not is_read_only(self.path):
+                raise
+            self._choose_mode()
+            return self._open_connection()
+
+    def _open_connection(self) -> sqlite3.Connection:
         self.check_same_file()
         conn = sqlite3.connect(self.uri, timeout=self._timeout, isolation_level=None, uri=True,
                                **self.connect_params)

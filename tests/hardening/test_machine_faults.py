@@ -12,21 +12,32 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
 
 from mbxtui.core import db
 from mbxtui.core.faults import DatabaseReplaced
 from mbxtui.core.models import database
+from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import operators, users
+from mbxtui.tui.app import MbxApp
+from mbxtui.tui.screens.mailbox_detail import MailboxEditScreen
 from tests.backends import ON_POSTGRES
 from tests.cli.conftest import Cli, build_template
+from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
+    Console, console_env, notifications, seed_organisation, settle, unlocked_store,
+)
+from tests.tui.test_flows import confirm_shows, emails_in, grid_of, open_edit_form, stored, type_into
 
 pytestmark = pytest.mark.skipif(ON_POSTGRES, reason="SQLite's machine faults; PostgreSQL's are not covered yet")
 
@@ -140,6 +151,23 @@ def test_bulk_reject_of_every_mailbox_on_a_full_disk(disk_cli: Cli, small_disk: 
     assert disk_cli.scalar("SELECT count(*) FROM mailbox WHERE approval != 'rejected'") == 0
 
 
+def test_listing_with_its_log_file_on_a_full_disk_says_so_in_two_lines(disk_cli: Cli, small_disk: SmallDisk):
+    # A database just closed has no -shm: SQLite cannot make one on the full disk (SQLITE_IOERR_SHMSIZE).
+    log_file = small_disk.root / "mbxtui.log"
+    small_disk.fill()
+    result = disk_cli.run("--log-file", str(log_file), "user", "list")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"mbxtui: the disk holding {disk_cli.db_path} {FULL_WORDS}: nothing was changed; free some space there "
+        "and try again",
+        f"mbxtui: warning: the log file {log_file} could not be written (No space left on device); what followed "
+        "is not in it"], result.stderr
+    small_disk.free()
+    listed = disk_cli.json("--log-file", str(log_file), "user", "list")
+    assert {row["email"] for row in listed} == {"ann@corp.test", "bob@corp.test"}
+    assert "user list: exit status 0" in log_file.read_text()
+
+
 def test_keyring_write_on_a_full_disk_loses_no_secret(small_disk: SmallDisk, fault_template: Path, tmp_path: Path):
     # The database elsewhere: what meets the full disk is the encrypted secrets file's write.
     data_dir = small_disk.root / "data"
@@ -211,6 +239,87 @@ def test_wal_checkpoint_on_a_full_disk_keeps_every_commit(small_disk: SmallDisk,
         assert reader.execute("SELECT count(*) FROM user WHERE email LIKE 'w%@corp.test'").fetchone()[0] == 100
     warnings = [r.getMessage() for r in caplog.records if "checkpoint" in r.getMessage()]
     assert len(warnings) == 1 and FULL_WORDS in warnings[0] and str(path) in warnings[0], warnings
+
+
+class HoldingServer:
+    """A TCP listener on loopback that accepts connections and holds them, silent, until released
+    (then closes them): the tests it stands for are in flight while the disk fills."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self.released = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(0.1)
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self.released.is_set():
+                connection.close()
+            else:
+                self.accepted.append(connection)
+
+    def release(self) -> None:
+        self.released.set()
+        for connection in self.accepted:
+            connection.close()
+
+    def close(self) -> None:
+        self.release()
+        self.listener.close()
+
+
+def test_test_and_enable_results_on_a_full_disk_are_written_by_the_next_run(disk_cli: Cli, small_disk: SmallDisk):
+    server = HoldingServer()
+    try:
+        disk_cli.ok("profile", "edit", "imap", "--incoming-host", "127.0.0.1", "--incoming-port", str(server.port),
+                    "--incoming-tls", "implicit", "--outgoing-host", "127.0.0.1", "--outgoing-port",
+                    str(server.port), "--outgoing-tls", "implicit", "--timeout", "20")
+        emails = [row["email"] for row in disk_cli.json("mailbox", "list", "--view", "all")["rows"]]
+        assert len(emails) == 3, emails
+        for email in emails:
+            disk_cli.ok("mailbox", "set-password", email, "--password-stdin", input="mailbox secret\n")
+        disk_cli.ok("mailbox", "approve", "--view", "all")
+        disk_cli.ok("test-enable", "--view", "all")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "mbxtui", "--db", str(disk_cli.db_path), "worker", "--once", "--no-process",
+             "--lease", "2"], env=disk_cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=small_disk.root.parent)
+        try:
+            deadline = time.monotonic() + 30
+            while len(server.accepted) < len(emails) and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.05)
+            assert len(server.accepted) >= len(emails), worker.communicate()
+            with sqlite3.connect(disk_cli.db_path) as other:  # a WAL of no length: nothing to reuse
+                other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            small_disk.fill()
+            server.release()  # the tests end: their results are to be written
+            _out, err = worker.communicate(timeout=60)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        assert worker.returncode == 1, err
+        [line] = [text for text in err.splitlines() if text.startswith("mbxtui: ") and "warning" not in text]
+        assert_full_disk_line(line, disk_cli.db_path)
+        assert "Traceback" not in err, err
+        small_disk.free()
+        assert integrity(disk_cli.db_path) == "ok"
+        assert disk_cli.scalar("SELECT count(*) FROM test_job WHERE finished_on IS NOT NULL") == 0
+        time.sleep(2.5)  # the dead run's lease ends
+        disk_cli.ok("worker", "--once", "--no-process")
+        rows = disk_cli.query("SELECT state, outcome FROM test_job")
+        assert len(rows) == len(emails) and all(row["outcome"] for row in rows), [tuple(r) for r in rows]
+    finally:
+        server.close()
 
 
 # --- a read-only database -----------------------------------------------------------------------
@@ -293,3 +402,74 @@ def test_worker_stops_when_its_database_is_replaced(fault_template: Path, tmp_pa
     assert f"the database file {path} was replaced by another file while mbxtui had it open" in err, err
     assert "Traceback" not in err, err
     assert cli.dump() == kept
+
+
+# --- the console ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def disk_console(console_env: Path, unlocked_store: SecretStore, small_disk: SmallDisk) -> Iterator[Console]:
+    """The console's seeded organisation in a database on the small disk."""
+    path = small_disk.root / "mbxtui.db"
+    opened = db.open_database(path)
+    try:
+        actors = seed_organisation()
+        yield Console(path, console_env, unlocked_store, actors)
+    finally:
+        opened.close()
+        database.close()
+
+
+def test_console_save_on_a_full_disk_is_shown_in_place_and_works_once_space_returns(
+        disk_console: Console, small_disk: SmallDisk, caplog: pytest.LogCaptureFixture):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        form = await open_edit_form(app, pilot, "carla@corp.test")
+        await type_into(pilot, form.query_one("#name", Input), "Carla Díaz-Ruiz")
+        # The WAL emptied first: SQLite reuses a WAL's space, so a small change would still fit.
+        with sqlite3.connect(disk_console.db_path) as other:
+            assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+        small_disk.fill()
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert app.screen is form, "the form closed on a full disk"
+        problem = str(form.query_one("#save-problem", Static).render())
+        assert problem.startswith(f"Not saved: the disk holding {disk_console.db_path} {FULL_WORDS}"), problem
+        assert not any(word in problem for word in BAD_WORDS), problem
+        small_disk.free()
+        await pilot.press("ctrl+s")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, MailboxEditScreen)
+        assert "Saved" in notifications(app)
+
+    app = disk_console.run(scenario)
+    assert app.return_code in (None, 0)
+    assert stored("carla@corp.test").name == "Carla Díaz-Ruiz"
+    logged = [r for r in caplog.records if r.name == "mbxtui.tui.workers"]
+    assert logged and all(r.exc_info is None and FULL_WORDS in r.getMessage() for r in logged), logged
+    assert integrity(disk_console.db_path) == "ok"
+
+
+def test_console_on_a_read_only_database_shows_mailboxes_and_refuses_approval(
+        disk_console: Console, small_disk: SmallDisk):
+    database.close()
+    small_disk.remount("ro")
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await settle(app, pilot)
+        grid = grid_of(app)
+        await pilot.press("5")
+        await settle(app, pilot)
+        assert emails_in(grid) == ["farah@corp.test", "jade@corp.test", "orders@corp.test"]
+        await pilot.press("space", "A")
+        await confirm_shows(app, pilot, "Approve the email address of 1 mailbox?")
+        await pilot.press("y")
+        await settle(app, pilot)
+        shown = notifications(app)
+        assert any(f"the database {disk_console.db_path} is read-only" in text for text in shown), shown
+        assert emails_in(grid) == ["farah@corp.test", "jade@corp.test", "orders@corp.test"]
+
+    try:
+        app = disk_console.run(scenario)
+    finally:
+        small_disk.remount("rw")
+    assert app.return_code in (None, 0)
+    assert stored("farah@corp.test").approval == "pending"

@@ -111,7 +111,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
             continue
         seen.append(current)
         wrapped = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
-        pending.extend(c for c in (wrapped, current.__cause__, current.__context__) if c is not None)
+        # ``raise ... from None`` says the error it interrupted is not the cause.
+        interrupted = None if current.__suppress_context__ else current.__context__
+        pending.extend(c for c in (wrapped, current.__cause__, interrupted) if c is not None)
     return seen
 
 

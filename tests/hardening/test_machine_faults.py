@@ -35,7 +35,7 @@ from mbxtui.tui.screens.mailbox_detail import MailboxEditScreen
 from tests.backends import ON_POSTGRES
 from tests.cli.conftest import Cli, build_template
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
-    Console, console_env, notifications, seed_organisation, settle, unlocked_store,
+    Console, console, console_env, notifications, seed_organisation, settle, unlocked_store,
 )
 from tests.tui.test_flows import confirm_shows, emails_in, grid_of, open_edit_form, stored, type_into
 
@@ -473,3 +473,29 @@ def test_console_on_a_read_only_database_shows_mailboxes_and_refuses_approval(
         small_disk.remount("rw")
     assert app.return_code in (None, 0)
     assert stored("farah@corp.test").approval == "pending"
+
+
+def test_console_refuses_changes_once_its_database_was_replaced(console: Console, tmp_path: Path):
+    database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.close()
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(console.db_path, copy)
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await settle(app, pilot)
+        grid = grid_of(app)
+        await pilot.press("5")
+        await settle(app, pilot)
+        os.replace(copy, console.db_path)
+        await pilot.press("space", "A")
+        await confirm_shows(app, pilot, "Approve the email address of 1 mailbox?")
+        await pilot.press("y")
+        await settle(app, pilot)
+        shown = notifications(app)
+        assert any(f"the database file {console.db_path} was replaced by another file" in text for text in shown), shown
+        assert emails_in(grid)[0] == "farah@corp.test"
+
+    app = console.run(scenario)
+    assert app.return_code in (None, 0)
+    with sqlite3.connect(console.db_path) as reader:
+        assert reader.execute("SELECT approval FROM mailbox WHERE email = 'farah@corp.test'").fetchone()[0] == "pending"

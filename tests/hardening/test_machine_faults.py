@@ -151,7 +151,7 @@ def test_bulk_reject_of_every_mailbox_on_a_full_disk(disk_cli: Cli, small_disk: 
     assert disk_cli.scalar("SELECT count(*) FROM mailbox WHERE approval != 'rejected'") == 0
 
 
-def test_listing_with_its_log_file_on_a_full_disk_says_so_in_two_lines(disk_cli: Cli, small_disk: SmallDisk):
+def test_listing_and_check_with_the_log_file_on_a_full_disk_say_so_in_one_line_each(disk_cli: Cli, small_disk: SmallDisk):
     # A database just closed has no -shm: SQLite cannot make one on the full disk (SQLITE_IOERR_SHMSIZE).
     log_file = small_disk.root / "mbxtui.log"
     small_disk.fill()
@@ -162,6 +162,8 @@ def test_listing_with_its_log_file_on_a_full_disk_says_so_in_two_lines(disk_cli:
         "and try again",
         f"mbxtui: warning: the log file {log_file} could not be written (No space left on device); what followed "
         "is not in it"], result.stderr
+    probe = disk_cli.run("check")  # the monitoring probe: UNKNOWN, with the cause
+    assert probe.returncode == 3 and FULL_WORDS in probe.stdout + probe.stderr, probe
     small_disk.free()
     listed = disk_cli.json("--log-file", str(log_file), "user", "list")
     assert {row["email"] for row in listed} == {"ann@corp.test", "bob@corp.test"}

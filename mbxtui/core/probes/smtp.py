@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 from mbxtui.core.probes.base import Credentials, Endpoint, ProbeResult, Step
-from mbxtui.core.probes.session import ProbeSession
+from mbxtui.core.probes.session import ProbeSession, oauth_mechanism
 from mbxtui.core.probes.tls import describe_tls
 
 TEST_SUBJECT = "Your mailbox is now connected"
@@ -153,19 +153,25 @@ def _say_hello(smtp: smtplib.SMTP) -> None:
 
 
 def _log_in(smtp: smtplib.SMTP, session: ProbeSession) -> None:
-    """``AUTH PLAIN`` or ``AUTH XOAUTH2`` with an initial response built here: ``SMTP.login()``
-    encodes as ASCII and fails on non-ASCII passwords, and has no authorization identity."""
+    """``AUTH PLAIN``, ``XOAUTH2`` or ``OAUTHBEARER`` with an initial response built here:
+    ``SMTP.login()`` encodes as ASCII and fails on non-ASCII passwords, and has no authorization
+    identity."""
     oauth2 = session.credentials.kind == "oauth2"
-    mechanism = "XOAUTH2" if oauth2 else "PLAIN"
     offered = smtp.esmtp_features.get("auth", "").upper().split()
-    if mechanism not in offered:
+    mechanism = oauth_mechanism(offered) if oauth2 else ("PLAIN" if "PLAIN" in offered else None)
+    if mechanism is None:
         raise session.auth_unavailable(" ".join(offered))
-    response = session.sasl_xoauth2() if oauth2 else session.sasl_plain()
+    session.result.mechanism = mechanism
+    response = session.sasl_oauth(mechanism) if oauth2 else session.sasl_plain()
     code, reply = smtp.docmd("AUTH", f"{mechanism} {response.reveal()}")
     if code == 334:
-        # XOAUTH2 sends its error as a challenge, answered with an empty line; a PLAIN server
-        # that ignored the initial response asks for it.
-        code, reply = smtp.docmd("" if oauth2 else response.reveal())
+        if oauth2:
+            # The OAuth2 error as a base64 JSON challenge, answered so the server ends the exchange
+            # (XOAUTH2: an empty line; OAUTHBEARER: %x01, RFC 7628 3.2.3).
+            session.note_oauth_challenge(reply)
+            code, reply = smtp.docmd("AQ==" if mechanism == "OAUTHBEARER" else "")
+        else:  # a PLAIN server that ignored the initial response asks for it
+            code, reply = smtp.docmd(response.reveal())
     if code != 235:
         raise smtplib.SMTPAuthenticationError(code, reply)
 

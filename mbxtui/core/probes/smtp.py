@@ -13,6 +13,7 @@ from mbxtui.core.probes.base import Credentials, Endpoint, ProbeResult, Step
 from mbxtui.core.probes.session import ProbeSession, oauth_mechanism
 from mbxtui.core.probes.tls import describe_tls
 
+MAX_COMMAND_OCTETS = 512  # RFC 5321 4.5.3.1.4: a command line, CRLF included
 TEST_SUBJECT = "Your mailbox is now connected"
 TEST_BODY = (
     "This message was sent by mbxtui to test that this mailbox can send email.\n"
@@ -163,7 +164,14 @@ def _log_in(smtp: smtplib.SMTP, session: ProbeSession) -> None:
         raise session.auth_unavailable(" ".join(offered))
     session.result.mechanism = mechanism
     response = session.sasl_oauth(mechanism) if oauth2 else session.sasl_plain()
-    code, reply = smtp.docmd("AUTH", f"{mechanism} {response.reveal()}")
+    if len(f"AUTH {mechanism} {response.reveal()}\r\n") <= MAX_COMMAND_OCTETS:
+        code, reply = smtp.docmd("AUTH", f"{mechanism} {response.reveal()}")
+    else:
+        # RFC 4954 4: an initial response that would make the command too long for SMTP (an Entra ID
+        # token usually does) follows the server's empty 334 challenge instead.
+        code, reply = smtp.docmd("AUTH", mechanism)
+        if code == 334:
+            code, reply = smtp.docmd(response.reveal())
     if code == 334:
         if oauth2:
             # The OAuth2 error as a base64 JSON challenge, answered so the server ends the exchange

@@ -79,8 +79,18 @@ def test_an_oauthbearer_refusal_ends_the_exchange_and_names_the_scope_the_server
     failure = results["smtp"].failure
     assert failure is not None and failure.code == ErrorCode.OAUTH_PERMISSION_MISSING, failure
     assert "535 5.7.3" in failure.message, "the %x01 answer ends the exchange with the server's verdict"
-    assert f"it wants scope {SMTP_ROLE}" in failure.message
+    assert f"status 401; scope {SMTP_ROLE}" in failure.message, "what the server's JSON challenge said"
     assert token.reveal() not in failure.message
+
+
+def test_dovecots_oauthbearer_error_challenge_is_read_on_imap_and_pop3(bearer_only: OAuthMail):
+    results = logins(bearer_only, issued_token(bearer_only, "app-bearer-no-imap", roles=(SMTP_ROLE,)))
+
+    for protocol in ("imap", "pop3"):
+        failure = results[protocol].failure
+        assert failure is not None and failure.code == ErrorCode.OAUTH_PERMISSION_MISSING, failure
+        assert "status invalid_token" in failure.message, failure.message  # {"status":"invalid_token"}, base64
+    assert results["smtp"].ok
 
 
 def test_a_token_set_by_hand_that_the_server_refuses_is_read_from_the_error_challenge(bearer_only: OAuthMail):

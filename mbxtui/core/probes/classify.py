@@ -293,8 +293,8 @@ def _login_refused(context: ProbeContext, said: str) -> tuple[ErrorCode, str]:
         # The provider accepted the client and issued the token a moment ago: what the server
         # refuses is what the token may do, or whom it may act for.
         permission = _APP_PERMISSIONS.get(context.protocol, "mail")
-        if wanted:
-            said = f"{said}; it wants scope {wanted}"
+        if challenge:  # what the server's error challenge said, as the server's own words
+            said = "; ".join([said] + [f"{key} {challenge[key]}" for key in ("status", "scope") if key in challenge])
         return (
             ErrorCode.OAUTH_PERMISSION_MISSING,
             f"the {context.protocol} server at {context.where} refused the OAuth2 token the provider "

@@ -63,6 +63,20 @@ def test_xoauth2_is_used_where_the_server_offers_both(both: OAuthMail):
         "imap": (True, "XOAUTH2"), "pop3": (True, "XOAUTH2"), "smtp": (True, "XOAUTH2")}, results
 
 
+def test_an_entra_id_length_token_logs_in_with_its_response_after_the_continuation(both: OAuthMail):
+    both.provider.jwt_audience = "https://outlook.office365.com"  # a JWT: far longer than an opaque token
+    try:
+        token = issued_token(both, "app-long-token")
+    finally:
+        both.provider.jwt_audience = None
+    assert len(token.reveal()) > 400
+
+    results = logins(both, token)
+
+    # SMTP takes 512 octets on the AUTH line (RFC 4954 4): the lab's server refuses a longer line.
+    assert {name: r.ok for name, r in results.items()} == {"imap": True, "pop3": True, "smtp": True}, results
+
+
 def test_oauthbearer_is_used_where_the_server_offers_it_alone(bearer_only: OAuthMail):
     results = logins(bearer_only, issued_token(bearer_only, "app-bearer"))
 

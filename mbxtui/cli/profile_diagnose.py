@@ -38,6 +38,8 @@ def _lines(result: dict) -> list[str]:
         mechanism = f" with {safe(login['mechanism'])}" if login.get("mechanism") else ""
         lines.append(f"login {protocol.upper()}{mechanism}: {'passed' if login['ok'] else 'FAILED'}")
         lines += check_step_lines({protocol: login})[1:]
+    for protocol, why in result["not_checked"].items():
+        lines.append(f"login {protocol.upper()}: not checked ({safe(why)})")
     if not result["findings"]:
         lines.append("nothing wrong: the token and every login passed")
         return lines

@@ -59,6 +59,7 @@ class Diagnosis:
     token_seconds: float = 0.0
     claims: TokenClaims | None = None
     logins: dict[str, ProbeResult] = field(default_factory=dict)  # by protocol: imap or pop3, smtp
+    not_checked: dict[str, str] = field(default_factory=dict)  # a protocol without OAuth2, and why
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -74,7 +75,7 @@ class Diagnosis:
                 "mailbox_chosen": self.mailbox_chosen,
                 "token": {"ok": self.token_ok, "seconds": round(self.token_seconds, 4),
                           "claims": None if self.claims is None else self.claims.as_dict()},
-                "logins": steps, "findings": [{"code": f.code, "message": f.message} for f in self.findings],
+                "logins": steps, "not_checked": dict(self.not_checked), "findings": [{"code": f.code, "message": f.message} for f in self.findings],
                 "passed": self.passed}
 
 
@@ -93,6 +94,11 @@ def diagnose_profile(actor: Actor, name: str, store: SecretStore, *, mailbox: st
     profile = profile_snapshot(row)
     diagnosis = Diagnosis(row.name, settings.provider, box.email, chosen)
     sides = [side for side in ("incoming", "outgoing") if getattr(row, f"{side}_auth") == "oauth2"]
+    for side in ("incoming", "outgoing"):
+        if side not in sides:
+            diagnosis.not_checked[_protocol(row, side)] = (
+                f"its authentication is {getattr(row, f'{side}_auth')}, not oauth2: `mbxtui profile test` and "
+                f"Test & Enable check it")
     lookup = credentials.secret_lookup(store)
     started = time.perf_counter()
     given = credentials_for(sides[0], box, profile, lookup)

@@ -44,11 +44,13 @@ def fresh_provider(oauth_mail: OAuthMail) -> Iterator[None]:
     tokens.forget_tokens()
 
 
-def oauth_profile(org: Org, oauth: OAuthMail, client_id: str, **registration: object) -> None:
+def oauth_profile(org: Org, oauth: OAuthMail, client_id: str, *, profile: dict | None = None,
+                  **registration: object) -> None:
     oauth.provider.register(TENANT, client_id, secret=SECRET, **registration)  # type: ignore[arg-type]
-    org.profile("M365", incoming_port=oauth.ports["imaps"], outgoing_port=oauth.ports["smtp"], incoming_auth="oauth2",
-                outgoing_auth="oauth2", oauth_provider="microsoft365", oauth_tenant=TENANT, oauth_client_id=client_id,
-                oauth_issuer=oauth.provider.url)
+    fields = {"incoming_port": oauth.ports["imaps"], "outgoing_port": oauth.ports["smtp"], "incoming_auth": "oauth2",
+              "outgoing_auth": "oauth2", **(profile or {})}
+    org.profile("M365", oauth_provider="microsoft365", oauth_tenant=TENANT, oauth_client_id=client_id,
+                oauth_issuer=oauth.provider.url, **fields)
     credentials.set_profile_oauth(org.admin, "M365", "client_secret", SECRET, org.store)
     org.mailbox(ALICE, "M365")
 
@@ -103,6 +105,21 @@ def test_a_token_without_the_imap_role_says_to_grant_it_in_entra_id(org: Org, oa
     assert "Entra ID > App registrations" in message and "API permissions" in message and "admin consent" in message
     assert (result["logins"]["imap"]["ok"], result["logins"]["smtp"]["ok"]) == (False, True)
     assert f"no role {IMAP_ROLE}" in text.stdout
+
+
+def test_a_pop3_profile_needs_pop_access_as_app_and_a_side_without_oauth2_is_said_not_checked(
+        org: Org, oauth_mail: OAuthMail):
+    oauth_mail.provider.jwt_audience = EXCHANGE
+    oauth_profile(org, oauth_mail, "app-diag-pop3", roles=(IMAP_ROLE, SMTP_ROLE),
+                  profile={"type": "pop3_smtp", "incoming_port": oauth_mail.ports["pop3s"], "outgoing_auth": "none",
+                           "verify_delivery": False})
+
+    text, result = diagnose(org, oauth_mail)
+
+    assert text.returncode == 1
+    assert codes(result) == ["OAUTH_PERMISSION_MISSING"] and "no role POP.AccessAsApp" in result["findings"][0]["message"]
+    assert list(result["logins"]) == ["pop3"] and list(result["not_checked"]) == ["smtp"]
+    assert "login SMTP: not checked (its authentication is none, not oauth2" in text.stdout
 
 
 def test_a_token_for_another_audience_says_which_scope_to_set(org: Org, oauth_mail: OAuthMail):

@@ -147,7 +147,7 @@ def _mailbox_of(profile: Profile, email: str | None) -> tuple[MailboxSnapshot, s
         return snapshot(enabled), "the profile's first enabled mailbox"
     first_approved = next((box for box in boxes if approved(box)), None)
     if first_approved is not None:
-        return snapshot(first_approved), "the profile's first approved mailbox (none is enabled)"
+        return snapshot(first_approved), "the profile's first approved mailbox, none being enabled"
     raise NotFound(f"profile {profile.name!r} has no enabled or approved active mailbox to log in as: give one "
                    f"with --mailbox EMAIL")
 

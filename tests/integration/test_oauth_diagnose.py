@@ -83,7 +83,7 @@ def test_a_working_profile_shows_the_tokens_claims_passes_both_logins_and_exits_
 
     assert text.returncode == 0, text.stdout + text.stderr
     assert result["passed"] and result["findings"] == []
-    assert (result["mailbox"], result["mailbox_chosen"]) == (ALICE, "the profile's first approved mailbox (none is enabled)")
+    assert (result["mailbox"], result["mailbox_chosen"]) == (ALICE, "the profile's first approved mailbox, none being enabled")
     claims = result["token"]["claims"]
     assert (claims["jwt"], claims["audience"], claims["tenant"]) == (True, [EXCHANGE], TENANT)
     assert set(claims["roles"]) >= {IMAP_ROLE, SMTP_ROLE} and claims["expires_at"]

@@ -3,7 +3,8 @@ fetched once and shared by every thread, renewed before it expires, kept in memo
 
 Threads asking for the same token while it is fetched wait for that one request rather than
 sending their own; a failure is remembered for a few seconds, so that a profile's hundred
-mailboxes tested at once while the provider is down send it one request, not a hundred."""
+mailboxes tested at once while the provider is down send it one request, not a hundred. Each token
+obtained and each failure is recorded for the console (token_state.py), without the token."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mbxtui.core.oauth.settings import OAuthSettings
+from mbxtui.core.oauth.token_state import StateRecorder
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secret_value import Secret
 
 RENEW_BEFORE = 300.0  # seconds before expiry a token is renewed (half its life, for shorter ones)
 FAILURE_REMEMBERED = 5.0
-
 
 
 class TokenError(Exception):
@@ -63,8 +64,9 @@ class _Entry:
 
 
 class TokenCache:
-    def __init__(self, fetch: Fetch = _fetch_from_provider) -> None:
+    def __init__(self, fetch: Fetch = _fetch_from_provider, recorder: StateRecorder | None = None) -> None:
         self._fetch = fetch
+        self._recorder = recorder
         self._entries: dict[_Key, _Entry] = {}
         self._locks: dict[_Key, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -85,11 +87,15 @@ class TokenCache:
                 issued = self._fetch(settings, kind, credential, subject)
             except TokenError as failure:
                 entry.failure, entry.failed_until = failure, time.monotonic() + FAILURE_REMEMBERED
+                if self._recorder is not None:
+                    self._recorder.failed(settings, failure.code, failure.message)
                 raise
             lifetime = max(issued.expires_in, 0.0)
             entry.token = issued.value
             entry.renew_at = time.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
             entry.failure = None
+            if self._recorder is not None:
+                self._recorder.obtained(settings, lifetime)
             return entry.token
 
     def discard(self, settings: OAuthSettings, kind: str, credential: Secret, subject: str | None,
@@ -109,13 +115,15 @@ class TokenCache:
         with self._guard:
             self._entries.clear()
             self._locks.clear()
+        if self._recorder is not None:
+            self._recorder.forget()
 
 
 def _key(settings: OAuthSettings, kind: str, credential: Secret, subject: str | None) -> _Key:
     return _Key(settings, kind, hashlib.sha256(credential.reveal().encode("utf-8")).hexdigest(), subject)
 
 
-_process_cache = TokenCache()
+_process_cache = TokenCache(recorder=StateRecorder())
 
 
 def token(settings: OAuthSettings, kind: str, credential: Secret, subject: str | None = None) -> Secret:

@@ -129,7 +129,7 @@ def test_the_oauth_fields_appear_for_oauth2_and_are_refused_or_saved_by_the_prof
         assert form.query_one("#oauth_scope").value == ""  # the provider's default is not written in
         fill(form, incoming_auth="mailbox", outgoing_auth="mailbox")
         await pilot.pause()
-        assert not form.query_one("#oauth-fields").display
+        assert form.query_one("#oauth-fields").display  # a provider is still chosen: shown, to be cleared
         before = snapshot()
         await save(app, pilot)
         assert app.screen is form
@@ -137,6 +137,16 @@ def test_the_oauth_fields_appear_for_oauth2_and_are_refused_or_saved_by_the_prof
             "the profile's tokens come from its OAuth provider microsoft365, which needs incoming or outgoing "
             "authentication oauth2")
         assert snapshot() == before
+        fill(form, oauth_provider="none")
+        await pilot.pause()
+        assert not form.query_one("#oauth-fields").display
+        await save(app, pilot)
+        assert isinstance(app.screen, ProfileDetailScreen)
+        cleared = profiles.get("imap")
+        assert (cleared.incoming_auth, cleared.oauth_provider, cleared.oauth_tenant, cleared.oauth_client_id) == (
+            "mailbox", None, None, None)
+        assert not [row for row in settings_text(app).splitlines()
+                    if row.startswith(("OAuth2 provider", "OAuth client credential", "Last OAuth2 token"))]
 
     run(world, scenario)
 

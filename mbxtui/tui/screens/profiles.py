@@ -502,7 +502,8 @@ class ProfileFormScreen(FormScreen):
         yield Footer()
 
     def oauth_fields(self, row: ProfileRecord) -> ComposeResult:
-        """Where oauth2 tokens come from; shown only while a side's credentials are oauth2."""
+        """Where oauth2 tokens come from; shown while a side's credentials are oauth2, or while a
+        provider is still chosen (so that it can be cleared, as the service asks when neither side is)."""
         oauth = row.oauth or {}
         provider = oauth.get("provider") or "none"
         scope = oauth.get("scope")
@@ -519,14 +520,15 @@ class ProfileFormScreen(FormScreen):
         super().form_ready()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id in ("incoming_auth", "outgoing_auth"):
+        if event.select.id in ("incoming_auth", "outgoing_auth", "oauth_provider"):
             self.show_oauth_fields()
 
     def show_oauth_fields(self) -> None:
         shown = self.query("#oauth-fields")
         if shown:
             auths = [chosen(self.query_one(f"#{side}_auth", Select)) for side in ("incoming", "outgoing")]
-            shown.first().display = "oauth2" in auths
+            provider = chosen(self.query_one("#oauth_provider", Select))
+            shown.first().display = "oauth2" in auths or provider != "none"
 
     def action_save(self) -> None:
         changes = self.changed() if self.row else self.values()

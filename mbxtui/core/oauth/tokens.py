@@ -63,6 +63,14 @@ class _Entry:
     failed_until: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    token: Secret | None = None
+    failure: TokenError | None = None
+    fetched: bool = False  # the provider was asked just now: an outcome to record
+    lifetime: float = 0.0
+
+
 class TokenCache:
     def __init__(self, fetch: Fetch = _fetch_from_provider, recorder: StateRecorder | None = None) -> None:
         self._fetch = fetch
@@ -73,6 +81,19 @@ class TokenCache:
 
     def token(self, settings: OAuthSettings, kind: str, credential: Secret, subject: str | None = None) -> Secret:
         """A valid access token; raises ``TokenError`` when the provider gives none."""
+        outcome = self._token(settings, kind, credential, subject)
+        # Recorded once the threads waiting for the same token have it: the write may wait on the database.
+        if outcome.fetched and self._recorder is not None:
+            if outcome.failure is not None:
+                self._recorder.failed(settings, outcome.failure.code, outcome.failure.message)
+            else:
+                self._recorder.obtained(settings, outcome.lifetime)
+        if outcome.failure is not None:
+            raise outcome.failure
+        assert outcome.token is not None
+        return outcome.token
+
+    def _token(self, settings: OAuthSettings, kind: str, credential: Secret, subject: str | None) -> _Outcome:
         key = _key(settings, kind, credential, subject)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
@@ -80,23 +101,19 @@ class TokenCache:
             entry = self._entries.setdefault(key, _Entry())
             now = time.monotonic()
             if entry.token is not None and now < entry.renew_at:
-                return entry.token
+                return _Outcome(token=entry.token)
             if entry.failure is not None and now < entry.failed_until:
-                raise entry.failure
+                return _Outcome(failure=entry.failure)
             try:
                 issued = self._fetch(settings, kind, credential, subject)
             except TokenError as failure:
                 entry.failure, entry.failed_until = failure, time.monotonic() + FAILURE_REMEMBERED
-                if self._recorder is not None:
-                    self._recorder.failed(settings, failure.code, failure.message)
-                raise
+                return _Outcome(failure=failure, fetched=True)
             lifetime = max(issued.expires_in, 0.0)
             entry.token = issued.value
             entry.renew_at = time.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
             entry.failure = None
-            if self._recorder is not None:
-                self._recorder.obtained(settings, lifetime)
-            return entry.token
+            return _Outcome(token=entry.token, fetched=True, lifetime=lifetime)
 
     def discard(self, settings: OAuthSettings, kind: str, credential: Secret, subject: str | None,
                 token: Secret) -> None:

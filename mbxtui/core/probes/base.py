@@ -91,6 +91,9 @@ class Endpoint:
     tls: str
     timeout: float = 30.0
     ca_file: str | None = None
+    # Connect to this IP address instead of looking ``host`` up (which still names the certificate):
+    # settings detection resolves names through the DNS server it was told to ask.
+    address: str | None = None
 
 
 @dataclass(frozen=True)

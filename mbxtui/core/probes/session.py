@@ -267,7 +267,7 @@ class ProbeSession:
     def _resolve(self) -> list[tuple]:
         """``getaddrinfo`` cannot be interrupted, so it runs in its own thread and the probe stops
         waiting for it at the deadline. An IP address needs no lookup, nor the thread."""
-        host, port = self.endpoint.host, self.endpoint.port
+        host, port = self.endpoint.address or self.endpoint.host, self.endpoint.port
         try:
             ipaddress.ip_address(host)
         except ValueError:

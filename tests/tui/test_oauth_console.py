@@ -263,3 +263,29 @@ def test_a_refused_client_shows_its_error_in_the_profile_detail(world: World, pr
 
     run(world, scenario)
     assert provider.requests_of("app-refused") == 1
+
+
+def test_a_new_profile_is_created_with_a_generic_provider_from_the_form(world: World):
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        app.action_go("profiles")
+        await settle(app, pilot)
+        await pilot.press("a")
+        await settle(app, pilot)
+        form = app.screen
+        assert isinstance(form, ProfileFormScreen) and not form.query_one("#oauth-fields").display
+        fill(form, name="Keycloak", incoming_host="127.0.0.1", outgoing_host="127.0.0.1", incoming_auth="oauth2",
+             outgoing_auth="oauth2", oauth_provider="generic", oauth_client_id="mbxtui",
+             oauth_issuer="https://idp.example.test/realms/mail/", oauth_tenant="contoso")
+        await pilot.pause()
+        assert form.query_one("#oauth-fields").display
+        await save(app, pilot)
+        assert app.screen is form
+        assert text_of(form.query_one("#error-oauth_tenant", Static)).startswith("is for microsoft365 only")
+        fill(form, oauth_tenant="")
+        await save(app, pilot)
+        assert app.screen is not form
+        oauth = profiles.show(world.admin, "Keycloak").oauth
+        assert (oauth["provider"], oauth["client_id"], oauth["issuer"], oauth["tenant"], oauth["scope"]) == (
+            "generic", "mbxtui", "https://idp.example.test/realms/mail", None, None)
+
+    run(world, scenario)

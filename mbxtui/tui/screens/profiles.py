@@ -512,8 +512,8 @@ class ProfileFormScreen(FormScreen):
         yield from self.field("oauth_provider", "OAuth2 provider", Select(
             options(("none", *OAuthProvider)), value=provider, allow_blank=False))
         for key, title, placeholder in OAUTH_INPUTS:
-            yield from self.field(key, title, Input(text(scope if key == "oauth_scope" else oauth.get(key[6:])),
-                                                    placeholder=placeholder))
+            value = scope if key == "oauth_scope" else oauth.get(key.removeprefix("oauth_"))
+            yield from self.field(key, title, Input(text(value), placeholder=placeholder))
 
     def form_ready(self) -> None:
         self.show_oauth_fields()

@@ -365,6 +365,24 @@ class OwnerNotice(BaseModel):
     sent_on = DateTimeField(default=utcnow)
 
 
+class OAuthTokenState(BaseModel):
+    """What processes last saw of a profile's OAuth2 tokens (core/oauth/token_state.py): when one was
+    obtained and until when it is valid, the last failure to get one; never a token."""
+
+    profile = ForeignKeyField(Profile, on_delete="CASCADE", unique=True)
+    provider = CharField()
+    tenant = TextField(null=True)
+    client_id = TextField(null=True)
+    obtained_on = DateTimeField(null=True)
+    expires_on = DateTimeField(null=True)
+    error_code = CharField(null=True)
+    error_text = TextField(null=True)
+    error_on = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "oauth_token_state"
+
+
 ALL_MODELS = [
     User,
     Operator,
@@ -385,4 +403,5 @@ ALL_MODELS = [
     SeenUidl,
     MailboxFailure,
     OwnerNotice,
+    OAuthTokenState,
 ]

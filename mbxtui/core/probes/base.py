@@ -59,6 +59,7 @@ class ErrorCode(StrEnum):
     OAUTH_CLIENT_REJECTED = "OAUTH_CLIENT_REJECTED"  # the provider refused the client's credential
     OAUTH_PROVIDER_UNREACHABLE = "OAUTH_PROVIDER_UNREACHABLE"  # no token: refused, timed out, 5xx
     OAUTH_PERMISSION_MISSING = "OAUTH_PERMISSION_MISSING"  # a freshly issued token refused by the mail server
+    OAUTH_REAUTHORIZE = "OAUTH_REAUTHORIZE"  # a mailbox's own refresh token expired or was revoked
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

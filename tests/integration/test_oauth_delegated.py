@@ -199,6 +199,7 @@ def test_slow_down_makes_the_device_flow_poll_five_seconds_slower(org: Org, oaut
     delegated_profile(org, oauth_mail)
     org.mailbox(ALICE, "Delegated")
     oauth_mail.provider.slow_down_polls = 1
+    oauth_mail.provider.device_lifetime = 20  # a client that kept its pace would be slowed down until then
     shown: list[DeviceCode] = []
 
     started = time.monotonic()

@@ -137,6 +137,25 @@ def test_a_rotated_refresh_token_is_saved_at_once_and_the_old_one_is_refused(org
     assert record.last_refresh_error is None and record.last_refresh_on is not None
 
 
+def test_a_refresh_token_read_before_another_thread_rotated_it_is_not_sent(org: Org, oauth_mail: OAuthMail):
+    delegated_profile(org, oauth_mail)
+    org.mailbox(ALICE, "Delegated")
+    authorizations.authorize(org.admin, ALICE, org.store, approving(oauth_mail, ALICE))
+    read_early = Secret(refresh_token_of(org, ALICE) or "")
+    settings = settings_of(profiles.get("Delegated"))
+    assert settings is not None
+    mailbox_id = org.row(ALICE).id
+    saved: list[Secret] = []
+
+    first = delegated.token(settings, mailbox_id, ALICE, read_early, saved.append)
+    delegated.discard(settings, mailbox_id, first)  # the mail server refused it: the next one is refreshed
+    second = delegated.token(settings, mailbox_id, ALICE, read_early, saved.append)
+
+    assert second.reveal() != first.reveal()
+    assert len(saved) == 2 and saved[-1].reveal() in oauth_mail.provider.live_refresh_tokens(ALICE)
+    assert read_early.reveal() in oauth_mail.provider.refused_refresh_tokens
+
+
 def test_a_revoked_authorization_is_oauth_reauthorize_with_the_command_and_others_go_on(org: Org,
                                                                                       oauth_mail: OAuthMail):
     delegated_profile(org, oauth_mail)

@@ -328,9 +328,11 @@ class DelegatedTokens:
                 self._record(RefreshOutcome(mailbox_id, time.time(), failure.message))
                 raise
             if grant.refresh_token is not None and grant.refresh_token.reveal() != refresh_token.reveal():
-                save(grant.refresh_token)
+                # Remembered before the keyring write: should it fail, this process still holds the
+                # only refresh token the provider honours, and the next request saves it again.
                 entry.replaced.add(_digest(refresh_token))
                 entry.latest_refresh = grant.refresh_token
+                save(grant.refresh_token)
             lifetime = max(grant.expires_in, 0.0)
             entry.access, entry.failure = grant.access_token, None
             entry.renew_at = time.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)

@@ -157,18 +157,3 @@ def after_pass(now: datetime) -> None:
         org = settings_service.load()
         record_refreshes(org)
         warn_expiring(now, org)
-
-
-def authorization_of(actor: Actor, email: str) -> dict[str, Any] | None:
-    """A mailbox's authorization as shown (never a token), or None when it has none."""
-    from mbxtui.core.permissions import Permission
-
-    require(actor, Permission.READ)
-    mailbox = mailboxes.get(email)
-    row = MailboxAuthorization.get_or_none(MailboxAuthorization.mailbox == mailbox.id)
-    if row is None:
-        return None
-    return {"authorized_on": str(row.authorized_on), "authorized_by": row.authorized_by,
-            "refresh_expires_on": str(row.refresh_expires_on) if row.refresh_expires_on else None,
-            "last_refresh_on": str(row.last_refresh_on) if row.last_refresh_on else None,
-            "last_refresh_error": row.last_refresh_error}

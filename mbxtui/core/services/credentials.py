@@ -49,6 +49,10 @@ def secret_lookup(store: SecretStore) -> Callable[[str, int, str], Secret | None
         # only the mailboxes whose secrets were never read fail (KEYRING_UNAVAILABLE).
         return _secret_or_none(store.get(secret_key(kind, record_id, what, install), last_read=True))
 
+    def save(kind: str, record_id: int, what: str, value: Secret) -> None:  # a rotated refresh token
+        store.set(secret_key(kind, record_id, what, install), value.reveal())
+
+    lookup.save = save  # type: ignore[attr-defined]  # functools.cache(lookup) keeps it
     return lookup
 
 

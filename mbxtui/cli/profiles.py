@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from mbxtui.cli import profile_detect, profile_diagnose
 from mbxtui.cli.context import Context, read_secret
 from mbxtui.cli.options import Commands, command, group, json_option, metavar, secret_options, switch
 from mbxtui.cli.output import EXIT_OK, EXIT_TEST_FAILED, emit, print_json, print_record, safe, table
@@ -189,3 +190,5 @@ def register(commands: Commands) -> None:
     p = command(profiles, "test", cmd_profile_test, "test the profile's own connection settings")
     p.add_argument("profile", metavar="NAME")
     json_option(p)
+    profile_detect.register(profiles)
+    profile_diagnose.register(profiles)

@@ -9,13 +9,16 @@ from pathlib import Path
 import trustme
 
 WRONG_HOSTNAME = "other.example.test"
+# Settings detection's tests name the lab's servers by host names under this domain (their DNS
+# server answers 127.0.0.1 for them), so the lab's certificate covers them too.
+DETECTION_DOMAIN = "detect.test"
 
 
 @dataclass(frozen=True)
 class LabCertificates:
     ca_file: Path
     wrong_ca_file: Path
-    server_cert_file: Path  # for 127.0.0.1 and localhost, with its chain
+    server_cert_file: Path  # for 127.0.0.1, localhost and DETECTION_DOMAIN's names, with its chain
     server_key_file: Path
     wrong_host_cert_file: Path  # for WRONG_HOSTNAME only, signed by the same CA
     wrong_host_key_file: Path
@@ -33,7 +36,7 @@ class LabCertificates:
 def make_certificates(directory: Path) -> LabCertificates:
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="mbxtui test lab CA")
-    server = ca.issue_cert("127.0.0.1", "localhost")
+    server = ca.issue_cert("127.0.0.1", "localhost", DETECTION_DOMAIN, f"*.{DETECTION_DOMAIN}")
     wrong_host = ca.issue_cert(WRONG_HOSTNAME)
     unrelated_ca = trustme.CA(organization_name="mbxtui unrelated CA")
 

@@ -261,8 +261,9 @@ def secret_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     address = bus.stdout.readline().strip()
     env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": address, "XDG_DATA_HOME": str(home / "data"),
            "XDG_RUNTIME_DIR": str(home / "runtime")}
+    daemon_log = (home / "daemon.log").open("wb")
     daemon = subprocess.Popen(["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
-                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=(home / "daemon.log").open("wb"), env=env)
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=daemon_log, env=env)
     daemon.stdin.write(b"throwaway test password")
     daemon.stdin.close()
     try:
@@ -284,6 +285,8 @@ def secret_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=10)
+        daemon_log.close()
+        bus.stdout.close()
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 

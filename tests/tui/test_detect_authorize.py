@@ -168,6 +168,23 @@ def test_nothing_found_shows_each_source_consulted_and_the_services_sentence_and
     assert len(consulted) == 4
 
 
+def test_a_microsoft_365_mx_fills_oauth2_with_its_provider_and_the_domain_as_tenant(world: World, mail_lab: MailLab):
+    with LabDnsServer(f"{DOMAIN}. 60 IN MX 0 detect-test.mail.protection.outlook.com.\n") as dns:
+        async def scenario(app: MbxApp, pilot: Pilot) -> None:
+            form = await new_profile_form(app, pilot)
+            fill(form, detect_email=f"carol@{DOMAIN}", detect_dns_server=dns.address)
+            await pilot.press("ctrl+t")
+            await settle(app, pilot)
+            values = form.values()
+            assert (values["incoming_host"], values["incoming_auth"], values["outgoing_auth"],
+                    values["oauth_provider"], values["oauth_tenant"]) == (
+                "outlook.office365.com", "oauth2", "oauth2", "microsoft365", DOMAIN)
+            assert form.query_one("#oauth-fields").display
+            assert form.query_one("#oauth_provider", Select).value == "microsoft365"
+
+        run(world, scenario, reach_ports=standard_ports(mail_lab, mail_lab.ports["refused"]))
+
+
 def test_an_existing_profiles_form_has_no_detection_step(world: World):
     async def scenario(app: MbxApp, pilot: Pilot) -> None:
         app.action_go("profiles")

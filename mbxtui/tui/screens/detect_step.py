@@ -5,17 +5,18 @@ fields filled from the settings proposed, for the person to check and save. Noth
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
-from mbxtui.core.detect import Detection, detect_settings
-from mbxtui.core.detect.model import SOURCE_NAMES, Source
 from mbxtui.core.display import safe
 from mbxtui.core.enums import OAuthProvider
 from mbxtui.tui.messages import ServiceFailed
+
+if TYPE_CHECKING:
+    from mbxtui.core.detect import Detection, Source
 
 DETECT_GROUP = "detect"
 NOT_RUN = "Type the address of a mailbox at the new servers, then ctrl+t: nothing is saved until you save the form."
@@ -61,6 +62,8 @@ class DetectStep(Vertical):
 
 def detection_lines(found: Detection) -> list[str]:
     """What each source gave and what is proposed, as the command line prints it (shorter)."""
+    from mbxtui.core.detect.model import SOURCE_NAMES
+
     lines = [f"{SOURCE_NAMES[report.source]}: {safe(report.outcome)}" for report in found.sources]
     lines += [f"Warning: {safe(warning)}" for warning in found.warnings]
     if found.chosen is None:
@@ -79,6 +82,10 @@ class DetectsSettings:
     detecting = False
 
     def action_detect(self) -> None:
+        # Loaded on first use, as the command line does: DNS and probing cost the console's start nothing.
+        from mbxtui.core.detect import detect_settings
+        from mbxtui.core.detect.model import SOURCE_NAMES
+
         screen: Any = self
         if self.detecting or not screen.query("DetectStep"):
             return

@@ -58,6 +58,7 @@ class AuthorizeScreen(ClosesOnce, ModalScreen[bool]):
         self.stop = threading.Event()
         self.code: DeviceCode | None = None
         self.finished = False
+        self.succeeded = False
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -114,8 +115,6 @@ class AuthorizeScreen(ClosesOnce, ModalScreen[bool]):
         self.query_one("#stop", Button).label = "Close (esc)"
         if not ok:
             self.app.bell()
-
-    succeeded = False
 
     def action_stop(self) -> None:
         self.stop.set()  # the flow stops polling at once; nothing is stored

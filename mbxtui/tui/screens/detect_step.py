@@ -93,7 +93,7 @@ class DetectsSettings:
         email = screen.query_one("#detect_email", Input).value.strip()
         dns_server = screen.query_one("#detect_dns_server", Input).value.strip() or None
         ca_file = screen.query_one("#ca_file", Input).value.strip() or None
-        reach_ports = getattr(screen.app, "reach_ports", None)
+        reach_ports = screen.app.reach_ports
         actor, app = screen.actor, screen.app
         consulted: list[str] = []
 

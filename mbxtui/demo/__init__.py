@@ -43,6 +43,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from peewee import SqliteDatabase
 
@@ -60,7 +61,8 @@ from mbxtui.demo.sandbox import HOST, Sandbox, SandboxPorts
 from mbxtui.demo.trickle import DEFAULT_COUNT, DEFAULT_INTERVAL, Trickle, plan as trickle_plan
 
 __all__ = [
-    "DATABASE_NAME", "DEMO_MASTER_PASSWORD", "MAILBOX_PASSWORD", "Demo", "demo_directory", "main_servers_only",
+    "DATABASE_NAME", "DEMO_MASTER_PASSWORD", "MAILBOX_PASSWORD", "Demo", "demo_directory", "detect_command",
+    "main_servers_only",
     "open_demo_store", "prepare_demo", "run_demo",
 ]
 
@@ -189,11 +191,19 @@ def main_servers_only(reset: bool = False, db_path: Path | None = None) -> int:
         print("The command line works on the demo with:")
         print(f"  export MBXTUI_DB={shlex.quote(str(demo.db_path))} "
               f"MBXTUI_DATA_DIR={shlex.quote(str(demo.directory))} "
-              f"{KEYRING_CHOICE_ENV}=file {MASTER_PASSWORD_ENV}={DEMO_MASTER_PASSWORD}", flush=True)
+              f"{KEYRING_CHOICE_ENV}=file {MASTER_PASSWORD_ENV}={DEMO_MASTER_PASSWORD}")
+        print("Then settings detection finds the sandbox's servers for the demo domain:")
+        print(f"  {detect_command(demo)}", flush=True)
         stop_requested.wait()
     finally:
         demo.stop()
     return 0
+
+
+def detect_command(demo: Demo) -> str:
+    """The ``profile detect`` a newcomer types to see the demo's DNS server and sandbox found."""
+    return (f"mbxtui profile detect {seed.plan().users[seed.ADMIN_USER]} --dns-server {HOST}:{demo.ports.dns} "
+            f"--ca-file {shlex.quote(str(demo.directory / CA_FILE_NAME))}")
 
 
 def _run_until_exit_or_signal(app) -> None:
@@ -250,6 +260,8 @@ def _point_profiles_at(ports: SandboxPorts, directory: Path) -> None:
         except NotFound:
             continue
         changes = {"incoming_port": getattr(ports, incoming), "outgoing_port": getattr(ports, outgoing)}
+        if profile.oauth_issuer and urlsplit(profile.oauth_issuer).hostname == HOST:
+            changes["oauth_issuer"] = ports.oauth_url  # the demo's identity provider, on its new port
         if profile.ca_file and Path(profile.ca_file).name in (CA_FILE_NAME, LEGACY_CA_FILE_NAME):
             changes["ca_file"] = str(directory / Path(profile.ca_file).name)
         profile_confirmed = profiles.secret_endpoint_state(profile) == credentials.CONFIRMED

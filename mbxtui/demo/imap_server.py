@@ -221,7 +221,10 @@ class ImapSession:
             if self.failed_logins >= MAX_FAILED_LOGINS:
                 await self.connection.send("* BYE Too many failed logins")
                 raise ConnectionClosed("too many failed logins")
-            await self.connection.send(f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed.")
+            # Exchange Online answers a token it will not take (no permission, no access to the
+            # mailbox) with these words and no response code.
+            refusal = "AUTHENTICATE failed." if token is not None else "[AUTHENTICATIONFAILED] Authentication failed."
+            await self.connection.send(f"{tag} NO {refusal}")
             return
         if not self.mail.may_act_for(login, mailbox):
             log.info("IMAP %s: %r may not act for %r", self.connection.peer, login, mailbox)

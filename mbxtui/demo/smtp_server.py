@@ -107,7 +107,13 @@ class SandboxSMTP(SMTP):
         fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
         user = fields.get("user", "")
         token = fields.get("auth", "").removeprefix("Bearer ")
-        return self._result(user, user, self.mail.check_token(user, token))
+        if not self.mail.check_token(user, token):
+            peer = ":".join(str(part) for part in self.session.peer[:2])
+            log.info("SMTP %s: token for %r refused", peer, user)
+            # What Exchange Online answers a token without SMTP.SendAsApp or access to the mailbox.
+            await self.push("535 5.7.3 Authentication unsuccessful")
+            return AuthResult(success=False, handled=True)
+        return self._result(user, user, True)
 
     def _check_login(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                      auth_data: LoginPassword) -> AuthResult:

@@ -296,7 +296,8 @@ def _create_profiles(admin: Actor, ports: SandboxPorts, ca_file: Path, store: Se
     for name in (HEAD_OFFICE, LEGACY, WAREHOUSE):
         credentials.set_profile_secret(admin, name, SERVICE_PASSWORD, store)
     credentials.set_profile_secret(admin, EXCHANGE, OAUTH2_TOKEN, store, what=credentials.TOKEN)
-    profiles.create(admin, name=EXCHANGE_OAUTH, type="exchange_online", incoming_tls="implicit",
+    # Exchange Online as IMAP and SMTP reach it (processing reads IMAP), with app-only tokens.
+    profiles.create(admin, name=EXCHANGE_OAUTH, type="imap_smtp", incoming_tls="implicit",
                     outgoing_tls="starttls", incoming_auth="oauth2", outgoing_auth="oauth2",
                     oauth_provider="microsoft365", oauth_tenant=identity_provider.TENANT,
                     oauth_client_id=identity_provider.CLIENT_ID, oauth_issuer=ports.oauth_url,

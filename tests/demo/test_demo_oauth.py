@@ -45,14 +45,14 @@ def failures(email: str) -> dict[str, tuple[str, str] | None]:
             for direction, probe in result.directions.items()}
 
 
-def leaked(demo: Demo, outputs: list[str] = ()) -> list[str]:
-    """Where the client secret or a token the provider issued appears: the database (with its WAL),
-    the servers' log, the given outputs."""
-    secrets = [identity_provider.CLIENT_SECRET, *demo.sandbox.mail.oauth.issued_tokens()]
+def leaked(demo: Demo, outputs: list[str] = (), also: list[str] = ()) -> list[str]:
+    """Where the client secret (or ``also``) or a token the provider issued appears: the database
+    (with its WAL), the servers' log, the given outputs."""
+    secrets = [identity_provider.CLIENT_SECRET, *also, *demo.sandbox.mail.oauth.issued_tokens()]
     places = {path.name: path.read_bytes() for path in demo.directory.iterdir()
               if path.name.startswith(demo.db_path.name) or path.name.startswith(SERVERS_LOG_NAME)}
     places.update({f"output {number}": text.encode() for number, text in enumerate(outputs)})
-    return [f"{'the client secret' if secret == secrets[0] else 'a token'} in {place}"
+    return [f"{'a token' if secret not in (secrets[0], *also) else 'a client secret'} in {place}"
             for secret in secrets for place, content in places.items() if secret.encode() in content]
 
 
@@ -132,6 +132,23 @@ def test_a_sync_cycle_reads_a_granted_mailbox_over_xoauth2(restarted_demo: Demo)
     assert [(a.subject, a.direction) for a in activities] == [("Purchase order 4471", "incoming")], cycle
     assert restarted_demo.sandbox.mail.oauth.issued_tokens(), "the cycle logged in with the provider's token"
     assert leaked(restarted_demo) == []
+
+
+def test_a_wrong_client_secret_is_refused_by_the_provider_with_oauth_client_rejected(restarted_demo: Demo):
+    tokens.forget_tokens()
+    wrong = "Fhl8Q~an-expired-secret_9Xz"
+    credentials.set_profile_oauth(restarted_demo.actor, seed.EXCHANGE_OAUTH, "client_secret", wrong,
+                                  restarted_demo.store)
+    enablement.schedule(restarted_demo.actor, Selection.of_emails([GRANTED[0]]))
+
+    EnablementRunner(restarted_demo.store, threads=2).run(until_idle=True)
+
+    found = failures(GRANTED[0])
+    assert {code for code, _ in found.values()} == {"OAUTH_CLIENT_REJECTED"}
+    assert "AADSTS7000215" in found["incoming"][1] and "profile set-oauth" in found["incoming"][1]
+    assert restarted_demo.sandbox.mail.oauth.issued_tokens() == []
+    assert "token refused to client" in (restarted_demo.directory / SERVERS_LOG_NAME).read_text()
+    assert leaked(restarted_demo, also=[wrong]) == []
 
 
 def test_the_sandbox_refuses_a_token_it_did_not_issue_and_the_ungranted_mailbox(demo: Demo):

@@ -24,7 +24,12 @@ deliberate faults, and how to fix the fixable ones from the console:
 * Warehouse server: its IMAP server is down (CONNECTION_REFUSED, retried) and its SMTP server
   never answers (TIMEOUT, retried);
 * a few head office mailboxes synchronize appointments, contacts and tasks, which IMAP cannot
-  (ACT_UNSUPPORTED), and some addresses wait for approval (NOT_APPROVED when tested).
+  (ACT_UNSUPPORTED), and some addresses wait for approval (NOT_APPROVED when tested);
+* Exchange Online (OAuth2): its tokens come from the demo's identity provider (identity_provider.py),
+  whose app was never granted one mailbox (OAUTH_PERMISSION_MISSING).
+
+``main_servers_only`` also prints the ``profile detect`` command that finds the sandbox through the
+demo's DNS server (dns_server.py).
 
 While the demo runs, its inboxes receive a trickle of mail (see trickle.py) and the console
 processes the enabled mailboxes, so activities arrive as a newcomer watches.

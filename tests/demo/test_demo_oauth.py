@@ -5,9 +5,13 @@ Online does; and `profile detect` finds the sandbox's servers through the demo's
 
 from __future__ import annotations
 
+import base64
+import imaplib
 import json
 import os
 import shlex
+import smtplib
+import ssl
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -183,3 +187,40 @@ def test_profile_detect_for_the_demo_domain_proposes_the_sandboxs_servers(demo: 
         "incoming_host": "localhost", "incoming_port": demo.ports.imaps, "outgoing_host": "localhost",
         "outgoing_port": demo.ports.smtps, "incoming_source": "srv"}, chosen
     assert leaked(demo, [shown.stdout, shown.stderr, found.stdout, found.stderr]) == []
+
+
+def test_imap_and_smtp_take_the_providers_token_by_oauthbearer_too(demo: Demo):
+    """RFC 7628, as imaplib and smtplib speak it; a refused token gets the error challenge first."""
+    trusting = ssl.create_default_context(cafile=str(demo.directory / CA_FILE_NAME))
+    token = demo.sandbox.mail.oauth.issue(identity_provider.CLIENT_ID, identity_provider.AUDIENCE)
+
+    def oauthbearer(user: str) -> bytes:
+        return f"n,a={user},\x01auth=Bearer {token}\x01\x01".encode()
+
+    with imaplib.IMAP4_SSL("127.0.0.1", demo.ports.imaps, ssl_context=trusting, timeout=10) as imap:
+        assert "AUTH=OAUTHBEARER" in imap.capabilities
+        assert imap.authenticate("OAUTHBEARER", lambda _: oauthbearer(GRANTED[0]))[0] == "OK"
+    with imaplib.IMAP4_SSL("127.0.0.1", demo.ports.imaps, ssl_context=trusting, timeout=10) as imap:
+        challenges: list[bytes] = []
+
+        def refused(challenge: bytes) -> bytes:
+            challenges.append(challenge)
+            return b"\x01" if len(challenges) > 1 else oauthbearer(ORGANISATION.ungranted)
+
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATE failed"):
+            imap.authenticate("OAUTHBEARER", refused)
+        assert json.loads(challenges[1])["status"] == "invalid_token"
+
+    with smtplib.SMTP("127.0.0.1", demo.ports.submission, timeout=10) as smtp:
+        smtp.starttls(context=trusting)
+        smtp.ehlo()
+        assert "OAUTHBEARER" in smtp.esmtp_features["auth"].split()
+        initial = base64.b64encode(oauthbearer(GRANTED[0])).decode()
+        assert smtp.docmd("AUTH", f"OAUTHBEARER {initial}")[0] == 235
+    with smtplib.SMTP("127.0.0.1", demo.ports.submission, timeout=10) as smtp:
+        smtp.starttls(context=trusting)
+        smtp.ehlo()
+        refused_initial = base64.b64encode(oauthbearer(ORGANISATION.ungranted)).decode()
+        code, challenge = smtp.docmd("AUTH", f"OAUTHBEARER {refused_initial}")
+        assert code == 334 and json.loads(base64.b64decode(challenge))["status"] == "invalid_token"
+        assert smtp.docmd(base64.b64encode(b"\x01").decode()) == (535, b"5.7.3 Authentication unsuccessful")

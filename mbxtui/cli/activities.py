@@ -21,7 +21,8 @@ def cmd_activity_list(ctx: Context, args: argparse.Namespace) -> int:
                                        limit=args.limit)
     shown = [{**row, "parties": ", ".join(row["parties"]), "when": row["received_on"] or row["sent_on"]}
              for row in found["rows"]]
-    emit(args, found, lambda _: table(ACTIVITY_COLUMNS, footer=f"{found['total']} activities")(shown))
+    total = f"{found['total']:,}" + ("" if found["total_exact"] else "+")
+    emit(args, found, lambda _: table(ACTIVITY_COLUMNS, footer=f"{total} activities")(shown))
     return EXIT_OK
 
 

@@ -111,3 +111,17 @@ def test_a_text_filters_count_walks_too_and_stops_at_its_bound(admin, support,  
     assert activities.count_activities(admin, text="message", stop=lambda: True) == (2, False)
     monkeypatch.setattr(activities, "COUNT_AT_MOST", 3)
     assert activities.count_activities(admin, text="message") == (3, True)
+
+
+def test_the_listings_total_stops_at_the_bound_and_says_when_it_is_a_lower_bound(admin, support,  # noqa: F811
+                                                                                 monkeypatch: pytest.MonkeyPatch):
+    record(support, 5, [received(uid, f"Invoice {uid}" if uid < 5 else "Hello") for uid in range(1, 6)])
+    monkeypatch.setattr(activities, "COUNT_AT_MOST", 3)
+    found = activities.list_activities(admin, text="invoice", limit=2)
+    assert (found["total"], found["total_exact"]) == (3, False), "four match: the count stops at the bound"
+    assert subjects(found["rows"]) == ["Invoice 4", "Invoice 3"]
+    assert activities.list_activities(admin)["total"] == 3 and not activities.list_activities(admin)["total_exact"]
+    exact = activities.list_activities(admin, text="hello")
+    assert (exact["total"], exact["total_exact"]) == (1, True)
+    assert activities.list_activities(admin, text="invoice 1", limit=0) == {"total": 1, "total_exact": True,
+                                                                            "rows": []}

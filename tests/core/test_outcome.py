@@ -213,3 +213,15 @@ def test_the_profile_alert_says_how_many_failed():
     assert (alert.level, alert.code) == (AlertLevel.ERROR, "PROFILE_FAILING")
     assert alert.text == ("6 of 10 mailboxes of profile 'imap' failed their test within the last hour: "
                           "check the profile's servers and settings")
+
+
+def test_the_enabled_alert_says_once_when_the_incoming_mail_will_not_be_read():
+    why = "reading mail over Exchange is not supported yet"
+    enabled = decide(Attempt(EMAIL, {"incoming": PASSED, "outgoing": PASSED}, AT, not_read=why), DEFAULT,
+                     History(active=True, transient_failures=0))
+    assert alerts_of(enabled) == [(AlertLevel.INFORMATION, "CONNECTED", f"{EMAIL} is connected: enabled for "
+                                   f"incoming, outgoing. Its incoming mail will not be read: {why}")]
+    outgoing_only = decide(Attempt(EMAIL, {"outgoing": PASSED}, AT, not_read=why), DEFAULT,
+                           History(active=True, transient_failures=0))
+    assert alerts_of(outgoing_only) == [(AlertLevel.INFORMATION, "CONNECTED", f"{EMAIL} is connected: enabled for "
+                                         "outgoing")]

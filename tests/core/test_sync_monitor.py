@@ -14,7 +14,7 @@ from mbxtui.core.services.sync_monitor import NEVER_CYCLED
 from mbxtui.core.sync import store
 from mbxtui.core.sync.messages import ParsedMessage
 from mbxtui.core.sync.routing import Party
-from tests.core.support import IMAP_PROFILE, set_test_results
+from tests.core.support import EXCHANGE_ONLINE_PROFILE, IMAP_PROFILE, set_test_results
 
 NOW = datetime(2026, 12, 6, 12, 30, 40)
 STATUS_COLUMNS = ("state", "last_incoming_success", "enabled_since", "last_error_code", "last_error_text",
@@ -138,3 +138,27 @@ def test_the_grid_reads_each_rows_sync_state_and_last_sync(organisation, actors)
     head = pages.start_ordered_ids(GridQuery(view="all", sort="email"))
     for mailbox_id, row in head.rows.items():  # PostgreSQL reads the first page's rows with the ids
         assert row == pages.rows([mailbox_id])[mailbox_id]
+
+
+def test_never_cycled_reads_the_mailboxes_only_while_some_enabled_one_has_no_status_row(organisation, actors):
+    """Every mailbox enabled for incoming with its status row: the count of the enabled ones equals
+    that of their rows and none is read; a row missing: those without one are found and counted
+    when they are processed (active, server-side sync, an IMAP or POP3 profile)."""
+    profiles.create(organisation, **{**EXCHANGE_ONLINE_PROFILE, "name": "Cloud"})
+    users.add_user(organisation, "Exchanged", "ex@corp.test")
+    mailboxes.edit(organisation, "ex@corp.test", profile="Cloud")
+    enable("ex@corp.test")
+    users.add_user(organisation, "Sender", "out@corp.test")
+    set_test_results("out@corp.test", outgoing_status="success", outgoing_enabled=True)  # no incoming: no row needed
+    for index in range(8):
+        status(f"u{index}@corp.test", last_incoming_success=ago(minutes=5))
+    status("support@corp.test", last_incoming_success=ago(minutes=5))
+    assert sync_monitor.snapshot(actors.viewer, NOW).states[NEVER_CYCLED] == 0, "the Exchange mailbox has no row"
+    status("ex@corp.test", last_cycle_started=None)  # as Test & Enable makes it: not processed, not counted
+    assert sync_monitor.snapshot(actors.viewer, NOW).states[NEVER_CYCLED] == 0
+
+    for email in ("u3@corp.test", "support@corp.test"):  # enabled before Test & Enable made rows
+        database.execute_sql("DELETE FROM sync_status WHERE mailbox_id = ?", [mailboxes.get(email).id])
+    assert sync_monitor.snapshot(actors.viewer, NOW).states[NEVER_CYCLED] == 2
+    set_test_results("support@corp.test", incoming_method="none")
+    assert sync_monitor.snapshot(actors.viewer, NOW).states[NEVER_CYCLED] == 1

@@ -8,7 +8,7 @@ import json
 import ssl
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from email.utils import make_msgid
 
 import pytest
@@ -134,6 +134,23 @@ def test_mail_that_arrived_before_the_mailbox_was_enabled_is_not_read(org, lab_p
 
     sync(org)
     assert [row["subject"] for row in listed(org)["rows"]] == ["After enabling"]
+
+
+def test_mail_received_in_the_same_second_as_process_email_received_after_is_read(org, lab_profile):
+    """INTERNALDATE has whole seconds: a boundary within a second reads what arrived in that second,
+    which may have come after it (R24); the second before is not read."""
+    [login] = org.lab.add_users(1, "syncsecond")
+    second = datetime(2026, 12, 6, 9, 30, 15, tzinfo=timezone.utc)
+    enable(org, queue_mailbox(org, login, process_email_after=(second + timedelta(milliseconds=500)).isoformat()))
+    with imap(org, login) as client:
+        for subject, arrived in (("Second before", second - timedelta(seconds=1)), ("Same second", second),
+                                 ("Second after", second + timedelta(seconds=1))):
+            client.append("INBOX", message("a@outside.test", login, subject), msg_time=arrived)
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.recorded) == (True, 2), cycled
+    assert [(row["subject"], str(row["received_on"])) for row in listed(org)["rows"]] == [
+        ("Second after", "2026-12-06 09:30:16"), ("Same second", "2026-12-06 09:30:15")]
 
 
 def test_only_enabled_approved_mailboxes_on_active_profiles_are_read(org, lab_profile):

@@ -6,8 +6,10 @@ POP3 front that refuses UIDL (tests/lab/proxies.py)."""
 from __future__ import annotations
 
 import base64
+import itertools
 import time
 import tracemalloc
+from typing import Callable
 
 import pytest
 
@@ -266,6 +268,21 @@ def test_process_email_received_after_is_read_from_the_received_header_else_the_
     assert sync(org).mailboxes[0].messages == 0
 
 
+def test_mail_received_in_the_same_second_as_process_email_received_after_is_read_over_pop3(org, pop_profile):
+    """The Received header's date has whole seconds: a boundary within a second reads what arrived
+    in that second (R24); the second before is not read."""
+    [login] = org.lab.add_users(1, "popsecond")
+    enable(org, pop_queue(org, login, process_email_after="2026-06-02T10:00:00.500"))
+    for subject, second in (("Second before", "09:59:59"), ("Same second", "10:00:00"), ("Second after", "10:00:01")):
+        deliver(org, login, message("a@outside.test", login, subject, extra=(
+            f"Received: from relay.outside.test by mail.example.test; Tue, 02 Jun 2026 {second} +0000\r\n")))
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.recorded) == (True, 2), cycled
+    assert sorted((row["subject"], str(row["received_on"])) for row in listed(org)["rows"]) == [
+        ("Same second", "2026-06-02 10:00:00"), ("Second after", "2026-06-02 10:00:01")]
+
+
 def test_a_forward_mailbox_over_pop3_routes_by_recipient_and_deletes_everything_it_processed(org, pop_profile):
     forward, routed = org.lab.add_users(2, "popfwd")
     mailboxes.create_forward_mailbox(org.admin, name="Forward", email=forward, profile="pop")
@@ -411,31 +428,45 @@ def test_attachments_are_named_from_the_lines_read_and_a_large_one_is_never_read
     assert "RETR" not in front.commands
 
 
-def _lying_pop3_server(top_answer: bytes) -> object:
-    """A POP3 server with one message of 100 octets, as it says, whose TOP answer is ``top_answer``
-    then an endless flood."""
+def _scripted_pop3_server(greeting: str, capabilities: bytes,
+                          answer: Callable[[Conversation, bytes, list[bytes]], bool],
+                          commands: int | None = None) -> Callable[[Conversation], None]:
+    """A POP3 server that greets with ``greeting``, lists ``capabilities`` to CAPA, says +OK to
+    USER, PASS, NOOP and RSET and goodbye to QUIT, and leaves every other command to ``answer``
+    (given the command and its words; False: -ERR); it hangs up after ``commands`` (None: never)."""
     def play(conversation: Conversation) -> None:
-        conversation.send_line("+OK hostile POP3 server ready")
-        for _ in range(64):
-            command = conversation.read_line().split(b" ", 1)[0].strip().upper()
+        conversation.send_line(f"+OK {greeting}")
+        for _ in range(commands) if commands is not None else itertools.count():
+            words = conversation.read_line().strip().split(b" ")
+            command = words[0].upper()
             if command == b"CAPA":
-                conversation.send(b"+OK\r\nUSER\r\nUIDL\r\nTOP\r\n.\r\n")
+                conversation.send(b"+OK\r\n" + capabilities + b".\r\n")
             elif command in (b"USER", b"PASS", b"NOOP", b"RSET"):
                 conversation.send_line("+OK")
-            elif command == b"STAT":
-                conversation.send_line("+OK 1 100")
-            elif command == b"LIST":
-                conversation.send(b"+OK\r\n1 100\r\n.\r\n")
-            elif command == b"UIDL":
-                conversation.send(b"+OK\r\n1 only-one\r\n.\r\n")
-            elif command == b"TOP":
-                conversation.flood(b"+OK\r\n" + top_answer, b"X" * 65536, 64 * 1024 * 1024)
             elif command == b"QUIT":
                 conversation.send_line("+OK bye")
                 raise ConversationOver("the client said goodbye")
-            else:
+            elif not answer(conversation, command, words):
                 conversation.send_line("-ERR unknown command")
     return play
+
+
+def _lying_pop3_server(top_answer: bytes) -> Callable[[Conversation], None]:
+    """A POP3 server with one message of 100 octets, as it says, whose TOP answer is ``top_answer``
+    then an endless flood."""
+    def answer(conversation: Conversation, command: bytes, _words: list[bytes]) -> bool:
+        if command == b"STAT":
+            conversation.send_line("+OK 1 100")
+        elif command == b"LIST":
+            conversation.send(b"+OK\r\n1 100\r\n.\r\n")
+        elif command == b"UIDL":
+            conversation.send(b"+OK\r\n1 only-one\r\n.\r\n")
+        elif command == b"TOP":
+            conversation.flood(b"+OK\r\n" + top_answer, b"X" * 65536, 64 * 1024 * 1024)
+        else:
+            return False
+        return True
+    return _scripted_pop3_server("hostile POP3 server ready", b"USER\r\nUIDL\r\nTOP\r\n", answer, commands=64)
 
 
 def test_a_server_sending_far_more_than_the_size_it_listed_is_cut_off_with_memory_bounded(org):
@@ -458,37 +489,27 @@ def test_a_server_sending_far_more_than_the_size_it_listed_is_cut_off_with_memor
     assert listed(org)["total"] == 0 and seen_count(org) == 0
 
 
-def _slow_pop3_server_without_uidl(login: str, count: int, pause: float) -> object:
+def _slow_pop3_server_without_uidl(login: str, count: int, pause: float) -> Callable[[Conversation], None]:
     """A POP3 server without UIDL holding ``count`` messages, answering each TOP after ``pause``."""
     messages = [(f"From: a@outside.test\r\nTo: {login}\r\nSubject: Slow {number:02}\r\n"
                  f"Message-ID: <slow-{number}@lab.test>\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\n").encode()
                 for number in range(1, count + 1)]
     body = b"Slowly.\r\n"
 
-    def play(conversation: Conversation) -> None:
-        conversation.send_line("+OK slow POP3 server ready")
-        while True:
-            words = conversation.read_line().strip().split(b" ")
-            command = words[0].upper()
-            if command == b"CAPA":
-                conversation.send(b"+OK\r\nUSER\r\nTOP\r\n.\r\n")
-            elif command in (b"USER", b"PASS", b"NOOP", b"RSET"):
-                conversation.send_line("+OK")
-            elif command == b"STAT":
-                conversation.send_line(f"+OK {count} {count * 200}")
-            elif command == b"LIST":
-                listing = b"".join(b"%d %d\r\n" % (n, len(m) + 2 + len(body)) for n, m in enumerate(messages, 1))
-                conversation.send(b"+OK\r\n" + listing + b".\r\n")
-            elif command == b"TOP":
-                time.sleep(pause)
-                header = messages[int(words[1]) - 1]
-                conversation.send(b"+OK\r\n" + header + b"\r\n" + (body if int(words[2]) else b"") + b".\r\n")
-            elif command == b"QUIT":
-                conversation.send_line("+OK bye")
-                raise ConversationOver("the client said goodbye")
-            else:
-                conversation.send_line("-ERR not here")
-    return play
+    def answer(conversation: Conversation, command: bytes, words: list[bytes]) -> bool:
+        if command == b"STAT":
+            conversation.send_line(f"+OK {count} {count * 200}")
+        elif command == b"LIST":
+            listing = b"".join(b"%d %d\r\n" % (n, len(m) + 2 + len(body)) for n, m in enumerate(messages, 1))
+            conversation.send(b"+OK\r\n" + listing + b".\r\n")
+        elif command == b"TOP":
+            time.sleep(pause)
+            header = messages[int(words[1]) - 1]
+            conversation.send(b"+OK\r\n" + header + b"\r\n" + (body if int(words[2]) else b"") + b".\r\n")
+        else:
+            return False
+        return True
+    return _scripted_pop3_server("slow POP3 server ready", b"USER\r\nTOP\r\n", answer)
 
 
 def test_a_maildrop_without_uidl_too_large_for_one_cycle_is_read_on_by_the_next(org):

@@ -28,6 +28,7 @@ from mbxtui.core.services.selection import Selection
 from mbxtui.core.sync import status
 from mbxtui.core.sync.runner import SyncRunner
 from mbxtui.tui.screens.mailbox_detail import sync_text
+from mbxtui.tui.widgets.grid_drawing import row_view
 from tests.backends import query
 from tests.integration.conftest import PROFILE_OWNER, Org
 
@@ -318,6 +319,17 @@ def test_an_exchange_mailbox_says_it_is_not_read_and_is_never_stale(org, lab_pro
     console = sync_text(mailbox_views.sync_of(org.admin, org.row(exchanged).id, org.clock.now))
     assert "Not processed" in console and "reading mail over Exchange" in console
     assert mailbox_views.sync_of(org.admin, org.row(processed).id, org.clock.now)["not_processed"] is None
+
+    # The grid's Sync column and Test & Enable's enabled alert say so too (the alert once).
+    ids = {org.row(exchanged).id: "not read", org.row(processed).id: "idle"}
+    rows = MailboxPages(org.admin).rows(ids)
+    assert {key: row_view(row).cells["sync_state"][0] for key, row in rows.items()} == ids
+    connected = {email: [text for (text,) in query(
+        org.db_path, "SELECT a.text FROM alert a JOIN mailbox m ON m.id = a.mailbox_id "
+                     "WHERE a.code = 'CONNECTED' AND m.email = ?", [email])] for email in (exchanged, processed)}
+    assert connected[exchanged] == [f"{exchanged} is connected: enabled for incoming. Its incoming mail will not be "
+                                    f"read: {block['not_processed']}"]
+    assert connected[processed] == [f"{processed} is connected: enabled for incoming"]
 
 
 def test_mailbox_show_has_the_sync_block(org, lab_profile):

@@ -193,6 +193,9 @@ def test_the_grid_shows_sync_columns_where_there_is_room_and_never_sorts_by_them
     never = row_view(GridRow(*base))
     assert never.cells["sync_state"][0] == "—" and never.cells["last_sync"][0] == "—"
     assert row_view(GridRow(*base, "idle")).cells["last_sync"] == ("never", "muted")
+    exchanged = GridRow(*base, "idle", None, "exchange_online")  # no cycle reads it, whatever its status row
+    assert row_view(exchanged).cells["sync_state"] == ("not read", "warning")
+    assert row_view(exchanged._replace(incoming_method="none", sync_state=None)).cells["sync_state"][0] == "—"
     wide = [column.key for column, _ in layout(list(COLUMNS), 200, "name")]
     assert wide[-2:] == ["sync_state", "last_sync"]
     for width in (80, 120):  # what the console shows at its usual sizes stays as it was

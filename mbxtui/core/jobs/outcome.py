@@ -30,12 +30,14 @@ class RetryPolicy(Protocol):
 class Attempt:
     """What one attempt at a mailbox found. ``directions``: each direction the attempt covered
     (those the mailbox uses), ``None`` where it passed, else its failure; a direction left out
-    was not attempted."""
+    was not attempted. ``not_read``: why no cycle will read the mailbox's incoming mail even once
+    enabled (an Exchange profile), said with the enabled alert; None when it will be read."""
 
     email: str
     directions: Mapping[str, Failure | None]
     at: datetime
     activity: str = "test"
+    not_read: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,10 @@ def decide(result: Attempt, settings: RetryPolicy, history: History) -> Outcome:
     else:
         verdict = JobOutcome.PASSED
         enabled_now = [d for d in DIRECTIONS if d in result.directions and enabled[d]]
-        alerts.append(AlertNotice(
-            AlertLevel.INFORMATION, "CONNECTED",
-            f"{result.email} is connected: enabled for {', '.join(enabled_now) or 'nothing (no method set)'}"))
+        text = f"{result.email} is connected: enabled for {', '.join(enabled_now) or 'nothing (no method set)'}"
+        if result.not_read is not None and "incoming" in enabled_now:
+            text += f". Its incoming mail will not be read: {result.not_read}"
+        alerts.append(AlertNotice(AlertLevel.INFORMATION, "CONNECTED", text))
     return Outcome(
         verdict=verdict, statuses=statuses, enabled=enabled,
         failures={d: failures[d].code.value for d in DIRECTIONS if d in failures},

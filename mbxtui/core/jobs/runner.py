@@ -29,6 +29,7 @@ from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL, approval_required
+from mbxtui.core.services.mailbox_views import not_processed_reason
 from mbxtui.core.sync import status as sync_status
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,8 @@ class EnablementRunner:
         profile = alert_profiles.get(mailbox.profile_id)
         used = directions_in_use(item.mailbox) or list(result.directions)
         attempt = Attempt(email=mailbox.email, at=now, directions={
-            d: result.directions[d].failure for d in used if d in result.directions})
+            d: result.directions[d].failure for d in used if d in result.directions},
+            not_read=not_processed_reason(profile.type if profile else None, item.mailbox.incoming_method))
         outcome = decide(attempt, settings, History(active=mailbox.active,
                                                     transient_failures=mailbox.transient_failures))
         _write_mailbox(mailbox.id, outcome, item.job.requested_by, now)

@@ -46,9 +46,12 @@ def _kind_filter(direction: str | None, state: str | None) -> tuple[list[str], l
 def list_activities(actor: Actor, *, mailbox: str | None = None, regarding: str | None = None,
                     direction: str | None = None, state: str | None = None, text: str | None = None,
                     limit: int = 100) -> dict[str, Any]:
-    """``{"total": N, "rows": [...]}``: the activities matching every filter given, newest first;
-    ``mailbox``: came through or sent from that mailbox; ``regarding``: concerns that user or queue;
-    ``text``: in the subject, sender, recipients or Message-ID (any case)."""
+    """``{"total": N, "total_exact": bool, "rows": [...]}``: the activities matching every filter
+    given, newest first; ``mailbox``: came through or sent from that mailbox; ``regarding``:
+    concerns that user or queue; ``text``: in the subject, sender, recipients or Message-ID (any
+    case). ``total`` counts at most ``COUNT_AT_MOST`` matches, as the console does (a text filter's
+    count would otherwise read every match of a million); ``total_exact`` is False when there are
+    more."""
     require(actor, Permission.READ)
     limit = validation.integer("limit", limit, 0, 100_000)
     where, params = _kind_filter(direction, state)
@@ -66,11 +69,11 @@ def list_activities(actor: Actor, *, mailbox: str | None = None, regarding: str 
                                        for c in ("subject", "sender", '"to"', "cc", "message_id")) + ")")
         params.extend([needle] * 5)
     condition = f"WHERE {' AND '.join(where)}" if where else ""
-    total = database.execute_sql(f"SELECT count(*) FROM email_activity a {condition}", params).fetchone()[0]
+    total, more = _bounded_count(condition, params)
     rows = rows_by_name(database.execute_sql(
         f"SELECT {_COLUMNS} FROM email_activity a {condition} ORDER BY a.id DESC LIMIT {limit}", params))
     parties = _parties([row["id"] for row in rows])
-    return {"total": total, "rows": [_row(row, parties.get(row["id"], [])) for row in rows]}
+    return {"total": total, "total_exact": not more, "rows": [_row(row, parties.get(row["id"], [])) for row in rows]}
 
 
 def show_activity(actor: Actor, activity_id: int) -> dict[str, Any]:
@@ -226,10 +229,7 @@ def count_activities(actor: Actor, *, text: str | None = None, direction: str | 
     require(actor, Permission.READ)
     where, params, walk = _page_filter(text=text, direction=direction, state=state)
     if not walk:
-        condition = f"WHERE {' AND '.join(where)}" if where else ""
-        count = database.execute_sql(f"SELECT count(*) FROM (SELECT 1 FROM email_activity a {condition} "
-                                     f"LIMIT {COUNT_AT_MOST + 1}) matching", params).fetchone()[0]
-        return min(count, COUNT_AT_MOST), count > COUNT_AT_MOST
+        return _bounded_count(f"WHERE {' AND '.join(where)}" if where else "", params)
 
     def matching(below_from: tuple[int, int]) -> list[int]:
         return [row[0] for row in database.execute_sql(
@@ -237,6 +237,14 @@ def count_activities(actor: Actor, *, text: str | None = None, direction: str | 
             f"LIMIT {COUNT_AT_MOST + 1}", [*params, *below_from]).fetchall()]
 
     count = len(first_matches(_id_ranges(None), matching, COUNT_AT_MOST + 1, stop=stop).found)
+    return min(count, COUNT_AT_MOST), count > COUNT_AT_MOST
+
+
+def _bounded_count(condition: str, params: list[Any]) -> tuple[int, bool]:
+    """How many activities meet ``condition`` (a WHERE clause on ``a``, or ""), up to
+    ``COUNT_AT_MOST``, and True when there are more: the count stops reading at the bound."""
+    count = database.execute_sql(f"SELECT count(*) FROM (SELECT 1 FROM email_activity a {condition} "
+                                 f"LIMIT {COUNT_AT_MOST + 1}) matching", params).fetchone()[0]
     return min(count, COUNT_AT_MOST), count > COUNT_AT_MOST
 
 

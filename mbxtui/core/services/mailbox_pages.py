@@ -78,7 +78,7 @@ GRID_COLUMNS = (
     "m.id, m.name, m.email, m.regarding, p.name, m.incoming_method, m.outgoing_method, m.act_method, "
     "m.approval, m.incoming_status, m.outgoing_status, m.act_status, m.overall_status, "
     "m.incoming_enabled, m.outgoing_enabled, m.act_enabled, m.test_scheduled, m.test_completed_on, m.active, "
-    "s.state, s.last_incoming_success"
+    "s.state, s.last_incoming_success, p.type"
 )
 # The rows' own joins: their profile's name and their sync status (R31), one primary-key lookup each, for
 # the rows of a page only (never for an order or a filter).
@@ -110,6 +110,7 @@ class GridRow(NamedTuple):
     active: int
     sync_state: str | None = None  # None: processing has never claimed it
     last_sync: str | None = None  # its last successful incoming sync
+    profile_type: str | None = None  # with incoming_method, whether its mail is read (not over Exchange)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@ last hour, failures by error code, each profile's lag and the stale count, read 
 console's Sync monitor.
 
 Built to stay cheap at a million mailboxes and activities: the figures come from ``sync_status``
-(only the mailboxes enabled for processing or processed) joined to ``mailbox`` by primary key, and from the
-last hour's activities only, found through the (direction, created_on) index of ``email_activity``.
+(only the mailboxes enabled for processing or processed) joined to ``mailbox`` by primary key, a
+count of the index of the enabled flags (``_never_cycled``), and from the last hour's activities
+only, found through the (direction, created_on) index of ``email_activity``.
 Reading only; processing writes (core/sync)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from mbxtui.core import dialect
 from mbxtui.core.enums import ActivityDirection
 from mbxtui.core.jobs.queue import rows_by_name
 from mbxtui.core.models import database, utcnow
@@ -31,6 +33,10 @@ _ENABLED = ("m.active = 1 AND m.incoming_enabled = 1 AND m.incoming_method = 'se
 _UNTOUCHED = ("s.state = 'idle' AND s.last_cycle_started IS NULL AND s.last_outgoing_success IS NULL "
               "AND s.last_error_code IS NULL")
 _INCOMING = ActivityDirection.INCOMING.value
+# Enabled for incoming, as the index of the enabled flags answers it alone: SQLite's holds the three
+# flags; PostgreSQL's is on their sum, with the flags included (schema step 10).
+_INCOMING_FLAG = {"sqlite": "incoming_enabled = 1",
+                  "postgresql": "incoming_enabled + outgoing_enabled + act_enabled > 0 AND incoming_enabled = 1"}
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,8 @@ def snapshot(actor: Actor, now: datetime | None = None) -> SyncSnapshot:
     now = (now or utcnow()).replace(microsecond=0)
     stale_hours = _stale_hours()
     stale_before = now - timedelta(hours=stale_hours)
-    states, failures, by_profile = _status_figures(stale_before)
-    states[NEVER_CYCLED] += _never_cycled()
+    states, failures, by_profile, incoming_rows = _status_figures(stale_before)
+    states[NEVER_CYCLED] += _never_cycled(incoming_rows)
     names = _profile_names([key for key in by_profile if key is not None])
     lags = [ProfileLag(names.get(profile_id, "(no profile)"), figures["enabled"], figures["oldest_success"],
                        _age(now, figures["oldest_success"]), figures["never_succeeded"], figures["stale"])
@@ -80,18 +86,21 @@ def snapshot(actor: Actor, now: datetime | None = None) -> SyncSnapshot:
         lags=lags, stale=sum(lag.stale for lag in lags), stale_hours=stale_hours)
 
 
-def _status_figures(stale_before: datetime) -> tuple[dict[str, int], dict[str, int], dict[int | None, dict[str, Any]]]:
+def _status_figures(stale_before: datetime) -> tuple[dict[str, int], dict[str, int], dict[int | None, dict[str, Any]],
+                                                     int]:
     """One pass over the status rows of active mailboxes: how many in each state (those no cycle
-    has touched: never cycled, when they are enabled), with each error code, and per profile the
-    figures of those enabled for incoming processing."""
+    has touched: never cycled, when they are enabled), with each error code, per profile the
+    figures of those enabled for incoming processing, and how many of the rows are of mailboxes
+    enabled for incoming (whatever their method and profile)."""
     states = dict.fromkeys((*STATES, NEVER_CYCLED), 0)
     failures: dict[str, int] = {}
     by_profile: dict[int | None, dict[str, Any]] = {}
+    incoming_rows = 0
     # From the status rows to their mailboxes (SQLite keeps a CROSS JOIN's order): the planner would
     # otherwise walk every active mailbox, processed or not.
     for row in rows_by_name(database.execute_sql(
             f"SELECT m.profile_id, s.state, s.last_error_code, CASE WHEN {_UNTOUCHED} THEN 1 ELSE 0 END AS untouched, "
-            f"COUNT(*) AS mailboxes, "
+            f"COUNT(*) AS mailboxes, SUM(m.incoming_enabled) AS incoming_rows, "
             f"SUM(CASE WHEN {_ENABLED} THEN 1 ELSE 0 END) AS enabled, "
             f"MIN(CASE WHEN {_ENABLED} THEN s.last_incoming_success END) AS oldest_success, "
             f"SUM(CASE WHEN {_ENABLED} AND s.last_incoming_success IS NULL THEN 1 ELSE 0 END) AS never_succeeded, "
@@ -99,6 +108,7 @@ def _status_figures(stale_before: datetime) -> tuple[dict[str, int], dict[str, i
             f"AS stale "
             f"FROM sync_status s CROSS JOIN mailbox m WHERE m.id = s.mailbox_id AND m.active = 1 "
             f"GROUP BY m.profile_id, s.state, s.last_error_code, untouched", [stale_before])):
+        incoming_rows += row["incoming_rows"]
         if row["untouched"]:
             states[NEVER_CYCLED] += row["enabled"]
         else:
@@ -107,15 +117,27 @@ def _status_figures(stale_before: datetime) -> tuple[dict[str, int], dict[str, i
             failures[row["last_error_code"]] = failures.get(row["last_error_code"], 0) + row["mailboxes"]
         if row["enabled"]:
             _fold(by_profile.setdefault(row["profile_id"], {}), row)
-    return states, failures, by_profile
+    return states, failures, by_profile, incoming_rows
 
 
-def _never_cycled() -> int:
+def _never_cycled(incoming_rows: int) -> int:
     """Mailboxes enabled for incoming processing without a status row at all (enabled before Test &
-    Enable made one, and not yet claimed by a cycle)."""
+    Enable made one, and not yet claimed by a cycle). ``incoming_rows``: the status rows of active
+    mailboxes enabled for incoming, as ``_status_figures`` counted them.
+
+    Test & Enable makes the row as it enables a mailbox and a cycle as it claims one, so such
+    mailboxes are few and gone after a pass: when every mailbox enabled for incoming has its row
+    (the count of them, read from the index of the enabled flags alone, equals ``incoming_rows``)
+    there are none, and no mailbox is read. Only otherwise are the enabled mailboxes' ids matched
+    against the status rows, still from that index, and the mailboxes left over read by id."""
+    enabled_for_incoming = _INCOMING_FLAG[dialect.current().name]
+    enabled = database.execute_sql(f"SELECT COUNT(*) FROM mailbox WHERE {enabled_for_incoming}").fetchone()[0]
+    if enabled == incoming_rows:
+        return 0
     return database.execute_sql(
-        f"SELECT COUNT(*) FROM mailbox m WHERE {_ENABLED} "
-        f"AND NOT EXISTS (SELECT 1 FROM sync_status s WHERE s.mailbox_id = m.id)").fetchone()[0]
+        f"SELECT COUNT(*) FROM (SELECT id FROM mailbox WHERE {enabled_for_incoming} "
+        "AND id NOT IN (SELECT mailbox_id FROM sync_status)) rowless "
+        f"CROSS JOIN mailbox m WHERE m.id = rowless.id AND {_ENABLED}").fetchone()[0]
 
 
 def _fold(figures: dict[str, Any], row: dict[str, Any]) -> None:

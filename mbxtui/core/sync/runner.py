@@ -180,6 +180,9 @@ class SyncRunner:
             profile = rows[box.profile_id]
             reads_after = (box.process_email_after or profile.process_email_from or _as_datetime(since.get(box.id))
                            or self.clock())
+            # Mail servers date a message to the second: one received in the boundary's second may
+            # have come after it, and is read (R24).
+            reads_after = _as_datetime(reads_after).replace(microsecond=0)
             own = None if box.is_forward else Party(
                 box.user_id, box.queue_id, effective_tracking(box.tracking, box.regarding, settings.tracking_users,
                                                                settings.tracking_queues))

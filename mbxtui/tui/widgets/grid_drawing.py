@@ -15,6 +15,7 @@ from textual.strip import Strip
 
 from mbxtui.core.display import safe
 from mbxtui.core.services.mailbox_pages import GridRow
+from mbxtui.core.services.mailbox_views import not_processed_reason
 
 
 class Column(NamedTuple):
@@ -57,6 +58,7 @@ STATUS_TEXT = {"success": ("passed", "success"), "failure": ("failed", "failure"
 APPROVAL_STYLE = {"approved": None, "pending": "warning", "rejected": "failure", "empty": "muted"}
 SYNC_STYLE = {"idle": None, "processing": "success", "waiting": "warning", "disabled": "failure"}
 UNUSED = ("—", "muted")
+NOT_READ = ("not read", "warning")  # no cycle reads its incoming mail (an Exchange profile; mailbox detail says why)
 
 # The styles the lines are drawn with (a row's cells name them by suffix: "muted", "cursor"...).
 COMPONENT_CLASSES: set[str] = {
@@ -152,10 +154,16 @@ def row_view(row: GridRow) -> RowView:
         "act_status": status(row.act_method, row.act_status),
         "enabled": (enabled, "success" if any_enabled else "muted"),
         "last_tested": tested,
-        "sync_state": (safe(row.sync_state), SYNC_STYLE.get(row.sync_state)) if row.sync_state else UNUSED,
+        "sync_state": _sync_state(row),
         "last_sync": (safe(row.last_sync)[:16], None) if row.last_sync else ("never" if row.sync_state else "—",
                                                                              "muted"),
     }, bool(row.active))
+
+
+def _sync_state(row: GridRow) -> Cell:
+    if not_processed_reason(row.profile_type, row.incoming_method) is not None:
+        return NOT_READ
+    return (safe(row.sync_state), SYNC_STYLE.get(row.sync_state)) if row.sync_state else UNUSED
 
 
 def layout(columns: list[Column], width: int, sort: str) -> Layout:

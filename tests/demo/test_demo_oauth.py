@@ -224,3 +224,11 @@ def test_imap_and_smtp_take_the_providers_token_by_oauthbearer_too(demo: Demo):
         code, challenge = smtp.docmd("AUTH", f"OAUTHBEARER {refused_initial}")
         assert code == 334 and json.loads(base64.b64decode(challenge))["status"] == "invalid_token"
         assert smtp.docmd(base64.b64encode(b"\x01").decode()) == (535, b"5.7.3 Authentication unsuccessful")
+
+
+def test_the_sandbox_refuses_an_expired_token_and_one_for_another_audience():
+    expired = identity_provider.TokenRegistry(seed.DOMAIN, lifetime=-1)
+    assert not expired.allows(expired.issue(identity_provider.CLIENT_ID, identity_provider.AUDIENCE), GRANTED[0])
+    registry = identity_provider.TokenRegistry(seed.DOMAIN)
+    assert registry.allows(registry.issue(identity_provider.CLIENT_ID, identity_provider.AUDIENCE), GRANTED[0])
+    assert not registry.allows(registry.issue(identity_provider.CLIENT_ID, "https://graph.microsoft.com"), GRANTED[0])

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from mbxtui.cli import profile_detect
+from mbxtui.cli import profile_detect, profile_diagnose
 from mbxtui.cli.context import Context, read_secret
 from mbxtui.cli.options import Commands, command, group, json_option, metavar, secret_options, switch
 from mbxtui.cli.output import EXIT_OK, EXIT_TEST_FAILED, emit, print_json, print_record, safe, table
@@ -191,3 +191,4 @@ def register(commands: Commands) -> None:
     p.add_argument("profile", metavar="NAME")
     json_option(p)
     profile_detect.register(profiles)
+    profile_diagnose.register(profiles)

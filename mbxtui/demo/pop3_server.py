@@ -1,7 +1,8 @@
 """A small POP3 server for the sandbox (RFC 1939, CAPA and STLS from RFC 2449 and 2595, AUTH from
 RFC 5034): enough for a mail client to connect, secure the connection, log in and count its mail.
 
-Commands: CAPA, STLS, USER, PASS, AUTH (PLAIN with an authorization identity, XOAUTH2), STAT,
+Commands: CAPA, STLS, USER, PASS, AUTH (PLAIN with an authorization identity, XOAUTH2; a command
+line of at most 255 octets, as RFC 5034 section 4 and Exchange Online hold a client to), STAT,
 LIST, UIDL, TOP, DELE, NOOP, RSET, QUIT: enough for processing to read the maildrop (never RETR)
 and delete what it processed, at QUIT as RFC 1939 says.
 """
@@ -22,6 +23,7 @@ log = logging.getLogger("mbxtui.demo.servers")
 
 GREETING = "+OK Fernhill Mail POP3 server (mbxtui demo sandbox) ready"
 MAX_FAILED_LOGINS = 5
+MAX_COMMAND_OCTETS = 255  # RFC 2449 4, CRLF included: a longer AUTH initial response follows the "+ "
 MAX_BAD_COMMANDS = 20
 
 
@@ -112,6 +114,11 @@ class Pop3Session:
 
     async def _cmd_AUTH(self, argument: str) -> None:
         if not await self._may_authenticate():
+            return
+        if len(f"AUTH {argument}\r\n".encode()) > MAX_COMMAND_OCTETS:
+            # As Exchange Online does: RFC 5034 4 has the client send such a response after the "+ ".
+            await self._error(f"AUTH command longer than {MAX_COMMAND_OCTETS} octets: send the initial "
+                              "response after the server's + (RFC 5034)")
             return
         mechanism, _, initial = argument.strip().partition(" ")
         mechanism = mechanism.upper()

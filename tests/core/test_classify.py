@@ -191,6 +191,27 @@ def test_transient_and_permanent_follow_r14():
     assert not classify(TypeError("bug"), Step.SEND, SMTP).transient
 
 
+def test_5_7_139_is_smtp_auth_disabled_whatever_the_credentials():
+    for said in (b"5.7.139 Authentication unsuccessful, basic authentication is disabled.",
+                 b"5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated"):
+        failure = classify(smtplib.SMTPAuthenticationError(535, said), Step.AUTHENTICATE, SMTP)
+        assert failure.code == ErrorCode.SMTP_AUTH_DISABLED and not failure.transient
+        assert "Set-TransportConfig -SmtpClientAuthenticationDisabled $false" in failure.message
+
+
+def test_a_hand_set_token_lacking_a_scope_is_told_apart_from_an_invalid_one_by_the_error_challenge():
+    lacking = ProbeContext("IMAP", IMAP.endpoint, "alice@example.com", secret_name="OAuth2 token",
+                           oauth_error={"status": "insufficient_scope", "scope": "mail.read"})
+    invalid = ProbeContext("IMAP", IMAP.endpoint, "alice@example.com", secret_name="OAuth2 token",
+                           oauth_error={"status": "invalid_token"})
+    refused = LoginError("AUTHENTICATE failed.")
+
+    assert classify(refused, Step.AUTHENTICATE, lacking).code == ErrorCode.OAUTH_PERMISSION_MISSING
+    assert "lacks the scope mail.read" in classify(refused, Step.AUTHENTICATE, lacking).message
+    assert classify(refused, Step.AUTHENTICATE, invalid).code == ErrorCode.AUTH_FAILED
+    assert "invalid or expired" in classify(refused, Step.AUTHENTICATE, invalid).message
+
+
 def _bug() -> None:
     raise TypeError("unsupported operand type(s)")
 

@@ -55,6 +55,7 @@ class Client:
     certificate_pem: bytes | None
     roles: tuple[str, ...]
     domain: str
+    consented: bool = True  # False: the grant answers AADSTS65001 (no admin consent)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class OAuthProvider:
     certificates: LabCertificates
     token_lifetime: int = 3600
     unavailable: bool = False
+    jwt_audience: str | None = None  # set: client credentials tokens are JWTs for this audience, as Entra ID's
     clients: dict[tuple[str, str], Client] = field(default_factory=dict)
     issued: dict[str, Issued] = field(default_factory=dict)
     token_requests: dict[str, int] = field(default_factory=dict)
@@ -91,8 +93,8 @@ class OAuthProvider:
 
     def register(self, tenant: str, client_id: str, *, secret: str | None = None,
                  certificate_pem: bytes | None = None, roles: tuple[str, ...] = ALL_ROLES,
-                 domain: str = "example.test") -> Client:
-        client = Client(tenant, client_id, secret, certificate_pem, roles, domain)
+                 domain: str = "example.test", consented: bool = True) -> Client:
+        client = Client(tenant, client_id, secret, certificate_pem, roles, domain, consented)
         self.clients[(tenant, client_id)] = client
         return client
 
@@ -163,7 +165,14 @@ class OAuthProvider:
                          f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the "
                          f"request is the client secret value, not the client secret ID, for a secret added "
                          f"to app '{client_id}'."}
-        token = secrets.token_urlsafe(32)
+        if not client.consented:
+            return 400, {"error": "invalid_grant", "suberror": "consent_required", "error_description":
+                         f"AADSTS65001: The user or administrator has not consented to use the application with "
+                         f"ID '{client_id}'. Send an interactive authorization request for this user and resource."}
+        token = secrets.token_urlsafe(32) if self.jwt_audience is None else jwt.encode(
+            {"aud": self.jwt_audience, "iss": f"https://sts.windows.net/{realm}/", "tid": realm, "appid": client_id,
+             "roles": list(client.roles), "iat": int(time.time()), "exp": int(time.time()) + self.token_lifetime},
+            secrets.token_bytes(32), algorithm="HS256")
         with self._lock:
             self.issued[token] = Issued(client, client.roles, time.time() + self.token_lifetime)
         return 200, {"token_type": "Bearer", "expires_in": self.token_lifetime,

@@ -105,6 +105,11 @@ def _said(answer: dict[str, Any]) -> str:
 
 def _issued(settings: OAuthSettings, answer: dict[str, Any]) -> IssuedToken:
     if "access_token" not in answer:
+        if _consent_missing(answer):
+            raise TokenError(ErrorCode.OAUTH_CONSENT_MISSING,
+                             f"the OAuth provider {settings.where} refused a token: no administrator has consented to "
+                             f"client {settings.client_id or ''!r} (provider said: {_said(answer)}): grant admin consent "
+                             f"in Entra ID > App registrations > the app > API permissions > Grant admin consent")
         if answer.get("error"):  # RFC 6749 5.2: the client, its grant or its scope refused
             raise _rejected(settings, _said(answer))
         raise _unreachable(settings, "its answer held no access token")
@@ -113,6 +118,12 @@ def _issued(settings: OAuthSettings, answer: dict[str, Any]) -> IssuedToken:
     except (TypeError, ValueError):
         expires_in = 3600.0
     return IssuedToken(Secret(str(answer["access_token"])), expires_in)
+
+
+def _consent_missing(answer: dict[str, Any]) -> bool:
+    """Entra ID's AADSTS65001 (``consent_required``): the app is known, its permissions not consented."""
+    return ("consent_required" in (answer.get("error"), answer.get("suberror"))
+            or "AADSTS65001" in str(answer.get("error_description") or ""))
 
 
 def _microsoft365(settings: OAuthSettings, kind: str, credential: Secret, session: _Session) -> IssuedToken:

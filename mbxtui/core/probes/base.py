@@ -59,6 +59,8 @@ class ErrorCode(StrEnum):
     OAUTH_CLIENT_REJECTED = "OAUTH_CLIENT_REJECTED"  # the provider refused the client's credential
     OAUTH_PROVIDER_UNREACHABLE = "OAUTH_PROVIDER_UNREACHABLE"  # no token: refused, timed out, 5xx
     OAUTH_PERMISSION_MISSING = "OAUTH_PERMISSION_MISSING"  # a freshly issued token refused by the mail server
+    OAUTH_CONSENT_MISSING = "OAUTH_CONSENT_MISSING"  # the provider: no admin consent for the app (AADSTS65001)
+    SMTP_AUTH_DISABLED = "SMTP_AUTH_DISABLED"  # 5.7.139: SMTP AUTH turned off for the tenant or the mailbox
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -144,6 +146,7 @@ class ProbeResult:
     steps: list[StepResult] = field(default_factory=list)
     failure: Failure | None = None
     message_id: str | None = None  # the test message sent (SMTP) or found (IMAP verify)
+    mechanism: str | None = None  # the SASL mechanism of the login (XOAUTH2, OAUTHBEARER, PLAIN), once tried
 
     @property
     def ok(self) -> bool:

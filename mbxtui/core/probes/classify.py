@@ -60,6 +60,12 @@ _STEP_PHRASES = {
 }
 # What a mail server of Microsoft 365 wants an app to hold to log in as a mailbox, by protocol.
 _APP_PERMISSIONS = {"IMAP": "IMAP.AccessAsApp", "POP3": "POP.AccessAsApp", "SMTP": "SMTP.SendAsApp"}
+# The statuses of an OAuth2 error challenge (RFC 7628 3.2.2, RFC 6750 3.1) for a valid token that may
+# not do this: the login would pass with more permissions.
+_INSUFFICIENT_SCOPE = frozenset({"insufficient_scope", "403"})
+# Exchange Online's "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for
+# the Tenant / the Mailbox" (and 5.7.139's kin: basic authentication turned off).
+_SMTP_AUTH_DISABLED_MARKERS = ("5.7.139", "SMTPCLIENTAUTHENTICATION IS DISABLED")
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ class ProbeContext:
     secret_name: str = "password"
     concealed: list[Secret] = field(default_factory=list)  # secrets (and their encodings) never to quote
     token_issued: bool = False  # the login's token was just issued by the profile's OAuth provider
+    # What the server's OAuth2 error challenge said (RFC 7628: status, scope), filled in during the login.
+    oauth_error: dict[str, str] = field(default_factory=dict)
 
     @property
     def where(self) -> str:
@@ -263,10 +271,30 @@ def _server_busy(context: ProbeContext, said: str) -> tuple[ErrorCode, str]:
 
 
 def _login_refused(context: ProbeContext, said: str) -> tuple[ErrorCode, str]:
+    challenge = context.oauth_error
+    wanted = challenge.get("scope")
+    if challenge and not context.token_issued:
+        # A token set by hand: what the server's error challenge says (RFC 7628 3.2.2) decides.
+        if challenge.get("status") in _INSUFFICIENT_SCOPE:
+            return (
+                ErrorCode.OAUTH_PERMISSION_MISSING,
+                f"the {context.protocol} server at {context.where} accepted the OAuth2 token of "
+                f"{context.login!r} but it lacks the scope {wanted or 'the server needs'} (server said: {said}; "
+                f"status {challenge.get('status', '?')}): get a token granted that scope, then set it again",
+            )
+        return (
+            ErrorCode.AUTH_FAILED,
+            f"the {context.protocol} server at {context.where} refused the OAuth2 token of {context.login!r} "
+            f"as invalid or expired (server said: {said}; status {challenge.get('status', '?')}"
+            f"{f', scope {wanted}' if wanted else ''}): set a new token granted that scope, or let the profile "
+            f"fetch its own (--oauth-provider)",
+        )
     if context.token_issued:
         # The provider accepted the client and issued the token a moment ago: what the server
         # refuses is what the token may do, or whom it may act for.
         permission = _APP_PERMISSIONS.get(context.protocol, "mail")
+        if challenge:  # what the server's error challenge said, as the server's own words
+            said = "; ".join([said] + [f"{key} {challenge[key]}" for key in ("status", "scope") if key in challenge])
         return (
             ErrorCode.OAUTH_PERMISSION_MISSING,
             f"the {context.protocol} server at {context.where} refused the OAuth2 token the provider "
@@ -396,6 +424,8 @@ def _smtp_failure(
             f"the SMTP server at {context.where} still requires authentication ({said}): check "
             f"the profile's authentication and TLS settings",
         )
+    if isinstance(exc, smtplib.SMTPAuthenticationError) and _has_marker(said, _SMTP_AUTH_DISABLED_MARKERS):
+        return _smtp_auth_disabled(context, said)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         if code in (504, 534, 538):
             return (
@@ -426,6 +456,25 @@ def _smtp_failure(
             f"server's log and its client restrictions",
         )
     return _protocol_error(exc, step, context)
+
+
+def _smtp_auth_disabled(context: ProbeContext, said: str) -> tuple[ErrorCode, str]:
+    """Exchange Online refuses every login, whatever the credentials, where SMTP AUTH is off."""
+    mailbox = context.acting_for or context.login
+    if "MAILBOX" in said.upper():
+        where = (f"for the mailbox {mailbox!r}: turn on Authenticated SMTP in the Microsoft 365 admin "
+                 f"center > Users > Active users > {mailbox} > Mail > Manage email apps, or "
+                 f"`Set-CASMailbox -Identity {mailbox} -SmtpClientAuthenticationDisabled $false`")
+    else:
+        where = ("for the tenant: turn it on in the Microsoft 365 admin center > Settings > Org settings > "
+                 "Mail > Authenticated SMTP, or `Set-TransportConfig -SmtpClientAuthenticationDisabled "
+                 "$false` (or for this mailbox alone: `Set-CASMailbox -Identity "
+                 f"{mailbox} -SmtpClientAuthenticationDisabled $false`)")
+    return (
+        ErrorCode.SMTP_AUTH_DISABLED,
+        f"the SMTP server at {context.where} says SMTP AUTH is disabled (server said: {said}), so no "
+        f"login can pass: it is off {where}",
+    )
 
 
 def _recipient_refused(

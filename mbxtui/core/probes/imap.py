@@ -3,6 +3,7 @@ and, after an outgoing test, look for the test message in it."""
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import logging
 import re
@@ -10,9 +11,10 @@ import socket
 import time
 
 from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
 
 from mbxtui.core.probes.base import Credentials, Endpoint, ErrorCode, ProbeResult, Step
-from mbxtui.core.probes.session import ProbeSession, StepFailed
+from mbxtui.core.probes.session import ProbeSession, StepFailed, oauth_mechanism
 from mbxtui.core.probes.tls import MOST_BYTES_RECEIVED, TooMuchData, describe_tls
 
 _POLL_INTERVAL = 0.2
@@ -130,24 +132,46 @@ def open_session(session: ProbeSession) -> IMAPClient:
 
 def _log_in(client: IMAPClient, session: ProbeSession) -> None:
     credentials = session.credentials
-    mechanism = "XOAUTH2" if credentials.kind == "oauth2" else "PLAIN"
     capabilities = client.capabilities()
-    if f"AUTH={mechanism}".encode() not in capabilities:
-        offered = [c.decode()[5:] for c in capabilities if c.startswith(b"AUTH=")]
+    offered = [c.decode()[5:].upper() for c in capabilities if c.startswith(b"AUTH=")]
+    if credentials.kind == "oauth2":
+        mechanism = oauth_mechanism(offered)
+        if mechanism is None:
+            raise session.auth_unavailable(" ".join(offered))
+        session.result.mechanism = mechanism
+        _oauth_login(client, session, mechanism)
+        return
+    if "PLAIN" not in offered:
         raise session.auth_unavailable(" ".join(offered))
     # imapclient builds the SASL string itself; building the same one here registers its base64
     # form with the session, so a server that quotes it back never gets it into a message.
-    if credentials.kind == "oauth2":
-        session.sasl_xoauth2()
-        client.oauth2_login(credentials.username, credentials.secret.reveal())
-    else:
-        session.sasl_plain()
-        # AUTHENTICATE PLAIN sends UTF-8, where LOGIN fails on non-ASCII passwords.
-        client.plain_login(
-            credentials.username,
-            credentials.secret.reveal(),
-            authorization_identity=credentials.authorization_identity,
-        )
+    session.sasl_plain()
+    # AUTHENTICATE PLAIN sends UTF-8, where LOGIN fails on non-ASCII passwords.
+    client.plain_login(
+        credentials.username,
+        credentials.secret.reveal(),
+        authorization_identity=credentials.authorization_identity,
+    )
+
+
+def _oauth_login(client: IMAPClient, session: ProbeSession, mechanism: str) -> None:
+    """``AUTHENTICATE XOAUTH2`` or ``OAUTHBEARER``: a second challenge is the server's JSON error
+    (kept for the refusal's sentence), answered as each mechanism wants to end the exchange."""
+    response = base64.b64decode(session.sasl_oauth(mechanism).reveal())
+    challenges = 0
+
+    def answer(challenge: bytes) -> bytes:
+        nonlocal challenges
+        challenges += 1
+        if challenges == 1:
+            return response
+        session.note_oauth_challenge(challenge)
+        return b"\x01" if mechanism == "OAUTHBEARER" else b""
+
+    try:
+        client._command_and_check("authenticate", mechanism, answer)
+    except imaplib.IMAP4.error as refused:  # as imapclient's own oauth2_login reports it
+        raise LoginError(str(refused)) from refused
 
 
 def _search_until_found(client: IMAPClient, message_id: str, wait: float) -> list[int]:

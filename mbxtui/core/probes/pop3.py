@@ -8,11 +8,12 @@ import socket
 from collections.abc import Callable
 
 from mbxtui.core.probes.base import Credentials, Endpoint, ProbeResult, Step
-from mbxtui.core.probes.session import ProbeSession
+from mbxtui.core.probes.session import ProbeSession, oauth_mechanism
 from mbxtui.core.probes.tls import describe_tls
 from mbxtui.core.secret_value import Secret
 
 Capabilities = dict[str, list[str]]
+MAX_COMMAND_OCTETS = 255  # RFC 2449 4: a command line, CRLF included
 
 
 def probe(endpoint: Endpoint, credentials: Credentials, *, connection_only: bool = False) -> ProbeResult:
@@ -104,7 +105,12 @@ def _capabilities(pop: poplib.POP3) -> Capabilities | None:
 def _log_in(pop: poplib.POP3, session: ProbeSession, capabilities: Capabilities | None) -> None:
     credentials = session.credentials
     if credentials.kind == "oauth2":
-        _authenticate(pop, session, capabilities, "XOAUTH2", session.sasl_xoauth2)
+        offered = capabilities.get("SASL", []) if capabilities is not None else None
+        # A server without CAPA says nothing of its mechanisms: XOAUTH2 is tried.
+        mechanism = "XOAUTH2" if offered is None else oauth_mechanism(offered)
+        if mechanism is None:
+            raise session.auth_unavailable(" ".join(offered or []))
+        _authenticate(pop, session, capabilities, mechanism, lambda: session.sasl_oauth(mechanism))
     elif (
         credentials.authorization_identity
         or not credentials.username.isascii()
@@ -123,16 +129,26 @@ def _authenticate(
     mechanism: str,
     response: Callable[[], Secret],
 ) -> None:
-    """``AUTH mechanism initial-response`` (RFC 5034)."""
+    """``AUTH mechanism initial-response`` (RFC 5034), the response after the server's ``+`` when
+    the command would be longer than POP3 allows (255 octets with its CRLF, RFC 5034 section 4: an
+    OAuth2 token from Microsoft 365 always is, and Exchange Online insists)."""
     if capabilities is not None:
         offered = capabilities.get("SASL", [])
         if mechanism not in offered:
             raise session.auth_unavailable(" ".join(offered))
-    reply = pop._shortcmd(f"AUTH {mechanism} {response().reveal()}")
+    session.result.mechanism = mechanism
+    initial = response().reveal()
+    if len(f"AUTH {mechanism} {initial}\r\n") <= MAX_COMMAND_OCTETS:
+        reply = pop._shortcmd(f"AUTH {mechanism} {initial}")
+    else:
+        pop._shortcmd(f"AUTH {mechanism}")  # "+ ": the server waits for the response
+        reply = pop._shortcmd(initial)
     if not reply.startswith(b"+OK"):
-        # A "+" continuation: the server has more to say (XOAUTH2 sends its error this way). An
-        # empty answer ends the exchange and makes the server give its verdict, -ERR raising.
-        pop._shortcmd("")
+        # A "+" continuation: the server has more to say (an OAuth2 error as base64 JSON). The answer
+        # that ends the exchange (XOAUTH2: empty; OAUTHBEARER: %x01) makes the server give its
+        # verdict, -ERR raising.
+        session.note_oauth_challenge(reply[1:])
+        pop._shortcmd("AQ==" if mechanism == "OAUTHBEARER" else "")
 
 
 def close_session(pop: poplib.POP3, session: ProbeSession) -> None:

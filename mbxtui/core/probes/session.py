@@ -8,8 +8,10 @@ The protocol modules describe the conversation; the session turns every way it c
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import ipaddress
+import json
 import socket
 import ssl
 import threading
@@ -38,6 +40,8 @@ from mbxtui.core.probes.tls import BoundedSocket, Deadline, describe_tls, ssl_co
 from mbxtui.core.secret_value import CONCEALED, Secret
 
 TLS_MODES = ("implicit", "starttls", "none")
+# OAUTHBEARER is used only where XOAUTH2 is not offered: every server that knows both takes XOAUTH2.
+OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
 CREDENTIAL_KINDS = ("password", "oauth2", "none")
 # After these the server no longer follows the conversation: a goodbye (LOGOUT, QUIT) would wait
 # for an answer that does not come, holding the probe until its deadline.
@@ -51,6 +55,11 @@ _CONVERSATION_BROKEN = frozenset(
         ErrorCode.INTERNAL_ERROR,
     }
 )
+
+
+def oauth_mechanism(offered: list[str] | set[str]) -> str | None:
+    """The SASL mechanism an OAuth2 login uses among those the server offers (upper case)."""
+    return next((mechanism for mechanism in OAUTH_MECHANISMS if mechanism in offered), None)
 
 
 class StepFailed(Exception):
@@ -201,7 +210,7 @@ class ProbeSession:
         )
 
     def auth_unavailable(self, offered: str) -> StepFailed:
-        wanted = "XOAUTH2" if self.credentials.kind == "oauth2" else "PLAIN"
+        wanted = "XOAUTH2 or OAUTHBEARER" if self.credentials.kind == "oauth2" else "PLAIN"
         return StepFailed(
             ErrorCode.AUTH_UNAVAILABLE,
             f"the {self.context.protocol} server at {self.context.where} does not offer "
@@ -223,6 +232,35 @@ class ProbeSession:
         return self._concealed_base64(
             Secret(f"user={credentials.username}\x01auth=Bearer {credentials.secret.reveal()}\x01\x01")
         )
+
+    def sasl_oauthbearer(self) -> Secret:
+        """RFC 7628's initial client response: a GS2 header naming the mailbox, then the bearer token."""
+        credentials = self.credentials
+        identity = credentials.username.replace("=", "=3D").replace(",", "=2C")
+        return self._concealed_base64(Secret(
+            f"n,a={identity},\x01host={self.endpoint.host}\x01port={self.endpoint.port}\x01"
+            f"auth=Bearer {credentials.secret.reveal()}\x01\x01"))
+
+    def sasl_oauth(self, mechanism: str) -> Secret:
+        return self.sasl_oauthbearer() if mechanism == "OAUTHBEARER" else self.sasl_xoauth2()
+
+    def note_oauth_challenge(self, challenge: bytes | str) -> None:
+        """Keep what a server's OAuth2 error challenge says (RFC 7628 3.2.2: base64 JSON with
+        ``status``, ``scope``...), for the sentence of the refusal that follows."""
+        if isinstance(challenge, str):
+            challenge = challenge.encode("ascii", "replace")
+        challenge = challenge.strip()
+        try:
+            decoded = json.loads(base64.b64decode(challenge, validate=True)) if challenge else None
+        except (binascii.Error, ValueError):
+            try:  # imaplib hands the challenge over decoded already
+                decoded = json.loads(challenge)
+            except ValueError:
+                return
+        if isinstance(decoded, dict):
+            self.context.oauth_error.update(
+                {key: " ".join(str(value).split())[:200] for key, value in decoded.items()
+                 if key in ("status", "scope", "schemes") and isinstance(value, (str, int))})
 
     def _concealed_base64(self, text: Secret) -> Secret:
         encoded = Secret(base64.b64encode(text.reveal().encode("utf-8")).decode("ascii"))

@@ -10,9 +10,10 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 from mbxtui.core.probes.base import Credentials, Endpoint, ProbeResult, Step
-from mbxtui.core.probes.session import ProbeSession
+from mbxtui.core.probes.session import ProbeSession, oauth_mechanism
 from mbxtui.core.probes.tls import describe_tls
 
+MAX_COMMAND_OCTETS = 512  # RFC 5321 4.5.3.1.4: a command line, CRLF included
 TEST_SUBJECT = "Your mailbox is now connected"
 TEST_BODY = (
     "This message was sent by mbxtui to test that this mailbox can send email.\n"
@@ -153,19 +154,32 @@ def _say_hello(smtp: smtplib.SMTP) -> None:
 
 
 def _log_in(smtp: smtplib.SMTP, session: ProbeSession) -> None:
-    """``AUTH PLAIN`` or ``AUTH XOAUTH2`` with an initial response built here: ``SMTP.login()``
-    encodes as ASCII and fails on non-ASCII passwords, and has no authorization identity."""
+    """``AUTH PLAIN``, ``XOAUTH2`` or ``OAUTHBEARER`` with an initial response built here:
+    ``SMTP.login()`` encodes as ASCII and fails on non-ASCII passwords, and has no authorization
+    identity."""
     oauth2 = session.credentials.kind == "oauth2"
-    mechanism = "XOAUTH2" if oauth2 else "PLAIN"
     offered = smtp.esmtp_features.get("auth", "").upper().split()
-    if mechanism not in offered:
+    mechanism = oauth_mechanism(offered) if oauth2 else ("PLAIN" if "PLAIN" in offered else None)
+    if mechanism is None:
         raise session.auth_unavailable(" ".join(offered))
-    response = session.sasl_xoauth2() if oauth2 else session.sasl_plain()
-    code, reply = smtp.docmd("AUTH", f"{mechanism} {response.reveal()}")
+    session.result.mechanism = mechanism
+    response = session.sasl_oauth(mechanism) if oauth2 else session.sasl_plain()
+    if len(f"AUTH {mechanism} {response.reveal()}\r\n") <= MAX_COMMAND_OCTETS:
+        code, reply = smtp.docmd("AUTH", f"{mechanism} {response.reveal()}")
+    else:
+        # RFC 4954 4: an initial response that would make the command too long for SMTP (an Entra ID
+        # token usually does) follows the server's empty 334 challenge instead.
+        code, reply = smtp.docmd("AUTH", mechanism)
+        if code == 334:
+            code, reply = smtp.docmd(response.reveal())
     if code == 334:
-        # XOAUTH2 sends its error as a challenge, answered with an empty line; a PLAIN server
-        # that ignored the initial response asks for it.
-        code, reply = smtp.docmd("" if oauth2 else response.reveal())
+        if oauth2:
+            # The OAuth2 error as a base64 JSON challenge, answered so the server ends the exchange
+            # (XOAUTH2: an empty line; OAUTHBEARER: %x01, RFC 7628 3.2.3).
+            session.note_oauth_challenge(reply)
+            code, reply = smtp.docmd("AQ==" if mechanism == "OAUTHBEARER" else "")
+        else:  # a PLAIN server that ignored the initial response asks for it
+            code, reply = smtp.docmd(response.reveal())
     if code != 235:
         raise smtplib.SMTPAuthenticationError(code, reply)
 

@@ -8,8 +8,9 @@ What it serves, as Entra ID does for a tenant:
 * ``POST /TENANT/oauth2/v2.0/token``: the client credentials grant, answering a wrong secret with
   AADSTS7000215 (invalid_client) and an unknown client with AADSTS700016 (unauthorized_client).
 
-Tokens are opaque random strings kept in memory (``TokenRegistry``), each with its client, audience
-and expiry. A token acts for the mailboxes of the demo domain its app was granted: every one but
+Tokens are JWTs shaped as Entra ID's app-only tokens (aud, iss, tid, appid, roles, exp), signed with
+a key the process draws at start (HS256: only this process checks them), so that ``profile
+diagnose`` reads their claims as it reads a real tenant's. A token acts for the mailboxes of the demo domain its app was granted: every one but
 ``UNGRANTED_MAILBOX``, whose access was never given to the app's service principal (as
 ``Add-MailboxPermission`` would), so the sandbox refuses its login as Exchange Online does.
 """
@@ -26,12 +27,15 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
+import jwt  # PyJWT, which msal brings
+
 log = logging.getLogger("mbxtui.demo.servers")
 
 TENANT = "7f3a9c52-1e4b-4d8a-b6f0-2c5e8a1d9b34"  # Fernhill's directory (tenant) id
 CLIENT_ID = "c4a8e1f2-6b3d-4a9e-8f17-d25b0c6e3a91"  # the mbxtui app registration
 CLIENT_SECRET = "Fhl8Q~demo.app-secret_2Wn5"
 AUDIENCE = "https://outlook.office365.com"
+ROLES = ("IMAP.AccessAsApp", "POP.AccessAsApp", "SMTP.SendAsApp")
 SCOPE = f"{AUDIENCE}/.default"
 TOKEN_LIFETIME = 3599  # seconds, as Entra ID answers
 UNGRANTED_MAILBOX = "noor.haddad@fernhill.example"
@@ -47,19 +51,24 @@ class IssuedToken:
 
 
 class TokenRegistry:
-    """The tokens the provider issued, shared with the sandbox mail servers in the same process.
-    Thread-safe: the provider answers in threads of its own, the servers on their event loop."""
+    """Issues the provider's tokens and checks them for the sandbox mail servers in the same
+    process; remembers the unexpired ones it issued (for the tests' leak checks). Thread-safe: the
+    provider answers in threads of its own, the servers on their event loop."""
 
     def __init__(self, domain: str, lifetime: float = TOKEN_LIFETIME) -> None:
         self.domain = domain.lower()
         self.lifetime = lifetime
         self.ungranted = {UNGRANTED_MAILBOX}
+        self._key = secrets.token_bytes(32)
         self._issued: dict[str, IssuedToken] = {}
         self._lock = threading.Lock()
 
     def issue(self, client_id: str, audience: str) -> str:
-        token = secrets.token_urlsafe(48)
         now = time.time()
+        claims = {"aud": audience, "iss": f"https://sts.windows.net/{TENANT}/", "iat": int(now), "nbf": int(now),
+                  "exp": int(now + self.lifetime), "tid": TENANT, "appid": client_id, "roles": list(ROLES),
+                  "sub": client_id, "uti": secrets.token_urlsafe(16), "ver": "1.0"}
+        token = jwt.encode(claims, self._key, algorithm="HS256")
         with self._lock:
             self._issued = {value: held for value, held in self._issued.items() if held.expires_at > now}
             self._issued[token] = IssuedToken(client_id, audience, now + self.lifetime)
@@ -71,14 +80,16 @@ class TokenRegistry:
             return list(self._issued)
 
     def allows(self, token: str, mailbox: str) -> bool:
-        """Whether ``token`` is one this provider issued, unexpired, for Exchange Online, to an app
-        granted access to ``mailbox``."""
-        with self._lock:
-            held = self._issued.get(token)
+        """Whether ``token`` is one this provider signed, unexpired, for Exchange Online, to the demo's
+        app in its tenant, and that app was granted access to ``mailbox``."""
+        try:
+            claims = jwt.decode(token, self._key, algorithms=["HS256"], audience=AUDIENCE,
+                                options={"require": ["exp", "aud", "tid", "appid"]})
+        except jwt.PyJWTError:
+            return False
         mailbox = mailbox.strip().lower()
-        return (held is not None and held.expires_at > time.time() and held.audience == AUDIENCE
-                and held.client_id == CLIENT_ID and mailbox.rpartition("@")[2] == self.domain
-                and mailbox not in self.ungranted)
+        return (claims["tid"] == TENANT and claims["appid"] == CLIENT_ID
+                and mailbox.rpartition("@")[2] == self.domain and mailbox not in self.ungranted)
 
 
 class IdentityProvider:

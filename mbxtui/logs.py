@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -45,11 +46,32 @@ def log_file_from(flag: str | None) -> Path | None:
     return Path(chosen).expanduser() if chosen else None
 
 
+class LogFile(logging.FileHandler):
+    """A log file that, once a write fails (a full disk), stops writing and keeps why in
+    ``failure``, instead of printing a traceback on the terminal for every line."""
+
+    failure: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failure is None:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        self.failure = getattr(error, "strerror", None) or str(error)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:
+            self.failure = self.failure or exc.strerror
+
+
 def open_log_file(path: Path) -> logging.Handler:
     """Start appending mbxtui's log (INFO and above) to ``path``, created owner-only. Raises
     OSError when the file cannot be opened. Returns the handler, for ``close_log_file``."""
     os.close(paths.open_owner_only(path, os.O_APPEND))
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8", errors="backslashreplace")
+    handler = LogFile(path, mode="a", encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(SafeFormatter(FILE_FORMAT))
     logger = logging.getLogger(ROOT)
     logger.addHandler(handler)

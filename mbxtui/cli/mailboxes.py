@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Callable
 
+from mbxtui.cli import mailbox_authorize
 from mbxtui.cli.context import Context, read_secret, selection
 from mbxtui.cli.options import (
     Commands, command, group, json_option, metavar, method_options, paging, secret_options, selection_options,
@@ -222,6 +223,7 @@ def register(commands: Commands) -> None:
     p = command(boxes, "set-password", cmd_mailbox_set_password, "store the mailbox's password in the keyring")
     p.add_argument("email")
     secret_options(p)
+    mailbox_authorize.register(boxes)
     for name, handler, text in BULK_ACTIONS:
         p = command(boxes, name, handler, text)
         selection_options(p)

@@ -66,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     finally:
         logs.close_log_file(handler)
+        failure = getattr(handler, "failure", None)
+        if failure is not None:
+            print(f"mbxtui: warning: the log file {safe(path)} could not be written ({safe(failure)}); "
+                  "what followed is not in it", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     import peewee
 
     from mbxtui.core.errors import MbxError, problem_sentence, refusal
+    from mbxtui.core.faults import fault_sentence
 
     name = " ".join(part for part in (args.command or "console", getattr(args, "subcommand", None)) if part)
     log.info("mbxtui %s: %s", __version__, name)
@@ -86,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         return _refused(name, EXIT_USAGE, f"error: {safe(exc)}")
     except MbxError as exc:
-        return _refused(name, EXIT_ERROR, safe(exc))
+        return _refused(name, EXIT_ERROR, safe(problem_sentence(exc)))
     except (sqlite3.OperationalError, peewee.OperationalError) as exc:
         return _refused(name, EXIT_ERROR, safe(problem_sentence(exc)))
     except peewee.DatabaseError as exc:
-        if refusal(exc) is None:  # not the server refusing the session's role: a bug
+        if refusal(exc) is None and fault_sentence(exc) is None:  # neither a refusal nor the machine: a bug
             return _crashed(name, exc)
         return _refused(name, EXIT_ERROR, safe(problem_sentence(exc)))
     except KeyboardInterrupt:
@@ -99,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("%s: its output was closed", name)
         return EXIT_OK
     except Exception as exc:
+        fault = fault_sentence(exc)  # a full disk or a read-only file system under any write
+        if fault is not None:
+            return _refused(name, EXIT_ERROR, safe(fault))
         return _crashed(name, exc)
     log.info("%s: exit status %d", name, code)
     return code

@@ -21,6 +21,7 @@ SETTINGS_FLAGS = {
     "retry_interval": "retry_interval_minutes", "tracking_users": "tracking_users",
     "tracking_queues": "tracking_queues", "stale_hours": "stale_hours",
     "notification_mailbox": "notification_mailbox",
+    "oauth_refresh_days": "oauth_refresh_days", "oauth_warning_days": "oauth_expiry_warning_days",
 }
 SWITCHES = ("require-approval-users", "require-approval-queues", "error-alerts", "warning-alerts",
             "information-alerts", "notify-owners")
@@ -67,6 +68,10 @@ def register(commands: Commands) -> None:
                    help="the same for queues (R27)")
     p.add_argument("--stale-hours", metavar="HOURS",
                    help="an enabled mailbox without a successful sync for this long is stale, 1–8760 (R31)")
+    p.add_argument("--oauth-refresh-days", metavar="DAYS",
+                   help="a mailbox's own OAuth2 refresh token's life when its provider does not say, 1–3650")
+    p.add_argument("--oauth-warning-days", metavar="DAYS",
+                   help="warn this many days before a mailbox's own OAuth2 authorization can expire, 1–3650")
     p.add_argument("--notification-mailbox", metavar="EMAIL|none",
                    help="the mailbox that sends the owners' alert emails (R32); none clears it")
     json_option(p)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -19,13 +20,16 @@ from peewee import SqliteDatabase
 
 from mbxtui.core import dialect
 from mbxtui.core.errors import MbxError, PermissionDenied, one_line, refusal
+from mbxtui.core.faults import fault_sentence
 from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS, POSTGRES_MIGRATIONS
 from mbxtui.core.models import database
 from mbxtui.core.paths import ensure_private_dir, foreign_owner, is_server_url, open_owner_only, user_name
+from mbxtui.core.sqlite_file import GuardedSqliteDatabase, is_read_only
 
 # One text form for every datetime written through raw SQL, the same as peewee's.
 sqlite3.register_adapter(datetime, lambda value: value.isoformat(sep=" "))
 
+log = logging.getLogger(__name__)
 BUSY_TIMEOUT_SECONDS = 30
 PRAGMAS = {
     "journal_mode": "wal",
@@ -201,11 +205,12 @@ def connect_database(path: Path | str, *, existing_only: bool = False) -> peewee
     if existing_only and not path.is_file():
         raise DatabaseError(f"{path} does not exist")
     _refuse_foreign_owner(path)
-    try:
-        _create_owner_only(path)
-    except OSError as exc:
-        raise DatabaseError(f"cannot create the database {path}: {exc.strerror}") from None
-    db = SqliteDatabase(str(path), pragmas=PRAGMAS, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    if not is_read_only(path):
+        try:
+            _create_owner_only(path)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the database {path}: {exc.strerror}") from None
+    db = GuardedSqliteDatabase(path, pragmas=PRAGMAS, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
     try:
         db.connect(reuse_if_open=True)
         if existing_only:
@@ -213,7 +218,8 @@ def connect_database(path: Path | str, *, existing_only: bool = False) -> peewee
         migrate(db.connection())
     except (sqlite3.DatabaseError, peewee.DatabaseError) as exc:
         db.close()
-        raise DatabaseError(f"cannot open {path} as an mbxtui database: {exc}") from None
+        fault = fault_sentence(exc, path, opening=True)
+        raise DatabaseError(fault or f"cannot open {path} as an mbxtui database: {exc}") from None
     except BaseException:
         db.close()
         raise
@@ -240,12 +246,19 @@ class BackgroundCheckpoints:
         self._thread.start()
 
     def _run(self) -> None:
+        warned = False
         try:
             while not self._stop.wait(self.interval):
                 try:
                     database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                except (sqlite3.Error, peewee.DatabaseError):
-                    pass  # busy or closing: the next round tries again
+                    warned = False
+                except (sqlite3.Error, peewee.DatabaseError) as exc:
+                    # Busy or closing: the next round tries again. A full disk is said once: every
+                    # commit stays in the WAL, which grows until the checkpoint gets through.
+                    fault = fault_sentence(exc)
+                    if fault is not None and not warned:
+                        log.warning("WAL checkpoint: %s", fault)
+                        warned = True
         finally:
             with contextlib.suppress(sqlite3.Error, peewee.DatabaseError):
                 database.close()

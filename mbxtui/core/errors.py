@@ -75,10 +75,16 @@ def refusal(exc: BaseException) -> str | None:
 
 
 def problem_sentence(exc: BaseException) -> str:
-    """What a face shows, on one line, for an exception a call raised: a refusal's own sentence, a
+    """What a face shows, on one line, for an exception a call raised: a fault of the machine
+    (``faults.py``: a full disk, a read-only database, its place), a refusal's own sentence, a
     PostgreSQL server's refusal of the session's role, a database that stayed locked or failed, else
     the kind of error and its text. Secrets never reach an exception's text (R4), and no local
     variable is ever shown."""
+    from mbxtui.core.faults import fault_sentence
+
+    fault = fault_sentence(exc)
+    if fault is not None:  # a full disk, a read-only database...: said with its place, also under a refusal
+        return fault
     text = one_line(exc)
     if isinstance(exc, MbxError):
         return text

@@ -11,6 +11,7 @@ from typing import Callable
 from mbxtui.core.endpoint_binding import binding_of, oauth_binding_of, plaintext_refusal, unconfirmed_sentence
 from mbxtui.core.enums import EXCHANGE_TYPES, OAuthProvider, ProfileType
 from mbxtui.core.oauth import tokens
+from mbxtui.core.oauth import delegated
 from mbxtui.core.oauth.tokens import TokenError
 from mbxtui.core.oauth.settings import OAuthSettings, settings_of
 from mbxtui.core.probes import imap, pop3, smtp
@@ -183,6 +184,10 @@ def credentials_for(direction: str, mailbox: MailboxSnapshot, profile: ProfileSn
                 or Credentials("password", profile.username, value, authorization_identity=login))
     oauth = settings_of(profile)
     if oauth is not None:
+        own_grant = secret("mailbox", mailbox.id, delegated.REFRESH_TOKEN)
+        if own_grant:
+            return (unless_moved("mailbox", own_grant, mailbox.token_bound_to, "authorization")
+                    or _delegated_credentials(mailbox, oauth, own_grant, secret))
         return _issued_credentials(side, mailbox, profile, oauth, secret)
     own = secret("mailbox", mailbox.id, "oauth2-token")
     if own:
@@ -213,6 +218,23 @@ def _issued_credentials(side: str, mailbox: MailboxSnapshot, profile: ProfileSna
     kind = profile.oauth_credential
     return Credentials("oauth2", mailbox.email, token, token_issued=True,
                        on_token_refused=lambda: tokens.discard(oauth, kind, credential, subject, token))
+
+
+def _delegated_credentials(mailbox: MailboxSnapshot, oauth: OAuthSettings, refresh_token: Secret,
+                           secret: SecretLookup) -> Credentials | Withheld:
+    """XOAUTH2 as the mailbox with a token from its own authorization (``mailbox authorize``); a
+    rotated refresh token is saved through the lookup's ``save`` before the token is used."""
+    save = getattr(secret, "save", None)
+    if save is None:
+        return Withheld(f"the refresh token of mailbox {mailbox.email} cannot be saved here: run this from "
+                        f"the worker or `mbxtui sync`")
+    try:
+        token = delegated.token(oauth, mailbox.id, mailbox.email, refresh_token,
+                                lambda rotated: save("mailbox", mailbox.id, delegated.REFRESH_TOKEN, rotated))
+    except TokenError as failure:
+        return Withheld(failure.message, failure.code, Step.TOKEN)
+    return Credentials("oauth2", mailbox.email, token, token_issued=True,
+                       on_token_refused=lambda: delegated.discard(oauth, mailbox.id, token))
 
 
 def withheld_failure(withheld: Withheld) -> ProbeResult:

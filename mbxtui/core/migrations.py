@@ -4,6 +4,12 @@ backends: ``PRAGMA user_version`` holds the number of the last one applied on SQ
 
 from __future__ import annotations
 
+from mbxtui.core.migrations_later import (
+    POSTGRES_SCHEMA_0010, POSTGRES_SCHEMA_0012, POSTGRES_SCHEMA_0013, POSTGRES_SCHEMA_0015,
+    POSTGRES_SCHEMA_0016, SCHEMA_0010, SCHEMA_0011, SCHEMA_0012, SCHEMA_0013, SCHEMA_0014,
+    SCHEMA_0015, SCHEMA_0016,
+)
+
 SCHEMA_0001 = r"""
 CREATE TABLE "meta" ("key" VARCHAR(255) NOT NULL PRIMARY KEY, "value" TEXT NOT NULL);
 CREATE TABLE "user" ("id" INTEGER NOT NULL PRIMARY KEY, "name" VARCHAR(255) NOT NULL, "email" VARCHAR(255) NOT NULL, "active" INTEGER NOT NULL, "created_on" DATETIME NOT NULL);
@@ -402,111 +408,6 @@ CREATE TABLE "owner_notice" ("id" INTEGER NOT NULL PRIMARY KEY, "record_kind" VA
 CREATE UNIQUE INDEX "owner_notice_record" ON "owner_notice" ("record_kind", "record_id");
 """
 
-# The mailbox table's indexes, each kept for a query that uses it (see bench/README.md, bulk.py).
-# Nothing reads mailboxes by postponed_until (a retry waits in test_job.not_before). SQLite needs
-# nothing more: its indexes end with the row id, so each walks in (column, id) order, the grid's
-# display order, and an UPDATE writes only the indexes of the columns it changes.
-SCHEMA_0010 = r"""
-DROP INDEX "mailbox_postponed_until";
-"""
-
-# PostgreSQL writes a new entry into every index of the mailbox table for every row a bulk action
-# changes (each changes an indexed column, so no update is HOT), and its indexes keep equal values
-# in no particular order of id. So: the grid's sort indexes become (column, id), which PostgreSQL
-# walks for a sort's first screen instead of sorting the whole table (the unique addresses need no
-# id to break ties, only the id included to be read without the table), and the enabled sort gets
-# the expression it sorts by (with its columns included, so the whole order reads from the index
-# alone); the views' small sets (forward, pending, failed, disabled) and the queues' and users'
-# mailboxes become partial indexes, which a row outside them does not enter. The index on active
-# stays whole: the Active view, the default one, counts from it (a scan of the table without it).
-POSTGRES_SCHEMA_0010 = SCHEMA_0010 + r"""
-DROP INDEX "mailbox_email";
-CREATE UNIQUE INDEX "mailbox_email" ON "mailbox" ("email") INCLUDE ("id");
-DROP INDEX "mailbox_name";
-CREATE INDEX "mailbox_name" ON "mailbox" ("name" COLLATE "nocase", "id");
-DROP INDEX "mailbox_regarding";
-CREATE INDEX "mailbox_regarding" ON "mailbox" ("regarding", "id");
-DROP INDEX "mailbox_profile_id";
-CREATE INDEX "mailbox_profile_id" ON "mailbox" ("profile_id", "id");
-DROP INDEX "mailbox_approval";
-CREATE INDEX "mailbox_approval" ON "mailbox" ("approval", "id");
-DROP INDEX "mailbox_overall_status";
-CREATE INDEX "mailbox_overall_status" ON "mailbox" ("overall_status", "id");
-DROP INDEX "mailbox_incoming_status";
-CREATE INDEX "mailbox_incoming_status" ON "mailbox" ("incoming_status", "id");
-DROP INDEX "mailbox_outgoing_status";
-CREATE INDEX "mailbox_outgoing_status" ON "mailbox" ("outgoing_status", "id");
-DROP INDEX "mailbox_act_status";
-CREATE INDEX "mailbox_act_status" ON "mailbox" ("act_status", "id");
-DROP INDEX "mailbox_incoming_method";
-CREATE INDEX "mailbox_incoming_method" ON "mailbox" ("incoming_method", "id");
-DROP INDEX "mailbox_outgoing_method";
-CREATE INDEX "mailbox_outgoing_method" ON "mailbox" ("outgoing_method", "id");
-DROP INDEX "mailbox_act_method";
-CREATE INDEX "mailbox_act_method" ON "mailbox" ("act_method", "id");
-DROP INDEX "mailbox_test_completed_on";
-CREATE INDEX "mailbox_test_completed_on" ON "mailbox" ("test_completed_on" NULLS FIRST, "id");
-DROP INDEX "mailbox_created_on";
-CREATE INDEX "mailbox_created_on" ON "mailbox" ("created_on", "id");
-DROP INDEX "mailbox_enabled";
-CREATE INDEX "mailbox_enabled" ON "mailbox" (("incoming_enabled" + "outgoing_enabled" + "act_enabled"), "id")
-  INCLUDE ("incoming_enabled", "outgoing_enabled", "act_enabled");
-CREATE INDEX "mailbox_disabled" ON "mailbox" ("id")
-  WHERE "incoming_enabled" = 0 AND "outgoing_enabled" = 0 AND "act_enabled" = 0;
-DROP INDEX "mailbox_is_forward";
-CREATE INDEX "mailbox_is_forward" ON "mailbox" ("id") WHERE "is_forward" = 1;
-DROP INDEX "mailbox_approval_active";
-CREATE INDEX "mailbox_approval_active" ON "mailbox" ("active") WHERE "approval" = 'pending';
-DROP INDEX "mailbox_overall_status_active";
-CREATE INDEX "mailbox_overall_status_active" ON "mailbox" ("active") WHERE "overall_status" = 'failure';
-DROP INDEX "mailbox_user_id";
-CREATE UNIQUE INDEX "mailbox_user_id" ON "mailbox" ("user_id") WHERE "user_id" IS NOT NULL;
-DROP INDEX "mailbox_queue_id";
-CREATE UNIQUE INDEX "mailbox_queue_id" ON "mailbox" ("queue_id") WHERE "queue_id" IS NOT NULL;
-"""
-
-# The Activities screen and the Sync monitor at a million activities: the Incoming and Outgoing views
-# (and their counts) walk (direction, id) newest first, where SQLite sorted every row of the direction
-# through (direction, message_id); the monitor's messages per minute read the last hour's rows of
-# (direction, created_on), where it walked every incoming activity.
-SCHEMA_0011 = r"""
-CREATE INDEX "email_activity_direction_id" ON "email_activity" ("direction", "id");
-CREATE INDEX "email_activity_direction_created_on" ON "email_activity" ("direction", "created_on");
-"""
-
-# OAuth2 that fetches its own tokens (issue 13): a profile's provider (microsoft365, google,
-# generic), tenant, client id, issuer URL and scope; which kind of client credential is in the
-# keyring (client_secret, certificate, service_account; NULL: none) and the endpoint it was set or
-# confirmed for (R34: the profile's endpoint and its OAuth settings, see endpoint_binding.py).
-SCHEMA_0012 = r"""
-ALTER TABLE "profile" ADD COLUMN "oauth_provider" VARCHAR(255);
-ALTER TABLE "profile" ADD COLUMN "oauth_tenant" TEXT;
-ALTER TABLE "profile" ADD COLUMN "oauth_client_id" TEXT;
-ALTER TABLE "profile" ADD COLUMN "oauth_issuer" TEXT;
-ALTER TABLE "profile" ADD COLUMN "oauth_scope" TEXT;
-ALTER TABLE "profile" ADD COLUMN "oauth_credential" VARCHAR(255);
-ALTER TABLE "profile" ADD COLUMN "oauth_credential_bound_to" TEXT;
-"""
-POSTGRES_SCHEMA_0012 = SCHEMA_0012
-
-# Step 13: what R16 counts, whatever failed (a test or processing, each direction): the last failure
-# of each mailbox's direction that has not passed since; and whether a POP3 message a mailbox saw
-# was processed (so deleted when the mailbox deletes, also by a later cycle, R28) or passed over.
-# Keys seen before this step are taken as passed over: nothing is deleted that might not have been read.
-SCHEMA_0013 = r"""
-CREATE TABLE "mailbox_failure" ("id" INTEGER NOT NULL PRIMARY KEY, "mailbox_id" INTEGER NOT NULL, "profile_id" INTEGER NOT NULL, "direction" VARCHAR(255) NOT NULL, "activity" VARCHAR(255) NOT NULL, "failed_on" DATETIME NOT NULL, FOREIGN KEY ("mailbox_id") REFERENCES "mailbox" ("id") ON DELETE CASCADE, FOREIGN KEY ("profile_id") REFERENCES "profile" ("id") ON DELETE CASCADE);
-CREATE UNIQUE INDEX "mailbox_failure_mailbox_direction" ON "mailbox_failure" ("mailbox_id", "direction");
-CREATE INDEX "mailbox_failure_profile_failed_on" ON "mailbox_failure" ("profile_id", "failed_on");
-ALTER TABLE "sync_seen_uidl" ADD COLUMN "processed" INTEGER NOT NULL DEFAULT 0;
-"""
-
-# Step 14: the UIDs the last commit of a deleting mailbox recorded as processed and that are not yet
-# deleted or moved (a JSON list; NULL when none), so that a cycle cut short between its commit and
-# its expunge has exactly those deleted by the next one (R28).
-SCHEMA_0014 = r"""
-ALTER TABLE "sync_checkpoint" ADD COLUMN "delete_pending" TEXT;
-"""
-
 MIGRATIONS: list[tuple[int, str]] = [
     (1, SCHEMA_0001),
     (2, SCHEMA_0002),
@@ -522,6 +423,8 @@ MIGRATIONS: list[tuple[int, str]] = [
     (12, SCHEMA_0012),
     (13, SCHEMA_0013),
     (14, SCHEMA_0014),
+    (15, SCHEMA_0015),
+    (16, SCHEMA_0016),
 ]
 
 # The same statements with PostgreSQL's types; UIDs and UIDVALIDITY are unsigned 32-bit, past INTEGER.
@@ -535,9 +438,6 @@ POSTGRES_SCHEMA_0009 = (
     SCHEMA_0009.replace('"id" INTEGER NOT NULL PRIMARY KEY', '"id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY')
     .replace('_id" INTEGER', '_id" BIGINT').replace("DATETIME", "TIMESTAMP"))
 
-POSTGRES_SCHEMA_0013 = (
-    SCHEMA_0013.replace('"id" INTEGER NOT NULL PRIMARY KEY', '"id" BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY')
-    .replace('_id" INTEGER', '_id" BIGINT').replace("DATETIME", "TIMESTAMP"))
 
 POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (1, POSTGRES_SCHEMA_0001),
@@ -554,6 +454,8 @@ POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
     (12, POSTGRES_SCHEMA_0012),
     (13, POSTGRES_SCHEMA_0013),
     (14, SCHEMA_0014),
+    (15, POSTGRES_SCHEMA_0015),
+    (16, POSTGRES_SCHEMA_0016),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

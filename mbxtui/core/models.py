@@ -179,6 +179,8 @@ class OrgSettings(BaseModel):
     tracking_queues = CharField(default="all")
     stale_hours = IntegerField(default=24)  # R31
     notification_mailbox = ForeignKeyField(Mailbox, null=True, on_delete="SET NULL")  # R32
+    oauth_refresh_days = IntegerField(default=90)  # a refresh token's life when its provider does not say
+    oauth_expiry_warning_days = IntegerField(default=7)
 
 
 class Alert(BaseModel):
@@ -365,6 +367,36 @@ class OwnerNotice(BaseModel):
     sent_on = DateTimeField(default=utcnow)
 
 
+class MailboxAuthorization(BaseModel):
+    """A mailbox's own OAuth2 authorization (``mailbox authorize``); its tokens are in the keyring."""
+
+    mailbox = ForeignKeyField(Mailbox, unique=True, on_delete="CASCADE")
+    authorized_on = DateTimeField(default=utcnow)
+    authorized_by = CharField()
+    refresh_expires_on = DateTimeField(null=True, index=True)
+    last_refresh_on = DateTimeField(null=True)
+    last_refresh_error = TextField(null=True)
+    warned_on = DateTimeField(null=True)
+
+
+class OAuthTokenState(BaseModel):
+    """What processes last saw of a profile's OAuth2 tokens (core/oauth/token_state.py): when one was
+    obtained and until when it is valid, the last failure to get one; never a token."""
+
+    profile = ForeignKeyField(Profile, on_delete="CASCADE", unique=True)
+    provider = CharField()
+    tenant = TextField(null=True)
+    client_id = TextField(null=True)
+    obtained_on = DateTimeField(null=True)
+    expires_on = DateTimeField(null=True)
+    error_code = CharField(null=True)
+    error_text = TextField(null=True)
+    error_on = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "oauth_token_state"
+
+
 ALL_MODELS = [
     User,
     Operator,
@@ -385,4 +417,6 @@ ALL_MODELS = [
     SeenUidl,
     MailboxFailure,
     OwnerNotice,
+    MailboxAuthorization,
+    OAuthTokenState,
 ]

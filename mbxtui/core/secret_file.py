@@ -509,17 +509,24 @@ def _read(path: Path) -> tuple[bytes, _Stamp] | None:
 
 
 def _replace_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new owner-only file beside ``path``, then rename it over ``path``."""
-    fd, temporary_path = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    """Write ``data`` to a new owner-only file beside ``path``, then rename it over ``path``: on any
+    failure (a full disk, a read-only file system) ``path`` stays as it was and the temporary file
+    goes; the OSError then names ``path``, not the temporary file (or nothing, as a failed write)."""
+    try:
+        fd, temporary_path = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     try:
         with os.fdopen(fd, "wb") as temporary_file:
             temporary_file.write(data)
             temporary_file.flush()
             os.fsync(temporary_file.fileno())
         os.replace(temporary_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary_path)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     _sync_directory(path.parent)
 

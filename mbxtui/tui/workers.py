@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.worker import Worker, get_current_worker
 
 from mbxtui.core.errors import DATABASE_BUSY, MbxError, problem_sentence
+from mbxtui.core.faults import fault_sentence
 from mbxtui.tui.messages import Done, ServiceFailed
 
 T = TypeVar("T")
@@ -43,7 +44,7 @@ def run_service(node: DOMNode, call: Callable[[], T], answer: Callable[[T], Mess
             result = call()
         except Exception as exc:  # shown to the operator where it happened; the console keeps working
             problem = problem_sentence(exc)
-            if problem == DATABASE_BUSY:
+            if problem == DATABASE_BUSY or fault_sentence(exc) is not None:  # the machine's, not a bug
                 log.warning("%s: %s: %s", type(node).__name__, group, problem)
             elif not isinstance(exc, MbxError):
                 log.exception("%s: %s failed", type(node).__name__, group)  # the traceback, never locals

@@ -29,7 +29,9 @@ def _add(cli: Cli, name: str, *options: str) -> list[str]:
 def test_a_microsoft365_profile_with_a_client_secret_kept_only_in_the_keyring(cli: Cli):
     shown = cli.json(*_add(cli, "Contoso", *M365))
     assert shown["oauth"] == {"provider": "microsoft365", "tenant": TENANT, "client_id": CLIENT_ID, "issuer": None,
-                              "scope": "https://outlook.office365.com/.default", "credential": "not set"}
+                              "scope": "https://outlook.office365.com/.default", "credential": "not set",
+                              "token": {"obtained_on": None, "expires_on": None, "error_code": None,
+                                        "error_text": None, "error_on": None}}
     assert cli.ok("profile", "set-oauth", "Contoso", "--client-secret-stdin",
                   input=CLIENT_SECRET + "\n").stdout.strip() == "OAuth client secret of profile Contoso set"
     shown = cli.json("profile", "show", "Contoso")

@@ -33,6 +33,8 @@ def test_the_defaults_are_those_of_the_domain(actors: Actors):
         "tracking_queues": "all",
         "stale_hours": 24,
         "notification_mailbox": None,
+        "oauth_refresh_days": 90,
+        "oauth_expiry_warning_days": 7,
         "row_version": 1,
     }
 

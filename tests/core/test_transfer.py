@@ -77,6 +77,8 @@ def populate(location: Path | str, store: SecretStore) -> None:
         database.execute_sql("INSERT INTO owner_notice (record_kind, record_id, sent_on) VALUES ('mailbox', ?, ?)",
                              [processed.id, utcnow()])
         failing_profiles.failed(processed.id, processed.profile_id, ["incoming"], failing_profiles.PROCESSING, utcnow())
+        database.execute_sql("INSERT INTO oauth_token_state (profile_id, provider, obtained_on) VALUES (?, 'generic', ?)",
+                             [processed.profile_id, utcnow()])
     opened.close()
 
 

@@ -54,12 +54,16 @@ from mbxtui.core.services import (
     alerts, bulk, credentials, enablement, imports, mailbox_views, mailboxes, operators, outgoing, profiles,
     settings, users,
 )
+from mbxtui.core.oauth import delegated
+from mbxtui.core.services import authorizations
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen, MailboxEditScreen
 from mbxtui.tui.screens.profiles import ProfileDetailScreen, ProfileFormScreen
 from tests.backends import Databases, dump
+from tests.lab.certs import make_certificates
+from tests.lab.oauth_provider import OAuthProvider
 from tests.core.support import snapshot
 from tests.hardening.hostile import MOST_COMMANDS, Conversation, HostileServer
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
@@ -798,6 +802,7 @@ class RoleWorld:
     store: SecretStore
     csv_path: Path
     actors: dict[Role, Actor]
+    oauth_provider: OAuthProvider
 
     def keyring(self) -> dict[str, str | None]:
         """The secrets the services under test could write or remove."""
@@ -807,12 +812,23 @@ class RoleWorld:
                 values[f"{email} {what}"] = credentials.mailbox_secret(self.store, mailboxes.get(email).id, what)
         for what in (credentials.PASSWORD, credentials.TOKEN):
             values[f"imap {what}"] = credentials.profile_secret(self.store, profiles.get("imap").id, what)
+        values["cy refresh token"] = credentials.mailbox_secret(self.store, mailboxes.get("cy@corp.test").id,
+                                                                delegated.REFRESH_TOKEN)
         return {key: None if value is None else value.reveal() for key, value in values.items()}
+
+
+@pytest.fixture(scope="module")
+def delegation_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthProvider]:
+    """A local OAuth provider whose device codes ``mailbox authorize`` completes (profile "oauth")."""
+    provider = OAuthProvider(make_certificates(tmp_path_factory.mktemp("delegation-certs"))).start()
+    provider.register("corp", "mbxtui")
+    yield provider
+    provider.stop()
 
 
 @pytest.fixture
 def role_world(databases: Databases, roles_template: Path | str, tmp_path: Path,
-               secret_store: SecretStore) -> Iterator[RoleWorld]:
+               secret_store: SecretStore, delegation_provider: OAuthProvider) -> Iterator[RoleWorld]:
     path = databases.copy(roles_template, tmp_path / "data")
     database = db.open_database(path)
     try:
@@ -825,7 +841,9 @@ def role_world(databases: Databases, roles_template: Path | str, tmp_path: Path,
                         incoming_port=993, incoming_tls="implicit", incoming_auth="oauth2",
                         outgoing_host="smtp.corp.test", outgoing_port=587, outgoing_tls="starttls",
                         outgoing_auth="oauth2", oauth_provider="generic", oauth_client_id="mbxtui",
-                        oauth_issuer="https://idp.corp.test/realms/mail")
+                        oauth_issuer=f"{delegation_provider.url}/generic",
+                        ca_file=str(delegation_provider.certificates.ca_file))
+        mailboxes.edit(actors[Role.GLOBAL_ADMIN], "cy@corp.test", profile="oauth")
         # R34: secrets whose endpoint changed since they were set, for the confirmations to confirm.
         database.execute_sql("UPDATE mailbox SET password_bound_to = NULL")
         database.execute_sql("UPDATE profile SET password_bound_to = NULL")
@@ -835,7 +853,7 @@ def role_world(databases: Databases, roles_template: Path | str, tmp_path: Path,
             "INSERT INTO email_activity (direction, state, message_id, sender, \"to\", cc, subject, size, attachments, "
             "preview, in_reply_to, created_on) VALUES ('outgoing', 'failed', '<failed@corp.test>', 'ann@corp.test', "
             "'[\"x@outside.test\"]', '[]', 'Failed', 0, '[]', '', '', CURRENT_TIMESTAMP)")
-        yield RoleWorld(secret_store, csv_path, actors)
+        yield RoleWorld(secret_store, csv_path, actors, delegation_provider)
     finally:
         database.close()
         databases.drop(path)
@@ -897,6 +915,8 @@ MUTATING_SERVICES = [
                     lambda f, a, w: f(a, "oauth", "client_secret", NEW_SECRET, w.store)),
     MutatingService(credentials.set_mailbox_secret, (CONFIGURE,),
                     lambda f, a, w: f(a, "bob@corp.test", NEW_SECRET, w.store, credentials.TOKEN)),
+    MutatingService(authorizations.authorize, (CONFIGURE,), lambda f, a, w: f(
+        a, "cy@corp.test", w.store, lambda code: w.oauth_provider.approve(code.user_code, "cy@corp.test"))),
     MutatingService(credentials.clear_mailbox_secret, (CONFIGURE,), lambda f, a, w: f(a, "ann@corp.test", w.store)),
     MutatingService(credentials.confirm_profile_secret, (Permission.CONFIRM_SECRET,), lambda f, a, w: f(a, "imap")),
     MutatingService(credentials.confirm_mailbox_secrets, (Permission.CONFIRM_SECRET,),

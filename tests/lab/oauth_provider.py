@@ -19,6 +19,18 @@ What it serves:
   ``{"active": true, "email": "CLIENT@DOMAIN", "scope": ROLES}`` for a token it issued and that has
   not expired; the email's domain is the one the client is granted (``username_format = %d``).
 
+- delegated authorization of a user (RFC 8628, the device-code flow a person completes elsewhere):
+  POST /TENANT/oauth2/v2.0/devicecode and /generic/device give a device code and a user code
+  (``device_lifetime`` seconds, polled no faster than ``device_interval``: ``slow_down``, as are the first
+  ``slow_down_polls`` polls); the token
+  endpoints answer the device-code grant ``authorization_pending`` until the lab-only ``approve(USER_CODE,
+  EMAIL)`` (or ``deny``), then an access token acting as EMAIL and a refresh token, ``expired_token``
+  after the code's expiry;
+- the refresh_token grant with rotation: every refresh gives a new refresh token and refuses the old
+  one from then on (``invalid_grant``, as Entra ID's AADSTS70000 / Google's "Token has been expired or
+  revoked."); ``refresh_token_expires_in`` is sent when set; ``revoke_user(EMAIL)`` or POST
+  /generic/revoke (RFC 7009) revokes a grant.
+
 Tokens are opaque random strings, ``token_lifetime`` seconds long. ``token_requests`` counts the
 grants per client; ``unavailable = True`` answers 503 to everything on the HTTPS port.
 """
@@ -45,6 +57,8 @@ GOOGLE = "google"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"  # what google-auth signs for, whatever the token_uri
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+SLOW_DOWN_STEP = 5  # RFC 8628 3.5: the client adds 5 seconds to its interval on slow_down
 
 
 @dataclass
@@ -67,10 +81,44 @@ class Issued:
 
 
 @dataclass
+class DeviceAuthorization:
+    """One device-code flow: waiting for a person until ``approved_for`` (their address) or ``denied``."""
+
+    client: Client
+    device_code: str
+    user_code: str
+    expires_at: float
+    interval: int
+    last_poll: float = 0.0
+    approved_for: str | None = None
+    denied: bool = False
+    polls: int = 0
+    slowed_down: int = 0
+    redeemed: bool = False  # its tokens were given: the code is spent
+
+
+@dataclass
+class RefreshGrant:
+    """A user's grant to a client, as its current refresh token holds it."""
+
+    client: Client
+    subject: str
+    expires_at: float | None
+
+
+@dataclass
 class OAuthProvider:
     certificates: LabCertificates
     token_lifetime: int = 3600
     unavailable: bool = False
+    device_lifetime: int = 600
+    device_interval: int = 1
+    refresh_token_expires_in: int | None = None
+    slow_down_polls: int = 0  # the first polls of each device code answered slow_down, whatever their pace
+    devices: dict[str, DeviceAuthorization] = field(default_factory=dict)
+    refresh_grants: dict[str, RefreshGrant] = field(default_factory=dict)
+    refused_refresh_tokens: list[str] = field(default_factory=list)  # rotated away or revoked
+    refreshes: int = 0
     jwt_audience: str | None = None  # set: client credentials tokens are JWTs for this audience, as Entra ID's
     clients: dict[tuple[str, str], Client] = field(default_factory=dict)
     issued: dict[str, Issued] = field(default_factory=dict)
@@ -143,7 +191,9 @@ class OAuthProvider:
                          f"AADSTS90002: Tenant '{realm}' not found."}
         base = f"{self.url}/{realm}"
         token_endpoint = f"{base}/token" if realm == GENERIC else f"{base}/oauth2/v2.0/token"
+        device_endpoint = f"{base}/device" if realm == GENERIC else f"{base}/oauth2/v2.0/devicecode"
         return 200, {"issuer": base if realm == GENERIC else f"{base}/v2.0", "token_endpoint": token_endpoint,
+                     "device_authorization_endpoint": device_endpoint, "revocation_endpoint": f"{base}/revoke",
                      "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
                      "jwks_uri": f"{base}/discovery/v2.0/keys", "response_types_supported": ["code"],
                      "subject_types_supported": ["pairwise"], "id_token_signing_alg_values_supported": ["RS256"]}
@@ -152,6 +202,10 @@ class OAuthProvider:
         client_id = form.get("client_id", "")
         with self._lock:
             self.token_requests[client_id] = self.token_requests.get(client_id, 0) + 1
+        if form.get("grant_type") == DEVICE_CODE:
+            return self.device_token(form)
+        if form.get("grant_type") == "refresh_token":
+            return self.refresh(form)
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type", "error_description": "client_credentials only"}
         client = next((c for (tenant, cid), c in self.clients.items()
@@ -218,6 +272,122 @@ class OAuthProvider:
             return claims.get("iss") == claims.get("sub") == client.client_id
         return client.secret is not None and secrets.compare_digest(form.get("client_secret", ""), client.secret)
 
+    # --- delegated authorization (device code, refresh with rotation, revocation) ---------------
+
+    def _client_of(self, realm: str, client_id: str) -> Client | None:
+        return next((c for (tenant, cid), c in self.clients.items()
+                     if cid == client_id and (tenant == realm or realm == GENERIC)), None)
+
+    def _public_or_authenticated(self, client: Client, endpoint: str, form: dict[str, str]) -> bool:
+        """A public client (no secret, no certificate: a device's app) sends only its id."""
+        if client.secret is None and client.certificate_pem is None:
+            return True
+        return self._authenticated(client, endpoint, form)
+
+    def device_authorize(self, realm: str, form: dict[str, str]) -> tuple[int, dict]:
+        client = self._client_of(realm, form.get("client_id", ""))
+        if client is None:
+            return 400, {"error": "unauthorized_client", "error_description":
+                         f"AADSTS700016: Application with identifier '{form.get('client_id', '')}' was not found "
+                         f"in the directory '{realm}'."}
+        device_code = secrets.token_urlsafe(32)
+        user_code = "-".join(secrets.token_hex(2).upper() for _ in range(2))
+        flow = DeviceAuthorization(client, device_code, user_code, time.time() + self.device_lifetime,
+                                   self.device_interval)
+        with self._lock:
+            self.devices[device_code] = flow
+        verification = f"{self.url}/{realm}/verify"
+        return 200, {"device_code": device_code, "user_code": user_code, "verification_uri": verification,
+                     "expires_in": self.device_lifetime, "interval": self.device_interval,
+                     "message": f"To sign in, use a web browser to open the page {verification} and enter "
+                                f"the code {user_code} to authenticate."}
+
+    def approve(self, user_code: str, email: str) -> None:
+        """Lab only: the person signs in as ``email`` and approves the code."""
+        with self._lock:
+            flow = next(f for f in self.devices.values() if f.user_code == user_code)
+            flow.approved_for = email.lower()
+
+    def device(self, user_code: str) -> DeviceAuthorization:
+        with self._lock:
+            return next(f for f in self.devices.values() if f.user_code == user_code)
+
+    def deny(self, user_code: str) -> None:
+        with self._lock:
+            next(f for f in self.devices.values() if f.user_code == user_code).denied = True
+
+    def device_token(self, form: dict[str, str]) -> tuple[int, dict]:
+        with self._lock:
+            flow = self.devices.get(form.get("device_code", ""))
+            if flow is None or flow.redeemed or flow.client.client_id != form.get("client_id"):
+                return 400, {"error": "invalid_grant", "error_description": "AADSTS70000: unknown device code."}
+            now = time.time()
+            flow.polls += 1
+            too_soon = now - flow.last_poll < flow.interval - 0.05
+            flow.last_poll = now
+            if now > flow.expires_at:
+                return 400, {"error": "expired_token", "error_description":
+                             "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. "
+                             "This device code has expired."}
+            if flow.denied:
+                return 400, {"error": "access_denied", "error_description": "AADSTS70000: the user declined."}
+            if too_soon or flow.polls <= self.slow_down_polls:
+                flow.interval += SLOW_DOWN_STEP
+                flow.slowed_down += 1
+                return 400, {"error": "slow_down", "error_description": "polled faster than the interval"}
+            if flow.approved_for is None:
+                return 400, {"error": "authorization_pending", "error_description":
+                             "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending."}
+            flow.redeemed = True
+            return 200, self._user_tokens(flow.client, flow.approved_for, form.get("scope", ""))
+
+    def _user_tokens(self, client: Client, subject: str, scope: str) -> dict:
+        """Caller holds the lock."""
+        access = secrets.token_urlsafe(32)
+        refresh = secrets.token_urlsafe(48)
+        self.issued[access] = Issued(client, client.roles, time.time() + self.token_lifetime, subject)
+        lifetime = self.refresh_token_expires_in
+        self.refresh_grants[refresh] = RefreshGrant(client, subject, time.time() + lifetime if lifetime else None)
+        answer = {"token_type": "Bearer", "scope": scope or " ".join(client.roles), "expires_in": self.token_lifetime,
+                  "ext_expires_in": self.token_lifetime, "access_token": access, "refresh_token": refresh}
+        if lifetime:
+            answer["refresh_token_expires_in"] = lifetime
+        return answer
+
+    def refresh(self, form: dict[str, str]) -> tuple[int, dict]:
+        with self._lock:
+            self.refreshes += 1
+            old = form.get("refresh_token", "")
+            grant = self.refresh_grants.get(old)
+            if (grant is None or grant.client.client_id != form.get("client_id")
+                    or (grant.expires_at is not None and grant.expires_at < time.time())):
+                return 400, {"error": "invalid_grant", "error_description":
+                             "AADSTS70000: The provided value for the input parameter 'refresh_token' or "
+                             "'assertion' is not valid. Token has been expired or revoked."}
+            del self.refresh_grants[old]
+            self.refused_refresh_tokens.append(old)
+            return 200, self._user_tokens(grant.client, grant.subject, form.get("scope", ""))
+
+    def revoke_user(self, email: str) -> int:
+        """The user (or an admin) revokes every grant of ``email``: its refresh tokens are refused."""
+        with self._lock:
+            revoked = [token for token, grant in self.refresh_grants.items() if grant.subject == email.lower()]
+            for token in revoked:
+                del self.refresh_grants[token]
+                self.refused_refresh_tokens.append(token)
+            return len(revoked)
+
+    def revoke_token(self, form: dict[str, str]) -> tuple[int, dict]:
+        """RFC 7009: 200 whether or not the token was known."""
+        with self._lock:
+            if self.refresh_grants.pop(form.get("token", ""), None) is not None:
+                self.refused_refresh_tokens.append(form["token"])
+        return 200, {}
+
+    def live_refresh_tokens(self, email: str) -> list[str]:
+        with self._lock:
+            return [token for token, grant in self.refresh_grants.items() if grant.subject == email.lower()]
+
     def introspect(self, token: str) -> dict:
         """What a resource server learns of a token: active, who, what it may do."""
         with self._lock:
@@ -280,6 +450,10 @@ def _handler(provider: OAuthProvider, *, secure: bool) -> type[BaseHTTPRequestHa
             realm = path.strip("/").split("/")[0]
             if path == f"/{GOOGLE}/token":
                 return self._answer(*provider.jwt_bearer(f"{provider.url}{path}", form))
+            if path in (f"/{realm}/oauth2/v2.0/devicecode", f"/{GENERIC}/device"):
+                return self._answer(*provider.device_authorize(realm, form))
+            if path == f"/{realm}/revoke":
+                return self._answer(*provider.revoke_token(form))
             if path in (f"/{realm}/oauth2/v2.0/token", f"/{GENERIC}/token"):
                 return self._answer(*provider.grant(realm, f"{provider.url}{path}", form))
             self._answer(404, {"error": "not_found"})

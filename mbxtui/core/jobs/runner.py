@@ -25,6 +25,7 @@ from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secret_value import Secret
 from mbxtui.core.secrets import SecretStore
+from mbxtui.core.services import authorizations
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
@@ -138,6 +139,7 @@ class EnablementRunner:
         # Both directions usually log in with the same secret: read it once per check (a keyring read
         # takes milliseconds, and the encrypted file serves one read at a time).
         secret = functools.cache(self._secret)
+        secret.save = getattr(self._lookup, "save", None)  # type: ignore[attr-defined]  # rotated refresh tokens
         try:
             return check_mailbox(item.mailbox, item.profile, secret, verify_wait=self.verify_wait)
         except Exception as exc:  # a bug or an unreadable secret store must not stop the pool
@@ -210,6 +212,7 @@ class EnablementRunner:
                     self._write(finished, summary)
                 with write_transaction():
                     self._leases.release_all()
+                authorizations.after_pass(self.clock())  # the mailboxes' own OAuth2 refreshes and expiry warnings
         return summary
 
     def _dispatch(self, pool: ThreadPoolExecutor, pending: deque[_Claimed],

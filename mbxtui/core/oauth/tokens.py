@@ -3,7 +3,8 @@ fetched once and shared by every thread, renewed before it expires, kept in memo
 
 Threads asking for the same token while it is fetched wait for that one request rather than
 sending their own; a failure is remembered for a few seconds, so that a profile's hundred
-mailboxes tested at once while the provider is down send it one request, not a hundred."""
+mailboxes tested at once while the provider is down send it one request, not a hundred. Each token
+obtained and each failure is recorded for the console (token_state.py), without the token."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mbxtui.core.oauth.settings import OAuthSettings
+from mbxtui.core.oauth.token_state import StateRecorder
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secret_value import Secret
 
 RENEW_BEFORE = 300.0  # seconds before expiry a token is renewed (half its life, for shorter ones)
 FAILURE_REMEMBERED = 5.0
-
 
 
 class TokenError(Exception):
@@ -62,15 +63,37 @@ class _Entry:
     failed_until: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    token: Secret | None = None
+    failure: TokenError | None = None
+    fetched: bool = False  # the provider was asked just now: an outcome to record
+    lifetime: float = 0.0
+
+
 class TokenCache:
-    def __init__(self, fetch: Fetch = _fetch_from_provider) -> None:
+    def __init__(self, fetch: Fetch = _fetch_from_provider, recorder: StateRecorder | None = None) -> None:
         self._fetch = fetch
+        self._recorder = recorder
         self._entries: dict[_Key, _Entry] = {}
         self._locks: dict[_Key, threading.Lock] = {}
         self._guard = threading.Lock()
 
     def token(self, settings: OAuthSettings, kind: str, credential: Secret, subject: str | None = None) -> Secret:
         """A valid access token; raises ``TokenError`` when the provider gives none."""
+        outcome = self._token(settings, kind, credential, subject)
+        # Recorded once the threads waiting for the same token have it: the write may wait on the database.
+        if outcome.fetched and self._recorder is not None:
+            if outcome.failure is not None:
+                self._recorder.failed(settings, outcome.failure.code, outcome.failure.message)
+            else:
+                self._recorder.obtained(settings, outcome.lifetime)
+        if outcome.failure is not None:
+            raise outcome.failure
+        assert outcome.token is not None
+        return outcome.token
+
+    def _token(self, settings: OAuthSettings, kind: str, credential: Secret, subject: str | None) -> _Outcome:
         key = _key(settings, kind, credential, subject)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
@@ -78,19 +101,19 @@ class TokenCache:
             entry = self._entries.setdefault(key, _Entry())
             now = time.monotonic()
             if entry.token is not None and now < entry.renew_at:
-                return entry.token
+                return _Outcome(token=entry.token)
             if entry.failure is not None and now < entry.failed_until:
-                raise entry.failure
+                return _Outcome(failure=entry.failure)
             try:
                 issued = self._fetch(settings, kind, credential, subject)
             except TokenError as failure:
                 entry.failure, entry.failed_until = failure, time.monotonic() + FAILURE_REMEMBERED
-                raise
+                return _Outcome(failure=failure, fetched=True)
             lifetime = max(issued.expires_in, 0.0)
             entry.token = issued.value
             entry.renew_at = time.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
             entry.failure = None
-            return entry.token
+            return _Outcome(token=entry.token, fetched=True, lifetime=lifetime)
 
     def discard(self, settings: OAuthSettings, kind: str, credential: Secret, subject: str | None,
                 token: Secret) -> None:
@@ -109,13 +132,15 @@ class TokenCache:
         with self._guard:
             self._entries.clear()
             self._locks.clear()
+        if self._recorder is not None:
+            self._recorder.forget()
 
 
 def _key(settings: OAuthSettings, kind: str, credential: Secret, subject: str | None) -> _Key:
     return _Key(settings, kind, hashlib.sha256(credential.reveal().encode("utf-8")).hexdigest(), subject)
 
 
-_process_cache = TokenCache()
+_process_cache = TokenCache(recorder=StateRecorder())
 
 
 def token(settings: OAuthSettings, kind: str, credential: Secret, subject: str | None = None) -> Secret:

@@ -59,6 +59,7 @@ class ErrorCode(StrEnum):
     OAUTH_CLIENT_REJECTED = "OAUTH_CLIENT_REJECTED"  # the provider refused the client's credential
     OAUTH_PROVIDER_UNREACHABLE = "OAUTH_PROVIDER_UNREACHABLE"  # no token: refused, timed out, 5xx
     OAUTH_PERMISSION_MISSING = "OAUTH_PERMISSION_MISSING"  # a freshly issued token refused by the mail server
+    OAUTH_REAUTHORIZE = "OAUTH_REAUTHORIZE"  # a mailbox's own refresh token expired or was revoked
     OAUTH_CONSENT_MISSING = "OAUTH_CONSENT_MISSING"  # the provider: no admin consent for the app (AADSTS65001)
     SMTP_AUTH_DISABLED = "SMTP_AUTH_DISABLED"  # 5.7.139: SMTP AUTH turned off for the tenant or the mailbox
     INTERNAL_ERROR = "INTERNAL_ERROR"

@@ -46,6 +46,10 @@ def secret_lookup(store: SecretStore) -> Callable[[str, int, str], Secret | None
     def lookup(kind: str, record_id: int, what: str) -> Secret | None:
         return _secret_or_none(store.get(secret_key(kind, record_id, what, install)))
 
+    def save(kind: str, record_id: int, what: str, value: Secret) -> None:  # a rotated refresh token
+        store.set(secret_key(kind, record_id, what, install), value.reveal())
+
+    lookup.save = save  # type: ignore[attr-defined]  # functools.cache(lookup) keeps it
     return lookup
 
 

@@ -19,6 +19,7 @@ from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import Mailbox, Profile, User, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.oauth import settings as oauth_settings
+from mbxtui.core.oauth.token_state import token_view
 from mbxtui.core.services import audit
 
 DEFAULT_PORTS = {
@@ -281,6 +282,7 @@ def _oauth_view(profile: Profile) -> dict[str, Any] | None:
         "issuer": profile.oauth_issuer, "scope": profile.oauth_scope or oauth_settings.DEFAULT_SCOPES.get(
             profile.oauth_provider),
         "credential": f"{profile.oauth_credential} set" if profile.oauth_credential else "not set",
+        "token": token_view(profile),
     }
 
 

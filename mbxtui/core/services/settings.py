@@ -21,6 +21,7 @@ SETTABLE = (
     "record_error_alerts", "record_warning_alerts", "record_information_alerts",
     "notify_owners_of_profile_alerts", "retry_attempts", "retry_interval_minutes",
     "tracking_users", "tracking_queues", "stale_hours", "notification_mailbox",
+    "oauth_refresh_days", "oauth_expiry_warning_days",
 )
 STALE_HOURS = (1, 8760)  # an hour to a year
 CLEARED = ("", "none")  # what clears the default profile or the notification mailbox
@@ -53,6 +54,8 @@ class EmailSettings:
     tracking_queues: str
     stale_hours: int
     notification_mailbox: str | None
+    oauth_refresh_days: int  # a mailbox's own refresh token's life when its provider does not say
+    oauth_expiry_warning_days: int  # how long before that the warning alert comes
     row_version: int
     # Why owners' emails (R32) cannot be sent as the settings are now; not part of ``as_dict``.
     notification_warning: str | None = field(default=None, compare=False)
@@ -77,6 +80,8 @@ class EmailSettings:
             tracking_queues=settings.tracking_queues,
             stale_hours=settings.stale_hours,
             notification_mailbox=sender.email if sender is not None else None,
+            oauth_refresh_days=settings.oauth_refresh_days,
+            oauth_expiry_warning_days=settings.oauth_expiry_warning_days,
             row_version=settings.row_version,
             notification_warning=notification_warning(settings.notify_owners_of_profile_alerts, sender),
         )
@@ -171,6 +176,8 @@ def _clean(changes: dict[str, Any]) -> dict[str, Any]:
             clean[key] = validation.integer(key, value, *STALE_HOURS, "hours")
         elif key == "notification_mailbox":
             clean[key] = _notification_mailbox(value)
+        elif key in ("oauth_refresh_days", "oauth_expiry_warning_days"):
+            clean[key] = validation.integer(key, value, 1, 3650, "days")
         elif key in SETTABLE:
             clean[key] = validation.on_off(key, value)
         else:

@@ -28,6 +28,7 @@ from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secrets import SecretStore
+from mbxtui.core.services import authorizations
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
@@ -127,6 +128,7 @@ class SyncRunner:
                                      "WHERE worker = ?", [self.worker])
         with write_transaction():  # R16 and R31, once per pass
             status.pass_ended(self.clock(), self._failed_profiles)
+        authorizations.after_pass(self.clock())  # the mailboxes' own OAuth2 refreshes and expiry warnings
         return summary
 
     # -- choosing and claiming (R23, R24) --

@@ -1,5 +1,6 @@
 """Forms of the console: each field with its error shown beside it, secrets typed masked and never
-shown again, and no edit lost without asking. ``ForwardMailboxForm`` creates a forward mailbox (R17)."""
+shown again, and no edit lost without asking. ``ForwardMailboxForm`` creates a forward mailbox (R17);
+``OAuthCredentialForm`` sets a profile's OAuth client credential."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from mbxtui.core.display import safe
+from mbxtui.core.enums import OAuthCredential, OAuthProvider
 from mbxtui.core.errors import InvalidInput, MbxError, problem_sentence
+from mbxtui.core.oauth.client_credentials import MAX_FILE
+from mbxtui.core.oauth.settings import CREDENTIALS
 from mbxtui.core.permissions import Permission
 from mbxtui.core.secrets import SecretStore, SecretsError
-from mbxtui.core.services import mailboxes, profiles
+from mbxtui.core.services import credentials, mailboxes, profiles
 from mbxtui.core.services.mailbox_views import MailboxRecord
 from mbxtui.tui import navigation
 from mbxtui.tui.messages import FormDataLoaded, ServiceFailed
@@ -157,7 +161,7 @@ class FormScreen(BaseScreen):
             error.add_class("hidden")
 
     def show_error(self, exc: InvalidInput) -> None:
-        key = self.FIELD_ALIASES.get(exc.field, exc.field.replace("-", "_"))
+        key = self.FIELD_ALIASES.get(exc.field, exc.field.lstrip("-").replace("-", "_"))  # options: --oauth-tenant
         targets = self.query(f"#error-{key}")
         if targets:
             targets.first().update(exc.problem)
@@ -309,3 +313,77 @@ class ForwardMailboxForm(FormScreen):
             self.dismiss(True)
 
         self.run_save(create, created)
+
+
+CREDENTIAL_FILE_OPTIONS = {OAuthCredential.CERTIFICATE: "--certificate-file",
+                           OAuthCredential.SERVICE_ACCOUNT: "--service-account-file"}
+
+
+def read_credential_file(kind: str, path: str) -> bytes:
+    """A certificate's PEM file or a service account's key file, read once (in a worker thread)."""
+    what = "the PEM file of the app's private key and certificate" if kind == OAuthCredential.CERTIFICATE else (
+        "the service account's JSON key file")
+    if not path.strip():
+        raise InvalidInput("credential_file", f"is empty: give the path of {what}")
+    try:
+        with open(path.strip(), "rb") as file:
+            return file.read(MAX_FILE + 1)
+    except OSError as exc:
+        raise InvalidInput("credential_file", f"cannot read {safe(path.strip())}: {exc.strerror}") from None
+
+
+class OAuthCredentialForm(FormScreen):
+    """The client credential of a profile's OAuth provider, as ``profile set-oauth`` sets it: a client
+    secret typed masked, or the path of a file read once; kept in the keyring only, bound to the
+    profile's endpoint and OAuth settings as they are now (R34). Dismisses with True once set."""
+
+    FIELD_ALIASES = {"--client-secret-stdin": "client_secret", "client secret": "client_secret",
+                     **{option: "credential_file" for option in CREDENTIAL_FILE_OPTIONS.values()}}
+
+    def __init__(self, profile: str, provider: str) -> None:
+        super().__init__()
+        self.profile_name = profile
+        self.kinds = CREDENTIALS[OAuthProvider(provider)]
+        self.TITLE_TEXT = f"OAuth client credential of profile {profile}"
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"mbxtui · {safe(self.TITLE_TEXT)}  (ctrl+s set, esc back)", id="title", markup=False)
+        with self.form():
+            yield self.note("Kept in the keyring only, never shown again; a file is read once and may be deleted "
+                            "afterwards.")
+            yield from self.field("kind", "Credential", Select(options(self.kinds), value=self.kinds[0],
+                                                               allow_blank=False))
+            yield from self.field("client_secret", "Client secret", Input(password=True))
+            yield from self.field("credential_file", "File to read", Input(placeholder="path of the file"))
+            yield from self.buttons("Set")
+        yield Footer()
+
+    def form_ready(self) -> None:
+        self.show_kind_fields()
+        super().form_ready()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "kind":
+            self.show_kind_fields()
+
+    def show_kind_fields(self) -> None:
+        secret = chosen(self.query_one("#kind", Select)) == OAuthCredential.CLIENT_SECRET
+        for key, shown in (("client_secret", secret), ("credential_file", not secret)):
+            self.query_one(f"#{key}").parent.display = shown
+
+    def action_save(self) -> None:
+        values = self.values()
+        kind, name = values["kind"], self.profile_name
+
+        def save() -> str:
+            store = self.store_for_secrets()
+            value = (values["client_secret"] if kind == OAuthCredential.CLIENT_SECRET
+                     else read_credential_file(kind, values["credential_file"]))
+            credentials.set_profile_oauth(self.actor, name, kind, value, store)
+            return kind
+
+        def saved(kind: str) -> None:
+            self.notify(f"OAuth {kind.replace('_', ' ')} of profile {name} set", markup=False)
+            self.dismiss(True)
+
+        self.run_save(save, saved)

@@ -8,12 +8,13 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Checkbox, ContentSwitcher, DataTable, Footer, Input, Select, Static
 
 from mbxtui.core.display import cell, safe, check_step_lines
-from mbxtui.core.enums import IncomingAuth, OutgoingAuth, ProfileType, TlsMode
+from mbxtui.core.enums import IncomingAuth, OAuthProvider, OutgoingAuth, ProfileType, TlsMode
 from mbxtui.core.errors import MbxError
+from mbxtui.core.oauth.settings import DEFAULT_SCOPES
 from mbxtui.core.permissions import Permission
 from mbxtui.core.profile_check import ProfileCheck, check_profile
 from mbxtui.core.secrets import SecretsError
@@ -24,7 +25,7 @@ from mbxtui.core.services.profile_mailboxes import ProfileMailboxes, mailboxes_o
 from mbxtui.core.services.profiles import ProfileRecord, ProfileServer, set_or_not
 from mbxtui.tui.messages import ProfileDetailLoaded, ProfileMailboxesLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
-from mbxtui.tui.screens.forms import FormScreen, options
+from mbxtui.tui.screens.forms import FormScreen, OAuthCredentialForm, chosen, options
 from mbxtui.tui.screens.listing import ListScreen, texts
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 
@@ -42,7 +43,17 @@ def oauth_lines(profile: ProfileRecord) -> list[tuple[str, str]]:
                                                                ("issuer", "at")) if oauth.get(key)]
     return [("OAuth2 provider", ", ".join([oauth["provider"], *named])),
             ("OAuth2 scope", cell(oauth["scope"])),
-            ("OAuth client credential", oauth["credential"])]
+            ("OAuth client credential", oauth["credential"]),
+            *token_lines(oauth.get("token") or {})]
+
+
+def token_lines(token: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the processes that fetch tokens recorded (token_state.py): they keep the tokens."""
+    error = (f"{safe(token['error_code'])} at {token['error_on']}: {safe(token['error_text'])}"
+             if token.get("error_code") else "none")
+    return [("Last OAuth2 token", token.get("obtained_on") or "none yet with these settings"),
+            ("OAuth2 token expires", cell(token.get("expires_on"))),
+            ("Last OAuth2 token error", error)]
 
 
 def settings_lines(profile: ProfileRecord) -> list[str]:
@@ -172,12 +183,14 @@ class ProfileDetailScreen(ProfileTestActions):
         Binding("t", "test_mailboxes", "Test & Enable Mailboxes", id="profiles-test-mailboxes"),
         Binding("c", "test_connection", "Test connection", id="profiles-test-connection"),
         Binding("C", "confirm_secret", "Confirm secret", id="profiles-confirm-secret"),
+        Binding("o", "set_oauth", "OAuth credential", id="profiles-set-oauth"),
         Binding("n", "page(1)", "Next page", show=False, id="next-page"),
         Binding("p", "page(-1)", "Previous page", show=False, id="previous-page"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "test_mailboxes": Permission.TEST,
-                   "test_connection": Permission.TEST, "confirm_secret": credentials.CONFIRM_SECRET}
+                   "test_connection": Permission.TEST, "confirm_secret": credentials.CONFIRM_SECRET,
+                   "set_oauth": credentials.SET_SECRET}
     PAGE_SIZE = 200
 
     def __init__(self, name: str):
@@ -238,6 +251,7 @@ class ProfileDetailScreen(ProfileTestActions):
 
     def on_profile_detail_loaded(self, message: ProfileDetailLoaded) -> None:
         self.profile = message.profile
+        self.refresh_bindings()
         self.query_one("#title", Static).update(
             f"mbxtui · Profile {safe(self.profile_name)} · {self.actor.login} ({self.actor.role.value})")
         self.query_one("#settings-text", Static).update("\n".join(settings_lines(self.profile)))
@@ -344,6 +358,22 @@ class ProfileDetailScreen(ProfileTestActions):
             count = self.profile.mailboxes or 0 if self.profile is not None else 0
         self.confirm_test_mailboxes(self.profile_name, count)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "set_oauth" and (self.profile is None or not self.profile.oauth):
+            return False  # no provider: nothing to set, and the key stays out of the footer
+        return super().check_action(action, parameters)
+
+    def action_set_oauth(self) -> None:
+        """``profile set-oauth``: the client credential of the profile's OAuth provider."""
+        if self.profile is None:
+            return
+        if not self.profile.oauth:
+            self.notify(f"Profile {self.profile_name} has no OAuth2 provider: choose one in its form (e) first",
+                        severity="warning", markup=False)
+            return
+        self.app.push_screen(OAuthCredentialForm(self.profile_name, self.profile.oauth["provider"]),
+                             lambda saved: saved and self.action_reload())
+
     def action_confirm_secret(self) -> None:
         """R34: send the profile's secrets to its endpoint as it is now."""
         name = self.profile_name
@@ -400,6 +430,12 @@ NEW_PROFILE = ProfileRecord(
     min_polling_minutes=0, retest_hours=None, processed_folder=None, owner=None, active=True, row_version=0,
 )
 SECRET_INPUTS = {"password": credentials.PASSWORD, "oauth2_token": credentials.TOKEN}
+OAUTH_INPUTS = (
+    ("oauth_tenant", "OAuth2 tenant", "microsoft365: the directory (tenant) id"),
+    ("oauth_client_id", "OAuth2 client id", "the application (client) id"),
+    ("oauth_issuer", "OAuth2 issuer URL", "generic: the provider's https:// issuer"),
+    ("oauth_scope", "OAuth2 scope", "empty: the provider's default"),
+)
 
 
 def text(value: Any) -> str:
@@ -411,6 +447,9 @@ class ProfileFormScreen(FormScreen):
     Password and token are typed masked, written to the keyring only, and shown as set / not set."""
 
     FIELD_ALIASES = {"timeout": "timeout_seconds"}
+    DEFAULT_CSS = """
+    ProfileFormScreen #oauth-fields { height: auto; }
+    """
 
     def __init__(self, row: ProfileRecord | None):
         super().__init__()
@@ -433,6 +472,8 @@ class ProfileFormScreen(FormScreen):
                                       Select(options(TlsMode), value=server.tls, allow_blank=False))
                 yield from self.field(f"{side}_auth", f"{title} credentials",
                                       Select(options(auth), value=server.auth, allow_blank=False))
+            with Vertical(id="oauth-fields"):
+                yield from self.oauth_fields(row)
             yield from self.field("username", "Profile user name", Input(
                 text(row.username), placeholder="needed for profile credentials"))
             yield from self.field("password", f"Profile password ({set_or_not(row.password_set)})", Input(
@@ -459,6 +500,35 @@ class ProfileFormScreen(FormScreen):
             yield from self.field("active", "Active", Checkbox(value=row.active))
             yield from self.buttons("Create" if self.row is None else "Save")
         yield Footer()
+
+    def oauth_fields(self, row: ProfileRecord) -> ComposeResult:
+        """Where oauth2 tokens come from; shown while a side's credentials are oauth2, or while a
+        provider is still chosen (so that it can be cleared, as the service asks when neither side is)."""
+        oauth = row.oauth or {}
+        provider = oauth.get("provider") or "none"
+        scope = oauth.get("scope")
+        if scope == DEFAULT_SCOPES.get(provider):
+            scope = None  # the provider's default, shown as it is kept: not set
+        yield from self.field("oauth_provider", "OAuth2 provider", Select(
+            options(("none", *OAuthProvider)), value=provider, allow_blank=False))
+        for key, title, placeholder in OAUTH_INPUTS:
+            value = scope if key == "oauth_scope" else oauth.get(key.removeprefix("oauth_"))
+            yield from self.field(key, title, Input(text(value), placeholder=placeholder))
+
+    def form_ready(self) -> None:
+        self.show_oauth_fields()
+        super().form_ready()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id in ("incoming_auth", "outgoing_auth", "oauth_provider"):
+            self.show_oauth_fields()
+
+    def show_oauth_fields(self) -> None:
+        shown = self.query("#oauth-fields")
+        if shown:
+            auths = [chosen(self.query_one(f"#{side}_auth", Select)) for side in ("incoming", "outgoing")]
+            provider = chosen(self.query_one("#oauth_provider", Select))
+            shown.first().display = "oauth2" in auths or provider != "none"
 
     def action_save(self) -> None:
         changes = self.changed() if self.row else self.values()

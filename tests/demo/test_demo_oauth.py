@@ -169,8 +169,10 @@ def test_the_sandbox_refuses_a_token_it_did_not_issue_and_the_ungranted_mailbox(
     assert not mail.check_token("someone@elsewhere.example", issued)
 
 
-def test_profile_detect_for_the_demo_domain_proposes_the_sandboxs_servers(demo: Demo):
-    """The command the demo prints, as a newcomer types it (with --json, to read it here)."""
+def test_profile_detect_for_the_demo_domain_proposes_the_sandboxs_servers(restarted_demo: Demo):
+    """The command the demo prints, as a newcomer types it (with --json, to read it here). On a copy
+    of the demo: another process opens its database."""
+    demo = restarted_demo
     command = detect_command(demo)
     assert command.startswith("mbxtui profile detect ") and f"127.0.0.1:{demo.ports.dns}" in command
     assert str(demo.directory / CA_FILE_NAME) in command

@@ -51,12 +51,13 @@ def cmd_mailbox_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_mailbox_show(ctx: Context, args: argparse.Namespace) -> int:
     from mbxtui.core.jobs import queue as jobs
-    from mbxtui.core.services import credentials, mailbox_views, mailboxes
+    from mbxtui.core.services import authorizations, credentials, mailbox_views, mailboxes
 
     shown = mailboxes.show(ctx.actor, args.email)
     last = jobs.last_result(shown.id)
     data: dict[str, Any] = {**shown.as_dict(), "secret_endpoint": credentials.mailbox_secret_state(ctx.actor, shown.email),
                             "last_test": None if last is None else last.as_dict(),
+                            "authorization": authorizations.state_of(ctx.actor, shown.email),
                             "sync": mailbox_views.sync_of(ctx.actor, shown.id)}
     emit(args, data, _print_mailbox)
     return EXIT_OK
@@ -65,7 +66,19 @@ def cmd_mailbox_show(ctx: Context, args: argparse.Namespace) -> int:
 def _print_mailbox(data: dict[str, Any]) -> None:
     record = dict(data)
     sync = record.pop("sync")
+    authorization = record.pop("authorization")
     print_record(record)
+    print("Authorization")
+    if authorization is None:
+        print("  none")
+    else:
+        error = authorization["last_refresh_error"]
+        print_record({
+            "authorized": f"{authorization['authorized_on']} by {authorization['authorized_by']}",
+            "refresh token can expire": authorization["refresh_expires_on"] or "-",
+            "last refresh": authorization["last_refresh_on"] or "never",
+            "last refresh error": error or "-",
+        }, "  ")
     print("Sync")
     if sync["not_processed"]:
         print_record({"not processed": sync["not_processed"]}, "  ")

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mbxtui.core.endpoint_binding import binding_of, oauth_binding_of, plaintext_refusal, unconfirmed_sentence
-from mbxtui.core.enums import ProfileType
-from mbxtui.core.oauth import tokens
+from mbxtui.core.enums import OAuthProvider, ProfileType
+from mbxtui.core.oauth import delegated, tokens
 from mbxtui.core.oauth.settings import settings_of
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes import imap, pop3, smtp
@@ -50,6 +50,8 @@ def _token_check(profile: Any, store: SecretStore | None) -> ProbeResult | None:
         return None
     secret = (credentials.profile_secret(store, profile.id, credentials.OAUTH_CREDENTIAL)
               if profile.oauth_credential else None)
+    if not profile.oauth_credential and profile.oauth_provider != OAuthProvider.GOOGLE:
+        return ProbeResult("oauth2", [StepResult(Step.CHECK, True, 0.0, delegated.public_client_sentence(profile.name))])
     if not secret:
         return rule_failure(ErrorCode.NO_CREDENTIALS,
                             f"profile {profile.name!r} has no client credential for its OAuth provider: set it with "

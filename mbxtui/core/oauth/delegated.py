@@ -36,6 +36,15 @@ def authorize_command(email: str) -> str:
     return f"mbxtui mailbox authorize {shlex.quote(email)}"
 
 
+def public_client_sentence(profile_name: str) -> str:
+    """What ``profile test`` says of a profile with no client credential: it can only be checked
+    per mailbox, with that mailbox's own authorization."""
+    name = shlex.quote(profile_name)
+    return (f"profile {profile_name!r} has no client credential, so it acts only for mailboxes authorized one by "
+            f"one: each is checked by `mbxtui mailbox authorize EMAIL` and Test & Enable (a confidential client "
+            f"sets its secret with `mbxtui profile set-oauth {name} --client-secret-stdin`)")
+
+
 @dataclass(frozen=True)
 class DeviceCode:
     """What the person is shown: where to go and the code to type there."""

@@ -21,7 +21,7 @@ from mbxtui.core.oauth import delegated
 from mbxtui.core.oauth.delegated import DeviceCode, DeviceFlowEnded, authorize_command
 from mbxtui.core.oauth.settings import settings_of
 from mbxtui.core.oauth.tokens import TokenError
-from mbxtui.core.permissions import Actor, require
+from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import audit, mailboxes
 from mbxtui.core.services import settings as settings_service
@@ -157,3 +157,27 @@ def after_pass(now: datetime) -> None:
         org = settings_service.load()
         record_refreshes(org)
         warn_expiring(now, org)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(sep=" ", timespec="seconds") if value else None
+
+
+def state_of(actor: Actor, email: str) -> dict[str, Any] | None:
+    """What is recorded of the mailbox's own authorization (never a token); None when it has none."""
+    require(actor, Permission.READ)
+    mailbox = mailboxes.get(email)
+    record = MailboxAuthorization.get_or_none(MailboxAuthorization.mailbox == mailbox.id)
+    if record is None:
+        return None
+    return {"authorized_on": _iso(record.authorized_on), "authorized_by": record.authorized_by,
+            "refresh_expires_on": _iso(record.refresh_expires_on), "last_refresh_on": _iso(record.last_refresh_on),
+            "last_refresh_error": record.last_refresh_error}
+
+
+def forget(mailbox_id: int, store: SecretStore) -> bool:
+    """The mailbox's refresh token leaves the keyring and its record goes (when its token is
+    cleared); True when it had an authorization. Caller holds the transaction and audits it."""
+    store.delete(secret_key("mailbox", mailbox_id, delegated.REFRESH_TOKEN))
+    delegated.forget_mailbox(mailbox_id)
+    return MailboxAuthorization.delete().where(MailboxAuthorization.mailbox == mailbox_id).execute() > 0

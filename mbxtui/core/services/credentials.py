@@ -167,8 +167,14 @@ def clear_mailbox_secret(actor: Actor, email: str, store: SecretStore, what: str
     store.delete(secret_key("mailbox", mailbox.id, what))
     with write_transaction():
         Mailbox.update({_flag(what): False, _bound(what): None}).where(Mailbox.id == mailbox.id).execute()
-        audit.record(actor, f"mailbox.clear_{what}", "mailbox", f"cleared the {what} of mailbox {mailbox.email}",
-                     [(mailbox.id, {what: "set"}, {what: "not set"})])
+        before, after, also = {what: "set"}, {what: "not set"}, ""
+        if what == TOKEN:  # a token cleared takes the mailbox's own authorization with it
+            from mbxtui.core.services import authorizations  # it imports this module
+
+            if authorizations.forget(mailbox.id, store):
+                before["authorization"], after["authorization"], also = "authorized", "none", " and its authorization"
+        audit.record(actor, f"mailbox.clear_{what}", "mailbox",
+                     f"cleared the {what}{also} of mailbox {mailbox.email}", [(mailbox.id, before, after)])
 
 
 def mailbox_secret(store: SecretStore, mailbox_id: int, what: str = PASSWORD) -> Secret | None:

@@ -16,7 +16,7 @@ from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.queue import JobResult
 from mbxtui.core.permissions import Permission
 from mbxtui.core.services import (
-    alerts, audit, bulk, credentials, enablement, mailbox_views, mailboxes, profiles, settings,
+    alerts, audit, authorizations, bulk, credentials, enablement, mailbox_views, mailboxes, profiles, settings,
 )
 from mbxtui.core.services.bulk import BulkResult
 from mbxtui.core.services.enablement import Scheduled
@@ -80,6 +80,20 @@ def sync_text(sync: SyncRow | None) -> str:
     return "\n".join(["", "Sync status"] + [f"{title:<{width}}  {cell(value)}" for title, value in lines])
 
 
+def authorization_lines(row: dict[str, Any]) -> list[str]:
+    """The mailbox's own OAuth2 authorization (``mailbox authorize``), on a profile where it applies."""
+    if not row.get("authorization_applies"):
+        return []
+    state = row.get("authorization")
+    if state is None:
+        return ["", "Authorization: none (z authorizes it)"]
+    lines = [("Authorized", f"{cell(state['authorized_on'])} by {cell(state['authorized_by'])}"),
+             ("Refresh token can expire", state["refresh_expires_on"]),
+             ("Last refresh", state["last_refresh_on"]), ("Last refresh error", state["last_refresh_error"])]
+    width = max(len(title) for title, _ in lines)
+    return ["", "Authorization"] + [f"{title:<{width}}  {cell(value)}" for title, value in lines]
+
+
 def organisation_tracking(regarding: str, org: settings.EmailSettings) -> str:
     return org.tracking_users if regarding == Regarding.USER else org.tracking_queues
 
@@ -139,7 +153,8 @@ class MailboxDetailScreen(BaseScreen):
             profile = profiles.ProfileRecord.of(profiles.get(row["profile"])) if row["profile"] else None
             row = {**row, "secret_endpoint": credentials.mailbox_secret_state(self.actor, row["email"]),
                    "tracking_shown": tracking_text(row, settings.show(self.actor)),
-                   "authorization_applies": authorization_applies(profile)}
+                   "authorization_applies": authorization_applies(profile),
+                   "authorization": authorizations.state_of(self.actor, row["email"])}
             return MailboxDetailLoaded(
                 mailbox_id, row, jobs.last_result(mailbox_id),
                 alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20),
@@ -164,7 +179,7 @@ class MailboxDetailScreen(BaseScreen):
             f"mbxtui · Mailbox {safe(row['name'])} <{safe(row['email'])}> · {self.actor.login} "
             f"({self.actor.role.value})")
         width = max(len(title) for _, title in FIELDS)
-        lines = [f"{title:<{width}}  {cell(row.get(key))}" for key, title in FIELDS]
+        lines = [f"{title:<{width}}  {cell(row.get(key))}" for key, title in FIELDS] + authorization_lines(row)
         self.query_one("#fields", Static).update("\n".join(lines))
         self.query_one("#sync", Static).update(sync_text(message.sync))
         self.query_one("#test", Static).update(self._test_text(message.last_test))

@@ -953,7 +953,7 @@ READ_ONLY = {
     "activities.list_activities", "activities.show_activity", "mailbox_views.sync_of", "health.health",
     "activities.page_activities", "activities.head_activities", "activities.count_activities",
     "activities.activity_detail",
-    "sync_monitor.snapshot",
+    "sync_monitor.snapshot", "authorizations.state_of",
 }
 CALLED_BY_CHECKED_SERVICES = {
     "audit.record": "the audit entry of a change its caller was allowed to make",

@@ -283,6 +283,17 @@ def _reason(text: str) -> str:
     return reason.removeprefix("FATAL: ").strip() or "no reason given"
 
 
+def forget_connection() -> None:
+    """Close this thread's database connection after a fault, so that the thread's next call
+    connects anew: a pooled thread would otherwise keep a connection the server has closed."""
+    import contextlib
+
+    from mbxtui.core.models import database
+
+    with contextlib.suppress(Exception):
+        database.close()
+
+
 def _bound_server() -> str | None:
     from peewee import PostgresqlDatabase
 

@@ -1,7 +1,7 @@
 """Speed of the core at scale (issue 2), printed beside the targets.
 
     .venv/bin/python bench/core.py [--mailboxes N] [--import-rows N] [--repeat N] [--cache-dir DIR]
-                                   [--rebuild] [--only import,list,approve]
+                                   [--rebuild] [--only import,list,approve] [--backends sqlite,postgresql]
 
 Figures, each as wall time and CPU time (the CPU time does not grow when the machine is busy):
   * import of 100,000 users from CSV: the real CLI (`mbxtui import users FILE.csv`) in a
@@ -12,6 +12,11 @@ Figures, each as wall time and CPU time (the CPU time does not grow when the mac
   * approving the 100,000 mailboxes of the Pending Approval view: the service
     (`bulk.approve`) and the CLI (`mbxtui mailbox approve --view pending`), each on a fresh
     copy of the 1,000,000-mailbox database.
+
+With ``--backends sqlite,postgresql`` each figure is measured on both, side by side. PostgreSQL is a
+private server started as the test suite starts it (tests/lab/postgres.py: over loopback, fsync
+off); the import runs into a fresh ``CREATE DATABASE ... TEMPLATE`` copy of an empty installation,
+and the big database is the cached SQLite one copied in by ``mbxtui.core.transfer`` and vacuumed.
 
 The 1,000,000-mailbox database is built once by executemany into the real schema, in one
 transaction with the full-text triggers firing, and kept in --cache-dir (default $MBXTUI_BENCH_DIR,
@@ -34,8 +39,10 @@ import sys
 import tempfile
 import time
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from mbxtui.core import db
 from mbxtui.core.migrations import LATEST_VERSION
@@ -99,9 +106,11 @@ def remove_database(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def new_database(path: Path) -> None:
-    """A fresh database with its global_admin, PROFILE_COUNT profiles and the first as default."""
-    remove_database(path)
+def new_database(path: Path | str) -> None:
+    """A fresh database with its global_admin, PROFILE_COUNT profiles and the first as default
+    (``path``: a file, or a new PostgreSQL database's URL)."""
+    if isinstance(path, Path):
+        remove_database(path)
     database = db.open_database(path)
     try:
         admin = operators.initialise(login=OPERATOR)
@@ -220,6 +229,74 @@ def work_copy(source: Path, directory: Path) -> Path:
     return target
 
 
+class SqliteBackend:
+    name = f"SQLite {sqlite3.sqlite_version}"
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.template = work / "template.db"
+        new_database(self.template)
+
+    @contextmanager
+    def import_target(self) -> Iterator[Path]:
+        target = self.work / "import.db"
+        remove_database(target)
+        shutil.copyfile(self.template, target)
+        yield target
+
+    def big(self, path: Path) -> Path:
+        return path
+
+    def server_cpu(self) -> float:
+        return 0.0  # SQLite works inside the measured process
+
+    def stop(self) -> None:
+        pass
+
+
+class PostgresBackend:
+    def __init__(self) -> None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.lab lives beside the package
+        from tests.lab.postgres import start_postgres
+
+        self.server = start_postgres()
+        self.name = f"PostgreSQL {self.server.version}"
+        self.template = "core_import_template"
+        new_database(self.server.create_database(self.template))
+        self.runs = 0
+
+    @contextmanager
+    def import_target(self) -> Iterator[str]:
+        self.runs += 1
+        name = f"core_import_{self.runs}"
+        url = self.server.create_database(name, template=self.template)
+        try:
+            yield url
+        finally:
+            self.server.drop_database(name)
+
+    def big(self, path: Path) -> str:
+        from mbxtui.core import transfer
+
+        started = time.perf_counter()
+        url = self.server.create_database(path.stem.replace("-", "_"))
+        transfer.copy_installation(path, url)
+        self.server.psql("VACUUM ANALYZE", database=path.stem.replace("-", "_"))
+        print(f"  copied {path.name} into PostgreSQL and vacuumed it in {time.perf_counter() - started:.0f} s",
+              flush=True)
+        return url
+
+    def server_cpu(self) -> float:
+        """CPU seconds of the server's processes so far: the postmaster's own and those of the
+        sessions that ended (a session's process is reaped by it when its connection closes)."""
+        time.sleep(0.2)  # the session just closed: let the postmaster reap it
+        fields = Path(f"/proc/{self.server.process.pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 # --- measurements ------------------------------------------------------------------------------
 
 def children_cpu() -> float:
@@ -227,9 +304,12 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_cli(database: Path, *arguments: str, data_dir: Path) -> tuple[float, float]:
+def run_cli(database: Path | str, *arguments: str, data_dir: Path) -> tuple[float, float]:
     """Wall and CPU time of one `mbxtui --db DATABASE ARGUMENTS...`; fails loudly if it does."""
-    env = {**os.environ, "MBXTUI_DATA_DIR": str(data_dir)}
+    # As installed: the package's .pyc files are written once and read after (an environment that
+    # forbids writing them makes every run compile mbxtui from source: 0.1-0.2 s more a run).
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["MBXTUI_DATA_DIR"] = str(data_dir)
     cpu = children_cpu()
     started = time.perf_counter()
     completed = subprocess.run([str(MBXTUI), "--db", str(database), *arguments], env=env,
@@ -266,37 +346,37 @@ def write_users_csv(path: Path, rows: int) -> None:
             file.write(f"{first} {last},{ascii_lower(first)}.{ascii_lower(last)}.{number}@import.example.test\n")
 
 
-def measure_import(work: Path, rows: int, repeat: int) -> list[Figure]:
+def measure_import(backend: SqliteBackend | PostgresBackend, work: Path, rows: int, repeat: int) -> list[Figure]:
     csv_path = work / "users.csv"
-    write_users_csv(csv_path, rows)
-    template = work / "template.db"
-    new_database(template)
-    target = work / "import.db"
+    if not csv_path.exists():
+        write_users_csv(csv_path, rows)
 
-    cli_times = []
+    cli_times, server = [], backend.server_cpu()
     for _ in range(repeat):
-        remove_database(target)
-        shutil.copyfile(template, target)
-        cli_times.append(run_cli(target, "import", "users", str(csv_path), data_dir=work))
+        with backend.import_target() as target:
+            cli_times.append(run_cli(target, "import", "users", str(csv_path), data_dir=work))
+    cli_server, server = (backend.server_cpu() - server) / repeat, backend.server_cpu()
 
     service_times = []
     for _ in range(repeat):
-        remove_database(target)
-        shutil.copyfile(template, target)
-        database = db.open_database(target)
-        try:
-            admin = operators.current_actor(login=OPERATOR)
-            service_times.append(timed(lambda: imports.import_csv(admin, "users", csv_path)))
-            imported = database.execute_sql("SELECT count(*) FROM mailbox").fetchone()[0]
-        finally:
-            database.close()
+        with backend.import_target() as target:
+            database = db.open_database(target)
+            try:
+                admin = operators.current_actor(login=OPERATOR)
+                service_times.append(timed(lambda: imports.import_csv(admin, "users", csv_path)))
+                imported = database.execute_sql("SELECT count(*) FROM mailbox").fetchone()[0]
+            finally:
+                database.close()
         if imported != rows:
             raise SystemExit(f"the import made {imported} mailboxes, expected {rows}")
-    return [median_figure(f"import {rows:,} users: CLI subprocess", cli_times, 10.0),
-            median_figure(f"import {rows:,} users: service", service_times, 10.0)]
+    service_server = (backend.server_cpu() - server) / repeat
+    noted = [(cli_times, cli_server, "CLI subprocess"), (service_times, service_server, "service")]
+    return [median_figure(f"{backend.name}: import {rows:,} users: {what}", times, 10.0,
+                          f"median of {repeat}" + (f", server CPU {spent:.1f} s a run" if spent else ""))
+            for times, spent, what in noted]
 
 
-def measure_list(database_path: Path, work: Path, count: int) -> list[Figure]:
+def measure_list(name: str, database_path: Path | str, work: Path, count: int) -> list[Figure]:
     arguments = ("mailbox", "list", "--view", "pending", "--json", "--limit", "100")
     run_cli(database_path, *arguments, data_dir=work)  # warm-up: the page cache, .pyc files
     times = [run_cli(database_path, *arguments, data_dir=work) for _ in range(5)]
@@ -307,7 +387,8 @@ def measure_list(database_path: Path, work: Path, count: int) -> list[Figure]:
     finally:
         database.close()
     return [
-        median_figure(f"`mailbox list --view pending --json --limit 100`, {count:,} mailboxes: CLI", times, 0.5,
+        median_figure(f"{name}: `mailbox list --view pending --json --limit 100`, {count:,} mailboxes: CLI",
+                      times, 0.5,
                       f"median of 5, worst {max(times)[0]:.3f} s"),
         median_figure("  the same page and total: service call alone", service, None),
     ]
@@ -345,26 +426,37 @@ def main() -> int:
     parser.add_argument("--rebuild", action="store_true", help="build the big database even if cached")
     parser.add_argument("--only", default="import,list,approve",
                         help="comma-separated subset of: import, list, approve")
+    parser.add_argument("--backends", default="sqlite", help="sqlite, postgresql or both, comma separated "
+                        "(approve is measured on SQLite only)")
     arguments = parser.parse_args()
+    backends = [part.strip() for part in arguments.backends.split(",") if part.strip()]
+    if not backends or set(backends) - {"sqlite", "postgresql"}:
+        parser.error("--backends: sqlite, postgresql or both")
     chosen = {part.strip() for part in arguments.only.split(",") if part.strip()}
     unknown = chosen - {"import", "list", "approve"}
     if unknown:
         parser.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
 
     print(f"mbxtui core benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-          f"SQLite {sqlite3.sqlite_version}, load average {os.getloadavg()[0]:.1f}")
+          f"load average {' '.join(f'{load:.1f}' for load in os.getloadavg())}")
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="mbxtui-bench-core-") as scratch:
         work = Path(scratch)
-        if "import" in chosen:
-            figures += measure_import(work, arguments.import_rows, arguments.repeat)
+        big = None
         if chosen & {"list", "approve"}:
             big = cached_mailbox_database(arguments.cache_dir, arguments.mailboxes, arguments.rebuild)
-            pending = len(range(0, arguments.mailboxes, 10))
-            if "list" in chosen:
-                figures += measure_list(big, work, arguments.mailboxes)
-            if "approve" in chosen:
-                figures += measure_approve(big, work, pending)
+        for choice in backends:
+            backend = SqliteBackend(work) if choice == "sqlite" else PostgresBackend()
+            try:
+                if "import" in chosen:
+                    figures += measure_import(backend, work, arguments.import_rows, arguments.repeat)
+                if "list" in chosen:
+                    figures += measure_list(backend.name, backend.big(big), work, arguments.mailboxes)
+                if "approve" in chosen and choice == "sqlite":
+                    figures += measure_approve(big, work, len(range(0, arguments.mailboxes, 10)))
+            finally:
+                backend.stop()
+    print(f"load average at the end: {' '.join(f'{load:.1f}' for load in os.getloadavg())}")
     print_table("results", figures)
     return 0
 

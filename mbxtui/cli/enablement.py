@@ -22,7 +22,9 @@ from mbxtui.core.display import safe
 from mbxtui.core.errors import MbxError
 
 if TYPE_CHECKING:
+    from mbxtui.cli.health_server import HealthServer
     from mbxtui.core.jobs.runner import EnablementRunner
+    from mbxtui.core.sync.loop import ProcessingLoop
     from mbxtui.core.sync.runner import SyncSummary
 
 tested_log = logging.getLogger("mbxtui.worker.tested")
@@ -112,13 +114,26 @@ def cmd_test_enable(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
+    from mbxtui.core.metrics import WORKER as metrics
     from mbxtui.core.sync.loop import ProcessingLoop
 
     if args.lease <= 0:
         raise UsageError("--lease: a number of seconds above 0")
     if args.sync_threads < 1:
         raise UsageError("--sync-threads: a whole number above 0")
-    runner = _runner(ctx, threads=args.threads, on_tested=log_tested, lease_seconds=args.lease)
+    if args.health_port is not None and not 1 <= args.health_port <= 65535:
+        raise UsageError(f"--health-port: {args.health_port} is out of range 1-65535")
+    metrics.restart()
+
+    def tested(events: Sequence[Any]) -> None:
+        metrics.tested(event.outcome.value for event in events)
+        log_tested(events)
+
+    def processed(summary: SyncSummary) -> None:
+        metrics.pass_ended(summary)
+        log_processed(summary)
+
+    runner = _runner(ctx, threads=args.threads, on_tested=tested, lease_seconds=args.lease)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -130,32 +145,56 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
         runner.wake()
 
     processing = ProcessingLoop(ctx.store, requested_by=ctx.actor.login, stop=stop, process=not args.no_process,
-                                threads=args.sync_threads, pause_seconds=args.poll, on_pass=log_processed,
+                                threads=args.sync_threads, pause_seconds=args.poll, on_pass=processed,
                                 on_retests=retests_queued)
+    health = _health_server(ctx, args, runner.worker, stop) if args.health_port is not None else None
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, request_stop)
-    with logs.echo(tested_log, sys.stdout), logs.echo(processed_log, sys.stdout), logs.echo(summary_log, sys.stderr):
-        if args.once:
-            # What is due now: the re-tests, the tests, then one pass over what they enabled.
-            try:
-                processing.retest_if_due()
-            except MbxError as exc:  # a refusal (the role may not queue tests): the rest runs
-                summary_log.warning("re-tests not queued: %s", safe(str(exc)))
-            summary = runner.run(stop=stop, until_idle=True)
-            processing.start(once=True).join()
-        else:
-            thread = processing.start()
-            try:
-                summary = runner.run(stop=stop, until_idle=False, poll_seconds=args.poll)
-            finally:
-                stop.set()
-                thread.join()  # the cycles in flight finish, each within its profile's timeout
-        totals = processing.totals
-        if totals.recorded or totals.failed:
-            summary_log.info("processed %d cycle(s): %d message(s) read, %d recorded, %d failed",
-                             totals.cycles, totals.messages, totals.recorded, totals.failed)
-        summary_log.info("tested %d: %d passed, %d failed, %d postponed",
-                         summary.tested, summary.passed, summary.failed, summary.postponed)
+    try:
+        with logs.echo(tested_log, sys.stdout), logs.echo(processed_log, sys.stdout), \
+                logs.echo(summary_log, sys.stderr):
+            if health is not None:
+                summary_log.info("health: http://%s:%d/healthz and /metrics", safe(args.health_host), health.port)
+            return _work(args, runner, processing, stop)
+    finally:
+        if health is not None:
+            health.close()
+
+
+def _health_server(ctx: Context, args: argparse.Namespace, worker: str, stop: threading.Event) -> HealthServer:
+    from mbxtui.cli.health_server import HealthServer
+    from mbxtui.core.metrics import WORKER as metrics
+    from mbxtui.core.readiness import DatabaseProbe
+
+    return HealthServer(args.health_host, args.health_port, metrics=metrics, probe=DatabaseProbe(ctx.db_path),
+                        worker=worker, lease_seconds=args.lease, processing=not args.no_process,
+                        stopping=stop.is_set).start()
+
+
+def _work(args: argparse.Namespace, runner: EnablementRunner, processing: ProcessingLoop,
+          stop: threading.Event) -> int:
+    """Run until stopped (``--once``: what is due now), then log the totals."""
+    if args.once:
+        # What is due now: the re-tests, the tests, then one pass over what they enabled.
+        try:
+            processing.retest_if_due()
+        except MbxError as exc:  # a refusal (the role may not queue tests): the rest runs
+            summary_log.warning("re-tests not queued: %s", safe(str(exc)))
+        summary = runner.run(stop=stop, until_idle=True)
+        processing.start(once=True).join()
+    else:
+        thread = processing.start()
+        try:
+            summary = runner.run(stop=stop, until_idle=False, poll_seconds=args.poll)
+        finally:
+            stop.set()
+            thread.join()  # the cycles in flight finish, each within its profile's timeout
+    totals = processing.totals
+    if totals.recorded or totals.failed:
+        summary_log.info("processed %d cycle(s): %d message(s) read, %d recorded, %d failed",
+                         totals.cycles, totals.messages, totals.recorded, totals.failed)
+    summary_log.info("tested %d: %d passed, %d failed, %d postponed",
+                     summary.tested, summary.passed, summary.failed, summary.postponed)
     return EXIT_OK
 
 
@@ -183,6 +222,10 @@ def register_worker(commands: Commands) -> None:
     p.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
                    help="how long the jobs and connection slots of a worker that died stay held before "
                    "other workers take them over (a live worker renews them)")
+    p.add_argument("--health-port", type=int, metavar="PORT", help="serve /healthz (200 when the worker is fit "
+                   "to keep its work, 503 with the reason otherwise) and /metrics (Prometheus) on this port")
+    p.add_argument("--health-host", default="127.0.0.1", metavar="HOST",
+                   help="the address --health-port listens on (default 127.0.0.1: this host only)")
 
 
 def register(commands: Commands) -> None:

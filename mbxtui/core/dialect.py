@@ -87,6 +87,10 @@ class SqliteDialect:
     def indexed_by(self, index: str) -> str:
         return f"INDEXED BY {index}"
 
+    def unindexed(self, column: str) -> str:
+        """``column`` as a condition that must not choose the index (SQLite's unary plus)."""
+        return f"+{column}"
+
     def nulls_first(self, descending: bool) -> str:
         """What follows ASC or DESC so that NULL sorts as the smallest value (SQLite's rule)."""
         return ""
@@ -223,6 +227,12 @@ class PostgresDialect(SqliteDialect):
 
     def indexed_by(self, index: str) -> str:
         return ""
+
+    def unindexed(self, column: str) -> str:
+        # PostgreSQL weighs each condition by its statistics; "+column" only hid them (an unknown
+        # expression, guessed at 0.5 % of the rows), so it sorted the whole Pending view for one
+        # page instead of walking the name index: 68 ms against 3 ms at 100,000 mailboxes.
+        return column
 
     def nulls_first(self, descending: bool) -> str:
         return " NULLS LAST" if descending else " NULLS FIRST"

@@ -152,3 +152,37 @@ def test_imports_continue_after_existing_records(admin: Actor, write_csv):
     assert owners == {"ann@corp.test": "ann@corp.test", "bob@corp.test": "bob@corp.test",
                       "cat@corp.test": "cat@corp.test"}
     assert count("mailbox", "user_id IS NULL OR email != (SELECT email FROM \"user\" u WHERE u.id = user_id)") == 0
+
+
+def test_rows_are_written_in_batches_each_with_its_mailbox_and_audit_record(admin: Actor, write_csv, monkeypatch):
+    monkeypatch.setattr(imports, "INSERT_BATCH", 4)  # 11 rows: two whole batches and a part
+    emails = [f"user{number:02}@corp.test" for number in range(11)]
+    path = write_csv("name,email\n" + "".join(f"User {email[4:6]},{email}\n" for email in emails))
+
+    assert imports.import_csv(admin, "users", path)["imported"] == 11
+
+    assert sorted(r.email for r in users.list_users(admin)) == emails
+    assert count("mailbox") == 11
+    assert count("mailbox", "user_id IS NULL OR email != (SELECT email FROM \"user\" u WHERE u.id = user_id)") == 0
+    entry = AuditEntry.select().order_by(AuditEntry.id.desc()).get()
+    assert (entry.action, entry.record_count, entry.records.count()) == ("user.import", 11, 11)
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ("Dup,user01@corp.test", "line 8: email: user01@corp.test is also on line 3"),
+    ("Bad,not-an-address", "line 8: email:"),
+])
+def test_a_bad_row_in_the_middle_of_a_later_batch_refuses_the_whole_import_naming_its_line(
+        admin: Actor, write_csv, monkeypatch, bad: str, problem: str):
+    monkeypatch.setattr(imports, "INSERT_BATCH", 4)  # the bad row (line 8) is the 3rd of the 2nd batch
+    rows = [f"User {number},user{number:02}@corp.test" for number in range(11)]
+    rows[6] = bad
+    path = write_csv("name,email\n" + "".join(f"{row}\n" for row in rows))
+    before = snapshot()
+
+    with pytest.raises(InvalidRows) as refused:
+        imports.import_csv(admin, "users", path)
+
+    assert problem in str(refused.value)
+    assert snapshot() == before, "the first batch was not written either"
+    assert count("user") == count("mailbox") == 0

@@ -79,6 +79,8 @@ def populate(location: Path | str, store: SecretStore) -> None:
         failing_profiles.failed(processed.id, processed.profile_id, ["incoming"], failing_profiles.PROCESSING, utcnow())
         database.execute_sql("INSERT INTO oauth_token_state (profile_id, provider, obtained_on) VALUES (?, 'generic', ?)",
                              [processed.profile_id, utcnow()])
+        database.execute_sql("INSERT INTO mailbox_authorization (mailbox_id, authorized_on, authorized_by) "
+                             "VALUES (?, ?, 'alice')", [processed.id, utcnow()])
     opened.close()
 
 

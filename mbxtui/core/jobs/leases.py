@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from mbxtui.core.db import write_transaction
 from mbxtui.core.jobs.queue import rows_by_name
+from mbxtui.core.metrics import WORKER as metrics
 from mbxtui.core.models import database
 
 # Asking for slots when work waits for them, or giving back unused ones, at most this often.
@@ -62,10 +63,12 @@ class ConnectionLeases:
         if busy >= min(self.held.get(profile_id, 0), self.usable.get(profile_id, 0)):
             return False
         self.busy[profile_id] = busy + 1
+        metrics.connection_opened(profile_id)
         return True
 
     def give_back(self, profile_id: int) -> None:
         self.busy[profile_id] -= 1
+        metrics.connection_closed(profile_id)
 
     def needs_sync(self, blocked: set[int]) -> bool:
         """``blocked``: profiles whose waiting tests found no usable slot. True when asking the
@@ -107,6 +110,7 @@ class ConnectionLeases:
             answer = renew_claims(now + timedelta(seconds=self.lease_seconds))
             self.sync(self.wanted(waiting, most), now, self.lease_seconds)
         self.synced_at = started  # the leases written run from ``now``, taken before the wait for the lock
+        metrics.lease_renewed()
         return answer or 0
 
     def sync(self, wanted: dict[int, int], now: datetime, lease_seconds: float) -> None:

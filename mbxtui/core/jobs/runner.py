@@ -167,6 +167,9 @@ class EnablementRunner:
             try:
                 while True:
                     stopping = stop is not None and stop.is_set()
+                    if stopping and pending:  # handed back now, for other workers, not after the tests in flight
+                        self._release(pending)
+                        pending.clear()
                     if not stopping and len(pending) < self.threads * 2:
                         pending.extend(self._claim(self.threads * 4 - len(pending)))
                     if not stopping:

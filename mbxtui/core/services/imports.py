@@ -20,6 +20,7 @@ from mbxtui.core.services import settings as settings_service
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 COLUMNS = {"users": ("name", "email"), "queues": ("name", "email", "owner")}
+INSERT_BATCH = 5000
 
 
 def _read_rows(path: Path, kind: str) -> list[tuple[int, dict[str, str]]]:
@@ -131,11 +132,14 @@ def _insert(actor: Actor, kind: str, table: str, rows: list[tuple[str, str, int 
     now = utcnow()
     first_new = database.execute_sql(f'SELECT coalesce(max(id), 0) + 1 FROM "{table}"').fetchone()[0]
     if kind == "users":
-        database.cursor().executemany('INSERT INTO "user" (name, email, active, created_on) VALUES (?, ?, 1, ?)',
-                         [(n, e, now) for n, e, _ in rows])
+        columns, values = ("name", "email", "active", "created_on"), [(n, e, 1, now) for n, e, _ in rows]
     else:
-        database.cursor().executemany("INSERT INTO queue (name, email, owner_id, active, created_on) VALUES (?, ?, ?, 1, ?)",
-                         [(n, e, o, now) for n, e, o in rows])
+        columns, values = ("name", "email", "owner_id", "active", "created_on"), [(n, e, o, 1, now) for n, e, o in rows]
+    # Many rows per statement (PostgreSQL: one round trip per batch, not per row), all in the
+    # caller's transaction: every row was validated before the first batch is written.
+    insert_rows = dialect.current().insert_rows
+    for start in range(0, len(values), INSERT_BATCH):
+        insert_rows(database.connection(), table, columns, values[start:start + INSERT_BATCH])
     settings = settings_service.load()
     regarding = Regarding.USER if kind == "users" else Regarding.QUEUE
     template = mailboxes.new_mailbox_values(settings, name="", email="", regarding=regarding, owner_id=None)

@@ -337,3 +337,44 @@ def test_console_with_its_sessions_ended_and_every_slot_taken_says_so_in_place_a
     slots.release()
     assert count(url, "SELECT count(*) FROM mailbox WHERE email = 'farah@corp.test' AND approval = 'approved'") == 1
 
+
+
+# --- processing -------------------------------------------------------------------------------------------
+
+def test_a_processing_pass_without_a_connection_slot_fails_no_mailbox(cli: Cli, slots: Slots,
+                                                                     caplog: pytest.LogCaptureFixture):
+    # A pass reads a forward mailbox's candidates on a database thread of its own, which connects anew.
+    url = str(cli.db_path)
+    cli.ok("forward-mailbox", "add", "--name", "Inbound", "--email", "inbound@corp.test",
+           "--profile", "imap")
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute("UPDATE mailbox SET approval = 'approved', incoming_enabled = 1, "
+                       "incoming_method = 'server_side_sync', active = 1 WHERE email = 'inbound@corp.test'")
+    conn.close()
+    from mbxtui.core.errors import problem_sentence
+    from mbxtui.core.services import operators
+    from mbxtui.core.sync.loop import ProcessingLoop
+    from mbxtui.core.sync.runner import sync_once
+
+    opened = db.open_database(url)
+    try:
+        me = operators.current_actor()
+        slots.take_all()
+        with pytest.raises(Exception) as failed:
+            sync_once(me, None, ["inbound@corp.test"], ignore_interval=True)
+        assert NO_SLOT_WORDS in problem_sentence(failed.value), problem_sentence(failed.value)
+        # The worker's loop: says so in one line, no traceback, and goes on to its next pass.
+        ProcessingLoop(None, requested_by=me.login, threads=2).run(once=True)
+        passes = [r for r in caplog.records if "processing pass" in r.getMessage()]
+        assert passes and all(r.exc_info is None and NO_SLOT_WORDS in r.getMessage() for r in passes), passes
+        slots.release()
+        assert count(url, "SELECT count(*) FROM mailbox WHERE email = 'inbound@corp.test' "
+                          "AND last_error_code IS NULL AND incoming_enabled = 1") == 1
+        assert count(url, "SELECT count(*) FROM sync_status WHERE last_error_code IS NOT NULL OR worker IS NOT NULL "
+                          "OR incoming_failures > 0") == 0
+        sync_once(me, None, ["inbound@corp.test"], ignore_interval=True)  # runs: its own failure, if any, is the mail server's
+        assert count(url, "SELECT count(*) FROM mailbox WHERE email = 'inbound@corp.test' "
+                          "AND coalesce(last_error_code, '') != 'INTERNAL_ERROR'") == 1
+    finally:
+        opened.close()
+        database.close()

@@ -24,6 +24,7 @@ from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import rows_by_name, worker_identity
 from mbxtui.core.mailbox_check import mailbox_snapshot, profile_snapshot, rule_failure
 from mbxtui.core.errors import NotFound
+from mbxtui.core.faults import fault_sentence
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes.base import ErrorCode
@@ -206,8 +207,10 @@ class SyncRunner:
                                                        settings.tracking_queues) if target.is_forward else None)
                 return run_cycle(target, secret, candidates, self.clock())
         except Exception as exc:  # an unreadable secret store or a database error must not stop the pool
-            log.exception("the cycle of mailbox %s could not run", target.mailbox.id)
             drop_connection()  # it may be broken: the thread's next cycle connects anew
+            if fault_sentence(exc) is not None:  # the database's machine, not the mailbox: no failure of its own
+                raise
+            log.exception("the cycle of mailbox %s could not run", target.mailbox.id)
             return CycleResult(rule_failure(ErrorCode.INTERNAL_ERROR,
                                             f"the cycle could not run: {exc.__class__.__name__}: {exc}"))
         finally:

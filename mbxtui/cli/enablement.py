@@ -152,7 +152,8 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
         signal.signal(sig, request_stop)
     try:
         with logs.echo(tested_log, sys.stdout), logs.echo(processed_log, sys.stdout), \
-                logs.echo(summary_log, sys.stderr):
+                logs.echo(summary_log, sys.stderr), \
+                logs.echo(logging.getLogger("mbxtui.core.descriptors"), sys.stderr):  # a low open-file limit
             if health is not None:
                 summary_log.info("health: http://%s:%d/healthz and /metrics", safe(args.health_host), health.port)
             return _work(args, runner, processing, stop)

@@ -77,6 +77,12 @@ class WrongMasterPassword(SecretsError):
     """The master password does not open the encrypted file."""
 
 
+class KeyringUnavailable(SecretsError):
+    """The store could be read before and no longer can: the encrypted file was deleted or
+    re-encrypted with another master password, or the OS keyring stopped answering. The message
+    says what happened and what to do; nothing is written to a file that could not be read."""
+
+
 def mailbox_password_key(mailbox_id: int) -> str:
     return _record_key("mailbox", mailbox_id, "password")
 
@@ -129,6 +135,9 @@ class SecretStore:
         self._lock = threading.RLock() if self._file is not None else _BACKEND_LOCK
         self._unlocked = self._file is None
         self._creating_new_file = creating_new_file
+        # What each key held when last read or set, for readers that may go on with it while the
+        # store cannot be read (see get).
+        self._last_read: dict[str, str | None] = {}
 
     @classmethod
     def open(cls, data_dir: Path) -> SecretStore:
@@ -267,24 +276,61 @@ class SecretStore:
                 else:
                     self._backend.set_password(SERVICE, key, value)
             except Exception as exc:
+                self._last_read.pop(key, None)
                 raise self._error("store", key, exc) from exc
+            self._last_read[key] = value
 
-    def get(self, key: str) -> str | None:
+    def get(self, key: str, *, last_read: bool = False) -> str | None:
+        """The secret, or None when there is none. Raises KeyringUnavailable when the store itself
+        cannot be read (see that class), unless ``last_read`` is set and this process read or set
+        the key before: then what it held then (a worker goes on with the mailboxes it already
+        had the secrets of while the keyring is away)."""
         _check_key(key)
         with self._lock:
             self._check_unlocked()
             try:
                 if self._file is not None:
-                    return self._file.get(SERVICE, key)
-                return self._backend.get_password(SERVICE, key)
-            except Exception as exc:
+                    if not self._file.path.exists():
+                        raise KeyringUnavailable(self._file_gone())
+                    value = self._file.get(SERVICE, key)
+                else:
+                    value = self._backend.get_password(SERVICE, key)
+            except KeyringUnavailable:
+                if last_read and key in self._last_read:
+                    return self._last_read[key]
+                raise
+            except secret_file.DamagedEntry as exc:
                 raise self._error("read", key, exc) from exc
+            except Exception as exc:
+                if last_read and key in self._last_read:
+                    return self._last_read[key]
+                raise KeyringUnavailable(self._unreadable(exc)) from exc
+            self._last_read[key] = value
+            return value
+
+    def _file_gone(self) -> str:
+        path = _display_path(self._file_path)
+        return (f"the encrypted keyring file {path} was deleted or moved while mbxtui ran: put it back (from a "
+                f"backup), or set the passwords again with `mbxtui mailbox set-password`; mbxtui tries again later")
+
+    def _unreadable(self, exc: Exception) -> str:
+        if self._file is None:
+            return (f"the {self.backend_name} could not be read ({type(exc).__name__}: {exc}): start the keyring "
+                    f"service again (gnome-keyring-daemon, or log in to the desktop session); mbxtui tries again later")
+        path = _display_path(self._file_path)
+        if isinstance(exc, secret_file.WrongPassword):
+            return (f"the encrypted keyring file {path} was re-encrypted with another master password while mbxtui "
+                    f"ran: restart mbxtui with the new master password; the file is left as it is")
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        return (f"the encrypted keyring file {path} cannot be read now ({reason}): check it and its directory; "
+                f"the file is left as it is and mbxtui tries again later")
 
     def delete(self, key: str) -> None:
         """Remove the secret; nothing happens if there is none."""
         _check_key(key)
         with self._lock:
             self._check_unlocked()
+            self._last_read.pop(key, None)
             try:
                 if self._file is not None:
                     self._file.delete(SERVICE, key)

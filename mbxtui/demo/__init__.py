@@ -24,7 +24,12 @@ deliberate faults, and how to fix the fixable ones from the console:
 * Warehouse server: its IMAP server is down (CONNECTION_REFUSED, retried) and its SMTP server
   never answers (TIMEOUT, retried);
 * a few head office mailboxes synchronize appointments, contacts and tasks, which IMAP cannot
-  (ACT_UNSUPPORTED), and some addresses wait for approval (NOT_APPROVED when tested).
+  (ACT_UNSUPPORTED), and some addresses wait for approval (NOT_APPROVED when tested);
+* Exchange Online (OAuth2): its tokens come from the demo's identity provider (identity_provider.py),
+  whose app was never granted one mailbox (OAUTH_PERMISSION_MISSING).
+
+``main_servers_only`` also prints the ``profile detect`` command that finds the sandbox through the
+demo's DNS server (dns_server.py).
 
 While the demo runs, its inboxes receive a trickle of mail (see trickle.py) and the console
 processes the enabled mailboxes, so activities arrive as a newcomer watches.
@@ -43,6 +48,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from peewee import SqliteDatabase
 
@@ -60,7 +66,8 @@ from mbxtui.demo.sandbox import HOST, Sandbox, SandboxPorts
 from mbxtui.demo.trickle import DEFAULT_COUNT, DEFAULT_INTERVAL, Trickle, plan as trickle_plan
 
 __all__ = [
-    "DATABASE_NAME", "DEMO_MASTER_PASSWORD", "MAILBOX_PASSWORD", "Demo", "demo_directory", "main_servers_only",
+    "DATABASE_NAME", "DEMO_MASTER_PASSWORD", "MAILBOX_PASSWORD", "Demo", "demo_directory", "detect_command",
+    "main_servers_only",
     "open_demo_store", "prepare_demo", "run_demo",
 ]
 
@@ -189,11 +196,19 @@ def main_servers_only(reset: bool = False, db_path: Path | None = None) -> int:
         print("The command line works on the demo with:")
         print(f"  export MBXTUI_DB={shlex.quote(str(demo.db_path))} "
               f"MBXTUI_DATA_DIR={shlex.quote(str(demo.directory))} "
-              f"{KEYRING_CHOICE_ENV}=file {MASTER_PASSWORD_ENV}={DEMO_MASTER_PASSWORD}", flush=True)
+              f"{KEYRING_CHOICE_ENV}=file {MASTER_PASSWORD_ENV}={DEMO_MASTER_PASSWORD}")
+        print("Then settings detection finds the sandbox's servers for the demo domain:")
+        print(f"  {detect_command(demo)}", flush=True)
         stop_requested.wait()
     finally:
         demo.stop()
     return 0
+
+
+def detect_command(demo: Demo) -> str:
+    """The ``profile detect`` a newcomer types to see the demo's DNS server and sandbox found."""
+    return (f"mbxtui profile detect {seed.plan().users[seed.ADMIN_USER]} --dns-server {HOST}:{demo.ports.dns} "
+            f"--ca-file {shlex.quote(str(demo.directory / CA_FILE_NAME))}")
 
 
 def _run_until_exit_or_signal(app) -> None:
@@ -250,6 +265,8 @@ def _point_profiles_at(ports: SandboxPorts, directory: Path) -> None:
         except NotFound:
             continue
         changes = {"incoming_port": getattr(ports, incoming), "outgoing_port": getattr(ports, outgoing)}
+        if profile.oauth_issuer and urlsplit(profile.oauth_issuer).hostname == HOST:
+            changes["oauth_issuer"] = ports.oauth_url  # the demo's identity provider, on its new port
         if profile.ca_file and Path(profile.ca_file).name in (CA_FILE_NAME, LEGACY_CA_FILE_NAME):
             changes["ca_file"] = str(directory / Path(profile.ca_file).name)
         profile_confirmed = profiles.secret_endpoint_state(profile) == credentials.CONFIRMED

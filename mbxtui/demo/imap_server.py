@@ -2,7 +2,7 @@
 secure the connection, log in and look into its inbox.
 
 Commands: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE (PLAIN with an authorization
-identity, XOAUTH2), SELECT and EXAMINE (INBOX only), SEARCH and UID SEARCH (ALL, UID, SINCE, HEADER,
+identity, XOAUTH2, OAUTHBEARER), SELECT and EXAMINE (INBOX only), SEARCH and UID SEARCH (ALL, UID, SINCE, HEADER,
 SUBJECT, FROM, TO), FETCH and UID FETCH (see imap_fetch.py), STORE and UID STORE of flags, EXPUNGE,
 CHECK, CLOSE, UNSELECT: enough for a sync cycle to read and delete what it processed. Anything else
 is answered BAD.
@@ -19,7 +19,7 @@ import ssl
 
 from datetime import date, datetime, timezone
 
-from mbxtui.demo import imap_fetch
+from mbxtui.demo import imap_fetch, sasl
 from mbxtui.demo.connection import ConnectionClosed, LineConnection
 from mbxtui.demo.mailsystem import MailSystem, StoredMessage
 
@@ -126,7 +126,7 @@ class ImapSession:
             if self._may_start_tls:
                 capabilities.append("STARTTLS")
             if self._may_log_in:
-                capabilities += ["AUTH=PLAIN", "AUTH=XOAUTH2"]
+                capabilities += ["AUTH=PLAIN", "AUTH=XOAUTH2", "AUTH=OAUTHBEARER"]
             else:
                 capabilities.append("LOGINDISABLED")
         return " ".join(capabilities)
@@ -179,7 +179,7 @@ class ImapSession:
         if not arguments or len(arguments) > 2:
             raise _Bad("AUTHENTICATE needs a mechanism")
         mechanism = arguments[0].decode("ascii", "replace").upper()
-        if mechanism not in ("PLAIN", "XOAUTH2"):
+        if mechanism not in ("PLAIN", *sasl.TOKEN_MECHANISMS):
             await self.connection.send(f"{tag} NO [CANNOT] Unsupported authentication mechanism")
             return
         if not self._may_log_in:
@@ -204,9 +204,11 @@ class ImapSession:
             authzid, login, password = parts
             await self._finish_login(tag, authzid, login, password=password)
         else:
-            fields = dict(part.split("=", 1) for part in response.split("\x01") if "=" in part)
-            token = fields.get("auth", "").removeprefix("Bearer ")
-            await self._finish_login(tag, "", fields.get("user", ""), token=token)
+            user, token = sasl.bearer_login(mechanism, response)
+            if mechanism == "OAUTHBEARER" and not self.mail.check_token(user, token):
+                await self.connection.send(f"+ {sasl.oauthbearer_error('IMAP.AccessAsApp')}")
+                await self.connection.read_line()  # the client's ^A, which ends the exchange
+            await self._finish_login(tag, "", user, token=token)
 
     async def _finish_login(self, tag: str, authzid: str, login: str, *, password: str | None = None,
                             token: str | None = None) -> None:
@@ -221,7 +223,10 @@ class ImapSession:
             if self.failed_logins >= MAX_FAILED_LOGINS:
                 await self.connection.send("* BYE Too many failed logins")
                 raise ConnectionClosed("too many failed logins")
-            await self.connection.send(f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed.")
+            # Exchange Online answers a token it will not take (no permission, no access to the
+            # mailbox) with these words and no response code.
+            refusal = "AUTHENTICATE failed." if token is not None else "[AUTHENTICATIONFAILED] Authentication failed."
+            await self.connection.send(f"{tag} NO {refusal}")
             return
         if not self.mail.may_act_for(login, mailbox):
             log.info("IMAP %s: %r may not act for %r", self.connection.peer, login, mailbox)

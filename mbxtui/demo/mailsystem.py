@@ -3,8 +3,9 @@ in memory.
 
 Every address of the demo domain is a mailbox (so mailboxes added in the console work too), and
 every mailbox's password is ``MAILBOX_PASSWORD``. One service account may act for any mailbox
-(profile credentials, ``AUTH PLAIN`` with an authorization identity), and one OAuth2 access token
-is accepted for any mailbox (``XOAUTH2``).
+(profile credentials, ``AUTH PLAIN`` with an authorization identity); one OAuth2 access token, set
+by hand on the "Exchange Online" profile, is accepted for any mailbox (``XOAUTH2``), and so are the
+tokens the demo's identity provider issues, for the mailboxes its app was granted (``oauth``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from email import policy
 from email.message import Message as ParsedHeaders
 from email.parser import BytesHeaderParser
 from email.utils import formatdate
+
+from mbxtui.demo.identity_provider import TokenRegistry
 
 DOMAIN = "fernhill.example"
 MAILBOX_PASSWORD = "fernhill-demo"
@@ -74,6 +77,7 @@ class MailSystem:
         self._uid_validity = int(time.time())
         self._parser = BytesHeaderParser(policy=policy.default)  # headers decoded, for SEARCH
         self.sent_outside: deque[tuple[str, bytes]] = deque(maxlen=OUTSIDE_KEPT)
+        self.oauth = TokenRegistry(self.domain)
 
     # -- accounts --
 
@@ -88,7 +92,9 @@ class MailSystem:
         return self.is_mailbox(login) and _same(password, MAILBOX_PASSWORD)
 
     def check_token(self, address: str, token: str) -> bool:
-        return self.is_mailbox(address) and _same(token, OAUTH2_TOKEN)
+        if not self.is_mailbox(address):
+            return False
+        return _same(token, OAUTH2_TOKEN) or self.oauth.allows(token, address)
 
     def may_act_for(self, login: str, mailbox: str) -> bool:
         """Whether ``login`` (already authenticated) may work in ``mailbox``."""

@@ -13,6 +13,12 @@ Every port and what it does::
                      profile does not trust
     down             nothing listens: connection refused          Warehouse server (incoming)
     silent           accepts connections, never says a word       Warehouse server (outgoing)
+    oauth            HTTPS, demo CA: the OAuth2 provider whose    Exchange Online (OAuth2)
+                     tokens imaps, submission and pop3 take
+    dns              DNS, UDP and TCP: SRV records of the demo    profile detect
+                     domain naming imaps, pop3, smtps, submission
+
+The imaps, submission and pop3 ports serve every profile using them, Exchange Online (OAuth2) too.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from mbxtui.demo.certs import DemoCertificates
+from mbxtui.demo import dns_server
 from mbxtui.demo.connection import IDLE_TIMEOUT, MAX_LINE, TLS_HANDSHAKE_TIMEOUT, LineConnection
+from mbxtui.demo.identity_provider import IdentityProvider
 from mbxtui.demo.imap_server import ImapSession
 from mbxtui.demo.mailsystem import MailSystem
 from mbxtui.demo.pop3_server import Pop3Session
@@ -58,6 +66,13 @@ class SandboxPorts:
     untrusted_smtps: int
     down: int
     silent: int
+    oauth: int
+    dns: int
+
+    @property
+    def oauth_url(self) -> str:
+        """The identity provider's base URL (a profile's OAuth issuer)."""
+        return f"https://{HOST}:{self.oauth}"
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -78,6 +93,7 @@ class Sandbox:
         self._servers: list[asyncio.base_events.Server] = []
         self._transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
         self._refusing_socket: socket.socket | None = None
+        self._identity_provider: IdentityProvider | None = None
         self._lock = threading.Lock()
         self._started = False
 
@@ -111,8 +127,11 @@ class Sandbox:
             loop, self._loop = self._loop, None
             refusing, self._refusing_socket = self._refusing_socket, None
             log_setup, self._log_setup = self._log_setup, None
+            identity_provider, self._identity_provider = self._identity_provider, None
         if refusing is not None:
             refusing.close()
+        if identity_provider is not None:
+            identity_provider.stop()
         if loop is not None and not loop.is_closed():
             try:
                 if loop.is_running():
@@ -136,7 +155,7 @@ class Sandbox:
         trusted = self.certificates.server_context
         untrusted = self.certificates.untrusted_server_context
         self._refusing_socket = _bound_but_not_listening()
-        return SandboxPorts(
+        mail_ports = dict(
             imaps=await self._serve_lines(lambda c: ImapSession(c, self.mail, None), implicit_tls=trusted),
             submission=await self._serve_smtp(starttls=trusted),
             pop3=await self._serve_lines(lambda c: Pop3Session(c, self.mail, trusted)),
@@ -146,6 +165,12 @@ class Sandbox:
             down=self._refusing_socket.getsockname()[1],
             silent=await self._serve_silence(),
         )
+        self._identity_provider = IdentityProvider(self.mail.oauth, trusted, HOST)
+        oauth = self._identity_provider.start()
+        answers = dns_server.DnsAnswers(dns_server.zone(self.mail.domain, HOST, mail_ports))
+        dns, dns_over_tcp = await dns_server.serve(answers, HOST, self._transports.add)
+        self._servers.append(dns_over_tcp)
+        return SandboxPorts(**mail_ports, oauth=oauth, dns=dns)
 
     async def _serve_lines(self, session_for: Callable[[LineConnection], ImapSession | Pop3Session], *,
                            implicit_tls: ssl.SSLContext | None = None) -> int:

@@ -24,6 +24,7 @@ from mbxtui.core.services import (
     alerts, bulk, credentials, enablement, imports, mailboxes, operators, profiles, settings,
 )
 from mbxtui.core.services.selection import Selection
+from mbxtui.demo import identity_provider
 from mbxtui.demo.mailsystem import DOMAIN, MAILBOX_PASSWORD, OAUTH2_TOKEN, SERVICE_LOGIN, SERVICE_PASSWORD
 from mbxtui.demo.sandbox import HOST, SandboxPorts
 
@@ -32,6 +33,7 @@ RANDOM_SEED = 20240611
 HEAD_OFFICE = "Head office IMAP"
 BRANCH = "Branch POP3"
 EXCHANGE = "Exchange Online"
+EXCHANGE_OAUTH = "Exchange Online (OAuth2)"  # tokens from the demo's identity provider, through msal
 LEGACY = "Legacy mail"
 WAREHOUSE = "Warehouse server"
 
@@ -40,6 +42,7 @@ PROFILE_PORTS = {
     HEAD_OFFICE: ("imaps", "submission"),
     BRANCH: ("pop3", "smtps"),
     EXCHANGE: ("imaps", "submission"),
+    EXCHANGE_OAUTH: ("imaps", "submission"),
     LEGACY: ("legacy_imap", "untrusted_smtps"),
     WAREHOUSE: ("down", "silent"),
 }
@@ -82,6 +85,8 @@ BRANCH_USERS = 40
 LEGACY_USERS = 14
 WAREHOUSE_USERS = 6
 SALES_USERS = 30  # on Exchange Online, approved as they are created (R6)
+OAUTH_USERS = 8  # on Exchange Online (OAuth2), the one whose grant is missing included
+UNGRANTED_USER = "Noor Haddad"  # the app was never given access to this mailbox
 
 # (name, local part, profile, owner)
 QUEUES = (
@@ -130,6 +135,7 @@ class DemoOrganisation:
     untested: list[str] = field(default_factory=list)
     wrong_password: list[str] = field(default_factory=list)
     without_password: list[str] = field(default_factory=list)
+    ungranted: str = ""  # on Exchange Online (OAuth2): the app may not open it (OAUTH_PERMISSION_MISSING)
 
 
 def address(local_part: str) -> str:
@@ -185,7 +191,27 @@ def plan() -> DemoOrganisation:
     branch = organisation.groups[BRANCH][1:]
     organisation.wrong_password = branch[:len(WRONG_PASSWORDS)]
     organisation.without_password = branch[len(WRONG_PASSWORDS):len(WRONG_PASSWORDS) + BRANCH_USERS_WITHOUT_PASSWORD]
+    _plan_oauth_users(organisation, generator, taken, used_locals)
     return organisation
+
+
+def _plan_oauth_users(organisation: DemoOrganisation, generator: random.Random, taken: set[str],
+                      used_locals: set[str]) -> None:
+    """The users of Exchange Online (OAuth2), drawn after everyone else so that the rest of the
+    organisation stays as it was before this profile existed."""
+    names = [UNGRANTED_USER]
+    taken.add(UNGRANTED_USER)
+    while len(names) < OAUTH_USERS:
+        name = f"{generator.choice(FIRST_NAMES)} {generator.choice(LAST_NAMES)}"
+        if name not in taken:
+            taken.add(name)
+            names.append(name)
+    for name in names:
+        organisation.users[name] = address(_unique_local_part(name, used_locals))
+    organisation.groups[EXCHANGE_OAUTH] = [organisation.users[name] for name in names[1:] + names[:1]]
+    organisation.ungranted = organisation.users[UNGRANTED_USER]
+    if organisation.ungranted != identity_provider.UNGRANTED_MAILBOX:
+        raise AssertionError("the identity provider's ungranted mailbox is not the demo's")
 
 
 def _unique_local_part(name: str, used: set[str]) -> str:
@@ -214,6 +240,8 @@ def seed(login: str, ports: SandboxPorts, ca_file: Path, store: SecretStore) -> 
         # R6: mailboxes made while the default profile is Exchange Online are approved at once.
         settings.update(admin, default_profile=EXCHANGE)
         _import(admin, Path(scratch) / "sales.csv", "users", rows[EXCHANGE])
+        settings.update(admin, default_profile=EXCHANGE_OAUTH)
+        _import(admin, Path(scratch) / "oauth.csv", "users", rows[EXCHANGE_OAUTH])
         settings.update(admin, default_profile=HEAD_OFFICE)
         _import(admin, Path(scratch) / "queues.csv", "queues",
                 [(name, organisation.queues[local], organisation.users[owner]) for name, local, _, owner in QUEUES])
@@ -268,11 +296,19 @@ def _create_profiles(admin: Actor, ports: SandboxPorts, ca_file: Path, store: Se
     for name in (HEAD_OFFICE, LEGACY, WAREHOUSE):
         credentials.set_profile_secret(admin, name, SERVICE_PASSWORD, store)
     credentials.set_profile_secret(admin, EXCHANGE, OAUTH2_TOKEN, store, what=credentials.TOKEN)
+    # Exchange Online as IMAP and SMTP reach it (processing reads IMAP), with app-only tokens.
+    profiles.create(admin, name=EXCHANGE_OAUTH, type="imap_smtp", incoming_tls="implicit",
+                    outgoing_tls="starttls", incoming_auth="oauth2", outgoing_auth="oauth2",
+                    oauth_provider="microsoft365", oauth_tenant=identity_provider.TENANT,
+                    oauth_client_id=identity_provider.CLIENT_ID, oauth_issuer=ports.oauth_url,
+                    max_connections=20, timeout_seconds=10, verify_delivery=True, **sides(EXCHANGE_OAUTH))
+    # As `mbxtui profile set-oauth NAME --client-secret-stdin` stores it: in the keyring only.
+    credentials.set_profile_oauth(admin, EXCHANGE_OAUTH, "client_secret", identity_provider.CLIENT_SECRET, store)
 
 
 def _set_profile_owners(admin: Actor, organisation: DemoOrganisation) -> None:
-    owners = {HEAD_OFFICE: ADMIN_USER, EXCHANGE: SALES_MANAGER, LEGACY: ADMIN_USER, BRANCH: BRANCH_MANAGER,
-              WAREHOUSE: WAREHOUSE_MANAGER}
+    owners = {HEAD_OFFICE: ADMIN_USER, EXCHANGE: SALES_MANAGER, EXCHANGE_OAUTH: SALES_MANAGER, LEGACY: ADMIN_USER,
+              BRANCH: BRANCH_MANAGER, WAREHOUSE: WAREHOUSE_MANAGER}
     for profile, owner in owners.items():
         profiles.update(admin, profile, owner=organisation.users[owner])
 

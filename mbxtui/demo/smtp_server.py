@@ -1,5 +1,5 @@
 """The sandbox's submission server: aiosmtpd with STARTTLS (or implicit TLS) and AUTH (PLAIN with
-an authorization identity, LOGIN, XOAUTH2), delivering accepted mail into the inboxes the IMAP
+an authorization identity, LOGIN, XOAUTH2, OAUTHBEARER), delivering accepted mail into the inboxes the IMAP
 and POP3 servers serve, so a client can read back what it sent."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 from mbxtui.demo.connection import IDLE_TIMEOUT
+from mbxtui.demo import sasl
 from mbxtui.demo.mailsystem import MailSystem
 
 log = logging.getLogger("mbxtui.demo.servers")
@@ -100,14 +101,27 @@ class SandboxSMTP(SMTP):
         return self._result(login, authzid or login, self.mail.check_password(login, password))
 
     async def auth_XOAUTH2(self, _: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer_login("XOAUTH2", args)
+
+    async def auth_OAUTHBEARER(self, _: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer_login("OAUTHBEARER", args)
+
+    async def _bearer_login(self, mechanism: str, args: list[str]) -> AuthResult:
         response = await self._sasl_response(args)
         if response is None:
             return AuthResult(success=False, handled=True)
-        text = response.decode("utf-8", "replace")
-        fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
-        user = fields.get("user", "")
-        token = fields.get("auth", "").removeprefix("Bearer ")
-        return self._result(user, user, self.mail.check_token(user, token))
+        user, token = sasl.bearer_login(mechanism, response.decode("utf-8", "replace"))
+        if not self.mail.check_token(user, token):
+            peer = ":".join(str(part) for part in self.session.peer[:2])
+            log.info("SMTP %s: token for %r refused", peer, user)
+            if mechanism == "OAUTHBEARER":
+                answered = await self.challenge_auth(sasl.oauthbearer_error("SMTP.SendAsApp"), encode_to_b64=False)
+                if answered is MISSING:  # the client cancelled with "*": aiosmtpd has answered
+                    return AuthResult(success=False, handled=True)
+            # What Exchange Online answers a token without SMTP.SendAsApp or access to the mailbox.
+            await self.push("535 5.7.3 Authentication unsuccessful")
+            return AuthResult(success=False, handled=True)
+        return self._result(user, user, True)
 
     def _check_login(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                      auth_data: LoginPassword) -> AuthResult:

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from textual.app import App, SystemCommand
 from textual.notifications import SeverityLevel
@@ -60,10 +60,13 @@ class MbxApp(App):
     ]
 
     def __init__(self, actor: Actor, *, db_path: Path | str, data_dir: Path, run_tests: bool = True,
-                 threads: int = 32, store: SecretStore | None = None, process: bool = False):
+                 threads: int = 32, store: SecretStore | None = None, process: bool = False,
+                 reach_ports: Mapping[int, int] | None = None):
         """``process``: also process the enabled mailboxes (``console --process``, the demo); a
-        console opened without it never reads a mailbox."""
+        console opened without it never reads a mailbox. ``reach_ports``: for tests only, where
+        settings detection reaches the standard ports (``detect_settings``); the product never sets it."""
         super().__init__()
+        self.reach_ports = reach_ports
         self.actor = actor
         self.db_path = db_path if isinstance(db_path, str) and "://" in db_path else Path(db_path)
         self.data_dir = data_dir

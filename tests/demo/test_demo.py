@@ -70,7 +70,7 @@ def test_the_first_start_makes_the_demo_organisation(first_start, demo: Demo):
     assert Mailbox.select().where(Mailbox.is_forward).count() == 1
     assert {p.name: p.type for p in Profile.select()} == {
         seed.HEAD_OFFICE: "imap_smtp", seed.BRANCH: "pop3_smtp", seed.EXCHANGE: "exchange_online",
-        seed.LEGACY: "imap_smtp", seed.WAREHOUSE: "imap_smtp"}
+        seed.EXCHANGE_OAUTH: "imap_smtp", seed.LEGACY: "imap_smtp", seed.WAREHOUSE: "imap_smtp"}
 
     approvals = Counter(m.approval for m in Mailbox.select())
     assert approvals["pending"] >= 10 and approvals["rejected"] >= 1 and approvals["approved"] >= 250

@@ -92,7 +92,7 @@ class ServersOnlyDemo:
 
 def test_killing_the_demo_process_closes_every_port_it_opened(demo_dir):
     demo = ServersOnlyDemo(demo_dir)
-    assert len(demo.ports) == 8
+    assert len(demo.ports) == 10
     assert not any(refusing(port) for port in demo.listening_ports())
 
     demo.process.send_signal(signal.SIGKILL)

@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
+from mbxtui.core import descriptors
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import DIRECTIONS, Approval, JobOutcome, JobState
 from mbxtui.core.jobs import failing_profiles, queue
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.outcome import Attempt, History, Outcome, decide
+from mbxtui.core.local_faults import could_not_run
 from mbxtui.core.mailbox_check import (
     MailboxCheckResult, MailboxSnapshot, ProfileSnapshot, check_mailbox, directions_in_use, mailbox_snapshot,
-    profile_snapshot, rule_failure,
+    profile_snapshot,
 )
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.probes.base import ErrorCode
@@ -92,6 +94,7 @@ class EnablementRunner:
         self._blocked: set[int] = set()
         self._lookup: Callable[[str, int, str], Secret | None] | None = None
         self._wake = threading.Event()
+        self._descriptors = descriptors.shared_budget()
 
     def wake(self) -> None:
         """Look for queued jobs now instead of at the next poll (thread-safe)."""
@@ -143,8 +146,7 @@ class EnablementRunner:
         try:
             return check_mailbox(item.mailbox, item.profile, secret, verify_wait=self.verify_wait)
         except Exception as exc:  # a bug or an unreadable secret store must not stop the pool
-            log.exception("the test of mailbox %s could not run", item.mailbox.id)
-            failure = rule_failure(ErrorCode.INTERNAL_ERROR, f"the test could not run: {exc.__class__.__name__}: {exc}")
+            failure = could_not_run(exc, "test", item.mailbox.id)
             return MailboxCheckResult({d: failure for d in (directions_in_use(item.mailbox) or ["incoming"])})
 
     # -- the loop --
@@ -153,6 +155,8 @@ class EnablementRunner:
             poll_seconds: float = 1.0) -> RunSummary:
         if self.secrets is not None and self._lookup is None:
             self._lookup = secret_lookup(self.secrets)
+        self._descriptors = descriptors.shared_budget()
+        self.threads = self._descriptors.threads_that_fit(self.threads, descriptors.PER_TEST, "Test & Enable")
         queue.running_here.add(self.worker)
         try:
             return self._run(stop, until_idle, poll_seconds)
@@ -184,6 +188,7 @@ class EnablementRunner:
                         finished = []
                         for future in done:
                             item = in_flight.pop(future)
+                            self._descriptors.give_back(descriptors.PER_TEST)
                             if item.profile is not None:
                                 self._leases.give_back(item.profile.id)
                             finished.append((item, future.result()))
@@ -210,6 +215,7 @@ class EnablementRunner:
                     finished = []
                     for future, item in in_flight.items():
                         finished.append((item, future.result()))
+                        self._descriptors.give_back(descriptors.PER_TEST)
                         if item.profile is not None:
                             self._leases.give_back(item.profile.id)
                     self._write(finished, summary)
@@ -223,8 +229,11 @@ class EnablementRunner:
         waiting: deque[_Claimed] = deque()
         blocked: set[int] = set()
         while pending and len(in_flight) < self.threads:
+            if not self._descriptors.take(descriptors.PER_TEST):
+                break  # the open-file limit: the rest waits for a running check to end
             item = pending.popleft()
             if item.profile is not None and not self._leases.take(item.profile.id):
+                self._descriptors.give_back(descriptors.PER_TEST)
                 blocked.add(item.profile.id)
                 waiting.append(item)
                 continue
@@ -284,6 +293,12 @@ class EnablementRunner:
         mailbox = Mailbox(id=item.mailbox.id, email=job["email"], active=bool(job["active"]), owner=job["owner_id"],
                           profile=job["profile_id"], transient_failures=job["transient_failures"],
                           row_version=job["row_version"])
+        if any(r.failure is not None and r.failure.code == ErrorCode.TOO_MANY_OPEN_FILES
+               for r in result.directions.values()):
+            # This machine's open-file limit, not the mailbox's fault: no outcome, fewer at once.
+            self._descriptors.ran_out(descriptors.PER_TEST, "Test & Enable")
+            queue.requeue(item.job.job_id)
+            return None
         if mailbox.row_version != item.row_version:
             # Edited while being checked: the result says nothing about the new settings; check again.
             queue.requeue(item.job.job_id)

@@ -62,6 +62,8 @@ class ErrorCode(StrEnum):
     OAUTH_REAUTHORIZE = "OAUTH_REAUTHORIZE"  # a mailbox's own refresh token expired or was revoked
     OAUTH_CONSENT_MISSING = "OAUTH_CONSENT_MISSING"  # the provider: no admin consent for the app (AADSTS65001)
     SMTP_AUTH_DISABLED = "SMTP_AUTH_DISABLED"  # 5.7.139: SMTP AUTH turned off for the tenant or the mailbox
+    TOO_MANY_OPEN_FILES = "TOO_MANY_OPEN_FILES"  # mbxtui's own process or machine ran out of descriptors
+    KEYRING_UNAVAILABLE = "KEYRING_UNAVAILABLE"  # the keyring could not be read (gone, locked, re-keyed)
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -76,6 +78,8 @@ TRANSIENT_CODES = frozenset(
         ErrorCode.SMTP_TEMPORARY,
         ErrorCode.DELIVERY_NOT_CONFIRMED,
         ErrorCode.OAUTH_PROVIDER_UNREACHABLE,
+        ErrorCode.TOO_MANY_OPEN_FILES,
+        ErrorCode.KEYRING_UNAVAILABLE,
     }
 )
 

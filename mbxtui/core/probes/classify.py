@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from imapclient.exceptions import LoginError
 
+from mbxtui.core.descriptors import limit_sentence, out_of_descriptors
 from mbxtui.core.probes.base import Endpoint, ErrorCode, Failure, Step
 from mbxtui.core.probes.tls import TooMuchData
 from mbxtui.core.secret_value import CONCEALED, Secret
@@ -121,6 +122,8 @@ def _timed_out(step: Step, context: ProbeContext) -> tuple[ErrorCode, str]:
 
 
 def _classify(exc: BaseException, step: Step, context: ProbeContext) -> tuple[ErrorCode, str]:
+    if out_of_descriptors(exc):  # this machine's limit, never the server's fault
+        return ErrorCode.TOO_MANY_OPEN_FILES, limit_sentence()
     if isinstance(exc, socket.gaierror):
         return _name_lookup(exc, context)
     if _caused_by_timeout(exc):

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from mbxtui.core.descriptors import out_of_descriptors
 from mbxtui.core.probes.base import (
     Credentials,
     Endpoint,
@@ -190,6 +191,8 @@ class ProbeSession:
         try:
             return ssl_context(self.endpoint.ca_file)
         except OSError as exc:  # ssl.SSLError is an OSError too
+            if out_of_descriptors(exc):
+                raise  # classified as this machine's limit, not the CA file's fault
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
             raise StepFailed(
                 ErrorCode.TLS_CERTIFICATE,

@@ -40,11 +40,14 @@ def _secret_or_none(value: str | None) -> Secret | None:
 
 
 def secret_lookup(store: SecretStore) -> Callable[[str, int, str], Secret | None]:
-    """A thread-safe reader of secrets for Test & Enable workers (reads the install id once, here)."""
+    """A thread-safe reader of secrets for Test & Enable and processing (reads the install id once,
+    here). Raises KeyringUnavailable for a secret the keyring cannot give now and never gave."""
     install = install_id()
 
     def lookup(kind: str, record_id: int, what: str) -> Secret | None:
-        return _secret_or_none(store.get(secret_key(kind, record_id, what, install)))
+        # While the keyring cannot be read, a secret read earlier in this process still serves:
+        # only the mailboxes whose secrets were never read fail (KEYRING_UNAVAILABLE).
+        return _secret_or_none(store.get(secret_key(kind, record_id, what, install), last_read=True))
 
     def save(kind: str, record_id: int, what: str, value: Secret) -> None:  # a rotated refresh token
         store.set(secret_key(kind, record_id, what, install), value.reveal())

@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
+from mbxtui.core import descriptors
 from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import ActivityDirection, ActivityState, Approval, OutgoingMethod, Regarding
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name, worker_identity
+from mbxtui.core.local_faults import could_not_run
 from mbxtui.core.mailbox_check import (
     MailboxSnapshot, ProfileSnapshot, SecretLookup, Withheld, credentials_for, mailbox_snapshot, profile_snapshot,
-    rule_failure, withheld_failure,
+    withheld_failure,
 )
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.probes.base import ErrorCode
@@ -195,10 +197,8 @@ class OutgoingRunner:
         try:
             return self._sending(target, functools.cache(lookup), settings)
         except Exception as exc:  # an unreadable secret store or a database error must not stop the pool
-            log.exception("sending from mailbox %s could not run", target.mailbox.id)
             drop_connection()  # it may be broken: the thread's next mailbox connects anew
-            return MailboxSending(rule_failure(ErrorCode.INTERNAL_ERROR,
-                                               f"sending could not run: {exc.__class__.__name__}: {exc}"))
+            return MailboxSending(could_not_run(exc, "sending", target.mailbox.id))
 
     def _sending(self, target: OutgoingTarget, secret: SecretLookup, settings: OrgSettings) -> MailboxSending:
         queue = EmailQueue(functools.partial(self._next_due, target.mailbox.id), self._claim_email,
@@ -246,6 +246,9 @@ class OutgoingRunner:
                       "last_error_text": f"{failure.message}; the connection broke while the server was taking the "
                                          "email, so it may have been sent: check with the recipients, then send it "
                                          "again with mbxtui activity resend if it never arrived"}
+        elif failure is not None and failure.code == ErrorCode.TOO_MANY_OPEN_FILES:
+            # This machine's open-file limit: not an attempt of the email's, due again at once.
+            values = {"state": PENDING, "next_attempt": None}
         else:
             assert failure is not None
             retry = will_retry(attempt, settings)
@@ -280,6 +283,8 @@ class OutgoingRunner:
                 [target.mailbox.id, self.worker]).rowcount
             if ours and failure is None and sending.attempts:
                 status.direction_succeeded(target.mailbox.id, "outgoing", now)
+            elif ours and failure is not None and failure.code == ErrorCode.TOO_MANY_OPEN_FILES:
+                descriptors.shared_budget().ran_out(descriptors.PER_PROCESSING, "sending")
             elif ours and failure is not None:  # else another worker took it over: its status is its own
                 decided = status.direction_failed(target.mailbox.id, "outgoing", failure, settings, now)
                 self._failed_profiles.add(target.profile.id)

@@ -17,17 +17,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from mbxtui.core import validation
+from mbxtui.core import descriptors, validation
 from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import AlertLevel, Approval, ProfileType, Regarding
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import rows_by_name, worker_identity
-from mbxtui.core.mailbox_check import mailbox_snapshot, profile_snapshot, rule_failure
+from mbxtui.core.local_faults import could_not_run
+from mbxtui.core.mailbox_check import mailbox_snapshot, profile_snapshot
 from mbxtui.core.errors import NotFound
 from mbxtui.core.faults import fault_sentence
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.probes.base import ErrorCode
+from mbxtui.core.probes.base import ErrorCode, Failure
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import authorizations
 from mbxtui.core.services import settings as settings_service
@@ -210,9 +211,7 @@ class SyncRunner:
             drop_connection()  # it may be broken: the thread's next cycle connects anew
             if fault_sentence(exc) is not None:  # the database's machine, not the mailbox: no failure of its own
                 raise
-            log.exception("the cycle of mailbox %s could not run", target.mailbox.id)
-            return CycleResult(rule_failure(ErrorCode.INTERNAL_ERROR,
-                                            f"the cycle could not run: {exc.__class__.__name__}: {exc}"))
+            return CycleResult(could_not_run(exc, "cycle", target.mailbox.id))
         finally:
             if database_thread is not None:
                 drop_connection()  # a pool thread keeps no connection, should anything have opened one
@@ -223,6 +222,8 @@ class SyncRunner:
         now = self.clock()
         failure = result.failure
         counts = result.counts
+        if failure is not None and failure.code == ErrorCode.TOO_MANY_OPEN_FILES:
+            return self._not_cycled(target, failure, now)
         due = now if counts.more else now + timedelta(minutes=target.min_polling_minutes)
         with write_transaction():
             ours = database.execute_sql(
@@ -243,6 +244,15 @@ class SyncRunner:
         return MailboxCycled(target.mailbox.email, failure is None, counts.messages, counts.recorded,
                              counts.unresolved, counts.deleted,
                              failure.code.value if failure else None, failure.message if failure else None)
+
+    def _not_cycled(self, target: SyncTarget, failure: Failure, now: datetime) -> MailboxCycled:
+        """This machine ran out of file descriptors: the mailbox's status stays as it was (no
+        failure, no R16 count) and it is due again at once, with fewer cycles at a time."""
+        descriptors.shared_budget().ran_out(descriptors.PER_PROCESSING, "processing")
+        with write_transaction():
+            database.execute_sql("UPDATE sync_status SET worker = NULL, lease_until = NULL, state = 'idle', next_due = ? "
+                                 "WHERE mailbox_id = ? AND worker = ?", [now, target.mailbox.id, self.worker])
+        return MailboxCycled(target.mailbox.email, True, 0, 0, 0, 0, failure.code.value, failure.message)
 
     def _sync_leases(self, pending: list[SyncTarget]) -> None:
         """Renew the claims of this pass's mailboxes and its connection slots, throttled (see

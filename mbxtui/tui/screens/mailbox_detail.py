@@ -23,6 +23,7 @@ from mbxtui.core.services.enablement import Scheduled
 from mbxtui.core.services.selection import Selection
 from mbxtui.core.services.mailbox_views import SyncRow
 from mbxtui.tui.messages import MailboxDetailLoaded, ServiceFailed
+from mbxtui.tui.screens.authorize import AuthorizeScreen, authorization_applies
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.compose import SEND, ComposeForm
 from mbxtui.tui.screens.forms import FormScreen, PartlySaved, options
@@ -100,11 +101,13 @@ class MailboxDetailScreen(BaseScreen):
         Binding("t", "test", "Test & Enable", id="mailbox-test"),
         Binding("A", "approve", "Approve", id="mailbox-approve"),
         Binding("C", "confirm_secret", "Confirm secret", id="mailbox-confirm-secret"),
+        Binding("z", "authorize", "Authorize", id="mailbox-authorize"),
         Binding("n", "compose", "New email", id="mailbox-compose"),
         Binding("ctrl+r", "reload", "Reload", id="reload"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "test": Permission.TEST, "approve": Permission.APPROVE,
-                   "confirm_secret": credentials.CONFIRM_SECRET, "compose": SEND}
+                   "confirm_secret": credentials.CONFIRM_SECRET, "compose": SEND,
+                   "authorize": credentials.SET_SECRET}
 
     def __init__(self, mailbox_id: int):
         super().__init__()
@@ -132,8 +135,11 @@ class MailboxDetailScreen(BaseScreen):
             row = mailbox_views.rows_by_ids(self.actor, [mailbox_id]).get(mailbox_id)
             if row is None:
                 return MailboxDetailLoaded(mailbox_id, None)
+            # Read with the row (its READ checked): not profiles.show, which counts the profile's mailboxes.
+            profile = profiles.ProfileRecord.of(profiles.get(row["profile"])) if row["profile"] else None
             row = {**row, "secret_endpoint": credentials.mailbox_secret_state(self.actor, row["email"]),
-                   "tracking_shown": tracking_text(row, settings.show(self.actor))}
+                   "tracking_shown": tracking_text(row, settings.show(self.actor)),
+                   "authorization_applies": authorization_applies(profile)}
             return MailboxDetailLoaded(
                 mailbox_id, row, jobs.last_result(mailbox_id),
                 alerts.list_alerts(self.actor, mailbox=row["email"], include_dismissed=True, limit=20),
@@ -153,6 +159,7 @@ class MailboxDetailScreen(BaseScreen):
                 self.app.pop_screen()
             return
         self.row = row = message.row
+        self.refresh_bindings()
         self.query_one("#title", Static).update(
             f"mbxtui · Mailbox {safe(row['name'])} <{safe(row['email'])}> · {self.actor.login} "
             f"({self.actor.role.value})")
@@ -223,6 +230,16 @@ class MailboxDetailScreen(BaseScreen):
         self.call(lambda: bulk.approve(self.actor, Selection.of_ids([self.mailbox_id])), approved,
                   group="approve")
 
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "authorize" and not self.row.get("authorization_applies"):
+            return False  # not an oauth2 profile whose mailboxes authorize themselves: hidden
+        return super().check_action(action, parameters)
+
+    def action_authorize(self) -> None:
+        """``mailbox authorize``: the device-code flow in a dialog; the detail reloads after it."""
+        if self.row.get("authorization_applies"):
+            self.app.push_screen(AuthorizeScreen(self.row["email"]), lambda _done: self.action_reload())
 
     def action_confirm_secret(self) -> None:
         """R34: send the mailbox's secrets to its profile's endpoint as it is now."""

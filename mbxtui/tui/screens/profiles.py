@@ -25,6 +25,7 @@ from mbxtui.core.services.profile_mailboxes import ProfileMailboxes, mailboxes_o
 from mbxtui.core.services.profiles import ProfileRecord, ProfileServer, set_or_not
 from mbxtui.tui.messages import ProfileDetailLoaded, ProfileMailboxesLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
+from mbxtui.tui.screens.detect_step import DetectStep, DetectsSettings
 from mbxtui.tui.screens.forms import FormScreen, OAuthCredentialForm, chosen, options
 from mbxtui.tui.screens.listing import ListScreen, texts
 from mbxtui.tui.widgets.confirm import ConfirmScreen
@@ -442,10 +443,13 @@ def text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class ProfileFormScreen(FormScreen):
+class ProfileFormScreen(DetectsSettings, FormScreen):
     """Create a profile (``row`` None) or edit one; dismisses with the profile's name once saved.
-    Password and token are typed masked, written to the keyring only, and shown as set / not set."""
+    Password and token are typed masked, written to the keyring only, and shown as set / not set.
+    A new profile's servers can be detected from an address first (``DetectStep``)."""
 
+    BINDINGS = [Binding("ctrl+t", "detect", "Detect settings", id="profiles-detect")]
+    PERMISSIONS = {**FormScreen.PERMISSIONS, "detect": Permission.CONFIGURE}
     FIELD_ALIASES = {"timeout": "timeout_seconds"}
     DEFAULT_CSS = """
     ProfileFormScreen #oauth-fields { height: auto; }
@@ -459,6 +463,8 @@ class ProfileFormScreen(FormScreen):
     def compose(self) -> ComposeResult:
         row = self.row or NEW_PROFILE
         yield Static(f"mbxtui · {safe(self.TITLE_TEXT)}  (ctrl+s save, esc back)", id="title", markup=False)
+        if self.row is None:
+            yield DetectStep()
         with self.form():
             yield from self.field("name", "Name", Input(text(row.name)))
             yield from self.field("type", "Type", Select(options(ProfileType), value=row.type, allow_blank=False))
@@ -518,6 +524,15 @@ class ProfileFormScreen(FormScreen):
     def form_ready(self) -> None:
         self.show_oauth_fields()
         super().form_ready()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "detect" and self.row is not None:
+            return False  # an existing profile's form has no detection step
+        return super().check_action(action, parameters)
+
+    def service_failed(self, message: ServiceFailed) -> None:
+        if not self.detect_failed(message):
+            super().service_failed(message)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id in ("incoming_auth", "outgoing_auth", "oauth_provider"):

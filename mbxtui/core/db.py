@@ -20,7 +20,7 @@ from peewee import SqliteDatabase
 
 from mbxtui.core import dialect
 from mbxtui.core.errors import MbxError, PermissionDenied, one_line, refusal
-from mbxtui.core.faults import fault_sentence
+from mbxtui.core.faults import MachineFault, fault_sentence, server_name
 from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS, POSTGRES_MIGRATIONS
 from mbxtui.core.models import database
 from mbxtui.core.paths import ensure_private_dir, foreign_owner, is_server_url, open_owner_only, user_name
@@ -153,6 +153,9 @@ def _connect_postgres(url: str, existing_only: bool) -> peewee.Database:
     try:
         db.connect(reuse_if_open=True)
     except peewee.DatabaseError as exc:
+        fault = fault_sentence(exc, server_name(url), opening=True)  # e.g. every connection slot taken
+        if fault is not None:
+            raise MachineFault(fault) from None
         raise DatabaseError(f"cannot connect to {shown}: {postgres.connect_failure(url, str(exc))}") from None
     try:
         if existing_only:

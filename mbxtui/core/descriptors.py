@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import resource
+import sqlite3
 import threading
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ PER_PROCESSING = 4
 # runners' own threads, the keyring, the log, name lookups.
 HEADROOM = 16
 UNLIMITED = 1 << 30
+SQLITE_CANTOPEN = 14
 
 
 def out_of_descriptors(exc: BaseException | None) -> bool:
@@ -39,8 +41,30 @@ def out_of_descriptors(exc: BaseException | None) -> bool:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in OUT_OF_DESCRIPTORS_ERRNOS:
             return True
+        if _cannot_open_near_the_limit(exc):
+            return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _cannot_open_near_the_limit(exc: BaseException) -> bool:
+    # SQLite says "unable to open database file" (SQLITE_CANTOPEN) without the errno behind it: a
+    # thread's new connection to a database the process already has open fails so when the process
+    # is out of descriptors. Seen under `ulimit -n 64` as INTERNAL_ERROR on sending, counted for R16.
+    # The count is read after the failure, when other threads may have closed some: HEADROOM of them.
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or code & 0xFF != SQLITE_CANTOPEN:
+        return False
+    limit = soft_limit()
+    if limit == UNLIMITED:
+        return False
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))  # itself needs a descriptor
+    except OSError as error:
+        return error.errno in OUT_OF_DESCRIPTORS_ERRNOS
+    return open_now >= limit - HEADROOM
 
 
 def soft_limit() -> int:

@@ -7,8 +7,14 @@ SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_CORRUPT; ENOSPC, EDQUOT, EROFS, EIO) to th
 command line's error handler and the console's workers (through ``errors.problem_sentence``) both
 use it. It looks through the whole chain of an exception: when a statement fails on a full disk,
 SQLite has already rolled the transaction back, and the ROLLBACK that follows ("cannot rollback - no
-transaction is active") hides the cause unless the chain is read. PostgreSQL's errors are not
-mapped here (None: their own handling stands).
+transaction is active") hides the cause unless the chain is read.
+
+PostgreSQL's faults of the machine name the server (``host:port/dbname``, never a password): every
+connection slot taken (SQLSTATE 53300, or the slots left reserved for superusers), a full disk
+(53100), no memory (53200), the server unreachable or gone (class 08, 57P01-57P03, libpq's own
+words when it could not connect), and a read-only transaction (25006: a standby, or
+``default_transaction_read_only``). A connection refused while connecting carries no SQLSTATE, so
+libpq's message is read.
 """
 
 from __future__ import annotations
@@ -84,13 +90,18 @@ def fault_sentence(exc: BaseException, database_path: Path | str | None = None, 
                    opening: bool = False) -> str | None:
     """The sentence for a machine fault anywhere in ``exc``'s chain, else None. SQLite's errors
     name ``database_path`` (by default the bound database's file); an OSError names its own file.
-    ``opening``: only the faults of the machine (a full disk, a read-only or failing one), not a
-    file that is no database, which opening says in its own words."""
+    ``opening``: only the faults of the machine (a full disk, a read-only or failing one, a
+    PostgreSQL server without a free connection slot), not a file that is no database nor a server
+    that cannot be reached, which opening says in its own words."""
     for cause in _chain(exc):
         if isinstance(cause, MachineFault):
             return str(cause)
         if isinstance(cause, sqlite3.Error):
             sentence = _sqlite_sentence(cause, database_path, opening)
+            if sentence is not None:
+                return sentence
+        elif _is_postgres_error(cause):
+            sentence = _postgres_sentence(cause, database_path, opening)
             if sentence is not None:
                 return sentence
         elif isinstance(cause, OSError) and cause.errno is not None:
@@ -175,3 +186,118 @@ def _bound_sqlite_path() -> str | None:
 
     bound = database.obj
     return bound.database if isinstance(bound, SqliteDatabase) else None
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+_PG_TOO_MANY_CONNECTIONS = "53300"
+_PG_DISK_FULL = "53100"
+_PG_OUT_OF_MEMORY = "53200"
+_PG_READ_ONLY_TRANSACTION = "25006"
+_PG_SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})  # admin shutdown, crash shutdown, cannot connect now
+_PG_NO_SLOT_WORDS = ("too many clients already", "remaining connection slots are reserved",
+                     "too many connections for")
+_PG_GONE_WORDS = ("could not connect to server", "connection refused", "server closed the connection",
+                  "connection already closed", "terminating connection", "the database system is",
+                  "could not receive data from server", "could not send data to server", "no connection to the server")
+_PG_DISK_FULL_WORDS = ("no space left on device",)
+
+
+def too_many_connections(server: str) -> str:
+    return (f"the PostgreSQL server {server} refuses new connections: every connection slot is taken "
+            "(max_connections reached): nothing was changed; close idle sessions or raise max_connections, "
+            "then try again")
+
+
+def server_disk_full(server: str) -> str:
+    return (f"the PostgreSQL server {server} is out of disk space (no space left on device): nothing was "
+            "changed; free some space where the server keeps its data and try again")
+
+
+def server_cannot_write(server: str, reason: str) -> str:
+    return (f"the PostgreSQL server {server} could not write its files ({reason}): its disk may be full; "
+            "nothing was changed; check the free space where the server keeps its data and its log, then try again")
+
+
+def server_out_of_memory(server: str) -> str:
+    return (f"the PostgreSQL server {server} is out of memory: nothing was changed; free memory on the "
+            "server or lower its memory settings, then try again")
+
+
+def server_gone(server: str, reason: str) -> str:
+    return (f"the PostgreSQL server {server} cannot be reached or closed the connection ({reason}): what was "
+            "under way was not committed; check that the server is running, then try again")
+
+
+def server_read_only(server: str) -> str:
+    return (f"the PostgreSQL database {server} is read-only (a standby, or default_transaction_read_only is "
+            "on): nothing was changed; listing and showing still work, make changes on the primary server")
+
+
+def server_name(url: str) -> str:
+    """``host:port/dbname`` of a postgresql:// URL: never its user or password."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    host = unquote(parts.hostname or "") or query.get("host", [""])[-1] or os.environ.get("PGHOST", "") or "localhost"
+    try:
+        port = parts.port or query.get("port", [""])[-1] or os.environ.get("PGPORT", "") or 5432
+    except ValueError:
+        port = "?"
+    return f"{host}:{port}/{unquote(parts.path.lstrip('/'))}"
+
+
+def _is_postgres_error(exc: BaseException) -> bool:
+    # psycopg2 is imported only where PostgreSQL is used: its errors are known by their module.
+    return type(exc).__module__.startswith("psycopg2")
+
+
+def _postgres_sentence(exc: BaseException, server: Path | str | None, opening: bool) -> str | None:
+    code = getattr(exc, "pgcode", None) or ""
+    text = " ".join(str(exc).split())
+    words = text.lower()
+    where = str(server) if server is not None else _bound_server()
+    if where is None:
+        return None
+    if code == _PG_TOO_MANY_CONNECTIONS or any(w in words for w in _PG_NO_SLOT_WORDS):
+        return too_many_connections(where)
+    if code == _PG_DISK_FULL or any(w in words for w in _PG_DISK_FULL_WORDS):
+        return server_disk_full(where)
+    if "could not write init file" in words:  # a first session's cache file, on a full disk most often
+        return server_cannot_write(where, _reason(text))
+    if code == _PG_OUT_OF_MEMORY:
+        return server_out_of_memory(where)
+    if code == _PG_READ_ONLY_TRANSACTION:
+        return server_read_only(where)
+    if opening:  # a server that cannot be reached is said by opening, in libpq's words
+        return None
+    if code.startswith("08") or code in _PG_SERVER_GONE or (not code and any(w in words for w in _PG_GONE_WORDS)):
+        return server_gone(where, _reason(text))
+    return None
+
+
+def _reason(text: str) -> str:
+    """libpq's reason, without the repeated "connection to server at ... failed:" preamble."""
+    reason = text.rsplit("failed: ", 1)[-1] if "failed: " in text else text
+    return reason.removeprefix("FATAL: ").strip() or "no reason given"
+
+
+def forget_connection() -> None:
+    """Close this thread's database connection after a fault, so that the thread's next call
+    connects anew: a pooled thread would otherwise keep a connection the server has closed."""
+    import contextlib
+
+    from mbxtui.core.models import database
+
+    with contextlib.suppress(Exception):
+        database.close()
+
+
+def _bound_server() -> str | None:
+    from peewee import PostgresqlDatabase
+
+    from mbxtui.core.models import database
+
+    bound = database.obj
+    return server_name(str(bound.database)) if isinstance(bound, PostgresqlDatabase) else None

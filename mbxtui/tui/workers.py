@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.worker import Worker, get_current_worker
 
 from mbxtui.core.errors import DATABASE_BUSY, MbxError, problem_sentence
-from mbxtui.core.faults import fault_sentence
+from mbxtui.core.faults import fault_sentence, forget_connection
 from mbxtui.tui.messages import Done, ServiceFailed
 
 T = TypeVar("T")
@@ -46,6 +46,8 @@ def run_service(node: DOMNode, call: Callable[[], T], answer: Callable[[T], Mess
             problem = problem_sentence(exc)
             if problem == DATABASE_BUSY or fault_sentence(exc) is not None:  # the machine's, not a bug
                 log.warning("%s: %s: %s", type(node).__name__, group, problem)
+                # The worker threads are pooled: a connection the server closed must not be the next call's.
+                forget_connection()
             elif not isinstance(exc, MbxError):
                 log.exception("%s: %s failed", type(node).__name__, group)  # the traceback, never locals
             report(node, ServiceFailed(group, title, problem, exc))

@@ -212,6 +212,22 @@ def opened_at_step(url: str, step: int, monkeypatch: pytest.MonkeyPatch) -> Iter
         database.close()
 
 
+def insert_person_in_sql(name: str, email: str) -> None:
+    """A user and their pending mailbox, written in SQL as an earlier version would (the services read
+    columns of later steps)."""
+    database.execute_sql('INSERT INTO "user" (name, email, active, created_on) VALUES (%s, %s, 1, now())',
+                         [name, email])
+    database.execute_sql(
+        "INSERT INTO mailbox (name, email, regarding, user_id, owner_id, is_forward, incoming_method, "
+        "outgoing_method, act_method, use_own_credentials, username, password_set, token_set, "
+        "delete_after_processing, approval, incoming_status, outgoing_status, act_status, overall_status, "
+        "incoming_enabled, outgoing_enabled, act_enabled, test_scheduled, transient_failures, active, "
+        "created_on, modified_on, row_version) "
+        "SELECT name, email, 'user', id, id, 0, 'server_side_sync', 'server_side_sync', 'none', 0, '', 0, 0, 0, "
+        "'pending', 'not_run', 'not_run', 'not_run', 'not_run', 0, 0, 0, 0, 0, 1, now(), now(), 1 "
+        'FROM "user" WHERE email = %s', [email])
+
+
 def test_a_database_at_step_9_gets_the_mailbox_indexes_of_step_10_with_its_data(
         fresh: str, databases: Databases, tmp_path, monkeypatch: pytest.MonkeyPatch):
     new = mailbox_indexes(fresh)
@@ -221,9 +237,8 @@ def test_a_database_at_step_9_gets_the_mailbox_indexes_of_step_10_with_its_data(
 
     url = databases.new(tmp_path / "v9")
     with opened_at_step(url, 9, monkeypatch):
-        admin = operators.initialise(login="alice")
-        users.add_user(admin, "Ann", "ann@corp.test")
-        users.add_user(admin, "Bob", "bob@corp.test")
+        insert_person_in_sql("Ann", "ann@corp.test")
+        insert_person_in_sql("Bob", "bob@corp.test")
     assert query(url, "SELECT version FROM schema_version")[0][0] == 9
     assert mailbox_indexes(url)["mailbox_approval"] == "btree (approval)"
 
@@ -232,7 +247,7 @@ def test_a_database_at_step_9_gets_the_mailbox_indexes_of_step_10_with_its_data(
     assert mailbox_indexes(url) == new
     assert [m.email for m in Mailbox.select().order_by(Mailbox.email)] == ["ann@corp.test", "bob@corp.test"]
     names = [row["name"] for row in mailbox_views.list_mailboxes(
-        operators.current_actor(login="alice"), view="pending", sort="approval").rows]
+        operators.initialise(login="alice"), view="pending", sort="approval").rows]
     assert names == ["Ann", "Bob"]
     with pytest.raises(IntegrityError):  # one mailbox per user, as before
         Mailbox.insert(name="Again", email="ann2@corp.test", regarding="user",
@@ -246,8 +261,7 @@ def test_a_database_at_step_13_gets_the_checkpoints_delete_pending_of_step_14_wi
     database.close()
     url = databases.new(tmp_path / "v13")
     with opened_at_step(url, 13, monkeypatch):
-        admin = operators.initialise(login="alice")
-        users.add_user(admin, "Ann", "ann@corp.test")
+        insert_person_in_sql("Ann", "ann@corp.test")
         database.execute_sql("INSERT INTO sync_checkpoint (mailbox_id, folder, uidvalidity, last_uid, updated_on) "
                              "SELECT id, 'INBOX', 4294967295, 3, now() FROM mailbox")
     assert query(url, "SELECT version FROM schema_version")[0][0] == 13

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from mbxtui.core.faults import fault_sentence
 from mbxtui.core.jobs import queue, retests
 from mbxtui.core.models import database, utcnow
 from mbxtui.core.secrets import SecretStore
@@ -95,8 +96,12 @@ class ProcessingLoop:
                         self.totals.add(summary)
                         if self.on_pass is not None:
                             self.on_pass(summary)
-                except Exception:  # the database went away: say so, and try again later
-                    log.exception("a processing pass could not run")
+                except Exception as exc:  # the database went away: say so, and try again later
+                    fault = fault_sentence(exc)
+                    if fault is not None:  # a full disk, every connection slot taken...: no traceback
+                        log.warning("a processing pass could not run: %s", fault)
+                    else:
+                        log.exception("a processing pass could not run")
                     pause = FAILED_PASS_PAUSE
                 if once:
                     break

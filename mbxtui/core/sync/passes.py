@@ -33,24 +33,29 @@ def run_within_slots(pool: ThreadPoolExecutor, targets: list[Target], *, threads
     waiting = list(targets)
     in_flight: dict[Future[Result], Target] = {}
     renew(waiting)
-    while waiting or in_flight:
-        blocked = []
-        for target in waiting:
-            if len(in_flight) < threads and budget.take(each):
-                if leases.take(target.profile.id):
-                    in_flight[pool.submit(work, target)] = target
-                    continue
+    try:
+        while waiting or in_flight:
+            blocked = []
+            for target in waiting:
+                if len(in_flight) < threads and budget.take(each):
+                    if leases.take(target.profile.id):
+                        in_flight[pool.submit(work, target)] = target
+                        continue
+                    budget.give_back(each)
+                blocked.append(target)
+            waiting = blocked
+            if not in_flight:
+                time.sleep(0.2)  # other workers hold every slot these mailboxes need
+                renew(waiting)
+                continue
+            done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                target = in_flight.pop(future)
                 budget.give_back(each)
-            blocked.append(target)
-        waiting = blocked
-        if not in_flight:
-            time.sleep(0.2)  # other workers hold every slot these mailboxes need
+                leases.give_back(target.profile.id)
+                finish(target, future.result())
             renew(waiting)
-            continue
-        done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
-        for future in done:
-            target = in_flight.pop(future)
+    finally:  # a work that raised stops the pass: the others' shares of the limit come back as they end
+        for future in in_flight:
+            wait([future])
             budget.give_back(each)
-            leases.give_back(target.profile.id)
-            finish(target, future.result())
-        renew(waiting)

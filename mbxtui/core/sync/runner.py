@@ -25,6 +25,7 @@ from mbxtui.core.jobs.queue import rows_by_name, worker_identity
 from mbxtui.core.local_faults import could_not_run
 from mbxtui.core.mailbox_check import mailbox_snapshot, profile_snapshot
 from mbxtui.core.errors import NotFound
+from mbxtui.core.faults import fault_sentence
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes.base import ErrorCode, Failure
@@ -208,6 +209,8 @@ class SyncRunner:
                 return run_cycle(target, secret, candidates, self.clock())
         except Exception as exc:  # an unreadable secret store or a database error must not stop the pool
             drop_connection()  # it may be broken: the thread's next cycle connects anew
+            if fault_sentence(exc) is not None:  # the database's machine, not the mailbox: no failure of its own
+                raise
             return CycleResult(could_not_run(exc, "cycle", target.mailbox.id))
         finally:
             if database_thread is not None:

@@ -83,6 +83,10 @@ class StateRecorder:
     def _write(self, sql: str, settings: OAuthSettings, values: list[Any]) -> None:
         if database.obj is None:
             return  # no database in this process (a token fetched on its own)
+        # Tokens are fetched on probe threads that otherwise never touch the database: a connection
+        # opened here is closed here, not left to the garbage collector after the thread ends (it
+        # kept the file's WAL index open, under the name of a file since renamed or deleted).
+        opened_here = database.is_closed()
         try:
             with write_transaction():
                 database.execute_sql(sql, [settings.provider, settings.tenant, settings.client_id, *values,
@@ -91,6 +95,9 @@ class StateRecorder:
             log.warning("could not record the OAuth2 token state of profile %s: %s", settings.profile_id, exc)
             with self._guard:
                 self._last.pop(settings.profile_id, None)
+        finally:
+            if opened_here:
+                database.close()
 
 
 def _moment(value: Any) -> str | None:

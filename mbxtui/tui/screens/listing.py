@@ -103,6 +103,8 @@ class ListScreen(BaseScreen):
     def reload(self) -> None:
         """Read the current page again in a worker, keeping the cursor on the same row when it is
         still there; the status line says "loading…" until it arrives."""
+        if not self.is_attached:
+            return  # closed before this ran: the palette runs a choice after it has closed
         views = self.views_line()
         views_widget = self.query_one("#views", Static)
         views_widget.set_class(views is None, "hidden")

@@ -34,6 +34,7 @@ from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxEditScreen
 from tests.backends import ON_POSTGRES
 from tests.cli.conftest import Cli, build_template
+from tests.hardening.small_disk import SmallDisk, mounted_tmpfs
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
     Console, console, console_env, notifications, seed_organisation, settle, unlocked_store,
 )
@@ -41,52 +42,15 @@ from tests.tui.test_flows import confirm_shows, emails_in, grid_of, open_edit_fo
 
 pytestmark = pytest.mark.skipif(ON_POSTGRES, reason="SQLite's machine faults; PostgreSQL's are not covered yet")
 
-CHUNK = 64 * 1024
 FULL_WORDS = "is full (no space left on device)"
 BAD_WORDS = ("cannot rollback", "Traceback", "database error")
 IMPORT_ROWS = 20_000
 
 
-class SmallDisk:
-    """A tmpfs of ``size`` at ``root``, and a filler file that takes its free space."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.filler = root / "filler"
-
-    def fill(self, leave: int = 0) -> None:
-        """Take every free byte but about ``leave``."""
-        with open(self.filler, "ab", buffering=0) as file:
-            try:
-                while True:
-                    file.write(b"\0" * CHUNK)
-            except OSError:
-                pass
-        size = self.filler.stat().st_size
-        os.truncate(self.filler, max(0, size - leave))
-
-    def free(self) -> None:
-        self.filler.unlink(missing_ok=True)
-
-    def remount(self, options: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{options}", str(self.root)], check=True, capture_output=True)
-
-
-def _mount(root: Path, size: str) -> Iterator[SmallDisk]:
-    root.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=700", "tmpfs", str(root)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the disk-full tests (needs root): {done.stderr.strip()}")
-    try:
-        yield SmallDisk(root)
-    finally:
-        subprocess.run(["umount", "-l", str(root)], capture_output=True)
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    yield from _mount(tmp_path / "disk", "48m")
+    with mounted_tmpfs(tmp_path / "disk", "48m") as disk:
+        yield disk
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from mbxtui.core.models import database
 from mbxtui.core.secrets import SecretStore
 from mbxtui.tui.app import MbxApp
 from tests.cli.conftest import Cli, build_template
+from tests.hardening.small_disk import SmallDisk, mounted_tmpfs
 from tests.lab.errors import LabError
 from tests.lab.postgres import PostgresServer, start_postgres
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
@@ -46,7 +47,6 @@ READ_ONLY_WORDS = "is read-only (a standby, or default_transaction_read_only is 
 BAD_WORDS = ("Traceback", "database error", "psycopg2", PASSWORD)
 IMPORT_ROWS = 20_000
 BULK_ROWS = 5_000  # a bulk change writes a new version of every row: it must fit the small disk once freed
-CHUNK = 64 * 1024
 _numbers = itertools.count(1)
 
 
@@ -168,53 +168,32 @@ def test_commands_with_every_slot_taken_say_so_and_work_once_one_is_free(cli: Cl
 
 # --- the server's disk full ----------------------------------------------------------------------------
 
-class SmallDisk:
-    """A tmpfs the postgres OS user owns, a tablespace on it, and a filler file that takes its space."""
+class SmallTablespace(SmallDisk):
+    """A tmpfs the postgres OS user owns, and a tablespace on it."""
 
-    def __init__(self, root: Path, tablespace: str) -> None:
-        self.root = root
+    def __init__(self, disk: SmallDisk, tablespace: str) -> None:
+        super().__init__(disk.root)
         self.tablespace = tablespace
-        self.filler = root / "filler"
-
-    def fill(self, leave: int = 0) -> None:
-        with open(self.filler, "ab", buffering=0) as file:
-            try:
-                while True:
-                    file.write(b"\0" * CHUNK)
-            except OSError:
-                pass
-        os.truncate(self.filler, max(0, self.filler.stat().st_size - leave))
-
-    def free(self) -> None:
-        self.filler.unlink(missing_ok=True)
 
 
 @pytest.fixture
-def small_disk(server: PostgresServer) -> Iterator[SmallDisk]:
+def small_disk(server: PostgresServer) -> Iterator[SmallTablespace]:
     owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
     base = Path(tempfile.mkdtemp(prefix="mbxtui-pgdisk-"))
     base.chmod(0o711)  # the server's user passes through to the mount
-    root = base / "disk"
-    root.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=64m,mode=700,uid={owner.pw_uid},gid={owner.pw_gid}",
-                           "tmpfs", str(root)], capture_output=True, text=True)
-    if done.returncode != 0:
-        subprocess.run(["rm", "-rf", str(base)], capture_output=True)
-        pytest.skip(f"cannot mount a tmpfs for the disk-full tests (needs root): {done.stderr.strip()}")
-    (root / "pg").mkdir()
-    os.chown(root / "pg", owner.pw_uid, owner.pw_gid)
-    tablespace = f"small_{next(_numbers)}"
     try:
-        server.admin(f"CREATE TABLESPACE {tablespace} LOCATION '{root / 'pg'}'")
-        yield SmallDisk(root, tablespace)
+        with mounted_tmpfs(base / "disk", "64m", owner=(owner.pw_uid, owner.pw_gid)) as disk:
+            (disk.root / "pg").mkdir()
+            os.chown(disk.root / "pg", owner.pw_uid, owner.pw_gid)
+            tablespace = f"small_{next(_numbers)}"
+            server.admin(f"CREATE TABLESPACE {tablespace} LOCATION '{disk.root / 'pg'}'")
+            yield SmallTablespace(disk, tablespace)
     finally:
-        (root / "filler").unlink(missing_ok=True)
-        subprocess.run(["umount", "-l", str(root)], capture_output=True)
         subprocess.run(["rm", "-rf", str(base)], capture_output=True)
 
 
 @pytest.fixture
-def disk_cli(server: PostgresServer, small_disk: SmallDisk, tmp_path: Path) -> Iterator[Cli]:
+def disk_cli(server: PostgresServer, small_disk: SmallTablespace, tmp_path: Path) -> Iterator[Cli]:
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     url = new_database(server, small_disk.tablespace)
@@ -225,7 +204,7 @@ def disk_cli(server: PostgresServer, small_disk: SmallDisk, tmp_path: Path) -> I
 
 
 def test_import_on_the_servers_full_disk_is_one_line_and_nothing_half_imported(
-        disk_cli: Cli, small_disk: SmallDisk, tmp_path: Path):
+        disk_cli: Cli, small_disk: SmallTablespace, tmp_path: Path):
     url = str(disk_cli.db_path)
     csv_file = people_csv(tmp_path, IMPORT_ROWS)
     assert count(url, 'SELECT count(*) FROM "user"') == 2  # a database in use: its cache file written
@@ -239,7 +218,7 @@ def test_import_on_the_servers_full_disk_is_one_line_and_nothing_half_imported(
 
 
 def test_bulk_reject_on_the_servers_full_disk_changes_nothing_until_space_returns(
-        disk_cli: Cli, small_disk: SmallDisk, tmp_path: Path):
+        disk_cli: Cli, small_disk: SmallTablespace, tmp_path: Path):
     url = str(disk_cli.db_path)
     disk_cli.json("import", "users", str(people_csv(tmp_path, BULK_ROWS)))
     assert count(url, "SELECT count(*) FROM mailbox") == BULK_ROWS + 3
@@ -252,7 +231,7 @@ def test_bulk_reject_on_the_servers_full_disk_changes_nothing_until_space_return
     assert count(url, "SELECT count(*) FROM mailbox WHERE approval != 'rejected'") == 0
 
 
-def test_first_session_on_the_servers_full_disk_says_the_server_could_not_write(disk_cli: Cli, small_disk: SmallDisk):
+def test_first_session_on_the_servers_full_disk_says_the_server_could_not_write(disk_cli: Cli, small_disk: SmallTablespace):
     # Nobody has used the new database yet: its first session writes a cache file there, and fails.
     small_disk.fill()
     stderr = disk_cli.fails("user", "list")

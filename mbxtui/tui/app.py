@@ -26,6 +26,7 @@ from mbxtui.core.secrets import SecretStore, SecretsError
 from mbxtui.core.session import ChangeSignalUnavailable
 from mbxtui.core.session import start_checkpoints, watch_changes
 from mbxtui.tui import navigation
+from mbxtui.tui.closing import CommandPaletteClosesOnce
 from mbxtui.tui.keymap import read_keymap
 from mbxtui.core.sync.loop import ProcessingLoop
 from mbxtui.core.sync.runner import SyncSummary
@@ -286,6 +287,10 @@ class MbxApp(App):
                     self.pop_screen()
                 return
         self.push_screen(screen_class())
+
+    def action_command_palette(self) -> None:
+        if self.use_command_palette and not CommandPaletteClosesOnce.is_open(self):
+            self.push_screen(CommandPaletteClosesOnce(id="--command-palette"))
 
     def action_help(self) -> None:
         from mbxtui.tui.screens.help import HelpScreen

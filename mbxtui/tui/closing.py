@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual import on
 from textual.await_complete import AwaitComplete
+from textual.command import CommandPalette
+from textual.widgets import Button, Input, OptionList
 
 
 class ClosesOnce:
@@ -22,3 +25,19 @@ class ClosesOnce:
         """Pop this screen if it is still the one on top."""
         if self.app.screen is self:  # type: ignore[attr-defined]
             self.app.pop_screen()  # type: ignore[attr-defined]
+
+
+class CommandPaletteClosesOnce(ClosesOnce, CommandPalette):
+    """Textual's command palette, closed once. Choosing a command pops whatever screen is on top and
+    runs the command: an `enter` queued before the first close had finished (as a submit or as an
+    option chosen in the list) ran the command again and popped the screen underneath (NoMatches
+    from that screen's command, or ScreenStackError when no screen was left)."""
+
+    @on(Input.Submitted)
+    @on(Button.Pressed)
+    @on(OptionList.OptionSelected)
+    def _ignore_once_closed(self, event: Input.Submitted | Button.Pressed | OptionList.OptionSelected) -> None:
+        # Runs before CommandPalette's own handlers of the same messages, which prevent_default skips.
+        if self.app.screen is not self:
+            event.stop()
+            event.prevent_default()

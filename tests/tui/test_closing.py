@@ -4,12 +4,35 @@ two `esc` on the help screen ended the console with ScreenStackError)."""
 
 from __future__ import annotations
 
+import pytest
+from textual import events
+from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.help import HelpScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
-from tests.tui.conftest import Console
+from tests.tui.conftest import Console, settle
+
+KEY_CHARACTERS = {"enter": "\r"}
+
+
+def queue_keys(app: MbxApp, *keys: str) -> None:
+    """Keys as a terminal sends them in one burst: all queued before the console handles the first."""
+    for key in keys:
+        event = events.Key(key, KEY_CHARACTERS[key])
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
+async def open_the_command_palette(app: MbxApp, pilot: Pilot) -> None:
+    await settle(app, pilot)
+    await pilot.press("ctrl+p")
+    for _ in range(50):  # its commands are gathered in a task of its own
+        await pilot.pause(0.02)
+        if isinstance(app.screen, CommandPalette) and app.screen.query_one(CommandList).option_count:
+            return
+    raise AssertionError("the command palette listed no command")
 
 
 def test_closing_the_help_twice_before_it_has_gone_keeps_the_screen_underneath(console: Console):
@@ -41,3 +64,45 @@ def test_answering_a_confirmation_twice_runs_its_action_once(console: Console):
 
     console.run(scenario)
     assert answers == [True]
+
+
+@pytest.mark.parametrize("enters", [2, 3])
+def test_choosing_in_the_command_palette_twice_keeps_the_screen_underneath(console: Console, enters: int):
+    """Its first command (the Active view) chosen with `enter` several times in one burst: before, the
+    second ran the command again on the mailbox screen it had popped (NoMatches stopped the console),
+    or chose it in the list again and found no screen left to pop (ScreenStackError)."""
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("2")  # the All view, so that choosing Active shows
+        await open_the_command_palette(app, pilot)
+        underneath = list(app.screen_stack[:-1])
+        queue_keys(app, *["enter"] * enters)
+        await settle(app, pilot)
+        assert app._exception is None, repr(app._exception)
+        assert app.screen_stack == underneath
+        assert app.screen.view.value == "active"
+
+    console.run(scenario)
+
+
+
+
+def test_a_command_chosen_twice_in_the_palette_list_runs_once(console: Console):
+    """The list's own `enter` posts its choice as a message: a second one queued before the first was
+    handled ran the command again (two confirmations of one approval, here) or popped the screen
+    underneath."""
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await open_the_command_palette(app, pilot)
+        underneath = list(app.screen_stack[:-1])
+        await pilot.press(*"Approve")
+        await pilot.pause(0.3)
+        commands = app.screen.query_one(CommandList)
+        commands.highlighted = 0
+        assert str(commands.get_option_at_index(0).prompt).startswith("Approve")
+        commands.action_select()
+        commands.action_select()
+        await settle(app, pilot)
+        assert app._exception is None, repr(app._exception)
+        assert app.screen_stack[:-1] == underneath
+        assert isinstance(app.screen, ConfirmScreen)
+
+    console.run(scenario)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from mbxtui.core.detect.lookup import Lookup, parse_dns_server
 from mbxtui.core.detect import Detection, NothingUsable, Source, Verdict, create_profile, detect_settings
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import Profile
@@ -91,6 +92,19 @@ def test_the_autoconfig_file_wins_over_srv_records(mail_lab, zone_servers):
     assert found.as_dict()["chosen"]["incoming_source"] == "autoconfig"
 
 
+
+def test_the_autoconfig_host_is_asked_at_its_next_address_when_the_first_refuses(mail_lab, zone_servers):
+    ports = mail_lab.ports
+    xml = config_xml(DOMAIN, [("imap", f"mail.{DOMAIN}", ports["imap"], "STARTTLS"),
+                              ("smtp", f"mail.{DOMAIN}", ports["smtps"], "SSL")])
+    dead_first = f"{AUTOCONFIG_HOST}. 60 IN A 127.0.0.2\n"  # the web server listens on 127.0.0.1 only
+    with LabDnsServer(zone_servers + dead_first + a(AUTOCONFIG_HOST, f"mail.{DOMAIN}")) as dns, \
+            AutoconfigServer({(AUTOCONFIG_HOST, CONFIG_PATH): xml}, mail_lab) as web:
+        assert Lookup(parse_dns_server(dns.address), timeout=3).addresses(AUTOCONFIG_HOST)[0] == "127.0.0.2"
+        found = detect(mail_lab, dns, standard_ports(mail_lab, port_443=web.port))
+    assert found.chosen.incoming.candidate.origin == f"https://{AUTOCONFIG_HOST}{CONFIG_PATH}"
+    assert web.requests == [(AUTOCONFIG_HOST, CONFIG_PATH)]
+
 def test_the_well_known_autoconfig_address_is_asked_when_the_autoconfig_host_has_none(mail_lab, zone_servers):
     ports = mail_lab.ports
     xml = config_xml(DOMAIN, [("imap", f"mail.{DOMAIN}", ports["imap"], "plain"),
@@ -151,6 +165,30 @@ def test_srv_records_are_tried_in_priority_order_and_a_dot_target_is_not_offered
     assert not any(t.candidate.protocol == "pop3" for t in found.tried)
     assert outcome(found, Source.MX_PRESET).startswith("not consulted")
 
+
+
+def test_a_host_is_tried_at_each_of_its_addresses_until_one_answers(mail_lab):
+    """imap. and smtp. have a first address where nothing listens (127.0.0.2: the lab listens on
+    127.0.0.1 only), as a host with a dead IPv4 address or a pool with one member down; down. has
+    only dead ones, each named in the reason."""
+    ports = mail_lab.ports
+    dead = (f"imap.{DOMAIN}. 60 IN A 127.0.0.2\n" f"smtp.{DOMAIN}. 60 IN A 127.0.0.2\n"
+            f"down.{DOMAIN}. 60 IN A 127.0.0.2\n" f"down.{DOMAIN}. 60 IN A 127.0.0.3\n")
+    zone = (srv("_imaps._tcp", 0, 5, ports["imaps"], f"down.{DOMAIN}")
+            + srv("_imaps._tcp", 10, 5, ports["imaps"], f"imap.{DOMAIN}")
+            + srv("_submissions._tcp", 0, 1, ports["smtps"], f"smtp.{DOMAIN}")
+            + dead + a(f"imap.{DOMAIN}", f"smtp.{DOMAIN}"))
+    with LabDnsServer(zone) as dns:
+        found = detect(mail_lab, dns)
+        lookup = Lookup(parse_dns_server(dns.address), timeout=3)
+        assert lookup.addresses(f"imap.{DOMAIN}") == ["127.0.0.2", "127.0.0.1"]  # the dead one first
+    assert [(t.candidate.host, t.verdict, t.address) for t in found.tried] == [
+        (f"down.{DOMAIN}", Verdict.DROPPED, "127.0.0.2"), (f"imap.{DOMAIN}", Verdict.KEPT, "127.0.0.1"),
+        (f"smtp.{DOMAIN}", Verdict.KEPT, "127.0.0.1")]
+    assert "connection refused" in found.tried[0].reason
+    assert "the same at each of its addresses: 127.0.0.2, 127.0.0.3" in found.tried[0].reason
+    assert chosen_servers(found) == ((f"imap.{DOMAIN}", ports["imaps"], "implicit"),
+                                     (f"smtp.{DOMAIN}", ports["smtps"], "implicit"))
 
 def test_a_candidate_whose_certificate_fails_is_dropped_with_the_reason(mail_lab, zone_servers):
     ports = mail_lab.ports

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mbxtui.core import validation
-from mbxtui.core.detect.lookup import Lookup
+from mbxtui.core.detect.lookup import MOST_ADDRESSES, Lookup, unreachable_at
 from mbxtui.core.detect.model import Candidate, Source
 from mbxtui.core.detect.presets import AUTOCONFIG_URLS, HTTP_PORTS
 from mbxtui.core.errors import InvalidInput
@@ -76,11 +76,24 @@ def _fetch(scheme: str, host: str, path: str, lookup: Lookup, ca_file: str | Non
     addresses = lookup.addresses(host)
     if not addresses:
         return Fetched(url, problem=f"{host} has no address in DNS", plain_http=plain)
-    port = HTTP_PORTS[scheme]
+    unreachable: dict[str, str] = {}  # address: why it could not be reached there
+    for address in addresses[:MOST_ADDRESSES]:
+        fetched = _fetch_at(url, host, address, path, ca_file, timeout, reach_ports)
+        if isinstance(fetched, Fetched):
+            return fetched
+        unreachable[address] = fetched
+    return Fetched(url, problem=unreachable_at(unreachable), plain_http=plain)
+
+
+def _fetch_at(url: str, host: str, address: str, path: str, ca_file: str | None, timeout: float,
+              reach_ports: Mapping[int, int]) -> Fetched | str:
+    """The file at one of the host's addresses, or why that address could not be reached."""
+    plain = url.startswith("http:")
+    port = HTTP_PORTS["http" if plain else "https"]
     context = None if plain else ssl_context(ca_file)
     try:
         with Deadline(timeout) as deadline:
-            connection = _Connection(host, addresses[0], reach_ports.get(port, port), context, deadline)
+            connection = _Connection(host, address, reach_ports.get(port, port), context, deadline)
             try:
                 connection.request("GET", path, headers={"Accept": "application/xml, text/xml"})
                 response = connection.getresponse()
@@ -92,6 +105,8 @@ def _fetch(scheme: str, host: str, path: str, lookup: Lookup, ca_file: str | Non
                 connection.close()
     except ssl.SSLCertVerificationError as exc:
         return Fetched(url, problem=f"its certificate was refused ({exc.verify_message})", plain_http=plain)
+    except (ConnectionError, TimeoutError) as exc:  # not at this address: the next one is asked
+        return _connection_problem(exc, timeout)
     except (OSError, http.client.HTTPException) as exc:
         return Fetched(url, problem=_connection_problem(exc, timeout), plain_http=plain)
     if len(document) > MOST_BYTES:

@@ -61,6 +61,20 @@ def parse_dns_server(text: str) -> tuple[str, int]:
     return str(found[0][4][0]), port
 
 
+# A host name with several addresses (IPv4 and IPv6, or a provider's pool) is tried at each in
+# turn, as a mail client would, until one answers; three bounds the wait on a host that is down.
+MOST_ADDRESSES = 3
+
+
+def unreachable_at(reasons: dict[str, str]) -> str:
+    """Why a host could not be reached, from why it could not be at each address tried."""
+    distinct = set(reasons.values())
+    if len(distinct) > 1:
+        return "; ".join(f"at {address}: {reason}" for address, reason in reasons.items())
+    reason = distinct.pop()
+    return reason if len(reasons) == 1 else f"{reason} (the same at each of its addresses: {', '.join(reasons)})"
+
+
 class Lookup:
     """The DNS questions of one detection. ``dns_server`` is ``(address, port)`` or None for the
     system's resolver (whose host names then also come from /etc/hosts)."""

@@ -9,7 +9,7 @@ import poplib
 import time
 from collections.abc import Mapping
 
-from mbxtui.core.detect.lookup import Lookup
+from mbxtui.core.detect.lookup import MOST_ADDRESSES, Lookup, unreachable_at
 from mbxtui.core.detect.model import Candidate, Tried, Verdict
 from mbxtui.core.detect.presets import PASSWORD_MECHANISMS, TOKEN_MECHANISMS
 from mbxtui.core.probes import imap, pop3, smtp
@@ -33,8 +33,21 @@ def probe(candidate: Candidate, lookup: Lookup, *, ca_file: str | None, timeout:
     addresses = lookup.addresses(candidate.host)
     if not addresses:
         return _unreachable(candidate, f"{candidate.host} has no address in DNS", None, started)
+    unreachable: dict[str, str] = {}  # address: why it could not be reached there
+    for address in addresses[:MOST_ADDRESSES]:
+        tried = _probe_at(candidate, address, ca_file=ca_file, timeout=timeout, reach_ports=reach_ports,
+                          started=started)
+        if isinstance(tried, Tried):
+            return tried
+        unreachable[address] = tried
+    return _unreachable(candidate, unreachable_at(unreachable), addresses[0], started)
+
+
+def _probe_at(candidate: Candidate, address: str, *, ca_file: str | None, timeout: float,
+              reach_ports: Mapping[int, int], started: float) -> Tried | str:
+    """The verdict at one of the host's addresses, or why it cannot be reached there."""
     port = reach_ports.get(candidate.port, candidate.port)
-    endpoint = Endpoint(candidate.host, port, candidate.tls, timeout=timeout, ca_file=ca_file, address=addresses[0])
+    endpoint = Endpoint(candidate.host, port, candidate.tls, timeout=timeout, ca_file=ca_file, address=address)
     session = ProbeSession(candidate.protocol, endpoint, _NO_LOGIN, login_required=False)
     offered: list[str] = []
     session.run(lambda: _CONVERSATIONS[candidate.protocol](session, offered))
@@ -42,8 +55,8 @@ def probe(candidate: Candidate, lookup: Lookup, *, ca_file: str | None, timeout:
     if failure is not None:
         reason = failure.message.replace(f":{port}", f":{candidate.port}")  # the port as proposed
         if failure.code in _UNREACHABLE:
-            return _unreachable(candidate, reason, addresses[0], started)
-        return Tried(candidate, Verdict.DROPPED, reason, addresses[0], seconds=time.perf_counter() - started)
+            return reason
+        return Tried(candidate, Verdict.DROPPED, reason, address, seconds=time.perf_counter() - started)
     tls_detail = next((step.detail for step in session.result.steps if step.step == Step.TLS), "")
     mechanisms = tuple(dict.fromkeys(offered))
     usable = [m for m in mechanisms if m in PASSWORD_MECHANISMS | TOKEN_MECHANISMS]
@@ -51,9 +64,9 @@ def probe(candidate: Candidate, lookup: Lookup, *, ca_file: str | None, timeout:
     if not usable:
         reason = (f"{how}, but it offers no login this product uses (offers: {' '.join(mechanisms) or 'none'}; "
                   f"needs PLAIN{', USER' if candidate.protocol == 'pop3' else ''}, XOAUTH2 or OAUTHBEARER)")
-        return Tried(candidate, Verdict.DROPPED, reason, addresses[0], tls_detail, mechanisms,
+        return Tried(candidate, Verdict.DROPPED, reason, address, tls_detail, mechanisms,
                      time.perf_counter() - started)
-    return Tried(candidate, Verdict.KEPT, f"{how}; offers {' '.join(mechanisms)}", addresses[0], tls_detail,
+    return Tried(candidate, Verdict.KEPT, f"{how}; offers {' '.join(mechanisms)}", address, tls_detail,
                  mechanisms, time.perf_counter() - started)
 
 

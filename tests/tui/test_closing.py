@@ -4,14 +4,21 @@ two `esc` on the help screen ended the console with ScreenStackError)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from pathlib import Path
+
 import pytest
 from textual import events
+from textual.containers import Container
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 
+import mbxtui.tui
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.help import HelpScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
+from mbxtui.tui.widgets.select import Select
 from tests.tui.conftest import Console, settle
 
 KEY_CHARACTERS = {"enter": "\r"}
@@ -106,3 +113,28 @@ def test_a_command_chosen_twice_in_the_palette_list_runs_once(console: Console):
         assert isinstance(app.screen, ConfirmScreen)
 
     console.run(scenario)
+
+
+def test_a_select_removed_before_its_mount_is_handled_leaves_the_console_running(console: Console):
+    """A form composes its fields when its data arrives; the screen closed at that moment removed a
+    Select's parts before its mount was handled, and Textual's Select looked them up (NoMatches,
+    found by the fuzz test). Tried at each point of the mount."""
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        for turns in range(12):
+            holder = Container()
+            await app.screen.mount(holder)
+            holder.mount(Select([("a", 1), ("b", 2)], value=1))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            holder.remove()
+            await pilot.pause()
+            assert app._exception is None, f"removed after {turns} turns: {app._exception!r}"
+
+    console.run(scenario)
+
+
+def test_every_screen_uses_the_select_that_survives_its_removal():
+    tui = Path(mbxtui.tui.__file__).parent
+    direct = [str(path.relative_to(tui)) for path in tui.rglob("*.py") if path.name != "select.py"
+              and re.search(r"^from textual\.widgets import .*\bSelect\b", path.read_text(), re.M)]
+    assert direct == []

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Static
 
 from mbxtui.core.display import safe
 from mbxtui.core.enums import OAuthProvider
 from mbxtui.tui.messages import ServiceFailed
+from mbxtui.tui.widgets.select import Select
 
 if TYPE_CHECKING:
     from mbxtui.core.detect import Detection, Source

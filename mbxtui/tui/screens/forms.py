@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
 from mbxtui.core.display import safe
 from mbxtui.core.enums import OAuthCredential, OAuthProvider
@@ -26,6 +26,7 @@ from mbxtui.tui import navigation
 from mbxtui.tui.messages import FormDataLoaded, ServiceFailed
 from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
+from mbxtui.tui.widgets.select import Select
 
 T = TypeVar("T")
 

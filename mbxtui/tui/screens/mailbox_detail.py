@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Checkbox, Footer, Input, Select, Static
+from textual.widgets import Checkbox, Footer, Input, Static
 
 from mbxtui.core.display import cell, safe, check_step_lines
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, Regarding, Tracking
@@ -28,6 +28,7 @@ from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.screens.compose import SEND, ComposeForm
 from mbxtui.tui.screens.forms import FormScreen, PartlySaved, options
 from mbxtui.tui.widgets.confirm import ConfirmScreen
+from mbxtui.tui.widgets.select import Select
 
 FIELDS = [
     ("name", "Name"), ("email", "Email address"), ("regarding", "Regarding"), ("owner", "Owner"),

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from mbxtui.core.display import safe
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, Tracking, View
@@ -27,6 +27,7 @@ from mbxtui.tui.screens.base import LOADING, BaseScreen
 from mbxtui.tui.workers import run_service
 from mbxtui.tui.widgets.confirm import ConfirmScreen
 from mbxtui.tui.widgets.grid import MailboxGrid
+from mbxtui.tui.widgets.select import Select
 
 VIEW_TITLES = {
     View.ACTIVE: "Active", View.ALL: "All", View.MINE: "My", View.FORWARD: "Forward",

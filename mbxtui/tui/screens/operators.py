@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Input, Select, Static
+from textual.widgets import Footer, Input, Static
 
 from mbxtui.core.display import safe
 from mbxtui.core.enums import Role
@@ -15,6 +15,7 @@ from mbxtui.core.services.operators import OperatorRecord
 from mbxtui.tui.screens.forms import FormScreen
 from mbxtui.tui.screens.listing import ListScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
+from mbxtui.tui.widgets.select import Select
 
 ROLE_DUTIES = {
     Role.GLOBAL_ADMIN.value: "everything, and manages operators",

@@ -9,7 +9,7 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import Checkbox, ContentSwitcher, DataTable, Footer, Input, Select, Static
+from textual.widgets import Checkbox, ContentSwitcher, DataTable, Footer, Input, Static
 
 from mbxtui.core.display import cell, safe, check_step_lines
 from mbxtui.core.enums import IncomingAuth, OAuthProvider, OutgoingAuth, ProfileType, TlsMode
@@ -29,6 +29,7 @@ from mbxtui.tui.screens.detect_step import DetectStep, DetectsSettings
 from mbxtui.tui.screens.forms import FormScreen, OAuthCredentialForm, chosen, options
 from mbxtui.tui.screens.listing import ListScreen, texts
 from mbxtui.tui.widgets.confirm import ConfirmScreen
+from mbxtui.tui.widgets.select import Select
 
 
 def endpoint_text(side: ProfileServer) -> str:

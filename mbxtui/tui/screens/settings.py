@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Checkbox, Footer, Input, Select, Static
+from textual.widgets import Checkbox, Footer, Input, Static
 
 from mbxtui.core.display import safe
 from mbxtui.core.enums import ActMethod, IncomingMethod, OutgoingMethod, Tracking
@@ -15,6 +15,7 @@ from mbxtui.core.services import profiles, settings
 from mbxtui.core.services.settings import EmailSettings
 from mbxtui.tui.messages import FormDataLoaded
 from mbxtui.tui.screens.forms import FormScreen, options
+from mbxtui.tui.widgets.select import Select
 
 FLAGS = (
     ("require_approval_users", "Only approved users"),

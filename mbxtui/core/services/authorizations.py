@@ -22,11 +22,12 @@ from mbxtui.core.oauth.delegated import DeviceCode, DeviceFlowEnded, authorize_c
 from mbxtui.core.oauth.settings import settings_of
 from mbxtui.core.oauth.tokens import TokenError
 from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.secret_value import Secret
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import audit, mailboxes
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
-from mbxtui.core.services.credentials import SET_SECRET, secret_key
+from mbxtui.core.services.credentials import SET_SECRET, TOKEN, secret_key
 
 EXPIRING = "OAUTH_EXPIRING"  # the warning's alert code
 
@@ -173,6 +174,52 @@ def state_of(actor: Actor, email: str) -> dict[str, Any] | None:
     return {"authorized_on": _iso(record.authorized_on), "authorized_by": record.authorized_by,
             "refresh_expires_on": _iso(record.refresh_expires_on), "last_refresh_on": _iso(record.last_refresh_on),
             "last_refresh_error": record.last_refresh_error}
+
+
+@dataclass(frozen=True)
+class Deauthorized:
+    """A mailbox's own authorization taken back: its refresh token left the keyring; ``revoked``
+    says what the provider did (True revoked, False refused or unreachable, None: no way to)."""
+
+    email: str
+    revoked: bool | None
+    revocation: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"email": self.email, "authorized": False, "revoked": self.revoked, "revocation": self.revocation}
+
+
+def deauthorize(actor: Actor, email: str, store: SecretStore) -> Deauthorized:
+    """Take back the mailbox's own authorization (``mbxtui mailbox deauthorize``): the grant is
+    revoked at the provider where it has a revocation endpoint (RFC 7009), then the refresh token
+    leaves the keyring and the record goes, audited, whatever the provider answered."""
+    require(actor, SET_SECRET)
+    mailbox = mailboxes.get(email)
+    key = secret_key("mailbox", mailbox.id, delegated.REFRESH_TOKEN)
+    held = store.get(key)
+    if held is None and MailboxAuthorization.get_or_none(MailboxAuthorization.mailbox == mailbox.id) is None:
+        raise InvalidInput("mailbox", f"mailbox {mailbox.email} has no authorization of its own: nothing to take back")
+    profile = Profile.get_or_none(Profile.id == mailbox.profile_id) if mailbox.profile_id else None
+    settings = settings_of(profile) if profile is not None else None
+    if held is None:
+        revocation = delegated.Revocation(None, "the keyring held no refresh token for it: nothing to revoke")
+    elif settings is None or settings.provider == OAuthProvider.GOOGLE:
+        revocation = delegated.Revocation(None, "its profile names no OAuth provider it was authorized at, so the "
+                                                "grant could not be revoked: revoke it in the provider's console")
+    else:
+        # Before the token goes: a revocation that fails leaves nothing worse than the token removed.
+        revocation = delegated.revoke(settings, Secret(held))
+    with write_transaction():
+        forget(mailbox.id, store)
+        pasted = store.get(secret_key("mailbox", mailbox.id, TOKEN)) is not None
+        Mailbox.update(token_set=pasted, token_bound_to=Mailbox.token_bound_to if pasted else None,
+                       modified_on=utcnow(), row_version=Mailbox.row_version + 1).where(
+            Mailbox.id == mailbox.id).execute()
+        outcome = {True: "revoked", False: "revocation failed", None: "not revocable"}[revocation.revoked]
+        audit.record(actor, "mailbox.deauthorize", "mailbox",
+                     f"took back the authorization of mailbox {mailbox.email} ({outcome}: {revocation.sentence})",
+                     [(mailbox.id, {"authorization": "authorized"}, {"authorization": "none", "revocation": outcome})])
+    return Deauthorized(mailbox.email, revocation.revoked, revocation.sentence)
 
 
 def forget(mailbox_id: int, store: SecretStore) -> bool:

@@ -323,3 +323,45 @@ def test_authorize_is_offered_only_on_a_profile_whose_mailboxes_authorize_themse
         assert app.screen.row and not offered(app.screen, "z")
 
     run(world, scenario)
+
+
+def test_deauthorize_asks_once_revokes_at_the_provider_and_removes_the_refresh_token(
+        world: World, provider: OAuthProvider):
+    import threading
+
+    from mbxtui.core.services import authorizations
+    from mbxtui.tui.widgets.confirm import ConfirmScreen
+
+    mailbox_id = delegated_mailbox(world, provider)
+
+    def approve(code: delegated.DeviceCode) -> None:
+        threading.Timer(0.0, provider.approve, (code.user_code, ALICE)).start()
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await app.push_screen(MailboxDetailScreen(mailbox_id))
+        await settle(app, pilot)
+        assert not offered(app.screen, "Z"), "nothing to take back yet"
+        authorizations.authorize(world.admin, ALICE, world.store, approve)
+        held = refresh_token_of(world, mailbox_id)
+        detail = app.screen
+        detail.action_reload()
+        await settle(app, pilot)
+        assert offered(detail, "Z")
+        await pilot.press("Z")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert refresh_token_of(world, mailbox_id) == held, "nothing happens before the answer"
+        await pilot.press("y")
+        for _ in range(200):
+            if refresh_token_of(world, mailbox_id) is None and not detail.row.get("authorization"):
+                break
+            await pilot.pause(0.05)
+        await settle(app, pilot)
+        assert refresh_token_of(world, mailbox_id) is None
+        assert held in provider.revocations and held not in provider.live_refresh_tokens(ALICE)
+        assert any(f"Deauthorized {ALICE}" in str(note.message) and "the grant was revoked at" in str(note.message)
+                   for note in app._notifications)
+        assert not offered(detail, "Z") and offered(detail, "z")
+        assert held not in screen_text(app)
+
+    run(world, scenario)

@@ -222,6 +222,67 @@ def deauthorize(actor: Actor, email: str, store: SecretStore) -> Deauthorized:
     return Deauthorized(mailbox.email, revocation.revoked, revocation.sentence)
 
 
+# --- R34: a refresh token is for one address at one OAuth client ------------------------------------
+
+def _client_of(profile: Profile | None) -> tuple[Any, ...] | None:
+    """The OAuth client a mailbox of ``profile`` authorizes itself at; None when its mailboxes do not."""
+    settings = settings_of(profile) if profile is not None else None
+    if settings is None or settings.provider == OAuthProvider.GOOGLE:
+        return None
+    return (settings.provider, settings.tenant, settings.client_id, settings.issuer)
+
+
+def _same_client_ids(profile: Profile) -> list[int]:
+    """``profile`` and the profiles whose mailboxes authorize themselves at the same client."""
+    client = _client_of(profile)
+    if client is None:
+        return [profile.id]
+    return [profile.id] + [other.id for other in Profile.select().where(
+        Profile.oauth_provider == profile.oauth_provider, Profile.id != profile.id) if _client_of(other) == client]
+
+
+def leaves_identity(mailbox: Mailbox, new_email: bool, new_profile_id: int | None) -> bool:
+    """Whether a new address, or a move to ``new_profile_id``, would leave the mailbox's own
+    authorization speaking for another identity: the person signed in as the old address, at the
+    old profile's client (a move to a profile of the same client keeps it, bound by R34)."""
+    if not MailboxAuthorization.select().where(MailboxAuthorization.mailbox == mailbox.id).exists():
+        return False
+    if new_email:
+        return True
+    old = Profile.get_or_none(Profile.id == mailbox.profile_id) if mailbox.profile_id else None
+    new = Profile.get_or_none(Profile.id == new_profile_id) if new_profile_id else None
+    return _client_of(old) is None or _client_of(old) != _client_of(new)
+
+
+def drop_for_new_identity(mailbox: Mailbox, store: Callable[[], SecretStore] | None) -> None:
+    """Take the mailbox's refresh token out of the keyring and its record away, because its address
+    or OAuth client changes (``mailbox edit``); the caller saves ``mailbox`` and audits it in its
+    transaction. Refused without a keyring to take it from: it would be left behind."""
+    if store is None:
+        raise InvalidInput("mailbox", f"mailbox {mailbox.email} has its own OAuth2 authorization, which a new address "
+                                      f"or OAuth client would leave in the keyring: take it back first with "
+                                      f"`mbxtui mailbox deauthorize {mailbox.email}`")
+    opened = store()
+    forget(mailbox.id, opened)
+    pasted = opened.get(secret_key("mailbox", mailbox.id, TOKEN)) is not None
+    mailbox.token_set = pasted
+    if not pasted:
+        mailbox.token_bound_to = None
+
+
+def refuse_moving_authorized(target: Profile) -> None:
+    """Bulk edit and Apply Default Email Settings: refused whole when a selected mailbox with its own
+    authorization would move to another OAuth client (its refresh token would be left behind)."""
+    from mbxtui.core.services.selection import refuse_if_any
+
+    keep = _same_client_ids(target)
+    refuse_if_any(f"id IN (SELECT mailbox_id FROM mailbox_authorization) AND (profile_id IS NULL OR profile_id NOT IN "
+                  f"({', '.join('?' for _ in keep)}))", keep, "profile",
+                  f"these mailboxes have their own OAuth2 authorization, which profile {target.name!r} would leave "
+                  f"in the keyring: take each back first with `mbxtui mailbox deauthorize EMAIL`, or move them "
+                  f"one by one with `mbxtui mailbox edit EMAIL --profile`")
+
+
 def forget(mailbox_id: int, store: SecretStore) -> bool:
     """The mailbox's refresh token leaves the keyring and its record goes (when its token is
     cleared); True when it had an authorization. Caller holds the transaction and audits it."""

@@ -372,7 +372,9 @@ class MailboxEditScreen(FormScreen):
             email = self.row["email"]
             edited = None
             if changes:
-                edited = mailboxes.edit(self.actor, email, expected_version=self.row["row_version"], **changes)
+                # A new address or OAuth client takes the mailbox's own authorization out of the keyring.
+                edited = mailboxes.edit(self.actor, email, expected_version=self.row["row_version"],
+                                        store=self.store_for_secrets, **changes)
                 email = edited.email
             if password:
                 try:

@@ -37,13 +37,20 @@ def authorize_command(email: str) -> str:
     return f"mbxtui mailbox authorize {shlex.quote(email)}"
 
 
-def public_client_sentence(profile_name: str) -> str:
-    """What ``profile test`` says of a profile with no client credential: it can only be checked
-    per mailbox, with that mailbox's own authorization."""
+def public_client_sentence(profile_name: str, authorized: int = 0, example: str | None = None) -> str:
+    """What ``profile test`` says of a profile with no client credential (a public client): what it
+    checked, what it could not, and the per-mailbox check that can (``authorized`` of its mailboxes
+    have their own authorization, ``example`` one of them)."""
     name = shlex.quote(profile_name)
-    return (f"profile {profile_name!r} has no client credential, so it acts only for mailboxes authorized one by "
-            f"one: each is checked by `mbxtui mailbox authorize EMAIL` and Test & Enable (a confidential client "
-            f"sets its secret with `mbxtui profile set-oauth {name} --client-secret-stdin`)")
+    said = (f"profile {profile_name!r} has no client credential, so it acts only for mailboxes authorized one by "
+            f"one: there is no app token to fetch for it, so its OAuth provider was not contacted and its servers "
+            f"were checked only up to TLS, without logging in")
+    if authorized and example:
+        return (f"{said}; {authorized} of its mailboxes are authorized: check one, its token and its logins, with "
+                f"`mbxtui profile diagnose {name} --mailbox {shlex.quote(example)}` (or Test & Enable it)")
+    return (f"{said}; none of its mailboxes is authorized yet: authorize one with `mbxtui mailbox authorize EMAIL`, "
+            f"then check it with `mbxtui profile diagnose {name} --mailbox EMAIL` (a confidential client sets its "
+            f"secret with `mbxtui profile set-oauth {name} --client-secret-stdin`)")
 
 
 @dataclass(frozen=True)

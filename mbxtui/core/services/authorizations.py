@@ -222,6 +222,14 @@ def deauthorize(actor: Actor, email: str, store: SecretStore) -> Deauthorized:
     return Deauthorized(mailbox.email, revocation.revoked, revocation.sentence)
 
 
+def authorized_on(profile_id: int) -> tuple[int, str | None]:
+    """How many mailboxes of the profile have their own authorization, and the address of one."""
+    query = (Mailbox.select(Mailbox.email).join(MailboxAuthorization, on=(MailboxAuthorization.mailbox == Mailbox.id))
+             .where(Mailbox.profile == profile_id))
+    first = query.order_by(Mailbox.email).first()
+    return query.count(), first.email if first is not None else None
+
+
 # --- R34: a refresh token is for one address at one OAuth client ------------------------------------
 
 def _client_of(profile: Profile | None) -> tuple[Any, ...] | None:

@@ -18,7 +18,7 @@ from mbxtui.core.services import credentials, profiles
 from mbxtui.core.sync.runner import SyncRunner
 from tests.integration.conftest import Org, stored_bytes
 from tests.lab import MailLab
-from tests.lab.oauth_mail import IMAP_ROLE, SMTP_ROLE, OAuthMail, start_oauth_mail
+from tests.lab.oauth_mail import IMAP_ROLE, POP_ROLE, SMTP_ROLE, OAuthMail, start_oauth_mail
 
 pytestmark = pytest.mark.servers
 
@@ -91,6 +91,23 @@ def test_pop3_logs_in_with_xoauth2_too(org: Org, oauth_mail: OAuthMail):
 
     assert org.test_enable(ALICE).passed == 1, codes(org, ALICE)
     assert ("authenticate", f"as {ALICE}") in steps(org, ALICE, "incoming")
+
+
+def test_pop3_wants_pop_access_as_app_and_refuses_a_token_with_only_imap_access_as_app(org: Org,
+                                                                                     oauth_mail: OAuthMail):
+    oauth_mail.provider.register(TENANT, "app-imap-only", secret=SECRET, roles=(IMAP_ROLE, SMTP_ROLE))
+    oauth_profile(org, oauth_mail, "M365 POP only IMAP", "app-imap-only", type="pop3_smtp",
+                  incoming_port=oauth_mail.ports["pop3s"], verify_delivery=False)
+    org.mailbox(ALICE, "M365 POP only IMAP", outgoing_method="none")
+
+    assert org.test_enable(ALICE).passed == 0
+
+    assert codes(org, ALICE) == {"incoming": "OAUTH_PERMISSION_MISSING"}, oauth_mail.log_tail()
+    text = org.row(ALICE).last_error_text
+    assert "POP3 server" in text and POP_ROLE in text, text
+
+    oauth_mail.provider.clients[(TENANT, "app-imap-only")].roles = (POP_ROLE, SMTP_ROLE)  # granted since
+    assert org.test_enable(ALICE).passed == 1, codes(org, ALICE)
 
 
 def test_a_google_service_account_acts_as_each_mailbox_with_a_token_of_its_own(org: Org, oauth_mail: OAuthMail):

@@ -17,8 +17,8 @@ from mbxtui.core.profile_check import check_profile
 from mbxtui.core.services import credentials, profiles
 from mbxtui.core.sync.runner import SyncRunner
 from tests.integration.conftest import Org, stored_bytes
-from tests.lab import MailLab
-from tests.lab.oauth_mail import IMAP_ROLE, POP_ROLE, SMTP_ROLE, OAuthMail, start_oauth_mail
+from tests.lab.oauth_mail import IMAP_ROLE, POP_ROLE, SMTP_ROLE, OAuthMail
+from tests.lab.oauth_fixtures import oauth_mail  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.servers
 
@@ -26,15 +26,6 @@ ALICE = "alice@example.test"
 BOB = "bob@example.test"
 TENANT = "9e6b3c1a-oauth-lab"
 SECRET = "Lab~client.secret-5Yh8Qw2"
-
-
-@pytest.fixture(scope="module")
-def oauth_mail(mail_lab: MailLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthMail]:
-    started = start_oauth_mail(mail_lab, tmp_path_factory.mktemp("oauth-mail"))
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(autouse=True)

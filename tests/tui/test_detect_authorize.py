@@ -7,14 +7,13 @@ test-only call while the dialog waits. No token may appear anywhere on the scree
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
-from mbxtui.core.oauth import delegated, tokens
+from mbxtui.core.oauth import delegated
 from mbxtui.core.services import credentials, mailboxes, profiles, users
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.authorize import AuthorizeScreen
@@ -24,8 +23,9 @@ from mbxtui.tui.screens.profiles import ProfileFormScreen, ProfilesScreen
 from tests.core.support import snapshot
 from tests.lab import MailLab
 from tests.lab.autoconfig_server import CONFIG_PATH, AutoconfigServer, config_xml
-from tests.lab.certs import DETECTION_DOMAIN, LabCertificates, make_certificates
+from tests.lab.certs import DETECTION_DOMAIN
 from tests.lab.dns_server import LabDnsServer
+from tests.lab.oauth_fixtures import lab_certificates, provider  # noqa: F401  (fixtures)
 from tests.lab.oauth_provider import OAuthProvider
 from tests.tui.test_screens import World, closed_port, fill, offered, settle, store, text_of, world  # noqa: F401
 
@@ -200,26 +200,8 @@ def test_an_existing_profiles_form_has_no_detection_step(world: World):
 
 # -- authorize on a mailbox's detail --
 
-@pytest.fixture(scope="module")
-def lab_certificates(tmp_path_factory: pytest.TempPathFactory) -> LabCertificates:
-    return make_certificates(tmp_path_factory.mktemp("authorize-certs"))
-
-
-@pytest.fixture
-def provider(lab_certificates: LabCertificates) -> Iterator[OAuthProvider]:
-    started = OAuthProvider(lab_certificates).start()
-    started.register(TENANT, CLIENT)
-    tokens.forget_tokens()
-    delegated.forget_tokens()
-    try:
-        yield started
-    finally:
-        started.stop()
-        tokens.forget_tokens()
-        delegated.forget_tokens()
-
-
 def delegated_mailbox(world: World, provider: OAuthProvider) -> int:
+    provider.register(TENANT, CLIENT)
     port = closed_port()
     profiles.create(world.admin, name="Delegated", type="imap_smtp", incoming_host="127.0.0.1", incoming_port=port,
                     incoming_tls="implicit", incoming_auth="oauth2", outgoing_host="127.0.0.1", outgoing_port=port,

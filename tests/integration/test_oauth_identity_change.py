@@ -17,7 +17,7 @@ from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import MailboxAuthorization
 from mbxtui.core.oauth import delegated
 from mbxtui.core.secrets import SERVICE, SecretStore
-from mbxtui.core.services import audit, authorizations, bulk, credentials, mailboxes, settings
+from mbxtui.core.services import audit, authorizations, bulk, credentials, mailboxes, profiles, settings
 from mbxtui.core.services.selection import Selection
 from tests.integration.conftest import Org
 from tests.integration.test_oauth_delegated import (  # noqa: F401  (the fixtures are used by name)
@@ -135,3 +135,20 @@ def test_in_the_secret_service_a_new_address_leaves_no_refresh_token(org: Org, o
 
     left = SecretService.Keyring().get_password(SERVICE, key) is not None
     assert not left and taken_out(org, alice_id, store)
+
+
+def test_a_new_oauth_client_on_the_profile_is_refused_while_its_mailboxes_are_authorized(
+        org: Org, oauth_mail: OAuthMail):
+    authorized(org, oauth_mail)
+    elsewhere = "https://127.0.0.1:9/elsewhere"  # a system_admin's own provider would collect the refresh tokens
+
+    refusal = r"^--oauth-issuer: 2 mailbox\(es\) of profile 'Delegated' .*`mbxtui mailbox deauthorize EMAIL`$"
+    with pytest.raises(InvalidInput, match=refusal):
+        profiles.update(org.admin, "Delegated", oauth_issuer=elsewhere)
+    assert profiles.get("Delegated").oauth_issuer == f"{oauth_mail.provider.url}/generic", "nothing changed"
+    profiles.update(org.admin, "Delegated", oauth_scope="openid offline_access")  # the same client: allowed
+
+    for email in (ALICE, BOB):
+        authorizations.deauthorize(org.admin, email, org.store)
+    profiles.update(org.admin, "Delegated", oauth_issuer=elsewhere)
+    assert profiles.get("Delegated").oauth_issuer == elsewhere

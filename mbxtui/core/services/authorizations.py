@@ -232,12 +232,32 @@ def authorized_on(profile_id: int) -> tuple[int, str | None]:
 
 # --- R34: a refresh token is for one address at one OAuth client ------------------------------------
 
-def _client_of(profile: Profile | None) -> tuple[Any, ...] | None:
-    """The OAuth client a mailbox of ``profile`` authorizes itself at; None when its mailboxes do not."""
-    settings = settings_of(profile) if profile is not None else None
-    if settings is None or settings.provider == OAuthProvider.GOOGLE:
+def _client(values: Any) -> tuple[Any, ...] | None:
+    """The OAuth client a mailbox of a profile with these ``values`` (a row, or its fields as a
+    namespace) authorizes itself at; None when its mailboxes do not."""
+    provider = getattr(values, "oauth_provider", None)
+    if not provider or provider == OAuthProvider.GOOGLE:
         return None
-    return (settings.provider, settings.tenant, settings.client_id, settings.issuer)
+    return (provider, values.oauth_tenant, values.oauth_client_id, values.oauth_issuer)
+
+
+def _client_of(profile: Profile | None) -> tuple[Any, ...] | None:
+    return _client(profile) if profile is not None else None
+
+
+def refuse_new_client(profile: Profile, after: dict[str, Any], option: str) -> None:
+    """``profile edit``: a new OAuth provider, tenant, client id or issuer would send the refresh
+    tokens of the profile's authorized mailboxes to another client (R34): refused while it has any."""
+    from types import SimpleNamespace
+
+    if _client_of(profile) == _client(SimpleNamespace(**after)):
+        return
+    count, example = authorized_on(profile.id)
+    if count:
+        raise InvalidInput(option, f"{count} mailbox(es) of profile {profile.name!r} ({example}, ...) are "
+                                   f"authorized at its OAuth client as it is: a new provider, tenant, client id or "
+                                   f"issuer would send their refresh tokens elsewhere; take each back first with "
+                                   f"`mbxtui mailbox deauthorize EMAIL`")
 
 
 def _same_client_ids(profile: Profile) -> list[int]:

@@ -347,3 +347,37 @@ def test_deauthorize_asks_once_revokes_at_the_provider_and_removes_the_refresh_t
         assert held not in screen_text(app)
 
     run(world, scenario)
+
+
+def test_a_new_address_saved_in_the_form_takes_the_refresh_token_out_of_the_keyring(
+        world: World, provider: OAuthProvider):
+    import threading
+
+    from mbxtui.core.services import authorizations
+    from mbxtui.tui.screens.mailbox_detail import MailboxEditScreen
+
+    mailbox_id = delegated_mailbox(world, provider)
+    authorizations.authorize(world.admin, ALICE, world.store, lambda code: threading.Timer(
+        0.0, provider.approve, (code.user_code, ALICE)).start())
+    assert refresh_token_of(world, mailbox_id) is not None
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await app.push_screen(MailboxDetailScreen(mailbox_id))
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        form = app.screen
+        assert isinstance(form, MailboxEditScreen)
+        fill(form, email="alice.new@corp.test")
+        await pilot.press("ctrl+s")
+        for _ in range(200):
+            if not isinstance(app.screen, MailboxEditScreen):
+                break
+            await pilot.pause(0.05)
+        await settle(app, pilot)
+        assert not isinstance(app.screen, MailboxEditScreen), screen_text(app)
+
+    run(world, scenario)
+    left = refresh_token_of(world, mailbox_id) is not None  # not compared: a failure would print it
+    assert not left and mailboxes.get("alice.new@corp.test").id == mailbox_id
+    assert authorizations.state_of(world.admin, "alice.new@corp.test") is None

@@ -1,6 +1,8 @@
 """``mbxtui mailbox authorize EMAIL``: a person authorizes a mailbox with its own credentials on an
 oauth2 profile, through the device-code flow (a URL and a code typed in any browser: it works over
-SSH). The refresh token goes to the keyring only; nothing of a token is printed."""
+SSH). The refresh token goes to the keyring only; nothing of a token is printed.
+``mbxtui mailbox deauthorize EMAIL`` takes it back: revoked at the provider where it can be, removed
+from the keyring whatever the provider answered."""
 
 from __future__ import annotations
 
@@ -55,8 +57,25 @@ def cmd_mailbox_authorize(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_mailbox_deauthorize(ctx: Context, args: argparse.Namespace) -> int:
+    from mbxtui.core.services import authorizations
+
+    done = authorizations.deauthorize(ctx.actor, args.email, ctx.store)
+    if args.json:
+        print(json.dumps(done.as_dict()))
+    else:
+        print(f"mailbox {safe(done.email)} deauthorized: its refresh token was removed from the keyring; "
+              f"{safe(done.revocation)}")
+    return EXIT_ERROR if done.revoked is False else EXIT_OK
+
+
 def register(boxes: Commands) -> None:
     p = command(boxes, "authorize", cmd_mailbox_authorize,
                 "authorize a mailbox's own OAuth2 access with the device-code flow (works over SSH)")
+    p.add_argument("email")
+    json_option(p)
+    p = command(boxes, "deauthorize", cmd_mailbox_deauthorize,
+                "take back a mailbox's own OAuth2 authorization: revoked at the provider where it can be, "
+                "removed from the keyring (exit 1 when the provider refused or could not be reached)")
     p.add_argument("email")
     json_option(p)

@@ -106,7 +106,8 @@ def cmd_mailbox_edit(ctx: Context, args: argparse.Namespace) -> int:
         "use_own_credentials": args.use_own_credentials, "delete_after_processing": args.delete_after_processing,
         "process_email_after": args.process_email_after, "tracking": args.tracking,
     }
-    emit(args, mailboxes.edit(ctx.actor, args.email, **fields).as_dict(), print_record)
+    # The keyring is opened only when a new address or OAuth client takes the mailbox's own authorization out of it.
+    emit(args, mailboxes.edit(ctx.actor, args.email, store=lambda: ctx.store, **fields).as_dict(), print_record)
     return EXIT_OK
 
 

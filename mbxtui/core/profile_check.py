@@ -51,7 +51,10 @@ def _token_check(profile: Any, store: SecretStore | None) -> ProbeResult | None:
     secret = (credentials.profile_secret(store, profile.id, credentials.OAUTH_CREDENTIAL)
               if profile.oauth_credential else None)
     if not profile.oauth_credential and profile.oauth_provider != OAuthProvider.GOOGLE:
-        return ProbeResult("oauth2", [StepResult(Step.CHECK, True, 0.0, delegated.public_client_sentence(profile.name))])
+        from mbxtui.core.services import authorizations
+
+        said = delegated.public_client_sentence(profile.name, *authorizations.authorized_on(profile.id))
+        return ProbeResult("oauth2", [StepResult(Step.CHECK, True, 0.0, said)])
     if not secret:
         return rule_failure(ErrorCode.NO_CREDENTIALS,
                             f"profile {profile.name!r} has no client credential for its OAuth provider: set it with "

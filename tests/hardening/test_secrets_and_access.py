@@ -917,6 +917,11 @@ MUTATING_SERVICES = [
                     lambda f, a, w: f(a, "bob@corp.test", NEW_SECRET, w.store, credentials.TOKEN)),
     MutatingService(authorizations.authorize, (CONFIGURE,), lambda f, a, w: f(
         a, "cy@corp.test", w.store, lambda code: w.oauth_provider.approve(code.user_code, "cy@corp.test"))),
+    # Authorized first by the global admin (only for a role allowed: a refused one must find nothing written).
+    MutatingService(authorizations.deauthorize, (CONFIGURE,), lambda f, a, w: (
+        a.role in GRANTS[CONFIGURE] and authorizations.authorize(
+            w.actors[Role.GLOBAL_ADMIN], "cy@corp.test", w.store,
+            lambda code: w.oauth_provider.approve(code.user_code, "cy@corp.test")), f(a, "cy@corp.test", w.store))),
     MutatingService(credentials.clear_mailbox_secret, (CONFIGURE,), lambda f, a, w: f(a, "ann@corp.test", w.store)),
     MutatingService(credentials.confirm_profile_secret, (Permission.CONFIRM_SECRET,), lambda f, a, w: f(a, "imap")),
     MutatingService(credentials.confirm_mailbox_secrets, (Permission.CONFIRM_SECRET,),

@@ -27,8 +27,8 @@ from mbxtui.core.services import authorizations, credentials, profiles
 from mbxtui.core.services.authorizations import AuthorizationFailed
 from mbxtui.core.sync.runner import SyncRunner
 from tests.integration.conftest import Org, stored_bytes
-from tests.lab import MailLab
-from tests.lab.oauth_mail import OAuthMail, start_oauth_mail
+from tests.lab.oauth_fixtures import oauth_mail  # noqa: F401  (fixture)
+from tests.lab.oauth_mail import OAuthMail
 
 pytestmark = pytest.mark.servers
 
@@ -38,19 +38,10 @@ CLIENT = "mbxtui-device-app"  # a public client: no secret, as a device's app re
 TENANT = "5b1f0c2e-delegated-lab"
 
 
-@pytest.fixture(scope="module")
-def oauth_mail(mail_lab: MailLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthMail]:
-    started = start_oauth_mail(mail_lab, tmp_path_factory.mktemp("oauth-delegated"))
-    started.provider.register(TENANT, CLIENT)
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
 @pytest.fixture(autouse=True)
 def fresh_provider(oauth_mail: OAuthMail) -> Iterator[None]:
     provider = oauth_mail.provider
+    provider.register(TENANT, CLIENT)
     tokens.forget_tokens()
     delegated.forget_tokens()
     yield

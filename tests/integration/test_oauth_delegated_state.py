@@ -12,7 +12,7 @@ from mbxtui.core.oauth import delegated
 from mbxtui.core.services import audit, authorizations, credentials
 from tests.integration.conftest import Org
 from tests.integration.test_oauth_delegated import (  # noqa: F401  (the fixtures are used by name)
-    ALICE, BOB, approving, delegated_profile, fresh_provider, oauth_mail, refresh_token_of, sync,
+    ALICE, BOB, CLIENT, approving, delegated_profile, fresh_provider, oauth_mail, refresh_token_of, sync,
 )
 from tests.lab.oauth_mail import OAuthMail
 
@@ -65,8 +65,12 @@ def test_a_refused_refresh_is_the_authorizations_last_refresh_error(org: Org, oa
     assert state["last_refresh_on"] >= state["authorized_on"]
 
 
-def test_profile_test_on_a_public_client_says_it_is_checked_per_mailbox(org: Org, oauth_mail: OAuthMail):
+def test_profile_test_on_a_public_client_says_what_it_checked_and_offers_the_per_mailbox_check(
+        org: Org, oauth_mail: OAuthMail):
     delegated_profile(org, oauth_mail)
+    org.mailbox(ALICE, "Delegated")
+    org.mailbox(BOB, "Delegated")
+    asked = oauth_mail.provider.requests_of(CLIENT)
 
     checked = org.cli("profile", "test", "Delegated", "--json")
 
@@ -75,7 +79,18 @@ def test_profile_test_on_a_public_client_says_it_is_checked_per_mailbox(org: Org
     assert [step["detail"] for step in oauth2["steps"]] == [delegated.public_client_sentence("Delegated")]
     text = org.cli("profile", "test", "Delegated").stdout
     assert "has no client credential, so it acts only for mailboxes authorized one by one" in text
+    assert "there is no app token to fetch for it, so its OAuth provider was not contacted" in text
+    assert "none of its mailboxes is authorized yet: authorize one with `mbxtui mailbox authorize EMAIL`" in text
     assert "NO_CREDENTIALS" not in text
+    assert oauth_mail.provider.requests_of(CLIENT) == asked, "nothing asked of the provider"
+
+    authorizations.authorize(org.admin, BOB, org.store, approving(oauth_mail, BOB))
+    text = org.cli("profile", "test", "Delegated").stdout
+    offered = f"1 of its mailboxes are authorized: check one, its token and its logins, with " \
+              f"`mbxtui profile diagnose Delegated --mailbox {BOB}`"
+    assert offered in " ".join(text.split())
+    diagnosed = org.cli("profile", "diagnose", "Delegated", "--mailbox", BOB)
+    assert diagnosed.returncode == 0, diagnosed.stdout + diagnosed.stderr
 
 
 def test_clearing_the_token_takes_the_refresh_token_and_the_authorization_with_it(org: Org, oauth_mail: OAuthMail):

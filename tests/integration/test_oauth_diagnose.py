@@ -15,8 +15,8 @@ from mbxtui.core.models import Mailbox
 from mbxtui.core.oauth import tokens
 from mbxtui.core.services import credentials
 from tests.integration.conftest import Org
-from tests.lab import MailLab
-from tests.lab.oauth_mail import IMAP_ROLE, SMTP_ROLE, OAuthMail, start_oauth_mail
+from tests.lab.oauth_mail import IMAP_ROLE, SMTP_ROLE, OAuthMail
+from tests.lab.oauth_fixtures import oauth_mail  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.servers
 
@@ -25,15 +25,6 @@ BOB = "bob@example.test"
 TENANT = "3f0c9a7e-diagnose-lab"
 SECRET = "Lab~diagnose.secret-9Hm4"
 EXCHANGE = "https://outlook.office365.com"
-
-
-@pytest.fixture(scope="module")
-def oauth_mail(mail_lab: MailLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthMail]:
-    started = start_oauth_mail(mail_lab, tmp_path_factory.mktemp("oauth-diagnose"))
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(autouse=True)

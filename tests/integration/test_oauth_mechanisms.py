@@ -15,7 +15,7 @@ from mbxtui.core.oauth.tokens import TokenError
 from mbxtui.core.probes import Credentials, Endpoint, ErrorCode, imap, is_transient, pop3, smtp
 from mbxtui.core.secret_value import Secret
 from tests.lab import MailLab
-from tests.lab.oauth_mail import EVERY_MAILBOX, IMAP_ROLE, SMTP_ROLE, OAuthMail, start_oauth_mail
+from tests.lab.oauth_mail import EVERY_MAILBOX, IMAP_ROLE, POP_ROLE, SMTP_ROLE, OAuthMail, start_oauth_mail
 
 pytestmark = pytest.mark.servers
 
@@ -85,7 +85,7 @@ def test_oauthbearer_is_used_where_the_server_offers_it_alone(bearer_only: OAuth
 
 
 def test_an_oauthbearer_refusal_ends_the_exchange_and_names_the_scope_the_server_wants(bearer_only: OAuthMail):
-    token = issued_token(bearer_only, "app-bearer-no-smtp", roles=(IMAP_ROLE,))
+    token = issued_token(bearer_only, "app-bearer-no-smtp", roles=(IMAP_ROLE, POP_ROLE))
 
     results = logins(bearer_only, token)
 

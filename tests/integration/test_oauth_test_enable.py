@@ -17,8 +17,8 @@ from mbxtui.core.profile_check import check_profile
 from mbxtui.core.services import credentials, profiles
 from mbxtui.core.sync.runner import SyncRunner
 from tests.integration.conftest import Org, stored_bytes
-from tests.lab import MailLab
-from tests.lab.oauth_mail import IMAP_ROLE, SMTP_ROLE, OAuthMail, start_oauth_mail
+from tests.lab.oauth_mail import IMAP_ROLE, POP_ROLE, SMTP_ROLE, OAuthMail
+from tests.lab.oauth_fixtures import oauth_mail  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.servers
 
@@ -26,15 +26,6 @@ ALICE = "alice@example.test"
 BOB = "bob@example.test"
 TENANT = "9e6b3c1a-oauth-lab"
 SECRET = "Lab~client.secret-5Yh8Qw2"
-
-
-@pytest.fixture(scope="module")
-def oauth_mail(mail_lab: MailLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthMail]:
-    started = start_oauth_mail(mail_lab, tmp_path_factory.mktemp("oauth-mail"))
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -91,6 +82,23 @@ def test_pop3_logs_in_with_xoauth2_too(org: Org, oauth_mail: OAuthMail):
 
     assert org.test_enable(ALICE).passed == 1, codes(org, ALICE)
     assert ("authenticate", f"as {ALICE}") in steps(org, ALICE, "incoming")
+
+
+def test_pop3_wants_pop_access_as_app_and_refuses_a_token_with_only_imap_access_as_app(org: Org,
+                                                                                     oauth_mail: OAuthMail):
+    oauth_mail.provider.register(TENANT, "app-imap-only", secret=SECRET, roles=(IMAP_ROLE, SMTP_ROLE))
+    oauth_profile(org, oauth_mail, "M365 POP only IMAP", "app-imap-only", type="pop3_smtp",
+                  incoming_port=oauth_mail.ports["pop3s"], verify_delivery=False)
+    org.mailbox(ALICE, "M365 POP only IMAP", outgoing_method="none")
+
+    assert org.test_enable(ALICE).passed == 0
+
+    assert codes(org, ALICE) == {"incoming": "OAUTH_PERMISSION_MISSING"}, oauth_mail.log_tail()
+    text = org.row(ALICE).last_error_text
+    assert "POP3 server" in text and POP_ROLE in text, text
+
+    oauth_mail.provider.clients[(TENANT, "app-imap-only")].roles = (POP_ROLE, SMTP_ROLE)  # granted since
+    assert org.test_enable(ALICE).passed == 1, codes(org, ALICE)
 
 
 def test_a_google_service_account_acts_as_each_mailbox_with_a_token_of_its_own(org: Org, oauth_mail: OAuthMail):

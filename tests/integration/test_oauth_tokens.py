@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,27 +17,11 @@ from mbxtui.core.oauth.tokens import TokenError
 from mbxtui.core.oauth.settings import OAuthSettings
 from mbxtui.core.probes.base import ErrorCode, is_transient
 from mbxtui.core.secret_value import Secret
-from tests.lab.certs import LabCertificates, make_certificates
+from tests.lab.oauth_fixtures import lab_certificates, provider  # noqa: F401  (fixtures)
 from tests.lab.oauth_provider import OAuthProvider, client_certificate
 
 TENANT = "3f1c9c55-lab-tenant"
 SECRET = "lab-client-secret~Qx7"
-
-
-@pytest.fixture(scope="module")
-def lab_certificates(tmp_path_factory: pytest.TempPathFactory) -> LabCertificates:
-    return make_certificates(tmp_path_factory.mktemp("oauth-certs"))
-
-
-@pytest.fixture
-def provider(lab_certificates: LabCertificates) -> Iterator[OAuthProvider]:
-    started = OAuthProvider(lab_certificates).start()
-    tokens.forget_tokens()
-    try:
-        yield started
-    finally:
-        started.stop()
-        tokens.forget_tokens()
 
 
 def _m365(provider: OAuthProvider, client_id: str, *, ca_file: Path | str | None = None,

@@ -12,10 +12,13 @@ the same way. ``start_oauth_mail(..., mechanisms=("OAUTHBEARER",))`` offers OAUT
 Both serve the lab's own mailboxes (same users, same Maildirs; mail accepted is delivered through the
 lab's Dovecot), so a message sent as alice@example.test here is read back over IMAP here or there.
 An app's token acts for the mailboxes of the domain the provider granted it (Dovecot:
-``username_format = %d``), when it holds the role of the protocol (IMAP and POP3:
-``IMAP.AccessAsApp``, Dovecot's ``scope``; SMTP: ``SMTP.SendAsApp``). A refusal is what Exchange
-Online answers a token without the permission: IMAP ``NO AUTHENTICATE failed``, SMTP 535 after the
-XOAUTH2 error challenge.
+``username_format = %d``), when it holds the role of the protocol, as Exchange Online checks it
+(IMAP: ``IMAP.AccessAsApp``; POP3: ``POP.AccessAsApp``; each Dovecot's ``scope``; SMTP:
+``SMTP.SendAsApp``). Dovecot 2.3 takes one ``scope`` per oauth2 passdb and expands no variable in its
+introspection URL (``%s`` there makes the auth process panic), so POP3 is served by a second Dovecot
+on the same Maildirs, whose passdb wants ``POP.AccessAsApp``. A refusal is what Exchange Online
+answers a token without the permission: IMAP ``NO AUTHENTICATE failed``, POP3 ``-ERR``, SMTP 535
+after the XOAUTH2 error challenge.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .smtp import DeliveringHandler, LabSMTP, SmtpListener
 from .loop import LabLoop, server_port
 
 IMAP_ROLE = "IMAP.AccessAsApp"
+POP_ROLE = "POP.AccessAsApp"
 SMTP_ROLE = "SMTP.SendAsApp"
 MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
 EVERY_MAILBOX = "*"  # in ``smtp_auth_disabled``: SMTP AUTH off for the whole tenant
@@ -46,8 +50,9 @@ class OAuthDovecot(Dovecot):
     (PLAIN stays, for the readiness check)."""
 
     def __init__(self, *args: object, introspection_url: str, mechanisms: tuple[str, ...] = MECHANISMS,
-                 **kwargs: object) -> None:
+                 role: str = IMAP_ROLE, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.role = role  # the scope its oauth2 passdb wants of every token
         self.oauth2_args = self.paths.config.with_name("dovecot-oauth2.conf.ext")
         self.introspection_url = introspection_url
         self.mechanisms = " ".join(mechanism.lower() for mechanism in mechanisms)
@@ -61,10 +66,10 @@ class OAuthDovecot(Dovecot):
             "active_value = true\n"
             "username_attribute = email\n"
             "username_format = %d\n"
-            f"scope = {IMAP_ROLE}\n", encoding="utf-8")
+            f"scope = {self.role}\n", encoding="utf-8")
         text = super()._config_text()
         replaced = (text.replace("auth_mechanisms = plain login", f"auth_mechanisms = plain login {self.mechanisms}")
-                    .replace("instance_name = mbxtui-lab-", "instance_name = mbxtui-oauth-lab-")
+                    .replace("instance_name = mbxtui-lab-", f"instance_name = mbxtui-oauth-{self.role.split('.')[0].lower()}-lab-")
                     .replace("passdb {\n  driver = passwd-file", "passdb {\n  mechanisms = plain login\n"
                                                                  "  driver = passwd-file"))
         oauth2_passdb = (f"passdb {{\n  driver = oauth2\n  mechanisms = {self.mechanisms}\n"
@@ -148,9 +153,11 @@ class OAuthMail:
     _resources: contextlib.ExitStack = field(repr=False)
     _dovecot: OAuthDovecot = field(repr=False)
     smtp_auth_disabled: set[str] = field(default_factory=set)  # mailboxes (or EVERY_MAILBOX), see OAuthSMTP
+    _pop3_dovecot: OAuthDovecot | None = field(default=None, repr=False)
 
     def log_tail(self, lines: int = 40) -> str:
-        return self._dovecot.log_tail(lines)
+        pop3 = f"\n--- POP3 ---\n{self._pop3_dovecot.log_tail(lines)}" if self._pop3_dovecot is not None else ""
+        return self._dovecot.log_tail(lines) + pop3
 
     def stop(self) -> None:
         self._resources.close()
@@ -170,6 +177,13 @@ def start_oauth_mail(lab: MailLab, workdir: Path, *, mechanisms: tuple[str, ...]
                                introspection_url=provider.introspection_url, mechanisms=mechanisms)
         resources.callback(dovecot.stop)
         dovecot.start()
+        pop3_spool = Path(tempfile.mkdtemp(prefix="mbxtui-oauth-pop3-"))
+        resources.callback(shutil.rmtree, pop3_spool, ignore_errors=True)
+        (workdir / "pop3").mkdir(exist_ok=True)
+        pop3_dovecot = OAuthDovecot(find_dovecot(), workdir / "pop3", pop3_spool, lab._accounts, certificates,
+                                    introspection_url=provider.introspection_url, mechanisms=mechanisms, role=POP_ROLE)
+        resources.callback(pop3_dovecot.stop)
+        pop3_dovecot.start()
         handler = DeliveringHandler(lab._accounts, lab._dovecot.deliver)
         listener = SmtpListener(starttls_context=certificates.server_context())
         lab_loop = lab._lab_loop
@@ -177,12 +191,13 @@ def start_oauth_mail(lab: MailLab, workdir: Path, *, mechanisms: tuple[str, ...]
         server = lab_loop.call(lab_loop.serve_protocol(
             lambda: OAuthSMTP(handler, listener, lab_loop, provider, mechanisms, disabled), None))
         resources.callback(lambda: lab_loop.call(_closed(server)))
-        ports = {**dovecot.ports, "smtp": server_port(server)}
-        return OAuthMail(lab.host, lab.ca_file, provider, ports, resources.pop_all(), dovecot, disabled)
+        ports = {**dovecot.ports, "pop3": pop3_dovecot.ports["pop3"], "pop3s": pop3_dovecot.ports["pop3s"],
+                 "smtp": server_port(server)}
+        return OAuthMail(lab.host, lab.ca_file, provider, ports, resources.pop_all(), dovecot, disabled, pop3_dovecot)
 
 
 async def _closed(server: object) -> None:
     server.close()  # type: ignore[attr-defined]
 
 
-__all__ = ["EVERY_MAILBOX", "IMAP_ROLE", "MECHANISMS", "OAuthMail", "SMTP_ROLE", "start_oauth_mail"]
+__all__ = ["EVERY_MAILBOX", "IMAP_ROLE", "MECHANISMS", "OAuthMail", "POP_ROLE", "SMTP_ROLE", "start_oauth_mail"]

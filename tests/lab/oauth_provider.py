@@ -28,8 +28,9 @@ What it serves:
   after the code's expiry;
 - the refresh_token grant with rotation: every refresh gives a new refresh token and refuses the old
   one from then on (``invalid_grant``, as Entra ID's AADSTS70000 / Google's "Token has been expired or
-  revoked."); ``refresh_token_expires_in`` is sent when set; ``revoke_user(EMAIL)`` or POST
-  /generic/revoke (RFC 7009) revokes a grant.
+  revoked."); ``refresh_token_expires_in`` is sent when set; ``revoke_user(EMAIL)`` revokes a user's
+  grants; POST /generic/revoke (RFC 7009, named ``revocation_endpoint`` in the generic discovery
+  document only: Entra ID has none) revokes one refresh token and the access tokens of its grant.
 
 Tokens are opaque random strings, ``token_lifetime`` seconds long. ``token_requests`` counts the
 grants per client; ``unavailable = True`` answers 503 to everything on the HTTPS port.
@@ -115,6 +116,8 @@ class OAuthProvider:
     device_interval: int = 1
     refresh_token_expires_in: int | None = None
     slow_down_polls: int = 0  # the first polls of each device code answered slow_down, whatever their pace
+    revocation: str | None = "revoke"  # "refuse": the endpoint answers 400; None: discovery names none
+    revocations: list[str] = field(default_factory=list)  # the tokens POSTed to the revocation endpoint
     devices: dict[str, DeviceAuthorization] = field(default_factory=dict)
     refresh_grants: dict[str, RefreshGrant] = field(default_factory=dict)
     refused_refresh_tokens: list[str] = field(default_factory=list)  # rotated away or revoked
@@ -192,11 +195,14 @@ class OAuthProvider:
         base = f"{self.url}/{realm}"
         token_endpoint = f"{base}/token" if realm == GENERIC else f"{base}/oauth2/v2.0/token"
         device_endpoint = f"{base}/device" if realm == GENERIC else f"{base}/oauth2/v2.0/devicecode"
-        return 200, {"issuer": base if realm == GENERIC else f"{base}/v2.0", "token_endpoint": token_endpoint,
-                     "device_authorization_endpoint": device_endpoint, "revocation_endpoint": f"{base}/revoke",
-                     "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                     "jwks_uri": f"{base}/discovery/v2.0/keys", "response_types_supported": ["code"],
-                     "subject_types_supported": ["pairwise"], "id_token_signing_alg_values_supported": ["RS256"]}
+        document = {"issuer": base if realm == GENERIC else f"{base}/v2.0", "token_endpoint": token_endpoint,
+                    "device_authorization_endpoint": device_endpoint,
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                    "jwks_uri": f"{base}/discovery/v2.0/keys", "response_types_supported": ["code"],
+                    "subject_types_supported": ["pairwise"], "id_token_signing_alg_values_supported": ["RS256"]}
+        if realm == GENERIC and self.revocation is not None:  # Entra ID's document names none
+            document["revocation_endpoint"] = f"{base}/revoke"
+        return 200, document
 
     def grant(self, realm: str, endpoint: str, form: dict[str, str]) -> tuple[int, dict]:
         client_id = form.get("client_id", "")
@@ -378,10 +384,31 @@ class OAuthProvider:
             return len(revoked)
 
     def revoke_token(self, form: dict[str, str]) -> tuple[int, dict]:
-        """RFC 7009: 200 whether or not the token was known."""
+        """RFC 7009 2.1-2.2: the client names itself (a public client sends its id), the token is
+        revoked with the access tokens of its grant (2.1: SHOULD), and the answer is 200 whether or
+        not the token was known (2.2); a token of another client is refused (``unauthorized_client``),
+        a request without one is ``invalid_request``. ``revocation = "refuse"`` answers 400 to all."""
         with self._lock:
-            if self.refresh_grants.pop(form.get("token", ""), None) is not None:
-                self.refused_refresh_tokens.append(form["token"])
+            self.revocations.append(form.get("token", ""))
+            if self.revocation == "refuse":
+                return 400, {"error": "unsupported_token_type",
+                             "error_description": "the authorization server does not revoke this type of token"}
+            token = form.get("token", "")
+            if not token:
+                return 400, {"error": "invalid_request", "error_description": "the token parameter is missing"}
+            grant = self.refresh_grants.get(token)
+            if grant is None:
+                return 200, {}
+            client = grant.client
+            if client.client_id != form.get("client_id") or not self._public_or_authenticated(
+                    client, f"{self.url}/{GENERIC}/revoke", form):
+                return 400, {"error": "unauthorized_client",
+                             "error_description": "the token was not issued to this client"}
+            del self.refresh_grants[token]
+            self.refused_refresh_tokens.append(token)
+            for access, issued in list(self.issued.items()):
+                if issued.client is client and issued.subject == grant.subject:
+                    del self.issued[access]
         return 200, {}
 
     def live_refresh_tokens(self, email: str) -> list[str]:
@@ -452,7 +479,7 @@ def _handler(provider: OAuthProvider, *, secure: bool) -> type[BaseHTTPRequestHa
                 return self._answer(*provider.jwt_bearer(f"{provider.url}{path}", form))
             if path in (f"/{realm}/oauth2/v2.0/devicecode", f"/{GENERIC}/device"):
                 return self._answer(*provider.device_authorize(realm, form))
-            if path == f"/{realm}/revoke":
+            if path == f"/{GENERIC}/revoke":
                 return self._answer(*provider.revoke_token(form))
             if path in (f"/{realm}/oauth2/v2.0/token", f"/{GENERIC}/token"):
                 return self._answer(*provider.grant(realm, f"{provider.url}{path}", form))

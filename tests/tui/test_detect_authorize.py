@@ -7,14 +7,13 @@ test-only call while the dialog waits. No token may appear anywhere on the scree
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
-from mbxtui.core.oauth import delegated, tokens
+from mbxtui.core.oauth import delegated
 from mbxtui.core.services import credentials, mailboxes, profiles, users
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.authorize import AuthorizeScreen
@@ -24,8 +23,9 @@ from mbxtui.tui.screens.profiles import ProfileFormScreen, ProfilesScreen
 from tests.core.support import snapshot
 from tests.lab import MailLab
 from tests.lab.autoconfig_server import CONFIG_PATH, AutoconfigServer, config_xml
-from tests.lab.certs import DETECTION_DOMAIN, LabCertificates, make_certificates
+from tests.lab.certs import DETECTION_DOMAIN
 from tests.lab.dns_server import LabDnsServer
+from tests.lab.oauth_fixtures import lab_certificates, provider  # noqa: F401  (fixtures)
 from tests.lab.oauth_provider import OAuthProvider
 from tests.tui.test_screens import World, closed_port, fill, offered, settle, store, text_of, world  # noqa: F401
 
@@ -200,26 +200,8 @@ def test_an_existing_profiles_form_has_no_detection_step(world: World):
 
 # -- authorize on a mailbox's detail --
 
-@pytest.fixture(scope="module")
-def lab_certificates(tmp_path_factory: pytest.TempPathFactory) -> LabCertificates:
-    return make_certificates(tmp_path_factory.mktemp("authorize-certs"))
-
-
-@pytest.fixture
-def provider(lab_certificates: LabCertificates) -> Iterator[OAuthProvider]:
-    started = OAuthProvider(lab_certificates).start()
-    started.register(TENANT, CLIENT)
-    tokens.forget_tokens()
-    delegated.forget_tokens()
-    try:
-        yield started
-    finally:
-        started.stop()
-        tokens.forget_tokens()
-        delegated.forget_tokens()
-
-
 def delegated_mailbox(world: World, provider: OAuthProvider) -> int:
+    provider.register(TENANT, CLIENT)
     port = closed_port()
     profiles.create(world.admin, name="Delegated", type="imap_smtp", incoming_host="127.0.0.1", incoming_port=port,
                     incoming_tls="implicit", incoming_auth="oauth2", outgoing_host="127.0.0.1", outgoing_port=port,
@@ -323,3 +305,79 @@ def test_authorize_is_offered_only_on_a_profile_whose_mailboxes_authorize_themse
         assert app.screen.row and not offered(app.screen, "z")
 
     run(world, scenario)
+
+
+def test_deauthorize_asks_once_revokes_at_the_provider_and_removes_the_refresh_token(
+        world: World, provider: OAuthProvider):
+    import threading
+
+    from mbxtui.core.services import authorizations
+    from mbxtui.tui.widgets.confirm import ConfirmScreen
+
+    mailbox_id = delegated_mailbox(world, provider)
+
+    def approve(code: delegated.DeviceCode) -> None:
+        threading.Timer(0.0, provider.approve, (code.user_code, ALICE)).start()
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await app.push_screen(MailboxDetailScreen(mailbox_id))
+        await settle(app, pilot)
+        assert not offered(app.screen, "Z"), "nothing to take back yet"
+        authorizations.authorize(world.admin, ALICE, world.store, approve)
+        held = refresh_token_of(world, mailbox_id)
+        detail = app.screen
+        detail.action_reload()
+        await settle(app, pilot)
+        assert offered(detail, "Z")
+        await pilot.press("Z")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert refresh_token_of(world, mailbox_id) == held, "nothing happens before the answer"
+        await pilot.press("y")
+        for _ in range(200):
+            if refresh_token_of(world, mailbox_id) is None and not detail.row.get("authorization"):
+                break
+            await pilot.pause(0.05)
+        await settle(app, pilot)
+        assert refresh_token_of(world, mailbox_id) is None
+        assert held in provider.revocations and held not in provider.live_refresh_tokens(ALICE)
+        assert any(f"Deauthorized {ALICE}" in str(note.message) and "the grant was revoked at" in str(note.message)
+                   for note in app._notifications)
+        assert not offered(detail, "Z") and offered(detail, "z")
+        assert held not in screen_text(app)
+
+    run(world, scenario)
+
+
+def test_a_new_address_saved_in_the_form_takes_the_refresh_token_out_of_the_keyring(
+        world: World, provider: OAuthProvider):
+    import threading
+
+    from mbxtui.core.services import authorizations
+    from mbxtui.tui.screens.mailbox_detail import MailboxEditScreen
+
+    mailbox_id = delegated_mailbox(world, provider)
+    authorizations.authorize(world.admin, ALICE, world.store, lambda code: threading.Timer(
+        0.0, provider.approve, (code.user_code, ALICE)).start())
+    assert refresh_token_of(world, mailbox_id) is not None
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await app.push_screen(MailboxDetailScreen(mailbox_id))
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        form = app.screen
+        assert isinstance(form, MailboxEditScreen)
+        fill(form, email="alice.new@corp.test")
+        await pilot.press("ctrl+s")
+        for _ in range(200):
+            if not isinstance(app.screen, MailboxEditScreen):
+                break
+            await pilot.pause(0.05)
+        await settle(app, pilot)
+        assert not isinstance(app.screen, MailboxEditScreen), screen_text(app)
+
+    run(world, scenario)
+    left = refresh_token_of(world, mailbox_id) is not None  # not compared: a failure would print it
+    assert not left and mailboxes.get("alice.new@corp.test").id == mailbox_id
+    assert authorizations.state_of(world.admin, "alice.new@corp.test") is None

@@ -6,7 +6,6 @@ provider, a refused client), as the profile detail and ``profile show`` show it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from mbxtui.tui.screens.forms import OAuthCredentialForm
 from mbxtui.tui.screens.profiles import ProfileDetailScreen, ProfileFormScreen
 from tests.backends import dump
 from tests.core.support import snapshot
-from tests.lab.certs import LabCertificates, make_certificates
+from tests.lab.oauth_fixtures import lab_certificates, provider  # noqa: F401  (fixtures)
 from tests.lab.oauth_provider import OAuthProvider, client_certificate
 from tests.tui.test_screens import (  # noqa: F401 (fixtures)
     World, closed_port, fill, notifications, offered, settle, store, text_of, world,
@@ -31,22 +30,6 @@ from tests.tui.test_screens import (  # noqa: F401 (fixtures)
 TENANT = "5d2e8f7a-console-lab"
 SECRET = "Console~client.secret-8Kd3Lp"
 M365 = "M365"
-
-
-@pytest.fixture(scope="module")
-def lab_certificates(tmp_path_factory: pytest.TempPathFactory) -> LabCertificates:
-    return make_certificates(tmp_path_factory.mktemp("oauth-certs"))
-
-
-@pytest.fixture
-def provider(lab_certificates: LabCertificates) -> Iterator[OAuthProvider]:
-    started = OAuthProvider(lab_certificates).start()
-    tokens.forget_tokens()
-    try:
-        yield started
-    finally:
-        started.stop()
-        tokens.forget_tokens()
 
 
 def m365_profile(world: World, client_id: str, *, issuer: str = "https://login.lab.test",

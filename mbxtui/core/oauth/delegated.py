@@ -7,7 +7,8 @@ and ``token_endpoint``); Microsoft 365 through ``msal``'s PublicClientApplicatio
 A refresh token the provider rotates is handed to ``save`` before the access token is given out, so
 that a crash can never leave the keyring holding a refresh token the provider has stopped honouring.
 Refresh tokens answered ``invalid_grant`` (expired or revoked) end in ``OAUTH_REAUTHORIZE``, with the
-command that fixes it."""
+command that fixes it. A grant taken back (``mailbox deauthorize``) is revoked at the provider where
+it has an RFC 7009 endpoint."""
 
 from __future__ import annotations
 
@@ -36,13 +37,20 @@ def authorize_command(email: str) -> str:
     return f"mbxtui mailbox authorize {shlex.quote(email)}"
 
 
-def public_client_sentence(profile_name: str) -> str:
-    """What ``profile test`` says of a profile with no client credential: it can only be checked
-    per mailbox, with that mailbox's own authorization."""
+def public_client_sentence(profile_name: str, authorized: int = 0, example: str | None = None) -> str:
+    """What ``profile test`` says of a profile with no client credential (a public client): what it
+    checked, what it could not, and the per-mailbox check that can (``authorized`` of its mailboxes
+    have their own authorization, ``example`` one of them)."""
     name = shlex.quote(profile_name)
-    return (f"profile {profile_name!r} has no client credential, so it acts only for mailboxes authorized one by "
-            f"one: each is checked by `mbxtui mailbox authorize EMAIL` and Test & Enable (a confidential client "
-            f"sets its secret with `mbxtui profile set-oauth {name} --client-secret-stdin`)")
+    said = (f"profile {profile_name!r} has no client credential, so it acts only for mailboxes authorized one by "
+            f"one: there is no app token to fetch for it, so its OAuth provider was not contacted and its servers "
+            f"were checked only up to TLS, without logging in")
+    if authorized and example:
+        return (f"{said}; {authorized} of its mailboxes are authorized: check one, its token and its logins, with "
+                f"`mbxtui profile diagnose {name} --mailbox {shlex.quote(example)}` (or Test & Enable it)")
+    return (f"{said}; none of its mailboxes is authorized yet: authorize one with `mbxtui mailbox authorize EMAIL`, "
+            f"then check it with `mbxtui profile diagnose {name} --mailbox EMAIL` (a confidential client sets its "
+            f"secret with `mbxtui profile set-oauth {name} --client-secret-stdin`)")
 
 
 @dataclass(frozen=True)
@@ -275,6 +283,64 @@ def refresh(settings: OAuthSettings, email: str, refresh_token: Secret) -> UserG
     if answer.get("error"):
         raise providers._rejected(settings, providers._said(answer))
     raise providers._unreachable(settings, "its answer held no access token")
+
+
+# --- revoking ---------------------------------------------------------------------------------------
+
+MICROSOFT_NO_REVOCATION = (
+    "Microsoft 365 offers no endpoint to revoke one refresh token, so the grant stays valid at Microsoft until "
+    "it expires: to end it at once, revoke the user's sessions (Entra ID > Users > the user > Revoke sessions, "
+    "or Revoke-MgUserSignInSession)")
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What the provider did with a refresh token handed back (RFC 7009): ``revoked`` True (it said
+    so), False (it refused or could not be reached), None (it has no way to revoke one)."""
+
+    revoked: bool | None
+    sentence: str
+
+
+def revoke(settings: OAuthSettings, refresh_token: Secret) -> Revocation:
+    """Revoke ``refresh_token`` at the provider's RFC 7009 endpoint (a generic provider's
+    ``revocation_endpoint`` from its discovery document: Google's is https://oauth2.googleapis.com/revoke).
+    Never raises: a provider that is down or refuses is a ``Revocation`` that says so and why."""
+    if settings.provider == OAuthProvider.MICROSOFT365:
+        return Revocation(None, MICROSOFT_NO_REVOCATION)
+    providers = _providers()
+    session = providers._Session(settings.ca_file, settings.timeout)
+    endpoint = None
+    try:
+        document = _endpoints(settings, session)
+        endpoint = document.get("revocation_endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+            return Revocation(None, f"the OAuth provider {settings.where} names no https revocation endpoint in its "
+                                    f"discovery document, so the grant stays valid there until it expires: revoke "
+                                    f"it in the provider's own console to end it at once")
+        answer = session.post(endpoint, data={"token": refresh_token.reveal(), "token_type_hint": "refresh_token",
+                                              "client_id": settings.client_id or ""},
+                              headers={"Accept": "application/json"})
+    except TokenError as failure:
+        return Revocation(False, f"the revocation failed: {failure.message}")
+    except Exception as exc:
+        if isinstance(exc, providers._ProviderBusy):
+            why = f"it answered HTTP {exc.status}"
+        elif isinstance(exc, requests.exceptions.SSLError):
+            why = f"its certificate was refused: {providers._reason(exc)}"
+        elif isinstance(exc, requests.exceptions.RequestException):
+            why = providers._reason(exc)
+        else:
+            raise
+        return Revocation(False, f"the revocation at {endpoint or settings.where} failed ({why}), so the grant may "
+                                 f"still be valid there: revoke it in the provider's own console")
+    finally:
+        session.close()
+    if answer.status_code == 200:
+        return Revocation(True, f"the grant was revoked at {endpoint}")
+    return Revocation(False, f"the OAuth provider refused the revocation at {endpoint} (HTTP {answer.status_code}, "
+                             f"provider said: {providers._said(_json(answer) or {'error': 'no JSON answer'})}), so "
+                             f"the grant may still be valid there: revoke it in the provider's own console")
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,10 @@ def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | 
     if tracking is not None and tracking != FOLLOW_ORGANISATION:
         refuse_if_any("is_forward = 1", [], "tracking",
                       "a forward mailbox has no tracking of its own: leave it at default")
+    if profile is not None:
+        from mbxtui.core.services import authorizations  # R34: a refresh token is for one OAuth client
+
+        authorizations.refuse_moving_authorized(profile)
     after: dict[str, Any] = {}
     if profile is not None:
         after["profile"] = profile.name

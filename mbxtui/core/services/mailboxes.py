@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mbxtui.core import validation
 from mbxtui.core.db import write_transaction
@@ -18,6 +18,9 @@ from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import audit
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.mailbox_views import MailboxRecord, rows_by_ids
+
+if TYPE_CHECKING:
+    from mbxtui.core.secrets import SecretStore
 
 # Overall status: failure if any direction failed; success when every direction in use passed.
 OVERALL_STATUS_SQL = """CASE
@@ -161,9 +164,11 @@ def _snapshot(mailbox: Mailbox) -> dict[str, Any]:
     return {key: getattr(mailbox, "profile_id" if key == "profile" else key) for key in EDITABLE}
 
 
-def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **fields: Any) -> MailboxRecord:
+def edit(actor: Actor, email: str, /, *, expected_version: int | None = None,
+         store: Callable[[], SecretStore] | None = None, **fields: Any) -> MailboxRecord:
     """Change one mailbox (``email`` in ``fields`` is its new address). A new address resets approval
-    and tests and disables it (R7)."""
+    and tests and disables it (R7). A new address or OAuth client takes the mailbox's own
+    authorization out of ``store`` (opened only then; without it such an edit is refused, R34)."""
     require(actor, Permission.CONFIGURE)
     unknown = set(fields) - set(EDITABLE)
     if unknown:
@@ -191,6 +196,13 @@ def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **
                                            "serves follows theirs, so leave it at default")
         if "email" in changed:
             ensure_email_free(changed["email"], except_id=mailbox.id)
+        dropped: dict[str, tuple[str, str]] = {}
+        if "email" in changed or "profile" in changed:
+            from mbxtui.core.services import authorizations  # it imports this module
+
+            if authorizations.leaves_identity(mailbox, "email" in changed, changed.get("profile", mailbox.profile_id)):
+                authorizations.drop_for_new_identity(mailbox, store)
+                dropped = {"authorization": ("authorized", "none")}
         for key, value in changed.items():
             setattr(mailbox, "profile_id" if key == "profile" else key, value)
         if "email" in changed or "profile" in changed:
@@ -212,7 +224,8 @@ def edit(actor: Actor, email: str, /, *, expected_version: int | None = None, **
         mailbox.save()
         database.execute_sql(f"UPDATE mailbox SET overall_status = {OVERALL_STATUS_SQL} WHERE id = ?", [mailbox.id])
         audit.record(actor, "mailbox.edit", "mailbox", f"changed mailbox {mailbox.email}: " + ", ".join(sorted(changed)),
-                     [(mailbox.id, {k: before[k] for k in changed}, {k: _snapshot(mailbox)[k] for k in changed})])
+                     [(mailbox.id, {**{k: before[k] for k in changed}, **{k: v[0] for k, v in dropped.items()}},
+                       {**{k: _snapshot(mailbox)[k] for k in changed}, **{k: v[1] for k, v in dropped.items()}})])
     return show(actor, mailbox.email)
 
 

@@ -369,6 +369,11 @@ def update(actor: Actor, name: str, /, expected_version: int | None = None, *,
             if Profile.get_or_none(Profile.name == changes["name"]) is not None:
                 raise Conflict(f"a profile named {changes['name']!r} already exists")
         changed = {k: v for k, v in changes.items() if before[k] != v}
+        oauth_changed = sorted(key for key in changed if key.startswith("oauth_"))
+        if oauth_changed:
+            from mbxtui.core.services import authorizations  # R34: refresh tokens go to one OAuth client
+
+            authorizations.refuse_new_client(profile, after, "--" + oauth_changed[0].replace("_", "-"))
         endpoint_changed = any(key in ENDPOINT_FIELDS for key in changed)
         confirmed_for = None if endpoint_changed else profile.plaintext_confirmed_for
         if not allow_plaintext_credentials:

@@ -117,12 +117,13 @@ class MailboxDetailScreen(BaseScreen):
         Binding("A", "approve", "Approve", id="mailbox-approve"),
         Binding("C", "confirm_secret", "Confirm secret", id="mailbox-confirm-secret"),
         Binding("z", "authorize", "Authorize", id="mailbox-authorize"),
+        Binding("Z", "deauthorize", "Deauthorize", id="mailbox-deauthorize"),
         Binding("n", "compose", "New email", id="mailbox-compose"),
         Binding("ctrl+r", "reload", "Reload", id="reload"),
     ]
     PERMISSIONS = {"edit": Permission.CONFIGURE, "test": Permission.TEST, "approve": Permission.APPROVE,
                    "confirm_secret": credentials.CONFIRM_SECRET, "compose": SEND,
-                   "authorize": credentials.SET_SECRET}
+                   "authorize": credentials.SET_SECRET, "deauthorize": credentials.SET_SECRET}
 
     def __init__(self, mailbox_id: int):
         super().__init__()
@@ -250,7 +251,34 @@ class MailboxDetailScreen(BaseScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "authorize" and not self.row.get("authorization_applies"):
             return False  # not an oauth2 profile whose mailboxes authorize themselves: hidden
+        if action == "deauthorize" and not self.row.get("authorization"):
+            return False  # nothing to take back: hidden
         return super().check_action(action, parameters)
+
+    def action_deauthorize(self) -> None:
+        """``mailbox deauthorize``: revoked at the provider where it can be, out of the keyring always."""
+        if not self.row.get("authorization"):
+            return
+        store, email, actor = self.app.store, self.row["email"], self.actor
+        if store is None or store.needs_master_password:
+            self.notify("The secrets store is locked: restart the console and enter the master password",
+                        severity="error", markup=False)
+            return
+
+        def done(result: authorizations.Deauthorized) -> None:
+            self.notify(f"Deauthorized {result.email}: its refresh token was removed from the keyring; "
+                        f"{result.revocation}", severity="warning" if result.revoked is False else "information",
+                        markup=False, timeout=15)
+            self.action_reload()
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call(lambda: authorizations.deauthorize(actor, email, store), done, group="deauthorize")
+
+        self.app.push_screen(ConfirmScreen(
+            "Deauthorize", f"Take back the authorization of {email}? Its grant is revoked at the OAuth provider "
+                           f"where it can be, and its refresh token is removed from the keyring: it stops "
+                           f"logging in until it is authorized again (z)."), answered)
 
     def action_authorize(self) -> None:
         """``mailbox authorize``: the device-code flow in a dialog; the detail reloads after it."""
@@ -345,7 +373,9 @@ class MailboxEditScreen(FormScreen):
             email = self.row["email"]
             edited = None
             if changes:
-                edited = mailboxes.edit(self.actor, email, expected_version=self.row["row_version"], **changes)
+                # A new address or OAuth client takes the mailbox's own authorization out of the keyring.
+                edited = mailboxes.edit(self.actor, email, expected_version=self.row["row_version"],
+                                        store=self.store_for_secrets, **changes)
                 email = edited.email
             if password:
                 try:

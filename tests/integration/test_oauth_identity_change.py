@@ -1,0 +1,154 @@
+"""R34 for a mailbox's own OAuth2 authorization (issue 13): its refresh token speaks for one address
+at one OAuth client. A new address, or a move to a profile of another client (or of none), takes
+it out of the keyring with its record, audited in the same edit; where the keyring is not at hand
+(bulk edit, Apply Default Email Settings, a service call without it) the change is refused whole
+with the command that takes it back. Checked in the encrypted-file keyring and, through the raw
+backend, in a real Secret Service (scripts/with-test-keyring)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mbxtui.core.errors import InvalidInput
+from mbxtui.core.models import MailboxAuthorization
+from mbxtui.core.oauth import delegated
+from mbxtui.core.secrets import SERVICE, SecretStore
+from mbxtui.core.services import audit, authorizations, bulk, credentials, mailboxes, profiles, settings
+from mbxtui.core.services.selection import Selection
+from tests.integration.conftest import Org
+from tests.integration.test_oauth_delegated import (  # noqa: F401  (the fixtures are used by name)
+    ALICE, BOB, approving, delegated_profile, fresh_provider, oauth_mail, refresh_token_of,
+)
+from tests.lab.oauth_mail import OAuthMail
+
+pytestmark = pytest.mark.servers
+
+NEW_ADDRESS = "alice.new@example.test"
+
+
+def authorized(org: Org, oauth: OAuthMail, store: SecretStore | None = None) -> None:
+    delegated_profile(org, oauth)
+    org.profile("Passwords")
+    for email in (ALICE, BOB):
+        org.mailbox(email, "Delegated")
+        authorizations.authorize(org.admin, email, store or org.store, approving(oauth, email))
+
+
+def taken_out(org: Org, mailbox_id: int, store: SecretStore | None = None) -> bool:
+    left = (store or org.store).get(credentials.secret_key("mailbox", mailbox_id, delegated.REFRESH_TOKEN))
+    return left is None and not MailboxAuthorization.select().where(MailboxAuthorization.mailbox == mailbox_id).exists()
+
+
+def test_a_new_address_takes_the_refresh_token_out_of_the_keyring_and_the_edit_audits_it(
+        org: Org, oauth_mail: OAuthMail):
+    authorized(org, oauth_mail)
+    alice_id = org.row(ALICE).id
+
+    renamed = org.cli("mailbox", "edit", ALICE, "--name", "Alice A.")
+    assert renamed.returncode == 0, renamed.stderr
+    assert not taken_out(org, alice_id), "a new name leaves the identity as it was"
+
+    moved = org.cli("mailbox", "edit", ALICE, "--email", NEW_ADDRESS, "--json")
+
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["email"] == NEW_ADDRESS
+    assert taken_out(org, alice_id) and not org.row(NEW_ADDRESS).token_set
+    assert not taken_out(org, org.row(BOB).id), "only that mailbox's"
+    entry = audit.list_entries(org.admin, record_kind="mailbox", record_id=alice_id)[0]
+    assert entry["before"] == {"email": ALICE, "authorization": "authorized"}
+    assert entry["after"] == {"email": NEW_ADDRESS, "authorization": "none"}
+
+
+def test_a_move_to_a_profile_of_another_client_takes_it_out_and_one_of_the_same_client_keeps_it(
+        org: Org, oauth_mail: OAuthMail):
+    authorized(org, oauth_mail)
+    delegated_profile(org, oauth_mail, "Delegated too", incoming_host="localhost")
+    alice_id, bob_id = org.row(ALICE).id, org.row(BOB).id
+
+    mailboxes.edit(org.admin, BOB, profile="Delegated too", store=lambda: org.store)
+    assert not taken_out(org, bob_id), "the same client: kept, and bound to the old endpoint (R34)"
+    assert credentials.mailbox_secret_state(org.admin, BOB) == credentials.NOT_CONFIRMED
+
+    mailboxes.edit(org.admin, ALICE, profile="Passwords", store=lambda: org.store)
+    assert taken_out(org, alice_id)
+
+
+def test_without_the_keyring_such_an_edit_is_refused_whole(org: Org, oauth_mail: OAuthMail):
+    authorized(org, oauth_mail)
+    alice_id = org.row(ALICE).id
+
+    with pytest.raises(InvalidInput, match=f"deauthorize {ALICE}"):
+        mailboxes.edit(org.admin, ALICE, email=NEW_ADDRESS)
+    assert org.row(ALICE).id == alice_id and not taken_out(org, alice_id), "nothing half-written"
+    mailboxes.edit(org.admin, ALICE, name="Alice A.")  # no keyring needed for what keeps the identity
+
+
+@pytest.mark.parametrize("action", ["bulk-edit", "apply-defaults"])
+def test_bulk_moves_of_authorized_mailboxes_to_another_client_are_refused_whole(
+        org: Org, oauth_mail: OAuthMail, action: str):
+    authorized(org, oauth_mail)
+    org.mailbox("carol@example.test", "Delegated")  # not authorized: would be free to move alone
+    chosen = Selection.of_emails([ALICE, BOB, "carol@example.test"])
+
+    with pytest.raises(InvalidInput) as refused:
+        if action == "bulk-edit":
+            bulk.bulk_edit(org.admin, chosen, profile="Passwords")
+        else:
+            settings.update(org.admin, default_profile="Passwords")
+            bulk.apply_defaults(org.admin, chosen, schedule_test=False)
+
+    assert "2 selected mailbox(es)" in str(refused.value) and "mbxtui mailbox deauthorize EMAIL" in str(refused.value)
+    assert {org.row(e).profile.name for e in (ALICE, BOB, "carol@example.test")} == {"Delegated"}
+    assert not taken_out(org, org.row(ALICE).id)
+    authorizations.deauthorize(org.admin, ALICE, org.store)
+    authorizations.deauthorize(org.admin, BOB, org.store)
+    bulk.bulk_edit(org.admin, chosen, profile="Passwords")
+    assert {org.row(e).profile.name for e in (ALICE, BOB)} == {"Passwords"}
+
+
+def _private_secret_service() -> str | None:
+    if not os.environ.get("MBXTUI_TEST_KEYRING"):
+        return "needs the private Secret Service of scripts/with-test-keyring"
+    return None
+
+
+@pytest.mark.skipif(_private_secret_service() is not None, reason=str(_private_secret_service()))
+def test_in_the_secret_service_a_new_address_leaves_no_refresh_token(org: Org, oauth_mail: OAuthMail,
+                                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from keyring.backends import SecretService
+
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND", raising=False)
+    monkeypatch.delenv("MBXTUI_KEYRING", raising=False)
+    store = SecretStore.open(tmp_path / "data")
+    assert store.backend_name == "Secret Service"
+    authorized(org, oauth_mail, store)
+    alice_id = org.row(ALICE).id
+    key = credentials.secret_key("mailbox", alice_id, delegated.REFRESH_TOKEN)
+    held = SecretService.Keyring().get_password(SERVICE, key) is not None  # not compared: it would be printed
+    assert held
+
+    mailboxes.edit(org.admin, ALICE, email=NEW_ADDRESS, store=lambda: store)
+
+    left = SecretService.Keyring().get_password(SERVICE, key) is not None
+    assert not left and taken_out(org, alice_id, store)
+
+
+def test_a_new_oauth_client_on_the_profile_is_refused_while_its_mailboxes_are_authorized(
+        org: Org, oauth_mail: OAuthMail):
+    authorized(org, oauth_mail)
+    elsewhere = "https://127.0.0.1:9/elsewhere"  # a system_admin's own provider would collect the refresh tokens
+
+    refusal = r"^--oauth-issuer: 2 mailbox\(es\) of profile 'Delegated' .*`mbxtui mailbox deauthorize EMAIL`$"
+    with pytest.raises(InvalidInput, match=refusal):
+        profiles.update(org.admin, "Delegated", oauth_issuer=elsewhere)
+    assert profiles.get("Delegated").oauth_issuer == f"{oauth_mail.provider.url}/generic", "nothing changed"
+    profiles.update(org.admin, "Delegated", oauth_scope="openid offline_access")  # the same client: allowed
+
+    for email in (ALICE, BOB):
+        authorizations.deauthorize(org.admin, email, org.store)
+    profiles.update(org.admin, "Delegated", oauth_issuer=elsewhere)
+    assert profiles.get("Delegated").oauth_issuer == elsewhere

@@ -17,7 +17,7 @@ from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes import imap, pop3, smtp
 from mbxtui.core.probes.base import Credentials, ErrorCode, Failure, ProbeResult, Step, StepResult
 from mbxtui.core.secrets import SecretStore
-from mbxtui.core.services import credentials, profiles
+from mbxtui.core.services import authorization_identity, credentials, profiles
 from mbxtui.core.mailbox_check import (
     MailboxCheckResult, Withheld, endpoint, profile_snapshot, rule_failure, withheld_failure,
 )
@@ -51,9 +51,7 @@ def _token_check(profile: Any, store: SecretStore | None) -> ProbeResult | None:
     secret = (credentials.profile_secret(store, profile.id, credentials.OAUTH_CREDENTIAL)
               if profile.oauth_credential else None)
     if not profile.oauth_credential and profile.oauth_provider != OAuthProvider.GOOGLE:
-        from mbxtui.core.services import authorizations
-
-        said = delegated.public_client_sentence(profile.name, *authorizations.authorized_on(profile.id))
+        said = delegated.public_client_sentence(profile.name, *authorization_identity.authorized_on(profile.id))
         return ProbeResult("oauth2", [StepResult(Step.CHECK, True, 0.0, said)])
     if not secret:
         return rule_failure(ErrorCode.NO_CREDENTIALS,

@@ -27,6 +27,7 @@ from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import audit, mailboxes
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
+from mbxtui.core.services.authorization_identity import forget
 from mbxtui.core.services.credentials import SET_SECRET, TOKEN, secret_key
 
 EXPIRING = "OAUTH_EXPIRING"  # the warning's alert code
@@ -222,98 +223,3 @@ def deauthorize(actor: Actor, email: str, store: SecretStore) -> Deauthorized:
     return Deauthorized(mailbox.email, revocation.revoked, revocation.sentence)
 
 
-def authorized_on(profile_id: int) -> tuple[int, str | None]:
-    """How many mailboxes of the profile have their own authorization, and the address of one."""
-    query = (Mailbox.select(Mailbox.email).join(MailboxAuthorization, on=(MailboxAuthorization.mailbox == Mailbox.id))
-             .where(Mailbox.profile == profile_id))
-    first = query.order_by(Mailbox.email).first()
-    return query.count(), first.email if first is not None else None
-
-
-# --- R34: a refresh token is for one address at one OAuth client ------------------------------------
-
-def _client(values: Any) -> tuple[Any, ...] | None:
-    """The OAuth client a mailbox of a profile with these ``values`` (a row, or its fields as a
-    namespace) authorizes itself at; None when its mailboxes do not."""
-    provider = getattr(values, "oauth_provider", None)
-    if not provider or provider == OAuthProvider.GOOGLE:
-        return None
-    return (provider, values.oauth_tenant, values.oauth_client_id, values.oauth_issuer)
-
-
-def _client_of(profile: Profile | None) -> tuple[Any, ...] | None:
-    return _client(profile) if profile is not None else None
-
-
-def refuse_new_client(profile: Profile, after: dict[str, Any], option: str) -> None:
-    """``profile edit``: a new OAuth provider, tenant, client id or issuer would send the refresh
-    tokens of the profile's authorized mailboxes to another client (R34): refused while it has any."""
-    from types import SimpleNamespace
-
-    if _client_of(profile) == _client(SimpleNamespace(**after)):
-        return
-    count, example = authorized_on(profile.id)
-    if count:
-        raise InvalidInput(option, f"{count} mailbox(es) of profile {profile.name!r} ({example}, ...) are "
-                                   f"authorized at its OAuth client as it is: a new provider, tenant, client id or "
-                                   f"issuer would send their refresh tokens elsewhere; take each back first with "
-                                   f"`mbxtui mailbox deauthorize EMAIL`")
-
-
-def _same_client_ids(profile: Profile) -> list[int]:
-    """``profile`` and the profiles whose mailboxes authorize themselves at the same client."""
-    client = _client_of(profile)
-    if client is None:
-        return [profile.id]
-    return [profile.id] + [other.id for other in Profile.select().where(
-        Profile.oauth_provider == profile.oauth_provider, Profile.id != profile.id) if _client_of(other) == client]
-
-
-def leaves_identity(mailbox: Mailbox, new_email: bool, new_profile_id: int | None) -> bool:
-    """Whether a new address, or a move to ``new_profile_id``, would leave the mailbox's own
-    authorization speaking for another identity: the person signed in as the old address, at the
-    old profile's client (a move to a profile of the same client keeps it, bound by R34)."""
-    if not MailboxAuthorization.select().where(MailboxAuthorization.mailbox == mailbox.id).exists():
-        return False
-    if new_email:
-        return True
-    old = Profile.get_or_none(Profile.id == mailbox.profile_id) if mailbox.profile_id else None
-    new = Profile.get_or_none(Profile.id == new_profile_id) if new_profile_id else None
-    return _client_of(old) is None or _client_of(old) != _client_of(new)
-
-
-def drop_for_new_identity(mailbox: Mailbox, store: Callable[[], SecretStore] | None) -> None:
-    """Take the mailbox's refresh token out of the keyring and its record away, because its address
-    or OAuth client changes (``mailbox edit``); the caller saves ``mailbox`` and audits it in its
-    transaction. Refused without a keyring to take it from: it would be left behind."""
-    if store is None:
-        raise InvalidInput("mailbox", f"mailbox {mailbox.email} has its own OAuth2 authorization, which a new address "
-                                      f"or OAuth client would leave in the keyring: take it back first with "
-                                      f"`mbxtui mailbox deauthorize {mailbox.email}`")
-    opened = store()
-    forget(mailbox.id, opened)
-    pasted = opened.get(secret_key("mailbox", mailbox.id, TOKEN)) is not None
-    mailbox.token_set = pasted
-    if not pasted:
-        mailbox.token_bound_to = None
-
-
-def refuse_moving_authorized(target: Profile) -> None:
-    """Bulk edit and Apply Default Email Settings: refused whole when a selected mailbox with its own
-    authorization would move to another OAuth client (its refresh token would be left behind)."""
-    from mbxtui.core.services.selection import refuse_if_any
-
-    keep = _same_client_ids(target)
-    refuse_if_any(f"id IN (SELECT mailbox_id FROM mailbox_authorization) AND (profile_id IS NULL OR profile_id NOT IN "
-                  f"({', '.join('?' for _ in keep)}))", keep, "profile",
-                  f"these mailboxes have their own OAuth2 authorization, which profile {target.name!r} would leave "
-                  f"in the keyring: take each back first with `mbxtui mailbox deauthorize EMAIL`, or move them "
-                  f"one by one with `mbxtui mailbox edit EMAIL --profile`")
-
-
-def forget(mailbox_id: int, store: SecretStore) -> bool:
-    """The mailbox's refresh token leaves the keyring and its record goes (when its token is
-    cleared); True when it had an authorization. Caller holds the transaction and audits it."""
-    store.delete(secret_key("mailbox", mailbox_id, delegated.REFRESH_TOKEN))
-    delegated.forget_mailbox(mailbox_id)
-    return MailboxAuthorization.delete().where(MailboxAuthorization.mailbox == mailbox_id).execute() > 0

@@ -17,7 +17,7 @@ from mbxtui.core.errors import InvalidInput
 from mbxtui.core.jobs import queue as job_queue
 from mbxtui.core.models import Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services import audit
+from mbxtui.core.services import audit, authorization_identity
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.mailboxes import (
     FOLLOW_ORGANISATION, RESET_ALL_TESTS, overall_status_of, own_tracking, profile_by_name,
@@ -109,9 +109,7 @@ def _apply_settings(actor: Actor, action: str, summary: str, profile: Profile | 
         refuse_if_any("is_forward = 1", [], "tracking",
                       "a forward mailbox has no tracking of its own: leave it at default")
     if profile is not None:
-        from mbxtui.core.services import authorizations  # R34: a refresh token is for one OAuth client
-
-        authorizations.refuse_moving_authorized(profile)
+        authorization_identity.refuse_moving_authorized(profile)  # R34: a refresh token is for one OAuth client
     after: dict[str, Any] = {}
     if profile is not None:
         after["profile"] = profile.name

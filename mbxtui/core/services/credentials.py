@@ -17,22 +17,16 @@ from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import Mailbox, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.secret_value import Secret
+from mbxtui.core.secret_keys import OAUTH_CREDENTIAL, PASSWORD, TOKEN, secret_key
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import audit, mailboxes, profiles
+from mbxtui.core.services.authorization_identity import forget
 from mbxtui.core.services.selection import SELECTED, Selection, materialise, update_selected
 
-PASSWORD = "password"
-TOKEN = "oauth2-token"
-OAUTH_CREDENTIAL = "oauth-credential"  # the profile's client secret, certificate or service account key
 MAX_SECRET = 4096
 # Who may confirm a secret for a new endpoint: whoever may set it.
 SET_SECRET = Permission.CONFIGURE
 CONFIRM_SECRET = Permission.CONFIRM_SECRET
-
-
-def secret_key(kind: str, record_id: int, what: str, install: str | None = None) -> str:
-    """Keys carry the database's install id, so two databases on one keyring never share secrets."""
-    return f"{install or install_id()}/{kind}/{record_id}/{what}"
 
 
 def _secret_or_none(value: str | None) -> Secret | None:
@@ -169,9 +163,7 @@ def clear_mailbox_secret(actor: Actor, email: str, store: SecretStore, what: str
         Mailbox.update({_flag(what): False, _bound(what): None}).where(Mailbox.id == mailbox.id).execute()
         before, after, also = {what: "set"}, {what: "not set"}, ""
         if what == TOKEN:  # a token cleared takes the mailbox's own authorization with it
-            from mbxtui.core.services import authorizations  # it imports this module
-
-            if authorizations.forget(mailbox.id, store):
+            if forget(mailbox.id, store):
                 before["authorization"], after["authorization"], also = "authorized", "none", " and its authorization"
         audit.record(actor, f"mailbox.clear_{what}", "mailbox",
                      f"cleared the {what}{also} of mailbox {mailbox.email}", [(mailbox.id, before, after)])

@@ -15,7 +15,7 @@ from mbxtui.core.enums import ActMethod, Approval, IncomingMethod, OutgoingMetho
 from mbxtui.core.errors import Conflict, InvalidInput, NotFound
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services import audit
+from mbxtui.core.services import audit, authorization_identity
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.mailbox_views import MailboxRecord, rows_by_ids
 
@@ -198,10 +198,9 @@ def edit(actor: Actor, email: str, /, *, expected_version: int | None = None,
             ensure_email_free(changed["email"], except_id=mailbox.id)
         dropped: dict[str, tuple[str, str]] = {}
         if "email" in changed or "profile" in changed:
-            from mbxtui.core.services import authorizations  # it imports this module
-
-            if authorizations.leaves_identity(mailbox, "email" in changed, changed.get("profile", mailbox.profile_id)):
-                authorizations.drop_for_new_identity(mailbox, store)
+            if authorization_identity.leaves_identity(mailbox, "email" in changed,
+                                                      changed.get("profile", mailbox.profile_id)):
+                authorization_identity.drop_for_new_identity(mailbox, store)
                 dropped = {"authorization": ("authorized", "none")}
         for key, value in changed.items():
             setattr(mailbox, "profile_id" if key == "profile" else key, value)

@@ -20,7 +20,7 @@ from mbxtui.core.models import Mailbox, Profile, User, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.oauth import settings as oauth_settings
 from mbxtui.core.oauth.token_state import token_view
-from mbxtui.core.services import audit
+from mbxtui.core.services import audit, authorization_identity
 
 DEFAULT_PORTS = {
     ("imap_smtp", "incoming", "implicit"): 993,
@@ -371,9 +371,8 @@ def update(actor: Actor, name: str, /, expected_version: int | None = None, *,
         changed = {k: v for k, v in changes.items() if before[k] != v}
         oauth_changed = sorted(key for key in changed if key.startswith("oauth_"))
         if oauth_changed:
-            from mbxtui.core.services import authorizations  # R34: refresh tokens go to one OAuth client
-
-            authorizations.refuse_new_client(profile, after, "--" + oauth_changed[0].replace("_", "-"))
+            authorization_identity.refuse_new_client(  # R34: refresh tokens go to one OAuth client
+                profile, after, "--" + oauth_changed[0].replace("_", "-"))
         endpoint_changed = any(key in ENDPOINT_FIELDS for key in changed)
         confirmed_for = None if endpoint_changed else profile.plaintext_confirmed_for
         if not allow_plaintext_credentials:

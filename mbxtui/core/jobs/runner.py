@@ -164,7 +164,7 @@ class EnablementRunner:
             queue.running_here.discard(self.worker)
 
     def _run(self, stop: threading.Event | None, until_idle: bool, poll_seconds: float) -> RunSummary:
-        summary = RunSummary(requeued=queue.recover(self.worker, self.clock()))
+        summary = RunSummary(requeued=queue.recover(self.worker, self.clock(), self.lease_seconds))
         pending: deque[_Claimed] = deque()
         in_flight: dict[Future[MailboxCheckResult], _Claimed] = {}
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mbxtui-test") as pool:
@@ -251,7 +251,7 @@ class EnablementRunner:
 
         def renew_jobs(until: datetime) -> int:
             queue.renew(self.worker, until)
-            return queue.requeue_expired(now)
+            return queue.requeue_expired(now, self.lease_seconds)
 
         waiting = [item.profile.id for item in pending if item.profile is not None]
         return self._leases.refresh(waiting, self.threads, now, renew_jobs, blocked=self._blocked)

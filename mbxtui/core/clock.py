@@ -3,9 +3,11 @@ database and compared with moments other processes wrote (leases, retries, polli
 staleness); ``monotonic()`` is for durations and deadlines within one process (sleeps, timeouts,
 lease renewals), which a change of the wall clock must not stretch or cut short.
 
-Whose clock decides between processes: the host's. On SQLite every process shares it (the file is
-local); on PostgreSQL the workers of several hosts compare moments each wrote with its own clock,
-so their clocks must agree (NTP), as for any system that leases work by time.
+Whose clock decides between processes: on SQLite the host's, which every process shares (the file
+is local); on PostgreSQL the database server's, so that workers on hosts whose clocks disagree
+(or one whose clock jumps) never judge each other's leases by different clocks. A worker reads the
+server's clock (``follow``, from jobs/clock_jumps.py) when it starts and every few seconds, and in
+between advances that reading by its monotonic clock: its own wall clock no longer matters.
 
 The wall clock can jump (an NTP step after a VM resumes, ``date -s``, a wrong RTC corrected at
 boot). Each reading of ``now()`` is compared with the monotonic clock, and a difference that moved
@@ -48,17 +50,34 @@ class Clock:
         self._forward_at: float | None = None  # monotonic() when the last forward jump was seen
         self._forward_seconds = 0.0  # forward jumps seen since then, added up
         self._backward_seconds = 0.0  # backward jumps not yet reported by ``backward_jump``
+        self._followed: float | None = None  # the clock followed (see ``follow``) - monotonic()
 
     def monotonic(self) -> float:
         return self._monotonic()
 
     def now(self) -> datetime:
         """The wall clock, UTC without a time zone, to the second (as the database stores it)."""
-        mono, wall = self._monotonic(), self._wall()
-        self._observe(wall - mono, mono)
+        mono = self._monotonic()
+        followed = self._followed
+        if followed is not None:
+            wall = mono + followed
+        else:
+            wall = self._wall()
+            self._observe(wall - mono, mono, "the system clock")
         return datetime.fromtimestamp(wall, timezone.utc).replace(tzinfo=None, microsecond=0)
 
-    def _observe(self, offset: float, mono: float) -> None:
+    def follow(self, seconds_since_epoch: float) -> None:
+        """From now on, go by the clock that reads ``seconds_since_epoch`` now (the database
+        server's), advanced by the monotonic clock; a later reading that moved against it is a jump."""
+        mono = self._monotonic()
+        offset = seconds_since_epoch - mono
+        with self._lock:
+            first = self._followed is None
+            self._followed = offset
+        self._observe(offset, mono, "the clock, from this host's to the database server's," if first
+                      else "the database server's clock")
+
+    def _observe(self, offset: float, mono: float, what: str) -> None:
         with self._lock:
             previous, self._offset = self._offset, offset
             if previous is None:
@@ -68,12 +87,12 @@ class Clock:
                 if self._forward_at is None or mono - self._forward_at > 3600:
                     self._forward_seconds = 0.0
                 self._forward_at, self._forward_seconds = mono, self._forward_seconds + jump
-                log.warning("the system clock jumped forward by %s: leases held by other workers are judged by "
-                            "the clock as it was for one lease", timedelta(seconds=round(jump)))
+                log.warning("%s jumped forward by %s: leases held by other workers are judged by the clock "
+                            "as it was for one lease", what, timedelta(seconds=round(jump)))
             elif jump < -JUMP_TOLERANCE:
                 self._backward_seconds -= jump
-                log.warning("the system clock jumped back by %s: leases, retries and polls written before are "
-                            "brought back within their intervals", timedelta(seconds=round(-jump)))
+                log.warning("%s jumped back by %s: leases, retries and polls written before are brought "
+                            "back within their intervals", what, timedelta(seconds=round(-jump)))
 
     def ago(self, now: datetime, seconds: float, *, within: float | None = None) -> datetime:
         """``seconds`` before ``now`` in time that passed: after a forward jump seen within the last

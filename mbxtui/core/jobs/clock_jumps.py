@@ -13,13 +13,32 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from mbxtui.core import clock, dialect
 from mbxtui.core.models import database
+
+# How often a worker on PostgreSQL reads the server's clock again (core/clock.py): a jump of it
+# is seen within this, and the monotonic clock keeps time in between.
+FOLLOW_SECONDS = 10.0
+_followed_at = float("-inf")
 
 # Moments written as "now": none may lie ahead of the clock.
 _PAST_MOMENTS = (("mailbox_failure", "failed_on"), ("owner_notice", "sent_on"),
                  ("sync_status", "last_incoming_success"), ("sync_status", "last_outgoing_success"),
                  ("sync_status", "stale_alerted_on"), ("sync_status", "last_cycle_started"),
                  ("sync_status", "last_cycle_finished"))
+
+
+def follow_database(*, at_once: bool = False) -> None:
+    """On PostgreSQL, go by the database server's clock (see core/clock.py): read it when
+    ``at_once`` or when the last reading is ``FOLLOW_SECONDS`` old. Nothing on SQLite."""
+    global _followed_at
+    if dialect.current().name != "postgresql":
+        return
+    if not at_once and clock.monotonic() - _followed_at < FOLLOW_SECONDS:
+        return
+    epoch = database.execute_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0]
+    clock.current().follow(float(epoch))
+    _followed_at = clock.monotonic()
 
 
 def bring_back(now: datetime, lease_seconds: float) -> int:

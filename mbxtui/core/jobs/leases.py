@@ -107,6 +107,7 @@ class ConnectionLeases:
         if not self.refresh_due(set(waiting) if blocked is None else blocked):
             return None
         started = clock.monotonic()
+        clock_jumps.follow_database()  # on PostgreSQL, every few seconds: the next ``now`` goes by it
         jumped_back = clock.current().backward_jump()
         try:
             with write_transaction():

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 from mbxtui.core import descriptors
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import DIRECTIONS, Approval, JobOutcome, JobState
-from mbxtui.core.jobs import failing_profiles, queue
+from mbxtui.core.jobs import clock_jumps, failing_profiles, queue
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.outcome import Attempt, History, Outcome, decide
 from mbxtui.core.local_faults import could_not_run
@@ -164,6 +164,7 @@ class EnablementRunner:
             queue.running_here.discard(self.worker)
 
     def _run(self, stop: threading.Event | None, until_idle: bool, poll_seconds: float) -> RunSummary:
+        clock_jumps.follow_database(at_once=True)  # PostgreSQL: the server's clock decides between workers
         summary = RunSummary(requeued=queue.recover(self.worker, self.clock(), self.lease_seconds))
         pending: deque[_Claimed] = deque()
         in_flight: dict[Future[MailboxCheckResult], _Claimed] = {}

@@ -25,6 +25,7 @@ from typing import Callable
 from mbxtui.core import clock, descriptors
 from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import ActivityDirection, ActivityState, Approval, OutgoingMethod, Regarding
+from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name, worker_identity
 from mbxtui.core.local_faults import could_not_run
@@ -152,6 +153,7 @@ class OutgoingRunner:
     # -- choosing and claiming (R23) --
 
     def _claim(self, emails: list[str] | None, settings: OrgSettings) -> list[OutgoingTarget]:
+        clock_jumps.follow_database()  # PostgreSQL: the server's clock decides between workers
         now = self.clock()
         expired = clock.current().expired_before(now, self.lease_seconds)  # another's lease ran out
         where = ["m.active = 1", "m.outgoing_enabled = 1", "m.outgoing_method = ?", "p.active = 1", "m.approval <> ?",

@@ -20,6 +20,7 @@ from typing import Callable
 from mbxtui.core import clock, descriptors, validation
 from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import AlertLevel, Approval, ProfileType, Regarding
+from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import rows_by_name, worker_identity
 from mbxtui.core.local_faults import could_not_run
@@ -136,6 +137,7 @@ class SyncRunner:
     # -- choosing and claiming (R23, R24) --
 
     def _claim(self, emails: list[str] | None, ignore_interval: bool, settings: OrgSettings) -> list[SyncTarget]:
+        clock_jumps.follow_database()  # PostgreSQL: the server's clock decides between workers
         now = self.clock()
         expired = clock.current().expired_before(now, self.lease_seconds)  # another's lease ran out
         where = ["m.active = 1", "m.incoming_enabled = 1", "m.incoming_method = 'server_side_sync'",

@@ -6,8 +6,9 @@ or under the core's own clock (core/clock.py, given a wall clock the test moves)
   the fix it requeued them at once and tested every mailbox a second time);
 - a worker whose clock jumps 3 h back still runs the retry and the poll that fall due a minute
   later (before, both waited for the 3 hours to come round again);
-- R16's hour and the stale threshold are measured in time that passed: a forward jump neither
-  hides the failures of the last minutes nor makes every mailbox stale.
+- R16's hour, R32's hour and the stale threshold are measured in time that passed: a forward jump
+  neither hides the failures of the last minutes, nor sends a second email, nor makes every
+  mailbox stale; a backward one leaves no success ahead of the clock.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mbxtui.core.db import write_transaction
 from mbxtui.core.jobs import clock_jumps, failing_profiles
 from mbxtui.core.models import Alert, OrgSettings, database
 from mbxtui.core.services import mailbox_views, settings
+from mbxtui.core.sync import notices
 from tests.backends import ON_POSTGRES, query
 from tests.integration.conftest import REPO_ROOT, Org, org, secret_store, secrets_dir  # noqa: F401  (fixtures)
 from tests.integration.test_sync_incoming import deliver, message
@@ -306,3 +308,18 @@ def test_a_forward_jump_makes_no_fresh_mailbox_stale_and_a_backward_one_leaves_n
     ahead = query(org.db_path, "SELECT count(*) FROM sync_status WHERE last_incoming_success > ?",
                   [now.isoformat(sep=" ")])
     assert ahead[0][0] == 0, "a success left hours ahead of the clock"
+
+
+@pytest.mark.servers
+def test_an_owners_email_stays_once_an_hour_across_a_forward_jump(org, movable):
+    [mailbox_id] = _mailboxes(org, 1, "notice")
+    with write_transaction():
+        assert notices.claim(notices.MAILBOX, mailbox_id, core_clock.now())
+    movable.advance(60)
+    movable.jump(THREE_HOURS.total_seconds())
+    movable.advance(60)
+    with write_transaction():
+        assert not notices.claim(notices.MAILBOX, mailbox_id, core_clock.now()), "a second email two minutes later"
+    movable.advance(3600)
+    with write_transaction():
+        assert notices.claim(notices.MAILBOX, mailbox_id, core_clock.now()), "the next one an hour later"

@@ -303,8 +303,10 @@ def test_a_forward_jump_makes_no_fresh_mailbox_stale_and_a_backward_one_leaves_n
     movable.advance(1)
     now = core_clock.now()
     assert core_clock.current().backward_jump() == pytest.approx(2 * THREE_HOURS.total_seconds())
+    assert clock_jumps.left_ahead(now), "what a worker starting now would find"
     with write_transaction():
         assert clock_jumps.bring_back(now, 60) >= 1
+    assert not clock_jumps.left_ahead(now)
     ahead = query(org.db_path, "SELECT count(*) FROM sync_status WHERE last_incoming_success > ?",
                   [now.isoformat(sep=" ")])
     assert ahead[0][0] == 0, "a success left hours ahead of the clock"

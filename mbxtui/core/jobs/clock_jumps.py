@@ -6,8 +6,10 @@ silent and a stale mailbox would not show.
 ``bring_back`` moves each value that lies further ahead than anything written now could (a lease
 beyond a lease from now, a retry beyond the retry interval, a poll beyond the profile's interval,
 a moment of the past beyond now) to that furthest point. It only ever moves values closer, so it
-is the same whichever process runs it and however often: each worker runs it when it starts and
-when it sees the clock jump back. The caller holds the write transaction."""
+is the same whichever process runs it and however often: a worker runs it when it sees the clock
+jump back, and when it starts and finds a moment ahead of the clock (``left_ahead``: a jump back
+while no worker ran). It reads whole tables where no index serves (the sync status, the email
+activities), so it runs only then. The caller holds the write transaction."""
 
 from __future__ import annotations
 
@@ -39,6 +41,23 @@ def follow_database(*, at_once: bool = False) -> None:
     epoch = database.execute_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0]
     clock.current().follow(float(epoch))
     _followed_at = clock.monotonic()
+
+
+def left_ahead(now: datetime) -> bool:
+    """Whether a moment written as "now" lies ahead of ``now``: the last successful sync, or the
+    latest retry beyond the retry interval (two maxima, each read from its index)."""
+    row = database.execute_sql(
+        "SELECT (SELECT max(last_incoming_success) FROM sync_status), "
+        "(SELECT max(not_before) FROM test_job WHERE state = 'queued'), "
+        "(SELECT retry_interval_minutes FROM org_settings WHERE id = 1)").fetchone()
+    success, retry_at, retry = row
+    slack = timedelta(seconds=60)
+    return ((success is not None and _moment(success) > now + slack)
+            or (retry_at is not None and _moment(retry_at) > now + timedelta(minutes=retry or 5) + slack))
+
+
+def _moment(value: object) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def bring_back(now: datetime, lease_seconds: float) -> int:

@@ -178,7 +178,8 @@ def recover(me: str, now: datetime, lease_seconds: float = 60.0) -> int:
     queued or running. Returns the number of jobs requeued."""
     expired = clock.current().expired_before(now, lease_seconds).isoformat(sep=" ")
     with write_transaction():
-        clock_jumps.bring_back(now, lease_seconds)  # deadlines a backward jump left far ahead
+        if clock_jumps.left_ahead(now):  # a jump back while no worker ran to see it
+            clock_jumps.bring_back(now, lease_seconds)
         stale = [
             row["id"] for row in rows_by_name(database.execute_sql(
                 "SELECT id, worker, lease_until FROM test_job WHERE state = ?", [_RUNNING]))

@@ -7,7 +7,7 @@ Tables are created by the migrations in ``mbxtui.core.migrations`` (frozen SQL),
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
+from datetime import datetime
 
 from peewee import (
     BooleanField,
@@ -20,13 +20,15 @@ from peewee import (
     TextField,
 )
 
+from mbxtui.core import clock
 from mbxtui.core.enums import JobState
 
 database = DatabaseProxy()
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    """The wall clock as stored (see core/clock.py: jumps of it are watched there)."""
+    return clock.now()
 
 
 class BaseModel(Model):

@@ -10,8 +10,9 @@ failure in it. Every function here writes; the caller holds the write transactio
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from mbxtui.core import clock
 from mbxtui.core.jobs.outcome import PROFILE_FAILING_CODE, profile_failing, profile_failing_alert
 from mbxtui.core.models import Alert, Profile, database
 from mbxtui.core.services.alerts import raise_alert
@@ -45,7 +46,7 @@ def passed(mailbox_id: int, directions: Iterable[str]) -> None:
 def alert_failing_profiles(profile_ids: Iterable[int], now: datetime) -> None:
     """R16 for each of these profiles: one error alert to its owner when more than half of its
     active mailboxes failed within the last hour, at most one an hour."""
-    hour_ago = now - timedelta(hours=1)
+    hour_ago = clock.current().ago(now, 3600)  # after a forward jump, an hour of time that passed
     for profile_id in sorted(set(profile_ids)):
         recent = Alert.select().where((Alert.profile == profile_id) & (Alert.code == PROFILE_FAILING_CODE)
                                       & (Alert.mailbox.is_null()) & (Alert.created_on >= hour_ago))

@@ -20,11 +20,12 @@ is a whole lease old takes no slot until it renews again (its slots may be anoth
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
+from mbxtui.core import clock
 from mbxtui.core.db import write_transaction
+from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.jobs.queue import rows_by_name
 from mbxtui.core.metrics import WORKER as metrics
 from mbxtui.core.models import database
@@ -44,7 +45,7 @@ class ConnectionLeases:
         self.busy: dict[int, int] = {}
         # How many of its held slots the runner may use: below ``held`` while it gives slots back.
         self.usable: dict[int, int] = {}
-        self.synced_at = float("-inf")  # time.monotonic() of the last renewal
+        self.synced_at = float("-inf")  # clock.monotonic() of the last renewal
 
     @property
     def renew_seconds(self) -> float:
@@ -54,7 +55,7 @@ class ConnectionLeases:
     def fresh(self) -> bool:
         """False when the last renewal is a whole lease old (the database kept us waiting): the
         slots held may have gone to other runners since."""
-        return time.monotonic() - self.synced_at < self.lease_seconds
+        return clock.monotonic() - self.synced_at < self.lease_seconds
 
     def take(self, profile_id: int) -> bool:
         if not self.fresh:
@@ -93,7 +94,7 @@ class ConnectionLeases:
     def refresh_due(self, blocked: set[int]) -> bool:
         """Whether ``refresh`` should write now (see the module's text); ``blocked``: profiles whose
         waiting work found no usable slot."""
-        since = time.monotonic() - self.synced_at
+        since = clock.monotonic() - self.synced_at
         return since >= self.renew_seconds or (since >= SLOT_SYNC_GAP and self.needs_sync(blocked))
 
     def refresh(self, waiting: list[int], most: int, now: datetime, renew_claims: Callable[[datetime], int | None],
@@ -105,10 +106,18 @@ class ConnectionLeases:
         slot (all of them unless said). Not due: nothing is written and None is returned."""
         if not self.refresh_due(set(waiting) if blocked is None else blocked):
             return None
-        started = time.monotonic()
-        with write_transaction():
-            answer = renew_claims(now + timedelta(seconds=self.lease_seconds))
-            self.sync(self.wanted(waiting, most), now, self.lease_seconds)
+        started = clock.monotonic()
+        clock_jumps.follow_database()  # on PostgreSQL, every few seconds: the next ``now`` goes by it
+        jumped_back = clock.current().backward_jump()
+        try:
+            with write_transaction():
+                if jumped_back:
+                    clock_jumps.bring_back(now, self.lease_seconds)
+                answer = renew_claims(now + timedelta(seconds=self.lease_seconds))
+                self.sync(self.wanted(waiting, most), now, self.lease_seconds)
+        except BaseException:
+            clock.current().unreport(jumped_back)
+            raise
         self.synced_at = started  # the leases written run from ``now``, taken before the wait for the lock
         metrics.lease_renewed()
         return answer or 0
@@ -118,7 +127,8 @@ class ConnectionLeases:
         hold per profile what it may of ``wanted`` (connections it could use now: tests running and
         waiting, within its threads). Profiles left out of ``wanted`` keep their busy slots only."""
         until = now + timedelta(seconds=lease_seconds)
-        database.execute_sql("DELETE FROM connection_lease WHERE lease_until < ?", [now.isoformat(sep=" ")])
+        expired = clock.current().expired_before(now, lease_seconds)
+        database.execute_sql("DELETE FROM connection_lease WHERE lease_until < ?", [expired.isoformat(sep=" ")])
         profile_ids = sorted(set(wanted) | {p for p, held in self.held.items() if held} |
                              {p for p, busy in self.busy.items() if busy})
         if not profile_ids:

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from mbxtui.core import dialect
+from mbxtui.core import clock, dialect
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import JobOutcome, JobState
+from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.models import EnablementBatch, EnablementJob, database, utcnow
 
 # The mailboxes of this connection's selection table (see services.mailboxes.materialise).
@@ -171,16 +172,19 @@ def finish(job_id: int, outcome: JobOutcome, now: datetime, result: dict[str, An
 
 # --- recovery (R21) -----------------------------------------------------------------------------
 
-def recover(me: str, now: datetime) -> int:
+def recover(me: str, now: datetime, lease_seconds: float = 60.0) -> int:
     """R21: requeue jobs whose worker died (or whose lease ran out), give back the connection slots
     of workers of this host that died, and clear "test scheduled" on mailboxes that have nothing
     queued or running. Returns the number of jobs requeued."""
+    expired = clock.current().expired_before(now, lease_seconds).isoformat(sep=" ")
     with write_transaction():
+        if clock_jumps.left_ahead(now):  # a jump back while no worker ran to see it
+            clock_jumps.bring_back(now, lease_seconds)
         stale = [
             row["id"] for row in rows_by_name(database.execute_sql(
                 "SELECT id, worker, lease_until FROM test_job WHERE state = ?", [_RUNNING]))
             if process_gone(row["worker"], me)
-            or (row["lease_until"] is not None and str(row["lease_until"]) < now.isoformat(sep=" "))
+            or (row["lease_until"] is not None and str(row["lease_until"]) < expired)
         ]
         for start in range(0, len(stale), 500):
             chunk = stale[start:start + 500]
@@ -200,12 +204,14 @@ def recover(me: str, now: datetime) -> int:
     return len(stale)
 
 
-def requeue_expired(now: datetime) -> int:
+def requeue_expired(now: datetime, lease_seconds: float = 60.0) -> int:
     """Requeue the running jobs whose lease ran out (their worker died or stalled, on any host);
-    the caller holds the write transaction."""
+    the caller holds the write transaction. Right after the clock jumped forward, by the clock as
+    it read before (core/clock.py): live workers renew theirs meanwhile."""
+    expired = clock.current().expired_before(now, lease_seconds)
     return database.execute_sql(
         "UPDATE test_job SET state = ?, worker = NULL, lease_until = NULL, started_on = NULL "
-        "WHERE state = ? AND lease_until < ?", [_QUEUED, _RUNNING, now.isoformat(sep=" ")]).rowcount
+        "WHERE state = ? AND lease_until < ?", [_QUEUED, _RUNNING, expired.isoformat(sep=" ")]).rowcount
 
 
 # --- what a batch came to -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 from mbxtui.core import descriptors
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import DIRECTIONS, Approval, JobOutcome, JobState
-from mbxtui.core.jobs import failing_profiles, queue
+from mbxtui.core.jobs import clock_jumps, failing_profiles, queue
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.outcome import Attempt, History, Outcome, decide
 from mbxtui.core.local_faults import could_not_run
@@ -164,7 +164,8 @@ class EnablementRunner:
             queue.running_here.discard(self.worker)
 
     def _run(self, stop: threading.Event | None, until_idle: bool, poll_seconds: float) -> RunSummary:
-        summary = RunSummary(requeued=queue.recover(self.worker, self.clock()))
+        clock_jumps.follow_database(at_once=True)  # PostgreSQL: the server's clock decides between workers
+        summary = RunSummary(requeued=queue.recover(self.worker, self.clock(), self.lease_seconds))
         pending: deque[_Claimed] = deque()
         in_flight: dict[Future[MailboxCheckResult], _Claimed] = {}
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mbxtui-test") as pool:
@@ -251,7 +252,7 @@ class EnablementRunner:
 
         def renew_jobs(until: datetime) -> int:
             queue.renew(self.worker, until)
-            return queue.requeue_expired(now)
+            return queue.requeue_expired(now, self.lease_seconds)
 
         waiting = [item.profile.id for item in pending if item.profile is not None]
         return self._leases.refresh(waiting, self.threads, now, renew_jobs, blocked=self._blocked)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from mbxtui.core import dialect
+from mbxtui.core import clock, dialect
 from mbxtui.core.enums import ActivityDirection
 from mbxtui.core.jobs.queue import rows_by_name
 from mbxtui.core.models import database, utcnow
@@ -72,7 +72,7 @@ def snapshot(actor: Actor, now: datetime | None = None) -> SyncSnapshot:
     require(actor, Permission.READ)
     now = (now or utcnow()).replace(microsecond=0)
     stale_hours = _stale_hours()
-    stale_before = now - timedelta(hours=stale_hours)
+    stale_before = clock.current().ago(now, stale_hours * 3600)  # a forward jump taken off
     states, failures, by_profile, incoming_rows = _status_figures(stale_before)
     states[NEVER_CYCLED] += _never_cycled(incoming_rows)
     names = _profile_names([key for key in by_profile if key is not None])

@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mbxtui.core import clock
 from mbxtui.core.display import safe
 from mbxtui.core.enums import AlertLevel
 from mbxtui.core.errors import MbxError
@@ -118,7 +119,7 @@ def claim(record_kind: str, record_id: int, now: datetime) -> bool:
         "INSERT INTO owner_notice (record_kind, record_id, sent_on) VALUES (?, ?, ?) "
         "ON CONFLICT (record_kind, record_id) DO UPDATE SET sent_on = excluded.sent_on "
         "WHERE owner_notice.sent_on <= ? RETURNING id",
-        [record_kind, record_id, now, now - NOTICE_INTERVAL]).fetchone() is not None
+        [record_kind, record_id, now, clock.current().ago(now, NOTICE_INTERVAL.total_seconds())]).fetchone() is not None
 
 
 def _subject(text: str) -> str:

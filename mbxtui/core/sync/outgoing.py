@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from mbxtui.core import descriptors
+from mbxtui.core import clock, descriptors
 from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import ActivityDirection, ActivityState, Approval, OutgoingMethod, Regarding
+from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name, worker_identity
 from mbxtui.core.local_faults import could_not_run
@@ -152,7 +153,9 @@ class OutgoingRunner:
     # -- choosing and claiming (R23) --
 
     def _claim(self, emails: list[str] | None, settings: OrgSettings) -> list[OutgoingTarget]:
+        clock_jumps.follow_database()  # PostgreSQL: the server's clock decides between workers
         now = self.clock()
+        expired = clock.current().expired_before(now, self.lease_seconds)  # another's lease ran out
         where = ["m.active = 1", "m.outgoing_enabled = 1", "m.outgoing_method = ?", "p.active = 1", "m.approval <> ?",
                  "(m.approval = ? OR (m.regarding = 'user' AND ? = 0) OR (m.regarding <> 'user' AND ? = 0))",
                  "(s.worker IS NULL OR s.lease_until < ?)",
@@ -163,7 +166,7 @@ class OutgoingRunner:
                  "AND w.next_attempt > ?))"]
         params: list = [OutgoingMethod.SERVER_SIDE_SYNC.value, Approval.REJECTED.value, Approval.APPROVED.value,
                         int(approval_required(settings, Regarding.USER)),
-                        int(approval_required(settings, Regarding.QUEUE)), now, now, now]
+                        int(approval_required(settings, Regarding.QUEUE)), expired, now, now]
         if emails:
             where.append(f"m.email IN ({','.join('?' * len(emails))})")
             params.extend(email.lower() for email in emails)
@@ -181,7 +184,7 @@ class OutgoingRunner:
                     f"WHERE id IN ({marks}) ON CONFLICT DO NOTHING", [now, *chunk])
                 database.execute_sql(
                     f"UPDATE sync_status SET worker = ?, lease_until = ? WHERE mailbox_id IN ({marks}) "
-                    "AND (worker IS NULL OR lease_until < ?)", [self.worker, until, *chunk, now])
+                    "AND (worker IS NULL OR lease_until < ?)", [self.worker, until, *chunk, expired])
         claimed = [row["mailbox_id"] for row in rows_by_name(database.execute_sql(
             "SELECT mailbox_id FROM sync_status WHERE worker = ? ORDER BY mailbox_id", [self.worker]))]
         if not claimed:

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from mbxtui.core import descriptors, validation
+from mbxtui.core import clock, descriptors, validation
 from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import AlertLevel, Approval, ProfileType, Regarding
+from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import rows_by_name, worker_identity
 from mbxtui.core.local_faults import could_not_run
@@ -136,7 +137,9 @@ class SyncRunner:
     # -- choosing and claiming (R23, R24) --
 
     def _claim(self, emails: list[str] | None, ignore_interval: bool, settings: OrgSettings) -> list[SyncTarget]:
+        clock_jumps.follow_database()  # PostgreSQL: the server's clock decides between workers
         now = self.clock()
+        expired = clock.current().expired_before(now, self.lease_seconds)  # another's lease ran out
         where = ["m.active = 1", "m.incoming_enabled = 1", "m.incoming_method = 'server_side_sync'",
                  "p.active = 1", "p.type IN (?, ?)", "m.approval <> ?",
                  "(m.approval = ? OR (m.regarding = 'user' AND ? = 0) OR (m.regarding <> 'user' AND ? = 0))",
@@ -144,7 +147,7 @@ class SyncRunner:
         params: list = [ProfileType.IMAP_SMTP.value, ProfileType.POP3_SMTP.value, Approval.REJECTED.value,
                         Approval.APPROVED.value,
                         int(approval_required(settings, Regarding.USER)),
-                        int(approval_required(settings, Regarding.QUEUE)), now]
+                        int(approval_required(settings, Regarding.QUEUE)), expired]
         if not ignore_interval:
             where.append("(s.next_due IS NULL OR s.next_due <= ?)")
             params.append(now)
@@ -166,7 +169,7 @@ class SyncRunner:
                 database.execute_sql(
                     f"UPDATE sync_status SET worker = ?, lease_until = ?, state = 'processing', last_cycle_started = ? "
                     f"WHERE mailbox_id IN ({marks}) AND (worker IS NULL OR lease_until < ?)",
-                    [self.worker, until, now, *chunk, now])
+                    [self.worker, until, now, *chunk, expired])
         claimed = [row["mailbox_id"] for row in rows_by_name(database.execute_sql(
             "SELECT mailbox_id FROM sync_status WHERE worker = ? ORDER BY mailbox_id", [self.worker]))]
         return self._targets(claimed, settings)

@@ -1,0 +1,89 @@
+"""After the clock jumped back (see core/clock.py): the deadlines and moments written before the
+jump lie hours ahead of the clock now. Left so, a dead worker's jobs and mailboxes would stay
+leased for those hours, a retry and the next poll would wait them out, R16 and R32 would stay
+silent and a stale mailbox would not show.
+
+``bring_back`` moves each value that lies further ahead than anything written now could (a lease
+beyond a lease from now, a retry beyond the retry interval, a poll beyond the profile's interval,
+a moment of the past beyond now) to that furthest point. It only ever moves values closer, so it
+is the same whichever process runs it and however often: a worker runs it when it sees the clock
+jump back, and when it starts and finds a moment ahead of the clock (``left_ahead``: a jump back
+while no worker ran). It reads whole tables where no index serves (the sync status, the email
+activities), so it runs only then. The caller holds the write transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from mbxtui.core import clock, dialect
+from mbxtui.core.models import database
+
+# How often a worker on PostgreSQL reads the server's clock again (core/clock.py): a jump of it
+# is seen within this, and the monotonic clock keeps time in between.
+FOLLOW_SECONDS = 10.0
+_followed_at = float("-inf")
+
+# Moments written as "now": none may lie ahead of the clock.
+_PAST_MOMENTS = (("mailbox_failure", "failed_on"), ("owner_notice", "sent_on"),
+                 ("sync_status", "last_incoming_success"), ("sync_status", "last_outgoing_success"),
+                 ("sync_status", "stale_alerted_on"), ("sync_status", "last_cycle_started"),
+                 ("sync_status", "last_cycle_finished"))
+
+
+def follow_database(*, at_once: bool = False) -> None:
+    """On PostgreSQL, go by the database server's clock (see core/clock.py): read it when
+    ``at_once`` or when the last reading is ``FOLLOW_SECONDS`` old. Nothing on SQLite."""
+    global _followed_at
+    if dialect.current().name != "postgresql":
+        return
+    if not at_once and clock.monotonic() - _followed_at < FOLLOW_SECONDS:
+        return
+    epoch = database.execute_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0]
+    clock.current().follow(float(epoch))
+    _followed_at = clock.monotonic()
+
+
+def left_ahead(now: datetime) -> bool:
+    """Whether a moment written as "now" lies ahead of ``now``: the last successful sync, or the
+    latest retry beyond the retry interval (two maxima, each read from its index)."""
+    row = database.execute_sql(
+        "SELECT (SELECT max(last_incoming_success) FROM sync_status), "
+        "(SELECT max(not_before) FROM test_job WHERE state = 'queued'), "
+        "(SELECT retry_interval_minutes FROM org_settings WHERE id = 1)").fetchone()
+    success, retry_at, retry = row
+    slack = timedelta(seconds=60)
+    return ((success is not None and _moment(success) > now + slack)
+            or (retry_at is not None and _moment(retry_at) > now + timedelta(minutes=retry or 5) + slack))
+
+
+def _moment(value: object) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def bring_back(now: datetime, lease_seconds: float) -> int:
+    """Bring every deadline and moment within what could be written at ``now`` (see the module's
+    text); ``lease_seconds``: the caller's lease. Returns the number of values moved."""
+    moved = 0
+
+    def clamp(table: str, column: str, until: datetime, where: str = "", *params: object) -> None:
+        nonlocal moved
+        moved += database.execute_sql(
+            f"UPDATE {table} SET {column} = ? WHERE {column} > ?{where}", [until, until, *params]).rowcount
+
+    row = database.execute_sql("SELECT retry_interval_minutes FROM org_settings WHERE id = 1").fetchone()
+    retry = now + timedelta(minutes=row[0] if row else 5)
+    lease = now + timedelta(seconds=lease_seconds)
+    clamp("test_job", "lease_until", lease)
+    clamp("test_job", "not_before", retry)
+    clamp("mailbox", "postponed_until", retry)
+    clamp("email_activity", "next_attempt", retry)
+    clamp("connection_lease", "lease_until", lease)
+    clamp("sync_status", "lease_until", lease)
+    # The next poll: the profile's polling interval, or a retry after a failed cycle.
+    for profile_id, minutes in database.execute_sql("SELECT id, min_polling_minutes FROM profile").fetchall():
+        due = max(now + timedelta(minutes=minutes), retry)
+        clamp("sync_status", "next_due", due, " AND mailbox_id IN (SELECT id FROM mailbox WHERE profile_id = ?)",
+              profile_id)
+    for table, column in _PAST_MOMENTS:
+        clamp(table, column, now)
+    return moved

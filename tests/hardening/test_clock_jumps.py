@@ -1,0 +1,327 @@
+"""The wall clock jumps by hours under running workers (libfaketime, its offset read from a file
+the test rewrites while the worker runs; the monotonic clock left alone, as a real jump leaves it),
+or under the core's own clock (core/clock.py, given a wall clock the test moves):
+
+- a worker whose clock jumps 3 h forward takes over none of the jobs a live worker holds (before
+  the fix it requeued them at once and tested every mailbox a second time);
+- a worker whose clock jumps 3 h back still runs the retry and the poll that fall due a minute
+  later (before, both waited for the 3 hours to come round again);
+- R16's hour, R32's hour and the stale threshold are measured in time that passed: a forward jump
+  neither hides the failures of the last minutes, nor sends a second email, nor makes every
+  mailbox stale; a backward one leaves no success ahead of the clock.
+"""
+
+from __future__ import annotations
+
+import glob
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from mbxtui.core import clock as core_clock
+from mbxtui.core.db import write_transaction
+from mbxtui.core.jobs import clock_jumps, failing_profiles
+from mbxtui.core.models import Alert, OrgSettings, database
+from mbxtui.core.services import mailbox_views, settings
+from mbxtui.core.sync import notices
+from tests.backends import ON_POSTGRES, query
+from tests.integration.conftest import REPO_ROOT, Org, org, secret_store, secrets_dir  # noqa: F401  (fixtures)
+from tests.integration.test_sync_incoming import deliver, message
+
+# Debian's libfaketime (scripts/install-test-deps), the build for threaded programs.
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))), "")
+THREE_HOURS = timedelta(hours=3)
+DEADLINE = 120.0
+
+
+
+# -- a worker on a clock of its own -------------------------------------------------------------
+
+class FakeTime:
+    """The offset libfaketime gives a process's wall clock, read again at every reading."""
+
+    def __init__(self, directory: Path) -> None:
+        assert LIBFAKETIME, "libfaketime is not installed: run scripts/install-test-deps (Debian package faketime)"
+        self.path = directory / "faketime-offset"
+        self.set("+0")
+
+    def set(self, offset: str) -> None:
+        temporary = self.path.with_suffix(".new")
+        temporary.write_text(offset + "\n")
+        temporary.replace(self.path)
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        return {**base, "LD_PRELOAD": LIBFAKETIME, "FAKETIME_TIMESTAMP_FILE": str(self.path),
+                "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_DONT_RESET": "1"}
+
+
+def start_worker(org: Org, *args: str, fake: FakeTime | None = None) -> subprocess.Popen:
+    env = org.cli_env() if fake is None else fake.env(org.cli_env())
+    return subprocess.Popen(org.cli_command("worker", *args), env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+
+
+def end(workers: list[subprocess.Popen]) -> list[str]:
+    """Kill the workers (what they were doing is not under test any more); their stderr."""
+    errors = []
+    for worker in workers:
+        worker.kill()
+        errors.append(worker.communicate(timeout=10)[1])
+    return errors
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never says a word: a test on it lasts its profile's
+    timeout. Counts the connections (one per test run)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self) -> None:
+        self.listener.close()
+        self._thread.join(timeout=5)
+        for connection in self.accepted:
+            connection.close()
+
+
+def wait_until(condition, what: str, workers: list[subprocess.Popen], deadline: float = DEADLINE) -> None:
+    ends = time.monotonic() + deadline
+    while not condition():
+        for worker in workers:
+            assert worker.poll() is None, f"a worker ended early: {worker.communicate()}"
+        assert time.monotonic() < ends, f"not in time: {what}"
+        time.sleep(0.2)
+
+
+# -- real workers ---------------------------------------------------------------------------------
+
+@pytest.mark.servers
+def test_a_worker_whose_clock_jumps_forward_takes_over_none_of_a_live_workers_jobs(org, tmp_path):
+    """On SQLite every process shares the host's clock: a jump reaches the live worker's next
+    renewal within a second, and what is checked is the lease meanwhile. On PostgreSQL the workers go
+    by the server's clock: the jumping worker is watched for two leases and more."""
+    count = 6
+    lease = "5" if ON_POSTGRES else "30"
+    server = SilentServer()
+    try:
+        org.profile("silent", incoming_host="127.0.0.1", incoming_port=server.port, incoming_tls="implicit",
+                    timeout_seconds=30, max_connections=count, incoming_auth="profile", outgoing_auth="profile",
+                    username=org.lab.master_login)
+        logins = [f"held{number}@corp.test" for number in range(count)]
+        org.bulk_mailboxes(logins, "silent", outgoing="none")
+        org.schedule(*logins)
+        fake = FakeTime(tmp_path)
+        holder = start_worker(org, "--no-process", "--threads", str(count), "--poll", "0.2", "--lease", lease)
+        jumper = None
+        try:
+            wait_until(lambda: len(server.accepted) == count, "the holder's tests in flight", [holder])
+            health = _closed_port()
+            jumper = start_worker(org, "--no-process", "--threads", str(count), "--poll", "0.2", "--lease", lease,
+                                  "--health-port", str(health), fake=fake)
+            wait_until(lambda: _healthy(health), "the second worker running", [holder, jumper])
+            time.sleep(1.0)  # it renews and looks for expired leases every second, by its clock before the jump
+            fake.set("+3h")
+            time.sleep(12.0 if ON_POSTGRES else 5.0)  # it renews and looks for expired leases every second
+            running = query(org.db_path, "SELECT worker FROM test_job WHERE state = 'running'")
+            runs = len(server.accepted)
+        finally:
+            errors = end([holder] + ([jumper] if jumper else []))
+    finally:
+        server.close()
+
+    assert runs == count, f"tests run twice: {runs} connections for {count} mailboxes; {errors}"
+    assert len(running) == count and {f":{holder.pid}:" in row[0] for row in running} == {True}, \
+        "every job still the holder's"
+    if ON_POSTGRES:
+        assert "jumped" not in errors[1], "the worker went by the server's clock, not its own"
+    else:
+        assert "the system clock jumped forward by 3:00:00" in errors[1], errors[1]
+
+
+@pytest.mark.servers
+def test_a_worker_whose_clock_jumps_back_runs_the_retry_and_the_poll_due_a_minute_later(org, tmp_path):
+    settings.update(org.admin, retry_interval_minutes=1)
+    OrgSettings.update(tracking_users="all").execute()
+    [login] = org.lab.add_users(1, prefix="jumpback")
+    org.profile("polled", verify_delivery=False, incoming_auth="profile", outgoing_auth="profile",
+                username=org.lab.master_login, min_polling_minutes=1)
+    org.bulk_mailboxes([login], "polled", outgoing="none")
+    assert org.test_enable(login).passed == 1
+    refused = _closed_port()
+    org.profile("refused", incoming_host="127.0.0.1", incoming_port=refused, incoming_auth="profile",
+                outgoing_auth="profile", username=org.lab.master_login)
+    org.bulk_mailboxes(["retried@corp.test"], "refused", outgoing="none")
+    org.schedule("retried@corp.test")
+    time.sleep(1.1)  # INTERNALDATE has whole seconds: the mail below arrives after enabling
+
+    fake = FakeTime(tmp_path)
+    worker = start_worker(org, "--poll", "0.5", "--lease", "10", fake=fake)
+    try:
+        attempts = "SELECT count(*) FROM test_job j JOIN mailbox m ON m.id = j.mailbox_id " \
+                   "WHERE m.email = 'retried@corp.test' AND j.state = 'done'"
+        wait_until(lambda: query(org.db_path, attempts)[0][0] == 1, "the first attempt, refused", [worker])
+        wait_until(lambda: query(org.db_path, "SELECT count(*) FROM sync_status WHERE last_incoming_success "
+                                              "IS NOT NULL")[0][0] == 1, "the first poll", [worker])
+        fake.set("-3h")
+        jumped = time.monotonic()
+        deliver(org, login, message("ann@outside.test", login, "After the jump"))
+        wait_until(lambda: query(org.db_path, attempts)[0][0] == 2, "the retry due a minute later", [worker], 90.0)
+        retried_after = time.monotonic() - jumped
+        wait_until(lambda: query(org.db_path, "SELECT count(*) FROM activity_receipt")[0][0] == 1,
+                   "the message, read by the poll due a minute later", [worker], 90.0)
+        polled_after = time.monotonic() - jumped
+    finally:
+        [errors] = end([worker])
+
+    assert retried_after < 75 and polled_after < 75, (retried_after, polled_after)
+    if not ON_POSTGRES:  # on PostgreSQL the worker goes by the server's clock: nothing jumped
+        assert "the system clock jumped back by 3:00:00" in errors, errors
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _healthy(port: int) -> bool:
+    """The worker's runner is renewing its leases (its /healthz says ok)."""
+    try:
+        with _NO_PROXY.open(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def _closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+# -- the core's clock -----------------------------------------------------------------------------
+
+class MovableWall:
+    """A wall clock the test moves; the monotonic clock moves with it unless it jumps."""
+
+    def __init__(self) -> None:
+        self.wall = time.time()
+        self.mono = 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+    def jump(self, seconds: float) -> None:
+        self.wall += seconds
+
+
+@pytest.fixture
+def movable():
+    wall = MovableWall()
+    previous = core_clock.use(core_clock.Clock(lambda: wall.wall, lambda: wall.mono))
+    try:
+        yield wall
+    finally:
+        core_clock.use(previous)
+
+
+def _mailboxes(org: Org, count: int, prefix: str) -> list[int]:
+    org.profile(prefix, verify_delivery=False, incoming_auth="profile", outgoing_auth="profile",
+                username=org.lab.master_login)
+    logins = [f"{prefix}{number}@corp.test" for number in range(count)]
+    org.bulk_mailboxes(logins, prefix, outgoing="none")
+    ids = [org.row(login).id for login in logins]
+    database.execute_sql(f"UPDATE mailbox SET incoming_enabled = 1 WHERE id IN ({','.join('?' * count)})", ids)
+    return ids
+
+
+@pytest.mark.servers
+def test_r16_counts_the_failures_of_the_last_hour_across_a_forward_jump_and_alerts_once(org, movable):
+    ids = _mailboxes(org, 4, "r16")
+    profile_id = database.execute_sql("SELECT profile_id FROM mailbox WHERE id = ?", [ids[0]]).fetchone()[0]
+    with write_transaction():
+        for mailbox_id in ids[:2]:
+            failing_profiles.failed(mailbox_id, profile_id, ["incoming"], failing_profiles.TEST, core_clock.now())
+    movable.advance(60)
+    movable.jump(THREE_HOURS.total_seconds())
+    movable.advance(60)
+    now = core_clock.now()
+    with write_transaction():
+        failing_profiles.failed(ids[2], profile_id, ["incoming"], failing_profiles.TEST, now)
+        failing_profiles.alert_failing_profiles([profile_id], now)
+    alerts = list(Alert.select().where(Alert.code == "PROFILE_FAILING"))
+    assert len(alerts) == 1, "3 of 4 failed within two minutes of time that passed"
+
+    movable.advance(60)
+    movable.jump(THREE_HOURS.total_seconds())
+    movable.advance(60)
+    now = core_clock.now()
+    with write_transaction():
+        failing_profiles.failed(ids[3], profile_id, ["incoming"], failing_profiles.TEST, now)
+        failing_profiles.alert_failing_profiles([profile_id], now)
+    assert Alert.select().where(Alert.code == "PROFILE_FAILING").count() == 1, "one alert an hour"
+
+
+@pytest.mark.servers
+def test_a_forward_jump_makes_no_fresh_mailbox_stale_and_a_backward_one_leaves_no_success_ahead(org, movable):
+    fresh, old = _mailboxes(org, 2, "stale")
+    start = core_clock.now()
+    for mailbox_id, age in ((fresh, timedelta(hours=23)), (old, timedelta(hours=25))):
+        database.execute_sql(
+            "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
+            "enabled_since, last_incoming_success) VALUES (?, 'idle', 0, 0, 0, ?, ?)",
+            [mailbox_id, start - timedelta(days=2), start - age])
+
+    def stale() -> set[int]:
+        sql, params = mailbox_views.stale_ids(core_clock.now())
+        return {row[0] for row in database.execute_sql(sql, params).fetchall()}
+
+    assert stale() == {old}
+    movable.advance(60)
+    movable.jump(THREE_HOURS.total_seconds())
+    movable.advance(60)
+    assert stale() == {old}, "a forward jump of 3 h makes the mailbox synced 23 h ago stale"
+
+    database.execute_sql("UPDATE sync_status SET last_incoming_success = ? WHERE mailbox_id = ?",
+                         [core_clock.now(), fresh])
+    movable.jump(-2 * THREE_HOURS.total_seconds())
+    movable.advance(1)
+    now = core_clock.now()
+    assert core_clock.current().backward_jump() == pytest.approx(2 * THREE_HOURS.total_seconds())
+    assert clock_jumps.left_ahead(now), "what a worker starting now would find"
+    with write_transaction():
+        assert clock_jumps.bring_back(now, 60) >= 1
+    assert not clock_jumps.left_ahead(now)
+    ahead = query(org.db_path, "SELECT count(*) FROM sync_status WHERE last_incoming_success > ?",
+                  [now.isoformat(sep=" ")])
+    assert ahead[0][0] == 0, "a success left hours ahead of the clock"
+
+
+@pytest.mark.servers
+def test_an_owners_email_stays_once_an_hour_across_a_forward_jump(org, movable):
+    [mailbox_id] = _mailboxes(org, 1, "notice")
+    with write_transaction():
+        assert notices.claim(notices.MAILBOX, mailbox_id, core_clock.now())
+    movable.advance(60)
+    movable.jump(THREE_HOURS.total_seconds())
+    movable.advance(60)
+    with write_transaction():
+        assert not notices.claim(notices.MAILBOX, mailbox_id, core_clock.now()), "a second email two minutes later"
+    movable.advance(3600)
+    with write_transaction():
+        assert notices.claim(notices.MAILBOX, mailbox_id, core_clock.now()), "the next one an hour later"

@@ -25,6 +25,7 @@ back instead of charging to the mailbox it was working on.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -39,6 +40,9 @@ _SQLITE_IOERR = sqlite3.SQLITE_IOERR
 _SQLITE_CANTOPEN = sqlite3.SQLITE_CANTOPEN
 _SQLITE_CORRUPT = sqlite3.SQLITE_CORRUPT
 _SQLITE_NOTADB = sqlite3.SQLITE_NOTADB
+
+# The runners' lines about faults they wait out (``mbxtui worker`` prints them on stderr).
+log = logging.getLogger(__name__)
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _CHAIN_DEPTH = 8

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -284,6 +285,65 @@ def test_test_and_enable_results_on_a_full_disk_are_written_by_the_next_run(disk
         disk_cli.ok("worker", "--once", "--no-process")
         rows = disk_cli.query("SELECT state, outcome FROM test_job")
         assert len(rows) == len(emails) and all(row["outcome"] for row in rows), [tuple(r) for r in rows]
+    finally:
+        server.close()
+
+
+def test_a_running_worker_waits_out_a_full_disk_and_writes_the_results_once_space_returns(
+        disk_cli: Cli, small_disk: SmallDisk, tmp_path: Path):
+    server = HoldingServer()
+    err_file = tmp_path / "worker.err"  # off the small disk
+    try:
+        disk_cli.ok("profile", "edit", "imap", "--incoming-host", "127.0.0.1", "--incoming-port", str(server.port),
+                    "--incoming-tls", "implicit", "--outgoing-host", "127.0.0.1", "--outgoing-port",
+                    str(server.port), "--outgoing-tls", "implicit", "--timeout", "20")
+        emails = [row["email"] for row in disk_cli.json("mailbox", "list", "--view", "all")["rows"]]
+        for email in emails:
+            disk_cli.ok("mailbox", "set-password", email, "--password-stdin", input="mailbox secret\n")
+        disk_cli.ok("mailbox", "approve", "--view", "all")
+        disk_cli.ok("test-enable", "--view", "all")
+        with open(err_file, "w") as err:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "mbxtui", "--db", str(disk_cli.db_path), "worker", "--no-process",
+                 "--poll", "0.2", "--lease", "2"], env=disk_cli.env, stdout=subprocess.DEVNULL, stderr=err,
+                text=True, cwd=small_disk.root.parent)
+        try:
+            deadline = time.monotonic() + 30
+            while len(server.accepted) < len(emails) and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.05)
+            assert len(server.accepted) >= len(emails), err_file.read_text()
+            with sqlite3.connect(disk_cli.db_path) as other:  # a WAL of no length: nothing to reuse
+                other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            small_disk.fill()
+            server.release()  # the tests end: their results are to be written, on a full disk
+            deadline = time.monotonic() + 30
+            while "is full" not in err_file.read_text() and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.1)
+            time.sleep(2)  # a few tries more, on the full disk
+            assert worker.poll() is None, err_file.read_text()
+            assert disk_cli.scalar("SELECT count(*) FROM test_job WHERE finished_on IS NOT NULL") == 0
+            small_disk.free()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and disk_cli.scalar(
+                    "SELECT count(DISTINCT mailbox_id) FROM test_job WHERE finished_on IS NOT NULL") < len(emails):
+                time.sleep(0.2)
+            assert worker.poll() is None, err_file.read_text()
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        err = err_file.read_text()
+        assert worker.returncode == 0, err
+        assert "Traceback" not in err, err
+        [waits] = [line for line in err.splitlines() if line.startswith("Test & Enable waits: ")]
+        assert_full_disk_line(waits, disk_cli.db_path)
+        assert "Test & Enable goes on: the database answers again" in err.splitlines(), err
+        assert integrity(disk_cli.db_path) == "ok"
+        finished = disk_cli.query("SELECT mailbox_id, outcome FROM test_job WHERE finished_on IS NOT NULL")
+        assert sorted(row[0] for row in finished) == sorted({row[0] for row in finished}), "a mailbox tested twice"
+        assert len(finished) == len(emails) and all(row[1] for row in finished), [tuple(r) for r in finished]
     finally:
         server.close()
 

@@ -18,6 +18,7 @@ import os
 import pwd
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -445,3 +446,48 @@ def test_an_incoming_cycle_without_a_connection_slot_charges_no_mailbox(
     assert count(url, "SELECT count(*) FROM email_activity") == 0
     summary = SyncRunner(pg_org.store).run_once(ignore_interval=True)
     assert [(m.ok, m.recorded) for m in summary.mailboxes] == [(True, 1)], summary
+
+
+def test_a_running_test_and_enable_runner_waits_out_a_server_restart_and_a_full_server(
+        pg_org: Org, slots: Slots, caplog: pytest.LogCaptureFixture):
+    # The server ends every session (a restart) and other clients take every slot before the
+    # runner connects again: the runner of a worker or a console says so once and goes on.
+    url = str(pg_org.db_path)
+    login = pg_org.lab.add_users(1, "pgtest")[0]
+    pg_org.profile("lab", verify_delivery=False)
+    pg_org.mailbox(login, "lab")
+    runner = pg_org.runner(threads=2, lease_seconds=2)
+    stop = threading.Event()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run(stop=stop, until_idle=False, poll_seconds=0.1)
+        except BaseException as exc:  # noqa: BLE001  (what stopped the runner, for the assertion)
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        slots.server.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name LIKE 'mbxtui%' AND pid != pg_backend_pid()")
+        slots.take_all()
+        time.sleep(3)
+        assert thread.is_alive(), raised
+        slots.release()
+        database.close()  # this test's own session was ended too
+        pg_org.schedule(login)
+        deadline = time.monotonic() + 30
+        while count(url, "SELECT count(*) FROM test_job WHERE state = 'done'") == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert count(url, f"SELECT count(*) FROM mailbox WHERE email = '{login}' AND overall_status = 'success'") == 1
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive() and raised == [], raised
+    waits = [r for r in caplog.records if "Test & Enable" in r.getMessage()]
+    said = [r.getMessage() for r in waits]
+    assert all(r.exc_info is None for r in waits) and said[-1] == "Test & Enable goes on: the database answers again", said
+    assert any(NO_SLOT_WORDS in text for text in said), said
+    assert not any(word in text for text in said for word in BAD_WORDS), said

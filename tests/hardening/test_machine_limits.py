@@ -6,6 +6,7 @@ real keyrings (the encrypted file; a gnome-keyring-daemon on a D-Bus bus of the 
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -16,16 +17,20 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from textual.pilot import Pilot
 
+from mbxtui.core import descriptors
 from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.models import Profile
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretsError, SecretStore
 from mbxtui.core.services import bulk, credentials, mailboxes, outgoing, users
 from mbxtui.core.services.selection import Selection
+from mbxtui.tui.app import MbxApp
 from tests.backends import query
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
     MASTER_PASSWORD, NO_OS_KEYRING, REPO_ROOT, Org, org, secret_store, secrets_dir,
 )
+from tests.tui.conftest import Console, console, console_env, notifications, unlocked_store  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.servers
 
@@ -123,6 +128,32 @@ def test_running_out_of_descriptors_anyway_retries_the_mailbox_and_never_blames_
     assert "ran out of file descriptors" in done.stderr, done.stderr  # it hit the limit, and shrank
     assert f"tested {MAILBOXES}: {MAILBOXES} passed, 0 failed, 0 postponed" in done.stderr
     _no_mailbox_blamed(org, logins)
+
+
+def test_the_console_says_why_its_test_and_enable_is_slower(console: Console):
+    # The console's own process under a low open-file limit: room for 20 of its 32 threads' connections.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = descriptors.open_descriptors() + descriptors.HEADROOM + 20 * descriptors.PER_TEST
+    seen: list[str] = []
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        for _ in range(100):  # the runner starts on a thread of its own
+            await pilot.pause(0.05)
+            seen[:] = notifications(app)
+            if any("so it is slower" in text for text in seen):
+                return
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        app = console.run(scenario, run_tests=True, threads=32)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert app.return_code in (None, 0)
+    [slower] = [text for text in seen if "so it is slower" in text]
+    # About 20: the console opens a few more descriptors before its runner measures what is left.
+    fitting = re.match(r"Test & Enable runs (\d+) connection\(s\) at a time instead of 32, so it is slower", slower)
+    assert fitting and 1 <= int(fitting.group(1)) <= 20, slower
+    assert f"open-file limit of this process is {low}" in slower and "ulimit -n" in slower, slower
 
 
 # -- the keyring going away ------------------------------------------------------------------------

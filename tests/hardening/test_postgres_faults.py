@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import logging
 import os
 import pwd
 import subprocess
@@ -452,6 +453,7 @@ def test_a_running_test_and_enable_runner_waits_out_a_server_restart_and_a_full_
         pg_org: Org, slots: Slots, caplog: pytest.LogCaptureFixture):
     # The server ends every session (a restart) and other clients take every slot before the
     # runner connects again: the runner of a worker or a console says so once and goes on.
+    caplog.set_level(logging.INFO, logger="mbxtui.core.faults")  # the line saying it goes on
     url = str(pg_org.db_path)
     login = pg_org.lab.add_users(1, "pgtest")[0]
     pg_org.profile("lab", verify_delivery=False)

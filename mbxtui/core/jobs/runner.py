@@ -185,7 +185,7 @@ class EnablementRunner:
             try:
                 if said is not None:
                     self._hand_back()
-                    faults.log.warning("Test & Enable goes on: the database answers again")
+                    faults.log.info("Test & Enable goes on: the database answers again")
                     pause, said = FAULT_PAUSE_FIRST, None
                 self._run(stop, False, poll_seconds, summary)
                 return

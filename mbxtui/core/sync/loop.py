@@ -100,7 +100,7 @@ class ProcessingLoop:
                         summary = self.run_pass()
                         self.totals.add(summary)
                         if self._said.pop(PASS_FAILED, None) is not None:
-                            faults.log.warning("processing goes on: the database answers again")
+                            faults.log.info("processing goes on: the database answers again")
                         if self.on_pass is not None:
                             self.on_pass(summary)
                 except Exception as exc:  # the database went away: say so, and try again later

@@ -1,6 +1,6 @@
 """Faults of the machine under mbxtui (issue 15, first part): a full disk, a read-only database, the
 database file replaced or deleted under a running process. SQLite only: PostgreSQL's full disk and
-refused connections are not covered yet.
+refused connections are in test_postgres_faults.py.
 
 A small tmpfs mounted by the test holds the database (and, for the keyring case, the encrypted
 secrets file); a filler file takes its free space. Each case: the command ends with one line that
@@ -41,7 +41,7 @@ from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
 )
 from tests.tui.test_flows import confirm_shows, emails_in, grid_of, open_edit_form, stored, type_into
 
-pytestmark = pytest.mark.skipif(ON_POSTGRES, reason="SQLite's machine faults; PostgreSQL's are not covered yet")
+pytestmark = pytest.mark.skipif(ON_POSTGRES, reason="SQLite's machine faults; PostgreSQL's are in test_postgres_faults.py")
 
 FULL_WORDS = "is full (no space left on device)"
 BAD_WORDS = ("cannot rollback", "Traceback", "database error")

@@ -154,7 +154,8 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
         with logs.echo(tested_log, sys.stdout), logs.echo(processed_log, sys.stdout), \
                 logs.echo(summary_log, sys.stderr), \
                 logs.echo(logging.getLogger("mbxtui.core.descriptors"), sys.stderr), \
-                logs.echo(logging.getLogger("mbxtui.core.clock"), sys.stderr):  # a low open-file limit, a clock jump
+                logs.echo(logging.getLogger("mbxtui.core.clock"), sys.stderr), \
+                logs.echo(logging.getLogger("mbxtui.core.faults"), sys.stderr):  # an open-file limit, a clock jump, a full disk
             if health is not None:
                 summary_log.info("health: http://%s:%d/healthz and /metrics", safe(args.health_host), health.port)
             return _work(args, runner, processing, stop)

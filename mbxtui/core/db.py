@@ -255,9 +255,10 @@ class BackgroundCheckpoints:
                 try:
                     database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
                     warned = False
-                except (sqlite3.Error, peewee.DatabaseError) as exc:
+                except (sqlite3.Error, peewee.DatabaseError, MachineFault) as exc:
                     # Busy or closing: the next round tries again. A full disk is said once: every
-                    # commit stays in the WAL, which grows until the checkpoint gets through.
+                    # commit stays in the WAL, which grows until the checkpoint gets through. A file
+                    # replaced under the console (MachineFault) too, rather than a traceback on its terminal.
                     fault = fault_sentence(exc)
                     if fault is not None and not warned:
                         log.warning("WAL checkpoint: %s", fault)

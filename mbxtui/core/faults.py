@@ -15,14 +15,21 @@ connection slot taken (SQLSTATE 53300, or the slots left reserved for superusers
 words when it could not connect), and a read-only transaction (25006: a standby, or
 ``default_transaction_read_only``). A connection refused while connecting carries no SQLSTATE, so
 libpq's message is read.
+
+Some of these pass without a restart (a full disk once space is freed, a server that has a free
+slot again or is back up): ``passing_fault`` names them, so that a long-running runner waits them
+out instead of stopping. ``database_fault`` names those of the database alone, which a runner hands
+back instead of charging to the mailbox it was working on.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sqlite3
 from pathlib import Path
+from typing import NamedTuple
 
 from mbxtui.core.errors import MbxError
 
@@ -33,6 +40,9 @@ _SQLITE_IOERR = sqlite3.SQLITE_IOERR
 _SQLITE_CANTOPEN = sqlite3.SQLITE_CANTOPEN
 _SQLITE_CORRUPT = sqlite3.SQLITE_CORRUPT
 _SQLITE_NOTADB = sqlite3.SQLITE_NOTADB
+
+# The runners' lines about faults they wait out (``mbxtui worker`` prints them on stderr).
+log = logging.getLogger(__name__)
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _CHAIN_DEPTH = 8
@@ -86,6 +96,12 @@ def replaced(where: Path | str, deleted: bool) -> str:
             "one; start mbxtui again to open what is there now")
 
 
+class _Fault(NamedTuple):
+    sentence: str
+    passes: bool  # may pass without a restart: a full disk, a server without a free slot or restarting
+    database: bool  # the database's (SQLite's or PostgreSQL's), not another file's
+
+
 def fault_sentence(exc: BaseException, database_path: Path | str | None = None, *,
                    opening: bool = False) -> str | None:
     """The sentence for a machine fault anywhere in ``exc``'s chain, else None. SQLite's errors
@@ -93,21 +109,38 @@ def fault_sentence(exc: BaseException, database_path: Path | str | None = None, 
     ``opening``: only the faults of the machine (a full disk, a read-only or failing one, a
     PostgreSQL server without a free connection slot), not a file that is no database nor a server
     that cannot be reached, which opening says in its own words."""
+    fault = _fault(exc, database_path, opening)
+    return None if fault is None else fault.sentence
+
+
+def passing_fault(exc: BaseException) -> str | None:
+    """The sentence when ``exc`` is a fault that may pass while the process runs on (a full disk,
+    the database server without a free connection slot, out of disk or memory, restarting or out of
+    reach), else None. A read-only, failing, damaged or replaced database does not pass by itself."""
+    fault = _fault(exc, None, False)
+    return fault.sentence if fault is not None and fault.passes else None
+
+
+def database_fault(exc: BaseException) -> str | None:
+    """The sentence when ``exc`` is a fault of the database or of the machine under it (not of
+    another file), else None: what a runner must not charge to the mailbox it was working on."""
+    fault = _fault(exc, None, False)
+    return fault.sentence if fault is not None and fault.database else None
+
+
+def _fault(exc: BaseException, database_path: Path | str | None, opening: bool) -> _Fault | None:
     for cause in _chain(exc):
+        fault: _Fault | None = None
         if isinstance(cause, MachineFault):
-            return str(cause)
-        if isinstance(cause, sqlite3.Error):
-            sentence = _sqlite_sentence(cause, database_path, opening)
-            if sentence is not None:
-                return sentence
+            fault = _Fault(str(cause), False, True)
+        elif isinstance(cause, sqlite3.Error):
+            fault = _sqlite_fault(cause, database_path, opening)
         elif _is_postgres_error(cause):
-            sentence = _postgres_sentence(cause, database_path, opening)
-            if sentence is not None:
-                return sentence
+            fault = _postgres_fault(cause, database_path, opening)
         elif isinstance(cause, OSError) and cause.errno is not None:
-            sentence = _os_sentence(cause)
-            if sentence is not None:
-                return sentence
+            fault = _os_fault(cause)
+        if fault is not None:
+            return fault
     return None
 
 
@@ -128,7 +161,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def _sqlite_sentence(exc: sqlite3.Error, database_path: Path | str | None, opening: bool) -> str | None:
+def _sqlite_fault(exc: sqlite3.Error, database_path: Path | str | None, opening: bool) -> _Fault | None:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         return None
@@ -137,32 +170,32 @@ def _sqlite_sentence(exc: sqlite3.Error, database_path: Path | str | None, openi
         return None
     primary = code & 0xFF
     if primary == _SQLITE_FULL:
-        return disk_full(where)
+        return _Fault(disk_full(where), True, True)
     if primary == _SQLITE_READONLY:
-        return read_only(where)
+        return _Fault(read_only(where), False, True)
     if primary == _SQLITE_IOERR:
         # SQLite says a full disk as an I/O error where it grows the -shm (SQLITE_IOERR_SHMSIZE),
         # so the disk is asked.
         if _no_space_left(where):
-            return disk_full(where)
-        return disk_failed(where, getattr(exc, "sqlite_errorname", "SQLITE_IOERR"))
+            return _Fault(disk_full(where), True, True)
+        return _Fault(disk_failed(where, getattr(exc, "sqlite_errorname", "SQLITE_IOERR")), False, True)
     if opening:
         return None
     if primary == _SQLITE_CANTOPEN:
-        return cannot_open(where)
+        return _Fault(cannot_open(where), False, True)
     if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return damaged(where)
+        return _Fault(damaged(where), False, True)
     return None
 
 
-def _os_sentence(exc: OSError) -> str | None:
+def _os_fault(exc: OSError) -> _Fault | None:
     where = exc.filename if exc.filename is not None else "a file mbxtui writes"
     if exc.errno in _DISK_FULL_ERRNOS:
-        return disk_full(Path(str(where)).parent if _is_temporary(where) else where)
+        return _Fault(disk_full(Path(str(where)).parent if _is_temporary(where) else where), True, False)
     if exc.errno == errno.EROFS:
-        return read_only_file(where)
+        return _Fault(read_only_file(where), False, False)
     if exc.errno == errno.EIO:
-        return disk_failed(where, "input/output error")
+        return _Fault(disk_failed(where, "input/output error"), False, False)
     return None
 
 
@@ -253,7 +286,7 @@ def _is_postgres_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("psycopg2")
 
 
-def _postgres_sentence(exc: BaseException, server: Path | str | None, opening: bool) -> str | None:
+def _postgres_fault(exc: BaseException, server: Path | str | None, opening: bool) -> _Fault | None:
     code = getattr(exc, "pgcode", None) or ""
     text = " ".join(str(exc).split())
     words = text.lower()
@@ -261,19 +294,19 @@ def _postgres_sentence(exc: BaseException, server: Path | str | None, opening: b
     if where is None:
         return None
     if code == _PG_TOO_MANY_CONNECTIONS or any(w in words for w in _PG_NO_SLOT_WORDS):
-        return too_many_connections(where)
+        return _Fault(too_many_connections(where), True, True)
     if code == _PG_DISK_FULL or any(w in words for w in _PG_DISK_FULL_WORDS):
-        return server_disk_full(where)
+        return _Fault(server_disk_full(where), True, True)
     if "could not write init file" in words:  # a first session's cache file, on a full disk most often
-        return server_cannot_write(where, _reason(text))
+        return _Fault(server_cannot_write(where, _reason(text)), True, True)
     if code == _PG_OUT_OF_MEMORY:
-        return server_out_of_memory(where)
+        return _Fault(server_out_of_memory(where), True, True)
     if code == _PG_READ_ONLY_TRANSACTION:
-        return server_read_only(where)
+        return _Fault(server_read_only(where), False, True)
     if opening:  # a server that cannot be reached is said by opening, in libpq's words
         return None
     if code.startswith("08") or code in _PG_SERVER_GONE or (not code and any(w in words for w in _PG_GONE_WORDS)):
-        return server_gone(where, _reason(text))
+        return _Fault(server_gone(where, _reason(text)), True, True)
     return None
 
 

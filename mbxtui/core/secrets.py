@@ -33,6 +33,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import keyring
 import keyring.backend
@@ -44,6 +45,7 @@ from mbxtui.core import secret_file
 from mbxtui.core.errors import MbxError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERVICE = "mbxtui"
 KEYRING_CHOICE_ENV = "MBXTUI_KEYRING"
@@ -63,6 +65,13 @@ _FRIENDLY_BACKEND_NAMES = {
 # Serialises the calls to OS keyring backends in the process: keyring's backend selection is
 # global state.
 _BACKEND_LOCK = threading.Lock()
+# How long an OS keyring call is waited for. Measured here: gnome-keyring answers in 10-90 ms, a
+# stopped one activated again by D-Bus in about 0.1 s; a frozen one (SIGSTOP, or a prompt nobody
+# answers) never, and the Secret Service library waits for it without a timeout (over 100 s seen),
+# holding _BACKEND_LOCK: every other thread's call waited behind it.
+OS_KEYRING_ANSWER_SECONDS = 10.0
+# The call that did not answer in time, while it still runs: until it ends, calls fail at once.
+_unanswered: threading.Event | None = None
 
 
 class SecretsError(MbxError):
@@ -274,7 +283,7 @@ class SecretStore:
                 if self._file is not None:
                     self._file.set(SERVICE, key, value)
                 else:
-                    self._backend.set_password(SERVICE, key, value)
+                    _answered_in_time(lambda: self._backend.set_password(SERVICE, key, value))
             except Exception as exc:
                 self._last_read.pop(key, None)
                 raise self._error("store", key, exc) from exc
@@ -294,7 +303,7 @@ class SecretStore:
                         raise KeyringUnavailable(self._file_gone())
                     value = self._file.get(SERVICE, key)
                 else:
-                    value = self._backend.get_password(SERVICE, key)
+                    value = _answered_in_time(lambda: self._backend.get_password(SERVICE, key))
             except KeyringUnavailable:
                 if last_read and key in self._last_read:
                     return self._last_read[key]
@@ -335,7 +344,7 @@ class SecretStore:
                 if self._file is not None:
                     self._file.delete(SERVICE, key)
                 else:
-                    self._backend.delete_password(SERVICE, key)
+                    _answered_in_time(lambda: self._backend.delete_password(SERVICE, key))
             except keyring.errors.PasswordDeleteError:
                 pass
             except Exception as exc:
@@ -355,6 +364,35 @@ class SecretStore:
     def __repr__(self) -> str:
         state = "locked" if self.needs_master_password else "unlocked"
         return f"<SecretStore {self.backend_name!r} {state}{' plaintext' if self.plaintext else ''}>"
+
+
+def _answered_in_time(call: Callable[[], T]) -> T:
+    """``call`` (an OS keyring backend's, under _BACKEND_LOCK) on a thread of its own, waited for
+    at most OS_KEYRING_ANSWER_SECONDS; TimeoutError after that, and at once while a call that did
+    not answer still runs (it may end later: then calls go through again)."""
+    global _unanswered
+    if _unanswered is not None and not _unanswered.is_set():
+        raise TimeoutError(f"it has not answered a call made over {OS_KEYRING_ANSWER_SECONDS:g} s ago")
+    answered = threading.Event()
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001  (handed to the caller's thread)
+            outcome.append((False, exc))
+        finally:
+            answered.set()
+
+    # A daemon thread: one that never returns must not keep the process from exiting.
+    threading.Thread(target=run, name="mbxtui-keyring", daemon=True).start()
+    if not answered.wait(OS_KEYRING_ANSWER_SECONDS):
+        _unanswered = answered
+        raise TimeoutError(f"no answer within {OS_KEYRING_ANSWER_SECONDS:g} s")
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    return value
 
 
 def _check_key(key: str) -> None:

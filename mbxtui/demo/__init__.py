@@ -42,6 +42,7 @@ import contextlib
 import os
 import shlex
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -228,19 +229,32 @@ def _run_until_exit_or_signal(app) -> None:
 
 
 def _create_database(db_path: Path, login: str, ports: SandboxPorts, ca_file: Path, store: SecretStore) -> None:
-    """Seed a new database beside ``db_path`` and move it into place only once it is complete, so an
-    interrupted first start leaves nothing half made."""
+    """Seed a new database beside ``db_path``, copy it with SQLite's backup API into a new file and
+    move that into place once complete: an interrupted first start leaves nothing half made, and the
+    copy holds every commit of the seeding, its write-ahead log's too, whether or not a thread of the
+    seeding still has a connection open on it (moving the seeded file itself, its WAL deleted, would
+    have lost what such a connection kept from being checkpointed)."""
     seeding = db_path.with_name(f".{db_path.name}.seeding")
+    copy = db_path.with_name(f".{db_path.name}.copy")
     _remove_database(seeding)
+    _remove_database(copy)
     database = db.open_database(seeding)
     try:
         seed.seed(login, ports, ca_file, store)
-        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         database.close()
-    for suffix in ("-wal", "-shm"):
-        Path(f"{seeding}{suffix}").unlink(missing_ok=True)
-    os.replace(seeding, db_path)
+    os.close(paths.open_owner_only(copy, os.O_EXCL))
+    source = sqlite3.connect(seeding)
+    try:
+        target = sqlite3.connect(copy)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    os.replace(copy, db_path)
+    _remove_database(seeding)
 
 
 def _demo_actor(db_path: Path, login: str) -> Actor:

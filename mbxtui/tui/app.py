@@ -28,6 +28,7 @@ from mbxtui.core.session import start_checkpoints, watch_changes
 from mbxtui.tui import navigation
 from mbxtui.tui.closing import CommandPaletteClosesOnce
 from mbxtui.tui.keymap import read_keymap
+from mbxtui.tui.machine_notices import MachineNotice, MachineNotices
 from mbxtui.core.sync.loop import ProcessingLoop
 from mbxtui.core.sync.runner import SyncSummary
 from mbxtui.tui.messages import (BatchProgressLoaded, ChangesUnavailable, DataChanged, MailboxesProcessed,
@@ -88,6 +89,7 @@ class MbxApp(App):
         self._processing: ProcessingLoop | None = None
         self._checkpoints = None
         self._changes = None
+        self._machine_notices: MachineNotices | None = None
         self.crash_report: Path | None = None
         self._crash_lines: list[str] = []
         self.theme = default_theme()
@@ -110,6 +112,7 @@ class MbxApp(App):
             self.notify(f"{problem}. The default keys are in force.", title="Keymap not used", severity="error",
                         timeout=20, markup=False)
         self.runner_stopped.subscribe(self, self.show_runner_stopped)
+        self._machine_notices = MachineNotices(self)  # before the runners start: they say why they are slower
         self._checkpoints = start_checkpoints()
         self.push_screen(MailboxesScreen())
         self._watch_changes()
@@ -143,6 +146,10 @@ class MbxApp(App):
     def on_changes_unavailable(self, message: ChangesUnavailable) -> None:
         self.notify(f"Changes made elsewhere are not shown until the database answers again (Ctrl+R reloads): "
                     f"{message.error}", severity="warning", timeout=10, markup=False)
+
+    def on_machine_notice(self, message: MachineNotice) -> None:
+        self.notify(message.text, title="This machine", severity="warning" if message.warning else "information",
+                    timeout=20 if message.warning else 10, markup=False)
 
     def on_service_failed(self, message: ServiceFailed) -> None:
         """The one place a worker's refused or failed service call is shown."""
@@ -229,6 +236,8 @@ class MbxApp(App):
         self.progress_changed.publish(self.progress_text)
 
     def on_unmount(self) -> None:
+        if self._machine_notices is not None:
+            self._machine_notices.close()
         self._stop_runner.set()
         self.wake_runner()
         if self._changes is not None:

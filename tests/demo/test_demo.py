@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from mbxtui.core import models
 from mbxtui.core.db import install_id
 from mbxtui.core.errors import MbxError
 from mbxtui.core.jobs import queue as jobs
@@ -119,6 +120,34 @@ def test_reset_starts_over_with_a_new_demo_database_and_keyring(demo_dir: Path):
         head_office = Profile.get(Profile.name == seed.HEAD_OFFICE)
         assert credentials.profile_secret(demo.store, head_office.id).reveal() == SERVICE_PASSWORD
         assert not [p.name for p in demo_dir.iterdir() if "seeding" in p.name], "no half-made database left"
+    finally:
+        demo.stop()
+
+
+def test_a_connection_left_open_on_the_seeding_database_loses_none_of_its_commits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # A thread of the seeding (a pool's) may keep its connection, reading from before the seeding's
+    # commits: the write-ahead log cannot be folded back into the file while it reads.
+    readers: list[sqlite3.Connection] = []
+    seed_everything = seed.seed
+
+    def seed_while_another_thread_reads(*args: object) -> None:
+        reader = sqlite3.connect(models.database.obj.database, check_same_thread=False)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM operator").fetchone()
+        readers.append(reader)
+        seed_everything(*args)
+
+    monkeypatch.setattr(seed, "seed", seed_while_another_thread_reads)
+    try:
+        demo = prepare_demo(tmp_path / "demo")
+    finally:
+        for reader in readers:
+            reader.close()
+    try:
+        assert readers and demo.created
+        assert User.select().count() >= 250 and Queue.select().count() == 12 and Alert.select().count() > 0
+        assert sorted(p.name for p in demo.directory.iterdir() if p.name.startswith(".")) == []
     finally:
         demo.stop()
 

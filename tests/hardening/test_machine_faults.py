@@ -1,6 +1,6 @@
 """Faults of the machine under mbxtui (issue 15, first part): a full disk, a read-only database, the
 database file replaced or deleted under a running process. SQLite only: PostgreSQL's full disk and
-refused connections are not covered yet.
+refused connections are in test_postgres_faults.py.
 
 A small tmpfs mounted by the test holds the database (and, for the keyring case, the encrypted
 secrets file); a filler file takes its free space. Each case: the command ends with one line that
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -40,7 +41,7 @@ from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
 )
 from tests.tui.test_flows import confirm_shows, emails_in, grid_of, open_edit_form, stored, type_into
 
-pytestmark = pytest.mark.skipif(ON_POSTGRES, reason="SQLite's machine faults; PostgreSQL's are not covered yet")
+pytestmark = pytest.mark.skipif(ON_POSTGRES, reason="SQLite's machine faults; PostgreSQL's are in test_postgres_faults.py")
 
 FULL_WORDS = "is full (no space left on device)"
 BAD_WORDS = ("cannot rollback", "Traceback", "database error")
@@ -288,6 +289,65 @@ def test_test_and_enable_results_on_a_full_disk_are_written_by_the_next_run(disk
         server.close()
 
 
+def test_a_running_worker_waits_out_a_full_disk_and_writes_the_results_once_space_returns(
+        disk_cli: Cli, small_disk: SmallDisk, tmp_path: Path):
+    server = HoldingServer()
+    err_file = tmp_path / "worker.err"  # off the small disk
+    try:
+        disk_cli.ok("profile", "edit", "imap", "--incoming-host", "127.0.0.1", "--incoming-port", str(server.port),
+                    "--incoming-tls", "implicit", "--outgoing-host", "127.0.0.1", "--outgoing-port",
+                    str(server.port), "--outgoing-tls", "implicit", "--timeout", "20")
+        emails = [row["email"] for row in disk_cli.json("mailbox", "list", "--view", "all")["rows"]]
+        for email in emails:
+            disk_cli.ok("mailbox", "set-password", email, "--password-stdin", input="mailbox secret\n")
+        disk_cli.ok("mailbox", "approve", "--view", "all")
+        disk_cli.ok("test-enable", "--view", "all")
+        with open(err_file, "w") as err:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "mbxtui", "--db", str(disk_cli.db_path), "worker", "--no-process",
+                 "--poll", "0.2", "--lease", "2"], env=disk_cli.env, stdout=subprocess.DEVNULL, stderr=err,
+                text=True, cwd=small_disk.root.parent)
+        try:
+            deadline = time.monotonic() + 30
+            while len(server.accepted) < len(emails) and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.05)
+            assert len(server.accepted) >= len(emails), err_file.read_text()
+            with sqlite3.connect(disk_cli.db_path) as other:  # a WAL of no length: nothing to reuse
+                other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            small_disk.fill()
+            server.release()  # the tests end: their results are to be written, on a full disk
+            deadline = time.monotonic() + 30
+            while "is full" not in err_file.read_text() and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.1)
+            time.sleep(2)  # a few tries more, on the full disk
+            assert worker.poll() is None, err_file.read_text()
+            assert disk_cli.scalar("SELECT count(*) FROM test_job WHERE finished_on IS NOT NULL") == 0
+            small_disk.free()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and disk_cli.scalar(
+                    "SELECT count(DISTINCT mailbox_id) FROM test_job WHERE finished_on IS NOT NULL") < len(emails):
+                time.sleep(0.2)
+            assert worker.poll() is None, err_file.read_text()
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        err = err_file.read_text()
+        assert worker.returncode == 0, err
+        assert "Traceback" not in err, err
+        [waits] = [line for line in err.splitlines() if line.startswith("Test & Enable waits: ")]
+        assert_full_disk_line(waits, disk_cli.db_path)
+        assert "Test & Enable goes on: the database answers again" in err.splitlines(), err
+        assert integrity(disk_cli.db_path) == "ok"
+        finished = disk_cli.query("SELECT mailbox_id, outcome FROM test_job WHERE finished_on IS NOT NULL")
+        assert sorted(row[0] for row in finished) == sorted({row[0] for row in finished}), "a mailbox tested twice"
+        assert len(finished) == len(emails) and all(row[1] for row in finished), [tuple(r) for r in finished]
+    finally:
+        server.close()
+
+
 # --- a read-only database -----------------------------------------------------------------------
 
 def test_read_only_file_system_lists_shows_checks_and_refuses_changes(disk_cli: Cli, small_disk: SmallDisk):
@@ -441,6 +501,8 @@ def test_console_on_a_read_only_database_shows_mailboxes_and_refuses_approval(
     assert stored("farah@corp.test").approval == "pending"
 
 
+# The console's checkpoint thread meets the replaced file too: it says so, without a traceback.
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_console_refuses_changes_once_its_database_was_replaced(console: Console, tmp_path: Path):
     database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     database.close()
@@ -460,6 +522,7 @@ def test_console_refuses_changes_once_its_database_was_replaced(console: Console
         shown = notifications(app)
         assert any(f"the database file {console.db_path} was replaced by another file" in text for text in shown), shown
         assert emails_in(grid)[0] == "farah@corp.test"
+        await pilot.pause(1.5)  # a round of the background checkpoints (one a second)
 
     app = console.run(scenario)
     assert app.return_code in (None, 0)

@@ -6,26 +6,33 @@ real keyrings (the encrypted file; a gnome-keyring-daemon on a D-Bus bus of the 
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from textual.pilot import Pilot
 
+from mbxtui.core import descriptors, secrets
 from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.models import Profile
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, SecretsError, SecretStore
 from mbxtui.core.services import bulk, credentials, mailboxes, outgoing, users
 from mbxtui.core.services.selection import Selection
+from mbxtui.tui.app import MbxApp
 from tests.backends import query
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
     MASTER_PASSWORD, NO_OS_KEYRING, REPO_ROOT, Org, org, secret_store, secrets_dir,
 )
+from tests.tui.conftest import Console, console, console_env, notifications, unlocked_store  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.servers
 
@@ -33,6 +40,7 @@ LOW_LIMIT = 64
 THREADS = "32"
 MAILBOXES = 40
 WORKER_TIMEOUT = 180.0
+FROZEN_KEYRING_WAIT = 60.0
 
 
 # -- too few file descriptors ----------------------------------------------------------------------
@@ -48,7 +56,7 @@ def _limited(limit: int) -> Callable[[], None]:
 # reached anyway (as when a library or a plug-in holds files the budget did not count).
 _EAT_DESCRIPTORS = """
 import os, sys
-from mbxtui.core import descriptors
+from mbxtui.core import descriptors, secrets
 descriptors.shared_budget()
 keep = int(sys.argv[1])
 held = [os.open(os.devnull, os.O_RDONLY) for _ in range(descriptors.soft_limit() - descriptors.open_descriptors() - keep)]
@@ -123,6 +131,32 @@ def test_running_out_of_descriptors_anyway_retries_the_mailbox_and_never_blames_
     assert "ran out of file descriptors" in done.stderr, done.stderr  # it hit the limit, and shrank
     assert f"tested {MAILBOXES}: {MAILBOXES} passed, 0 failed, 0 postponed" in done.stderr
     _no_mailbox_blamed(org, logins)
+
+
+def test_the_console_says_why_its_test_and_enable_is_slower(console: Console):
+    # The console's own process under a low open-file limit: room for 20 of its 32 threads' connections.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = descriptors.open_descriptors() + descriptors.HEADROOM + 20 * descriptors.PER_TEST
+    seen: list[str] = []
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        for _ in range(100):  # the runner starts on a thread of its own
+            await pilot.pause(0.05)
+            seen[:] = notifications(app)
+            if any("so it is slower" in text for text in seen):
+                return
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        app = console.run(scenario, run_tests=True, threads=32)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert app.return_code in (None, 0)
+    [slower] = [text for text in seen if "so it is slower" in text]
+    # About 20: the console opens a few more descriptors before its runner measures what is left.
+    fitting = re.match(r"Test & Enable runs (\d+) connection\(s\) at a time instead of 32, so it is slower", slower)
+    assert fitting and 1 <= int(fitting.group(1)) <= 20, slower
+    assert f"open-file limit of this process is {low}" in slower and "ulimit -n" in slower, slower
 
 
 # -- the keyring going away ------------------------------------------------------------------------
@@ -306,3 +340,35 @@ def test_a_stopped_secret_service_fails_only_the_mailboxes_whose_secrets_were_ne
     assert org.row(read_before).overall_status == "success", org.row(read_before).last_error_text
     text = _keyring_failure(org, never_read)
     assert "Secret Service could not be read" in text and "start the keyring service again" in text
+
+
+def test_a_frozen_secret_service_fails_the_mailboxes_whose_secrets_were_never_read_within_seconds(
+        org: Org, tmp_path: Path, secret_service: subprocess.Popen):
+    # A Secret Service that never answers (stopped by SIGSTOP; as one waiting on a prompt nobody
+    # can answer): the Secret Service library waits for it without a timeout.
+    store = SecretStore.open(tmp_path / "data")
+    assert store.backend_name == "Secret Service", store
+    read_before, never_read, also_never_read = org.lab.add_users(3, prefix="kfrozen")
+    _own_secret_mailboxes(org, SecretStore.open(tmp_path / "data"), read_before, never_read, also_never_read)
+    _test(org, store, read_before)
+    org.schedule(read_before, never_read, also_never_read)
+    org.clock.advance(minutes=1)
+    runner = EnablementRunner(store, threads=4, clock=org.clock)
+    secret_service.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        # On this thread the database and the lab keep answering; a runner that waits for the
+        # keyring forever is given up on after FROZEN_KEYRING_WAIT.
+        ran = threading.Thread(target=runner.run, daemon=True)
+        ran.start()
+        ran.join(timeout=FROZEN_KEYRING_WAIT)
+        took = time.monotonic() - started
+        assert not ran.is_alive(), f"Test & Enable still waits for the keyring after {took:.0f} s"
+    finally:
+        secret_service.send_signal(signal.SIGCONT)
+    # One call waits for the bound; the others fail at once while it is unanswered.
+    assert took < secrets.OS_KEYRING_ANSWER_SECONDS + 10, took
+    assert org.row(read_before).overall_status == "success", org.row(read_before).last_error_text
+    for login in (never_read, also_never_read):
+        text = _keyring_failure(org, login)
+        assert "Secret Service could not be read" in text and "start the keyring service again" in text, text

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import gc
 import itertools
+import logging
 import os
 import pwd
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -29,9 +31,16 @@ from textual.pilot import Pilot
 from mbxtui.core import db
 from mbxtui.core.models import database
 from mbxtui.core.secrets import SecretStore
+from mbxtui.core.services import operators, outgoing, users
+from mbxtui.core.sync.loop import ProcessingLoop
+from mbxtui.core.sync.outgoing import OutgoingRunner
+from mbxtui.core.sync.runner import SyncRunner
 from mbxtui.tui.app import MbxApp
 from tests.cli.conftest import Cli, build_template
 from tests.hardening.small_disk import SmallDisk, mounted_tmpfs
+from tests.integration.conftest import PROFILE_OWNER, Org, secret_store, secrets_dir  # noqa: F401  (fixtures)
+from tests.integration.test_sync_incoming import deliver, message, queue_mailbox
+from tests.lab import MailLab
 from tests.lab.errors import LabError
 from tests.lab.postgres import PostgresServer, start_postgres
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
@@ -357,3 +366,130 @@ def test_a_processing_pass_without_a_connection_slot_fails_no_mailbox(cli: Cli, 
     finally:
         opened.close()
         database.close()
+
+
+# --- sending and Test & Enable while the database is away --------------------------------------------
+
+@pytest.fixture
+def pg_org(server: PostgresServer, mail_lab: MailLab, secret_store: SecretStore, secrets_dir: Path,
+           tmp_path: Path) -> Iterator[Org]:
+    """An organisation on the small cluster, wired to the mail lab (as tests/integration's ``org``)."""
+    name = f"org_{next(_numbers)}"
+    url = server.create_database(name)
+    opened = db.open_database(url)
+    try:
+        admin = operators.initialise()
+        users.add_user(admin, "Profile Owner", PROFILE_OWNER)
+        yield Org(mail_lab, url, admin, secret_store, secrets_dir, tmp_path)
+    finally:
+        opened.close()
+        database.close()
+        server.drop_database(name)
+
+
+def enabled_sender(org: Org, prefix: str) -> tuple[str, str]:
+    """A mailbox enabled for outgoing by a real Test & Enable, and a lab address to write to."""
+    sender, recipient = org.lab.add_users(2, prefix)
+    org.profile("lab", verify_delivery=False)
+    org.mailbox(sender, "lab", incoming_method="none")
+    assert org.test_enable(sender).passed == 1, org.row(sender).last_error_text
+    return sender, recipient
+
+
+def nothing_charged(url: str, email: str, direction: str = "outgoing") -> None:
+    """No failure of the mailbox's own: no error code, no count toward retries or R16, no alert
+    beyond Test & Enable's "connected", still enabled."""
+    assert count(url, f"SELECT count(*) FROM mailbox WHERE email = '{email}' AND last_error_code IS NULL "
+                      f"AND {direction}_enabled = 1 AND transient_failures = 0") == 1
+    assert count(url, "SELECT count(*) FROM sync_status WHERE last_error_code IS NOT NULL OR worker IS NOT NULL "
+                      "OR outgoing_failures > 0 OR incoming_failures > 0") == 0
+    assert count(url, "SELECT count(*) FROM alert WHERE level != 'information'") == 0
+    assert count(url, "SELECT count(*) FROM mailbox_failure") == 0
+
+
+def test_sending_without_a_connection_slot_charges_no_mailbox_and_sends_once_one_is_free(
+        pg_org: Org, slots: Slots, caplog: pytest.LogCaptureFixture):
+    # The pass's sending threads connect anew, when the server has no slot left.
+    url = str(pg_org.db_path)
+    sender, recipient = enabled_sender(pg_org, "pgsend")
+    activity = outgoing.queue_email(pg_org.admin, sender, [recipient], [], "While the database is full", "Hello.")
+    slots.take_all()
+    loop = ProcessingLoop(pg_org.store, requested_by=pg_org.admin.login, threads=2)
+    loop.run(once=True)
+    passes = [r for r in caplog.records if "processing pass" in r.getMessage()]
+    assert passes and all(r.exc_info is None and NO_SLOT_WORDS in r.getMessage() for r in passes), \
+        [(r.getMessage(), r.exc_info) for r in caplog.records]
+    slots.release()
+    nothing_charged(url, sender)
+    assert count(url, f"SELECT count(*) FROM email_activity WHERE id = {activity} AND state = 'pending' "
+                      "AND attempts = 0 AND last_error_code IS NULL") == 1
+    summary = OutgoingRunner(pg_org.store).run_once()
+    assert (summary.sent, summary.failed) == (1, 0), summary
+    assert count(url, f"SELECT count(*) FROM email_activity WHERE id = {activity} AND state = 'sent'") == 1
+
+
+def test_an_incoming_cycle_without_a_connection_slot_charges_no_mailbox(
+        pg_org: Org, slots: Slots, caplog: pytest.LogCaptureFixture):
+    # The cycle's database thread first connects to read the checkpoint, once logged in to IMAP.
+    url = str(pg_org.db_path)
+    reader, writer = pg_org.lab.add_users(2, "pgread")
+    pg_org.profile("lab", verify_delivery=False)
+    queue_mailbox(pg_org, reader)  # a queue tracks all its mail (R27)
+    assert pg_org.test_enable(reader).passed == 1, pg_org.row(reader).last_error_text
+    deliver(pg_org, reader, message(writer, reader, "While the database is full"))
+    slots.take_all()
+    ProcessingLoop(pg_org.store, requested_by=pg_org.admin.login, threads=2).run(once=True)
+    passes = [r for r in caplog.records if "processing pass" in r.getMessage()]
+    assert passes and all(r.exc_info is None and NO_SLOT_WORDS in r.getMessage() for r in passes), \
+        [(r.getMessage(), r.exc_info) for r in caplog.records]
+    slots.release()
+    nothing_charged(url, reader, "incoming")
+    assert count(url, "SELECT count(*) FROM email_activity") == 0
+    summary = SyncRunner(pg_org.store).run_once(ignore_interval=True)
+    assert [(m.ok, m.recorded) for m in summary.mailboxes] == [(True, 1)], summary
+
+
+def test_a_running_test_and_enable_runner_waits_out_a_server_restart_and_a_full_server(
+        pg_org: Org, slots: Slots, caplog: pytest.LogCaptureFixture):
+    # The server ends every session (a restart) and other clients take every slot before the
+    # runner connects again: the runner of a worker or a console says so once and goes on.
+    caplog.set_level(logging.INFO, logger="mbxtui.core.faults")  # the line saying it goes on
+    url = str(pg_org.db_path)
+    login = pg_org.lab.add_users(1, "pgtest")[0]
+    pg_org.profile("lab", verify_delivery=False)
+    pg_org.mailbox(login, "lab")
+    runner = pg_org.runner(threads=2, lease_seconds=2)
+    stop = threading.Event()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run(stop=stop, until_idle=False, poll_seconds=0.1)
+        except BaseException as exc:  # noqa: BLE001  (what stopped the runner, for the assertion)
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        slots.server.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name LIKE 'mbxtui%' AND pid != pg_backend_pid()")
+        slots.take_all()
+        time.sleep(3)
+        assert thread.is_alive(), raised
+        slots.release()
+        database.close()  # this test's own session was ended too
+        pg_org.schedule(login)
+        deadline = time.monotonic() + 30
+        while count(url, "SELECT count(*) FROM test_job WHERE state = 'done'") == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert count(url, f"SELECT count(*) FROM mailbox WHERE email = '{login}' AND overall_status = 'success'") == 1
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive() and raised == [], raised
+    waits = [r for r in caplog.records if "Test & Enable" in r.getMessage()]
+    said = [r.getMessage() for r in waits]
+    assert all(r.exc_info is None for r in waits) and said[-1] == "Test & Enable goes on: the database answers again", said
+    assert any(NO_SLOT_WORDS in text for text in said), said
+    assert not any(word in text for text in said for word in BAD_WORDS), said

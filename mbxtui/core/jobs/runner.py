@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from mbxtui.core import descriptors
+from mbxtui.core import descriptors, faults
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import DIRECTIONS, Approval, JobOutcome, JobState
+from mbxtui.core.faults import fault_sentence, forget_connection, passing_fault
 from mbxtui.core.jobs import clock_jumps, failing_profiles, queue
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.outcome import Attempt, History, Outcome, decide
@@ -58,6 +59,9 @@ class _Claimed:
 
 
 DEFAULT_LEASE_SECONDS = 60.0
+# Waiting out a fault that passes: the first pause, doubled at each try up to the last.
+FAULT_PAUSE_FIRST = 1.0
+FAULT_PAUSE_MOST = 30.0
 
 
 @dataclass
@@ -146,6 +150,9 @@ class EnablementRunner:
         try:
             return check_mailbox(item.mailbox, item.profile, secret, verify_wait=self.verify_wait)
         except Exception as exc:  # a bug or an unreadable secret store must not stop the pool
+            if fault_sentence(exc) is not None:  # this machine's (a full disk, the database): not the mailbox's
+                forget_connection()
+                raise
             failure = could_not_run(exc, "test", item.mailbox.id)
             return MailboxCheckResult({d: failure for d in (directions_in_use(item.mailbox) or ["incoming"])})
 
@@ -158,14 +165,54 @@ class EnablementRunner:
         self._descriptors = descriptors.shared_budget()
         self.threads = self._descriptors.threads_that_fit(self.threads, descriptors.PER_TEST, "Test & Enable")
         queue.running_here.add(self.worker)
+        summary = RunSummary()
         try:
-            return self._run(stop, until_idle, poll_seconds)
+            if until_idle:
+                self._run(stop, until_idle, poll_seconds, summary)
+            else:
+                self._run_through_faults(stop, poll_seconds, summary)
+            return summary
         finally:
             queue.running_here.discard(self.worker)
 
-    def _run(self, stop: threading.Event | None, until_idle: bool, poll_seconds: float) -> RunSummary:
+    def _run_through_faults(self, stop: threading.Event | None, poll_seconds: float, summary: RunSummary) -> None:
+        """Run until stopped, waiting out the faults that pass (a full disk, the database server
+        without a free slot or restarting: ``faults.passing_fault``) with one line each, at growing
+        pauses (at most ``FAULT_PAUSE_MOST``); once the database answers again, the jobs and slots
+        the fault left held are handed back and the run starts over. Other errors stop it."""
+        pause, said = FAULT_PAUSE_FIRST, None
+        while True:
+            try:
+                if said is not None:
+                    self._hand_back()
+                    faults.log.info("Test & Enable goes on: the database answers again")
+                    pause, said = FAULT_PAUSE_FIRST, None
+                self._run(stop, False, poll_seconds, summary)
+                return
+            except Exception as exc:
+                fault = passing_fault(exc)
+                if fault is None:
+                    raise
+                forget_connection()  # broken, or refused: the next try connects anew
+                if fault != said:
+                    faults.log.warning("Test & Enable waits: %s", fault)
+                    said = fault
+            if (stop or threading.Event()).wait(pause):
+                return  # what it held goes back to the queue when its lease ends, or this process does
+            pause = min(pause * 2, FAULT_PAUSE_MOST)
+
+    def _hand_back(self) -> None:
+        """Requeue this runner's jobs and give back its connection slots (after a fault stopped its
+        run with work in hand)."""
+        held = [row["id"] for row in queue.rows_by_name(database.execute_sql(
+            "SELECT id FROM test_job WHERE state = ? AND worker = ?", [JobState.RUNNING, self.worker]))]
+        queue.release(self.worker, held)
+        with write_transaction():
+            self._leases.release_all()
+
+    def _run(self, stop: threading.Event | None, until_idle: bool, poll_seconds: float, summary: RunSummary) -> None:
         clock_jumps.follow_database(at_once=True)  # PostgreSQL: the server's clock decides between workers
-        summary = RunSummary(requeued=queue.recover(self.worker, self.clock(), self.lease_seconds))
+        summary.requeued += queue.recover(self.worker, self.clock(), self.lease_seconds)
         pending: deque[_Claimed] = deque()
         in_flight: dict[Future[MailboxCheckResult], _Claimed] = {}
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="mbxtui-test") as pool:
@@ -211,19 +258,29 @@ class EnablementRunner:
                     else:  # other runners hold every slot these jobs need
                         self._wake.wait(0.05)
             finally:
-                self._release(pending)
-                if in_flight:
-                    finished = []
-                    for future, item in in_flight.items():
-                        finished.append((item, future.result()))
-                        self._descriptors.give_back(descriptors.PER_TEST)
-                        if item.profile is not None:
-                            self._leases.give_back(item.profile.id)
+                try:
+                    self._release(pending)
+                finally:  # also when the database failed: the checks in flight end, and give back their shares
+                    finished = self._ended(in_flight)
+                if finished:
                     self._write(finished, summary)
                 with write_transaction():
                     self._leases.release_all()
                 authorizations.after_pass(self.clock())  # the mailboxes' own OAuth2 refreshes and expiry warnings
-        return summary
+
+    def _ended(self, in_flight: dict[Future[MailboxCheckResult], _Claimed]) -> list[tuple[_Claimed, MailboxCheckResult]]:
+        """Wait for the checks in flight, give back their descriptors and slots, and return those
+        that have a result (one that raised a fault of the machine has none: its job is handed back)."""
+        wait(list(in_flight))
+        ended = []
+        for future, item in in_flight.items():
+            self._descriptors.give_back(descriptors.PER_TEST)
+            if item.profile is not None:
+                self._leases.give_back(item.profile.id)
+            if future.exception() is None:
+                ended.append((item, future.result()))
+        in_flight.clear()
+        return ended
 
     def _dispatch(self, pool: ThreadPoolExecutor, pending: deque[_Claimed],
                   in_flight: dict[Future[MailboxCheckResult], _Claimed]) -> None:

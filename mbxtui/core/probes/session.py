@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from mbxtui.core.descriptors import out_of_descriptors
+from mbxtui.core.faults import database_fault
 from mbxtui.core.probes.base import (
     Credentials,
     Endpoint,
@@ -127,6 +128,8 @@ class ProbeSession:
             except _Stopped:
                 pass
             except Exception as exc:  # raised between steps: a bug in the probe itself
+                if database_fault(exc) is not None:  # a cycle's write: the database's fault, not the server's
+                    raise
                 failure = internal_error(exc, self._current_step, self.context)
                 self._record_failure(self._current_step, 0.0, failure.code, failure.message)
             finally:
@@ -149,6 +152,8 @@ class ProbeSession:
         except StepFailed as failed:
             self._stop(step, started, Failure(step, failed.code, failed.message))
         except Exception as exc:
+            if database_fault(exc) is not None:  # the runner says it: no failure of the server's
+                raise
             if self.deadline.passed:
                 self._stop(step, started, timeout_failure(step, self.context))
             self._stop(step, started, classify(exc, step, self.context))

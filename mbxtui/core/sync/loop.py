@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from mbxtui.core.faults import fault_sentence
+from mbxtui.core import faults
+from mbxtui.core.faults import fault_sentence, forget_connection
 from mbxtui.core.jobs import queue, retests
 from mbxtui.core.models import database, utcnow
 from mbxtui.core.secrets import SecretStore
@@ -31,6 +32,8 @@ PAUSE_SECONDS = 5.0
 RETEST_CHECK_SECONDS = 60.0
 # After a pass that failed as a whole (the database did not answer), wait this long before the next.
 FAILED_PASS_PAUSE = 10.0
+PASS_FAILED = "a processing pass could not run"
+RETESTS_FAILED = "the re-tests due could not be queued"
 
 
 @dataclass
@@ -78,6 +81,7 @@ class ProcessingLoop:
         self.threads = threads
         self.totals = ProcessingTotals()
         self._retests_checked = float("-inf")
+        self._said: dict[str, str] = {}  # what a fault stops -> the fault last said
 
     def run(self, *, once: bool = False) -> ProcessingTotals:
         """Passes until ``stop`` is set (``once``: one pass). Closes this thread's database
@@ -87,21 +91,20 @@ class ProcessingLoop:
                 pause = self.pause_seconds
                 try:
                     self.retest_if_due()
-                except Exception:  # a refusal or the database away: processing goes on regardless
-                    log.exception("the re-tests due could not be queued")
+                    self._said.pop(RETESTS_FAILED, None)
+                except Exception as exc:  # a refusal or the database away: processing goes on regardless
+                    self._failed(RETESTS_FAILED, exc)
                     pause = FAILED_PASS_PAUSE
                 try:
                     if self.process:
                         summary = self.run_pass()
                         self.totals.add(summary)
+                        if self._said.pop(PASS_FAILED, None) is not None:
+                            faults.log.info("processing goes on: the database answers again")
                         if self.on_pass is not None:
                             self.on_pass(summary)
                 except Exception as exc:  # the database went away: say so, and try again later
-                    fault = fault_sentence(exc)
-                    if fault is not None:  # a full disk, every connection slot taken...: no traceback
-                        log.warning("a processing pass could not run: %s", fault)
-                    else:
-                        log.exception("a processing pass could not run")
+                    self._failed(PASS_FAILED, exc)
                     pause = FAILED_PASS_PAUSE
                 if once:
                     break
@@ -109,6 +112,18 @@ class ProcessingLoop:
         finally:
             database.close()
         return self.totals
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """One line for a fault of the machine (a full disk, every connection slot taken...) the
+        first time it stops ``what`` (``mbxtui worker`` prints it); a traceback for anything else."""
+        fault = fault_sentence(exc)
+        if fault is None:
+            log.exception(what)
+            return
+        forget_connection()  # broken, or refused: the next try connects anew
+        if self._said.get(what) != fault:
+            self._said[what] = fault
+            faults.log.warning("%s: %s", what, fault)
 
     def run_pass(self) -> SyncSummary:
         """One pass, by runners of their own (what a runner gathers, such as the profiles that

@@ -26,6 +26,7 @@ from mbxtui.core import clock, descriptors
 from mbxtui.core.db import database_thread_pool, drop_connection, write_transaction
 from mbxtui.core.enums import ActivityDirection, ActivityState, Approval, OutgoingMethod, Regarding
 from mbxtui.core.jobs import clock_jumps
+from mbxtui.core.faults import fault_sentence
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name, worker_identity
 from mbxtui.core.local_faults import could_not_run
@@ -201,6 +202,8 @@ class OutgoingRunner:
             return self._sending(target, functools.cache(lookup), settings)
         except Exception as exc:  # an unreadable secret store or a database error must not stop the pool
             drop_connection()  # it may be broken: the thread's next mailbox connects anew
+            if fault_sentence(exc) is not None:  # the database's machine, not the mailbox: the pass stops, says it
+                raise
             return MailboxSending(could_not_run(exc, "sending", target.mailbox.id))
 
     def _sending(self, target: OutgoingTarget, secret: SecretLookup, settings: OrgSettings) -> MailboxSending:

@@ -155,7 +155,7 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
                 logs.echo(summary_log, sys.stderr), \
                 logs.echo(logging.getLogger("mbxtui.core.descriptors"), sys.stderr), \
                 logs.echo(logging.getLogger("mbxtui.core.clock"), sys.stderr), \
-                logs.echo(logging.getLogger("mbxtui.core.faults"), sys.stderr):  # an open-file limit, a clock jump, a full disk
+                logs.echo(logging.getLogger("mbxtui.core.faults"), sys.stderr):  # open files, clock jumps, full disks
             if health is not None:
                 summary_log.info("health: http://%s:%d/healthz and /metrics", safe(args.health_host), health.port)
             return _work(args, runner, processing, stop)

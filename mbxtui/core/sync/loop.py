@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from mbxtui.core.db import drop_connection
 from mbxtui.core.faults import fault_sentence
 from mbxtui.core.jobs import queue, retests
 from mbxtui.core.models import database, utcnow
@@ -60,14 +61,17 @@ class ProcessingLoop:
     """``process``: run sync passes (False: only queue the re-tests, for a worker that only tests).
     ``on_pass``: called with each pass's summary (on the loop's thread); ``on_retests``: with the
     number of re-tests just queued, so that the caller can wake its Test & Enable runner.
-    ``requested_by``: who the re-test jobs are recorded as asked by."""
+    ``requested_by``: who the re-test jobs are recorded as asked by. ``lease_seconds``: how long the
+    mailboxes a pass claimed and its connection slots stay held once it stops renewing them (its host
+    died or was cut off) before other workers take them over; None: the runners' own default."""
 
     def __init__(self, secrets: SecretStore | None, *, requested_by: str, stop: threading.Event | None = None,
                  process: bool = True, threads: int = 8, pause_seconds: float = PAUSE_SECONDS,
                  retest_check_seconds: float = RETEST_CHECK_SECONDS,
                  on_pass: Callable[[SyncSummary], None] | None = None,
-                 on_retests: Callable[[int], None] | None = None) -> None:
+                 on_retests: Callable[[int], None] | None = None, lease_seconds: float | None = None) -> None:
         self.stop = stop or threading.Event()
+        self.lease_seconds = lease_seconds
         self.process = process
         self.requested_by = requested_by
         self.pause_seconds = pause_seconds
@@ -102,6 +106,7 @@ class ProcessingLoop:
                         log.warning("a processing pass could not run: %s", fault)
                     else:
                         log.exception("a processing pass could not run")
+                    drop_connection()  # it may be broken (the server restarted or ended it): the next pass connects anew
                     pause = FAILED_PASS_PAUSE
                 if once:
                     break
@@ -113,8 +118,9 @@ class ProcessingLoop:
     def run_pass(self) -> SyncSummary:
         """One pass, by runners of their own (what a runner gathers, such as the profiles that
         failed, is per pass): the incoming cycles, then the due outgoing email (R29)."""
-        incoming = SyncRunner(self.secrets, threads=self.threads, stop=self.stop)
-        outgoing = OutgoingRunner(self.secrets, threads=self.threads, stop=self.stop)
+        lease = {} if self.lease_seconds is None else {"lease_seconds": self.lease_seconds}
+        incoming = SyncRunner(self.secrets, threads=self.threads, stop=self.stop, **lease)
+        outgoing = OutgoingRunner(self.secrets, threads=self.threads, stop=self.stop, **lease)
         # The Test & Enable runner of this process must not take these runners' slots for a dead
         # worker's (queue.recover).
         queue.running_here.update((incoming.worker, outgoing.worker))

@@ -35,6 +35,7 @@ from tests.integration.test_sync_incoming import deliver, message
 from tests.lab import MailLab
 from tests.lab import netns
 from tests.lab.netns import MAIL_HOST, Host, Network, Relay
+from tests.lab.proxies import ImapFront
 from tests.lab.postgres import TEST_LOGIN, PostgresServer, start_postgres
 
 pytestmark = [pytest.mark.servers, pytest.mark.hosts,
@@ -78,6 +79,7 @@ class Run:
     pg: PostgresServer
     name: str
     imaps: Relay
+    front: ImapFront | None = None
     logins: list[str] = field(default_factory=list)
     workers: dict[str, tuple[Host, subprocess.Popen]] = field(default_factory=dict)
 
@@ -161,24 +163,29 @@ class Run:
 
 
 @pytest.fixture
-def run(network: Network, pg: PostgresServer, mail_lab: MailLab, secret_store: SecretStore, secrets_dir: Path,
-        tmp_path: Path) -> Iterator[Run]:
+def run(request: pytest.FixtureRequest, network: Network, pg: PostgresServer, mail_lab: MailLab,
+        secret_store: SecretStore, secrets_dir: Path, tmp_path: Path) -> Iterator[Run]:
     """``MAILBOXES`` lab users with approved mailboxes on profile "hosts" (profile credentials,
     receiving only, every message tracked), each holding one message, all scheduled for Test &
-    Enable; the profile reaches the lab through relays on the bridge's address."""
+    Enable; the profile reaches the lab through relays on the bridge's address. Parameters
+    (indirect): ``front``: the relay passes through an IMAP front that can hold a command;
+    ``timeout``: the profile's timeout in seconds (5)."""
+    options = getattr(request, "param", {})
     name = f"hosts_{os.getpid()}_{next(_numbers)}"
     url = pg.create_database(name)
     opened = db.open_database(url)
-    imaps = network.relay(mail_lab.ports["imaps"])
+    front = mail_lab.imap_front() if options.get("front") else None
+    imaps = network.relay(front.port if front else mail_lab.ports["imaps"])
     try:
         admin = operators.initialise()
         users.add_user(admin, "Profile Owner", PROFILE_OWNER)
         org = Org(mail_lab, url, admin, secret_store, secrets_dir, tmp_path)
-        current = Run(org, network, pg, name, imaps)
+        current = Run(org, network, pg, name, imaps, front)
         OrgSettings.update(tracking_users="all").execute()
         org.profile("hosts", incoming_host=MAIL_HOST, incoming_port=imaps.port, outgoing_host=MAIL_HOST,
                     max_connections=BOUND, incoming_auth="profile", outgoing_auth="profile",
                     username=mail_lab.master_login, verify_delivery=False, min_polling_minutes=1,
+                    timeout_seconds=options.get("timeout", 5),
                     process_email_from=(datetime.utcnow() - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S"))
         current.logins = mail_lab.add_users(MAILBOXES, prefix=f"h{next(_numbers)}x")
         for login in current.logins:
@@ -200,7 +207,8 @@ def audit(run: Run, *, held_by: tuple[str, int] | None = None) -> None:
     """Every job finished once, every message processed once, no connection above the bound at the
     servers, nothing left leased or claimed. ``held_by``: (address, slots) of a worker that could
     not reach the database or was paused while holding that many connection slots: the connections
-    it kept open may stand above the bound, they alone (see README, "What the bound promises")."""
+    it kept open may stand above the bound, they alone (README: "What the connection bound promises
+    across hosts")."""
     count = len(run.logins)
     jobs = run.q("SELECT mailbox_id, state, outcome, attempt FROM test_job")
     assert len(jobs) == count and len({job[0] for job in jobs}) == count, "one job per mailbox"
@@ -223,11 +231,14 @@ def audit(run: Run, *, held_by: tuple[str, int] | None = None) -> None:
                    "OR test_scheduled = 1)") == 0, "no mailbox disabled, none left scheduled"
 
 
+def host(run: Run, label: str) -> Host:
+    return next((h for h in run.network.hosts if h.label == label), None) or run.network.add_host(label)
+
+
 def start_three(run: Run) -> list[str]:
     labels = ["w1", "w2", "w3"]
     for label in labels:
-        host = next((h for h in run.network.hosts if h.label == label), None) or run.network.add_host(label)
-        run.start_worker(host)
+        run.start_worker(host(run, label))
     return labels
 
 
@@ -258,3 +269,37 @@ def test_a_worker_cut_off_from_the_database_past_its_lease_loses_its_work_and_wr
     assert statuses == {"w1": 0, "w2": 0, "w3": 0}, {label: run.log(label) for label in statuses}
     assert jobs and mailboxes
     audit(run, held_by=(host.address, slots))
+
+
+# --- b. paused past its lease ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("run", [{"front": True, "timeout": 120}], indirect=True)
+def test_b_a_worker_paused_past_its_lease_writes_nothing_for_the_work_taken_over_when_it_resumes(run: Run):
+    # The victim's first processing cycle is held at its FETCH (the front answers it only later),
+    # then the victim is paused: its mailbox goes to another worker, which records the message;
+    # resumed, the victim gets its answer and goes on with a cycle that is no longer its own.
+    # The profile's timeout (120 s) outlasts the pause, as a slow server's would.
+    assert run.front is not None
+    run.front.holding("UID FETCH")
+    victim = run.start_worker(host(run, "w1"))
+    run.wait_for(lambda: run.front.held.is_set() and all(run.held_by("w1")),
+                 "the victim's first cycle held at its FETCH, with tests and mailboxes claimed")
+    os.kill(victim.pid, signal.SIGSTOP)
+    slots = run.slots_of("w1")
+    address = run.workers["w1"][0].address
+    for label in ("w2", "w3"):
+        run.start_worker(host(run, label))
+    run.wait_for(lambda: not any(run.held_by("w1")), "the paused worker's work taken over", LEASE * 10,
+                 running=("w2", "w3"))
+    run.wait_for(run.all_done, "every mailbox tested and processed by the others", running=("w2", "w3"))
+    run.front.release()
+    run.wait_for(run.front.answered.is_set, "the held FETCH answered", 10, running=("w2", "w3"))
+    os.kill(victim.pid, signal.SIGCONT)
+    time.sleep(LEASE * 2)  # the victim's cycle goes on with its answer, its runners renew or give up
+    run.wait_for(lambda: run.imaps.open_from(address) == 0, "the resumed worker's connections closed", 30)
+    statuses = run.stop_workers()
+    assert statuses == {"w1": 0, "w2": 0, "w3": 0}, {label: run.log(label) for label in statuses}
+    print(f"most connections at once at the IMAP server: {run.imaps.most} (bound {BOUND}; the paused "
+          f"worker held {slots} slot(s)), from {run.imaps.at_most}")
+    audit(run, held_by=(address, slots))
+

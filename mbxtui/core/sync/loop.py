@@ -106,7 +106,7 @@ class ProcessingLoop:
                         log.warning("a processing pass could not run: %s", fault)
                     else:
                         log.exception("a processing pass could not run")
-                    drop_connection()  # it may be broken (the server restarted or ended it): the next pass connects anew
+                    drop_connection()  # maybe broken (the server restarted or ended it): the next pass connects anew
                     pause = FAILED_PASS_PAUSE
                 if once:
                     break

@@ -29,7 +29,7 @@ from mbxtui.core import db
 from mbxtui.core.models import OrgSettings, database
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import operators, users
-from tests.backends import ON_POSTGRES, query
+from tests.backends import ON_POSTGRES, execute, query
 from tests.integration.conftest import PROFILE_OWNER, REPO_ROOT, Org, secret_store, secrets_dir  # noqa: F401
 from tests.integration.test_sync_incoming import deliver, message
 from tests.lab import MailLab
@@ -42,6 +42,8 @@ pytestmark = [pytest.mark.servers, pytest.mark.hosts,
               pytest.mark.skipif(not ON_POSTGRES, reason="a database shared by several hosts is PostgreSQL")]
 
 LEASE = 3.0
+# What a cut-off mail server looks like from the client: no answer to a SYN, or to a command.
+TRANSIENT = {"TIMEOUT", "CONNECTION_RESET", "CONNECTION_REFUSED", "NETWORK_UNREACHABLE"}
 BOUND = 3
 MAILBOXES = 240
 RUN_DEADLINE = 150.0
@@ -203,14 +205,20 @@ def run(request: pytest.FixtureRequest, network: Network, pg: PostgresServer, ma
         pg.drop_database(name)
 
 
-def audit(run: Run, *, held_by: tuple[str, int] | None = None) -> None:
+def audit(run: Run, *, held_by: tuple[str, int] | None = None, retried: bool = False) -> None:
     """Every job finished once, every message processed once, no connection above the bound at the
     servers, nothing left leased or claimed. ``held_by``: (address, slots) of a worker that could
     not reach the database or was paused while holding that many connection slots: the connections
     it kept open may stand above the bound, they alone (README: "What the connection bound promises
     across hosts")."""
     count = len(run.logins)
-    jobs = run.q("SELECT mailbox_id, state, outcome, attempt FROM test_job")
+    if retried:  # a job per attempt: those before the last postponed, the last passed
+        jobs = run.q("SELECT j.mailbox_id, j.state, j.outcome, 1 FROM test_job j WHERE j.id = "
+                     "(SELECT max(id) FROM test_job k WHERE k.mailbox_id = j.mailbox_id)")
+        assert run.q("SELECT id, state, outcome FROM test_job WHERE state <> 'done' OR (outcome <> 'passed' AND "
+                     "outcome <> 'postponed')") == [], "every attempt finished, postponed or passed"
+    else:
+        jobs = run.q("SELECT mailbox_id, state, outcome, attempt FROM test_job")
     assert len(jobs) == count and len({job[0] for job in jobs}) == count, "one job per mailbox"
     assert {(job[1], job[2], job[3]) for job in jobs} == {("done", "passed", 1)}
     connected = [row[0] for row in run.q("SELECT mailbox_id FROM alert WHERE code = 'CONNECTED'")]
@@ -228,7 +236,9 @@ def audit(run: Run, *, held_by: tuple[str, int] | None = None) -> None:
     assert run.q("SELECT mailbox_id, worker FROM sync_status WHERE worker IS NOT NULL OR lease_until IS NOT NULL "
                  "OR state = 'processing'") == [], "no mailbox left claimed"
     assert run.one("SELECT count(*) FROM mailbox WHERE profile_id IS NOT NULL AND (incoming_enabled = 0 "
-                   "OR test_scheduled = 1)") == 0, "no mailbox disabled, none left scheduled"
+                   "OR test_scheduled = 1 OR transient_failures <> 0 OR incoming_status <> 'success')") == 0, \
+        "no mailbox disabled, none left scheduled or counting failures"
+    assert run.q("SELECT code FROM alert WHERE level = 'error'") == [], "no permanent failure"
 
 
 def host(run: Run, label: str) -> Host:
@@ -335,3 +345,29 @@ def test_c_workers_reconnect_by_themselves_after_a_database_restart_and_lose_not
     for label in statuses:
         assert "Traceback" not in run.log(label), run.log(label)
     audit(run)
+
+
+# --- d. cut off from the mail servers ----------------------------------------------------------------
+
+def test_d_a_worker_cut_off_from_the_mail_servers_fails_transiently_retries_and_disables_nothing(run: Run):
+    start_three(run)
+    victim = run.workers["w1"][0]
+    victim_busy(run, "w1")
+    slots = run.slots_of("w1")
+    with victim.cut_off(run.imaps.port):
+        time.sleep(8.0)  # past the profile's timeout (5 s): the tests and cycles under way time out
+    failed = [tuple(row) for row in run.q("SELECT code, level FROM alert WHERE level <> 'information'")]
+    assert failed, "the cut-off worker's tests and cycles failed (transiently)"
+    assert {level for _, level in failed} == {"warning"} and {code for code, _ in failed} <= TRANSIENT, failed
+    run.wait_for(lambda: run.one("SELECT count(*) FROM test_job WHERE state = 'running' OR (state = 'queued' AND "
+                                 "not_before IS NULL)") == 0, "every test run once")
+    # The retries wait for the retry interval (a minute at least): here they fall due at once.
+    now = datetime.utcnow().strftime("%Y-%m-%d %H:%M:%S")
+    execute(run.url, "UPDATE test_job SET not_before = ? WHERE state = 'queued'", [now])
+    execute(run.url, "UPDATE sync_status SET next_due = ? WHERE incoming_failures > 0", [now])
+    run.wait_for(run.all_done, "every mailbox tested and processed, the failed ones on retrying")
+    statuses = run.stop_workers()
+    assert statuses == {"w1": 0, "w2": 0, "w3": 0}, {label: run.log(label) for label in statuses}
+    assert run.one("SELECT count(*) FROM test_job WHERE attempt > 1") + \
+        run.one("SELECT count(*) FROM sync_status WHERE last_error_code IS NOT NULL") > 0, "something was retried"
+    audit(run, held_by=(victim.address, slots), retried=True)

@@ -252,8 +252,9 @@ class Network:
 
 class Relay:
     """A TCP relay on ``address``, to 127.0.0.1:upstream_port: the server's side of every
-    connection from another host. ``delay``: seconds each chunk waits before it is passed on, in
-    both directions (latency without ``tc netem``, which these kernels lack).
+    connection from another host. ``delay``: seconds each chunk from the server waits before it is
+    passed on, so every reply comes that much later (latency without ``tc netem``, which these
+    kernels lack).
 
     Counted at the server's side: a connection is open from its accept until the client's FIN
     reaches this host (the accepted socket's kernel state leaves ESTABLISHED). ``most``: the most
@@ -315,8 +316,8 @@ class Relay:
                                                                              limit=1 << 20)
             self._lab_loop.transports.add(writer.transport)
             self._lab_loop.transports.add(upstream_writer.transport)
-            tasks = [asyncio.create_task(self._pass(reader, upstream_writer)),
-                     asyncio.create_task(self._pass(upstream_reader, writer))]
+            tasks = [asyncio.create_task(self._pass(reader, upstream_writer, 0.0)),
+                     asyncio.create_task(self._pass(upstream_reader, writer, self.delay))]
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         except (ConnectionError, OSError):
             pass
@@ -328,10 +329,10 @@ class Relay:
                 if end is not None:
                     end.close()
 
-    async def _pass(self, source: asyncio.StreamReader, destination: asyncio.StreamWriter) -> None:
+    async def _pass(self, source: asyncio.StreamReader, destination: asyncio.StreamWriter, delay: float) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await source.read(65536):
-                if self.delay:
-                    await asyncio.sleep(self.delay)
+                if delay:
+                    await asyncio.sleep(delay)
                 destination.write(data)
                 await destination.drain()

@@ -242,6 +242,8 @@ class Network:
         for number in range(1, len(self.hosts) + 1):
             run("ip", "link", "delete", f"{self.tag}v{number}", check=False)
         run("ip", "link", "delete", self.bridge, check=False)
+        with contextlib.suppress(OSError):
+            NETNS_ETC.rmdir()  # only when empty: other namespaces' files stay
 
     def __enter__(self) -> Network:
         return self

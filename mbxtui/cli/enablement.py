@@ -146,7 +146,7 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
 
     processing = ProcessingLoop(ctx.store, requested_by=ctx.actor.login, stop=stop, process=not args.no_process,
                                 threads=args.sync_threads, pause_seconds=args.poll, on_pass=processed,
-                                on_retests=retests_queued)
+                                on_retests=retests_queued, lease_seconds=args.lease)
     health = _health_server(ctx, args, runner.worker, stop) if args.health_port is not None else None
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, request_stop)
@@ -162,6 +162,33 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
     finally:
         if health is not None:
             health.close()
+
+
+def _run_until_stopped(args: argparse.Namespace, runner: EnablementRunner, stop: threading.Event) -> Any:
+    """The runner's loop until stopped, started again (on a new connection) after the database went
+    away or ended the session: a restart of the server, or a session it ended after this host fell
+    silent (cut off or paused). What was under way was not committed; other workers may have
+    taken it over meanwhile, and the runner writes nothing for jobs no longer its own."""
+    from mbxtui.core.db import drop_connection
+    from mbxtui.core.faults import fault_sentence
+    from mbxtui.core.jobs.runner import RunSummary
+    from mbxtui.core.sync.loop import FAILED_PASS_PAUSE
+
+    total = RunSummary()
+    while True:
+        try:
+            summary = runner.run(stop=stop, until_idle=False, poll_seconds=args.poll)
+        except Exception as exc:
+            fault = fault_sentence(exc)
+            if fault is None or stop.is_set():
+                raise
+            summary_log.warning("Test & Enable stopped: %s; starting again in %g s", safe(fault), FAILED_PASS_PAUSE)
+            drop_connection()
+            stop.wait(FAILED_PASS_PAUSE)
+            continue
+        for name in ("tested", "passed", "failed", "postponed", "requeued"):
+            setattr(total, name, getattr(total, name) + getattr(summary, name))
+        return total
 
 
 def _health_server(ctx: Context, args: argparse.Namespace, worker: str, stop: threading.Event) -> HealthServer:
@@ -188,7 +215,7 @@ def _work(args: argparse.Namespace, runner: EnablementRunner, processing: Proces
     else:
         thread = processing.start()
         try:
-            summary = runner.run(stop=stop, until_idle=False, poll_seconds=args.poll)
+            summary = _run_until_stopped(args, runner, stop)
         finally:
             stop.set()
             thread.join()  # the cycles in flight finish, each within its profile's timeout
@@ -223,8 +250,8 @@ def register_worker(commands: Commands) -> None:
     p.add_argument("--poll", type=float, default=5.0, metavar="SECONDS", help="how often to look for new jobs "
                    "and for mailboxes due for processing")
     p.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
-                   help="how long the jobs and connection slots of a worker that died stay held before "
-                   "other workers take them over (a live worker renews them)")
+                   help="how long the jobs, mailboxes and connection slots of a worker that died stay held "
+                   "before other workers take them over (a live worker renews them)")
     p.add_argument("--health-port", type=int, metavar="PORT", help="serve /healthz (200 when the worker is fit "
                    "to keep its work, 503 with the reason otherwise) and /metrics (Prometheus) on this port")
     p.add_argument("--health-host", default="127.0.0.1", metavar="HOST",

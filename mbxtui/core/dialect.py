@@ -267,6 +267,9 @@ class PostgresDialect(SqliteDialect):
     def read_snapshot(self, db) -> Iterator[None]:
         with db.atomic():
             db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # It holds no lock a writer waits for, and may idle while a copy writes each batch
+            # elsewhere: not ended after postgres.IDLE_IN_TRANSACTION_SECONDS.
+            db.execute_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
             yield
 
     def schema_tables(self, reader) -> list[str]:

@@ -31,6 +31,12 @@ from mbxtui.core.errors import InvalidInput, one_line
 from mbxtui.core.paths import SERVER_SCHEMES
 
 CONNECT_TIMEOUT_SECONDS = 10
+# A session that goes silent inside a transaction (its host cut off or paused, a process stopped
+# without closing its socket) is ended by the server after this long, its transaction rolled back:
+# else it keeps the write lock every writer queues for (dialect.WRITER_LOCK) and every worker on
+# every host waits with it, for as long as the server's TCP keepalive takes to notice (2 hours by
+# default). No transaction of mbxtui's waits this long between two statements.
+IDLE_IN_TRANSACTION_SECONDS = 10
 _TIMESTAMP_OID = 1114  # timestamp without time zone
 TIMESTAMP_AS_TEXT = psycopg2.extensions.new_type((_TIMESTAMP_OID,), "TIMESTAMP_AS_TEXT", lambda value, cursor: value)
 
@@ -168,7 +174,8 @@ class MbxPostgresqlDatabase(peewee.PostgresqlDatabase):
 def database_for(url: str) -> MbxPostgresqlDatabase:
     return MbxPostgresqlDatabase(
         url, cursor_factory=QmarkCursor, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        options="-c datestyle=ISO -c timezone=UTC", application_name="mbxtui", **ssl_parameters(url),
+        options=f"-c datestyle=ISO -c timezone=UTC -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_SECONDS}s",
+        application_name="mbxtui", **ssl_parameters(url),
     )
 
 

@@ -24,6 +24,8 @@ class SyncTarget:
     delete_after_processing: bool  # R18: forward mailboxes always (R26), queues when asked
     reads_after: datetime  # R24: messages received before it are never processed
     processed_folder: str | None = None  # R28: IMAP moves what it deletes here instead
+    # The worker whose claim the cycle runs under: every write checks the mailbox is still its own.
+    claimed_by: str | None = None
 
     @property
     def is_forward(self) -> bool:
@@ -43,6 +45,7 @@ class CycleCounts:
 class CycleResult:
     probe: ProbeResult
     counts: CycleCounts = field(default_factory=CycleCounts)
+    handed_over: bool = False  # stopped because another worker claimed the mailbox (its lease ran out)
 
     @property
     def failure(self) -> Failure | None:

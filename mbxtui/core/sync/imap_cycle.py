@@ -68,7 +68,7 @@ class _Recorder:
         target = self.target
         written = store.record_batch(target.mailbox.id, FOLDER, self.uidvalidity, self.covered, self.items,
                                      target.own, self.candidates, self.now,
-                                     deleting=target.delete_after_processing)
+                                     deleting=target.delete_after_processing, holder=target.claimed_by)
         self.saved = store.Checkpoint(self.uidvalidity, self.covered)
         self.pending = bool(target.delete_after_processing and written.processed_uids)
         self.progress.messages += len(self.items)
@@ -86,7 +86,7 @@ class _Recorder:
         """The last commit of the cycle, and once its messages are deleted, nothing left to delete."""
         self.commit()
         if self.pending:
-            store.clear_delete_pending(self.target.mailbox.id, FOLDER)
+            store.clear_delete_pending(self.target.mailbox.id, FOLDER, holder=self.target.claimed_by)
             self.pending = False
 
 
@@ -211,7 +211,7 @@ def _delete_left_behind(client: IMAPClient, session: ProbeSession, target: SyncT
             _delete(client, uids, moves_to)  # a UID already expunged is passed over by the server
             progress.deleted += len(uids)
             note.detail = f"{len(uids)} processed messages left behind"
-    store.clear_delete_pending(target.mailbox.id, FOLDER)
+    store.clear_delete_pending(target.mailbox.id, FOLDER, holder=target.claimed_by)
 
 
 def _processed_folder(client: IMAPClient, session: ProbeSession, target: SyncTarget) -> str | None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from mbxtui.core.enums import ProfileType
 from mbxtui.core.mailbox_check import SecretLookup, Withheld, credentials_for, endpoint, withheld_failure
 from mbxtui.core.probes.session import ProbeSession
-from mbxtui.core.sync import imap_cycle, pop3_cycle
+from mbxtui.core.sync import imap_cycle, pop3_cycle, store
 from mbxtui.core.sync.cycle import CycleCounts, CycleResult, SyncTarget
 from mbxtui.core.sync.routing import Party
 
@@ -30,5 +30,14 @@ def run_cycle(target: SyncTarget, secret: SecretLookup, candidates: dict[str, Pa
     session = ProbeSession("pop3" if pop3 else "imap", endpoint(target.profile, "incoming"), credentials)
     counts = CycleCounts()
     converse = pop3_cycle.converse if pop3 else imap_cycle.converse
-    probe = session.run(lambda: converse(session, target, candidates, counts, clock_now))
-    return CycleResult(probe, counts)
+    handed_over = False
+
+    def conversation() -> None:
+        nonlocal handed_over
+        try:
+            converse(session, target, candidates, counts, clock_now)
+        except store.ClaimLost:  # nothing of it written: the cycle ends, its connection closes
+            handed_over = True
+
+    probe = session.run(conversation)
+    return CycleResult(probe, counts, handed_over)

@@ -1,6 +1,6 @@
 """Processing that keeps running (``mbxtui worker``, ``mbxtui console --process``, the demo): a sync
-pass over the due mailboxes (``SyncRunner.run_once``, then ``OutgoingRunner.run_once``) every few seconds, and the re-tests of R33
-queued as they fall due.
+pass over the due mailboxes (``SyncRunner.run_once``, then ``OutgoingRunner.run_once``) every few
+seconds, and the re-tests of R33 queued as they fall due.
 
 It runs on a thread of its own, beside the Test & Enable runner's loop rather than interleaved with
 it: a pass waits on mail servers for up to a profile's timeout, and the test runner's thread must
@@ -63,14 +63,17 @@ class ProcessingLoop:
     """``process``: run sync passes (False: only queue the re-tests, for a worker that only tests).
     ``on_pass``: called with each pass's summary (on the loop's thread); ``on_retests``: with the
     number of re-tests just queued, so that the caller can wake its Test & Enable runner.
-    ``requested_by``: who the re-test jobs are recorded as asked by."""
+    ``requested_by``: who the re-test jobs are recorded as asked by. ``lease_seconds``: how long the
+    mailboxes a pass claimed and its connection slots stay held once it stops renewing them (its host
+    died or was cut off) before other workers take them over; None: the runners' own default."""
 
     def __init__(self, secrets: SecretStore | None, *, requested_by: str, stop: threading.Event | None = None,
                  process: bool = True, threads: int = 8, pause_seconds: float = PAUSE_SECONDS,
                  retest_check_seconds: float = RETEST_CHECK_SECONDS,
                  on_pass: Callable[[SyncSummary], None] | None = None,
-                 on_retests: Callable[[int], None] | None = None) -> None:
+                 on_retests: Callable[[int], None] | None = None, lease_seconds: float | None = None) -> None:
         self.stop = stop or threading.Event()
+        self.lease_seconds = lease_seconds
         self.process = process
         self.requested_by = requested_by
         self.pause_seconds = pause_seconds
@@ -116,11 +119,11 @@ class ProcessingLoop:
     def _failed(self, what: str, exc: Exception) -> None:
         """One line for a fault of the machine (a full disk, every connection slot taken...) the
         first time it stops ``what`` (``mbxtui worker`` prints it); a traceback for anything else."""
+        forget_connection()  # maybe broken (the server restarted or ended it), or refused: the next try connects anew
         fault = fault_sentence(exc)
         if fault is None:
             log.exception(what)
             return
-        forget_connection()  # broken, or refused: the next try connects anew
         if self._said.get(what) != fault:
             self._said[what] = fault
             faults.log.warning("%s: %s", what, fault)
@@ -128,8 +131,9 @@ class ProcessingLoop:
     def run_pass(self) -> SyncSummary:
         """One pass, by runners of their own (what a runner gathers, such as the profiles that
         failed, is per pass): the incoming cycles, then the due outgoing email (R29)."""
-        incoming = SyncRunner(self.secrets, threads=self.threads, stop=self.stop)
-        outgoing = OutgoingRunner(self.secrets, threads=self.threads, stop=self.stop)
+        lease = {} if self.lease_seconds is None else {"lease_seconds": self.lease_seconds}
+        incoming = SyncRunner(self.secrets, threads=self.threads, stop=self.stop, **lease)
+        outgoing = OutgoingRunner(self.secrets, threads=self.threads, stop=self.stop, **lease)
         # The Test & Enable runner of this process must not take these runners' slots for a dead
         # worker's (queue.recover).
         queue.running_here.update((incoming.worker, outgoing.worker))

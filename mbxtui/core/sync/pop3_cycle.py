@@ -62,7 +62,7 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
             note.detail = "by UIDL" if uidls is not None else "the server has no UIDL: by Message-ID"
         seen = store.seen_uidls(target.mailbox.id)
         if uidls is not None:
-            store.forget_uidls(target.mailbox.id, set(seen) - set(uidls.values()))
+            store.forget_uidls(target.mailbox.id, set(seen) - set(uidls.values()), holder=target.claimed_by)
             waiting = [n for n in sorted(drop.sizes) if uidls.get(n) not in seen]
             if target.delete_after_processing:
                 drop.delete_left_behind([n for n in sorted(drop.sizes) if seen.get(uidls.get(n))])
@@ -123,7 +123,7 @@ def _read_all(drop: _Maildrop, target: SyncTarget, candidates: dict[str, Party] 
             continue
         # Should this fail, the QUIT that ends the session still deletes the batches committed before.
         written = store.record_pop3_batch(target.mailbox.id, FOLDER, items, keys, target.own, candidates, now,
-                                          keys_of=keys_of)
+                                          keys_of=keys_of, holder=target.claimed_by)
         processed = {keys_of[number] for number in written.processed_uids}
         seen.update((key, key in processed) for key in keys)
         progress.messages += len(items)
@@ -163,10 +163,11 @@ def _after_reading_by_message_id(target: SyncTarget, sizes: dict[int, int], know
     so that a maildrop too large for one cycle is read on from there by the next; and once every
     header was read, forget the keys of messages gone."""
     if whole and not known:
-        store.forget_uidls(target.mailbox.id, seen - set(read.values()))
+        store.forget_uidls(target.mailbox.id, seen - set(read.values()), holder=target.claimed_by)
     last = max(read, default=0)
     if last > known and not target.delete_after_processing:
-        store.save_checkpoint(target.mailbox.id, LISTING, _listing_digest(sizes, last, read[last]), last, now)
+        store.save_checkpoint(target.mailbox.id, LISTING, _listing_digest(sizes, last, read[last]), last, now,
+                              holder=target.claimed_by)
 
 
 def _listing_digest(sizes: dict[int, int], count: int, last_key: str) -> int:

@@ -197,7 +197,7 @@ class SyncRunner:
                 mailbox=mailbox_snapshot(box, approved=True, forward_mailbox_available=False),
                 profile=profile_snapshot(profile), min_polling_minutes=profile.min_polling_minutes, own=own,
                 delete_after_processing=box.is_forward or (box.regarding == "queue" and box.delete_after_processing),
-                reads_after=reads_after, processed_folder=profile.processed_folder))
+                reads_after=reads_after, processed_folder=profile.processed_folder, claimed_by=self.worker))
         return targets
 
     # -- one cycle (pool threads) --

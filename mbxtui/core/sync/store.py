@@ -57,9 +57,27 @@ def _routed(function: Callable[..., Returned]) -> Callable[..., Returned]:
 def _dropping_on_error(function: Callable[..., Returned], args: tuple, kwargs: dict) -> Returned:
     try:
         return function(*args, **kwargs)
+    except ClaimLost:
+        raise
     except Exception:
         drop_connection()  # it may be broken: the next call connects anew
         raise
+
+
+class ClaimLost(Exception):
+    """The mailbox is no longer claimed by the worker writing for it: its lease ran out while it was
+    cut off or paused, and another worker may have claimed and processed it since."""
+
+
+def _still_held(mailbox_id: int, holder: str | None) -> None:
+    """Inside the caller's write transaction: raise ClaimLost unless ``holder`` still claims the
+    mailbox (None: a write outside any worker's claim). Every claim is taken under the same write
+    lock, so no other worker can claim it between this check and the commit."""
+    if holder is None:
+        return
+    row = database.execute_sql("SELECT worker FROM sync_status WHERE mailbox_id = ?", [mailbox_id]).fetchone()
+    if row is None or row[0] != holder:
+        raise ClaimLost(f"mailbox {mailbox_id} is no longer claimed by {holder}")
 
 
 @dataclass(frozen=True)
@@ -115,12 +133,14 @@ def forward_candidates(profile_id: int, users_default: str, queues_default: str)
 @_routed
 def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, items: list[Fetched],
                  own: Party | None, candidates: dict[str, Party] | None, now: datetime, *,
-                 deleting: bool = False) -> BatchWritten:
+                 deleting: bool = False, holder: str | None = None) -> BatchWritten:
     """One transaction: each message's activity (see ``_record``), then the checkpoint at
     ``last_uid``; ``deleting`` (the mailbox deletes after processing, R28): with the UIDs this batch
     processed as the ones to delete (those of the batch before were deleted, or the cycle failed
-    before reading this one)."""
+    before reading this one). ``holder``: the worker that must still claim the mailbox (ClaimLost
+    otherwise, nothing written), as in every write below."""
     with write_transaction():
+        _still_held(mailbox_id, holder)
         written = _record(mailbox_id, folder, items, own, candidates, now)
         pending = written.processed_uids if deleting else []
         _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now, json.dumps(pending) if pending else None)
@@ -128,17 +148,20 @@ def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, 
 
 
 @_routed
-def clear_delete_pending(mailbox_id: int, folder: str) -> None:
+def clear_delete_pending(mailbox_id: int, folder: str, *, holder: str | None = None) -> None:
     """R28: the UIDs the last commit left to delete are deleted (or no longer the folder's)."""
     with write_transaction():
+        _still_held(mailbox_id, holder)
         database.execute_sql("UPDATE sync_checkpoint SET delete_pending = NULL WHERE mailbox_id = ? AND folder = ?",
                              [mailbox_id, folder])
 
 
 @_routed
-def save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+def save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, now: datetime, *,
+                    holder: str | None = None) -> None:
     """A checkpoint alone, in a transaction of its own."""
     with write_transaction():
+        _still_held(mailbox_id, holder)
         _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now)
 
 
@@ -154,13 +177,14 @@ def _save_checkpoint(mailbox_id: int, folder: str, uidvalidity: int, last_uid: i
 @_routed
 def record_pop3_batch(mailbox_id: int, folder: str, items: list[Fetched], seen: list[str], own: Party | None,
                       candidates: dict[str, Party] | None, now: datetime, *,
-                      keys_of: Mapping[int, str] | None = None) -> BatchWritten:
+                      keys_of: Mapping[int, str] | None = None, holder: str | None = None) -> BatchWritten:
     """One transaction: each message's activity (see ``_record``), then the keys of the messages
     this batch read or passed over (``seen``: their UIDLs, or Message-IDs where the server has no
     UIDL), so that no later cycle reads them again. ``keys_of``: the key of each item by its
     message number; the keys of the items processed are marked so (R28: a later cycle deletes
     what this one could not)."""
     with write_transaction():
+        _still_held(mailbox_id, holder)
         written = _record(mailbox_id, folder, items, own, candidates, now)
         processed = {keys_of[number] for number in written.processed_uids if number in keys_of} if keys_of else set()
         for start in range(0, len(seen), 200):  # four values a row: under SQLite's 999 at any version
@@ -180,13 +204,14 @@ def seen_uidls(mailbox_id: int) -> dict[str, bool]:
 
 
 @_routed
-def forget_uidls(mailbox_id: int, gone: set[str]) -> None:
+def forget_uidls(mailbox_id: int, gone: set[str], *, holder: str | None = None) -> None:
     """Forget the keys of messages no longer on the server: the table holds what the maildrop
     holds, not every message it ever held."""
     if not gone:
         return
     listed = sorted(gone)
     with write_transaction():
+        _still_held(mailbox_id, holder)
         for start in range(0, len(listed), 500):
             chunk = listed[start:start + 500]
             database.execute_sql(

@@ -170,7 +170,7 @@ def _run_until_stopped(args: argparse.Namespace, runner: EnablementRunner, stop:
     silent (cut off or paused). What was under way was not committed; other workers may have
     taken it over meanwhile, and the runner writes nothing for jobs no longer its own."""
     from mbxtui.core.db import drop_connection
-    from mbxtui.core.faults import fault_sentence
+    from mbxtui.core.faults import passing_fault
     from mbxtui.core.jobs.runner import RunSummary
     from mbxtui.core.sync.loop import FAILED_PASS_PAUSE
 
@@ -179,7 +179,7 @@ def _run_until_stopped(args: argparse.Namespace, runner: EnablementRunner, stop:
         try:
             summary = runner.run(stop=stop, until_idle=False, poll_seconds=args.poll)
         except Exception as exc:
-            fault = fault_sentence(exc)
+            fault = passing_fault(exc)  # a replaced or read-only database does not pass: the worker stops
             if fault is None or stop.is_set():
                 raise
             summary_log.warning("Test & Enable stopped: %s; starting again in %g s", safe(fault), FAILED_PASS_PAUSE)

@@ -227,13 +227,13 @@ _PG_TOO_MANY_CONNECTIONS = "53300"
 _PG_DISK_FULL = "53100"
 _PG_OUT_OF_MEMORY = "53200"
 _PG_READ_ONLY_TRANSACTION = "25006"
-# admin shutdown, crash shutdown, cannot connect now; the session ended idle in a transaction or idle
-_PG_SERVER_GONE = frozenset({"57P01", "57P02", "57P03", "25P03", "57P05"})
+_PG_SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})  # admin shutdown, crash shutdown, cannot connect now
 _PG_NO_SLOT_WORDS = ("too many clients already", "remaining connection slots are reserved",
                      "too many connections for")
 _PG_GONE_WORDS = ("could not connect to server", "connection refused", "server closed the connection",
                   "connection already closed", "terminating connection", "the database system is",
-                  "could not receive data from server", "could not send data to server", "no connection to the server")
+                  "could not receive data from server", "could not send data to server", "no connection to the server",
+                  "failed: timeout expired", "no route to host", "network is unreachable")
 _PG_DISK_FULL_WORDS = ("no space left on device",)
 
 

@@ -12,6 +12,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -430,3 +431,47 @@ def test_an_sslmode_in_the_url_is_kept(ssl_server, no_libpq_defaults):
     opened = db.connect_database(f"{remote}&sslmode=disable")
     assert opened.execute_sql("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0] is False
     opened.close()
+
+
+
+@on_postgres
+@pytest.mark.parametrize("ended_by", ["idle_in_transaction_session_timeout", "idle_session_timeout",
+                                      "pg_terminate_backend"])
+def test_a_session_the_server_ended_is_a_fault_that_passes(db_path, ended_by: str):
+    """The sessions the server ends idle (in a transaction or not: what it does to a host that fell
+    silent, core/postgres.py), and one an administrator ended: a worker waits them out and
+    connects anew, where an idle session's end stopped it."""
+    from mbxtui.core.faults import passing_fault
+
+    ended = database.obj._connect()
+    try:
+        with ended.cursor() as cursor:
+            if ended_by == "pg_terminate_backend":
+                with database.obj._connect() as admin, admin.cursor() as other:
+                    other.execute("SELECT pg_terminate_backend(%s)", [ended.get_backend_pid()])
+            else:
+                cursor.execute(f"SET {ended_by} = '50ms'")
+                if ended_by.startswith("idle_in"):
+                    cursor.execute("BEGIN")
+                ended.commit() if not ended_by.startswith("idle_in") else None
+                time.sleep(0.5)
+            with pytest.raises(psycopg2.Error) as failed:
+                cursor.execute("SELECT 1")
+    finally:
+        ended.close()
+    assert passing_fault(failed.value) is not None, failed.value
+
+@on_postgres
+def test_a_server_that_does_not_answer_in_time_is_a_fault_that_passes(db_path):
+    """A server behind a link that stalls (a partition, a loaded host): libpq's "timeout expired"
+    when connecting anew. A worker waits it out, where it exited (found in tests/hardening/test_hosts.py)."""
+    from mbxtui.core.faults import passing_fault
+
+    with socket.socket() as silent:  # accepts (the kernel's backlog) and never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        with pytest.raises(psycopg2.OperationalError) as refused:
+            psycopg2.connect(host="127.0.0.1", port=silent.getsockname()[1], dbname="x", connect_timeout=1)
+    assert "timeout expired" in str(refused.value)
+    fault = passing_fault(refused.value)
+    assert fault is not None and "timeout expired" in fault

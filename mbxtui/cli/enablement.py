@@ -164,33 +164,6 @@ def cmd_worker(ctx: Context, args: argparse.Namespace) -> int:
             health.close()
 
 
-def _run_until_stopped(args: argparse.Namespace, runner: EnablementRunner, stop: threading.Event) -> Any:
-    """The runner's loop until stopped, started again (on a new connection) after the database went
-    away or ended the session: a restart of the server, or a session it ended after this host fell
-    silent (cut off or paused). What was under way was not committed; other workers may have
-    taken it over meanwhile, and the runner writes nothing for jobs no longer its own."""
-    from mbxtui.core.db import drop_connection
-    from mbxtui.core.faults import passing_fault
-    from mbxtui.core.jobs.runner import RunSummary
-    from mbxtui.core.sync.loop import FAILED_PASS_PAUSE
-
-    total = RunSummary()
-    while True:
-        try:
-            summary = runner.run(stop=stop, until_idle=False, poll_seconds=args.poll)
-        except Exception as exc:
-            fault = passing_fault(exc)  # a replaced or read-only database does not pass: the worker stops
-            if fault is None or stop.is_set():
-                raise
-            summary_log.warning("Test & Enable stopped: %s; starting again in %g s", safe(fault), FAILED_PASS_PAUSE)
-            drop_connection()
-            stop.wait(FAILED_PASS_PAUSE)
-            continue
-        for name in ("tested", "passed", "failed", "postponed", "requeued"):
-            setattr(total, name, getattr(total, name) + getattr(summary, name))
-        return total
-
-
 def _health_server(ctx: Context, args: argparse.Namespace, worker: str, stop: threading.Event) -> HealthServer:
     from mbxtui.cli.health_server import HealthServer
     from mbxtui.core.metrics import WORKER as metrics
@@ -215,7 +188,7 @@ def _work(args: argparse.Namespace, runner: EnablementRunner, processing: Proces
     else:
         thread = processing.start()
         try:
-            summary = _run_until_stopped(args, runner, stop)
+            summary = runner.run(stop=stop, until_idle=False, poll_seconds=args.poll)  # waits out faults that pass
         finally:
             stop.set()
             thread.join()  # the cycles in flight finish, each within its profile's timeout

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -29,7 +30,7 @@ from textual.widgets import Input
 from mbxtui.core import db
 from mbxtui.core.models import database
 from mbxtui.core.secrets import SecretStore
-from mbxtui.core.services import bulk, enablement, settings
+from mbxtui.core.services import bulk, enablement, imports, settings
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
@@ -38,6 +39,8 @@ from mbxtui.tui.screens.settings import SettingsScreen
 from tests.backends import ON_POSTGRES
 from tests.hardening.test_hosts import restart
 from tests.lab.errors import LabError
+from tests.lab.loop import LabLoop
+from tests.lab.netns import Relay
 from tests.lab.postgres import TEST_LOGIN, PostgresServer, start_postgres
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
     Console, console_env, notifications, screen_text, seed_organisation, unlocked_store,
@@ -270,3 +273,111 @@ def start_again(server: PostgresServer, command: list[str]) -> None:
         server.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
                                           cwd=server.data_dir.parent, **server.run_as)
     assert _wait_ready(server), f"PostgreSQL did not start again:\n{server.log_tail()}"
+
+
+# --- every database reply 50 ms late ----------------------------------------------------------------
+
+PEOPLE = 600  # six pages of the grid
+KEY_BOUND = 1.0  # seconds a key may take to be answered while a load waits (a sanity bound, not a benchmark)
+SLOW_START_BOUND = 30.0
+LOCK_SECONDS = 8.0  # the longest a load is held on the server
+
+
+@pytest.fixture
+def slow_link(server: PostgresServer) -> Iterator[int]:
+    """A relay on 127.0.0.1 to the server whose every reply waits 50 ms (tests/lab/netns.py's relay,
+    on loopback); yields its port."""
+    lab_loop = LabLoop()
+    relay = lab_loop.call(Relay(lab_loop, "127.0.0.1", server.port, 0.05).start())
+    try:
+        yield relay.port
+    finally:
+        lab_loop.call(close_relay(relay))
+        lab_loop.stop()
+
+
+async def close_relay(relay: Relay) -> None:
+    relay._server.close()
+
+
+async def answered(pilot: Pilot, key: str, shown) -> float:
+    """Press ``key``; how long until ``shown()`` holds (fails past ``KEY_BOUND``)."""
+    started = time.monotonic()
+    await pilot.press(key)
+    while not shown():
+        assert time.monotonic() - started < KEY_BOUND, f"{key} not answered within {KEY_BOUND} s"
+        await pilot.pause(0.01)
+    return time.monotonic() - started
+
+
+def test_console_through_50_ms_per_reply_starts_pages_filters_opens_and_answers_keys_while_a_load_waits(
+        pg_console: Console, server: PostgresServer, slow_link: int, tmp_path: Path):
+    url = str(pg_console.db_path)
+    people = tmp_path / "people.csv"
+    people.write_text("name,email\n" + "".join(f"Person {i:03},p{i:03}@corp.test\n" for i in range(PEOPLE)))
+    imports.import_csv(pg_console.admin, "users", people)
+    database.close()
+    slow_url = url.replace(f":{server.port}/", f":{slow_link}/")
+    slow = Console(slow_url, pg_console.data_dir, pg_console.store, pg_console.actors)
+    lock = psycopg2.connect(url)
+    let_go = threading.Timer(LOCK_SECONDS, lock.rollback)
+    timings: dict[str, float] = {}
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await settle(app, pilot, bound=SLOW_START_BOUND)
+        timings["start"] = time.monotonic() - started
+        grid = grid_of(app)
+        assert grid.row_count >= PEOPLE and "ann@corp.test" in screen_text(app), screen_text(app)
+        await pilot.press("2")  # all mailboxes, by name: the people follow the organisation's ten
+        await settle(app, pilot)
+        for _ in range(3):
+            await pilot.press("pagedown")
+        await settle(app, pilot)
+        assert "Person " in screen_text(app) and "loading" not in screen_text(app), screen_text(app)
+
+        await pilot.press("slash")
+        await pilot.press(*"p421@")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert emails_in(grid) == ["p421@corp.test"], emails_in(grid)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, MailboxDetailScreen) and "p421@corp.test" in screen_text(app)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        app.screen.query_one("#filter", Input).value = ""  # the whole view again
+        await settle(app, pilot)
+        assert grid.row_count >= PEOPLE
+
+        # A load held on the server (its table locked by another session): keys are answered meanwhile.
+        # (the lock is let go even when an assertion fails: the app's closing waits for its load)
+        try:
+            with lock.cursor() as cursor:
+                cursor.execute("LOCK TABLE alert IN ACCESS EXCLUSIVE MODE")
+            let_go.start()  # a console whose UI thread waited for the load would otherwise wait for ever
+            waited = time.monotonic()
+            timings["f4"] = await answered(pilot, "f4", lambda: type(app.screen).__name__ == "AlertsScreen")
+            alerts = app.screen
+            assert "loading…" in screen_text(app)
+            timings["help"] = await answered(pilot, "question_mark", lambda: type(app.screen).__name__ == "HelpScreen")
+            timings["esc"] = await answered(pilot, "escape", lambda: app.screen is alerts)
+            timings["f2"] = await answered(pilot, "f2", lambda: isinstance(app.screen, MailboxesScreen))
+            row = grid_of(app).cursor_row
+            timings["down"] = await answered(pilot, "down", lambda: grid_of(app).cursor_row == row + 1)
+            timings["f4 again"] = await answered(pilot, "f4", lambda: type(app.screen).__name__ == "AlertsScreen")
+            assert "loading…" in screen_text(app)  # still held
+            lock.rollback()
+            await settle(app, pilot)
+            assert "AUTH_FAILED" in screen_text(app), screen_text(app)
+            timings["held"] = time.monotonic() - waited
+        finally:
+            let_go.cancel()
+            lock.rollback()
+
+    started = time.monotonic()
+    try:
+        app = run_console(slow, scenario, run_tests=False)
+    finally:
+        lock.close()
+    assert app.return_code in (None, 0)
+    print("timings", {name: round(seconds, 3) for name, seconds in timings.items()})

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -37,11 +39,10 @@ from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 from mbxtui.tui.screens.mailboxes import MailboxesScreen
 from mbxtui.tui.screens.settings import SettingsScreen
 from tests.backends import ON_POSTGRES
-from tests.hardening.test_hosts import restart
 from tests.lab.errors import LabError
 from tests.lab.loop import LabLoop
 from tests.lab.netns import Relay
-from tests.lab.postgres import TEST_LOGIN, PostgresServer, start_postgres
+from tests.lab.postgres import PostgresServer, _wait_ready, start_postgres
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
     Console, console_env, notifications, screen_text, seed_organisation, unlocked_store,
 )
@@ -256,8 +257,8 @@ def test_console_says_the_server_is_down_in_one_sentence_stays_usable_and_goes_o
 
 
 def stop(server: PostgresServer) -> list[str]:
-    import signal
-
+    """Fast shutdown (SIGINT, as ``pg_ctl stop -m fast``: open sessions rolled back); returns the
+    command line to start the same server again (``start_again``)."""
     command = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     if server._admin is not None:
         server._admin.close()
@@ -268,10 +269,6 @@ def stop(server: PostgresServer) -> list[str]:
 
 
 def start_again(server: PostgresServer, command: list[str]) -> None:
-    import subprocess
-
-    from tests.lab.postgres import _wait_ready
-
     with server.log.open("ab") as output:
         server.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
                                           cwd=server.data_dir.parent, **server.run_as)

@@ -17,7 +17,7 @@ from textual.widgets import Input
 
 from mbxtui import logs
 from mbxtui.core.display import shown
-from mbxtui.core.errors import one_line, problem_sentence
+from mbxtui.core.errors import problem_sentence
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner, MailboxTested
 from mbxtui.core.paths import storage_warnings
@@ -89,6 +89,7 @@ class MbxApp(App):
         self._processing: ProcessingLoop | None = None
         self._checkpoints = None
         self._changes = None
+        self._changes_lost = False
         self._machine_notices: MachineNotices | None = None
         self.crash_report: Path | None = None
         self._crash_lines: list[str] = []
@@ -136,14 +137,19 @@ class MbxApp(App):
         """Show what other consoles, workers and commands change (see ``core/changes.py``)."""
         try:
             self._changes = watch_changes(lambda: self.post_message(DataChanged()),
-                                          on_error=lambda exc: self.post_message(ChangesUnavailable(one_line(exc))))
+                                          on_error=lambda exc: self.post_message(ChangesUnavailable(problem_sentence(exc))))
         except ChangeSignalUnavailable as exc:  # the console works without it; Ctrl+R still reloads
             self.on_changes_unavailable(ChangesUnavailable(str(exc)))
 
     def on_data_changed(self, message: DataChanged) -> None:
+        if self._changes_lost:  # the watcher opened its signal again (it says so with a change)
+            self._changes_lost = False
+            self.notify("Changes made elsewhere are shown again: the database answers again", timeout=10,
+                        markup=False)
         self.changed_elsewhere.publish(None)
 
     def on_changes_unavailable(self, message: ChangesUnavailable) -> None:
+        self._changes_lost = True
         self.notify(f"Changes made elsewhere are not shown until the database answers again (Ctrl+R reloads): "
                     f"{message.error}", severity="warning", timeout=10, markup=False)
 

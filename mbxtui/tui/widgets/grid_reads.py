@@ -10,6 +10,8 @@ from typing import Callable, NamedTuple
 
 from textual.message import Message
 
+from mbxtui.core.errors import problem_sentence
+from mbxtui.core.faults import fault_sentence, forget_connection
 from mbxtui.core.services import mailbox_pages
 from mbxtui.core.services.mailbox_pages import GridQuery, MailboxPages
 from mbxtui.tui.widgets.grid_drawing import RowView, row_view
@@ -128,7 +130,7 @@ def read_order(source: MailboxPages, asked: ReadOrder, post: Callable[[Message],
             post(OrderRead(generation, ids, len(ids), True, max(ids) if ids else 0))
     except Exception as exc:  # the grid shows the error; a cancelled read's error is no news
         if not cancelled():
-            post(OrderRead(generation, array("q"), 0, True, 0, error=str(exc)))
+            post(OrderRead(generation, array("q"), 0, True, 0, error=failed(exc)))
 
 
 def read_rows(source: MailboxPages, epoch: int, asked: list[int]) -> RowsRead:
@@ -137,4 +139,12 @@ def read_rows(source: MailboxPages, epoch: int, asked: list[int]) -> RowsRead:
         rows = source.rows(asked, mailbox_pages.reader())
         return RowsRead(epoch, asked, {mailbox_id: row_view(row) for mailbox_id, row in rows.items()})
     except Exception as exc:  # the rows stay placeholders; the grid says why
-        return RowsRead(epoch, asked, None, error=str(exc))
+        return RowsRead(epoch, asked, None, error=failed(exc))
+
+
+def failed(exc: Exception) -> str:
+    """The one line the grid shows for a failed read. A fault of the machine (the server gone, say)
+    also closes this thread's connection: the next read connects anew instead of reusing a dead one."""
+    if fault_sentence(exc) is not None:
+        forget_connection()
+    return problem_sentence(exc)

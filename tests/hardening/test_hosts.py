@@ -37,7 +37,7 @@ from tests.integration.test_sync_incoming import deliver, message
 from tests.lab import MailLab
 from tests.lab import netns
 from tests.lab.netns import MAIL_HOST, Host, Network, Relay
-from tests.lab.proxies import ImapFront
+from tests.lab.proxies import ImapFront, SmtpFront
 from tests.lab.postgres import TEST_LOGIN, PostgresServer, _wait_ready, start_postgres
 
 pytestmark = [pytest.mark.servers, pytest.mark.hosts,
@@ -89,6 +89,8 @@ class Run:
     logins: list[str] = field(default_factory=list)
     senders: list[str] = field(default_factory=list)  # sending only: one email queued from each
     recipient: str = ""  # a lab user outside the organisation, to whom the senders write
+    smtp_front: SmtpFront | None = None
+    queued: bool = True  # one email queued from each sender as the run starts (else one, by the test)
     workers: dict[str, tuple[Host, subprocess.Popen]] = field(default_factory=dict)
 
     @property
@@ -183,19 +185,21 @@ def run(request: pytest.FixtureRequest, network: Network, pg: PostgresServer, ma
     (indirect): ``front``: the relay passes through an IMAP front that can hold a command;
     ``timeout``: the profile's timeout in seconds (5); ``count``: how many mailboxes; ``senders``:
     how many more mailboxes, sending only (SMTP through a relay of its own), each with one email
-    queued to a lab user outside the organisation."""
+    queued to a lab user outside the organisation (none if ``queued`` is False); ``smtp_front``:
+    their SMTP relay passes through a front that can hold the answer to a message's end."""
     options = getattr(request, "param", {})
     name = f"hosts_{os.getpid()}_{next(_numbers)}"
     url = pg.create_database(name)
     opened = db.open_database(url)
     front = mail_lab.imap_front() if options.get("front") else None
     imaps = network.relay(front.port if front else mail_lab.ports["imaps"])
-    smtps = network.relay(mail_lab.ports["smtps"])
+    smtp_front = mail_lab.smtp_front() if options.get("smtp_front") else None
+    smtps = network.relay(smtp_front.port if smtp_front else mail_lab.ports["smtps"])
     try:
         admin = operators.initialise()
         users.add_user(admin, "Profile Owner", PROFILE_OWNER)
         org = Org(mail_lab, url, admin, secret_store, secrets_dir, tmp_path)
-        current = Run(org, network, pg, name, imaps, front)
+        current = Run(org, network, pg, name, imaps, front, smtp_front=smtp_front, queued=options.get("queued", True))
         OrgSettings.update(tracking_users="all").execute()
         org.profile("hosts", incoming_host=MAIL_HOST, incoming_port=imaps.port, outgoing_host=MAIL_HOST,
                     outgoing_port=smtps.port, outgoing_tls="implicit",
@@ -211,7 +215,7 @@ def run(request: pytest.FixtureRequest, network: Network, pg: PostgresServer, ma
             current.senders = mail_lab.add_users(options["senders"], prefix=f"h{next(_numbers)}s")
             current.recipient = mail_lab.add_users(1, prefix=f"h{next(_numbers)}r")[0]
             org.bulk_mailboxes(current.senders, "hosts", incoming="none", outgoing="server_side_sync")
-            for sender in current.senders:
+            for sender in current.senders if options.get("queued", True) else []:
                 queue_email(admin, sender, [current.recipient], [], f"From {sender}", f"Sent once by {sender}.")
         org.schedule(*current.senders, *current.logins)  # the senders' first: sending starts early
         database.close()
@@ -271,7 +275,9 @@ def audit_sends(run: Run) -> None:
     recorded as sent; one that may or may not have gone (its sender cut off or paused while
     sending) is ``uncertain``, never sent again by itself."""
     emails = run.q("SELECT message_id, state, sender FROM email_activity WHERE direction = 'outgoing'")
-    assert sorted(row[2] for row in emails) == sorted(run.senders), "one email recorded per sender"
+    queued = len(run.senders) if run.queued else 1
+    assert len(emails) == len({row[0] for row in emails}) == queued, "each email recorded once"
+    assert {row[2] for row in emails} <= set(run.senders)
     delivered: dict[str, int] = {}
     for delivered_message in run.org.lab.messages(run.recipient):
         delivered[delivered_message["Message-ID"]] = delivered.get(delivered_message["Message-ID"], 0) + 1
@@ -455,3 +461,33 @@ def test_e_everything_completes_with_50_ms_per_database_reply_and_1_percent_of_i
     taken_over = {job: workers for job, workers in holders.items() if len(workers) > 1}
     assert taken_over == {}, f"jobs of live workers taken over when their leases ran out: {taken_over}"
     audit(run)
+
+
+# --- f. cut off from the database while an email's end waits for its answer ----------------------
+
+@pytest.mark.parametrize("run", [{"count": 12, "senders": 2, "queued": False, "smtp_front": True}], indirect=True)
+def test_f_an_email_whose_sender_is_cut_off_from_the_database_mid_send_is_sent_at_most_once(run: Run):
+    # The server has the message and delivered it; its answer is held, so the sender cannot tell.
+    # Cut off past its lease, the others find the email "sending" by no live worker: uncertain,
+    # never sent again; when the sender hears nothing (the profile's timeout) it writes nothing over that.
+    assert run.smtp_front is not None
+    start_three(run)
+    run.wait_for(run.all_done, "every mailbox tested and processed, the senders enabled")
+    run.smtp_front.hold_data_answer = True
+    queue_email(run.org.admin, run.senders[0], [run.recipient], [], "Held", "Its answer is held.")
+    database.close()
+    run.wait_for(run.smtp_front.held.is_set, "the email's end delivered, its answer held", 60)
+    holder = run.one("SELECT s.worker FROM sync_status s JOIN mailbox m ON m.id = s.mailbox_id WHERE m.email = ?",
+                     [run.senders[0]])
+    victim = holder.split(":")[0]
+    others = tuple(label for label in run.workers if label != victim)
+    with run.workers[victim][0].cut_off(run.pg.port):
+        run.wait_for(lambda: run.one("SELECT state FROM email_activity WHERE direction = 'outgoing'") == "uncertain",
+                     "the email found uncertain by the other workers", LEASE * 10, running=others)
+        time.sleep(LEASE)
+    time.sleep(8.0)  # past the profile's timeout: the victim's SMTP session ends, it writes its result
+    statuses = run.stop_workers()
+    assert statuses == {"w1": 0, "w2": 0, "w3": 0}, {label: run.log(label) for label in statuses}
+    assert [message["Subject"] for message in run.org.lab.messages(run.recipient)] == ["Held"], "delivered once"
+    assert run.one("SELECT state FROM email_activity WHERE direction = 'outgoing'") == "uncertain"
+    audit(run, held_by=(run.workers[victim][0].address, BOUND))

@@ -2,7 +2,7 @@
 namespaces, tests/lab/netns.py) sharing one PostgreSQL database, while Test & Enable and processing
 run over a few hundred mailboxes: a worker cut off from the database past its lease, paused past it,
 the database restarted, a worker cut off from the mail servers, latency and loss on the database's
-link. Each ends with the same audit: every job finished once, every message processed once, no
+link, a sender cut off from the database while the SMTP server holds the answer to its message. Each ends with the same audit: every job finished once, every message processed once, no
 connection above the profile's bound counted at the servers, nothing left leased, and (where the
 scenario queues outgoing email) every email at the SMTP server at most once and recorded once.
 

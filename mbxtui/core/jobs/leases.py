@@ -19,11 +19,11 @@ is a whole lease old takes no slot until it renews again (its slots may be anoth
 
 On PostgreSQL a heartbeat thread also extends the runner's claims and slot rows every
 ``renew_seconds``, a statement per table outside the write lock (it only moves the end of rows the
-runner still holds; a row another runner already took over or removed is not touched). The loop's
-renewals queue on the write lock behind every writer of every host, and their gaps are the loop's
-own: with 50 ms per database reply and six runners, 0.35 s per renewal and gaps of up to 6.5 s,
-past a 3-s lease, so live workers' jobs and mailboxes were taken over (34 jobs and 8 mailboxes of
-30). The heartbeat stops extending once the loop has not renewed for ``STALLED_LEASES`` leases, so
+runner still holds, and only later; a row another runner already took over or removed is not
+touched). The loop's renewals queue on the write lock behind every writer of every host, and their
+gaps are the loop's own: with 50 ms per database reply and six runners, 0.35 s per renewal and
+gaps of up to 6.5 s, past a 3-s lease, so live workers' jobs and mailboxes were taken over (34 jobs
+and 8 mailboxes of 30). The heartbeat stops extending once the loop has not renewed for ``STALLED_LEASES`` leases, so
 that the work of a stuck loop still goes to others.
 """
 
@@ -160,8 +160,9 @@ class ConnectionLeases:
                 until = now + timedelta(seconds=self.lease_seconds)
                 try:
                     for table in filter(None, ("connection_lease", self.claims)):
-                        database.execute_sql(f"UPDATE {table} SET lease_until = ? WHERE worker = ? AND lease_until >= ?",
-                                             [until, self.worker, now])
+                        database.execute_sql(
+                            f"UPDATE {table} SET lease_until = ? WHERE worker = ? AND lease_until >= ? "
+                            "AND lease_until < ?", [until, self.worker, now, until])
                 except Exception as exc:  # the database out of reach: the loop says so, this waits
                     log.debug("lease heartbeat of %s: %s", self.worker, exc)
                     drop_connection()

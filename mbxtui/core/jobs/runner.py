@@ -94,7 +94,7 @@ class EnablementRunner:
         self.lease_seconds = lease_seconds
         self.on_tested = on_tested
         self.worker = queue.worker_identity()
-        self._leases = ConnectionLeases(self.worker, lease_seconds)
+        self._leases = ConnectionLeases(self.worker, lease_seconds, claims="test_job")
         self._blocked: set[int] = set()
         self._lookup: Callable[[str, int, str], Secret | None] | None = None
         self._wake = threading.Event()

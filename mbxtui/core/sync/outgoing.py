@@ -114,7 +114,7 @@ class OutgoingRunner:
         # Its own name in the sync status and lease tables: an incoming runner of the same process
         # releases only what it claimed.
         self.worker = f"{worker_identity()}:send"
-        self._leases = ConnectionLeases(self.worker, lease_seconds)
+        self._leases = ConnectionLeases(self.worker, lease_seconds, claims="sync_status")
         self._failed_profiles: set[int] = set()
 
     def run_once(self, emails: list[str] | None = None) -> OutgoingSummary:

@@ -106,7 +106,7 @@ class SyncRunner:
         self.stop = stop
         # Its own name in the lease table: a process running tests too holds those slots apart.
         self.worker = f"{worker_identity()}:sync"
-        self._leases = ConnectionLeases(self.worker, lease_seconds)
+        self._leases = ConnectionLeases(self.worker, lease_seconds, claims="sync_status")
         self._failed_profiles: set[int] = set()
 
     def run_once(self, emails: list[str] | None = None, *, ignore_interval: bool = False) -> SyncSummary:

@@ -16,9 +16,6 @@ server goes away. PostgreSQL only: a SQLite file has no server to restart or rea
 from __future__ import annotations
 
 import asyncio
-import itertools
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -29,9 +26,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from mbxtui.core import db
 from mbxtui.core.models import database
-from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import bulk, enablement, imports, settings
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.app import MbxApp
@@ -42,9 +37,9 @@ from tests.backends import ON_POSTGRES
 from tests.lab.errors import LabError
 from tests.lab.loop import LabLoop
 from tests.lab.netns import Relay
-from tests.lab.postgres import PostgresServer, _wait_ready, start_postgres
+from tests.lab.postgres import PostgresServer, start_postgres
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
-    Console, console_env, notifications, screen_text, seed_organisation, unlocked_store,
+    Console, console_env, notifications, pg_console, screen_text, unlocked_store,
 )
 from tests.tui.test_flows import emails_in, grid_of
 
@@ -52,9 +47,8 @@ pytestmark = pytest.mark.skipif(not ON_POSTGRES, reason="a SQLite file has no se
 
 GONE_WORDS = "cannot be reached or closed the connection"
 BAD_WORDS = ("Traceback", "psycopg2", "OperationalError", "InterfaceError")
-ACTION_BOUND = 15.0
-RUNNERS = ("test-runner", "processing")  # seconds an action may take to say something while the server is down
-_numbers = itertools.count(1)
+ACTION_BOUND = 15.0  # seconds an action may take to say something while the server is down
+RUNNERS = ("test-runner", "processing")
 
 
 @pytest.fixture(scope="module")
@@ -67,20 +61,6 @@ def server() -> Iterator[PostgresServer]:
         yield started
     finally:
         started.stop()
-
-
-@pytest.fixture
-def pg_console(console_env: Path, unlocked_store: SecretStore, server: PostgresServer) -> Iterator[Console]:
-    name = f"console_{next(_numbers)}"
-    url = server.create_database(name)
-    opened = db.open_database(url)
-    try:
-        actors = seed_organisation()
-        yield Console(url, console_env, unlocked_store, actors)
-    finally:
-        opened.close()
-        database.close()
-        server.drop_database(name)
 
 
 def count(url: str, sql: str) -> int:
@@ -164,7 +144,7 @@ def test_console_says_the_server_is_down_in_one_sentence_stays_usable_and_goes_o
         await settle(app, pilot)
         assert isinstance(app.screen, SettingsScreen)
 
-        command = stop(server)  # fast shutdown; the server stays away while the operator works on
+        command = server.shut_down()  # fast shutdown; the server stays away while the operator works on
         try:
             # Save a setting.
             app._notifications.clear()
@@ -200,7 +180,7 @@ def test_console_says_the_server_is_down_in_one_sentence_stays_usable_and_goes_o
             everything = notifications(app) + [screen_text(app)]
             assert not any(word in text for text in everything for word in BAD_WORDS), everything
         finally:
-            start_again(server, command)
+            server.start_again(command)
         database.close()  # this test's own session ended with the server
 
         # Back: the next action works without restarting the console.
@@ -254,25 +234,6 @@ def test_console_says_the_server_is_down_in_one_sentence_stays_usable_and_goes_o
     assert count(url, "SELECT stale_hours FROM org_settings") == stale_before + 7
     assert count(url, "SELECT count(*) FROM audit_entry WHERE action = 'settings.update' AND at > now() - "
                       "interval '10 minutes'") == 1  # saved once, by the operator, after the restart
-
-
-def stop(server: PostgresServer) -> list[str]:
-    """Fast shutdown (SIGINT, as ``pg_ctl stop -m fast``: open sessions rolled back); returns the
-    command line to start the same server again (``start_again``)."""
-    command = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    if server._admin is not None:
-        server._admin.close()
-        server._admin = None
-    server.process.send_signal(signal.SIGINT)
-    server.process.wait(timeout=30)
-    return [part.decode() for part in command]
-
-
-def start_again(server: PostgresServer, command: list[str]) -> None:
-    with server.log.open("ab") as output:
-        server.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                          cwd=server.data_dir.parent, **server.run_as)
-    assert _wait_ready(server), f"PostgreSQL did not start again:\n{server.log_tail()}"
 
 
 # --- every database reply 50 ms late ----------------------------------------------------------------

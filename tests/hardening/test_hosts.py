@@ -38,7 +38,7 @@ from tests.lab import MailLab
 from tests.lab import netns
 from tests.lab.netns import MAIL_HOST, Host, Network, Relay
 from tests.lab.proxies import ImapFront, SmtpFront
-from tests.lab.postgres import TEST_LOGIN, PostgresServer, _wait_ready, start_postgres
+from tests.lab.postgres import TEST_LOGIN, PostgresServer, start_postgres
 
 pytestmark = [pytest.mark.servers, pytest.mark.hosts,
               pytest.mark.skipif(not ON_POSTGRES, reason="a database shared by several hosts is PostgreSQL")]
@@ -369,28 +369,13 @@ def test_b_a_worker_paused_past_its_lease_writes_nothing_for_the_work_taken_over
 
 # --- c. the database restarted ---------------------------------------------------------------------
 
-def restart(server: PostgresServer, down: float = 1.0) -> None:
-    """Fast shutdown (SIGINT: open sessions rolled back, as ``pg_ctl stop -m fast``), ``down``
-    seconds without a server, then the same server started again with the same command line."""
-    command = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-    if server._admin is not None:
-        server._admin.close()
-        server._admin = None
-    server.process.send_signal(signal.SIGINT)
-    server.process.wait(timeout=30)
-    time.sleep(down)
-    with server.log.open("ab") as output:
-        server.process = subprocess.Popen([part.decode() for part in command], stdout=output,
-                                          stderr=subprocess.STDOUT, start_new_session=True,
-                                          cwd=server.data_dir.parent, **server.run_as)
-    assert _wait_ready(server), f"PostgreSQL did not start again:\n{server.log_tail()}"
-
-
 def test_c_workers_reconnect_by_themselves_after_a_database_restart_and_lose_nothing(run: Run):
     start_three(run)
     run.wait_for(lambda: run.one("SELECT count(*) FROM test_job WHERE state = 'done'") >= 40 and run.processed() >= 10,
                  "tests and processing under way")
-    restart(run.pg)
+    command = run.pg.shut_down()
+    time.sleep(1.0)  # a second without a server
+    run.pg.start_again(command)
     assert run.jobs_left() > 0 or run.processed() < len(run.logins), "restarted too late to prove anything"
     run.wait_for(run.all_done, "every mailbox tested and processed after the restart")
     statuses = run.stop_workers()

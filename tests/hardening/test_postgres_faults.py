@@ -44,7 +44,7 @@ from tests.lab import MailLab
 from tests.lab.errors import LabError
 from tests.lab.postgres import PostgresServer, start_postgres
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
-    Console, console_env, notifications, seed_organisation, settle, unlocked_store,
+    Console, console_env, notifications, pg_console, settle, unlocked_store,
 )
 from tests.tui.test_flows import confirm_shows, emails_in, grid_of
 
@@ -271,20 +271,6 @@ def test_read_only_database_lists_and_refuses_changes(cli: Cli, server: Postgres
 
 
 # --- the console -----------------------------------------------------------------------------------------
-
-@pytest.fixture
-def pg_console(console_env: Path, unlocked_store: SecretStore, server: PostgresServer) -> Iterator[Console]:
-    name = f"console_{next(_numbers)}"
-    url = server.create_database(name)
-    opened = db.open_database(url)
-    try:
-        actors = seed_organisation()
-        yield Console(url, console_env, unlocked_store, actors)
-    finally:
-        opened.close()
-        database.close()
-        server.drop_database(name)
-
 
 def test_console_with_its_sessions_ended_and_every_slot_taken_says_so_in_place_and_goes_on(
         pg_console: Console, slots: Slots):

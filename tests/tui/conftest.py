@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
 from mbxtui.core.services.selection import Selection
 from mbxtui.tui.app import MbxApp
 from tests.backends import Databases
+from tests.lab.postgres import PostgresServer
 
 MASTER_PASSWORD = "console master pässword"
 NO_OS_KEYRING = "keyring.backends.fail.Keyring"
@@ -124,6 +126,24 @@ def console_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("NO_COLOR", KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, "MBXTUI_DB"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
+
+
+_pg_consoles = itertools.count(1)
+
+
+@pytest.fixture
+def pg_console(console_env: Path, unlocked_store: SecretStore, server: PostgresServer) -> Iterator[Console]:
+    """The organisation of ``seed_organisation`` in a new database of ``server``: a PostgreSQL
+    server of the asking module's own (its fixture of that name), which its tests stop or fill."""
+    name = f"console_{next(_pg_consoles)}"
+    url = server.create_database(name)
+    opened = db.open_database(url)
+    try:
+        yield Console(url, console_env, unlocked_store, seed_organisation())
+    finally:
+        opened.close()
+        database.close()
+        server.drop_database(name)
 
 
 @pytest.fixture

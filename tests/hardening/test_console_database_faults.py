@@ -37,6 +37,7 @@ from tests.backends import ON_POSTGRES
 from tests.lab.errors import LabError
 from tests.lab.loop import LabLoop
 from tests.lab.netns import Relay
+from tests.hardening.test_postgres_faults import count
 from tests.lab.postgres import PostgresServer, start_postgres
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
     Console, console_env, notifications, pg_console, screen_text, unlocked_store,
@@ -61,14 +62,6 @@ def server() -> Iterator[PostgresServer]:
         yield started
     finally:
         started.stop()
-
-
-def count(url: str, sql: str) -> int:
-    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
-        cursor.execute(sql)
-        value = cursor.fetchone()[0]
-    conn.close()
-    return value
 
 
 def execute(url: str, sql: str) -> None:

@@ -21,6 +21,7 @@ from peewee import SqliteDatabase
 from mbxtui.core import dialect
 from mbxtui.core.errors import MbxError, PermissionDenied, one_line, refusal
 from mbxtui.core.faults import MachineFault, fault_sentence, server_name
+from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.migrations import LATEST_VERSION, MIGRATIONS, POSTGRES_MIGRATIONS
 from mbxtui.core.models import database
 from mbxtui.core.paths import ensure_private_dir, foreign_owner, is_server_url, open_owner_only, user_name
@@ -161,6 +162,7 @@ def _connect_postgres(url: str, existing_only: bool) -> peewee.Database:
         if existing_only:
             _require_installation(db, shown)
         migrate_postgres(db)
+        clock_jumps.follow_server(db)  # the server's clock, not this host's, for every moment
     except peewee.DatabaseError as exc:
         db.close()
         raise DatabaseError(f"cannot open {shown} as an mbxtui database: {one_line(exc)}") from None

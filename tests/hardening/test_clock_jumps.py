@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -325,3 +325,42 @@ def test_an_owners_email_stays_once_an_hour_across_a_forward_jump(org, movable):
     movable.advance(3600)
     with write_transaction():
         assert notices.claim(notices.MAILBOX, mailbox_id, core_clock.now()), "the next one an hour later"
+
+
+# -- a console or the CLI on a host whose clock is wrong ------------------------------------------
+
+def _synced_ago(org: Org, ages: dict[int, timedelta]) -> None:
+    start = core_clock.now()
+    for mailbox_id, age in ages.items():
+        database.execute_sql(
+            "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
+            "enabled_since, last_incoming_success) VALUES (?, 'idle', 0, 0, 0, ?, ?)",
+            [mailbox_id, start - timedelta(days=2), start - age])
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="on SQLite every process shares the host's clock")
+def test_the_cli_on_a_host_whose_clock_is_hours_off_goes_by_the_servers_clock(org, tmp_path):
+    """Before the fix, a CLI 3 h ahead saw a mailbox synced 23 h ago as stale, one 3 h behind saw
+    none synced 25 h ago as stale, and an email it queued was dated 3 h off."""
+    fresh, old = _mailboxes(org, 2, "hostclock")
+    _synced_ago(org, {fresh: timedelta(hours=23), old: timedelta(hours=25)})
+    database.execute_sql("UPDATE mailbox SET outgoing_method = 'server_side_sync' WHERE id = ?", [fresh])
+    fake = FakeTime(tmp_path)
+    env = fake.env(org.cli_env())
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(org.cli_command(*args), env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        assert "jumped" not in done.stderr, done.stderr
+        return done.stdout
+
+    for offset in ("+3h", "-3h"):
+        fake.set(offset)
+        listed = cli("mailbox", "list", "--view", "stale")
+        assert "hostclock1@corp.test" in listed and "hostclock0@corp.test" not in listed, (offset, listed)
+    cli("email", "send", "--from", "hostclock0@corp.test", "--to", "ann@outside.test", "--subject", "Dated",
+        "--body", "by the server")
+    [(created,)] = query(org.db_path, "SELECT CAST(created_on AS text) FROM email_activity WHERE subject = 'Dated'")
+    off = abs(datetime.fromisoformat(created) - core_clock.now())
+    assert off < timedelta(minutes=1), f"an email queued by a host 3 h behind is dated {off} off the server's clock"

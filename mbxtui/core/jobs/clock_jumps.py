@@ -38,7 +38,16 @@ def follow_database(*, at_once: bool = False) -> None:
         return
     if not at_once and clock.monotonic() - _followed_at < FOLLOW_SECONDS:
         return
-    epoch = database.execute_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0]
+    follow_server(database)
+
+
+def follow_server(db) -> None:
+    """Go by the clock of the PostgreSQL server ``db`` is connected to from now on. Every process
+    that opens a PostgreSQL database does so at once (core/db.py), the console and the CLI too: a
+    moment one writes (an alert, a queued email, a cancelled job) and a moment one judges by (the
+    stale threshold, R16's hour) are the server's, whatever this host's clock says."""
+    global _followed_at
+    epoch = db.execute_sql("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0]
     clock.current().follow(float(epoch))
     _followed_at = clock.monotonic()
 

@@ -180,6 +180,12 @@ def test_a_worker_whose_clock_jumps_back_runs_the_retry_and_the_poll_due_a_minut
         wait_until(lambda: query(org.db_path, attempts)[0][0] == 1, "the first attempt, refused", [worker])
         wait_until(lambda: query(org.db_path, "SELECT count(*) FROM sync_status WHERE last_incoming_success "
                                               "IS NOT NULL")[0][0] == 1, "the first poll", [worker])
+        # The refused attempt raised R16's alert (the profile's only mailbox failing); a mailbox enabled
+        # and never synced yet: both dated by the clock before the jump, so 3 h ahead after it.
+        database.execute_sql(
+            "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
+            "enabled_since) VALUES (?, 'idle', 0, 0, 0, ?)", [org.row("retried@corp.test").id, core_clock.now()])
+        assert query(org.db_path, "SELECT count(*) FROM alert WHERE code = 'PROFILE_FAILING'")[0][0] == 1
         fake.set("-3h")
         jumped = time.monotonic()
         deliver(org, login, message("ann@outside.test", login, "After the jump"))
@@ -194,6 +200,11 @@ def test_a_worker_whose_clock_jumps_back_runs_the_retry_and_the_poll_due_a_minut
     assert retried_after < 75 and polled_after < 75, (retried_after, polled_after)
     if not ON_POSTGRES:  # on PostgreSQL the worker goes by the server's clock: nothing jumped
         assert "the system clock jumped back by 3:00:00" in errors, errors
+        ahead = (core_clock.now() - THREE_HOURS + timedelta(minutes=1)).isoformat(sep=" ")
+        assert query(org.db_path, "SELECT CAST(created_on AS text) FROM alert WHERE created_on > ?", [ahead]) == [], \
+            "R16's alert left 3 h ahead: no other for 4 h"
+        assert query(org.db_path, "SELECT count(*) FROM sync_status WHERE enabled_since > ?", [ahead])[0][0] == 0, \
+            "a mailbox enabled 3 h ahead: not stale for 27 h"
 
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -310,6 +321,42 @@ def test_a_forward_jump_makes_no_fresh_mailbox_stale_and_a_backward_one_leaves_n
     ahead = query(org.db_path, "SELECT count(*) FROM sync_status WHERE last_incoming_success > ?",
                   [now.isoformat(sep=" ")])
     assert ahead[0][0] == 0, "a success left hours ahead of the clock"
+
+
+@pytest.mark.servers
+def test_after_a_backward_jump_r16_alerts_an_hour_on_and_a_mailbox_never_synced_turns_stale(org, movable):
+    ids = _mailboxes(org, 2, "backr16")
+    profile_id = database.execute_sql("SELECT profile_id FROM mailbox WHERE id = ?", [ids[0]]).fetchone()[0]
+    database.execute_sql(
+        "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
+        "enabled_since) VALUES (?, 'idle', 0, 0, 0, ?)", [ids[0], core_clock.now()])
+
+    def fail_all() -> int:
+        now = core_clock.now()
+        with write_transaction():
+            for mailbox_id in ids:
+                failing_profiles.failed(mailbox_id, profile_id, ["incoming"], failing_profiles.TEST, now)
+            failing_profiles.alert_failing_profiles([profile_id], now)
+        return Alert.select().where(Alert.code == "PROFILE_FAILING").count()
+
+    assert fail_all() == 1
+    movable.jump(-THREE_HOURS.total_seconds())
+    movable.advance(1)
+    now = core_clock.now()
+    assert core_clock.current().backward_jump() == pytest.approx(THREE_HOURS.total_seconds())
+    assert clock_jumps.left_ahead(now), "the alert ahead, as a worker starting now would find it"
+    with write_transaction():
+        clock_jumps.bring_back(now, 60)
+    assert not clock_jumps.left_ahead(now)
+    movable.advance(3601)
+    assert fail_all() == 2, "R16's next alert an hour on (the first, left 3 h ahead, held it back 4 h)"
+
+    def stale() -> set[int]:
+        sql, params = mailbox_views.stale_ids(core_clock.now())
+        return {row[0] for row in database.execute_sql(sql, params).fetchall()}
+
+    movable.advance(23 * 3600)
+    assert stale() == {ids[0]}, "never synced 24 h after it was enabled (enabled 3 h ahead, it looked fresh)"
 
 
 @pytest.mark.servers

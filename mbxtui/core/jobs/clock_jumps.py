@@ -23,11 +23,14 @@ from mbxtui.core.models import database
 FOLLOW_SECONDS = 10.0
 _followed_at = float("-inf")
 
-# Moments written as "now": none may lie ahead of the clock.
+# Moments written as "now": none may lie ahead of the clock. An alert's, because R16 raises none
+# while one is younger than an hour (left 3 h ahead, it silenced R16 for 4 h); when a mailbox was
+# enabled, because a mailbox never synced is stale that long after it (left ahead, it looked fresh).
 _PAST_MOMENTS = (("mailbox_failure", "failed_on"), ("owner_notice", "sent_on"),
                  ("sync_status", "last_incoming_success"), ("sync_status", "last_outgoing_success"),
                  ("sync_status", "stale_alerted_on"), ("sync_status", "last_cycle_started"),
-                 ("sync_status", "last_cycle_finished"))
+                 ("sync_status", "last_cycle_finished"), ("sync_status", "enabled_since"),
+                 ("alert", "created_on"), ("alert", "dismissed_on"))
 
 
 def follow_database(*, at_once: bool = False) -> None:
@@ -53,15 +56,18 @@ def follow_server(db) -> None:
 
 
 def left_ahead(now: datetime) -> bool:
-    """Whether a moment written as "now" lies ahead of ``now``: the last successful sync, or the
-    latest retry beyond the retry interval (two maxima, each read from its index)."""
+    """Whether a moment written as "now" lies ahead of ``now``: the last successful sync, the
+    latest alert (dismissed or not), or the latest retry beyond the retry interval (maxima, each
+    read from an index)."""
     row = database.execute_sql(
         "SELECT (SELECT max(last_incoming_success) FROM sync_status), "
+        "(SELECT max(created_on) FROM alert WHERE dismissed = 0), "
+        "(SELECT max(created_on) FROM alert WHERE dismissed = 1), "
         "(SELECT max(not_before) FROM test_job WHERE state = 'queued'), "
         "(SELECT retry_interval_minutes FROM org_settings WHERE id = 1)").fetchone()
-    success, retry_at, retry = row
+    *moments, retry_at, retry = row
     slack = timedelta(seconds=60)
-    return ((success is not None and _moment(success) > now + slack)
+    return (any(moment is not None and _moment(moment) > now + slack for moment in moments)
             or (retry_at is not None and _moment(retry_at) > now + timedelta(minutes=retry or 5) + slack))
 
 

@@ -419,7 +419,14 @@ def _usable_os_keyring() -> tuple[keyring.backend.KeyringBackend | None, str | N
     if stores_nothing or _asks_for_master_password(backend):
         return None, _plaintext_left_out()
     try:
-        backend.get_password(SERVICE, "availability-check")
+        _answered_in_time(lambda: backend.get_password(SERVICE, "availability-check"))
+    except TimeoutError as exc:
+        # It is there and holds the secrets, but does not answer (frozen, or waiting on a prompt):
+        # the encrypted file instead would hold none of them.
+        raise KeyringUnavailable(
+            f"the {_describe_backend(backend)} could not be read ({type(exc).__name__}: {exc}): start the keyring "
+            "service again (gnome-keyring-daemon, or log in to the desktop session), then start mbxtui again"
+        ) from None
     except Exception as exc:
         log.warning("%s is not usable", _describe_backend(backend), exc_info=True)
         return None, (

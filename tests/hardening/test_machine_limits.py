@@ -343,7 +343,7 @@ def test_a_stopped_secret_service_fails_only_the_mailboxes_whose_secrets_were_ne
 
 
 def test_a_frozen_secret_service_fails_the_mailboxes_whose_secrets_were_never_read_within_seconds(
-        org: Org, tmp_path: Path, secret_service: subprocess.Popen):
+        org: Org, tmp_path: Path, secret_service: subprocess.Popen, monkeypatch: pytest.MonkeyPatch):
     # A Secret Service that never answers (stopped by SIGSTOP; as one waiting on a prompt nobody
     # can answer): the Secret Service library waits for it without a timeout.
     store = SecretStore.open(tmp_path / "data")
@@ -364,10 +364,29 @@ def test_a_frozen_secret_service_fails_the_mailboxes_whose_secrets_were_never_re
         ran.join(timeout=FROZEN_KEYRING_WAIT)
         took = time.monotonic() - started
         assert not ran.is_alive(), f"Test & Enable still waits for the keyring after {took:.0f} s"
+        # Opened by a process starting now (no call left unanswered), on a bound of 1 s for speed.
+        monkeypatch.setattr(secrets, "_unanswered", None)
+        monkeypatch.setattr(secrets, "OS_KEYRING_ANSWER_SECONDS", 1.0)
+        opened: list[object] = []
+
+        def open_store() -> None:
+            try:
+                opened.append(SecretStore.open(tmp_path / "data"))
+            except SecretsError as exc:
+                opened.append(exc)
+
+        opening = threading.Thread(target=open_store, daemon=True)
+        opening.start()
+        opening.join(timeout=5)
+        assert not opening.is_alive(), "opening the store still waits for the frozen Secret Service after 5 s"
     finally:
         secret_service.send_signal(signal.SIGCONT)
     # One call waits for the bound; the others fail at once while it is unanswered.
-    assert took < secrets.OS_KEYRING_ANSWER_SECONDS + 10, took
+    assert took < 10.0 + 10, took
+    [error] = opened
+    assert isinstance(error, secrets.KeyringUnavailable), error
+    assert str(error).startswith("the Secret Service could not be read (TimeoutError: no answer within 1 s): "
+                                 "start the keyring service again"), error
     assert org.row(read_before).overall_status == "success", org.row(read_before).last_error_text
     for login in (never_read, also_never_read):
         text = _keyring_failure(org, login)

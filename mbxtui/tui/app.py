@@ -37,6 +37,8 @@ from mbxtui.tui.workers import run_service
 
 SIXTEEN_COLOUR_TERMS = ("linux", "xterm", "vt100", "vt220", "screen", "tmux", "ansi")
 log = logging.getLogger(__name__)
+# What a runner that gave up needs: it is not started again while the console runs.
+RESTART = "restart the console to start it again"
 
 
 def default_theme() -> str:
@@ -187,8 +189,8 @@ class MbxApp(App):
             self._processing.run()
         except Exception as exc:  # shown to the operator; the console keeps working
             log.exception("processing stopped")
-            self.call_from_thread(self.notify, f"Processing stopped: {problem_sentence(exc)}", severity="error",
-                                  timeout=15, markup=False)
+            self.call_from_thread(self.notify, f"Processing stopped: {problem_sentence(exc)} ({RESTART})",
+                                  severity="error", timeout=15, markup=False)
 
     def on_mailboxes_processed(self, message: MailboxesProcessed) -> None:
         self.mailboxes_processed.publish(message.summary)
@@ -218,7 +220,7 @@ class MbxApp(App):
             self.runner_stopped.publish(message.error)
 
     def show_runner_stopped(self, error: str) -> None:
-        self.notify(f"Test & Enable stopped: {error}", severity="error", timeout=15, markup=False)
+        self.notify(f"Test & Enable stopped: {error} ({RESTART})", severity="error", timeout=15, markup=False)
 
     def _update_progress(self) -> None:
         batches = sorted(self.watched_batches)

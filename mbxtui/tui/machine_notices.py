@@ -1,7 +1,8 @@
 """What the machine under the console says while it runs: too few file descriptors for its Test &
-Enable threads (so the tests are slower), a full disk or a PostgreSQL server its runners wait out,
-and that they go on. ``mbxtui worker`` prints these lines on stderr (``logs.echo``); the console
-shows each as a notification, posted from whichever thread logged it."""
+Enable threads (so the tests are slower), a full disk or a PostgreSQL server its runners wait out
+(said as Test & Enable or processing stopped until the database answers again, and why), and that
+they go on. ``mbxtui worker`` prints these lines on stderr (``logs.echo``); the console shows each
+as a notification, posted from whichever thread logged it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,16 @@ class MachineNotice(Message):
     warning: bool  # else it tells that a fault passed
 
 
+def console_text(record: logging.LogRecord) -> str:
+    """The line as the console says it. A runner waiting a fault out (``paused``: what, ``fault``:
+    why) has stopped meanwhile: the worker's "Test & Enable waits: ..." read in the console as if
+    the tests were only slower, while none ran until the database answered again."""
+    paused = getattr(record, "paused", None)
+    if paused:
+        return f"{paused} stopped until the database answers again: {record.fault}"
+    return record.getMessage()
+
+
 class _Poster(logging.Handler):
     def __init__(self, app: App) -> None:
         super().__init__(logging.INFO)
@@ -28,7 +39,7 @@ class _Poster(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.app.post_message(MachineNotice(record.getMessage(), record.levelno >= logging.WARNING))
+            self.app.post_message(MachineNotice(console_text(record), record.levelno >= logging.WARNING))
         except Exception:  # the console closing: the line is in the log file, if any
             self.handleError(record)
 

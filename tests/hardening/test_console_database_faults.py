@@ -29,7 +29,7 @@ from textual.widgets import Input
 from mbxtui.core.models import database
 from mbxtui.core.services import bulk, enablement, imports, settings
 from mbxtui.core.services.selection import Selection
-from mbxtui.tui.app import MbxApp
+from mbxtui.tui.app import RESTART, MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen
 from mbxtui.tui.screens.mailboxes import MailboxesScreen
 from mbxtui.tui.screens.settings import SettingsScreen
@@ -202,7 +202,12 @@ def test_console_says_the_server_is_down_in_one_sentence_stays_usable_and_goes_o
         await within(app, pilot, "processing said it goes on",
                      lambda: "processing goes on: the database answers again" in told, bound=20)
         assert "Test & Enable goes on: the database answers again" in told, told
-        assert not any("stopped" in text for text in told), told
+        # Meanwhile neither ran, and the console said so and why (it said the worker's "waits"), not
+        # that they gave up.
+        for what in ("Test & Enable", "Processing"):
+            assert any(text.startswith(f"{what} stopped until the database answers again: ") and shown(url) in text
+                       for text in told), (what, told)
+        assert not any(RESTART in text for text in told), told
 
         # Every line the console told was one sentence; whatever spoke of the server named it.
         for text in told:

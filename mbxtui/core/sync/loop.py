@@ -126,7 +126,8 @@ class ProcessingLoop:
             return
         if self._said.get(what) != fault:
             self._said[what] = fault
-            faults.log.warning("%s: %s", what, fault)
+            paused = {"paused": "Processing", "fault": fault} if what == PASS_FAILED else {}
+            faults.log.warning("%s: %s", what, fault, extra=paused)
 
     def run_pass(self) -> SyncSummary:
         """One pass, by runners of their own (what a runner gathers, such as the profiles that

@@ -26,7 +26,7 @@ import pytest
 
 from mbxtui.core import clock as core_clock
 from mbxtui.core.db import write_transaction
-from mbxtui.core.jobs import clock_jumps, failing_profiles
+from mbxtui.core.jobs import clock_jumps, failing_profiles, retests
 from mbxtui.core.models import Alert, OrgSettings, database
 from mbxtui.core.services import mailbox_views, settings
 from mbxtui.core.sync import notices
@@ -357,6 +357,34 @@ def test_after_a_backward_jump_r16_alerts_an_hour_on_and_a_mailbox_never_synced_
 
     movable.advance(23 * 3600)
     assert stale() == {ids[0]}, "never synced 24 h after it was enabled (enabled 3 h ahead, it looked fresh)"
+
+
+@pytest.mark.servers
+def test_r33_retests_a_day_after_the_last_test_across_a_jump_either_way(org, movable):
+    [mailbox_id] = _mailboxes(org, 1, "retest")
+    database.execute_sql("UPDATE profile SET retest_hours = 24 WHERE name = 'retest'")
+
+    def tested(ago: timedelta) -> None:
+        moment = core_clock.now() - ago
+        database.execute_sql("UPDATE mailbox SET test_completed_on = ?, test_last_attempted_on = ? WHERE id = ?",
+                             [moment, moment, mailbox_id])
+
+    tested(timedelta(hours=22))
+    movable.advance(60)
+    movable.jump(THREE_HOURS.total_seconds())
+    movable.advance(60)
+    assert retests.due_for_retest(core_clock.now()) == [], "tested 22 h ago: a 3 h forward jump made it due"
+
+    movable.advance(24 * 3600)  # the forward jump long past
+    tested(timedelta(0))
+    movable.jump(-THREE_HOURS.total_seconds())
+    movable.advance(1)
+    now = core_clock.now()
+    assert core_clock.current().backward_jump() == pytest.approx(THREE_HOURS.total_seconds())
+    with write_transaction():
+        clock_jumps.bring_back(now, 60)
+    movable.advance(24 * 3600 + 60)
+    assert retests.due_for_retest(core_clock.now()) == [mailbox_id], "tested a day ago (its test left 3 h ahead)"
 
 
 @pytest.mark.servers

@@ -11,9 +11,9 @@ worker and a console started with ``--process`` (see ``sync/loop.py``)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from mbxtui.core import dialect
+from mbxtui.core import clock, dialect
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import JobState
 from mbxtui.core.jobs import queue
@@ -41,7 +41,7 @@ def _intervals() -> list[tuple[int, int]]:
 
 
 def _parameters(profile_id: int, hours: int, now: datetime) -> list:
-    cutoff = now - timedelta(hours=hours)
+    cutoff = clock.current().ago(now, hours * 3600)  # a forward jump taken off: not every mailbox at once
     return [profile_id, cutoff, cutoff, cutoff, cutoff, JobState.QUEUED.value, JobState.RUNNING.value]
 
 

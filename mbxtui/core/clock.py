@@ -5,9 +5,11 @@ lease renewals), which a change of the wall clock must not stretch or cut short.
 
 Whose clock decides between processes: on SQLite the host's, which every process shares (the file
 is local); on PostgreSQL the database server's, so that workers on hosts whose clocks disagree
-(or one whose clock jumps) never judge each other's leases by different clocks. A worker reads the
-server's clock (``follow``, from jobs/clock_jumps.py) when it starts and every few seconds, and in
-between advances that reading by its monotonic clock: its own wall clock no longer matters.
+(or one whose clock jumps) never judge each other's leases by different clocks, and a console or
+the CLI on a host whose clock is wrong neither writes nor judges by it. Every process reads the
+server's clock (``follow``, from jobs/clock_jumps.py) when it opens the database, a worker again
+every few seconds, and in between advances that reading by its monotonic clock: its own wall clock
+no longer matters.
 
 The wall clock can jump (an NTP step after a VM resumes, ``date -s``, a wrong RTC corrected at
 boot). Each reading of ``now()`` is compared with the monotonic clock, and a difference that moved

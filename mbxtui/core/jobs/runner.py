@@ -195,7 +195,8 @@ class EnablementRunner:
                     raise
                 forget_connection()  # broken, or refused: the next try connects anew
                 if fault != said:
-                    faults.log.warning("Test & Enable waits: %s", fault, extra={"paused": "Test & Enable", "fault": fault})
+                    faults.log.warning("Test & Enable waits: %s", fault,
+                                       extra={"paused": "Test & Enable", "fault": fault})
                     said = fault
             if (stop or threading.Event()).wait(pause):
                 return  # what it held goes back to the queue when its lease ends, or this process does

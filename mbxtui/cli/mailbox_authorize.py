@@ -65,7 +65,10 @@ def cmd_mailbox_deauthorize(ctx: Context, args: argparse.Namespace) -> int:
         print(json.dumps(done.as_dict()))
     else:
         print(f"mailbox {safe(done.email)} deauthorized: its refresh token was removed from the keyring; "
-              f"{safe(done.revocation)}")
+              f"{safe(done.revocation)}" if done.warning is None else
+              f"mailbox {safe(done.email)} deauthorized: {safe(done.revocation)}")
+    if done.warning is not None:
+        print(f"mbxtui: warning: {safe(done.warning)}", file=sys.stderr)
     return EXIT_ERROR if done.revoked is False else EXIT_OK
 
 

@@ -368,7 +368,7 @@ class MailboxEditScreen(FormScreen):
             self.notify("Nothing changed")
             return
 
-        def save() -> bool:
+        def save() -> tuple[str, ...]:
             store = self.store_for_secrets() if password else None  # locked: refused before anything is written
             email = self.row["email"]
             edited = None
@@ -384,10 +384,12 @@ class MailboxEditScreen(FormScreen):
                     if edited is None:
                         raise
                     raise PartlySaved(edited, "the mailbox's other changes were saved", exc) from exc
-            return True
+            return edited.warnings if edited is not None else ()
 
-        def saved(_done: bool) -> None:
+        def saved(warnings: tuple[str, ...]) -> None:
             self.notify("Saved")
+            for warning in warnings:  # saved; what could not follow it (a revocation, the keyring) is said
+                self.notify(warning, severity="warning", timeout=30)
             self.dismiss(True)
 
         self.run_save(save, saved)

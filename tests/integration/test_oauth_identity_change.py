@@ -18,12 +18,12 @@ import pytest
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import MailboxAuthorization
 from mbxtui.core.oauth import delegated
-from mbxtui.core.secrets import SERVICE, SecretStore
+from mbxtui.core.secrets import KEYRING_CHOICE_ENV, SERVICE, SecretStore
 from mbxtui.core.services import audit, authorizations, bulk, credentials, mailboxes, profiles, settings
 from mbxtui.core.services.selection import Selection
 from mbxtui.core import dialect
 from mbxtui.core.models import database
-from tests.integration.conftest import Org
+from tests.integration.conftest import MASTER_PASSWORD, NO_OS_KEYRING, Org
 from tests.integration.test_oauth_delegated import (  # noqa: F401  (the fixtures are used by name)
     ALICE, BOB, approving, delegated_profile, fresh_provider, oauth_mail, refresh_token_of,
 )
@@ -37,7 +37,7 @@ NEW_ADDRESS = "alice.new@example.test"
 @pytest.fixture(autouse=True)
 def provider_answers(oauth_mail: OAuthMail):
     yield
-    oauth_mail.provider.unavailable = False
+    oauth_mail.provider.unavailable, oauth_mail.provider.on_revocation = False, None
 
 
 def authorized(org: Org, oauth: OAuthMail, store: SecretStore | None = None) -> None:
@@ -68,8 +68,8 @@ def test_a_new_address_takes_the_refresh_token_out_of_the_keyring_and_the_edit_a
     assert moved.returncode == 0, moved.stderr
     assert json.loads(moved.stdout)["email"] == NEW_ADDRESS and moved.stderr == ""
     assert taken_out(org, alice_id) and not org.row(NEW_ADDRESS).token_set
-    assert held in oauth_mail.provider.revocations and held not in oauth_mail.provider.live_refresh_tokens(ALICE), \
-        "revoked at the provider, as mailbox deauthorize does"
+    revoked = held in oauth_mail.provider.revocations and held not in oauth_mail.provider.live_refresh_tokens(ALICE)
+    assert revoked, "revoked at the provider, as mailbox deauthorize does"  # not compared: it would print the token
     assert not taken_out(org, org.row(BOB).id), "only that mailbox's"
     entry = audit.list_entries(org.admin, record_kind="mailbox", record_id=alice_id)[0]
     assert entry["before"] == {"email": ALICE, "authorization": "authorized"}
@@ -87,10 +87,10 @@ def test_a_move_to_a_profile_of_another_client_takes_it_out_and_one_of_the_same_
     assert credentials.mailbox_secret_state(org.admin, BOB) == credentials.NOT_CONFIRMED
 
     held = refresh_token_of(org, ALICE)
-    assert held not in oauth_mail.provider.revocations
     edited = mailboxes.edit(org.admin, ALICE, profile="Passwords", store=lambda: org.store)
     assert taken_out(org, alice_id) and edited.warnings == ()
-    assert held in oauth_mail.provider.revocations, "revoked at the client it was made at"
+    revoked = held in oauth_mail.provider.revocations
+    assert revoked, "revoked at the client it was made at"
 
 
 def test_a_provider_down_leaves_the_grant_unrevoked_with_a_warning_and_the_edit_saved(
@@ -109,7 +109,31 @@ def test_a_provider_down_leaves_the_grant_unrevoked_with_a_warning_and_the_edit_
     assert "HTTP 503" in moved.stderr and "revoke it in the provider's own console" in moved.stderr
     assert held not in moved.stdout + moved.stderr
     oauth_mail.provider.unavailable = False
-    assert held in oauth_mail.provider.live_refresh_tokens(ALICE), "the provider kept it: the warning said so"
+    kept = held in oauth_mail.provider.live_refresh_tokens(ALICE)
+    assert kept, "the provider kept it: the warning said so"
+
+
+def test_a_keyring_that_fails_after_the_edit_committed_is_a_warning_naming_the_command(
+        org: Org, oauth_mail: OAuthMail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", NO_OS_KEYRING)
+    monkeypatch.delenv(KEYRING_CHOICE_ENV, raising=False)
+    store = SecretStore.open(tmp_path / "data")  # its own encrypted file: this one is damaged
+    store.unlock(MASTER_PASSWORD)
+    authorized(org, oauth_mail, store)
+    alice_id = org.row(ALICE).id
+    store_file = tmp_path / "data" / "secrets.cfg"
+    # Between the commit and the removal, something else writes over the keyring's file.
+    oauth_mail.provider.on_revocation = lambda: store_file.write_bytes(b"not a secrets file\n")
+
+    edited = mailboxes.edit(org.admin, ALICE, email=NEW_ADDRESS, store=lambda: store)
+
+    assert org.row(NEW_ADDRESS).id == alice_id and not org.row(NEW_ADDRESS).token_set, "the edit stands"
+    assert not MailboxAuthorization.select().where(MailboxAuthorization.mailbox == alice_id).exists()
+    [warning] = edited.warnings
+    assert warning.startswith(f"the change was saved, but the refresh token of mailbox {NEW_ADDRESS} could not be "
+                              f"removed from the keyring ("), warning
+    assert warning.endswith(f"it is no longer used: remove it with `mbxtui mailbox deauthorize {NEW_ADDRESS}` once "
+                            f"the keyring answers"), warning
 
 
 def _refuse_audit_records() -> None:
@@ -146,9 +170,11 @@ def test_an_edit_the_database_refuses_loses_no_refresh_token_and_revokes_nothing
     kept = refresh_token_of(org, ALICE) == held  # not compared in the assert: a failure would print it
     assert kept and org.row(ALICE).token_set and authorizations.state_of(org.admin, ALICE) is not None
     assert org.row(ALICE).profile.name == "Delegated"
-    assert held not in oauth_mail.provider.revocations and held in oauth_mail.provider.live_refresh_tokens(ALICE)
+    untouched = held not in oauth_mail.provider.revocations and held in oauth_mail.provider.live_refresh_tokens(ALICE)
+    assert untouched, "not revoked either"
     mailboxes.edit(org.admin, ALICE, store=lambda: org.store, **change)  # tried again: it goes through
-    assert taken_out(org, alice_id) and held in oauth_mail.provider.revocations
+    revoked = held in oauth_mail.provider.revocations
+    assert taken_out(org, alice_id) and revoked
 
 
 def test_without_the_keyring_such_an_edit_is_refused_whole(org: Org, oauth_mail: OAuthMail):

@@ -53,7 +53,7 @@ def taken_out(org: Org, mailbox_id: int, store: SecretStore | None = None) -> bo
     return left is None and not MailboxAuthorization.select().where(MailboxAuthorization.mailbox == mailbox_id).exists()
 
 
-def test_a_new_address_takes_the_refresh_token_out_of_the_keyring_and_the_edit_audits_it(
+def test_a_new_address_takes_the_refresh_token_out_audited_and_a_revocation_that_fails_is_a_warning(
         org: Org, oauth_mail: OAuthMail):
     authorized(org, oauth_mail)
     alice_id = org.row(ALICE).id
@@ -63,13 +63,19 @@ def test_a_new_address_takes_the_refresh_token_out_of_the_keyring_and_the_edit_a
     assert not taken_out(org, alice_id), "a new name leaves the identity as it was"
 
     held = refresh_token_of(org, ALICE)
+    oauth_mail.provider.unavailable = True  # the grant cannot be revoked: a warning, the edit stands
     moved = org.cli("mailbox", "edit", ALICE, "--email", NEW_ADDRESS, "--json")
 
     assert moved.returncode == 0, moved.stderr
-    assert json.loads(moved.stdout)["email"] == NEW_ADDRESS and moved.stderr == ""
+    assert json.loads(moved.stdout)["email"] == NEW_ADDRESS
     assert taken_out(org, alice_id) and not org.row(NEW_ADDRESS).token_set
-    revoked = held in oauth_mail.provider.revocations and held not in oauth_mail.provider.live_refresh_tokens(ALICE)
-    assert revoked, "revoked at the provider, as mailbox deauthorize does"  # not compared: it would print the token
+    assert moved.stderr.startswith(f"mbxtui: warning: the authorization of {ALICE} was dropped, but not revoked at "
+                                   f"its OAuth provider: the revocation at "), moved.stderr
+    assert "HTTP 503" in moved.stderr and "revoke it in the provider's own console" in moved.stderr
+    assert held not in moved.stdout + moved.stderr
+    oauth_mail.provider.unavailable = False
+    kept = held in oauth_mail.provider.live_refresh_tokens(ALICE)
+    assert kept, "the provider kept it: the warning said so"  # not compared: it would print the token
     assert not taken_out(org, org.row(BOB).id), "only that mailbox's"
     entry = audit.list_entries(org.admin, record_kind="mailbox", record_id=alice_id)[0]
     assert entry["before"] == {"email": ALICE, "authorization": "authorized"}
@@ -89,28 +95,8 @@ def test_a_move_to_a_profile_of_another_client_takes_it_out_and_one_of_the_same_
     held = refresh_token_of(org, ALICE)
     edited = mailboxes.edit(org.admin, ALICE, profile="Passwords", store=lambda: org.store)
     assert taken_out(org, alice_id) and edited.warnings == ()
-    revoked = held in oauth_mail.provider.revocations
-    assert revoked, "revoked at the client it was made at"
-
-
-def test_a_provider_down_leaves_the_grant_unrevoked_with_a_warning_and_the_edit_saved(
-        org: Org, oauth_mail: OAuthMail):
-    authorized(org, oauth_mail)
-    alice_id = org.row(ALICE).id
-    held = refresh_token_of(org, ALICE)
-    oauth_mail.provider.unavailable = True
-
-    moved = org.cli("mailbox", "edit", ALICE, "--email", NEW_ADDRESS)
-
-    assert moved.returncode == 0, moved.stderr
-    assert org.row(NEW_ADDRESS).id == alice_id and taken_out(org, alice_id), "the edit stands, the token is gone"
-    assert moved.stderr.startswith(f"mbxtui: warning: the authorization of {ALICE} was dropped, but not revoked at "
-                                   f"its OAuth provider: the revocation at "), moved.stderr
-    assert "HTTP 503" in moved.stderr and "revoke it in the provider's own console" in moved.stderr
-    assert held not in moved.stdout + moved.stderr
-    oauth_mail.provider.unavailable = False
-    kept = held in oauth_mail.provider.live_refresh_tokens(ALICE)
-    assert kept, "the provider kept it: the warning said so"
+    revoked = held in oauth_mail.provider.revocations and held not in oauth_mail.provider.live_refresh_tokens(ALICE)
+    assert revoked, "revoked at the client it was made at, as mailbox deauthorize does"
 
 
 def test_a_keyring_that_fails_after_the_edit_committed_is_a_warning_naming_the_command(

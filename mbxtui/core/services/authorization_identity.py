@@ -5,6 +5,7 @@ module imports none of them."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -18,6 +19,8 @@ from mbxtui.core.secret_keys import TOKEN, secret_key
 from mbxtui.core.secret_value import Secret
 from mbxtui.core.secrets import SecretsError, SecretStore
 from mbxtui.core.services.selection import refuse_if_any
+
+log = logging.getLogger(__name__)
 
 
 def authorized_on(profile_id: int) -> tuple[int, str | None]:
@@ -95,7 +98,12 @@ class DroppedGrant:
         warnings = []
         if self.refresh_token is not None and self.settings is not None \
                 and self.settings.provider != OAuthProvider.GOOGLE:
-            revocation = delegated.revoke(self.settings, self.refresh_token)
+            try:
+                revocation = delegated.revoke(self.settings, self.refresh_token)
+            except Exception as exc:  # a fault of ours: the edit has committed, the token still goes
+                log.exception("revoking the dropped authorization of mailbox %s failed", self.email)
+                revocation = delegated.Revocation(False, f"the revocation failed ({type(exc).__name__}): revoke it "
+                                                         f"in the provider's own console")
             if revocation.revoked is not True:
                 warnings.append(f"the authorization of {self.email} was dropped, but not revoked at its OAuth "
                                 f"provider: {revocation.sentence}")

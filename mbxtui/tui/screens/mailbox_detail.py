@@ -266,9 +266,11 @@ class MailboxDetailScreen(BaseScreen):
             return
 
         def done(result: authorizations.Deauthorized) -> None:
-            self.notify(f"Deauthorized {result.email}: its refresh token was removed from the keyring; "
-                        f"{result.revocation}", severity="warning" if result.revoked is False else "information",
-                        markup=False, timeout=15)
+            removed = "its refresh token was removed from the keyring; " if result.warning is None else ""
+            self.notify(f"Deauthorized {result.email}: {removed}{result.revocation}",
+                        severity="warning" if result.revoked is False else "information", markup=False, timeout=15)
+            if result.warning is not None:
+                self.notify(result.warning, severity="warning", markup=False, timeout=30)
             self.action_reload()
 
         def answered(yes: bool | None) -> None:
@@ -389,7 +391,7 @@ class MailboxEditScreen(FormScreen):
         def saved(warnings: tuple[str, ...]) -> None:
             self.notify("Saved")
             for warning in warnings:  # saved; what could not follow it (a revocation, the keyring) is said
-                self.notify(warning, severity="warning", timeout=30)
+                self.notify(warning, severity="warning", markup=False, timeout=30)
             self.dismiss(True)
 
         self.run_save(save, saved)

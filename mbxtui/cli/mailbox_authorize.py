@@ -65,8 +65,11 @@ def cmd_mailbox_deauthorize(ctx: Context, args: argparse.Namespace) -> int:
         print(json.dumps(done.as_dict()))
     else:
         print(f"mailbox {safe(done.email)} deauthorized: its refresh token was removed from the keyring; "
-              f"{safe(done.revocation)}")
-    return EXIT_ERROR if done.revoked is False else EXIT_OK
+              f"{safe(done.revocation)}" if done.warning is None else
+              f"mailbox {safe(done.email)} deauthorized: {safe(done.revocation)}")
+    if done.warning is not None:
+        print(f"mbxtui: warning: {safe(done.warning)}", file=sys.stderr)
+    return EXIT_ERROR if done.revoked is False or done.warning is not None else EXIT_OK
 
 
 def register(boxes: Commands) -> None:
@@ -76,6 +79,7 @@ def register(boxes: Commands) -> None:
     json_option(p)
     p = command(boxes, "deauthorize", cmd_mailbox_deauthorize,
                 "take back a mailbox's own OAuth2 authorization: revoked at the provider where it can be, "
-                "removed from the keyring (exit 1 when the provider refused or could not be reached)")
+                "removed from the keyring (exit 1 when the provider refused or could not be reached, or the "
+                "keyring could not remove it)")
     p.add_argument("email")
     json_option(p)

@@ -5,6 +5,8 @@ add``."""
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from mbxtui.cli import mailbox_authorize
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     from mbxtui.core.permissions import Actor
     from mbxtui.core.services.bulk import BulkResult
     from mbxtui.core.services.selection import Selection
+
+log = logging.getLogger(__name__)
 
 MAILBOX_COLUMNS = [
     ("name", "NAME"), ("email", "EMAIL"), ("regarding", "REGARDING"), ("profile", "PROFILE"),
@@ -107,7 +111,11 @@ def cmd_mailbox_edit(ctx: Context, args: argparse.Namespace) -> int:
         "process_email_after": args.process_email_after, "tracking": args.tracking,
     }
     # The keyring is opened only when a new address or OAuth client takes the mailbox's own authorization out of it.
-    emit(args, mailboxes.edit(ctx.actor, args.email, store=lambda: ctx.store, **fields).as_dict(), print_record)
+    edited = mailboxes.edit(ctx.actor, args.email, store=lambda: ctx.store, **fields)
+    emit(args, edited.as_dict(), print_record)
+    for warning in edited.warnings:  # the edit stands; what could not follow it is said
+        print(f"mbxtui: warning: {safe(warning)}", file=sys.stderr)
+        log.warning("warning: %s", warning)
     return EXIT_OK
 
 

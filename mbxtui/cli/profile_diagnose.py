@@ -74,5 +74,6 @@ def register(profiles: Commands) -> None:
                 "fetch an OAuth2 profile's token, read its claims, log in as a mailbox and say what is wrong")
     p.add_argument("profile", metavar="NAME")
     p.add_argument("--mailbox", metavar="EMAIL",
-                   help="log in as this mailbox (default: the profile's first enabled, else first approved, mailbox)")
+                   help="log in as this mailbox (default: the profile's first enabled, else first approved, mailbox; "
+                        "without a client credential, one with its own authorization first)")
     json_option(p)

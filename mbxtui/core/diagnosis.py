@@ -20,7 +20,7 @@ from mbxtui.core.mailbox_check import (
     MailboxCheckResult, MailboxSnapshot, ProfileSnapshot, Withheld, credentials_for, endpoint, mailbox_snapshot,
     profile_snapshot,
 )
-from mbxtui.core.models import Mailbox, Profile
+from mbxtui.core.models import Mailbox, MailboxAuthorization, Profile
 from mbxtui.core.oauth.claims import TokenClaims, read_claims
 from mbxtui.core.oauth.settings import settings_of
 from mbxtui.core.permissions import Actor, Permission, require
@@ -82,7 +82,8 @@ class Diagnosis:
 def diagnose_profile(actor: Actor, name: str, store: SecretStore, *, mailbox: str | None = None,
                      now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Diagnosis:
     """Token, claims and logins of OAuth2 profile ``name`` as ``mailbox`` (default: its first enabled
-    mailbox, else its first approved one)."""
+    mailbox, else its first approved one; of a profile with no client credential, a mailbox with its
+    own authorization first)."""
     require(actor, Permission.TEST)
     row = profiles.get(name)
     settings = settings_of(row)
@@ -142,6 +143,18 @@ def _mailbox_of(profile: Profile, email: str | None) -> tuple[MailboxSnapshot, s
         return snapshot(box), "given with --mailbox"
     boxes = list(Mailbox.select().where((Mailbox.profile == profile.id) & (Mailbox.active == True))  # noqa: E712
                  .order_by(Mailbox.email))
+    if not profile.oauth_credential and profile.oauth_provider != OAuthProvider.GOOGLE:
+        # No client credential: the profile acts only for mailboxes authorized one by one.
+        granted = {row.mailbox_id for row in MailboxAuthorization.select(MailboxAuthorization.mailbox).join(
+            Mailbox).where(Mailbox.profile == profile.id)}
+        own = [box for box in boxes if box.id in granted]
+        enabled = next((box for box in own if box.incoming_enabled or box.outgoing_enabled), None)
+        if enabled is not None:
+            return snapshot(enabled), "the profile's first enabled mailbox with its own authorization"
+        first_approved = next((box for box in own if approved(box)), None)
+        if first_approved is not None:
+            return snapshot(first_approved), ("the profile's first approved mailbox with its own authorization, "
+                                              "none of those being enabled")
     enabled = next((box for box in boxes if box.incoming_enabled or box.outgoing_enabled), None)
     if enabled is not None:
         return snapshot(enabled), "the profile's first enabled mailbox"

@@ -1,13 +1,15 @@
 """What is shown and kept of a mailbox's own OAuth2 authorization (issue 13) beside the flow itself
 (tests/integration/test_oauth_delegated.py, whose lab fixtures these use): its record in
-``mailbox show`` (never a token), ``profile test`` on a public client, and clearing the mailbox's
-token taking its refresh token out of the keyring and its record with it."""
+``mailbox show`` (never a token), ``profile test`` on a public client and ``profile diagnose``
+choosing one of its authorized mailboxes, and clearing the mailbox's token taking its refresh token
+out of the keyring and its record with it."""
 
 from __future__ import annotations
 
 import json
 
-from mbxtui.core.models import MailboxAuthorization
+from mbxtui.core.diagnosis import diagnose_profile
+from mbxtui.core.models import Mailbox, MailboxAuthorization
 from mbxtui.core.oauth import delegated
 from mbxtui.core.services import audit, authorizations, credentials
 from tests.integration.conftest import Org
@@ -91,6 +93,25 @@ def test_profile_test_on_a_public_client_says_what_it_checked_and_offers_the_per
     assert offered in " ".join(text.split())
     diagnosed = org.cli("profile", "diagnose", "Delegated", "--mailbox", BOB)
     assert diagnosed.returncode == 0, diagnosed.stdout + diagnosed.stderr
+
+
+def test_profile_diagnose_of_a_public_client_chooses_a_mailbox_with_its_own_authorization_and_says_so(
+        org: Org, oauth_mail: OAuthMail):
+    delegated_profile(org, oauth_mail)
+    org.mailbox(ALICE, "Delegated")
+    org.mailbox(BOB, "Delegated")
+    Mailbox.update(incoming_enabled=True).where(Mailbox.email == ALICE).execute()  # enabled, not authorized
+    authorizations.authorize(org.admin, BOB, org.store, approving(oauth_mail, BOB))
+
+    diagnosed = diagnose_profile(org.admin, "Delegated", org.store)
+
+    assert (diagnosed.mailbox, diagnosed.mailbox_chosen) == (
+        BOB, "the profile's first approved mailbox with its own authorization, none of those being enabled")
+    assert diagnosed.passed, diagnosed.as_dict()
+    Mailbox.update(outgoing_enabled=True).where(Mailbox.email == BOB).execute()
+    chosen = diagnose_profile(org.admin, "Delegated", org.store)
+    assert (chosen.mailbox, chosen.mailbox_chosen) == (BOB, "the profile's first enabled mailbox with its own "
+                                                            "authorization")
 
 
 def test_clearing_the_token_takes_the_refresh_token_and_the_authorization_with_it(org: Org, oauth_mail: OAuthMail):

@@ -1,9 +1,11 @@
 """R34 for a mailbox's own OAuth2 authorization (issue 13): its refresh token speaks for one address
-at one OAuth client. A new address, or a move to a profile of another client (or of none), takes
-it out of the keyring with its record, audited in the same edit; where the keyring is not at hand
-(bulk edit, Apply Default Email Settings, a service call without it) the change is refused whole
-with the command that takes it back. Checked in the encrypted-file keyring and, through the raw
-backend, in a real Secret Service (scripts/with-test-keyring)."""
+at one OAuth client. A new address, or a move to a profile of another client (or of none), drops
+its record, audited in the same edit, and once the edit has committed revokes the grant at the
+provider (RFC 7009; a failure is a warning) and takes the refresh token out of the keyring: an
+edit the database refuses loses nothing. Where the keyring is not at hand (bulk edit, Apply
+Default Email Settings, a service call without it) the change is refused whole with the command
+that takes it back. Checked in the encrypted-file keyring and, through the raw backend, in a real
+Secret Service (scripts/with-test-keyring)."""
 
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ import pytest
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import MailboxAuthorization
 from mbxtui.core.oauth import delegated
-from mbxtui.core.secrets import SERVICE, SecretStore
+from mbxtui.core.secrets import KEYRING_CHOICE_ENV, SERVICE, SecretStore
 from mbxtui.core.services import audit, authorizations, bulk, credentials, mailboxes, profiles, settings
 from mbxtui.core.services.selection import Selection
-from tests.integration.conftest import Org
+from mbxtui.core import dialect
+from mbxtui.core.models import database
+from tests.integration.conftest import MASTER_PASSWORD, NO_OS_KEYRING, Org
 from tests.integration.test_oauth_delegated import (  # noqa: F401  (the fixtures are used by name)
     ALICE, BOB, approving, delegated_profile, fresh_provider, oauth_mail, refresh_token_of,
 )
@@ -28,6 +32,12 @@ from tests.lab.oauth_mail import OAuthMail
 pytestmark = pytest.mark.servers
 
 NEW_ADDRESS = "alice.new@example.test"
+
+
+@pytest.fixture(autouse=True)
+def provider_answers(oauth_mail: OAuthMail):
+    yield
+    oauth_mail.provider.unavailable, oauth_mail.provider.on_revocation = False, None
 
 
 def authorized(org: Org, oauth: OAuthMail, store: SecretStore | None = None) -> None:
@@ -43,7 +53,7 @@ def taken_out(org: Org, mailbox_id: int, store: SecretStore | None = None) -> bo
     return left is None and not MailboxAuthorization.select().where(MailboxAuthorization.mailbox == mailbox_id).exists()
 
 
-def test_a_new_address_takes_the_refresh_token_out_of_the_keyring_and_the_edit_audits_it(
+def test_a_new_address_takes_the_refresh_token_out_audited_and_a_revocation_that_fails_is_a_warning(
         org: Org, oauth_mail: OAuthMail):
     authorized(org, oauth_mail)
     alice_id = org.row(ALICE).id
@@ -52,11 +62,20 @@ def test_a_new_address_takes_the_refresh_token_out_of_the_keyring_and_the_edit_a
     assert renamed.returncode == 0, renamed.stderr
     assert not taken_out(org, alice_id), "a new name leaves the identity as it was"
 
+    held = refresh_token_of(org, ALICE)
+    oauth_mail.provider.unavailable = True  # the grant cannot be revoked: a warning, the edit stands
     moved = org.cli("mailbox", "edit", ALICE, "--email", NEW_ADDRESS, "--json")
 
     assert moved.returncode == 0, moved.stderr
     assert json.loads(moved.stdout)["email"] == NEW_ADDRESS
     assert taken_out(org, alice_id) and not org.row(NEW_ADDRESS).token_set
+    assert moved.stderr.startswith(f"mbxtui: warning: the authorization of {ALICE} was dropped, but not revoked at "
+                                   f"its OAuth provider: the revocation at "), moved.stderr
+    assert "HTTP 503" in moved.stderr and "revoke it in the provider's own console" in moved.stderr
+    assert held not in moved.stdout + moved.stderr
+    oauth_mail.provider.unavailable = False
+    kept = held in oauth_mail.provider.live_refresh_tokens(ALICE)
+    assert kept, "the provider kept it: the warning said so"  # not compared: it would print the token
     assert not taken_out(org, org.row(BOB).id), "only that mailbox's"
     entry = audit.list_entries(org.admin, record_kind="mailbox", record_id=alice_id)[0]
     assert entry["before"] == {"email": ALICE, "authorization": "authorized"}
@@ -73,8 +92,75 @@ def test_a_move_to_a_profile_of_another_client_takes_it_out_and_one_of_the_same_
     assert not taken_out(org, bob_id), "the same client: kept, and bound to the old endpoint (R34)"
     assert credentials.mailbox_secret_state(org.admin, BOB) == credentials.NOT_CONFIRMED
 
-    mailboxes.edit(org.admin, ALICE, profile="Passwords", store=lambda: org.store)
-    assert taken_out(org, alice_id)
+    held = refresh_token_of(org, ALICE)
+    edited = mailboxes.edit(org.admin, ALICE, profile="Passwords", store=lambda: org.store)
+    assert taken_out(org, alice_id) and edited.warnings == ()
+    revoked = held in oauth_mail.provider.revocations and held not in oauth_mail.provider.live_refresh_tokens(ALICE)
+    assert revoked, "revoked at the client it was made at, as mailbox deauthorize does"
+
+
+def test_a_keyring_that_fails_after_the_edit_committed_is_a_warning_naming_the_command(
+        org: Org, oauth_mail: OAuthMail, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", NO_OS_KEYRING)
+    monkeypatch.delenv(KEYRING_CHOICE_ENV, raising=False)
+    store = SecretStore.open(tmp_path / "data")  # its own encrypted file: this one is damaged
+    store.unlock(MASTER_PASSWORD)
+    authorized(org, oauth_mail, store)
+    alice_id = org.row(ALICE).id
+    store_file = tmp_path / "data" / "secrets.cfg"
+    # Between the commit and the removal, something else writes over the keyring's file.
+    oauth_mail.provider.on_revocation = lambda: store_file.write_bytes(b"not a secrets file\n")
+
+    edited = mailboxes.edit(org.admin, ALICE, email=NEW_ADDRESS, store=lambda: store)
+
+    assert org.row(NEW_ADDRESS).id == alice_id and not org.row(NEW_ADDRESS).token_set, "the edit stands"
+    assert not MailboxAuthorization.select().where(MailboxAuthorization.mailbox == alice_id).exists()
+    [warning] = edited.warnings
+    assert warning.startswith(f"the change was saved, but the refresh token of mailbox {NEW_ADDRESS} could not be "
+                              f"removed from the keyring ("), warning
+    assert warning.endswith(f"it is no longer used: remove it with `mbxtui mailbox deauthorize {NEW_ADDRESS}` once "
+                            f"the keyring answers"), warning
+
+
+def _refuse_audit_records() -> None:
+    if dialect.current().name == "postgresql":
+        database.execute_sql("CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                             "$$ BEGIN RAISE EXCEPTION 'audit refused by the test'; END $$")
+        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON audit_record "
+                             "FOR EACH ROW EXECUTE FUNCTION refuse_audit()")
+    else:
+        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON audit_record "
+                             "BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END")
+
+
+def _allow_audit_records() -> None:
+    database.execute_sql("DROP TRIGGER refuse ON audit_record" if dialect.current().name == "postgresql"
+                         else "DROP TRIGGER refuse")
+
+
+@pytest.mark.parametrize("edit", ["email", "profile"])
+def test_an_edit_the_database_refuses_loses_no_refresh_token_and_revokes_nothing(
+        org: Org, oauth_mail: OAuthMail, edit: str):
+    authorized(org, oauth_mail)
+    alice_id = org.row(ALICE).id
+    held = refresh_token_of(org, ALICE)
+    change = {"email": NEW_ADDRESS} if edit == "email" else {"profile": "Passwords"}
+
+    _refuse_audit_records()  # the edit's last write, just before its commit
+    try:
+        with pytest.raises(Exception, match="audit refused by the test"):
+            mailboxes.edit(org.admin, ALICE, store=lambda: org.store, **change)
+    finally:
+        _allow_audit_records()
+
+    kept = refresh_token_of(org, ALICE) == held  # not compared in the assert: a failure would print it
+    assert kept and org.row(ALICE).token_set and authorizations.state_of(org.admin, ALICE) is not None
+    assert org.row(ALICE).profile.name == "Delegated"
+    untouched = held not in oauth_mail.provider.revocations and held in oauth_mail.provider.live_refresh_tokens(ALICE)
+    assert untouched, "not revoked either"
+    mailboxes.edit(org.admin, ALICE, store=lambda: org.store, **change)  # tried again: it goes through
+    revoked = held in oauth_mail.provider.revocations
+    assert taken_out(org, alice_id) and revoked
 
 
 def test_without_the_keyring_such_an_edit_is_refused_whole(org: Org, oauth_mail: OAuthMail):

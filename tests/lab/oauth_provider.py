@@ -44,6 +44,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import parse_qs
 
 import jwt
@@ -118,6 +119,7 @@ class OAuthProvider:
     slow_down_polls: int = 0  # the first polls of each device code answered slow_down, whatever their pace
     revocation: str | None = "revoke"  # "refuse": the endpoint answers 400; None: discovery names none
     revocations: list[str] = field(default_factory=list)  # the tokens POSTed to the revocation endpoint
+    on_revocation: Callable[[], None] | None = None  # what else happens while a revocation is answered
     devices: dict[str, DeviceAuthorization] = field(default_factory=dict)
     refresh_grants: dict[str, RefreshGrant] = field(default_factory=dict)
     refused_refresh_tokens: list[str] = field(default_factory=list)  # rotated away or revoked
@@ -388,6 +390,8 @@ class OAuthProvider:
         revoked with the access tokens of its grant (2.1: SHOULD), and the answer is 200 whether or
         not the token was known (2.2); a token of another client is refused (``unauthorized_client``),
         a request without one is ``invalid_request``. ``revocation = "refuse"`` answers 400 to all."""
+        if self.on_revocation is not None:
+            self.on_revocation()
         with self._lock:
             self.revocations.append(form.get("token", ""))
             if self.revocation == "refuse":

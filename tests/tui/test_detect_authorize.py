@@ -349,7 +349,7 @@ def test_deauthorize_asks_once_revokes_at_the_provider_and_removes_the_refresh_t
     run(world, scenario)
 
 
-def test_a_new_address_saved_in_the_form_takes_the_refresh_token_out_of_the_keyring(
+def test_a_new_address_saved_in_the_form_takes_the_refresh_token_out_of_the_keyring_and_warns_of_the_revocation(
         world: World, provider: OAuthProvider):
     import threading
 
@@ -369,6 +369,7 @@ def test_a_new_address_saved_in_the_form_takes_the_refresh_token_out_of_the_keyr
         form = app.screen
         assert isinstance(form, MailboxEditScreen)
         fill(form, email="alice.new@corp.test")
+        provider.unavailable = True  # the grant cannot be revoked: saved all the same, with a warning
         await pilot.press("ctrl+s")
         for _ in range(200):
             if not isinstance(app.screen, MailboxEditScreen):
@@ -376,6 +377,9 @@ def test_a_new_address_saved_in_the_form_takes_the_refresh_token_out_of_the_keyr
             await pilot.pause(0.05)
         await settle(app, pilot)
         assert not isinstance(app.screen, MailboxEditScreen), screen_text(app)
+        assert any(note.severity == "warning" and f"the authorization of {ALICE} was dropped, but not revoked"
+                   in str(note.message) and "HTTP 503" in str(note.message) for note in app._notifications), \
+            [str(note.message) for note in app._notifications]
 
     run(world, scenario)
     left = refresh_token_of(world, mailbox_id) is not None  # not compared: a failure would print it

@@ -5,6 +5,8 @@ module imports none of them."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -12,9 +14,13 @@ from mbxtui.core.enums import OAuthProvider
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import Mailbox, MailboxAuthorization, Profile
 from mbxtui.core.oauth import delegated
+from mbxtui.core.oauth.settings import OAuthSettings, settings_of
 from mbxtui.core.secret_keys import TOKEN, secret_key
-from mbxtui.core.secrets import SecretStore
+from mbxtui.core.secret_value import Secret
+from mbxtui.core.secrets import SecretsError, SecretStore
 from mbxtui.core.services.selection import refuse_if_any
+
+log = logging.getLogger(__name__)
 
 
 def authorized_on(profile_id: int) -> tuple[int, str | None]:
@@ -73,20 +79,59 @@ def leaves_identity(mailbox: Mailbox, new_email: bool, new_profile_id: int | Non
     return _client_of(old) is None or _client_of(old) != _client_of(new)
 
 
-def drop_for_new_identity(mailbox: Mailbox, store: Callable[[], SecretStore] | None) -> None:
-    """Take the mailbox's refresh token out of the keyring and its record away, because its address
-    or OAuth client changes (``mailbox edit``); the caller saves ``mailbox`` and audits it in its
-    transaction. Refused without a keyring to take it from: it would be left behind."""
+@dataclass(frozen=True)
+class DroppedGrant:
+    """A mailbox's own authorization dropped in an edit's transaction, and what is left to do once
+    that transaction has committed (``finish``): revoke the grant at the provider it was made at
+    (RFC 7009) and take its refresh token out of the keyring. Never before the commit: an edit the
+    database refuses would have left the mailbox's record naming a grant no longer held."""
+
+    mailbox_id: int
+    email: str  # the address the grant speaks for
+    refresh_token: Secret | None
+    settings: OAuthSettings | None  # of the profile it was made at
+    store: SecretStore
+
+    def finish(self, email_now: str) -> list[str]:
+        """Revoke, then remove; each failure a warning sentence (the edit stands). ``email_now``:
+        the mailbox's address after the edit."""
+        warnings = []
+        if self.refresh_token is not None and self.settings is not None \
+                and self.settings.provider != OAuthProvider.GOOGLE:
+            try:
+                revocation = delegated.revoke(self.settings, self.refresh_token)
+            except Exception as exc:  # a fault of ours: the edit has committed, the token still goes
+                log.exception("revoking the dropped authorization of mailbox %s failed", self.email)
+                revocation = delegated.Revocation(False, f"the revocation failed ({type(exc).__name__}): revoke it "
+                                                         f"in the provider's own console")
+            if revocation.revoked is not True:
+                warnings.append(f"the authorization of {self.email} was dropped, but not revoked at its OAuth "
+                                f"provider: {revocation.sentence}")
+        left = remove_refresh_token(self.mailbox_id, email_now, self.store)
+        if left is not None:
+            warnings.append(left)
+        return warnings
+
+
+def drop_for_new_identity(mailbox: Mailbox, store: Callable[[], SecretStore] | None) -> DroppedGrant:
+    """Take the mailbox's authorization record away, because its address or OAuth client changes
+    (``mailbox edit``); the caller saves ``mailbox``, audits it in its transaction and, once it has
+    committed, calls ``finish``. Refused without a keyring to take the refresh token from: it would
+    be left behind."""
     if store is None:
         raise InvalidInput("mailbox", f"mailbox {mailbox.email} has its own OAuth2 authorization, which a new address "
                                       f"or OAuth client would leave in the keyring: take it back first with "
                                       f"`mbxtui mailbox deauthorize {mailbox.email}`")
     opened = store()
-    forget(mailbox.id, opened)
+    held = opened.get(secret_key("mailbox", mailbox.id, delegated.REFRESH_TOKEN))
+    profile = Profile.get_or_none(Profile.id == mailbox.profile_id) if mailbox.profile_id else None
+    forget_record(mailbox.id)
     pasted = opened.get(secret_key("mailbox", mailbox.id, TOKEN)) is not None
     mailbox.token_set = pasted
     if not pasted:
         mailbox.token_bound_to = None
+    return DroppedGrant(mailbox.id, mailbox.email, Secret(held) if held is not None else None,
+                        settings_of(profile) if profile is not None else None, opened)
 
 
 def refuse_moving_authorized(target: Profile) -> None:
@@ -101,9 +146,23 @@ def refuse_moving_authorized(target: Profile) -> None:
 
 
 
-def forget(mailbox_id: int, store: SecretStore) -> bool:
-    """The mailbox's refresh token leaves the keyring and its record goes (when its token is
-    cleared); True when it had an authorization. Caller holds the transaction and audits it."""
-    store.delete(secret_key("mailbox", mailbox_id, delegated.REFRESH_TOKEN))
+def forget_record(mailbox_id: int) -> bool:
+    """The mailbox's authorization record goes (its refresh token stays in the keyring until the
+    caller's transaction has committed: ``remove_refresh_token``); True when it had one. Caller
+    holds the transaction and audits it."""
     delegated.forget_mailbox(mailbox_id)
     return MailboxAuthorization.delete().where(MailboxAuthorization.mailbox == mailbox_id).execute() > 0
+
+
+def remove_refresh_token(mailbox_id: int, email: str, store: SecretStore) -> str | None:
+    """After the commit that dropped its record: the mailbox's refresh token leaves the keyring.
+    None when it did (or there was none); else a warning sentence: the change stands, the token
+    is no longer used, and the command that removes it once the keyring answers."""
+    delegated.forget_mailbox(mailbox_id)
+    try:
+        store.delete(secret_key("mailbox", mailbox_id, delegated.REFRESH_TOKEN))
+    except SecretsError as failure:
+        return (f"the change was saved, but the refresh token of mailbox {email} could not be removed from the "
+                f"keyring ({failure}); it is no longer used: remove it with `mbxtui mailbox deauthorize {email}` "
+                f"once the keyring answers")
+    return None

@@ -27,7 +27,7 @@ from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import audit, mailboxes
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
-from mbxtui.core.services.authorization_identity import forget
+from mbxtui.core.services.authorization_identity import forget_record, remove_refresh_token
 from mbxtui.core.services.credentials import SET_SECRET, TOKEN, secret_key
 
 EXPIRING = "OAUTH_EXPIRING"  # the warning's alert code
@@ -185,6 +185,7 @@ class Deauthorized:
     email: str
     revoked: bool | None
     revocation: str
+    warning: str | None = None  # the refresh token could not be removed from the keyring after the commit
 
     def as_dict(self) -> dict[str, Any]:
         return {"email": self.email, "authorized": False, "revoked": self.revoked, "revocation": self.revocation}
@@ -192,8 +193,9 @@ class Deauthorized:
 
 def deauthorize(actor: Actor, email: str, store: SecretStore) -> Deauthorized:
     """Take back the mailbox's own authorization (``mbxtui mailbox deauthorize``): the grant is
-    revoked at the provider where it has a revocation endpoint (RFC 7009), then the refresh token
-    leaves the keyring and the record goes, audited, whatever the provider answered."""
+    revoked at the provider where it has a revocation endpoint (RFC 7009), then the record goes,
+    audited, and once that has committed the refresh token leaves the keyring, whatever the
+    provider answered."""
     require(actor, SET_SECRET)
     mailbox = mailboxes.get(email)
     key = secret_key("mailbox", mailbox.id, delegated.REFRESH_TOKEN)
@@ -211,7 +213,7 @@ def deauthorize(actor: Actor, email: str, store: SecretStore) -> Deauthorized:
         # Before the token goes: a revocation that fails leaves nothing worse than the token removed.
         revocation = delegated.revoke(settings, Secret(held))
     with write_transaction():
-        forget(mailbox.id, store)
+        forget_record(mailbox.id)
         pasted = store.get(secret_key("mailbox", mailbox.id, TOKEN)) is not None
         Mailbox.update(token_set=pasted, token_bound_to=Mailbox.token_bound_to if pasted else None,
                        modified_on=utcnow(), row_version=Mailbox.row_version + 1).where(
@@ -220,6 +222,7 @@ def deauthorize(actor: Actor, email: str, store: SecretStore) -> Deauthorized:
         audit.record(actor, "mailbox.deauthorize", "mailbox",
                      f"took back the authorization of mailbox {mailbox.email} ({outcome}: {revocation.sentence})",
                      [(mailbox.id, {"authorization": "authorized"}, {"authorization": "none", "revocation": outcome})])
-    return Deauthorized(mailbox.email, revocation.revoked, revocation.sentence)
+    return Deauthorized(mailbox.email, revocation.revoked, revocation.sentence,
+                        remove_refresh_token(mailbox.id, mailbox.email, store))
 
 

@@ -12,6 +12,7 @@ from mbxtui.core.endpoint_binding import (  # NO_SECRET also for the console, wh
 )
 from mbxtui.core.enums import OAuthCredential, OAuthProvider
 from mbxtui.core.oauth import client_credentials
+from mbxtui.core.oauth.delegated import REFRESH_TOKEN
 from mbxtui.core.oauth.settings import CREDENTIALS
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import Mailbox, Profile, database, utcnow
@@ -20,7 +21,7 @@ from mbxtui.core.secret_value import Secret
 from mbxtui.core.secret_keys import OAUTH_CREDENTIAL, PASSWORD, TOKEN, secret_key
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import audit, mailboxes, profiles
-from mbxtui.core.services.authorization_identity import forget
+from mbxtui.core.services.authorization_identity import forget_record
 from mbxtui.core.services.selection import SELECTED, Selection, materialise, update_selected
 
 MAX_SECRET = 4096
@@ -158,12 +159,15 @@ def set_mailbox_secret(actor: Actor, email: str, value: str, store: SecretStore,
 def clear_mailbox_secret(actor: Actor, email: str, store: SecretStore, what: str = PASSWORD) -> None:
     require(actor, SET_SECRET)
     mailbox = mailboxes.get(email)
+    # Removed first, as asked: a transaction that fails after leaves a mailbox asking for a secret.
     store.delete(secret_key("mailbox", mailbox.id, what))
+    if what == TOKEN:
+        store.delete(secret_key("mailbox", mailbox.id, REFRESH_TOKEN))
     with write_transaction():
         Mailbox.update({_flag(what): False, _bound(what): None}).where(Mailbox.id == mailbox.id).execute()
         before, after, also = {what: "set"}, {what: "not set"}, ""
         if what == TOKEN:  # a token cleared takes the mailbox's own authorization with it
-            if forget(mailbox.id, store):
+            if forget_record(mailbox.id):
                 before["authorization"], after["authorization"], also = "authorized", "none", " and its authorization"
         audit.record(actor, f"mailbox.clear_{what}", "mailbox",
                      f"cleared the {what}{also} of mailbox {mailbox.email}", [(mailbox.id, before, after)])

@@ -254,6 +254,9 @@ class MailboxRecord:
     row_version: int
     password_set: bool
     token_set: bool
+    # What an edit could not finish after it committed (a grant not revoked, a refresh token left in
+    # the keyring), each a sentence; not part of ``as_dict``.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def of(cls, row: MailboxRow) -> MailboxRecord:
@@ -264,7 +267,7 @@ class MailboxRecord:
 
     def as_dict(self) -> MailboxRow:
         """As ``mbxtui mailbox show --json`` prints it: the keys of a ``MailboxRow`` in its order."""
-        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "warnings"}
         data["password"] = "set" if data.pop("password_set") else "not set"
         data["oauth2_token"] = "set" if data.pop("token_set") else "not set"
         return data  # type: ignore[return-value]  # the keys of MailboxRow

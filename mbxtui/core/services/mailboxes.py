@@ -6,6 +6,7 @@ Lists of mailboxes are in ``mailbox_views``, actions on many in ``bulk``."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -168,7 +169,9 @@ def edit(actor: Actor, email: str, /, *, expected_version: int | None = None,
          store: Callable[[], SecretStore] | None = None, **fields: Any) -> MailboxRecord:
     """Change one mailbox (``email`` in ``fields`` is its new address). A new address resets approval
     and tests and disables it (R7). A new address or OAuth client takes the mailbox's own
-    authorization out of ``store`` (opened only then; without it such an edit is refused, R34)."""
+    authorization out of ``store`` (opened only then; without it such an edit is refused, R34):
+    once the edit has committed, the grant is revoked at its provider and its refresh token leaves
+    the keyring; what failed of that is in the record's ``warnings``."""
     require(actor, Permission.CONFIGURE)
     unknown = set(fields) - set(EDITABLE)
     if unknown:
@@ -197,10 +200,11 @@ def edit(actor: Actor, email: str, /, *, expected_version: int | None = None,
         if "email" in changed:
             ensure_email_free(changed["email"], except_id=mailbox.id)
         dropped: dict[str, tuple[str, str]] = {}
+        grant = None
         if "email" in changed or "profile" in changed:
             if authorization_identity.leaves_identity(mailbox, "email" in changed,
                                                       changed.get("profile", mailbox.profile_id)):
-                authorization_identity.drop_for_new_identity(mailbox, store)
+                grant = authorization_identity.drop_for_new_identity(mailbox, store)
                 dropped = {"authorization": ("authorized", "none")}
         for key, value in changed.items():
             setattr(mailbox, "profile_id" if key == "profile" else key, value)
@@ -225,7 +229,8 @@ def edit(actor: Actor, email: str, /, *, expected_version: int | None = None,
         audit.record(actor, "mailbox.edit", "mailbox", f"changed mailbox {mailbox.email}: " + ", ".join(sorted(changed)),
                      [(mailbox.id, {**{k: before[k] for k in changed}, **{k: v[0] for k, v in dropped.items()}},
                        {**{k: _snapshot(mailbox)[k] for k in changed}, **{k: v[1] for k, v in dropped.items()}})])
-    return show(actor, mailbox.email)
+    warnings = grant.finish(mailbox.email) if grant is not None else []  # committed: only now revoked and removed
+    return replace(show(actor, mailbox.email), warnings=tuple(warnings))
 
 
 def create_forward_mailbox(actor: Actor, *, name: str, email: str, profile: str,

@@ -266,9 +266,11 @@ class MailboxDetailScreen(BaseScreen):
             return
 
         def done(result: authorizations.Deauthorized) -> None:
-            self.notify(f"Deauthorized {result.email}: its refresh token was removed from the keyring; "
-                        f"{result.revocation}", severity="warning" if result.revoked is False else "information",
-                        markup=False, timeout=15)
+            removed = "its refresh token was removed from the keyring; " if result.warning is None else ""
+            self.notify(f"Deauthorized {result.email}: {removed}{result.revocation}",
+                        severity="warning" if result.revoked is False else "information", markup=False, timeout=15)
+            if result.warning is not None:
+                self.notify(result.warning, severity="warning", markup=False, timeout=30)
             self.action_reload()
 
         def answered(yes: bool | None) -> None:
@@ -368,7 +370,7 @@ class MailboxEditScreen(FormScreen):
             self.notify("Nothing changed")
             return
 
-        def save() -> bool:
+        def save() -> tuple[str, ...]:
             store = self.store_for_secrets() if password else None  # locked: refused before anything is written
             email = self.row["email"]
             edited = None
@@ -384,10 +386,12 @@ class MailboxEditScreen(FormScreen):
                     if edited is None:
                         raise
                     raise PartlySaved(edited, "the mailbox's other changes were saved", exc) from exc
-            return True
+            return edited.warnings if edited is not None else ()
 
-        def saved(_done: bool) -> None:
+        def saved(warnings: tuple[str, ...]) -> None:
             self.notify("Saved")
+            for warning in warnings:  # saved; what could not follow it (a revocation, the keyring) is said
+                self.notify(warning, severity="warning", markup=False, timeout=30)
             self.dismiss(True)
 
         self.run_save(save, saved)

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import requests
 
+from mbxtui.core import clock
 from mbxtui.core.enums import OAuthProvider
 from mbxtui.core.oauth.settings import OAuthSettings
 from mbxtui.core.oauth.tokens import RENEW_BEFORE, TokenError
@@ -177,7 +178,7 @@ def _generic_device_flow(settings: OAuthSettings, email: str, on_code: Callable[
     flow = _json(started)
     if "device_code" not in flow or "user_code" not in flow:
         raise _ended(settings, email, flow or {"error": f"HTTP {started.status_code}"})
-    expires_at = time.monotonic() + float(flow.get("expires_in", 600))
+    expires_at = clock.monotonic() + float(flow.get("expires_in", 600))
     interval = max(1.0, float(flow.get("interval", 5)))
     on_code(DeviceCode(str(flow.get("verification_uri_complete") or flow.get("verification_uri", "")),
                        str(flow["user_code"]), float(flow.get("expires_in", 600))))
@@ -192,7 +193,7 @@ def _generic_device_flow(settings: OAuthSettings, email: str, on_code: Callable[
             interval += SLOW_DOWN_STEP
         elif error != "authorization_pending":
             raise _ended(settings, email, answer)
-        if time.monotonic() + interval > expires_at:
+        if clock.monotonic() + interval > expires_at:
             raise _ended(settings, email, {"error": "expired_token"})
         if stop.wait(interval):
             raise DeviceFlowEnded("the authorization was stopped before it was approved: nothing was stored")
@@ -204,9 +205,13 @@ def _microsoft365_device_flow(settings: OAuthSettings, email: str, on_code: Call
     flow = app.initiate_device_flow(scopes=_scopes(settings))
     if "user_code" not in flow:
         raise _ended(settings, email, flow)
+    # msal's own end of the wait is flow["expires_at"], a moment of the wall clock: set 3 h forward
+    # while the person typed the code, it ended the flow at once ("the code expired"). The code's
+    # life is counted here on the monotonic clock instead.
+    expires_at = clock.monotonic() + float(flow["expires_in"])
     on_code(DeviceCode(str(flow.get("verification_uri", "")), str(flow["user_code"]), float(flow["expires_in"])))
     answer = app.acquire_token_by_device_flow(
-        flow, exit_condition=lambda f: stop.is_set() or f.get("expires_at", 0) < time.time())
+        flow, exit_condition=lambda f: stop.is_set() or clock.monotonic() > expires_at)
     if "access_token" in answer:
         return _user_grant(settings, email, answer)
     if stop.is_set():
@@ -388,7 +393,7 @@ class DelegatedTokens:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             entry = self._entries.setdefault(key, _Entry())
-            now = time.monotonic()
+            now = clock.monotonic()
             if entry.access is not None and now < entry.renew_at:
                 return entry.access
             if entry.failure is not None and now < entry.failed_until:
@@ -399,7 +404,7 @@ class DelegatedTokens:
             try:
                 grant = self._refresh(settings, email, refresh_token)
             except TokenError as failure:
-                entry.failure, entry.failed_until = failure, time.monotonic() + FAILURE_REMEMBERED
+                entry.failure, entry.failed_until = failure, clock.monotonic() + FAILURE_REMEMBERED
                 self._record(RefreshOutcome(mailbox_id, time.time(), failure.message))
                 raise
             if grant.refresh_token is not None and grant.refresh_token.reveal() != refresh_token.reveal():
@@ -410,7 +415,7 @@ class DelegatedTokens:
                 save(grant.refresh_token)
             lifetime = max(grant.expires_in, 0.0)
             entry.access, entry.failure = grant.access_token, None
-            entry.renew_at = time.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
+            entry.renew_at = clock.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
             rotated = grant.refresh_token is not None
             self._record(RefreshOutcome(mailbox_id, time.time(), None, rotated,
                                         grant.refresh_expires_in if rotated else None))

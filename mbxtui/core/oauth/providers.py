@@ -7,7 +7,7 @@ sentences quote what the provider said, never what was sent."""
 from __future__ import annotations
 
 import json
-import time
+from datetime import datetime, timezone
 from typing import Any
 
 import requests
@@ -180,7 +180,6 @@ def _google(settings: OAuthSettings, credential: Secret, subject: str | None, se
     info = json.loads(credential.reveal())
     account = service_account.Credentials.from_service_account_info(
         info, scopes=[settings.scope], subject=subject)
-    started = time.time()
     try:
         account.refresh(Request(session))
     except google_errors.RefreshError as exc:
@@ -198,5 +197,15 @@ def _google(settings: OAuthSettings, credential: Secret, subject: str | None, se
         if isinstance(cause, requests.exceptions.SSLError):
             raise cause from None
         raise _unreachable(settings, _reason(cause)) from None
-    expires_in = (account.expiry.timestamp() - started) if account.expiry else 3600.0
-    return IssuedToken(Secret(account.token), expires_in)
+    return IssuedToken(Secret(account.token), _seconds_left(account.expiry))
+
+
+def _seconds_left(expiry: datetime | None) -> float:
+    """google-auth turns the answer's ``expires_in`` into ``expiry``, naive UTC by the wall clock as
+    it read when the answer came; read back against the same clock at once, it is ``expires_in``
+    again. Against a reading taken before the request, a jump of the wall clock while it ran was
+    added to the token's life (3 h forward: used 3 h after it expired), and ``expiry.timestamp()``
+    read it as local time (TZ=America/New_York: 5 h too long; Asia/Tokyo: renewed at every use)."""
+    if expiry is None:
+        return 3600.0
+    return (expiry - datetime.now(timezone.utc).replace(tzinfo=None)).total_seconds()

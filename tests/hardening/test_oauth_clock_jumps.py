@@ -3,7 +3,8 @@
 
 - an app token and a mailbox's delegated token live ``expires_in`` on the monotonic clock (the core's
   injectable clock): 3 h back, one whose life ran out is renewed, not used; 3 h forward, the one in
-  hand is kept, without an error;
+  hand is kept, without an error; a refresh is dated by that clock (the refresh token's expiry and
+  its warning are counted from it);
 - a Google token's life is its ``expires_in`` even when the wall clock jumps while it is fetched,
   whatever the time zone (before: 3 h too long after a forward jump, renewed at every use after a
   backward one, 5 h too long in New York), and a Microsoft 365 device-code flow waits for the
@@ -84,6 +85,9 @@ def test_a_mailbox_token_lives_its_expires_in_on_the_monotonic_clock_across_jump
     movable.advance(LIFETIME)
     second = token(saved[-1])
     assert second != first and provider.refreshes == 2 and provider.introspect(second)["email"] == "ann@example.test"
+    # Its record (the refresh token's expiry, the OAUTH_EXPIRING warning) is dated by the core's clock.
+    [outcome] = delegated.refresh_outcomes()
+    assert abs(outcome.at - movable.wall) < 1.5 and outcome.rotated
 
 
 # -- a process whose wall clock jumps -------------------------------------------------------------

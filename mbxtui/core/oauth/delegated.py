@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import shlex
 import threading
-import time
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Any, Callable
 
 import requests
@@ -354,7 +354,7 @@ class RefreshOutcome:
     the process writes it: a cycle's thread touches no database)."""
 
     mailbox_id: int
-    at: float  # time.time()
+    at: float  # seconds since the epoch by the core's clock (on PostgreSQL the server's), as every moment written
     error: str | None  # the sentence of a failure, None when it succeeded
     rotated: bool = False  # the provider gave a new refresh token (saved)
     refresh_expires_in: float | None = None  # the new refresh token's lifetime, when the provider said
@@ -368,6 +368,13 @@ class _Entry:
     replaced: set[str] = field(default_factory=set)  # digests of refresh tokens rotated away
     failure: TokenError | None = None
     failed_until: float = 0.0
+
+
+def _now() -> float:
+    """When a refresh happened, for its record: the core's clock, whose ``now()`` every other moment
+    of the database is written by (a host 3 h behind a PostgreSQL server dated its refreshes, and so
+    the refresh token's expiry and its OAUTH_EXPIRING warning, 3 h early against the server's clock)."""
+    return clock.now().replace(tzinfo=timezone.utc).timestamp()
 
 
 def _digest(value: Secret) -> str:
@@ -405,7 +412,7 @@ class DelegatedTokens:
                 grant = self._refresh(settings, email, refresh_token)
             except TokenError as failure:
                 entry.failure, entry.failed_until = failure, clock.monotonic() + FAILURE_REMEMBERED
-                self._record(RefreshOutcome(mailbox_id, time.time(), failure.message))
+                self._record(RefreshOutcome(mailbox_id, _now(), failure.message))
                 raise
             if grant.refresh_token is not None and grant.refresh_token.reveal() != refresh_token.reveal():
                 # Remembered before the keyring write: should it fail, this process still holds the
@@ -417,7 +424,7 @@ class DelegatedTokens:
             entry.access, entry.failure = grant.access_token, None
             entry.renew_at = clock.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
             rotated = grant.refresh_token is not None
-            self._record(RefreshOutcome(mailbox_id, time.time(), None, rotated,
+            self._record(RefreshOutcome(mailbox_id, _now(), None, rotated,
                                         grant.refresh_expires_in if rotated else None))
             return entry.access
 

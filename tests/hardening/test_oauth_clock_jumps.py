@@ -7,7 +7,9 @@
   its warning are counted from it);
 - a Google token's life is its ``expires_in`` even when the wall clock jumps while it is fetched,
   whatever the time zone (before: 3 h too long after a forward jump, renewed at every use after a
-  backward one, 5 h too long in New York), and a Microsoft 365 device-code flow waits for the
+  backward one, 5 h too long in New York); an assertion signed by a clock 3 h off (a certificate's,
+  a service account's), which the provider refuses, is said to be the host clock's fault (before:
+  "set the client's secret or certificate again"); a Microsoft 365 device-code flow waits for the
   person across a forward jump (before: "the code expired" at once). Both in a process of their own
   whose wall clock libfaketime moves, the monotonic clock left alone as a real jump leaves it.
 """
@@ -23,13 +25,13 @@ from pathlib import Path
 import pytest
 
 from mbxtui.core.oauth import delegated, tokens
-from mbxtui.core.oauth.client_credentials import service_account_from_json
+from mbxtui.core.oauth.client_credentials import certificate_from_pem, service_account_from_json
 from mbxtui.core.oauth.settings import OAuthSettings
 from mbxtui.core.secret_value import Secret
 from tests.hardening.test_clock_jumps import FakeTime, MovableWall, movable  # noqa: F401  (fixture)
 from tests.integration.conftest import REPO_ROOT
 from tests.lab.oauth_fixtures import lab_certificates, provider  # noqa: F401  (fixtures)
-from tests.lab.oauth_provider import OAuthProvider
+from tests.lab.oauth_provider import OAuthProvider, client_certificate
 
 TENANT = "7d2e-lab-tenant"
 SECRET = "lab-client-secret~Jm4"
@@ -92,57 +94,70 @@ def test_a_mailbox_token_lives_its_expires_in_on_the_monotonic_clock_across_jump
 
 # -- a process whose wall clock jumps -------------------------------------------------------------
 
-_GOOGLE_FETCHES = """
+_FETCHES = """
 import json, sys
-from pathlib import Path
 from mbxtui.core.oauth import providers
 from mbxtui.core.oauth.settings import OAuthSettings
+from mbxtui.core.oauth.tokens import TokenError
 from mbxtui.core.secret_value import Secret
-settings = OAuthSettings(**json.loads(sys.argv[1]))
-credential = Secret(Path(sys.argv[2]).read_text())
-for _ in sys.stdin:
-    print(providers.fetch(settings, "service_account", credential, "ann@example.test").expires_in, flush=True)
+for line in sys.stdin:
+    asked = json.loads(line)
+    try:
+        issued = providers.fetch(OAuthSettings(**asked["settings"]), asked["kind"], Secret(asked["credential"]),
+                                 asked["subject"])
+        print(issued.expires_in, flush=True)
+    except TokenError as refused:
+        print("refused:", refused.message, flush=True)
 """
 
 
-def test_a_google_token_lives_its_expires_in_when_the_clock_jumps_while_it_is_fetched(provider: OAuthProvider,
-                                                                                      tmp_path: Path):
+def test_a_token_fetched_across_a_jump_lives_its_expires_in_and_a_misdated_assertion_names_the_clock(
+        provider: OAuthProvider, tmp_path: Path):
     provider.token_lifetime = LIFETIME
     key_file = provider.service_account("jumps@lab.iam.gserviceaccount.com")
-    credential = tmp_path / "service-account.json"
-    credential.write_text(service_account_from_json("--service-account-file", json.dumps(key_file).encode()))
-    settings = dict(profile_id=3, provider="google", tenant=None, client_id=None, issuer=None,
-                    scope="https://mail.google.com/", ca_file=str(provider.certificates.ca_file), timeout=5.0)
+    google = dict(settings=dict(profile_id=3, provider="google", tenant=None, client_id=None, issuer=None,
+                                scope="https://mail.google.com/", ca_file=str(provider.certificates.ca_file),
+                                timeout=5.0),
+                  kind="service_account", subject="ann@example.test",
+                  credential=service_account_from_json("--service-account-file", json.dumps(key_file).encode()))
+    certificate, key = client_certificate()
+    provider.register(TENANT, "app-cert", certificate_pem=certificate)
+    microsoft = dict(settings=_m365(provider, "app-cert").__dict__, kind="certificate", subject=None,
+                     credential=certificate_from_pem("--certificate-file", key + certificate))
     fake = FakeTime(tmp_path)
-    # The clock jumps while the provider answers: 3 h forward, then (set right again) 3 h back. Each
-    # assertion is signed at the right time: the provider refuses one dated 3 h off, as Google does.
+    # The clock jumps while Google answers: 3 h forward, then (set right again) 3 h back.
     offsets = iter(["+3h", "-3h"])
     answer = provider.jwt_bearer
 
     def jumping(endpoint: str, form: dict[str, str]) -> tuple[int, dict]:
-        fake.set(next(offsets))
+        offset = next(offsets, None)
+        if offset is not None:
+            fake.set(offset)
         return answer(endpoint, form)
 
     provider.jwt_bearer = jumping  # type: ignore[method-assign]
     env = {**fake.env({"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}), "TZ": "America/New_York"}
-    fetches = subprocess.Popen([sys.executable, "-c", _GOOGLE_FETCHES, json.dumps(settings), str(credential)],
-                               env=env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    lives: list[str] = []
+    fetches = subprocess.Popen([sys.executable, "-c", _FETCHES], env=env, cwd=REPO_ROOT, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
     try:
         assert fetches.stdin is not None and fetches.stdout is not None
-        for _ in range(2):
-            fake.set("+0")
-            fetches.stdin.write("fetch\n")
+        # Then assertions signed by a clock 3 h ahead (Google's) and 3 h behind (Entra ID's, 10 minutes long).
+        for offset, asked in (("+0", google), ("+0", google), ("+3h", google), ("-3h", microsoft)):
+            fake.set(offset)
+            fetches.stdin.write(json.dumps(asked) + "\n")
             fetches.stdin.flush()
-            lives.append(fetches.stdout.readline().strip())
+            said.append(fetches.stdout.readline().strip())
         _, errors = fetches.communicate(timeout=DEADLINE)
     finally:
         if fetches.poll() is None:
             fetches.kill()
             fetches.communicate()
-    assert fetches.returncode == 0 and "" not in lives, (lives, errors)
-    assert all(LIFETIME - 5 < float(life) <= LIFETIME for life in lives), lives
+    assert fetches.returncode == 0 and "" not in said, (said, errors)
+    assert all(LIFETIME - 5 < float(life) <= LIFETIME for life in said[:2]), said
+    for refused, where in zip(said[2:], ("Google's token endpoint", f"{provider.url}/{TENANT}")):
+        assert refused.startswith(f"refused: the OAuth provider {where} refused the signed assertion"), refused
+        assert "this host's clock dates it" in refused and "timedatectl" in refused, refused
 
 
 # libfaketime 0.9.10 moves time.sleep's monotonic deadline too (clock_nanosleep, TIMER_ABSTIME), which

@@ -29,6 +29,7 @@ from mbxtui.core.oauth.client_credentials import certificate_from_pem, service_a
 from mbxtui.core.oauth.settings import OAuthSettings
 from mbxtui.core.secret_value import Secret
 from tests.hardening.test_clock_jumps import FakeTime, MovableWall, movable  # noqa: F401  (fixture)
+from tests.backends import ON_POSTGRES
 from tests.integration.conftest import REPO_ROOT
 from tests.lab.oauth_fixtures import lab_certificates, provider  # noqa: F401  (fixtures)
 from tests.lab.oauth_provider import OAuthProvider, client_certificate
@@ -38,6 +39,8 @@ SECRET = "lab-client-secret~Jm4"
 THREE_HOURS = 3 * 3600.0
 LIFETIME = 600  # the provider's tokens; renewed RENEW_BEFORE (300 s) or half their life before expiry
 DEADLINE = 60.0
+
+pytestmark = pytest.mark.skipif(ON_POSTGRES, reason="no database in play: the tokens live in memory")
 
 
 def _m365(provider: OAuthProvider, client_id: str) -> OAuthSettings:

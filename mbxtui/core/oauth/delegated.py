@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 import threading
+import warnings
 from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any, Callable
@@ -27,6 +28,11 @@ from mbxtui.core.oauth.settings import OAuthSettings
 from mbxtui.core.oauth.tokens import RENEW_BEFORE, TokenError
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secret_value import Secret
+
+# msal warns "Attempted too soon" on stderr when by the wall clock a poll follows the last one within
+# the interval: after a backward jump every poll does (the warning was printed on the terminal of the
+# person authorizing), though each waited the interval out.
+warnings.filterwarnings("ignore", message="Attempted too soon", category=UserWarning, module="msal")
 
 REFRESH_TOKEN = "oauth-refresh-token"  # the keyring's name for a mailbox's refresh token
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"

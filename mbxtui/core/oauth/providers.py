@@ -221,7 +221,7 @@ def _seconds_left(expiry: datetime | None) -> float:
     it read when the answer came; read back against the same clock at once, it is ``expires_in``
     again. Against a reading taken before the request, a jump of the wall clock while it ran was
     added to the token's life (3 h forward: used 3 h after it expired), and ``expiry.timestamp()``
-    read it as local time (TZ=America/New_York: 5 h too long; Asia/Tokyo: renewed at every use)."""
+    read it as local time (TZ=America/New_York: 5 h too long; east of UTC, shorter)."""
     if expiry is None:
         return 3600.0
     return (expiry - datetime.now(timezone.utc).replace(tzinfo=None)).total_seconds()

@@ -12,7 +12,8 @@ What it serves:
 - POST /TENANT/oauth2/v2.0/token and /generic/token: the client credentials grant with a client
   secret (client_secret_post) or a signed client assertion (RS256 with the registered certificate's
   key, as msal sends it), answering as Entra ID does: AADSTS7000215 (invalid_client) for a wrong
-  secret, AADSTS700016 (unauthorized_client) for an unknown client;
+  secret, AADSTS700016 (unauthorized_client) for an unknown client, AADSTS700024 for an assertion
+  dated where this process's clock refuses it (Google's "Invalid JWT: ... reasonable timeframe" likewise);
 - POST /google/token: Google's JWT bearer grant for a service account (``service_account()`` makes one,
   delegated for a domain: a subject outside it gets ``unauthorized_client``);
 - POST /introspect on a second, plain-HTTP port (``introspection_url``, for Dovecot's oauth2 passdb):
@@ -222,6 +223,11 @@ class OAuthProvider:
             return 400, {"error": "unauthorized_client", "error_description":
                          f"AADSTS700016: Application with identifier '{client_id}' was not found in the "
                          f"directory '{realm}'."}
+        if self._assertion_out_of_time(client, endpoint, form):
+            return 401, {"error": "invalid_client", "error_description":
+                         "AADSTS700024: Client assertion is not within its valid time range. Review the "
+                         "documentation at https://docs.microsoft.com/azure/active-directory/develop/"
+                         "active-directory-certificate-credentials ."}
         if not self._authenticated(client, endpoint, form):
             return 401, {"error": "invalid_client", "error_description":
                          f"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the "
@@ -257,6 +263,10 @@ class OAuthProvider:
 
             claims = jwt.decode(form["assertion"], serialization.load_pem_public_key(client.certificate_pem),
                                 algorithms=["RS256"], audience=[endpoint, GOOGLE_AUDIENCE])
+        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError):  # signed by a clock far from ours
+            return 400, {"error": "invalid_grant", "error_description":
+                         "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable "
+                         "timeframe. Check your iat and exp values in the JWT claim."}
         except jwt.PyJWTError:
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
         subject = claims.get("sub")
@@ -268,6 +278,19 @@ class OAuthProvider:
         with self._lock:
             self.issued[token] = Issued(client, client.roles, time.time() + self.token_lifetime, subject)
         return 200, {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
+
+    def _assertion_out_of_time(self, client: Client, endpoint: str, form: dict[str, str]) -> bool:
+        """A client assertion signed with the client's key, dated (iat, nbf, exp) where this clock refuses it."""
+        if form.get("client_assertion_type") != ASSERTION_TYPE or not client.certificate_pem:
+            return False
+        key = x509.load_pem_x509_certificate(client.certificate_pem).public_key()
+        try:
+            jwt.decode(form.get("client_assertion", ""), key, algorithms=["RS256", "PS256"], audience=endpoint)
+        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError):
+            return True
+        except jwt.PyJWTError:
+            return False
+        return False
 
     def _authenticated(self, client: Client, endpoint: str, form: dict[str, str]) -> bool:
         if form.get("client_assertion_type") == ASSERTION_TYPE and client.certificate_pem:

@@ -15,17 +15,24 @@ from __future__ import annotations
 import hashlib
 import shlex
 import threading
-import time
+import warnings
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Any, Callable
 
 import requests
 
+from mbxtui.core import clock
 from mbxtui.core.enums import OAuthProvider
 from mbxtui.core.oauth.settings import OAuthSettings
 from mbxtui.core.oauth.tokens import RENEW_BEFORE, TokenError
 from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secret_value import Secret
+
+# msal warns "Attempted too soon" on stderr when by the wall clock a poll follows the last one within
+# the interval: after a backward jump every poll does (the warning was printed on the terminal of the
+# person authorizing), though each waited the interval out.
+warnings.filterwarnings("ignore", message="Attempted too soon", category=UserWarning, module="msal")
 
 REFRESH_TOKEN = "oauth-refresh-token"  # the keyring's name for a mailbox's refresh token
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -177,7 +184,7 @@ def _generic_device_flow(settings: OAuthSettings, email: str, on_code: Callable[
     flow = _json(started)
     if "device_code" not in flow or "user_code" not in flow:
         raise _ended(settings, email, flow or {"error": f"HTTP {started.status_code}"})
-    expires_at = time.monotonic() + float(flow.get("expires_in", 600))
+    expires_at = clock.monotonic() + float(flow.get("expires_in", 600))
     interval = max(1.0, float(flow.get("interval", 5)))
     on_code(DeviceCode(str(flow.get("verification_uri_complete") or flow.get("verification_uri", "")),
                        str(flow["user_code"]), float(flow.get("expires_in", 600))))
@@ -192,7 +199,7 @@ def _generic_device_flow(settings: OAuthSettings, email: str, on_code: Callable[
             interval += SLOW_DOWN_STEP
         elif error != "authorization_pending":
             raise _ended(settings, email, answer)
-        if time.monotonic() + interval > expires_at:
+        if clock.monotonic() + interval > expires_at:
             raise _ended(settings, email, {"error": "expired_token"})
         if stop.wait(interval):
             raise DeviceFlowEnded("the authorization was stopped before it was approved: nothing was stored")
@@ -204,9 +211,13 @@ def _microsoft365_device_flow(settings: OAuthSettings, email: str, on_code: Call
     flow = app.initiate_device_flow(scopes=_scopes(settings))
     if "user_code" not in flow:
         raise _ended(settings, email, flow)
+    # msal's own end of the wait is flow["expires_at"], a moment of the wall clock: set 3 h forward
+    # while the person typed the code, it ended the flow at once ("the code expired"). The code's
+    # life is counted here on the monotonic clock instead.
+    expires_at = clock.monotonic() + float(flow["expires_in"])
     on_code(DeviceCode(str(flow.get("verification_uri", "")), str(flow["user_code"]), float(flow["expires_in"])))
     answer = app.acquire_token_by_device_flow(
-        flow, exit_condition=lambda f: stop.is_set() or f.get("expires_at", 0) < time.time())
+        flow, exit_condition=lambda f: stop.is_set() or clock.monotonic() > expires_at)
     if "access_token" in answer:
         return _user_grant(settings, email, answer)
     if stop.is_set():
@@ -349,7 +360,7 @@ class RefreshOutcome:
     the process writes it: a cycle's thread touches no database)."""
 
     mailbox_id: int
-    at: float  # time.time()
+    at: float  # seconds since the epoch by the core's clock (on PostgreSQL the server's), as every moment written
     error: str | None  # the sentence of a failure, None when it succeeded
     rotated: bool = False  # the provider gave a new refresh token (saved)
     refresh_expires_in: float | None = None  # the new refresh token's lifetime, when the provider said
@@ -363,6 +374,13 @@ class _Entry:
     replaced: set[str] = field(default_factory=set)  # digests of refresh tokens rotated away
     failure: TokenError | None = None
     failed_until: float = 0.0
+
+
+def _now() -> float:
+    """When a refresh happened, for its record: the core's clock, whose ``now()`` every other moment
+    of the database is written by (a host 3 h behind a PostgreSQL server dated its refreshes, and so
+    the refresh token's expiry and its OAUTH_EXPIRING warning, 3 h early against the server's clock)."""
+    return clock.now().replace(tzinfo=timezone.utc).timestamp()
 
 
 def _digest(value: Secret) -> str:
@@ -388,7 +406,7 @@ class DelegatedTokens:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             entry = self._entries.setdefault(key, _Entry())
-            now = time.monotonic()
+            now = clock.monotonic()
             if entry.access is not None and now < entry.renew_at:
                 return entry.access
             if entry.failure is not None and now < entry.failed_until:
@@ -399,8 +417,8 @@ class DelegatedTokens:
             try:
                 grant = self._refresh(settings, email, refresh_token)
             except TokenError as failure:
-                entry.failure, entry.failed_until = failure, time.monotonic() + FAILURE_REMEMBERED
-                self._record(RefreshOutcome(mailbox_id, time.time(), failure.message))
+                entry.failure, entry.failed_until = failure, clock.monotonic() + FAILURE_REMEMBERED
+                self._record(RefreshOutcome(mailbox_id, _now(), failure.message))
                 raise
             if grant.refresh_token is not None and grant.refresh_token.reveal() != refresh_token.reveal():
                 # Remembered before the keyring write: should it fail, this process still holds the
@@ -410,9 +428,9 @@ class DelegatedTokens:
                 save(grant.refresh_token)
             lifetime = max(grant.expires_in, 0.0)
             entry.access, entry.failure = grant.access_token, None
-            entry.renew_at = time.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
+            entry.renew_at = clock.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
             rotated = grant.refresh_token is not None
-            self._record(RefreshOutcome(mailbox_id, time.time(), None, rotated,
+            self._record(RefreshOutcome(mailbox_id, _now(), None, rotated,
                                         grant.refresh_expires_in if rotated else None))
             return entry.access
 

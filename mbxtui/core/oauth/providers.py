@@ -7,7 +7,7 @@ sentences quote what the provider said, never what was sent."""
 from __future__ import annotations
 
 import json
-import time
+from datetime import datetime, timezone
 from typing import Any
 
 import requests
@@ -87,6 +87,21 @@ def _rejected(settings: OAuthSettings, said: str, client: str | None = None) -> 
                       f"client's secret or certificate again with `mbxtui profile set-oauth`")
 
 
+def _misdated(settings: OAuthSettings, answer: dict[str, Any], client: str | None = None) -> TokenError | None:
+    """The provider refused the client's signed assertion (a certificate's, a service account's) as
+    dated outside its valid time: this host's clock, which dates it, is wrong (after a jump, or never
+    set), not the credential. Entra ID allows 5 minutes of skew; Google's assertions live an hour."""
+    said = str(answer.get("error_description") or "")
+    if "AADSTS700024" not in said and not ("Invalid JWT" in said and "timeframe" in said):
+        return None
+    host = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return TokenError(ErrorCode.OAUTH_CLIENT_REJECTED,
+                      f"the OAuth provider {settings.where} refused the signed assertion of client "
+                      f"{client or settings.client_id or ''!r} as dated outside its valid time (provider said: "
+                      f"{_said(answer)}): this host's clock dates it and reads {host} UTC: set it right if it is more "
+                      f"than a few minutes off (timedatectl; NTP); the credential itself was not judged")
+
+
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if "refused" in text.lower():
@@ -111,7 +126,7 @@ def _issued(settings: OAuthSettings, answer: dict[str, Any]) -> IssuedToken:
                              f"client {settings.client_id or ''!r} (provider said: {_said(answer)}): grant admin consent "
                              f"in Entra ID > App registrations > the app > API permissions > Grant admin consent")
         if answer.get("error"):  # RFC 6749 5.2: the client, its grant or its scope refused
-            raise _rejected(settings, _said(answer))
+            raise _misdated(settings, answer) or _rejected(settings, _said(answer))
         raise _unreachable(settings, "its answer held no access token")
     try:
         expires_in = float(answer.get("expires_in", 3600))
@@ -180,7 +195,6 @@ def _google(settings: OAuthSettings, credential: Secret, subject: str | None, se
     info = json.loads(credential.reveal())
     account = service_account.Credentials.from_service_account_info(
         info, scopes=[settings.scope], subject=subject)
-    started = time.time()
     try:
         account.refresh(Request(session))
     except google_errors.RefreshError as exc:
@@ -190,7 +204,8 @@ def _google(settings: OAuthSettings, credential: Secret, subject: str | None, se
                              f"Google refused a token for {subject!r} to service account "
                              f"{info.get('client_email')!r} (provider said: {_said(answer)}): grant its client id "
                              f"domain-wide delegation of {settings.scope} in the Admin console") from None
-        raise _rejected(settings, _said(answer), info.get("client_email")) from None
+        raise (_misdated(settings, answer, info.get("client_email"))
+               or _rejected(settings, _said(answer), info.get("client_email"))) from None
     except google_errors.TransportError as exc:
         cause = exc.__cause__ or exc.__context__ or exc
         if isinstance(cause, _ProviderBusy):
@@ -198,5 +213,15 @@ def _google(settings: OAuthSettings, credential: Secret, subject: str | None, se
         if isinstance(cause, requests.exceptions.SSLError):
             raise cause from None
         raise _unreachable(settings, _reason(cause)) from None
-    expires_in = (account.expiry.timestamp() - started) if account.expiry else 3600.0
-    return IssuedToken(Secret(account.token), expires_in)
+    return IssuedToken(Secret(account.token), _seconds_left(account.expiry))
+
+
+def _seconds_left(expiry: datetime | None) -> float:
+    """google-auth turns the answer's ``expires_in`` into ``expiry``, naive UTC by the wall clock as
+    it read when the answer came; read back against the same clock at once, it is ``expires_in``
+    again. Against a reading taken before the request, a jump of the wall clock while it ran was
+    added to the token's life (3 h forward: used 3 h after it expired), and ``expiry.timestamp()``
+    read it as local time (TZ=America/New_York: 5 h too long; east of UTC, shorter)."""
+    if expiry is None:
+        return 3600.0
+    return (expiry - datetime.now(timezone.utc).replace(tzinfo=None)).total_seconds()

@@ -4,16 +4,21 @@ fetched once and shared by every thread, renewed before it expires, kept in memo
 Threads asking for the same token while it is fetched wait for that one request rather than
 sending their own; a failure is remembered for a few seconds, so that a profile's hundred
 mailboxes tested at once while the provider is down send it one request, not a hundred. Each token
-obtained and each failure is recorded for the console (token_state.py), without the token."""
+obtained and each failure is recorded for the console (token_state.py), without the token.
+
+A token's life is counted on the monotonic clock from when its answer came (``expires_in``), never
+as a moment of the wall clock: a wall clock set 3 h back would otherwise use a token 3 h after it
+expired, and one set forward would throw away every token at once. Only what the console shows
+(token_state.py's "expires") is a moment of the wall clock."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable
 
+from mbxtui.core import clock
 from mbxtui.core.oauth.settings import OAuthSettings
 from mbxtui.core.oauth.token_state import StateRecorder
 from mbxtui.core.probes.base import ErrorCode
@@ -58,7 +63,7 @@ class _Key:
 @dataclass
 class _Entry:
     token: Secret | None = None
-    renew_at: float = 0.0  # time.monotonic()
+    renew_at: float = 0.0  # clock.monotonic(): a jump of the wall clock neither keeps nor drops a token
     failure: TokenError | None = None
     failed_until: float = 0.0
 
@@ -99,7 +104,7 @@ class TokenCache:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             entry = self._entries.setdefault(key, _Entry())
-            now = time.monotonic()
+            now = clock.monotonic()
             if entry.token is not None and now < entry.renew_at:
                 return _Outcome(token=entry.token)
             if entry.failure is not None and now < entry.failed_until:
@@ -107,11 +112,11 @@ class TokenCache:
             try:
                 issued = self._fetch(settings, kind, credential, subject)
             except TokenError as failure:
-                entry.failure, entry.failed_until = failure, time.monotonic() + FAILURE_REMEMBERED
+                entry.failure, entry.failed_until = failure, clock.monotonic() + FAILURE_REMEMBERED
                 return _Outcome(failure=failure, fetched=True)
             lifetime = max(issued.expires_in, 0.0)
             entry.token = issued.value
-            entry.renew_at = time.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
+            entry.renew_at = clock.monotonic() + lifetime - min(RENEW_BEFORE, lifetime / 2)
             entry.failure = None
             return _Outcome(token=entry.token, fetched=True, lifetime=lifetime)
 

@@ -119,6 +119,7 @@ class SyncRunner:
             # round of database_thread_pool (30 ms a pass, most of it starting threads to close nothing).
             with database_thread_pool(1, "mbxtui-sync-db") as database_thread, \
                     ThreadPoolExecutor(self.threads, thread_name_prefix="mbxtui-sync") as pool:
+                database_thread.submit(database.connect, reuse_if_open=True)  # while the cycles log in
                 run_within_slots(
                     pool, targets, threads=self.threads, leases=self._leases,
                     work=lambda target: self._cycle(target, lookup, settings, database_thread),
@@ -182,6 +183,7 @@ class SyncRunner:
         since = {row["mailbox_id"]: row["enabled_since"] for row in rows_by_name(database.execute_sql(
             f"SELECT mailbox_id, enabled_since FROM sync_status WHERE mailbox_id IN ({','.join('?' * len(mailbox_ids))})",
             mailbox_ids))}
+        saved = store.checkpoints(mailbox_ids)
         targets = []
         for box in boxes:
             profile = rows[box.profile_id]
@@ -197,7 +199,8 @@ class SyncRunner:
                 mailbox=mailbox_snapshot(box, approved=True, forward_mailbox_available=False),
                 profile=profile_snapshot(profile), min_polling_minutes=profile.min_polling_minutes, own=own,
                 delete_after_processing=box.is_forward or (box.regarding == "queue" and box.delete_after_processing),
-                reads_after=reads_after, processed_folder=profile.processed_folder, claimed_by=self.worker))
+                reads_after=reads_after, processed_folder=profile.processed_folder, claimed_by=self.worker,
+                checkpoints=saved.get(box.id, {})))
         return targets
 
     # -- one cycle (pool threads) --

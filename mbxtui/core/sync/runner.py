@@ -124,7 +124,7 @@ class SyncRunner:
                     pool, targets, threads=self.threads, leases=self._leases,
                     work=lambda target: self._cycle(target, lookup, settings, database_thread),
                     finish=lambda target, result: summary.mailboxes.append(self._finish(target, result, settings)),
-                    renew=self._sync_leases)
+                    renew=self._sync_leases, together=write_transaction)
         finally:
             with write_transaction():
                 self._leases.release_all()

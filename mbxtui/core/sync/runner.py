@@ -124,7 +124,8 @@ class SyncRunner:
                     pool, targets, threads=self.threads, leases=self._leases,
                     work=lambda target: self._cycle(target, lookup, settings, database_thread),
                     finish=lambda target, result: summary.mailboxes.append(self._finish(target, result, settings)),
-                    renew=self._sync_leases, together=write_transaction)
+                    renew=self._sync_leases,
+                    finish_all=lambda ended: summary.mailboxes.extend(self._finish_all(ended, settings)))
         finally:
             with write_transaction():
                 self._leases.release_all()
@@ -223,6 +224,41 @@ class SyncRunner:
                 drop_connection()  # a pool thread keeps no connection, should anything have opened one
 
     # -- the status (R31) and the leases --
+
+    def _finish_all(self, ended: list[tuple[SyncTarget, CycleResult]], settings: OrgSettings) -> list[MailboxCycled]:
+        """The status of the cycles that ended together, in one transaction: those that went
+        through with nothing to alert in a few statements for all, the others one by one."""
+        with write_transaction():
+            plain = {target.mailbox.id for target, result in ended
+                     if result.failure is None and not result.counts.unresolved}
+            self._succeeded([(target, result) for target, result in ended if target.mailbox.id in plain])
+            return [self._cycled(target, result) if target.mailbox.id in plain else self._finish(target, result, settings)
+                    for target, result in ended]
+
+    def _succeeded(self, ended: list[tuple[SyncTarget, CycleResult]]) -> None:
+        """``_finish`` of cycles that went through (R31), inside the caller's transaction: one
+        statement for the mailboxes with the same count and next due time."""
+        now = self.clock()
+        alike: dict[tuple[int, datetime], list[int]] = {}
+        for target, result in ended:
+            due = now if result.counts.more else now + timedelta(minutes=target.min_polling_minutes)
+            alike.setdefault((result.counts.messages, due), []).append(target.mailbox.id)
+        ours: list[int] = []
+        for (messages, due), ids in alike.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                ours.extend(row[0] for row in database.execute_sql(
+                    "UPDATE sync_status SET worker = NULL, lease_until = NULL, last_cycle_finished = ?, "
+                    f"items_last_cycle = ?, next_due = ? WHERE mailbox_id IN ({','.join('?' * len(chunk))}) "
+                    "AND worker = ? RETURNING mailbox_id", [now, messages, due, *chunk, self.worker]).fetchall())
+        # Not ours: another worker took the mailbox over after our lease ran out; its status is its own.
+        status.incoming_succeeded(sorted(ours), now)
+
+    @staticmethod
+    def _cycled(target: SyncTarget, result: CycleResult) -> MailboxCycled:
+        counts = result.counts
+        return MailboxCycled(target.mailbox.email, True, counts.messages, counts.recorded, counts.unresolved,
+                             counts.deleted)
 
     def _finish(self, target: SyncTarget, result: CycleResult, settings: OrgSettings) -> MailboxCycled:
         now = self.clock()

@@ -120,12 +120,17 @@ class SyncRunner:
             with database_thread_pool(1, "mbxtui-sync-db") as database_thread, \
                     ThreadPoolExecutor(self.threads, thread_name_prefix="mbxtui-sync") as pool:
                 database_thread.submit(database.connect, reuse_if_open=True)  # while the cycles log in
+                # The status and the leases are written on the database thread too: one connection
+                # writes while the pass runs. Two in one process queued on SQLite's busy timeout,
+                # which sleeps up to 100 ms at a time (a batch waited 326 ms for one status write).
                 run_within_slots(
                     pool, targets, threads=self.threads, leases=self._leases,
                     work=lambda target: self._cycle(target, lookup, settings, database_thread),
-                    finish=lambda target, result: summary.mailboxes.append(self._finish(target, result, settings)),
-                    renew=self._sync_leases,
-                    finish_all=lambda ended: summary.mailboxes.extend(self._finish_all(ended, settings)))
+                    finish=lambda target, result: summary.mailboxes.append(
+                        store.on_thread(database_thread, self._finish, target, result, settings)),
+                    renew=lambda pending: store.on_thread(database_thread, self._sync_leases, pending),
+                    finish_all=lambda ended: summary.mailboxes.extend(
+                        store.on_thread(database_thread, self._finish_all, ended, settings)))
         finally:
             with write_transaction():
                 self._leases.release_all()

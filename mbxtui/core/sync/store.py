@@ -55,6 +55,11 @@ def _routed(function: Callable[..., Returned]) -> Callable[..., Returned]:
     return routed
 
 
+def on_thread(executor: Executor, function: Callable[..., Returned], *args: Any) -> Returned:
+    """``function(*args)`` run on ``executor``'s thread (a pass's database thread), waited for."""
+    return executor.submit(_dropping_on_error, function, args, {}).result()
+
+
 def _dropping_on_error(function: Callable[..., Returned], args: tuple, kwargs: dict) -> Returned:
     try:
         return function(*args, **kwargs)

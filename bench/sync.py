@@ -269,6 +269,8 @@ def sync_child(connection: Any, location: str, data_dir: str, threads: int, expe
             out.write("\nthe pool threads' cycles, all together (cProfile, cumulative)\n")
             pool = pstats.Stats(*pool_profilers.values(), stream=out)
             pool.sort_stats("cumulative").print_stats(30)
+            out.write("\nthe same by time spent in each function itself (cProfile, tottime)\n")
+            pool.sort_stats("tottime").print_stats(30)
             profiled = out.getvalue()
         connection.send({"profile": profiled, "seconds": seconds, "cpu": cpu, "passes": passes, "cycled": cycled, "messages": messages,
                          "failed": failed, "codes": sorted(codes), "rss_start": rss_start,

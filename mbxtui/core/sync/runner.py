@@ -9,6 +9,7 @@ reads and writes go through one database thread of the pass (``store.on_database
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -24,12 +25,13 @@ from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import rows_by_name, worker_identity
 from mbxtui.core.local_faults import could_not_run
-from mbxtui.core.mailbox_check import mailbox_snapshot, profile_snapshot
+from mbxtui.core.mailbox_check import endpoint, mailbox_snapshot, profile_snapshot
 from mbxtui.core.errors import NotFound
 from mbxtui.core.faults import fault_sentence
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes.base import ErrorCode, Failure
+from mbxtui.core.probes.tls import ssl_context
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import authorizations
 from mbxtui.core.services import settings as settings_service
@@ -113,6 +115,11 @@ class SyncRunner:
         lookup = secret_lookup(self.secrets) if self.secrets is not None else (lambda *_: None)
         settings = settings_service.load()  # as the pass starts, for every mailbox in it
         targets = self._claim(emails, ignore_interval, settings)
+        encrypted = {target.profile.ca_file for target in targets if endpoint(target.profile, "incoming").tls != "none"}
+        for ca_file in encrypted:
+            # Made once here: the cycles starting together each made their own while none was cached.
+            with contextlib.suppress(OSError):  # the cycle's TLS step says what is wrong with the file
+                ssl_context(ca_file)
         summary = SyncSummary()
         try:
             # The cycles' threads touch no database (see _cycle): a plain pool, without the closing
@@ -237,8 +244,8 @@ class SyncRunner:
             plain = {target.mailbox.id for target, result in ended
                      if result.failure is None and not result.counts.unresolved}
             self._succeeded([(target, result) for target, result in ended if target.mailbox.id in plain])
-            return [self._cycled(target, result) if target.mailbox.id in plain else self._finish(target, result, settings)
-                    for target, result in ended]
+            return [self._cycled(target, result) if target.mailbox.id in plain
+                    else self._finish(target, result, settings) for target, result in ended]
 
     def _succeeded(self, ended: list[tuple[SyncTarget, CycleResult]]) -> None:
         """``_finish`` of cycles that went through (R31), inside the caller's transaction: one

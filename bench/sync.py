@@ -5,6 +5,7 @@ side with a bare imaplib loop doing the same protocol steps; the peak RSS of the
     .venv/bin/python bench/sync.py [--quick] [--mailboxes 10000] [--messages 20000] [--ingest-mailboxes 200]
                                    [--big-share 0.05] [--attachment-mb 5] [--connections 32]
                                    [--backends sqlite,postgresql] [--db postgresql://...] [--only cycle,ingest]
+                                   [--repeat N]
 
 ``--quick``: 200 mailboxes, 500 messages in 20 mailboxes (to try the bench; the figures of the issue
 are at the default sizes, on an idle machine: the full run appends about 7 GB of mail to the lab).
@@ -30,6 +31,10 @@ IMAPS, which report the most connections open at once.
   INTERNALDATE, BODYSTRUCTURE and the header block (bounded as the runner bounds it) and one of the
   text part (bounded); mbxtui runs `run_once(ignore_interval=True)` until every message is recorded
   (a cycle stops at the profile's time bound and goes on in the next pass).
+- ``--repeat N``: the bare loop and mbxtui run N times in turn (the ingest's activities, checkpoints
+  and statuses forgotten before each mbxtui run after the first); the table shows the median rate
+  of each, each run's rates are printed as they come. On a shared machine one run of each varies
+  by half.
 """
 
 from __future__ import annotations
@@ -264,6 +269,8 @@ def sync_child(connection: Any, location: str, data_dir: str, threads: int, expe
             out.write("\nthe pool threads' cycles, all together (cProfile, cumulative)\n")
             pool = pstats.Stats(*pool_profilers.values(), stream=out)
             pool.sort_stats("cumulative").print_stats(30)
+            out.write("\nthe same by time spent in each function itself (cProfile, tottime)\n")
+            pool.sort_stats("tottime").print_stats(30)
             profiled = out.getvalue()
         connection.send({"profile": profiled, "seconds": seconds, "cpu": cpu, "passes": passes, "cycled": cycled, "messages": messages,
                          "failed": failed, "codes": sorted(codes), "rss_start": rss_start,
@@ -353,6 +360,23 @@ def enable_only(admin: Any, store: SecretStore, data_dir: Path, accounts: list[t
                 f"test_completed_on = ? WHERE email IN ({','.join('?' * len(chunk))})", [1, tested, *chunk])
 
 
+def forget_ingest(emails: list[str]) -> None:
+    """The ingest's mailboxes as before their first pass: no activities, checkpoints or counts."""
+    marks = ",".join("?" * len(emails))
+    ids = f"SELECT id FROM mailbox WHERE email IN ({marks})"
+    with write_transaction():
+        for table in ("activity_party", "activity_receipt", "email_activity"):
+            database.execute_sql(f"DELETE FROM {table}")
+        database.execute_sql(f"DELETE FROM sync_checkpoint WHERE mailbox_id IN ({ids})", emails)
+        database.execute_sql(f"UPDATE sync_status SET items_total = 0, items_last_cycle = 0, next_due = NULL "
+                             f"WHERE mailbox_id IN ({ids})", emails)
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run of the median rate (the lower one of an even count)."""
+    return sorted(runs, key=lambda run: run.rate)[(len(runs) - 1) // 2]
+
+
 def postgres_location(arguments: argparse.Namespace, servers: list) -> str | None:
     if arguments.db:
         return arguments.db
@@ -418,6 +442,7 @@ def main() -> int:
     parser.add_argument("--auth", choices=("profile", "mailbox"), default="profile",
                         help="the profile's credentials (the lab's master user acting for each mailbox: one "
                              "secret) or each mailbox's own password (one keyring entry each)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of the bare loop and mbxtui, in turn")
     parser.add_argument("--profile", action="store_true",
                         help="print where the runner's own thread spends its time in each measured run")
     arguments = parser.parse_args()
@@ -474,29 +499,38 @@ def main() -> int:
                         # Unmeasured: the first pass writes every mailbox's status and checkpoint.
                         run_mbxtui(lab, admin, location, data_dir, "first pass", arguments.connections,
                                    len(cycle_accounts), None)
-                        bare = run_bare(lab, "bare loop", bare_cycle, cycle_accounts, arguments.connections,
-                             arguments.auth)
-                        mine = run_mbxtui(lab, admin, location, data_dir, "mbxtui", arguments.connections,
-                                          len(cycle_accounts), None, arguments.profile)
-                        print(f"  cycle: bare loop {bare.rate:.1f}/s, mbxtui {mine.rate:.1f}/s", flush=True)
-                        cycles.append((backend, bare, mine))
+                        bares, mines = [], []
+                        for _ in range(max(1, arguments.repeat)):
+                            bares.append(run_bare(lab, "bare loop", bare_cycle, cycle_accounts,
+                                                  arguments.connections, arguments.auth))
+                            mines.append(run_mbxtui(lab, admin, location, data_dir, "mbxtui", arguments.connections,
+                                                    len(cycle_accounts), None, arguments.profile))
+                            print(f"  cycle: bare loop {bares[-1].rate:.1f}/s, mbxtui {mines[-1].rate:.1f}/s "
+                                  f"({mines[-1].rate / bares[-1].rate:.0%}, load {os.getloadavg()[0]:.1f})", flush=True)
+                        cycles.append((backend, median_run(bares), median_run(mines)))
                     if ingest_accounts:
                         enable_only(admin, store, data_dir, ingest_accounts)
-                        bare = run_bare(lab, "bare loop", bare_ingest, ingest_accounts, arguments.connections,
-                             arguments.auth)
-                        mine = run_mbxtui(lab, admin, location, data_dir, "mbxtui", arguments.connections,
-                                          len(ingest_accounts), arguments.messages, arguments.profile)
-                        print(f"  ingest: bare loop {bare.rate:.1f}/s, mbxtui {mine.rate:.1f}/s", flush=True)
-                        ingests.append((backend, bare, mine))
+                        bares, mines = [], []
+                        for repeat in range(max(1, arguments.repeat)):
+                            if repeat:
+                                forget_ingest([login for login, _ in ingest_accounts])
+                            bares.append(run_bare(lab, "bare loop", bare_ingest, ingest_accounts,
+                                                  arguments.connections, arguments.auth))
+                            mines.append(run_mbxtui(lab, admin, location, data_dir, "mbxtui", arguments.connections,
+                                                    len(ingest_accounts), arguments.messages, arguments.profile))
+                            print(f"  ingest: bare loop {bares[-1].rate:.1f}/s, mbxtui {mines[-1].rate:.1f}/s "
+                                  f"({mines[-1].rate / bares[-1].rate:.0%}, load {os.getloadavg()[0]:.1f})", flush=True)
+                        ingests.append((backend, median_run(bares), median_run(mines)))
                     database.close()
         finally:
             for server in servers:
                 server.stop()
+    medians = f" (medians of {arguments.repeat} runs)" if arguments.repeat > 1 else ""
     if cycles:
-        print_table(f"cycle of {cycle_count} mailboxes with no new mail", "mailboxes/s", cycles,
+        print_table(f"cycle of {cycle_count} mailboxes with no new mail{medians}", "mailboxes/s", cycles,
                     arguments.connections, cycle=True)
     if ingests:
-        print_table(f"ingest of {arguments.messages} messages in {ingest_count} mailboxes", "messages/s", ingests,
+        print_table(f"ingest of {arguments.messages} messages in {ingest_count} mailboxes{medians}", "messages/s", ingests,
                     arguments.connections, cycle=False)
     return 0
 

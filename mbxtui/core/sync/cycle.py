@@ -3,11 +3,13 @@ thread), what it counts, and what it returns to the runner."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from mbxtui.core.mailbox_check import MailboxSnapshot, ProfileSnapshot
 from mbxtui.core.probes.base import Failure, ProbeResult
+from mbxtui.core.sync import store
 from mbxtui.core.sync.routing import Party
 
 FOLDER = "INBOX"
@@ -26,6 +28,14 @@ class SyncTarget:
     processed_folder: str | None = None  # R28: IMAP moves what it deletes here instead
     # The worker whose claim the cycle runs under: every write checks the mailbox is still its own.
     claimed_by: str | None = None
+    # Its checkpoints by folder as the runner read them once it held the claim (one query for the
+    # pass, not one round trip per cycle to the pass's database thread); None: the cycle reads them.
+    checkpoints: Mapping[str, store.Checkpoint] | None = None
+
+    def checkpoint(self, folder: str) -> store.Checkpoint | None:
+        if self.checkpoints is not None:
+            return self.checkpoints.get(folder)
+        return store.checkpoint(self.mailbox.id, folder)
 
     @property
     def is_forward(self) -> bool:

@@ -102,7 +102,7 @@ def converse(session: ProbeSession, target: SyncTarget, candidates: dict[str, Pa
             note.detail = f"{selected[b'EXISTS']} messages"
             moves_to = _processed_folder(client, session, target)
         # A new UIDVALIDITY renumbered the folder: read it again; Message-IDs keep it from duplicates.
-        saved = store.checkpoint(target.mailbox.id, FOLDER)
+        saved = target.checkpoint(FOLDER)
         recorder = _Recorder(client, session, target, candidates, progress, now, uidvalidity, saved, moves_to)
         if saved is not None and saved.delete_pending:
             _delete_left_behind(client, session, target, saved, uidvalidity, moves_to, progress)

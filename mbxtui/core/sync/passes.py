@@ -23,10 +23,13 @@ Result = TypeVar("Result")
 
 def run_within_slots(pool: ThreadPoolExecutor, targets: list[Target], *, threads: int, leases: ConnectionLeases,
                      work: Callable[[Target], Result], finish: Callable[[Target, Result], None],
-                     renew: Callable[[list[Target]], None]) -> None:
+                     renew: Callable[[list[Target]], None],
+                     finish_all: Callable[[list[tuple[Target, Result]]], None] | None = None) -> None:
     """Until every target has run: start what has a slot, wait for one to end, ``finish`` it on
-    this thread. ``renew`` is given the targets still waiting (it may empty the list to stop). A
-    target also waits for its share of the process's open-file limit (see descriptors.py)."""
+    this thread; with ``finish_all``, the targets found ended at once are given to it together
+    instead (the incoming runner writes their status in one transaction). ``renew`` is given the
+    targets still waiting (it may empty the list to stop). A target also waits for its share of
+    the process's open-file limit (see descriptors.py)."""
     budget = descriptors.shared_budget()
     each = descriptors.PER_PROCESSING
     threads = budget.threads_that_fit(threads, each, "processing")
@@ -49,11 +52,17 @@ def run_within_slots(pool: ThreadPoolExecutor, targets: list[Target], *, threads
                 renew(waiting)
                 continue
             done, _ = wait(list(in_flight), timeout=1.0, return_when=FIRST_COMPLETED)
+            ended = []
             for future in done:
                 target = in_flight.pop(future)
                 budget.give_back(each)
                 leases.give_back(target.profile.id)
-                finish(target, future.result())
+                ended.append((target, future.result()))
+            if ended and finish_all is not None:
+                finish_all(ended)
+            else:
+                for target, result in ended:
+                    finish(target, result)
             renew(waiting)
     finally:  # a work that raised stops the pass: the others' shares of the limit come back as they end
         for future in in_flight:

@@ -146,7 +146,7 @@ def _known_head(drop: _Maildrop, target: SyncTarget, count: int) -> int:
     there were N. A mailbox that deletes after processing reads all (its maildrop stays short)."""
     if target.delete_after_processing:
         return 0
-    saved = store.checkpoint(target.mailbox.id, LISTING)
+    saved = target.checkpoint(LISTING)
     if saved is None or not 0 < saved.last_uid <= count:
         return 0
     with drop.session.step(Step.FETCH) as note:

@@ -9,6 +9,7 @@ reads and writes go through one database thread of the pass (``store.on_database
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -24,12 +25,13 @@ from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.jobs.leases import ConnectionLeases
 from mbxtui.core.jobs.queue import rows_by_name, worker_identity
 from mbxtui.core.local_faults import could_not_run
-from mbxtui.core.mailbox_check import mailbox_snapshot, profile_snapshot
+from mbxtui.core.mailbox_check import endpoint, mailbox_snapshot, profile_snapshot
 from mbxtui.core.errors import NotFound
 from mbxtui.core.faults import fault_sentence
 from mbxtui.core.models import Mailbox, OrgSettings, Profile, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.probes.base import ErrorCode, Failure
+from mbxtui.core.probes.tls import ssl_context
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import authorizations
 from mbxtui.core.services import settings as settings_service
@@ -113,17 +115,29 @@ class SyncRunner:
         lookup = secret_lookup(self.secrets) if self.secrets is not None else (lambda *_: None)
         settings = settings_service.load()  # as the pass starts, for every mailbox in it
         targets = self._claim(emails, ignore_interval, settings)
+        encrypted = {target.profile.ca_file for target in targets if endpoint(target.profile, "incoming").tls != "none"}
+        for ca_file in encrypted:
+            # Made once here: the cycles starting together each made their own while none was cached.
+            with contextlib.suppress(OSError):  # the cycle's TLS step says what is wrong with the file
+                ssl_context(ca_file)
         summary = SyncSummary()
         try:
             # The cycles' threads touch no database (see _cycle): a plain pool, without the closing
             # round of database_thread_pool (30 ms a pass, most of it starting threads to close nothing).
             with database_thread_pool(1, "mbxtui-sync-db") as database_thread, \
                     ThreadPoolExecutor(self.threads, thread_name_prefix="mbxtui-sync") as pool:
+                database_thread.submit(database.connect, reuse_if_open=True)  # while the cycles log in
+                # The status and the leases are written on the database thread too: one connection
+                # writes while the pass runs. Two in one process queued on SQLite's busy timeout,
+                # which sleeps up to 100 ms at a time (a batch waited 326 ms for one status write).
                 run_within_slots(
                     pool, targets, threads=self.threads, leases=self._leases,
                     work=lambda target: self._cycle(target, lookup, settings, database_thread),
-                    finish=lambda target, result: summary.mailboxes.append(self._finish(target, result, settings)),
-                    renew=self._sync_leases)
+                    finish=lambda target, result: summary.mailboxes.append(
+                        store.on_thread(database_thread, self._finish, target, result, settings)),
+                    renew=lambda pending: store.on_thread(database_thread, self._sync_leases, pending),
+                    finish_all=lambda ended: summary.mailboxes.extend(
+                        store.on_thread(database_thread, self._finish_all, ended, settings)))
         finally:
             with write_transaction():
                 self._leases.release_all()
@@ -182,6 +196,7 @@ class SyncRunner:
         since = {row["mailbox_id"]: row["enabled_since"] for row in rows_by_name(database.execute_sql(
             f"SELECT mailbox_id, enabled_since FROM sync_status WHERE mailbox_id IN ({','.join('?' * len(mailbox_ids))})",
             mailbox_ids))}
+        saved = store.checkpoints(mailbox_ids)
         targets = []
         for box in boxes:
             profile = rows[box.profile_id]
@@ -197,7 +212,8 @@ class SyncRunner:
                 mailbox=mailbox_snapshot(box, approved=True, forward_mailbox_available=False),
                 profile=profile_snapshot(profile), min_polling_minutes=profile.min_polling_minutes, own=own,
                 delete_after_processing=box.is_forward or (box.regarding == "queue" and box.delete_after_processing),
-                reads_after=reads_after, processed_folder=profile.processed_folder, claimed_by=self.worker))
+                reads_after=reads_after, processed_folder=profile.processed_folder, claimed_by=self.worker,
+                checkpoints=saved.get(box.id, {})))
         return targets
 
     # -- one cycle (pool threads) --
@@ -220,6 +236,41 @@ class SyncRunner:
                 drop_connection()  # a pool thread keeps no connection, should anything have opened one
 
     # -- the status (R31) and the leases --
+
+    def _finish_all(self, ended: list[tuple[SyncTarget, CycleResult]], settings: OrgSettings) -> list[MailboxCycled]:
+        """The status of the cycles that ended together, in one transaction: those that went
+        through with nothing to alert in a few statements for all, the others one by one."""
+        with write_transaction():
+            plain = {target.mailbox.id for target, result in ended
+                     if result.failure is None and not result.counts.unresolved}
+            self._succeeded([(target, result) for target, result in ended if target.mailbox.id in plain])
+            return [self._cycled(target, result) if target.mailbox.id in plain
+                    else self._finish(target, result, settings) for target, result in ended]
+
+    def _succeeded(self, ended: list[tuple[SyncTarget, CycleResult]]) -> None:
+        """``_finish`` of cycles that went through (R31), inside the caller's transaction: one
+        statement for the mailboxes with the same count and next due time."""
+        now = self.clock()
+        alike: dict[tuple[int, datetime], list[int]] = {}
+        for target, result in ended:
+            due = now if result.counts.more else now + timedelta(minutes=target.min_polling_minutes)
+            alike.setdefault((result.counts.messages, due), []).append(target.mailbox.id)
+        ours: list[int] = []
+        for (messages, due), ids in alike.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                ours.extend(row[0] for row in database.execute_sql(
+                    "UPDATE sync_status SET worker = NULL, lease_until = NULL, last_cycle_finished = ?, "
+                    f"items_last_cycle = ?, next_due = ? WHERE mailbox_id IN ({','.join('?' * len(chunk))}) "
+                    "AND worker = ? RETURNING mailbox_id", [now, messages, due, *chunk, self.worker]).fetchall())
+        # Not ours: another worker took the mailbox over after our lease ran out; its status is its own.
+        status.incoming_succeeded(sorted(ours), now)
+
+    @staticmethod
+    def _cycled(target: SyncTarget, result: CycleResult) -> MailboxCycled:
+        counts = result.counts
+        return MailboxCycled(target.mailbox.email, True, counts.messages, counts.recorded, counts.unresolved,
+                             counts.deleted)
 
     def _finish(self, target: SyncTarget, result: CycleResult, settings: OrgSettings) -> MailboxCycled:
         now = self.clock()

@@ -7,8 +7,9 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import weakref
 from collections.abc import Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +53,11 @@ def _routed(function: Callable[..., Returned]) -> Callable[..., Returned]:
         return executor.submit(_dropping_on_error, function, args, kwargs).result()
 
     return routed
+
+
+def on_thread(executor: Executor, function: Callable[..., Returned], *args: Any) -> Returned:
+    """``function(*args)`` run on ``executor``'s thread (a pass's database thread), waited for."""
+    return executor.submit(_dropping_on_error, function, args, {}).result()
 
 
 def _dropping_on_error(function: Callable[..., Returned], args: tuple, kwargs: dict) -> Returned:
@@ -110,8 +116,23 @@ def checkpoint(mailbox_id: int, folder: str) -> Checkpoint | None:
     row = row_by_name(database.execute_sql(
         "SELECT uidvalidity, last_uid, delete_pending FROM sync_checkpoint WHERE mailbox_id = ? AND folder = ?",
         [mailbox_id, folder]))
-    if row is None:
-        return None
+    return None if row is None else _checkpoint(row)
+
+
+def checkpoints(mailbox_ids: list[int]) -> dict[int, dict[str, Checkpoint]]:
+    """The checkpoints of ``mailbox_ids`` by mailbox and folder, read in one query a few hundred
+    mailboxes (the runner, once it holds their claims: no other worker writes them meanwhile)."""
+    found: dict[int, dict[str, Checkpoint]] = {}
+    for start in range(0, len(mailbox_ids), 500):
+        chunk = mailbox_ids[start:start + 500]
+        for row in rows_by_name(database.execute_sql(
+                "SELECT mailbox_id, folder, uidvalidity, last_uid, delete_pending FROM sync_checkpoint "
+                f"WHERE mailbox_id IN ({','.join('?' * len(chunk))})", chunk)):
+            found.setdefault(row["mailbox_id"], {})[row["folder"]] = _checkpoint(row)
+    return found
+
+
+def _checkpoint(row: Mapping[str, Any]) -> Checkpoint:
     pending = tuple(json.loads(row["delete_pending"])) if row["delete_pending"] else ()
     return Checkpoint(row["uidvalidity"], row["last_uid"], pending)
 
@@ -130,7 +151,35 @@ def forward_candidates(profile_id: int, users_default: str, queues_default: str)
             for row in rows}
 
 
-@_routed
+@dataclass
+class _Batch:
+    """One ``record_batch`` call, and where its outcome goes when a database thread records it."""
+
+    mailbox_id: int
+    folder: str
+    uidvalidity: int
+    last_uid: int
+    items: list[Fetched]
+    own: Party | None
+    candidates: dict[str, Party] | None
+    now: datetime
+    deleting: bool
+    holder: str | None
+    done: Future = field(default_factory=Future)
+
+
+class _Waiting:
+    """The batches sent to one database thread and not yet taken up by it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.batches: list[_Batch] = []
+
+
+_waiting_by_thread: weakref.WeakKeyDictionary[Executor, _Waiting] = weakref.WeakKeyDictionary()
+_waiting_lock = threading.Lock()
+
+
 def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, items: list[Fetched],
                  own: Party | None, candidates: dict[str, Party] | None, now: datetime, *,
                  deleting: bool = False, holder: str | None = None) -> BatchWritten:
@@ -138,13 +187,109 @@ def record_batch(mailbox_id: int, folder: str, uidvalidity: int, last_uid: int, 
     ``last_uid``; ``deleting`` (the mailbox deletes after processing, R28): with the UIDs this batch
     processed as the ones to delete (those of the batch before were deleted, or the cycle failed
     before reading this one). ``holder``: the worker that must still claim the mailbox (ClaimLost
-    otherwise, nothing written), as in every write below."""
+    otherwise, nothing written), as in every write below.
+
+    On a database thread (``on_database_thread``), the batches of other cycles waiting for it when
+    it comes to this one share its transaction (each with its own checkpoint, R24): the cycles of a
+    pass end together and queued one transaction each behind the write lock (bench/sync.py).
+    Returns once the transaction holding this batch is committed (R28)."""
+    batch = _Batch(mailbox_id, folder, uidvalidity, last_uid, items, own, candidates, now, deleting, holder)
+    executor = getattr(_routing, "executor", None)
+    if executor is None:
+        return _record_alone(batch)
+    with _waiting_lock:
+        waiting = _waiting_by_thread.setdefault(executor, _Waiting())
+    with waiting.lock:
+        waiting.batches.append(batch)
+    executor.submit(_record_waiting, waiting)
+    return batch.done.result()
+
+
+def _record_alone(batch: _Batch) -> BatchWritten:
     with write_transaction():
-        _still_held(mailbox_id, holder)
-        written = _record(mailbox_id, folder, items, own, candidates, now)
-        pending = written.processed_uids if deleting else []
-        _save_checkpoint(mailbox_id, folder, uidvalidity, last_uid, now, json.dumps(pending) if pending else None)
+        _still_held(batch.mailbox_id, batch.holder)
+        return _write(batch)
+
+
+def _write(batch: _Batch) -> BatchWritten:
+    written = _record(batch.mailbox_id, batch.folder, batch.items, batch.own, batch.candidates, batch.now)
+    pending = written.processed_uids if batch.deleting else []
+    _save_checkpoint(batch.mailbox_id, batch.folder, batch.uidvalidity, batch.last_uid, batch.now,
+                     json.dumps(pending) if pending else None)
     return written
+
+
+class _CommitUncertain(Exception):
+    """The transaction of several batches failed once all of them were written: it may have been
+    committed, so none is written again."""
+
+
+def _record_waiting(waiting: _Waiting) -> None:
+    """On the database thread: every batch waiting, in one transaction. Should it fail before its
+    commit (nothing written), each batch is written alone, so that one batch's error stays its own."""
+    with waiting.lock:
+        batches, waiting.batches = waiting.batches, []
+    try:
+        _record_each_way(batches)
+    finally:  # whatever stopped this thread, no cycle waits for ever
+        for batch in batches:
+            if not batch.done.done():
+                batch.done.set_exception(RuntimeError("the database thread stopped before recording the batch"))
+
+
+def _record_each_way(batches: list[_Batch]) -> None:
+    if len(batches) > 1:
+        try:
+            outcomes = _record_together(batches)
+        except _CommitUncertain as uncertain:
+            drop_connection()
+            for batch in batches:
+                batch.done.set_exception(uncertain.__cause__ or uncertain)
+            return
+        except Exception:
+            drop_connection()  # it may be broken: the batches alone connect anew
+        else:
+            for batch, outcome in zip(batches, outcomes):
+                if isinstance(outcome, ClaimLost):
+                    batch.done.set_exception(outcome)
+                else:
+                    batch.done.set_result(outcome)
+            return
+    for batch in batches:  # none when an earlier call took this one up
+        try:
+            batch.done.set_result(_record_alone(batch))
+        except ClaimLost as lost:
+            batch.done.set_exception(lost)
+        except BaseException as exc:
+            drop_connection()
+            batch.done.set_exception(exc)
+
+
+def _record_together(batches: list[_Batch]) -> list[BatchWritten | ClaimLost]:
+    """One transaction: the batches of mailbox still claimed by their holder, in order (the
+    others: ClaimLost, nothing of theirs written)."""
+    ids = list(dict.fromkeys(batch.mailbox_id for batch in batches))
+    written_all = False
+    try:
+        with write_transaction():
+            holders: dict[int, str | None] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                holders.update(database.execute_sql(
+                    f"SELECT mailbox_id, worker FROM sync_status WHERE mailbox_id IN ({','.join('?' * len(chunk))})",
+                    chunk).fetchall())
+            outcomes: list[BatchWritten | ClaimLost] = []
+            for batch in batches:
+                if batch.holder is not None and holders.get(batch.mailbox_id) != batch.holder:
+                    outcomes.append(ClaimLost(f"mailbox {batch.mailbox_id} is no longer claimed by {batch.holder}"))
+                else:
+                    outcomes.append(_write(batch))
+            written_all = True
+    except Exception as exc:
+        if written_all:
+            raise _CommitUncertain(str(exc)) from exc
+        raise
+    return outcomes
 
 
 @_routed

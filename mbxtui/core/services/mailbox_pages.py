@@ -35,12 +35,14 @@ import heapq
 import itertools
 import json
 import sqlite3
+import threading
 from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Sequence
 
 from mbxtui.core import dialect, validation
 from mbxtui.core.enums import View
+from mbxtui.core.faults import fault_sentence
 from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
@@ -155,11 +157,12 @@ class OrderedIds:
 
 
 class MailboxPages:
-    """Reads for one grid, on the connection of the thread that calls it."""
+    """Reads for one grid, on the connection given (from ``readers``), else on the calling thread's."""
 
     def __init__(self, actor: Actor):
         require(actor, Permission.READ)
         self.actor = actor
+        self.readers = Readers()  # connections for reads on worker threads (opened when first used)
         self._orders: dict[str, tuple[tuple[int, int, int], array]] = {}
 
     # --- the ordered ids of a view ---------------------------------------------------------------
@@ -492,6 +495,80 @@ def reader(db=None):  # noqa: ANN001, ANN201  (a peewee database; sqlite3's or d
     """The current thread's plain driver connection to ``db`` (the bound database by default)."""
     db = db if db is not None else database.obj
     return dialect.of(db).reader(db.connection())
+
+
+class Readers:
+    """Plain driver connections to the bound database for one grid's reads, kept open between reads
+    and taken by whichever worker thread reads next. A worker thread's own connection would be
+    opened on the first read that thread happens to run, often a keystroke's: behind 20 ms of
+    latency PostgreSQL's connect alone takes about 0.1-0.4 s. ``warm`` opens them beforehand."""
+
+    def __init__(self, keep: int = 3) -> None:
+        self._keep = keep  # connections kept open between reads (more are opened while busy)
+        self._lock = threading.Lock()
+        self._idle: list[tuple[object, object]] = []  # (peewee database, its driver connection)
+        self._closed = False
+
+    def warm(self, count: int | None = None) -> None:
+        """Open connections until ``count`` (``keep`` by default) are idle."""
+        wanted = min(self._keep, self._keep if count is None else count)
+        while True:
+            with self._lock:
+                if self._closed or len(self._idle) >= wanted:
+                    return
+            self._give_back(self._open())
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[object]:
+        """A connection for one read (sqlite3's, or ``dialect.reader``'s over PostgreSQL's). After
+        a fault of the machine (the server gone, say) it and the idle ones are closed, not kept:
+        the next read connects anew."""
+        db = database.obj
+        with self._lock:
+            other = [entry for entry in self._idle if entry[0] is not db]  # a database closed since
+            self._idle = [entry for entry in self._idle if entry[0] is db]
+            found = self._idle.pop() if self._idle else None
+        for entry in other:
+            _close(entry)
+        entry = found if found is not None else self._open()
+        try:
+            yield dialect.of(db).reader(entry[1])
+        except BaseException as exc:
+            if fault_sentence(exc) is not None:  # the others are likely dead too (a server restarted)
+                with self._lock:
+                    dead, self._idle = [entry, *self._idle], []
+                for each in dead:
+                    _close(each)
+                entry = None
+            raise
+        finally:
+            if entry is not None:
+                self._give_back(entry)
+
+    def close(self) -> None:
+        """Close the idle connections now and the busy ones as they are given back."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for entry in idle:
+            _close(entry)
+
+    def _open(self) -> tuple[object, object]:
+        db = database.obj
+        return db, db._connect()  # what peewee opens for a thread, with the same settings
+
+    def _give_back(self, entry: tuple[object, object]) -> None:
+        with self._lock:
+            keep = not self._closed and entry[0] is database.obj and len(self._idle) < self._keep
+            if keep:
+                self._idle.append(entry)
+        if not keep:
+            _close(entry)
+
+
+def _close(entry: tuple[object, object]) -> None:
+    with contextlib.suppress(Exception):
+        entry[1].close()
 
 
 def _intersection(first: array, second: array) -> array:

@@ -527,6 +527,7 @@ class MailboxGrid(ScrollView, can_focus=True):
     def on_unmount(self) -> None:
         self._generation += 1  # whatever is still being read is no longer wanted
         self._interrupt_order_read()
+        self._source.readers.close()
 
     def on_resize(self, event: events.Resize) -> None:
         self._update_virtual_size()
@@ -568,8 +569,7 @@ class MailboxGrid(ScrollView, can_focus=True):
             return super().render_lines(crop)
         finally:
             self._painting = None
-            # Read ahead: the pages half a page above and below the screen, so that paging on
-            # finds its rows already read more often than not.
+            # Read ahead half a page above and below the screen: paging on finds its rows read.
             top = int(self.scroll_y)
             for position in (top - PAGE_SIZE // 2, top + self._visible_rows + PAGE_SIZE // 2):
                 if 0 <= position < len(self._ids):

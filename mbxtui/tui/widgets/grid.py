@@ -40,7 +40,7 @@ from mbxtui.tui.widgets.grid_drawing import (
 )
 from mbxtui.tui.widgets.grid_marks import MarkSet
 from mbxtui.tui.widgets.grid_reads import Interruptible, OrderRead, ReadOrder, RowsRead, read_order, read_rows
-from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE, RowCache, freeze_startup_objects
+from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE, RowCache, freeze_startup_objects, pages_near
 
 class MailboxGrid(ScrollView, can_focus=True):
     """Mailboxes of one view, filter and sort; a cursor row and a set of marked mailboxes.
@@ -357,7 +357,7 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     def _read_wanted_pages(self) -> None:
         pages, self._pages_wanted = self._pages_wanted, set()
-        for page in sorted(pages):
+        for page in sorted(pages & pages_near(int(self.scroll_y), self._visible_rows)):  # not those scrolled past
             start = page * PAGE_SIZE
             wanted = self._rows.wanted(self._ids[start:start + PAGE_SIZE])
             if wanted:

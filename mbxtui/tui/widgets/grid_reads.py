@@ -4,6 +4,7 @@ the widget's state: the grid's message handlers do, on the UI thread."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from array import array
 from typing import Callable, NamedTuple
@@ -79,11 +80,22 @@ class Interruptible:
             self._running = None
 
     def interrupt_older_than(self, generation: int) -> None:
-        """Stop the read if it answers a query older than ``generation``."""
+        """Stop the read if it answers a query older than ``generation``. PostgreSQL's cancel opens
+        a connection of its own to the server and waits for it to close, so it is sent from a
+        thread of its own, not the caller's (the UI thread); ``end`` waits for a cancel under way,
+        so that it never reaches a later read on the same connection."""
         with self._lock:
-            if self._running is not None and self._running[0] < generation:
-                self._running[1].interrupt()
+            running = self._running
+            if running is None or running[0] >= generation:
+                return
+        threading.Thread(target=self._interrupt, args=(running,), name="grid-interrupt", daemon=True).start()
+
+    def _interrupt(self, running: tuple[int, object]) -> None:
+        with self._lock:
+            if self._running is running:
                 self._running = None
+                with contextlib.suppress(Exception):  # the read runs on; its answer is dropped
+                    running[1].interrupt()
 
 
 def read_order(source: MailboxPages, asked: ReadOrder, post: Callable[[Message], object],

@@ -698,6 +698,26 @@ def test_reads_on_any_worker_thread_reuse_the_connections_the_grid_opened(admin:
     assert len(used) == 3 and len(set(used)) == 1
 
 
+@pytest.mark.skipif(ON_POSTGRES, reason="SQLite only: its cached sort orders hold for one connection")
+def test_a_sort_reversed_finds_its_order_cached_on_the_connection_that_read_it(admin: Actor,
+                                                                                monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mailbox_pages, "HEAD", 5)
+    source = MailboxPages(admin)
+    order_read, page_read = source.readers.connection(for_order=True), source.readers.connection()
+    conn = order_read.__enter__()
+    page_read.__enter__()  # a page of rows read meanwhile, on another connection, and done last
+    first = source.start_ordered_ids(GridQuery(sort="email"), conn)
+    assert first.read_rest is not None
+    first.whole(conn)
+    order_read.__exit__(None, None, None)
+    page_read.__exit__(None, None, None)
+    with source.readers.connection(for_order=True) as conn:
+        reversed_ = source.start_ordered_ids(GridQuery(sort="email", descending=True), conn)
+    source.readers.close()
+    assert reversed_.read_rest is None  # from the cached order, not read again
+    assert list(reversed_.head) == reference(admin, sort="email", descending=True)
+
+
 FILTER_CHARACTERS = "aAbcdeilnoOrtuz.@0123_%éÉ王 "
 
 

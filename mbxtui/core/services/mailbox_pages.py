@@ -508,6 +508,7 @@ class Readers:
         self._lock = threading.Lock()
         self._idle: list[tuple[object, object]] = []  # (peewee database, its driver connection)
         self._closed = False
+        self._order_connection: object = None  # the connection of the last read of a view's ids
 
     def warm(self, count: int | None = None) -> None:
         """Open connections until ``count`` (``keep`` by default) are idle."""
@@ -519,18 +520,26 @@ class Readers:
             self._give_back(self._open())
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[object]:
+    def connection(self, for_order: bool = False) -> Iterator[object]:
         """A connection for one read (sqlite3's, or ``dialect.reader``'s over PostgreSQL's). After
         a fault of the machine (the server gone, say) it and the idle ones are closed, not kept:
-        the next read connects anew."""
+        the next read connects anew. ``for_order``: a view's ids, read on the connection that read
+        the last ones when it is free (SQLite's cached sort orders hold for their connection only:
+        on another, reversing a sort read the whole order again, 0.3-0.5 s instead of 0.05-0.1 s)."""
         db = database.obj
         with self._lock:
             other = [entry for entry in self._idle if entry[0] is not db]  # a database closed since
             self._idle = [entry for entry in self._idle if entry[0] is db]
-            found = self._idle.pop() if self._idle else None
+            ordering = [entry for entry in self._idle if entry[1] is self._order_connection]
+            rest = [entry for entry in self._idle if entry[1] is not self._order_connection]
+            found = ((ordering or rest) if for_order else (rest or ordering))[-1] if self._idle else None
+            if found is not None:
+                self._idle.remove(found)
         for entry in other:
             _close(entry)
         entry = found if found is not None else self._open()
+        if for_order:
+            self._order_connection = entry[1]
         try:
             yield dialect.of(db).reader(entry[1])
         except BaseException as exc:
@@ -559,8 +568,13 @@ class Readers:
 
     def _give_back(self, entry: tuple[object, object]) -> None:
         with self._lock:
-            keep = not self._closed and entry[0] is database.obj and len(self._idle) < self._keep
-            if keep:
+            keep = not self._closed and entry[0] is database.obj
+            if keep and len(self._idle) >= self._keep:
+                if entry[1] is self._order_connection:  # kept before the others
+                    self._idle.append(entry)
+                    entry = self._idle.pop(0)
+                keep = False
+            elif keep:
                 self._idle.append(entry)
         if not keep:
             _close(entry)

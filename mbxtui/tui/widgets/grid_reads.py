@@ -105,7 +105,7 @@ def read_order(source: MailboxPages, asked: ReadOrder, post: Callable[[Message],
     with its cells, instead of as placeholders first."""
     generation = asked.generation
     try:
-        with source.readers.connection() as conn:
+        with source.readers.connection(for_order=True) as conn:
             _read_order(source, conn, asked, post, cancelled, long_read)
     except Exception as exc:  # the grid shows the error; a cancelled read's error is no news
         if not cancelled():

@@ -314,10 +314,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         self._rows.store(message.rows_token, list(message.rows), message.rows)  # read with the ids
         self._reading_order = False
         self._never_read = False
-        try:
-            position = self._ids.index(keep_id) if keep_id is not None else self.cursor_row
-        except ValueError:
-            position = self.cursor_row if self._complete else 0
+        position = message.position_of(keep_id, self.cursor_row)
         self._update_virtual_size()
         self.set_reactive(MailboxGrid.cursor_row, self.validate_cursor_row(position))
         if self._visible_rows > 0:

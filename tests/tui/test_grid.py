@@ -679,6 +679,45 @@ def test_a_common_filter_walks_the_order_instead_of_reading_every_match(admin: A
     assert list(ordered.whole(mailbox_pages.reader())) == expected
 
 
+def test_reads_on_any_worker_thread_reuse_the_connections_the_grid_opened(admin: Actor):
+    # A pooled thread's first read would otherwise open its own connection (0.1-0.4 s behind latency).
+    source = MailboxPages(admin)
+    source.readers.warm(2)
+    used: list[int] = []
+
+    def read() -> None:
+        with source.readers.connection() as conn:
+            assert conn.execute("SELECT count(*) FROM mailbox").fetchone()[0] > 0
+            used.append(id(getattr(conn, "_connection", conn)))  # the driver's own connection
+
+    for _ in range(3):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join(timeout=30)
+    source.readers.close()
+    assert len(used) == 3 and len(set(used)) == 1
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="SQLite only: its cached sort orders hold for one connection")
+def test_a_sort_reversed_finds_its_order_cached_on_the_connection_that_read_it(admin: Actor,
+                                                                                monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(mailbox_pages, "HEAD", 5)
+    source = MailboxPages(admin)
+    order_read, page_read = source.readers.connection(for_order=True), source.readers.connection()
+    conn = order_read.__enter__()
+    page_read.__enter__()  # a page of rows read meanwhile, on another connection, and done last
+    first = source.start_ordered_ids(GridQuery(sort="email"), conn)
+    assert first.read_rest is not None
+    first.whole(conn)
+    order_read.__exit__(None, None, None)
+    page_read.__exit__(None, None, None)
+    with source.readers.connection(for_order=True) as conn:
+        reversed_ = source.start_ordered_ids(GridQuery(sort="email", descending=True), conn)
+    source.readers.close()
+    assert reversed_.read_rest is None  # from the cached order, not read again
+    assert list(reversed_.head) == reference(admin, sort="email", descending=True)
+
+
 FILTER_CHARACTERS = "aAbcdeilnoOrtuz.@0123_%éÉ王 "
 
 

@@ -40,7 +40,7 @@ from mbxtui.tui.widgets.grid_drawing import (
 )
 from mbxtui.tui.widgets.grid_marks import MarkSet
 from mbxtui.tui.widgets.grid_reads import Interruptible, OrderRead, ReadOrder, RowsRead, read_order, read_rows
-from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE, RowCache
+from mbxtui.tui.widgets.grid_rows import GONE, PAGE_SIZE, RowCache, freeze_startup_objects, pages_near
 
 class MailboxGrid(ScrollView, can_focus=True):
     """Mailboxes of one view, filter and sort; a cursor row and a set of marked mailboxes.
@@ -314,10 +314,7 @@ class MailboxGrid(ScrollView, can_focus=True):
         self._rows.store(message.rows_token, list(message.rows), message.rows)  # read with the ids
         self._reading_order = False
         self._never_read = False
-        try:
-            position = self._ids.index(keep_id) if keep_id is not None else self.cursor_row
-        except ValueError:
-            position = self.cursor_row if self._complete else 0
+        position = message.position_of(keep_id, self.cursor_row)
         self._update_virtual_size()
         self.set_reactive(MailboxGrid.cursor_row, self.validate_cursor_row(position))
         if self._visible_rows > 0:
@@ -325,6 +322,7 @@ class MailboxGrid(ScrollView, can_focus=True):
             self._scroll_to_cursor()
         self.refresh()
         self._announce_cursor()
+        self.call_after_refresh(freeze_startup_objects)  # once the first screen is up
 
     def _view_complete(self) -> None:
         changed = False
@@ -356,7 +354,7 @@ class MailboxGrid(ScrollView, can_focus=True):
 
     def _read_wanted_pages(self) -> None:
         pages, self._pages_wanted = self._pages_wanted, set()
-        for page in sorted(pages):
+        for page in sorted(pages & pages_near(int(self.scroll_y), self._visible_rows)):  # not those scrolled past
             start = page * PAGE_SIZE
             wanted = self._rows.wanted(self._ids[start:start + PAGE_SIZE])
             if wanted:
@@ -526,6 +524,7 @@ class MailboxGrid(ScrollView, can_focus=True):
     def on_unmount(self) -> None:
         self._generation += 1  # whatever is still being read is no longer wanted
         self._interrupt_order_read()
+        self._source.readers.close()
 
     def on_resize(self, event: events.Resize) -> None:
         self._update_virtual_size()
@@ -567,8 +566,7 @@ class MailboxGrid(ScrollView, can_focus=True):
             return super().render_lines(crop)
         finally:
             self._painting = None
-            # Read ahead: the pages half a page above and below the screen, so that paging on
-            # finds its rows already read more often than not.
+            # Read ahead half a page above and below the screen: paging on finds its rows read.
             top = int(self.scroll_y)
             for position in (top - PAGE_SIZE // 2, top + self._visible_rows + PAGE_SIZE // 2):
                 if 0 <= position < len(self._ids):

@@ -7,6 +7,7 @@ its new values arrive, so repaints after a change never flicker."""
 
 from __future__ import annotations
 
+import gc
 from typing import Iterable
 
 from textual.cache import LRUCache
@@ -17,6 +18,15 @@ PAGE_SIZE = 100  # rows read per statement
 CACHED_PAGES = 32
 
 GONE = RowView({}, False)  # the mailbox no longer exists
+
+
+def pages_near(top: int, height: int) -> set[int]:
+    """The pages a screen of ``height`` rows from ``top`` shows or reads ahead (half a page above
+    and below). Only these are read when the reads start: paging fast, or jumping from end to
+    home, queues pages that are off screen by then; reading those (20 pages at once, measured
+    after the bench's jumps) made the next keystroke's rows wait 130-360 ms."""
+    first, last = max(0, top - PAGE_SIZE // 2), top + height + PAGE_SIZE // 2
+    return set(range(first // PAGE_SIZE, last // PAGE_SIZE + 1))
 
 
 class RowCache:
@@ -87,3 +97,17 @@ class RowCache:
     def clear(self) -> None:
         self._rows.clear()
         self._stale.clear()
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (modules, classes, the app's widgets) out of the garbage
+    collector's reach, once per process. A full collection otherwise walks all of them: 35-160 ms
+    on the UI thread at 70,000 objects (measured under load 5), a stall that lands on a random key
+    or keystroke; after the freeze it walks only what was made since (3 ms after 30 pages)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
+
+
+_frozen = False

@@ -38,7 +38,6 @@ _PAST_MOMENTS = (("mailbox_failure", "failed_on"), ("owner_notice", "sent_on"),
 def follow_database(*, at_once: bool = False) -> None:
     """On PostgreSQL, go by the database server's clock (see core/clock.py): read it when
     ``at_once`` or when the last reading is ``FOLLOW_SECONDS`` old. Nothing on SQLite."""
-    global _followed_at
     if dialect.current().name != "postgresql":
         return
     if not at_once and clock.monotonic() - _followed_at < FOLLOW_SECONDS:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pwd
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,25 @@ def file_bytes(db_path: Path | str) -> bytes:
         if path.exists():
             data += path.read_bytes()
     return data
+
+
+@contextmanager
+def inserts_refused(table: str, *, once_it_holds: int = 0) -> Iterator[None]:
+    """Inside the block the database refuses every new row of ``table`` once the table holds
+    ``once_it_holds`` rows, raising "TABLE refused by the test": a write failing as a constraint or
+    a full disk fails it, at a chosen point of a transaction."""
+    refused = f"{table} refused by the test"
+    if ON_POSTGRES:
+        database.execute_sql("CREATE OR REPLACE FUNCTION refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                             f"BEGIN IF (SELECT count(*) FROM {table}) >= {once_it_holds} THEN "
+                             f"RAISE EXCEPTION '{refused}'; END IF; RETURN NEW; END $$")
+        database.execute_sql(f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+                             "FOR EACH ROW EXECUTE FUNCTION refuse_insert()")
+    else:
+        database.execute_sql(f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+                             f"WHEN (SELECT count(*) FROM {table}) >= {once_it_holds} "
+                             f"BEGIN SELECT RAISE(ABORT, '{refused}'); END")
+    try:
+        yield
+    finally:
+        database.execute_sql(f"DROP TRIGGER refuse ON {table}" if ON_POSTGRES else "DROP TRIGGER refuse")

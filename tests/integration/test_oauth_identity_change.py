@@ -21,8 +21,7 @@ from mbxtui.core.oauth import delegated
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, SERVICE, SecretStore
 from mbxtui.core.services import audit, authorizations, bulk, credentials, mailboxes, profiles, settings
 from mbxtui.core.services.selection import Selection
-from mbxtui.core import dialect
-from mbxtui.core.models import database
+from tests.core.support import inserts_refused
 from tests.integration.conftest import MASTER_PASSWORD, NO_OS_KEYRING, Org
 from tests.integration.test_oauth_delegated import (  # noqa: F401  (the fixtures are used by name)
     ALICE, BOB, approving, delegated_profile, fresh_provider, oauth_mail, refresh_token_of,
@@ -122,22 +121,6 @@ def test_a_keyring_that_fails_after_the_edit_committed_is_a_warning_naming_the_c
                             f"the keyring answers"), warning
 
 
-def _refuse_audit_records() -> None:
-    if dialect.current().name == "postgresql":
-        database.execute_sql("CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
-                             "$$ BEGIN RAISE EXCEPTION 'audit refused by the test'; END $$")
-        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON audit_record "
-                             "FOR EACH ROW EXECUTE FUNCTION refuse_audit()")
-    else:
-        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON audit_record "
-                             "BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END")
-
-
-def _allow_audit_records() -> None:
-    database.execute_sql("DROP TRIGGER refuse ON audit_record" if dialect.current().name == "postgresql"
-                         else "DROP TRIGGER refuse")
-
-
 @pytest.mark.parametrize("edit", ["email", "profile"])
 def test_an_edit_the_database_refuses_loses_no_refresh_token_and_revokes_nothing(
         org: Org, oauth_mail: OAuthMail, edit: str):
@@ -146,12 +129,9 @@ def test_an_edit_the_database_refuses_loses_no_refresh_token_and_revokes_nothing
     held = refresh_token_of(org, ALICE)
     change = {"email": NEW_ADDRESS} if edit == "email" else {"profile": "Passwords"}
 
-    _refuse_audit_records()  # the edit's last write, just before its commit
-    try:
-        with pytest.raises(Exception, match="audit refused by the test"):
+    with inserts_refused("audit_record"):  # the edit's last write, just before its commit
+        with pytest.raises(Exception, match="audit_record refused by the test"):
             mailboxes.edit(org.admin, ALICE, store=lambda: org.store, **change)
-    finally:
-        _allow_audit_records()
 
     kept = refresh_token_of(org, ALICE) == held  # not compared in the assert: a failure would print it
     assert kept and org.row(ALICE).token_set and authorizations.state_of(org.admin, ALICE) is not None

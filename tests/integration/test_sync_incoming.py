@@ -14,13 +14,13 @@ from email.utils import make_msgid
 import pytest
 from imapclient import IMAPClient
 
-from mbxtui.core import dialect
 from mbxtui.core.models import database, utcnow
 from mbxtui.core.services import activities, bulk, credentials, mailboxes, operators, profiles, settings, users
 from mbxtui.core.services.selection import Selection
 from mbxtui.core.errors import NotFound, PermissionDenied
 from mbxtui.core.sync.runner import SyncRunner, sync_once
 from tests.backends import query
+from tests.core.support import inserts_refused
 from tests.integration.conftest import PROFILE_OWNER, Org
 
 pytestmark = pytest.mark.servers
@@ -282,36 +282,17 @@ def test_a_forward_mailbox_routes_by_recipient_keeps_the_unresolved_and_deletes_
 
 # -- delete after processing (R28) ------------------------------------------------------------------
 
-def _refuse_checkpoints(org: Org) -> None:
-    if dialect.current().name == "postgresql":
-        database.execute_sql("CREATE FUNCTION refuse_checkpoint() RETURNS trigger LANGUAGE plpgsql AS "
-                             "$$ BEGIN RAISE EXCEPTION 'checkpoint refused by the test'; END $$")
-        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON sync_checkpoint "
-                             "FOR EACH ROW EXECUTE FUNCTION refuse_checkpoint()")
-    else:
-        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON sync_checkpoint "
-                             "BEGIN SELECT RAISE(ABORT, 'checkpoint refused by the test'); END")
-
-
-def _allow_checkpoints() -> None:
-    if dialect.current().name == "postgresql":
-        database.execute_sql("DROP TRIGGER refuse ON sync_checkpoint")
-    else:
-        database.execute_sql("DROP TRIGGER refuse")
-
-
 def test_delete_after_processing_deletes_only_after_the_commit(org, lab_profile):
     [login] = org.lab.add_users(1, "syncdel")
     enable(org, queue_mailbox(org, login, delete_after_processing=True))
     deliver(org, login, message("j@outside.test", login, "Delete me", message_id="<del-1@lab.test>"))
 
-    _refuse_checkpoints(org)
-    failed = sync(org)
+    with inserts_refused("sync_checkpoint"):
+        failed = sync(org)
     assert [m.ok for m in failed.mailboxes] == [False]
     assert server_message_ids(org, login) == ["<del-1@lab.test>"], "nothing committed: nothing deleted"
     assert listed(org)["total"] == 0, "the activities roll back with the checkpoint"
 
-    _allow_checkpoints()
     org.clock.advance(hours=1)
     done = sync(org)
     assert [(m.ok, m.recorded, m.deleted) for m in done.mailboxes] == [(True, 1, 1)]

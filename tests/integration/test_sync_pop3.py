@@ -13,11 +13,11 @@ from typing import Callable
 
 import pytest
 
-from mbxtui.core import dialect
 from mbxtui.core.models import Profile, database
 from mbxtui.core.services import activities, bulk, credentials, mailboxes
 from mbxtui.core.services.selection import Selection
 from tests.backends import query
+from tests.core.support import inserts_refused
 from tests.hardening.hostile import Conversation, ConversationOver, HostileServer
 from tests.integration.conftest import Org
 from tests.integration.test_sync_incoming import (
@@ -78,41 +78,19 @@ def test_pop3_reads_new_mail_once_across_cycles_with_top_never_retr(org):
     assert tuple(query(org.db_path, "SELECT state, items_total FROM sync_status")[0]) == ("idle", 3)
 
 
-def _refuse_seen(org: Org, beyond: int = 0) -> None:
-    """Make recording a batch fail once the table holds ``beyond`` keys."""
-    if dialect.current().name == "postgresql":
-        database.execute_sql("CREATE FUNCTION refuse_seen() RETURNS trigger LANGUAGE plpgsql AS "
-                             f"$$ BEGIN IF (SELECT count(*) FROM sync_seen_uidl) >= {beyond} THEN "
-                             "RAISE EXCEPTION 'seen UIDL refused by the test'; END IF; RETURN NEW; END $$")
-        database.execute_sql("CREATE TRIGGER refuse BEFORE INSERT ON sync_seen_uidl "
-                             "FOR EACH ROW EXECUTE FUNCTION refuse_seen()")
-    else:
-        database.execute_sql(f"CREATE TRIGGER refuse BEFORE INSERT ON sync_seen_uidl WHEN "
-                             f"(SELECT count(*) FROM sync_seen_uidl) >= {beyond} "
-                             "BEGIN SELECT RAISE(ABORT, 'seen UIDL refused by the test'); END")
-
-
-def _allow_seen() -> None:
-    if dialect.current().name == "postgresql":
-        database.execute_sql("DROP TRIGGER refuse ON sync_seen_uidl")
-    else:
-        database.execute_sql("DROP TRIGGER refuse")
-
-
 def test_delete_after_processing_deletes_only_what_was_committed(org, pop_profile):
     [login] = org.lab.add_users(1, "popdel")
     enable(org, pop_queue(org, login, delete_after_processing=True))
     deliver(org, login, message("j@outside.test", login, "Delete me", message_id="<pop-del-1@lab.test>"))
     deliver(org, login, message("k@outside.test", login, "Me too", message_id="<pop-del-2@lab.test>"))
 
-    _refuse_seen(org)
-    failed = sync(org)
+    with inserts_refused("sync_seen_uidl"):
+        failed = sync(org)
     assert [(m.ok, m.deleted) for m in failed.mailboxes] == [(False, 0)]
     assert sorted(server_message_ids(org, login)) == ["<pop-del-1@lab.test>", "<pop-del-2@lab.test>"], \
         "nothing committed: nothing deleted"
     assert listed(org)["total"] == 0, "the activities roll back with the UIDLs seen"
 
-    _allow_seen()
     org.clock.advance(hours=1)
     done = sync(org)
     assert [(m.ok, m.recorded, m.deleted) for m in done.mailboxes] == [(True, 2, 2)]
@@ -162,13 +140,12 @@ def test_a_batch_that_fails_still_lets_the_server_delete_the_batches_committed_b
         for number in range(15):  # a batch of 12, then one of 3
             client.append("INBOX", message("p@outside.test", login, f"Part {number:02}"))
 
-    _refuse_seen(org, beyond=12)
-    [failed] = sync(org).mailboxes
+    with inserts_refused("sync_seen_uidl", once_it_holds=12):
+        [failed] = sync(org).mailboxes
     assert not failed.ok, failed
     assert len(server_message_ids(org, login)) == 3, "the first batch's 12, committed, are deleted all the same"
     assert listed(org, limit=100)["total"] == 12
 
-    _allow_seen()
     org.clock.advance(hours=1)
     assert [(m.ok, m.messages, m.deleted) for m in sync(org).mailboxes] == [(True, 3, 3)]
     assert server_message_ids(org, login) == [] and listed(org, limit=100)["total"] == 15

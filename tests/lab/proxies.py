@@ -256,11 +256,14 @@ class ConnectionCounter:
         try:
             await asyncio.wait([from_client, from_server], return_when=asyncio.FIRST_COMPLETED)
             if not from_client.done():  # the server closed first: so does this side's writing
-                if not writer.is_closing() and writer.can_write_eof():
-                    writer.write_eof()
-                from_client.cancel()
-                await asyncio.wait([from_client])
-                while await reader.read(65536):  # what the client still says goes nowhere
+                try:
+                    if not writer.is_closing() and writer.can_write_eof():
+                        writer.write_eof()
+                    from_client.cancel()
+                    await asyncio.wait([from_client])
+                    while await reader.read(65536):  # what the client still says goes nowhere
+                        pass
+                except OSError:  # the client went meanwhile (ENOTCONN, a reset): nothing left to relay
                     pass
         finally:
             await stop_and_close([from_client, from_server], writer, upstream_writer)

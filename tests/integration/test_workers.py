@@ -157,10 +157,14 @@ def test_a_killed_workers_jobs_and_slots_are_taken_over_after_its_lease_without_
     taken_over = {row["id"]: row for row in query(
         org.db_path, f"SELECT id, worker, started_on FROM test_job WHERE id IN ({','.join('?' * len(held_jobs))})",
         [row["id"] for row in held_jobs])}
+    # A survivor that waited out a database fault started its run again, and a run's start requeues
+    # at once the jobs of a process gone from this host (R21, queue.recover): then earlier is right.
+    restarted = any("Test & Enable waits:" in stderr for _, stderr in ended)
     for job_id, lease_until in held_jobs:
         job = taken_over[job_id]
         assert f":{doomed.pid}:" not in job["worker"], "finished by another worker"
-        assert timestamp(job["started_on"]) >= timestamp(lease_until), "taken over only once its lease ran out"
+        assert restarted or timestamp(job["started_on"]) >= timestamp(lease_until), \
+            "taken over only once its lease ran out"
     # The tests the killed worker had started and not yet written ran again elsewhere, and only
     # those: up to its threads in flight, and as many finished ones whose results it was writing
     # (a runner puts the connections it frees back to work before it writes their results, see

@@ -43,6 +43,14 @@ def passed(mailbox_id: int, directions: Iterable[str]) -> None:
             [mailbox_id, *listed])
 
 
+def passed_together(mailbox_ids: list[int], direction: str) -> None:
+    """``passed(id, [direction])`` for each of these mailboxes, in one statement."""
+    if mailbox_ids:
+        database.execute_sql(
+            f"DELETE FROM mailbox_failure WHERE direction = ? AND mailbox_id IN ({','.join('?' * len(mailbox_ids))})",
+            [direction, *mailbox_ids])
+
+
 def alert_failing_profiles(profile_ids: Iterable[int], now: datetime) -> None:
     """R16 for each of these profiles: one error alert to its owner when more than half of its
     active mailboxes failed within the last hour, at most one an hour."""

@@ -152,9 +152,7 @@ def incoming_succeeded(mailbox_ids: list[int], now: datetime) -> None:
     for start in range(0, len(mailbox_ids), 500):
         chunk = mailbox_ids[start:start + 500]
         marks = ",".join("?" * len(chunk))
-        # R16: failing_profiles.passed for each of them
-        database.execute_sql(f"DELETE FROM mailbox_failure WHERE direction = 'incoming' AND mailbox_id IN ({marks})",
-                             chunk)
+        failing_profiles.passed_together(chunk, "incoming")  # R16
         database.execute_sql(
             "UPDATE sync_status SET state = CASE WHEN outgoing_failures > 0 THEN 'waiting' ELSE 'idle' END, "
             "last_incoming_success = ?, incoming_failures = 0, stale_alerted_on = NULL, "

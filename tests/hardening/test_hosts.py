@@ -444,7 +444,8 @@ def test_e_everything_completes_with_50_ms_per_database_reply_and_1_percent_of_i
     for label in statuses:
         assert "Traceback" not in run.log(label) and "stopped" not in run.log(label), run.log(label)
     taken_over = {job: workers for job, workers in holders.items() if len(workers) > 1}
-    assert taken_over == {}, f"jobs of live workers taken over when their leases ran out: {taken_over}"
+    assert taken_over == {}, (f"jobs of live workers taken over when their leases ran out: {taken_over}\n"
+                              + "\n".join(f"--- {label}:\n{run.log(label)[-3000:]}" for label in statuses))
     audit(run)
 
 

@@ -48,6 +48,7 @@ import time
 from typing import Any, Iterator, Sequence
 
 from mbxtui.core.models import ALL_MODELS, database
+from mbxtui.core.sql_lists import placeholders
 
 SELECTION_TABLE = "selected_mailbox"
 # pg_advisory_xact_lock key of the one write lock of a PostgreSQL database (SQLite has its own).
@@ -139,7 +140,7 @@ class SqliteDialect:
 
     def insert_rows(self, connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
         names = ", ".join(f'"{c}"' for c in columns)
-        connection.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})', rows)
+        connection.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({placeholders(columns)})', rows)
 
     def copy_rows(self, connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
         self.insert_rows(connection, table, columns, rows)

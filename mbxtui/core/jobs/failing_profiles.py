@@ -16,6 +16,7 @@ from mbxtui.core import clock
 from mbxtui.core.jobs.outcome import PROFILE_FAILING_CODE, profile_failing, profile_failing_alert
 from mbxtui.core.models import Alert, Profile, database
 from mbxtui.core.services.alerts import raise_alert
+from mbxtui.core.sql_lists import placeholders
 from mbxtui.core.sync import notices
 
 TEST = "test"
@@ -39,7 +40,7 @@ def passed(mailbox_id: int, directions: Iterable[str]) -> None:
     listed = list(directions)
     if listed:
         database.execute_sql(
-            f"DELETE FROM mailbox_failure WHERE mailbox_id = ? AND direction IN ({','.join('?' * len(listed))})",
+            f"DELETE FROM mailbox_failure WHERE mailbox_id = ? AND direction IN ({placeholders(listed)})",
             [mailbox_id, *listed])
 
 
@@ -47,7 +48,7 @@ def passed_together(mailbox_ids: list[int], direction: str) -> None:
     """``passed(id, [direction])`` for each of these mailboxes, in one statement."""
     if mailbox_ids:
         database.execute_sql(
-            f"DELETE FROM mailbox_failure WHERE direction = ? AND mailbox_id IN ({','.join('?' * len(mailbox_ids))})",
+            f"DELETE FROM mailbox_failure WHERE direction = ? AND mailbox_id IN ({placeholders(mailbox_ids)})",
             [direction, *mailbox_ids])
 
 

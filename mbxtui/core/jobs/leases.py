@@ -40,6 +40,7 @@ from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.jobs.queue import rows_by_name
 from mbxtui.core.metrics import WORKER as metrics
 from mbxtui.core.models import database
+from mbxtui.core.sql_lists import placeholders
 
 # Asking for slots when work waits for them, or giving back unused ones, at most this often.
 SLOT_SYNC_GAP = 0.2
@@ -180,7 +181,7 @@ class ConnectionLeases:
                              {p for p, busy in self.busy.items() if busy})
         if not profile_ids:
             return
-        marks = ",".join("?" * len(profile_ids))
+        marks = placeholders(profile_ids)
         bounds = {row["id"]: row["max_connections"] for row in rows_by_name(database.execute_sql(
             f"SELECT id, max_connections FROM profile WHERE id IN ({marks})", profile_ids))}
         others_held: dict[int, int] = {}

@@ -21,6 +21,7 @@ from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import JobOutcome, JobState
 from mbxtui.core.jobs import clock_jumps
 from mbxtui.core.models import EnablementBatch, EnablementJob, database, utcnow
+from mbxtui.core.sql_lists import in_list_chunks, placeholders
 
 # The mailboxes of this connection's selection table (see services.mailboxes.materialise).
 _SELECTED = f"id IN (SELECT id FROM {dialect.SELECTION_TABLE})"
@@ -148,7 +149,7 @@ def release(worker: str, job_ids: Sequence[int]) -> None:
     with write_transaction():
         database.execute_sql(
             "UPDATE test_job SET state = ?, worker = NULL, lease_until = NULL, started_on = NULL "
-            f"WHERE state = ? AND worker = ? AND id IN ({','.join('?' * len(job_ids))})",
+            f"WHERE state = ? AND worker = ? AND id IN ({placeholders(job_ids)})",
             [_QUEUED, _RUNNING, worker, *job_ids])
 
 
@@ -186,15 +187,14 @@ def recover(me: str, now: datetime, lease_seconds: float = 60.0) -> int:
             if process_gone(row["worker"], me)
             or (row["lease_until"] is not None and str(row["lease_until"]) < expired)
         ]
-        for start in range(0, len(stale), 500):
-            chunk = stale[start:start + 500]
+        for marks, chunk in in_list_chunks(stale):
             database.execute_sql(
                 "UPDATE test_job SET state = ?, worker = NULL, lease_until = NULL, started_on = NULL "
-                f"WHERE id IN ({','.join('?' * len(chunk))})", [_QUEUED, *chunk])
+                f"WHERE id IN ({marks})", [_QUEUED, *chunk])
         gone = sorted({row["worker"] for row in rows_by_name(
             database.execute_sql("SELECT DISTINCT worker FROM connection_lease")) if process_gone(row["worker"], me)})
         if gone:
-            database.execute_sql(f"DELETE FROM connection_lease WHERE worker IN ({','.join('?' * len(gone))})", gone)
+            database.execute_sql(f"DELETE FROM connection_lease WHERE worker IN ({placeholders(gone)})", gone)
         database.execute_sql(
             "UPDATE mailbox SET test_scheduled = 1 WHERE test_scheduled = 0 AND id IN "
             "(SELECT mailbox_id FROM test_job WHERE state = ? AND attempt = 1)", [_QUEUED])

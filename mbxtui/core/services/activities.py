@@ -20,6 +20,7 @@ from mbxtui.core.errors import NotFound
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.sql_lists import placeholders
 from mbxtui.core.walks import first_matches
 
 _COLUMNS = ("a.id, a.message_id, a.direction, a.state, a.subject, a.sender, a.\"to\", a.cc, a.received_on, "
@@ -285,7 +286,7 @@ def _mailbox_id(email: str) -> int:
 def _parties(activity_ids: list[int]) -> dict[int, list[str]]:
     if not activity_ids:
         return {}
-    marks = ",".join("?" * len(activity_ids))
+    marks = placeholders(activity_ids)
     found: dict[int, list[str]] = {}
     for row in rows_by_name(database.execute_sql(
             f"SELECT p.activity_id, COALESCE(u.email, q.email) AS email FROM activity_party p "

@@ -46,6 +46,7 @@ from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services.mailbox_readers import Readers
 from mbxtui.core.services.mailbox_views import filter_condition, order_by, stale_ids, view_condition, where_for
+from mbxtui.core.sql_lists import chunks, in_list_chunks, placeholders
 from mbxtui.core.walks import first_matches
 
 # The ids a view takes, read from one index (None: every mailbox), and whether the view leaves
@@ -84,7 +85,6 @@ GRID_COLUMNS = (
 # The rows' own joins: their profile's name and their sync status (R31), one primary-key lookup each, for
 # the rows of a page only (never for an order or a filter).
 GRID_JOINS = "LEFT JOIN profile p ON p.id = m.profile_id LEFT JOIN sync_status s ON s.mailbox_id = m.id"
-PAGE_LIMIT = 500  # ids per query: well under SQLite's limit on bound parameters
 
 
 class GridRow(NamedTuple):
@@ -268,14 +268,14 @@ class MailboxPages:
         sort = (query.sort or "name").strip().lower()
 
         def matching(batch: list[int]) -> list[int]:
-            marks = ",".join("?" * len(batch))
+            marks = placeholders(batch)
             matched = set(itertools.chain.from_iterable(conn.execute(
                 f"SELECT m.id FROM mailbox m WHERE m.id IN ({marks}) AND ({view_sql}) AND ({filter_sql})",
                 [*batch, *view_params, *filter_params])))
             return [mailbox_id for mailbox_id in batch if mailbox_id in matched]
 
         with contextlib.closing(self._walk_order(conn, sort, query.descending)) as walk:
-            batches = iter(lambda: list(itertools.islice(walk, WALK_BATCH)), [])
+            batches = chunks(walk, WALK_BATCH)
             walked = first_matches(batches, matching, HEAD, seconds=seconds)
         return array("q", walked.found), walked.exhausted
 
@@ -473,9 +473,7 @@ class MailboxPages:
         conn = conn if conn is not None else reader()
         found: dict[int, GridRow] = {}
         with _undecodable_as_surrogates(conn):
-            for start in range(0, len(wanted), PAGE_LIMIT):
-                chunk = wanted[start:start + PAGE_LIMIT]
-                marks = ",".join("?" * len(chunk))
+            for marks, chunk in in_list_chunks(wanted):
                 for row in conn.execute(
                         f"SELECT {GRID_COLUMNS} FROM mailbox m {GRID_JOINS} WHERE m.id IN ({marks})", chunk):
                     found[row[0]] = GridRow._make(row)

@@ -14,6 +14,7 @@ from mbxtui.core.enums import EXCHANGE_TYPES, ProfileType, View
 from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.sql_lists import in_list_chunks
 
 SORT_COLUMNS = {
     "name": "m.name COLLATE NOCASE",
@@ -326,9 +327,7 @@ def ids_in_view(actor: Actor, *, view: View | str = View.ACTIVE, filter_text: st
 def rows_by_ids(actor: Actor, ids: Sequence[int]) -> dict[int, MailboxRow]:
     require(actor, Permission.READ)
     result: dict[int, MailboxRow] = {}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start:start + 500])
-        marks = ",".join("?" * len(chunk))
+    for marks, chunk in in_list_chunks(ids):
         cursor = database.execute_sql(f"SELECT {ROW_COLUMNS} {FROM_SQL} WHERE m.id IN ({marks})", chunk)
         for row in cursor.fetchall():
             data = _row_dict(cursor, row)

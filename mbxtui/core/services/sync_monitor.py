@@ -20,6 +20,7 @@ from mbxtui.core.jobs.queue import rows_by_name
 from mbxtui.core.models import database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services.mailbox_views import PROCESSED_PROFILES_SQL
+from mbxtui.core.sql_lists import placeholders
 
 STATES = ("idle", "processing", "waiting", "disabled")
 NEVER_CYCLED = "never cycled"  # enabled for incoming processing, no cycle yet
@@ -156,9 +157,8 @@ def _stale_hours() -> int:
 def _profile_names(profile_ids: list[int]) -> dict[int, str]:
     if not profile_ids:
         return {}
-    marks = ",".join("?" * len(profile_ids))
     return {row[0]: row[1] for row in database.execute_sql(
-        f"SELECT id, name FROM profile WHERE id IN ({marks})", profile_ids).fetchall()}
+        f"SELECT id, name FROM profile WHERE id IN ({placeholders(profile_ids)})", profile_ids).fetchall()}
 
 
 def _age(now: datetime, moment: str | None) -> int | None:

@@ -40,6 +40,7 @@ from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import approval_required
+from mbxtui.core.sql_lists import in_list_chunks, placeholders
 from mbxtui.core.sync import status
 from mbxtui.core.sync.passes import run_within_slots
 from mbxtui.core.sync.sending import Attempt, EmailQueue, MailboxSending, QueuedEmail, send_queued
@@ -169,16 +170,14 @@ class OutgoingRunner:
                         int(approval_required(settings, Regarding.USER)),
                         int(approval_required(settings, Regarding.QUEUE)), expired, now, now]
         if emails:
-            where.append(f"m.email IN ({','.join('?' * len(emails))})")
+            where.append(f"m.email IN ({placeholders(emails)})")
             params.extend(email.lower() for email in emails)
         until = now + timedelta(seconds=self.lease_seconds)
         with write_transaction():
             due = [row["id"] for row in rows_by_name(database.execute_sql(
                 "SELECT m.id FROM mailbox m JOIN profile p ON p.id = m.profile_id "
                 f"LEFT JOIN sync_status s ON s.mailbox_id = m.id WHERE {' AND '.join(where)} ORDER BY m.id", params))]
-            for start in range(0, len(due), 500):
-                chunk = due[start:start + 500]
-                marks = ",".join("?" * len(chunk))
+            for marks, chunk in in_list_chunks(due):
                 database.execute_sql(
                     "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
                     f"enabled_since) SELECT id, 'idle', 0, 0, 0, COALESCE(test_completed_on, ?) FROM mailbox "

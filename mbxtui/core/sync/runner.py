@@ -38,6 +38,7 @@ from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.credentials import secret_lookup
 from mbxtui.core.services.mailboxes import approval_required
+from mbxtui.core.sql_lists import in_list_chunks, placeholders
 from mbxtui.core.sync import status, store
 from mbxtui.core.sync.incoming import CycleResult, SyncTarget, run_cycle
 from mbxtui.core.sync.outgoing import OutgoingRunner, OutgoingSummary
@@ -166,16 +167,14 @@ class SyncRunner:
             where.append("(s.next_due IS NULL OR s.next_due <= ?)")
             params.append(now)
         if emails:
-            where.append(f"m.email IN ({','.join('?' * len(emails))})")
+            where.append(f"m.email IN ({placeholders(emails)})")
             params.extend(email.lower() for email in emails)
         until = now + timedelta(seconds=self.lease_seconds)
         with write_transaction():
             due = [row["id"] for row in rows_by_name(database.execute_sql(
                 "SELECT m.id FROM mailbox m JOIN profile p ON p.id = m.profile_id "
                 f"LEFT JOIN sync_status s ON s.mailbox_id = m.id WHERE {' AND '.join(where)} ORDER BY m.id", params))]
-            for start in range(0, len(due), 500):
-                chunk = due[start:start + 500]
-                marks = ",".join("?" * len(chunk))
+            for marks, chunk in in_list_chunks(due):
                 database.execute_sql(
                     "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
                     f"enabled_since) SELECT id, 'idle', 0, 0, 0, COALESCE(test_completed_on, ?) FROM mailbox "
@@ -194,7 +193,7 @@ class SyncRunner:
         boxes = list(Mailbox.select().where(Mailbox.id.in_(mailbox_ids)))
         rows = {p.id: p for p in Profile.select().where(Profile.id.in_({b.profile_id for b in boxes}))}
         since = {row["mailbox_id"]: row["enabled_since"] for row in rows_by_name(database.execute_sql(
-            f"SELECT mailbox_id, enabled_since FROM sync_status WHERE mailbox_id IN ({','.join('?' * len(mailbox_ids))})",
+            f"SELECT mailbox_id, enabled_since FROM sync_status WHERE mailbox_id IN ({placeholders(mailbox_ids)})",
             mailbox_ids))}
         saved = store.checkpoints(mailbox_ids)
         targets = []
@@ -257,11 +256,10 @@ class SyncRunner:
             alike.setdefault((result.counts.messages, due), []).append(target.mailbox.id)
         ours: list[int] = []
         for (messages, due), ids in alike.items():
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+            for marks, chunk in in_list_chunks(ids):
                 ours.extend(row[0] for row in database.execute_sql(
                     "UPDATE sync_status SET worker = NULL, lease_until = NULL, last_cycle_finished = ?, "
-                    f"items_last_cycle = ?, next_due = ? WHERE mailbox_id IN ({','.join('?' * len(chunk))}) "
+                    f"items_last_cycle = ?, next_due = ? WHERE mailbox_id IN ({marks}) "
                     "AND worker = ? RETURNING mailbox_id", [now, messages, due, *chunk, self.worker]).fetchall())
         # Not ours: another worker took the mailbox over after our lease ran out; its status is its own.
         status.incoming_succeeded(sorted(ours), now)

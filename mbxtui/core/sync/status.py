@@ -24,6 +24,7 @@ from mbxtui.core.probes.base import ErrorCode, Failure
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.mailbox_views import stale_hours, stale_ids
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
+from mbxtui.core.sql_lists import in_list_chunks
 from mbxtui.core.sync import notices
 
 PROCESSED_DIRECTIONS = ("incoming", "outgoing")
@@ -149,9 +150,7 @@ def direction_succeeded(mailbox_id: int, direction: str, now: datetime) -> None:
 def incoming_succeeded(mailbox_ids: list[int], now: datetime) -> None:
     """``direction_succeeded(id, "incoming", now)`` for each of these mailboxes, whose status rows
     exist: two statements a few hundred mailboxes (the runner writes the cycles that ended together)."""
-    for start in range(0, len(mailbox_ids), 500):
-        chunk = mailbox_ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
+    for marks, chunk in in_list_chunks(mailbox_ids):
         failing_profiles.passed_together(chunk, "incoming")  # R16
         database.execute_sql(
             "UPDATE sync_status SET state = CASE WHEN outgoing_failures > 0 THEN 'waiting' ELSE 'idle' END, "

@@ -19,6 +19,7 @@ from mbxtui.core.db import drop_connection, write_transaction
 from mbxtui.core.enums import ActivityDirection, ActivityState
 from mbxtui.core.jobs.queue import row_by_name, rows_by_name
 from mbxtui.core.models import database
+from mbxtui.core.sql_lists import chunks, in_list_chunks, row_placeholders
 from mbxtui.core.sync.messages import ParsedMessage
 from mbxtui.core.sync.routing import Party, effective_tracking, route, tracked
 
@@ -123,11 +124,10 @@ def checkpoints(mailbox_ids: list[int]) -> dict[int, dict[str, Checkpoint]]:
     """The checkpoints of ``mailbox_ids`` by mailbox and folder, read in one query a few hundred
     mailboxes (the runner, once it holds their claims: no other worker writes them meanwhile)."""
     found: dict[int, dict[str, Checkpoint]] = {}
-    for start in range(0, len(mailbox_ids), 500):
-        chunk = mailbox_ids[start:start + 500]
+    for marks, chunk in in_list_chunks(mailbox_ids):
         for row in rows_by_name(database.execute_sql(
                 "SELECT mailbox_id, folder, uidvalidity, last_uid, delete_pending FROM sync_checkpoint "
-                f"WHERE mailbox_id IN ({','.join('?' * len(chunk))})", chunk)):
+                f"WHERE mailbox_id IN ({marks})", chunk)):
             found.setdefault(row["mailbox_id"], {})[row["folder"]] = _checkpoint(row)
     return found
 
@@ -273,11 +273,9 @@ def _record_together(batches: list[_Batch]) -> list[BatchWritten | ClaimLost]:
     try:
         with write_transaction():
             holders: dict[int, str | None] = {}
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+            for marks, chunk in in_list_chunks(ids):
                 holders.update(database.execute_sql(
-                    f"SELECT mailbox_id, worker FROM sync_status WHERE mailbox_id IN ({','.join('?' * len(chunk))})",
-                    chunk).fetchall())
+                    f"SELECT mailbox_id, worker FROM sync_status WHERE mailbox_id IN ({marks})", chunk).fetchall())
             outcomes: list[BatchWritten | ClaimLost] = []
             for batch in batches:
                 if batch.holder is not None and holders.get(batch.mailbox_id) != batch.holder:
@@ -332,11 +330,10 @@ def record_pop3_batch(mailbox_id: int, folder: str, items: list[Fetched], seen: 
         _still_held(mailbox_id, holder)
         written = _record(mailbox_id, folder, items, own, candidates, now)
         processed = {keys_of[number] for number in written.processed_uids if number in keys_of} if keys_of else set()
-        for start in range(0, len(seen), 200):  # four values a row: under SQLite's 999 at any version
-            chunk = seen[start:start + 200]
+        for chunk in chunks(seen, 200):  # four values a row: under SQLite's 999 at any version
             database.execute_sql(
                 "INSERT INTO sync_seen_uidl (mailbox_id, uidl, seen_on, processed) VALUES "
-                f"{','.join(['(?, ?, ?, ?)'] * len(chunk))} ON CONFLICT DO NOTHING",
+                f"{row_placeholders(4, chunk)} ON CONFLICT DO NOTHING",
                 [value for key in chunk for value in (mailbox_id, key, now, int(key in processed))])
     return written
 
@@ -357,10 +354,9 @@ def forget_uidls(mailbox_id: int, gone: set[str], *, holder: str | None = None) 
     listed = sorted(gone)
     with write_transaction():
         _still_held(mailbox_id, holder)
-        for start in range(0, len(listed), 500):
-            chunk = listed[start:start + 500]
+        for marks, chunk in in_list_chunks(listed):
             database.execute_sql(
-                f"DELETE FROM sync_seen_uidl WHERE mailbox_id = ? AND uidl IN ({','.join('?' * len(chunk))})",
+                f"DELETE FROM sync_seen_uidl WHERE mailbox_id = ? AND uidl IN ({marks})",
                 [mailbox_id, *chunk])
 
 
@@ -446,19 +442,16 @@ def _activities(kept: list[tuple[Fetched, str, list[Party]]], mailbox_id: int, n
                      json.dumps([{"name": name, "size": size} for name, size in message.attachments]),
                      message.preview, " ".join(message.in_reply_to), message.problem, mailbox_id, now))
     ids: dict[str, int] = {}
-    per = _MOST_VALUES // len(_ACTIVITY_COLUMNS)
-    for start in range(0, len(rows), per):
-        chunk = rows[start:start + per]
+    for chunk in chunks(rows, _MOST_VALUES // len(_ACTIVITY_COLUMNS)):
         ids.update((row[1], row[0]) for row in database.execute_sql(
             f"INSERT INTO email_activity ({', '.join(_ACTIVITY_COLUMNS)}) VALUES "
-            f"{', '.join(['(' + ', '.join('?' * len(_ACTIVITY_COLUMNS)) + ')'] * len(chunk))} "
+            f"{row_placeholders(len(_ACTIVITY_COLUMNS), chunk)} "
             "ON CONFLICT DO NOTHING RETURNING id, message_id", [value for row in chunk for value in row]).fetchall())
     existing = [message_id for message_id in first if message_id not in ids]
-    for start in range(0, len(existing), _MOST_VALUES - 1):
-        chunk = existing[start:start + _MOST_VALUES - 1]
+    for marks, chunk in in_list_chunks(existing, _MOST_VALUES - 1):
         for activity_id, message_id, state in database.execute_sql(
-                f"SELECT id, message_id, state FROM email_activity WHERE direction = ? AND message_id IN "
-                f"({','.join('?' * len(chunk))})", [INCOMING, *chunk]).fetchall():
+                f"SELECT id, message_id, state FROM email_activity WHERE direction = ? AND message_id IN ({marks})",
+                [INCOMING, *chunk]).fetchall():
             ids[message_id] = activity_id
             if state == UNRESOLVED and message_id in resolving:  # another mailbox's message, resolved here
                 database.execute_sql("UPDATE email_activity SET state = ? WHERE id = ?", [RECEIVED, activity_id])
@@ -468,12 +461,9 @@ def _activities(kept: list[tuple[Fetched, str, list[Party]]], mailbox_id: int, n
 def _insert_returning(table: str, columns: tuple[str, ...], rows: list[tuple], returned: str) -> list[tuple]:
     """Insert ``rows``, those already there left alone; the ``returned`` columns of those inserted."""
     found: list[tuple] = []
-    per = _MOST_VALUES // len(columns)
-    for start in range(0, len(rows), per):
-        chunk = rows[start:start + per]
+    for chunk in chunks(rows, _MOST_VALUES // len(columns)):
         found.extend(tuple(row) for row in database.execute_sql(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-            f"{', '.join(['(' + ', '.join('?' * len(columns)) + ')'] * len(chunk))} "
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {row_placeholders(len(columns), chunk)} "
             f"ON CONFLICT DO NOTHING RETURNING {returned}", [value for row in chunk for value in row]).fetchall())
     return found
 
@@ -481,9 +471,7 @@ def _insert_returning(table: str, columns: tuple[str, ...], rows: list[tuple], r
 def _known_message_ids(message_ids: list[str]) -> set[str]:
     known: set[str] = set()
     unique = list(dict.fromkeys(message_ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start:start + 500]
-        marks = ",".join("?" * len(chunk))
+    for marks, chunk in in_list_chunks(unique):
         known.update(row[0] for row in database.execute_sql(
             f"SELECT message_id FROM email_activity WHERE message_id IN ({marks}) AND state <> ?",
             [*chunk, UNRESOLVED]).fetchall())

@@ -143,3 +143,11 @@ def now() -> datetime:
 
 def monotonic() -> float:
     return _clock.monotonic()
+
+
+def advanced(now: datetime, read_at: float) -> datetime:
+    """``now``, read at ``read_at`` (``monotonic()``), as it is at this moment. A lease written in a
+    write transaction runs from here, not from a ``now`` read before the wait for the write lock:
+    behind 50 ms per database reply a claim or renewal waited 3 s for the lock, and wrote 3-s leases
+    that had run out when they were written (other workers took the live worker's jobs)."""
+    return now + timedelta(seconds=monotonic() - read_at)

@@ -4,9 +4,11 @@ transaction, and a runner whose last renewal is a whole lease old takes no slot 
 
 from __future__ import annotations
 
+import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from mbxtui.core.db import write_transaction
 from mbxtui.core.jobs.leases import SLOT_SYNC_GAP, ConnectionLeases
 from mbxtui.core.models import database, utcnow
 from mbxtui.core.services import profiles
@@ -52,3 +54,30 @@ def test_refresh_is_throttled_and_renews_the_callers_claims_in_the_same_write(ad
         leases.release_all()
     assert leased_until("host:1:a") == []
     assert leases.refresh_due(set()), "after a release the next refresh asks at once"
+
+
+def test_a_renewal_that_waited_for_the_write_lock_leases_from_the_moment_it_got_it(admin):
+    """Behind a slow database link a renewal waited as long as the lease for the write lock, and
+    wrote leases that had run out when they were written: other workers took the live worker's
+    jobs (test_hosts.py, scenario e)."""
+    profile_id = profiles.create(admin, **IMAP_PROFILE).id
+    leases = ConnectionLeases("host:1:b", lease_seconds=3.0)
+    holding, waited = threading.Event(), 1.5
+
+    def hold_the_write_lock() -> None:
+        try:
+            with write_transaction():
+                holding.set()
+                time.sleep(waited)
+        finally:
+            database.close()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    assert holding.wait(10)
+    renewed: list[datetime] = []
+    now = utcnow()
+    leases.refresh([profile_id], 1, now, renewed.append)
+    holder.join()
+    assert renewed and renewed[0] >= now + timedelta(seconds=leases.lease_seconds + waited - 0.5), \
+        f"leased until {renewed[0]:%H:%M:%S.%f}, from {now:%H:%M:%S} before the wait"

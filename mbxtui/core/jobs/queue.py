@@ -131,14 +131,17 @@ class ClaimedJob:
 
 
 def claim(worker: str, now: datetime, lease_seconds: float, limit: int) -> list[ClaimedJob]:
-    """Take up to ``limit`` due jobs for ``worker``, oldest first, leased until ``now + lease_seconds``."""
+    """Take up to ``limit`` due jobs for ``worker``, oldest first, leased for ``lease_seconds`` from
+    the moment they are taken (``clock.advanced``)."""
+    read_at = clock.monotonic()
     with write_transaction():
+        until = clock.advanced(now, read_at) + timedelta(seconds=lease_seconds)
         rows = rows_by_name(database.execute_sql(
             "UPDATE test_job SET state = ?, worker = ?, started_on = ?, lease_until = ? "
             "WHERE id IN (SELECT id FROM test_job WHERE state = ? AND (not_before IS NULL OR not_before <= ?) "
             f"ORDER BY id LIMIT ?{dialect.current().claim_lock()}) "
             "RETURNING id, batch_id, mailbox_id, attempt, requested_by",
-            [_RUNNING, worker, now, now + timedelta(seconds=lease_seconds), _QUEUED, now.isoformat(sep=" "), limit]))
+            [_RUNNING, worker, now, until, _QUEUED, now.isoformat(sep=" "), limit]))
     return [ClaimedJob(r["id"], r["batch_id"], r["mailbox_id"], r["attempt"], r["requested_by"]) for r in rows]
 
 

@@ -1,6 +1,8 @@
 """Exceptions raised by the services. Each message is a sentence a person can act on and never
 contains a secret."""
 
+import re
+
 
 class MbxError(Exception):
     """Base of every refusal the services make."""
@@ -42,6 +44,9 @@ class NotInitialised(MbxError):
 INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for a role refused by the server
 DATABASE_BUSY = ("another session held the database for longer than the busy timeout; nothing was changed, "
                  "try again")
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE
+DEADLOCK = ("the database server ended this transaction to break a deadlock with another session; nothing was "
+            "changed, try again")
 
 
 def is_database_error(exc: BaseException) -> bool:
@@ -58,14 +63,19 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def _driver_error(exc: BaseException) -> BaseException | None:
+    """The PostgreSQL driver's exception (it has a ``pgcode``) behind ``exc``: peewee wraps it as
+    its first argument."""
+    return next((c for c in (exc, *exc.args[:1], exc.__cause__, exc.__context__) if hasattr(c, "pgcode")), None)
+
+
 def refusal(exc: BaseException) -> str | None:
     """The sentence for a server's refusal of the session's role (SQLSTATE 42501), else None."""
     import peewee
 
     if not isinstance(exc, peewee.DatabaseError):
         return None
-    # peewee wraps the driver's exception: it is the first argument.
-    cause = next((c for c in (*exc.args[:1], exc.__cause__, exc.__context__) if hasattr(c, "pgcode")), None)
+    cause = _driver_error(exc)
     if getattr(cause, "pgcode", None) != INSUFFICIENT_PRIVILEGE:
         return None
     diag = getattr(cause, "diag", None)
@@ -92,7 +102,9 @@ def problem_sentence(exc: BaseException) -> str:
         refused = refusal(exc)
         if refused is not None:
             return refused
-        if "locked" in text or "busy" in text:
+        if getattr(_driver_error(exc), "pgcode", None) == DEADLOCK_DETECTED:
+            return DEADLOCK
+        if re.search(r"\b(locked|busy)\b", text):  # not "blocked by process" in a deadlock's detail
             return DATABASE_BUSY
         return f"database error: {text}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

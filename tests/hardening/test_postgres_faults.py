@@ -479,3 +479,39 @@ def test_a_running_test_and_enable_runner_waits_out_a_server_restart_and_a_full_
     assert all(r.exc_info is None for r in waits) and said[-1] == "Test & Enable goes on: the database answers again", said
     assert any(NO_SLOT_WORDS in text for text in said), said
     assert not any(word in text for text in said for word in BAD_WORDS), said
+
+
+# --- a deadlock ------------------------------------------------------------------------------------------
+
+def test_a_transaction_ended_by_a_deadlock_is_said_to_be_one_not_a_busy_database(cli: Cli):
+    """The server's deadlock detail says "blocked by process", which read as "locked": the sentence
+    was the busy timeout's, and a worker that lost a deadlock said another session had held the
+    database too long."""
+    from mbxtui.core.errors import DEADLOCK, problem_sentence
+    from mbxtui.core.postgres import database_for
+
+    url = str(cli.db_path)
+    with psycopg2.connect(url) as setup, setup.cursor() as cursor:
+        cursor.execute("CREATE TABLE deadlock_rows (id integer PRIMARY KEY, n integer)")
+        cursor.execute("INSERT INTO deadlock_rows VALUES (1, 0), (2, 0)")
+    both_hold_one, errors = threading.Barrier(2, timeout=10), []
+
+    def update(first: int, second: int) -> None:
+        connection = database_for(url)
+        try:
+            with connection.atomic():
+                connection.execute_sql("UPDATE deadlock_rows SET n = n + 1 WHERE id = ?", [first])
+                both_hold_one.wait()
+                connection.execute_sql("UPDATE deadlock_rows SET n = n + 1 WHERE id = ?", [second])
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    sessions = [threading.Thread(target=update, args=order) for order in ((1, 2), (2, 1))]
+    for session in sessions:
+        session.start()
+    for session in sessions:
+        session.join(30)
+    assert len(errors) == 1, errors
+    assert problem_sentence(errors[0]) == DEADLOCK, errors[0]

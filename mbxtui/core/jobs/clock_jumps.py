@@ -23,13 +23,13 @@ from mbxtui.core.models import database
 FOLLOW_SECONDS = 10.0
 _followed_at = float("-inf")
 
-# Moments written as "now": none may lie ahead of the clock. An alert's, because R16 raises none
+# Moments written as "now" (these, the sync status's below and a mailbox's last test and attempt):
+# none may lie ahead of the clock. An alert's, because R16 raises none
 # while one is younger than an hour (left 3 h ahead, it silenced R16 for 4 h); when a mailbox was
 # enabled, because a mailbox never synced is stale that long after it (left ahead, it looked fresh);
 # its last test, because R33 re-tests a mailbox that long after it (left ahead, 3 h late).
 _PAST_MOMENTS = (("mailbox_failure", "failed_on"), ("owner_notice", "sent_on"),
-                 ("sync_status", "last_incoming_success"), ("alert", "created_on"), ("alert", "dismissed_on"),
-                 ("mailbox", "test_completed_on"))
+                 ("sync_status", "last_incoming_success"), ("alert", "created_on"), ("alert", "dismissed_on"))
 
 # The sync status's moments no index serves, brought back in one pass over the table where one a
 # moment read it six times; a claim's end is brought within a lease, the others to now.
@@ -115,8 +115,11 @@ def bring_back(now: datetime, lease_seconds: float) -> int:
     clamp("test_job", "lease_until", lease)
     clamp("test_job", "not_before", retry)
     clamp("mailbox", "postponed_until", retry)
-    # Before the test is brought back: a row whose test is still ahead has its attempt ahead with it.
-    clamp("mailbox", "test_last_attempted_on", now, " AND test_completed_on > ?", now)
+    # The test and its attempt in one statement: on PostgreSQL each row changed is a new version
+    # with an entry in every index of the table (1,000 tests ahead: 0.17-0.45 s a statement).
+    moved += database.execute_sql(
+        "UPDATE mailbox SET test_completed_on = ?, test_last_attempted_on = CASE WHEN test_last_attempted_on > ? "
+        "THEN ? ELSE test_last_attempted_on END WHERE test_completed_on > ?", [now, now, now, now]).rowcount
     clamp("mailbox", "test_last_attempted_on", now, f" AND {_APART[dialect.current().name]}")
     clamp("email_activity", "next_attempt", retry)
     clamp("connection_lease", "lease_until", lease)

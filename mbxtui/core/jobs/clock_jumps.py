@@ -8,8 +8,8 @@ beyond a lease from now, a retry beyond the retry interval, a poll beyond the pr
 a moment of the past beyond now) to that furthest point. It only ever moves values closer, so it
 is the same whichever process runs it and however often: a worker runs it when it sees the clock
 jump back, and when it starts and finds a moment ahead of the clock (``left_ahead``: a jump back
-while no worker ran). It reads whole tables where no index serves (the sync status, in one pass;
-the email activities), so it runs only then. The caller holds the write transaction."""
+while no worker ran). It reads the sync status whole, in one pass (no index serves its moments),
+so it runs only then. The caller holds the write transaction."""
 
 from __future__ import annotations
 
@@ -121,7 +121,9 @@ def bring_back(now: datetime, lease_seconds: float) -> int:
         "UPDATE mailbox SET test_completed_on = ?, test_last_attempted_on = CASE WHEN test_last_attempted_on > ? "
         "THEN ? ELSE test_last_attempted_on END WHERE test_completed_on > ?", [now, now, now, now]).rowcount
     clamp("mailbox", "test_last_attempted_on", now, f" AND {_APART[dialect.current().name]}")
-    clamp("email_activity", "next_attempt", retry)
+    # An email's retry matters while it waits to be sent (the index on state finds those; the
+    # table, every email of every mailbox, was read whole).
+    clamp("email_activity", "next_attempt", retry, " AND state IN ('pending', 'sending')")
     clamp("connection_lease", "lease_until", lease)
     limits = {"lease_until": lease, **{column: now for column in _SYNC_STATUS_MOMENTS}}
     moved += database.execute_sql(

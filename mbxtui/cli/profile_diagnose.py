@@ -62,9 +62,13 @@ def _claim_lines(claims: dict) -> list[str]:
 
 
 def _expiry(expires_at: str | None) -> str:
+    """When the token expires, and how long from now by the core's clock (on PostgreSQL the database
+    server's, see core/clock.py), the clock the console's "valid until" of a token is counted by."""
+    from mbxtui.core import clock
+
     if expires_at is None:
         return "not said"
-    left = (datetime.fromisoformat(expires_at) - datetime.now(timezone.utc)).total_seconds()
+    left = (datetime.fromisoformat(expires_at) - clock.now().replace(tzinfo=timezone.utc)).total_seconds()
     when = f"in {left / 60:.0f} min" if left >= 0 else f"{-left / 60:.0f} min ago"
     return f"{expires_at} ({when})"
 

@@ -8,7 +8,10 @@ or under the core's own clock (core/clock.py, given a wall clock the test moves)
   later (before, both waited for the 3 hours to come round again);
 - R16's hour, R32's hour and the stale threshold are measured in time that passed: a forward jump
   neither hides the failures of the last minutes, nor sends a second email, nor makes every
-  mailbox stale; a backward one leaves no success ahead of the clock.
+  mailbox stale; a backward one leaves no success ahead of the clock;
+- a worker starting after a jump back that no worker saw finds each moment it left ahead (a test,
+  an attempt, a retry, R16's failure, the next poll) and brings it back: a mailbox tested and enabled
+  just before, never synced, turns stale and is re-tested on time (before: 3 h late).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import pytest
 
 from mbxtui.core import clock as core_clock
 from mbxtui.core.db import write_transaction
-from mbxtui.core.jobs import clock_jumps, failing_profiles, retests
+from mbxtui.core.jobs import clock_jumps, failing_profiles, queue, retests
 from mbxtui.core.models import Alert, OrgSettings, database
 from mbxtui.core.services import mailbox_views, settings
 from mbxtui.core.sync import notices
@@ -385,6 +388,50 @@ def test_r33_retests_a_day_after_the_last_test_across_a_jump_either_way(org, mov
         clock_jumps.bring_back(now, 60)
     movable.advance(24 * 3600 + 60)
     assert retests.due_for_retest(core_clock.now()) == [mailbox_id], "tested a day ago (its test left 3 h ahead)"
+
+
+@pytest.mark.servers
+def test_a_worker_starting_after_a_jump_back_it_did_not_see_brings_back_what_the_jump_left(org, movable):
+    [mailbox_id] = _mailboxes(org, 1, "unseen")
+    database.execute_sql("UPDATE profile SET retest_hours = 24 WHERE name = 'unseen'")
+    tested = core_clock.now()  # tested and enabled just before the jump, never synced; nothing else written
+    database.execute_sql("UPDATE mailbox SET test_completed_on = ?, test_last_attempted_on = ? WHERE id = ?",
+                         [tested, tested, mailbox_id])
+    database.execute_sql(
+        "INSERT INTO sync_status (mailbox_id, state, items_last_cycle, items_total, unresolved_total, "
+        "enabled_since) VALUES (?, 'idle', 0, 0, 0, ?)", [mailbox_id, tested])
+    movable.jump(-THREE_HOURS.total_seconds())
+    core_clock.use(core_clock.Clock(lambda: movable.wall, lambda: movable.mono))  # a worker started after it
+    now = core_clock.now()
+    queue.recover("unseen-worker", now)  # as a worker starts
+    assert not clock_jumps.left_ahead(now)
+    movable.advance(24 * 3600 + 60)
+    sql, params = mailbox_views.stale_ids(core_clock.now())
+    assert [row[0] for row in database.execute_sql(sql, params)] == [mailbox_id], (
+        "never synced 24 h after it was enabled (left 3 h ahead, it looked fresh)")
+    assert retests.due_for_retest(core_clock.now()) == [mailbox_id], "tested a day ago (left 3 h ahead)"
+
+    # Each other moment a jump back leaves ahead, alone, is found by a worker starting, and brought back.
+    now = core_clock.now()
+    ahead = now + THREE_HOURS
+    profile_id = database.execute_sql("SELECT profile_id FROM mailbox WHERE id = ?", [mailbox_id]).fetchone()[0]
+    left = {
+        "a failed test's attempt": lambda: database.execute_sql(
+            "UPDATE mailbox SET test_last_attempted_on = ? WHERE id = ?", [ahead, mailbox_id]),
+        "a retry": lambda: database.execute_sql(
+            "UPDATE mailbox SET postponed_until = ? WHERE id = ?", [ahead, mailbox_id]),
+        "R16's failure": lambda: failing_profiles.failed(mailbox_id, profile_id, ["incoming"],
+                                                         failing_profiles.TEST, ahead),
+        "the next poll": lambda: database.execute_sql(
+            "UPDATE sync_status SET next_due = ? WHERE mailbox_id = ?", [ahead, mailbox_id]),
+    }
+    for what, write in left.items():
+        with write_transaction():
+            write()
+        assert clock_jumps.left_ahead(now), f"{what} left 3 h ahead"
+        with write_transaction():
+            assert clock_jumps.bring_back(now, 60) >= 1, what
+        assert not clock_jumps.left_ahead(now), what
 
 
 @pytest.mark.servers

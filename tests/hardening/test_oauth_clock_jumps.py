@@ -12,7 +12,8 @@
   "set the client's secret or certificate again"); a Microsoft 365 device-code flow waits for the
   person across a forward jump (before: "the code expired" at once) and a backward one (before: msal's
   "Attempted too soon" warning on the person's terminal). Both in a process of their own
-  whose wall clock libfaketime moves, the monotonic clock left alone as a real jump leaves it.
+  whose wall clock libfaketime moves, the monotonic clock left alone as a real jump leaves it;
+- `profile diagnose` says how long a token has left by the core's clock, not this host's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -209,3 +211,16 @@ def test_a_microsoft_device_flow_waits_for_the_person_across_jumps_either_way(pr
             flow.communicate()
     assert said.startswith("token ") and "Attempted too soon" not in errors, (said, errors)
     assert provider.introspect(said.split()[1])["email"] == "ann@example.test"
+
+
+def test_profile_diagnose_counts_a_tokens_life_by_the_core_clock(movable: MovableWall):
+    """`profile diagnose` says how long the token has left by the core's clock (on PostgreSQL the
+    server's), as the console's "valid until" is counted, where it used this host's: 3 h apart,
+    a token with 10 min left showed 3 h more or less than the database's clock gives it."""
+    from mbxtui.cli.profile_diagnose import _expiry
+
+    expires_at = datetime.fromtimestamp(movable.wall + 600, timezone.utc).isoformat(timespec="seconds")
+    movable.jump(-THREE_HOURS)  # the core's clock 3 h behind this host's, as a database server's can be
+    assert _expiry(expires_at) == f"{expires_at} (in 190 min)"
+    movable.jump(2 * THREE_HOURS)
+    assert _expiry(expires_at) == f"{expires_at} (170 min ago)"

@@ -8,8 +8,8 @@ beyond a lease from now, a retry beyond the retry interval, a poll beyond the pr
 a moment of the past beyond now) to that furthest point. It only ever moves values closer, so it
 is the same whichever process runs it and however often: a worker runs it when it sees the clock
 jump back, and when it starts and finds a moment ahead of the clock (``left_ahead``: a jump back
-while no worker ran). It reads whole tables where no index serves (the sync status, the email
-activities), so it runs only then. The caller holds the write transaction."""
+while no worker ran). It reads the sync status whole, in one pass (no index serves its moments),
+so it runs only then. The caller holds the write transaction."""
 
 from __future__ import annotations
 
@@ -23,16 +23,27 @@ from mbxtui.core.models import database
 FOLLOW_SECONDS = 10.0
 _followed_at = float("-inf")
 
-# Moments written as "now": none may lie ahead of the clock. An alert's, because R16 raises none
+# Moments written as "now" (these, the sync status's below and a mailbox's last test and attempt):
+# none may lie ahead of the clock. An alert's, because R16 raises none
 # while one is younger than an hour (left 3 h ahead, it silenced R16 for 4 h); when a mailbox was
 # enabled, because a mailbox never synced is stale that long after it (left ahead, it looked fresh);
 # its last test, because R33 re-tests a mailbox that long after it (left ahead, 3 h late).
 _PAST_MOMENTS = (("mailbox_failure", "failed_on"), ("owner_notice", "sent_on"),
-                 ("sync_status", "last_incoming_success"), ("sync_status", "last_outgoing_success"),
-                 ("sync_status", "stale_alerted_on"), ("sync_status", "last_cycle_started"),
-                 ("sync_status", "last_cycle_finished"), ("sync_status", "enabled_since"),
-                 ("alert", "created_on"), ("alert", "dismissed_on"),
-                 ("mailbox", "test_completed_on"), ("mailbox", "test_last_attempted_on"))
+                 ("sync_status", "last_incoming_success"), ("alert", "created_on"), ("alert", "dismissed_on"))
+
+# The sync status's moments no index serves, brought back in one pass over the table where one a
+# moment read it six times; a claim's end is brought within a lease, the others to now.
+_SYNC_STATUS_MOMENTS = ("last_outgoing_success", "stale_alerted_on", "last_cycle_started", "last_cycle_finished",
+                        "enabled_since")
+
+# A mailbox's last attempt is written with its last test, at the same moment (jobs/runner.py): one
+# ahead is among the tests ahead (index mailbox_test_completed_on) or among the few rows where the
+# two differ (mailbox_test_attempt_apart, schema step 17, whose condition this is word for word).
+# Its retry, likewise, from the partial index of the few mailboxes waiting for one. Read whole, the
+# mailbox table held the lease renewal's write transaction, and so every writer, for two scans of
+# it (bench/README.md, clock_jumps.py).
+_APART = {"sqlite": "test_last_attempted_on IS NOT test_completed_on",
+          "postgresql": "test_last_attempted_on IS DISTINCT FROM test_completed_on"}
 
 
 def follow_database(*, at_once: bool = False) -> None:
@@ -58,18 +69,30 @@ def follow_server(db) -> None:
 
 def left_ahead(now: datetime) -> bool:
     """Whether a moment written as "now" lies ahead of ``now``: the last successful sync, the
-    latest alert (dismissed or not), or the latest retry beyond the retry interval (maxima, each
-    read from an index)."""
+    latest alert (dismissed or not), failure (R16) and test or attempt, or a retry or poll beyond
+    its interval (maxima, each read from an index). A jump back while no worker ran leaves one of
+    these ahead whatever it left: a mailbox tested and enabled just before it, never synced since,
+    has its test ahead (and when it was enabled, written with it); one synced, its next poll."""
+    apart = _APART[dialect.current().name]
     row = database.execute_sql(
         "SELECT (SELECT max(last_incoming_success) FROM sync_status), "
         "(SELECT max(created_on) FROM alert WHERE dismissed = 0), "
         "(SELECT max(created_on) FROM alert WHERE dismissed = 1), "
+        "(SELECT max(failed_on) FROM mailbox_failure), "
+        "(SELECT max(test_completed_on) FROM mailbox), "
+        f"(SELECT max(test_last_attempted_on) FROM mailbox WHERE {apart}), "
         "(SELECT max(not_before) FROM test_job WHERE state = 'queued'), "
-        "(SELECT retry_interval_minutes FROM org_settings WHERE id = 1)").fetchone()
-    *moments, retry_at, retry = row
+        "(SELECT max(postponed_until) FROM mailbox WHERE postponed_until IS NOT NULL), "
+        "(SELECT max(next_due) FROM sync_status), "
+        "(SELECT retry_interval_minutes FROM org_settings WHERE id = 1), "
+        "(SELECT max(min_polling_minutes) FROM profile)").fetchone()
+    *moments, job_retry_at, retry_at, due_at, retry, polling = row
     slack = timedelta(seconds=60)
+    retry_until = now + timedelta(minutes=retry or 5) + slack
+    poll_until = max(now + timedelta(minutes=polling or 0) + slack, retry_until)
     return (any(moment is not None and _moment(moment) > now + slack for moment in moments)
-            or (retry_at is not None and _moment(retry_at) > now + timedelta(minutes=retry or 5) + slack))
+            or any(moment is not None and _moment(moment) > retry_until for moment in (job_retry_at, retry_at))
+            or (due_at is not None and _moment(due_at) > poll_until))
 
 
 def _moment(value: object) -> datetime:
@@ -78,7 +101,7 @@ def _moment(value: object) -> datetime:
 
 def bring_back(now: datetime, lease_seconds: float) -> int:
     """Bring every deadline and moment within what could be written at ``now`` (see the module's
-    text); ``lease_seconds``: the caller's lease. Returns the number of values moved."""
+    text); ``lease_seconds``: the caller's lease. Returns the number of rows changed."""
     moved = 0
 
     def clamp(table: str, column: str, until: datetime, where: str = "", *params: object) -> None:
@@ -92,14 +115,28 @@ def bring_back(now: datetime, lease_seconds: float) -> int:
     clamp("test_job", "lease_until", lease)
     clamp("test_job", "not_before", retry)
     clamp("mailbox", "postponed_until", retry)
-    clamp("email_activity", "next_attempt", retry)
+    # The test and its attempt in one statement: on PostgreSQL each row changed is a new version
+    # with an entry in every index of the table (1,000 tests ahead: 0.17-0.45 s a statement).
+    moved += database.execute_sql(
+        "UPDATE mailbox SET test_completed_on = ?, test_last_attempted_on = CASE WHEN test_last_attempted_on > ? "
+        "THEN ? ELSE test_last_attempted_on END WHERE test_completed_on > ?", [now, now, now, now]).rowcount
+    clamp("mailbox", "test_last_attempted_on", now, f" AND {_APART[dialect.current().name]}")
+    # An email's retry matters while it waits to be sent (the index on state finds those; the
+    # table, every email of every mailbox, was read whole).
+    clamp("email_activity", "next_attempt", retry, " AND state IN ('pending', 'sending')")
     clamp("connection_lease", "lease_until", lease)
-    clamp("sync_status", "lease_until", lease)
-    # The next poll: the profile's polling interval, or a retry after a failed cycle.
+    limits = {"lease_until": lease, **{column: now for column in _SYNC_STATUS_MOMENTS}}
+    moved += database.execute_sql(
+        "UPDATE sync_status SET "
+        + ", ".join(f"{column} = CASE WHEN {column} > ? THEN ? ELSE {column} END" for column in limits)
+        + " WHERE " + " OR ".join(f"{column} > ?" for column in limits),
+        [value for until in limits.values() for value in (until, until)] + list(limits.values())).rowcount
+    # The next poll: the profile's polling interval, or a retry after a failed cycle. The rows are
+    # found from the index on next_due; the profile is read for those only.
     for profile_id, minutes in database.execute_sql("SELECT id, min_polling_minutes FROM profile").fetchall():
         due = max(now + timedelta(minutes=minutes), retry)
-        clamp("sync_status", "next_due", due, " AND mailbox_id IN (SELECT id FROM mailbox WHERE profile_id = ?)",
-              profile_id)
+        clamp("sync_status", "next_due", due,
+              " AND (SELECT profile_id FROM mailbox WHERE id = sync_status.mailbox_id) = ?", profile_id)
     for table, column in _PAST_MOMENTS:
         clamp(table, column, now)
     return moved

@@ -1,0 +1,68 @@
+"""What a backward jump of the clock makes a worker read, planned by each backend: no statement of
+``clock_jumps.bring_back`` (run inside the lease renewal's write transaction, so every writer waits
+for it) or of ``left_ahead`` (run at every worker's start) reads the whole mailbox table, or the
+email activities (every email of every mailbox) for the few waiting to be sent. At
+1,000,000 mailboxes the two statements that did held the lock 0.5 s of 1.8 s on SQLite and 1.9 s
+of 3.3 s on PostgreSQL (bench/README.md, clock_jumps.py); schema step 17 gave them partial indexes.
+
+PostgreSQL is asked with sequential scans priced out (``enable_seqscan`` off), so the answer does
+not depend on how few rows the test's table holds: it scans anyway only when no index serves."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from mbxtui.core.db import write_transaction
+from mbxtui.core.jobs import clock_jumps
+from mbxtui.core.models import database
+from tests.backends import ON_POSTGRES
+from tests.core.conftest import actors, admin, db_path, imap_profile, template_db  # noqa: F401  (fixtures)
+
+
+class RecordingDatabase:
+    """``database``, remembering each statement run through ``execute_sql``."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, list[Any]]] = []
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        self.statements.append((sql, list(params or [])))
+        return database.execute_sql(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(database, name)
+
+
+def _scans_of_mailbox(sql: str, params: list[Any]) -> list[str]:
+    if ON_POSTGRES:
+        plan = database.execute_sql(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0]
+        nodes, found = [(plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]], []
+        while nodes:
+            node = nodes.pop()
+            if node["Node Type"] == "Seq Scan" and node.get("Relation Name") in ("mailbox", "email_activity"):
+                found.append(f"Seq Scan on {node['Relation Name']} (filter {node.get('Filter')})")
+            nodes += node.get("Plans", [])
+        return found
+    return [row[3] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+            if row[3] in ("SCAN mailbox", "SCAN m", "SCAN email_activity")]  # an index walk says USING ... INDEX
+
+
+def test_bringing_back_and_finding_what_a_jump_left_read_no_whole_mailbox_or_activity_table(imap_profile):  # noqa: F811
+    recording = RecordingDatabase()
+    now = datetime(2026, 1, 1, 12, 0, 0)
+    clock_jumps.database = recording
+    try:
+        with write_transaction():
+            clock_jumps.bring_back(now, 60)
+            clock_jumps.left_ahead(now)
+            if ON_POSTGRES:
+                database.execute_sql("SET LOCAL enable_seqscan = off")
+            of_mailbox = [(sql, params) for sql, params in recording.statements
+                          if " mailbox" in sql or "email_activity" in sql]
+            scans = {sql: _scans_of_mailbox(sql, params) for sql, params in of_mailbox}
+    finally:
+        clock_jumps.database = database
+    assert {sql: found for sql, found in scans.items() if found} == {}
+    assert len(of_mailbox) >= 7, "the retries, the attempt, the test, the next poll and left_ahead's maxima"

@@ -33,15 +33,22 @@ class Context:
         self._actor: Actor | None = None
         self._store: SecretStore | None = None
 
-    def open_database(self) -> peewee.Database:
+    def database_path(self) -> Path | str:
+        """Where the database is: ``--db``, else $MBXTUI_DB, else the file in the user data dir."""
+        from mbxtui.core import paths
+
+        return paths.database_location(self.args.db) if self.args.db else paths.default_database()
+
+    def open_database(self, *, warn: bool = True) -> peewee.Database:
+        """``warn``: print the storage warnings on stderr (the console shows them itself)."""
         from mbxtui.core import db, paths
 
-        path = paths.database_location(self.args.db) if self.args.db else paths.default_database()
+        path = self.database_path()
         if isinstance(path, Path) and path.parent == paths.data_dir():
             paths.private_data_dir()  # refused when another user's: the database would be made there
         self.db_path = path
         database = db.open_database(path)
-        for warning in paths.storage_warnings(path, paths.data_dir()):
+        for warning in paths.storage_warnings(path, paths.data_dir()) if warn else ():
             print(f"mbxtui: warning: {safe(warning)}", file=sys.stderr)
             log.warning("warning: %s", warning)
         return database

@@ -2,7 +2,7 @@
 built-in DataTable holding 100,000 rows (what a console would otherwise give).
 
     python bench/grid.py [--sizes 100000,1000000] [--data-dir DIR] [--skip-datatable] [--skip-approve]
-                         [--backends sqlite,postgresql] [--postgres-url URL] [--latency-ms 20]
+                         [--backends sqlite,postgresql] [--postgres-url URL] [--latency-ms 20] [--start-only]
 
 Prints its figures; asserts nothing. The databases are built once by make_mailboxes.py and reused.
 On PostgreSQL: the database ``--postgres-url`` names, which must hold a copy of the same SQLite
@@ -12,9 +12,12 @@ do (tests/lab/postgres.py) and the copy is made first (minutes at 1,000,000). Wi
 proxy that delays every read by that much (a round trip gains twice the delay).
 Each measurement runs in its own process, so that start-up and peak memory are those of one grid:
 
-- start: process start to the first frame with the grid painted (rows still being read may be
-  placeholders), and to the first frame with its rows' cells (App.run_test, headless, 120x40);
-  also the cost of the imports alone (``python -c``).
+- start: process start to the console's first frame (``MbxApp`` as ``mbxtui console`` makes it,
+  headless, 120x40: it paints "Opening the database…" while its worker opens the database and
+  the operator), to that worker's end and to the first frame with the grid's rows; and the grid in
+  an app of its own, the database opened first: to its first frame (rows still being read may be
+  placeholders) and to the first frame with its rows' cells; also the cost of the imports alone
+  (``python -c``).
 - keys: key events are handed to the app's driver as a terminal would (``Pilot.press`` sleeps
   between keys); "key to frame" runs from the event to the end of the frame that shows it, which
   includes waiting for Textual's frame timer (up to 1/60 s: keys are sent at random moments);
@@ -603,6 +606,7 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="also measure PostgreSQL behind a proxy delaying every read this much")
     parser.add_argument("--skip-approve", action="store_true", help="leave out mark all + approve (SQLite)")
+    parser.add_argument("--start-only", action="store_true", help="measure the starts alone (no keys, filter, sort)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -652,8 +656,9 @@ def main() -> int:
                                   "starts": [s["start_to_painted_s"] for s in starts],
                                   "console": min(consoles, key=lambda s: s["start_to_painted_s"]),
                                   "consoles": [s["start_to_painted_s"] for s in consoles],
-                                  "load": round(os.getloadavg()[0], 1),
-                                  **run_child("grid", location, *(["skip-approve"] if args.skip_approve else []))}
+                                  "load": round(os.getloadavg()[0], 1)}
+                if not args.start_only:
+                    figures[label].update(run_child("grid", location, *(["skip-approve"] if args.skip_approve else [])))
     finally:
         for step in reversed(cleanup):
             step()
@@ -664,6 +669,7 @@ def main() -> int:
                                                    **run_child("datatable", str(paths[reference_size]))}
     imports = {
         "python -c pass": import_cost("pass"),
+        "import mbxtui.tui.app": import_cost("import mbxtui.tui.app"),
         "import mbxtui.tui.widgets.grid": import_cost("import mbxtui.tui.widgets.grid"),
         "import textual.app": import_cost("import textual.app"),
     }

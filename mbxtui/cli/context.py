@@ -40,7 +40,8 @@ class Context:
         return paths.database_location(self.args.db) if self.args.db else paths.default_database()
 
     def open_database(self, *, warn: bool = True) -> peewee.Database:
-        """``warn``: print the storage warnings on stderr (the console shows them itself)."""
+        """``warn``: print the storage warnings on stderr now (the console prints them once it closes:
+        while it runs, the terminal is its own)."""
         from mbxtui.core import db, paths
 
         path = self.database_path()
@@ -48,10 +49,17 @@ class Context:
             paths.private_data_dir()  # refused when another user's: the database would be made there
         self.db_path = path
         database = db.open_database(path)
-        for warning in paths.storage_warnings(path, paths.data_dir()) if warn else ():
+        if warn:
+            self.warn_about_storage()
+        return database
+
+    def warn_about_storage(self) -> None:
+        """Who else may read or write the open database and its directories, on stderr."""
+        from mbxtui.core import paths
+
+        for warning in paths.storage_warnings(self.db_path, paths.data_dir()):
             print(f"mbxtui: warning: {safe(warning)}", file=sys.stderr)
             log.warning("warning: %s", warning)
-        return database
 
     @property
     def actor(self) -> Actor:

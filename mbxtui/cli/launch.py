@@ -22,7 +22,7 @@ def console_app(ctx: Context, args: argparse.Namespace) -> MbxApp:
     from mbxtui.tui.app import MbxApp
 
     def opening() -> Actor:
-        ctx.open_database(warn=False)  # the console shows the storage warnings itself
+        ctx.open_database(warn=False)  # on stderr once the console has closed (cmd_console)
         return ctx.actor
 
     return MbxApp(None, opening=opening, db_path=ctx.database_path(), data_dir=paths.private_data_dir(),
@@ -37,6 +37,8 @@ def cmd_console(ctx: Context, args: argparse.Namespace) -> int:
     app.run()
     if app.opening_failure is not None:
         raise app.opening_failure
+    if ctx.db_path is not None:  # the console showed them as notifications; the terminal keeps them too
+        ctx.warn_about_storage()
     return app.return_code or EXIT_OK
 
 

@@ -68,8 +68,8 @@ class MbxApp(App):
                  threads: int = 32, store: SecretStore | None = None, process: bool = False,
                  reach_ports: Mapping[int, int] | None = None, opening: Callable[[], Actor] | None = None):
         """``actor``: the operator of a database already open; or None with ``opening``, which opens
-        the database and returns the operator (``mbxtui console``): it runs in a thread worker while
-        the console paints and answers its keys, and what it raises is kept in ``opening_failure``
+        the database and returns the operator (``mbxtui console``): it runs in a thread of its own
+        while the console paints and answers its keys, and what it raises is kept in ``opening_failure``
         as the console closes with exit status 1. ``process``: also process the enabled mailboxes
         (``console --process``, the demo); a console opened without it never reads a mailbox.
         ``reach_ports``: for tests only, where settings detection reaches the standard ports
@@ -132,13 +132,14 @@ class MbxApp(App):
         if self.actor is not None:
             self._start()
         else:
-            self.run_worker(self._open, thread=True, group="opening", exit_on_error=False,
-                            name="Opening the database")
+            # A daemon thread, not a thread worker: a worker's thread is joined as the app's event
+            # loop ends, so ctrl+q would wait for an open stuck on a lock (up to 30 s) or a server.
+            threading.Thread(target=self._open, name="mbxtui-opening", daemon=True).start()
 
     def _open(self) -> None:
-        """In a thread worker: open the database and find the operator (round trips that took
-        0.3 s of the 0.75 s to the first frame behind 20 ms of latency), then import the first
-        screen, so that neither holds the keys."""
+        """In a thread: open the database and find the operator (round trips that took 0.3 s of
+        the 0.75 s to the first frame behind 20 ms of latency), then import the first screen, so
+        that neither holds the keys."""
         try:
             actor = self.opening()
             import mbxtui.tui.screens.mailboxes  # noqa: F401  (the imports of the first screen)

@@ -113,21 +113,6 @@ def test_the_console_paints_and_answers_its_keys_while_the_database_is_held(init
     asyncio.run(scenario())
 
 
-def test_ctrl_q_leaves_the_console_while_the_database_is_held(initialised: Path | str):
-    app = console_app(initialised)
-
-    async def scenario() -> None:
-        with held(initialised):
-            async with app.run_test(size=(80, 24)) as pilot:
-                await until(lambda: "Opening the database…" in screen_text(app), "the first frame")
-                await pilot.press("ctrl+q")
-                await until(lambda: not app.is_running, "the console closed")
-            # The lock goes here: the opening thread, still waiting for it, ends then.
-
-    asyncio.run(scenario())
-    assert app.return_code == 0 and app.opening_failure is None
-
-
 def test_a_database_without_operators_ends_the_console_with_the_sentence_of_the_command_line(
         databases: Databases, console_env: Path):
     location = databases.new(console_env / "db")
@@ -146,21 +131,45 @@ def test_a_database_without_operators_ends_the_console_with_the_sentence_of_the_
         databases.drop(location)
 
 
-@pytest.mark.skipif(ON_POSTGRES, reason="the terminal's side is the same on both backends")
-def test_in_a_terminal_the_refusal_is_one_line_after_the_console_with_exit_status_1(
-        databases: Databases, tmp_path: Path):
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (scripts/install-test-deps installs it)")
-    location = databases.new(tmp_path / "db")
+def terminal_env(tmp_path: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key not in ("NO_COLOR", "MBXTUI_DB", "MBXTUI_THEME", KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV, "TMUX")}
     env.update({"PYTHON_KEYRING_BACKEND": NO_OS_KEYRING, "MBXTUI_DATA_DIR": str(tmp_path),
                 "PYTHONDONTWRITEBYTECODE": "1"})
-    terminal = Terminal(f"{mbxtui_command()} --db {location}; echo exit status $?", env)
+    return env
+
+
+def ended_with(screen: str) -> list[str]:
+    """The last two lines the terminal shows: what the command left, then its exit status."""
+    return [line for line in screen.splitlines() if line.strip()][-2:]
+
+
+in_a_terminal = pytest.mark.skipif(ON_POSTGRES or shutil.which("tmux") is None,
+                                   reason="the terminal's side is the same on both backends (and needs tmux)")
+
+
+@in_a_terminal
+def test_in_a_terminal_the_refusal_is_one_line_after_the_console_with_exit_status_1(
+        databases: Databases, tmp_path: Path):
+    location = databases.new(tmp_path / "db")
+    terminal = Terminal(f"{mbxtui_command()} --db {location}; echo exit status $?", terminal_env(tmp_path))
     try:
         screen = terminal.wait_for("exit status")
     finally:
         terminal.close()
-    lines = [line for line in screen.splitlines() if line.strip()]
-    assert lines[-2:] == [f"mbxtui: {NO_OPERATORS}", "exit status 1"], screen
+    assert ended_with(screen) == [f"mbxtui: {NO_OPERATORS}", "exit status 1"], screen
     assert "Traceback" not in screen and sys.executable not in screen
+
+
+@in_a_terminal
+def test_in_a_terminal_ctrl_q_leaves_at_once_while_the_database_is_held(initialised: Path, tmp_path: Path):
+    with held(initialised):
+        terminal = Terminal(f"{mbxtui_command()} --db {initialised}; echo exit status $?", terminal_env(tmp_path))
+        try:
+            terminal.wait_for("Opening the database…")
+            terminal.send("C-q")
+            # Well within the 30 s a blocked open waits for the lock before it gives up.
+            screen = terminal.wait_for("exit status", timeout=10)
+        finally:
+            terminal.close()
+    assert ended_with(screen)[-1] == "exit status 0", screen

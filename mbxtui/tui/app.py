@@ -102,6 +102,8 @@ class MbxApp(App):
         self._changes = None
         self._changes_lost = False
         self._machine_notices: MachineNotices | None = None
+        self._started = False
+        self._said_at_start: list[tuple[str, str, SeverityLevel, float | None]] = []  # text, title, severity, timeout
         self.crash_report: Path | None = None
         self._crash_lines: list[str] = []
         self.theme = default_theme()
@@ -130,6 +132,7 @@ class MbxApp(App):
         self.runner_stopped.subscribe(self, self.show_runner_stopped)
         self._machine_notices = MachineNotices(self)  # before the runners start: they say why they are slower
         if self.actor is not None:
+            self._get_ready()
             self._start()
         else:
             # A daemon thread, not a thread worker: a worker's thread is joined as the app's event
@@ -138,15 +141,36 @@ class MbxApp(App):
 
     def _open(self) -> None:
         """In a thread: open the database and find the operator (round trips that took 0.3 s of
-        the 0.75 s to the first frame behind 20 ms of latency), then import the first screen, so
-        that neither holds the keys."""
+        the 0.75 s to the first frame behind 20 ms of latency), import the first screen and get the
+        rest ready (``_get_ready``), so that none of it holds the keys."""
         try:
             actor = self.opening()
             import mbxtui.tui.screens.mailboxes  # noqa: F401  (the imports of the first screen)
         except BaseException as exc:  # said as the console closes, as the command line says it
             self.post_message(ConsoleNotOpened(exc))
             return
-        self.post_message(ConsoleOpened(actor))
+        if self.is_running:  # else ctrl+q came first: nothing more to start
+            self._get_ready()
+            self.post_message(ConsoleOpened(actor))
+
+    def _get_ready(self) -> None:
+        """Once the database is open: WAL checkpoints, the watcher of changes made elsewhere (its
+        own connection: more round trips), the secret store (the keyring may be slow to answer)
+        and what the console says of them once it starts (``_start``)."""
+        from mbxtui.core.secrets import SecretsError, SecretStore
+        from mbxtui.core.session import start_checkpoints
+
+        self._checkpoints = start_checkpoints()
+        self._watch_changes()
+        if self.store is None:
+            try:
+                self.store = SecretStore.open(self.data_dir)
+            except SecretsError as exc:
+                self._said_at_start.append((str(exc), "Keyring", "error", None))
+        if self.store is not None and self.store.warning:
+            self._said_at_start.append((self.store.warning, "Keyring", "warning", 10))
+        for warning in storage_warnings(self.db_path, self.data_dir):
+            self._said_at_start.append((warning, "Files", "warning", 20))
 
     def on_console_not_opened(self, message: ConsoleNotOpened) -> None:
         self.opening_failure = message.error
@@ -160,28 +184,18 @@ class MbxApp(App):
             self.screen_change_signal.subscribe(self, self._start_when_uncovered)
 
     def _start_when_uncovered(self, _screen: Screen) -> None:
-        if len(self.screen_stack) == 1 and self._checkpoints is None:
+        if len(self.screen_stack) == 1 and not self._started:
             self.screen_change_signal.unsubscribe(self)
             self._start()
 
     def _start(self) -> None:
-        from mbxtui.core.secrets import SecretsError, SecretStore
-        from mbxtui.core.session import start_checkpoints
         from mbxtui.tui.screens.mailboxes import MailboxesScreen
 
+        self._started = True
         self.query_one("#opening", Static).update("")
-        self._checkpoints = start_checkpoints()
         self.push_screen(MailboxesScreen())
-        self._watch_changes()
-        if self.store is None:
-            try:
-                self.store = SecretStore.open(self.data_dir)
-            except SecretsError as exc:
-                self.notify(str(exc), severity="error", title="Keyring", markup=False)
-        if self.store is not None and self.store.warning:
-            self.notify(self.store.warning, severity="warning", title="Keyring", timeout=10, markup=False)
-        for warning in storage_warnings(self.db_path, self.data_dir):
-            self.notify(warning, severity="warning", title="Files", timeout=20, markup=False)
+        for text, title, severity, timeout in self._said_at_start:
+            self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)
         if self.store is not None and self.store.needs_master_password:
             from mbxtui.tui.screens.unlock import UnlockScreen
 
@@ -197,7 +211,7 @@ class MbxApp(App):
             self._changes = watch_changes(lambda: self.post_message(DataChanged()),
                                           on_error=lambda exc: self.post_message(ChangesUnavailable(problem_sentence(exc))))
         except ChangeSignalUnavailable as exc:  # the console works without it; Ctrl+R still reloads
-            self.on_changes_unavailable(ChangesUnavailable(str(exc)))
+            self.post_message(ChangesUnavailable(str(exc)))
 
     def on_data_changed(self, message: DataChanged) -> None:
         if self._changes_lost:  # the watcher opened its signal again (it says so with a change)

@@ -137,7 +137,9 @@ class MbxApp(App):
         else:
             # A daemon thread, not a thread worker: a worker's thread is joined as the app's event
             # loop ends, so ctrl+q would wait for an open stuck on a lock (up to 30 s) or a server.
-            threading.Thread(target=self._open, name="mbxtui-opening", daemon=True).start()
+            # Started once the first frame is painted: its imports would take the GIL from it.
+            opening = threading.Thread(target=self._open, name="mbxtui-opening", daemon=True)
+            self.call_after_refresh(opening.start)
 
     def _open(self) -> None:
         """In a thread: open the database and find the operator (round trips that took 0.3 s of

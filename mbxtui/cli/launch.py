@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def console_app(ctx: Context, args: argparse.Namespace) -> MbxApp:
     """The console as ``mbxtui console`` runs it: it paints first and opens the database and the
-    operator in a worker meanwhile (their round trips would otherwise come before its first frame)."""
+    operator on a thread meanwhile (their round trips would otherwise come before its first frame)."""
     from mbxtui.core import paths
     from mbxtui.tui.app import MbxApp
 

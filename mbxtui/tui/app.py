@@ -151,9 +151,11 @@ class MbxApp(App):
         except BaseException as exc:  # said as the console closes, as the command line says it
             self.post_message(ConsoleNotOpened(exc))
             return
-        if self.is_running:  # else ctrl+q came first: nothing more to start
-            self._get_ready()
-            self.post_message(ConsoleOpened(actor))
+        if not self.is_running:  # ctrl+q came first: nothing more to start
+            return
+        self._get_ready()
+        if not self.post_message(ConsoleOpened(actor)):  # it closed meanwhile: on_unmount stopped nothing
+            self._stop_watching()
 
     def _get_ready(self) -> None:
         """Once the database is open: WAL checkpoints, the watcher of changes made elsewhere (its
@@ -326,6 +328,9 @@ class MbxApp(App):
             self._machine_notices.close()
         self._stop_runner.set()
         self.wake_runner()
+        self._stop_watching()
+
+    def _stop_watching(self) -> None:
         if self._changes is not None:
             self._changes.stop()
         if self._checkpoints is not None:

@@ -25,7 +25,8 @@ from mbxtui.tui.closing import CommandPaletteClosesOnce
 from mbxtui.tui.keymap import read_keymap
 from mbxtui.tui.machine_notices import MachineNotice, MachineNotices
 from mbxtui.tui.messages import (BatchProgressLoaded, ChangesUnavailable, ConsoleNotOpened, ConsoleOpened,
-                                 DataChanged, MailboxesProcessed, MailboxesTested, RunnerStopped, ServiceFailed)
+                                 ConsoleReady, DataChanged, MailboxesProcessed, MailboxesTested, RunnerStopped,
+                                 ServiceFailed)
 from mbxtui.tui.workers import run_service
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ class MbxApp(App):
         self._changes = None
         self._changes_lost = False
         self._machine_notices: MachineNotices | None = None
-        self._started = False
+        self._screens_shown = False  # the screens are up
+        self._rest_ready = False  # what _get_ready starts is started
         self._said_at_start: list[tuple[str, str, SeverityLevel, float | None]] = []  # text, title, severity, timeout
         self.crash_report: Path | None = None
         self._crash_lines: list[str] = []
@@ -133,7 +135,8 @@ class MbxApp(App):
         self._machine_notices = MachineNotices(self)  # before the runners start: they say why they are slower
         if self.actor is not None:
             self._get_ready()
-            self._start()
+            self._rest_ready = True
+            self._show_screens()
         else:
             # A daemon thread, not a thread worker: a worker's thread is joined as the app's event
             # loop ends, so ctrl+q would wait for an open stuck on a lock (up to 30 s) or a server.
@@ -143,24 +146,24 @@ class MbxApp(App):
 
     def _open(self) -> None:
         """In a thread: open the database and find the operator (round trips that took 0.3 s of
-        the 0.75 s to the first frame behind 20 ms of latency), import the first screen and get the
-        rest ready (``_get_ready``), so that none of it holds the keys."""
+        the 0.75 s to the first frame behind 20 ms of latency) and import the first screen, then,
+        while the screens load, get the rest ready (``_get_ready``): none of it holds the keys."""
         try:
             actor = self.opening()
             import mbxtui.tui.screens.mailboxes  # noqa: F401  (the imports of the first screen)
         except BaseException as exc:  # said as the console closes, as the command line says it
             self.post_message(ConsoleNotOpened(exc))
             return
-        if not self.is_running:  # ctrl+q came first: nothing more to start
+        if not self.is_running or not self.post_message(ConsoleOpened(actor)):  # ctrl+q came first
             return
         self._get_ready()
-        if not self.post_message(ConsoleOpened(actor)):  # it closed meanwhile: on_unmount stopped nothing
+        if not self.post_message(ConsoleReady()):  # it closed meanwhile: on_unmount stopped nothing
             self._stop_watching()
 
     def _get_ready(self) -> None:
         """Once the database is open: WAL checkpoints, the watcher of changes made elsewhere (its
-        own connection: more round trips), the secret store (the keyring may be slow to answer)
-        and what the console says of them once it starts (``_start``)."""
+        own connection: round trips), the secret store (the keyring may be slow to answer), and
+        what the console says of them (``_say_and_run``). 0.2 s behind 20 ms of latency."""
         from mbxtui.core.secrets import SecretsError, SecretStore
         from mbxtui.core.session import start_checkpoints
 
@@ -183,21 +186,32 @@ class MbxApp(App):
     def on_console_opened(self, message: ConsoleOpened) -> None:
         self.actor = message.actor
         if len(self.screen_stack) == 1:
-            self._start()
+            self._show_screens()
         else:  # help or the palette is open over the placeholder: the screens come once it is closed
-            self.screen_change_signal.subscribe(self, self._start_when_uncovered)
+            self.screen_change_signal.subscribe(self, self._show_screens_when_uncovered)
 
-    def _start_when_uncovered(self, _screen: Screen) -> None:
-        if len(self.screen_stack) == 1 and not self._started:
+    def _show_screens_when_uncovered(self, _screen: Screen) -> None:
+        if len(self.screen_stack) == 1 and not self._screens_shown:
             self.screen_change_signal.unsubscribe(self)
-            self._start()
+            self._show_screens()
 
-    def _start(self) -> None:
+    def _show_screens(self) -> None:
         from mbxtui.tui.screens.mailboxes import MailboxesScreen
 
-        self._started = True
+        self._screens_shown = True
         self.query_one("#opening", Static).update("")
         self.push_screen(MailboxesScreen())
+        if self._rest_ready:
+            self._say_and_run()
+
+    def on_console_ready(self, _message: ConsoleReady) -> None:
+        self._rest_ready = True
+        if self._screens_shown:
+            self._say_and_run()
+
+    def _say_and_run(self) -> None:
+        """Once the screens are up and the rest ready: what ``_get_ready`` found to say, then the
+        master password if the secrets file needs it, then the runners."""
         for text, title, severity, timeout in self._said_at_start:
             self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)
         if self.store is not None and self.store.needs_master_password:

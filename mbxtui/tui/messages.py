@@ -27,6 +27,11 @@ class ConsoleOpened(Message):
 
 
 @dataclass
+class ConsoleReady(Message):
+    """The secret store, the change watcher and the WAL checkpoints are started (or said why not)."""
+
+
+@dataclass
 class ConsoleNotOpened(Message):
     """Opening the database or the operator failed: the console closes and says why."""
 

@@ -154,20 +154,21 @@ class MbxApp(App):
         except BaseException as exc:  # said as the console closes, as the command line says it
             self.post_message(ConsoleNotOpened(exc))
             return
+        self._start_checkpoints()  # before the screens' workers open their connections
         if not self.is_running or not self.post_message(ConsoleOpened(actor)):  # ctrl+q came first
+            self._stop_watching()
             return
         self._get_ready()
         if not self.post_message(ConsoleReady()):  # it closed meanwhile: on_unmount stopped nothing
             self._stop_watching()
 
     def _get_ready(self) -> None:
-        """Once the database is open: WAL checkpoints, the watcher of changes made elsewhere (its
-        own connection: round trips), the secret store (the keyring may be slow to answer), and
-        what the console says of them (``_say_and_run``). 0.2 s behind 20 ms of latency."""
+        """Once the database is open: the watcher of changes made elsewhere (its own connection:
+        round trips), the secret store (the keyring may be slow to answer), and what the console
+        says of them (``_say_and_run``). 0.2 s behind 20 ms of latency."""
         from mbxtui.core.secrets import SecretsError, SecretStore
-        from mbxtui.core.session import start_checkpoints
 
-        self._checkpoints = start_checkpoints()
+        self._start_checkpoints()
         self._watch_changes()
         if self.store is None:
             try:
@@ -178,6 +179,14 @@ class MbxApp(App):
             self._said_at_start.append((self.store.warning, "Keyring", "warning", 10))
         for warning in storage_warnings(self.db_path, self.data_dir):
             self._said_at_start.append((warning, "Files", "warning", 20))
+
+    def _start_checkpoints(self) -> None:
+        """SQLite: the connections opened from now on leave WAL checkpoints to a thread of their own
+        (``db.BackgroundCheckpoints``), so a bulk change's commit does not copy the WAL back."""
+        from mbxtui.core.session import start_checkpoints
+
+        if self._checkpoints is None:
+            self._checkpoints = start_checkpoints()
 
     def on_console_not_opened(self, message: ConsoleNotOpened) -> None:
         self.opening_failure = message.error

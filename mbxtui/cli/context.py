@@ -33,18 +33,33 @@ class Context:
         self._actor: Actor | None = None
         self._store: SecretStore | None = None
 
-    def open_database(self) -> peewee.Database:
+    def database_path(self) -> Path | str:
+        """Where the database is: ``--db``, else $MBXTUI_DB, else the file in the user data dir."""
+        from mbxtui.core import paths
+
+        return paths.database_location(self.args.db) if self.args.db else paths.default_database()
+
+    def open_database(self, *, warn: bool = True) -> peewee.Database:
+        """``warn``: print the storage warnings on stderr now (the console prints them once it closes:
+        while it runs, the terminal is its own)."""
         from mbxtui.core import db, paths
 
-        path = paths.database_location(self.args.db) if self.args.db else paths.default_database()
+        path = self.database_path()
         if isinstance(path, Path) and path.parent == paths.data_dir():
             paths.private_data_dir()  # refused when another user's: the database would be made there
         self.db_path = path
         database = db.open_database(path)
-        for warning in paths.storage_warnings(path, paths.data_dir()):
+        if warn:
+            self.warn_about_storage()
+        return database
+
+    def warn_about_storage(self) -> None:
+        """Who else may read or write the open database and its directories, on stderr."""
+        from mbxtui.core import paths
+
+        for warning in paths.storage_warnings(self.db_path, paths.data_dir()):
             print(f"mbxtui: warning: {safe(warning)}", file=sys.stderr)
             log.warning("warning: %s", warning)
-        return database
 
     @property
     def actor(self) -> Actor:

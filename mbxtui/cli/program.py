@@ -56,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is not None:
             parser.error(f"{args.command}: give a subcommand")
         args.handler = launch.cmd_console
+        args.needs_database = False  # as `console`: it opens the database itself
     path = logs.log_file_from(args.log_file)
     try:
         handler = logs.open_log_file(path) if path is not None else None

@@ -4,17 +4,38 @@ and each service call run off the UI thread comes back as one of these (see ``tu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual.message import Message
 
-from mbxtui.core.jobs.queue import JobResult, Progress
-from mbxtui.core.jobs.runner import MailboxTested
-from mbxtui.core.services.profile_mailboxes import ProfileMailboxes
-from mbxtui.core.services.profiles import ProfileRecord
-from mbxtui.core.services.mailbox_views import SyncRow
-from mbxtui.core.services.sync_monitor import SyncSnapshot
-from mbxtui.core.sync.runner import SyncSummary
+if TYPE_CHECKING:  # annotations only: importing the runners here would cost the console's first frame
+    from mbxtui.core.jobs.queue import JobResult, Progress
+    from mbxtui.core.jobs.runner import MailboxTested
+    from mbxtui.core.permissions import Actor
+    from mbxtui.core.services.profile_mailboxes import ProfileMailboxes
+    from mbxtui.core.services.profiles import ProfileRecord
+    from mbxtui.core.services.mailbox_views import SyncRow
+    from mbxtui.core.services.sync_monitor import SyncSnapshot
+    from mbxtui.core.sync.runner import SyncSummary
+
+
+@dataclass
+class ConsoleOpened(Message):
+    """The database is open and the operator known: the console's screens can load."""
+
+    actor: Actor
+
+
+@dataclass
+class ConsoleReady(Message):
+    """The secret store, the change watcher and the WAL checkpoints are started (or said why not)."""
+
+
+@dataclass
+class ConsoleNotOpened(Message):
+    """Opening the database or the operator failed: the console closes and says why."""
+
+    error: BaseException
 
 
 @dataclass

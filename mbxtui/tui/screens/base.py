@@ -3,18 +3,20 @@ service calls in workers, and the key help."""
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from textual import events
 from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker
 
-from mbxtui.core.jobs.runner import MailboxTested
 from mbxtui.core.permissions import Actor, Permission, allowed, roles_for
 from mbxtui.tui.closing import ClosesOnce
 from mbxtui.tui.messages import Done, ServiceFailed
 from mbxtui.tui.workers import run_service, run_then
+
+if TYPE_CHECKING:
+    from mbxtui.core.jobs.runner import MailboxTested
 
 T = TypeVar("T")
 LOADING = "loading…"

@@ -181,6 +181,19 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 # --- children -------------------------------------------------------------------------------------
 
+def time_paints(screen_class) -> list[float]:
+    """The monotonic time at the end of each frame every screen paints from now on."""
+    frame_ends: list[float] = []
+    paint = screen_class._compositor_refresh
+
+    def timed_paint(screen) -> None:
+        paint(screen)
+        frame_ends.append(time.monotonic())
+
+    screen_class._compositor_refresh = timed_paint
+    return frame_ends
+
+
 def child_start(db_path: str, spawned: float, widget: str) -> dict[str, Any]:
     """Process start to painted grid (or DataTable) in an app of its own, the database opened
     first; the parent passes its clock at spawn."""
@@ -194,14 +207,7 @@ def child_start(db_path: str, spawned: float, widget: str) -> dict[str, Any]:
     from mbxtui.tui.widgets.grid import MailboxGrid
     imported = time.monotonic()
 
-    frame_ends: list[float] = []
-    paint = Screen._compositor_refresh
-
-    def timed_paint(screen) -> None:
-        paint(screen)
-        frame_ends.append(time.monotonic())
-
-    Screen._compositor_refresh = timed_paint
+    frame_ends = time_paints(Screen)
     widget_class = MailboxGrid if widget == "grid" else DataTable
 
     db.open_database(db_path)
@@ -277,14 +283,7 @@ def child_console_start(location: str, spawned: float) -> dict[str, Any]:
 
     from mbxtui.tui.app import MbxApp
     imported = time.monotonic()
-    frame_ends: list[float] = []
-    paint = Screen._compositor_refresh
-
-    def timed_paint(screen) -> None:
-        paint(screen)
-        frame_ends.append(time.monotonic())
-
-    Screen._compositor_refresh = timed_paint
+    frame_ends = time_paints(Screen)
     opened: list[float] = []
 
     def opening():

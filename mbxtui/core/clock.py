@@ -151,3 +151,8 @@ def advanced(now: datetime, read_at: float) -> datetime:
     behind 50 ms per database reply a claim or renewal waited 3 s for the lock, and wrote 3-s leases
     that had run out when they were written (other workers took the live worker's jobs)."""
     return now + timedelta(seconds=monotonic() - read_at)
+
+
+def lease_end(now: datetime, read_at: float, lease_seconds: float) -> datetime:
+    """The end of a lease of ``lease_seconds`` written at this moment (see ``advanced``)."""
+    return advanced(now, read_at) + timedelta(seconds=lease_seconds)

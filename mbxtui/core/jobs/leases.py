@@ -20,11 +20,12 @@ is a whole lease old takes no slot until it renews again (its slots may be anoth
 On PostgreSQL a heartbeat thread also extends the runner's claims and slot rows every
 ``renew_seconds``, a statement per table outside the write lock (it only moves the end of rows the
 runner still holds, and only later; a row another runner already took over or removed is not
-touched, nor one another transaction holds at that moment). The loop's renewals queue on the write lock behind every writer of every host, and their
-gaps are the loop's own: with 50 ms per database reply and six runners, 0.35 s per renewal and
-gaps of up to 6.5 s, past a 3-s lease, so live workers' jobs and mailboxes were taken over (34 jobs
-and 8 mailboxes of 30). The heartbeat stops extending once the loop has not renewed for ``STALLED_LEASES`` leases, so
-that the work of a stuck loop still goes to others.
+touched, nor one another transaction holds at that moment). The loop's renewals queue on the write
+lock behind every writer of every host, and their gaps are the loop's own: with 50 ms per database
+reply and six runners, 0.35 s per renewal and gaps of up to 6.5 s, past a 3-s lease, so live
+workers' jobs and mailboxes were taken over (34 jobs and 8 mailboxes of 30). The heartbeat stops
+extending once the loop has not renewed for ``STALLED_LEASES`` leases, so that the work of a stuck
+loop still goes to others.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from mbxtui.core import clock, dialect
@@ -135,7 +135,7 @@ def claim(worker: str, now: datetime, lease_seconds: float, limit: int) -> list[
     the moment they are taken (``clock.advanced``)."""
     read_at = clock.monotonic()
     with write_transaction():
-        until = clock.advanced(now, read_at) + timedelta(seconds=lease_seconds)
+        until = clock.lease_end(now, read_at, lease_seconds)
         rows = rows_by_name(database.execute_sql(
             "UPDATE test_job SET state = ?, worker = ?, started_on = ?, lease_until = ? "
             "WHERE id IN (SELECT id FROM test_job WHERE state = ? AND (not_before IS NULL OR not_before <= ?) "

@@ -171,7 +171,7 @@ class SyncRunner:
             params.extend(email.lower() for email in emails)
         read_at = clock.monotonic()
         with write_transaction():
-            until = clock.advanced(now, read_at) + timedelta(seconds=self.lease_seconds)  # from the lock's moment
+            until = clock.lease_end(now, read_at, self.lease_seconds)
             due = [row["id"] for row in rows_by_name(database.execute_sql(
                 "SELECT m.id FROM mailbox m JOIN profile p ON p.id = m.profile_id "
                 f"LEFT JOIN sync_status s ON s.mailbox_id = m.id WHERE {' AND '.join(where)} ORDER BY m.id", params))]

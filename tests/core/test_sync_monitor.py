@@ -11,6 +11,7 @@ import pytest
 from mbxtui.core.models import database
 from mbxtui.core.services import mailboxes, profiles, sync_monitor, users
 from mbxtui.core.services.sync_monitor import NEVER_CYCLED
+from mbxtui.core.sql_lists import placeholders
 from mbxtui.core.sync import store
 from mbxtui.core.sync.messages import ParsedMessage
 from mbxtui.core.sync.routing import Party
@@ -31,7 +32,7 @@ def status(email: str, **columns) -> int:
     values = {"state": "idle", "items_last_cycle": 0, "items_total": 0, "unresolved_total": 0,
               "last_cycle_started": ago(minutes=1), **columns}
     names = ", ".join(values)
-    database.execute_sql(f"INSERT INTO sync_status (mailbox_id, {names}) VALUES (?, {', '.join('?' * len(values))})",
+    database.execute_sql(f"INSERT INTO sync_status (mailbox_id, {names}) VALUES (?, {placeholders(values)})",
                          [mailbox_id, *values.values()])
     return mailbox_id
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import pytest
 
+from mbxtui.core.sql_lists import placeholders
 from tests.backends import query
 from tests.integration.conftest import Org, job_states
 
@@ -155,7 +156,7 @@ def test_a_killed_workers_jobs_and_slots_are_taken_over_after_its_lease_without_
     assert held_jobs, "the killed worker held no job: nothing to take over"
     assert_each_tested_once(org, logins)
     taken_over = {row["id"]: row for row in query(
-        org.db_path, f"SELECT id, worker, started_on FROM test_job WHERE id IN ({','.join('?' * len(held_jobs))})",
+        org.db_path, f"SELECT id, worker, started_on FROM test_job WHERE id IN ({placeholders(held_jobs)})",
         [row["id"] for row in held_jobs])}
     # A survivor that waited out a database fault started its run again, and a run's start requeues
     # at once the jobs of a process gone from this host (R21, queue.recover): then earlier is right.
@@ -171,7 +172,7 @@ def test_a_killed_workers_jobs_and_slots_are_taken_over_after_its_lease_without_
     # jobs/runner.py). Each run sends its test message before it opens its IMAP connection.
     held_mailboxes = {row[0] for row in query(
         org.db_path, f"SELECT m.email FROM test_job j JOIN mailbox m ON m.id = j.mailbox_id "
-                     f"WHERE j.id IN ({','.join('?' * len(held_jobs))})", [row["id"] for row in held_jobs])}
+                     f"WHERE j.id IN ({placeholders(held_jobs)})", [row["id"] for row in held_jobs])}
     delivered = {login: len(org.lab.messages(login)) for login in logins}
     ran_again = {login for login, count in delivered.items() if count > 1}
     assert ran_again <= held_mailboxes and max(delivered.values()) <= 2, (ran_again, held_mailboxes)

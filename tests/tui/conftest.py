@@ -30,6 +30,7 @@ from mbxtui.core.services import bulk, mailboxes, operators, profiles, settings,
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.mailboxes import OVERALL_STATUS_SQL
 from mbxtui.core.services.selection import Selection
+from mbxtui.core.sql_lists import placeholders
 from mbxtui.tui.app import MbxApp
 from tests.backends import Databases
 from tests.lab.postgres import PostgresServer
@@ -201,8 +202,7 @@ def _record_test_results() -> None:
     transient failure waiting for its retry."""
     enabled = ("incoming_status = 'success', outgoing_status = 'success', incoming_enabled = 1, "
                "outgoing_enabled = 1")
-    placeholders = ",".join("?" * len(PASSED))
-    database.execute_sql(f"UPDATE mailbox SET {enabled} WHERE email IN ({placeholders})", list(PASSED))
+    database.execute_sql(f"UPDATE mailbox SET {enabled} WHERE email IN ({placeholders(PASSED)})", list(PASSED))
     database.execute_sql("UPDATE mailbox SET incoming_status = 'success', incoming_enabled = 1 WHERE email = ?",
                          [FORWARD[1]])
     database.execute_sql(

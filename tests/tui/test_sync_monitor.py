@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Sparkline
 
 from mbxtui.core.models import utcnow
 from mbxtui.core.services import mailboxes
+from mbxtui.core.sql_lists import placeholders
 from mbxtui.core.sync import store
 from mbxtui.core.sync.runner import SyncSummary
 from mbxtui.core.sync.messages import ParsedMessage
@@ -45,7 +46,7 @@ def add_status(console: Console, email: str, **columns) -> int:
     values = {"state": "idle", "items_last_cycle": 0, "items_total": 0, "unresolved_total": 0,
               "last_cycle_started": "2024-05-06 09:00:00", **columns}
     execute(console.db_path, f"INSERT INTO sync_status (mailbox_id, {', '.join(values)}) "
-                             f"VALUES (?, {', '.join('?' * len(values))})", [mailbox_id, *values.values()])
+                             f"VALUES (?, {placeholders(values)})", [mailbox_id, *values.values()])
     return mailbox_id
 
 

@@ -2,7 +2,7 @@
 the device-code flow against the demo's identity provider, the person approves the code on the
 provider's sign-in page, Test & Enable then passes on the mailbox's own token (its refresh token
 rotated and the old one refused), and `mbxtui mailbox deauthorize` takes it back. The generic
-realm of the same provider revokes a grant at its RFC 7009 endpoint."""
+realm of the same provider revokes a grant at its RFC 7009 endpoint when it is taken back."""
 
 from __future__ import annotations
 
@@ -10,20 +10,19 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import requests
 
-from mbxtui.core.enums import OAuthProvider
 from mbxtui.core.jobs import queue as jobs
 from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.models import AuditEntry, Mailbox, MailboxAuthorization
 from mbxtui.core.oauth import delegated
-from mbxtui.core.oauth.settings import OAuthSettings
+from mbxtui.core.oauth.settings import settings_of
+from mbxtui.core.secret_value import Secret
 from mbxtui.core.secret_keys import secret_key
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, MASTER_PASSWORD_ENV
-from mbxtui.core.services import enablement
+from mbxtui.core.services import authorizations, enablement, mailboxes, profiles
 from mbxtui.core.services.selection import Selection
 from mbxtui.demo import DEMO_MASTER_PASSWORD, MAILBOX_PASSWORD, Demo, seed
 from mbxtui.demo import identity_provider
@@ -94,20 +93,36 @@ def test_the_ungranted_mailbox_authorizes_itself_passes_test_and_enable_and_is_d
     assert audit is not None and "not revocable" in audit.summary
 
 
-def test_the_generic_realm_revokes_a_grant_and_the_sandbox_stops_taking_its_tokens(demo: Demo):
-    settings = OAuthSettings(profile_id=0, provider=OAuthProvider.GENERIC, tenant=None, client_id=identity_provider.CLIENT_ID,
-                             issuer=f"{demo.ports.oauth_url}/{identity_provider.GENERIC}", scope=None,
-                             ca_file=str(demo.directory / CA_FILE_NAME), timeout=10.0)
+def test_a_mailbox_on_a_generic_profile_of_the_demo_provider_is_deauthorized_with_an_rfc_7009_revocation(
+        restarted_demo: Demo):
+    """The same provider as a generic OpenID Connect issuer names a revocation endpoint, which Entra
+    ID does not: `mailbox deauthorize` revokes the grant there, and the sandbox stops taking its tokens."""
+    demo = restarted_demo
+    ports = demo.ports
+    profiles.create(demo.actor, name="Fernhill SSO", type="imap_smtp", incoming_host="127.0.0.1",
+                    incoming_port=ports.imaps, incoming_tls="implicit", incoming_auth="oauth2",
+                    outgoing_host="127.0.0.1", outgoing_port=ports.submission, outgoing_tls="starttls",
+                    outgoing_auth="oauth2", oauth_provider="generic", oauth_client_id=identity_provider.CLIENT_ID,
+                    oauth_issuer=f"{ports.oauth_url}/{identity_provider.GENERIC}",
+                    ca_file=str(demo.directory / CA_FILE_NAME))
+    mailboxes.edit(demo.actor, NOOR, profile="Fernhill SSO", store=lambda: demo.store)
     answers: list[requests.Response] = []
-    grant = delegated.device_flow(settings, NOOR, lambda code: answers.append(
-        approve(demo, code.verification_uri, code.user_code)), threading.Event())
+    authorizations.authorize(demo.actor, NOOR, demo.store,
+                             lambda code: answers.append(approve(demo, code.verification_uri, code.user_code)))
     assert answers[0].status_code == 200
+    mailbox_id = Mailbox.get(Mailbox.email == NOOR).id
+    key = secret_key("mailbox", mailbox_id, delegated.REFRESH_TOKEN)
+    delegated.forget_tokens()
+    access = delegated.token(settings_of(profiles.get("Fernhill SSO")), mailbox_id, NOOR,
+                             Secret(refresh_token_of(demo)), lambda rotated: demo.store.set(key, rotated.reveal()))
     mail = demo.sandbox.mail
-    assert mail.check_token(NOOR, grant.access_token.reveal()), "a delegated token acts for its own mailbox"
-    assert not mail.check_token(seed.plan().groups[seed.EXCHANGE_OAUTH][0], grant.access_token.reveal())
+    assert mail.check_token(NOOR, access.reveal()), "a delegated token acts for its own mailbox"
+    assert not mail.check_token(seed.plan().groups[seed.EXCHANGE_OAUTH][0], access.reveal()), "and no other"
 
-    revocation = delegated.revoke(settings, grant.refresh_token)
+    done = authorizations.deauthorize(demo.actor, NOOR, demo.store)
 
-    assert revocation.revoked is True, revocation.sentence
-    assert not mail.check_token(NOOR, grant.access_token.reveal()), "the grant's access tokens end with it"
+    assert done.revoked is True, done.revocation
+    assert done.revocation == f"the grant was revoked at {ports.oauth_url}/{identity_provider.GENERIC}/revoke"
     assert demo.sandbox._identity_provider.delegations.live_grants(NOOR) == 0
+    assert not mail.check_token(NOOR, access.reveal()), "RFC 7009 2.1: the grant's access tokens end with it"
+    delegated.forget_tokens()

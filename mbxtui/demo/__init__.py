@@ -26,7 +26,8 @@ deliberate faults, and how to fix the fixable ones from the console:
 * a few head office mailboxes synchronize appointments, contacts and tasks, which IMAP cannot
   (ACT_UNSUPPORTED), and some addresses wait for approval (NOT_APPROVED when tested);
 * Exchange Online (OAuth2): its tokens come from the demo's identity provider (identity_provider.py),
-  whose app was never granted one mailbox (OAUTH_PERMISSION_MISSING).
+  whose app was never granted one mailbox (OAUTH_PERMISSION_MISSING; ``mbxtui mailbox authorize``
+  gives that mailbox its own grant, approved on the provider's sign-in page, delegation.py).
 
 ``main_servers_only`` also prints the ``profile detect`` command that finds the sandbox through the
 demo's DNS server (dns_server.py).
@@ -62,6 +63,7 @@ from mbxtui.core.services import credentials, operators, profiles
 from mbxtui.core.services.selection import Selection
 from mbxtui.demo import seed
 from mbxtui.demo.certs import CA_FILE_NAME, LEGACY_CA_FILE_NAME, make_certificates
+from mbxtui.demo.identity_provider import SIGN_IN_PAGE
 from mbxtui.demo.mailsystem import MAILBOX_PASSWORD, MailSystem
 from mbxtui.demo.sandbox import HOST, Sandbox, SandboxPorts
 from mbxtui.demo.trickle import DEFAULT_COUNT, DEFAULT_INTERVAL, Trickle, plan as trickle_plan
@@ -199,7 +201,9 @@ def main_servers_only(reset: bool = False, db_path: Path | None = None) -> int:
               f"MBXTUI_DATA_DIR={shlex.quote(str(demo.directory))} "
               f"{KEYRING_CHOICE_ENV}=file {MASTER_PASSWORD_ENV}={DEMO_MASTER_PASSWORD}")
         print("Then settings detection finds the sandbox's servers for the demo domain:")
-        print(f"  {detect_command(demo)}", flush=True)
+        print(f"  {detect_command(demo)}")
+        print("A mailbox authorizes itself (`mbxtui mailbox authorize EMAIL` prints a code) at the demo's sign-in page:")
+        print(f"  {demo.ports.oauth_url}{SIGN_IN_PAGE}  (every mailbox's password: {MAILBOX_PASSWORD})", flush=True)
         # Waited in short steps: the kernel may hand the signal to another thread, and Python runs
         # its handler only when the main thread runs again; an endless wait never did (under load,
         # 1 SIGTERM in 4 left the demo running).

@@ -165,7 +165,7 @@ class Sandbox:
             down=self._refusing_socket.getsockname()[1],
             silent=await self._serve_silence(),
         )
-        self._identity_provider = IdentityProvider(self.mail.oauth, trusted, HOST)
+        self._identity_provider = IdentityProvider(self.mail.oauth, trusted, HOST, self.mail.check_password)
         oauth = self._identity_provider.start()
         answers = dns_server.DnsAnswers(dns_server.zone(self.mail.domain, HOST, mail_ports))
         dns, dns_over_tcp = await dns_server.serve(answers, HOST, self._transports.add)

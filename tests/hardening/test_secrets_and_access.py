@@ -62,7 +62,7 @@ from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxDetailScreen, MailboxEditScreen
 from mbxtui.tui.screens.profiles import ProfileDetailScreen, ProfileFormScreen
 from tests.backends import Databases, dump
-from tests.lab.certs import make_certificates
+from tests.lab.oauth_fixtures import lab_certificates, module_provider  # noqa: F401  (fixtures)
 from tests.lab.oauth_provider import OAuthProvider
 from tests.core.support import snapshot
 from tests.hardening.hostile import MOST_COMMANDS, Conversation, HostileServer
@@ -817,18 +817,11 @@ class RoleWorld:
         return {key: None if value is None else value.reveal() for key, value in values.items()}
 
 
-@pytest.fixture(scope="module")
-def delegation_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OAuthProvider]:
-    """A local OAuth provider whose device codes ``mailbox authorize`` completes (profile "oauth")."""
-    provider = OAuthProvider(make_certificates(tmp_path_factory.mktemp("delegation-certs"))).start()
-    provider.register("corp", "mbxtui")
-    yield provider
-    provider.stop()
-
-
 @pytest.fixture
 def role_world(databases: Databases, roles_template: Path | str, tmp_path: Path,
-               secret_store: SecretStore, delegation_provider: OAuthProvider) -> Iterator[RoleWorld]:
+               secret_store: SecretStore, module_provider: OAuthProvider) -> Iterator[RoleWorld]:
+    delegation_provider = module_provider  # whose device codes ``mailbox authorize`` completes (profile "oauth")
+    delegation_provider.register("corp", "mbxtui")
     path = databases.copy(roles_template, tmp_path / "data")
     database = db.open_database(path)
     try:

@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from mbxtui.core.jobs import queue as jobs
-from mbxtui.core.models import Alert, MailboxAuthorization
+from mbxtui.core.models import Alert, AuditEntry, MailboxAuthorization
 from mbxtui.core.oauth import delegated, tokens
 from mbxtui.core.oauth.delegated import DeviceCode
 from mbxtui.core.oauth.settings import settings_of
@@ -170,6 +170,12 @@ def test_a_revoked_authorization_is_oauth_reauthorize_with_the_command_and_other
     record = MailboxAuthorization.get(MailboxAuthorization.mailbox == row.id)
     assert sentence in (record.last_refresh_error or "")
     assert org.row(BOB).incoming_enabled
+    [lost] = AuditEntry.select().where(AuditEntry.action == "mailbox.authorization_lost")
+    assert lost.summary.startswith("worker ") and f"mailbox {ALICE} refused" in lost.summary
+    assert "OAUTH_REAUTHORIZE" in lost.summary and sentence in lost.summary
+    delegated.forget_tokens()
+    assert org.test_enable(ALICE).passed == 0
+    assert AuditEntry.select().where(AuditEntry.action == "mailbox.authorization_lost").count() == 1, "once a loss"
 
     authorizations.authorize(org.admin, ALICE, org.store, approving(oauth_mail, ALICE))
     assert org.test_enable(ALICE).passed == 1, "authorized again, it works again"

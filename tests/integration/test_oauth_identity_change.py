@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from mbxtui.core.errors import InvalidInput
 from mbxtui.core.models import MailboxAuthorization
 from mbxtui.core.oauth import delegated
 from mbxtui.core.secrets import KEYRING_CHOICE_ENV, SERVICE, SecretStore
-from mbxtui.core.services import audit, authorizations, bulk, credentials, mailboxes, profiles, settings
+from mbxtui.core.services import audit, authorization_identity, authorizations, bulk, credentials, mailboxes, profiles, settings
 from mbxtui.core.services.selection import Selection
 from tests.core.support import inserts_refused
 from tests.integration.conftest import MASTER_PASSWORD, NO_OS_KEYRING, Org
@@ -96,6 +97,30 @@ def test_a_move_to_a_profile_of_another_client_takes_it_out_and_one_of_the_same_
     assert taken_out(org, alice_id) and edited.warnings == ()
     revoked = held in oauth_mail.provider.revocations and held not in oauth_mail.provider.live_refresh_tokens(ALICE)
     assert revoked, "revoked at the client it was made at, as mailbox deauthorize does"
+
+
+def test_a_slow_provider_does_not_hold_the_save_and_the_revocation_still_happens_behind_it(
+        org: Org, oauth_mail: OAuthMail, monkeypatch: pytest.MonkeyPatch):
+    authorized(org, oauth_mail)
+    alice_id = org.row(ALICE).id
+    held = refresh_token_of(org, ALICE)
+    monkeypatch.setattr(authorization_identity, "REVOCATION_WAIT", 0.3)
+    delay = 1.5  # well under the profile's timeout: without the bound the save took it whole
+    oauth_mail.provider.on_revocation = lambda: time.sleep(delay)
+
+    started = time.monotonic()
+    edited = mailboxes.edit(org.admin, ALICE, email=NEW_ADDRESS, store=lambda: org.store)
+    took = time.monotonic() - started
+
+    assert took < delay - 0.5, f"the save waited {took:.1f} s for a provider answering in {delay} s"
+    assert taken_out(org, alice_id) and org.row(NEW_ADDRESS).id == alice_id, "saved, and the token out of the keyring"
+    [warning] = edited.warnings
+    assert "had not answered the revocation within 0.3 s, so the save did not wait" in warning, warning
+    assert held not in warning
+    deadline = time.monotonic() + 2 * delay
+    while held in oauth_mail.provider.live_refresh_tokens(ALICE) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert held not in oauth_mail.provider.live_refresh_tokens(ALICE), "revoked once the provider answered"
 
 
 def test_a_keyring_that_fails_after_the_edit_committed_is_a_warning_naming_the_command(

@@ -4,6 +4,8 @@ imports the ones it uses by name:
     from tests.lab.oauth_fixtures import lab_certificates, provider  # noqa: F401  (fixtures)
 
 ``lab_certificates``: a CA and the provider's certificate for 127.0.0.1 (made once per module);
+``module_provider``: a started ``OAuthProvider`` shared by a module's tests (each registers the clients
+it uses), where stopping one per test would cost each up to a second (``shutdown`` polls at 0.5 s);
 ``provider``: a started ``OAuthProvider`` alone, per test, with the process's token caches emptied
 before and after it, so that no token fetched from one test's provider serves the next;
 ``oauth_mail``: the provider with the Dovecot and SMTP servers that check its tokens
@@ -39,6 +41,15 @@ def provider(lab_certificates: LabCertificates) -> Iterator[OAuthProvider]:
         started.stop()
         tokens.forget_tokens()
         delegated.forget_tokens()
+
+
+@pytest.fixture(scope="module")
+def module_provider(lab_certificates: LabCertificates) -> Iterator[OAuthProvider]:
+    started = OAuthProvider(lab_certificates).start()
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 @pytest.fixture(scope="module")

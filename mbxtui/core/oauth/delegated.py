@@ -364,6 +364,7 @@ class RefreshOutcome:
     error: str | None  # the sentence of a failure, None when it succeeded
     rotated: bool = False  # the provider gave a new refresh token (saved)
     refresh_expires_in: float | None = None  # the new refresh token's lifetime, when the provider said
+    code: ErrorCode | None = None  # of a failure: OAUTH_REAUTHORIZE when the provider no longer honours the grant
 
 
 @dataclass
@@ -418,7 +419,7 @@ class DelegatedTokens:
                 grant = self._refresh(settings, email, refresh_token)
             except TokenError as failure:
                 entry.failure, entry.failed_until = failure, clock.monotonic() + FAILURE_REMEMBERED
-                self._record(RefreshOutcome(mailbox_id, _now(), failure.message))
+                self._record(RefreshOutcome(mailbox_id, _now(), failure.message, code=failure.code))
                 raise
             if grant.refresh_token is not None and grant.refresh_token.reveal() != refresh_token.reveal():
                 # Remembered before the keyring write: should it fail, this process still holds the

@@ -6,6 +6,7 @@ module imports none of them."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -21,6 +22,7 @@ from mbxtui.core.secrets import SecretsError, SecretStore
 from mbxtui.core.services.selection import refuse_if_any
 
 log = logging.getLogger(__name__)
+REVOCATION_WAIT = 3.0  # seconds a save waits for the provider's answer to the revocation of a dropped grant
 
 
 def authorized_on(profile_id: int) -> tuple[int, str | None]:
@@ -94,16 +96,12 @@ class DroppedGrant:
 
     def finish(self, email_now: str) -> list[str]:
         """Revoke, then remove; each failure a warning sentence (the edit stands). ``email_now``:
-        the mailbox's address after the edit."""
+        the mailbox's address after the edit. The provider's answer is awaited ``REVOCATION_WAIT``
+        seconds at most: a slow one does not hold the save for its timeout."""
         warnings = []
         if self.refresh_token is not None and self.settings is not None \
                 and self.settings.provider != OAuthProvider.GOOGLE:
-            try:
-                revocation = delegated.revoke(self.settings, self.refresh_token)
-            except Exception as exc:  # a fault of ours: the edit has committed, the token still goes
-                log.exception("revoking the dropped authorization of mailbox %s failed", self.email)
-                revocation = delegated.Revocation(False, f"the revocation failed ({type(exc).__name__}): revoke it "
-                                                         f"in the provider's own console")
+            revocation = _revoke_within(self.settings, self.refresh_token, self.email, REVOCATION_WAIT)
             if revocation.revoked is not True:
                 warnings.append(f"the authorization of {self.email} was dropped, but not revoked at its OAuth "
                                 f"provider: {revocation.sentence}")
@@ -111,6 +109,38 @@ class DroppedGrant:
         if left is not None:
             warnings.append(left)
         return warnings
+
+
+def _revoke_within(settings: OAuthSettings, refresh_token: Secret, email: str, wait: float) -> delegated.Revocation:
+    """``delegated.revoke`` in a thread of its own, awaited ``wait`` seconds: past that the revocation
+    goes on while the process lives, and its late outcome is logged."""
+    answered: list[delegated.Revocation] = []
+    late = threading.Event()
+
+    def revoke() -> None:
+        try:
+            revocation = delegated.revoke(settings, refresh_token)
+        except Exception as exc:  # a fault of ours: the edit has committed, the token still goes
+            log.exception("revoking the dropped authorization of mailbox %s failed", email)
+            revocation = delegated.Revocation(False, f"the revocation failed ({type(exc).__name__}): revoke it "
+                                                     f"in the provider's own console")
+        answered.append(revocation)
+        if late.is_set():
+            log.warning("the late revocation of the dropped authorization of mailbox %s: %s", email,
+                        revocation.sentence)
+
+    worker = threading.Thread(target=revoke, name=f"mbxtui revoke {email}", daemon=True)
+    worker.start()
+    worker.join(wait)
+    if answered:
+        return answered[0]
+    late.set()
+    if answered:  # answered between the join and the flag
+        return answered[0]
+    return delegated.Revocation(False, f"the OAuth provider {settings.where} had not answered the revocation within "
+                                       f"{wait:g} s, so the save did not wait for it and the grant may still be "
+                                       f"valid there: revoke it in the provider's own console (a console left open "
+                                       f"logs the revocation's late outcome)")
 
 
 def drop_for_new_identity(mailbox: Mailbox, store: Callable[[], SecretStore] | None) -> DroppedGrant:

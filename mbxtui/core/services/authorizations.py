@@ -15,13 +15,14 @@ from typing import Any, Callable
 from mbxtui.core.db import write_transaction
 from mbxtui.core.endpoint_binding import binding_of, plaintext_refusal
 from mbxtui.core.enums import AlertLevel, OAuthProvider
-from mbxtui.core.errors import InvalidInput, MbxError
+from mbxtui.core.errors import InvalidInput, MbxError, PermissionDenied
 from mbxtui.core.models import Mailbox, MailboxAuthorization, OrgSettings, Profile, utcnow
 from mbxtui.core.oauth import delegated
 from mbxtui.core.oauth.delegated import DeviceCode, DeviceFlowEnded, authorize_command
 from mbxtui.core.oauth.settings import settings_of
 from mbxtui.core.oauth.tokens import TokenError
-from mbxtui.core.permissions import Actor, Permission, require
+from mbxtui.core.permissions import SYSTEM, Actor, Permission, Role, require
+from mbxtui.core.probes.base import ErrorCode
 from mbxtui.core.secret_value import Secret
 from mbxtui.core.secrets import SecretStore
 from mbxtui.core.services import audit, mailboxes
@@ -116,11 +117,40 @@ def _when(at: float) -> datetime:
     return datetime.fromtimestamp(at, timezone.utc).replace(tzinfo=None)
 
 
-def record_refreshes(org: OrgSettings) -> int:
-    """Write what this process's refreshes came to (the last one of each mailbox). Caller holds
-    the transaction."""
+def _worker_actor() -> Actor:
+    """Who a worker's own audit entries name: the OS login it runs as (on PostgreSQL the server
+    stamps its role instead)."""
+    from mbxtui.core.services.operators import os_login
+
+    try:
+        return Actor(login=os_login(), role=Role.SYSTEM_ADMIN)
+    except PermissionDenied:  # a uid without a passwd entry
+        return SYSTEM
+
+
+def _audit_lost_grant(worker: str | None, outcome: delegated.RefreshOutcome, before: str | None) -> None:
+    """An audit entry, once per loss, when the provider answered a refresh that the mailbox's grant
+    is expired or revoked (``before``: the refresh error recorded until now)."""
+    if outcome.code != ErrorCode.OAUTH_REAUTHORIZE or before == outcome.error:
+        return
+    mailbox = Mailbox.get_or_none(Mailbox.id == outcome.mailbox_id)
+    if mailbox is None:
+        return
+    by = f"worker {worker}" if worker else "this process"
+    audit.record(_worker_actor(), "mailbox.authorization_lost", "mailbox",
+                 f"{by} found the authorization of mailbox {mailbox.email} refused by its OAuth provider "
+                 f"(OAUTH_REAUTHORIZE: {outcome.error})",
+                 [(mailbox.id, {"authorization": "authorized"}, {"authorization": "refused by provider"})])
+
+
+def record_refreshes(org: OrgSettings, worker: str | None = None) -> int:
+    """Write what this process's refreshes came to (the last one of each mailbox); a grant found
+    expired or revoked is audited in ``worker``'s name. Caller holds the transaction."""
     recorded = 0
     for outcome in delegated.refresh_outcomes():
+        before = MailboxAuthorization.get_or_none(MailboxAuthorization.mailbox == outcome.mailbox_id)
+        if before is not None:
+            _audit_lost_grant(worker, outcome, before.last_refresh_error)
         at = _when(outcome.at)
         changes: dict[Any, Any] = {MailboxAuthorization.last_refresh_on: at,
                                    MailboxAuthorization.last_refresh_error: outcome.error}
@@ -153,11 +183,12 @@ def warn_expiring(now: datetime, org: OrgSettings) -> int:
     return len(due)
 
 
-def after_pass(now: datetime) -> None:
-    """Once per processing pass or Test & Enable run: record the refreshes, warn of expiries."""
+def after_pass(now: datetime, worker: str | None = None) -> None:
+    """Once per processing pass or Test & Enable run (of ``worker``): record the refreshes, warn of
+    expiries."""
     with write_transaction():
         org = settings_service.load()
-        record_refreshes(org)
+        record_refreshes(org, worker)
         warn_expiring(now, org)
 
 

@@ -146,7 +146,7 @@ class SyncRunner:
                                      "WHERE worker = ?", [self.worker])
         with write_transaction():  # R16 and R31, once per pass
             status.pass_ended(self.clock(), self._failed_profiles)
-        authorizations.after_pass(self.clock())  # the mailboxes' own OAuth2 refreshes and expiry warnings
+        authorizations.after_pass(self.clock(), self.worker)  # the mailboxes' own OAuth2 refreshes and expiry warnings
         return summary
 
     # -- choosing and claiming (R23, R24) --

@@ -170,11 +170,13 @@ POSTGRES_SCHEMA_0017 = SCHEMA_0017.replace('"test_last_attempted_on" IS NOT "tes
 # latest of them, one entry a row: an index of each would be five. SQLite's max() of several
 # values is NULL when one is, hence the empty text for a moment never written (every moment sorts
 # after it). The owners' notices: one row per profile or mailbox emailed about, written at most
-# once an hour each.
+# once an hour each. The alerts dismissed, by when (those not dismissed have no entry): every alert
+# raised, a test's "connected" among them, was read whole.
 SCHEMA_0018 = r"""
 CREATE INDEX "sync_status_claimed" ON "sync_status" ("worker") WHERE "worker" IS NOT NULL;
 CREATE INDEX "sync_status_latest_moment" ON "sync_status" ((max(coalesce("last_outgoing_success", ''), coalesce("stale_alerted_on", ''), coalesce("last_cycle_started", ''), coalesce("last_cycle_finished", ''), coalesce("enabled_since", ''))));
 CREATE INDEX "owner_notice_sent_on" ON "owner_notice" ("sent_on");
+CREATE INDEX "alert_dismissed_on" ON "alert" ("dismissed_on") WHERE "dismissed_on" IS NOT NULL;
 """
 
 POSTGRES_SCHEMA_0018 = SCHEMA_0018.replace(

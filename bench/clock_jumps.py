@@ -10,9 +10,13 @@ status last synced a day ago, and the jump back is laid out as it leaves a datab
 1,000 tested, enabled and synced 3 h ahead of the clock, 1 in 10,000 waiting for a retry 3 h ahead.
 ``bring_back`` runs 3 times, each in a transaction rolled back: the median, and the time of each
 statement in that run. ``--before FILE`` runs a clock_jumps.py of an earlier version
-(``git show REV:mbxtui/core/jobs/clock_jumps.py > FILE``) the same way on the database before
-step 17; then the database is brought to the latest step (timed) and this version's runs. The
-copy into PostgreSQL takes 7 min under load; ``--pg-url URL`` uses one made before (at step 16).
+(``git show REV:mbxtui/core/jobs/clock_jumps.py > FILE``) the same way on the database at step
+``--before-step`` (16, the default, or later); then the database is brought to the latest step
+(timed) and this version's runs. Beside each, what the indexes of the sync status cost a worker's
+processing: the statements a pass runs on the sync status of 1,000 mailboxes it cycles (the claim,
+its read-back by the worker's name, a renewal, the end of the cycles), medians of 3 runs rolled
+back. The copy into PostgreSQL takes 7 min under load; ``--pg-url URL`` uses one made before (at
+step 16).
 """
 
 from __future__ import annotations
@@ -121,6 +125,32 @@ def measure(module: ModuleType, now: datetime, label: str) -> None:
         print(f"      {seconds:8.4f} s  {sql}", flush=True)
 
 
+def measure_cycles(now: datetime, label: str) -> None:
+    ids = [row[0] for row in database.execute_sql(
+        "SELECT mailbox_id FROM sync_status WHERE mailbox_id % 1000 = 1 ORDER BY mailbox_id LIMIT 1000").fetchall()]
+    marks = ", ".join("?" * len(ids))
+    until, worker = now + timedelta(seconds=60), "bench-worker"
+    statements = {
+        "claim": ("UPDATE sync_status SET worker = ?, lease_until = ?, state = 'processing', last_cycle_started = ? "
+                  f"WHERE mailbox_id IN ({marks}) AND (worker IS NULL OR lease_until < ?)", [worker, until, now, *ids, now]),
+        "read back": ("SELECT mailbox_id FROM sync_status WHERE worker = ? ORDER BY mailbox_id", [worker]),
+        "renew": ("UPDATE sync_status SET lease_until = ? WHERE worker = ?", [until, worker]),
+        "finish": ("UPDATE sync_status SET worker = NULL, lease_until = NULL, last_cycle_finished = ?, "
+                   f"items_last_cycle = ?, next_due = ? WHERE mailbox_id IN ({marks}) AND worker = ?",
+                   [now, 0, now + timedelta(minutes=5), *ids, worker]),
+    }
+    times: dict[str, list[float]] = {name: [] for name in statements}
+    for _ in range(RUNS):
+        with database.atomic() as transaction:
+            for name, (sql, params) in statements.items():
+                started = time.perf_counter()
+                database.execute_sql(sql, params).fetchall() if name == "read back" else database.execute_sql(sql, params)
+                times[name].append(time.perf_counter() - started)
+            transaction.rollback()
+    print(f"  {label}, a pass over {len(ids)} mailboxes: "
+          + ", ".join(f"{name} {statistics.median(values) * 1000:.1f} ms" for name, values in times.items()), flush=True)
+
+
 def load_before(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location("clock_jumps_before", path)
     module = importlib.util.module_from_spec(spec)
@@ -128,9 +158,9 @@ def load_before(path: Path) -> ModuleType:
     return module
 
 
-def run(location: str, before: ModuleType | None, analyze: bool) -> None:
+def run(location: str, before: ModuleType | None, analyze: bool, before_step: int = BEFORE_STEP) -> None:
     now = clock.now()
-    with at_step(BEFORE_STEP):
+    with at_step(before_step):
         db.open_database(location)
         if analyze:
             database.execute_sql("VACUUM ANALYZE")
@@ -138,7 +168,8 @@ def run(location: str, before: ModuleType | None, analyze: bool) -> None:
         if analyze:
             database.execute_sql("VACUUM ANALYZE")
         if before is not None:
-            measure(before, now, f"schema {BEFORE_STEP}, the earlier clock_jumps.py")
+            measure(before, now, f"schema {before_step}, the earlier clock_jumps.py")
+            measure_cycles(now, f"schema {before_step}")
         database.close()
     started = time.perf_counter()
     db.open_database(location)
@@ -146,6 +177,7 @@ def run(location: str, before: ModuleType | None, analyze: bool) -> None:
     if analyze:
         database.execute_sql("ANALYZE mailbox")
     measure(clock_jumps, now, "latest schema, this clock_jumps.py")
+    measure_cycles(now, "latest schema")
     database.close()
 
 
@@ -154,6 +186,8 @@ def main() -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--mailboxes", type=int, default=1_000_000)
     parser.add_argument("--before", type=Path, help="a clock_jumps.py of an earlier version")
+    parser.add_argument("--before-step", type=int, default=BEFORE_STEP,
+                        help="the schema step --before runs on (the database is built at 16)")
     parser.add_argument("--pg-url", help="a PostgreSQL database copied in before, still at step 16 "
                                          "(instead of a server of its own and the copy)")
     args = parser.parse_args()
@@ -168,10 +202,10 @@ def main() -> int:
             if backend == "sqlite":
                 copy = work / "clock.db"
                 shutil.copyfile(source, copy)
-                run(str(copy), before, analyze=False)
+                run(str(copy), before, analyze=False, before_step=args.before_step)
                 copy.unlink()
             elif backend == "postgresql" and args.pg_url:
-                run(args.pg_url, before, analyze=True)
+                run(args.pg_url, before, analyze=True, before_step=args.before_step)
             elif backend == "postgresql":
                 from mbxtui.core import transfer
                 from tests.lab.postgres import start_postgres
@@ -183,7 +217,7 @@ def main() -> int:
                     with at_step(BEFORE_STEP):
                         transfer.copy_installation(source, url)
                     print(f"  copied in {time.perf_counter() - started:.0f} s", flush=True)
-                    run(url, before, analyze=True)
+                    run(url, before, analyze=True, before_step=args.before_step)
                 finally:
                     server.stop()
             else:

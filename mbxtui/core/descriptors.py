@@ -116,10 +116,8 @@ class DescriptorBudget:
                 return
             self._warned.add((what, fitting))
         needed = self.limit - self.total + threads * per_thread
-        log.warning(
-            "%s runs %d connection(s) at a time instead of %d, so it is slower: the open-file limit of "
-            "this process is %d (RLIMIT_NOFILE); raise LimitNOFILE= in the worker's systemd unit or "
-            "`ulimit -n` to at least %d", what, fitting, threads, self.limit, needed)
+        _say(f"{what} runs {fitting} connection(s) at a time instead of {threads}, so it is slower: the open-file "
+             f"limit of this process is {self.limit} (RLIMIT_NOFILE)", f"to at least {needed}")
 
     def take(self, descriptors: int) -> bool:
         """Reserve ``descriptors`` for one thread's work; False when they are not free now (the
@@ -140,9 +138,16 @@ class DescriptorBudget:
         with self._lock:
             self.total = max(descriptors, self.total - descriptors)
             total = self.total
-        log.warning("%s ran out of file descriptors: it now keeps at most %d open for its connections; "
-                    "raise LimitNOFILE= in the worker's systemd unit or `ulimit -n` (now %d)",
-                    what, total, self.limit)
+        _say(f"{what} ran out of file descriptors: it now keeps at most {total} open for its connections",
+             f"(now {self.limit})")
+
+
+def _say(why: str, raise_to: str) -> None:
+    """A warning of the worker's (``mbxtui worker`` prints it), whose limit is its unit's or its
+    shell's. The console says its own advice from ``why`` and ``raise_to`` (tui/machine_notices.py):
+    its limit is its shell's, and no systemd unit runs it."""
+    log.warning("%s; raise LimitNOFILE= in the worker's systemd unit or `ulimit -n` %s", why, raise_to,
+                extra={"why": why, "raise_to": raise_to})
 
 
 _shared: DescriptorBudget | None = None

@@ -159,3 +159,26 @@ CREATE INDEX "mailbox_test_attempt_apart" ON "mailbox" ("test_last_attempted_on"
 
 POSTGRES_SCHEMA_0017 = SCHEMA_0017.replace('"test_last_attempted_on" IS NOT "test_completed_on"',
                                           '"test_last_attempted_on" IS DISTINCT FROM "test_completed_on"')
+
+# Step 18: what a backward jump of the clock left ahead in the sync status and the owners' notices is
+# found from indexes (jobs/clock_jumps.py), where bringing it back read both tables whole inside the
+# lease renewal's write transaction (the sync status: 0.19-0.21 s at 1,000,000 mailboxes;
+# bench/README.md, clock_jumps.py). A claim's end is held only while a worker holds the row: the
+# partial index of the claimed rows (the mailboxes being cycled now, few) finds them, and also
+# serves the worker's own statements by its name (its claims read back, renewed and released),
+# which read the table whole. The sync status's other moments written as "now" are found by the
+# latest of them, one entry a row: an index of each would be five. SQLite's max() of several
+# values is NULL when one is, hence the empty text for a moment never written (every moment sorts
+# after it). The owners' notices: one row per profile or mailbox emailed about, written at most
+# once an hour each. The alerts dismissed, by when (those not dismissed have no entry): every alert
+# raised, a test's "connected" among them, was read whole.
+SCHEMA_0018 = r"""
+CREATE INDEX "sync_status_claimed" ON "sync_status" ("worker") WHERE "worker" IS NOT NULL;
+CREATE INDEX "sync_status_latest_moment" ON "sync_status" ((max(coalesce("last_outgoing_success", ''), coalesce("stale_alerted_on", ''), coalesce("last_cycle_started", ''), coalesce("last_cycle_finished", ''), coalesce("enabled_since", ''))));
+CREATE INDEX "owner_notice_sent_on" ON "owner_notice" ("sent_on");
+CREATE INDEX "alert_dismissed_on" ON "alert" ("dismissed_on") WHERE "dismissed_on" IS NOT NULL;
+"""
+
+POSTGRES_SCHEMA_0018 = SCHEMA_0018.replace(
+    """(max(coalesce("last_outgoing_success", ''), coalesce("stale_alerted_on", ''), coalesce("last_cycle_started", ''), coalesce("last_cycle_finished", ''), coalesce("enabled_since", '')))""",
+    """(GREATEST("last_outgoing_success", "stale_alerted_on", "last_cycle_started", "last_cycle_finished", "enabled_since"))""")

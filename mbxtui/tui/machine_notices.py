@@ -25,10 +25,15 @@ class MachineNotice(Message):
 def console_text(record: logging.LogRecord) -> str:
     """The line as the console says it. A runner waiting a fault out (``paused``: what, ``fault``:
     why) has stopped meanwhile: the worker's "Test & Enable waits: ..." read in the console as if
-    the tests were only slower, while none ran until the database answered again."""
+    the tests were only slower, while none ran until the database answered again. Too few file
+    descriptors (``why``, and ``raise_to`` what) is the console's own limit: the worker's advice
+    named the worker's systemd unit."""
     paused = getattr(record, "paused", None)
     if paused:
         return f"{paused} stopped until the database answers again: {record.fault}"
+    why = getattr(record, "why", None)
+    if why:  # too few file descriptors: the worker's line names its systemd unit, none runs the console
+        return f"{why}; raise `ulimit -n` in the shell that starts the console {record.raise_to}"
     return record.getMessage()
 
 

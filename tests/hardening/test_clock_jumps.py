@@ -424,6 +424,9 @@ def test_a_worker_starting_after_a_jump_back_it_did_not_see_brings_back_what_the
                                                          failing_profiles.TEST, ahead),
         "the next poll": lambda: database.execute_sql(
             "UPDATE sync_status SET next_due = ? WHERE mailbox_id = ?", [ahead, mailbox_id]),
+        "an owner's notice": lambda: notices.claim(notices.MAILBOX, mailbox_id, ahead),
+        "an alert's dismissal": lambda: Alert.create(level="information", code="CONNECTED", text="connected",
+                                                     created_on=now, dismissed=True, dismissed_on=ahead),
     }
     for what, write in left.items():
         with write_transaction():
@@ -432,6 +435,30 @@ def test_a_worker_starting_after_a_jump_back_it_did_not_see_brings_back_what_the
         with write_transaction():
             assert clock_jumps.bring_back(now, 60) >= 1, what
         assert not clock_jumps.left_ahead(now), what
+    # A claim's end and the sync status's other moments, each found from an index (schema step 18).
+    moments = ("lease_until", "last_cycle_started", "last_cycle_finished", "last_outgoing_success",
+               "stale_alerted_on", "enabled_since")
+    with write_transaction():
+        database.execute_sql(f"UPDATE sync_status SET worker = 'gone', {', '.join(f'{m} = ?' for m in moments)} "
+                             "WHERE mailbox_id = ?", [ahead] * len(moments) + [mailbox_id])
+    with write_transaction():
+        assert clock_jumps.bring_back(now, 60) == 2, "the claim's end, and the other moments in one statement"
+    brought = database.execute_sql(f"SELECT {', '.join(moments)} FROM sync_status WHERE mailbox_id = ?",
+                                   [mailbox_id]).fetchone()
+    assert [clock_jumps._moment(value) for value in brought] == [now + timedelta(seconds=60)] + [now] * 5, brought
+    # A job's retry while it waits, and its lease while it runs, each found by its state.
+    email = database.execute_sql("SELECT email FROM mailbox WHERE id = ?", [mailbox_id]).fetchone()[0]
+    org.schedule(email)
+    retry_minutes = database.execute_sql("SELECT retry_interval_minutes FROM org_settings").fetchone()[0]
+    for state, column, until in (("queued", "not_before", now + timedelta(minutes=retry_minutes)),
+                                 ("running", "lease_until", now + timedelta(seconds=60))):
+        with write_transaction():
+            database.execute_sql(f"UPDATE test_job SET state = ?, worker = 'gone', {column} = ? WHERE mailbox_id = ?",
+                                 [state, ahead, mailbox_id])
+        with write_transaction():
+            assert clock_jumps.bring_back(now, 60) == 1, column
+        [value] = database.execute_sql(f"SELECT {column} FROM test_job WHERE mailbox_id = ?", [mailbox_id]).fetchone()
+        assert clock_jumps._moment(value) == until, (column, value)
 
 
 @pytest.mark.servers

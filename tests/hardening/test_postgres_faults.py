@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import pwd
+import signal
 import subprocess
 import tempfile
 import threading
@@ -36,6 +37,7 @@ from mbxtui.core.sync.loop import ProcessingLoop
 from mbxtui.core.sync.outgoing import OutgoingRunner
 from mbxtui.core.sync.runner import SyncRunner
 from mbxtui.tui.app import MbxApp
+from tests.backends import ON_POSTGRES
 from tests.cli.conftest import Cli, build_template
 from tests.hardening.small_disk import SmallDisk, mounted_tmpfs
 from tests.integration.conftest import PROFILE_OWNER, Org, secret_store, secrets_dir  # noqa: F401  (fixtures)
@@ -93,6 +95,14 @@ def count(url: str, sql: str) -> int:
         value = cursor.fetchone()[0]
     conn.close()
     return value
+
+
+def rows(url: str, sql: str) -> list[tuple]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(sql)
+        found = cursor.fetchall()
+    conn.close()
+    return found
 
 
 def people_csv(folder: Path, rows: int, prefix: str = "p") -> Path:
@@ -515,3 +525,84 @@ def test_a_transaction_ended_by_a_deadlock_is_said_to_be_one_not_a_busy_database
         session.join(30)
     assert len(errors) == 1, errors
     assert problem_sentence(errors[0]) == DEADLOCK, errors[0]
+
+
+# --- the server's disk full under a running worker ------------------------------------------------------
+
+@pytest.fixture
+def disk_org(server: PostgresServer, small_disk: SmallTablespace, mail_lab: MailLab, secret_store: SecretStore,
+             secrets_dir: Path, tmp_path: Path) -> Iterator[Org]:
+    """``pg_org``, its database's tables and indexes on the small disk."""
+    name = f"org_{next(_numbers)}"
+    server.admin(f'CREATE DATABASE "{name}" TABLESPACE {small_disk.tablespace}')
+    url = server.url(name)
+    opened = db.open_database(url)
+    try:
+        admin = operators.initialise()
+        users.add_user(admin, "Profile Owner", PROFILE_OWNER)
+        yield Org(mail_lab, url, admin, secret_store, secrets_dir, tmp_path)
+    finally:
+        opened.close()
+        database.close()
+        small_disk.free()
+        server.drop_database(name)
+        server.admin(f"DROP TABLESPACE IF EXISTS {small_disk.tablespace}")
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="the PostgreSQL server's full disk under a worker; SQLite's is in "
+                                            "test_machine_faults.py")
+def test_a_running_worker_waits_out_the_servers_full_disk_and_writes_each_result_once(
+        disk_org: Org, small_disk: SmallTablespace, tmp_path: Path):
+    # A test is held at the mail server (its AUTHENTICATE) while the disk fills; released, its result
+    # meets the full disk: the first of its kind, it needs a new page of the tables it goes to (a
+    # result written before would have left room in theirs). The worker processes too: its passes
+    # meet the full disk as well.
+    url = str(disk_org.db_path)
+    front = disk_org.lab.imap_front()
+    front.holding("AUTHENTICATE")
+    [login] = disk_org.lab.add_users(1, "pgdisk")
+    disk_org.profile("lab", incoming_port=front.port, verify_delivery=False)
+    disk_org.mailbox(login, "lab", incoming_method="server_side_sync", outgoing_method="none")
+    err_file = tmp_path / "worker.err"
+    with open(err_file, "w") as err:
+        worker = subprocess.Popen(disk_org.cli_command("worker", "--poll", "0.2", "--lease", "2", "--threads", "2"),
+                                  env=disk_org.cli_env(), stdout=subprocess.DEVNULL, stderr=err, text=True)
+    try:
+        disk_org.schedule(login)
+        assert front.held.wait(30), (front.commands, err_file.read_text())
+        small_disk.fill()
+        front.release()  # the held test ends: its result is to be written, on the full disk
+        deadline = time.monotonic() + 30
+        while "Test & Enable waits" not in err_file.read_text() and time.monotonic() < deadline \
+                and worker.poll() is None:
+            time.sleep(0.1)
+        time.sleep(2)  # a few tries more, on the full disk
+        assert worker.poll() is None, err_file.read_text()
+        assert count(url, "SELECT count(*) FROM test_job WHERE finished_on IS NOT NULL") == 0, err_file.read_text()
+        small_disk.free()
+        deadline = time.monotonic() + 30
+        while count(url, "SELECT count(*) FROM sync_status WHERE last_incoming_success IS NOT NULL") < 1 \
+                and time.monotonic() < deadline:  # tested, enabled, and its first cycle run
+            time.sleep(0.2)
+        assert worker.poll() is None, err_file.read_text()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    said = err_file.read_text()
+    assert worker.returncode == 0, said
+    waits = [line for line in said.splitlines() if line.startswith("Test & Enable waits: ")]
+    assert len(waits) == 1, said
+    assert_one_line(waits[0], FULL_WORDS, url)
+    assert "Test & Enable goes on: the database answers again" in said.splitlines(), said
+    assert not any(word in said for word in BAD_WORDS), said
+    assert rows(url, "SELECT state, outcome FROM test_job") == [("done", "passed")]
+    assert rows(url, "SELECT level, code FROM alert") == [("information", "CONNECTED")], "the result written twice"
+    passes = [line for line in said.splitlines() if "processing pass" in line]
+    assert all(FULL_WORDS in line and shown(url) in line for line in passes), said
+    assert count(url, "SELECT count(*) FROM mailbox WHERE overall_status = 'success' AND last_error_code IS NULL "
+                      "AND incoming_enabled = 1 AND transient_failures = 0") == 1
+    assert count(url, "SELECT count(*) FROM mailbox_failure") == 0
+    assert count(url, "SELECT count(*) FROM alert WHERE level != 'information'") == 0

@@ -99,6 +99,7 @@ class EnablementRunner:
         self._lookup: Callable[[str, int, str], Secret | None] | None = None
         self._wake = threading.Event()
         self._descriptors = descriptors.shared_budget()
+        self._waiting_out: str | None = None  # the fault last said, until the database answers again
 
     def wake(self) -> None:
         """Look for queued jobs now instead of at the next poll (thread-safe)."""
@@ -178,15 +179,17 @@ class EnablementRunner:
     def _run_through_faults(self, stop: threading.Event | None, poll_seconds: float, summary: RunSummary) -> None:
         """Run until stopped, waiting out the faults that pass (a full disk, the database server
         without a free slot or restarting: ``faults.passing_fault``) with one line each, at growing
-        pauses (at most ``FAULT_PAUSE_MOST``); once the database answers again, the jobs and slots
-        the fault left held are handed back and the run starts over. Other errors stop it."""
-        pause, said = FAULT_PAUSE_FIRST, None
+        pauses (at most ``FAULT_PAUSE_MOST``); before each try, the jobs and slots the fault left
+        held are handed back and the run starts over. The database answers again (said in one line,
+        ``_answered``) once results are written or the run is idle: a PostgreSQL server out of disk
+        space still takes the hand-back and the claim, whose rows fit in pages it has, and refused
+        the results again; said then, the worker said so and the fault anew at every try, and
+        tested the mailboxes again each second. Other errors stop it."""
+        pause, self._waiting_out = FAULT_PAUSE_FIRST, None
         while True:
             try:
-                if said is not None:
+                if self._waiting_out is not None:
                     self._hand_back()
-                    faults.log.info("Test & Enable goes on: the database answers again")
-                    pause, said = FAULT_PAUSE_FIRST, None
                 self._run(stop, False, poll_seconds, summary)
                 return
             except Exception as exc:
@@ -194,13 +197,20 @@ class EnablementRunner:
                 if fault is None:
                     raise
                 forget_connection()  # broken, or refused: the next try connects anew
-                if fault != said:
+                if self._waiting_out is None:
+                    pause = FAULT_PAUSE_FIRST  # a new fault, or it came back after the database answered
+                if fault != self._waiting_out:
                     faults.log.warning("Test & Enable waits: %s", fault,
                                        extra={"paused": "Test & Enable", "fault": fault})
-                    said = fault
+                    self._waiting_out = fault
             if (stop or threading.Event()).wait(pause):
                 return  # what it held goes back to the queue when its lease ends, or this process does
             pause = min(pause * 2, FAULT_PAUSE_MOST)
+
+    def _answered(self) -> None:
+        if self._waiting_out is not None:
+            self._waiting_out = None
+            faults.log.info("Test & Enable goes on: the database answers again")
 
     def _hand_back(self) -> None:
         """Requeue this runner's jobs and give back its connection slots (after a fault stopped its
@@ -248,12 +258,14 @@ class EnablementRunner:
                             self._dispatch(pool, pending, in_flight)
                         if finished:
                             self._write(finished, summary)
+                            self._answered()
                         continue
                     if stopping:
                         break
                     if not pending:
                         if until_idle:
                             break
+                        self._answered()
                         self._wake.wait(min(poll_seconds, self._leases.renew_seconds))
                         self._wake.clear()
                     else:  # other runners hold every slot these jobs need

@@ -34,7 +34,21 @@ def _email_validator():
     check = getattr(module, "validate_email_domain_name", None)
     if check is not None and not hasattr(check, "cache_info"):  # not wrapped twice by two threads' first calls
         module.validate_email_domain_name = functools.lru_cache(maxsize=4096)(check)
+    split = getattr(module, "split_email", None)
+    if split is not None and getattr(split, "func", None) is not _split_plain_address:
+        module.split_email = functools.partial(_split_plain_address, split)
     return email_validator
+
+
+def _split_plain_address(split, address: str):
+    """email-validator's ``split_email``, which walks the address character by character for
+    quotes, a display name's ``<`` and combining characters (10 of the remaining 20 µs an
+    address): an ASCII address without ``"`` or ``<`` comes apart at its first @ with no display
+    name and an unquoted local part, as that walk finds; any other goes through it."""
+    if address.isascii() and "@" in address and '"' not in address and "<" not in address:
+        local, _, domain = address.partition("@")
+        return None, local, local, False, domain
+    return split(address)
 
 
 MAX_NAME = 160

@@ -81,6 +81,25 @@ def test_every_bad_row_is_reported_with_its_line_and_nothing_is_imported(admin: 
     assert snapshot() == before
 
 
+def test_addresses_of_one_domain_are_each_checked_as_the_first_was(admin: Actor, write_csv):
+    # The result of checking a domain is remembered (validation.py): a refused domain is refused
+    # again on every line with the same words, and a remembered good one does not pass a bad
+    # part before the @.
+    # A plain address is split at its @ without email-validator's walk; a quoted part or a
+    # display name still goes through it.
+    path = write_csv("name,email\nA,a@bad_domain.test\nB,b@bad_domain.test\nC,c@Corp.test\nD,d..d@corp.test\n"
+                     'E,"""e f""@corp.test"\nF,Fay <f@corp.test>\nG,g@h@corp.test\n')
+    with pytest.raises(InvalidRows) as refused:
+        imports.import_csv(admin, "users", path)
+    problems = dict(refused.value.problems)
+    assert sorted(problems) == [2, 3, 5, 6, 7, 8]
+    assert problems[2] == problems[3].replace("'b@", "'a@") and "after the @-sign" in problems[2]
+    assert problems[5].startswith("email: 'd..d@corp.test' is not a valid email address")
+    assert problems[6].endswith("Quoting the part before the @-sign is not allowed here.")
+    assert problems[7].endswith("A display name and angle brackets around the email address are not permitted here.")
+    assert problems[8].endswith("The part after the @-sign contains invalid characters: '@'.")
+
+
 def test_a_queue_row_with_an_unknown_owner_is_reported(admin: Actor, write_csv):
     path = write_csv("name,email,owner\nSales,sales@corp.test,ghost@corp.test\n")
     with pytest.raises(InvalidRows, match="line 2: owner: no user with email ghost@corp.test"):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import ipaddress
 import os
 import re
@@ -26,29 +25,7 @@ def _email_validator():
     # Mail systems administered with this tool often live on internal names (corp.local, .test,
     # .lan): accept special-use domains instead of refusing them as undeliverable on the Internet.
     email_validator.SPECIAL_USE_DOMAIN_NAMES = []
-    # Checking the part after the @ (UTS-46 and IDNA rules, character by character) is 19 of the
-    # 34 µs email-validator spends on an address, and the addresses of an import share a few
-    # domains: its result is remembered per domain (a refused domain raises each time, with the
-    # same message), which makes validating 100,000 addresses 0.9 s instead of 3.4 s.
-    module = importlib.import_module("email_validator.validate_email")
-    check = getattr(module, "validate_email_domain_name", None)
-    if check is not None and not hasattr(check, "cache_info"):  # not wrapped twice by two threads' first calls
-        module.validate_email_domain_name = functools.lru_cache(maxsize=4096)(check)
-    split = getattr(module, "split_email", None)
-    if split is not None and getattr(split, "func", None) is not _split_plain_address:
-        module.split_email = functools.partial(_split_plain_address, split)
     return email_validator
-
-
-def _split_plain_address(split, address: str):
-    """email-validator's ``split_email``, which walks the address character by character for
-    quotes, a display name's ``<`` and combining characters (10 of the remaining 20 µs an
-    address): an ASCII address without ``"`` or ``<`` comes apart at its first @ with no display
-    name and an unquoted local part, as that walk finds; any other goes through it."""
-    if address.isascii() and "@" in address and '"' not in address and "<" not in address:
-        local, _, domain = address.partition("@")
-        return None, local, local, False, domain
-    return split(address)
 
 
 MAX_NAME = 160

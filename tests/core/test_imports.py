@@ -82,11 +82,8 @@ def test_every_bad_row_is_reported_with_its_line_and_nothing_is_imported(admin: 
 
 
 def test_addresses_of_one_domain_are_each_checked_as_the_first_was(admin: Actor, write_csv):
-    # The result of checking a domain is remembered (validation.py): a refused domain is refused
-    # again on every line with the same words, and a remembered good one does not pass a bad
-    # part before the @.
-    # A plain address is split at its @ without email-validator's walk; a quoted part or a
-    # display name still goes through it.
+    # A refused domain is refused again on every line with the same words, a good one does not
+    # pass a bad part before the @, and a quoted part or a display name is named as such.
     path = write_csv("name,email\nA,a@bad_domain.test\nB,b@bad_domain.test\nC,c@Corp.test\nD,d..d@corp.test\n"
                      'E,"""e f""@corp.test"\nF,Fay <f@corp.test>\nG,g@h@corp.test\n')
     with pytest.raises(InvalidRows) as refused:

@@ -371,7 +371,14 @@ def pg_org(server: PostgresServer, mail_lab: MailLab, secret_store: SecretStore,
            tmp_path: Path) -> Iterator[Org]:
     """An organisation on the small cluster, wired to the mail lab (as tests/integration's ``org``)."""
     name = f"org_{next(_numbers)}"
-    url = server.create_database(name)
+    server.create_database(name)
+    yield from _organisation(server, name, mail_lab, secret_store, secrets_dir, tmp_path)
+
+
+def _organisation(server: PostgresServer, name: str, mail_lab: MailLab, secret_store: SecretStore,
+                  secrets_dir: Path, tmp_path: Path) -> Iterator[Org]:
+    """The organisation of the database ``name``, made already, dropped when done."""
+    url = server.url(name)
     opened = db.open_database(url)
     try:
         admin = operators.initialise()
@@ -535,17 +542,10 @@ def disk_org(server: PostgresServer, small_disk: SmallTablespace, mail_lab: Mail
     """``pg_org``, its database's tables and indexes on the small disk."""
     name = f"org_{next(_numbers)}"
     server.admin(f'CREATE DATABASE "{name}" TABLESPACE {small_disk.tablespace}')
-    url = server.url(name)
-    opened = db.open_database(url)
     try:
-        admin = operators.initialise()
-        users.add_user(admin, "Profile Owner", PROFILE_OWNER)
-        yield Org(mail_lab, url, admin, secret_store, secrets_dir, tmp_path)
+        yield from _organisation(server, name, mail_lab, secret_store, secrets_dir, tmp_path)
     finally:
-        opened.close()
-        database.close()
         small_disk.free()
-        server.drop_database(name)
         server.admin(f"DROP TABLESPACE IF EXISTS {small_disk.tablespace}")
 
 

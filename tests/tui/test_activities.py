@@ -387,3 +387,36 @@ def test_a_view_chosen_for_a_screen_already_closed_does_nothing(console):
         assert app._exception is None, app._exception
 
     console.run(scenario)
+
+
+def test_a_key_down_the_table_repaints_the_detail_line_without_a_layout_of_the_screen(mail: Console):
+    """A description of the same height as the one before repaints the detail line alone; one of
+    another height lays the screen out again (bench/activities.py: a layout at every key down the
+    table took most of the key's frame)."""
+    record(received(4, "Refund please"))  # zoe's, as the one below it: descriptions of one height
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        screen = app.screen
+        layouts: list[bool] = []
+        lay_out = screen._refresh_layout
+
+        def spied_layout(*args, **kwargs):
+            layouts.append(True)
+            return lay_out(*args, **kwargs)
+
+        screen._refresh_layout = spied_layout
+        detail = screen.query_one("#detail")
+        await pilot.press("down")
+        await pilot.pause()
+        assert screen.table.cursor_row == 1
+        assert "Re: Invoice March" in detail.render().plain
+        assert not layouts
+        height = detail.content_size.height
+        screen.describe = lambda row: "\n".join(["a description"] * (height + 1))  # one line more
+        await pilot.press("down")
+        await pilot.pause()
+        assert layouts and detail.content_size.height == height + 1
+
+    mail.run(scenario)

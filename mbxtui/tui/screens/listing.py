@@ -172,7 +172,14 @@ class ListScreen(BaseScreen):
     def update_detail(self) -> None:
         if self.SHOW_DETAIL:
             shown = LOADING if self.reading and not self.rows else self.describe(self.current())
-            self.query_one("#detail", Static).update(shown)
+            detail = self.query_one("#detail", Static)
+            # A layout arranges and paints the whole screen again: at every key down the table it
+            # took most of the key's frame (bench/activities.py --profile). A description of the
+            # same height repaints the detail alone.
+            detail.update(shown, layout=False)
+            height = detail.content_size.height
+            if detail.visual.get_height(detail.styles, detail.content_size.width) != height or not height:
+                detail.refresh(layout=True)
 
     def update_status(self) -> None:
         shown = len(self.rows)

@@ -420,3 +420,35 @@ def test_a_key_down_the_table_repaints_the_detail_line_without_a_layout_of_the_s
         assert layouts and detail.content_size.height == height + 1
 
     mail.run(scenario)
+
+
+def test_a_key_scrolling_the_table_draws_only_the_rows_whose_look_changed(console: Console):
+    """Scrolling down a line draws the row that comes into view and the rows the cursor left and
+    reached; the others are shown as drawn before (DataTable drew every row in view again at each key:
+    10-20 ms a key at 120x40, bench/activities.py)."""
+    record(*[received(uid, f"Note {uid:02}") for uid in range(1, 41)])
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        table = app.screen.table
+        for _ in range(table.scrollable_content_region.height):  # to the last row in view, then one more
+            await pilot.press("down")
+        await pilot.pause()
+        assert table.scroll_y > 0
+        drawn: list[int] = []
+        draw_cell = table._render_cell
+
+        def spied_cell(row_index, column_index, *args, **kwargs):
+            drawn.append(row_index)
+            return draw_cell(row_index, column_index, *args, **kwargs)
+
+        table._render_cell = spied_cell
+        row, scrolled = table.cursor_row, table.scroll_y
+        await pilot.press("down")
+        await pilot.pause()
+        assert (table.cursor_row, table.scroll_y) == (row + 1, scrolled + 1)
+        # The row the cursor left (unless drawn without it before), the one it reached, the one coming into view.
+        assert set(drawn) <= {row, row + 1, row + 2} and row + 1 in drawn, drawn
+
+    console.run(scenario)

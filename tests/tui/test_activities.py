@@ -24,6 +24,7 @@ from mbxtui.tui.screens.activities import FILTER_PAUSE_SECONDS, ActivityDetailSc
 from mbxtui.tui.screens.compose import ComposeForm
 from mbxtui.tui.screens.help import HelpScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
+from tests.backends import ON_POSTGRES
 from tests.tui.conftest import Console, notifications, offered, screen_text, settle
 from tests.tui.test_slow_loads import ANSWER_SECONDS, answers
 
@@ -389,6 +390,7 @@ def test_a_view_chosen_for_a_screen_already_closed_does_nothing(console):
     console.run(scenario)
 
 
+@pytest.mark.skipif(ON_POSTGRES, reason="drawing only: the backend does not matter")
 def test_a_key_down_the_table_repaints_the_detail_line_without_a_layout_of_the_screen(mail: Console):
     """A description of the same height as the one before repaints the detail line alone; one of
     another height lays the screen out again (bench/activities.py: a layout at every key down the
@@ -422,6 +424,7 @@ def test_a_key_down_the_table_repaints_the_detail_line_without_a_layout_of_the_s
     mail.run(scenario)
 
 
+@pytest.mark.skipif(ON_POSTGRES, reason="drawing only: the backend does not matter")
 def test_a_key_scrolling_the_table_draws_only_the_rows_whose_look_changed(console: Console):
     """Scrolling down a line draws the row that comes into view and the rows the cursor left and
     reached; the others are shown as drawn before (DataTable drew every row in view again at each key:

@@ -19,8 +19,8 @@ time of each read the screen makes:
 then the screen itself (headless, 120x40, the encrypted-file keyring): from F9 to its first page
 shown; for each filter, from the filter (after the screen's pause for typing) to its first rows or
 "searching…", to the whole page and to its count; and keys as the terminal sends them (a key event
-to the end of the frame that shows it): the cursor moving down the table, and letters typed into the
-filter while the filter's reads run.
+to the end of the frame that shows it): the cursor moving down the table from the top, then on down
+while the table scrolls at each key, and letters typed into the filter while the filter's reads run.
 """
 
 from __future__ import annotations
@@ -182,9 +182,14 @@ async def screen_times(actor, path: Path, folder: Path) -> list[tuple[str, str]]
         screen = app.screen
         await until(lambda: not screen.counting)
         clock = FrameClock(screen)
-        downs = [(await key_to_frame(app, clock, "down", rng))[0] for _ in range(KEY_ROUNDS)]
-        figures.append(("keys: down in the table, key to frame", f"median {statistics.median(downs) * 1000:.1f} ms, "
-                        f"worst {max(downs) * 1000:.1f} ms"))
+        # From the top (the table scrolls for the last few), then on down (it scrolls at every key).
+        # The key's frame waits for Textual's next screen update besides the work the key costs,
+        # which the frame's paint shows apart.
+        for title in ("keys: down in the table, key to frame", "keys: on down, the table scrolling at each key"):
+            timed = [await key_to_frame(app, clock, "down", rng) for _ in range(KEY_ROUNDS)]
+            downs = [to_frame for to_frame, _ in timed]
+            figures.append((title, f"median {statistics.median(downs) * 1000:.1f} ms, worst {max(downs) * 1000:.1f} ms "
+                            f"(the frame's paint: median {statistics.median(paint for _, paint in timed) * 1000:.1f} ms)"))
         for text in TEXTS:
             started = time.perf_counter()
             screen.filter_now(text)

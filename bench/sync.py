@@ -72,6 +72,7 @@ from mbxtui.core.services.selection import Selection  # noqa: E402
 from mbxtui.core.sync.imap_cycle import BATCH  # noqa: E402
 from mbxtui.core.sync.messages import MOST_HEADER_BYTES, MOST_TEXT_BYTES  # noqa: E402
 from mbxtui.core.sync.runner import SyncRunner  # noqa: E402
+from mbxtui.core.sync import store as sync_store  # noqa: E402
 from tests.lab.accounts import MASTER_LOGIN, MASTER_PASSWORD as LAB_MASTER_PASSWORD  # noqa: E402
 
 MASTER_PASSWORD = "bench master password"
@@ -215,11 +216,14 @@ def _reset_peak() -> None:
         raise SystemExit(f"the peak RSS cannot be started over ({exc}): Linux 4.0 or later is needed") from exc
 
 
-def _profiled(cycle: Callable[..., Any], profilers: dict[int, cProfile.Profile]) -> Callable[..., Any]:
-    """``cycle`` profiled in each pool thread by a profiler of that thread's own."""
+def _profiled(cycle: Callable[..., Any], profilers: dict[int, cProfile.Profile], cpu: bool = False) -> Callable[..., Any]:
+    """``cycle`` profiled in each pool thread by a profiler of that thread's own (``cpu``: counting
+    the thread's CPU time instead of the wall time, so that waits for the server and for the
+    interpreter lock drop out)."""
+    clock = (time.thread_time,) if cpu else ()
 
     def profiled_cycle(*args: Any, **kwargs: Any) -> Any:
-        profiler = profilers.setdefault(threading.get_ident(), cProfile.Profile())
+        profiler = profilers.setdefault(threading.get_ident(), cProfile.Profile(*clock))
         profiler.enable()
         try:
             return cycle(*args, **kwargs)
@@ -230,7 +234,7 @@ def _profiled(cycle: Callable[..., Any], profilers: dict[int, cProfile.Profile])
 
 
 def sync_child(connection: Any, location: str, data_dir: str, threads: int, expected_messages: int | None,
-               profile: bool) -> None:
+               profile: str | None) -> None:
     """Open the database and the keyring, then run passes until ``expected_messages`` are recorded
     (one pass when None); send back the time, the counts and the memory, and with ``profile`` the
     busiest functions of the thread that claims, dispatches and writes the status."""
@@ -246,9 +250,14 @@ def sync_child(connection: Any, location: str, data_dir: str, threads: int, expe
         codes: set[str] = set()
         profiler = cProfile.Profile() if profile else None
         pool_profilers: dict[int, cProfile.Profile] = {}
+        database_profilers: dict[int, cProfile.Profile] = {}
         if profiler:
             profiler.enable()
-            runner._cycle = _profiled(runner._cycle, pool_profilers)
+            cpu_clock = profile == "cpu"
+            runner._cycle = _profiled(runner._cycle, pool_profilers, cpu_clock)
+            # What the pass's database thread runs for the cycles and the runner (batches, status).
+            sync_store._dropping_on_error = _profiled(sync_store._dropping_on_error, database_profilers, cpu_clock)
+            sync_store._record_waiting = _profiled(sync_store._record_waiting, database_profilers, cpu_clock)
         started, cpu = time.perf_counter(), time.process_time()
         while True:
             summary = runner.run_once(ignore_interval=True)
@@ -271,6 +280,11 @@ def sync_child(connection: Any, location: str, data_dir: str, threads: int, expe
             pool.sort_stats("cumulative").print_stats(30)
             out.write("\nthe same by time spent in each function itself (cProfile, tottime)\n")
             pool.sort_stats("tottime").print_stats(30)
+            if database_profilers:
+                out.write("\nthe database thread (cProfile, cumulative, then tottime)\n")
+                writes = pstats.Stats(*database_profilers.values(), stream=out)
+                writes.sort_stats("cumulative").print_stats(25)
+                writes.sort_stats("tottime").print_stats(20)
             profiled = out.getvalue()
         connection.send({"profile": profiled, "seconds": seconds, "cpu": cpu, "passes": passes, "cycled": cycled, "messages": messages,
                          "failed": failed, "codes": sorted(codes), "rss_start": rss_start,
@@ -280,7 +294,7 @@ def sync_child(connection: Any, location: str, data_dir: str, threads: int, expe
 
 
 def run_mbxtui(lab: LabProcess, admin: Any, location: str, data_dir: Path, label: str, threads: int,
-               expected_mailboxes: int, expected_messages: int | None, profile: bool = False) -> Run:
+               expected_mailboxes: int, expected_messages: int | None, profile: str | None = None) -> Run:
     imap_port, _ = lab.count_connections()
     profiles.update(admin, PROFILE, incoming_port=imap_port)
     # R34: the counting relay is a new endpoint; the same Dovecot stands behind it.
@@ -443,8 +457,9 @@ def main() -> int:
                         help="the profile's credentials (the lab's master user acting for each mailbox: one "
                              "secret) or each mailbox's own password (one keyring entry each)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of the bare loop and mbxtui, in turn")
-    parser.add_argument("--profile", action="store_true",
-                        help="print where the runner's own thread spends its time in each measured run")
+    parser.add_argument("--profile", nargs="?", const="wall", choices=("wall", "cpu"),
+                        help="print where the runner's own thread, the pool threads and the database thread spend "
+                             "their time in each measured run (cpu: the pool and database threads' CPU time)")
     arguments = parser.parse_args()
     if arguments.quick:
         for name, value in QUICK.items():

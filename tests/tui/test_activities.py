@@ -24,6 +24,7 @@ from mbxtui.tui.screens.activities import FILTER_PAUSE_SECONDS, ActivityDetailSc
 from mbxtui.tui.screens.compose import ComposeForm
 from mbxtui.tui.screens.help import HelpScreen
 from mbxtui.tui.widgets.confirm import ConfirmScreen
+from tests.backends import ON_POSTGRES
 from tests.tui.conftest import Console, notifications, offered, screen_text, settle
 from tests.tui.test_slow_loads import ANSWER_SECONDS, answers
 
@@ -385,5 +386,72 @@ def test_a_view_chosen_for_a_screen_already_closed_does_nothing(console):
         screen.action_view(1)
         await settle(app, pilot)
         assert app._exception is None, app._exception
+
+    console.run(scenario)
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="drawing only: the backend does not matter")
+def test_a_key_down_the_table_repaints_the_detail_line_without_a_layout_of_the_screen(mail: Console):
+    """A description of the same height as the one before repaints the detail line alone; one of
+    another height lays the screen out again (bench/activities.py: a layout at every key down the
+    table took most of the key's frame)."""
+    record(received(4, "Refund please"))  # zoe's, as the one below it: descriptions of one height
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        screen = app.screen
+        layouts: list[bool] = []
+        lay_out = screen._refresh_layout
+
+        def spied_layout(*args, **kwargs):
+            layouts.append(True)
+            return lay_out(*args, **kwargs)
+
+        screen._refresh_layout = spied_layout
+        detail = screen.query_one("#detail")
+        await pilot.press("down")
+        await pilot.pause()
+        assert screen.table.cursor_row == 1
+        assert "Re: Invoice March" in detail.render().plain
+        assert not layouts
+        height = detail.content_size.height
+        screen.describe = lambda row: "\n".join(["a description"] * (height + 1))  # one line more
+        await pilot.press("down")
+        await pilot.pause()
+        assert layouts and detail.content_size.height == height + 1
+
+    mail.run(scenario)
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="drawing only: the backend does not matter")
+def test_a_key_scrolling_the_table_draws_only_the_rows_whose_look_changed(console: Console):
+    """Scrolling down a line draws the row that comes into view and the rows the cursor left and
+    reached; the others are shown as drawn before (DataTable drew every row in view again at each key:
+    10-20 ms a key at 120x40, bench/activities.py)."""
+    record(*[received(uid, f"Note {uid:02}") for uid in range(1, 41)])
+
+    async def scenario(app: MbxApp, pilot: Pilot) -> None:
+        await pilot.press("f9")
+        await settle(app, pilot)
+        table = app.screen.table
+        for _ in range(table.scrollable_content_region.height):  # to the last row in view, then one more
+            await pilot.press("down")
+        await pilot.pause()
+        assert table.scroll_y > 0
+        drawn: list[int] = []
+        draw_cell = table._render_cell
+
+        def spied_cell(row_index, column_index, *args, **kwargs):
+            drawn.append(row_index)
+            return draw_cell(row_index, column_index, *args, **kwargs)
+
+        table._render_cell = spied_cell
+        row, scrolled = table.cursor_row, table.scroll_y
+        await pilot.press("down")
+        await pilot.pause()
+        assert (table.cursor_row, table.scroll_y) == (row + 1, scrolled + 1)
+        # The row the cursor left (unless drawn without it before), the one it reached, the one coming into view.
+        assert set(drawn) <= {row, row + 1, row + 2} and row + 1 in drawn, drawn
 
     console.run(scenario)

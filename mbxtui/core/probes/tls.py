@@ -60,11 +60,12 @@ class BoundedSocket(_BoundedReads, socket.socket):
     pass
 
 
-def renew_receive_budget(sock: socket.socket | None) -> None:
-    """Let a connection that reads mail receive ``MOST_BYTES_RECEIVED`` more: processing bounds
-    each batch of messages, not the whole conversation."""
+def renew_receive_budget(sock: socket.socket | None, commands: int = 1) -> None:
+    """Let a connection that reads mail receive ``MOST_BYTES_RECEIVED`` more for each of the
+    ``commands`` whose answers it reads next: processing bounds each command reading messages, not
+    the whole conversation."""
     if isinstance(sock, _BoundedReads):
-        sock._received = 0
+        sock._received = -(max(commands, 1) - 1) * MOST_BYTES_RECEIVED
 
 
 class _BoundedSSLSocket(_BoundedReads, ssl.SSLSocket):

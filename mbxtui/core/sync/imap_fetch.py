@@ -39,13 +39,31 @@ def fetch(client: IMAPClient, uids: list[int], items: list[str]) -> dict[int, di
     """``client.fetch(uids, items)``, answered the same, for a client using UIDs."""
     if not uids:
         return {}
+    return answers(client, [send(client, uids, items)])[0]
+
+
+def send(client: IMAPClient, uids: list[int], items: list[str]) -> tuple[bytes, list[int]]:
+    """Send a UID FETCH without waiting for its answer (``answers`` reads it): several sent
+    one after the other are answered in one round trip instead of one each."""
+    return client._imap._command("UID", "FETCH", join_message_ids(uids), seq_to_parenstr_upper(items)), uids
+
+
+def answers(client: IMAPClient, sent: list[tuple[bytes, list[int]]],
+            before_each: Any = None) -> list[dict[int, dict[bytes, Any]]]:
+    """The answers of the commands ``send`` sent, in their order, each as ``fetch`` gives it;
+    ``before_each(commands left)`` runs before each command's answer is read. A server may
+    interleave the untagged answers of pipelined commands: they are told apart by UID."""
     imap = client._imap
-    tag = imap._command("UID", "FETCH", join_message_ids(uids), seq_to_parenstr_upper(items))
-    typ, data = imap._command_complete("FETCH", tag)
-    client._checkok("fetch", typ, data)
-    typ, data = imap._untagged_response(typ, data, "FETCH")
-    response = parse_fetch(data, client.normalise_times)
-    return {uid: response[uid] for uid in uids if uid in response}
+    merged: dict[int, dict[bytes, Any]] = {}
+    for index, (tag, _) in enumerate(sent):
+        if before_each is not None:
+            before_each(len(sent) - index)
+        typ, data = imap._command_complete("FETCH", tag)
+        client._checkok("fetch", typ, data)
+        typ, data = imap._untagged_response(typ, data, "FETCH")
+        for uid, values in parse_fetch(data, client.normalise_times).items():
+            merged.setdefault(uid, {}).update(values)
+    return [{uid: merged[uid] for uid in uids if uid in merged} for _, uids in sent]
 
 
 def parse_fetch(data: list, normalise_times: bool) -> dict[int, dict[bytes, Any]]:

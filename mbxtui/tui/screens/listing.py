@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.cache import LRUCache
 from textual.binding import Binding
+from textual.coordinate import Coordinate
+from textual.strip import Strip
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets.data_table import RowKey
 
 from mbxtui.core.display import cell
 from mbxtui.tui.messages import ListPageLoaded, ServiceFailed
@@ -18,6 +23,59 @@ from mbxtui.tui.screens.base import LOADING, BaseScreen
 def texts(values: Iterable[Any]) -> list[Text]:
     """Table cells that show data as it is: never read as markup, control characters escaped."""
     return [Text(cell(value), no_wrap=True, overflow="ellipsis") for value in values]
+
+
+# A coordinate no row or header is at: what a row is drawn with when neither cursor is on it.
+_ELSEWHERE = Coordinate(-9, -9)
+
+
+class ListTable(DataTable):
+    """A DataTable whose rows and lines are drawn once for each look: a cursor on them or not.
+
+    DataTable keeps each row's and each line's drawing under the cursor's position, so every key
+    moving the cursor drew again every row in the frame's bounds: when the table scrolls, all of
+    it; else from the cursor's row down to the detail line under the table. At 120x40 that took
+    10-20 ms a key scrolling down a page (bench/activities.py)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._lines_by_look: LRUCache[tuple, Strip] = LRUCache(1000)  # DataTable's own clears it
+        super().__init__(**kwargs)
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._lines_by_look.clear()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines_by_look.clear()
+
+    def _row_index(self, row_key: RowKey) -> int:
+        row = self._row_locations.get(row_key)
+        return -1 if row is None else row  # the header's
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        if self.cursor_type != "row":
+            return super()._render_line(y, x1, x2, base_style)
+        try:
+            row = self._row_index(self._get_offsets(y)[0])
+        except LookupError:
+            return super()._render_line(y, x1, x2, base_style)
+        key = (y, x1, x2, self.size.width, self.cursor_coordinate.row == row, self.hover_coordinate.row == row,
+               base_style, self._show_hover_cursor, self.show_cursor, self._update_count, self._pseudo_class_state)
+        strip = self._lines_by_look.get(key)
+        if strip is None:
+            strip = self._lines_by_look[key] = super()._render_line(y, x1, x2, base_style)
+        return strip
+
+    def _render_line_in_row(self, row_key: RowKey, line_no: int, base_style: Style,
+                            cursor_location: Coordinate, hover_location: Coordinate) -> Any:
+        if self.cursor_type == "row":
+            row = self._row_index(row_key)
+            if cursor_location.row != row:
+                cursor_location = _ELSEWHERE
+            if hover_location.row != row:
+                hover_location = _ELSEWHERE
+        return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
 
 
 class ListScreen(BaseScreen):
@@ -82,7 +140,7 @@ class ListScreen(BaseScreen):
         yield Static(id="title", markup=False)
         yield Static(id="views", classes="hidden")
         yield Input(placeholder=self.FILTER_PLACEHOLDER, id="filter", classes="hidden")
-        yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="table", cursor_type="row", zebra_stripes=True)
         yield Static(id="detail", markup=False, classes="" if self.SHOW_DETAIL else "hidden")
         yield Static(id="status", markup=False)
         yield Footer()
@@ -172,7 +230,14 @@ class ListScreen(BaseScreen):
     def update_detail(self) -> None:
         if self.SHOW_DETAIL:
             shown = LOADING if self.reading and not self.rows else self.describe(self.current())
-            self.query_one("#detail", Static).update(shown)
+            detail = self.query_one("#detail", Static)
+            # A layout arranges and paints the whole screen again: at every key down the table it
+            # took most of the key's frame (bench/activities.py --profile). A description of the
+            # same height repaints the detail alone.
+            detail.update(shown, layout=False)
+            height = detail.content_size.height
+            if detail.visual.get_height(detail.styles, detail.content_size.width) != height or not height:
+                detail.refresh(layout=True)
 
     def update_status(self) -> None:
         shown = len(self.rows)

@@ -35,7 +35,9 @@ class ListTable(DataTable):
     DataTable keeps each row's and each line's drawing under the cursor's position, so every key
     moving the cursor drew again every row in the frame's bounds: when the table scrolls, all of
     it; else from the cursor's row down to the detail line under the table. At 120x40 that took
-    10-20 ms a key scrolling down a page (bench/activities.py)."""
+    10-20 ms a key scrolling down a page (bench/activities.py). It overrides DataTable's private
+    ``_render_line`` and ``_render_line_in_row``, which hold for the pinned textual version:
+    tests/tui/test_activities.py fails when an upgrade changes them."""
 
     def __init__(self, **kwargs: Any) -> None:
         self._lines_by_look: LRUCache[tuple, Strip] = LRUCache(1000)  # DataTable's own clears it

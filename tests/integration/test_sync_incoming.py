@@ -19,7 +19,7 @@ from mbxtui.core.services import activities, bulk, credentials, mailboxes, opera
 from mbxtui.core.services.selection import Selection
 from mbxtui.core.errors import NotFound, PermissionDenied
 from mbxtui.core.sync.runner import SyncRunner, sync_once
-from tests.backends import query
+from tests.backends import ON_POSTGRES, query
 from tests.core.support import inserts_refused
 from tests.integration.conftest import PROFILE_OWNER, Org
 
@@ -409,6 +409,37 @@ def test_many_large_messages_are_read_in_batches_each_within_the_bounds(org, lab
     assert len(rows) == 30 and all(row["size"] > 110_000 for row in rows)
     preview = activities.show_activity(org.admin, rows[0]["id"])["preview"]
     assert preview.startswith("All work and no play.") and len(preview) == 4000
+    assert query(org.db_path, "SELECT last_uid FROM sync_checkpoint")[0][0] == 30
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="the conversation with the mail server: the backend does not matter")
+def test_a_cycle_stopped_by_its_time_bound_leaves_the_headers_it_read_ahead_to_the_next(org):
+    # A cycle sends the next batch's header FETCH behind the texts of the one before; when the
+    # profile's time runs short after a batch, the headers read ahead are not recorded and the
+    # checkpoint stays before them.
+    time_bound = 6
+    front = org.lab.imap_front()
+    org.profile("bounded", incoming_port=front.port, verify_delivery=False, timeout_seconds=time_bound)
+    [login] = org.lab.add_users(1, "bounded")
+    enable(org, queue_mailbox(org, login, profile="bounded"))
+    with imap(org, login) as client:
+        for number in range(30):  # three batches
+            client.append("INBOX", message("n@outside.test", login, f"Note {number:02}"))
+    front.holding("UID FETCH", after=2)  # the second batch's headers, sent behind the first's texts
+    release = threading.Timer(time_bound * 0.55, front.release)  # past half of it, well before its end
+    release.start()
+    try:
+        [first] = sync(org).mailboxes
+    finally:
+        release.cancel()
+        front.hold = None
+    assert front.commands.count("UID FETCH") == 3, f"the second batch's headers were not read ahead: {front.commands}"
+    assert (first.ok, first.recorded) == (True, 12), first
+    assert query(org.db_path, "SELECT last_uid FROM sync_checkpoint")[0][0] == 12
+
+    [second] = sync(org).mailboxes
+    assert (second.ok, second.recorded) == (True, 18), second
+    assert sorted(row["subject"] for row in listed(org, limit=100)["rows"]) == [f"Note {n:02}" for n in range(30)]
     assert query(org.db_path, "SELECT last_uid FROM sync_checkpoint")[0][0] == 30
 
 

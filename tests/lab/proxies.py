@@ -335,7 +335,10 @@ class ImapFront:
     clients send (``UID FETCH``, ``UID STORE``...). ``holding(command, after)``: the first such
     command after ``after`` others is neither relayed nor answered (the client waits) and ``held``
     is set, so that a test can stop the client at that very point; ``release()`` relays it after
-    all, and ``answered`` is set once the server's tagged answer to it has gone to the client."""
+    all, and ``answered`` is set once the server's tagged answer to it has gone to the client.
+    While a command is held, anything more from the client counts as the client gone (the
+    connection ends): of commands sent one behind the other (an IMAP cycle's FETCH of the next
+    batch's headers behind the texts), hold the last."""
 
     def __init__(self, lab_loop: LabLoop, server_context: ssl.SSLContext, upstream_port: int):
         self.lab_loop = lab_loop

@@ -202,7 +202,7 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_aft
         weight += len(header) + len(texts.get(uid, b""))
         size = int(answer.get(b"RFC822.SIZE") or 0)
         structure = structures[uid]
-        if not header.strip():
+        if not header or header.isspace():
             message = unparseable(f"uid {uid} {received_on}".encode(), size, "the message has no headers")
         else:
             try:

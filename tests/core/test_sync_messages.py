@@ -4,6 +4,7 @@ pure functions over the structures imapclient returns."""
 from __future__ import annotations
 
 import base64
+from datetime import timezone
 
 import pytest
 
@@ -178,6 +179,15 @@ def test_addresses_read_without_the_address_parser_are_those_it_reads():
                                                      if "@" in address], shape
 
 
+USUAL_BLOCKS = [
+    b"From: Sender 5 <s5@outside.test>\r\nTo: u@lab.test\r\nSubject: Bench message 5\r\nDate: Sun, 06 Dec 2026 "
+    b"08:00:00 +0000\r\nMIME-Version: 1.0\r\n\r\n",
+    b"Received: from a\r\n\tby b;\r\n Sun, 06 Dec 2026 08:00:00 +0000\r\nX-Empty:\r\nX-Spaces:   \t \r\n"
+    b"Subject:no space\r\nSubject: =?utf-8?q?caf=C3=A9?= \xc3\xa9 raw 8-bit\r\n\r\nbody: not a header\r\n",
+    b"To: a@b\r\n \r\n\t\r\nCc: c@d\r\n",
+]
+
+
 @pytest.mark.parametrize("block", [
     b"From: a@b.test\r\nTo: c@d.test,\r\n e@f.test\r\nSubject: x\r\n\r\n",
     b"From sender@x Mon Jan 1 10:00:00 2024\nTo: a@b\n\n",
@@ -189,12 +199,134 @@ def test_addresses_read_without_the_address_parser_are_those_it_reads():
     b"X-\xff: 8-bit name\r\nSubject: 8-bit \xc3\xa9 value\r\n\r\n",
     b"Subject: no line break at the end",
     b"\r\n", b"",
+    *USUAL_BLOCKS,
+    b"To: a@b\r\nSubject : spaced name\r\n\r\n", b"To: a@b\nCc: c@d\n\n", b"To: a@b\r\n\tcontinued\rCc: c@d\r\n",
 ])
 def test_the_header_block_is_read_as_the_email_package_reads_it(block):
     import email
     import email.policy
 
-    from mbxtui.core.sync.messages import _header_fields
+    from mbxtui.core.sync.messages import _USUAL_FIELDS, _header_fields
 
     expected = email.message_from_bytes(block, policy=email.policy.compat32).raw_items()
     assert _header_fields(block) == list(expected)
+    if block in USUAL_BLOCKS:
+        found = _USUAL_FIELDS.findall(block.decode("ascii", "surrogateescape"))
+        assert not found[-1][2] or found[-1][2].startswith("\r\n"), "read by one regular expression"
+
+
+def imapclient_structure(raw: bytes) -> object:
+    """The BODYSTRUCTURE ``raw`` as imapclient parses it (its BodyData), or None where it refuses it."""
+    from imapclient.exceptions import ProtocolError
+    from imapclient.response_parser import parse_fetch_response
+
+    try:
+        return parse_fetch_response([b"1 (UID 1 BODYSTRUCTURE " + raw + b")"], False, True)[1][b"BODYSTRUCTURE"]
+    except (ProtocolError, ValueError, IndexError, KeyError):
+        return None
+
+
+def random_structure(chance, depth: int = 0) -> bytes:
+    """A BODYSTRUCTURE's text as servers write it, now and then with a field of another shape."""
+    def string(*choices: bytes) -> bytes:
+        roll = chance()
+        if roll < 0.03:
+            return b"NIL"
+        if roll < 0.05:
+            return b'"a\\"b"'  # an escape
+        if roll < 0.06:
+            return b"atom"
+        return b'"' + choices[int(chance() * len(choices))] + b'"'
+
+    def params() -> bytes:
+        roll = chance()
+        if roll < 0.2:
+            return b"NIL"
+        if roll < 0.25:
+            return b"()"
+        if roll < 0.27:
+            return b'("charset")'
+        pairs = [string(b"charset", b"name", b"NAME", b"format") + b" " + string(
+            b"utf-8", b"us-ascii", b"a b.txt", b"=?utf-8?q?r=C3=A9sum=C3=A9.pdf?=", "é.pdf".encode(), b"")
+            for _ in range(1 + int(chance() * 2))]
+        return b"(" + b" ".join(pairs) + b")"
+
+    def disposition() -> bytes:
+        roll = chance()
+        if roll < 0.4:
+            return b"NIL"
+        if roll < 0.45:
+            return b'("en" "de")'  # a language list where a disposition may be
+        return b"(" + string(b"attachment", b"inline", b"ATTACHMENT") + b" " + params() + b")"
+
+    if depth < 4 and chance() < 0.35:
+        parts = [random_structure(chance, depth + 1) for _ in range(1 + int(chance() * 3))]
+        joined = (b" " if chance() < 0.05 else b"").join(parts)
+        tail = [params(), disposition(), b"NIL", b"NIL"][: int(chance() * 5)]
+        return b"(" + joined + b" " + b" ".join([string(b"mixed", b"alternative", b"related"), *tail]) + b")"
+    kind = string(b"text", b"TEXT", b"application", b"image", b"multipart")
+    fields = [kind, string(b"plain", b"html", b"pdf", b"PLAIN"), params(), b"NIL", b"NIL",
+              string(b"7bit", b"base64", b"quoted-printable"),
+              str(int(chance() * 5000)).encode() if chance() > 0.03 else b"0123"]
+    if chance() < 0.5:
+        fields.append(str(int(chance() * 99)).encode())  # lines
+    fields += [b"NIL", disposition(), string(b"en"), b"NIL"][: int(chance() * 5)]
+    return b"(" + b" ".join(fields) + b")"
+
+
+def test_structures_read_from_the_text_are_read_as_from_imapclients_tuples():
+    import random
+
+    from mbxtui.core.sync.messages import read_structure_text
+
+    chance = random.Random(12).random
+    read_here = 0
+    for _ in range(400):
+        raw = random_structure(chance)
+        fast = read_structure_text(raw)
+        if fast is not None:
+            read_here += 1
+            body = imapclient_structure(raw)
+            assert body is not None and fast == read_structure(body), raw
+    assert read_here > 150, "most of the usual shapes are read from the text"
+
+
+def test_dates_of_the_usual_form_are_read_as_the_email_package_reads_them():
+    from email.utils import parsedate_to_datetime
+
+    from mbxtui.core.sync.messages import _date, _usual_date
+
+    def email_package(value: str) -> object:
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        except OverflowError:
+            return "overflow"
+        if parsed.tzinfo is not None:
+            try:
+                parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+            except OverflowError:
+                return "overflow"
+        return parsed.replace(microsecond=0)
+
+    def ours(value: str) -> object:
+        try:
+            return _date(value)
+        except OverflowError:
+            return "overflow"
+
+    usual = ["Sun, 06 Dec 2026 08:00:00 +0000", "6 Dec 2026 08:00:00 -0000", "Mon, 07 Dec 2026 23:59:59 +0530",
+             "Tue, 1 Jan 2030 00:00:00 -1200", "Wed, 29 Feb 2028 12:00:00 +0100 (CET)", "Thu, 31 Dec 9999 23:00:00 -0200",
+             "Fri, 01 Jan 1000 00:00:00 +2359", "Sat, 30 Feb 2026 08:00:00 +0000", "Sun, 06 Dec 2026 24:00:00 +0000",
+             "Sun, 06 Dec 2026 08:00:60 +0000", "Sun, 06 Dec 2026 08:00:00 +2400", "Sun, 06 Dec 2026 08:00:00 -0099",
+             "Sun, 00 Dec 2026 08:00:00 +0000", "Sun, 06 Dec 2026 08:00:00 +0000 extra words here"]
+    unusual = ["", "Sun, 06 dec 2026 08:00:00 +0000", "Sun 06 Dec 2026 08:00:00 +0000", "06 Dec 26 08:00:00 +0000",
+               "Sun, 06 Dec 2026 08:00 +0000", "Sun, 06 Dec 2026 08:00:00 GMT", "Sun, 06 Dec 2026 08:00:00",
+               "Sun, 06 Dec 0099 08:00:00 +0000", "Sun,06 Dec 2026 08:00:00 +0000", " Sun, 06 Dec 2026 08:00:00 +0000",
+               "Sun, 06 Dec 2026 08:00:00 +0000\tx", "Dec 06 2026 08:00:00 +0000", "Sun, 06 Dec 2026 8:00:00 +0000",
+               "Sun, 06 Dec 2026 08:00:00 +00000", "06-Dec-2026 08:00:00 +0000", "not a date"]
+    for value in usual + unusual:
+        assert ours(value) == email_package(value), value
+    assert all(_usual_date(value) is not None for value in usual[:5] + usual[6:7]), "read without the email package"
+    assert all(_usual_date(value) is None for value in unusual)

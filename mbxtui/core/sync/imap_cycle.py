@@ -21,7 +21,7 @@ from mbxtui.core.probes.tls import renew_receive_budget
 from mbxtui.core.sync import imap_fetch, store
 from mbxtui.core.sync.cycle import FOLDER, CycleCounts, SyncTarget
 from mbxtui.core.sync.messages import (
-    MOST_HEADER_BYTES, MOST_TEXT_BYTES, decode_text, parse, read_structure, unparseable,
+    MOST_HEADER_BYTES, MOST_TEXT_BYTES, decode_text, parse, read_structure, read_structure_text, unparseable,
 )
 from mbxtui.core.sync.routing import Party
 from mbxtui.core.validation import stored_moment
@@ -167,7 +167,7 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_aft
     fit in it); the answers are read before the caller records or deletes anything."""
     if headers is None:
         renew_receive_budget(session.connection)
-        headers = imap_fetch.fetch(client, uids, _HEADER_ITEMS)
+        headers = imap_fetch.fetch(client, uids, _HEADER_ITEMS, read_structure_text)
     wanted: dict[int, tuple] = {}
     for uid in uids:
         answer = headers.get(uid)
@@ -180,14 +180,16 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_aft
     sections: dict[str, list[int]] = defaultdict(list)
     structures = {}
     for uid, (_, answer) in wanted.items():
-        structures[uid] = read_structure(answer.get(b"BODYSTRUCTURE"))
+        structure = answer.get(imap_fetch.STRUCTURE)  # read from the answer's text, else imapclient's tuples
+        structures[uid] = structure if structure is not None else read_structure(answer.get(b"BODYSTRUCTURE"))
         if structures[uid].text is not None:
             sections[structures[uid].text.section].append(uid)
     sent = [imap_fetch.send(client, section_uids, [f"BODY.PEEK[{section}]<0.{MOST_TEXT_BYTES}>"])
             for section, section_uids in sections.items()]
     if ahead:
         sent.append(imap_fetch.send(client, ahead, _HEADER_ITEMS))
-    answered = imap_fetch.answers(client, sent, lambda left: renew_receive_budget(session.connection, left))
+    answered = imap_fetch.answers(client, sent, lambda left: renew_receive_budget(session.connection, left),
+                                  read_structure_text)
     texts: dict[int, bytes] = {}
     for section, answer_of in zip(sections, answered):
         key = f"BODY[{section}]<0>".encode()
@@ -200,7 +202,7 @@ def _fetch(client: IMAPClient, session: ProbeSession, uids: list[int], reads_aft
         weight += len(header) + len(texts.get(uid, b""))
         size = int(answer.get(b"RFC822.SIZE") or 0)
         structure = structures[uid]
-        if not header.strip():
+        if not header or header.isspace():
             message = unparseable(f"uid {uid} {received_on}".encode(), size, "the message has no headers")
         else:
             try:

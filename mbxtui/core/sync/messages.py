@@ -10,11 +10,12 @@ import binascii
 import codecs
 import email
 import email.policy
+import functools
 import hashlib
 import quopri
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
@@ -28,6 +29,15 @@ MOST_ADDRESSES = 200
 LONGEST_MESSAGE_ID = 900  # longer ones are replaced by a digest: they must fit a unique index
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
+# A Date header as RFC 5322 writes it, on one line: "Sun, 06 Dec 2026 08:00:00 +0100", then a space or the end.
+_USUAL_DATE = re.compile(r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                         r"([1-9][0-9]{3}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-][0-9]{4})(?= |$)", re.ASCII)
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
+# The fields of a header block of CRLF lines, each a field ("Name: value") or its continuation (a
+# space or a tab first), as ``_header_fields`` reads them; what follows them (from a line of another
+# kind or the blank line ending the block) in the third group of the last match.
+_USUAL_FIELDS = re.compile(r"([\041-\071\073-\176]++):[ \t]*+([^\r\n]*+(?:\r\n[ \t][^\r\n]*+)*+)\r\n|(.+)", re.S)
 _HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")  # the email package's headerRE
 # One address with at most a plain display name: "a@b.test" or "Name Surname <a@b.test>".
 _ADDRESS = r"[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9][A-Za-z0-9.-]*"
@@ -79,32 +89,124 @@ def read_structure(body: object) -> Structure:
         _walk(body, "", attachments, texts, depth=0)
     except (TypeError, ValueError, IndexError, AttributeError):
         return Structure(None, ())
-    plain = [t for t in texts if t.subtype == "plain"]
-    chosen = (plain or texts or [None])[0]
+    return _chosen(texts, attachments)
+
+
+def _chosen(texts: list[TextSection], attachments: list[tuple[str, int]]) -> Structure:
+    """The first plain text part, else the first text part, and the attachments."""
+    chosen = texts[0] if texts else None
+    for text in texts:
+        if text.subtype == "plain":
+            chosen = text
+            break
     return Structure(chosen, tuple(attachments[:MOST_ADDRESSES]))
 
 
 def _walk(body: object, prefix: str, attachments: list[tuple[str, int]], texts: list[TextSection],
           depth: int) -> None:
-    if depth > 20 or not isinstance(body, tuple) or not body:
+    if depth > _DEEPEST_PART or not isinstance(body, tuple) or not body:
         return
     if isinstance(body[0], list):  # multipart: (parts, subtype, ...)
         for number, part in enumerate(body[0], start=1):
             _walk(part, f"{prefix}{number}.", attachments, texts, depth + 1)
         return
-    section = prefix[:-1] or "1"
-    kind, subtype = _text(body[0]).lower(), _text(body[1]).lower()
-    params = _pairs(body[2])
-    encoding = _text(body[5]).lower() if len(body) > 5 else ""
-    size = body[6] if len(body) > 6 and isinstance(body[6], int) else 0
-    disposition = _disposition(body)
+    kind, subtype, params = _text(body[0]).lower(), _text(body[1]).lower(), _pairs(body[2])
+    _leaf(prefix[:-1] or "1", kind, subtype, params, _text(body[5]).lower() if len(body) > 5 else "",
+          body[6] if len(body) > 6 and isinstance(body[6], int) else 0, _disposition(body), attachments, texts)
+
+
+def _leaf(section: str, kind: str, subtype: str, params: dict[str, str], encoding: str, size: int,
+          disposition: tuple[str, dict[str, str]], attachments: list[tuple[str, int]],
+          texts: list[TextSection]) -> None:
     name = disposition[1].get("filename") or params.get("name")
     if kind == "text" and subtype in ("plain", "html") and disposition[0] != "attachment" and not name:
         texts.append(TextSection(section, subtype, encoding, params.get("charset", "us-ascii")))
-        return
-    if kind == "multipart":
-        return
-    attachments.append((_decoded(name) if name else f"{kind}/{subtype}", size))
+    elif kind != "multipart":
+        attachments.append((_decoded(name) if name else f"{kind}/{subtype}", size))
+
+
+class _NotPlain(Exception):
+    """A BODYSTRUCTURE that read_structure_text leaves to imapclient's parser and read_structure."""
+
+
+# The BODYSTRUCTURE as the server wrote it, in the shapes usual servers write: quoted strings without
+# escapes, NIL, numbers as imapclient reads them (no leading zero), parameter lists and dispositions.
+_Q = r'"[^"\\]*"'
+_NUMBER = r"(?:0|[1-9][0-9]*)"
+_PARAMS = r"(?:NIL|\((?:" + _Q + r"(?: " + _Q + r")*)?\))"
+_ITEM = r"(?:NIL|" + _Q + r"|" + _NUMBER + r")"
+_DISPOSITION = r"\(" + _Q + r" " + _PARAMS + r"\)"
+# A part that is not multipart: type, subtype, parameters, id, description, encoding, size, then the
+# fields that follow (lines, MD5, disposition, language, location) with the first disposition apart.
+_LEAF = re.compile(
+    r'\("([^"\\]*)" "([^"\\]*)" (' + _PARAMS + r") (?:NIL|" + _Q + r") (?:NIL|" + _Q + r") (NIL|" + _Q
+    + r") (" + _NUMBER + r")(?: " + _ITEM + r')*(?: \("([^"\\]*)" (' + _PARAMS + r")\)(?: (?:" + _ITEM
+    + r"|" + _DISPOSITION + r"))*)?\)")
+# After a multipart's parts: its subtype and the fields that follow (parameters, disposition, language...).
+_MULTIPART_END = re.compile(r" " + _Q + r"(?: (?:" + _ITEM + r"|" + _PARAMS + r"|" + _DISPOSITION + r"))*\)")
+_QUOTED = re.compile(r'"([^"\\]*)"')
+_DEEPEST_PART = 20  # parts nested deeper are not looked at
+_DEEPEST_TEXT = 40  # read_structure_text leaves deeper nesting to imapclient's parser
+
+
+def read_structure_text(raw: bytes) -> Structure | None:
+    """``read_structure`` of a BODYSTRUCTURE as imapclient would parse ``raw`` (the answer's text of
+    it, from its opening parenthesis to its closing one), read from the text by a regular
+    expression a part instead of imapclient's tokens and tuples (with the answer read whole by
+    imap_fetch: 24.5 -> 8.1 us a bench message); None for any other shape (8-bit bytes, an escape
+    in a quoted string, an enclosed message's envelope, a language list, odd spacing...), which
+    the caller reads the usual way."""
+    if not raw.isascii():
+        return None
+    attachments: list[tuple[str, int]] = []
+    texts: list[TextSection] = []
+    text = raw.decode("ascii")
+    try:
+        end = _part_text(text, 0, "", attachments, texts, 0)
+    except _NotPlain:
+        return None
+    return _chosen(texts, attachments) if end == len(text) else None
+
+
+def _part_text(text: str, at: int, prefix: str, attachments: list[tuple[str, int]], texts: list[TextSection],
+               depth: int) -> int:
+    """Reads the part at ``at``; where it ends."""
+    if text.startswith("((", at):  # multipart: its parts one after the other, then its subtype
+        if depth >= _DEEPEST_TEXT:
+            raise _NotPlain
+        at += 1
+        number = 1
+        while True:
+            at = _part_text(text, at, f"{prefix}{number}.", attachments, texts, depth + 1)
+            if text.startswith("(", at):
+                number += 1
+            elif text.startswith(" (", at):
+                number += 1
+                at += 1
+            else:
+                break
+        end = _MULTIPART_END.match(text, at)
+        if end is None:
+            raise _NotPlain
+        return end.end()
+    leaf = _LEAF.match(text, at)
+    if leaf is None:
+        raise _NotPlain
+    if depth <= _DEEPEST_PART:
+        kind, subtype, params, encoding, size, disposition, disposition_params = leaf.groups()
+        _leaf(prefix[:-1] or "1", kind.lower(), subtype.lower(), _quoted_pairs(params),
+              "" if encoding == "NIL" else encoding[1:-1].lower(), int(size),
+              ("", {}) if disposition is None else (disposition.lower(), _quoted_pairs(disposition_params)),
+              attachments, texts)
+    return leaf.end()
+
+
+def _quoted_pairs(params: str) -> dict[str, str]:
+    """``_pairs`` of a parameter list's text (NIL or quoted strings in parentheses)."""
+    items = _QUOTED.findall(params)
+    if len(items) == 2:
+        return {items[0].lower(): items[1]}
+    return {items[at].lower(): items[at + 1] for at in range(0, len(items) - 1, 2)}
 
 
 def _disposition(body: tuple) -> tuple[str, dict[str, str]]:
@@ -145,6 +247,7 @@ def decode_text(data: bytes, section: TextSection) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=64)
 def _codec(charset: str) -> str:
     try:
         return codecs.lookup(charset.strip() or "us-ascii").name
@@ -291,7 +394,12 @@ def _header_fields(header_bytes: bytes) -> list[tuple[str, str]]:
     """The (name, raw value) pairs of a header block, as the email package's compat32 parser reads
     them (``message_from_bytes(...).raw_items()``: the same lines, continuations, misplaced "From "
     lines and separator), without building a message (a third of a message's parsing time)."""
-    parts = _LINE_BREAK.split(header_bytes.decode("ascii", "surrogateescape"))
+    text = header_bytes.decode("ascii", "surrogateescape")
+    usual = _USUAL_FIELDS.findall(text)  # CRLF lines, each a field or its continuation, then the rest
+    rest = usual.pop()[2] if usual and usual[-1][2] else ""
+    if not rest or rest.startswith("\r\n"):  # all of them, up to the blank line or the end
+        return [(name, value) for name, value, _ in usual]
+    parts = _LINE_BREAK.split(text)
     lines = [parts[at] + parts[at + 1] for at in range(0, len(parts) - 1, 2)]
     if parts[-1]:
         lines.append(parts[-1])
@@ -336,7 +444,12 @@ def _header_values(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
         value = str(value)
         if not value.isascii() and any("\udc80" <= c <= "\udcff" for c in value):
             value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
-        values.setdefault(key.lower(), []).append(value)
+        key = key.lower()
+        found = values.get(key)
+        if found is None:
+            values[key] = [value]
+        else:
+            found.append(value)
     return values
 
 
@@ -361,6 +474,10 @@ def _addresses(values: dict[str, list[str]], name: str) -> list[str]:
     found = values.get(name)
     if not found:
         return []
+    if len(found) == 1:
+        match = _SIMPLE_ADDRESS.fullmatch(found[0])
+        if match is not None:
+            return [(match.group(1) or match.group(2)).lower()]
     simple = [_SIMPLE_ADDRESS.fullmatch(value) for value in found]
     if all(simple):  # one plain address each, as getaddresses would read it, without its parser
         return [(match.group(1) or match.group(2)).lower() for match in simple][:MOST_ADDRESSES]
@@ -391,6 +508,9 @@ def _digest_id(parts: list[bytes]) -> str:
 
 
 def _date(value: str) -> datetime | None:
+    usual = _usual_date(value)
+    if usual is not None:
+        return usual
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -398,3 +518,27 @@ def _date(value: str) -> datetime | None:
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
     return parsed.replace(microsecond=0)
+
+
+def _usual_date(value: str) -> datetime | None:
+    """``_date`` of a Date header in the form RFC 5322 gives ("Sun, 06 Dec 2026 08:00:00 +0100",
+    then anything: the email package reads five words), read as the email package reads it,
+    without its general parser (5.0 -> 1.3 us); None for any other form."""
+    found = _USUAL_DATE.match(value)
+    if found is None:
+        return None
+    day, month, year, hours, minutes, seconds, zone = found.groups()
+    offset = int(zone)
+    if offset == 0:  # "+0000" and "-0000" alike: the time as written
+        try:
+            return datetime(int(year), _MONTHS[month], int(day), int(hours), int(minutes), int(seconds))
+        except ValueError:
+            return None
+    sign, offset = (-1, -offset) if offset < 0 else (1, offset)
+    zone_seconds = sign * ((offset // 100) * 3600 + (offset % 100) * 60)
+    try:
+        moment = datetime(int(year), _MONTHS[month], int(day), int(hours), int(minutes), int(seconds),
+                          tzinfo=timezone(timedelta(seconds=zone_seconds)))
+    except ValueError:
+        return None
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)

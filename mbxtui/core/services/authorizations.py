@@ -30,6 +30,7 @@ from mbxtui.core.services import settings as settings_service
 from mbxtui.core.services.alerts import raise_alert
 from mbxtui.core.services.authorization_identity import forget_record, remove_refresh_token
 from mbxtui.core.services.credentials import SET_SECRET, TOKEN, secret_key
+from mbxtui.core.services.operators import os_login
 
 EXPIRING = "OAUTH_EXPIRING"  # the warning's alert code
 
@@ -120,8 +121,6 @@ def _when(at: float) -> datetime:
 def _worker_actor() -> Actor:
     """Who a worker's own audit entries name: the OS login it runs as (on PostgreSQL the server
     stamps its role instead)."""
-    from mbxtui.core.services.operators import os_login
-
     try:
         return Actor(login=os_login(), role=Role.SYSTEM_ADMIN)
     except PermissionDenied:  # a uid without a passwd entry

@@ -4,8 +4,10 @@ needs root; without it the test is skipped with the reason)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,3 +54,25 @@ def mounted_tmpfs(root: Path, size: str, *, owner: tuple[int, int] | None = None
     finally:
         disk.free()
         subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+def worker_waits_out_the_full_disk(worker: subprocess.Popen, err_file: Path, *, said: str,
+                                   finished: Callable[[], int], free: Callable[[], None],
+                                   done: Callable[[], bool], done_within: float) -> None:
+    """Once ``worker`` (its stderr in ``err_file``) has said ``said`` and tried a few times more on
+    the full disk, alive and with nothing ``finished``: ``free`` the disk, wait until ``done`` (at
+    most ``done_within`` seconds) and stop the worker with SIGTERM. The caller kills it if this
+    fails on the way."""
+    deadline = time.monotonic() + 30
+    while said not in err_file.read_text() and time.monotonic() < deadline and worker.poll() is None:
+        time.sleep(0.1)
+    time.sleep(2)  # a few tries more, on the full disk
+    assert worker.poll() is None, err_file.read_text()
+    assert finished() == 0, err_file.read_text()
+    free()
+    deadline = time.monotonic() + done_within
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert worker.poll() is None, err_file.read_text()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)

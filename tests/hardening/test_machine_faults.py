@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -35,7 +34,7 @@ from mbxtui.tui.app import MbxApp
 from mbxtui.tui.screens.mailbox_detail import MailboxEditScreen
 from tests.backends import ON_POSTGRES
 from tests.cli.conftest import Cli, build_template
-from tests.hardening.small_disk import SmallDisk, mounted_tmpfs
+from tests.hardening.small_disk import SmallDisk, mounted_tmpfs, worker_waits_out_the_full_disk
 from tests.tui.conftest import (  # noqa: F401  (fixtures used by name)
     Console, console, console_env, notifications, seed_organisation, settle, unlocked_store,
 )
@@ -316,20 +315,11 @@ def test_a_running_worker_waits_out_a_full_disk_and_writes_the_results_once_spac
                 other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             small_disk.fill()
             server.release()  # the tests end: their results are to be written, on a full disk
-            deadline = time.monotonic() + 30
-            while "is full" not in err_file.read_text() and time.monotonic() < deadline and worker.poll() is None:
-                time.sleep(0.1)
-            time.sleep(2)  # a few tries more, on the full disk
-            assert worker.poll() is None, err_file.read_text()
-            assert disk_cli.scalar("SELECT count(*) FROM test_job WHERE finished_on IS NOT NULL") == 0
-            small_disk.free()
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and disk_cli.scalar(
-                    "SELECT count(DISTINCT mailbox_id) FROM test_job WHERE finished_on IS NOT NULL") < len(emails):
-                time.sleep(0.2)
-            assert worker.poll() is None, err_file.read_text()
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=60)
+            worker_waits_out_the_full_disk(
+                worker, err_file, said="is full",
+                finished=lambda: disk_cli.scalar("SELECT count(*) FROM test_job WHERE finished_on IS NOT NULL"),
+                free=small_disk.free, done_within=60, done=lambda: disk_cli.scalar(
+                    "SELECT count(DISTINCT mailbox_id) FROM test_job WHERE finished_on IS NOT NULL") >= len(emails))
         finally:
             if worker.poll() is None:
                 worker.kill()

@@ -17,7 +17,6 @@ import itertools
 import logging
 import os
 import pwd
-import signal
 import subprocess
 import tempfile
 import threading
@@ -39,7 +38,7 @@ from mbxtui.core.sync.runner import SyncRunner
 from mbxtui.tui.app import MbxApp
 from tests.backends import ON_POSTGRES
 from tests.cli.conftest import Cli, build_template
-from tests.hardening.small_disk import SmallDisk, mounted_tmpfs
+from tests.hardening.small_disk import SmallDisk, mounted_tmpfs, worker_waits_out_the_full_disk
 from tests.integration.conftest import PROFILE_OWNER, Org, secret_store, secrets_dir  # noqa: F401  (fixtures)
 from tests.integration.test_sync_incoming import deliver, message, queue_mailbox
 from tests.lab import MailLab
@@ -572,21 +571,11 @@ def test_a_running_worker_waits_out_the_servers_full_disk_and_writes_each_result
         assert front.held.wait(30), (front.commands, err_file.read_text())
         small_disk.fill()
         front.release()  # the held test ends: its result is to be written, on the full disk
-        deadline = time.monotonic() + 30
-        while "Test & Enable waits" not in err_file.read_text() and time.monotonic() < deadline \
-                and worker.poll() is None:
-            time.sleep(0.1)
-        time.sleep(2)  # a few tries more, on the full disk
-        assert worker.poll() is None, err_file.read_text()
-        assert count(url, "SELECT count(*) FROM test_job WHERE finished_on IS NOT NULL") == 0, err_file.read_text()
-        small_disk.free()
-        deadline = time.monotonic() + 30
-        while count(url, "SELECT count(*) FROM sync_status WHERE last_incoming_success IS NOT NULL") < 1 \
-                and time.monotonic() < deadline:  # tested, enabled, and its first cycle run
-            time.sleep(0.2)
-        assert worker.poll() is None, err_file.read_text()
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        worker_waits_out_the_full_disk(
+            worker, err_file, said="Test & Enable waits",
+            finished=lambda: count(url, "SELECT count(*) FROM test_job WHERE finished_on IS NOT NULL"),
+            free=small_disk.free, done_within=30,  # tested, enabled, and its first cycle run:
+            done=lambda: count(url, "SELECT count(*) FROM sync_status WHERE last_incoming_success IS NOT NULL") >= 1)
     finally:
         if worker.poll() is None:
             worker.kill()

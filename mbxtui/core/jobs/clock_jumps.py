@@ -73,10 +73,11 @@ def follow_server(db) -> None:
 
 def left_ahead(now: datetime) -> bool:
     """Whether a moment written as "now" lies ahead of ``now``: the last successful sync, the
-    latest alert (dismissed or not), failure (R16), owner's notice and test or attempt, or a retry or poll beyond
-    its interval (maxima, each read from an index). A jump back while no worker ran leaves one of
-    these ahead whatever it left: a mailbox tested and enabled just before it, never synced since,
-    has its test ahead (and when it was enabled, written with it); one synced, its next poll."""
+    latest alert (dismissed or not), failure (R16), owner's notice and test or attempt, or a
+    retry or poll beyond its interval (maxima, each read from an index). A jump back while no
+    worker ran leaves one of these ahead whatever it left: a mailbox tested and enabled just
+    before it, never synced since, has its test ahead (and when it was enabled, written with
+    it); one synced, its next poll."""
     apart = _APART[dialect.current().name]
     row = database.execute_sql(
         "SELECT (SELECT max(last_incoming_success) FROM sync_status), "

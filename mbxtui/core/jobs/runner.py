@@ -279,7 +279,8 @@ class EnablementRunner:
                     self._write(finished, summary)
                 with write_transaction():
                     self._leases.release_all()
-                authorizations.after_pass(self.clock(), self.worker)  # the mailboxes' own OAuth2 refreshes and expiry warnings
+                # The mailboxes' own OAuth2 refreshes and expiry warnings.
+                authorizations.after_pass(self.clock(), self.worker)
 
     def _ended(self, in_flight: dict[Future[MailboxCheckResult], _Claimed]) -> list[tuple[_Claimed, MailboxCheckResult]]:
         """Wait for the checks in flight, give back their descriptors and slots, and return those

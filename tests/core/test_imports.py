@@ -268,3 +268,23 @@ def test_what_the_validating_thread_raises_reaches_the_caller_and_the_thread_end
         next(chunks)
         raise LookupError
     assert [t for t in threading.enumerate() if t.name == "import-validation"] == []
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL ends a session idle in a transaction")
+def test_the_rows_after_a_bad_one_are_checked_outside_the_transaction(admin: Actor, default_profile, write_csv):
+    # Nothing is written after a bad row: validating the 25,000 rows after it (about a second)
+    # must not keep the transaction idle past the server's timeout (shortened here to 0.5 s).
+    rows = [f"User {number},user{number}@corp.test" for number in range(25_000)]
+    rows[1] = "Bad,not-an-address"          # line 3
+    rows[-1] = "Again,USER0@corp.test"      # the last line, the address of line 2
+    path = write_csv("name,email\n" + "".join(f"{row}\n" for row in rows))
+    before = snapshot()
+    database.execute_sql("SET idle_in_transaction_session_timeout = '500ms'")
+    try:
+        with pytest.raises(InvalidRows) as refused:
+            imports.import_csv(admin, "users", path)
+    finally:
+        database.execute_sql("RESET idle_in_transaction_session_timeout")
+    assert refused.value.problems[0][0] == 3
+    assert refused.value.problems[1:] == [(25_001, "email: user0@corp.test is also on line 2")]
+    assert snapshot() == before

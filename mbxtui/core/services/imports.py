@@ -253,7 +253,7 @@ class _Writer:
         dialect.current().copy_rows(database.connection(), table, columns, values)
         owner = "r.id" if self.kind == "users" else "r.owner_id"
         database.execute_sql(
-            f"""INSERT INTO mailbox (name, email, regarding, {table}_id, owner_id, profile_id, is_forward,
+            f"""{dialect.current().bulk_insert("mailbox")} (name, email, regarding, {table}_id, owner_id, profile_id, is_forward,
                   incoming_method, outgoing_method, act_method, use_own_credentials, username, password_set, token_set,
                   delete_after_processing, approval, approved_by, approved_on, incoming_status, outgoing_status,
                   act_status, overall_status, incoming_enabled, outgoing_enabled, act_enabled, test_scheduled,
@@ -272,7 +272,7 @@ class _Writer:
                                   action=f"{self.table}.import", record_kind=self.table, record_count=count,
                                   summary=f"imported {count} {self.kind} with their mailboxes")
         database.execute_sql(
-            f"""INSERT INTO audit_record (entry_id, record_kind, record_id, before, after)
+            f"""{dialect.current().bulk_insert("audit_record")} (entry_id, record_kind, record_id, before, after)
                 SELECT ?, ?, id, NULL, {dialect.current().json_object(["name", "email"])} FROM "{self.table}"
                 WHERE id >= ?""",
             (entry.id, self.table, self.first_id),

@@ -159,7 +159,7 @@ def _validated_ahead(kind: str, path: Path) -> Iterator[Iterator[tuple[list, lis
                 if not put(("chunk", _validate(kind, chunk))):
                     return
             put(("end", None))
-        except BaseException as exc:  # noqa: BLE001 - raised to the reader
+        except BaseException as exc:  # noqa: BLE001  (raised in the reader's thread)
             put(("raised", exc))
 
     def validated() -> Iterator[tuple[list, list]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,71 @@ def test_a_long_validation_holds_no_transaction_open(admin: Actor, default_profi
     finally:
         database.execute_sql("RESET idle_in_transaction_session_timeout")
     assert count("mailbox") == rows
+
+
+def test_a_bad_row_found_after_chunks_were_written_leaves_nothing_written(
+        admin: Actor, default_profile, write_csv, monkeypatch):
+    # Three rows a chunk: the rows of lines 2-13 are written, chunk by chunk, before the chunk
+    # holding line 14 is checked; the file is refused whole all the same, every problem named.
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 3)
+    rows = [f"User {number},user{number:02}@corp.test" for number in range(16)]
+    rows[12] = "Bad,not-an-address"      # line 14
+    rows[14] = "Again,USER00@corp.test"  # line 16: the address of line 2, written in the first chunk
+    path = write_csv("name,email\n" + "".join(f"{row}\n" for row in rows))
+    before = snapshot()
+
+    with pytest.raises(InvalidRows) as refused:
+        imports.import_csv(admin, "users", path)
+
+    problems = dict(refused.value.problems)
+    assert sorted(problems) == [14, 16]
+    assert problems[14].startswith("email: 'not-an-address' is not a valid email address")
+    assert problems[16] == "email: user00@corp.test is also on line 2"
+    assert snapshot() == before, "the chunks written before the bad row were kept"
+    assert count("user") == count("mailbox") == count("audit_entry", "action = 'user.import'") == 0
+
+
+def test_what_the_validating_thread_raises_reaches_the_caller_and_the_thread_ends_with_the_call(
+        admin: Actor, default_profile, write_csv, monkeypatch):
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 2)
+    path = write_csv("name,email\n" + "".join(f"User {number},user{number}@corp.test\n" for number in range(40)))
+    validate, calls = imports._validate, []
+
+    def failing_on_the_third_chunk(kind, rows):
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise RuntimeError("validation broke")
+        return validate(kind, rows)
+
+    monkeypatch.setattr(imports, "_validate", failing_on_the_third_chunk)
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="validation broke"):
+        imports.import_csv(admin, "users", path)
+    assert snapshot() == before
+    # The reader stops at the first chunk while the thread, two chunks ahead, waits to hand the
+    # next: it has ended when the block does.
+    monkeypatch.setattr(imports, "_validate", validate)
+    with pytest.raises(LookupError), imports._validated_ahead("users", path) as chunks:
+        next(chunks)
+        raise LookupError
+    assert [t for t in threading.enumerate() if t.name == "import-validation"] == []
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL ends a session idle in a transaction")
+def test_the_rows_after_a_bad_one_are_checked_outside_the_transaction(admin: Actor, default_profile, write_csv):
+    # Nothing is written after a bad row: validating the 25,000 rows after it (about a second)
+    # must not keep the transaction idle past the server's timeout (shortened here to 0.5 s).
+    rows = [f"User {number},user{number}@corp.test" for number in range(25_000)]
+    rows[1] = "Bad,not-an-address"          # line 3
+    rows[-1] = "Again,USER0@corp.test"      # the last line, the address of line 2
+    path = write_csv("name,email\n" + "".join(f"{row}\n" for row in rows))
+    before = snapshot()
+    database.execute_sql("SET idle_in_transaction_session_timeout = '500ms'")
+    try:
+        with pytest.raises(InvalidRows) as refused:
+            imports.import_csv(admin, "users", path)
+    finally:
+        database.execute_sql("RESET idle_in_transaction_session_timeout")
+    assert refused.value.problems[0][0] == 3
+    assert refused.value.problems[1:] == [(25_001, "email: user0@corp.test is also on line 2")]
+    assert snapshot() == before

@@ -26,7 +26,7 @@ from mbxtui.core.jobs.retests import schedule_retests
 from mbxtui.core.jobs.runner import EnablementRunner
 from mbxtui.core.permissions import Actor
 from mbxtui.core.models import Profile, utcnow
-from mbxtui.core.services import audit, bulk, enablement, operators, profiles, users
+from mbxtui.core.services import audit, bulk, enablement, imports, operators, profiles, users
 from mbxtui.core.services.selection import Selection
 from tests.backends import ON_POSTGRES, Databases, query
 from tests.core.support import IMAP_PROFILE
@@ -230,6 +230,20 @@ def test_a_worker_running_as_a_system_admin_writes_its_results(org: Org):
     assert tuple(query(org.url, "SELECT test_scheduled, last_error_code FROM mailbox")[0]) == (0, "NO_PROFILE")
     assert [row[0] for row in query(org.url, "SELECT state FROM test_job")] == ["done"]
     assert query(org.url, "SELECT count(*) FROM alert WHERE code = 'NO_PROFILE'")[0][0] == 1
+
+
+def test_an_operator_role_imports_a_csv_file_under_one_audit_entry_written_whole(org: Org, tmp_path: Path):
+    # The entry's count is known before it is written: its role may not update it afterwards.
+    people = tmp_path / "people.csv"
+    people.write_text("name,email\nBob,bob@corp.test\nCat,cat@corp.test\n", encoding="utf-8")
+    opened = db.open_database(org.url_as(org.system))
+    try:
+        assert imports.import_csv(operators.current_actor(), "users", people) == {"imported": 2, "kind": "users"}
+    finally:
+        opened.close()
+    entry = query(org.url, "SELECT login, action, record_count, summary FROM audit_entry ORDER BY id DESC LIMIT 1")[0]
+    assert tuple(entry) == (org.system, "user.import", 2, "imported 2 users with their mailboxes")
+    assert query(org.url, "SELECT count(*) FROM mailbox WHERE email IN ('bob@corp.test', 'cat@corp.test')")[0][0] == 2
 
 
 def test_a_worker_running_as_a_system_admin_queues_the_re_tests_due(org: Org):

@@ -254,11 +254,11 @@ class _Writer:
         dialect.current().copy_rows(database.connection(), table, columns, values)
         owner = "r.id" if self.kind == "users" else "r.owner_id"
         database.execute_sql(
-            f"""{dialect.current().bulk_insert("mailbox")} (name, email, regarding, {table}_id, owner_id, profile_id, is_forward,
-                  incoming_method, outgoing_method, act_method, use_own_credentials, username, password_set, token_set,
-                  delete_after_processing, approval, approved_by, approved_on, incoming_status, outgoing_status,
-                  act_status, overall_status, incoming_enabled, outgoing_enabled, act_enabled, test_scheduled,
-                  transient_failures, active, created_on, modified_on, row_version)
+            f"""{dialect.current().bulk_insert("mailbox")} (name, email, regarding, {table}_id, owner_id, profile_id,
+                  is_forward, incoming_method, outgoing_method, act_method, use_own_credentials, username,
+                  password_set, token_set, delete_after_processing, approval, approved_by, approved_on,
+                  incoming_status, outgoing_status, act_status, overall_status, incoming_enabled, outgoing_enabled,
+                  act_enabled, test_scheduled, transient_failures, active, created_on, modified_on, row_version)
                 SELECT r.name, r.email, ?, r.id, {owner}, ?, 0, ?, ?, ?, 0, '', 0, 0, 0, ?, ?, ?,
                        'not_run', 'not_run', 'not_run', 'not_run', 0, 0, 0, 0, 0, 1, ?, ?, 1
                 FROM "{table}" r WHERE r.id >= ?""",

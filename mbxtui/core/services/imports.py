@@ -23,6 +23,7 @@ from mbxtui.core.models import AuditEntry, database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services import mailboxes
 from mbxtui.core.services import settings as settings_service
+from mbxtui.core.sql_lists import chunks
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 COLUMNS = {"users": ("name", "email"), "queues": ("name", "email", "owner")}
@@ -108,12 +109,12 @@ def import_csv(actor: Actor, kind: str, path: Path) -> dict[str, Any]:
         first = next(validated, None)
         if first is None:
             raise MbxError(f"{Path(path).name} has a header but no rows")
-        chunks = itertools.chain([first], validated)
+        every_chunk = itertools.chain([first], validated)
         try:
             with write_transaction():
                 checks, writer = _Checks(kind, table), _Writer(kind, table)
                 count = 0
-                for chunk_problems, valid in chunks:
+                for chunk_problems, valid in every_chunk:
                     count += len(chunk_problems) + len(valid)
                     problems += chunk_problems
                     clean = checks.rows(valid, problems)
@@ -124,7 +125,7 @@ def import_csv(actor: Actor, kind: str, path: Path) -> dict[str, Any]:
         except _Refused:
             # The rest of the file is checked outside the transaction: it writes nothing more, and
             # would otherwise idle in it for as long as the validation of the rest takes.
-            for chunk_problems, valid in chunks:
+            for chunk_problems, valid in every_chunk:
                 problems += chunk_problems
                 checks.rows(valid, problems)
             problems.sort(key=lambda problem: problem[0])
@@ -142,20 +143,19 @@ def _validated_ahead(kind: str, path: Path) -> Iterator[Iterator[tuple[list, lis
     thread that works up to AHEAD_CHUNKS ahead of the reader: it computes while the reader waits
     for the database (psycopg2 and sqlite3 let go of the GIL meanwhile). What the thread raises is
     raised to the reader; the thread has ended when the block ends."""
-    chunks: queue.Queue = queue.Queue(maxsize=AHEAD_CHUNKS)
+    handed: queue.Queue = queue.Queue(maxsize=AHEAD_CHUNKS)
     done = threading.Event()
 
     def put(item: tuple[str, Any]) -> bool:
         while not done.is_set():
             with contextlib.suppress(queue.Full):
-                chunks.put(item, timeout=0.05)
+                handed.put(item, timeout=0.05)
                 return True
         return False
 
     def validate() -> None:
         try:
-            rows = _read_rows(path, kind)
-            while chunk := list(itertools.islice(rows, CHUNK_ROWS)):
+            for chunk in chunks(_read_rows(path, kind), CHUNK_ROWS):
                 if not put(("chunk", _validate(kind, chunk))):
                     return
             put(("end", None))
@@ -164,7 +164,7 @@ def _validated_ahead(kind: str, path: Path) -> Iterator[Iterator[tuple[list, lis
 
     def validated() -> Iterator[tuple[list, list]]:
         while True:
-            what, value = chunks.get()
+            what, value = handed.get()
             if what == "end":
                 return
             if what == "raised":

@@ -28,15 +28,7 @@ def record(
 ) -> AuditEntry:
     """One entry with a (record id, before, after) triple for each record it touched."""
     changes = list(changes)
-    entry = AuditEntry.create(
-        at=utcnow(),
-        login=actor.login,
-        by_login=actor.by_login,
-        action=action,
-        record_kind=record_kind,
-        record_count=len(changes),
-        summary=summary,
-    )
+    entry = _entry(actor, action, record_kind, len(changes), summary)
     if changes:
         AuditRecord.insert_many(
             [
@@ -45,6 +37,24 @@ def record(
             ]
         ).execute()
     return entry
+
+
+def _entry(actor: Actor, action: str, record_kind: str, count: int, summary: str) -> AuditEntry:
+    """The entry, written once, whole: on PostgreSQL nobody but the owner may update it."""
+    return AuditEntry.create(at=utcnow(), login=actor.login, by_login=actor.by_login, action=action,
+                             record_kind=record_kind, record_count=count, summary=summary)
+
+
+def record_inserted(actor: Actor, action: str, table: str, summary: str, count: int,
+                    columns: Sequence[str], first_id: int) -> None:
+    """An entry for the ``count`` rows just inserted set-based into ``table``, from id ``first_id``
+    on, with each row's ``columns`` as its after values, by one INSERT ... SELECT."""
+    entry = _entry(actor, action, table, count, summary)
+    database.execute_sql(
+        f'{dialect.current().bulk_insert("audit_record")} (entry_id, record_kind, record_id, before, after) '
+        f'SELECT ?, ?, id, NULL, {dialect.current().json_object(columns)} FROM "{table}" WHERE id >= ?',
+        (entry.id, table, first_id),
+    )
 
 
 def record_selection(
@@ -61,10 +71,7 @@ def record_selection(
     ``summary`` may hold ``{count}``, replaced by the number of records. The rows are counted
     first, so the entry is written once, whole: on PostgreSQL nobody but the owner may update it."""
     count = database.execute_sql(f"SELECT count(*) FROM mailbox WHERE {where_sql}", tuple(params)).fetchone()[0]
-    entry = AuditEntry.create(
-        at=utcnow(), login=actor.login, by_login=actor.by_login, action=action,
-        record_kind="mailbox", record_count=count, summary=summary.replace("{count}", str(count)),
-    )
+    entry = _entry(actor, action, "mailbox", count, summary.replace("{count}", str(count)))
     before = dialect.current().json_object(columns)
     cursor = database.execute_sql(
         f'INSERT INTO audit_record (entry_id, record_kind, record_id, before, after) '

@@ -19,9 +19,9 @@ from mbxtui.core import dialect, validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import Regarding
 from mbxtui.core.errors import InvalidInput, InvalidRows, MbxError
-from mbxtui.core.models import AuditEntry, database, utcnow
+from mbxtui.core.models import database, utcnow
 from mbxtui.core.permissions import Actor, Permission, require
-from mbxtui.core.services import mailboxes
+from mbxtui.core.services import audit, mailboxes
 from mbxtui.core.services import settings as settings_service
 from mbxtui.core.sql_lists import chunks
 
@@ -268,13 +268,7 @@ class _Writer:
         )
 
     def audit(self, actor: Actor, count: int) -> None:
-        """The entry is written whole, its count known: on PostgreSQL only the owner may update it."""
-        entry = AuditEntry.create(at=utcnow(), login=actor.login, by_login=actor.by_login,
-                                  action=f"{self.table}.import", record_kind=self.table, record_count=count,
-                                  summary=f"imported {count} {self.kind} with their mailboxes")
-        database.execute_sql(
-            f"""{dialect.current().bulk_insert("audit_record")} (entry_id, record_kind, record_id, before, after)
-                SELECT ?, ?, id, NULL, {dialect.current().json_object(["name", "email"])} FROM "{self.table}"
-                WHERE id >= ?""",
-            (entry.id, self.table, self.first_id),
-        )
+        """One entry for every row written, once its count is known."""
+        audit.record_inserted(actor, f"{self.table}.import", self.table,
+                              f"imported {count} {self.kind} with their mailboxes", count, ["name", "email"],
+                              self.first_id)

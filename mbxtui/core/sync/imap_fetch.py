@@ -104,16 +104,20 @@ def _responses(data: list, normalise_times: bool, structure: Callable[[bytes], A
     one (line, literal) item a literal followed by the rest of the response."""
     parsed: defaultdict[int, dict[bytes, Any]] = defaultdict(dict)
     others: list = []  # whole responses of other shapes, in a row
+
+    def read_others() -> None:
+        if others:
+            for key, values in _messages(_atoms(others), normalise_times).items():
+                parsed[key].update(values)
+            others.clear()
+
     at, count = 0, len(data)
     while at < count:
         record = data[at]
         read = (_usual(record, normalise_times, structure)
                 if at + 1 < count and isinstance(record, tuple) and data[at + 1] == b")" else None)
         if read is not None:
-            if others:
-                for key, values in _messages(_atoms(others), normalise_times).items():
-                    parsed[key].update(values)
-                others = []
+            read_others()
             parsed[read[0]].update(read[1])
             at += 2
             continue
@@ -122,9 +126,7 @@ def _responses(data: list, normalise_times: bool, structure: Callable[[bytes], A
             at += 1
             if not isinstance(data[at - 1], tuple) or at == count:
                 break
-    if others:
-        for key, values in _messages(_atoms(others), normalise_times).items():
-            parsed[key].update(values)
+    read_others()
     return parsed
 
 

@@ -1,10 +1,11 @@
 """UID FETCH as imapclient's ``IMAPClient.fetch`` sends and answers it, with the answer read by one
 regular expression instead of imapclient's lexer, which walks the response a character at a time
 in Python, and the INTERNALDATE read by another instead of the email package's date parser (for
-size, date, BODYSTRUCTURE and header: 57-78 us of client CPU a message there, about 30 us here). Only the shapes a FETCH answer of well-behaved servers takes are read this way: anything
-else (an escape in a quoted string, an unbalanced parenthesis, a literal of the wrong length, a
-stray control character, an item never asked for) is given to imapclient's own parser, so that
-whatever it accepts or refuses is accepted or refused the same.
+size, date, BODYSTRUCTURE and header: 57-78 us of client CPU a message there, about 30 us here).
+Only the shapes a FETCH answer of well-behaved servers takes are read this way: anything else (an
+escape in a quoted string, an unbalanced parenthesis, a literal of the wrong length, a stray
+control character, an item never asked for) is given to imapclient's own parser, so that whatever
+it accepts or refuses is accepted or refused the same.
 
 The answers of usual shape to the FETCHes of a cycle (a header answer: UID, size, date, BODYSTRUCTURE
 and the header block as a literal; a text answer: UID and one section as a literal) are each read

@@ -29,9 +29,11 @@ MOST_ADDRESSES = 200
 LONGEST_MESSAGE_ID = 900  # longer ones are replaced by a digest: they must fit a unique index
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
-# A Date header as RFC 5322 writes it, on one line: "Sun, 06 Dec 2026 08:00:00 +0100", then a space or the end.
-_USUAL_DATE = re.compile(r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
-                         r"([1-9][0-9]{3}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-][0-9]{4})(?= |$)", re.ASCII)
+# A Date header as RFC 5322 writes it, on one line: "Sun, 06 Dec 2026 08:00:00 +0100", then a
+# space or the end.
+_USUAL_DATE = re.compile(r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) "
+                         r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([1-9][0-9]{3}) "
+                         r"([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-][0-9]{4})(?= |$)", re.ASCII)
 _MONTHS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 # The fields of a header block of CRLF lines, each a field ("Name: value") or its continuation (a
@@ -204,7 +206,7 @@ def _part_text(text: str, at: int, prefix: str, attachments: list[tuple[str, int
 def _quoted_pairs(params: str) -> dict[str, str]:
     """``_pairs`` of a parameter list's text (NIL or quoted strings in parentheses)."""
     items = _QUOTED.findall(params)
-    if len(items) == 2:
+    if len(items) == 2:  # one parameter, the usual case (a charset): 0.9 against 1.5 us a part
         return {items[0].lower(): items[1]}
     return {items[at].lower(): items[at + 1] for at in range(0, len(items) - 1, 2)}
 
@@ -474,7 +476,7 @@ def _addresses(values: dict[str, list[str]], name: str) -> list[str]:
     found = values.get(name)
     if not found:
         return []
-    if len(found) == 1:
+    if len(found) == 1:  # the usual case, without the lists below: 0.85 against 1.6 us a call
         match = _SIMPLE_ADDRESS.fullmatch(found[0])
         if match is not None:
             return [(match.group(1) or match.group(2)).lower()]

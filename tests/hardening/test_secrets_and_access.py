@@ -956,6 +956,7 @@ READ_ONLY = {
 CALLED_BY_CHECKED_SERVICES = {
     "audit.record": "the audit entry of a change its caller was allowed to make",
     "audit.record_selection": "the audit entry of a set-based change its caller was allowed to make",
+    "audit.record_inserted": "the audit entry of the rows an import its caller was allowed to make inserted",
     "selection.materialise": "fills this connection's temporary selection table only",
     "bulk.deactivate_selected": "the R19 step of users.deactivate_* and bulk.deactivate",
     "outgoing.create_pending": "queue_email after its check, and mbxtui's own notices to owners (R32) as SYSTEM",

@@ -179,7 +179,11 @@ class Network:
         self.relays: list[Relay] = []
         self._loop: LabLoop | None = None
         try:
-            run("ip", "link", "add", self.bridge, "type", "bridge")
+            # A bridge whose address is not set takes the lowest of its ports' addresses, so it
+            # changed as hosts joined (three runs in three), and a host whose ARP cache still held
+            # the old one reached nothing: a worker started just before the next host was added
+            # timed out connecting to PostgreSQL. Set, it stays.
+            run("ip", "link", "add", self.bridge, "address", f"02:00:0a:e7:{pid % 250 + 1:02x}:01", "type", "bridge")
             run("ip", "addr", "add", f"{self.address}/24", "dev", self.bridge)
             run("ip", "link", "set", self.bridge, "up")
         except BaseException:

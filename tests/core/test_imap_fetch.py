@@ -202,3 +202,16 @@ def test_a_header_answer_of_another_shape_is_read_by_imapclient_the_same():
     ]
     for data in shapes:
         assert our_structured_answer(data) == imapclient_with_structures(data), data
+
+
+def test_an_internaldate_out_of_range_in_utc_is_taken_as_now_not_an_error():
+    from mbxtui.core.models import utcnow
+    from mbxtui.core.sync.imap_cycle import _utc
+
+    before = utcnow().replace(microsecond=0)
+    for answer_text in (b'1 (UID 7 INTERNALDATE "31-Dec-9999 23:30:00 -0100")',  # read here
+                        b'1 (UID 7 FLAGS (\\Seen) INTERNALDATE "31-Dec-9999 23:30:00 -0100")'):  # by imapclient
+        [answer] = parse_fetch([answer_text], False).values()  # the cycle's reading (normalise_times off)
+        assert before <= _utc(answer[b"INTERNALDATE"]) <= utcnow()
+    [usual] = parse_fetch([b'1 (UID 7 INTERNALDATE "06-Dec-2026 14:57:20 +0100")'], False).values()
+    assert str(_utc(usual[b"INTERNALDATE"])) == "2026-12-06 13:57:20"

@@ -125,6 +125,17 @@ def test_fields_are_decoded_and_bounded():
     assert MOST_TEXT_BYTES == 64 * 1024  # R25: at most 64 KB of text is fetched
 
 
+@pytest.mark.parametrize("date", ["Fri, 31 Dec 9999 23:30:00 -0100", "31 Dec 9999 23:30 -0100",
+                                  "Fri, 31 Dec 9999 00:01:00 -2359 (far west)"])
+def test_a_date_out_of_range_once_in_utc_leaves_the_message_readable_with_no_date(date: str):
+    parsed = parse(headers("From: a@x.test", "Subject: from the end of time", "Message-ID: <t@x.test>",
+                           f"Date: {date}"), Structure(None, ()), "text", 10)
+    assert (parsed.problem, parsed.subject, parsed.sent_on) == (None, "from the end of time", None)
+    # POP3's moment of arrival: a hop out of range gives way to the Date header, as one without a date
+    assert str(received_date(headers(f"Received: from a by b; {date}", "Date: Sun, 01 Mar 2026 08:00:00 +0000"))) \
+        == "2026-03-01 08:00:00"
+
+
 def test_a_message_without_message_id_gets_the_same_digest_in_every_mailbox():
     common = ["From: a@x.test", "To: b@x.test, c@x.test", "Subject: no id", "Date: Sun, 06 Dec 2026 09:00:00 +0000"]
     in_b = parse(headers("Delivered-To: b@x.test", "Received: from a by b", *common), Structure(None, ()), "", 1)
@@ -297,24 +308,16 @@ def test_dates_of_the_usual_form_are_read_as_the_email_package_reads_them():
     from mbxtui.core.sync.messages import _date, _usual_date
 
     def email_package(value: str) -> object:
+        """The email package's reading; a moment out of range once in UTC is no moment (None)."""
         try:
             parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        except OverflowError:
-            return "overflow"
-        if parsed.tzinfo is not None:
-            try:
+            if parsed.tzinfo is not None:
                 parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
-            except OverflowError:
-                return "overflow"
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
         return parsed.replace(microsecond=0)
 
-    def ours(value: str) -> object:
-        try:
-            return _date(value)
-        except OverflowError:
-            return "overflow"
+    ours = _date
 
     usual = ["Sun, 06 Dec 2026 08:00:00 +0000", "6 Dec 2026 08:00:00 -0000", "Mon, 07 Dec 2026 23:59:59 +0530",
              "Tue, 1 Jan 2030 00:00:00 -1200", "Wed, 29 Feb 2028 12:00:00 +0100 (CET)", "Thu, 31 Dec 9999 23:00:00 -0200",

@@ -340,6 +340,20 @@ def test_broken_messages_each_end_as_an_activity_or_unparseable(org, lab_profile
     assert sync(org).mailboxes[0].messages == 0, "nothing stuck: the next cycle has nothing left"
 
 
+def test_a_date_header_at_the_end_of_time_leaves_the_message_readable(org, lab_profile):
+    # "Fri, 31 Dec 9999 23:30:00 -0100" is out of range once in UTC: the message was recorded
+    # unparseable, its sender and subject lost.
+    [login] = org.lab.add_users(1, "syncend")
+    enable(org, queue_mailbox(org, login))
+    deliver(org, login, message("far@outside.test", login, "Dated at the end of time").replace(
+        b"Date: Sun, 06 Dec 2026 08:00:00 +0000", b"Date: Fri, 31 Dec 9999 23:30:00 -0100"))
+
+    [cycled] = sync(org).mailboxes
+    assert (cycled.ok, cycled.messages, cycled.recorded) == (True, 1, 1), cycled
+    [row] = listed(org, mailbox=login)["rows"]
+    assert (row["state"], row["sender"], row["sent_on"]) == ("received", "far@outside.test", None)
+
+
 # -- the command line ------------------------------------------------------------------------------------
 
 def test_sync_once_prints_json_and_exits_3_when_a_mailbox_failed(org, lab_profile):

@@ -269,5 +269,11 @@ def _delete(client: IMAPClient, uids: list[int], moves_to: str | None) -> None:
 
 
 def _utc(value: object) -> datetime:
-    """An INTERNALDATE as stored; now when the server sent none."""
-    return stored_moment(value).replace(microsecond=0) if isinstance(value, datetime) else utcnow()
+    """An INTERNALDATE as stored; now when the server sent none, or one out of range once in UTC
+    (the appending client sets it: "31-Dec-9999 23:30:00 -0100" failed every cycle of the mailbox)."""
+    if isinstance(value, datetime):
+        try:
+            return stored_moment(value).replace(microsecond=0)
+        except OverflowError:
+            pass
+    return utcnow()

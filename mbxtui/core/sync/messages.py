@@ -510,15 +510,18 @@ def _digest_id(parts: list[bytes]) -> str:
 
 
 def _date(value: str) -> datetime | None:
-    usual = _usual_date(value)
-    if usual is not None:
-        return usual
+    """The moment a date header gives, in UTC; None when it gives none that can be told: unreadable,
+    or out of range once in UTC ("31 Dec 9999 23:30:00 -0100"), which would otherwise make the
+    whole message unreadable."""
     try:
+        usual = _usual_date(value)
+        if usual is not None:
+            return usual
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
     return parsed.replace(microsecond=0)
 
 

@@ -189,6 +189,27 @@ def test_rows_are_written_each_with_its_mailbox_and_audit_record_names_as_writte
     assert (entry.action, entry.record_count, entry.records.count()) == ("user.import", 11, 11)
 
 
+def test_copied_rows_reach_the_table_as_given(admin: Actor):
+    # The import's users and queues go through copy_rows: COPY's text format on PostgreSQL, made a
+    # column at a time (a column with nothing to escape is taken as it is).
+    from datetime import datetime
+
+    from mbxtui.core import dialect
+
+    moment = datetime(2026, 12, 7, 16, 30, 5)
+    rows = [(f"plain {number}", "same", number, None if number % 3 else number, True, moment) for number in range(50)]
+    rows += [("tab\there", "back\\slash \\N", -1, 0, False, moment), ("new\nline and \r", "", 2 ** 40, None, 1, None),
+             ("\\", "\\.", 0, 7, 0, datetime(2026, 1, 1))]
+    database.execute_sql("CREATE TEMPORARY TABLE copied (a text, b text, c bigint, d bigint, e integer, f timestamp)")
+    with database.atomic():
+        dialect.current().copy_rows(database.connection(), "copied", ["a", "b", "c", "d", "e", "f"], rows)
+    read = [tuple(row) for row in database.execute_sql("SELECT a, b, c, d, e, f FROM copied ORDER BY c, a")]
+    def as_stored(value):
+        return str(value) if isinstance(value, datetime) else int(value) if isinstance(value, bool) else value
+    expected = sorted(([as_stored(v) for v in row] for row in rows), key=lambda row: (row[2], row[0]))
+    assert [[as_stored(v) for v in row] for row in read] == expected
+
+
 @pytest.mark.parametrize("bad, problem", [
     ("Dup,user01@corp.test", "line 8: email: user01@corp.test is also on line 3"),
     ("Bad,not-an-address", "line 8: email:"),

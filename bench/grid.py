@@ -684,13 +684,14 @@ def postgres_copy(sqlite_path: Path, size: int, cleanup: list[Callable[[], Any]]
 
     server = start_postgres()
     cleanup.append(server.stop)
-    url = server.create_database(f"grid_{size}")
+    name = f"grid_{size}"
+    url = server.create_database(name)
     started = time.perf_counter()
     print(f"copying {sqlite_path.name} into PostgreSQL (minutes at 1,000,000) ...", file=sys.stderr)
     transfer.copy_installation(sqlite_path, url)
     # Else autovacuum visits the copied tables during the first run: its keys and paints came
     # 2-3 times slower (page down 25 ms median against 11-12 ms in the run behind the proxy).
-    server.psql("VACUUM ANALYZE", database=f"grid_{size}")
+    server.psql("VACUUM ANALYZE", database=name)
     print(f"copied and vacuumed in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return url
 

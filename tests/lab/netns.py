@@ -173,7 +173,8 @@ class Network:
         pid = os.getpid()
         self.tag = f"{PREFIX}{pid}"
         self.bridge = f"{self.tag}br"
-        self.subnet = f"10.231.{pid % 250 + 1}"
+        number = pid % 250 + 1
+        self.subnet = f"10.231.{number}"
         self.address = f"{self.subnet}.1"
         self.hosts: list[Host] = []
         self.relays: list[Relay] = []
@@ -183,7 +184,7 @@ class Network:
             # changed as hosts joined (three runs in three), and a host whose ARP cache still held
             # the old one reached nothing: a worker started just before the next host was added
             # timed out connecting to PostgreSQL. Set, it stays.
-            run("ip", "link", "add", self.bridge, "address", f"02:00:0a:e7:{pid % 250 + 1:02x}:01", "type", "bridge")
+            run("ip", "link", "add", self.bridge, "address", f"02:00:0a:e7:{number:02x}:01", "type", "bridge")
             run("ip", "addr", "add", f"{self.address}/24", "dev", self.bridge)
             run("ip", "link", "set", self.bridge, "up")
         except BaseException:

@@ -518,7 +518,7 @@ def _date(value: str) -> datetime | None:
         if usual is not None:
             return usual
         parsed = parsedate_to_datetime(value)
-        if parsed.tzinfo is not None:
+        if parsed.tzinfo is not None:  # validation.stored_moment's conversion: importing it brings the database
             parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None

@@ -14,6 +14,9 @@ dialect of the database the models are bound to:
 - ``create_selection_table``: the selection's temporary table
 - ``indexed_by``: an index hint (SQLite only; PostgreSQL's planner knows how common a value is)
 - ``nulls_first``: NULL sorts first, as on SQLite
+- ``pending_condition`` / ``pending_ids``: the Pending Approval view (PostgreSQL reads it from the
+  narrow table of the mailboxes not approved, schema step 19, so approving rewrites no index of the
+  mailbox table); ``approval_order``: every mailbox id in approval order, from indexes
 - ``substring_filter`` / ``substring_ids``: the name/address filter (an FTS5 trigram table on
   SQLite, pg_trgm indexes queried with ILIKE on PostgreSQL)
 - ``id_list_join``: join a JSON list of ids to the mailbox table; ``id_ranges_join`` likewise a
@@ -26,7 +29,8 @@ dialect of the database the models are bound to:
   holds on both backends
 - ``read_snapshot``: a transaction whose reads all see one moment (copying an installation)
 - ``schema_tables`` / ``column_names``: the schema as the catalog holds it, without the backend's
-  own tables (SQLite's full-text index, PostgreSQL's ``schema_version``)
+  own tables (SQLite's full-text index; PostgreSQL's ``schema_version`` and its table of the
+  mailboxes not approved)
 - ``change_signal``: tells a console that another connection committed a change (``changes.py``):
   ``PRAGMA data_version`` read about once a second on SQLite, LISTEN/NOTIFY on PostgreSQL
 - ``insert_rows``: many rows in few round trips; ``copy_rows``: rows of text, integers, times
@@ -44,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
+import itertools
 import sqlite3
 import threading
 import time
@@ -53,6 +58,8 @@ from mbxtui.core.models import ALL_MODELS, database
 from mbxtui.core.sql_lists import chunks, placeholders, row_placeholders
 
 SELECTION_TABLE = "selected_mailbox"
+# PostgreSQL's table of the mailboxes that are not approved, kept by triggers (schema step 19).
+UNAPPROVED_TABLE = "mailbox_unapproved"
 # pg_advisory_xact_lock key of the one write lock of a PostgreSQL database (SQLite has its own).
 WRITER_LOCK = 0x6D6278_00
 
@@ -106,6 +113,20 @@ class SqliteDialect:
     def nulls_first(self, descending: bool) -> str:
         """What follows ASC or DESC so that NULL sorts as the smallest value (SQLite's rule)."""
         return ""
+
+    def pending_condition(self) -> str:
+        """A condition on mailbox ``m``: it is active and pending approval (the Pending Approval view)."""
+        return f"{self.unindexed('m.active')} = 1 AND m.approval = 'pending'"
+
+    def pending_ids(self) -> tuple[str, bool]:
+        """A query of the ids of the mailboxes pending approval from an index alone, and whether
+        inactive ones are still among them."""
+        return "SELECT id FROM mailbox WHERE approval = 'pending'", True
+
+    def approval_order(self, reader) -> list[int] | None:
+        """Every mailbox id in ascending order of approval (ties by id), or None when the sort
+        column's own index gives it."""
+        return None
 
     def substring_filter(self, text: str) -> tuple[str, list[Any]]:
         """A condition on mailbox ``m``: ``text`` is in its name or address (any case)."""
@@ -263,6 +284,20 @@ class PostgresDialect(SqliteDialect):
     def nulls_first(self, descending: bool) -> str:
         return " NULLS LAST" if descending else " NULLS FIRST"
 
+    def pending_condition(self) -> str:
+        return f"m.id IN ({self.pending_ids()[0]})"
+
+    def pending_ids(self) -> tuple[str, bool]:
+        return f"SELECT mailbox_id FROM {UNAPPROVED_TABLE} WHERE approval = 'pending' AND active = 1", False
+
+    def approval_order(self, reader) -> list[int] | None:
+        # "approved" sorts before every other approval: the approved mailboxes (those not in the
+        # narrow table) by the primary key, then the others by the narrow table's index.
+        approved = reader.execute(f"SELECT m.id FROM mailbox m WHERE NOT EXISTS (SELECT 1 FROM {UNAPPROVED_TABLE} u "
+                                  "WHERE u.mailbox_id = m.id) ORDER BY m.id").fetchall()
+        others = reader.execute(f"SELECT mailbox_id FROM {UNAPPROVED_TABLE} ORDER BY approval, mailbox_id").fetchall()
+        return [row[0] for row in itertools.chain(approved, others)]
+
     def substring_filter(self, text: str) -> tuple[str, list[Any]]:
         pattern = like_pattern(text)
         return "(m.name ILIKE ? ESCAPE '\\' OR m.email ILIKE ? ESCAPE '\\')", [pattern, pattern]
@@ -300,7 +335,7 @@ class PostgresDialect(SqliteDialect):
 
     def schema_tables(self, reader) -> list[str]:
         rows = reader.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-                              "AND tablename <> 'schema_version' ORDER BY tablename")
+                              f"AND tablename NOT IN ('schema_version', '{UNAPPROVED_TABLE}') ORDER BY tablename")
         return [row[0] for row in rows]
 
     def column_names(self, reader, table: str) -> list[str]:

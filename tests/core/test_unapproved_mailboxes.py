@@ -110,6 +110,12 @@ def test_the_pending_view_and_the_approval_order_read_from_it(admin: Actor, defa
     assert list(pages.ordered_ids(GridQuery(view="all", sort="approval"))) == expected
     assert list(pages.ordered_ids(GridQuery(view="all", sort="approval", descending=True))) == expected[::-1]
     assert list(pages._read_order(reader(), "approval")) == expected
+    for descending, order in ((False, expected), (True, expected[::-1])):
+        listed = mailbox_views.list_mailboxes(admin, view="all", sort="approval", descending=descending,
+                                              limit=3, offset=1)
+        assert [row["id"] for row in listed.rows] == order[1:4]
+    by_approval = mailbox_views.list_mailboxes(admin, view="pending", sort="approval", descending=True)
+    assert [row["id"] for row in by_approval.rows] == ids[4:][::-1]
 
 
 def test_only_the_triggers_write_it(admin: Actor):

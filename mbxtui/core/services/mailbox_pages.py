@@ -45,7 +45,9 @@ from mbxtui.core.idset import IdSet
 from mbxtui.core.models import database
 from mbxtui.core.permissions import Actor, Permission, require
 from mbxtui.core.services.mailbox_readers import Readers
-from mbxtui.core.services.mailbox_views import filter_condition, order_by, stale_ids, view_condition, where_for
+from mbxtui.core.services.mailbox_views import (
+    approval_heads, filter_condition, order_by, stale_ids, view_condition, where_for,
+)
 from mbxtui.core.sql_lists import chunks, in_list_chunks, placeholders
 from mbxtui.core.walks import first_matches
 
@@ -248,20 +250,8 @@ class MailboxPages:
             return (f"WITH head AS MATERIALIZED (SELECT u.id FROM ({heads}) u ORDER BY {first} LIMIT {HEAD + 1}) "
                     f"SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM head JOIN mailbox m ON m.id = head.id "
                     f"{GRID_JOINS} ORDER BY {ordering}"), [*params, *params]
-        if sort == "approval":
-            # No index of the mailbox table holds the approval (schema step 19): the first ids of the
-            # approved mailboxes (not in the narrow table) by the primary key, and of the others by
-            # the narrow table's (approval, mailbox_id) index, then the first of those few.
-            direction = "DESC" if query.descending else "ASC"
-            unapproved = dialect.UNAPPROVED_TABLE
-            approved = (f"(SELECT m.id FROM mailbox m WHERE {where} AND NOT EXISTS (SELECT 1 FROM {unapproved} u "
-                        f"WHERE u.mailbox_id = m.id) ORDER BY m.id {direction} LIMIT {HEAD + 1})")
-            others = (f"(SELECT m.id FROM {unapproved} u JOIN mailbox m ON m.id = u.mailbox_id WHERE {where} "
-                      f"ORDER BY u.approval {direction}, u.mailbox_id {direction} LIMIT {HEAD + 1})")
-            if validation.choice("view", query.view, View) == View.PENDING:  # none approved: 120-210 ms to find so
-                heads, heads_params = others, params
-            else:
-                heads, heads_params = f"{approved} UNION ALL {others}", [*params, *params]
+        if sort == "approval":  # no index of the mailbox table holds it (schema step 19)
+            heads, heads_params = approval_heads(query.view, where, params, HEAD + 1, query.descending)
             return (f"WITH head AS MATERIALIZED ({heads}) "
                     f"SELECT {GRID_COLUMNS}, (SELECT max(id) FROM mailbox) FROM head JOIN mailbox m ON m.id = head.id "
                     f"{GRID_JOINS} ORDER BY {ordering} LIMIT {HEAD + 1}"), heads_params

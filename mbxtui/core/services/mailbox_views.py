@@ -292,11 +292,34 @@ def list_mailboxes(actor: Actor, *, view: View | str = View.ACTIVE, filter_text:
     count_from = FROM_SQL if needs_join else "FROM mailbox m"
     total = _total(view, filter_text, count_from, where, params)
     source = _page_source(sort, total, offset + limit)
+    page_where, page_params = where, params
+    if (sort or "name").strip().lower() == "approval" and dialect.current().name == "postgresql":
+        heads, heads_params = approval_heads(view, where, params, offset + limit, descending)
+        page_where, page_params = f"m.id IN ({heads}) AND {where}", [*heads_params, *params]
     cursor = database.execute_sql(
-        f"SELECT {ROW_COLUMNS} FROM {source} {JOINS_SQL} WHERE {where} ORDER BY {ordering} LIMIT ? OFFSET ?",
-        [*params, limit, offset],
+        f"SELECT {ROW_COLUMNS} FROM {source} {JOINS_SQL} WHERE {page_where} ORDER BY {ordering} LIMIT ? OFFSET ?",
+        [*page_params, limit, offset],
     )
     return Page(total=total, rows=[_row_dict(cursor, row) for row in cursor.fetchall()])
+
+
+def approval_heads(view: View | str, where: str, params: list[Any], wanted: int,
+                   descending: bool) -> tuple[str, list[Any]]:
+    """PostgreSQL (schema step 19, where no index of the mailbox table holds the approval): a query
+    of a few ids among which are the first ``wanted`` mailboxes of ``where`` in approval order, and
+    its parameters. "approved" sorts before every other approval: the first approved mailboxes (not
+    in the table of those not approved) come by the primary key, the first others by that table's
+    (approval, mailbox_id) index. The Pending Approval view has no approved mailbox (finding none
+    there took 120-210 ms at 1,000,000 mailboxes)."""
+    direction = "DESC" if descending else "ASC"
+    table = dialect.UNAPPROVED_TABLE
+    others = (f"(SELECT m.id FROM {table} u JOIN mailbox m ON m.id = u.mailbox_id WHERE {where} "
+              f"ORDER BY u.approval {direction}, u.mailbox_id {direction} LIMIT {int(wanted)})")
+    if validation.choice("view", view, View) == View.PENDING:
+        return others, list(params)
+    approved = (f"(SELECT m.id FROM mailbox m WHERE {where} AND NOT EXISTS (SELECT 1 FROM {table} u "
+                f"WHERE u.mailbox_id = m.id) ORDER BY m.id {direction} LIMIT {int(wanted)})")
+    return f"{approved} UNION ALL {others}", [*params, *params]
 
 
 def _total(view: View | str, filter_text: str | None, count_from: str, where: str, params: list[Any]) -> int:

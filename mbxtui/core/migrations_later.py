@@ -189,12 +189,12 @@ POSTGRES_SCHEMA_0018 = SCHEMA_0018.replace(
 # writes none. So the approval leaves the mailbox table's indexes for a narrow table holding the
 # mailboxes that are not approved (pending, rejected, empty: the few), kept by triggers alone; the
 # table is rewritten with a fifth of each page free for new row versions. Approving the 81,817
-# pending mailboxes among 1,000,000: the UPDATE 9.4-9.9 s before, 1.6-2.1 s after
-# (bench/README.md, "A way to approve within 2x SQLite on PostgreSQL"). The narrow table also holds
-# ``active``, so the Pending Approval view is counted from it alone. One statement trigger keeps it
-# for every UPDATE of the mailbox table (a trigger with a transition table cannot name columns):
-# about 10 us a statement. SQLite writes only the indexes of the columns an UPDATE changes, so it
-# keeps its schema.
+# pending mailboxes among 1,000,000: 10.2 s before, 2.8 s after (SQLite 1.5 s; bench/README.md,
+# "Schema step 19"). The narrow table also holds ``active``, so the Pending Approval view is counted
+# from it alone. One statement trigger keeps it for every UPDATE of the mailbox table (a trigger with
+# a transition table cannot name columns): about 10 us a statement. No foreign key: its check would
+# cost every new mailbox a lookup; the delete trigger takes a removed mailbox's row away. SQLite
+# writes only the indexes of the columns an UPDATE changes, so it keeps its schema.
 SCHEMA_0019 = ""
 
 POSTGRES_SCHEMA_0019 = r"""

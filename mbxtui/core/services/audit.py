@@ -65,12 +65,15 @@ def record_selection(
     after: dict[str, Any],
     where_sql: str,
     params: Sequence[Any] = (),
+    count: int | None = None,
 ) -> int:
     """An entry for a set-based change of mailboxes: the before values of ``columns`` are read from
     every row matching ``where_sql`` by one INSERT ... SELECT, before the UPDATE runs.
     ``summary`` may hold ``{count}``, replaced by the number of records. The rows are counted
-    first, so the entry is written once, whole: on PostgreSQL nobody but the owner may update it."""
-    count = database.execute_sql(f"SELECT count(*) FROM mailbox WHERE {where_sql}", tuple(params)).fetchone()[0]
+    first (``count``, when the caller knows it), so the entry is written once, whole: on PostgreSQL
+    nobody but the owner may update it."""
+    if count is None:
+        count = database.execute_sql(f"SELECT count(*) FROM mailbox WHERE {where_sql}", tuple(params)).fetchone()[0]
     entry = _entry(actor, action, "mailbox", count, summary.replace("{count}", str(count)))
     before = dialect.current().json_object(columns)
     cursor = database.execute_sql(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mbxtui.core import validation
+from mbxtui.core import dialect, validation
 from mbxtui.core.db import write_transaction
 from mbxtui.core.enums import ActMethod, Approval, IncomingMethod, OutgoingMethod
 from mbxtui.core.errors import InvalidInput
@@ -75,12 +75,15 @@ def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkRe
     with write_transaction():
         pending = "approval != ?"
         selected = materialise(actor, selection, only=(pending, [state.value]))
+        # The selection holds only the mailboxes this changes: counting it spares a pass over their
+        # rows (81,817 at 1,000,000 mailboxes: 0.22-0.35 s on PostgreSQL, 0.07-0.10 s on SQLite).
+        changing = database.execute_sql(f"SELECT count(*) FROM {dialect.SELECTION_TABLE}").fetchone()[0]
         action = "approve" if state == Approval.APPROVED else "reject"
         changed = audit.record_selection(
             actor, f"mailbox.{action}", f"{state.value} the email address of {{count}} mailbox(es)",
             ["approval", "approved_by", "approved_on"],
             {"approval": state.value, "approved_by": actor.login},
-            f"{SELECTED} AND {pending}", [state.value],
+            f"{SELECTED} AND {pending}", [state.value], count=changing,
         )
         disable = ", incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0" if state == Approval.REJECTED else ""
         database.execute_sql(

@@ -207,16 +207,14 @@ INSERT INTO "mailbox_unapproved" ("mailbox_id", "approval", "active")
 CREATE INDEX "mailbox_unapproved_approval" ON "mailbox_unapproved" ("approval", "mailbox_id");
 CREATE INDEX "mailbox_unapproved_pending" ON "mailbox_unapproved" ("mailbox_id") WHERE "approval" = 'pending' AND "active" = 1;
 REVOKE INSERT, UPDATE, DELETE ON "mailbox_unapproved" FROM mbxtui_global_admin, mbxtui_service_admin, mbxtui_system_admin;
-CREATE FUNCTION "mbxtui_unapproved_added"() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-  SET search_path FROM CURRENT AS $$
+CREATE FUNCTION "mbxtui_unapproved_added"() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
   INSERT INTO "mailbox_unapproved" ("mailbox_id", "approval", "active")
     SELECT "id", "approval", "active" FROM added WHERE "approval" <> 'approved';
   RETURN NULL;
 END
 $$;
-CREATE FUNCTION "mbxtui_unapproved_changed"() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-  SET search_path FROM CURRENT AS $$
+CREATE FUNCTION "mbxtui_unapproved_changed"() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
   DELETE FROM "mailbox_unapproved" u USING changed c WHERE u."mailbox_id" = c."id" AND c."approval" = 'approved';
   INSERT INTO "mailbox_unapproved" ("mailbox_id", "approval", "active")
@@ -226,11 +224,22 @@ BEGIN
   RETURN NULL;
 END
 $$;
-CREATE FUNCTION "mbxtui_unapproved_removed"() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-  SET search_path FROM CURRENT AS $$
+CREATE FUNCTION "mbxtui_unapproved_removed"() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
   DELETE FROM "mailbox_unapproved" u USING removed r WHERE u."mailbox_id" = r."id";
   RETURN NULL;
+END
+$$;
+-- A session's temporary tables come first in its search path: the functions write only mbxtui's
+-- own table, whatever the session names like it.
+DO $$
+DECLARE
+  function_name text;
+BEGIN
+  FOREACH function_name IN ARRAY ARRAY['"mbxtui_unapproved_added"()', '"mbxtui_unapproved_changed"()',
+                                       '"mbxtui_unapproved_removed"()'] LOOP
+    EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, %I, pg_temp', function_name, current_schema());
+  END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION "mbxtui_unapproved_added"(), "mbxtui_unapproved_changed"(), "mbxtui_unapproved_removed"()

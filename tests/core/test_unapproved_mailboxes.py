@@ -118,6 +118,23 @@ def test_the_pending_view_and_the_approval_order_read_from_it(admin: Actor, defa
     assert [row["id"] for row in by_approval.rows] == ids[4:][::-1]
 
 
+def test_a_session_s_own_table_of_that_name_cannot_stand_in_for_it(admin: Actor, default_profile):
+    """Temporary tables come first in a session's search path: the triggers must write mbxtui's."""
+    settings.update(admin, require_approval_users=True)
+    users.add_user(admin, "Ann", "ann@corp.test")
+    users.add_user(admin, "Bob", "bob@corp.test")
+    database.execute_sql("CREATE TEMPORARY TABLE mailbox_unapproved (mailbox_id bigint PRIMARY KEY, "
+                         "approval varchar(255), active integer)")
+    try:
+        bulk.approve(admin, Selection.of_emails(["ann@corp.test"]))
+        users.add_user(admin, "Cy", "cy@corp.test")
+        database.execute_sql("DELETE FROM mailbox WHERE email = 'bob@corp.test'")
+        assert database.execute_sql("SELECT count(*) FROM pg_temp.mailbox_unapproved").fetchone()[0] == 0
+    finally:
+        database.execute_sql("DROP TABLE pg_temp.mailbox_unapproved")
+    assert held() == truth() and [row[1] for row in held()] == ["pending"]
+
+
 def test_only_the_triggers_write_it(admin: Actor):
     rows = database.execute_sql(
         "SELECT has_table_privilege(r, 'mailbox_unapproved', 'SELECT'), "

@@ -44,7 +44,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit
 
 from mbxtui.core import db
 from mbxtui.core.migrations import LATEST_VERSION
@@ -283,11 +282,16 @@ class PostgresBackend:
         finally:
             self.server.drop_database(name)
 
+    @staticmethod
+    def database_name(path: Path) -> str:
+        """The server's name for its copy of the big database at ``path``."""
+        return path.stem.replace("-", "_")
+
     def big(self, path: Path) -> str:
         """The big database copied into the server (once)."""
         from mbxtui.core import transfer
 
-        name = path.stem.replace("-", "_")
+        name = self.database_name(path)
         if name not in self.copied:
             started = time.perf_counter()
             self.copied[name] = self.server.create_database(name)
@@ -300,7 +304,8 @@ class PostgresBackend:
     @contextmanager
     def big_copy(self, path: Path) -> Iterator[str]:
         """A fresh copy of the big database (``CREATE DATABASE ... TEMPLATE``), for a run that changes it."""
-        template = urlsplit(self.big(path)).path.lstrip("/")
+        self.big(path)
+        template = self.database_name(path)
         self.runs += 1
         name = f"{template}_run_{self.runs}"
         url = self.server.create_database(name, template=template)

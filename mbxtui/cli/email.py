@@ -39,6 +39,10 @@ def _read_body(path: str) -> str:
                 data = file.read(MOST_BODY_BYTES + 1)
     except OSError as exc:
         raise InvalidInput("body file", f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte or an unencodable character in the path (as imports._read_rows)
+        from mbxtui.core import validation
+
+        raise InvalidInput("body file", f"cannot read {validation.shown(path)}: not a valid file name") from None
     if len(data) > MOST_BODY_BYTES:
         raise InvalidInput("body file", f"{path} is larger than {MOST_BODY_BYTES} bytes: send a shorter text")
     try:

@@ -128,6 +128,11 @@ class SqliteDialect:
         column's own index gives it."""
         return None
 
+    def approval_other_than(self, approval: str) -> tuple[str, list[Any]]:
+        """A condition on a mailbox's unaliased ``id`` and ``approval``, with its parameters: its
+        approval is not ``approval`` (the mailboxes that approving or rejecting changes)."""
+        return "approval != ?", [approval]
+
     def substring_filter(self, text: str) -> tuple[str, list[Any]]:
         """A condition on mailbox ``m``: ``text`` is in its name or address (any case)."""
         if len(text) >= self.trigram_length:
@@ -297,6 +302,15 @@ class PostgresDialect(SqliteDialect):
                                   "WHERE u.mailbox_id = m.id) ORDER BY m.id").fetchall()
         others = reader.execute(f"SELECT mailbox_id FROM {UNAPPROVED_TABLE} ORDER BY approval, mailbox_id").fetchall()
         return [row[0] for row in itertools.chain(approved, others)]
+
+    def approval_other_than(self, approval: str) -> tuple[str, list[Any]]:
+        # From the narrow table: on the mailbox rows it was a pass over the whole table (0.33-0.50 s
+        # at 1,000,000 mailboxes) where the table's ids are a few.
+        if approval == "approved":
+            return f"id IN (SELECT mailbox_id FROM {UNAPPROVED_TABLE})", []
+        # NOT EXISTS, an anti-join: NOT IN becomes a subplan run once a row when its ids outgrow work_mem.
+        # The narrow table has no column "id": the bare name is the mailbox's.
+        return f"NOT EXISTS (SELECT 1 FROM {UNAPPROVED_TABLE} u WHERE u.mailbox_id = id AND u.approval = ?)", [approval]
 
     def substring_filter(self, text: str) -> tuple[str, list[Any]]:
         pattern = like_pattern(text)

@@ -73,8 +73,8 @@ def reject(actor: Actor, selection: Selection) -> BulkResult:
 def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkResult:
     now = utcnow()
     with write_transaction():
-        pending = "approval != ?"
-        selected = materialise(actor, selection, only=(pending, [state.value]))
+        pending, unchanged = dialect.current().approval_other_than(state.value)
+        selected = materialise(actor, selection, only=(pending, unchanged))
         # The selection holds only the mailboxes this changes: counting it spares a pass over their
         # rows (81,817 at 1,000,000 mailboxes: 0.22-0.35 s on PostgreSQL, 0.07-0.10 s on SQLite).
         changing = database.execute_sql(f"SELECT count(*) FROM {dialect.SELECTION_TABLE}").fetchone()[0]
@@ -83,12 +83,12 @@ def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkRe
             actor, f"mailbox.{action}", f"{state.value} the email address of {{count}} mailbox(es)",
             ["approval", "approved_by", "approved_on"],
             {"approval": state.value, "approved_by": actor.login},
-            f"{SELECTED} AND {pending}", [state.value], count=changing,
+            SELECTED, [], count=changing,
         )
         disable = ", incoming_enabled = 0, outgoing_enabled = 0, act_enabled = 0" if state == Approval.REJECTED else ""
         database.execute_sql(
-            f"{update_selected()} SET approval = ?, approved_by = ?, approved_on = ?{disable}, " + _touch(pending),
-            [state.value, actor.login, now, now, state.value],
+            f"{update_selected()} SET approval = ?, approved_by = ?, approved_on = ?{disable}, " + _touch(),
+            [state.value, actor.login, now, now],
         )
     return BulkResult(selected, changed)
 

@@ -73,8 +73,7 @@ def reject(actor: Actor, selection: Selection) -> BulkResult:
 def _set_approval(actor: Actor, selection: Selection, state: Approval) -> BulkResult:
     now = utcnow()
     with write_transaction():
-        pending, unchanged = dialect.current().approval_other_than(state.value)
-        selected = materialise(actor, selection, only=(pending, unchanged))
+        selected = materialise(actor, selection, only=dialect.current().approval_other_than(state.value))
         # The selection holds only the mailboxes this changes: counting it spares a pass over their
         # rows (81,817 at 1,000,000 mailboxes: 0.22-0.35 s on PostgreSQL, 0.07-0.10 s on SQLite).
         changing = database.execute_sql(f"SELECT count(*) FROM {dialect.SELECTION_TABLE}").fetchone()[0]

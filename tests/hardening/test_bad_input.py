@@ -944,11 +944,10 @@ def test_a_hostile_csv_file_is_refused_on_one_line(cli: Cli, content: bytes, exp
 # ``email send`` with good values, each replaced in turn by the hostile one.
 EMAIL_SEND = {"--from": "ann@corp.test", "--to": "x@outside.test", "--cc": "y@outside.test", "--subject": "S",
               "--body": "x"}
-# Every command, each of its arguments in turn given a hostile value (``{}`` marks the argument).
+# ``email send`` with its body from a file, the file's name hostile.
 BODY_FILE_COMMAND = ("email", "send", "--from", "ann@corp.test", "--to", "x@outside.test", "--subject", "S",
                      "--body-file", "{}")
-
-
+# Every command, each of its arguments in turn given a hostile value (``{}`` marks the argument).
 COMMANDS: tuple[tuple[str, ...], ...] = (
     ("operator", "add", "{}", "--role", "viewer"), ("operator", "add", "zed", "--role", "{}"),
     ("operator", "add", "zed", "--role", "viewer", "--user", "{}"), ("operator", "set-role", "{}", "--role", "viewer"),
